@@ -1,0 +1,78 @@
+//! The command line. `mdrun system.toml` and `mdrun run system.toml` are the same; later
+//! subcommands (train, eval, analyze, convert) sit beside `run`.
+
+use crate::plan::Plan;
+use crate::run::{RunOptions, run};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "mdrun", version, about = "Molecular dynamics: `mdrun system.toml` runs the simulation it describes")]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the simulation described by a system.toml.
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct RunArgs {
+    /// The system.toml to run.
+    input: Option<PathBuf>,
+    /// Continue from a checkpoint written by an earlier run of the same input.
+    #[arg(long, value_name = "CHECKPOINT")]
+    restart: Option<PathBuf>,
+    /// Worker threads for the force loop (default: all cores; [run] threads in the input).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// End the run at this step instead of [run] steps.
+    #[arg(long, value_name = "N")]
+    steps: Option<u64>,
+    /// Also write the end-of-run summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
+    /// Folder for relative output paths (default: the input file's folder).
+    #[arg(long, value_name = "DIR")]
+    output_dir: Option<PathBuf>,
+    /// Print only errors.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Run(args)) => args,
+        None => cli.run,
+    };
+    match execute(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(args: RunArgs) -> anyhow::Result<()> {
+    let Some(input) = args.input else {
+        anyhow::bail!("no input: run `mdrun system.toml` (see `mdrun --help`)");
+    };
+    let plan = Plan::from_file(&input, args.output_dir.as_deref())?;
+    let options = RunOptions { threads: args.threads, restart: args.restart, steps: args.steps, quiet: args.quiet };
+    let summary = run(&plan, &options)?;
+    if let Some(path) = args.summary {
+        let json = serde_json::to_string_pretty(&summary).expect("summary serialises");
+        crate::io::checkpoint::write_atomically(&path, json.as_bytes()).with_context(|| format!("cannot write the summary to {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,244 @@
+//! Checkpoints: everything needed to continue a run so that the continuation is bit-identical
+//! to a run that never stopped (same thread count).
+//!
+//! Layout (little-endian): `MDRUNCHK`, format version (u32), header length (u64), a JSON header
+//! (step, species, cell, integrator seed, thread count), then the raw arrays (types u32,
+//! positions, velocities and neighbour-list reference positions as f64, images as i32), and an
+//! FNV-1a 64 checksum of all preceding bytes. Floats are stored as their exact bits.
+//!
+//! The neighbour list's reference positions are saved because the list in force at the
+//! checkpoint was built from them: rebuilding from them on restart gives the very same pairs in
+//! the very same order, hence the same floating-point sums.
+//!
+//! Files are written to `<name>.tmp`, flushed to disk, then renamed over the target, so a crash
+//! mid-write never leaves a truncated checkpoint in place of a good one.
+
+use crate::cell::{Cell, Vec3};
+use crate::system::{Species, System};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"MDRUNCHK";
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint {path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+    #[error("checkpoint {path}: not an mdrun checkpoint (bad magic bytes)")]
+    NotACheckpoint { path: PathBuf },
+    #[error("checkpoint {path}: format version {found}, this mdrun reads version {VERSION}")]
+    Version { path: PathBuf, found: u32 },
+    #[error("checkpoint {path}: truncated or corrupted ({reason})")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct Header {
+    step: u64,
+    n_atoms: usize,
+    species: Vec<(String, f64)>,
+    cell: [Vec3; 3],
+    pbc: [bool; 3],
+    bounded: bool,
+    threads: usize,
+    has_reference: bool,
+}
+
+/// A run's state at one step.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    pub step: u64,
+    pub system: System,
+    /// Positions the neighbour list in force was built from (absent: rebuild from `positions`).
+    pub reference: Option<Vec<Vec3>>,
+    /// Threads the run used: force sums are bit-identical only for the same count.
+    pub threads: usize,
+}
+
+impl Checkpoint {
+    pub fn write(&self, path: &Path) -> Result<(), CheckpointError> {
+        let io = |e: std::io::Error| CheckpointError::Io { path: path.to_path_buf(), reason: e.to_string() };
+        let s = &self.system;
+        let header = Header {
+            step: self.step,
+            n_atoms: s.len(),
+            species: s.species.iter().map(|sp| (sp.name.clone(), sp.mass)).collect(),
+            cell: *s.cell.vectors(),
+            pbc: s.cell.pbc(),
+            bounded: s.cell.is_bounded(),
+            threads: self.threads,
+            has_reference: self.reference.is_some(),
+        };
+        let json = serde_json::to_vec(&header).expect("header serialises");
+        let mut bytes = Vec::with_capacity(64 + json.len() + s.len() * 88);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&VERSION.to_le_bytes());
+        bytes.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&json);
+        for &t in &s.types {
+            bytes.extend_from_slice(&t.to_le_bytes());
+        }
+        let put_vecs = |bytes: &mut Vec<u8>, v: &[Vec3]| {
+            for x in v.iter().flatten() {
+                bytes.extend_from_slice(&x.to_le_bytes());
+            }
+        };
+        put_vecs(&mut bytes, &s.positions);
+        put_vecs(&mut bytes, &s.velocities);
+        for x in s.images.iter().flatten() {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        if let Some(reference) = &self.reference {
+            put_vecs(&mut bytes, reference);
+        }
+        let sum = fnv1a(&bytes);
+        bytes.extend_from_slice(&sum.to_le_bytes());
+        write_atomically(path, &bytes).map_err(io)
+    }
+
+    pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
+        let bytes = std::fs::read(path).map_err(|e| CheckpointError::Io { path: path.to_path_buf(), reason: e.to_string() })?;
+        let corrupt = |reason: &str| CheckpointError::Corrupt { path: path.to_path_buf(), reason: reason.to_string() };
+        if bytes.len() < 20 || &bytes[..8] != MAGIC {
+            return Err(CheckpointError::NotACheckpoint { path: path.to_path_buf() });
+        }
+        let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+        if version != VERSION {
+            return Err(CheckpointError::Version { path: path.to_path_buf(), found: version });
+        }
+        let (body, tail) = bytes.split_at(bytes.len() - 8);
+        if fnv1a(body) != u64::from_le_bytes(tail.try_into().unwrap()) {
+            return Err(corrupt("checksum mismatch"));
+        }
+        let mut reader = Reader { bytes: body, at: 12 };
+        let header_len = reader.u64().ok_or_else(|| corrupt("no header"))? as usize;
+        let header: Header = serde_json::from_slice(reader.take(header_len).ok_or_else(|| corrupt("short header"))?)
+            .map_err(|e| corrupt(&format!("header: {e}")))?;
+        let n = header.n_atoms;
+        let types: Vec<u32> = (0..n).map(|_| reader.u32()).collect::<Option<_>>().ok_or_else(|| corrupt("types"))?;
+        let positions = reader.vecs(n).ok_or_else(|| corrupt("positions"))?;
+        let velocities = reader.vecs(n).ok_or_else(|| corrupt("velocities"))?;
+        let images: Vec<[i32; 3]> = (0..n)
+            .map(|_| Some([reader.i32()?, reader.i32()?, reader.i32()?]))
+            .collect::<Option<_>>()
+            .ok_or_else(|| corrupt("images"))?;
+        let reference = if header.has_reference { Some(reader.vecs(n).ok_or_else(|| corrupt("reference"))?) } else { None };
+        if reader.at != body.len() {
+            return Err(corrupt("trailing bytes"));
+        }
+        if types.iter().any(|&t| t as usize >= header.species.len()) {
+            return Err(corrupt("species index out of range"));
+        }
+        let cell = if header.bounded {
+            Cell::new(header.cell, header.pbc).map_err(|e| corrupt(&e.to_string()))?
+        } else {
+            Cell::open()
+        };
+        let species = header.species.into_iter().map(|(name, mass)| Species { name, mass }).collect();
+        let system = System { species, types, positions, velocities, images, cell };
+        Ok(Checkpoint { step: header.step, system, reference, threads: header.threads })
+    }
+}
+
+/// Writes `bytes` to `path.tmp`, syncs it, and renames it over `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        hash ^= b as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n)?;
+        let out = self.bytes.get(self.at..end)?;
+        self.at = end;
+        Some(out)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn i32(&mut self) -> Option<i32> {
+        Some(i32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn f64(&mut self) -> Option<f64> {
+        Some(f64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn vecs(&mut self, n: usize) -> Option<Vec<Vec3>> {
+        (0..n).map(|_| Some([self.f64()?, self.f64()?, self.f64()?])).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Checkpoint {
+        let cell = Cell::new([[5.0, 0.0, 0.0], [1.0, 6.0, 0.0], [0.0, 0.5, 7.0]], [true, true, false]).unwrap();
+        let system = System {
+            species: vec![Species { name: "Ar".into(), mass: 39.948 }, Species { name: "Kr".into(), mass: 83.798 }],
+            types: vec![0, 1, 0],
+            positions: vec![[0.1, 0.2, 0.3], [1.0 / 3.0, 2.5, -0.7], [4.9, 5.9, 6.9]],
+            velocities: vec![[1e-3, -2.0, 3.5], [0.0, 0.0, 0.0], [f64::MIN_POSITIVE, 1.0, -1.0]],
+            images: vec![[0, 0, 0], [-1, 2, 0], [3, 0, 0]],
+            cell,
+        };
+        Checkpoint { step: 1234, reference: Some(system.positions.clone()), system, threads: 2 }
+    }
+
+    #[test]
+    fn roundtrip_is_exact_and_corruption_is_caught() {
+        let dir = std::env::temp_dir().join(format!("mdrun-chk-{}", std::process::id()));
+        let path = dir.join("a.chk");
+        let chk = sample();
+        chk.write(&path).unwrap();
+        assert!(!dir.join("a.chk.tmp").exists(), "temporary file left behind");
+        let back = Checkpoint::read(&path).unwrap();
+        assert_eq!(back.step, 1234);
+        assert_eq!(back.threads, 2);
+        assert_eq!(back.system.positions, chk.system.positions);
+        assert_eq!(back.system.velocities, chk.system.velocities);
+        assert_eq!(back.system.images, chk.system.images);
+        assert_eq!(back.system.types, chk.system.types);
+        assert_eq!(back.system.species, chk.system.species);
+        assert_eq!(back.system.cell, chk.system.cell);
+        assert_eq!(back.reference, chk.reference);
+
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(Checkpoint::read(&path), Err(CheckpointError::Corrupt { .. })));
+        std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+        assert!(matches!(Checkpoint::read(&path), Err(CheckpointError::Corrupt { .. })));
+        std::fs::write(&path, b"hello world, not a checkpoint").unwrap();
+        assert!(matches!(Checkpoint::read(&path), Err(CheckpointError::NotACheckpoint { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

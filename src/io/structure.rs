@@ -1,0 +1,128 @@
+//! Reading a starting structure with chemfiles: any format it reads (XYZ and extended XYZ,
+//! PDB, CIF, LAMMPS data and dumps, GRO, mmCIF, ...). Extended XYZ's `Lattice=` sets the cell
+//! and its `pbc=` the periodicity.
+
+use crate::cell::Vec3;
+use std::path::{Path, PathBuf};
+
+/// What a structure file holds, before it becomes a [`crate::system::System`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct StructureData {
+    /// Species label per atom: the element symbol when the format has one, else the atom name.
+    pub names: Vec<String>,
+    pub positions: Vec<Vec3>,
+    /// Å/ps, when the format carries velocities.
+    pub velocities: Option<Vec<Vec3>>,
+    /// Edge vectors (rows), when the file has a cell.
+    pub cell: Option<[Vec3; 3]>,
+    pub pbc: Option<[bool; 3]>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StructureError {
+    #[error("structure file {path}: cannot be read: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("structure file {path}: chemfiles could not read it: {message}")]
+    Chemfiles { path: PathBuf, message: String },
+    #[error("structure file {path}: has {frames} frame(s), frame {frame} was asked for")]
+    NoSuchFrame { path: PathBuf, frames: usize, frame: usize },
+    #[error("structure file {path}: holds no atoms")]
+    Empty { path: PathBuf },
+    #[error("structure file {path}: atom {id} has a non-finite position {pos:?}")]
+    BadPosition { path: PathBuf, id: usize, pos: Vec3 },
+    #[error("structure file {path}: pbc={value:?} should be three of T/F (as in pbc=\"T T F\")")]
+    BadPbc { path: PathBuf, value: String },
+}
+
+/// Reads frame `frame` (0-based) of `path`; `format` is a chemfiles format name ("XYZ", "PDB",
+/// ...) or empty to guess it from the extension.
+pub fn read(path: &Path, format: &str, frame: usize) -> Result<StructureData, StructureError> {
+    // A clear message for the common failures before chemfiles gives its own.
+    if let Err(e) = std::fs::File::open(path) {
+        return Err(StructureError::Unreadable { path: path.to_path_buf(), reason: e.to_string() });
+    }
+    let chem = |e: chemfiles::Error| StructureError::Chemfiles { path: path.to_path_buf(), message: e.message };
+    let mut trajectory = if format.is_empty() {
+        chemfiles::Trajectory::open(path, 'r')
+    } else {
+        chemfiles::Trajectory::open_with_format(path, 'r', format)
+    }
+    .map_err(chem)?;
+    let frames = trajectory.nsteps();
+    if frame >= frames {
+        return Err(StructureError::NoSuchFrame { path: path.to_path_buf(), frames, frame });
+    }
+    let mut data = chemfiles::Frame::new();
+    trajectory.read_step(frame, &mut data).map_err(chem)?;
+    if data.size() == 0 {
+        return Err(StructureError::Empty { path: path.to_path_buf() });
+    }
+
+    let names = (0..data.size())
+        .map(|i| {
+            let atom = data.atom(i);
+            let kind = atom.atomic_type();
+            if kind.trim().is_empty() { atom.name() } else { kind }
+        })
+        .collect();
+    let positions = data.positions().to_vec();
+    if let Some(id) = positions.iter().position(|r| r.iter().any(|x| !x.is_finite())) {
+        return Err(StructureError::BadPosition { path: path.to_path_buf(), id: id + 1, pos: positions[id] });
+    }
+    let velocities = data.velocities().map(|v| v.to_vec());
+
+    let unit_cell = data.cell();
+    let cell = match unit_cell.shape() {
+        chemfiles::CellShape::Infinite => None,
+        _ => {
+            // chemfiles stores the edge vectors as columns.
+            let m = unit_cell.matrix();
+            Some([0, 1, 2].map(|c| [m[0][c], m[1][c], m[2][c]]))
+        }
+    };
+    let pbc = match data.get("pbc") {
+        Some(chemfiles::Property::String(s)) => Some(parse_pbc(&s).ok_or_else(|| StructureError::BadPbc {
+            path: path.to_path_buf(),
+            value: s.clone(),
+        })?),
+        Some(chemfiles::Property::Bool(b)) => Some([b; 3]),
+        _ => None,
+    };
+    Ok(StructureData { names, positions, velocities, cell, pbc })
+}
+
+/// "T T F", "True True False", "1 1 0" as extended XYZ writes them.
+fn parse_pbc(text: &str) -> Option<[bool; 3]> {
+    let flags: Vec<bool> = text
+        .split_whitespace()
+        .map(|w| match w.to_ascii_lowercase().as_str() {
+            "t" | "true" | "1" => Some(true),
+            "f" | "false" | "0" => Some(false),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    match flags.as_slice() {
+        [a, b, c] => Some([*a, *b, *c]),
+        [a] => Some([*a; 3]),
+        _ => None,
+    }
+}
+
+/// Routes chemfiles' warnings through mdrun's stderr with a prefix, once per process.
+pub fn route_chemfiles_warnings() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| chemfiles::set_warning_callback(|message: &str| eprintln!("warning (chemfiles): {message}")));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_pbc;
+
+    #[test]
+    fn pbc_flags() {
+        assert_eq!(parse_pbc("T T F"), Some([true, true, false]));
+        assert_eq!(parse_pbc("True False True"), Some([true, false, true]));
+        assert_eq!(parse_pbc("T"), Some([true; 3]));
+        assert_eq!(parse_pbc("yes"), None);
+    }
+}

@@ -1,0 +1,23 @@
+//! mdrun: molecular dynamics with classical and machine-learned potentials.
+//!
+//! The flow: input (`system.toml`) → [`plan::Plan`] (validated, internal units) →
+//! [`simulation::Simulation`] (system + potential + integrator + neighbour list) → step loop
+//! with observers ([`run`]) → summary. Units are LAMMPS `metal` throughout ([`units`]).
+
+pub mod cell;
+pub mod cli;
+pub mod elements;
+pub mod integrate;
+pub mod io;
+pub mod lattice;
+pub mod neighbor;
+pub mod plan;
+pub mod potential;
+pub mod rng;
+pub mod run;
+pub mod simulation;
+pub mod summary;
+pub mod system;
+pub mod thermo;
+pub mod units;
+pub mod velocities;

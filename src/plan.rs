@@ -1,0 +1,677 @@
+//! `system.toml` → [`Plan`]: the validated description of a run, in internal units.
+//!
+//! Every error names the file, the line and the key, and says what was expected. Unknown keys
+//! are errors (a typo must not silently fall back to a default). The README lists every key;
+//! keep it in step when adding one here.
+//!
+//! Relative paths to inputs are taken from the TOML file's folder; relative output paths from
+//! the output folder (by default the same folder).
+
+use crate::cell::{Cell, Vec3};
+use crate::elements;
+use crate::integrate::Integrator;
+use crate::io::structure::{self, StructureData};
+use crate::io::trajectory::TrajectorySpec;
+use crate::lattice::{self, LatticeKind};
+use crate::potential::lj::LjPair;
+use crate::system::{Species, System};
+use crate::units::{Dimension, parse_quantity};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// The validated run description.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The file the plan came from.
+    pub source: PathBuf,
+    /// Where the structure came from, for messages ("file argon.xyz" or "fcc lattice").
+    pub structure_origin: String,
+    pub system: System,
+    pub potential: PotentialSpec,
+    pub integrator: Integrator,
+    /// ps
+    pub timestep: f64,
+    /// The step number at which the run ends.
+    pub steps: u64,
+    /// Å
+    pub skin: f64,
+    pub threads: Option<usize>,
+    /// eV/Å: a larger force on any atom stops the run.
+    pub max_force: f64,
+    pub thermo_interval: u64,
+    pub log: PathBuf,
+    pub checkpoint: PathBuf,
+    pub checkpoint_interval: Option<u64>,
+    pub trajectories: Vec<TrajectorySpec>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum PotentialSpec {
+    LennardJones {
+        /// n_species × n_species, row-major, in the order of `System::species`.
+        pairs: Vec<LjPair>,
+        shift: bool,
+        tail: bool,
+    },
+}
+
+/// A problem with the input, located as precisely as the input allows.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct PlanError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl PlanError {
+    fn render(&self) -> String {
+        let mut s = self.file.display().to_string();
+        if let Some(line) = self.line {
+            s.push_str(&format!(":{line}"));
+        }
+        s.push_str(": ");
+        if let Some(key) = &self.key {
+            s.push_str(key);
+            s.push_str(": ");
+        }
+        s.push_str(&self.message);
+        s
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The TOML schema, as written by users.
+
+#[derive(Deserialize, Clone, Debug)]
+#[serde(untagged)]
+enum QValue {
+    Number(f64),
+    Text(String),
+}
+
+type Q = Spanned<QValue>;
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawPlan {
+    structure: Spanned<RawStructure>,
+    #[serde(default)]
+    masses: BTreeMap<String, Q>,
+    velocities: Option<Spanned<RawVelocities>>,
+    potential: Spanned<RawPotential>,
+    integrator: Spanned<RawIntegrator>,
+    run: Spanned<RawRun>,
+    neighbor: Option<RawNeighbor>,
+    output: Option<RawOutput>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum RawCell {
+    Lengths([f64; 3]),
+    Vectors([[f64; 3]; 3]),
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum RawPbc {
+    All(bool),
+    Each([bool; 3]),
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawStructure {
+    file: Option<Spanned<String>>,
+    format: Option<String>,
+    frame: Option<usize>,
+    lattice: Option<Spanned<String>>,
+    lattice_constant: Option<Q>,
+    density: Option<Spanned<f64>>,
+    repeat: Option<Spanned<[usize; 3]>>,
+    element: Option<Spanned<String>>,
+    cell: Option<Spanned<RawCell>>,
+    pbc: Option<Spanned<RawPbc>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawVelocities {
+    source: Spanned<String>,
+    temperature: Option<Q>,
+    seed: Option<u64>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawPotential {
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    cutoff: Option<Q>,
+    shift: Option<bool>,
+    tail: Option<bool>,
+    mixing: Option<Spanned<String>>,
+    #[serde(default)]
+    species: BTreeMap<String, Spanned<RawLjSpecies>>,
+    #[serde(default)]
+    pair: Vec<Spanned<RawLjPair>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawLjSpecies {
+    epsilon: Q,
+    sigma: Q,
+    cutoff: Option<Q>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawLjPair {
+    species: [String; 2],
+    epsilon: Q,
+    sigma: Q,
+    cutoff: Option<Q>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawIntegrator {
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    timestep: Q,
+    temperature: Option<Q>,
+    damping: Option<Q>,
+    seed: Option<u64>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawRun {
+    steps: Spanned<i64>,
+    threads: Option<Spanned<i64>>,
+    max_force: Option<Q>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawNeighbor {
+    skin: Q,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    thermo: Option<Spanned<i64>>,
+    log: Option<String>,
+    checkpoint: Option<String>,
+    checkpoint_interval: Option<Spanned<i64>>,
+    #[serde(default)]
+    trajectory: Vec<Spanned<RawTrajectory>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawTrajectory {
+    path: Spanned<String>,
+    interval: Spanned<i64>,
+    format: Option<String>,
+    velocities: Option<bool>,
+    wrap: Option<bool>,
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Default neighbour skin, Å.
+pub const DEFAULT_SKIN: f64 = 1.0;
+/// Default force above which a run is stopped, eV/Å.
+pub const DEFAULT_MAX_FORCE: f64 = 1.0e4;
+
+/// Where a value sits in the input, for messages.
+struct Locator<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn line(&self, span: &Range<usize>) -> usize {
+        self.text[..span.start.min(self.text.len())].matches('\n').count() + 1
+    }
+
+    fn error(&self, span: &Range<usize>, key: &str, message: impl Into<String>) -> PlanError {
+        PlanError { file: self.file.to_path_buf(), line: Some(self.line(span)), key: Some(key.to_string()), message: message.into() }
+    }
+
+    fn quantity(&self, q: &Q, key: &str, dim: Dimension) -> Result<f64, PlanError> {
+        let value = match q.get_ref() {
+            QValue::Number(x) => *x,
+            QValue::Text(s) => parse_quantity(s, dim).map_err(|e| self.error(&q.span(), key, e.describe(dim)))?,
+        };
+        if !value.is_finite() {
+            return Err(self.error(&q.span(), key, format!("expected a finite {dim}")));
+        }
+        Ok(value)
+    }
+
+    fn positive(&self, q: &Q, key: &str, dim: Dimension) -> Result<f64, PlanError> {
+        let v = self.quantity(q, key, dim)?;
+        if v <= 0.0 {
+            return Err(self.error(&q.span(), key, format!("must be positive (got {v})")));
+        }
+        Ok(v)
+    }
+
+    fn non_negative(&self, q: &Q, key: &str, dim: Dimension) -> Result<f64, PlanError> {
+        let v = self.quantity(q, key, dim)?;
+        if v < 0.0 {
+            return Err(self.error(&q.span(), key, format!("must not be negative (got {v})")));
+        }
+        Ok(v)
+    }
+
+    fn interval(&self, v: &Spanned<i64>, key: &str) -> Result<u64, PlanError> {
+        if *v.get_ref() <= 0 {
+            return Err(self.error(&v.span(), key, format!("must be a positive number of steps (got {})", v.get_ref())));
+        }
+        Ok(*v.get_ref() as u64)
+    }
+}
+
+impl Plan {
+    /// Reads and validates a system.toml. `output_dir` overrides where relative outputs go.
+    pub fn from_file(path: &Path, output_dir: Option<&Path>) -> Result<Plan, PlanError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PlanError {
+            file: path.to_path_buf(),
+            line: None,
+            key: None,
+            message: format!("cannot read the input file: {e}"),
+        })?;
+        Plan::from_str(&text, path, output_dir)
+    }
+
+    /// Validates TOML text; `path` locates it (relative inputs are found next to it).
+    pub fn from_str(text: &str, path: &Path, output_dir: Option<&Path>) -> Result<Plan, PlanError> {
+        let at = Locator { file: path, text };
+        let raw: RawPlan = toml::from_str(text).map_err(|e| PlanError {
+            file: path.to_path_buf(),
+            line: e.span().map(|s| at.line(&s)),
+            key: None,
+            message: e.message().trim().to_string(),
+        })?;
+        let input_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let output_dir = output_dir.map(Path::to_path_buf).unwrap_or_else(|| input_dir.clone());
+
+        let (data, structure_origin, read_cell) = read_structure(&at, raw.structure.get_ref(), &input_dir)?;
+        let mut system = build_system(&at, &raw.structure, &raw.masses, data.clone(), read_cell, &structure_origin)?;
+        set_velocities(&at, raw.velocities.as_ref(), &data, &mut system, &structure_origin)?;
+        let potential = build_potential(&at, &raw.potential, &system)?;
+
+        let integ = raw.integrator.get_ref();
+        let timestep = at.positive(&integ.timestep, "[integrator] timestep", Dimension::Time)?;
+        let integrator = match integ.kind.get_ref().as_str() {
+            "verlet" | "velocity-verlet" | "nve" => {
+                for (given, key) in [(integ.temperature.is_some(), "temperature"), (integ.damping.is_some(), "damping"), (integ.seed.is_some(), "seed")] {
+                    if given {
+                        return Err(at.error(&raw.integrator.span(), &format!("[integrator] {key}"), "only used by type = \"langevin\"; velocity Verlet is NVE"));
+                    }
+                }
+                Integrator::VelocityVerlet
+            }
+            "langevin" => {
+                let missing = |key: &str| at.error(&raw.integrator.span(), &format!("[integrator] {key}"), "required for type = \"langevin\"");
+                let temperature = at.non_negative(integ.temperature.as_ref().ok_or_else(|| missing("temperature"))?, "[integrator] temperature", Dimension::Temperature)?;
+                let damping = at.positive(integ.damping.as_ref().ok_or_else(|| missing("damping"))?, "[integrator] damping", Dimension::Time)?;
+                Integrator::Langevin { temperature, damping, seed: integ.seed.ok_or_else(|| missing("seed"))? }
+            }
+            other => {
+                return Err(at.error(&integ.kind.span(), "[integrator] type", format!("unknown integrator '{other}'; expected \"verlet\" or \"langevin\"")));
+            }
+        };
+
+        let run = raw.run.get_ref();
+        if *run.steps.get_ref() < 0 {
+            return Err(at.error(&run.steps.span(), "[run] steps", "must not be negative"));
+        }
+        let threads = match &run.threads {
+            Some(t) if *t.get_ref() < 0 => return Err(at.error(&t.span(), "[run] threads", "must be 0 (all cores) or a positive count")),
+            Some(t) if *t.get_ref() > 0 => Some(*t.get_ref() as usize),
+            _ => None,
+        };
+        let max_force = match &run.max_force {
+            Some(q) => at.positive(q, "[run] max_force", Dimension::Force)?,
+            None => DEFAULT_MAX_FORCE,
+        };
+        let skin = match &raw.neighbor {
+            Some(n) => at.non_negative(&n.skin, "[neighbor] skin", Dimension::Length)?,
+            None => DEFAULT_SKIN,
+        };
+
+        let output = raw.output.as_ref();
+        let thermo_interval = match output.and_then(|o| o.thermo.as_ref()) {
+            Some(t) => at.interval(t, "[output] thermo")?,
+            None => 100,
+        };
+        let out_path = |p: &str| output_dir.join(p);
+        let log = out_path(output.and_then(|o| o.log.as_deref()).unwrap_or("thermo.log"));
+        let checkpoint = out_path(output.and_then(|o| o.checkpoint.as_deref()).unwrap_or("checkpoint.chk"));
+        let checkpoint_interval = match output.and_then(|o| o.checkpoint_interval.as_ref()) {
+            Some(c) => Some(at.interval(c, "[output] checkpoint_interval")?),
+            None => None,
+        };
+        let mut trajectories = Vec::new();
+        for t in output.map(|o| o.trajectory.as_slice()).unwrap_or_default() {
+            let raw_t = t.get_ref();
+            let path = out_path(raw_t.path.get_ref());
+            let format = crate::io::format_for_path(&path, raw_t.format.as_deref());
+            if format.is_empty() && path.extension().is_none() {
+                return Err(at.error(&raw_t.path.span(), "[[output.trajectory]] path", "has no extension to choose the format from; add one (.xyz, .pdb, .dcd, ...) or give format"));
+            }
+            trajectories.push(TrajectorySpec {
+                path,
+                format,
+                interval: at.interval(&raw_t.interval, "[[output.trajectory]] interval")?,
+                velocities: raw_t.velocities.unwrap_or(false),
+                wrap: raw_t.wrap.unwrap_or(true),
+            });
+        }
+
+        Ok(Plan {
+            source: path.to_path_buf(),
+            structure_origin,
+            system,
+            potential,
+            integrator,
+            timestep,
+            steps: *run.steps.get_ref() as u64,
+            skin,
+            threads,
+            max_force,
+            thermo_interval,
+            log,
+            checkpoint,
+            checkpoint_interval,
+            trajectories,
+        })
+    }
+}
+
+/// Reads the structure file or builds the lattice. Returns the data, a description of where it
+/// came from, and whether the cell came from the file.
+fn read_structure(at: &Locator, s: &RawStructure, input_dir: &Path) -> Result<(StructureData, String, bool), PlanError> {
+    match (&s.file, &s.lattice) {
+        (Some(file), None) => {
+            for (given, key) in [(s.lattice_constant.is_some(), "lattice_constant"), (s.density.is_some(), "density"), (s.repeat.is_some(), "repeat"), (s.element.is_some(), "element")] {
+                if given {
+                    return Err(at.error(&file.span(), &format!("[structure] {key}"), "only used with lattice = \"...\", not with a structure file"));
+                }
+            }
+            let path = input_dir.join(file.get_ref());
+            let format = crate::io::format_for_path(&path, s.format.as_deref());
+            structure::route_chemfiles_warnings();
+            let data = structure::read(&path, &format, s.frame.unwrap_or(0))
+                .map_err(|e| at.error(&file.span(), "[structure] file", e.to_string()))?;
+            let has_cell = data.cell.is_some();
+            Ok((data, format!("structure file {}", path.display()), has_cell))
+        }
+        (None, Some(name)) => {
+            let kind = LatticeKind::parse(name.get_ref()).ok_or_else(|| {
+                at.error(&name.span(), "[structure] lattice", format!("unknown lattice '{}'; expected one of {}", name.get_ref(), LatticeKind::NAMES))
+            })?;
+            let a = match (&s.lattice_constant, &s.density) {
+                (Some(q), None) => at.positive(q, "[structure] lattice_constant", Dimension::Length)?,
+                (None, Some(d)) if *d.get_ref() > 0.0 => kind.constant_for_density(*d.get_ref()),
+                (None, Some(d)) => return Err(at.error(&d.span(), "[structure] density", "must be positive (atoms per Å³)")),
+                _ => return Err(at.error(&name.span(), "[structure] lattice_constant", "give exactly one of lattice_constant (Å) or density (atoms per Å³)")),
+            };
+            let repeat = s.repeat.as_ref().map(|r| *r.get_ref()).unwrap_or([1, 1, 1]);
+            if repeat.contains(&0) {
+                return Err(at.error(&s.repeat.as_ref().unwrap().span(), "[structure] repeat", "each count must be at least 1"));
+            }
+            let element = s.element.as_ref().ok_or_else(|| at.error(&name.span(), "[structure] element", "required with lattice: the species of the atoms"))?;
+            let (positions, edges) = lattice::build(kind, a, repeat);
+            let n = positions.len();
+            let data = StructureData {
+                names: vec![element.get_ref().clone(); n],
+                positions,
+                velocities: None,
+                cell: Some([[edges[0], 0.0, 0.0], [0.0, edges[1], 0.0], [0.0, 0.0, edges[2]]]),
+                pbc: Some([true; 3]),
+            };
+            Ok((data, format!("{} lattice (a = {a:.6} Å, {}x{}x{})", name.get_ref(), repeat[0], repeat[1], repeat[2]), true))
+        }
+        (Some(file), Some(_)) => Err(at.error(&file.span(), "[structure]", "give either file or lattice, not both")),
+        (None, None) => Err(PlanError {
+            file: at.file.to_path_buf(),
+            line: None,
+            key: Some("[structure]".into()),
+            message: "needs file = \"...\" (any format chemfiles reads) or lattice = \"fcc\" (with lattice_constant or density, repeat, element)".into(),
+        }),
+    }
+}
+
+fn build_system(
+    at: &Locator,
+    raw: &Spanned<RawStructure>,
+    masses: &BTreeMap<String, Q>,
+    data: StructureData,
+    read_cell: bool,
+    origin: &str,
+) -> Result<System, PlanError> {
+    let s = raw.get_ref();
+    let vectors: Option<[Vec3; 3]> = match &s.cell {
+        Some(c) => Some(match c.get_ref() {
+            RawCell::Lengths(l) => [[l[0], 0.0, 0.0], [0.0, l[1], 0.0], [0.0, 0.0, l[2]]],
+            RawCell::Vectors(v) => *v,
+        }),
+        None if read_cell => data.cell,
+        None => None,
+    };
+    let pbc = match &s.pbc {
+        Some(p) => match p.get_ref() {
+            RawPbc::All(b) => [*b; 3],
+            RawPbc::Each(e) => *e,
+        },
+        None => data.pbc.unwrap_or([vectors.is_some(); 3]),
+    };
+    let cell_span = s.cell.as_ref().map(|c| c.span()).unwrap_or(raw.span());
+    let cell = match vectors {
+        Some(v) => Cell::new(v, pbc).map_err(|e| at.error(&cell_span, "[structure] cell", e.to_string()))?,
+        None if pbc.iter().any(|&p| p) => {
+            let span = s.pbc.as_ref().map(|p| p.span()).unwrap_or(raw.span());
+            return Err(at.error(&span, "[structure] pbc", format!("periodic axes need a cell, and {origin} has none: give [structure] cell = [lx, ly, lz]")));
+        }
+        None => Cell::open(),
+    };
+
+    // Species in order of first appearance.
+    let mut species: Vec<Species> = Vec::new();
+    let mut types = Vec::with_capacity(data.names.len());
+    for (i, name) in data.names.iter().enumerate() {
+        let t = match species.iter().position(|sp| &sp.name == name) {
+            Some(t) => t,
+            None => {
+                let mass = match masses.get(name) {
+                    Some(q) => at.positive(q, &format!("[masses] {name}"), Dimension::Mass)?,
+                    None => elements::standard_mass(name).ok_or_else(|| PlanError {
+                        file: at.file.to_path_buf(),
+                        line: None,
+                        key: Some("[masses]".into()),
+                        message: format!(
+                            "atom {} of the {origin} is '{name}', which is not an element symbol; give its mass, e.g. [masses] {} = 39.948",
+                            i + 1,
+                            toml_key(name)
+                        ),
+                    })?,
+                };
+                species.push(Species { name: name.clone(), mass });
+                species.len() - 1
+            }
+        };
+        types.push(t as u32);
+    }
+    for (name, q) in masses {
+        if !species.iter().any(|sp| &sp.name == name) {
+            let present: Vec<&str> = species.iter().map(|s| s.name.as_str()).collect();
+            return Err(at.error(&q.span(), &format!("[masses] {name}"), format!("no atom of species '{name}' in the {origin} (species there: {})", present.join(", "))));
+        }
+    }
+    let n = data.positions.len();
+    Ok(System { species, types, positions: data.positions, velocities: vec![[0.0; 3]; n], images: vec![[0; 3]; n], cell })
+}
+
+fn toml_key(name: &str) -> String {
+    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        name.to_string()
+    } else {
+        format!("\"{name}\"")
+    }
+}
+
+fn set_velocities(at: &Locator, raw: Option<&Spanned<RawVelocities>>, data: &StructureData, system: &mut System, origin: &str) -> Result<(), PlanError> {
+    let Some(raw) = raw else {
+        if let Some(v) = &data.velocities {
+            system.velocities = v.clone();
+        }
+        return Ok(());
+    };
+    let v = raw.get_ref();
+    match v.source.get_ref().as_str() {
+        "maxwell-boltzmann" => {
+            let missing = |key: &str| at.error(&raw.span(), &format!("[velocities] {key}"), "required for source = \"maxwell-boltzmann\"");
+            let t = at.non_negative(v.temperature.as_ref().ok_or_else(|| missing("temperature"))?, "[velocities] temperature", Dimension::Temperature)?;
+            let seed = v.seed.ok_or_else(|| missing("seed"))?;
+            crate::velocities::maxwell_boltzmann(system, t, seed);
+        }
+        "file" => {
+            let from_file = data.velocities.as_ref().ok_or_else(|| {
+                at.error(&v.source.span(), "[velocities] source", format!("the {origin} carries no velocities; use source = \"maxwell-boltzmann\" or \"zero\""))
+            })?;
+            system.velocities = from_file.clone();
+        }
+        "zero" => {}
+        other => {
+            return Err(at.error(&v.source.span(), "[velocities] source", format!("unknown source '{other}'; expected \"maxwell-boltzmann\", \"file\" or \"zero\"")));
+        }
+    }
+    if v.source.get_ref() != "maxwell-boltzmann" && (v.temperature.is_some() || v.seed.is_some()) {
+        return Err(at.error(&raw.span(), "[velocities]", "temperature and seed are only used with source = \"maxwell-boltzmann\""));
+    }
+    Ok(())
+}
+
+fn build_potential(at: &Locator, raw: &Spanned<RawPotential>, system: &System) -> Result<PotentialSpec, PlanError> {
+    let p = raw.get_ref();
+    match p.kind.get_ref().as_str() {
+        "lj" | "lj/cut" | "lennard-jones" => {}
+        other => return Err(at.error(&p.kind.span(), "[potential] type", format!("unknown potential '{other}'; expected \"lj\""))),
+    }
+    let geometric = match p.mixing.as_ref().map(|m| m.get_ref().as_str()) {
+        None | Some("lorentz-berthelot") | Some("arithmetic") => false,
+        Some("geometric") => true,
+        Some(other) => {
+            return Err(at.error(&p.mixing.as_ref().unwrap().span(), "[potential] mixing", format!("unknown rule '{other}'; expected \"lorentz-berthelot\" or \"geometric\"")));
+        }
+    };
+    let global_cutoff = p.cutoff.as_ref().map(|q| at.positive(q, "[potential] cutoff", Dimension::Length)).transpose()?;
+
+    struct Params {
+        epsilon: f64,
+        sigma: f64,
+        cutoff: Option<f64>,
+    }
+    let mut per_species = BTreeMap::new();
+    for (name, sp) in &p.species {
+        let key = |k: &str| format!("[potential.species.{}] {k}", toml_key(name));
+        let s = sp.get_ref();
+        per_species.insert(
+            name.clone(),
+            Params {
+                epsilon: at.non_negative(&s.epsilon, &key("epsilon"), Dimension::Energy)?,
+                sigma: at.positive(&s.sigma, &key("sigma"), Dimension::Length)?,
+                cutoff: s.cutoff.as_ref().map(|q| at.positive(q, &key("cutoff"), Dimension::Length)).transpose()?,
+            },
+        );
+    }
+    let mut explicit: BTreeMap<(String, String), (LjPair, Range<usize>)> = BTreeMap::new();
+    for pair in &p.pair {
+        let pr = pair.get_ref();
+        let label = format!("[[potential.pair]] {}-{}", pr.species[0], pr.species[1]);
+        let cutoff = match &pr.cutoff {
+            Some(q) => at.positive(q, &format!("{label} cutoff"), Dimension::Length)?,
+            None => global_cutoff.ok_or_else(|| at.error(&pair.span(), &format!("{label} cutoff"), "no cutoff: give one here or [potential] cutoff"))?,
+        };
+        let lj = LjPair {
+            epsilon: at.non_negative(&pr.epsilon, &format!("{label} epsilon"), Dimension::Energy)?,
+            sigma: at.positive(&pr.sigma, &format!("{label} sigma"), Dimension::Length)?,
+            cutoff,
+        };
+        let (a, b) = (pr.species[0].clone(), pr.species[1].clone());
+        let key = if a <= b { (a, b) } else { (b, a) };
+        if explicit.insert(key, (lj, pair.span())).is_some() {
+            return Err(at.error(&pair.span(), &label, "this pair is given twice"));
+        }
+    }
+
+    let n = system.species.len();
+    let mut pairs = Vec::with_capacity(n * n);
+    for a in &system.species {
+        for b in &system.species {
+            let key = if a.name <= b.name { (a.name.clone(), b.name.clone()) } else { (b.name.clone(), a.name.clone()) };
+            let lj = if let Some((lj, _)) = explicit.get(&key) {
+                *lj
+            } else {
+                let (pa, pb) = match (per_species.get(&a.name), per_species.get(&b.name)) {
+                    (Some(pa), Some(pb)) => (pa, pb),
+                    _ => {
+                        let missing = if per_species.contains_key(&a.name) { &b.name } else { &a.name };
+                        return Err(at.error(
+                            &raw.span(),
+                            "[potential]",
+                            format!(
+                                "no Lennard-Jones parameters for the pair {}-{}: add [potential.species.{}] with epsilon and sigma, or a [[potential.pair]] for it",
+                                a.name, b.name, toml_key(missing)
+                            ),
+                        ));
+                    }
+                };
+                let sigma = if geometric { (pa.sigma * pb.sigma).sqrt() } else { 0.5 * (pa.sigma + pb.sigma) };
+                let cutoff = match (pa.cutoff, pb.cutoff) {
+                    (Some(ca), Some(cb)) => if geometric { (ca * cb).sqrt() } else { 0.5 * (ca + cb) },
+                    _ => global_cutoff.ok_or_else(|| {
+                        at.error(&raw.span(), "[potential] cutoff", format!("no cutoff for the pair {}-{}: give [potential] cutoff or a cutoff per species", a.name, b.name))
+                    })?,
+                };
+                LjPair { epsilon: (pa.epsilon * pb.epsilon).sqrt(), sigma, cutoff }
+            };
+            pairs.push(lj);
+        }
+    }
+    for ((a, b), (_, span)) in &explicit {
+        for name in [a, b] {
+            if !system.species.iter().any(|s| &s.name == name) {
+                return Err(at.error(span, "[[potential.pair]] species", format!("no atom of species '{name}' in the structure")));
+            }
+        }
+    }
+    let tail = p.tail.unwrap_or(false);
+    if tail && system.cell.pbc() != [true; 3] {
+        return Err(at.error(&raw.span(), "[potential] tail", "the tail correction assumes a homogeneous fluid filling a cell periodic on all three axes"));
+    }
+    Ok(PotentialSpec::LennardJones { pairs, shift: p.shift.unwrap_or(false), tail })
+}
+
+impl PotentialSpec {
+    /// The potential object this spec describes, for `n_species` species.
+    pub fn instantiate(&self, n_species: usize) -> Box<dyn crate::potential::Potential> {
+        match self {
+            PotentialSpec::LennardJones { pairs, shift, tail } => {
+                Box::new(crate::potential::lj::LennardJones::new(n_species, pairs.clone(), *shift, *tail))
+            }
+        }
+    }
+}

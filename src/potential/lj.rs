@@ -1,0 +1,298 @@
+//! Lennard-Jones 12-6, truncated at a cutoff per pair of species, optionally shifted to zero
+//! energy at the cutoff and optionally with the analytic tail correction (LAMMPS `lj/cut` with
+//! `pair_modify shift` and `tail`).
+//!
+//! `E = 4ε[(σ/r)^12 - (σ/r)^6] - E_shift` for r < r_c. The force loop runs over a half list with
+//! Newton's third law. With several threads each thread accumulates into its own force array
+//! and the arrays are added in a fixed order afterwards, so results are bit-identical from run
+//! to run for a given thread count.
+
+use super::{ForceOutput, Potential, Want};
+use crate::cell::Vec3;
+use crate::neighbor::{ListKind, NeighborList};
+use crate::system::System;
+use rayon::prelude::*;
+
+/// Parameters of one pair of species.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LjPair {
+    /// eV
+    pub epsilon: f64,
+    /// Å
+    pub sigma: f64,
+    /// Å
+    pub cutoff: f64,
+}
+
+impl LjPair {
+    /// Energy of the pair at distance r, untruncated and unshifted.
+    pub fn energy_at(&self, r: f64) -> f64 {
+        let sr6 = (self.sigma / r).powi(6);
+        4.0 * self.epsilon * (sr6 * sr6 - sr6)
+    }
+}
+
+/// Precomputed constants of one pair of species, laid out for the inner loop.
+#[derive(Clone, Copy, Debug, Default)]
+struct Coefficients {
+    cutsq: f64,
+    /// 48 ε σ^12 and 24 ε σ^6: force prefactors
+    lj1: f64,
+    lj2: f64,
+    /// 4 ε σ^12 and 4 ε σ^6: energy prefactors
+    lj3: f64,
+    lj4: f64,
+    /// energy subtracted per pair inside the cutoff
+    offset: f64,
+}
+
+pub struct LennardJones {
+    n_species: usize,
+    pairs: Vec<LjPair>,
+    coeffs: Vec<Coefficients>,
+    shift: bool,
+    tail: bool,
+    max_cutoff: f64,
+    /// One force array per extra thread, kept between calls.
+    scratch: Vec<Vec<Vec3>>,
+}
+
+impl LennardJones {
+    /// `pairs` is the full n×n table (symmetric) of species-pair parameters, row-major.
+    pub fn new(n_species: usize, pairs: Vec<LjPair>, shift: bool, tail: bool) -> LennardJones {
+        assert_eq!(pairs.len(), n_species * n_species, "LJ table must be n_species²");
+        let coeffs = pairs
+            .iter()
+            .map(|p| {
+                let s6 = p.sigma.powi(6);
+                let s12 = s6 * s6;
+                Coefficients {
+                    cutsq: p.cutoff * p.cutoff,
+                    lj1: 48.0 * p.epsilon * s12,
+                    lj2: 24.0 * p.epsilon * s6,
+                    lj3: 4.0 * p.epsilon * s12,
+                    lj4: 4.0 * p.epsilon * s6,
+                    offset: if shift && p.cutoff > 0.0 { p.energy_at(p.cutoff) } else { 0.0 },
+                }
+            })
+            .collect();
+        let max_cutoff = pairs.iter().map(|p| p.cutoff).fold(0.0, f64::max);
+        LennardJones { n_species, pairs, coeffs, shift, tail, max_cutoff, scratch: Vec::new() }
+    }
+
+    pub fn pair(&self, a: usize, b: usize) -> LjPair {
+        self.pairs[a * self.n_species + b]
+    }
+
+    /// Tail corrections (energy eV, isotropic virial W = Σ r·f eV) for a homogeneous fluid
+    /// beyond the cutoffs, in volume `volume` with `counts` atoms of each species.
+    pub fn tail_correction(&self, counts: &[usize], volume: f64) -> (f64, f64) {
+        let pi = std::f64::consts::PI;
+        let (mut energy, mut virial) = (0.0, 0.0);
+        for a in 0..self.n_species {
+            for b in 0..self.n_species {
+                let p = self.pair(a, b);
+                if p.cutoff <= 0.0 || p.epsilon == 0.0 {
+                    continue;
+                }
+                let nn = counts[a] as f64 * counts[b] as f64;
+                let s3 = p.sigma.powi(3);
+                let x3 = (p.sigma / p.cutoff).powi(3);
+                let x9 = x3 * x3 * x3;
+                energy += 8.0 * pi * nn * p.epsilon * s3 * (x9 / 9.0 - x3 / 3.0);
+                virial += 16.0 * pi * nn * p.epsilon * s3 * (2.0 / 3.0 * x9 - x3);
+            }
+        }
+        (energy / volume, virial / volume)
+    }
+
+    pub fn shifted(&self) -> bool {
+        self.shift
+    }
+}
+
+impl Potential for LennardJones {
+    fn name(&self) -> String {
+        let mut name = format!("lj/cut {:.4} Å", self.max_cutoff);
+        if self.shift {
+            name.push_str(", shifted");
+        }
+        if self.tail {
+            name.push_str(", tail corrected");
+        }
+        name
+    }
+
+    fn cutoff(&self) -> f64 {
+        self.max_cutoff
+    }
+
+    fn list_kind(&self) -> ListKind {
+        ListKind::Half
+    }
+
+    fn compute(&mut self, system: &System, list: &NeighborList, want: Want, out: &mut ForceOutput) {
+        let n = system.len();
+        assert_eq!(list.n_atoms(), n, "neighbour list built for another system");
+        out.clear(n);
+        let threads = rayon::current_num_threads().min(n.div_ceil(256)).max(1);
+        let ev = want.energy || want.virial;
+        let kernel = if ev { pair_loop::<true> } else { pair_loop::<false> };
+        let ctx = LoopContext {
+            positions: &system.positions,
+            types: &system.types,
+            list,
+            coeffs: &self.coeffs,
+            n_species: self.n_species,
+        };
+
+        let tally = if threads == 1 {
+            kernel(&ctx, 0..n, &mut out.forces)
+        } else {
+            self.scratch.resize_with(threads - 1, Vec::new);
+            for buf in &mut self.scratch {
+                buf.clear();
+                buf.resize(n, [0.0; 3]);
+            }
+            let bounds = balanced_ranges(list.offsets(), threads);
+            let mut buffers: Vec<&mut Vec<Vec3>> = std::iter::once(&mut out.forces).chain(self.scratch.iter_mut()).collect();
+            let tallies: Vec<Tally> = buffers
+                .par_iter_mut()
+                .enumerate()
+                .map(|(t, buf)| kernel(&ctx, bounds[t]..bounds[t + 1], buf))
+                .collect();
+            // Add the other threads' arrays into the first, in thread order.
+            let (first, rest) = buffers.split_first_mut().unwrap();
+            first.par_chunks_mut(4096).enumerate().for_each(|(c, chunk)| {
+                let base = c * 4096;
+                for other in rest.iter() {
+                    for (k, f) in chunk.iter_mut().enumerate() {
+                        let g = other[base + k];
+                        f[0] += g[0];
+                        f[1] += g[1];
+                        f[2] += g[2];
+                    }
+                }
+            });
+            tallies.into_iter().fold(Tally::default(), |a, b| a.add(&b))
+        };
+
+        if want.energy {
+            out.energy = tally.energy;
+        }
+        if want.virial {
+            let v = tally.virial;
+            out.virial = [[v[0], v[3], v[4]], [v[3], v[1], v[5]], [v[4], v[5], v[2]]];
+        }
+        if self.tail && system.cell.is_bounded() {
+            let (e_tail, w_tail) = self.tail_correction(&system.species_counts(), system.cell.volume());
+            if want.energy {
+                out.energy += e_tail;
+            }
+            if want.virial {
+                for k in 0..3 {
+                    out.virial[k][k] += w_tail / 3.0;
+                }
+            }
+        }
+    }
+}
+
+/// Energy and virial (xx, yy, zz, xy, xz, yz) summed by one thread.
+#[derive(Clone, Copy, Default)]
+struct Tally {
+    energy: f64,
+    virial: [f64; 6],
+}
+
+impl Tally {
+    fn add(&self, other: &Tally) -> Tally {
+        let mut v = self.virial;
+        for k in 0..6 {
+            v[k] += other.virial[k];
+        }
+        Tally { energy: self.energy + other.energy, virial: v }
+    }
+}
+
+struct LoopContext<'a> {
+    positions: &'a [Vec3],
+    types: &'a [u32],
+    list: &'a NeighborList,
+    coeffs: &'a [Coefficients],
+    n_species: usize,
+}
+
+/// Splits the rows into `parts` consecutive ranges holding about the same number of pairs.
+fn balanced_ranges(offsets: &[usize], parts: usize) -> Vec<usize> {
+    let n = offsets.len() - 1;
+    let total = offsets[n];
+    let mut bounds = vec![0usize];
+    for p in 1..parts {
+        let target = total * p / parts;
+        let i = offsets.partition_point(|&o| o < target).min(n);
+        bounds.push(i.max(*bounds.last().unwrap()));
+    }
+    bounds.push(n);
+    bounds
+}
+
+/// The force loop over the neighbour-list rows `range`, accumulating into `forces` (which every thread owns in
+/// full, since Newton's third law writes to neighbours anywhere).
+fn pair_loop<const EV: bool>(ctx: &LoopContext, range: std::ops::Range<usize>, forces: &mut [Vec3]) -> Tally {
+    let mut tally = Tally::default();
+    let pos = ctx.positions;
+    let shifts = ctx.list.shift_vectors();
+    for r in range {
+        let i = ctx.list.row_atom(r);
+        let xi = pos[i];
+        let row = ctx.types[i] as usize * ctx.n_species;
+        let mut fi = [0.0f64; 3];
+        let (shifted_j, shifted_s) = ctx.list.shifted(r);
+        let plain = ctx.list.plain(r).iter().map(|&j| (j, None));
+        let imaged = shifted_j.iter().zip(shifted_s).map(|(&j, &s)| (j, Some(s)));
+        for (j, shift) in plain.chain(imaged) {
+            let j = j as usize;
+            // SAFETY: the list was built for these positions (asserted in `compute`) and only
+            // stores indices below their count; types has the same length.
+            let (xj, tj) = unsafe { (*pos.get_unchecked(j), *ctx.types.get_unchecked(j) as usize) };
+            let mut del = [xi[0] - xj[0], xi[1] - xj[1], xi[2] - xj[2]];
+            if let Some(s) = shift {
+                let v = shifts[s as usize];
+                del = [del[0] - v[0], del[1] - v[1], del[2] - v[2]];
+            }
+            let rsq = del[0] * del[0] + del[1] * del[1] + del[2] * del[2];
+            // SAFETY: types are below n_species by construction of the System.
+            let c = unsafe { ctx.coeffs.get_unchecked(row + tj) };
+            if rsq < c.cutsq {
+                let r2inv = 1.0 / rsq;
+                let r6inv = r2inv * r2inv * r2inv;
+                let fpair = r6inv * (c.lj1 * r6inv - c.lj2) * r2inv;
+                let f = [del[0] * fpair, del[1] * fpair, del[2] * fpair];
+                fi[0] += f[0];
+                fi[1] += f[1];
+                fi[2] += f[2];
+                // SAFETY: as above, j < forces.len().
+                let fj = unsafe { forces.get_unchecked_mut(j) };
+                fj[0] -= f[0];
+                fj[1] -= f[1];
+                fj[2] -= f[2];
+                if EV {
+                    tally.energy += r6inv * (c.lj3 * r6inv - c.lj4) - c.offset;
+                    let v = &mut tally.virial;
+                    v[0] += del[0] * f[0];
+                    v[1] += del[1] * f[1];
+                    v[2] += del[2] * f[2];
+                    v[3] += del[0] * f[1];
+                    v[4] += del[0] * f[2];
+                    v[5] += del[1] * f[2];
+                }
+            }
+        }
+        let f = &mut forces[i];
+        f[0] += fi[0];
+        f[1] += fi[1];
+        f[2] += fi[2];
+    }
+    tally
+}

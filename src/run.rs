@@ -1,0 +1,313 @@
+//! Running a [`Plan`]: the step loop with its observers (thermo table and log, trajectory
+//! writer thread, checkpoints, progress) and the summary at the end.
+
+use crate::io::checkpoint::{Checkpoint, CheckpointError};
+use crate::io::thermo_log::ThermoLog;
+use crate::io::trajectory::{FrameData, TrajectoryError, TrajectoryWriter};
+use crate::plan::Plan;
+use crate::potential::Want;
+use crate::simulation::{Simulation, SimulationError};
+use crate::summary::{RunSummary, energy_drift};
+use crate::thermo::ThermoSample;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Overrides `[run] threads`; None or 0: all cores.
+    pub threads: Option<usize>,
+    /// Continue from this checkpoint.
+    pub restart: Option<PathBuf>,
+    /// Overrides `[run] steps` (the step at which the run ends).
+    pub steps: Option<u64>,
+    /// Print nothing but errors.
+    pub quiet: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("restart from {path}: {message}")]
+    Restart { path: PathBuf, message: String },
+    #[error("{origin}: {source}")]
+    Setup { origin: String, source: SimulationError },
+    #[error("{source}\nThe last good state (step {saved_step}) was saved to {saved}.")]
+    BlowUp { source: SimulationError, saved_step: u64, saved: PathBuf },
+    #[error("{source}\nSaving the last good state to {path} failed too: {save_error}")]
+    BlowUpUnsaved { source: SimulationError, path: PathBuf, save_error: CheckpointError },
+    #[error(transparent)]
+    Trajectory(#[from] TrajectoryError),
+    #[error("thermo log {path}: {message}")]
+    Log { path: PathBuf, message: String },
+    #[error("cannot start {threads} threads: {message}")]
+    Threads { threads: usize, message: String },
+}
+
+/// Runs the plan to its last step and returns the summary.
+pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunError> {
+    let threads = options.threads.or(plan.threads).filter(|&t| t > 0).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| RunError::Threads { threads, message: e.to_string() })?;
+    pool.install(|| run_in_pool(plan, options, threads))
+}
+
+fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunSummary, RunError> {
+    let say = |line: &str| {
+        if !options.quiet {
+            println!("{line}");
+        }
+    };
+    let (system, step, reference) = match &options.restart {
+        None => (plan.system.clone(), 0, None),
+        Some(path) => {
+            let chk = Checkpoint::read(path)?;
+            check_restart_matches(plan, &chk, path)?;
+            if chk.threads != threads {
+                eprintln!(
+                    "note: {} was written by a run on {} thread(s), this one uses {threads}: the continuation is correct but not bit-identical to an uninterrupted run",
+                    path.display(),
+                    chk.threads
+                );
+            }
+            (chk.system, chk.step, chk.reference)
+        }
+    };
+    let restarting = options.restart.is_some();
+    let last_step = options.steps.unwrap_or(plan.steps);
+    let potential = plan.potential.instantiate(system.species.len());
+    let mut sim = Simulation::new(system, potential, plan.integrator.clone(), plan.timestep, plan.skin, plan.max_force, step, reference)
+        .map_err(|source| RunError::Setup { origin: format!("{} (from {})", plan.structure_origin, plan.source.display()), source })?;
+
+    let n_atoms = sim.system.len();
+    let species: Vec<String> = sim.system.species.iter().zip(sim.system.species_counts()).map(|(s, c)| format!("{c} {} ({} amu)", s.name, s.mass)).collect();
+    let cell = &sim.system.cell;
+    let cell_text = if cell.is_bounded() {
+        let l = cell.lengths();
+        let a = cell.angles();
+        format!("cell {:.4} x {:.4} x {:.4} Å, angles {:.2} {:.2} {:.2}°, periodic {:?}", l[0], l[1], l[2], a[0], a[1], a[2], cell.pbc())
+    } else {
+        "no cell (open boundaries)".to_string()
+    };
+    let preamble = vec![
+        format!("mdrun {} — {}", env!("CARGO_PKG_VERSION"), plan.source.display()),
+        format!("{n_atoms} atoms: {}; {}", species.join(", "), cell_text),
+        format!("potential: {}; neighbour skin {} Å", sim.potential.name(), plan.skin),
+        format!("integrator: {}; timestep {} fs", sim.integrator.name(), plan.timestep * 1e3),
+        match &options.restart {
+            Some(p) => format!("restarted from {} at step {step}; running to step {last_step} on {threads} thread(s)", p.display()),
+            None => format!("running {last_step} steps on {threads} thread(s)"),
+        },
+    ];
+    for line in &preamble {
+        say(line);
+    }
+
+    let log_error = |e: std::io::Error| RunError::Log { path: plan.log.clone(), message: e.to_string() };
+    let mut log = ThermoLog::open(&plan.log, restarting, &preamble).map_err(log_error)?;
+    let names: Vec<String> = (0..n_atoms).map(|i| sim.system.species_name(i).to_string()).collect();
+    let mut writer = TrajectoryWriter::start(plan.trajectories.clone(), names, restarting)?;
+
+    let mut samples: Vec<ThermoSample> = Vec::new();
+    let mut output_time = Duration::ZERO;
+    let t_out = Instant::now();
+    let first = sim.thermo();
+    say(&ThermoSample::header_line());
+    say(&first.line());
+    if !restarting {
+        log.write(&first).map_err(log_error)?;
+        let due = writer.due(sim.step);
+        send_frame(&mut writer, &sim, &due)?;
+    }
+    samples.push(first);
+    output_time += t_out.elapsed();
+
+    let progress = Progress::new(sim.step, last_step, plan.timestep, options.quiet);
+    let start = Instant::now();
+    let start_step = sim.step;
+    while sim.step < last_step {
+        let next = sim.step + 1;
+        let thermo_due = next % plan.thermo_interval == 0 || next == last_step;
+        let want = if thermo_due { Want::ALL } else { Want::FORCES };
+        if let Err(source) = sim.advance(want) {
+            if let SimulationError::BlowUp(_) | SimulationError::Neighbor(_) = source {
+                let path = sibling(&plan.checkpoint, "last-good");
+                let chk = sim.last_good_checkpoint(threads);
+                let _ = writer.finish();
+                let _ = log.comment(&format!("run stopped: {source}"));
+                progress.finish();
+                return match chk.write(&path) {
+                    Ok(()) => Err(RunError::BlowUp { source, saved_step: chk.step, saved: path }),
+                    Err(save_error) => Err(RunError::BlowUpUnsaved { source, path, save_error }),
+                };
+            }
+            return Err(RunError::Setup { origin: plan.source.display().to_string(), source });
+        }
+        let t_out = Instant::now();
+        if thermo_due {
+            let sample = sim.thermo();
+            progress.println(&sample.line(), options.quiet);
+            log.write(&sample).map_err(log_error)?;
+            samples.push(sample);
+        }
+        let due = writer.due(sim.step);
+        if !due.is_empty() {
+            send_frame(&mut writer, &sim, &due)?;
+        }
+        if plan.checkpoint_interval.is_some_and(|c| sim.step % c == 0) && sim.step != last_step {
+            sim.checkpoint(threads).write(&plan.checkpoint)?;
+        }
+        progress.update(sim.step);
+        output_time += t_out.elapsed();
+    }
+    let wall = start.elapsed().as_secs_f64();
+    progress.finish();
+
+    let t_out = Instant::now();
+    sim.checkpoint(threads).write(&plan.checkpoint)?;
+    writer.finish()?;
+    output_time += t_out.elapsed();
+
+    let steps = sim.step - start_step;
+    let simulated_ns = steps as f64 * plan.timestep * 1e-3;
+    // Mean over the samples of this run, excluding the starting one (it is the previous
+    // run's last sample on a restart, and the prescribed initial temperature otherwise).
+    let run_samples = if samples.len() > 1 { &samples[1..] } else { &samples[..] };
+    let drift = if sim.integrator.is_nve() { energy_drift(&samples, n_atoms) } else { None };
+    let last = samples.last().expect("at least the initial sample");
+    let summary = RunSummary {
+        steps,
+        wall_s: wall,
+        atom_steps_per_s: if wall > 0.0 { (steps as f64 * n_atoms as f64) / wall } else { 0.0 },
+        ns_per_day: if wall > 0.0 { simulated_ns / (wall / 86400.0) } else { 0.0 },
+        mean_temperature_k: run_samples.iter().map(|s| s.temperature).sum::<f64>() / run_samples.len() as f64,
+        energy_drift_ev_per_atom_per_ps: drift.map(|d| d.0),
+        energy_drift_error_ev_per_atom_per_ps: drift.map(|d| d.1),
+        final_potential_energy_ev: last.potential_energy,
+        final_total_energy_ev: last.total_energy(),
+        n_atoms,
+        timestep_fs: plan.timestep * 1e3,
+        neighbor_builds: sim.list.builds(),
+        threads,
+        time_force_s: sim.timers.force.as_secs_f64(),
+        time_neighbor_s: sim.timers.neighbor.as_secs_f64(),
+        time_integrate_s: sim.timers.integrate.as_secs_f64(),
+        time_output_s: output_time.as_secs_f64(),
+    };
+    say(&summary.print());
+    say(&format!("Wrote {} (thermo log) and {} (checkpoint at step {}).", plan.log.display(), plan.checkpoint.display(), sim.step));
+    Ok(summary)
+}
+
+/// A restart continues the same system: same species, in the same order, same atom count.
+fn check_restart_matches(plan: &Plan, chk: &Checkpoint, path: &Path) -> Result<(), RunError> {
+    let names = |s: &crate::system::System| s.species.iter().map(|x| x.name.clone()).collect::<Vec<_>>();
+    let (want, found) = (names(&plan.system), names(&chk.system));
+    if want != found {
+        return Err(RunError::Restart { path: path.to_path_buf(), message: format!("holds species {found:?}, but {} describes {want:?}", plan.source.display()) });
+    }
+    if chk.system.len() != plan.system.len() {
+        return Err(RunError::Restart {
+            path: path.to_path_buf(),
+            message: format!("holds {} atoms, but {} describes {}", chk.system.len(), plan.source.display(), plan.system.len()),
+        });
+    }
+    Ok(())
+}
+
+fn send_frame(writer: &mut TrajectoryWriter, sim: &Simulation, outputs: &[usize]) -> Result<(), TrajectoryError> {
+    if outputs.is_empty() {
+        return Ok(());
+    }
+    let s = &sim.system;
+    let mut wrapped = s.clone();
+    wrapped.wrap_positions();
+    let frame = FrameData {
+        step: sim.step,
+        time_ps: sim.step as f64 * sim.timestep,
+        wrapped: wrapped.positions,
+        unwrapped: s.unwrapped_positions(),
+        velocities: writer.wants_velocities(outputs).then(|| s.velocities.clone()),
+        cell: s.cell.is_bounded().then(|| *s.cell.vectors()),
+        outputs: outputs.to_vec(),
+    };
+    writer.send(frame)
+}
+
+/// `out/state.chk` + "last-good" → `out/state.last-good.chk`.
+fn sibling(path: &Path, tag: &str) -> PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.{tag}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{tag}"),
+    };
+    path.with_file_name(name)
+}
+
+/// A progress bar with ETA and ns/day on a terminal; a plain line every 10 % otherwise.
+struct Progress {
+    bar: Option<ProgressBar>,
+    first_step: u64,
+    last_step: u64,
+    timestep: f64,
+    started: Instant,
+    next_report: std::cell::Cell<u64>,
+    quiet: bool,
+}
+
+impl Progress {
+    fn new(first_step: u64, last_step: u64, timestep: f64, quiet: bool) -> Progress {
+        let total = last_step.saturating_sub(first_step);
+        let bar = (!quiet && std::io::stderr().is_terminal() && total > 0).then(|| {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} steps  {msg}  ETA {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar
+        });
+        Progress { bar, first_step, last_step, timestep, started: Instant::now(), next_report: std::cell::Cell::new(1), quiet }
+    }
+
+    fn ns_per_day(&self, step: u64) -> f64 {
+        let wall = self.started.elapsed().as_secs_f64();
+        if wall <= 0.0 { 0.0 } else { (step - self.first_step) as f64 * self.timestep * 1e-3 / (wall / 86400.0) }
+    }
+
+    fn update(&self, step: u64) {
+        let done = step - self.first_step;
+        let total = (self.last_step - self.first_step).max(1);
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+            if done % 16 == 0 || step == self.last_step {
+                bar.set_message(format!("{:.3} ns/day", self.ns_per_day(step)));
+            }
+        } else if !self.quiet && done * 10 >= self.next_report.get() * total && total >= 10 {
+            let elapsed = self.started.elapsed().as_secs_f64();
+            let eta = elapsed / done as f64 * (total - done) as f64;
+            eprintln!("progress: step {step}/{} ({}%), {:.3} ns/day, ETA {eta:.1} s", self.last_step, done * 100 / total, self.ns_per_day(step));
+            self.next_report.set(done * 10 / total + 1);
+        }
+    }
+
+    fn println(&self, line: &str, quiet: bool) {
+        if quiet {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.suspend(|| println!("{line}")),
+            None => println!("{line}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! One simulation: system + potential + integrator + neighbour list, and the step:
+//! integrate → (rebuild neighbours if an atom moved more than skin/2) → forces → integrate.
+//!
+//! Every force evaluation is checked: a non-finite force, or one above `max_force`, stops the
+//! step with a [`BlowUp`] that names the atoms, and the state at the start of that step is kept
+//! so the caller can save it.
+
+use crate::cell::Vec3;
+use crate::integrate::Integrator;
+use crate::io::checkpoint::Checkpoint;
+use crate::neighbor::{NeighborError, NeighborList};
+use crate::potential::{ForceOutput, Potential, Want};
+use crate::system::System;
+use crate::thermo::ThermoSample;
+use std::time::{Duration, Instant};
+
+/// Closer than this, two atoms are taken to sit on top of each other (a broken input).
+pub const OVERLAP_DISTANCE: f64 = 0.1;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SimulationError {
+    #[error("atoms {i} ({name_i}) and {j} ({name_j}) are {distance:.4} Å apart (closer than {OVERLAP_DISTANCE} Å): atoms on top of each other")]
+    Overlap { i: usize, j: usize, name_i: String, name_j: String, distance: f64 },
+    #[error(transparent)]
+    Neighbor(#[from] NeighborError),
+    #[error("{0}")]
+    BlowUp(BlowUp),
+}
+
+/// What went wrong in a step that produced unusable forces.
+#[derive(Debug, Clone)]
+pub struct BlowUp {
+    pub step: u64,
+    /// (atom id, 1-based; species; |F| in eV/Å, NaN if not finite), worst first.
+    pub atoms: Vec<(usize, String, f64)>,
+    pub limit: f64,
+    /// Closest pair at the bad step: (id, id, distance Å).
+    pub closest: Option<(usize, usize, f64)>,
+}
+
+impl std::fmt::Display for BlowUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "step {}: unusable forces on ", self.step)?;
+        let list: Vec<String> = self
+            .atoms
+            .iter()
+            .map(|(id, name, mag)| if mag.is_finite() { format!("atom {id} ({name}, |F| = {mag:.3e} eV/Å)") } else { format!("atom {id} ({name}, non-finite)") })
+            .collect();
+        write!(f, "{} (limit {:.3e} eV/Å, [run] max_force)", list.join(", "), self.limit)?;
+        if let Some((i, j, r)) = self.closest {
+            write!(f, "; closest pair: atoms {i} and {j} at {r:.4} Å")?;
+        }
+        Ok(())
+    }
+}
+
+/// Wall time spent in each part of the step.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timers {
+    pub force: Duration,
+    pub neighbor: Duration,
+    pub integrate: Duration,
+}
+
+/// The state at the start of the last step, kept to be saved if the step blows up.
+#[derive(Clone, Debug, Default)]
+struct Snapshot {
+    step: u64,
+    positions: Vec<Vec3>,
+    velocities: Vec<Vec3>,
+    images: Vec<[i32; 3]>,
+}
+
+pub struct Simulation {
+    pub system: System,
+    pub potential: Box<dyn Potential>,
+    pub integrator: Integrator,
+    pub list: NeighborList,
+    pub forces: ForceOutput,
+    /// ps
+    pub timestep: f64,
+    pub step: u64,
+    /// eV/Å
+    pub max_force: f64,
+    pub timers: Timers,
+    last_good: Snapshot,
+}
+
+impl Simulation {
+    /// Sets up neighbours and the first forces. With `reference` (from a checkpoint) the list is
+    /// rebuilt from those positions, exactly as it was, instead of from the current ones.
+    pub fn new(
+        mut system: System,
+        potential: Box<dyn Potential>,
+        integrator: Integrator,
+        timestep: f64,
+        skin: f64,
+        max_force: f64,
+        step: u64,
+        reference: Option<Vec<Vec3>>,
+    ) -> Result<Simulation, SimulationError> {
+        let mut list = NeighborList::new(potential.list_kind(), potential.cutoff(), skin);
+        match reference {
+            Some(reference) => list.build(&reference, &system.cell)?,
+            None => {
+                system.wrap_positions();
+                list.build(&system.positions, &system.cell)?;
+            }
+        }
+        let mut sim = Simulation {
+            system,
+            potential,
+            integrator,
+            list,
+            forces: ForceOutput::default(),
+            timestep,
+            step,
+            max_force,
+            timers: Timers::default(),
+            last_good: Snapshot::default(),
+        };
+        sim.check_overlaps()?;
+        sim.compute(Want::ALL).map_err(SimulationError::BlowUp)?;
+        Ok(sim)
+    }
+
+    fn check_overlaps(&self) -> Result<(), SimulationError> {
+        // A list of zero reach finds nothing: look with the overlap distance itself.
+        let probe;
+        let list = if self.list.cutoff() + self.list.skin() >= OVERLAP_DISTANCE {
+            &self.list
+        } else {
+            let mut l = NeighborList::new(self.list.kind(), OVERLAP_DISTANCE, 0.0);
+            let mut wrapped = self.system.clone();
+            wrapped.wrap_positions();
+            l.build(&wrapped.positions, &wrapped.cell)?;
+            probe = (l, wrapped.positions);
+            return match probe.0.closest_pair(&probe.1) {
+                Some((i, j, r)) if r < OVERLAP_DISTANCE => Err(self.overlap(i, j, r)),
+                _ => Ok(()),
+            };
+        };
+        match list.closest_pair(&self.system.positions) {
+            Some((i, j, r)) if r < OVERLAP_DISTANCE => Err(self.overlap(i, j, r)),
+            _ => Ok(()),
+        }
+    }
+
+    fn overlap(&self, i: usize, j: usize, distance: f64) -> SimulationError {
+        let (i, j) = (i.min(j), i.max(j));
+        SimulationError::Overlap {
+            i: i + 1,
+            j: j + 1,
+            name_i: self.system.species_name(i).to_string(),
+            name_j: self.system.species_name(j).to_string(),
+            distance,
+        }
+    }
+
+    /// Evaluates forces at the current positions and checks them.
+    fn compute(&mut self, want: Want) -> Result<(), BlowUp> {
+        let t = Instant::now();
+        self.potential.compute(&self.system, &self.list, want, &mut self.forces);
+        self.timers.force += t.elapsed();
+        self.check_forces(want)
+    }
+
+    fn check_forces(&self, want: Want) -> Result<(), BlowUp> {
+        let limit_sq = self.max_force * self.max_force;
+        let bad = |f: &Vec3| !(f[0] * f[0] + f[1] * f[1] + f[2] * f[2] <= limit_sq);
+        let energy_bad = want.energy && !self.forces.energy.is_finite();
+        if !energy_bad && !self.forces.forces.iter().any(bad) {
+            return Ok(());
+        }
+        let mut atoms: Vec<(usize, String, f64)> = self
+            .forces
+            .forces
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| bad(f))
+            .map(|(i, f)| {
+                let mag = (f[0] * f[0] + f[1] * f[1] + f[2] * f[2]).sqrt();
+                (i + 1, self.system.species_name(i).to_string(), mag)
+            })
+            .collect();
+        // Non-finite first, then largest.
+        atoms.sort_by(|a, b| b.2.is_nan().cmp(&a.2.is_nan()).then(b.2.total_cmp(&a.2)));
+        atoms.truncate(5);
+        let closest = self.list.closest_pair(&self.system.positions).map(|(i, j, r)| (i + 1, j + 1, r));
+        Err(BlowUp { step: self.step, atoms, limit: self.max_force, closest })
+    }
+
+    /// Advances one step. `want` says whether the new step needs energy and virial (thermo).
+    pub fn advance(&mut self, want: Want) -> Result<(), SimulationError> {
+        self.last_good.step = self.step;
+        self.last_good.positions.clone_from(&self.system.positions);
+        self.last_good.velocities.clone_from(&self.system.velocities);
+        self.last_good.images.clone_from(&self.system.images);
+
+        let t = Instant::now();
+        self.integrator.before_forces(&mut self.system, &self.forces.forces, self.timestep, self.step);
+        self.step += 1;
+        let t_neigh = Instant::now();
+        self.timers.integrate += t_neigh - t;
+        if self.list.needs_rebuild(&self.system.positions) {
+            self.system.wrap_positions();
+            self.list.build(&self.system.positions, &self.system.cell)?;
+        }
+        self.timers.neighbor += t_neigh.elapsed();
+        self.compute(want).map_err(SimulationError::BlowUp)?;
+        let t = Instant::now();
+        self.integrator.after_forces(&mut self.system, &self.forces.forces, self.timestep);
+        self.timers.integrate += t.elapsed();
+        Ok(())
+    }
+
+    /// Thermo quantities of the current step (forces must have been computed with `Want::ALL`).
+    pub fn thermo(&self) -> ThermoSample {
+        ThermoSample::new(self.step, self.step as f64 * self.timestep, &self.system, &self.forces)
+    }
+
+    /// The current state, with the neighbour list's reference so a restart is bit-identical.
+    pub fn checkpoint(&self, threads: usize) -> Checkpoint {
+        Checkpoint { step: self.step, system: self.system.clone(), reference: Some(self.list.reference().to_vec()), threads }
+    }
+
+    /// The state at the start of the last step (after a blow-up: the last good state).
+    pub fn last_good_checkpoint(&self, threads: usize) -> Checkpoint {
+        let mut system = self.system.clone();
+        system.positions.clone_from(&self.last_good.positions);
+        system.velocities.clone_from(&self.last_good.velocities);
+        system.images.clone_from(&self.last_good.images);
+        Checkpoint { step: self.last_good.step, system, reference: None, threads }
+    }
+}

@@ -1,0 +1,92 @@
+//! The end-of-run summary: throughput, mean temperature and, for NVE, the energy drift from a
+//! least-squares line through the total energy per atom at every thermo step.
+
+use crate::thermo::ThermoSample;
+use serde::Serialize;
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RunSummary {
+    pub steps: u64,
+    pub wall_s: f64,
+    pub atom_steps_per_s: f64,
+    pub ns_per_day: f64,
+    pub mean_temperature_k: f64,
+    /// eV per atom per ps; absent for thermostatted runs or fewer than three thermo samples.
+    pub energy_drift_ev_per_atom_per_ps: Option<f64>,
+    /// Standard error of the drift slope.
+    pub energy_drift_error_ev_per_atom_per_ps: Option<f64>,
+    pub final_potential_energy_ev: f64,
+    pub final_total_energy_ev: f64,
+    pub n_atoms: usize,
+    pub timestep_fs: f64,
+    pub neighbor_builds: u64,
+    pub threads: usize,
+    pub time_force_s: f64,
+    pub time_neighbor_s: f64,
+    pub time_integrate_s: f64,
+    pub time_output_s: f64,
+}
+
+/// Slope and its standard error of the least-squares line y = a + b x.
+pub fn linear_fit(x: &[f64], y: &[f64]) -> Option<(f64, f64)> {
+    let n = x.len();
+    if n < 3 || y.len() != n {
+        return None;
+    }
+    let nf = n as f64;
+    let mx = x.iter().sum::<f64>() / nf;
+    let my = y.iter().sum::<f64>() / nf;
+    let sxx: f64 = x.iter().map(|v| (v - mx) * (v - mx)).sum();
+    if sxx <= 0.0 {
+        return None;
+    }
+    let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let slope = sxy / sxx;
+    let intercept = my - slope * mx;
+    let residual: f64 = x.iter().zip(y).map(|(a, b)| (b - intercept - slope * a).powi(2)).sum();
+    let error = (residual / (nf - 2.0) / sxx).sqrt();
+    Some((slope, error))
+}
+
+/// Drift of the total energy per atom (eV/atom/ps) over the samples.
+pub fn energy_drift(samples: &[ThermoSample], n_atoms: usize) -> Option<(f64, f64)> {
+    let t: Vec<f64> = samples.iter().map(|s| s.time_ps).collect();
+    let e: Vec<f64> = samples.iter().map(|s| s.total_energy() / n_atoms as f64).collect();
+    linear_fit(&t, &e)
+}
+
+impl RunSummary {
+    pub fn print(&self) -> String {
+        let mut s = String::new();
+        s.push_str(&format!(
+            "Run summary: {} steps of {} atoms in {:.3} s: {:.4e} atom-steps/s, {:.4} ns/day, {} neighbour builds, {} thread(s)\n",
+            self.steps, self.n_atoms, self.wall_s, self.atom_steps_per_s, self.ns_per_day, self.neighbor_builds, self.threads
+        ));
+        s.push_str(&format!("  mean temperature {:.4} K; final potential energy {:.10} eV\n", self.mean_temperature_k, self.final_potential_energy_ev));
+        if let (Some(d), Some(e)) = (self.energy_drift_ev_per_atom_per_ps, self.energy_drift_error_ev_per_atom_per_ps) {
+            s.push_str(&format!("  NVE energy drift {d:.4e} ± {e:.1e} eV/atom/ps (linear fit over the thermo steps)\n"));
+        }
+        let total = self.wall_s.max(1e-12);
+        let other = (self.wall_s - self.time_force_s - self.time_neighbor_s - self.time_integrate_s - self.time_output_s).max(0.0);
+        s.push_str("  time split:");
+        for (name, t) in [("force", self.time_force_s), ("neighbour", self.time_neighbor_s), ("integrate", self.time_integrate_s), ("output", self.time_output_s), ("other", other)] {
+            s.push_str(&format!(" {name} {t:.3} s ({:.1}%),", 100.0 * t / total));
+        }
+        s.pop();
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::linear_fit;
+
+    #[test]
+    fn fit_recovers_a_line() {
+        let x: Vec<f64> = (0..50).map(|i| i as f64 * 0.1).collect();
+        let y: Vec<f64> = x.iter().map(|v| 2.0 - 0.5 * v).collect();
+        let (slope, err) = linear_fit(&x, &y).unwrap();
+        assert!((slope + 0.5).abs() < 1e-12 && err < 1e-10);
+        assert!(linear_fit(&x[..2], &y[..2]).is_none());
+    }
+}

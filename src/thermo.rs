@@ -1,0 +1,78 @@
+//! Thermodynamic output: the quantities of one step, computed as LAMMPS computes them, and
+//! their layout as a table (terminal and thermo log share it).
+
+use crate::potential::ForceOutput;
+use crate::system::System;
+use crate::units::NKTV2P;
+
+/// One row of the thermo table.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ThermoSample {
+    pub step: u64,
+    pub time_ps: f64,
+    /// K, with 3N - 3 degrees of freedom.
+    pub temperature: f64,
+    /// eV
+    pub potential_energy: f64,
+    /// eV
+    pub kinetic_energy: f64,
+    /// bar; zero for a system without a cell.
+    pub pressure: f64,
+    /// Pressure tensor (bar): xx, yy, zz, xy, xz, yz.
+    pub pressure_tensor: [f64; 6],
+    /// Å³
+    pub volume: f64,
+}
+
+impl ThermoSample {
+    /// Needs `forces` evaluated with energy and virial.
+    pub fn new(step: u64, time_ps: f64, system: &System, forces: &ForceOutput) -> ThermoSample {
+        let volume = system.cell.volume();
+        let kinetic = system.kinetic_tensor();
+        let w = forces.virial;
+        let mut tensor = [0.0; 6];
+        let index = [(0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)];
+        if volume > 0.0 {
+            for (k, &(a, b)) in index.iter().enumerate() {
+                tensor[k] = (kinetic[a][b] + w[a][b]) / volume * NKTV2P;
+            }
+        }
+        ThermoSample {
+            step,
+            time_ps,
+            temperature: system.temperature(),
+            potential_energy: forces.energy,
+            kinetic_energy: system.kinetic_energy(),
+            pressure: (tensor[0] + tensor[1] + tensor[2]) / 3.0,
+            pressure_tensor: tensor,
+            volume,
+        }
+    }
+
+    pub fn total_energy(&self) -> f64 {
+        self.potential_energy + self.kinetic_energy
+    }
+
+    pub const HEADER: [&'static str; 8] = ["Step", "Time(ps)", "Temp(K)", "PotEng(eV)", "KinEng(eV)", "TotEng(eV)", "Press(bar)", "Volume(A3)"];
+
+    pub fn header_line() -> String {
+        format!(
+            "{:>10} {:>12} {:>14} {:>18} {:>18} {:>18} {:>14} {:>14}",
+            Self::HEADER[0], Self::HEADER[1], Self::HEADER[2], Self::HEADER[3], Self::HEADER[4], Self::HEADER[5], Self::HEADER[6], Self::HEADER[7]
+        )
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "{:>10} {:>12.6} {:>14.6} {:>18.10} {:>18.10} {:>18.10} {:>14.6} {:>14.6}",
+            self.step,
+            self.time_ps,
+            self.temperature,
+            self.potential_energy,
+            self.kinetic_energy,
+            self.total_energy(),
+            self.pressure,
+            self.volume
+        )
+    }
+}
