@@ -69,7 +69,19 @@ pub fn read(path: &Path, format: &str, frame: usize) -> Result<StructureData, St
     if let Some(id) = positions.iter().position(|r| r.iter().any(|x| !x.is_finite())) {
         return Err(StructureError::BadPosition { path: path.to_path_buf(), id: id + 1, pos: positions[id] });
     }
-    let velocities = data.velocities().map(|v| v.to_vec());
+    // Native velocities, or the `velo` column mdrun writes into extended XYZ (Å/ps).
+    // (Asking chemfiles for a missing property prints a warning: look at the names first.)
+    let has_velo = data.atom(0).properties().any(|(name, _)| name == "velo");
+    let velocities = data.velocities().map(|v| v.to_vec()).or_else(|| {
+        has_velo.then(|| {
+            (0..data.size())
+                .map(|i| match data.atom(i).get("velo") {
+                    Some(chemfiles::Property::Vector3D(v)) => Some(v),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+        })?
+    });
 
     let unit_cell = data.cell();
     let cell = match unit_cell.shape() {

@@ -155,10 +155,18 @@ fn fill(template: &mut chemfiles::Frame, frame: &FrameData, spec: &TrajectorySpe
     template.positions_mut().copy_from_slice(source);
     if spec.velocities {
         if let Some(v) = &frame.velocities {
-            if !template.has_velocities() {
-                template.add_velocities();
+            if native_velocities(spec) {
+                if !template.has_velocities() {
+                    template.add_velocities();
+                }
+                template.velocities_mut().expect("velocities added").copy_from_slice(v);
+            } else {
+                // Extended XYZ has no velocity field in chemfiles: write a `velo` column (Å/ps),
+                // which mdrun reads back as velocities.
+                for (i, vi) in v.iter().enumerate() {
+                    template.atom_mut(i).set("velo", chemfiles::Property::Vector3D(*vi));
+                }
             }
-            template.velocities_mut().expect("velocities added").copy_from_slice(v);
         }
     }
     let cell = match frame.cell {
@@ -169,6 +177,13 @@ fn fill(template: &mut chemfiles::Frame, frame: &FrameData, spec: &TrajectorySpe
     template.set_cell(&cell);
     template.set_step(frame.step as usize);
     template.set("time", frame.time_ps);
+}
+
+/// Formats whose chemfiles writer stores velocities itself.
+fn native_velocities(spec: &TrajectorySpec) -> bool {
+    let ext = spec.path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let format = spec.format.to_ascii_uppercase();
+    !(format == "XYZ" || (format.is_empty() && (ext == "xyz" || ext == "extxyz")))
 }
 
 fn join_error(handle: JoinHandle<Result<(), TrajectoryError>>) -> TrajectoryError {

@@ -1,0 +1,85 @@
+//! Helpers shared by the integration tests: random systems and LJ setups.
+#![allow(dead_code)]
+
+use mdrun::cell::{Cell, Vec3};
+use mdrun::neighbor::NeighborList;
+use mdrun::potential::lj::{LennardJones, LjPair};
+use mdrun::potential::{ForceOutput, Potential, Want};
+use mdrun::rng::philox4x32;
+use mdrun::system::{Species, System};
+
+/// A deterministic uniform generator for tests.
+pub struct Uniform {
+    seed: u32,
+    counter: u32,
+}
+
+impl Uniform {
+    pub fn new(seed: u32) -> Uniform {
+        Uniform { seed, counter: 0 }
+    }
+    pub fn next(&mut self) -> f64 {
+        self.counter += 1;
+        philox4x32([self.counter, 0, 0, 0], [self.seed, 77])[0] as f64 / 4294967296.0
+    }
+}
+
+/// `n` atoms placed at random in `cell` (fractional coordinates uniform), no two closer than
+/// `min_dist` (minimum image over the periodic axes), species alternating over `names`.
+pub fn random_system(n: usize, cell: Cell, names: &[&str], min_dist: f64, seed: u32) -> System {
+    let mut rng = Uniform::new(seed);
+    let mut positions: Vec<Vec3> = Vec::new();
+    let mut attempts = 0;
+    while positions.len() < n {
+        attempts += 1;
+        assert!(attempts < 1_000_000, "cannot place {n} atoms");
+        let s = [rng.next(), rng.next(), rng.next()];
+        let r = cell.cartesian(s);
+        let ok = positions.iter().all(|p| min_image_distance(&cell, *p, r) >= min_dist);
+        if ok {
+            positions.push(r);
+        }
+    }
+    let species = names.iter().map(|&name| Species { name: name.to_string(), mass: 1.0 + name.len() as f64 }).collect();
+    let types = (0..n).map(|i| (i % names.len()) as u32).collect();
+    System { species, types, velocities: vec![[0.0; 3]; n], images: vec![[0; 3]; n], positions, cell }
+}
+
+/// Smallest distance between a and b over images within two cells along periodic axes.
+pub fn min_image_distance(cell: &Cell, a: Vec3, b: Vec3) -> f64 {
+    let pbc = cell.pbc();
+    let range = |k: usize| if pbc[k] { -2..=2 } else { 0..=0 };
+    let mut best = f64::INFINITY;
+    for i in range(0) {
+        for j in range(1) {
+            for k in range(2) {
+                let s = cell.shift_vector([i, j, k]);
+                let d = [b[0] + s[0] - a[0], b[1] + s[1] - a[1], b[2] + s[2] - a[2]];
+                best = best.min((d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt());
+            }
+        }
+    }
+    best
+}
+
+/// The LJ table for species with (epsilon, sigma) each, Lorentz-Berthelot mixing, one cutoff.
+pub fn lj_mixed(params: &[(f64, f64)], cutoff: f64) -> Vec<LjPair> {
+    let mut pairs = Vec::new();
+    for a in params {
+        for b in params {
+            pairs.push(LjPair { epsilon: (a.0 * b.0).sqrt(), sigma: 0.5 * (a.1 + b.1), cutoff });
+        }
+    }
+    pairs
+}
+
+/// Energy, forces and virial of `system` (wrapped first) with a fresh neighbour list.
+pub fn evaluate(system: &System, lj: &mut LennardJones, skin: f64) -> ForceOutput {
+    let mut s = system.clone();
+    s.wrap_positions();
+    let mut list = NeighborList::new(lj.list_kind(), lj.cutoff(), skin);
+    list.build(&s.positions, &s.cell).expect("list builds");
+    let mut out = ForceOutput::default();
+    lj.compute(&s, &list, Want::ALL, &mut out);
+    out
+}
