@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the real LAMMPS (../shared/bench/lammps) on the reference decks and records its thermo
+# output as test fixtures, so the tests compare with LAMMPS without needing it installed.
+#   benches/lammps/make_fixtures.sh
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+lammps=${LAMMPS:-$root/../shared/bench/lammps}
+out=$root/tests/fixtures
+mkdir -p "$out"
+cd "$here"
+thermo_rows() { grep -E '^\s+[0-9]+\s+[-0-9.]' || true; }
+
+{
+  echo "# LAMMPS 22 Jul 2025 update 4: benches/lammps/in.nve-drift, columns: step temp pe ke etotal press (lj units, per atom)"
+  "$lammps" run in.nve-drift | thermo_rows
+} > "$out/lammps_nve_drift.txt"
+
+{
+  echo "# LAMMPS 22 Jul 2025 update 4: benches/lammps/in.lj (step 0 and 100 steps), columns: step temp epair emol etotal press (lj units, per atom)"
+  "$lammps" run in.lj | thermo_rows
+} > "$out/lammps_in_lj.txt"
+echo "wrote $out/lammps_nve_drift.txt and $out/lammps_in_lj.txt"
