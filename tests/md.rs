@@ -47,7 +47,7 @@ element = "LJ"
 LJ = 1.0
 [velocities]
 source = "maxwell-boltzmann"
-temperature = "16710.487 K"
+temperature = "16710.4872117 K"
 seed = 87287
 [potential]
 type = "lj"

@@ -92,7 +92,8 @@ pub fn read(path: &Path, format: &str, frame: usize) -> Result<StructureData, St
             Some([0, 1, 2].map(|c| [m[0][c], m[1][c], m[2][c]]))
         }
     };
-    let pbc = match data.get("pbc") {
+    let has_pbc = data.properties().any(|(name, _)| name == "pbc");
+    let pbc = match has_pbc.then(|| data.get("pbc")).flatten() {
         Some(chemfiles::Property::String(s)) => Some(parse_pbc(&s).ok_or_else(|| StructureError::BadPbc {
             path: path.to_path_buf(),
             value: s.clone(),

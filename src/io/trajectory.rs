@@ -142,10 +142,11 @@ fn open(spec: &TrajectorySpec, append: bool) -> Result<chemfiles::Trajectory, Tr
         std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create directory {}: {e}", dir.display())))?;
     }
     let mode = if append { 'a' } else { 'w' };
-    let result = if spec.format.is_empty() {
+    let format = if spec.format.is_empty() { super::format_for_path(&spec.path, None) } else { spec.format.clone() };
+    let result = if format.is_empty() {
         chemfiles::Trajectory::open(&spec.path, mode)
     } else {
-        chemfiles::Trajectory::open_with_format(&spec.path, mode, spec.format.as_str())
+        chemfiles::Trajectory::open_with_format(&spec.path, mode, format.as_str())
     };
     result.map_err(|e| err(e.message))
 }

@@ -137,7 +137,13 @@ impl Potential for LennardJones {
         out.clear(n);
         let threads = rayon::current_num_threads().min(n.div_ceil(256)).max(1);
         let ev = want.energy || want.virial;
-        let kernel = if ev { pair_loop::<true> } else { pair_loop::<false> };
+        let single = self.n_species == 1;
+        let kernel = match (ev, single) {
+            (true, true) => pair_loop::<true, true>,
+            (true, false) => pair_loop::<true, false>,
+            (false, true) => pair_loop::<false, true>,
+            (false, false) => pair_loop::<false, false>,
+        };
         let ctx = LoopContext {
             positions: &system.positions,
             types: &system.types,
@@ -237,57 +243,43 @@ fn balanced_ranges(offsets: &[usize], parts: usize) -> Vec<usize> {
     bounds
 }
 
-/// The force loop over the neighbour-list rows `range`, accumulating into `forces` (which every thread owns in
-/// full, since Newton's third law writes to neighbours anywhere).
-fn pair_loop<const EV: bool>(ctx: &LoopContext, range: std::ops::Range<usize>, forces: &mut [Vec3]) -> Tally {
+/// The force loop over the neighbour-list rows `range`, accumulating into `forces` (which every
+/// thread owns in full, since Newton's third law writes to neighbours anywhere). `SINGLE`: one
+/// species, so no per-pair type lookup.
+fn pair_loop<const EV: bool, const SINGLE: bool>(ctx: &LoopContext, range: std::ops::Range<usize>, forces: &mut [Vec3]) -> Tally {
     let mut tally = Tally::default();
     let pos = ctx.positions;
+    let types = ctx.types;
     let shifts = ctx.list.shift_vectors();
     for r in range {
         let i = ctx.list.row_atom(r);
         let xi = pos[i];
-        let row = ctx.types[i] as usize * ctx.n_species;
+        let row = if SINGLE { 0 } else { types[i] as usize * ctx.n_species };
         let mut fi = [0.0f64; 3];
-        let (shifted_j, shifted_s) = ctx.list.shifted(r);
-        let plain = ctx.list.plain(r).iter().map(|&j| (j, None));
-        let imaged = shifted_j.iter().zip(shifted_s).map(|(&j, &s)| (j, Some(s)));
-        for (j, shift) in plain.chain(imaged) {
+        let coeffs_of = |j: usize| -> &Coefficients {
+            if SINGLE {
+                &ctx.coeffs[0]
+            } else {
+                // SAFETY: types are below n_species by construction of the System, and the list
+                // only holds atom indices below the atom count (asserted in `compute`).
+                unsafe { ctx.coeffs.get_unchecked(row + *types.get_unchecked(j) as usize) }
+            }
+        };
+        for &j in ctx.list.plain(r) {
             let j = j as usize;
-            // SAFETY: the list was built for these positions (asserted in `compute`) and only
-            // stores indices below their count; types has the same length.
-            let (xj, tj) = unsafe { (*pos.get_unchecked(j), *ctx.types.get_unchecked(j) as usize) };
-            let mut del = [xi[0] - xj[0], xi[1] - xj[1], xi[2] - xj[2]];
-            if let Some(s) = shift {
-                let v = shifts[s as usize];
-                del = [del[0] - v[0], del[1] - v[1], del[2] - v[2]];
-            }
-            let rsq = del[0] * del[0] + del[1] * del[1] + del[2] * del[2];
-            // SAFETY: types are below n_species by construction of the System.
-            let c = unsafe { ctx.coeffs.get_unchecked(row + tj) };
-            if rsq < c.cutsq {
-                let r2inv = 1.0 / rsq;
-                let r6inv = r2inv * r2inv * r2inv;
-                let fpair = r6inv * (c.lj1 * r6inv - c.lj2) * r2inv;
-                let f = [del[0] * fpair, del[1] * fpair, del[2] * fpair];
-                fi[0] += f[0];
-                fi[1] += f[1];
-                fi[2] += f[2];
-                // SAFETY: as above, j < forces.len().
-                let fj = unsafe { forces.get_unchecked_mut(j) };
-                fj[0] -= f[0];
-                fj[1] -= f[1];
-                fj[2] -= f[2];
-                if EV {
-                    tally.energy += r6inv * (c.lj3 * r6inv - c.lj4) - c.offset;
-                    let v = &mut tally.virial;
-                    v[0] += del[0] * f[0];
-                    v[1] += del[1] * f[1];
-                    v[2] += del[2] * f[2];
-                    v[3] += del[0] * f[1];
-                    v[4] += del[0] * f[2];
-                    v[5] += del[1] * f[2];
-                }
-            }
+            // SAFETY: as above.
+            let xj = unsafe { *pos.get_unchecked(j) };
+            let del = [xi[0] - xj[0], xi[1] - xj[1], xi[2] - xj[2]];
+            interact::<EV>(coeffs_of(j), del, &mut fi, unsafe { forces.get_unchecked_mut(j) }, &mut tally);
+        }
+        let (shifted_j, shifted_s) = ctx.list.shifted(r);
+        for (&j, &s) in shifted_j.iter().zip(shifted_s) {
+            let j = j as usize;
+            let v = shifts[s as usize];
+            // SAFETY: as above.
+            let xj = unsafe { *pos.get_unchecked(j) };
+            let del = [xi[0] - xj[0] - v[0], xi[1] - xj[1] - v[1], xi[2] - xj[2] - v[2]];
+            interact::<EV>(coeffs_of(j), del, &mut fi, unsafe { forces.get_unchecked_mut(j) }, &mut tally);
         }
         let f = &mut forces[i];
         f[0] += fi[0];
@@ -295,4 +287,33 @@ fn pair_loop<const EV: bool>(ctx: &LoopContext, range: std::ops::Range<usize>, f
         f[2] += fi[2];
     }
     tally
+}
+
+/// One pair at separation `del` = x_i - x_j (image included).
+#[inline(always)]
+fn interact<const EV: bool>(c: &Coefficients, del: Vec3, fi: &mut Vec3, fj: &mut Vec3, tally: &mut Tally) {
+    let rsq = del[0] * del[0] + del[1] * del[1] + del[2] * del[2];
+    // Branch-free: about a third of the listed pairs lie in the skin, beyond the cutoff, in no
+    // predictable pattern. Their contribution is computed and multiplied by zero.
+    let inside = if rsq < c.cutsq { 1.0 } else { 0.0 };
+    let r2inv = 1.0 / rsq;
+    let r6inv = r2inv * r2inv * r2inv;
+    let fpair = inside * r6inv * (c.lj1 * r6inv - c.lj2) * r2inv;
+    let f = [del[0] * fpair, del[1] * fpair, del[2] * fpair];
+    fi[0] += f[0];
+    fi[1] += f[1];
+    fi[2] += f[2];
+    fj[0] -= f[0];
+    fj[1] -= f[1];
+    fj[2] -= f[2];
+    if EV {
+        tally.energy += inside * (r6inv * (c.lj3 * r6inv - c.lj4) - c.offset);
+        let v = &mut tally.virial;
+        v[0] += del[0] * f[0];
+        v[1] += del[1] * f[1];
+        v[2] += del[2] * f[2];
+        v[3] += del[0] * f[1];
+        v[4] += del[0] * f[2];
+        v[5] += del[1] * f[2];
+    }
 }

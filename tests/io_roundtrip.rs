@@ -1,0 +1,117 @@
+//! Structures written through chemfiles (XYZ, extended XYZ, PDB) read back as they were, to the
+//! precision of each format: species, positions, cell, periodicity, velocities where carried.
+
+mod common;
+
+use mdrun::cell::Cell;
+use mdrun::io::structure;
+use mdrun::io::trajectory::{FrameData, TrajectorySpec, TrajectoryWriter};
+use mdrun::system::System;
+use std::path::PathBuf;
+
+fn sample() -> System {
+    // A triclinic cell in the conventional orientation (a along x, b in the xy plane), as PDB
+    // stores cells by lengths and angles.
+    let cell = Cell::from_lengths_angles([14.2, 13.1, 15.7], [82.0, 97.5, 110.0], [true; 3]).unwrap();
+    let mut s = common::random_system(40, cell, &["Ar", "Kr", "Xe"], 2.0, 21);
+    let mut rng = common::Uniform::new(4);
+    for v in &mut s.velocities {
+        *v = [rng.next() - 0.5, rng.next() - 0.5, rng.next() - 0.5].map(|x| 10.0 * x);
+    }
+    s.wrap_positions();
+    s
+}
+
+fn write(system: &System, path: &PathBuf, format: &str, velocities: bool, frames: u64) {
+    let spec = TrajectorySpec { path: path.clone(), format: format.into(), interval: 1, velocities, wrap: true };
+    let names = (0..system.len()).map(|i| system.species_name(i).to_string()).collect();
+    let mut writer = TrajectoryWriter::start(vec![spec], names, false).unwrap();
+    for step in 0..frames {
+        // Frames differ so that reading the wrong one is caught.
+        let shifted: Vec<_> = system.positions.iter().map(|r| [r[0], r[1], r[2] + 0.01 * step as f64]).collect();
+        writer
+            .send(FrameData {
+                step,
+                time_ps: step as f64 * 0.002,
+                wrapped: shifted.clone(),
+                unwrapped: shifted,
+                velocities: Some(system.velocities.clone()),
+                cell: Some(*system.cell.vectors()),
+                outputs: vec![0],
+            })
+            .unwrap();
+    }
+    writer.finish().unwrap();
+}
+
+fn roundtrip(ext: &str, format: &str, position_tol: f64, velocities: bool) {
+    let dir = std::env::temp_dir().join(format!("mdrun-io-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("frames.{ext}"));
+    let system = sample();
+    write(&system, &path, format, velocities, 3);
+    let data = structure::read(&path, &mdrun::io::format_for_path(&path, None), 2).unwrap();
+
+    let names: Vec<String> = (0..system.len()).map(|i| system.species_name(i).to_string()).collect();
+    assert_eq!(data.names, names, "{ext}: species");
+    let mut worst: f64 = 0.0;
+    for (a, b) in data.positions.iter().zip(&system.positions) {
+        let expected = [b[0], b[1], b[2] + 0.02];
+        for k in 0..3 {
+            worst = worst.max((a[k] - expected[k]).abs());
+        }
+    }
+    assert!(worst <= position_tol, "{ext}: positions off by {worst} Å (format precision {position_tol})");
+    let cell = Cell::new(data.cell.expect("cell read back"), data.pbc.unwrap_or([true; 3])).unwrap();
+    for (a, b) in cell.lengths().iter().zip(system.cell.lengths()) {
+        assert!((a - b).abs() < 2e-3, "{ext}: cell lengths {:?} vs {:?}", cell.lengths(), system.cell.lengths());
+    }
+    for (a, b) in cell.angles().iter().zip(system.cell.angles()) {
+        assert!((a - b).abs() < 1e-2, "{ext}: cell angles {:?} vs {:?}", cell.angles(), system.cell.angles());
+    }
+    if velocities {
+        let v = data.velocities.expect("velocities read back");
+        for (a, b) in v.iter().zip(&system.velocities) {
+            for k in 0..3 {
+                assert!((a[k] - b[k]).abs() <= 1e-5 * b[k].abs().max(1.0), "{ext}: velocity {a:?} vs {b:?}");
+            }
+        }
+    }
+    println!("{ext}: {} atoms, frame 2 of 3, positions within {worst:.1e} Å", data.positions.len());
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn xyz_roundtrip() {
+    // chemfiles writes XYZ numbers with 6 significant digits.
+    roundtrip("xyz", "", 1e-4, true);
+}
+
+#[test]
+fn extended_xyz_roundtrip() {
+    roundtrip("extxyz", "", 1e-4, true);
+}
+
+#[test]
+fn pdb_roundtrip() {
+    // PDB stores 3 decimals.
+    roundtrip("pdb", "", 5.1e-4, false);
+}
+
+#[test]
+fn extended_xyz_reads_a_general_lattice_and_pbc() {
+    let dir = std::env::temp_dir().join(format!("mdrun-io-pbc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("slab.extxyz");
+    std::fs::write(
+        &path,
+        "2\nLattice=\"10.0 0.0 0.0 1.0 9.0 0.0 0.5 0.5 20.0\" Properties=species:S:1:pos:R:3 pbc=\"T T F\"\nAr 1.0 2.0 3.0\nKr 4.0 5.0 6.5\n",
+    )
+    .unwrap();
+    let data = structure::read(&path, "XYZ", 0).unwrap();
+    assert_eq!(data.names, vec!["Ar", "Kr"]);
+    assert_eq!(data.pbc, Some([true, true, false]));
+    let cell = data.cell.unwrap();
+    assert_eq!(cell, [[10.0, 0.0, 0.0], [1.0, 9.0, 0.0], [0.5, 0.5, 20.0]]);
+    assert_eq!(data.positions[1], [4.0, 5.0, 6.5]);
+}
