@@ -58,7 +58,8 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            let interrupted = matches!(e.downcast_ref::<crate::run::RunError>(), Some(crate::run::RunError::Interrupted { .. }));
+            if interrupted { ExitCode::from(130) } else { ExitCode::FAILURE }
         }
     }
 }

@@ -42,6 +42,14 @@ impl Integrator {
         }
     }
 
+    /// The random-number seed, for integrators that draw noise.
+    pub fn seed(&self) -> Option<u64> {
+        match self {
+            Integrator::VelocityVerlet => None,
+            Integrator::Langevin { seed, .. } => Some(*seed),
+        }
+    }
+
     pub fn is_nve(&self) -> bool {
         matches!(self, Integrator::VelocityVerlet)
     }

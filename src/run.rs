@@ -42,6 +42,8 @@ pub enum RunError {
     Trajectory(#[from] TrajectoryError),
     #[error("thermo log {path}: {message}")]
     Log { path: PathBuf, message: String },
+    #[error("interrupted at step {step}; the state was saved to {saved}: continue with --restart {saved}")]
+    Interrupted { step: u64, saved: PathBuf },
     #[error("cannot start {threads} threads: {message}")]
     Threads { threads: usize, message: String },
 }
@@ -72,6 +74,14 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
                     "note: {} was written by a run on {} thread(s), this one uses {threads}: the continuation is correct but not bit-identical to an uninterrupted run",
                     path.display(),
                     chk.threads
+                );
+            }
+            if chk.langevin_seed.is_some() && chk.langevin_seed != plan.integrator.seed() {
+                eprintln!(
+                    "note: {} was written with Langevin seed {:?}, this run uses {:?}: the noise from here on differs from an uninterrupted run",
+                    path.display(),
+                    chk.langevin_seed.unwrap(),
+                    plan.integrator.seed()
                 );
             }
             (chk.system, chk.step, chk.reference)
@@ -126,6 +136,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     samples.push(first);
     output_time += t_out.elapsed();
 
+    let interrupted = interrupt_flag();
     let progress = Progress::new(sim.step, last_step, plan.timestep, options.quiet);
     let start = Instant::now();
     let start_step = sim.step;
@@ -163,6 +174,13 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         }
         progress.update(sim.step);
         output_time += t_out.elapsed();
+        if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+            progress.finish();
+            sim.checkpoint(threads).write(&plan.checkpoint)?;
+            writer.finish()?;
+            let _ = log.comment(&format!("interrupted at step {}", sim.step));
+            return Err(RunError::Interrupted { step: sim.step, saved: plan.checkpoint.clone() });
+        }
     }
     let wall = start.elapsed().as_secs_f64();
     progress.finish();
@@ -201,6 +219,24 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     say(&summary.print());
     say(&format!("Wrote {} (thermo log) and {} (checkpoint at step {}).", plan.log.display(), plan.checkpoint.display(), sim.step));
     Ok(summary)
+}
+
+/// Set by the first Ctrl-C (SIGINT/SIGTERM): the loop then stops after the current step and
+/// saves a checkpoint. A second Ctrl-C exits at once.
+fn interrupt_flag() -> &'static std::sync::atomic::AtomicBool {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static FLAG: AtomicBool = AtomicBool::new(false);
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let _ = ctrlc::set_handler(|| {
+            if FLAG.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupt: finishing this step and saving a checkpoint (Ctrl-C again to quit at once)");
+        });
+    });
+    FLAG.store(false, Ordering::SeqCst);
+    &FLAG
 }
 
 /// A restart continues the same system: same species, in the same order, same atom count.

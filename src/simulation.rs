@@ -221,7 +221,13 @@ impl Simulation {
 
     /// The current state, with the neighbour list's reference so a restart is bit-identical.
     pub fn checkpoint(&self, threads: usize) -> Checkpoint {
-        Checkpoint { step: self.step, system: self.system.clone(), reference: Some(self.list.reference().to_vec()), threads }
+        Checkpoint {
+            step: self.step,
+            system: self.system.clone(),
+            reference: Some(self.list.reference().to_vec()),
+            threads,
+            langevin_seed: self.integrator.seed(),
+        }
     }
 
     /// The state at the start of the last step (after a blow-up: the last good state).
@@ -230,6 +236,6 @@ impl Simulation {
         system.positions.clone_from(&self.last_good.positions);
         system.velocities.clone_from(&self.last_good.velocities);
         system.images.clone_from(&self.last_good.images);
-        Checkpoint { step: self.last_good.step, system, reference: None, threads }
+        Checkpoint { step: self.last_good.step, system, reference: None, threads, langevin_seed: self.integrator.seed() }
     }
 }

@@ -20,6 +20,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"MDRUNCHK";
+
+#[cfg(not(target_endian = "little"))]
+compile_error!("checkpoints are written as little-endian memory images");
 pub const VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +47,8 @@ struct Header {
     bounded: bool,
     threads: usize,
     has_reference: bool,
+    /// The Langevin seed: with the step, the whole state of its random numbers.
+    langevin_seed: Option<u64>,
 }
 
 /// A run's state at one step.
@@ -55,6 +60,8 @@ pub struct Checkpoint {
     pub reference: Option<Vec<Vec3>>,
     /// Threads the run used: force sums are bit-identical only for the same count.
     pub threads: usize,
+    /// The thermostat's random-number state besides the step (its seed), if it has one.
+    pub langevin_seed: Option<u64>,
 }
 
 impl Checkpoint {
@@ -70,6 +77,7 @@ impl Checkpoint {
             bounded: s.cell.is_bounded(),
             threads: self.threads,
             has_reference: self.reference.is_some(),
+            langevin_seed: self.langevin_seed,
         };
         let json = serde_json::to_vec(&header).expect("header serialises");
         let mut bytes = Vec::with_capacity(64 + json.len() + s.len() * 88);
@@ -77,21 +85,13 @@ impl Checkpoint {
         bytes.extend_from_slice(&VERSION.to_le_bytes());
         bytes.extend_from_slice(&(json.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&json);
-        for &t in &s.types {
-            bytes.extend_from_slice(&t.to_le_bytes());
-        }
-        let put_vecs = |bytes: &mut Vec<u8>, v: &[Vec3]| {
-            for x in v.iter().flatten() {
-                bytes.extend_from_slice(&x.to_le_bytes());
-            }
-        };
-        put_vecs(&mut bytes, &s.positions);
-        put_vecs(&mut bytes, &s.velocities);
-        for x in s.images.iter().flatten() {
-            bytes.extend_from_slice(&x.to_le_bytes());
-        }
+        // The arrays are stored little-endian: on such machines their memory is the format.
+        bytes.extend_from_slice(bytemuck::cast_slice(&s.types));
+        bytes.extend_from_slice(bytemuck::cast_slice(&s.positions));
+        bytes.extend_from_slice(bytemuck::cast_slice(&s.velocities));
+        bytes.extend_from_slice(bytemuck::cast_slice(&s.images));
         if let Some(reference) = &self.reference {
-            put_vecs(&mut bytes, reference);
+            bytes.extend_from_slice(bytemuck::cast_slice(reference));
         }
         let sum = fnv1a(&bytes);
         bytes.extend_from_slice(&sum.to_le_bytes());
@@ -138,7 +138,7 @@ impl Checkpoint {
         };
         let species = header.species.into_iter().map(|(name, mass)| Species { name, mass }).collect();
         let system = System { species, types, positions, velocities, images, cell };
-        Ok(Checkpoint { step: header.step, system, reference, threads: header.threads })
+        Ok(Checkpoint { step: header.step, system, reference, threads: header.threads, langevin_seed: header.langevin_seed })
     }
 }
 
@@ -209,7 +209,7 @@ mod tests {
             images: vec![[0, 0, 0], [-1, 2, 0], [3, 0, 0]],
             cell,
         };
-        Checkpoint { step: 1234, reference: Some(system.positions.clone()), system, threads: 2 }
+        Checkpoint { step: 1234, reference: Some(system.positions.clone()), system, threads: 2, langevin_seed: Some(u64::MAX - 3) }
     }
 
     #[test]
@@ -229,6 +229,7 @@ mod tests {
         assert_eq!(back.system.species, chk.system.species);
         assert_eq!(back.system.cell, chk.system.cell);
         assert_eq!(back.reference, chk.reference);
+        assert_eq!(back.langevin_seed, chk.langevin_seed);
 
         let mut bytes = std::fs::read(&path).unwrap();
         let mid = bytes.len() / 2;
