@@ -10,6 +10,7 @@ pub mod elements;
 pub mod integrate;
 pub mod io;
 pub mod lattice;
+pub mod ml;
 pub mod neighbor;
 pub mod plan;
 pub mod potential;

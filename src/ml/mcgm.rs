@@ -1,0 +1,239 @@
+//! MCGM's cluster hierarchy (multi-stage clustered global modelling, seeds 000/001).
+//!
+//! Level 1 groups the atoms of each element of a structure. Level l > 1 groups the level l-1
+//! clusters of a structure into max(1, floor(n_{l-1} / r)) clusters by K-means++ (then Lloyd
+//! iterations) on their embeddings, which are detached: the assignment is a fixed, piecewise-
+//! constant function of the positions, and gradients flow around it, not through it. The
+//! K-means seed is fixed per structure, so evaluation is repeatable. Clusters never span two
+//! structures of a batch.
+//!
+//! Cluster embeddings: e_1 = mean of the member atoms' features, e_l = mean of the member
+//! clusters' e_{l-1}.
+
+use super::graph::Batch;
+use super::tensor::{Ctx, scatter_add, to_vec};
+use burn::tensor::{Int, Tensor};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Assign {
+    /// The paper's K-means++ labels.
+    Hard,
+    /// Smooth memberships (not available yet).
+    Soft,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct McgmConfig {
+    /// Levels L (level 1 = elements).
+    pub levels: usize,
+    /// Reduction ratio r between levels.
+    pub ratio: usize,
+    pub assign: Assign,
+}
+
+impl Default for McgmConfig {
+    fn default() -> Self {
+        McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard }
+    }
+}
+
+/// One level of the hierarchy, for a whole batch.
+pub struct Level {
+    pub n_clusters: usize,
+    /// For each member of the level below (atoms for level 1), its cluster here.
+    pub member_of: Tensor<1, Int>,
+    /// 1 / members, per cluster [K, 1].
+    pub inverse_counts: Tensor<2>,
+    /// For each atom, its cluster at this level.
+    pub atom_cluster: Tensor<1, Int>,
+    /// Host copies, for tests and diagnostics.
+    pub member_of_host: Vec<usize>,
+    /// Structure of each cluster.
+    pub structure_host: Vec<usize>,
+}
+
+impl Level {
+    /// Mean of the members' rows, per cluster.
+    pub fn pool(&self, below: Tensor<2>, ctx: &Ctx) -> Tensor<2> {
+        scatter_add(below, &self.member_of, self.n_clusters, ctx) * self.inverse_counts.clone()
+    }
+
+    /// Transpose of `pool`: each member receives its cluster's row divided by the cluster size.
+    pub fn unpool(&self, g: Tensor<2>) -> Tensor<2> {
+        (g * self.inverse_counts.clone()).select(0, self.member_of.clone())
+    }
+}
+
+pub struct Hierarchy {
+    pub levels: Vec<Level>,
+}
+
+impl Hierarchy {
+    /// Clusters the atoms of `batch` using the current features `x` [N, F] (read, detached).
+    pub fn build(config: &McgmConfig, batch: &Batch, x: &Tensor<2>, ctx: &Ctx) -> Hierarchy {
+        let n = batch.n_atoms;
+        let features = x.dims()[1];
+        let xs = to_vec(x.clone().detach());
+
+        // Level 1: (structure, species).
+        let mut keys: Vec<(usize, usize)> = Vec::new();
+        let mut member_of = Vec::with_capacity(n);
+        for a in 0..n {
+            let key = (batch.structure[a], batch.species[a]);
+            let id = keys.iter().position(|k| *k == key).unwrap_or_else(|| {
+                keys.push(key);
+                keys.len() - 1
+            });
+            member_of.push(id);
+        }
+        let structure_of: Vec<usize> = keys.iter().map(|k| k.0).collect();
+        let embeddings = mean_rows(&xs, features, &member_of, keys.len());
+        let mut atom_cluster = member_of.clone();
+        let mut levels = vec![make_level(member_of, structure_of.clone(), &atom_cluster, ctx)];
+        let (mut structure_of, mut embeddings) = (structure_of, embeddings);
+
+        for _ in 1..config.levels {
+            let below = structure_of.len();
+            let mut member_of = vec![0usize; below];
+            let mut new_structure = Vec::new();
+            for s in 0..batch.n_structures {
+                let members: Vec<usize> = (0..below).filter(|&c| structure_of[c] == s).collect();
+                if members.is_empty() {
+                    continue;
+                }
+                let k = (members.len() / config.ratio).max(1);
+                let points: Vec<&[f64]> = members.iter().map(|&c| &embeddings[c * features..(c + 1) * features]).collect();
+                let labels = kmeans(&points, k, s as u64);
+                let base = new_structure.len();
+                for (m, &c) in members.iter().enumerate() {
+                    member_of[c] = base + labels[m];
+                }
+                new_structure.extend(std::iter::repeat_n(s, k));
+            }
+            embeddings = mean_rows(&embeddings, features, &member_of, new_structure.len());
+            atom_cluster = atom_cluster.iter().map(|&c| member_of[c]).collect();
+            structure_of = new_structure;
+            levels.push(make_level(member_of, structure_of.clone(), &atom_cluster, ctx));
+        }
+        Hierarchy { levels }
+    }
+}
+
+fn make_level(member_of: Vec<usize>, structure_of: Vec<usize>, atom_cluster: &[usize], ctx: &Ctx) -> Level {
+    let k = structure_of.len();
+    let mut counts = vec![0.0f64; k];
+    for &c in &member_of {
+        counts[c] += 1.0;
+    }
+    Level {
+        n_clusters: k,
+        member_of: ctx.indices(&member_of),
+        inverse_counts: ctx.matrix(&counts.iter().map(|c| 1.0 / c.max(1.0)).collect::<Vec<_>>(), k, 1),
+        atom_cluster: ctx.indices(atom_cluster),
+        member_of_host: member_of,
+        structure_host: structure_of,
+    }
+}
+
+/// Mean of the rows of `data` ([rows, width], row-major) per group.
+fn mean_rows(data: &[f64], width: usize, group: &[usize], groups: usize) -> Vec<f64> {
+    let mut sum = vec![0.0; groups * width];
+    let mut count = vec![0usize; groups];
+    for (row, &g) in group.iter().enumerate() {
+        count[g] += 1;
+        for k in 0..width {
+            sum[g * width + k] += data[row * width + k];
+        }
+    }
+    for g in 0..groups {
+        for k in 0..width {
+            sum[g * width + k] /= count[g].max(1) as f64;
+        }
+    }
+    sum
+}
+
+/// K-means++ seeding (deterministic for `seed`) followed by Lloyd iterations; labels per point.
+/// Every cluster keeps at least one point.
+pub fn kmeans(points: &[&[f64]], k: usize, seed: u64) -> Vec<usize> {
+    let n = points.len();
+    let k = k.min(n).max(1);
+    let dist = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>();
+    let mut counter = 0u32;
+    let mut uniform = || {
+        counter += 1;
+        crate::rng::philox4x32([counter, 0, 0, 0], [seed as u32, 0x4b4d])[0] as f64 / 4294967296.0
+    };
+    let mut centres: Vec<Vec<f64>> = vec![points[(uniform() * n as f64) as usize % n].to_vec()];
+    while centres.len() < k {
+        let d2: Vec<f64> = points.iter().map(|p| centres.iter().map(|c| dist(p, c)).fold(f64::INFINITY, f64::min)).collect();
+        let total: f64 = d2.iter().sum();
+        let pick = if total > 0.0 {
+            let mut target = uniform() * total;
+            let mut chosen = n - 1;
+            for (i, d) in d2.iter().enumerate() {
+                if target < *d {
+                    chosen = i;
+                    break;
+                }
+                target -= d;
+            }
+            chosen
+        } else {
+            centres.len()
+        };
+        centres.push(points[pick].to_vec());
+    }
+    let mut labels = vec![0usize; n];
+    for _ in 0..50 {
+        let new: Vec<usize> = points
+            .iter()
+            .map(|p| (0..k).min_by(|&a, &b| dist(p, &centres[a]).total_cmp(&dist(p, &centres[b]))).unwrap())
+            .collect();
+        let changed = new != labels;
+        labels = new;
+        for (c, centre) in centres.iter_mut().enumerate() {
+            let members: Vec<&&[f64]> = points.iter().zip(&labels).filter(|(_, l)| **l == c).map(|(p, _)| p).collect();
+            if !members.is_empty() {
+                for (d, v) in centre.iter_mut().enumerate() {
+                    *v = members.iter().map(|p| p[d]).sum::<f64>() / members.len() as f64;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    // An empty cluster takes the point farthest from its centre, so every level has k clusters.
+    for c in 0..k {
+        if !labels.contains(&c) {
+            let far = (0..n).max_by(|&a, &b| dist(points[a], &centres[labels[a]]).total_cmp(&dist(points[b], &centres[labels[b]]))).unwrap();
+            labels[far] = c;
+        }
+    }
+    labels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kmeans;
+
+    #[test]
+    fn kmeans_separates_obvious_groups_and_fills_every_cluster() {
+        let data: Vec<Vec<f64>> = vec![vec![0.0, 0.0], vec![0.1, 0.0], vec![10.0, 10.0], vec![10.1, 9.9], vec![0.0, 0.2]];
+        let points: Vec<&[f64]> = data.iter().map(|v| v.as_slice()).collect();
+        let labels = kmeans(&points, 2, 1);
+        assert_eq!(labels[0], labels[1]);
+        assert_eq!(labels[0], labels[4]);
+        assert_eq!(labels[2], labels[3]);
+        assert_ne!(labels[0], labels[2]);
+        let same: Vec<Vec<f64>> = vec![vec![1.0]; 4];
+        let points: Vec<&[f64]> = same.iter().map(|v| v.as_slice()).collect();
+        let labels = kmeans(&points, 3, 1);
+        for c in 0..3 {
+            assert!(labels.contains(&c), "cluster {c} empty: {labels:?}");
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The machine-learned potential: data, graphs, the SchNet + MCGM model with explicit forces,
+//! training, and model files. Everything is written against burn's tensor API, so the same
+//! code runs on any burn device (the CPU through `flex` today).
+
+pub mod dataset;
+pub mod graph;
+pub mod mcgm;
+pub mod model;
+pub mod tensor;

@@ -1,0 +1,380 @@
+//! The potential: a SchNet backbone with an optional MCGM block after every interaction, and its
+//! energy, forces and virial.
+//!
+//! Forces are computed by an explicit backward pass written as ordinary forward tensor
+//! operations (methods.md §5): burn's autodiff is first order, so a loss on forces can only be
+//! trained if the forces themselves are a forward computation. The energy depends on positions
+//! only through edge lengths; the backward pass carries dE/dx_atom back through readout, MCGM and
+//! the interaction blocks to dE/dd per edge, and forces follow as F = -Σ dE/dd ∂d/∂x.
+//!
+//! SchNet (Schütt et al., schnetpack conventions):
+//! ```text
+//! x0     = embedding[species]
+//! W_e    = (ssp(g(d_e) W1 + b1) W2 + b2) * f_c(d_e)     filter network, per edge
+//! m_i    = Σ_{e: src=i} (x_dst W_in) ⊙ W_e               continuous-filter convolution
+//! x_i   += ssp(m_i Wo1 + bo1) Wo2 + bo2
+//! E      = Σ_i [ scale * (ssp(x_i Wr1 + br1) Wr2 + br2) + E_ref[species_i] ]
+//! ```
+//! MCGM (methods.md §2), after each interaction: level 1 pools the atoms of each element of a
+//! structure, level l > 1 pools the level l-1 clusters by K-means++ on their (detached) embeddings
+//! into max(1, floor(n/r)) clusters; c_l = mean-pool(c_{l-1}) A_l + a_l with c_0 = x;
+//! x_i += Σ_l c_l[cluster_l(i)] U_l.
+
+use super::graph::{Batch, GraphTensors};
+use super::mcgm::{Assign, Hierarchy, McgmConfig};
+use super::tensor::{Ctx, scatter_add, ssp, ssp_derivative};
+use burn::tensor::{Int, Tensor};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// "schnet"
+    pub backbone: String,
+    /// Feature width F.
+    pub features: usize,
+    /// Interaction blocks.
+    pub blocks: usize,
+    /// Gaussian radial basis functions.
+    pub n_rbf: usize,
+    /// Å
+    pub cutoff: f64,
+    /// Atomic numbers the model knows, in embedding order.
+    pub species: Vec<u32>,
+    pub mcgm: Option<McgmConfig>,
+}
+
+/// A dense layer: y = x W + b, W [in, out], b [1, out] (indices into the parameter list).
+#[derive(Clone, Copy, Debug)]
+struct Dense {
+    w: usize,
+    b: Option<usize>,
+}
+
+#[derive(Clone, Debug)]
+struct Block {
+    filter1: Dense,
+    filter2: Dense,
+    input: Dense,
+    out1: Dense,
+    out2: Dense,
+    /// Per MCGM level: aggregation A_l (with bias) and dissemination U_l.
+    aggregate: Vec<Dense>,
+    disseminate: Vec<Dense>,
+}
+
+/// The trainable tensors, by name, in a fixed order.
+#[derive(Clone)]
+pub struct Params {
+    pub names: Vec<String>,
+    pub values: Vec<Tensor<2>>,
+}
+
+/// Everything that is not a weight: per-species reference energies and the output scale.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    /// eV per atom of each species (least-squares fit to the training energies).
+    pub reference_energies: Vec<f64>,
+    /// eV: multiplies the network's per-atom output.
+    pub energy_scale: f64,
+}
+
+#[derive(Clone)]
+pub struct Model {
+    pub config: ModelConfig,
+    pub params: Params,
+    pub normalization: Normalization,
+    embedding: usize,
+    blocks: Vec<Block>,
+    readout1: Dense,
+    readout2: Dense,
+}
+
+/// Energies per structure, forces per atom, and the edge gradients they came from.
+pub struct Prediction {
+    /// [S, 1], eV
+    pub energy: Tensor<2>,
+    /// [N, 3], eV/Å
+    pub forces: Tensor<2>,
+    /// [S, 9] virial W = -Σ_e r_e ⊗ dE/dr_e per structure (row-major), eV
+    pub virial: Tensor<2>,
+}
+
+/// Cached values of one interaction block's forward pass, for its backward pass.
+struct BlockCache {
+    a1: Tensor<2>,
+    filter: Tensor<2>,
+    w_edge: Tensor<2>,
+    y_dst: Tensor<2>,
+    a2: Tensor<2>,
+    hierarchy: Option<Hierarchy>,
+}
+
+impl Model {
+    /// A freshly initialised model (weights from `seed`).
+    pub fn new(config: ModelConfig, normalization: Normalization, seed: u64, ctx: &Ctx) -> Model {
+        let mut builder = Builder { names: Vec::new(), values: Vec::new(), seed, ctx: ctx.clone() };
+        let f = config.features;
+        let embedding = builder.param("embedding", config.species.len(), f, 1.0);
+        let levels = config.mcgm.as_ref().map_or(0, |m| m.levels);
+        let blocks = (0..config.blocks)
+            .map(|t| Block {
+                filter1: builder.dense(&format!("block{t}.filter1"), config.n_rbf, f, true),
+                filter2: builder.dense(&format!("block{t}.filter2"), f, f, true),
+                input: builder.dense(&format!("block{t}.input"), f, f, false),
+                out1: builder.dense(&format!("block{t}.out1"), f, f, true),
+                out2: builder.dense(&format!("block{t}.out2"), f, f, true),
+                aggregate: (0..levels).map(|l| builder.dense(&format!("block{t}.mcgm{l}.aggregate"), f, f, true)).collect(),
+                // Dissemination starts near zero so MCGM begins as a small correction.
+                disseminate: (0..levels).map(|l| builder.dense_scaled(&format!("block{t}.mcgm{l}.disseminate"), f, f, 0.1)).collect(),
+            })
+            .collect();
+        let readout1 = builder.dense("readout1", f, f / 2, true);
+        let readout2 = builder.dense("readout2", f / 2, 1, true);
+        let params = Params { names: builder.names, values: builder.values };
+        Model { config, params, normalization, embedding, blocks, readout1, readout2 }
+    }
+
+    /// The same architecture with the given parameter values (e.g. loaded from a file).
+    pub fn with_params(&self, values: Vec<Tensor<2>>) -> Model {
+        assert_eq!(values.len(), self.params.values.len());
+        let mut m = self.clone();
+        m.params.values = values;
+        m
+    }
+
+    fn p(&self, index: usize) -> Tensor<2> {
+        self.params.values[index].clone()
+    }
+
+    fn dense(&self, d: Dense, x: Tensor<2>) -> Tensor<2> {
+        let y = x.matmul(self.p(d.w));
+        match d.b {
+            Some(b) => y + self.p(b),
+            None => y,
+        }
+    }
+
+    /// Backward through the linear part of a dense layer: dL/dx = dL/dy W^T.
+    fn dense_back(&self, d: Dense, g: Tensor<2>) -> Tensor<2> {
+        g.matmul(self.p(d.w).transpose())
+    }
+
+    pub fn species_index(&self, z: u32) -> Option<usize> {
+        self.config.species.iter().position(|&s| s == z)
+    }
+
+    /// Energies, forces and virials of a batch. Every operation is a tensor operation on the
+    /// model's parameters, so the result can be differentiated with respect to them.
+    pub fn predict(&self, batch: &Batch, graph: &GraphTensors, ctx: &Ctx) -> Prediction {
+        let r = graph.edge_vectors(&graph.positions);
+        self.predict_from_edges(batch, graph, r, ctx)
+    }
+
+    /// The energy alone, as a function of the edge vectors (for autodiff and finite-difference
+    /// checks of the explicit forces).
+    pub fn energy_from_edges(&self, batch: &Batch, graph: &GraphTensors, r: Tensor<2>, ctx: &Ctx) -> Tensor<2> {
+        self.forward(batch, graph, r, ctx).0
+    }
+
+    fn predict_from_edges(&self, batch: &Batch, graph: &GraphTensors, r: Tensor<2>, ctx: &Ctx) -> Prediction {
+        let (energy, caches, x_final, rbf) = self.forward(batch, graph, r.clone(), ctx);
+        let g_d = self.backward(batch, graph, &caches, x_final, &rbf, ctx);
+        // dE/dr_e = dE/dd_e * r_e / d_e.
+        let de_dr = r.clone() * (g_d / rbf.distance.clone());
+        let n = batch.n_atoms;
+        let forces = scatter_add(de_dr.clone(), &graph.src, n, ctx) - scatter_add(de_dr.clone(), &graph.dst, n, ctx);
+        // W = Σ_pairs r_ij ⊗ f_ij, in LAMMPS's convention: with r_e = x_dst - x_src and the force
+        // on src from this edge being +dE/dr_e, W = -Σ_e r_e ⊗ dE/dr_e.
+        let outer = Tensor::cat((0..3).map(|a| r.clone().narrow(1, a, 1) * de_dr.clone()).collect(), 1).neg();
+        let edge_structure = edge_structure_index(batch, ctx);
+        let virial = scatter_add(outer, &edge_structure, batch.n_structures, ctx);
+        Prediction { energy, forces, virial }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn forward(&self, batch: &Batch, graph: &GraphTensors, r: Tensor<2>, ctx: &Ctx) -> (Tensor<2>, Vec<BlockCache>, Tensor<2>, Radial) {
+        let rbf = Radial::new(r, &self.config, ctx);
+        let n = batch.n_atoms;
+        let mut x = self.p(self.embedding).select(0, graph.species.clone());
+        let mut caches = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            let a1 = self.dense(block.filter1, rbf.g.clone());
+            let filter = self.dense(block.filter2, ssp(a1.clone()));
+            let w_edge = filter.clone() * rbf.fc.clone();
+            let y_dst = self.dense(block.input, x.clone()).select(0, graph.dst.clone());
+            let m = scatter_add(y_dst.clone() * w_edge.clone(), &graph.src, n, ctx);
+            let a2 = self.dense(block.out1, m);
+            x = x + self.dense(block.out2, ssp(a2.clone()));
+            let hierarchy = self.config.mcgm.as_ref().map(|cfg| {
+                let h = Hierarchy::build(cfg, batch, &x, ctx);
+                x = x.clone() + self.mcgm_forward(block, &h, x.clone(), ctx);
+                h
+            });
+            caches.push(BlockCache { a1, filter, w_edge, y_dst, a2, hierarchy });
+        }
+        let h = self.dense(self.readout2, ssp(self.dense(self.readout1, x.clone())));
+        let reference = ctx.matrix(&self.normalization.reference_energies, self.config.species.len(), 1).select(0, graph.species.clone());
+        let atomic = h.mul_scalar(self.normalization.energy_scale) + reference;
+        let energy = scatter_add(atomic, &graph.structure, batch.n_structures, ctx);
+        (energy, caches, x, rbf)
+    }
+
+    /// MCGM's update Δx = Σ_l c_l[cluster_l(i)] U_l for features x (assignments fixed).
+    fn mcgm_forward(&self, block: &Block, h: &Hierarchy, x: Tensor<2>, ctx: &Ctx) -> Tensor<2> {
+        let mut c = x;
+        let mut delta: Option<Tensor<2>> = None;
+        for (l, level) in h.levels.iter().enumerate() {
+            c = self.dense(block.aggregate[l], level.pool(c, ctx));
+            let back = self.dense(block.disseminate[l], c.clone()).select(0, level.atom_cluster.clone());
+            delta = Some(match delta {
+                Some(d) => d + back,
+                None => back,
+            });
+        }
+        delta.expect("MCGM has at least one level")
+    }
+
+    /// Transpose of `mcgm_forward`'s linear map: dL/dx from dL/dΔx.
+    fn mcgm_backward(&self, block: &Block, h: &Hierarchy, g: Tensor<2>, ctx: &Ctx) -> Tensor<2> {
+        let levels = h.levels.len();
+        // dL/dc_l from the dissemination of level l.
+        let mut g_c: Vec<Tensor<2>> = h
+            .levels
+            .iter()
+            .enumerate()
+            .map(|(l, level)| self.dense_back(block.disseminate[l], scatter_add(g.clone(), &level.atom_cluster, level.n_clusters, ctx)))
+            .collect();
+        // Down the hierarchy: c_l = pool_l(c_{l-1}) A_l + a_l.
+        for l in (0..levels).rev() {
+            let g_pooled = self.dense_back(block.aggregate[l], g_c[l].clone());
+            let g_below = h.levels[l].unpool(g_pooled);
+            if l == 0 {
+                return g_below;
+            }
+            g_c[l - 1] = g_c[l - 1].clone() + g_below;
+        }
+        unreachable!("levels > 0")
+    }
+
+    /// dE/dd per edge [E, 1], by carrying dE/dx back through readout, MCGM and the blocks.
+    fn backward(&self, batch: &Batch, graph: &GraphTensors, caches: &[BlockCache], x_final: Tensor<2>, rbf: &Radial, ctx: &Ctx) -> Tensor<2> {
+        let n = batch.n_atoms;
+        let a_r = self.dense(self.readout1, x_final);
+        let ones = ctx.matrix(&vec![self.normalization.energy_scale; n], n, 1);
+        let mut g_x = self.dense_back(self.readout1, self.dense_back(self.readout2, ones) * ssp_derivative(a_r));
+        let mut g_rbf: Option<Tensor<2>> = None;
+        let mut g_fc: Option<Tensor<2>> = None;
+        for (block, cache) in self.blocks.iter().zip(caches).rev() {
+            if let Some(h) = &cache.hierarchy {
+                g_x = g_x.clone() + self.mcgm_backward(block, h, g_x, ctx);
+            }
+            // x' = x + out2(ssp(out1(m))).
+            let g_m = self.dense_back(block.out1, self.dense_back(block.out2, g_x.clone()) * ssp_derivative(cache.a2.clone()));
+            let g_msg = g_m.select(0, graph.src.clone());
+            // msg = y_dst ⊙ W_e.
+            let g_y = scatter_add(g_msg.clone() * cache.w_edge.clone(), &graph.dst, n, ctx);
+            g_x = g_x + self.dense_back(block.input, g_y);
+            let g_w = g_msg * cache.y_dst.clone();
+            // W_e = filter ⊙ f_c; filter = filter2(ssp(filter1(g))).
+            let g_filter = g_w.clone() * rbf.fc.clone();
+            let fc_part = (g_w * cache.filter.clone()).sum_dim(1);
+            let g_a1 = self.dense_back(block.filter2, g_filter) * ssp_derivative(cache.a1.clone());
+            let g_g = self.dense_back(block.filter1, g_a1);
+            g_rbf = Some(match g_rbf {
+                Some(acc) => acc + g_g,
+                None => g_g,
+            });
+            g_fc = Some(match g_fc {
+                Some(acc) => acc + fc_part,
+                None => fc_part,
+            });
+        }
+        let g_rbf = g_rbf.expect("at least one block");
+        let g_fc = g_fc.expect("at least one block");
+        (g_rbf * rbf.dg_dd.clone()).sum_dim(1) + g_fc * rbf.dfc_dd.clone()
+    }
+}
+
+/// The radial part of every edge: distance, Gaussian basis, cosine cutoff and their derivatives.
+struct Radial {
+    /// [E, 1]
+    distance: Tensor<2>,
+    /// [E, K]
+    g: Tensor<2>,
+    dg_dd: Tensor<2>,
+    /// [E, 1]
+    fc: Tensor<2>,
+    dfc_dd: Tensor<2>,
+}
+
+impl Radial {
+    fn new(r: Tensor<2>, config: &ModelConfig, ctx: &Ctx) -> Radial {
+        let k = config.n_rbf;
+        let rc = config.cutoff;
+        let d = (r.clone() * r).sum_dim(1).sqrt();
+        let width = rc / (k - 1) as f64;
+        let centres = ctx.matrix(&(0..k).map(|i| i as f64 * width).collect::<Vec<_>>(), 1, k);
+        let diff = d.clone() - centres; // [E, K]
+        let g = (diff.clone() * diff.clone()).mul_scalar(-0.5 / (width * width)).exp();
+        let dg_dd = g.clone() * diff.mul_scalar(-1.0 / (width * width));
+        let phase = d.clone().mul_scalar(std::f64::consts::PI / rc);
+        let fc = (phase.clone().cos().add_scalar(1.0)).mul_scalar(0.5);
+        let dfc_dd = phase.sin().mul_scalar(-0.5 * std::f64::consts::PI / rc);
+        Radial { distance: d, g, dg_dd, fc, dfc_dd }
+    }
+}
+
+fn edge_structure_index(batch: &Batch, ctx: &Ctx) -> Tensor<1, Int> {
+    let s: Vec<usize> = batch.src.iter().map(|&i| batch.structure[i]).collect();
+    ctx.indices(&s)
+}
+
+/// Creates parameters with seeded uniform (Glorot-like) initialisation.
+struct Builder {
+    names: Vec<String>,
+    values: Vec<Tensor<2>>,
+    seed: u64,
+    ctx: Ctx,
+}
+
+impl Builder {
+    fn param(&mut self, name: &str, rows: usize, cols: usize, scale: f64) -> usize {
+        let index = self.values.len() as u32;
+        let limit = scale * (6.0 / (rows + cols) as f64).sqrt();
+        let data: Vec<f64> = (0..rows * cols)
+            .map(|k| {
+                let w = crate::rng::philox4x32([k as u32, index, 0x5eed, 0], [self.seed as u32, (self.seed >> 32) as u32]);
+                (w[0] as f64 / 4294967296.0 * 2.0 - 1.0) * limit
+            })
+            .collect();
+        self.names.push(name.to_string());
+        self.values.push(self.ctx.matrix(&data, rows, cols).require_grad());
+        self.values.len() - 1
+    }
+
+    fn zeros(&mut self, name: &str, cols: usize) -> usize {
+        self.names.push(name.to_string());
+        self.values.push(self.ctx.zeros(1, cols).require_grad());
+        self.values.len() - 1
+    }
+
+    fn dense(&mut self, name: &str, inputs: usize, outputs: usize, bias: bool) -> Dense {
+        let w = self.param(&format!("{name}.weight"), inputs, outputs, 1.0);
+        let b = bias.then(|| self.zeros(&format!("{name}.bias"), outputs));
+        Dense { w, b }
+    }
+
+    fn dense_scaled(&mut self, name: &str, inputs: usize, outputs: usize, scale: f64) -> Dense {
+        let w = self.param(&format!("{name}.weight"), inputs, outputs, scale);
+        Dense { w, b: None }
+    }
+}
+
+impl Assign {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Assign::Hard => "hard",
+            Assign::Soft => "soft",
+        }
+    }
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Generates GFN2-xTB reference data (energies and forces) as extended XYZ for `mdrun train`.
+
+Runs Langevin MD with GFN2-xTB (tblite, through ASE) and keeps every `--stride`-th frame, with
+the energy (eV) in the comment line and per-atom forces (eV/Å) as a `forces` column, the
+conventions ASE and every MLIP code use. `config_type=` labels each structure type, which
+`mdrun eval` reports separately.
+
+Systems:
+  chain    the Ko et al. (2021) test of long-range charge transfer: linear C10H2 (neutral)
+           and C10H3+ (protonated at one end, charge +1). The far end of the chain sits beyond a
+           5 Å cutoff from the proton, yet its forces differ between the two.
+  water    a periodic box of 8 water molecules (cubic, 6.21 Å, 1 g/cm³).
+
+Usage (needs `pip install tblite ase numpy`):
+  tools/xtb_dataset.py chain --frames 200 --out data/chain.extxyz
+  tools/xtb_dataset.py water --frames 100 --out data/water.extxyz
+"""
+import argparse
+import sys
+
+import numpy as np
+from ase import Atoms, units
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from tblite.ase import TBLite
+
+
+def polyyne(protonated):
+    """H-(C≡C)5-H along x; with an extra H on the first carbon when protonated."""
+    xs = [0.0, 1.06]  # H, then the first carbon
+    for k in range(9):
+        xs.append(xs[-1] + (1.21 if k % 2 == 0 else 1.35))
+    xs.append(xs[-1] + 1.06)  # the far H
+    symbols = ["H"] + ["C"] * 10 + ["H"]
+    positions = [(x, 0.0, 0.0) for x in xs]
+    if protonated:
+        symbols.append("H")
+        positions.append((1.06, 1.08, 0.0))
+    return Atoms(symbols, positions=positions)
+
+
+def water_box(seed):
+    rng = np.random.default_rng(seed)
+    box = 6.21
+    grid = [(i, j, k) for i in range(2) for j in range(2) for k in range(2)]
+    symbols, positions = [], []
+    for g in grid:
+        centre = (np.array(g) + 0.5) * box / 2 + rng.normal(0, 0.1, 3)
+        # An H2O with random orientation: O at the centre, H at 0.96 Å, 104.5°.
+        q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        half = np.radians(104.5 / 2)
+        h1 = q @ np.array([0.96 * np.sin(half), 0.96 * np.cos(half), 0.0])
+        h2 = q @ np.array([-0.96 * np.sin(half), 0.96 * np.cos(half), 0.0])
+        symbols += ["O", "H", "H"]
+        positions += [centre, centre + h1, centre + h2]
+    return Atoms(symbols, positions=positions, cell=[box] * 3, pbc=True)
+
+
+def sample(atoms, charge, frames, stride, temperature, seed, label, out):
+    atoms.calc = TBLite(method="GFN2-xTB", charge=charge, verbosity=0)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=np.random.default_rng(seed))
+    dyn = Langevin(atoms, 0.5 * units.fs, temperature_K=temperature, friction=0.02, rng=np.random.default_rng(seed + 1))
+    dyn.run(100)  # leave the starting geometry
+    for n in range(frames):
+        dyn.run(stride)
+        energy = atoms.get_potential_energy()
+        forces = atoms.get_forces()
+        write_frame(out, atoms, energy, forces, label, charge)
+        print(f"{label}: frame {n + 1}/{frames}, E = {energy:.4f} eV", file=sys.stderr)
+
+
+def write_frame(out, atoms, energy, forces, label, charge):
+    out.write(f"{len(atoms)}\n")
+    header = f'energy={energy:.10f} config_type={label} charge={charge} Properties=species:S:1:pos:R:3:forces:R:3'
+    if atoms.pbc.any():
+        cell = " ".join(f"{x:.10f}" for x in atoms.cell.array.flatten())
+        pbc = " ".join("T" if p else "F" for p in atoms.pbc)
+        header = f'Lattice="{cell}" pbc="{pbc}" ' + header
+    out.write(header + "\n")
+    for s, r, f in zip(atoms.get_chemical_symbols(), atoms.positions, forces):
+        out.write(f"{s} {r[0]:.10f} {r[1]:.10f} {r[2]:.10f} {f[0]:.10f} {f[1]:.10f} {f[2]:.10f}\n")
+    out.flush()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("system", choices=["chain", "water"])
+    parser.add_argument("--frames", type=int, default=100, help="frames per structure type")
+    parser.add_argument("--stride", type=int, default=10, help="MD steps between kept frames")
+    parser.add_argument("--temperature", type=float, default=500.0)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    with open(args.out, "w") as out:
+        if args.system == "chain":
+            sample(polyyne(False), 0, args.frames, args.stride, args.temperature, args.seed, "C10H2", out)
+            sample(polyyne(True), 1, args.frames, args.stride, args.temperature, args.seed + 10, "C10H3+", out)
+        else:
+            sample(water_box(args.seed), 0, args.frames, args.stride, args.temperature, args.seed, "water", out)
+
+
+if __name__ == "__main__":
+    main()
