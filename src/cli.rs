@@ -22,6 +22,29 @@ pub struct Cli {
 enum Command {
     /// Run the simulation described by a system.toml.
     Run(RunArgs),
+    /// Train a potential on extended XYZ data with energies and forces.
+    Train(TrainArgs),
+    /// Energy and force errors of a model on extended XYZ data, per structure type.
+    Eval(EvalArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct TrainArgs {
+    /// A train.toml with the same keys as the flags (flags win).
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: crate::ml::commands::TrainSettings,
+}
+
+#[derive(Args, Debug, Clone)]
+struct EvalArgs {
+    /// The model: its folder, model.json or model.safetensors.
+    model: PathBuf,
+    /// Extended XYZ with energy= and forces.
+    data: PathBuf,
+    /// Print the metrics as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -50,11 +73,13 @@ struct RunArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Run(args)) => args,
-        None => cli.run,
+    let result = match cli.command {
+        Some(Command::Run(args)) => execute(args),
+        Some(Command::Train(args)) => crate::ml::commands::train_command(args.config.as_deref(), args.settings),
+        Some(Command::Eval(args)) => crate::ml::commands::eval_command(&args.model, &args.data, args.json),
+        None => execute(cli.run),
     };
-    match execute(args) {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

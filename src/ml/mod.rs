@@ -7,3 +7,6 @@ pub mod graph;
 pub mod mcgm;
 pub mod model;
 pub mod tensor;
+pub mod train;
+pub mod commands;
+pub mod file;

@@ -1,0 +1,278 @@
+//! `mdrun train` and `mdrun eval`: the user-facing training and evaluation flows.
+
+use super::dataset::{Structure, read_extxyz};
+use super::file;
+use super::mcgm::{Assign, McgmConfig};
+use super::model::ModelConfig;
+use super::tensor::Ctx;
+use super::train::{EpochRecord, Metrics, TrainOptions, metrics_by_kind, predict_all, train};
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Everything `mdrun train` takes, from train.toml and/or flags (flags win). Every key is
+/// optional except the training data and the output folder.
+#[derive(Clone, Debug, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSettings {
+    /// Training data (extended XYZ with energy= and forces).
+    #[arg(long = "train", value_name = "EXTXYZ")]
+    pub train: Option<PathBuf>,
+    /// Validation data (default: a seeded 10 % of the training file).
+    #[arg(long, value_name = "EXTXYZ")]
+    pub valid: Option<PathBuf>,
+    /// Where to write model.safetensors and model.json.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// schnet (painn is not available yet).
+    #[arg(long)]
+    pub backbone: Option<String>,
+    /// off, hard or soft.
+    #[arg(long)]
+    pub mcgm: Option<String>,
+    /// MCGM levels (level 1 = elements).
+    #[arg(long)]
+    pub levels: Option<usize>,
+    /// MCGM reduction ratio between levels.
+    #[arg(long)]
+    pub ratio: Option<usize>,
+    #[arg(long)]
+    pub features: Option<usize>,
+    #[arg(long)]
+    pub blocks: Option<usize>,
+    /// Radial basis functions.
+    #[arg(long)]
+    pub rbf: Option<usize>,
+    /// Cutoff, Å.
+    #[arg(long)]
+    pub cutoff: Option<f64>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub learning_rate: Option<f64>,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    #[arg(long)]
+    pub energy_weight: Option<f64>,
+    #[arg(long)]
+    pub force_weight: Option<f64>,
+    /// Epochs without validation improvement before stopping.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Train in f64 instead of f32.
+    #[arg(long)]
+    #[serde(default)]
+    pub f64: bool,
+}
+
+impl TrainSettings {
+    /// `self` with every unset key taken from `file`.
+    fn or(self, file: TrainSettings) -> TrainSettings {
+        TrainSettings {
+            train: self.train.or(file.train),
+            valid: self.valid.or(file.valid),
+            out: self.out.or(file.out),
+            backbone: self.backbone.or(file.backbone),
+            mcgm: self.mcgm.or(file.mcgm),
+            levels: self.levels.or(file.levels),
+            ratio: self.ratio.or(file.ratio),
+            features: self.features.or(file.features),
+            blocks: self.blocks.or(file.blocks),
+            rbf: self.rbf.or(file.rbf),
+            cutoff: self.cutoff.or(file.cutoff),
+            epochs: self.epochs.or(file.epochs),
+            batch_size: self.batch_size.or(file.batch_size),
+            learning_rate: self.learning_rate.or(file.learning_rate),
+            weight_decay: self.weight_decay.or(file.weight_decay),
+            energy_weight: self.energy_weight.or(file.energy_weight),
+            force_weight: self.force_weight.or(file.force_weight),
+            patience: self.patience.or(file.patience),
+            seed: self.seed.or(file.seed),
+            f64: self.f64 || file.f64,
+        }
+    }
+}
+
+/// Runs `mdrun train`.
+pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow::Result<()> {
+    let (settings, base) = match config_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let file: TrainSettings = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message().trim()))?;
+            // Paths in the file are relative to the file.
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            let file = TrainSettings {
+                train: file.train.map(|p| dir.join(p)),
+                valid: file.valid.map(|p| dir.join(p)),
+                out: file.out.map(|p| dir.join(p)),
+                ..file
+            };
+            (flags.or(file), Some(path.to_path_buf()))
+        }
+        None => (flags, None),
+    };
+    let Some(train_path) = settings.train.clone() else { bail!("no training data: give --train data.extxyz (or train = \"...\" in train.toml)") };
+    let Some(out) = settings.out.clone() else { bail!("no output folder: give --out DIR") };
+    let defaults = TrainOptions::default();
+    let options = TrainOptions {
+        epochs: settings.epochs.unwrap_or(defaults.epochs),
+        batch_size: settings.batch_size.unwrap_or(defaults.batch_size).max(1),
+        learning_rate: settings.learning_rate.unwrap_or(defaults.learning_rate),
+        weight_decay: settings.weight_decay.unwrap_or(defaults.weight_decay),
+        energy_weight: settings.energy_weight.unwrap_or(defaults.energy_weight),
+        force_weight: settings.force_weight.unwrap_or(defaults.force_weight),
+        patience: settings.patience.unwrap_or(defaults.patience),
+        seed: settings.seed.unwrap_or(defaults.seed),
+        f64: settings.f64,
+    };
+    let backbone = settings.backbone.clone().unwrap_or_else(|| "schnet".into());
+    if backbone != "schnet" {
+        bail!("--backbone {backbone}: only schnet is available in this version (painn is planned)");
+    }
+    let mcgm = match settings.mcgm.as_deref().unwrap_or("off") {
+        "off" => None,
+        "hard" => Some(Assign::Hard),
+        "soft" => bail!("--mcgm soft: smooth assignment is not available in this version; use off or hard"),
+        other => bail!("--mcgm {other}: expected off, hard or soft"),
+    }
+    .map(|assign| McgmConfig { levels: settings.levels.unwrap_or(3).max(1), ratio: settings.ratio.unwrap_or(2).max(1), assign });
+    let config = ModelConfig {
+        backbone,
+        features: settings.features.unwrap_or(64),
+        blocks: settings.blocks.unwrap_or(3),
+        n_rbf: settings.rbf.unwrap_or(20),
+        cutoff: settings.cutoff.unwrap_or(5.0),
+        species: Vec::new(),
+        mcgm,
+    };
+    if config.features < 2 || config.blocks == 0 || config.n_rbf < 2 || !(config.cutoff > 0.0) {
+        bail!("features must be at least 2, blocks at least 1, rbf at least 2 and the cutoff positive");
+    }
+
+    let all = read_extxyz(&train_path)?;
+    let (train_set, valid_set) = match &settings.valid {
+        Some(v) => (all, read_extxyz(v)?),
+        None => split(all, options.seed),
+    };
+    println!(
+        "training {} on {} structures, validating on {} ({}); {} features, {} blocks, cutoff {} Å, MCGM {}",
+        config.backbone,
+        train_set.len(),
+        valid_set.len(),
+        settings.valid.as_ref().map_or("10 % split of the training file".to_string(), |v| v.display().to_string()),
+        config.features,
+        config.blocks,
+        config.cutoff,
+        config.mcgm.as_ref().map_or("off".to_string(), |m| format!("{} ({} levels, r = {})", m.assign.name(), m.levels, m.ratio))
+    );
+    println!("{:>6} {:>12} {:>12} {:>16} {:>14} {:>10} {:>8}", "epoch", "train loss", "valid loss", "E MAE meV/atom", "F MAE meV/Å", "lr", "s");
+    let started = std::time::Instant::now();
+    let report = |r: &EpochRecord| {
+        println!(
+            "{:>6} {:>12.5e} {:>12.5e} {:>16.3} {:>14.2} {:>10.2e} {:>8.2}",
+            r.epoch,
+            r.train_loss,
+            r.valid_loss,
+            r.valid.energy_mae_ev_per_atom * 1e3,
+            r.valid.force_mae_ev_per_a * 1e3,
+            r.learning_rate,
+            r.seconds
+        )
+    };
+    let trained = train(config, &train_set, &valid_set, &options, report).map_err(|e| anyhow::anyhow!("training failed: {e}"))?;
+    let ctx = Ctx::cpu(true);
+    let model = reload(&trained.model, &ctx)?;
+    let (predictions, _) = predict_all(&model, &valid_set, 32, &ctx).map_err(|e| anyhow::anyhow!(e))?;
+    let by_kind = metrics_by_kind(&valid_set, &predictions);
+    let training = serde_json::json!({
+        "mdrun_version": env!("CARGO_PKG_VERSION"),
+        "train_data": train_path.display().to_string(),
+        "valid_data": settings.valid.as_ref().map(|v| v.display().to_string()),
+        "settings_file": base.map(|b| b.display().to_string()),
+        "n_train": train_set.len(),
+        "n_valid": valid_set.len(),
+        "options": options,
+        "epochs_run": trained.history.len(),
+        "best_epoch": trained.best_epoch,
+        "wall_s": started.elapsed().as_secs_f64(),
+        "structures_per_second": trained.structures_per_second,
+        "valid_metrics": by_kind,
+        "history": trained.history,
+    });
+    file::save(&model, &out, training)?;
+    print_metrics(&by_kind);
+    println!(
+        "best epoch {} of {}; {:.1} structures/s; wrote {} and {}",
+        trained.best_epoch,
+        trained.history.len(),
+        trained.structures_per_second,
+        out.join("model.safetensors").display(),
+        out.join("model.json").display()
+    );
+    Ok(())
+}
+
+/// The trained model's parameters in a fresh f64 context.
+fn reload(model: &super::model::Model, ctx: &Ctx) -> anyhow::Result<super::model::Model> {
+    let values = model.params.values.iter().map(|v| {
+        let dims = v.dims();
+        ctx.matrix(&super::tensor::to_vec(v.clone().detach()), dims[0], dims[1])
+    });
+    let template = super::model::Model::new(model.config.clone(), model.normalization.clone(), 0, ctx);
+    Ok(template.with_params(values.collect()))
+}
+
+/// A seeded 90/10 split.
+fn split(all: Vec<Structure>, seed: u64) -> (Vec<Structure>, Vec<Structure>) {
+    let n_valid = (all.len() / 10).max(1).min(all.len().saturating_sub(1));
+    let mut order: Vec<usize> = (0..all.len()).collect();
+    for i in (1..order.len()).rev() {
+        let w = crate::rng::philox4x32([i as u32, 0, 0x5e7, 0], [seed as u32, (seed >> 32) as u32]);
+        order.swap(i, w[0] as usize % (i + 1));
+    }
+    let valid_ids: std::collections::BTreeSet<usize> = order[..n_valid].iter().copied().collect();
+    let mut train = Vec::new();
+    let mut valid = Vec::new();
+    for (i, s) in all.into_iter().enumerate() {
+        if valid_ids.contains(&i) { valid.push(s) } else { train.push(s) }
+    }
+    (train, valid)
+}
+
+fn print_metrics(by_kind: &BTreeMap<String, Metrics>) {
+    println!("{:<14} {:>6} {:>16} {:>14} {:>14} {:>14} {:>14}", "type", "n", "E MAE meV/atom", "E MAE meV", "E RMSE meV", "F MAE meV/Å", "F RMSE meV/Å");
+    for (kind, m) in by_kind {
+        println!(
+            "{:<14} {:>6} {:>16.3} {:>14.2} {:>14.2} {:>14.2} {:>14.2}",
+            kind,
+            m.n_structures,
+            m.energy_mae_ev_per_atom * 1e3,
+            m.energy_mae_ev * 1e3,
+            m.energy_rmse_ev * 1e3,
+            m.force_mae_ev_per_a * 1e3,
+            m.force_rmse_ev_per_a * 1e3
+        );
+    }
+}
+
+/// Runs `mdrun eval MODEL DATA [--json]`.
+pub fn eval_command(model_path: &Path, data: &Path, json: bool) -> anyhow::Result<()> {
+    let ctx = Ctx::cpu(true);
+    let (model, _card) = file::load(model_path, &ctx)?;
+    let structures = read_extxyz(data)?;
+    let (predictions, _) = predict_all(&model, &structures, 32, &ctx).map_err(|e| anyhow::anyhow!("{}: {e}", data.display()))?;
+    let by_kind = metrics_by_kind(&structures, &predictions);
+    if json {
+        let mut out = serde_json::to_value(&by_kind["all"]).expect("metrics serialise");
+        out["by_type"] = serde_json::to_value(&by_kind).expect("metrics serialise");
+        println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+    } else {
+        print_metrics(&by_kind);
+    }
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! Training on energies and forces: loss `w_E · mean((ΔE/N)²) + w_F · mean(ΔF²)` over each batch,
+//! gradients by burn's autodiff through the explicit forces, AdamW, learning rate halved when the
+//! validation loss stops improving, early stopping, and the best parameters kept. Seeded: the
+//! same data, options and seed give the same model.
+
+use super::dataset::Structure;
+use super::graph::{Batch, GraphTensors};
+use super::model::{Model, ModelConfig, Normalization};
+use super::tensor::{Ctx, to_vec};
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainOptions {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub energy_weight: f64,
+    pub force_weight: f64,
+    /// Epochs without improvement of the validation loss before stopping.
+    pub patience: usize,
+    pub seed: u64,
+    /// Train in f64 (default f32).
+    pub f64: bool,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            epochs: 100,
+            batch_size: 8,
+            learning_rate: 2e-3,
+            weight_decay: 0.0,
+            energy_weight: 1.0,
+            force_weight: 10.0,
+            patience: 20,
+            seed: 1,
+            f64: false,
+        }
+    }
+}
+
+/// Errors of a model on a dataset.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub n_structures: usize,
+    pub energy_mae_ev_per_atom: f64,
+    pub energy_mae_ev: f64,
+    pub energy_rmse_ev: f64,
+    pub force_mae_ev_per_a: f64,
+    pub force_rmse_ev_per_a: f64,
+}
+
+/// One row of the training table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub valid_loss: f64,
+    pub valid: Metrics,
+    pub learning_rate: f64,
+    pub seconds: f64,
+}
+
+pub struct Trained {
+    pub model: Model,
+    pub history: Vec<EpochRecord>,
+    pub best_epoch: usize,
+    pub structures_per_second: f64,
+}
+
+/// Per-species reference energies by least squares on the training energies.
+pub fn fit_reference_energies(species: &[u32], data: &[Structure]) -> Vec<f64> {
+    let k = species.len();
+    let mut a = nalgebra::DMatrix::<f64>::zeros(data.len(), k);
+    let mut b = nalgebra::DVector::<f64>::zeros(data.len());
+    for (row, s) in data.iter().enumerate() {
+        for &z in &s.numbers {
+            let col = species.iter().position(|&x| x == z).expect("species listed");
+            a[(row, col)] += 1.0;
+        }
+        b[row] = s.energy;
+    }
+    // Minimum-norm least squares: compositions that never vary independently share the energy.
+    let svd = a.svd(true, true);
+    let x = svd.solve(&b, 1e-9).expect("SVD solves");
+    x.iter().copied().collect()
+}
+
+/// The atomic numbers present in `data`, sorted.
+pub fn species_of(data: &[Structure]) -> Vec<u32> {
+    let mut z: Vec<u32> = data.iter().flat_map(|s| s.numbers.iter().copied()).collect();
+    z.sort_unstable();
+    z.dedup();
+    z
+}
+
+/// Trains a new model of `config` (its `species` are filled in from the data).
+pub fn train(mut config: ModelConfig, train_set: &[Structure], valid_set: &[Structure], options: &TrainOptions, mut report: impl FnMut(&EpochRecord)) -> Result<Trained, String> {
+    if train_set.is_empty() || valid_set.is_empty() {
+        return Err("training and validation sets must both hold structures".into());
+    }
+    let ctx = Ctx::cpu(options.f64);
+    config.species = species_of(train_set);
+    for s in valid_set {
+        if let Some(&z) = s.numbers.iter().find(|z| !config.species.contains(z)) {
+            return Err(format!("the validation set has element Z = {z}, which the training set lacks"));
+        }
+    }
+    let reference_energies = fit_reference_energies(&config.species, train_set);
+    let n_force = train_set.iter().map(|s| s.forces.len() * 3).sum::<usize>().max(1);
+    let force_rms = (train_set.iter().flat_map(|s| s.forces.iter().flatten()).map(|f| f * f).sum::<f64>() / n_force as f64).sqrt();
+    let normalization = Normalization { reference_energies, energy_scale: if force_rms > 0.0 { force_rms } else { 1.0 } };
+    let mut model = Model::new(config, normalization, options.seed, &ctx);
+
+    let mut adam = Adam::new(&model.params.values, options.learning_rate, options.weight_decay);
+    let mut best = (f64::INFINITY, model.params.values.clone(), 0usize);
+    let mut history = Vec::new();
+    let mut since_best = 0;
+    let mut order: Vec<usize> = (0..train_set.len()).collect();
+    let started = Instant::now();
+    let mut seen = 0usize;
+    for epoch in 1..=options.epochs {
+        let t0 = Instant::now();
+        shuffle(&mut order, options.seed, epoch as u64);
+        let mut total = 0.0;
+        for chunk in order.chunks(options.batch_size) {
+            let structures: Vec<&Structure> = chunk.iter().map(|&i| &train_set[i]).collect();
+            let batch = Batch::new(&structures, model.config.cutoff, |z| model.species_index(z))?;
+            let graph = GraphTensors::new(&batch, &ctx);
+            let loss = loss(&model, &batch, &graph, &structures, options, &ctx);
+            total += to_vec(loss.clone().detach())[0] * chunk.len() as f64;
+            let grads = loss.backward();
+            model.params.values = adam.step(&model.params.values, &grads);
+            seen += chunk.len();
+        }
+        let (valid_loss, valid) = evaluate(&model, valid_set, options, &ctx)?;
+        if valid_loss < best.0 {
+            best = (valid_loss, model.params.values.clone(), epoch);
+            since_best = 0;
+        } else {
+            since_best += 1;
+            // Halve the step when the validation loss has stalled for a while.
+            if since_best % (options.patience / 2).max(1) == 0 {
+                adam.learning_rate *= 0.5;
+            }
+        }
+        let record = EpochRecord {
+            epoch,
+            train_loss: total / train_set.len() as f64,
+            valid_loss,
+            valid,
+            learning_rate: adam.learning_rate,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        report(&record);
+        history.push(record);
+        if since_best >= options.patience {
+            break;
+        }
+    }
+    let structures_per_second = seen as f64 / started.elapsed().as_secs_f64();
+    let model = model.with_params(best.1.into_iter().map(|p| p.detach()).collect());
+    Ok(Trained { model, history, best_epoch: best.2, structures_per_second })
+}
+
+fn loss(model: &Model, batch: &Batch, graph: &GraphTensors, structures: &[&Structure], options: &TrainOptions, ctx: &Ctx) -> Tensor<2> {
+    let pred = model.predict(batch, graph, ctx);
+    let energies: Vec<f64> = structures.iter().map(|s| s.energy).collect();
+    let inv_counts: Vec<f64> = batch.counts.iter().map(|&c| 1.0 / c as f64).collect();
+    let target_e = ctx.matrix(&energies, energies.len(), 1);
+    let per_atom = (pred.energy - target_e) * ctx.matrix(&inv_counts, inv_counts.len(), 1);
+    let forces: Vec<f64> = structures.iter().flat_map(|s| s.forces.iter().flatten().copied()).collect();
+    let df = pred.forces - ctx.matrix(&forces, batch.n_atoms, 3);
+    let e_term = (per_atom.clone() * per_atom).mean().mul_scalar(options.energy_weight);
+    let f_term = (df.clone() * df).mean().mul_scalar(options.force_weight);
+    (e_term + f_term).reshape([1, 1])
+}
+
+/// Validation loss and metrics (parameters detached: no graph is recorded).
+fn evaluate(model: &Model, data: &[Structure], options: &TrainOptions, ctx: &Ctx) -> Result<(f64, Metrics), String> {
+    let detached = model.with_params(model.params.values.iter().map(|p| p.clone().detach()).collect());
+    let (predictions, metrics) = predict_all(&detached, data, options.batch_size.max(16), ctx)?;
+    let mut loss = 0.0;
+    for (s, (e, f)) in data.iter().zip(&predictions) {
+        let de = (e - s.energy) / s.numbers.len() as f64;
+        let df: f64 = f.iter().flatten().zip(s.forces.iter().flatten()).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / (3 * s.numbers.len()) as f64;
+        loss += options.energy_weight * de * de + options.force_weight * df;
+    }
+    Ok((loss / data.len() as f64, metrics))
+}
+
+/// Predicted (energy, forces) of every structure, and the metrics against their labels.
+pub fn predict_all(model: &Model, data: &[Structure], batch_size: usize, ctx: &Ctx) -> Result<(Vec<(f64, Vec<[f64; 3]>)>, Metrics), String> {
+    let mut out = Vec::with_capacity(data.len());
+    for chunk in data.chunks(batch_size.max(1)) {
+        let structures: Vec<&Structure> = chunk.iter().collect();
+        let batch = Batch::new(&structures, model.config.cutoff, |z| model.species_index(z))?;
+        let graph = GraphTensors::new(&batch, ctx);
+        let pred = model.predict(&batch, &graph, ctx);
+        let energies = to_vec(pred.energy.detach());
+        let forces = to_vec(pred.forces.detach());
+        let mut at = 0;
+        for (s, st) in structures.iter().enumerate() {
+            let n = st.numbers.len();
+            let f = (0..n).map(|i| [forces[3 * (at + i)], forces[3 * (at + i) + 1], forces[3 * (at + i) + 2]]).collect();
+            out.push((energies[s], f));
+            at += n;
+        }
+    }
+    let metrics = metrics(data, &out);
+    Ok((out, metrics))
+}
+
+pub fn metrics(data: &[Structure], predictions: &[(f64, Vec<[f64; 3]>)]) -> Metrics {
+    let mut m = Metrics { n_structures: data.len(), ..Default::default() };
+    let mut n_force = 0usize;
+    for (s, (e, f)) in data.iter().zip(predictions) {
+        let de = e - s.energy;
+        m.energy_mae_ev += de.abs();
+        m.energy_rmse_ev += de * de;
+        m.energy_mae_ev_per_atom += de.abs() / s.numbers.len() as f64;
+        for (a, b) in f.iter().flatten().zip(s.forces.iter().flatten()) {
+            m.force_mae_ev_per_a += (a - b).abs();
+            m.force_rmse_ev_per_a += (a - b) * (a - b);
+            n_force += 1;
+        }
+    }
+    let n = data.len().max(1) as f64;
+    m.energy_mae_ev /= n;
+    m.energy_mae_ev_per_atom /= n;
+    m.energy_rmse_ev = (m.energy_rmse_ev / n).sqrt();
+    m.force_mae_ev_per_a /= n_force.max(1) as f64;
+    m.force_rmse_ev_per_a = (m.force_rmse_ev_per_a / n_force.max(1) as f64).sqrt();
+    m
+}
+
+/// Metrics per structure type (`config_type=`), plus "all".
+pub fn metrics_by_kind(data: &[Structure], predictions: &[(f64, Vec<[f64; 3]>)]) -> BTreeMap<String, Metrics> {
+    let mut kinds: BTreeMap<String, (Vec<Structure>, Vec<(f64, Vec<[f64; 3]>)>)> = BTreeMap::new();
+    for (s, p) in data.iter().zip(predictions) {
+        let entry = kinds.entry(s.kind.clone()).or_default();
+        entry.0.push(s.clone());
+        entry.1.push(p.clone());
+    }
+    let mut out: BTreeMap<String, Metrics> = kinds.into_iter().map(|(k, (d, p))| (k, metrics(&d, &p))).collect();
+    out.insert("all".into(), metrics(data, predictions));
+    out
+}
+
+/// Fisher-Yates with the counter-based generator: the order depends only on (seed, epoch).
+fn shuffle(order: &mut [usize], seed: u64, epoch: u64) {
+    for i in (1..order.len()).rev() {
+        let w = crate::rng::philox4x32([i as u32, epoch as u32, SHUFFLE_STREAM, 0], [seed as u32, (seed >> 32) as u32]);
+        let j = (w[0] as usize) % (i + 1);
+        order.swap(i, j);
+    }
+}
+
+const SHUFFLE_STREAM: u32 = 0x5348_5546;
+
+/// AdamW on plain tensors: the moments live outside autodiff, and each step returns fresh
+/// leaf parameters.
+struct Adam {
+    learning_rate: f64,
+    weight_decay: f64,
+    m: Vec<Tensor<2>>,
+    v: Vec<Tensor<2>>,
+    t: i32,
+}
+
+impl Adam {
+    const BETA1: f64 = 0.9;
+    const BETA2: f64 = 0.999;
+    const EPS: f64 = 1e-8;
+
+    fn new(params: &[Tensor<2>], learning_rate: f64, weight_decay: f64) -> Adam {
+        let zeros = || params.iter().map(|p| p.clone().inner().zeros_like()).collect();
+        Adam { learning_rate, weight_decay, m: zeros(), v: zeros(), t: 0 }
+    }
+
+    fn step(&mut self, params: &[Tensor<2>], grads: &burn::tensor::Gradients) -> Vec<Tensor<2>> {
+        self.t += 1;
+        let c1 = 1.0 - Self::BETA1.powi(self.t);
+        let c2 = 1.0 - Self::BETA2.powi(self.t);
+        params
+            .iter()
+            .enumerate()
+            .map(|(k, p)| {
+                let value = p.clone().inner();
+                let Some(g) = p.grad(grads) else {
+                    return value.autodiff().require_grad();
+                };
+                self.m[k] = self.m[k].clone().mul_scalar(Self::BETA1) + g.clone().mul_scalar(1.0 - Self::BETA1);
+                self.v[k] = self.v[k].clone().mul_scalar(Self::BETA2) + (g.clone() * g).mul_scalar(1.0 - Self::BETA2);
+                let update = self.m[k].clone().div_scalar(c1) / (self.v[k].clone().div_scalar(c2).sqrt().add_scalar(Self::EPS));
+                let decayed = value.clone().mul_scalar(1.0 - self.learning_rate * self.weight_decay);
+                (decayed - update.mul_scalar(self.learning_rate)).autodiff().require_grad()
+            })
+            .collect()
+    }
+}
