@@ -56,6 +56,8 @@ pub enum PotentialSpec {
         shift: bool,
         tail: bool,
     },
+    /// A trained model file (`mdrun train`).
+    Mcgm { model: PathBuf },
 }
 
 /// A problem with the input, located as precisely as the input allows.
@@ -160,6 +162,7 @@ struct RawPotential {
     species: BTreeMap<String, Spanned<RawLjSpecies>>,
     #[serde(default)]
     pair: Vec<Spanned<RawLjPair>>,
+    model: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -309,7 +312,7 @@ impl Plan {
         let (data, structure_origin, read_cell) = read_structure(&at, raw.structure.get_ref(), &input_dir)?;
         let mut system = build_system(&at, &raw.structure, &raw.masses, data.clone(), read_cell, &structure_origin)?;
         set_velocities(&at, raw.velocities.as_ref(), &data, &mut system, &structure_origin)?;
-        let potential = build_potential(&at, &raw.potential, &system)?;
+        let potential = build_potential(&at, &raw.potential, &system, &input_dir)?;
 
         let integ = raw.integrator.get_ref();
         let timestep = at.positive(&integ.timestep, "[integrator] timestep", Dimension::Time)?;
@@ -564,11 +567,25 @@ fn set_velocities(at: &Locator, raw: Option<&Spanned<RawVelocities>>, data: &Str
     Ok(())
 }
 
-fn build_potential(at: &Locator, raw: &Spanned<RawPotential>, system: &System) -> Result<PotentialSpec, PlanError> {
+fn build_potential(at: &Locator, raw: &Spanned<RawPotential>, system: &System, input_dir: &Path) -> Result<PotentialSpec, PlanError> {
     let p = raw.get_ref();
     match p.kind.get_ref().as_str() {
-        "lj" | "lj/cut" | "lennard-jones" => {}
-        other => return Err(at.error(&p.kind.span(), "[potential] type", format!("unknown potential '{other}'; expected \"lj\""))),
+        "lj" | "lj/cut" | "lennard-jones" => {
+            if let Some(m) = &p.model {
+                return Err(at.error(&m.span(), "[potential] model", "only used with type = \"mcgm\""));
+            }
+        }
+        "mcgm" | "ml" => {
+            let model = p.model.as_ref().ok_or_else(|| at.error(&p.kind.span(), "[potential] model", "required for type = \"mcgm\": a model folder or file written by mdrun train"))?;
+            if p.cutoff.is_some() || p.shift.is_some() || p.tail.is_some() || p.mixing.is_some() || !p.species.is_empty() || !p.pair.is_empty() {
+                return Err(at.error(&raw.span(), "[potential]", "type = \"mcgm\" takes only model = \"...\" (the cutoff and species come from the model)"));
+            }
+            let path = input_dir.join(model.get_ref());
+            let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
+            crate::potential::mcgm::MlPotential::load(&path, &names).map_err(|e| at.error(&model.span(), "[potential] model", e))?;
+            return Ok(PotentialSpec::Mcgm { model: path });
+        }
+        other => return Err(at.error(&p.kind.span(), "[potential] type", format!("unknown potential '{other}'; expected \"lj\" or \"mcgm\""))),
     }
     let geometric = match p.mixing.as_ref().map(|m| m.get_ref().as_str()) {
         None | Some("lorentz-berthelot") | Some("arithmetic") => false,
@@ -666,12 +683,16 @@ fn build_potential(at: &Locator, raw: &Spanned<RawPotential>, system: &System) -
 }
 
 impl PotentialSpec {
-    /// The potential object this spec describes, for `n_species` species.
-    pub fn instantiate(&self, n_species: usize) -> Box<dyn crate::potential::Potential> {
-        match self {
+    /// The potential object this spec describes, for a system with these species.
+    pub fn instantiate(&self, species: &[Species]) -> Result<Box<dyn crate::potential::Potential>, String> {
+        Ok(match self {
             PotentialSpec::LennardJones { pairs, shift, tail } => {
-                Box::new(crate::potential::lj::LennardJones::new(n_species, pairs.clone(), *shift, *tail))
+                Box::new(crate::potential::lj::LennardJones::new(species.len(), pairs.clone(), *shift, *tail))
             }
-        }
+            PotentialSpec::Mcgm { model } => {
+                let names: Vec<String> = species.iter().map(|s| s.name.clone()).collect();
+                Box::new(crate::potential::mcgm::MlPotential::load(model, &names)?)
+            }
+        })
     }
 }

@@ -32,6 +32,8 @@ pub enum RunError {
     Checkpoint(#[from] CheckpointError),
     #[error("restart from {path}: {message}")]
     Restart { path: PathBuf, message: String },
+    #[error("{path}: [potential]: {message}")]
+    Potential { path: PathBuf, message: String },
     #[error("{origin}: {source}")]
     Setup { origin: String, source: SimulationError },
     #[error("{source}\nThe last good state (step {saved_step}) was saved to {saved}.")]
@@ -89,7 +91,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     };
     let restarting = options.restart.is_some();
     let last_step = options.steps.unwrap_or(plan.steps);
-    let potential = plan.potential.instantiate(system.species.len());
+    let potential = plan.potential.instantiate(&system.species).map_err(|message| RunError::Potential { path: plan.source.clone(), message })?;
     let mut sim = Simulation::new(system, potential, plan.integrator.clone(), plan.timestep, plan.skin, plan.max_force, step, reference)
         .map_err(|source| RunError::Setup { origin: format!("{} (from {})", plan.structure_origin, plan.source.display()), source })?;
 

@@ -142,7 +142,7 @@ steps = 0
 "#
         ),
     );
-    let potential = plan.potential.instantiate(plan.system.species.len());
+    let potential = plan.potential.instantiate(&plan.system.species).unwrap();
     let mut sim = Simulation::new(plan.system.clone(), potential, plan.integrator.clone(), plan.timestep, plan.skin, plan.max_force, 0, None).unwrap();
     for _ in 0..1000 {
         sim.advance(Want::FORCES).unwrap();

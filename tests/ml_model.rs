@@ -140,6 +140,12 @@ fn training_reduces_the_validation_error_and_the_model_file_round_trips() {
         trained.history.iter().map(|r| r.valid.force_mae_ev_per_a).fold(f64::INFINITY, f64::min) * 1e3);
     assert!(best < initial / 4.0, "training did not reduce the validation loss by 4x: {initial} -> {best}");
 
+    // Parameter names are unique and name the tensor they stand beside.
+    let names: std::collections::BTreeSet<&String> = trained.model.params.names.iter().collect();
+    assert_eq!(names.len(), trained.model.params.names.len(), "duplicate parameter names");
+    assert_eq!(trained.model.params.names[0], "embedding");
+    assert_eq!(trained.model.params.values[0].dims(), [trained.model.config.species.len(), 32]);
+
     // The file reproduces the model's predictions.
     let dir = std::env::temp_dir().join(format!("mdrun-model-{}", std::process::id()));
     file::save(&trained.model, &dir, serde_json::json!({"test": true})).unwrap();

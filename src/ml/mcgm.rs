@@ -206,10 +206,15 @@ pub fn kmeans(points: &[&[f64]], k: usize, seed: u64) -> Vec<usize> {
             break;
         }
     }
-    // An empty cluster takes the point farthest from its centre, so every level has k clusters.
+    // An empty cluster takes the point farthest from its centre among clusters that can spare
+    // one, so every level has exactly k clusters.
     for c in 0..k {
         if !labels.contains(&c) {
-            let far = (0..n).max_by(|&a, &b| dist(points[a], &centres[labels[a]]).total_cmp(&dist(points[b], &centres[labels[b]]))).unwrap();
+            let count = |l: usize, labels: &[usize]| labels.iter().filter(|&&x| x == l).count();
+            let far = (0..n)
+                .filter(|&p| count(labels[p], &labels) > 1)
+                .max_by(|&a, &b| dist(points[a], &centres[labels[a]]).total_cmp(&dist(points[b], &centres[labels[b]])))
+                .expect("k <= n leaves a cluster with two points");
             labels[far] = c;
         }
     }

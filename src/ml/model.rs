@@ -347,14 +347,19 @@ impl Builder {
                 (w[0] as f64 / 4294967296.0 * 2.0 - 1.0) * limit
             })
             .collect();
-        self.names.push(name.to_string());
-        self.values.push(self.ctx.matrix(&data, rows, cols).require_grad());
-        self.values.len() - 1
+        let value = self.ctx.matrix(&data, rows, cols);
+        self.push(name, value)
     }
 
     fn zeros(&mut self, name: &str, cols: usize) -> usize {
+        let value = self.ctx.zeros(1, cols);
+        self.push(name, value)
+    }
+
+    /// Parameters are leaves that keep their gradient, where the device records gradients.
+    fn push(&mut self, name: &str, value: Tensor<2>) -> usize {
         self.names.push(name.to_string());
-        self.values.push(self.ctx.zeros(1, cols).require_grad());
+        self.values.push(if self.ctx.device.is_autodiff() { value.require_grad() } else { value });
         self.values.len() - 1
     }
 

@@ -18,6 +18,11 @@ impl Ctx {
         Ctx { device: Device::flex().autodiff(), dtype: if f64_precision { DType::F64 } else { DType::F32 } }
     }
 
+    /// The CPU backend without autodiff: inference only (MD), no graph recorded.
+    pub fn cpu_inference(f64_precision: bool) -> Ctx {
+        Ctx { device: Device::flex(), dtype: if f64_precision { DType::F64 } else { DType::F32 } }
+    }
+
     fn options(&self) -> TensorCreationOptions {
         TensorCreationOptions::new(self.device.clone()).with_dtype(self.dtype)
     }

@@ -28,6 +28,7 @@
 //! ```
 
 pub mod lj;
+pub mod mcgm;
 
 use crate::cell::Vec3;
 use crate::neighbor::{ListKind, NeighborList};

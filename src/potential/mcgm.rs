@@ -1,0 +1,118 @@
+//! The machine-learned potential in MD: a trained SchNet/MCGM model evaluated on the CPU
+//! (burn, f64, no autodiff recorded). The graph is read off the engine's full neighbour list
+//! (cutoff = the model's), keeping the pairs inside the cutoff at the current positions, so it
+//! is rebuilt as atoms move; the MCGM hierarchy is rebuilt at every evaluation.
+
+use super::{ForceOutput, Potential, Want};
+use crate::ml::file;
+use crate::ml::graph::{Batch, GraphTensors};
+use crate::ml::model::Model;
+use crate::ml::tensor::{Ctx, to_vec};
+use crate::neighbor::{ListKind, NeighborList};
+use crate::system::System;
+use std::path::Path;
+
+pub struct MlPotential {
+    model: Model,
+    ctx: Ctx,
+    /// Model species index of each system species.
+    species_map: Vec<usize>,
+    description: String,
+}
+
+impl MlPotential {
+    /// Loads the model and maps the system's species onto the model's.
+    pub fn load(path: &Path, species: &[String]) -> Result<MlPotential, String> {
+        let ctx = Ctx::cpu_inference(true);
+        let (model, _card) = file::load(path, &ctx).map_err(|e| e.to_string())?;
+        let known: Vec<&str> = model.config.species.iter().filter_map(|&z| crate::elements::symbol(z)).collect();
+        let species_map = species
+            .iter()
+            .map(|name| {
+                crate::elements::atomic_number(name)
+                    .and_then(|z| model.species_index(z))
+                    .ok_or_else(|| format!("the model {} knows {}, not '{name}'", path.display(), known.join(", ")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let c = &model.config;
+        let description = format!(
+            "{} (F = {}, {} blocks, cutoff {} Å, MCGM {}) from {}",
+            c.backbone,
+            c.features,
+            c.blocks,
+            c.cutoff,
+            c.mcgm.as_ref().map_or("off".to_string(), |m| format!("{} {} levels", m.assign.name(), m.levels)),
+            path.display()
+        );
+        Ok(MlPotential { model, ctx, species_map, description })
+    }
+
+    /// The model's graph for the system's current positions.
+    fn batch(&self, system: &System, list: &NeighborList) -> Batch {
+        let cutoff = self.model.config.cutoff;
+        let n = system.len();
+        let mut batch = Batch {
+            n_atoms: n,
+            n_structures: 1,
+            species: system.types.iter().map(|&t| self.species_map[t as usize]).collect(),
+            structure: vec![0; n],
+            counts: vec![n],
+            positions: system.positions.clone(),
+            src: Vec::new(),
+            dst: Vec::new(),
+            shifts: Vec::new(),
+        };
+        let x = &system.positions;
+        let mut push = |i: usize, j: usize, shift: [f64; 3]| {
+            let d = [0, 1, 2].map(|k| x[j][k] + shift[k] - x[i][k]);
+            if d[0] * d[0] + d[1] * d[1] + d[2] * d[2] < cutoff * cutoff {
+                batch.src.push(i);
+                batch.dst.push(j);
+                batch.shifts.push(shift);
+            }
+        };
+        for r in 0..list.n_atoms() {
+            let i = list.row_atom(r);
+            for &j in list.plain(r) {
+                push(i, j as usize, [0.0; 3]);
+            }
+            let (js, ss) = list.shifted(r);
+            for (&j, &s) in js.iter().zip(ss) {
+                push(i, j as usize, list.shift_vectors()[s as usize]);
+            }
+        }
+        batch
+    }
+}
+
+impl Potential for MlPotential {
+    fn name(&self) -> String {
+        self.description.clone()
+    }
+
+    fn cutoff(&self) -> f64 {
+        self.model.config.cutoff
+    }
+
+    fn list_kind(&self) -> ListKind {
+        ListKind::Full
+    }
+
+    fn compute(&mut self, system: &System, list: &NeighborList, want: Want, out: &mut ForceOutput) {
+        out.clear(system.len());
+        let batch = self.batch(system, list);
+        let graph = GraphTensors::new(&batch, &self.ctx);
+        let prediction = self.model.predict(&batch, &graph, &self.ctx);
+        let forces = to_vec(prediction.forces);
+        for (i, f) in out.forces.iter_mut().enumerate() {
+            *f = [forces[3 * i], forces[3 * i + 1], forces[3 * i + 2]];
+        }
+        if want.energy {
+            out.energy = to_vec(prediction.energy)[0];
+        }
+        if want.virial {
+            let w = to_vec(prediction.virial);
+            out.virial = [[w[0], w[1], w[2]], [w[3], w[4], w[5]], [w[6], w[7], w[8]]];
+        }
+    }
+}
