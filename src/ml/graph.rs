@@ -56,16 +56,7 @@ impl Batch {
             let wrapped: Vec<Vec3> = st.positions.iter().map(|&r| st.cell.wrap(r).0).collect();
             let mut list = NeighborList::new(ListKind::Full, cutoff, 0.0);
             list.build(&wrapped, &st.cell).map_err(|e| e.to_string())?;
-            for r in 0..list.n_atoms() {
-                let i = list.row_atom(r);
-                for &j in list.plain(r) {
-                    b.push_edge(offset, i, j as usize, [0.0; 3], &wrapped, cutoff);
-                }
-                let (js, ss) = list.shifted(r);
-                for (&j, &sid) in js.iter().zip(ss) {
-                    b.push_edge(offset, i, j as usize, list.shift_vectors()[sid as usize], &wrapped, cutoff);
-                }
-            }
+            b.add_edges(&list, &wrapped, offset, cutoff);
             b.positions.extend_from_slice(&wrapped);
             b.counts.push(st.numbers.len());
             b.n_atoms += st.numbers.len();
@@ -73,13 +64,26 @@ impl Batch {
         Ok(b)
     }
 
-    fn push_edge(&mut self, offset: usize, i: usize, j: usize, shift: Vec3, x: &[Vec3], cutoff: f64) {
-        let d = [0, 1, 2].map(|k| x[j][k] + shift[k] - x[i][k]);
-        // The list's reach is the cutoff (no skin): keep exactly the pairs inside it.
-        if d[0] * d[0] + d[1] * d[1] + d[2] * d[2] < cutoff * cutoff {
-            self.src.push(offset + i);
-            self.dst.push(offset + j);
-            self.shifts.push(shift);
+    /// Adds the pairs of a full neighbour list that are closer than `cutoff` at `x` (atom
+    /// indices shifted by `offset`, the structure's first atom in the batch).
+    pub fn add_edges(&mut self, list: &NeighborList, x: &[Vec3], offset: usize, cutoff: f64) {
+        let mut push = |i: usize, j: usize, shift: Vec3| {
+            let d = [0, 1, 2].map(|k| x[j][k] + shift[k] - x[i][k]);
+            if d[0] * d[0] + d[1] * d[1] + d[2] * d[2] < cutoff * cutoff {
+                self.src.push(offset + i);
+                self.dst.push(offset + j);
+                self.shifts.push(shift);
+            }
+        };
+        for r in 0..list.n_atoms() {
+            let i = list.row_atom(r);
+            for &j in list.plain(r) {
+                push(i, j as usize, [0.0; 3]);
+            }
+            let (js, ss) = list.shifted(r);
+            for (&j, &sid) in js.iter().zip(ss) {
+                push(i, j as usize, list.shift_vectors()[sid as usize]);
+            }
         }
     }
 

@@ -34,8 +34,10 @@ impl Default for TrainOptions {
             batch_size: 8,
             learning_rate: 2e-3,
             weight_decay: 0.0,
-            energy_weight: 1.0,
-            force_weight: 10.0,
+            // Per-atom energy errors (meV) are ~10x smaller than force errors (meV/Å): weigh
+            // their squares so that both terms count.
+            energy_weight: 100.0,
+            force_weight: 1.0,
             patience: 20,
             seed: 1,
             f64: false,

@@ -62,25 +62,7 @@ impl MlPotential {
             dst: Vec::new(),
             shifts: Vec::new(),
         };
-        let x = &system.positions;
-        let mut push = |i: usize, j: usize, shift: [f64; 3]| {
-            let d = [0, 1, 2].map(|k| x[j][k] + shift[k] - x[i][k]);
-            if d[0] * d[0] + d[1] * d[1] + d[2] * d[2] < cutoff * cutoff {
-                batch.src.push(i);
-                batch.dst.push(j);
-                batch.shifts.push(shift);
-            }
-        };
-        for r in 0..list.n_atoms() {
-            let i = list.row_atom(r);
-            for &j in list.plain(r) {
-                push(i, j as usize, [0.0; 3]);
-            }
-            let (js, ss) = list.shifted(r);
-            for (&j, &s) in js.iter().zip(ss) {
-                push(i, j as usize, list.shift_vectors()[s as usize]);
-            }
-        }
+        batch.add_edges(list, &system.positions, 0, cutoff);
         batch
     }
 }
