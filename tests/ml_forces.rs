@@ -69,7 +69,8 @@ fn explicit_forces_equal_autodiff_and_finite_differences() {
     let crystal = structure(Cell::new([[6.0, 0.0, 0.0], [1.0, 6.5, 0.0], [0.5, -0.5, 7.0]], [true; 3]).unwrap(), 16, 2);
     for (name, mcgm) in [
         ("SchNet", None),
-        ("SchNet + MCGM hard (3 levels, r = 2)", Some(McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard })),
+        ("SchNet + MCGM hard (3 levels, r = 2)", Some(McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard, clusters: 4 })),
+        ("SchNet + MCGM soft (elements + 3 centroids)", Some(McgmConfig { levels: 2, ratio: 2, assign: Assign::Soft, clusters: 3 })),
     ] {
         let m = model(mcgm, &ctx);
         check(&format!("{name}, molecule"), &m, &molecule, &ctx);
@@ -105,4 +106,48 @@ fn virial_is_minus_the_strain_derivative() {
             assert!((numeric - virial[3 * a + b]).abs() < 1e-6 * (1.0 + numeric.abs()), "virial[{a}][{b}]");
         }
     }
+}
+
+/// Energy along a smooth path of positions: with hard K-means labels it jumps where a label
+/// flips; with soft memberships it stays smooth.
+#[test]
+fn soft_assignment_is_smooth_where_hard_labels_flip() {
+    let ctx = Ctx::cpu(true);
+    let cell = Cell::new([[10.0, 0.0, 0.0], [0.0, 10.0, 0.0], [0.0, 0.0, 10.0]], [false; 3]).unwrap();
+    // Four elements: level 1 has 4 clusters, level 2 splits them in 2 by K-means. Between two
+    // unrelated geometries the level-2 labels differ, so they flip somewhere on the way.
+    let (a, b) = (structure(cell.clone(), 16, 7), structure(cell, 16, 8));
+    let path = |m: &Model, t: f64| {
+        let mut s = a.clone();
+        for (r, (ra, rb)) in s.positions.iter_mut().zip(a.positions.iter().zip(&b.positions)) {
+            *r = [0, 1, 2].map(|k| (1.0 - t) * ra[k] + t * rb[k]);
+        }
+        energy(m, &s, &ctx)
+    };
+    let steps = 1000;
+    // Largest second difference relative to the median one: O(1) for a smooth curve, huge where
+    // the curve jumps.
+    let roughness = |m: &Model| {
+        let e: Vec<f64> = (0..=steps).map(|k| path(m, k as f64 / steps as f64)).collect();
+        let mut d2: Vec<f64> = (1..steps).map(|k| (e[k + 1] - 2.0 * e[k] + e[k - 1]).abs()).collect();
+        let max = d2.iter().copied().fold(0.0, f64::max);
+        d2.sort_by(f64::total_cmp);
+        max / d2[d2.len() / 2]
+    };
+    // One embedding for every element: the element clusters then differ by geometry alone,
+    // and K-means on them reacts to the path (with distinct embeddings the partition of the
+    // element clusters hardly ever changes, which is worth knowing about the paper's scheme).
+    let same_embedding = |m: Model| {
+        let mut values = m.params.values.clone();
+        let dims = values[0].dims();
+        values[0] = ctx.matrix(&(0..dims[0] * dims[1]).map(|k| 0.3 * ((k % dims[1]) as f64 - 7.5) / 8.0).collect::<Vec<_>>(), dims[0], dims[1]);
+        m.with_params(values)
+    };
+    let hard = same_embedding(model(Some(McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard, clusters: 4 }), &ctx));
+    let soft = same_embedding(model(Some(McgmConfig { levels: 2, ratio: 2, assign: Assign::Soft, clusters: 3 }), &ctx));
+    let plain = same_embedding(model(None, &ctx));
+    let (r_hard, r_soft, r_plain) = (roughness(&hard), roughness(&soft), roughness(&plain));
+    println!("largest / median second difference of E along the path: hard {r_hard:.1}, soft {r_soft:.1}, no MCGM {r_plain:.1}");
+    assert!(r_soft < 10.0 * r_plain.max(10.0), "soft MCGM energy is rougher than the backbone's: {r_soft} vs {r_plain}");
+    assert!(r_hard > 20.0 * r_soft && r_hard > 50.0, "expected the hard labels to flip along this path ({r_hard} vs soft {r_soft})");
 }

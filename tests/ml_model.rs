@@ -43,7 +43,7 @@ fn apply(m: &[[f64; 3]; 3], v: [f64; 3]) -> [f64; 3] {
 #[test]
 fn energy_is_invariant_and_forces_equivariant() {
     let ctx = Ctx::cpu(true);
-    for mcgm in [None, Some(McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard })] {
+    for mcgm in [None, Some(McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard, clusters: 4 })] {
         let m = model(mcgm.clone(), &ctx);
         let st = molecule(15, 3);
         let (e0, f0) = predict(&m, &[&st], &ctx);
@@ -93,7 +93,7 @@ fn hard_clusters_stay_within_structures_and_follow_the_level_sizes() {
     let refs: Vec<&Structure> = structures.iter().collect();
     let batch = Batch::new(&refs, 4.0, |z| m.species_index(z)).unwrap();
     let x = ctx.matrix(&(0..batch.n_atoms * 6).map(|k| ((k * 7919) % 101) as f64 / 50.0 - 1.0).collect::<Vec<_>>(), batch.n_atoms, 6);
-    let config = McgmConfig { levels: 4, ratio: 2, assign: Assign::Hard };
+    let config = McgmConfig { levels: 4, ratio: 2, assign: Assign::Hard, clusters: 4 };
     let h = Hierarchy::build(&config, &batch, &x, &ctx);
     assert_eq!(h.levels.len(), 4);
     // Level 1: one cluster per element present in each structure.

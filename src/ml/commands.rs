@@ -37,6 +37,9 @@ pub struct TrainSettings {
     /// MCGM reduction ratio between levels.
     #[arg(long)]
     pub ratio: Option<usize>,
+    /// Learned centroids of the soft level (--mcgm soft).
+    #[arg(long)]
+    pub clusters: Option<usize>,
     #[arg(long)]
     pub features: Option<usize>,
     #[arg(long)]
@@ -81,6 +84,7 @@ impl TrainSettings {
             mcgm: self.mcgm.or(file.mcgm),
             levels: self.levels.or(file.levels),
             ratio: self.ratio.or(file.ratio),
+            clusters: self.clusters.or(file.clusters),
             features: self.features.or(file.features),
             blocks: self.blocks.or(file.blocks),
             rbf: self.rbf.or(file.rbf),
@@ -137,10 +141,15 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
     let mcgm = match settings.mcgm.as_deref().unwrap_or("off") {
         "off" => None,
         "hard" => Some(Assign::Hard),
-        "soft" => bail!("--mcgm soft: smooth assignment is not available in this version; use off or hard"),
+        "soft" => Some(Assign::Soft),
         other => bail!("--mcgm {other}: expected off, hard or soft"),
     }
-    .map(|assign| McgmConfig { levels: settings.levels.unwrap_or(3).max(1), ratio: settings.ratio.unwrap_or(2).max(1), assign });
+    .map(|assign| McgmConfig {
+        levels: settings.levels.unwrap_or(3).max(1),
+        ratio: settings.ratio.unwrap_or(2).max(1),
+        assign,
+        clusters: settings.clusters.unwrap_or(4).max(1),
+    });
     let config = ModelConfig {
         backbone,
         features: settings.features.unwrap_or(64),

@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 pub enum Assign {
     /// The paper's K-means++ labels.
     Hard,
-    /// Smooth memberships (not available yet).
+    /// Element level, then one level of learned centroids with softmax memberships
+    /// (`super::soft`): smooth in the positions.
     Soft,
 }
 
@@ -31,11 +32,28 @@ pub struct McgmConfig {
     /// Reduction ratio r between levels.
     pub ratio: usize,
     pub assign: Assign,
+    /// Soft assignment: learned centroids above the element level.
+    #[serde(default = "default_clusters")]
+    pub clusters: usize,
+}
+
+fn default_clusters() -> usize {
+    4
+}
+
+impl McgmConfig {
+    /// Levels built by clustering (hard K-means levels; the soft level is separate).
+    pub fn hard_levels(&self) -> usize {
+        match self.assign {
+            Assign::Hard => self.levels,
+            Assign::Soft => 1,
+        }
+    }
 }
 
 impl Default for McgmConfig {
     fn default() -> Self {
-        McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard }
+        McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard, clusters: default_clusters() }
     }
 }
 
@@ -94,7 +112,7 @@ impl Hierarchy {
         let mut levels = vec![make_level(member_of, structure_of.clone(), &atom_cluster, ctx)];
         let (mut structure_of, mut embeddings) = (structure_of, embeddings);
 
-        for _ in 1..config.levels {
+        for _ in 1..config.hard_levels() {
             let below = structure_of.len();
             let mut member_of = vec![0usize; below];
             let mut new_structure = Vec::new();

@@ -6,6 +6,7 @@ pub mod dataset;
 pub mod graph;
 pub mod mcgm;
 pub mod model;
+pub mod soft;
 pub mod tensor;
 pub mod train;
 pub mod commands;

@@ -22,6 +22,7 @@
 
 use super::graph::{Batch, GraphTensors};
 use super::mcgm::{Assign, Hierarchy, McgmConfig};
+use super::soft::{Soft, SoftCache, SoftParams};
 use super::tensor::{Ctx, scatter_add, ssp, ssp_derivative};
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,8 @@ struct Block {
     /// Per MCGM level: aggregation A_l (with bias) and dissemination U_l.
     aggregate: Vec<Dense>,
     disseminate: Vec<Dense>,
+    /// The soft level (assign = "soft").
+    soft: Option<SoftParams>,
 }
 
 /// The trainable tensors, by name, in a fixed order.
@@ -107,6 +110,7 @@ struct BlockCache {
     y_dst: Tensor<2>,
     a2: Tensor<2>,
     hierarchy: Option<Hierarchy>,
+    soft: Option<SoftCache>,
 }
 
 impl Model {
@@ -115,7 +119,8 @@ impl Model {
         let mut builder = Builder { names: Vec::new(), values: Vec::new(), seed, ctx: ctx.clone() };
         let f = config.features;
         let embedding = builder.param("embedding", config.species.len(), f, 1.0);
-        let levels = config.mcgm.as_ref().map_or(0, |m| m.levels);
+        let levels = config.mcgm.as_ref().map_or(0, |m| m.hard_levels());
+        let soft_clusters = config.mcgm.as_ref().filter(|m| m.assign == Assign::Soft).map(|m| m.clusters.max(1));
         let blocks = (0..config.blocks)
             .map(|t| Block {
                 filter1: builder.dense(&format!("block{t}.filter1"), config.n_rbf, f, true),
@@ -126,6 +131,16 @@ impl Model {
                 aggregate: (0..levels).map(|l| builder.dense(&format!("block{t}.mcgm{l}.aggregate"), f, f, true)).collect(),
                 // Dissemination starts near zero so MCGM begins as a small correction.
                 disseminate: (0..levels).map(|l| builder.dense_scaled(&format!("block{t}.mcgm{l}.disseminate"), f, f, 0.1)).collect(),
+                soft: soft_clusters.map(|k| {
+                    let aggregate = builder.dense(&format!("block{t}.soft.aggregate"), f, f, true);
+                    SoftParams {
+                        query: builder.param(&format!("block{t}.soft.query"), f, f, 1.0),
+                        centroids: builder.param(&format!("block{t}.soft.centroids"), k, f, 1.0),
+                        aggregate_w: aggregate.w,
+                        aggregate_b: aggregate.b.expect("with bias"),
+                        disseminate: builder.dense_scaled(&format!("block{t}.soft.disseminate"), f, f, 0.1).w,
+                    }
+                }),
             })
             .collect();
         let readout1 = builder.dense("readout1", f, f / 2, true);
@@ -205,18 +220,29 @@ impl Model {
             let m = scatter_add(y_dst.clone() * w_edge.clone(), &graph.src, n, ctx);
             let a2 = self.dense(block.out1, m);
             x = x + self.dense(block.out2, ssp(a2.clone()));
+            let mut soft = None;
             let hierarchy = self.config.mcgm.as_ref().map(|cfg| {
                 let h = Hierarchy::build(cfg, batch, &x, ctx);
-                x = x.clone() + self.mcgm_forward(block, &h, x.clone(), ctx);
+                let mut delta = self.mcgm_forward(block, &h, x.clone(), ctx);
+                if let Some(indices) = block.soft {
+                    let (d, cache) = self.soft(indices, graph, batch, ctx).forward(x.clone());
+                    delta = delta + d;
+                    soft = Some(cache);
+                }
+                x = x.clone() + delta;
                 h
             });
-            caches.push(BlockCache { a1, filter, w_edge, y_dst, a2, hierarchy });
+            caches.push(BlockCache { a1, filter, w_edge, y_dst, a2, hierarchy, soft });
         }
         let h = self.dense(self.readout2, ssp(self.dense(self.readout1, x.clone())));
         let reference = ctx.matrix(&self.normalization.reference_energies, self.config.species.len(), 1).select(0, graph.species.clone());
         let atomic = h.mul_scalar(self.normalization.energy_scale) + reference;
         let energy = scatter_add(atomic, &graph.structure, batch.n_structures, ctx);
         (energy, caches, x, rbf)
+    }
+
+    fn soft<'a>(&'a self, indices: SoftParams, graph: &'a GraphTensors, batch: &Batch, ctx: &'a Ctx) -> Soft<'a> {
+        Soft { params: &self.params.values, indices, structure: &graph.structure, n_structures: batch.n_structures, ctx }
     }
 
     /// MCGM's update Δx = Σ_l c_l[cluster_l(i)] U_l for features x (assignments fixed).
@@ -266,7 +292,11 @@ impl Model {
         let mut g_fc: Option<Tensor<2>> = None;
         for (block, cache) in self.blocks.iter().zip(caches).rev() {
             if let Some(h) = &cache.hierarchy {
-                g_x = g_x.clone() + self.mcgm_backward(block, h, g_x, ctx);
+                let mut g_mcgm = self.mcgm_backward(block, h, g_x.clone(), ctx);
+                if let (Some(indices), Some(soft_cache)) = (block.soft, &cache.soft) {
+                    g_mcgm = g_mcgm + self.soft(indices, graph, batch, ctx).backward(soft_cache, g_x.clone());
+                }
+                g_x = g_x + g_mcgm;
             }
             // x' = x + out2(ssp(out1(m))).
             let g_m = self.dense_back(block.out1, self.dense_back(block.out2, g_x.clone()) * ssp_derivative(cache.a2.clone()));
