@@ -18,7 +18,7 @@ fn structure(cell: Cell, n: usize, seed: u32) -> Structure {
 }
 
 fn model(mcgm: Option<McgmConfig>, ctx: &Ctx) -> Model {
-    let config = ModelConfig { backbone: "schnet".into(), features: 16, blocks: 2, n_rbf: 10, cutoff: 4.0, species: vec![1, 6, 7, 8], mcgm };
+    let config = ModelConfig { backbone: "schnet".into(), features: 16, blocks: 2, n_rbf: 10, cutoff: 4.0, block_cutoffs: vec![], species: vec![1, 6, 7, 8], mcgm };
     let normalization = Normalization { reference_energies: vec![-0.5, 0.25, -0.1, 0.3], energy_scale: 0.7 };
     Model::new(config, normalization, 3, ctx)
 }
@@ -67,6 +67,11 @@ fn explicit_forces_equal_autodiff_and_finite_differences() {
     let ctx = Ctx::cpu(true);
     let molecule = structure(Cell::new([[9.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, 0.0, 9.0]], [false; 3]).unwrap(), 14, 1);
     let crystal = structure(Cell::new([[6.0, 0.0, 0.0], [1.0, 6.5, 0.0], [0.5, -0.5, 7.0]], [true; 3]).unwrap(), 16, 2);
+    let mut per_block = model(None, &ctx);
+    per_block.config.block_cutoffs = vec![2.5, 4.0];
+    let per_block = Model::new(per_block.config.clone(), per_block.normalization.clone(), 3, &ctx);
+    check("SchNet, cutoffs 2.5 then 4 Å (seed 003), molecule", &per_block, &structure(Cell::new([[9.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, 0.0, 9.0]], [false; 3]).unwrap(), 14, 1), &ctx);
+    check("SchNet, cutoffs 2.5 then 4 Å (seed 003), crystal", &per_block, &structure(Cell::new([[6.0, 0.0, 0.0], [1.0, 6.5, 0.0], [0.5, -0.5, 7.0]], [true; 3]).unwrap(), 16, 2), &ctx);
     for (name, mcgm) in [
         ("SchNet", None),
         ("SchNet + MCGM hard (3 levels, r = 2)", Some(McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard, clusters: 4 })),

@@ -20,7 +20,7 @@ fn molecule(n: usize, seed: u32) -> Structure {
 }
 
 fn model(mcgm: Option<McgmConfig>, ctx: &Ctx) -> Model {
-    let config = ModelConfig { backbone: "schnet".into(), features: 16, blocks: 2, n_rbf: 10, cutoff: 4.0, species: vec![1, 6, 7, 8], mcgm };
+    let config = ModelConfig { backbone: "schnet".into(), features: 16, blocks: 2, n_rbf: 10, cutoff: 4.0, block_cutoffs: vec![], species: vec![1, 6, 7, 8], mcgm };
     Model::new(config, Normalization { reference_energies: vec![-0.5, 0.25, -0.1, 0.3], energy_scale: 0.7 }, 5, ctx)
 }
 
@@ -125,7 +125,7 @@ fn training_reduces_the_validation_error_and_the_model_file_round_trips() {
     let data = chain_data();
     let train_set: Vec<Structure> = data.iter().enumerate().filter(|(i, _)| i % 10 != 0).map(|(_, s)| s.clone()).step_by(4).collect();
     let valid_set: Vec<Structure> = data.iter().enumerate().filter(|(i, _)| i % 10 == 0).map(|(_, s)| s.clone()).collect();
-    let config = ModelConfig { backbone: "schnet".into(), features: 32, blocks: 2, n_rbf: 16, cutoff: 4.0, species: vec![], mcgm: Some(McgmConfig::default()) };
+    let config = ModelConfig { backbone: "schnet".into(), features: 32, blocks: 2, n_rbf: 16, cutoff: 4.0, block_cutoffs: vec![], species: vec![], mcgm: Some(McgmConfig::default()) };
     let options = TrainOptions { epochs: 25, batch_size: 8, seed: 3, ..Default::default() };
     let mut first = None;
     let trained = train(config, &train_set, &valid_set, &options, |r| {

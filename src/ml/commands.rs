@@ -50,6 +50,9 @@ pub struct TrainSettings {
     /// Cutoff, Å.
     #[arg(long)]
     pub cutoff: Option<f64>,
+    /// One cutoff per block (Å), comma-separated, e.g. 3,7 (seed 003); the largest sets the graph.
+    #[arg(long, value_delimiter = ',')]
+    pub block_cutoffs: Option<Vec<f64>>,
     #[arg(long)]
     pub epochs: Option<usize>,
     #[arg(long)]
@@ -89,6 +92,7 @@ impl TrainSettings {
             blocks: self.blocks.or(file.blocks),
             rbf: self.rbf.or(file.rbf),
             cutoff: self.cutoff.or(file.cutoff),
+            block_cutoffs: self.block_cutoffs.or(file.block_cutoffs),
             epochs: self.epochs.or(file.epochs),
             batch_size: self.batch_size.or(file.batch_size),
             learning_rate: self.learning_rate.or(file.learning_rate),
@@ -150,12 +154,21 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
         assign,
         clusters: settings.clusters.unwrap_or(4).max(1),
     });
+    let block_cutoffs = settings.block_cutoffs.clone().unwrap_or_default();
+    let blocks = settings.blocks.unwrap_or(if block_cutoffs.is_empty() { 3 } else { block_cutoffs.len() });
+    if !block_cutoffs.is_empty() && block_cutoffs.len() != blocks {
+        bail!("--block-cutoffs gives {} cutoffs for {blocks} blocks", block_cutoffs.len());
+    }
+    if block_cutoffs.iter().any(|&c| !(c > 0.0)) {
+        bail!("--block-cutoffs must all be positive");
+    }
     let config = ModelConfig {
         backbone,
         features: settings.features.unwrap_or(64),
-        blocks: settings.blocks.unwrap_or(3),
+        blocks,
         n_rbf: settings.rbf.unwrap_or(20),
-        cutoff: settings.cutoff.unwrap_or(5.0),
+        cutoff: block_cutoffs.iter().copied().fold(settings.cutoff.unwrap_or(if block_cutoffs.is_empty() { 5.0 } else { 0.0 }), f64::max),
+        block_cutoffs,
         species: Vec::new(),
         mcgm,
     };

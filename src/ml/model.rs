@@ -37,8 +37,12 @@ pub struct ModelConfig {
     pub blocks: usize,
     /// Gaussian radial basis functions.
     pub n_rbf: usize,
-    /// Å
+    /// Å: the graph's cutoff, and every block's unless `block_cutoffs` says otherwise.
     pub cutoff: f64,
+    /// One cutoff per interaction block (seed 003's layer-dependent cutoffs), each at most
+    /// `cutoff`; empty: all blocks use `cutoff`.
+    #[serde(default)]
+    pub block_cutoffs: Vec<f64>,
     /// Atomic numbers the model knows, in embedding order.
     pub species: Vec<u32>,
     pub mcgm: Option<McgmConfig>,
@@ -192,10 +196,10 @@ impl Model {
     }
 
     fn predict_from_edges(&self, batch: &Batch, graph: &GraphTensors, r: Tensor<2>, ctx: &Ctx) -> Prediction {
-        let (energy, caches, x_final, rbf) = self.forward(batch, graph, r.clone(), ctx);
-        let g_d = self.backward(batch, graph, &caches, x_final, &rbf, ctx);
+        let (energy, caches, x_final, radials) = self.forward(batch, graph, r.clone(), ctx);
+        let g_d = self.backward(batch, graph, &caches, x_final, &radials, ctx);
         // dE/dr_e = dE/dd_e * r_e / d_e.
-        let de_dr = r.clone() * (g_d / rbf.distance.clone());
+        let de_dr = r.clone() * (g_d / radials[0].distance.clone());
         let n = batch.n_atoms;
         let forces = scatter_add(de_dr.clone(), &graph.src, n, ctx) - scatter_add(de_dr.clone(), &graph.dst, n, ctx);
         // W = Σ_pairs r_ij ⊗ f_ij, in LAMMPS's convention: with r_e = x_dst - x_src and the force
@@ -207,12 +211,12 @@ impl Model {
     }
 
     #[allow(clippy::type_complexity)]
-    fn forward(&self, batch: &Batch, graph: &GraphTensors, r: Tensor<2>, ctx: &Ctx) -> (Tensor<2>, Vec<BlockCache>, Tensor<2>, Radial) {
-        let rbf = Radial::new(r, &self.config, ctx);
+    fn forward(&self, batch: &Batch, graph: &GraphTensors, r: Tensor<2>, ctx: &Ctx) -> (Tensor<2>, Vec<BlockCache>, Tensor<2>, Vec<Radial>) {
+        let radials: Vec<Radial> = (0..self.blocks.len()).map(|t| Radial::new(r.clone(), self.config.n_rbf, self.block_cutoff(t), ctx)).collect();
         let n = batch.n_atoms;
         let mut x = self.p(self.embedding).select(0, graph.species.clone());
         let mut caches = Vec::with_capacity(self.blocks.len());
-        for block in &self.blocks {
+        for (block, rbf) in self.blocks.iter().zip(&radials) {
             let a1 = self.dense(block.filter1, rbf.g.clone());
             let filter = self.dense(block.filter2, ssp(a1.clone()));
             let w_edge = filter.clone() * rbf.fc.clone();
@@ -238,7 +242,12 @@ impl Model {
         let reference = ctx.matrix(&self.normalization.reference_energies, self.config.species.len(), 1).select(0, graph.species.clone());
         let atomic = h.mul_scalar(self.normalization.energy_scale) + reference;
         let energy = scatter_add(atomic, &graph.structure, batch.n_structures, ctx);
-        (energy, caches, x, rbf)
+        (energy, caches, x, radials)
+    }
+
+    /// The cutoff of block t.
+    pub fn block_cutoff(&self, t: usize) -> f64 {
+        self.config.block_cutoffs.get(t).copied().unwrap_or(self.config.cutoff)
     }
 
     fn soft<'a>(&'a self, indices: SoftParams, graph: &'a GraphTensors, batch: &Batch, ctx: &'a Ctx) -> Soft<'a> {
@@ -283,14 +292,13 @@ impl Model {
     }
 
     /// dE/dd per edge [E, 1], by carrying dE/dx back through readout, MCGM and the blocks.
-    fn backward(&self, batch: &Batch, graph: &GraphTensors, caches: &[BlockCache], x_final: Tensor<2>, rbf: &Radial, ctx: &Ctx) -> Tensor<2> {
+    fn backward(&self, batch: &Batch, graph: &GraphTensors, caches: &[BlockCache], x_final: Tensor<2>, radials: &[Radial], ctx: &Ctx) -> Tensor<2> {
         let n = batch.n_atoms;
         let a_r = self.dense(self.readout1, x_final);
         let ones = ctx.matrix(&vec![self.normalization.energy_scale; n], n, 1);
         let mut g_x = self.dense_back(self.readout1, self.dense_back(self.readout2, ones) * ssp_derivative(a_r));
-        let mut g_rbf: Option<Tensor<2>> = None;
-        let mut g_fc: Option<Tensor<2>> = None;
-        for (block, cache) in self.blocks.iter().zip(caches).rev() {
+        let mut g_d: Option<Tensor<2>> = None;
+        for ((block, cache), rbf) in self.blocks.iter().zip(caches).zip(radials).rev() {
             if let Some(h) = &cache.hierarchy {
                 let mut g_mcgm = self.mcgm_backward(block, h, g_x.clone(), ctx);
                 if let (Some(indices), Some(soft_cache)) = (block.soft, &cache.soft) {
@@ -310,18 +318,13 @@ impl Model {
             let fc_part = (g_w * cache.filter.clone()).sum_dim(1);
             let g_a1 = self.dense_back(block.filter2, g_filter) * ssp_derivative(cache.a1.clone());
             let g_g = self.dense_back(block.filter1, g_a1);
-            g_rbf = Some(match g_rbf {
-                Some(acc) => acc + g_g,
-                None => g_g,
-            });
-            g_fc = Some(match g_fc {
-                Some(acc) => acc + fc_part,
-                None => fc_part,
+            let g_block = (g_g * rbf.dg_dd.clone()).sum_dim(1) + fc_part * rbf.dfc_dd.clone();
+            g_d = Some(match g_d {
+                Some(acc) => acc + g_block,
+                None => g_block,
             });
         }
-        let g_rbf = g_rbf.expect("at least one block");
-        let g_fc = g_fc.expect("at least one block");
-        (g_rbf * rbf.dg_dd.clone()).sum_dim(1) + g_fc * rbf.dfc_dd.clone()
+        g_d.expect("at least one block")
     }
 }
 
@@ -338,9 +341,8 @@ struct Radial {
 }
 
 impl Radial {
-    fn new(r: Tensor<2>, config: &ModelConfig, ctx: &Ctx) -> Radial {
-        let k = config.n_rbf;
-        let rc = config.cutoff;
+    /// The basis of a block with cutoff `rc` (edges beyond it get zero filter and derivative).
+    fn new(r: Tensor<2>, k: usize, rc: f64, ctx: &Ctx) -> Radial {
         let d = (r.clone() * r).sum_dim(1).sqrt();
         let width = rc / (k - 1) as f64;
         let centres = ctx.matrix(&(0..k).map(|i| i as f64 * width).collect::<Vec<_>>(), 1, k);
@@ -348,8 +350,9 @@ impl Radial {
         let g = (diff.clone() * diff.clone()).mul_scalar(-0.5 / (width * width)).exp();
         let dg_dd = g.clone() * diff.mul_scalar(-1.0 / (width * width));
         let phase = d.clone().mul_scalar(std::f64::consts::PI / rc);
-        let fc = (phase.clone().cos().add_scalar(1.0)).mul_scalar(0.5);
-        let dfc_dd = phase.sin().mul_scalar(-0.5 * std::f64::consts::PI / rc);
+        let inside = d.clone().lower_elem(rc).float().cast(ctx.dtype);
+        let fc = (phase.clone().cos().add_scalar(1.0)).mul_scalar(0.5) * inside.clone();
+        let dfc_dd = phase.sin().mul_scalar(-0.5 * std::f64::consts::PI / rc) * inside;
         Radial { distance: d, g, dg_dd, fc, dfc_dd }
     }
 }
