@@ -23,7 +23,9 @@ pub struct Cell {
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CellError {
-    #[error("the cell vectors are degenerate (volume {volume:.3e} Å³); give three independent vectors")]
+    #[error(
+        "the cell vectors are degenerate (volume {volume:.3e} Å³); give three independent vectors"
+    )]
     Degenerate { volume: f64 },
     #[error("the cell has a non-finite component")]
     NotFinite,
@@ -42,7 +44,12 @@ impl Cell {
             return Err(CellError::Degenerate { volume });
         }
         let inverse = m.try_inverse().ok_or(CellError::Degenerate { volume })?;
-        Ok(Cell { vectors, inverse, pbc, bounded: true })
+        Ok(Cell {
+            vectors,
+            inverse,
+            pbc,
+            bounded: true,
+        })
     }
 
     /// An orthorhombic box with edges lx, ly, lz, periodic on all axes.
@@ -52,14 +59,22 @@ impl Cell {
 
     /// No cell: open boundaries on every axis.
     pub fn open() -> Cell {
-        let mut cell = Cell::new([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], [false; 3]).unwrap();
+        let mut cell = Cell::new(
+            [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+            [false; 3],
+        )
+        .unwrap();
         cell.bounded = false;
         cell
     }
 
     /// A cell from lengths (Å) and angles (degrees), in the conventional orientation: a along x,
     /// b in the xy plane (as LAMMPS and chemfiles orient it).
-    pub fn from_lengths_angles(lengths: Vec3, angles_deg: Vec3, pbc: [bool; 3]) -> Result<Cell, CellError> {
+    pub fn from_lengths_angles(
+        lengths: Vec3,
+        angles_deg: Vec3,
+        pbc: [bool; 3],
+    ) -> Result<Cell, CellError> {
         let [la, lb, lc] = lengths;
         let [alpha, beta, gamma] = angles_deg.map(f64::to_radians);
         let (cos_a, cos_b, cos_g, sin_g) = (alpha.cos(), beta.cos(), gamma.cos(), gamma.sin());
@@ -93,7 +108,12 @@ impl Cell {
     /// True when a is along x, b along y and c along z.
     pub fn is_orthorhombic(&self) -> bool {
         let v = &self.vectors;
-        v[0][1] == 0.0 && v[0][2] == 0.0 && v[1][0] == 0.0 && v[1][2] == 0.0 && v[2][0] == 0.0 && v[2][1] == 0.0
+        v[0][1] == 0.0
+            && v[0][2] == 0.0
+            && v[1][0] == 0.0
+            && v[1][2] == 0.0
+            && v[2][0] == 0.0
+            && v[2][1] == 0.0
     }
 
     /// Volume in Å³; zero for a system without a cell.
@@ -110,7 +130,11 @@ impl Cell {
     pub fn perpendicular_widths(&self) -> Vec3 {
         let [a, b, c] = self.vectors;
         let v = dot(a, cross(b, c)).abs();
-        [v / norm(cross(b, c)), v / norm(cross(c, a)), v / norm(cross(a, b))]
+        [
+            v / norm(cross(b, c)),
+            v / norm(cross(c, a)),
+            v / norm(cross(a, b)),
+        ]
     }
 
     pub fn lengths(&self) -> Vec3 {
@@ -120,7 +144,12 @@ impl Cell {
     /// Angles alpha (b,c), beta (a,c), gamma (a,b) in degrees.
     pub fn angles(&self) -> Vec3 {
         let [a, b, c] = self.vectors;
-        let angle = |u: Vec3, v: Vec3| (dot(u, v) / (norm(u) * norm(v))).clamp(-1.0, 1.0).acos().to_degrees();
+        let angle = |u: Vec3, v: Vec3| {
+            (dot(u, v) / (norm(u) * norm(v)))
+                .clamp(-1.0, 1.0)
+                .acos()
+                .to_degrees()
+        };
         [angle(b, c), angle(a, c), angle(a, b)]
     }
 
@@ -170,7 +199,11 @@ pub fn dot(a: Vec3, b: Vec3) -> f64 {
 }
 
 pub fn cross(a: Vec3, b: Vec3) -> Vec3 {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
 }
 
 pub fn norm(a: Vec3) -> f64 {
@@ -191,7 +224,11 @@ mod tests {
 
     #[test]
     fn triclinic_roundtrip_and_widths() {
-        let cell = Cell::new([[4.0, 0.0, 0.0], [1.0, 5.0, 0.0], [0.5, -1.0, 6.0]], [true; 3]).unwrap();
+        let cell = Cell::new(
+            [[4.0, 0.0, 0.0], [1.0, 5.0, 0.0], [0.5, -1.0, 6.0]],
+            [true; 3],
+        )
+        .unwrap();
         let r = [3.1, -2.2, 7.9];
         let back = cell.cartesian(cell.fractional(r));
         for k in 0..3 {
@@ -205,7 +242,11 @@ mod tests {
 
     #[test]
     fn wrap_puts_atoms_in_the_cell_and_reports_images() {
-        let cell = Cell::new([[4.0, 0.0, 0.0], [1.0, 5.0, 0.0], [0.5, -1.0, 6.0]], [true, true, false]).unwrap();
+        let cell = Cell::new(
+            [[4.0, 0.0, 0.0], [1.0, 5.0, 0.0], [0.5, -1.0, 6.0]],
+            [true, true, false],
+        )
+        .unwrap();
         let r = [-9.0, 12.0, 20.0];
         let (w, img) = cell.wrap(r);
         let s = cell.fractional(w);
@@ -219,11 +260,23 @@ mod tests {
 
     #[test]
     fn lengths_angles_give_the_conventional_cell() {
-        let cell = Cell::from_lengths_angles([3.0, 4.0, 5.0], [90.0, 90.0, 90.0], [true; 3]).unwrap();
+        let cell =
+            Cell::from_lengths_angles([3.0, 4.0, 5.0], [90.0, 90.0, 90.0], [true; 3]).unwrap();
         assert!(cell.is_orthorhombic());
-        let cell = Cell::from_lengths_angles([3.0, 4.0, 5.0], [80.0, 95.0, 110.0], [true; 3]).unwrap();
+        let cell =
+            Cell::from_lengths_angles([3.0, 4.0, 5.0], [80.0, 95.0, 110.0], [true; 3]).unwrap();
         let ang = cell.angles();
-        assert!((ang[0] - 80.0).abs() < 1e-9 && (ang[1] - 95.0).abs() < 1e-9 && (ang[2] - 110.0).abs() < 1e-9);
-        assert!(Cell::new([[1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 1.0]], [true; 3]).is_err());
+        assert!(
+            (ang[0] - 80.0).abs() < 1e-9
+                && (ang[1] - 95.0).abs() < 1e-9
+                && (ang[2] - 110.0).abs() < 1e-9
+        );
+        assert!(
+            Cell::new(
+                [[1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 1.0]],
+                [true; 3]
+            )
+            .is_err()
+        );
     }
 }

@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "mdrun", version, about = "Molecular dynamics: `mdrun system.toml` runs the simulation it describes")]
+#[command(
+    name = "mdrun",
+    version,
+    about = "Molecular dynamics: `mdrun system.toml` runs the simulation it describes"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
@@ -75,16 +79,27 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Run(args)) => execute(args),
-        Some(Command::Train(args)) => crate::ml::commands::train_command(args.config.as_deref(), args.settings),
-        Some(Command::Eval(args)) => crate::ml::commands::eval_command(&args.model, &args.data, args.json),
+        Some(Command::Train(args)) => {
+            crate::ml::commands::train_command(args.config.as_deref(), args.settings)
+        }
+        Some(Command::Eval(args)) => {
+            crate::ml::commands::eval_command(&args.model, &args.data, args.json)
+        }
         None => execute(cli.run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            let interrupted = matches!(e.downcast_ref::<crate::run::RunError>(), Some(crate::run::RunError::Interrupted { .. }));
-            if interrupted { ExitCode::from(130) } else { ExitCode::FAILURE }
+            let interrupted = matches!(
+                e.downcast_ref::<crate::run::RunError>(),
+                Some(crate::run::RunError::Interrupted { .. })
+            );
+            if interrupted {
+                ExitCode::from(130)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -94,11 +109,17 @@ fn execute(args: RunArgs) -> anyhow::Result<()> {
         anyhow::bail!("no input: run `mdrun system.toml` (see `mdrun --help`)");
     };
     let plan = Plan::from_file(&input, args.output_dir.as_deref())?;
-    let options = RunOptions { threads: args.threads, restart: args.restart, steps: args.steps, quiet: args.quiet };
+    let options = RunOptions {
+        threads: args.threads,
+        restart: args.restart,
+        steps: args.steps,
+        quiet: args.quiet,
+    };
     let summary = run(&plan, &options)?;
     if let Some(path) = args.summary {
         let json = serde_json::to_string_pretty(&summary).expect("summary serialises");
-        crate::io::checkpoint::write_atomically(&path, json.as_bytes()).with_context(|| format!("cannot write the summary to {}", path.display()))?;
+        crate::io::checkpoint::write_atomically(&path, json.as_bytes())
+            .with_context(|| format!("cannot write the summary to {}", path.display()))?;
     }
     Ok(())
 }

@@ -36,8 +36,15 @@ impl Integrator {
     pub fn name(&self) -> String {
         match self {
             Integrator::VelocityVerlet => "velocity Verlet (NVE)".to_string(),
-            Integrator::Langevin { temperature, damping, .. } => {
-                format!("Langevin BAOAB (NVT, {temperature} K, damping {} fs)", damping * 1e3)
+            Integrator::Langevin {
+                temperature,
+                damping,
+                ..
+            } => {
+                format!(
+                    "Langevin BAOAB (NVT, {temperature} K, damping {} fs)",
+                    damping * 1e3
+                )
             }
         }
     }
@@ -57,17 +64,28 @@ impl Integrator {
     /// Takes the state from step `step` to the positions of step `step + 1`.
     pub fn before_forces(&self, system: &mut System, forces: &[Vec3], dt: f64, step: u64) {
         let masses = species_masses(system);
-        let System { positions, velocities, types, .. } = system;
+        let System {
+            positions,
+            velocities,
+            types,
+            ..
+        } = system;
         match *self {
-            Integrator::VelocityVerlet => for_each_atom(positions, velocities, types, |_, x, v, t| {
-                let a = FTM2V / masses[t as usize];
-                let f = &forces_at(forces, x.0);
-                for k in 0..3 {
-                    v[k] += 0.5 * dt * f[k] * a;
-                    x.1[k] += dt * v[k];
-                }
-            }),
-            Integrator::Langevin { temperature, damping, seed } => {
+            Integrator::VelocityVerlet => {
+                for_each_atom(positions, velocities, types, |_, x, v, t| {
+                    let a = FTM2V / masses[t as usize];
+                    let f = &forces_at(forces, x.0);
+                    for k in 0..3 {
+                        v[k] += 0.5 * dt * f[k] * a;
+                        x.1[k] += dt * v[k];
+                    }
+                })
+            }
+            Integrator::Langevin {
+                temperature,
+                damping,
+                seed,
+            } => {
                 let c1 = (-dt / damping).exp();
                 let c2 = (1.0 - c1 * c1).sqrt();
                 for_each_atom(positions, velocities, types, |i, x, v, t| {
@@ -90,7 +108,12 @@ impl Integrator {
     /// Finishes the step with the forces at the new positions.
     pub fn after_forces(&self, system: &mut System, forces: &[Vec3], dt: f64) {
         let masses = species_masses(system);
-        let System { positions, velocities, types, .. } = system;
+        let System {
+            positions,
+            velocities,
+            types,
+            ..
+        } = system;
         // Both integrators end with the same half kick.
         for_each_atom(positions, velocities, types, |_, x, v, t| {
             let a = FTM2V / masses[t as usize];
@@ -118,7 +141,12 @@ where
     F: Fn(usize, (usize, &mut Vec3), &mut Vec3, u32) + Sync,
 {
     if positions.len() < PARALLEL_THRESHOLD {
-        for (i, ((x, v), &t)) in positions.iter_mut().zip(velocities.iter_mut()).zip(types).enumerate() {
+        for (i, ((x, v), &t)) in positions
+            .iter_mut()
+            .zip(velocities.iter_mut())
+            .zip(types)
+            .enumerate()
+        {
             body(i, (i, x), v, t);
         }
     } else {

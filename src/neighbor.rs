@@ -34,10 +34,18 @@ pub enum NeighborError {
          (cell thickness {width:.3} Å); mdrun supports at most {max} images per axis: enlarge the cell (replicate it) \
          or reduce the cutoff"
     )]
-    TooManyImages { reach: f64, images: usize, axis: usize, width: f64, max: usize },
+    TooManyImages {
+        reach: f64,
+        images: usize,
+        axis: usize,
+        width: f64,
+        max: usize,
+    },
     #[error("atom {id} has a non-finite position ({pos:?})")]
     NonFinitePosition { id: usize, pos: Vec3 },
-    #[error("atom {id} at {pos:?} lies outside the periodic cell: wrap positions before building the neighbour list")]
+    #[error(
+        "atom {id} at {pos:?} lies outside the periodic cell: wrap positions before building the neighbour list"
+    )]
     NotWrapped { id: usize, pos: Vec3 },
 }
 
@@ -188,7 +196,10 @@ impl NeighborList {
             !(d[0] * d[0] + d[1] * d[1] + d[2] * d[2] <= limit)
         };
         if positions.len() > 20_000 {
-            positions.par_iter().zip(self.reference.par_iter()).any(moved)
+            positions
+                .par_iter()
+                .zip(self.reference.par_iter())
+                .any(moved)
         } else {
             positions.iter().zip(&self.reference).any(moved)
         }
@@ -197,21 +208,37 @@ impl NeighborList {
     /// Builds the list for positions that the caller has already wrapped into the cell along
     /// its periodic axes.
     pub fn build(&mut self, positions: &[Vec3], cell: &Cell) -> Result<(), NeighborError> {
-        if let Some(id) = positions.iter().position(|r| r.iter().any(|x| !x.is_finite())) {
-            return Err(NeighborError::NonFinitePosition { id: id + 1, pos: positions[id] });
+        if let Some(id) = positions
+            .iter()
+            .position(|r| r.iter().any(|x| !x.is_finite()))
+        {
+            return Err(NeighborError::NonFinitePosition {
+                id: id + 1,
+                pos: positions[id],
+            });
         }
         let reach = self.cutoff + self.skin;
         let fractional: Vec<Vec3> = positions.par_iter().map(|&r| cell.fractional(r)).collect();
         let pbc = cell.pbc();
         // Binning assumes wrapped positions; rounding may leave s a hair outside [0, 1).
-        if let Some(id) = fractional.iter().position(|s| (0..3).any(|k| pbc[k] && !(-1e-6..1.0 + 1e-6).contains(&s[k]))) {
-            return Err(NeighborError::NotWrapped { id: id + 1, pos: positions[id] });
+        if let Some(id) = fractional
+            .iter()
+            .position(|s| (0..3).any(|k| pbc[k] && !(-1e-6..1.0 + 1e-6).contains(&s[k])))
+        {
+            return Err(NeighborError::NotWrapped {
+                id: id + 1,
+                pos: positions[id],
+            });
         }
         let binning = Binning::new(cell, &fractional, reach)?;
 
         // Shift table: every image combination the stencil can reach.
         let max_shift: [i64; 3] = [0, 1, 2].map(|k| {
-            if cell.pbc()[k] { (binning.reach[k] + binning.n[k] as i64 - 1) / binning.n[k] as i64 + 1 } else { 0 }
+            if cell.pbc()[k] {
+                (binning.reach[k] + binning.n[k] as i64 - 1) / binning.n[k] as i64 + 1
+            } else {
+                0
+            }
         });
         let widths = cell.perpendicular_widths();
         for k in 0..3 {
@@ -227,14 +254,16 @@ impl NeighborList {
         }
         let span = max_shift.map(|m| 2 * m + 1);
         let shift_index = |s: [i64; 3]| -> usize {
-            (((s[0] + max_shift[0]) * span[1] + (s[1] + max_shift[1])) * span[2] + (s[2] + max_shift[2])) as usize
+            (((s[0] + max_shift[0]) * span[1] + (s[1] + max_shift[1])) * span[2]
+                + (s[2] + max_shift[2])) as usize
         };
         let mut shift_vectors = vec![[0.0; 3]; (span[0] * span[1] * span[2]) as usize];
         let zero_shift = shift_index([0, 0, 0]) as u16;
         for a in -max_shift[0]..=max_shift[0] {
             for b in -max_shift[1]..=max_shift[1] {
                 for c in -max_shift[2]..=max_shift[2] {
-                    shift_vectors[shift_index([a, b, c])] = cell.shift_vector([a as i32, b as i32, c as i32]);
+                    shift_vectors[shift_index([a, b, c])] =
+                        cell.shift_vector([a as i32, b as i32, c as i32]);
                 }
             }
         }
@@ -242,7 +271,13 @@ impl NeighborList {
         // Counting sort of atoms into bins.
         let bin_of: Vec<[usize; 3]> = fractional.iter().map(|s| binning.bin(s)).collect();
         let flat = |b: [usize; 3]| (b[0] * binning.n[1] + b[1]) * binning.n[2] + b[2];
-        let unflat = |f: usize| [f / (binning.n[1] * binning.n[2]), (f / binning.n[2]) % binning.n[1], f % binning.n[2]];
+        let unflat = |f: usize| {
+            [
+                f / (binning.n[1] * binning.n[2]),
+                (f / binning.n[2]) % binning.n[1],
+                f % binning.n[2],
+            ]
+        };
         let n_bins = binning.n[0] * binning.n[1] * binning.n[2];
         let mut bin_start = vec![0usize; n_bins + 1];
         for b in &bin_of {
@@ -330,7 +365,8 @@ impl NeighborList {
                             image[2] = if pbc[2] { lo.div_euclid(nz) } else { 0 };
                             let first = lo.rem_euclid(nz);
                             let last = (first + (hi - lo)).min(nz); // exclusive, within this image
-                            let atoms = bin_start[flat([fixed[0], fixed[1], first as usize])]..bin_start[flat([fixed[0], fixed[1], last as usize - 1]) + 1];
+                            let atoms = bin_start[flat([fixed[0], fixed[1], first as usize])]
+                                ..bin_start[flat([fixed[0], fixed[1], last as usize - 1]) + 1];
                             let contains_centre = col.offset == [0, 0] && image == [0, 0, 0];
                             if !atoms.is_empty() {
                                 let sid = shift_index(image);
@@ -363,14 +399,19 @@ impl NeighborList {
                             // In the run through the atom's own bin, a half list starts after the
                             // atom (the pairs before it are met from the other side) and a full
                             // list skips only the atom itself.
-                            let range = if t.centre && half { slot + 1..t.atoms.end } else { t.atoms.clone() };
+                            let range = if t.centre && half {
+                                slot + 1..t.atoms.end
+                            } else {
+                                t.atoms.clone()
+                            };
                             let skip = if t.centre { slot } else { usize::MAX };
                             for k in range {
                                 let xj = sorted_pos[k];
                                 let dx = xj[0] - x[0];
                                 let dy = xj[1] - x[1];
                                 let dz = xj[2] - x[2];
-                                let hit = ((dx * dx + dy * dy + dz * dz < reach_sq) & (k != skip)) as usize;
+                                let hit = ((dx * dx + dy * dy + dz * dz < reach_sq) & (k != skip))
+                                    as usize;
                                 let j = bin_atoms[k];
                                 if t.plain {
                                     plain_out[n_plain].write(j);
@@ -413,7 +454,11 @@ impl NeighborList {
             self.neighbors.extend_from_slice(&nbrs);
             self.shift_ids.extend_from_slice(&shifts);
         }
-        debug_assert!(self.shift_ids.iter().all(|&s| (s as usize) < shift_vectors.len()));
+        debug_assert!(
+            self.shift_ids
+                .iter()
+                .all(|&s| (s as usize) < shift_vectors.len())
+        );
         self.shift_vectors = shift_vectors;
         self.reference.clear();
         self.reference.extend_from_slice(positions);
@@ -428,7 +473,10 @@ impl NeighborList {
             let i = self.row_atom(r);
             let (sh_j, sh_s) = self.shifted(r);
             let plain = self.plain(r).iter().map(|&j| (j, [0.0; 3]));
-            let shifted = sh_j.iter().zip(sh_s).map(|(&j, &s)| (j, self.shift_vectors[s as usize]));
+            let shifted = sh_j
+                .iter()
+                .zip(sh_s)
+                .map(|(&j, &s)| (j, self.shift_vectors[s as usize]));
             for (j, shift) in plain.chain(shifted) {
                 let (xi, xj) = (positions[i], positions[j as usize]);
                 let d = [0, 1, 2].map(|k| xj[k] + shift[k] - xi[k]);
@@ -477,7 +525,13 @@ impl Binning {
         }
         let thickness = [0, 1, 2].map(|k| length[k] / n[k] as f64);
         let reach_bins = [0, 1, 2].map(|k| (reach / thickness[k]).ceil() as i64);
-        Ok(Binning { n, reach: reach_bins, lo, extent, thickness })
+        Ok(Binning {
+            n,
+            reach: reach_bins,
+            lo,
+            extent,
+            thickness,
+        })
     }
 
     fn bin(&self, s: &Vec3) -> [usize; 3] {
@@ -516,7 +570,10 @@ impl Binning {
                     r[2]
                 };
                 let dz_min = if half && [a, b] == [0, 0] { 0 } else { -dz_max };
-                out.push(Column { offset: [a, b], dz: dz_min..dz_max + 1 });
+                out.push(Column {
+                    offset: [a, b],
+                    dz: dz_min..dz_max + 1,
+                });
             }
         }
         out

@@ -243,17 +243,27 @@ struct Locator<'a> {
 
 impl Locator<'_> {
     fn line(&self, span: &Range<usize>) -> usize {
-        self.text[..span.start.min(self.text.len())].matches('\n').count() + 1
+        self.text[..span.start.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
     }
 
     fn error(&self, span: &Range<usize>, key: &str, message: impl Into<String>) -> PlanError {
-        PlanError { file: self.file.to_path_buf(), line: Some(self.line(span)), key: Some(key.to_string()), message: message.into() }
+        PlanError {
+            file: self.file.to_path_buf(),
+            line: Some(self.line(span)),
+            key: Some(key.to_string()),
+            message: message.into(),
+        }
     }
 
     fn quantity(&self, q: &Q, key: &str, dim: Dimension) -> Result<f64, PlanError> {
         let value = match q.get_ref() {
             QValue::Number(x) => *x,
-            QValue::Text(s) => parse_quantity(s, dim).map_err(|e| self.error(&q.span(), key, e.describe(dim)))?,
+            QValue::Text(s) => {
+                parse_quantity(s, dim).map_err(|e| self.error(&q.span(), key, e.describe(dim)))?
+            }
         };
         if !value.is_finite() {
             return Err(self.error(&q.span(), key, format!("expected a finite {dim}")));
@@ -279,7 +289,11 @@ impl Locator<'_> {
 
     fn interval(&self, v: &Spanned<i64>, key: &str) -> Result<u64, PlanError> {
         if *v.get_ref() <= 0 {
-            return Err(self.error(&v.span(), key, format!("must be a positive number of steps (got {})", v.get_ref())));
+            return Err(self.error(
+                &v.span(),
+                key,
+                format!("must be a positive number of steps (got {})", v.get_ref()),
+            ));
         }
         Ok(*v.get_ref() as u64)
     }
@@ -307,32 +321,81 @@ impl Plan {
             message: e.message().trim().to_string(),
         })?;
         let input_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let output_dir = output_dir.map(Path::to_path_buf).unwrap_or_else(|| input_dir.clone());
+        let output_dir = output_dir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| input_dir.clone());
 
-        let (data, structure_origin, read_cell) = read_structure(&at, raw.structure.get_ref(), &input_dir)?;
-        let mut system = build_system(&at, &raw.structure, &raw.masses, data.clone(), read_cell, &structure_origin)?;
-        set_velocities(&at, raw.velocities.as_ref(), &data, &mut system, &structure_origin)?;
+        let (data, structure_origin, read_cell) =
+            read_structure(&at, raw.structure.get_ref(), &input_dir)?;
+        let mut system = build_system(
+            &at,
+            &raw.structure,
+            &raw.masses,
+            data.clone(),
+            read_cell,
+            &structure_origin,
+        )?;
+        set_velocities(
+            &at,
+            raw.velocities.as_ref(),
+            &data,
+            &mut system,
+            &structure_origin,
+        )?;
         let potential = build_potential(&at, &raw.potential, &system, &input_dir)?;
 
         let integ = raw.integrator.get_ref();
         let timestep = at.positive(&integ.timestep, "[integrator] timestep", Dimension::Time)?;
         let integrator = match integ.kind.get_ref().as_str() {
             "verlet" | "velocity-verlet" | "nve" => {
-                for (given, key) in [(integ.temperature.is_some(), "temperature"), (integ.damping.is_some(), "damping"), (integ.seed.is_some(), "seed")] {
+                for (given, key) in [
+                    (integ.temperature.is_some(), "temperature"),
+                    (integ.damping.is_some(), "damping"),
+                    (integ.seed.is_some(), "seed"),
+                ] {
                     if given {
-                        return Err(at.error(&raw.integrator.span(), &format!("[integrator] {key}"), "only used by type = \"langevin\"; velocity Verlet is NVE"));
+                        return Err(at.error(
+                            &raw.integrator.span(),
+                            &format!("[integrator] {key}"),
+                            "only used by type = \"langevin\"; velocity Verlet is NVE",
+                        ));
                     }
                 }
                 Integrator::VelocityVerlet
             }
             "langevin" => {
-                let missing = |key: &str| at.error(&raw.integrator.span(), &format!("[integrator] {key}"), "required for type = \"langevin\"");
-                let temperature = at.non_negative(integ.temperature.as_ref().ok_or_else(|| missing("temperature"))?, "[integrator] temperature", Dimension::Temperature)?;
-                let damping = at.positive(integ.damping.as_ref().ok_or_else(|| missing("damping"))?, "[integrator] damping", Dimension::Time)?;
-                Integrator::Langevin { temperature, damping, seed: integ.seed.ok_or_else(|| missing("seed"))? }
+                let missing = |key: &str| {
+                    at.error(
+                        &raw.integrator.span(),
+                        &format!("[integrator] {key}"),
+                        "required for type = \"langevin\"",
+                    )
+                };
+                let temperature = at.non_negative(
+                    integ
+                        .temperature
+                        .as_ref()
+                        .ok_or_else(|| missing("temperature"))?,
+                    "[integrator] temperature",
+                    Dimension::Temperature,
+                )?;
+                let damping = at.positive(
+                    integ.damping.as_ref().ok_or_else(|| missing("damping"))?,
+                    "[integrator] damping",
+                    Dimension::Time,
+                )?;
+                Integrator::Langevin {
+                    temperature,
+                    damping,
+                    seed: integ.seed.ok_or_else(|| missing("seed"))?,
+                }
             }
             other => {
-                return Err(at.error(&integ.kind.span(), "[integrator] type", format!("unknown integrator '{other}'; expected \"verlet\" or \"langevin\"")));
+                return Err(at.error(
+                    &integ.kind.span(),
+                    "[integrator] type",
+                    format!("unknown integrator '{other}'; expected \"verlet\" or \"langevin\""),
+                ));
             }
         };
 
@@ -341,7 +404,13 @@ impl Plan {
             return Err(at.error(&run.steps.span(), "[run] steps", "must not be negative"));
         }
         let threads = match &run.threads {
-            Some(t) if *t.get_ref() < 0 => return Err(at.error(&t.span(), "[run] threads", "must be 0 (all cores) or a positive count")),
+            Some(t) if *t.get_ref() < 0 => {
+                return Err(at.error(
+                    &t.span(),
+                    "[run] threads",
+                    "must be 0 (all cores) or a positive count",
+                ));
+            }
             Some(t) if *t.get_ref() > 0 => Some(*t.get_ref() as usize),
             _ => None,
         };
@@ -360,8 +429,16 @@ impl Plan {
             None => 100,
         };
         let out_path = |p: &str| output_dir.join(p);
-        let log = out_path(output.and_then(|o| o.log.as_deref()).unwrap_or("thermo.log"));
-        let checkpoint = out_path(output.and_then(|o| o.checkpoint.as_deref()).unwrap_or("checkpoint.chk"));
+        let log = out_path(
+            output
+                .and_then(|o| o.log.as_deref())
+                .unwrap_or("thermo.log"),
+        );
+        let checkpoint = out_path(
+            output
+                .and_then(|o| o.checkpoint.as_deref())
+                .unwrap_or("checkpoint.chk"),
+        );
         let checkpoint_interval = match output.and_then(|o| o.checkpoint_interval.as_ref()) {
             Some(c) => Some(at.interval(c, "[output] checkpoint_interval")?),
             None => None,
@@ -405,7 +482,11 @@ impl Plan {
 
 /// Reads the structure file or builds the lattice. Returns the data, a description of where it
 /// came from, and whether the cell came from the file.
-fn read_structure(at: &Locator, s: &RawStructure, input_dir: &Path) -> Result<(StructureData, String, bool), PlanError> {
+fn read_structure(
+    at: &Locator,
+    s: &RawStructure,
+    input_dir: &Path,
+) -> Result<(StructureData, String, bool), PlanError> {
     match (&s.file, &s.lattice) {
         (Some(file), None) => {
             for (given, key) in [(s.lattice_constant.is_some(), "lattice_constant"), (s.density.is_some(), "density"), (s.repeat.is_some(), "repeat"), (s.element.is_some(), "element")] {
@@ -483,7 +564,8 @@ fn build_system(
     };
     let cell_span = s.cell.as_ref().map(|c| c.span()).unwrap_or(raw.span());
     let cell = match vectors {
-        Some(v) => Cell::new(v, pbc).map_err(|e| at.error(&cell_span, "[structure] cell", e.to_string()))?,
+        Some(v) => Cell::new(v, pbc)
+            .map_err(|e| at.error(&cell_span, "[structure] cell", e.to_string()))?,
         None if pbc.iter().any(|&p| p) => {
             let span = s.pbc.as_ref().map(|p| p.span()).unwrap_or(raw.span());
             return Err(at.error(&span, "[structure] pbc", format!("periodic axes need a cell, and {origin} has none: give [structure] cell = [lx, ly, lz]")));
@@ -511,7 +593,10 @@ fn build_system(
                         ),
                     })?,
                 };
-                species.push(Species { name: name.clone(), mass });
+                species.push(Species {
+                    name: name.clone(),
+                    mass,
+                });
                 species.len() - 1
             }
         };
@@ -520,22 +605,46 @@ fn build_system(
     for (name, q) in masses {
         if !species.iter().any(|sp| &sp.name == name) {
             let present: Vec<&str> = species.iter().map(|s| s.name.as_str()).collect();
-            return Err(at.error(&q.span(), &format!("[masses] {name}"), format!("no atom of species '{name}' in the {origin} (species there: {})", present.join(", "))));
+            return Err(at.error(
+                &q.span(),
+                &format!("[masses] {name}"),
+                format!(
+                    "no atom of species '{name}' in the {origin} (species there: {})",
+                    present.join(", ")
+                ),
+            ));
         }
     }
     let n = data.positions.len();
-    Ok(System { species, types, positions: data.positions, velocities: vec![[0.0; 3]; n], images: vec![[0; 3]; n], cell })
+    Ok(System {
+        species,
+        types,
+        positions: data.positions,
+        velocities: vec![[0.0; 3]; n],
+        images: vec![[0; 3]; n],
+        cell,
+    })
 }
 
 fn toml_key(name: &str) -> String {
-    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         name.to_string()
     } else {
         format!("\"{name}\"")
     }
 }
 
-fn set_velocities(at: &Locator, raw: Option<&Spanned<RawVelocities>>, data: &StructureData, system: &mut System, origin: &str) -> Result<(), PlanError> {
+fn set_velocities(
+    at: &Locator,
+    raw: Option<&Spanned<RawVelocities>>,
+    data: &StructureData,
+    system: &mut System,
+    origin: &str,
+) -> Result<(), PlanError> {
     let Some(raw) = raw else {
         if let Some(v) = &data.velocities {
             system.velocities = v.clone();
@@ -545,8 +654,20 @@ fn set_velocities(at: &Locator, raw: Option<&Spanned<RawVelocities>>, data: &Str
     let v = raw.get_ref();
     match v.source.get_ref().as_str() {
         "maxwell-boltzmann" => {
-            let missing = |key: &str| at.error(&raw.span(), &format!("[velocities] {key}"), "required for source = \"maxwell-boltzmann\"");
-            let t = at.non_negative(v.temperature.as_ref().ok_or_else(|| missing("temperature"))?, "[velocities] temperature", Dimension::Temperature)?;
+            let missing = |key: &str| {
+                at.error(
+                    &raw.span(),
+                    &format!("[velocities] {key}"),
+                    "required for source = \"maxwell-boltzmann\"",
+                )
+            };
+            let t = at.non_negative(
+                v.temperature
+                    .as_ref()
+                    .ok_or_else(|| missing("temperature"))?,
+                "[velocities] temperature",
+                Dimension::Temperature,
+            )?;
             let seed = v.seed.ok_or_else(|| missing("seed"))?;
             crate::velocities::maxwell_boltzmann(system, t, seed);
         }
@@ -558,43 +679,89 @@ fn set_velocities(at: &Locator, raw: Option<&Spanned<RawVelocities>>, data: &Str
         }
         "zero" => {}
         other => {
-            return Err(at.error(&v.source.span(), "[velocities] source", format!("unknown source '{other}'; expected \"maxwell-boltzmann\", \"file\" or \"zero\"")));
+            return Err(at.error(
+                &v.source.span(),
+                "[velocities] source",
+                format!(
+                    "unknown source '{other}'; expected \"maxwell-boltzmann\", \"file\" or \"zero\""
+                ),
+            ));
         }
     }
     if v.source.get_ref() != "maxwell-boltzmann" && (v.temperature.is_some() || v.seed.is_some()) {
-        return Err(at.error(&raw.span(), "[velocities]", "temperature and seed are only used with source = \"maxwell-boltzmann\""));
+        return Err(at.error(
+            &raw.span(),
+            "[velocities]",
+            "temperature and seed are only used with source = \"maxwell-boltzmann\"",
+        ));
     }
     Ok(())
 }
 
-fn build_potential(at: &Locator, raw: &Spanned<RawPotential>, system: &System, input_dir: &Path) -> Result<PotentialSpec, PlanError> {
+fn build_potential(
+    at: &Locator,
+    raw: &Spanned<RawPotential>,
+    system: &System,
+    input_dir: &Path,
+) -> Result<PotentialSpec, PlanError> {
     let p = raw.get_ref();
     match p.kind.get_ref().as_str() {
         "lj" | "lj/cut" | "lennard-jones" => {
             if let Some(m) = &p.model {
-                return Err(at.error(&m.span(), "[potential] model", "only used with type = \"mcgm\""));
+                return Err(at.error(
+                    &m.span(),
+                    "[potential] model",
+                    "only used with type = \"mcgm\"",
+                ));
             }
         }
         "mcgm" | "ml" => {
-            let model = p.model.as_ref().ok_or_else(|| at.error(&p.kind.span(), "[potential] model", "required for type = \"mcgm\": a model folder or file written by mdrun train"))?;
-            if p.cutoff.is_some() || p.shift.is_some() || p.tail.is_some() || p.mixing.is_some() || !p.species.is_empty() || !p.pair.is_empty() {
+            let model = p.model.as_ref().ok_or_else(|| {
+                at.error(
+                    &p.kind.span(),
+                    "[potential] model",
+                    "required for type = \"mcgm\": a model folder or file written by mdrun train",
+                )
+            })?;
+            if p.cutoff.is_some()
+                || p.shift.is_some()
+                || p.tail.is_some()
+                || p.mixing.is_some()
+                || !p.species.is_empty()
+                || !p.pair.is_empty()
+            {
                 return Err(at.error(&raw.span(), "[potential]", "type = \"mcgm\" takes only model = \"...\" (the cutoff and species come from the model)"));
             }
             let path = input_dir.join(model.get_ref());
             let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
-            crate::potential::mcgm::MlPotential::load(&path, &names).map_err(|e| at.error(&model.span(), "[potential] model", e))?;
+            crate::potential::mcgm::MlPotential::load(&path, &names)
+                .map_err(|e| at.error(&model.span(), "[potential] model", e))?;
             return Ok(PotentialSpec::Mcgm { model: path });
         }
-        other => return Err(at.error(&p.kind.span(), "[potential] type", format!("unknown potential '{other}'; expected \"lj\" or \"mcgm\""))),
+        other => {
+            return Err(at.error(
+                &p.kind.span(),
+                "[potential] type",
+                format!("unknown potential '{other}'; expected \"lj\" or \"mcgm\""),
+            ));
+        }
     }
     let geometric = match p.mixing.as_ref().map(|m| m.get_ref().as_str()) {
         None | Some("lorentz-berthelot") | Some("arithmetic") => false,
         Some("geometric") => true,
         Some(other) => {
-            return Err(at.error(&p.mixing.as_ref().unwrap().span(), "[potential] mixing", format!("unknown rule '{other}'; expected \"lorentz-berthelot\" or \"geometric\"")));
+            return Err(at.error(
+                &p.mixing.as_ref().unwrap().span(),
+                "[potential] mixing",
+                format!("unknown rule '{other}'; expected \"lorentz-berthelot\" or \"geometric\""),
+            ));
         }
     };
-    let global_cutoff = p.cutoff.as_ref().map(|q| at.positive(q, "[potential] cutoff", Dimension::Length)).transpose()?;
+    let global_cutoff = p
+        .cutoff
+        .as_ref()
+        .map(|q| at.positive(q, "[potential] cutoff", Dimension::Length))
+        .transpose()?;
 
     struct Params {
         epsilon: f64,
@@ -610,7 +777,11 @@ fn build_potential(at: &Locator, raw: &Spanned<RawPotential>, system: &System, i
             Params {
                 epsilon: at.non_negative(&s.epsilon, &key("epsilon"), Dimension::Energy)?,
                 sigma: at.positive(&s.sigma, &key("sigma"), Dimension::Length)?,
-                cutoff: s.cutoff.as_ref().map(|q| at.positive(q, &key("cutoff"), Dimension::Length)).transpose()?,
+                cutoff: s
+                    .cutoff
+                    .as_ref()
+                    .map(|q| at.positive(q, &key("cutoff"), Dimension::Length))
+                    .transpose()?,
             },
         );
     }
@@ -620,10 +791,20 @@ fn build_potential(at: &Locator, raw: &Spanned<RawPotential>, system: &System, i
         let label = format!("[[potential.pair]] {}-{}", pr.species[0], pr.species[1]);
         let cutoff = match &pr.cutoff {
             Some(q) => at.positive(q, &format!("{label} cutoff"), Dimension::Length)?,
-            None => global_cutoff.ok_or_else(|| at.error(&pair.span(), &format!("{label} cutoff"), "no cutoff: give one here or [potential] cutoff"))?,
+            None => global_cutoff.ok_or_else(|| {
+                at.error(
+                    &pair.span(),
+                    &format!("{label} cutoff"),
+                    "no cutoff: give one here or [potential] cutoff",
+                )
+            })?,
         };
         let lj = LjPair {
-            epsilon: at.non_negative(&pr.epsilon, &format!("{label} epsilon"), Dimension::Energy)?,
+            epsilon: at.non_negative(
+                &pr.epsilon,
+                &format!("{label} epsilon"),
+                Dimension::Energy,
+            )?,
             sigma: at.positive(&pr.sigma, &format!("{label} sigma"), Dimension::Length)?,
             cutoff,
         };
@@ -638,14 +819,22 @@ fn build_potential(at: &Locator, raw: &Spanned<RawPotential>, system: &System, i
     let mut pairs = Vec::with_capacity(n * n);
     for a in &system.species {
         for b in &system.species {
-            let key = if a.name <= b.name { (a.name.clone(), b.name.clone()) } else { (b.name.clone(), a.name.clone()) };
+            let key = if a.name <= b.name {
+                (a.name.clone(), b.name.clone())
+            } else {
+                (b.name.clone(), a.name.clone())
+            };
             let lj = if let Some((lj, _)) = explicit.get(&key) {
                 *lj
             } else {
                 let (pa, pb) = match (per_species.get(&a.name), per_species.get(&b.name)) {
                     (Some(pa), Some(pb)) => (pa, pb),
                     _ => {
-                        let missing = if per_species.contains_key(&a.name) { &b.name } else { &a.name };
+                        let missing = if per_species.contains_key(&a.name) {
+                            &b.name
+                        } else {
+                            &a.name
+                        };
                         return Err(at.error(
                             &raw.span(),
                             "[potential]",
@@ -656,14 +845,22 @@ fn build_potential(at: &Locator, raw: &Spanned<RawPotential>, system: &System, i
                         ));
                     }
                 };
-                let sigma = if geometric { (pa.sigma * pb.sigma).sqrt() } else { 0.5 * (pa.sigma + pb.sigma) };
+                let sigma = if geometric {
+                    (pa.sigma * pb.sigma).sqrt()
+                } else {
+                    0.5 * (pa.sigma + pb.sigma)
+                };
                 let cutoff = match (pa.cutoff, pb.cutoff) {
                     (Some(ca), Some(cb)) => if geometric { (ca * cb).sqrt() } else { 0.5 * (ca + cb) },
                     _ => global_cutoff.ok_or_else(|| {
                         at.error(&raw.span(), "[potential] cutoff", format!("no cutoff for the pair {}-{}: give [potential] cutoff or a cutoff per species", a.name, b.name))
                     })?,
                 };
-                LjPair { epsilon: (pa.epsilon * pb.epsilon).sqrt(), sigma, cutoff }
+                LjPair {
+                    epsilon: (pa.epsilon * pb.epsilon).sqrt(),
+                    sigma,
+                    cutoff,
+                }
             };
             pairs.push(lj);
         }
@@ -671,7 +868,11 @@ fn build_potential(at: &Locator, raw: &Spanned<RawPotential>, system: &System, i
     for ((a, b), (_, span)) in &explicit {
         for name in [a, b] {
             if !system.species.iter().any(|s| &s.name == name) {
-                return Err(at.error(span, "[[potential.pair]] species", format!("no atom of species '{name}' in the structure")));
+                return Err(at.error(
+                    span,
+                    "[[potential.pair]] species",
+                    format!("no atom of species '{name}' in the structure"),
+                ));
             }
         }
     }
@@ -679,15 +880,27 @@ fn build_potential(at: &Locator, raw: &Spanned<RawPotential>, system: &System, i
     if tail && system.cell.pbc() != [true; 3] {
         return Err(at.error(&raw.span(), "[potential] tail", "the tail correction assumes a homogeneous fluid filling a cell periodic on all three axes"));
     }
-    Ok(PotentialSpec::LennardJones { pairs, shift: p.shift.unwrap_or(false), tail })
+    Ok(PotentialSpec::LennardJones {
+        pairs,
+        shift: p.shift.unwrap_or(false),
+        tail,
+    })
 }
 
 impl PotentialSpec {
     /// The potential object this spec describes, for a system with these species.
-    pub fn instantiate(&self, species: &[Species]) -> Result<Box<dyn crate::potential::Potential>, String> {
+    pub fn instantiate(
+        &self,
+        species: &[Species],
+    ) -> Result<Box<dyn crate::potential::Potential>, String> {
         Ok(match self {
             PotentialSpec::LennardJones { pairs, shift, tail } => {
-                Box::new(crate::potential::lj::LennardJones::new(species.len(), pairs.clone(), *shift, *tail))
+                Box::new(crate::potential::lj::LennardJones::new(
+                    species.len(),
+                    pairs.clone(),
+                    *shift,
+                    *tail,
+                ))
             }
             PotentialSpec::Mcgm { model } => {
                 let names: Vec<String> = species.iter().map(|s| s.name.clone()).collect();

@@ -40,7 +40,15 @@ pub fn philox4x32(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
 /// Four independent standard normal numbers for (seed, step, index, stream).
 pub fn normals4(seed: u64, step: u64, index: u32, stream: u32) -> [f64; 4] {
     let key = [seed as u32, (seed >> 32) as u32];
-    let w = philox4x32([step as u32, (step >> 32) as u32 ^ (stream << 16), index, stream], key);
+    let w = philox4x32(
+        [
+            step as u32,
+            (step >> 32) as u32 ^ (stream << 16),
+            index,
+            stream,
+        ],
+        key,
+    );
     let (a, b) = box_muller(w[0], w[1]);
     let (c, d) = box_muller(w[2], w[3]);
     [a, b, c, d]
@@ -64,13 +72,19 @@ mod tests {
     #[test]
     fn philox_matches_the_random123_known_answers() {
         // Known-answer vectors from Random123's kat_vectors (philox4x32, 10 rounds).
-        assert_eq!(philox4x32([0, 0, 0, 0], [0, 0]), [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]);
+        assert_eq!(
+            philox4x32([0, 0, 0, 0], [0, 0]),
+            [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]
+        );
         assert_eq!(
             philox4x32([0xffffffff; 4], [0xffffffff; 2]),
             [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]
         );
         assert_eq!(
-            philox4x32([0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0]),
+            philox4x32(
+                [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+                [0xa4093822, 0x299f31d0]
+            ),
             [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
         );
     }

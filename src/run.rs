@@ -35,16 +35,29 @@ pub enum RunError {
     #[error("{path}: [potential]: {message}")]
     Potential { path: PathBuf, message: String },
     #[error("{origin}: {source}")]
-    Setup { origin: String, source: SimulationError },
+    Setup {
+        origin: String,
+        source: SimulationError,
+    },
     #[error("{source}\nThe last good state (step {saved_step}) was saved to {saved}.")]
-    BlowUp { source: SimulationError, saved_step: u64, saved: PathBuf },
+    BlowUp {
+        source: SimulationError,
+        saved_step: u64,
+        saved: PathBuf,
+    },
     #[error("{source}\nSaving the last good state to {path} failed too: {save_error}")]
-    BlowUpUnsaved { source: SimulationError, path: PathBuf, save_error: CheckpointError },
+    BlowUpUnsaved {
+        source: SimulationError,
+        path: PathBuf,
+        save_error: CheckpointError,
+    },
     #[error(transparent)]
     Trajectory(#[from] TrajectoryError),
     #[error("thermo log {path}: {message}")]
     Log { path: PathBuf, message: String },
-    #[error("interrupted at step {step}; the state was saved to {saved}: continue with --restart {saved}")]
+    #[error(
+        "interrupted at step {step}; the state was saved to {saved}: continue with --restart {saved}"
+    )]
     Interrupted { step: u64, saved: PathBuf },
     #[error("cannot start {threads} threads: {message}")]
     Threads { threads: usize, message: String },
@@ -52,11 +65,22 @@ pub enum RunError {
 
 /// Runs the plan to its last step and returns the summary.
 pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunError> {
-    let threads = options.threads.or(plan.threads).filter(|&t| t > 0).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let threads = options
+        .threads
+        .or(plan.threads)
+        .filter(|&t| t > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
-        .map_err(|e| RunError::Threads { threads, message: e.to_string() })?;
+        .map_err(|e| RunError::Threads {
+            threads,
+            message: e.to_string(),
+        })?;
     pool.install(|| run_in_pool(plan, options, threads))
 }
 
@@ -91,27 +115,75 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     };
     let restarting = options.restart.is_some();
     let last_step = options.steps.unwrap_or(plan.steps);
-    let potential = plan.potential.instantiate(&system.species).map_err(|message| RunError::Potential { path: plan.source.clone(), message })?;
-    let mut sim = Simulation::new(system, potential, plan.integrator.clone(), plan.timestep, plan.skin, plan.max_force, step, reference)
-        .map_err(|source| RunError::Setup { origin: format!("{} (from {})", plan.structure_origin, plan.source.display()), source })?;
+    let potential = plan
+        .potential
+        .instantiate(&system.species)
+        .map_err(|message| RunError::Potential {
+            path: plan.source.clone(),
+            message,
+        })?;
+    let mut sim = Simulation::new(
+        system,
+        potential,
+        plan.integrator.clone(),
+        plan.timestep,
+        plan.skin,
+        plan.max_force,
+        step,
+        reference,
+    )
+    .map_err(|source| RunError::Setup {
+        origin: format!("{} (from {})", plan.structure_origin, plan.source.display()),
+        source,
+    })?;
 
     let n_atoms = sim.system.len();
-    let species: Vec<String> = sim.system.species.iter().zip(sim.system.species_counts()).map(|(s, c)| format!("{c} {} ({} amu)", s.name, s.mass)).collect();
+    let species: Vec<String> = sim
+        .system
+        .species
+        .iter()
+        .zip(sim.system.species_counts())
+        .map(|(s, c)| format!("{c} {} ({} amu)", s.name, s.mass))
+        .collect();
     let cell = &sim.system.cell;
     let cell_text = if cell.is_bounded() {
         let l = cell.lengths();
         let a = cell.angles();
-        format!("cell {:.4} x {:.4} x {:.4} Å, angles {:.2} {:.2} {:.2}°, periodic {:?}", l[0], l[1], l[2], a[0], a[1], a[2], cell.pbc())
+        format!(
+            "cell {:.4} x {:.4} x {:.4} Å, angles {:.2} {:.2} {:.2}°, periodic {:?}",
+            l[0],
+            l[1],
+            l[2],
+            a[0],
+            a[1],
+            a[2],
+            cell.pbc()
+        )
     } else {
         "no cell (open boundaries)".to_string()
     };
     let preamble = vec![
-        format!("mdrun {} — {}", env!("CARGO_PKG_VERSION"), plan.source.display()),
+        format!(
+            "mdrun {} — {}",
+            env!("CARGO_PKG_VERSION"),
+            plan.source.display()
+        ),
         format!("{n_atoms} atoms: {}; {}", species.join(", "), cell_text),
-        format!("potential: {}; neighbour skin {} Å", sim.potential.name(), plan.skin),
-        format!("integrator: {}; timestep {} fs", sim.integrator.name(), plan.timestep * 1e3),
+        format!(
+            "potential: {}; neighbour skin {} Å",
+            sim.potential.name(),
+            plan.skin
+        ),
+        format!(
+            "integrator: {}; timestep {} fs",
+            sim.integrator.name(),
+            plan.timestep * 1e3
+        ),
         match &options.restart {
-            Some(p) => format!("restarted from {} at step {step}; running to step {last_step} on {threads} thread(s)", p.display()),
+            Some(p) => format!(
+                "restarted from {} at step {step}; running to step {last_step} on {threads} thread(s)",
+                p.display()
+            ),
             None => format!("running {last_step} steps on {threads} thread(s)"),
         },
     ];
@@ -119,9 +191,14 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         say(line);
     }
 
-    let log_error = |e: std::io::Error| RunError::Log { path: plan.log.clone(), message: e.to_string() };
+    let log_error = |e: std::io::Error| RunError::Log {
+        path: plan.log.clone(),
+        message: e.to_string(),
+    };
     let mut log = ThermoLog::open(&plan.log, restarting, &preamble).map_err(log_error)?;
-    let names: Vec<String> = (0..n_atoms).map(|i| sim.system.species_name(i).to_string()).collect();
+    let names: Vec<String> = (0..n_atoms)
+        .map(|i| sim.system.species_name(i).to_string())
+        .collect();
     let mut writer = TrajectoryWriter::start(plan.trajectories.clone(), names, restarting)?;
 
     let mut samples: Vec<ThermoSample> = Vec::new();
@@ -154,11 +231,22 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
                 let _ = log.comment(&format!("run stopped: {source}"));
                 progress.finish();
                 return match chk.write(&path) {
-                    Ok(()) => Err(RunError::BlowUp { source, saved_step: chk.step, saved: path }),
-                    Err(save_error) => Err(RunError::BlowUpUnsaved { source, path, save_error }),
+                    Ok(()) => Err(RunError::BlowUp {
+                        source,
+                        saved_step: chk.step,
+                        saved: path,
+                    }),
+                    Err(save_error) => Err(RunError::BlowUpUnsaved {
+                        source,
+                        path,
+                        save_error,
+                    }),
                 };
             }
-            return Err(RunError::Setup { origin: plan.source.display().to_string(), source });
+            return Err(RunError::Setup {
+                origin: plan.source.display().to_string(),
+                source,
+            });
         }
         let t_out = Instant::now();
         if thermo_due {
@@ -181,7 +269,10 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
             sim.checkpoint(threads).write(&plan.checkpoint)?;
             writer.finish()?;
             let _ = log.comment(&format!("interrupted at step {}", sim.step));
-            return Err(RunError::Interrupted { step: sim.step, saved: plan.checkpoint.clone() });
+            return Err(RunError::Interrupted {
+                step: sim.step,
+                saved: plan.checkpoint.clone(),
+            });
         }
     }
     let wall = start.elapsed().as_secs_f64();
@@ -196,15 +287,32 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     let simulated_ns = steps as f64 * plan.timestep * 1e-3;
     // Mean over the samples of this run, excluding the starting one (it is the previous
     // run's last sample on a restart, and the prescribed initial temperature otherwise).
-    let run_samples = if samples.len() > 1 { &samples[1..] } else { &samples[..] };
-    let drift = if sim.integrator.is_nve() { energy_drift(&samples, n_atoms) } else { None };
+    let run_samples = if samples.len() > 1 {
+        &samples[1..]
+    } else {
+        &samples[..]
+    };
+    let drift = if sim.integrator.is_nve() {
+        energy_drift(&samples, n_atoms)
+    } else {
+        None
+    };
     let last = samples.last().expect("at least the initial sample");
     let summary = RunSummary {
         steps,
         wall_s: wall,
-        atom_steps_per_s: if wall > 0.0 { (steps as f64 * n_atoms as f64) / wall } else { 0.0 },
-        ns_per_day: if wall > 0.0 { simulated_ns / (wall / 86400.0) } else { 0.0 },
-        mean_temperature_k: run_samples.iter().map(|s| s.temperature).sum::<f64>() / run_samples.len() as f64,
+        atom_steps_per_s: if wall > 0.0 {
+            (steps as f64 * n_atoms as f64) / wall
+        } else {
+            0.0
+        },
+        ns_per_day: if wall > 0.0 {
+            simulated_ns / (wall / 86400.0)
+        } else {
+            0.0
+        },
+        mean_temperature_k: run_samples.iter().map(|s| s.temperature).sum::<f64>()
+            / run_samples.len() as f64,
         energy_drift_ev_per_atom_per_ps: drift.map(|d| d.0),
         energy_drift_error_ev_per_atom_per_ps: drift.map(|d| d.1),
         final_potential_energy_ev: last.potential_energy,
@@ -219,7 +327,12 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         time_output_s: output_time.as_secs_f64(),
     };
     say(&summary.print());
-    say(&format!("Wrote {} (thermo log) and {} (checkpoint at step {}).", plan.log.display(), plan.checkpoint.display(), sim.step));
+    say(&format!(
+        "Wrote {} (thermo log) and {} (checkpoint at step {}).",
+        plan.log.display(),
+        plan.checkpoint.display(),
+        sim.step
+    ));
     Ok(summary)
 }
 
@@ -243,21 +356,37 @@ fn interrupt_flag() -> &'static std::sync::atomic::AtomicBool {
 
 /// A restart continues the same system: same species, in the same order, same atom count.
 fn check_restart_matches(plan: &Plan, chk: &Checkpoint, path: &Path) -> Result<(), RunError> {
-    let names = |s: &crate::system::System| s.species.iter().map(|x| x.name.clone()).collect::<Vec<_>>();
+    let names =
+        |s: &crate::system::System| s.species.iter().map(|x| x.name.clone()).collect::<Vec<_>>();
     let (want, found) = (names(&plan.system), names(&chk.system));
     if want != found {
-        return Err(RunError::Restart { path: path.to_path_buf(), message: format!("holds species {found:?}, but {} describes {want:?}", plan.source.display()) });
+        return Err(RunError::Restart {
+            path: path.to_path_buf(),
+            message: format!(
+                "holds species {found:?}, but {} describes {want:?}",
+                plan.source.display()
+            ),
+        });
     }
     if chk.system.len() != plan.system.len() {
         return Err(RunError::Restart {
             path: path.to_path_buf(),
-            message: format!("holds {} atoms, but {} describes {}", chk.system.len(), plan.source.display(), plan.system.len()),
+            message: format!(
+                "holds {} atoms, but {} describes {}",
+                chk.system.len(),
+                plan.source.display(),
+                plan.system.len()
+            ),
         });
     }
     Ok(())
 }
 
-fn send_frame(writer: &mut TrajectoryWriter, sim: &Simulation, outputs: &[usize]) -> Result<(), TrajectoryError> {
+fn send_frame(
+    writer: &mut TrajectoryWriter,
+    sim: &Simulation,
+    outputs: &[usize],
+) -> Result<(), TrajectoryError> {
     if outputs.is_empty() {
         return Ok(());
     }
@@ -269,7 +398,9 @@ fn send_frame(writer: &mut TrajectoryWriter, sim: &Simulation, outputs: &[usize]
         time_ps: sim.step as f64 * sim.timestep,
         wrapped: wrapped.positions,
         unwrapped: s.unwrapped_positions(),
-        velocities: writer.wants_velocities(outputs).then(|| s.velocities.clone()),
+        velocities: writer
+            .wants_velocities(outputs)
+            .then(|| s.velocities.clone()),
         cell: s.cell.is_bounded().then(|| *s.cell.vectors()),
         outputs: outputs.to_vec(),
     };
@@ -278,7 +409,10 @@ fn send_frame(writer: &mut TrajectoryWriter, sim: &Simulation, outputs: &[usize]
 
 /// `out/state.chk` + "last-good" → `out/state.last-good.chk`.
 fn sibling(path: &Path, tag: &str) -> PathBuf {
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let name = match path.extension() {
         Some(ext) => format!("{stem}.{tag}.{}", ext.to_string_lossy()),
         None => format!("{stem}.{tag}"),
@@ -303,18 +437,32 @@ impl Progress {
         let bar = (!quiet && std::io::stderr().is_terminal() && total > 0).then(|| {
             let bar = ProgressBar::new(total);
             bar.set_style(
-                ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} steps  {msg}  ETA {eta}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{bar:40.cyan/blue} {pos}/{len} steps  {msg}  ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
             );
             bar
         });
-        Progress { bar, first_step, last_step, timestep, started: Instant::now(), next_report: std::cell::Cell::new(1), quiet }
+        Progress {
+            bar,
+            first_step,
+            last_step,
+            timestep,
+            started: Instant::now(),
+            next_report: std::cell::Cell::new(1),
+            quiet,
+        }
     }
 
     fn ns_per_day(&self, step: u64) -> f64 {
         let wall = self.started.elapsed().as_secs_f64();
-        if wall <= 0.0 { 0.0 } else { (step - self.first_step) as f64 * self.timestep * 1e-3 / (wall / 86400.0) }
+        if wall <= 0.0 {
+            0.0
+        } else {
+            (step - self.first_step) as f64 * self.timestep * 1e-3 / (wall / 86400.0)
+        }
     }
 
     fn update(&self, step: u64) {
@@ -328,7 +476,12 @@ impl Progress {
         } else if !self.quiet && done * 10 >= self.next_report.get() * total && total >= 10 {
             let elapsed = self.started.elapsed().as_secs_f64();
             let eta = elapsed / done as f64 * (total - done) as f64;
-            eprintln!("progress: step {step}/{} ({}%), {:.3} ns/day, ETA {eta:.1} s", self.last_step, done * 100 / total, self.ns_per_day(step));
+            eprintln!(
+                "progress: step {step}/{} ({}%), {:.3} ns/day, ETA {eta:.1} s",
+                self.last_step,
+                done * 100 / total,
+                self.ns_per_day(step)
+            );
             self.next_report.set(done * 10 / total + 1);
         }
     }

@@ -19,8 +19,16 @@ pub const OVERLAP_DISTANCE: f64 = 0.1;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SimulationError {
-    #[error("atoms {i} ({name_i}) and {j} ({name_j}) are {distance:.4} Å apart (closer than {OVERLAP_DISTANCE} Å): atoms on top of each other")]
-    Overlap { i: usize, j: usize, name_i: String, name_j: String, distance: f64 },
+    #[error(
+        "atoms {i} ({name_i}) and {j} ({name_j}) are {distance:.4} Å apart (closer than {OVERLAP_DISTANCE} Å): atoms on top of each other"
+    )]
+    Overlap {
+        i: usize,
+        j: usize,
+        name_i: String,
+        name_j: String,
+        distance: f64,
+    },
     #[error(transparent)]
     Neighbor(#[from] NeighborError),
     #[error("{0}")]
@@ -44,9 +52,20 @@ impl std::fmt::Display for BlowUp {
         let list: Vec<String> = self
             .atoms
             .iter()
-            .map(|(id, name, mag)| if mag.is_finite() { format!("atom {id} ({name}, |F| = {mag:.3e} eV/Å)") } else { format!("atom {id} ({name}, non-finite)") })
+            .map(|(id, name, mag)| {
+                if mag.is_finite() {
+                    format!("atom {id} ({name}, |F| = {mag:.3e} eV/Å)")
+                } else {
+                    format!("atom {id} ({name}, non-finite)")
+                }
+            })
             .collect();
-        write!(f, "{} (limit {:.3e} eV/Å, [run] max_force)", list.join(", "), self.limit)?;
+        write!(
+            f,
+            "{} (limit {:.3e} eV/Å, [run] max_force)",
+            list.join(", "),
+            self.limit
+        )?;
         if let Some((i, j, r)) = self.closest {
             write!(f, "; closest pair: atoms {i} and {j} at {r:.4} Å")?;
         }
@@ -160,7 +179,8 @@ impl Simulation {
     /// Evaluates forces at the current positions and checks them.
     fn compute(&mut self, want: Want) -> Result<(), BlowUp> {
         let t = Instant::now();
-        self.potential.compute(&self.system, &self.list, want, &mut self.forces);
+        self.potential
+            .compute(&self.system, &self.list, want, &mut self.forces);
         self.timers.force += t.elapsed();
         self.check_forces(want)
     }
@@ -186,19 +206,34 @@ impl Simulation {
         // Non-finite first, then largest.
         atoms.sort_by(|a, b| b.2.is_nan().cmp(&a.2.is_nan()).then(b.2.total_cmp(&a.2)));
         atoms.truncate(5);
-        let closest = self.list.closest_pair(&self.system.positions).map(|(i, j, r)| (i + 1, j + 1, r));
-        Err(BlowUp { step: self.step, atoms, limit: self.max_force, closest })
+        let closest = self
+            .list
+            .closest_pair(&self.system.positions)
+            .map(|(i, j, r)| (i + 1, j + 1, r));
+        Err(BlowUp {
+            step: self.step,
+            atoms,
+            limit: self.max_force,
+            closest,
+        })
     }
 
     /// Advances one step. `want` says whether the new step needs energy and virial (thermo).
     pub fn advance(&mut self, want: Want) -> Result<(), SimulationError> {
         self.last_good.step = self.step;
         self.last_good.positions.clone_from(&self.system.positions);
-        self.last_good.velocities.clone_from(&self.system.velocities);
+        self.last_good
+            .velocities
+            .clone_from(&self.system.velocities);
         self.last_good.images.clone_from(&self.system.images);
 
         let t = Instant::now();
-        self.integrator.before_forces(&mut self.system, &self.forces.forces, self.timestep, self.step);
+        self.integrator.before_forces(
+            &mut self.system,
+            &self.forces.forces,
+            self.timestep,
+            self.step,
+        );
         self.step += 1;
         let t_neigh = Instant::now();
         self.timers.integrate += t_neigh - t;
@@ -209,14 +244,20 @@ impl Simulation {
         self.timers.neighbor += t_neigh.elapsed();
         self.compute(want).map_err(SimulationError::BlowUp)?;
         let t = Instant::now();
-        self.integrator.after_forces(&mut self.system, &self.forces.forces, self.timestep);
+        self.integrator
+            .after_forces(&mut self.system, &self.forces.forces, self.timestep);
         self.timers.integrate += t.elapsed();
         Ok(())
     }
 
     /// Thermo quantities of the current step (forces must have been computed with `Want::ALL`).
     pub fn thermo(&self) -> ThermoSample {
-        ThermoSample::new(self.step, self.step as f64 * self.timestep, &self.system, &self.forces)
+        ThermoSample::new(
+            self.step,
+            self.step as f64 * self.timestep,
+            &self.system,
+            &self.forces,
+        )
     }
 
     /// The current state, with the neighbour list's reference so a restart is bit-identical.
@@ -236,6 +277,12 @@ impl Simulation {
         system.positions.clone_from(&self.last_good.positions);
         system.velocities.clone_from(&self.last_good.velocities);
         system.images.clone_from(&self.last_good.images);
-        Checkpoint { step: self.last_good.step, system, reference: None, threads, langevin_seed: self.integrator.seed() }
+        Checkpoint {
+            step: self.last_good.step,
+            system,
+            reference: None,
+            threads,
+            langevin_seed: self.integrator.seed(),
+        }
     }
 }

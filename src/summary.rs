@@ -43,7 +43,11 @@ pub fn linear_fit(x: &[f64], y: &[f64]) -> Option<(f64, f64)> {
     let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
     let slope = sxy / sxx;
     let intercept = my - slope * mx;
-    let residual: f64 = x.iter().zip(y).map(|(a, b)| (b - intercept - slope * a).powi(2)).sum();
+    let residual: f64 = x
+        .iter()
+        .zip(y)
+        .map(|(a, b)| (b - intercept - slope * a).powi(2))
+        .sum();
     let error = (residual / (nf - 2.0) / sxx).sqrt();
     Some((slope, error))
 }
@@ -51,7 +55,10 @@ pub fn linear_fit(x: &[f64], y: &[f64]) -> Option<(f64, f64)> {
 /// Drift of the total energy per atom (eV/atom/ps) over the samples.
 pub fn energy_drift(samples: &[ThermoSample], n_atoms: usize) -> Option<(f64, f64)> {
     let t: Vec<f64> = samples.iter().map(|s| s.time_ps).collect();
-    let e: Vec<f64> = samples.iter().map(|s| s.total_energy() / n_atoms as f64).collect();
+    let e: Vec<f64> = samples
+        .iter()
+        .map(|s| s.total_energy() / n_atoms as f64)
+        .collect();
     linear_fit(&t, &e)
 }
 
@@ -62,14 +69,31 @@ impl RunSummary {
             "Run summary: {} steps of {} atoms in {:.3} s: {:.4e} atom-steps/s, {:.4} ns/day, {} neighbour builds, {} thread(s)\n",
             self.steps, self.n_atoms, self.wall_s, self.atom_steps_per_s, self.ns_per_day, self.neighbor_builds, self.threads
         ));
-        s.push_str(&format!("  mean temperature {:.4} K; final potential energy {:.10} eV\n", self.mean_temperature_k, self.final_potential_energy_ev));
-        if let (Some(d), Some(e)) = (self.energy_drift_ev_per_atom_per_ps, self.energy_drift_error_ev_per_atom_per_ps) {
+        s.push_str(&format!(
+            "  mean temperature {:.4} K; final potential energy {:.10} eV\n",
+            self.mean_temperature_k, self.final_potential_energy_ev
+        ));
+        if let (Some(d), Some(e)) = (
+            self.energy_drift_ev_per_atom_per_ps,
+            self.energy_drift_error_ev_per_atom_per_ps,
+        ) {
             s.push_str(&format!("  NVE energy drift {d:.4e} ± {e:.1e} eV/atom/ps (linear fit over the thermo steps)\n"));
         }
         let total = self.wall_s.max(1e-12);
-        let other = (self.wall_s - self.time_force_s - self.time_neighbor_s - self.time_integrate_s - self.time_output_s).max(0.0);
+        let other = (self.wall_s
+            - self.time_force_s
+            - self.time_neighbor_s
+            - self.time_integrate_s
+            - self.time_output_s)
+            .max(0.0);
         s.push_str("  time split:");
-        for (name, t) in [("force", self.time_force_s), ("neighbour", self.time_neighbor_s), ("integrate", self.time_integrate_s), ("output", self.time_output_s), ("other", other)] {
+        for (name, t) in [
+            ("force", self.time_force_s),
+            ("neighbour", self.time_neighbor_s),
+            ("integrate", self.time_integrate_s),
+            ("output", self.time_output_s),
+            ("other", other),
+        ] {
             s.push_str(&format!(" {name} {t:.3} s ({:.1}%),", 100.0 * t / total));
         }
         s.pop();

@@ -45,7 +45,10 @@ impl System {
     }
 
     pub fn masses(&self) -> Vec<f64> {
-        self.types.iter().map(|&t| self.species[t as usize].mass).collect()
+        self.types
+            .iter()
+            .map(|&t| self.species[t as usize].mass)
+            .collect()
     }
 
     pub fn species_name(&self, atom: usize) -> &str {
@@ -85,7 +88,11 @@ impl System {
     /// mass motion is removed), or 3 for a lone atom.
     pub fn degrees_of_freedom(&self) -> f64 {
         let n = self.len() as f64;
-        if self.len() > 1 { 3.0 * n - 3.0 } else { 3.0 * n }
+        if self.len() > 1 {
+            3.0 * n - 3.0
+        } else {
+            3.0 * n
+        }
     }
 
     /// Kinetic temperature, K.

@@ -53,12 +53,28 @@ impl ThermoSample {
         self.potential_energy + self.kinetic_energy
     }
 
-    pub const HEADER: [&'static str; 8] = ["Step", "Time(ps)", "Temp(K)", "PotEng(eV)", "KinEng(eV)", "TotEng(eV)", "Press(bar)", "Volume(A3)"];
+    pub const HEADER: [&'static str; 8] = [
+        "Step",
+        "Time(ps)",
+        "Temp(K)",
+        "PotEng(eV)",
+        "KinEng(eV)",
+        "TotEng(eV)",
+        "Press(bar)",
+        "Volume(A3)",
+    ];
 
     pub fn header_line() -> String {
         format!(
             "{:>10} {:>12} {:>14} {:>18} {:>18} {:>18} {:>14} {:>14}",
-            Self::HEADER[0], Self::HEADER[1], Self::HEADER[2], Self::HEADER[3], Self::HEADER[4], Self::HEADER[5], Self::HEADER[6], Self::HEADER[7]
+            Self::HEADER[0],
+            Self::HEADER[1],
+            Self::HEADER[2],
+            Self::HEADER[3],
+            Self::HEADER[4],
+            Self::HEADER[5],
+            Self::HEADER[6],
+            Self::HEADER[7]
         )
     }
 

@@ -160,7 +160,10 @@ pub fn parse_quantity(text: &str, expected: Dimension) -> Result<f64, QuantityEr
     }
     match UNITS.iter().find(|u| u.0 == unit) {
         Some(&(_, dim, scale)) if dim == expected => Ok(value * scale),
-        Some(&(_, dim, _)) => Err(QuantityError::WrongDimension { unit: unit.to_string(), found: dim }),
+        Some(&(_, dim, _)) => Err(QuantityError::WrongDimension {
+            unit: unit.to_string(),
+            found: dim,
+        }),
         None => Err(QuantityError::UnknownUnit(unit.to_string())),
     }
 }
@@ -172,15 +175,26 @@ mod tests {
     #[test]
     fn parses_units_and_checks_dimensions() {
         assert_eq!(parse_quantity("2 fs", Dimension::Time).unwrap(), 2e-3);
-        assert_eq!(parse_quantity("300K", Dimension::Temperature).unwrap(), 300.0);
+        assert_eq!(
+            parse_quantity("300K", Dimension::Temperature).unwrap(),
+            300.0
+        );
         assert_eq!(parse_quantity("1e-3 eV", Dimension::Energy).unwrap(), 1e-3);
         assert_eq!(parse_quantity("5", Dimension::Length).unwrap(), 5.0);
-        assert!((parse_quantity("1 kcal/mol", Dimension::Energy).unwrap() - 0.0433641).abs() < 1e-7);
+        assert!(
+            (parse_quantity("1 kcal/mol", Dimension::Energy).unwrap() - 0.0433641).abs() < 1e-7
+        );
         assert!(matches!(
             parse_quantity("2 A", Dimension::Time),
             Err(QuantityError::WrongDimension { .. })
         ));
-        assert!(matches!(parse_quantity("2 parsec", Dimension::Length), Err(QuantityError::UnknownUnit(_))));
-        assert!(matches!(parse_quantity("fast", Dimension::Time), Err(QuantityError::NotANumber(_))));
+        assert!(matches!(
+            parse_quantity("2 parsec", Dimension::Length),
+            Err(QuantityError::UnknownUnit(_))
+        ));
+        assert!(matches!(
+            parse_quantity("fast", Dimension::Time),
+            Err(QuantityError::NotANumber(_))
+        ));
     }
 }

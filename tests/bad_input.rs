@@ -46,7 +46,10 @@ fn plan_error(name: &str, toml: &str) -> (String, PathBuf) {
 fn assert_mentions(name: &str, message: &str, parts: &[&str]) {
     println!("{name}: {message}");
     for part in parts {
-        assert!(message.contains(part), "{name}: the message does not mention {part:?}:\n{message}");
+        assert!(
+            message.contains(part),
+            "{name}: the message does not mention {part:?}:\n{message}"
+        );
     }
 }
 
@@ -68,20 +71,51 @@ fn malformed_toml_names_the_line() {
 #[test]
 fn unknown_keys_are_errors() {
     let (msg, _) = plan_error("unknown", &GOOD.replace("timestep = ", "tmestep = "));
-    assert_mentions("unknown key", &msg, &["system.toml:13", "unknown field `tmestep`", "timestep"]);
+    assert_mentions(
+        "unknown key",
+        &msg,
+        &["system.toml:13", "unknown field `tmestep`", "timestep"],
+    );
     let (msg, _) = plan_error("unknown-table", &format!("{GOOD}\n[thermostat]\nt = 1\n"));
-    assert_mentions("unknown table", &msg, &["system.toml:18", "unknown field `thermostat`"]);
+    assert_mentions(
+        "unknown table",
+        &msg,
+        &["system.toml:18", "unknown field `thermostat`"],
+    );
 }
 
 #[test]
 fn missing_or_unreadable_structure_files_are_named() {
     let (msg, _) = plan_error("missing", &GOOD.replace("two.xyz", "nowhere.xyz"));
-    assert_mentions("missing file", &msg, &["system.toml:2", "[structure] file", "nowhere.xyz", "No such file"]);
+    assert_mentions(
+        "missing file",
+        &msg,
+        &[
+            "system.toml:2",
+            "[structure] file",
+            "nowhere.xyz",
+            "No such file",
+        ],
+    );
     let dir = scratch("garbage");
     std::fs::write(dir.join("garbage.xyz"), "this is not\nan xyz file\n").unwrap();
-    std::fs::write(dir.join("system.toml"), GOOD.replace("two.xyz", "garbage.xyz")).unwrap();
-    let msg = Plan::from_file(&dir.join("system.toml"), None).unwrap_err().to_string();
-    assert_mentions("garbage file", &msg, &["[structure] file", "garbage.xyz", "chemfiles could not read it"]);
+    std::fs::write(
+        dir.join("system.toml"),
+        GOOD.replace("two.xyz", "garbage.xyz"),
+    )
+    .unwrap();
+    let msg = Plan::from_file(&dir.join("system.toml"), None)
+        .unwrap_err()
+        .to_string();
+    assert_mentions(
+        "garbage file",
+        &msg,
+        &[
+            "[structure] file",
+            "garbage.xyz",
+            "chemfiles could not read it",
+        ],
+    );
 }
 
 #[test]
@@ -89,27 +123,95 @@ fn unknown_elements_ask_for_a_mass() {
     let dir = scratch("element");
     std::fs::write(dir.join("two.xyz"), "2\n\nAr 1 1 1\nQq 4.5 1 1\n").unwrap();
     std::fs::write(dir.join("system.toml"), GOOD).unwrap();
-    let msg = Plan::from_file(&dir.join("system.toml"), None).unwrap_err().to_string();
-    assert_mentions("unknown element", &msg, &["[masses]", "atom 2", "'Qq'", "not an element symbol"]);
+    let msg = Plan::from_file(&dir.join("system.toml"), None)
+        .unwrap_err()
+        .to_string();
+    assert_mentions(
+        "unknown element",
+        &msg,
+        &["[masses]", "atom 2", "'Qq'", "not an element symbol"],
+    );
 }
 
 #[test]
 fn values_are_checked_with_their_key_and_line() {
     let cases: [(&str, String, &[&str]); 7] = [
-        ("zero timestep", GOOD.replace("\"2 fs\"", "\"0 fs\""), &["system.toml:13", "[integrator] timestep", "must be positive"]),
-        ("negative timestep", GOOD.replace("\"2 fs\"", "-1.0"), &["system.toml:13", "[integrator] timestep", "must be positive"]),
-        ("wrong dimension", GOOD.replace("\"2 fs\"", "\"2 A\""), &["[integrator] timestep", "'A' is a length, but a time was expected"]),
-        ("unknown unit", GOOD.replace("\"8.5 A\"", "\"8.5 furlongs\""), &["system.toml:6", "[potential] cutoff", "unknown unit 'furlongs'"]),
-        ("langevin without seed", GOOD.replace("type = \"verlet\"", "type = \"langevin\"\ntemperature = \"300 K\"\ndamping = \"1 ps\""), &["[integrator] seed", "required for type = \"langevin\""]),
-        ("unknown integrator", GOOD.replace("\"verlet\"", "\"leapfrog\""), &["system.toml:12", "unknown integrator 'leapfrog'", "\"langevin\""]),
-        ("missing LJ parameters", GOOD.replace("[potential.species.Ar]", "[potential.species.Kr]"), &["[potential]", "no Lennard-Jones parameters for the pair Ar-Ar"]),
+        (
+            "zero timestep",
+            GOOD.replace("\"2 fs\"", "\"0 fs\""),
+            &[
+                "system.toml:13",
+                "[integrator] timestep",
+                "must be positive",
+            ],
+        ),
+        (
+            "negative timestep",
+            GOOD.replace("\"2 fs\"", "-1.0"),
+            &[
+                "system.toml:13",
+                "[integrator] timestep",
+                "must be positive",
+            ],
+        ),
+        (
+            "wrong dimension",
+            GOOD.replace("\"2 fs\"", "\"2 A\""),
+            &[
+                "[integrator] timestep",
+                "'A' is a length, but a time was expected",
+            ],
+        ),
+        (
+            "unknown unit",
+            GOOD.replace("\"8.5 A\"", "\"8.5 furlongs\""),
+            &[
+                "system.toml:6",
+                "[potential] cutoff",
+                "unknown unit 'furlongs'",
+            ],
+        ),
+        (
+            "langevin without seed",
+            GOOD.replace(
+                "type = \"verlet\"",
+                "type = \"langevin\"\ntemperature = \"300 K\"\ndamping = \"1 ps\"",
+            ),
+            &["[integrator] seed", "required for type = \"langevin\""],
+        ),
+        (
+            "unknown integrator",
+            GOOD.replace("\"verlet\"", "\"leapfrog\""),
+            &[
+                "system.toml:12",
+                "unknown integrator 'leapfrog'",
+                "\"langevin\"",
+            ],
+        ),
+        (
+            "missing LJ parameters",
+            GOOD.replace("[potential.species.Ar]", "[potential.species.Kr]"),
+            &[
+                "[potential]",
+                "no Lennard-Jones parameters for the pair Ar-Ar",
+            ],
+        ),
     ];
     for (name, toml, parts) in cases {
         let (msg, _) = plan_error(name, &toml);
         assert_mentions(name, &msg, parts);
     }
-    let (msg, _) = plan_error("tail on open boundaries", &GOOD.replace("file = \"two.xyz\"", "file = \"two.xyz\"\npbc = false").replace("cutoff = \"8.5 A\"", "cutoff = \"8.5 A\"\ntail = true"));
-    assert_mentions("tail on open boundaries", &msg, &["[potential] tail", "periodic on all three axes"]);
+    let (msg, _) = plan_error(
+        "tail on open boundaries",
+        &GOOD
+            .replace("file = \"two.xyz\"", "file = \"two.xyz\"\npbc = false")
+            .replace("cutoff = \"8.5 A\"", "cutoff = \"8.5 A\"\ntail = true"),
+    );
+    assert_mentions(
+        "tail on open boundaries",
+        &msg,
+        &["[potential] tail", "periodic on all three axes"],
+    );
 }
 
 fn run_error(name: &str, xyz: &str, toml: &str) -> (String, PathBuf) {
@@ -117,32 +219,105 @@ fn run_error(name: &str, xyz: &str, toml: &str) -> (String, PathBuf) {
     std::fs::write(dir.join("two.xyz"), xyz).unwrap();
     std::fs::write(dir.join("system.toml"), toml).unwrap();
     let plan = Plan::from_file(&dir.join("system.toml"), None).unwrap();
-    let err = run(&plan, &RunOptions { quiet: true, threads: Some(1), ..Default::default() }).unwrap_err();
+    let err = run(
+        &plan,
+        &RunOptions {
+            quiet: true,
+            threads: Some(1),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
     (err.to_string(), dir)
 }
 
 #[test]
 fn atoms_on_top_of_each_other_are_refused() {
-    let (msg, _) = run_error("overlap", "3\nLattice=\"20 0 0 0 20 0 0 0 20\" Properties=species:S:1:pos:R:3\nAr 1 1 1\nAr 5 5 5\nAr 1.00001 1 1\n", GOOD);
-    assert_mentions("overlap", &msg, &["two.xyz", "atoms 1 (Ar) and 3 (Ar)", "0.0000 Å apart", "on top of each other"]);
+    let (msg, _) = run_error(
+        "overlap",
+        "3\nLattice=\"20 0 0 0 20 0 0 0 20\" Properties=species:S:1:pos:R:3\nAr 1 1 1\nAr 5 5 5\nAr 1.00001 1 1\n",
+        GOOD,
+    );
+    assert_mentions(
+        "overlap",
+        &msg,
+        &[
+            "two.xyz",
+            "atoms 1 (Ar) and 3 (Ar)",
+            "0.0000 Å apart",
+            "on top of each other",
+        ],
+    );
 }
 
 #[test]
 fn a_cutoff_spanning_too_many_images_is_refused() {
-    let (msg, _) = run_error("images", "1\nLattice=\"0.5 0 0 0 20 0 0 0 20\" Properties=species:S:1:pos:R:3\nAr 0.1 1 1\n", GOOD);
-    assert_mentions("cutoff vs cell", &msg, &["two.xyz", "spans", "periodic images", "axis 0", "reduce the cutoff"]);
+    let (msg, _) = run_error(
+        "images",
+        "1\nLattice=\"0.5 0 0 0 20 0 0 0 20\" Properties=species:S:1:pos:R:3\nAr 0.1 1 1\n",
+        GOOD,
+    );
+    assert_mentions(
+        "cutoff vs cell",
+        &msg,
+        &[
+            "two.xyz",
+            "spans",
+            "periodic images",
+            "axis 0",
+            "reduce the cutoff",
+        ],
+    );
 }
 
 #[test]
 fn a_blow_up_stops_with_the_atoms_and_saves_the_last_good_state() {
     // Two argon atoms flying at each other at 50 km/s: a huge force within a few steps.
     let xyz = "2\nLattice=\"20 0 0 0 20 0 0 0 20\" Properties=species:S:1:pos:R:3:velo:R:3\nAr 1 1 1 500 0 0\nAr 7 1 1 -500 0 0\n";
-    let toml = GOOD.replace("steps = 10", "steps = 1000").replace("\"2 fs\"", "\"0.5 fs\"").replace("[output]", "") + "\n[output]\ncheckpoint = \"out/state.chk\"\n";
+    let toml = GOOD
+        .replace("steps = 10", "steps = 1000")
+        .replace("\"2 fs\"", "\"0.5 fs\"")
+        .replace("[output]", "")
+        + "\n[output]\ncheckpoint = \"out/state.chk\"\n";
     let (msg, dir) = run_error("blowup", xyz, &toml);
-    assert_mentions("blow-up", &msg, &["unusable forces", "atom 1 (Ar", "atom 2 (Ar", "[run] max_force", "closest pair: atoms 1 and 2", "last good state", "state.last-good.chk"]);
-    let step: u64 = msg.split("step ").nth(1).unwrap().split(':').next().unwrap().parse().unwrap();
+    assert_mentions(
+        "blow-up",
+        &msg,
+        &[
+            "unusable forces",
+            "atom 1 (Ar",
+            "atom 2 (Ar",
+            "[run] max_force",
+            "closest pair: atoms 1 and 2",
+            "last good state",
+            "state.last-good.chk",
+        ],
+    );
+    let step: u64 = msg
+        .split("step ")
+        .nth(1)
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let saved = Checkpoint::read(&Path::new(&dir).join("out/state.last-good.chk")).unwrap();
-    assert_eq!(saved.step, step - 1, "the saved state is the step before the blow-up");
-    assert!(saved.system.positions.iter().flatten().all(|x| x.is_finite()));
-    assert!(!dir.join("out/state.chk").exists(), "no final checkpoint is presented for a failed run");
+    assert_eq!(
+        saved.step,
+        step - 1,
+        "the saved state is the step before the blow-up"
+    );
+    assert!(
+        saved
+            .system
+            .positions
+            .iter()
+            .flatten()
+            .all(|x| x.is_finite())
+    );
+    assert!(
+        !dir.join("out/state.chk").exists(),
+        "no final checkpoint is presented for a failed run"
+    );
 }

@@ -25,12 +25,31 @@ fn the_main_example_runs_end_to_end() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&status.stdout);
-    assert!(status.status.success(), "mdrun failed:\n{stdout}\n{}", String::from_utf8_lossy(&status.stderr));
-    assert!(stdout.contains("Step") && stdout.contains("TotEng(eV)"), "no thermo table:\n{stdout}");
-    assert!(stdout.contains("Run summary: 1000 steps of 864 atoms"), "{stdout}");
+    assert!(
+        status.status.success(),
+        "mdrun failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(
+        stdout.contains("Step") && stdout.contains("TotEng(eV)"),
+        "no thermo table:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("Run summary: 1000 steps of 864 atoms"),
+        "{stdout}"
+    );
 
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
-    for key in ["steps", "wall_s", "atom_steps_per_s", "ns_per_day", "mean_temperature_k", "energy_drift_ev_per_atom_per_ps", "final_potential_energy_ev"] {
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    for key in [
+        "steps",
+        "wall_s",
+        "atom_steps_per_s",
+        "ns_per_day",
+        "mean_temperature_k",
+        "energy_drift_ev_per_atom_per_ps",
+        "final_potential_energy_ev",
+    ] {
         assert!(json.get(key).is_some(), "summary lacks {key}");
     }
     assert_eq!(json["steps"], 1000);
@@ -41,7 +60,13 @@ fn the_main_example_runs_end_to_end() {
 
     // Thermo log with every thermo step, a trajectory with every frame, a final checkpoint.
     let log = std::fs::read_to_string(out.join("out/thermo.log")).unwrap();
-    assert_eq!(log.lines().filter(|l| !l.starts_with('#') && !l.trim_start().starts_with("Step")).count(), 3, "{log}");
+    assert_eq!(
+        log.lines()
+            .filter(|l| !l.starts_with('#') && !l.trim_start().starts_with("Step"))
+            .count(),
+        3,
+        "{log}"
+    );
     let traj = mdrun::io::structure::read(&out.join("out/trajectory.xyz"), "", 0).unwrap();
     assert_eq!(traj.positions.len(), 864);
     let checkpoint = mdrun::io::checkpoint::Checkpoint::read(&out.join("out/final.chk")).unwrap();
@@ -52,12 +77,31 @@ fn the_main_example_runs_end_to_end() {
 fn the_lammps_benchmark_system_starts_where_lammps_starts() {
     // LAMMPS's step-0 row for bench/in.lj, recorded by benches/lammps/make_fixtures.sh.
     let fixture = std::fs::read_to_string(repo("tests/fixtures/lammps_in_lj.txt")).unwrap();
-    let row: Vec<f64> = fixture.lines().find(|l| l.split_whitespace().next() == Some("0")).unwrap().split_whitespace().map(|x| x.parse().unwrap()).collect();
+    let row: Vec<f64> = fixture
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("0"))
+        .unwrap()
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
     let (temp, epair, etotal, press) = (row[1], row[2], row[4], row[5]);
 
-    let plan = Plan::from_file(&repo("systems/lj-bench/system.toml"), Some(&std::env::temp_dir().join(format!("mdrun-ljb-{}", std::process::id())))).unwrap();
+    let plan = Plan::from_file(
+        &repo("systems/lj-bench/system.toml"),
+        Some(&std::env::temp_dir().join(format!("mdrun-ljb-{}", std::process::id()))),
+    )
+    .unwrap();
     assert_eq!(plan.system.len(), 32_000);
-    let summary = run(&plan, &RunOptions { steps: Some(0), quiet: true, threads: Some(2), ..Default::default() }).unwrap();
+    let summary = run(
+        &plan,
+        &RunOptions {
+            steps: Some(0),
+            quiet: true,
+            threads: Some(2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let n = 32_000.0;
     let kb = mdrun::units::BOLTZ;
     // sigma = 1 Å and epsilon = 1 eV: reduced energies are eV per atom, reduced pressure eV/Å³.
@@ -65,14 +109,25 @@ fn the_lammps_benchmark_system_starts_where_lammps_starts() {
     let ours_etotal = summary.final_total_energy_ev / n;
     let ours_temp = summary.mean_temperature_k * kb;
     let rel = |a: f64, b: f64| ((a - b) / b).abs();
-    println!("E_pair {ours_epair:.8} vs LAMMPS {epair}; TotEng {ours_etotal:.8} vs {etotal}; T* {ours_temp:.8} vs {temp}");
+    println!(
+        "E_pair {ours_epair:.8} vs LAMMPS {epair}; TotEng {ours_etotal:.8} vs {etotal}; T* {ours_temp:.8} vs {temp}"
+    );
     assert!(rel(ours_epair, epair) < 1e-7, "E_pair");
     assert!(rel(ours_etotal, etotal) < 1e-7, "TotEng");
     assert!(rel(ours_temp, temp) < 1e-7, "temperature");
 
     let log = std::fs::read_to_string(plan.log).unwrap();
-    let row0: Vec<f64> = log.lines().find(|l| l.split_whitespace().next() == Some("0")).unwrap().split_whitespace().map(|x| x.parse().unwrap()).collect();
+    let row0: Vec<f64> = log
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("0"))
+        .unwrap()
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
     let ours_press = row0[6] / NKTV2P;
     println!("Press {ours_press:.8} vs LAMMPS {press}");
-    assert!(rel(ours_press, press) < 1e-6, "pressure {ours_press} vs {press}");
+    assert!(
+        rel(ours_press, press) < 1e-6,
+        "pressure {ours_press} vs {press}"
+    );
 }

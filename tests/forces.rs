@@ -16,7 +16,11 @@ fn energy(system: &System, lj: &mut LennardJones) -> f64 {
 fn check_forces(system: &System, lj: &mut LennardJones, label: &str) {
     let out = common::evaluate(system, lj, 0.5);
     let h = 1e-5;
-    let scale = out.forces.iter().flatten().fold(0.0f64, |m, f| m.max(f.abs()));
+    let scale = out
+        .forces
+        .iter()
+        .flatten()
+        .fold(0.0f64, |m, f| m.max(f.abs()));
     let mut worst: f64 = 0.0;
     for i in (0..system.len()).step_by(3) {
         for k in 0..3 {
@@ -30,7 +34,10 @@ fn check_forces(system: &System, lj: &mut LennardJones, label: &str) {
         }
     }
     println!("{label}: largest |F - F_fd| / max|F| = {worst:.2e} (max|F| = {scale:.3} eV/Å)");
-    assert!(worst < 1e-6, "{label}: forces differ from -dE/dx by {worst:.2e} of the largest force");
+    assert!(
+        worst < 1e-6,
+        "{label}: forces differ from -dE/dx by {worst:.2e} of the largest force"
+    );
 }
 
 /// W_ab = -dE/dε_ab for a homogeneous strain of cell and positions.
@@ -51,13 +58,25 @@ fn check_virial(system: &System, lj: &mut LennardJones, label: &str) {
         s.cell = Cell::new(v, s.cell.pbc()).unwrap();
         s
     };
-    let scale = out.virial.iter().flatten().fold(0.0f64, |m, w| m.max(w.abs()));
+    let scale = out
+        .virial
+        .iter()
+        .flatten()
+        .fold(0.0f64, |m, w| m.max(w.abs()));
     for a in 0..3 {
         for b in 0..3 {
-            let numeric = -(energy(&strained(a, b, h), lj) - energy(&strained(a, b, -h), lj)) / (2.0 * h);
+            let numeric =
+                -(energy(&strained(a, b, h), lj) - energy(&strained(a, b, -h), lj)) / (2.0 * h);
             let err = (numeric - out.virial[a][b]).abs() / scale;
-            println!("{label}: W[{a}][{b}] = {:.6} vs -dE/de = {numeric:.6}", out.virial[a][b]);
-            assert!(err < 1e-6, "{label}: virial[{a}][{b}] = {} but -dE/de = {numeric}", out.virial[a][b]);
+            println!(
+                "{label}: W[{a}][{b}] = {:.6} vs -dE/de = {numeric:.6}",
+                out.virial[a][b]
+            );
+            assert!(
+                err < 1e-6,
+                "{label}: virial[{a}][{b}] = {} but -dE/de = {numeric}",
+                out.virial[a][b]
+            );
         }
     }
 }
@@ -66,21 +85,67 @@ fn check_virial(system: &System, lj: &mut LennardJones, label: &str) {
 fn forces_are_the_negative_energy_gradient() {
     let params = [(0.0103, 3.405), (0.0141, 3.65)];
     let cases = [
-        ("orthorhombic", Cell::new([[14.0, 0.0, 0.0], [0.0, 13.0, 0.0], [0.0, 0.0, 15.0]], [true; 3]).unwrap(), 8.0),
-        ("triclinic", Cell::new([[14.0, 0.0, 0.0], [3.5, 13.0, 0.0], [-2.0, 2.5, 15.0]], [true; 3]).unwrap(), 8.0),
-        ("triclinic, cutoff beyond the cell", Cell::new([[7.5, 0.0, 0.0], [2.0, 7.0, 0.0], [1.0, -1.5, 8.0]], [true; 3]).unwrap(), 10.0),
-        ("slab, open along z", Cell::new([[14.0, 0.0, 0.0], [2.0, 13.0, 0.0], [0.0, 0.0, 15.0]], [true, true, false]).unwrap(), 8.0),
+        (
+            "orthorhombic",
+            Cell::new(
+                [[14.0, 0.0, 0.0], [0.0, 13.0, 0.0], [0.0, 0.0, 15.0]],
+                [true; 3],
+            )
+            .unwrap(),
+            8.0,
+        ),
+        (
+            "triclinic",
+            Cell::new(
+                [[14.0, 0.0, 0.0], [3.5, 13.0, 0.0], [-2.0, 2.5, 15.0]],
+                [true; 3],
+            )
+            .unwrap(),
+            8.0,
+        ),
+        (
+            "triclinic, cutoff beyond the cell",
+            Cell::new(
+                [[7.5, 0.0, 0.0], [2.0, 7.0, 0.0], [1.0, -1.5, 8.0]],
+                [true; 3],
+            )
+            .unwrap(),
+            10.0,
+        ),
+        (
+            "slab, open along z",
+            Cell::new(
+                [[14.0, 0.0, 0.0], [2.0, 13.0, 0.0], [0.0, 0.0, 15.0]],
+                [true, true, false],
+            )
+            .unwrap(),
+            8.0,
+        ),
     ];
     for (label, cell, cutoff) in cases {
         let n = (cell.volume() * 0.021).round() as usize;
         let system = common::random_system(n, cell, &["Ar", "Kr"], 2.9, 11);
         for shift in [false, true] {
             let mut lj = LennardJones::new(2, common::lj_mixed(&params, cutoff), shift, false);
-            check_forces(&system, &mut lj, &format!("{label}, {n} atoms, shift {shift}"));
+            check_forces(
+                &system,
+                &mut lj,
+                &format!("{label}, {n} atoms, shift {shift}"),
+            );
         }
     }
     // Fully open boundaries: a cluster without any cell.
-    let cluster = common::random_system(60, Cell::new([[12.0, 0.0, 0.0], [0.0, 12.0, 0.0], [0.0, 0.0, 12.0]], [false; 3]).unwrap(), &["Ar"], 3.0, 5);
+    let cluster = common::random_system(
+        60,
+        Cell::new(
+            [[12.0, 0.0, 0.0], [0.0, 12.0, 0.0], [0.0, 0.0, 12.0]],
+            [false; 3],
+        )
+        .unwrap(),
+        &["Ar"],
+        3.0,
+        5,
+    );
     let mut lj = LennardJones::new(1, common::lj_mixed(&params[..1], 9.0), true, false);
     check_forces(&cluster, &mut lj, "open cluster");
 }
@@ -89,8 +154,22 @@ fn forces_are_the_negative_energy_gradient() {
 fn virial_is_the_negative_strain_derivative() {
     let params = [(0.0103, 3.405), (0.0141, 3.65)];
     for (label, cell) in [
-        ("orthorhombic", Cell::new([[14.0, 0.0, 0.0], [0.0, 13.0, 0.0], [0.0, 0.0, 15.0]], [true; 3]).unwrap()),
-        ("triclinic", Cell::new([[9.0, 0.0, 0.0], [2.5, 8.5, 0.0], [-1.5, 2.0, 9.5]], [true; 3]).unwrap()),
+        (
+            "orthorhombic",
+            Cell::new(
+                [[14.0, 0.0, 0.0], [0.0, 13.0, 0.0], [0.0, 0.0, 15.0]],
+                [true; 3],
+            )
+            .unwrap(),
+        ),
+        (
+            "triclinic",
+            Cell::new(
+                [[9.0, 0.0, 0.0], [2.5, 8.5, 0.0], [-1.5, 2.0, 9.5]],
+                [true; 3],
+            )
+            .unwrap(),
+        ),
     ] {
         let n = (cell.volume() * 0.021).round() as usize;
         let system = common::random_system(n, cell, &["Ar", "Kr"], 2.9, 3);

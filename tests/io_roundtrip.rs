@@ -12,7 +12,8 @@ use std::path::PathBuf;
 fn sample() -> System {
     // A triclinic cell in the conventional orientation (a along x, b in the xy plane), as PDB
     // stores cells by lengths and angles.
-    let cell = Cell::from_lengths_angles([14.2, 13.1, 15.7], [82.0, 97.5, 110.0], [true; 3]).unwrap();
+    let cell =
+        Cell::from_lengths_angles([14.2, 13.1, 15.7], [82.0, 97.5, 110.0], [true; 3]).unwrap();
     let mut s = common::random_system(40, cell, &["Ar", "Kr", "Xe"], 2.0, 21);
     let mut rng = common::Uniform::new(4);
     for v in &mut s.velocities {
@@ -23,12 +24,24 @@ fn sample() -> System {
 }
 
 fn write(system: &System, path: &PathBuf, format: &str, velocities: bool, frames: u64) {
-    let spec = TrajectorySpec { path: path.clone(), format: format.into(), interval: 1, velocities, wrap: true };
-    let names = (0..system.len()).map(|i| system.species_name(i).to_string()).collect();
+    let spec = TrajectorySpec {
+        path: path.clone(),
+        format: format.into(),
+        interval: 1,
+        velocities,
+        wrap: true,
+    };
+    let names = (0..system.len())
+        .map(|i| system.species_name(i).to_string())
+        .collect();
     let mut writer = TrajectoryWriter::start(vec![spec], names, false).unwrap();
     for step in 0..frames {
         // Frames differ so that reading the wrong one is caught.
-        let shifted: Vec<_> = system.positions.iter().map(|r| [r[0], r[1], r[2] + 0.01 * step as f64]).collect();
+        let shifted: Vec<_> = system
+            .positions
+            .iter()
+            .map(|r| [r[0], r[1], r[2] + 0.01 * step as f64])
+            .collect();
         writer
             .send(FrameData {
                 step,
@@ -52,7 +65,9 @@ fn roundtrip(ext: &str, format: &str, position_tol: f64, velocities: bool) {
     write(&system, &path, format, velocities, 3);
     let data = structure::read(&path, &mdrun::io::format_for_path(&path, None), 2).unwrap();
 
-    let names: Vec<String> = (0..system.len()).map(|i| system.species_name(i).to_string()).collect();
+    let names: Vec<String> = (0..system.len())
+        .map(|i| system.species_name(i).to_string())
+        .collect();
     assert_eq!(data.names, names, "{ext}: species");
     let mut worst: f64 = 0.0;
     for (a, b) in data.positions.iter().zip(&system.positions) {
@@ -61,23 +76,46 @@ fn roundtrip(ext: &str, format: &str, position_tol: f64, velocities: bool) {
             worst = worst.max((a[k] - expected[k]).abs());
         }
     }
-    assert!(worst <= position_tol, "{ext}: positions off by {worst} Å (format precision {position_tol})");
-    let cell = Cell::new(data.cell.expect("cell read back"), data.pbc.unwrap_or([true; 3])).unwrap();
+    assert!(
+        worst <= position_tol,
+        "{ext}: positions off by {worst} Å (format precision {position_tol})"
+    );
+    let cell = Cell::new(
+        data.cell.expect("cell read back"),
+        data.pbc.unwrap_or([true; 3]),
+    )
+    .unwrap();
     for (a, b) in cell.lengths().iter().zip(system.cell.lengths()) {
-        assert!((a - b).abs() < 2e-3, "{ext}: cell lengths {:?} vs {:?}", cell.lengths(), system.cell.lengths());
+        assert!(
+            (a - b).abs() < 2e-3,
+            "{ext}: cell lengths {:?} vs {:?}",
+            cell.lengths(),
+            system.cell.lengths()
+        );
     }
     for (a, b) in cell.angles().iter().zip(system.cell.angles()) {
-        assert!((a - b).abs() < 1e-2, "{ext}: cell angles {:?} vs {:?}", cell.angles(), system.cell.angles());
+        assert!(
+            (a - b).abs() < 1e-2,
+            "{ext}: cell angles {:?} vs {:?}",
+            cell.angles(),
+            system.cell.angles()
+        );
     }
     if velocities {
         let v = data.velocities.expect("velocities read back");
         for (a, b) in v.iter().zip(&system.velocities) {
             for k in 0..3 {
-                assert!((a[k] - b[k]).abs() <= 1e-5 * b[k].abs().max(1.0), "{ext}: velocity {a:?} vs {b:?}");
+                assert!(
+                    (a[k] - b[k]).abs() <= 1e-5 * b[k].abs().max(1.0),
+                    "{ext}: velocity {a:?} vs {b:?}"
+                );
             }
         }
     }
-    println!("{ext}: {} atoms, frame 2 of 3, positions within {worst:.1e} Å", data.positions.len());
+    println!(
+        "{ext}: {} atoms, frame 2 of 3, positions within {worst:.1e} Å",
+        data.positions.len()
+    );
     std::fs::remove_file(&path).unwrap();
 }
 

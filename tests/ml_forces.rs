@@ -14,12 +14,35 @@ use mdrun::ml::tensor::{Ctx, to_vec};
 fn structure(cell: Cell, n: usize, seed: u32) -> Structure {
     let s = common::random_system(n, cell.clone(), &["C", "H", "O", "N"], 1.0, seed);
     let numbers = s.types.iter().map(|&t| [6, 1, 8, 7][t as usize]).collect();
-    Structure { numbers, positions: s.positions, cell, energy: 0.0, forces: vec![], kind: "test".into() }
+    Structure {
+        numbers,
+        positions: s.positions,
+        cell,
+        energy: 0.0,
+        forces: vec![],
+        kind: "test".into(),
+    }
 }
 
 fn model(mcgm: Option<McgmConfig>, ctx: &Ctx) -> Model {
-    let config = ModelConfig { backbone: "schnet".into(), features: 16, blocks: 2, n_rbf: 10, cutoff: 4.0, block_cutoffs: vec![], species: vec![1, 6, 7, 8], mcgm };
-    let normalization = Normalization { reference_energies: vec![-0.5, 0.25, -0.1, 0.3], energy_scale: 0.7 };
+    backbone_model("schnet", mcgm, ctx)
+}
+
+fn backbone_model(backbone: &str, mcgm: Option<McgmConfig>, ctx: &Ctx) -> Model {
+    let config = ModelConfig {
+        backbone: backbone.into(),
+        features: 16,
+        blocks: 2,
+        n_rbf: 10,
+        cutoff: 4.0,
+        block_cutoffs: vec![],
+        species: vec![1, 6, 7, 8],
+        mcgm,
+    };
+    let normalization = Normalization {
+        reference_energies: vec![-0.5, 0.25, -0.1, 0.3],
+        energy_scale: 0.7,
+    };
     Model::new(config, normalization, 3, ctx)
 }
 
@@ -36,9 +59,14 @@ fn check(label: &str, model: &Model, st: &Structure, ctx: &Ctx) {
 
     // Autodiff through the energy alone.
     let positions = graph.positions.clone().require_grad();
-    let e = model.energy_from_edges(&batch, &graph, graph.edge_vectors(&positions), ctx).sum();
+    let e = model
+        .energy_from_edges(&batch, &graph, graph.edge_vectors(&positions), ctx)
+        .sum();
     let grads = e.backward();
-    let autodiff: Vec<f64> = to_vec(positions.grad(&grads).expect("position gradient")).iter().map(|g| -g).collect();
+    let autodiff: Vec<f64> = to_vec(positions.grad(&grads).expect("position gradient"))
+        .iter()
+        .map(|g| -g)
+        .collect();
 
     // Central differences on the wrapped positions the batch used.
     let h = 1e-4;
@@ -57,58 +85,194 @@ fn check(label: &str, model: &Model, st: &Structure, ctx: &Ctx) {
             worst_auto = worst_auto.max((autodiff[3 * i + k] - explicit[3 * i + k]).abs() / scale);
         }
     }
-    println!("{label}: {} atoms, {} edges; explicit vs autodiff {worst_auto:.1e}, vs finite differences {worst_fd:.1e} (of max |F| = {scale:.3} eV/Å)", st.numbers.len(), batch.n_edges());
-    assert!(worst_auto < 1e-10, "{label}: explicit forces differ from autodiff by {worst_auto:.2e}");
-    assert!(worst_fd < 1e-6, "{label}: explicit forces differ from finite differences by {worst_fd:.2e}");
+    println!(
+        "{label}: {} atoms, {} edges; explicit vs autodiff {worst_auto:.1e}, vs finite differences {worst_fd:.1e} (of max |F| = {scale:.3} eV/Å)",
+        st.numbers.len(),
+        batch.n_edges()
+    );
+    assert!(
+        worst_auto < 1e-10,
+        "{label}: explicit forces differ from autodiff by {worst_auto:.2e}"
+    );
+    assert!(
+        worst_fd < 1e-6,
+        "{label}: explicit forces differ from finite differences by {worst_fd:.2e}"
+    );
 }
 
 #[test]
 fn explicit_forces_equal_autodiff_and_finite_differences() {
     let ctx = Ctx::cpu(true);
-    let molecule = structure(Cell::new([[9.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, 0.0, 9.0]], [false; 3]).unwrap(), 14, 1);
-    let crystal = structure(Cell::new([[6.0, 0.0, 0.0], [1.0, 6.5, 0.0], [0.5, -0.5, 7.0]], [true; 3]).unwrap(), 16, 2);
+    let molecule = structure(
+        Cell::new(
+            [[9.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, 0.0, 9.0]],
+            [false; 3],
+        )
+        .unwrap(),
+        14,
+        1,
+    );
+    let crystal = structure(
+        Cell::new(
+            [[6.0, 0.0, 0.0], [1.0, 6.5, 0.0], [0.5, -0.5, 7.0]],
+            [true; 3],
+        )
+        .unwrap(),
+        16,
+        2,
+    );
     let mut per_block = model(None, &ctx);
     per_block.config.block_cutoffs = vec![2.5, 4.0];
-    let per_block = Model::new(per_block.config.clone(), per_block.normalization.clone(), 3, &ctx);
-    check("SchNet, cutoffs 2.5 then 4 Å (seed 003), molecule", &per_block, &structure(Cell::new([[9.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, 0.0, 9.0]], [false; 3]).unwrap(), 14, 1), &ctx);
-    check("SchNet, cutoffs 2.5 then 4 Å (seed 003), crystal", &per_block, &structure(Cell::new([[6.0, 0.0, 0.0], [1.0, 6.5, 0.0], [0.5, -0.5, 7.0]], [true; 3]).unwrap(), 16, 2), &ctx);
+    let per_block = Model::new(
+        per_block.config.clone(),
+        per_block.normalization.clone(),
+        3,
+        &ctx,
+    );
+    check(
+        "SchNet, cutoffs 2.5 then 4 Å (seed 003), molecule",
+        &per_block,
+        &structure(
+            Cell::new(
+                [[9.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, 0.0, 9.0]],
+                [false; 3],
+            )
+            .unwrap(),
+            14,
+            1,
+        ),
+        &ctx,
+    );
+    check(
+        "SchNet, cutoffs 2.5 then 4 Å (seed 003), crystal",
+        &per_block,
+        &structure(
+            Cell::new(
+                [[6.0, 0.0, 0.0], [1.0, 6.5, 0.0], [0.5, -0.5, 7.0]],
+                [true; 3],
+            )
+            .unwrap(),
+            16,
+            2,
+        ),
+        &ctx,
+    );
+    for (name, mcgm) in [
+        ("PaiNN", None),
+        (
+            "PaiNN + MCGM hard",
+            Some(McgmConfig {
+                levels: 3,
+                ratio: 2,
+                assign: Assign::Hard,
+                clusters: 4,
+            }),
+        ),
+        (
+            "PaiNN + MCGM soft",
+            Some(McgmConfig {
+                levels: 2,
+                ratio: 2,
+                assign: Assign::Soft,
+                clusters: 3,
+            }),
+        ),
+    ] {
+        let m = backbone_model("painn", mcgm, &ctx);
+        check(&format!("{name}, molecule"), &m, &molecule, &ctx);
+        check(
+            &format!("{name}, triclinic crystal with images"),
+            &m,
+            &crystal,
+            &ctx,
+        );
+    }
     for (name, mcgm) in [
         ("SchNet", None),
-        ("SchNet + MCGM hard (3 levels, r = 2)", Some(McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard, clusters: 4 })),
-        ("SchNet + MCGM soft (elements + 3 centroids)", Some(McgmConfig { levels: 2, ratio: 2, assign: Assign::Soft, clusters: 3 })),
+        (
+            "SchNet + MCGM hard (3 levels, r = 2)",
+            Some(McgmConfig {
+                levels: 3,
+                ratio: 2,
+                assign: Assign::Hard,
+                clusters: 4,
+            }),
+        ),
+        (
+            "SchNet + MCGM soft (elements + 3 centroids)",
+            Some(McgmConfig {
+                levels: 2,
+                ratio: 2,
+                assign: Assign::Soft,
+                clusters: 3,
+            }),
+        ),
     ] {
         let m = model(mcgm, &ctx);
         check(&format!("{name}, molecule"), &m, &molecule, &ctx);
-        check(&format!("{name}, triclinic crystal with images"), &m, &crystal, &ctx);
+        check(
+            &format!("{name}, triclinic crystal with images"),
+            &m,
+            &crystal,
+            &ctx,
+        );
     }
 }
 
 #[test]
 fn virial_is_minus_the_strain_derivative() {
     let ctx = Ctx::cpu(true);
-    let crystal = structure(Cell::new([[6.0, 0.0, 0.0], [1.0, 6.5, 0.0], [0.5, -0.5, 7.0]], [true; 3]).unwrap(), 16, 2);
-    let m = model(Some(McgmConfig::default()), &ctx);
-    let batch = Batch::new(&[&crystal], m.config.cutoff, |z| m.species_index(z)).unwrap();
-    let graph = GraphTensors::new(&batch, &ctx);
-    let virial = to_vec(m.predict(&batch, &graph, &ctx).virial);
-    let h = 1e-5;
-    for a in 0..3 {
-        for b in 0..3 {
-            let strained = |e: f64| {
-                let mut s = crystal.clone();
-                s.positions = batch.positions.clone();
-                let deform = |r: [f64; 3]| {
-                    let mut x = r;
-                    x[a] += e * r[b];
-                    x
+    let crystal = structure(
+        Cell::new(
+            [[6.0, 0.0, 0.0], [1.0, 6.5, 0.0], [0.5, -0.5, 7.0]],
+            [true; 3],
+        )
+        .unwrap(),
+        16,
+        2,
+    );
+    for m in [
+        model(Some(McgmConfig::default()), &ctx),
+        backbone_model(
+            "painn",
+            Some(McgmConfig {
+                levels: 2,
+                ratio: 2,
+                assign: Assign::Soft,
+                clusters: 3,
+            }),
+            &ctx,
+        ),
+    ] {
+        println!("{}:", m.config.backbone);
+        let batch = Batch::new(&[&crystal], m.config.cutoff, |z| m.species_index(z)).unwrap();
+        let graph = GraphTensors::new(&batch, &ctx);
+        let virial = to_vec(m.predict(&batch, &graph, &ctx).virial);
+        let h = 1e-5;
+        for a in 0..3 {
+            for b in 0..3 {
+                let strained = |e: f64| {
+                    let mut s = crystal.clone();
+                    s.positions = batch.positions.clone();
+                    let deform = |r: [f64; 3]| {
+                        let mut x = r;
+                        x[a] += e * r[b];
+                        x
+                    };
+                    s.positions = s.positions.iter().map(|&r| deform(r)).collect();
+                    s.cell = Cell::new(s.cell.vectors().map(deform), [true; 3]).unwrap();
+                    energy(&m, &s, &ctx)
                 };
-                s.positions = s.positions.iter().map(|&r| deform(r)).collect();
-                s.cell = Cell::new(s.cell.vectors().map(deform), [true; 3]).unwrap();
-                energy(&m, &s, &ctx)
-            };
-            let numeric = -(strained(h) - strained(-h)) / (2.0 * h);
-            println!("W[{a}][{b}] = {:.8} vs -dE/de = {numeric:.8}", virial[3 * a + b]);
-            assert!((numeric - virial[3 * a + b]).abs() < 1e-6 * (1.0 + numeric.abs()), "virial[{a}][{b}]");
+                let numeric = -(strained(h) - strained(-h)) / (2.0 * h);
+                println!(
+                    "W[{a}][{b}] = {:.8} vs -dE/de = {numeric:.8}",
+                    virial[3 * a + b]
+                );
+                assert!(
+                    (numeric - virial[3 * a + b]).abs() < 1e-6 * (1.0 + numeric.abs()),
+                    "virial[{a}][{b}]"
+                );
+            }
         }
     }
 }
@@ -118,13 +282,21 @@ fn virial_is_minus_the_strain_derivative() {
 #[test]
 fn soft_assignment_is_smooth_where_hard_labels_flip() {
     let ctx = Ctx::cpu(true);
-    let cell = Cell::new([[10.0, 0.0, 0.0], [0.0, 10.0, 0.0], [0.0, 0.0, 10.0]], [false; 3]).unwrap();
+    let cell = Cell::new(
+        [[10.0, 0.0, 0.0], [0.0, 10.0, 0.0], [0.0, 0.0, 10.0]],
+        [false; 3],
+    )
+    .unwrap();
     // Four elements: level 1 has 4 clusters, level 2 splits them in 2 by K-means. Between two
     // unrelated geometries the level-2 labels differ, so they flip somewhere on the way.
     let (a, b) = (structure(cell.clone(), 16, 7), structure(cell, 16, 8));
     let path = |m: &Model, t: f64| {
         let mut s = a.clone();
-        for (r, (ra, rb)) in s.positions.iter_mut().zip(a.positions.iter().zip(&b.positions)) {
+        for (r, (ra, rb)) in s
+            .positions
+            .iter_mut()
+            .zip(a.positions.iter().zip(&b.positions))
+        {
             *r = [0, 1, 2].map(|k| (1.0 - t) * ra[k] + t * rb[k]);
         }
         energy(m, &s, &ctx)
@@ -133,8 +305,12 @@ fn soft_assignment_is_smooth_where_hard_labels_flip() {
     // Largest second difference relative to the median one: O(1) for a smooth curve, huge where
     // the curve jumps.
     let roughness = |m: &Model| {
-        let e: Vec<f64> = (0..=steps).map(|k| path(m, k as f64 / steps as f64)).collect();
-        let mut d2: Vec<f64> = (1..steps).map(|k| (e[k + 1] - 2.0 * e[k] + e[k - 1]).abs()).collect();
+        let e: Vec<f64> = (0..=steps)
+            .map(|k| path(m, k as f64 / steps as f64))
+            .collect();
+        let mut d2: Vec<f64> = (1..steps)
+            .map(|k| (e[k + 1] - 2.0 * e[k] + e[k - 1]).abs())
+            .collect();
         let max = d2.iter().copied().fold(0.0, f64::max);
         d2.sort_by(f64::total_cmp);
         max / d2[d2.len() / 2]
@@ -145,14 +321,44 @@ fn soft_assignment_is_smooth_where_hard_labels_flip() {
     let same_embedding = |m: Model| {
         let mut values = m.params.values.clone();
         let dims = values[0].dims();
-        values[0] = ctx.matrix(&(0..dims[0] * dims[1]).map(|k| 0.3 * ((k % dims[1]) as f64 - 7.5) / 8.0).collect::<Vec<_>>(), dims[0], dims[1]);
+        values[0] = ctx.matrix(
+            &(0..dims[0] * dims[1])
+                .map(|k| 0.3 * ((k % dims[1]) as f64 - 7.5) / 8.0)
+                .collect::<Vec<_>>(),
+            dims[0],
+            dims[1],
+        );
         m.with_params(values)
     };
-    let hard = same_embedding(model(Some(McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard, clusters: 4 }), &ctx));
-    let soft = same_embedding(model(Some(McgmConfig { levels: 2, ratio: 2, assign: Assign::Soft, clusters: 3 }), &ctx));
+    let hard = same_embedding(model(
+        Some(McgmConfig {
+            levels: 3,
+            ratio: 2,
+            assign: Assign::Hard,
+            clusters: 4,
+        }),
+        &ctx,
+    ));
+    let soft = same_embedding(model(
+        Some(McgmConfig {
+            levels: 2,
+            ratio: 2,
+            assign: Assign::Soft,
+            clusters: 3,
+        }),
+        &ctx,
+    ));
     let plain = same_embedding(model(None, &ctx));
     let (r_hard, r_soft, r_plain) = (roughness(&hard), roughness(&soft), roughness(&plain));
-    println!("largest / median second difference of E along the path: hard {r_hard:.1}, soft {r_soft:.1}, no MCGM {r_plain:.1}");
-    assert!(r_soft < 10.0 * r_plain.max(10.0), "soft MCGM energy is rougher than the backbone's: {r_soft} vs {r_plain}");
-    assert!(r_hard > 20.0 * r_soft && r_hard > 50.0, "expected the hard labels to flip along this path ({r_hard} vs soft {r_soft})");
+    println!(
+        "largest / median second difference of E along the path: hard {r_hard:.1}, soft {r_soft:.1}, no MCGM {r_plain:.1}"
+    );
+    assert!(
+        r_soft < 10.0 * r_plain.max(10.0),
+        "soft MCGM energy is rougher than the backbone's: {r_soft} vs {r_plain}"
+    );
+    assert!(
+        r_hard > 20.0 * r_soft && r_hard > 50.0,
+        "expected the hard labels to flip along this path ({r_hard} vs soft {r_soft})"
+    );
 }

@@ -13,7 +13,16 @@ fn repo(path: &str) -> std::path::PathBuf {
 fn nve_with_the_shipped_model_conserves_energy() {
     let out = std::env::temp_dir().join(format!("mdrun-ml-md-{}", std::process::id()));
     let plan = Plan::from_file(&repo("systems/chain/system.toml"), Some(&out)).unwrap();
-    let summary = run(&plan, &RunOptions { steps: Some(1000), threads: Some(1), quiet: true, ..Default::default() }).unwrap();
+    let summary = run(
+        &plan,
+        &RunOptions {
+            steps: Some(1000),
+            threads: Some(1),
+            quiet: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let log = std::fs::read_to_string(out.join("out/thermo.log")).unwrap();
     let energies: Vec<f64> = log
         .lines()
@@ -29,10 +38,15 @@ fn nve_with_the_shipped_model_conserves_energy() {
     let max_dev = energies.iter().map(|e| (e - e0).abs()).fold(0.0, f64::max);
     let mean_ke = kinetic.iter().sum::<f64>() / kinetic.len() as f64;
     let drift = summary.energy_drift_ev_per_atom_per_ps.unwrap();
-    println!("13-atom C10H3+, 1000 steps of 0.25 fs: total energy within {max_dev:.2e} eV of the start (mean kinetic energy {mean_ke:.3} eV), drift {drift:.2e} eV/atom/ps");
+    println!(
+        "13-atom C10H3+, 1000 steps of 0.25 fs: total energy within {max_dev:.2e} eV of the start (mean kinetic energy {mean_ke:.3} eV), drift {drift:.2e} eV/atom/ps"
+    );
     // Velocity Verlet at 0.25 fs on C-H vibrations keeps the total energy within a small
     // fraction of the kinetic energy; a wrong force (not -dE/dx) would drift by far more.
-    assert!(max_dev < 0.01 * mean_ke, "total energy wanders by {max_dev} eV against a kinetic energy of {mean_ke} eV");
+    assert!(
+        max_dev < 0.01 * mean_ke,
+        "total energy wanders by {max_dev} eV against a kinetic energy of {mean_ke} eV"
+    );
     assert!(drift.abs() < 1e-3, "drift {drift} eV/atom/ps");
 }
 
@@ -40,14 +54,26 @@ fn nve_with_the_shipped_model_conserves_energy() {
 fn an_element_the_model_never_saw_is_refused() {
     let dir = std::env::temp_dir().join(format!("mdrun-ml-species-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("nh3.xyz"), "4\n\nN 0 0 0\nH 1 0 0\nH 0 1 0\nH 0 0 1\n").unwrap();
+    std::fs::write(
+        dir.join("nh3.xyz"),
+        "4\n\nN 0 0 0\nH 1 0 0\nH 0 1 0\nH 0 0 1\n",
+    )
+    .unwrap();
     let model = repo("potentials/chain-schnet-mcgm");
     let toml = format!(
         "[structure]\nfile = \"nh3.xyz\"\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"0.5 fs\"\n[run]\nsteps = 1\n",
         model.display()
     );
     std::fs::write(dir.join("system.toml"), toml).unwrap();
-    let err = Plan::from_file(&dir.join("system.toml"), None).unwrap_err().to_string();
+    let err = Plan::from_file(&dir.join("system.toml"), None)
+        .unwrap_err()
+        .to_string();
     println!("{err}");
-    assert!(err.contains("system.toml:5") && err.contains("[potential] model") && err.contains("knows H, C") && err.contains("'N'"), "{err}");
+    assert!(
+        err.contains("system.toml:5")
+            && err.contains("[potential] model")
+            && err.contains("knows H, C")
+            && err.contains("'N'"),
+        "{err}"
+    );
 }

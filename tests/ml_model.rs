@@ -13,15 +13,51 @@ use mdrun::ml::train::{TrainOptions, predict_all, train};
 use std::path::Path;
 
 fn molecule(n: usize, seed: u32) -> Structure {
-    let cell = Cell::new([[8.0, 0.0, 0.0], [0.0, 8.0, 0.0], [0.0, 0.0, 8.0]], [false; 3]).unwrap();
+    let cell = Cell::new(
+        [[8.0, 0.0, 0.0], [0.0, 8.0, 0.0], [0.0, 0.0, 8.0]],
+        [false; 3],
+    )
+    .unwrap();
     let s = common::random_system(n, cell.clone(), &["C", "H", "O", "N", "H"], 1.0, seed);
-    let numbers = s.types.iter().map(|&t| [6, 1, 8, 7, 1][t as usize]).collect();
-    Structure { numbers, positions: s.positions, cell, energy: 0.0, forces: vec![], kind: "test".into() }
+    let numbers = s
+        .types
+        .iter()
+        .map(|&t| [6, 1, 8, 7, 1][t as usize])
+        .collect();
+    Structure {
+        numbers,
+        positions: s.positions,
+        cell,
+        energy: 0.0,
+        forces: vec![],
+        kind: "test".into(),
+    }
 }
 
 fn model(mcgm: Option<McgmConfig>, ctx: &Ctx) -> Model {
-    let config = ModelConfig { backbone: "schnet".into(), features: 16, blocks: 2, n_rbf: 10, cutoff: 4.0, block_cutoffs: vec![], species: vec![1, 6, 7, 8], mcgm };
-    Model::new(config, Normalization { reference_energies: vec![-0.5, 0.25, -0.1, 0.3], energy_scale: 0.7 }, 5, ctx)
+    backbone_model("schnet", mcgm, ctx)
+}
+
+fn backbone_model(backbone: &str, mcgm: Option<McgmConfig>, ctx: &Ctx) -> Model {
+    let config = ModelConfig {
+        backbone: backbone.into(),
+        features: 16,
+        blocks: 2,
+        n_rbf: 10,
+        cutoff: 4.0,
+        block_cutoffs: vec![],
+        species: vec![1, 6, 7, 8],
+        mcgm,
+    };
+    Model::new(
+        config,
+        Normalization {
+            reference_energies: vec![-0.5, 0.25, -0.1, 0.3],
+            energy_scale: 0.7,
+        },
+        5,
+        ctx,
+    )
 }
 
 fn predict(m: &Model, structures: &[&Structure], ctx: &Ctx) -> (Vec<f64>, Vec<f64>) {
@@ -33,7 +69,11 @@ fn predict(m: &Model, structures: &[&Structure], ctx: &Ctx) -> (Vec<f64>, Vec<f6
 
 fn rotation(a: f64, b: f64, c: f64) -> [[f64; 3]; 3] {
     let (sa, ca, sb, cb, sc, cc) = (a.sin(), a.cos(), b.sin(), b.cos(), c.sin(), c.cos());
-    [[ca * cb, ca * sb * sc - sa * cc, ca * sb * cc + sa * sc], [sa * cb, sa * sb * sc + ca * cc, sa * sb * cc - ca * sc], [-sb, cb * sc, cb * cc]]
+    [
+        [ca * cb, ca * sb * sc - sa * cc, ca * sb * cc + sa * sc],
+        [sa * cb, sa * sb * sc + ca * cc, sa * sb * cc - ca * sc],
+        [-sb, cb * sc, cb * cc],
+    ]
 }
 
 fn apply(m: &[[f64; 3]; 3], v: [f64; 3]) -> [f64; 3] {
@@ -43,21 +83,65 @@ fn apply(m: &[[f64; 3]; 3], v: [f64; 3]) -> [f64; 3] {
 #[test]
 fn energy_is_invariant_and_forces_equivariant() {
     let ctx = Ctx::cpu(true);
-    for mcgm in [None, Some(McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard, clusters: 4 })] {
-        let m = model(mcgm.clone(), &ctx);
+    let cases = [
+        ("schnet", None),
+        (
+            "schnet",
+            Some(McgmConfig {
+                levels: 3,
+                ratio: 2,
+                assign: Assign::Hard,
+                clusters: 4,
+            }),
+        ),
+        (
+            "schnet",
+            Some(McgmConfig {
+                levels: 2,
+                ratio: 2,
+                assign: Assign::Soft,
+                clusters: 3,
+            }),
+        ),
+        ("painn", None),
+        (
+            "painn",
+            Some(McgmConfig {
+                levels: 2,
+                ratio: 2,
+                assign: Assign::Soft,
+                clusters: 3,
+            }),
+        ),
+    ];
+    for (backbone, mcgm) in cases {
+        let m = backbone_model(backbone, mcgm.clone(), &ctx);
         let st = molecule(15, 3);
         let (e0, f0) = predict(&m, &[&st], &ctx);
 
         // Rotation and translation.
         let rot = rotation(0.7, -1.1, 2.3);
         let mut moved = st.clone();
-        moved.positions = st.positions.iter().map(|&r| apply(&rot, r)).map(|r| [r[0] + 3.3, r[1] - 1.2, r[2] + 0.4]).collect();
+        moved.positions = st
+            .positions
+            .iter()
+            .map(|&r| apply(&rot, r))
+            .map(|r| [r[0] + 3.3, r[1] - 1.2, r[2] + 0.4])
+            .collect();
         let (e1, f1) = predict(&m, &[&moved], &ctx);
-        assert!((e1[0] - e0[0]).abs() < 1e-10, "rotation changed the energy: {} vs {}", e1[0], e0[0]);
+        assert!(
+            (e1[0] - e0[0]).abs() < 1e-10,
+            "rotation changed the energy: {} vs {}",
+            e1[0],
+            e0[0]
+        );
         for i in 0..st.numbers.len() {
             let expected = apply(&rot, [f0[3 * i], f0[3 * i + 1], f0[3 * i + 2]]);
             for k in 0..3 {
-                assert!((f1[3 * i + k] - expected[k]).abs() < 1e-10, "forces do not rotate with the molecule");
+                assert!(
+                    (f1[3 * i + k] - expected[k]).abs() < 1e-10,
+                    "forces do not rotate with the molecule"
+                );
             }
         }
 
@@ -67,7 +151,10 @@ fn energy_is_invariant_and_forces_equivariant() {
         permuted.numbers = perm.iter().map(|&i| st.numbers[i]).collect();
         permuted.positions = perm.iter().map(|&i| st.positions[i]).collect();
         let (e2, f2) = predict(&m, &[&permuted], &ctx);
-        assert!((e2[0] - e0[0]).abs() < 1e-10, "atom order changed the energy");
+        assert!(
+            (e2[0] - e0[0]).abs() < 1e-10,
+            "atom order changed the energy"
+        );
         for (new, &old) in perm.iter().enumerate() {
             for k in 0..3 {
                 assert!((f2[3 * new + k] - f0[3 * old + k]).abs() < 1e-10);
@@ -79,9 +166,15 @@ fn energy_is_invariant_and_forces_equivariant() {
         let (eb, _) = predict(&m, &[&other, &st], &ctx);
         let (ec, _) = predict(&m, &[&st, &other], &ctx);
         let (eo, _) = predict(&m, &[&other], &ctx);
-        assert!((eb[1] - e0[0]).abs() < 1e-10 && (ec[0] - e0[0]).abs() < 1e-10, "batch company changed the energy");
+        assert!(
+            (eb[1] - e0[0]).abs() < 1e-10 && (ec[0] - e0[0]).abs() < 1e-10,
+            "batch company changed the energy"
+        );
         assert!((eb[0] - eo[0]).abs() < 1e-10 && (ec[1] - eo[0]).abs() < 1e-10);
-        println!("MCGM {:?}: invariant under rotation, translation, atom and batch permutation", mcgm.map(|m| m.assign));
+        println!(
+            "{backbone}, MCGM {:?}: invariant under rotation, translation, atom and batch permutation",
+            mcgm.map(|m| m.assign)
+        );
     }
 }
 
@@ -89,17 +182,37 @@ fn energy_is_invariant_and_forces_equivariant() {
 fn hard_clusters_stay_within_structures_and_follow_the_level_sizes() {
     let ctx = Ctx::cpu(true);
     let m = model(None, &ctx);
-    let structures: Vec<Structure> = (0..4).map(|s| molecule(10 + 3 * s as usize, 20 + s)).collect();
+    let structures: Vec<Structure> = (0..4)
+        .map(|s| molecule(10 + 3 * s as usize, 20 + s))
+        .collect();
     let refs: Vec<&Structure> = structures.iter().collect();
     let batch = Batch::new(&refs, 4.0, |z| m.species_index(z)).unwrap();
-    let x = ctx.matrix(&(0..batch.n_atoms * 6).map(|k| ((k * 7919) % 101) as f64 / 50.0 - 1.0).collect::<Vec<_>>(), batch.n_atoms, 6);
-    let config = McgmConfig { levels: 4, ratio: 2, assign: Assign::Hard, clusters: 4 };
+    let x = ctx.matrix(
+        &(0..batch.n_atoms * 6)
+            .map(|k| ((k * 7919) % 101) as f64 / 50.0 - 1.0)
+            .collect::<Vec<_>>(),
+        batch.n_atoms,
+        6,
+    );
+    let config = McgmConfig {
+        levels: 4,
+        ratio: 2,
+        assign: Assign::Hard,
+        clusters: 4,
+    };
     let h = Hierarchy::build(&config, &batch, &x, &ctx);
     assert_eq!(h.levels.len(), 4);
     // Level 1: one cluster per element present in each structure.
     for s in 0..batch.n_structures {
-        let elements: std::collections::BTreeSet<usize> = (0..batch.n_atoms).filter(|&a| batch.structure[a] == s).map(|a| batch.species[a]).collect();
-        let level1 = h.levels[0].structure_host.iter().filter(|&&t| t == s).count();
+        let elements: std::collections::BTreeSet<usize> = (0..batch.n_atoms)
+            .filter(|&a| batch.structure[a] == s)
+            .map(|a| batch.species[a])
+            .collect();
+        let level1 = h.levels[0]
+            .structure_host
+            .iter()
+            .filter(|&&t| t == s)
+            .count();
         assert_eq!(level1, elements.len());
     }
     for (l, level) in h.levels.iter().enumerate().skip(1) {
@@ -107,44 +220,105 @@ fn hard_clusters_stay_within_structures_and_follow_the_level_sizes() {
         for s in 0..batch.n_structures {
             let n_below = below.structure_host.iter().filter(|&&t| t == s).count();
             let n_here = level.structure_host.iter().filter(|&&t| t == s).count();
-            assert_eq!(n_here, (n_below / config.ratio).max(1), "level {} of structure {s}", l + 1);
+            assert_eq!(
+                n_here,
+                (n_below / config.ratio).max(1),
+                "level {} of structure {s}",
+                l + 1
+            );
         }
         // Every member's cluster belongs to the member's own structure.
         for (member, &cluster) in level.member_of_host.iter().enumerate() {
-            assert_eq!(level.structure_host[cluster], below.structure_host[member], "a cluster spans two structures");
+            assert_eq!(
+                level.structure_host[cluster], below.structure_host[member],
+                "a cluster spans two structures"
+            );
         }
     }
 }
 
 fn chain_data() -> Vec<Structure> {
-    read_extxyz(&Path::new(env!("CARGO_MANIFEST_DIR")).join("potentials/data/chain.extxyz")).unwrap()
+    read_extxyz(&Path::new(env!("CARGO_MANIFEST_DIR")).join("potentials/data/chain.extxyz"))
+        .unwrap()
 }
 
 #[test]
 fn training_reduces_the_validation_error_and_the_model_file_round_trips() {
     let data = chain_data();
-    let train_set: Vec<Structure> = data.iter().enumerate().filter(|(i, _)| i % 10 != 0).map(|(_, s)| s.clone()).step_by(4).collect();
-    let valid_set: Vec<Structure> = data.iter().enumerate().filter(|(i, _)| i % 10 == 0).map(|(_, s)| s.clone()).collect();
-    let config = ModelConfig { backbone: "schnet".into(), features: 32, blocks: 2, n_rbf: 16, cutoff: 4.0, block_cutoffs: vec![], species: vec![], mcgm: Some(McgmConfig::default()) };
-    let options = TrainOptions { epochs: 25, batch_size: 8, seed: 3, ..Default::default() };
+    let train_set: Vec<Structure> = data
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 10 != 0)
+        .map(|(_, s)| s.clone())
+        .step_by(4)
+        .collect();
+    let valid_set: Vec<Structure> = data
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 10 == 0)
+        .map(|(_, s)| s.clone())
+        .collect();
+    let config = ModelConfig {
+        backbone: "schnet".into(),
+        features: 32,
+        blocks: 2,
+        n_rbf: 16,
+        cutoff: 4.0,
+        block_cutoffs: vec![],
+        species: vec![],
+        mcgm: Some(McgmConfig::default()),
+    };
+    let options = TrainOptions {
+        epochs: 25,
+        batch_size: 8,
+        seed: 3,
+        ..Default::default()
+    };
     let mut first = None;
     let trained = train(config, &train_set, &valid_set, &options, |r| {
         first.get_or_insert(r.valid.clone());
-        println!("epoch {:>3}: valid E MAE {:.2} meV/atom, F MAE {:.1} meV/Å", r.epoch, r.valid.energy_mae_ev_per_atom * 1e3, r.valid.force_mae_ev_per_a * 1e3);
+        println!(
+            "epoch {:>3}: valid E MAE {:.2} meV/atom, F MAE {:.1} meV/Å",
+            r.epoch,
+            r.valid.energy_mae_ev_per_atom * 1e3,
+            r.valid.force_mae_ev_per_a * 1e3
+        );
     })
     .unwrap();
     let first = first.unwrap();
-    let best = trained.history.iter().map(|r| r.valid_loss).fold(f64::INFINITY, f64::min);
+    let best = trained
+        .history
+        .iter()
+        .map(|r| r.valid_loss)
+        .fold(f64::INFINITY, f64::min);
     let initial = trained.history[0].valid_loss;
-    println!("validation loss {initial:.3e} after one epoch -> {best:.3e}; force MAE {:.1} -> best {:.1} meV/Å", first.force_mae_ev_per_a * 1e3,
-        trained.history.iter().map(|r| r.valid.force_mae_ev_per_a).fold(f64::INFINITY, f64::min) * 1e3);
-    assert!(best < initial / 4.0, "training did not reduce the validation loss by 4x: {initial} -> {best}");
+    println!(
+        "validation loss {initial:.3e} after one epoch -> {best:.3e}; force MAE {:.1} -> best {:.1} meV/Å",
+        first.force_mae_ev_per_a * 1e3,
+        trained
+            .history
+            .iter()
+            .map(|r| r.valid.force_mae_ev_per_a)
+            .fold(f64::INFINITY, f64::min)
+            * 1e3
+    );
+    assert!(
+        best < initial / 4.0,
+        "training did not reduce the validation loss by 4x: {initial} -> {best}"
+    );
 
     // Parameter names are unique and name the tensor they stand beside.
     let names: std::collections::BTreeSet<&String> = trained.model.params.names.iter().collect();
-    assert_eq!(names.len(), trained.model.params.names.len(), "duplicate parameter names");
+    assert_eq!(
+        names.len(),
+        trained.model.params.names.len(),
+        "duplicate parameter names"
+    );
     assert_eq!(trained.model.params.names[0], "embedding");
-    assert_eq!(trained.model.params.values[0].dims(), [trained.model.config.species.len(), 32]);
+    assert_eq!(
+        trained.model.params.values[0].dims(),
+        [trained.model.config.species.len(), 32]
+    );
 
     // The file reproduces the model's predictions.
     let dir = std::env::temp_dir().join(format!("mdrun-model-{}", std::process::id()));
@@ -156,19 +330,31 @@ fn training_reduces_the_validation_error_and_the_model_file_round_trips() {
     let (a, _) = predict_all(&trained.model, &valid_set[..5], 5, &train_ctx).unwrap();
     let (b, _) = predict_all(&loaded, &valid_set[..5], 5, &ctx).unwrap();
     for (x, y) in a.iter().zip(&b) {
-        assert!((x.0 - y.0).abs() < 1e-3 * x.0.abs().max(1.0), "energy {} vs {} after reload", x.0, y.0);
+        assert!(
+            (x.0 - y.0).abs() < 1e-3 * x.0.abs().max(1.0),
+            "energy {} vs {} after reload",
+            x.0,
+            y.0
+        );
     }
     // Either file, or the folder, names the model; a foreign file is refused clearly.
     assert!(file::load(&dir.join("model.safetensors"), &ctx).is_ok());
     assert!(file::load(&dir.join("model.json"), &ctx).is_ok());
-    let mut card_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("model.json")).unwrap()).unwrap();
+    let mut card_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("model.json")).unwrap()).unwrap();
     card_json["format_version"] = serde_json::json!(99);
     std::fs::write(dir.join("model.json"), card_json.to_string()).unwrap();
-    let err = file::load(&dir, &ctx).err().expect("version 99 is refused").to_string();
+    let err = file::load(&dir, &ctx)
+        .err()
+        .expect("version 99 is refused")
+        .to_string();
     assert!(err.contains("format version 99"), "{err}");
     card_json["format_version"] = serde_json::json!(1);
     card_json["config"]["features"] = serde_json::json!(48);
     std::fs::write(dir.join("model.json"), card_json.to_string()).unwrap();
-    let err = file::load(&dir, &ctx).err().expect("mismatched architecture is refused").to_string();
+    let err = file::load(&dir, &ctx)
+        .err()
+        .expect("mismatched architecture is refused")
+        .to_string();
     assert!(err.contains("shape"), "{err}");
 }

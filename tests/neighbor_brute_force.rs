@@ -16,7 +16,13 @@ type Pair = (usize, usize, [i32; 3]);
 fn brute_force(system: &System, reach: f64) -> BTreeSet<Pair> {
     let cell = &system.cell;
     let widths = cell.perpendicular_widths();
-    let m = [0, 1, 2].map(|k| if cell.pbc()[k] { (reach / widths[k]).ceil() as i32 + 1 } else { 0 });
+    let m = [0, 1, 2].map(|k| {
+        if cell.pbc()[k] {
+            (reach / widths[k]).ceil() as i32 + 1
+        } else {
+            0
+        }
+    });
     let mut out = BTreeSet::new();
     for i in 0..system.len() {
         for j in 0..system.len() {
@@ -28,7 +34,11 @@ fn brute_force(system: &System, reach: f64) -> BTreeSet<Pair> {
                         }
                         let s = cell.shift_vector([a, b, c]);
                         let (xi, xj) = (system.positions[i], system.positions[j]);
-                        let d = [xj[0] + s[0] - xi[0], xj[1] + s[1] - xi[1], xj[2] + s[2] - xi[2]];
+                        let d = [
+                            xj[0] + s[0] - xi[0],
+                            xj[1] + s[1] - xi[1],
+                            xj[2] + s[2] - xi[2],
+                        ];
                         if d[0] * d[0] + d[1] * d[1] + d[2] * d[2] < reach * reach {
                             out.insert((i, j, [a, b, c]));
                         }
@@ -62,7 +72,11 @@ fn listed(list: &NeighborList, cell: &Cell) -> Vec<Pair> {
 fn canonical(p: Pair) -> Pair {
     let (i, j, n) = p;
     let neg = n.map(|x| -x);
-    if i < j || (i == j && n > neg) { (i, j, n) } else { (j, i, neg) }
+    if i < j || (i == j && n > neg) {
+        (i, j, n)
+    } else {
+        (j, i, neg)
+    }
 }
 
 fn check(label: &str, system: &System, cutoff: f64, skin: f64) {
@@ -74,17 +88,36 @@ fn check(label: &str, system: &System, cutoff: f64, skin: f64) {
     full.build(&s.positions, &s.cell).unwrap();
     let full_pairs = listed(&full, &s.cell);
     let full_set: BTreeSet<Pair> = full_pairs.iter().copied().collect();
-    assert_eq!(full_pairs.len(), full_set.len(), "{label}: full list has duplicates");
-    assert_eq!(full_set, expected, "{label}: full list differs from brute force");
+    assert_eq!(
+        full_pairs.len(),
+        full_set.len(),
+        "{label}: full list has duplicates"
+    );
+    assert_eq!(
+        full_set, expected,
+        "{label}: full list differs from brute force"
+    );
 
     let mut half = NeighborList::new(ListKind::Half, cutoff, skin);
     half.build(&s.positions, &s.cell).unwrap();
     let half_pairs: Vec<Pair> = listed(&half, &s.cell).into_iter().map(canonical).collect();
     let half_set: BTreeSet<Pair> = half_pairs.iter().copied().collect();
-    assert_eq!(half_pairs.len(), half_set.len(), "{label}: half list holds a pair twice");
+    assert_eq!(
+        half_pairs.len(),
+        half_set.len(),
+        "{label}: half list holds a pair twice"
+    );
     let expected_half: BTreeSet<Pair> = expected.iter().map(|&p| canonical(p)).collect();
-    assert_eq!(half_set, expected_half, "{label}: half list differs from brute force");
-    println!("{label}: {} atoms, {} pairs in the half list, {} in the full list: both equal brute force", s.len(), half.len(), full.len());
+    assert_eq!(
+        half_set, expected_half,
+        "{label}: half list differs from brute force"
+    );
+    println!(
+        "{label}: {} atoms, {} pairs in the half list, {} in the full list: both equal brute force",
+        s.len(),
+        half.len(),
+        full.len()
+    );
 }
 
 #[test]
@@ -95,27 +128,81 @@ fn lists_equal_brute_force() {
         let v = [
             [8.0 + 6.0 * rng.next(), 0.0, 0.0],
             [4.0 * (rng.next() - 0.5), 8.0 + 6.0 * rng.next(), 0.0],
-            [4.0 * (rng.next() - 0.5), 4.0 * (rng.next() - 0.5), 8.0 + 6.0 * rng.next()],
+            [
+                4.0 * (rng.next() - 0.5),
+                4.0 * (rng.next() - 0.5),
+                8.0 + 6.0 * rng.next(),
+            ],
         ];
         let cell = Cell::new(v, [true; 3]).unwrap();
         let system = common::random_system(120, cell, &["A"], 0.5, 100 + trial);
         check(&format!("triclinic #{trial}"), &system, 3.0, 0.5);
     }
     // A general (rotated, not upper-triangular) cell.
-    let cell = Cell::new([[7.0, 2.0, 1.0], [-1.5, 8.0, 2.5], [1.0, -2.0, 9.0]], [true; 3]).unwrap();
-    check("rotated triclinic", &common::random_system(100, cell, &["A"], 0.5, 7), 2.5, 0.4);
+    let cell = Cell::new(
+        [[7.0, 2.0, 1.0], [-1.5, 8.0, 2.5], [1.0, -2.0, 9.0]],
+        [true; 3],
+    )
+    .unwrap();
+    check(
+        "rotated triclinic",
+        &common::random_system(100, cell, &["A"], 0.5, 7),
+        2.5,
+        0.4,
+    );
     // Cells thinner than the cutoff: several images, atoms paired with their own images.
-    let cell = Cell::new([[3.0, 0.0, 0.0], [1.0, 3.5, 0.0], [0.5, 0.7, 4.0]], [true; 3]).unwrap();
-    check("small triclinic, cutoff 2.5x the cell", &common::random_system(6, cell, &["A"], 0.8, 8), 7.0, 1.0);
+    let cell = Cell::new(
+        [[3.0, 0.0, 0.0], [1.0, 3.5, 0.0], [0.5, 0.7, 4.0]],
+        [true; 3],
+    )
+    .unwrap();
+    check(
+        "small triclinic, cutoff 2.5x the cell",
+        &common::random_system(6, cell, &["A"], 0.8, 8),
+        7.0,
+        1.0,
+    );
     let cell = Cell::orthorhombic(2.0, 2.0, 2.0).unwrap();
-    check("one atom in a tiny box", &common::random_system(1, cell, &["A"], 0.1, 9), 4.5, 0.3);
+    check(
+        "one atom in a tiny box",
+        &common::random_system(1, cell, &["A"], 0.1, 9),
+        4.5,
+        0.3,
+    );
     // Mixed and open boundaries.
-    let cell = Cell::new([[10.0, 0.0, 0.0], [2.0, 9.0, 0.0], [0.0, 0.0, 12.0]], [true, false, true]).unwrap();
-    check("periodic x and z, open y", &common::random_system(120, cell, &["A"], 0.5, 10), 3.0, 0.5);
-    let cell = Cell::new([[10.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, 0.0, 12.0]], [false; 3]).unwrap();
-    check("open cluster", &common::random_system(150, cell, &["A"], 0.5, 11), 3.0, 0.5);
-    let cell = Cell::new([[5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 40.0]], [true, true, false]).unwrap();
-    check("thin slab, cutoff beyond the cell in x and y", &common::random_system(40, cell, &["A"], 0.5, 12), 6.0, 0.5);
+    let cell = Cell::new(
+        [[10.0, 0.0, 0.0], [2.0, 9.0, 0.0], [0.0, 0.0, 12.0]],
+        [true, false, true],
+    )
+    .unwrap();
+    check(
+        "periodic x and z, open y",
+        &common::random_system(120, cell, &["A"], 0.5, 10),
+        3.0,
+        0.5,
+    );
+    let cell = Cell::new(
+        [[10.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, 0.0, 12.0]],
+        [false; 3],
+    )
+    .unwrap();
+    check(
+        "open cluster",
+        &common::random_system(150, cell, &["A"], 0.5, 11),
+        3.0,
+        0.5,
+    );
+    let cell = Cell::new(
+        [[5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 40.0]],
+        [true, true, false],
+    )
+    .unwrap();
+    check(
+        "thin slab, cutoff beyond the cell in x and y",
+        &common::random_system(40, cell, &["A"], 0.5, 12),
+        6.0,
+        0.5,
+    );
 }
 
 #[test]
@@ -130,7 +217,10 @@ fn rebuild_is_needed_exactly_when_an_atom_moved_half_the_skin() {
     system.positions[7][1] += 0.29;
     assert!(!list.needs_rebuild(&system.positions));
     system.positions[7][1] += 0.02;
-    assert!(list.needs_rebuild(&system.positions), "a move of 0.31 > skin/2 = 0.3 must trigger a rebuild");
+    assert!(
+        list.needs_rebuild(&system.positions),
+        "a move of 0.31 > skin/2 = 0.3 must trigger a rebuild"
+    );
     // Crossing the periodic boundary counts as the move it is, not as a jump of a whole box.
     let mut s2 = system.clone();
     s2.positions[3] = [9.95, 5.0, 5.0];

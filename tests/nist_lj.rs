@@ -12,10 +12,34 @@ use std::path::Path;
 
 /// (file, [(cutoff, U, W, U_tail)]) as NIST printed them.
 const REFERENCE: [(&str, [(f64, &str, &str, &str); 2]); 4] = [
-    ("lj-1", [(3.0, "-4351.5", "-568.67", "-198.49"), (4.0, "-4467.5", "-1263.9", "-83.769")]),
-    ("lj-2", [(3.0, "-690.00", "-568.46", "-24.230"), (4.0, "-704.60", "-655.99", "-10.226")]),
-    ("lj-3", [(3.0, "-1146.7", "-1164.9", "-49.622"), (4.0, "-1175.4", "-1337.1", "-20.942")]),
-    ("lj-4", [(3.0, "-16.790", "-46.249", "-0.54517"), (4.0, "-17.060", "-47.869", "-0.23008")]),
+    (
+        "lj-1",
+        [
+            (3.0, "-4351.5", "-568.67", "-198.49"),
+            (4.0, "-4467.5", "-1263.9", "-83.769"),
+        ],
+    ),
+    (
+        "lj-2",
+        [
+            (3.0, "-690.00", "-568.46", "-24.230"),
+            (4.0, "-704.60", "-655.99", "-10.226"),
+        ],
+    ),
+    (
+        "lj-3",
+        [
+            (3.0, "-1146.7", "-1164.9", "-49.622"),
+            (4.0, "-1175.4", "-1337.1", "-20.942"),
+        ],
+    ),
+    (
+        "lj-4",
+        [
+            (3.0, "-16.790", "-46.249", "-0.54517"),
+            (4.0, "-17.060", "-47.869", "-0.23008"),
+        ],
+    ),
 ];
 
 /// Value and half a unit of its last printed digit.
@@ -25,13 +49,22 @@ fn published(text: &str) -> (f64, f64) {
 }
 
 fn load(name: &str) -> System {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/nist-lj").join(format!("{name}.xyz"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/nist-lj")
+        .join(format!("{name}.xyz"));
     let data = structure::read(&path, "", 0).expect("NIST file reads");
-    let cell = Cell::new(data.cell.expect("NIST files have a lattice"), data.pbc.unwrap_or([true; 3])).unwrap();
+    let cell = Cell::new(
+        data.cell.expect("NIST files have a lattice"),
+        data.pbc.unwrap_or([true; 3]),
+    )
+    .unwrap();
     assert_eq!(cell.pbc(), [true; 3]);
     let n = data.positions.len();
     System {
-        species: vec![Species { name: "Ar".into(), mass: 39.948 }],
+        species: vec![Species {
+            name: "Ar".into(),
+            mass: 39.948,
+        }],
         types: vec![0; n],
         positions: data.positions,
         velocities: vec![[0.0; 3]; n],
@@ -45,12 +78,20 @@ fn energies_virials_and_tail_corrections_match_nist() {
     for (name, cases) in REFERENCE {
         let system = load(name);
         for (cutoff, u, w, tail) in cases {
-            let pair = LjPair { epsilon: 1.0, sigma: 1.0, cutoff };
+            let pair = LjPair {
+                epsilon: 1.0,
+                sigma: 1.0,
+                cutoff,
+            };
             let mut lj = LennardJones::new(1, vec![pair], false, false);
             let out = common::evaluate(&system, &mut lj, 0.3);
             let virial = out.virial[0][0] + out.virial[1][1] + out.virial[2][2];
             let (e_tail, _) = lj.tail_correction(&[system.len()], system.cell.volume());
-            for (what, ours, text) in [("U", out.energy, u), ("W", virial, w), ("U_tail", e_tail, tail)] {
+            for (what, ours, text) in [
+                ("U", out.energy, u),
+                ("W", virial, w),
+                ("U_tail", e_tail, tail),
+            ] {
                 let (reference, tolerance) = published(text);
                 println!("{name} rc={cutoff}: {what} = {ours:.6} (NIST {text})");
                 assert!(

@@ -66,12 +66,19 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     pub fn write(&self, path: &Path) -> Result<(), CheckpointError> {
-        let io = |e: std::io::Error| CheckpointError::Io { path: path.to_path_buf(), reason: e.to_string() };
+        let io = |e: std::io::Error| CheckpointError::Io {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
         let s = &self.system;
         let header = Header {
             step: self.step,
             n_atoms: s.len(),
-            species: s.species.iter().map(|sp| (sp.name.clone(), sp.mass)).collect(),
+            species: s
+                .species
+                .iter()
+                .map(|sp| (sp.name.clone(), sp.mass))
+                .collect(),
             cell: *s.cell.vectors(),
             pbc: s.cell.pbc(),
             bounded: s.cell.is_bounded(),
@@ -99,32 +106,57 @@ impl Checkpoint {
     }
 
     pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
-        let bytes = std::fs::read(path).map_err(|e| CheckpointError::Io { path: path.to_path_buf(), reason: e.to_string() })?;
-        let corrupt = |reason: &str| CheckpointError::Corrupt { path: path.to_path_buf(), reason: reason.to_string() };
+        let bytes = std::fs::read(path).map_err(|e| CheckpointError::Io {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let corrupt = |reason: &str| CheckpointError::Corrupt {
+            path: path.to_path_buf(),
+            reason: reason.to_string(),
+        };
         if bytes.len() < 20 || &bytes[..8] != MAGIC {
-            return Err(CheckpointError::NotACheckpoint { path: path.to_path_buf() });
+            return Err(CheckpointError::NotACheckpoint {
+                path: path.to_path_buf(),
+            });
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
         if version != VERSION {
-            return Err(CheckpointError::Version { path: path.to_path_buf(), found: version });
+            return Err(CheckpointError::Version {
+                path: path.to_path_buf(),
+                found: version,
+            });
         }
         let (body, tail) = bytes.split_at(bytes.len() - 8);
         if fnv1a(body) != u64::from_le_bytes(tail.try_into().unwrap()) {
             return Err(corrupt("checksum mismatch"));
         }
-        let mut reader = Reader { bytes: body, at: 12 };
+        let mut reader = Reader {
+            bytes: body,
+            at: 12,
+        };
         let header_len = reader.u64().ok_or_else(|| corrupt("no header"))? as usize;
-        let header: Header = serde_json::from_slice(reader.take(header_len).ok_or_else(|| corrupt("short header"))?)
-            .map_err(|e| corrupt(&format!("header: {e}")))?;
+        let header: Header = serde_json::from_slice(
+            reader
+                .take(header_len)
+                .ok_or_else(|| corrupt("short header"))?,
+        )
+        .map_err(|e| corrupt(&format!("header: {e}")))?;
         let n = header.n_atoms;
-        let types: Vec<u32> = (0..n).map(|_| reader.u32()).collect::<Option<_>>().ok_or_else(|| corrupt("types"))?;
+        let types: Vec<u32> = (0..n)
+            .map(|_| reader.u32())
+            .collect::<Option<_>>()
+            .ok_or_else(|| corrupt("types"))?;
         let positions = reader.vecs(n).ok_or_else(|| corrupt("positions"))?;
         let velocities = reader.vecs(n).ok_or_else(|| corrupt("velocities"))?;
         let images: Vec<[i32; 3]> = (0..n)
             .map(|_| Some([reader.i32()?, reader.i32()?, reader.i32()?]))
             .collect::<Option<_>>()
             .ok_or_else(|| corrupt("images"))?;
-        let reference = if header.has_reference { Some(reader.vecs(n).ok_or_else(|| corrupt("reference"))?) } else { None };
+        let reference = if header.has_reference {
+            Some(reader.vecs(n).ok_or_else(|| corrupt("reference"))?)
+        } else {
+            None
+        };
         if reader.at != body.len() {
             return Err(corrupt("trailing bytes"));
         }
@@ -136,9 +168,26 @@ impl Checkpoint {
         } else {
             Cell::open()
         };
-        let species = header.species.into_iter().map(|(name, mass)| Species { name, mass }).collect();
-        let system = System { species, types, positions, velocities, images, cell };
-        Ok(Checkpoint { step: header.step, system, reference, threads: header.threads, langevin_seed: header.langevin_seed })
+        let species = header
+            .species
+            .into_iter()
+            .map(|(name, mass)| Species { name, mass })
+            .collect();
+        let system = System {
+            species,
+            types,
+            positions,
+            velocities,
+            images,
+            cell,
+        };
+        Ok(Checkpoint {
+            step: header.step,
+            system,
+            reference,
+            threads: header.threads,
+            langevin_seed: header.langevin_seed,
+        })
     }
 }
 
@@ -191,7 +240,9 @@ impl<'a> Reader<'a> {
         Some(f64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
     fn vecs(&mut self, n: usize) -> Option<Vec<Vec3>> {
-        (0..n).map(|_| Some([self.f64()?, self.f64()?, self.f64()?])).collect()
+        (0..n)
+            .map(|_| Some([self.f64()?, self.f64()?, self.f64()?]))
+            .collect()
     }
 }
 
@@ -200,16 +251,39 @@ mod tests {
     use super::*;
 
     fn sample() -> Checkpoint {
-        let cell = Cell::new([[5.0, 0.0, 0.0], [1.0, 6.0, 0.0], [0.0, 0.5, 7.0]], [true, true, false]).unwrap();
+        let cell = Cell::new(
+            [[5.0, 0.0, 0.0], [1.0, 6.0, 0.0], [0.0, 0.5, 7.0]],
+            [true, true, false],
+        )
+        .unwrap();
         let system = System {
-            species: vec![Species { name: "Ar".into(), mass: 39.948 }, Species { name: "Kr".into(), mass: 83.798 }],
+            species: vec![
+                Species {
+                    name: "Ar".into(),
+                    mass: 39.948,
+                },
+                Species {
+                    name: "Kr".into(),
+                    mass: 83.798,
+                },
+            ],
             types: vec![0, 1, 0],
             positions: vec![[0.1, 0.2, 0.3], [1.0 / 3.0, 2.5, -0.7], [4.9, 5.9, 6.9]],
-            velocities: vec![[1e-3, -2.0, 3.5], [0.0, 0.0, 0.0], [f64::MIN_POSITIVE, 1.0, -1.0]],
+            velocities: vec![
+                [1e-3, -2.0, 3.5],
+                [0.0, 0.0, 0.0],
+                [f64::MIN_POSITIVE, 1.0, -1.0],
+            ],
             images: vec![[0, 0, 0], [-1, 2, 0], [3, 0, 0]],
             cell,
         };
-        Checkpoint { step: 1234, reference: Some(system.positions.clone()), system, threads: 2, langevin_seed: Some(u64::MAX - 3) }
+        Checkpoint {
+            step: 1234,
+            reference: Some(system.positions.clone()),
+            system,
+            threads: 2,
+            langevin_seed: Some(u64::MAX - 3),
+        }
     }
 
     #[test]
@@ -218,7 +292,10 @@ mod tests {
         let path = dir.join("a.chk");
         let chk = sample();
         chk.write(&path).unwrap();
-        assert!(!dir.join("a.chk.tmp").exists(), "temporary file left behind");
+        assert!(
+            !dir.join("a.chk.tmp").exists(),
+            "temporary file left behind"
+        );
         let back = Checkpoint::read(&path).unwrap();
         assert_eq!(back.step, 1234);
         assert_eq!(back.threads, 2);
@@ -235,11 +312,20 @@ mod tests {
         let mid = bytes.len() / 2;
         bytes[mid] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        assert!(matches!(Checkpoint::read(&path), Err(CheckpointError::Corrupt { .. })));
+        assert!(matches!(
+            Checkpoint::read(&path),
+            Err(CheckpointError::Corrupt { .. })
+        ));
         std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
-        assert!(matches!(Checkpoint::read(&path), Err(CheckpointError::Corrupt { .. })));
+        assert!(matches!(
+            Checkpoint::read(&path),
+            Err(CheckpointError::Corrupt { .. })
+        ));
         std::fs::write(&path, b"hello world, not a checkpoint").unwrap();
-        assert!(matches!(Checkpoint::read(&path), Err(CheckpointError::NotACheckpoint { .. })));
+        assert!(matches!(
+            Checkpoint::read(&path),
+            Err(CheckpointError::NotACheckpoint { .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -25,7 +25,11 @@ pub enum StructureError {
     #[error("structure file {path}: chemfiles could not read it: {message}")]
     Chemfiles { path: PathBuf, message: String },
     #[error("structure file {path}: has {frames} frame(s), frame {frame} was asked for")]
-    NoSuchFrame { path: PathBuf, frames: usize, frame: usize },
+    NoSuchFrame {
+        path: PathBuf,
+        frames: usize,
+        frame: usize,
+    },
     #[error("structure file {path}: holds no atoms")]
     Empty { path: PathBuf },
     #[error("structure file {path}: atom {id} has a non-finite position {pos:?}")]
@@ -39,9 +43,15 @@ pub enum StructureError {
 pub fn read(path: &Path, format: &str, frame: usize) -> Result<StructureData, StructureError> {
     // A clear message for the common failures before chemfiles gives its own.
     if let Err(e) = std::fs::File::open(path) {
-        return Err(StructureError::Unreadable { path: path.to_path_buf(), reason: e.to_string() });
+        return Err(StructureError::Unreadable {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        });
     }
-    let chem = |e: chemfiles::Error| StructureError::Chemfiles { path: path.to_path_buf(), message: e.message };
+    let chem = |e: chemfiles::Error| StructureError::Chemfiles {
+        path: path.to_path_buf(),
+        message: e.message,
+    };
     let mut trajectory = if format.is_empty() {
         chemfiles::Trajectory::open(path, 'r')
     } else {
@@ -50,24 +60,41 @@ pub fn read(path: &Path, format: &str, frame: usize) -> Result<StructureData, St
     .map_err(chem)?;
     let frames = trajectory.nsteps();
     if frame >= frames {
-        return Err(StructureError::NoSuchFrame { path: path.to_path_buf(), frames, frame });
+        return Err(StructureError::NoSuchFrame {
+            path: path.to_path_buf(),
+            frames,
+            frame,
+        });
     }
     let mut data = chemfiles::Frame::new();
     trajectory.read_step(frame, &mut data).map_err(chem)?;
     if data.size() == 0 {
-        return Err(StructureError::Empty { path: path.to_path_buf() });
+        return Err(StructureError::Empty {
+            path: path.to_path_buf(),
+        });
     }
 
     let names = (0..data.size())
         .map(|i| {
             let atom = data.atom(i);
             let kind = atom.atomic_type();
-            if kind.trim().is_empty() { atom.name() } else { kind }
+            if kind.trim().is_empty() {
+                atom.name()
+            } else {
+                kind
+            }
         })
         .collect();
     let positions = data.positions().to_vec();
-    if let Some(id) = positions.iter().position(|r| r.iter().any(|x| !x.is_finite())) {
-        return Err(StructureError::BadPosition { path: path.to_path_buf(), id: id + 1, pos: positions[id] });
+    if let Some(id) = positions
+        .iter()
+        .position(|r| r.iter().any(|x| !x.is_finite()))
+    {
+        return Err(StructureError::BadPosition {
+            path: path.to_path_buf(),
+            id: id + 1,
+            pos: positions[id],
+        });
     }
     // Native velocities, or the `velo` column mdrun writes into extended XYZ (Å/ps).
     // (Asking chemfiles for a missing property prints a warning: look at the names first.)
@@ -94,14 +121,22 @@ pub fn read(path: &Path, format: &str, frame: usize) -> Result<StructureData, St
     };
     let has_pbc = data.properties().any(|(name, _)| name == "pbc");
     let pbc = match has_pbc.then(|| data.get("pbc")).flatten() {
-        Some(chemfiles::Property::String(s)) => Some(parse_pbc(&s).ok_or_else(|| StructureError::BadPbc {
-            path: path.to_path_buf(),
-            value: s.clone(),
-        })?),
+        Some(chemfiles::Property::String(s)) => {
+            Some(parse_pbc(&s).ok_or_else(|| StructureError::BadPbc {
+                path: path.to_path_buf(),
+                value: s.clone(),
+            })?)
+        }
         Some(chemfiles::Property::Bool(b)) => Some([b; 3]),
         _ => None,
     };
-    Ok(StructureData { names, positions, velocities, cell, pbc })
+    Ok(StructureData {
+        names,
+        positions,
+        velocities,
+        cell,
+        pbc,
+    })
 }
 
 /// "T T F", "True True False", "1 1 0" as extended XYZ writes them.
@@ -124,7 +159,9 @@ fn parse_pbc(text: &str) -> Option<[bool; 3]> {
 /// Routes chemfiles' warnings through mdrun's stderr with a prefix, once per process.
 pub fn route_chemfiles_warnings() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| chemfiles::set_warning_callback(|message: &str| eprintln!("warning (chemfiles): {message}")));
+    ONCE.call_once(|| {
+        chemfiles::set_warning_callback(|message: &str| eprintln!("warning (chemfiles): {message}"))
+    });
 }
 
 #[cfg(test)]

@@ -20,8 +20,15 @@ impl ThermoLog {
             std::fs::create_dir_all(dir)?;
         }
         let existed = path.exists();
-        let file = if append { OpenOptions::new().create(true).append(true).open(path)? } else { File::create(path)? };
-        let mut log = ThermoLog { path: path.to_path_buf(), out: BufWriter::new(file) };
+        let file = if append {
+            OpenOptions::new().create(true).append(true).open(path)?
+        } else {
+            File::create(path)?
+        };
+        let mut log = ThermoLog {
+            path: path.to_path_buf(),
+            out: BufWriter::new(file),
+        };
         for line in preamble {
             writeln!(log.out, "# {line}")?;
         }

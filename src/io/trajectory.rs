@@ -51,7 +51,11 @@ pub struct TrajectoryWriter {
 
 impl TrajectoryWriter {
     /// Opens every output (appending when `append`) and starts the writer thread.
-    pub fn start(specs: Vec<TrajectorySpec>, names: Vec<String>, append: bool) -> Result<TrajectoryWriter, TrajectoryError> {
+    pub fn start(
+        specs: Vec<TrajectorySpec>,
+        names: Vec<String>,
+        append: bool,
+    ) -> Result<TrajectoryWriter, TrajectoryError> {
         let (sender, receiver) = bounded::<FrameData>(QUEUE);
         let (opened_tx, opened_rx) = bounded::<Result<(), TrajectoryError>>(1);
         let thread_specs = specs.clone();
@@ -77,14 +81,24 @@ impl TrajectoryWriter {
                     for &o in &frame.outputs {
                         let spec = &thread_specs[o];
                         fill(&mut template, &frame, spec);
-                        files[o].write(&template).map_err(|e| TrajectoryError { path: spec.path.clone(), message: e.message })?;
+                        files[o].write(&template).map_err(|e| TrajectoryError {
+                            path: spec.path.clone(),
+                            message: e.message,
+                        })?;
                     }
                 }
                 Ok(())
             })
-            .map_err(|e| TrajectoryError { path: PathBuf::new(), message: format!("cannot start writer thread: {e}") })?;
+            .map_err(|e| TrajectoryError {
+                path: PathBuf::new(),
+                message: format!("cannot start writer thread: {e}"),
+            })?;
         match opened_rx.recv() {
-            Ok(Ok(())) => Ok(TrajectoryWriter { specs, sender: Some(sender), handle: Some(handle) }),
+            Ok(Ok(())) => Ok(TrajectoryWriter {
+                specs,
+                sender: Some(sender),
+                handle: Some(handle),
+            }),
             Ok(Err(e)) => {
                 let _ = handle.join();
                 Err(e)
@@ -99,7 +113,9 @@ impl TrajectoryWriter {
 
     /// Which outputs want step `step`.
     pub fn due(&self, step: u64) -> Vec<usize> {
-        (0..self.specs.len()).filter(|&o| step % self.specs[o].interval == 0).collect()
+        (0..self.specs.len())
+            .filter(|&o| step % self.specs[o].interval == 0)
+            .collect()
     }
 
     pub fn wants_velocities(&self, outputs: &[usize]) -> bool {
@@ -137,12 +153,20 @@ impl Drop for TrajectoryWriter {
 }
 
 fn open(spec: &TrajectorySpec, append: bool) -> Result<chemfiles::Trajectory, TrajectoryError> {
-    let err = |message: String| TrajectoryError { path: spec.path.clone(), message };
+    let err = |message: String| TrajectoryError {
+        path: spec.path.clone(),
+        message,
+    };
     if let Some(dir) = spec.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create directory {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| err(format!("cannot create directory {}: {e}", dir.display())))?;
     }
     let mode = if append { 'a' } else { 'w' };
-    let format = if spec.format.is_empty() { super::format_for_path(&spec.path, None) } else { spec.format.clone() };
+    let format = if spec.format.is_empty() {
+        super::format_for_path(&spec.path, None)
+    } else {
+        spec.format.clone()
+    };
     let result = if format.is_empty() {
         chemfiles::Trajectory::open(&spec.path, mode)
     } else {
@@ -152,7 +176,11 @@ fn open(spec: &TrajectorySpec, append: bool) -> Result<chemfiles::Trajectory, Tr
 }
 
 fn fill(template: &mut chemfiles::Frame, frame: &FrameData, spec: &TrajectorySpec) {
-    let source = if spec.wrap { &frame.wrapped } else { &frame.unwrapped };
+    let source = if spec.wrap {
+        &frame.wrapped
+    } else {
+        &frame.unwrapped
+    };
     template.positions_mut().copy_from_slice(source);
     if spec.velocities {
         if let Some(v) = &frame.velocities {
@@ -160,12 +188,17 @@ fn fill(template: &mut chemfiles::Frame, frame: &FrameData, spec: &TrajectorySpe
                 if !template.has_velocities() {
                     template.add_velocities();
                 }
-                template.velocities_mut().expect("velocities added").copy_from_slice(v);
+                template
+                    .velocities_mut()
+                    .expect("velocities added")
+                    .copy_from_slice(v);
             } else {
                 // Extended XYZ has no velocity field in chemfiles: write a `velo` column (Å/ps),
                 // which mdrun reads back as velocities.
                 for (i, vi) in v.iter().enumerate() {
-                    template.atom_mut(i).set("velo", chemfiles::Property::Vector3D(*vi));
+                    template
+                        .atom_mut(i)
+                        .set("velo", chemfiles::Property::Vector3D(*vi));
                 }
             }
         }
@@ -182,7 +215,12 @@ fn fill(template: &mut chemfiles::Frame, frame: &FrameData, spec: &TrajectorySpe
 
 /// Formats whose chemfiles writer stores velocities itself.
 fn native_velocities(spec: &TrajectorySpec) -> bool {
-    let ext = spec.path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = spec
+        .path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let format = spec.format.to_ascii_uppercase();
     !(format == "XYZ" || (format.is_empty() && (ext == "xyz" || ext == "extxyz")))
 }
@@ -190,11 +228,17 @@ fn native_velocities(spec: &TrajectorySpec) -> bool {
 fn join_error(handle: JoinHandle<Result<(), TrajectoryError>>) -> TrajectoryError {
     match handle.join() {
         Ok(Err(e)) => e,
-        Ok(Ok(())) => TrajectoryError { path: PathBuf::new(), message: "writer stopped early".into() },
+        Ok(Ok(())) => TrajectoryError {
+            path: PathBuf::new(),
+            message: "writer stopped early".into(),
+        },
         Err(_) => panic_error(),
     }
 }
 
 fn panic_error() -> TrajectoryError {
-    TrajectoryError { path: PathBuf::new(), message: "the writer thread panicked".into() }
+    TrajectoryError {
+        path: PathBuf::new(),
+        message: "the writer thread panicked".into(),
+    }
 }

@@ -25,7 +25,7 @@ pub struct TrainSettings {
     /// Where to write model.safetensors and model.json.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// schnet (painn is not available yet).
+    /// schnet or painn.
     #[arg(long)]
     pub backbone: Option<String>,
     /// off, hard or soft.
@@ -110,8 +110,10 @@ impl TrainSettings {
 pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow::Result<()> {
     let (settings, base) = match config_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let file: TrainSettings = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message().trim()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let file: TrainSettings = toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message().trim()))?;
             // Paths in the file are relative to the file.
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
             let file = TrainSettings {
@@ -124,8 +126,12 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
         }
         None => (flags, None),
     };
-    let Some(train_path) = settings.train.clone() else { bail!("no training data: give --train data.extxyz (or train = \"...\" in train.toml)") };
-    let Some(out) = settings.out.clone() else { bail!("no output folder: give --out DIR") };
+    let Some(train_path) = settings.train.clone() else {
+        bail!("no training data: give --train data.extxyz (or train = \"...\" in train.toml)")
+    };
+    let Some(out) = settings.out.clone() else {
+        bail!("no output folder: give --out DIR")
+    };
     let defaults = TrainOptions::default();
     let options = TrainOptions {
         epochs: settings.epochs.unwrap_or(defaults.epochs),
@@ -139,8 +145,8 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
         f64: settings.f64,
     };
     let backbone = settings.backbone.clone().unwrap_or_else(|| "schnet".into());
-    if backbone != "schnet" {
-        bail!("--backbone {backbone}: only schnet is available in this version (painn is planned)");
+    if !matches!(backbone.as_str(), "schnet" | "painn") {
+        bail!("--backbone {backbone}: expected schnet or painn");
     }
     let mcgm = match settings.mcgm.as_deref().unwrap_or("off") {
         "off" => None,
@@ -155,9 +161,16 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
         clusters: settings.clusters.unwrap_or(4).max(1),
     });
     let block_cutoffs = settings.block_cutoffs.clone().unwrap_or_default();
-    let blocks = settings.blocks.unwrap_or(if block_cutoffs.is_empty() { 3 } else { block_cutoffs.len() });
+    let blocks = settings.blocks.unwrap_or(if block_cutoffs.is_empty() {
+        3
+    } else {
+        block_cutoffs.len()
+    });
     if !block_cutoffs.is_empty() && block_cutoffs.len() != blocks {
-        bail!("--block-cutoffs gives {} cutoffs for {blocks} blocks", block_cutoffs.len());
+        bail!(
+            "--block-cutoffs gives {} cutoffs for {blocks} blocks",
+            block_cutoffs.len()
+        );
     }
     if block_cutoffs.iter().any(|&c| !(c > 0.0)) {
         bail!("--block-cutoffs must all be positive");
@@ -167,13 +180,20 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
         features: settings.features.unwrap_or(64),
         blocks,
         n_rbf: settings.rbf.unwrap_or(20),
-        cutoff: block_cutoffs.iter().copied().fold(settings.cutoff.unwrap_or(if block_cutoffs.is_empty() { 5.0 } else { 0.0 }), f64::max),
+        cutoff: block_cutoffs.iter().copied().fold(
+            settings
+                .cutoff
+                .unwrap_or(if block_cutoffs.is_empty() { 5.0 } else { 0.0 }),
+            f64::max,
+        ),
         block_cutoffs,
         species: Vec::new(),
         mcgm,
     };
     if config.features < 2 || config.blocks == 0 || config.n_rbf < 2 || !(config.cutoff > 0.0) {
-        bail!("features must be at least 2, blocks at least 1, rbf at least 2 and the cutoff positive");
+        bail!(
+            "features must be at least 2, blocks at least 1, rbf at least 2 and the cutoff positive"
+        );
     }
 
     let all = read_extxyz(&train_path)?;
@@ -186,13 +206,26 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
         config.backbone,
         train_set.len(),
         valid_set.len(),
-        settings.valid.as_ref().map_or("10 % split of the training file".to_string(), |v| v.display().to_string()),
+        settings
+            .valid
+            .as_ref()
+            .map_or("10 % split of the training file".to_string(), |v| v
+                .display()
+                .to_string()),
         config.features,
         config.blocks,
         config.cutoff,
-        config.mcgm.as_ref().map_or("off".to_string(), |m| format!("{} ({} levels, r = {})", m.assign.name(), m.levels, m.ratio))
+        config.mcgm.as_ref().map_or("off".to_string(), |m| format!(
+            "{} ({} levels, r = {})",
+            m.assign.name(),
+            m.levels,
+            m.ratio
+        ))
     );
-    println!("{:>6} {:>12} {:>12} {:>16} {:>14} {:>10} {:>8}", "epoch", "train loss", "valid loss", "E MAE meV/atom", "F MAE meV/Å", "lr", "s");
+    println!(
+        "{:>6} {:>12} {:>12} {:>16} {:>14} {:>10} {:>8}",
+        "epoch", "train loss", "valid loss", "E MAE meV/atom", "F MAE meV/Å", "lr", "s"
+    );
     let started = std::time::Instant::now();
     let report = |r: &EpochRecord| {
         println!(
@@ -206,10 +239,12 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
             r.seconds
         )
     };
-    let trained = train(config, &train_set, &valid_set, &options, report).map_err(|e| anyhow::anyhow!("training failed: {e}"))?;
+    let trained = train(config, &train_set, &valid_set, &options, report)
+        .map_err(|e| anyhow::anyhow!("training failed: {e}"))?;
     let ctx = Ctx::cpu(true);
     let model = reload(&trained.model, &ctx)?;
-    let (predictions, _) = predict_all(&model, &valid_set, 32, &ctx).map_err(|e| anyhow::anyhow!(e))?;
+    let (predictions, _) =
+        predict_all(&model, &valid_set, 32, &ctx).map_err(|e| anyhow::anyhow!(e))?;
     let by_kind = metrics_by_kind(&valid_set, &predictions);
     let training = serde_json::json!({
         "mdrun_version": env!("CARGO_PKG_VERSION"),
@@ -245,7 +280,8 @@ fn reload(model: &super::model::Model, ctx: &Ctx) -> anyhow::Result<super::model
         let dims = v.dims();
         ctx.matrix(&super::tensor::to_vec(v.clone().detach()), dims[0], dims[1])
     });
-    let template = super::model::Model::new(model.config.clone(), model.normalization.clone(), 0, ctx);
+    let template =
+        super::model::Model::new(model.config.clone(), model.normalization.clone(), 0, ctx);
     Ok(template.with_params(values.collect()))
 }
 
@@ -261,13 +297,20 @@ fn split(all: Vec<Structure>, seed: u64) -> (Vec<Structure>, Vec<Structure>) {
     let mut train = Vec::new();
     let mut valid = Vec::new();
     for (i, s) in all.into_iter().enumerate() {
-        if valid_ids.contains(&i) { valid.push(s) } else { train.push(s) }
+        if valid_ids.contains(&i) {
+            valid.push(s)
+        } else {
+            train.push(s)
+        }
     }
     (train, valid)
 }
 
 fn print_metrics(by_kind: &BTreeMap<String, Metrics>) {
-    println!("{:<14} {:>6} {:>16} {:>14} {:>14} {:>14} {:>14}", "type", "n", "E MAE meV/atom", "E MAE meV", "E RMSE meV", "F MAE meV/Å", "F RMSE meV/Å");
+    println!(
+        "{:<14} {:>6} {:>16} {:>14} {:>14} {:>14} {:>14}",
+        "type", "n", "E MAE meV/atom", "E MAE meV", "E RMSE meV", "F MAE meV/Å", "F RMSE meV/Å"
+    );
     for (kind, m) in by_kind {
         println!(
             "{:<14} {:>6} {:>16.3} {:>14.2} {:>14.2} {:>14.2} {:>14.2}",
@@ -287,7 +330,8 @@ pub fn eval_command(model_path: &Path, data: &Path, json: bool) -> anyhow::Resul
     let ctx = Ctx::cpu(true);
     let (model, _card) = file::load(model_path, &ctx)?;
     let structures = read_extxyz(data)?;
-    let (predictions, _) = predict_all(&model, &structures, 32, &ctx).map_err(|e| anyhow::anyhow!("{}: {e}", data.display()))?;
+    let (predictions, _) = predict_all(&model, &structures, 32, &ctx)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", data.display()))?;
     let by_kind = metrics_by_kind(&structures, &predictions);
     if json {
         let mut out = serde_json::to_value(&by_kind["all"]).expect("metrics serialise");

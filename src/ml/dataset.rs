@@ -26,21 +26,35 @@ pub enum DatasetError {
     #[error("dataset {path}: {message}")]
     Read { path: PathBuf, message: String },
     #[error("dataset {path}, frame {frame}: {message}")]
-    Frame { path: PathBuf, frame: usize, message: String },
+    Frame {
+        path: PathBuf,
+        frame: usize,
+        message: String,
+    },
 }
 
 /// Reads every frame of an extended XYZ file.
 pub fn read_extxyz(path: &Path) -> Result<Vec<Structure>, DatasetError> {
-    let fail = |message: String| DatasetError::Read { path: path.to_path_buf(), message };
+    let fail = |message: String| DatasetError::Read {
+        path: path.to_path_buf(),
+        message,
+    };
     std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
     crate::io::structure::route_chemfiles_warnings();
-    let mut trajectory = chemfiles::Trajectory::open_with_format(path, 'r', "XYZ").map_err(|e| fail(e.message))?;
+    let mut trajectory =
+        chemfiles::Trajectory::open_with_format(path, 'r', "XYZ").map_err(|e| fail(e.message))?;
     let n_frames = trajectory.nsteps();
     let mut out = Vec::with_capacity(n_frames);
     let mut frame = chemfiles::Frame::new();
     for index in 0..n_frames {
-        let bad = |message: String| DatasetError::Frame { path: path.to_path_buf(), frame: index, message };
-        trajectory.read_step(index, &mut frame).map_err(|e| bad(e.message))?;
+        let bad = |message: String| DatasetError::Frame {
+            path: path.to_path_buf(),
+            frame: index,
+            message,
+        };
+        trajectory
+            .read_step(index, &mut frame)
+            .map_err(|e| bad(e.message))?;
         let n = frame.size();
         if n == 0 {
             return Err(bad("no atoms".into()));
@@ -49,12 +63,25 @@ pub fn read_extxyz(path: &Path) -> Result<Vec<Structure>, DatasetError> {
         for i in 0..n {
             let atom = frame.atom(i);
             let symbol = atom.name();
-            numbers.push(elements::atomic_number(&symbol).ok_or_else(|| bad(format!("atom {}: '{symbol}' is not an element symbol", i + 1)))?);
+            numbers.push(elements::atomic_number(&symbol).ok_or_else(|| {
+                bad(format!(
+                    "atom {}: '{symbol}' is not an element symbol",
+                    i + 1
+                ))
+            })?);
         }
         let properties: Vec<String> = frame.properties().map(|(name, _)| name).collect();
-        let energy = match properties.iter().any(|p| p == "energy").then(|| frame.get("energy")).flatten() {
+        let energy = match properties
+            .iter()
+            .any(|p| p == "energy")
+            .then(|| frame.get("energy"))
+            .flatten()
+        {
             Some(chemfiles::Property::Double(e)) => e,
-            Some(chemfiles::Property::String(s)) => s.trim().parse().map_err(|_| bad(format!("energy={s} is not a number")))?,
+            Some(chemfiles::Property::String(s)) => s
+                .trim()
+                .parse()
+                .map_err(|_| bad(format!("energy={s} is not a number")))?,
             _ => return Err(bad("no energy= in the comment line".into())),
         };
         let has_forces = frame.atom(0).properties().any(|(name, _)| name == "forces");
@@ -68,14 +95,31 @@ pub fn read_extxyz(path: &Path) -> Result<Vec<Structure>, DatasetError> {
                 _ => return Err(bad(format!("atom {}: forces are not three numbers", i + 1))),
             }
         }
-        let kind = match properties.iter().any(|p| p == "config_type").then(|| frame.get("config_type")).flatten() {
+        let kind = match properties
+            .iter()
+            .any(|p| p == "config_type")
+            .then(|| frame.get("config_type"))
+            .flatten()
+        {
             Some(chemfiles::Property::String(s)) => s,
             _ => "default".to_string(),
         };
-        let pbc = match properties.iter().any(|p| p == "pbc").then(|| frame.get("pbc")).flatten() {
+        let pbc = match properties
+            .iter()
+            .any(|p| p == "pbc")
+            .then(|| frame.get("pbc"))
+            .flatten()
+        {
             Some(chemfiles::Property::String(s)) => {
-                let flags: Vec<bool> = s.split_whitespace().map(|w| matches!(w, "T" | "True" | "true" | "1")).collect();
-                if flags.len() == 3 { [flags[0], flags[1], flags[2]] } else { [flags.first().copied().unwrap_or(false); 3] }
+                let flags: Vec<bool> = s
+                    .split_whitespace()
+                    .map(|w| matches!(w, "T" | "True" | "true" | "1"))
+                    .collect();
+                if flags.len() == 3 {
+                    [flags[0], flags[1], flags[2]]
+                } else {
+                    [flags.first().copied().unwrap_or(false); 3]
+                }
             }
             Some(chemfiles::Property::Bool(b)) => [b; 3],
             _ => [true; 3],
@@ -85,10 +129,18 @@ pub fn read_extxyz(path: &Path) -> Result<Vec<Structure>, DatasetError> {
             chemfiles::CellShape::Infinite => Cell::open(),
             _ => {
                 let m = unit_cell.matrix();
-                Cell::new([0, 1, 2].map(|c| [m[0][c], m[1][c], m[2][c]]), pbc).map_err(|e| bad(e.to_string()))?
+                Cell::new([0, 1, 2].map(|c| [m[0][c], m[1][c], m[2][c]]), pbc)
+                    .map_err(|e| bad(e.to_string()))?
             }
         };
-        out.push(Structure { numbers, positions: frame.positions().to_vec(), cell, energy, forces, kind });
+        out.push(Structure {
+            numbers,
+            positions: frame.positions().to_vec(),
+            cell,
+            energy,
+            forces,
+            kind,
+        });
     }
     if out.is_empty() {
         return Err(fail("holds no frames".into()));

@@ -32,34 +32,57 @@ pub enum ModelFileError {
     #[error("model {path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("model {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The (card, weights) paths for a folder or either file.
 pub fn paths(path: &Path) -> (PathBuf, PathBuf) {
-    let dir = if path.is_dir() { path.to_path_buf() } else { path.parent().map(Path::to_path_buf).unwrap_or_default() };
-    let stem = if path.is_dir() { "model".to_string() } else { path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()) };
-    (dir.join(format!("{stem}.json")), dir.join(format!("{stem}.safetensors")))
+    let dir = if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    let stem = if path.is_dir() {
+        "model".to_string()
+    } else {
+        path.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into())
+    };
+    (
+        dir.join(format!("{stem}.json")),
+        dir.join(format!("{stem}.safetensors")),
+    )
 }
 
 /// Writes `dir/model.safetensors` and `dir/model.json` (each atomically).
 pub fn save(model: &Model, dir: &Path, training: serde_json::Value) -> Result<(), ModelFileError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| ModelFileError::Io { path: path.clone(), source }
+        move |source| ModelFileError::Io {
+            path: path.clone(),
+            source,
+        }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let (card_path, weights_path) = paths(dir);
     let card = ModelCard {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
-        units: [("energy", "eV"), ("length", "Å"), ("force", "eV/Å")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        units: [("energy", "eV"), ("length", "Å"), ("force", "eV/Å")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         config: model.config.clone(),
         normalization: model.normalization.clone(),
         training,
     };
     let json = serde_json::to_vec_pretty(&card).expect("card serialises");
-    crate::io::checkpoint::write_atomically(&weights_path, &safetensors_bytes(model)).map_err(io(&weights_path))?;
+    crate::io::checkpoint::write_atomically(&weights_path, &safetensors_bytes(model))
+        .map_err(io(&weights_path))?;
     crate::io::checkpoint::write_atomically(&card_path, &json).map_err(io(&card_path))?;
     Ok(())
 }
@@ -73,10 +96,17 @@ fn safetensors_bytes(model: &Model) -> Vec<u8> {
         for x in to_vec(value.clone().detach()) {
             data.extend_from_slice(&x.to_le_bytes());
         }
-        header.insert(name.clone(), serde_json::json!({"dtype": "F64", "shape": dims, "data_offsets": [start, data.len()]}));
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "F64", "shape": dims, "data_offsets": [start, data.len()]}),
+        );
     }
-    header.insert("__metadata__".into(), serde_json::json!({"format": FORMAT, "format_version": FORMAT_VERSION.to_string()}));
-    let mut json = serde_json::to_vec(&serde_json::Value::Object(header)).expect("header serialises");
+    header.insert(
+        "__metadata__".into(),
+        serde_json::json!({"format": FORMAT, "format_version": FORMAT_VERSION.to_string()}),
+    );
+    let mut json =
+        serde_json::to_vec(&serde_json::Value::Object(header)).expect("header serialises");
     // The data must start 8-byte aligned.
     while (8 + json.len()) % 8 != 0 {
         json.push(b' ');
@@ -91,49 +121,99 @@ fn safetensors_bytes(model: &Model) -> Vec<u8> {
 /// Reads a model from its folder or either of its files.
 pub fn load(path: &Path, ctx: &Ctx) -> Result<(Model, ModelCard), ModelFileError> {
     let (card_path, weights_path) = paths(path);
-    let invalid = |p: &Path, message: String| ModelFileError::Invalid { path: p.to_path_buf(), message };
-    let card_text = std::fs::read_to_string(&card_path).map_err(|source| ModelFileError::Io { path: card_path.clone(), source })?;
-    let probe: serde_json::Value = serde_json::from_str(&card_text).map_err(|e| invalid(&card_path, format!("not JSON: {e}")))?;
+    let invalid = |p: &Path, message: String| ModelFileError::Invalid {
+        path: p.to_path_buf(),
+        message,
+    };
+    let card_text = std::fs::read_to_string(&card_path).map_err(|source| ModelFileError::Io {
+        path: card_path.clone(),
+        source,
+    })?;
+    let probe: serde_json::Value = serde_json::from_str(&card_text)
+        .map_err(|e| invalid(&card_path, format!("not JSON: {e}")))?;
     let format = probe.get("format").and_then(|f| f.as_str()).unwrap_or("");
     if format != FORMAT {
-        return Err(invalid(&card_path, format!("format '{format}' is not an mdrun model ('{FORMAT}')")));
+        return Err(invalid(
+            &card_path,
+            format!("format '{format}' is not an mdrun model ('{FORMAT}')"),
+        ));
     }
-    let version = probe.get("format_version").and_then(|v| v.as_u64()).unwrap_or(0);
+    let version = probe
+        .get("format_version")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
     if version != FORMAT_VERSION as u64 {
-        return Err(invalid(&card_path, format!("format version {version}; this mdrun reads version {FORMAT_VERSION}")));
+        return Err(invalid(
+            &card_path,
+            format!("format version {version}; this mdrun reads version {FORMAT_VERSION}"),
+        ));
     }
-    let card: ModelCard = serde_json::from_value(probe).map_err(|e| invalid(&card_path, format!("card: {e}")))?;
-    if card.config.backbone != "schnet" {
-        return Err(invalid(&card_path, format!("backbone '{}' is not supported by this mdrun (schnet)", card.config.backbone)));
+    let card: ModelCard =
+        serde_json::from_value(probe).map_err(|e| invalid(&card_path, format!("card: {e}")))?;
+    if !matches!(card.config.backbone.as_str(), "schnet" | "painn") {
+        return Err(invalid(
+            &card_path,
+            format!(
+                "backbone '{}' is not supported by this mdrun (schnet, painn)",
+                card.config.backbone
+            ),
+        ));
     }
 
-    let bytes = std::fs::read(&weights_path).map_err(|source| ModelFileError::Io { path: weights_path.clone(), source })?;
+    let bytes = std::fs::read(&weights_path).map_err(|source| ModelFileError::Io {
+        path: weights_path.clone(),
+        source,
+    })?;
     let bad = |m: &str| invalid(&weights_path, m.to_string());
     if bytes.len() < 8 {
         return Err(bad("too short for safetensors"));
     }
     let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(bytes.get(8..8 + header_len).ok_or_else(|| bad("truncated header"))?).map_err(|e| bad(&format!("header: {e}")))?;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(
+        bytes
+            .get(8..8 + header_len)
+            .ok_or_else(|| bad("truncated header"))?,
+    )
+    .map_err(|e| bad(&format!("header: {e}")))?;
     let data = &bytes[8 + header_len..];
 
     let template = Model::new(card.config.clone(), card.normalization.clone(), 0, ctx);
     let mut values = Vec::with_capacity(template.params.names.len());
     for (name, expected) in template.params.names.iter().zip(&template.params.values) {
-        let entry = header.get(name).ok_or_else(|| bad(&format!("no tensor '{name}': the card's architecture does not match the weights")))?;
-        let shape: Vec<usize> = serde_json::from_value(entry["shape"].clone()).map_err(|_| bad(&format!("{name}: bad shape")))?;
+        let entry = header.get(name).ok_or_else(|| {
+            bad(&format!(
+                "no tensor '{name}': the card's architecture does not match the weights"
+            ))
+        })?;
+        let shape: Vec<usize> = serde_json::from_value(entry["shape"].clone())
+            .map_err(|_| bad(&format!("{name}: bad shape")))?;
         if shape != expected.dims().to_vec() {
-            return Err(bad(&format!("{name}: shape {shape:?}, the architecture needs {:?}", expected.dims())));
+            return Err(bad(&format!(
+                "{name}: shape {shape:?}, the architecture needs {:?}",
+                expected.dims()
+            )));
         }
         if entry["dtype"] != "F64" {
-            return Err(bad(&format!("{name}: dtype {} (mdrun writes F64)", entry["dtype"])));
+            return Err(bad(&format!(
+                "{name}: dtype {} (mdrun writes F64)",
+                entry["dtype"]
+            )));
         }
-        let offsets: [usize; 2] = serde_json::from_value(entry["data_offsets"].clone()).map_err(|_| bad(&format!("{name}: bad offsets")))?;
-        let raw = data.get(offsets[0]..offsets[1]).ok_or_else(|| bad(&format!("{name}: data out of range (truncated file?)")))?;
+        let offsets: [usize; 2] = serde_json::from_value(entry["data_offsets"].clone())
+            .map_err(|_| bad(&format!("{name}: bad offsets")))?;
+        let raw = data
+            .get(offsets[0]..offsets[1])
+            .ok_or_else(|| bad(&format!("{name}: data out of range (truncated file?)")))?;
         if raw.len() != shape.iter().product::<usize>() * 8 {
-            return Err(bad(&format!("{name}: {} bytes for shape {shape:?}", raw.len())));
+            return Err(bad(&format!(
+                "{name}: {} bytes for shape {shape:?}",
+                raw.len()
+            )));
         }
-        let floats: Vec<f64> = raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
+        let floats: Vec<f64> = raw
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         values.push(ctx.matrix(&floats, shape[0], shape[1]));
     }
     Ok((template.with_params(values), card))

@@ -32,7 +32,11 @@ pub struct Batch {
 impl Batch {
     /// Builds the graph of `structures` with edges shorter than `cutoff`; `species_index` maps
     /// an atomic number to the model's species index (None: unknown to the model).
-    pub fn new(structures: &[&Structure], cutoff: f64, species_index: impl Fn(u32) -> Option<usize>) -> Result<Batch, String> {
+    pub fn new(
+        structures: &[&Structure],
+        cutoff: f64,
+        species_index: impl Fn(u32) -> Option<usize>,
+    ) -> Result<Batch, String> {
         let mut b = Batch {
             n_atoms: 0,
             n_structures: structures.len(),
@@ -48,7 +52,11 @@ impl Batch {
             let offset = b.n_atoms;
             for (i, &z) in st.numbers.iter().enumerate() {
                 let index = species_index(z).ok_or_else(|| {
-                    format!("atom {} is {} (Z = {z}), which the model was not trained on", i + 1, crate::elements::symbol(z).unwrap_or("?"))
+                    format!(
+                        "atom {} is {} (Z = {z}), which the model was not trained on",
+                        i + 1,
+                        crate::elements::symbol(z).unwrap_or("?")
+                    )
                 })?;
                 b.species.push(index);
                 b.structure.push(s);
@@ -111,14 +119,29 @@ impl GraphTensors {
             dst: ctx.indices(&batch.dst),
             species: ctx.indices(&batch.species),
             structure: ctx.indices(&batch.structure),
-            positions: ctx.matrix(&batch.positions.iter().flatten().copied().collect::<Vec<_>>(), batch.n_atoms, 3),
-            shifts: ctx.matrix(&batch.shifts.iter().flatten().copied().collect::<Vec<_>>(), batch.n_edges(), 3),
+            positions: ctx.matrix(
+                &batch
+                    .positions
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .collect::<Vec<_>>(),
+                batch.n_atoms,
+                3,
+            ),
+            shifts: ctx.matrix(
+                &batch.shifts.iter().flatten().copied().collect::<Vec<_>>(),
+                batch.n_edges(),
+                3,
+            ),
         }
     }
 
     /// Edge vectors r_e = x_dst + shift - x_src as tensor operations on `positions` (so that
     /// autodiff can follow them back to the positions).
     pub fn edge_vectors(&self, positions: &Tensor<2>) -> Tensor<2> {
-        positions.clone().select(0, self.dst.clone()) - positions.clone().select(0, self.src.clone()) + self.shifts.clone()
+        positions.clone().select(0, self.dst.clone())
+            - positions.clone().select(0, self.src.clone())
+            + self.shifts.clone()
     }
 }

@@ -53,7 +53,12 @@ impl McgmConfig {
 
 impl Default for McgmConfig {
     fn default() -> Self {
-        McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard, clusters: default_clusters() }
+        McgmConfig {
+            levels: 3,
+            ratio: 2,
+            assign: Assign::Hard,
+            clusters: default_clusters(),
+        }
     }
 }
 
@@ -109,7 +114,12 @@ impl Hierarchy {
         let structure_of: Vec<usize> = keys.iter().map(|k| k.0).collect();
         let embeddings = mean_rows(&xs, features, &member_of, keys.len());
         let mut atom_cluster = member_of.clone();
-        let mut levels = vec![make_level(member_of, structure_of.clone(), &atom_cluster, ctx)];
+        let mut levels = vec![make_level(
+            member_of,
+            structure_of.clone(),
+            &atom_cluster,
+            ctx,
+        )];
         let (mut structure_of, mut embeddings) = (structure_of, embeddings);
 
         for _ in 1..config.hard_levels() {
@@ -122,7 +132,10 @@ impl Hierarchy {
                     continue;
                 }
                 let k = (members.len() / config.ratio).max(1);
-                let points: Vec<&[f64]> = members.iter().map(|&c| &embeddings[c * features..(c + 1) * features]).collect();
+                let points: Vec<&[f64]> = members
+                    .iter()
+                    .map(|&c| &embeddings[c * features..(c + 1) * features])
+                    .collect();
                 let labels = kmeans(&points, k, s as u64);
                 let base = new_structure.len();
                 for (m, &c) in members.iter().enumerate() {
@@ -133,13 +146,23 @@ impl Hierarchy {
             embeddings = mean_rows(&embeddings, features, &member_of, new_structure.len());
             atom_cluster = atom_cluster.iter().map(|&c| member_of[c]).collect();
             structure_of = new_structure;
-            levels.push(make_level(member_of, structure_of.clone(), &atom_cluster, ctx));
+            levels.push(make_level(
+                member_of,
+                structure_of.clone(),
+                &atom_cluster,
+                ctx,
+            ));
         }
         Hierarchy { levels }
     }
 }
 
-fn make_level(member_of: Vec<usize>, structure_of: Vec<usize>, atom_cluster: &[usize], ctx: &Ctx) -> Level {
+fn make_level(
+    member_of: Vec<usize>,
+    structure_of: Vec<usize>,
+    atom_cluster: &[usize],
+    ctx: &Ctx,
+) -> Level {
     let k = structure_of.len();
     let mut counts = vec![0.0f64; k];
     for &c in &member_of {
@@ -148,7 +171,11 @@ fn make_level(member_of: Vec<usize>, structure_of: Vec<usize>, atom_cluster: &[u
     Level {
         n_clusters: k,
         member_of: ctx.indices(&member_of),
-        inverse_counts: ctx.matrix(&counts.iter().map(|c| 1.0 / c.max(1.0)).collect::<Vec<_>>(), k, 1),
+        inverse_counts: ctx.matrix(
+            &counts.iter().map(|c| 1.0 / c.max(1.0)).collect::<Vec<_>>(),
+            k,
+            1,
+        ),
         atom_cluster: ctx.indices(atom_cluster),
         member_of_host: member_of,
         structure_host: structure_of,
@@ -186,7 +213,15 @@ pub fn kmeans(points: &[&[f64]], k: usize, seed: u64) -> Vec<usize> {
     };
     let mut centres: Vec<Vec<f64>> = vec![points[(uniform() * n as f64) as usize % n].to_vec()];
     while centres.len() < k {
-        let d2: Vec<f64> = points.iter().map(|p| centres.iter().map(|c| dist(p, c)).fold(f64::INFINITY, f64::min)).collect();
+        let d2: Vec<f64> = points
+            .iter()
+            .map(|p| {
+                centres
+                    .iter()
+                    .map(|c| dist(p, c))
+                    .fold(f64::INFINITY, f64::min)
+            })
+            .collect();
         let total: f64 = d2.iter().sum();
         let pick = if total > 0.0 {
             let mut target = uniform() * total;
@@ -208,12 +243,21 @@ pub fn kmeans(points: &[&[f64]], k: usize, seed: u64) -> Vec<usize> {
     for _ in 0..50 {
         let new: Vec<usize> = points
             .iter()
-            .map(|p| (0..k).min_by(|&a, &b| dist(p, &centres[a]).total_cmp(&dist(p, &centres[b]))).unwrap())
+            .map(|p| {
+                (0..k)
+                    .min_by(|&a, &b| dist(p, &centres[a]).total_cmp(&dist(p, &centres[b])))
+                    .unwrap()
+            })
             .collect();
         let changed = new != labels;
         labels = new;
         for (c, centre) in centres.iter_mut().enumerate() {
-            let members: Vec<&&[f64]> = points.iter().zip(&labels).filter(|(_, l)| **l == c).map(|(p, _)| p).collect();
+            let members: Vec<&&[f64]> = points
+                .iter()
+                .zip(&labels)
+                .filter(|(_, l)| **l == c)
+                .map(|(p, _)| p)
+                .collect();
             if !members.is_empty() {
                 for (d, v) in centre.iter_mut().enumerate() {
                     *v = members.iter().map(|p| p[d]).sum::<f64>() / members.len() as f64;
@@ -231,7 +275,10 @@ pub fn kmeans(points: &[&[f64]], k: usize, seed: u64) -> Vec<usize> {
             let count = |l: usize, labels: &[usize]| labels.iter().filter(|&&x| x == l).count();
             let far = (0..n)
                 .filter(|&p| count(labels[p], &labels) > 1)
-                .max_by(|&a, &b| dist(points[a], &centres[labels[a]]).total_cmp(&dist(points[b], &centres[labels[b]])))
+                .max_by(|&a, &b| {
+                    dist(points[a], &centres[labels[a]])
+                        .total_cmp(&dist(points[b], &centres[labels[b]]))
+                })
                 .expect("k <= n leaves a cluster with two points");
             labels[far] = c;
         }
@@ -245,7 +292,13 @@ mod tests {
 
     #[test]
     fn kmeans_separates_obvious_groups_and_fills_every_cluster() {
-        let data: Vec<Vec<f64>> = vec![vec![0.0, 0.0], vec![0.1, 0.0], vec![10.0, 10.0], vec![10.1, 9.9], vec![0.0, 0.2]];
+        let data: Vec<Vec<f64>> = vec![
+            vec![0.0, 0.0],
+            vec![0.1, 0.0],
+            vec![10.0, 10.0],
+            vec![10.1, 9.9],
+            vec![0.0, 0.2],
+        ];
         let points: Vec<&[f64]> = data.iter().map(|v| v.as_slice()).collect();
         let labels = kmeans(&points, 2, 1);
         assert_eq!(labels[0], labels[1]);

@@ -2,12 +2,12 @@
 //! training, and model files. Everything is written against burn's tensor API, so the same
 //! code runs on any burn device (the CPU through `flex` today).
 
+pub mod commands;
 pub mod dataset;
+pub mod file;
 pub mod graph;
 pub mod mcgm;
 pub mod model;
 pub mod soft;
 pub mod tensor;
 pub mod train;
-pub mod commands;
-pub mod file;

@@ -23,7 +23,7 @@
 use super::graph::{Batch, GraphTensors};
 use super::mcgm::{Assign, Hierarchy, McgmConfig};
 use super::soft::{Soft, SoftCache, SoftParams};
-use super::tensor::{Ctx, scatter_add, ssp, ssp_derivative};
+use super::tensor::{Ctx, scatter_add, silu, silu_derivative, ssp, ssp_derivative};
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -55,13 +55,32 @@ struct Dense {
     b: Option<usize>,
 }
 
-#[derive(Clone, Debug)]
-struct Block {
+/// SchNet's interaction: filter network, input and output layers.
+#[derive(Clone, Copy, Debug)]
+struct SchnetParams {
     filter1: Dense,
     filter2: Dense,
     input: Dense,
     out1: Dense,
     out2: Dense,
+}
+
+/// PaiNN's message and update (Schütt et al. 2021), as written in methods.md.
+#[derive(Clone, Copy, Debug)]
+struct PainnParams {
+    phi1: Dense,
+    phi2: Dense,
+    filter: Dense,
+    vec_u: Dense,
+    vec_v: Dense,
+    upd1: Dense,
+    upd2: Dense,
+}
+
+#[derive(Clone, Debug)]
+struct Block {
+    schnet: Option<SchnetParams>,
+    painn: Option<PainnParams>,
     /// Per MCGM level: aggregation A_l (with bias) and dissemination U_l.
     aggregate: Vec<Dense>,
     disseminate: Vec<Dense>,
@@ -108,33 +127,89 @@ pub struct Prediction {
 
 /// Cached values of one interaction block's forward pass, for its backward pass.
 struct BlockCache {
-    a1: Tensor<2>,
-    filter: Tensor<2>,
-    w_edge: Tensor<2>,
-    y_dst: Tensor<2>,
-    a2: Tensor<2>,
+    interaction: InteractionCache,
     hierarchy: Option<Hierarchy>,
     soft: Option<SoftCache>,
+}
+
+enum InteractionCache {
+    Schnet {
+        a1: Tensor<2>,
+        filter: Tensor<2>,
+        w_edge: Tensor<2>,
+        y_dst: Tensor<2>,
+        a2: Tensor<2>,
+    },
+    Painn(Box<PainnCache>),
+}
+
+struct PainnCache {
+    phi_a: Tensor<2>,
+    phi_dst: Tensor<2>,
+    lin: Tensor<2>,
+    w: Tensor<2>,
+    b: Tensor<2>,
+    c: Tensor<2>,
+    mu_dst: [Tensor<2>; 3],
+    rhat: [Tensor<2>; 3],
+    u: [Tensor<2>; 3],
+    v: [Tensor<2>; 3],
+    norm_v: Tensor<2>,
+    upd_a: Tensor<2>,
+    s2: Tensor<2>,
+    s3: Tensor<2>,
+    dot: Tensor<2>,
 }
 
 impl Model {
     /// A freshly initialised model (weights from `seed`).
     pub fn new(config: ModelConfig, normalization: Normalization, seed: u64, ctx: &Ctx) -> Model {
-        let mut builder = Builder { names: Vec::new(), values: Vec::new(), seed, ctx: ctx.clone() };
+        let mut builder = Builder {
+            names: Vec::new(),
+            values: Vec::new(),
+            seed,
+            ctx: ctx.clone(),
+        };
         let f = config.features;
         let embedding = builder.param("embedding", config.species.len(), f, 1.0);
         let levels = config.mcgm.as_ref().map_or(0, |m| m.hard_levels());
-        let soft_clusters = config.mcgm.as_ref().filter(|m| m.assign == Assign::Soft).map(|m| m.clusters.max(1));
+        let soft_clusters = config
+            .mcgm
+            .as_ref()
+            .filter(|m| m.assign == Assign::Soft)
+            .map(|m| m.clusters.max(1));
         let blocks = (0..config.blocks)
             .map(|t| Block {
-                filter1: builder.dense(&format!("block{t}.filter1"), config.n_rbf, f, true),
-                filter2: builder.dense(&format!("block{t}.filter2"), f, f, true),
-                input: builder.dense(&format!("block{t}.input"), f, f, false),
-                out1: builder.dense(&format!("block{t}.out1"), f, f, true),
-                out2: builder.dense(&format!("block{t}.out2"), f, f, true),
-                aggregate: (0..levels).map(|l| builder.dense(&format!("block{t}.mcgm{l}.aggregate"), f, f, true)).collect(),
+                schnet: (config.backbone == "schnet").then(|| SchnetParams {
+                    filter1: builder.dense(&format!("block{t}.filter1"), config.n_rbf, f, true),
+                    filter2: builder.dense(&format!("block{t}.filter2"), f, f, true),
+                    input: builder.dense(&format!("block{t}.input"), f, f, false),
+                    out1: builder.dense(&format!("block{t}.out1"), f, f, true),
+                    out2: builder.dense(&format!("block{t}.out2"), f, f, true),
+                }),
+                painn: (config.backbone == "painn").then(|| PainnParams {
+                    phi1: builder.dense(&format!("block{t}.message.phi1"), f, f, true),
+                    phi2: builder.dense(&format!("block{t}.message.phi2"), f, 3 * f, true),
+                    filter: builder.dense(
+                        &format!("block{t}.message.filter"),
+                        config.n_rbf,
+                        3 * f,
+                        true,
+                    ),
+                    vec_u: builder.dense(&format!("block{t}.update.u"), f, f, false),
+                    vec_v: builder.dense(&format!("block{t}.update.v"), f, f, false),
+                    upd1: builder.dense(&format!("block{t}.update.mlp1"), 2 * f, f, true),
+                    upd2: builder.dense(&format!("block{t}.update.mlp2"), f, 3 * f, true),
+                }),
+                aggregate: (0..levels)
+                    .map(|l| builder.dense(&format!("block{t}.mcgm{l}.aggregate"), f, f, true))
+                    .collect(),
                 // Dissemination starts near zero so MCGM begins as a small correction.
-                disseminate: (0..levels).map(|l| builder.dense_scaled(&format!("block{t}.mcgm{l}.disseminate"), f, f, 0.1)).collect(),
+                disseminate: (0..levels)
+                    .map(|l| {
+                        builder.dense_scaled(&format!("block{t}.mcgm{l}.disseminate"), f, f, 0.1)
+                    })
+                    .collect(),
                 soft: soft_clusters.map(|k| {
                     let aggregate = builder.dense(&format!("block{t}.soft.aggregate"), f, f, true);
                     SoftParams {
@@ -142,15 +217,28 @@ impl Model {
                         centroids: builder.param(&format!("block{t}.soft.centroids"), k, f, 1.0),
                         aggregate_w: aggregate.w,
                         aggregate_b: aggregate.b.expect("with bias"),
-                        disseminate: builder.dense_scaled(&format!("block{t}.soft.disseminate"), f, f, 0.1).w,
+                        disseminate: builder
+                            .dense_scaled(&format!("block{t}.soft.disseminate"), f, f, 0.1)
+                            .w,
                     }
                 }),
             })
             .collect();
         let readout1 = builder.dense("readout1", f, f / 2, true);
         let readout2 = builder.dense("readout2", f / 2, 1, true);
-        let params = Params { names: builder.names, values: builder.values };
-        Model { config, params, normalization, embedding, blocks, readout1, readout2 }
+        let params = Params {
+            names: builder.names,
+            values: builder.values,
+        };
+        Model {
+            config,
+            params,
+            normalization,
+            embedding,
+            blocks,
+            readout1,
+            readout2,
+        }
     }
 
     /// The same architecture with the given parameter values (e.g. loaded from a file).
@@ -191,39 +279,95 @@ impl Model {
 
     /// The energy alone, as a function of the edge vectors (for autodiff and finite-difference
     /// checks of the explicit forces).
-    pub fn energy_from_edges(&self, batch: &Batch, graph: &GraphTensors, r: Tensor<2>, ctx: &Ctx) -> Tensor<2> {
+    pub fn energy_from_edges(
+        &self,
+        batch: &Batch,
+        graph: &GraphTensors,
+        r: Tensor<2>,
+        ctx: &Ctx,
+    ) -> Tensor<2> {
         self.forward(batch, graph, r, ctx).0
     }
 
-    fn predict_from_edges(&self, batch: &Batch, graph: &GraphTensors, r: Tensor<2>, ctx: &Ctx) -> Prediction {
+    fn predict_from_edges(
+        &self,
+        batch: &Batch,
+        graph: &GraphTensors,
+        r: Tensor<2>,
+        ctx: &Ctx,
+    ) -> Prediction {
         let (energy, caches, x_final, radials) = self.forward(batch, graph, r.clone(), ctx);
-        let g_d = self.backward(batch, graph, &caches, x_final, &radials, ctx);
-        // dE/dr_e = dE/dd_e * r_e / d_e.
-        let de_dr = r.clone() * (g_d / radials[0].distance.clone());
+        let (g_d, g_rhat) = self.backward(batch, graph, &caches, x_final, &radials, ctx);
+        // dE/dr_e = dE/dd_e r̂_e, plus, where directions enter (PaiNN), the part of dE/dr̂_e
+        // perpendicular to r̂_e divided by d_e.
+        let d = radials[0].distance.clone();
+        let rhat = r.clone() / d.clone();
+        let mut de_dr = rhat.clone() * g_d;
+        if let Some(g) = g_rhat {
+            let g = Tensor::cat(g.to_vec(), 1);
+            let along = (g.clone() * rhat.clone()).sum_dim(1);
+            de_dr = de_dr + (g - rhat * along) / d;
+        }
         let n = batch.n_atoms;
-        let forces = scatter_add(de_dr.clone(), &graph.src, n, ctx) - scatter_add(de_dr.clone(), &graph.dst, n, ctx);
+        let forces = scatter_add(de_dr.clone(), &graph.src, n, ctx)
+            - scatter_add(de_dr.clone(), &graph.dst, n, ctx);
         // W = Σ_pairs r_ij ⊗ f_ij, in LAMMPS's convention: with r_e = x_dst - x_src and the force
         // on src from this edge being +dE/dr_e, W = -Σ_e r_e ⊗ dE/dr_e.
-        let outer = Tensor::cat((0..3).map(|a| r.clone().narrow(1, a, 1) * de_dr.clone()).collect(), 1).neg();
+        let outer = Tensor::cat(
+            (0..3)
+                .map(|a| r.clone().narrow(1, a, 1) * de_dr.clone())
+                .collect(),
+            1,
+        )
+        .neg();
         let edge_structure = edge_structure_index(batch, ctx);
         let virial = scatter_add(outer, &edge_structure, batch.n_structures, ctx);
-        Prediction { energy, forces, virial }
+        Prediction {
+            energy,
+            forces,
+            virial,
+        }
     }
 
     #[allow(clippy::type_complexity)]
-    fn forward(&self, batch: &Batch, graph: &GraphTensors, r: Tensor<2>, ctx: &Ctx) -> (Tensor<2>, Vec<BlockCache>, Tensor<2>, Vec<Radial>) {
-        let radials: Vec<Radial> = (0..self.blocks.len()).map(|t| Radial::new(r.clone(), self.config.n_rbf, self.block_cutoff(t), ctx)).collect();
+    fn forward(
+        &self,
+        batch: &Batch,
+        graph: &GraphTensors,
+        r: Tensor<2>,
+        ctx: &Ctx,
+    ) -> (Tensor<2>, Vec<BlockCache>, Tensor<2>, Vec<Radial>) {
+        let radials: Vec<Radial> = (0..self.blocks.len())
+            .map(|t| Radial::new(r.clone(), self.config.n_rbf, self.block_cutoff(t), ctx))
+            .collect();
         let n = batch.n_atoms;
         let mut x = self.p(self.embedding).select(0, graph.species.clone());
+        let zeros = || ctx.zeros(n, self.config.features);
+        let mut mu = [zeros(), zeros(), zeros()];
         let mut caches = Vec::with_capacity(self.blocks.len());
         for (block, rbf) in self.blocks.iter().zip(&radials) {
-            let a1 = self.dense(block.filter1, rbf.g.clone());
-            let filter = self.dense(block.filter2, ssp(a1.clone()));
-            let w_edge = filter.clone() * rbf.fc.clone();
-            let y_dst = self.dense(block.input, x.clone()).select(0, graph.dst.clone());
-            let m = scatter_add(y_dst.clone() * w_edge.clone(), &graph.src, n, ctx);
-            let a2 = self.dense(block.out1, m);
-            x = x + self.dense(block.out2, ssp(a2.clone()));
+            let interaction = if let Some(p) = block.schnet {
+                let a1 = self.dense(p.filter1, rbf.g.clone());
+                let filter = self.dense(p.filter2, ssp(a1.clone()));
+                let w_edge = filter.clone() * rbf.fc.clone();
+                let y_dst = self.dense(p.input, x.clone()).select(0, graph.dst.clone());
+                let m = scatter_add(y_dst.clone() * w_edge.clone(), &graph.src, n, ctx);
+                let a2 = self.dense(p.out1, m);
+                x = x + self.dense(p.out2, ssp(a2.clone()));
+                InteractionCache::Schnet {
+                    a1,
+                    filter,
+                    w_edge,
+                    y_dst,
+                    a2,
+                }
+            } else {
+                let p = block.painn.expect("a backbone per block");
+                let (cache, q, m) = self.painn_forward(p, x, mu, rbf, &r, graph, n, ctx);
+                x = q;
+                mu = m;
+                InteractionCache::Painn(Box::new(cache))
+            };
             let mut soft = None;
             let hierarchy = self.config.mcgm.as_ref().map(|cfg| {
                 let h = Hierarchy::build(cfg, batch, &x, ctx);
@@ -236,10 +380,20 @@ impl Model {
                 x = x.clone() + delta;
                 h
             });
-            caches.push(BlockCache { a1, filter, w_edge, y_dst, a2, hierarchy, soft });
+            caches.push(BlockCache {
+                interaction,
+                hierarchy,
+                soft,
+            });
         }
         let h = self.dense(self.readout2, ssp(self.dense(self.readout1, x.clone())));
-        let reference = ctx.matrix(&self.normalization.reference_energies, self.config.species.len(), 1).select(0, graph.species.clone());
+        let reference = ctx
+            .matrix(
+                &self.normalization.reference_energies,
+                self.config.species.len(),
+                1,
+            )
+            .select(0, graph.species.clone());
         let atomic = h.mul_scalar(self.normalization.energy_scale) + reference;
         let energy = scatter_add(atomic, &graph.structure, batch.n_structures, ctx);
         (energy, caches, x, radials)
@@ -247,11 +401,27 @@ impl Model {
 
     /// The cutoff of block t.
     pub fn block_cutoff(&self, t: usize) -> f64 {
-        self.config.block_cutoffs.get(t).copied().unwrap_or(self.config.cutoff)
+        self.config
+            .block_cutoffs
+            .get(t)
+            .copied()
+            .unwrap_or(self.config.cutoff)
     }
 
-    fn soft<'a>(&'a self, indices: SoftParams, graph: &'a GraphTensors, batch: &Batch, ctx: &'a Ctx) -> Soft<'a> {
-        Soft { params: &self.params.values, indices, structure: &graph.structure, n_structures: batch.n_structures, ctx }
+    fn soft<'a>(
+        &'a self,
+        indices: SoftParams,
+        graph: &'a GraphTensors,
+        batch: &Batch,
+        ctx: &'a Ctx,
+    ) -> Soft<'a> {
+        Soft {
+            params: &self.params.values,
+            indices,
+            structure: &graph.structure,
+            n_structures: batch.n_structures,
+            ctx,
+        }
     }
 
     /// MCGM's update Δx = Σ_l c_l[cluster_l(i)] U_l for features x (assignments fixed).
@@ -260,7 +430,9 @@ impl Model {
         let mut delta: Option<Tensor<2>> = None;
         for (l, level) in h.levels.iter().enumerate() {
             c = self.dense(block.aggregate[l], level.pool(c, ctx));
-            let back = self.dense(block.disseminate[l], c.clone()).select(0, level.atom_cluster.clone());
+            let back = self
+                .dense(block.disseminate[l], c.clone())
+                .select(0, level.atom_cluster.clone());
             delta = Some(match delta {
                 Some(d) => d + back,
                 None => back,
@@ -277,7 +449,12 @@ impl Model {
             .levels
             .iter()
             .enumerate()
-            .map(|(l, level)| self.dense_back(block.disseminate[l], scatter_add(g.clone(), &level.atom_cluster, level.n_clusters, ctx)))
+            .map(|(l, level)| {
+                self.dense_back(
+                    block.disseminate[l],
+                    scatter_add(g.clone(), &level.atom_cluster, level.n_clusters, ctx),
+                )
+            })
             .collect();
         // Down the hierarchy: c_l = pool_l(c_{l-1}) A_l + a_l.
         for l in (0..levels).rev() {
@@ -292,39 +469,232 @@ impl Model {
     }
 
     /// dE/dd per edge [E, 1], by carrying dE/dx back through readout, MCGM and the blocks.
-    fn backward(&self, batch: &Batch, graph: &GraphTensors, caches: &[BlockCache], x_final: Tensor<2>, radials: &[Radial], ctx: &Ctx) -> Tensor<2> {
+    /// dE/dd per edge [E, 1] and, for PaiNN, dE/dr̂ per edge [E, 3] (the direction enters its
+    /// vector messages), by carrying dE/dx back through readout, MCGM and the blocks.
+    fn backward(
+        &self,
+        batch: &Batch,
+        graph: &GraphTensors,
+        caches: &[BlockCache],
+        x_final: Tensor<2>,
+        radials: &[Radial],
+        ctx: &Ctx,
+    ) -> (Tensor<2>, Option<[Tensor<2>; 3]>) {
         let n = batch.n_atoms;
         let a_r = self.dense(self.readout1, x_final);
         let ones = ctx.matrix(&vec![self.normalization.energy_scale; n], n, 1);
-        let mut g_x = self.dense_back(self.readout1, self.dense_back(self.readout2, ones) * ssp_derivative(a_r));
+        let mut g_x = self.dense_back(
+            self.readout1,
+            self.dense_back(self.readout2, ones) * ssp_derivative(a_r),
+        );
+        let zeros = || ctx.zeros(n, self.config.features);
+        let mut g_mu = [zeros(), zeros(), zeros()];
         let mut g_d: Option<Tensor<2>> = None;
+        let mut g_rhat: Option<[Tensor<2>; 3]> = None;
         for ((block, cache), rbf) in self.blocks.iter().zip(caches).zip(radials).rev() {
             if let Some(h) = &cache.hierarchy {
                 let mut g_mcgm = self.mcgm_backward(block, h, g_x.clone(), ctx);
                 if let (Some(indices), Some(soft_cache)) = (block.soft, &cache.soft) {
-                    g_mcgm = g_mcgm + self.soft(indices, graph, batch, ctx).backward(soft_cache, g_x.clone());
+                    g_mcgm = g_mcgm
+                        + self
+                            .soft(indices, graph, batch, ctx)
+                            .backward(soft_cache, g_x.clone());
                 }
                 g_x = g_x + g_mcgm;
             }
-            // x' = x + out2(ssp(out1(m))).
-            let g_m = self.dense_back(block.out1, self.dense_back(block.out2, g_x.clone()) * ssp_derivative(cache.a2.clone()));
-            let g_msg = g_m.select(0, graph.src.clone());
-            // msg = y_dst ⊙ W_e.
-            let g_y = scatter_add(g_msg.clone() * cache.w_edge.clone(), &graph.dst, n, ctx);
-            g_x = g_x + self.dense_back(block.input, g_y);
-            let g_w = g_msg * cache.y_dst.clone();
-            // W_e = filter ⊙ f_c; filter = filter2(ssp(filter1(g))).
-            let g_filter = g_w.clone() * rbf.fc.clone();
-            let fc_part = (g_w * cache.filter.clone()).sum_dim(1);
-            let g_a1 = self.dense_back(block.filter2, g_filter) * ssp_derivative(cache.a1.clone());
-            let g_g = self.dense_back(block.filter1, g_a1);
-            let g_block = (g_g * rbf.dg_dd.clone()).sum_dim(1) + fc_part * rbf.dfc_dd.clone();
+            let g_block = match (&cache.interaction, block.schnet, block.painn) {
+                (
+                    InteractionCache::Schnet {
+                        a1,
+                        filter,
+                        w_edge,
+                        y_dst,
+                        a2,
+                    },
+                    Some(p),
+                    _,
+                ) => {
+                    // x' = x + out2(ssp(out1(m))).
+                    let g_m = self.dense_back(
+                        p.out1,
+                        self.dense_back(p.out2, g_x.clone()) * ssp_derivative(a2.clone()),
+                    );
+                    let g_msg = g_m.select(0, graph.src.clone());
+                    // msg = y_dst ⊙ W_e.
+                    let g_y = scatter_add(g_msg.clone() * w_edge.clone(), &graph.dst, n, ctx);
+                    g_x = g_x + self.dense_back(p.input, g_y);
+                    let g_w = g_msg * y_dst.clone();
+                    // W_e = filter ⊙ f_c; filter = filter2(ssp(filter1(g))).
+                    let g_filter = g_w.clone() * rbf.fc.clone();
+                    let fc_part = (g_w * filter.clone()).sum_dim(1);
+                    let g_a1 = self.dense_back(p.filter2, g_filter) * ssp_derivative(a1.clone());
+                    let g_g = self.dense_back(p.filter1, g_a1);
+                    (g_g * rbf.dg_dd.clone()).sum_dim(1) + fc_part * rbf.dfc_dd.clone()
+                }
+                (InteractionCache::Painn(c), _, Some(p)) => {
+                    let (g_q, g_m, g_dist, g_dir) =
+                        self.painn_backward(p, c, g_x, g_mu, rbf, graph, n, ctx);
+                    g_x = g_q;
+                    g_mu = g_m;
+                    g_rhat = Some(match g_rhat {
+                        Some([x, y, z]) => [
+                            x + g_dir[0].clone(),
+                            y + g_dir[1].clone(),
+                            z + g_dir[2].clone(),
+                        ],
+                        None => g_dir,
+                    });
+                    g_dist
+                }
+                _ => unreachable!("cache and parameters of one backbone"),
+            };
             g_d = Some(match g_d {
                 Some(acc) => acc + g_block,
                 None => g_block,
             });
         }
-        g_d.expect("at least one block")
+        (g_d.expect("at least one block"), g_rhat)
+    }
+
+    /// One PaiNN block (message, then update) on scalar features q and vector features μ.
+    #[allow(clippy::too_many_arguments)]
+    fn painn_forward(
+        &self,
+        p: PainnParams,
+        q: Tensor<2>,
+        mu: [Tensor<2>; 3],
+        rbf: &Radial,
+        r: &Tensor<2>,
+        graph: &GraphTensors,
+        n: usize,
+        ctx: &Ctx,
+    ) -> (PainnCache, Tensor<2>, [Tensor<2>; 3]) {
+        let f = self.config.features;
+        // Message: φ_j = Dense(3F)(SiLU(Dense(F)(q_j))), W = Dense(3F)(g(d)) f_c(d), (a, b, c) = φ ⊙ W.
+        let phi_a = self.dense(p.phi1, q.clone());
+        let phi_dst = self
+            .dense(p.phi2, silu(phi_a.clone()))
+            .select(0, graph.dst.clone());
+        let lin = self.dense(p.filter, rbf.g.clone());
+        let w = lin.clone() * rbf.fc.clone();
+        let prod = phi_dst.clone() * w.clone();
+        let (a, b, c) = (
+            prod.clone().narrow(1, 0, f),
+            prod.clone().narrow(1, f, f),
+            prod.narrow(1, 2 * f, f),
+        );
+        let q = q + scatter_add(a, &graph.src, n, ctx);
+        let rhat: [Tensor<2>; 3] =
+            [0, 1, 2].map(|k| r.clone().narrow(1, k, 1) / rbf.distance.clone());
+        let mu_dst: [Tensor<2>; 3] = [0, 1, 2].map(|k| mu[k].clone().select(0, graph.dst.clone()));
+        let mu: [Tensor<2>; 3] = [0, 1, 2].map(|k| {
+            mu[k].clone()
+                + scatter_add(
+                    b.clone() * rhat[k].clone() + c.clone() * mu_dst[k].clone(),
+                    &graph.src,
+                    n,
+                    ctx,
+                )
+        });
+        // Update: U = μ V_U, V = μ V_V, (s1, s2, s3) = MLP([q, |V|]); μ += s2 U; q += s1 + s3 <U, V>.
+        let u: [Tensor<2>; 3] = [0, 1, 2].map(|k| self.dense(p.vec_u, mu[k].clone()));
+        let v: [Tensor<2>; 3] = [0, 1, 2].map(|k| self.dense(p.vec_v, mu[k].clone()));
+        let norm_v = (v[0].clone() * v[0].clone()
+            + v[1].clone() * v[1].clone()
+            + v[2].clone() * v[2].clone())
+        .add_scalar(1e-8)
+        .sqrt();
+        let upd_a = self.dense(p.upd1, Tensor::cat(vec![q.clone(), norm_v.clone()], 1));
+        let o = self.dense(p.upd2, silu(upd_a.clone()));
+        let (s1, s2, s3) = (
+            o.clone().narrow(1, 0, f),
+            o.clone().narrow(1, f, f),
+            o.narrow(1, 2 * f, f),
+        );
+        let dot =
+            u[0].clone() * v[0].clone() + u[1].clone() * v[1].clone() + u[2].clone() * v[2].clone();
+        let q = q + s1 + s3.clone() * dot.clone();
+        let mu_new: [Tensor<2>; 3] = [0, 1, 2].map(|k| mu[k].clone() + s2.clone() * u[k].clone());
+        let cache = PainnCache {
+            phi_a,
+            phi_dst,
+            lin,
+            w,
+            b,
+            c,
+            mu_dst,
+            rhat,
+            u,
+            v,
+            norm_v,
+            upd_a,
+            s2,
+            s3,
+            dot,
+        };
+        (cache, q, mu_new)
+    }
+
+    /// The transpose of one PaiNN block: (dL/dq, dL/dμ) before it from those after it, and the
+    /// block's dL/dd [E, 1] and dL/dr̂ [E, 3 columns].
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn painn_backward(
+        &self,
+        p: PainnParams,
+        c: &PainnCache,
+        g_q: Tensor<2>,
+        g_mu: [Tensor<2>; 3],
+        rbf: &Radial,
+        graph: &GraphTensors,
+        n: usize,
+        ctx: &Ctx,
+    ) -> (Tensor<2>, [Tensor<2>; 3], Tensor<2>, [Tensor<2>; 3]) {
+        // Update.
+        let g_s1 = g_q.clone();
+        let g_s3 = g_q.clone() * c.dot.clone();
+        let g_dot = g_q.clone() * c.s3.clone();
+        let g_s2 = g_mu[0].clone() * c.u[0].clone()
+            + g_mu[1].clone() * c.u[1].clone()
+            + g_mu[2].clone() * c.u[2].clone();
+        let g_o = Tensor::cat(vec![g_s1, g_s2, g_s3], 1);
+        let g_upd_a = self.dense_back(p.upd2, g_o) * silu_derivative(c.upd_a.clone());
+        let g_h = self.dense_back(p.upd1, g_upd_a);
+        let f = self.config.features;
+        let mut g_q = g_q + g_h.clone().narrow(1, 0, f);
+        let g_norm = g_h.narrow(1, f, f) / c.norm_v.clone();
+        let g_mu: [Tensor<2>; 3] = [0, 1, 2].map(|k| {
+            let g_u = g_mu[k].clone() * c.s2.clone() + g_dot.clone() * c.v[k].clone();
+            let g_v = g_dot.clone() * c.u[k].clone() + g_norm.clone() * c.v[k].clone();
+            g_mu[k].clone() + self.dense_back(p.vec_u, g_u) + self.dense_back(p.vec_v, g_v)
+        });
+        // Message: Δq_i = Σ a, Δμ_i = Σ (b r̂ + c μ_dst).
+        let g_a = g_q.clone().select(0, graph.src.clone());
+        let g_mu_src: [Tensor<2>; 3] =
+            [0, 1, 2].map(|k| g_mu[k].clone().select(0, graph.src.clone()));
+        let g_b = g_mu_src[0].clone() * c.rhat[0].clone()
+            + g_mu_src[1].clone() * c.rhat[1].clone()
+            + g_mu_src[2].clone() * c.rhat[2].clone();
+        let g_c = g_mu_src[0].clone() * c.mu_dst[0].clone()
+            + g_mu_src[1].clone() * c.mu_dst[1].clone()
+            + g_mu_src[2].clone() * c.mu_dst[2].clone();
+        let g_dir: [Tensor<2>; 3] =
+            [0, 1, 2].map(|k| (g_mu_src[k].clone() * c.b.clone()).sum_dim(1));
+        let g_mu: [Tensor<2>; 3] = [0, 1, 2].map(|k| {
+            g_mu[k].clone() + scatter_add(g_mu_src[k].clone() * c.c.clone(), &graph.dst, n, ctx)
+        });
+        let g_prod = Tensor::cat(vec![g_a, g_b, g_c], 1);
+        let g_phi = scatter_add(g_prod.clone() * c.w.clone(), &graph.dst, n, ctx);
+        g_q = g_q
+            + self.dense_back(
+                p.phi1,
+                self.dense_back(p.phi2, g_phi) * silu_derivative(c.phi_a.clone()),
+            );
+        let g_w = g_prod * c.phi_dst.clone();
+        let g_lin = g_w.clone() * rbf.fc.clone();
+        let g_fc = (g_w * c.lin.clone()).sum_dim(1);
+        let g_g = self.dense_back(p.filter, g_lin);
+        let g_dist = (g_g * rbf.dg_dd.clone()).sum_dim(1) + g_fc * rbf.dfc_dd.clone();
+        (g_q, g_mu, g_dist, g_dir)
     }
 }
 
@@ -347,13 +717,21 @@ impl Radial {
         let width = rc / (k - 1) as f64;
         let centres = ctx.matrix(&(0..k).map(|i| i as f64 * width).collect::<Vec<_>>(), 1, k);
         let diff = d.clone() - centres; // [E, K]
-        let g = (diff.clone() * diff.clone()).mul_scalar(-0.5 / (width * width)).exp();
+        let g = (diff.clone() * diff.clone())
+            .mul_scalar(-0.5 / (width * width))
+            .exp();
         let dg_dd = g.clone() * diff.mul_scalar(-1.0 / (width * width));
         let phase = d.clone().mul_scalar(std::f64::consts::PI / rc);
         let inside = d.clone().lower_elem(rc).float().cast(ctx.dtype);
         let fc = (phase.clone().cos().add_scalar(1.0)).mul_scalar(0.5) * inside.clone();
         let dfc_dd = phase.sin().mul_scalar(-0.5 * std::f64::consts::PI / rc) * inside;
-        Radial { distance: d, g, dg_dd, fc, dfc_dd }
+        Radial {
+            distance: d,
+            g,
+            dg_dd,
+            fc,
+            dfc_dd,
+        }
     }
 }
 
@@ -376,7 +754,10 @@ impl Builder {
         let limit = scale * (6.0 / (rows + cols) as f64).sqrt();
         let data: Vec<f64> = (0..rows * cols)
             .map(|k| {
-                let w = crate::rng::philox4x32([k as u32, index, 0x5eed, 0], [self.seed as u32, (self.seed >> 32) as u32]);
+                let w = crate::rng::philox4x32(
+                    [k as u32, index, 0x5eed, 0],
+                    [self.seed as u32, (self.seed >> 32) as u32],
+                );
                 (w[0] as f64 / 4294967296.0 * 2.0 - 1.0) * limit
             })
             .collect();
@@ -392,7 +773,11 @@ impl Builder {
     /// Parameters are leaves that keep their gradient, where the device records gradients.
     fn push(&mut self, name: &str, value: Tensor<2>) -> usize {
         self.names.push(name.to_string());
-        self.values.push(if self.ctx.device.is_autodiff() { value.require_grad() } else { value });
+        self.values.push(if self.ctx.device.is_autodiff() {
+            value.require_grad()
+        } else {
+            value
+        });
         self.values.len() - 1
     }
 

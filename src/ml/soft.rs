@@ -68,8 +68,15 @@ impl Soft<'_> {
         for k in 0..self.k() {
             let wk = w.clone().narrow(1, k, 1);
             let sum = scatter_add(wk.clone(), self.structure, self.n_structures, self.ctx);
-            let p = scatter_add(wk.clone() * x.clone(), self.structure, self.n_structures, self.ctx) / sum.clone();
-            let vk = (p.clone().matmul(self.p(self.indices.aggregate_w)) + self.p(self.indices.aggregate_b)).matmul(self.p(self.indices.disseminate));
+            let p = scatter_add(
+                wk.clone() * x.clone(),
+                self.structure,
+                self.n_structures,
+                self.ctx,
+            ) / sum.clone();
+            let vk = (p.clone().matmul(self.p(self.indices.aggregate_w))
+                + self.p(self.indices.aggregate_b))
+            .matmul(self.p(self.indices.disseminate));
             let back = wk * vk.clone().select(0, self.structure.clone());
             delta = Some(match delta {
                 Some(d) => d + back,
@@ -79,7 +86,17 @@ impl Soft<'_> {
             weight_sums.push(sum);
             v.push(vk);
         }
-        (delta.expect("K >= 1"), SoftCache { x, z, w, pooled, weight_sums, v })
+        (
+            delta.expect("K >= 1"),
+            SoftCache {
+                x,
+                z,
+                w,
+                pooled,
+                weight_sums,
+                v,
+            },
+        )
     }
 
     /// -|z_i - μ_k|² / τ, [N, K].
@@ -104,10 +121,13 @@ impl Soft<'_> {
             let g_v = scatter_add(wk.clone() * g.clone(), s, ns, self.ctx);
             let mut g_wk = (g.clone() * vk_atoms).sum_dim(1);
             // V = (P A + a) U.
-            let g_p = g_v.matmul(self.p(self.indices.disseminate).transpose()).matmul(self.p(self.indices.aggregate_w).transpose());
+            let g_p = g_v
+                .matmul(self.p(self.indices.disseminate).transpose())
+                .matmul(self.p(self.indices.aggregate_w).transpose());
             // P = num / sum: num_i-part and sum-part.
             let g_num = g_p.clone() / cache.weight_sums[k].clone();
-            let g_sum = (g_p * cache.pooled[k].clone()).sum_dim(1).neg() / cache.weight_sums[k].clone(); // [S, 1]
+            let g_sum =
+                (g_p * cache.pooled[k].clone()).sum_dim(1).neg() / cache.weight_sums[k].clone(); // [S, 1]
             let g_num_atoms = g_num.select(0, s.clone());
             let from_pool = wk * g_num_atoms.clone();
             g_wk = g_wk + (cache.x.clone() * g_num_atoms).sum_dim(1) + g_sum.select(0, s.clone());
@@ -122,7 +142,8 @@ impl Soft<'_> {
         let g_a = cache.w.clone() * (g_w.clone() - (cache.w.clone() * g_w).sum_dim(1));
         // a_ik = -|z_i - μ_k|²/τ: dL/dz_i = -(2/τ) Σ_k dL/da_ik (z_i - μ_k).
         let mu = self.p(self.indices.centroids);
-        let g_z = (cache.z.clone() * g_a.clone().sum_dim(1) - g_a.matmul(mu)).mul_scalar(-2.0 / self.tau());
+        let g_z = (cache.z.clone() * g_a.clone().sum_dim(1) - g_a.matmul(mu))
+            .mul_scalar(-2.0 / self.tau());
         g_x.expect("K >= 1") + g_z.matmul(self.p(self.indices.query).transpose())
     }
 }

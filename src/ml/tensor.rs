@@ -3,7 +3,9 @@
 //! derivatives (written out, since forces are computed by an explicit backward pass).
 
 use burn::tensor::activation::{sigmoid, softplus};
-use burn::tensor::{DType, Device, IndexingUpdateOp, Int, Tensor, TensorCreationOptions, TensorData};
+use burn::tensor::{
+    DType, Device, IndexingUpdateOp, Int, Tensor, TensorCreationOptions, TensorData,
+};
 
 /// Device and float precision for every tensor a computation creates.
 #[derive(Clone, Debug)]
@@ -15,12 +17,26 @@ pub struct Ctx {
 impl Ctx {
     /// The pure-Rust CPU backend, with autodiff (needed for training).
     pub fn cpu(f64_precision: bool) -> Ctx {
-        Ctx { device: Device::flex().autodiff(), dtype: if f64_precision { DType::F64 } else { DType::F32 } }
+        Ctx {
+            device: Device::flex().autodiff(),
+            dtype: if f64_precision {
+                DType::F64
+            } else {
+                DType::F32
+            },
+        }
     }
 
     /// The CPU backend without autodiff: inference only (MD), no graph recorded.
     pub fn cpu_inference(f64_precision: bool) -> Ctx {
-        Ctx { device: Device::flex(), dtype: if f64_precision { DType::F64 } else { DType::F32 } }
+        Ctx {
+            device: Device::flex(),
+            dtype: if f64_precision {
+                DType::F64
+            } else {
+                DType::F32
+            },
+        }
     }
 
     fn options(&self) -> TensorCreationOptions {
@@ -37,19 +53,29 @@ impl Ctx {
     }
 
     pub fn indices(&self, data: &[usize]) -> Tensor<1, Int> {
-        Tensor::from_data(TensorData::new(data.iter().map(|&i| i as i64).collect::<Vec<_>>(), [data.len()]), &self.device)
+        Tensor::from_data(
+            TensorData::new(
+                data.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+                [data.len()],
+            ),
+            &self.device,
+        )
     }
 }
 
 /// Rows of `values` added into `rows` output rows at `index` (index_add).
 pub fn scatter_add(values: Tensor<2>, index: &Tensor<1, Int>, rows: usize, ctx: &Ctx) -> Tensor<2> {
     let cols = values.dims()[1];
-    ctx.zeros(rows, cols).select_assign(0, index.clone(), values, IndexingUpdateOp::Add)
+    ctx.zeros(rows, cols)
+        .select_assign(0, index.clone(), values, IndexingUpdateOp::Add)
 }
 
 /// Host copy of a tensor as f64.
 pub fn to_vec(t: Tensor<2>) -> Vec<f64> {
-    t.into_data().convert::<f64>().try_to_vec::<f64>().expect("float tensor")
+    t.into_data()
+        .convert::<f64>()
+        .try_to_vec::<f64>()
+        .expect("float tensor")
 }
 
 /// Shifted softplus, ssp(x) = ln(1 + e^x) - ln 2 (SchNet's activation).
@@ -60,4 +86,15 @@ pub fn ssp(x: Tensor<2>) -> Tensor<2> {
 /// d ssp / dx = sigmoid(x).
 pub fn ssp_derivative(x: Tensor<2>) -> Tensor<2> {
     sigmoid(x)
+}
+
+/// SiLU(x) = x sigmoid(x) (PaiNN's activation).
+pub fn silu(x: Tensor<2>) -> Tensor<2> {
+    burn::tensor::activation::silu(x)
+}
+
+/// d SiLU / dx = σ(x) (1 + x (1 - σ(x))).
+pub fn silu_derivative(x: Tensor<2>) -> Tensor<2> {
+    let s = sigmoid(x.clone());
+    s.clone() * (x * (s.neg().add_scalar(1.0))).add_scalar(1.0)
 }

@@ -81,7 +81,10 @@ pub fn fit_reference_energies(species: &[u32], data: &[Structure]) -> Vec<f64> {
     let mut b = nalgebra::DVector::<f64>::zeros(data.len());
     for (row, s) in data.iter().enumerate() {
         for &z in &s.numbers {
-            let col = species.iter().position(|&x| x == z).expect("species listed");
+            let col = species
+                .iter()
+                .position(|&x| x == z)
+                .expect("species listed");
             a[(row, col)] += 1.0;
         }
         b[row] = s.energy;
@@ -94,14 +97,23 @@ pub fn fit_reference_energies(species: &[u32], data: &[Structure]) -> Vec<f64> {
 
 /// The atomic numbers present in `data`, sorted.
 pub fn species_of(data: &[Structure]) -> Vec<u32> {
-    let mut z: Vec<u32> = data.iter().flat_map(|s| s.numbers.iter().copied()).collect();
+    let mut z: Vec<u32> = data
+        .iter()
+        .flat_map(|s| s.numbers.iter().copied())
+        .collect();
     z.sort_unstable();
     z.dedup();
     z
 }
 
 /// Trains a new model of `config` (its `species` are filled in from the data).
-pub fn train(mut config: ModelConfig, train_set: &[Structure], valid_set: &[Structure], options: &TrainOptions, mut report: impl FnMut(&EpochRecord)) -> Result<Trained, String> {
+pub fn train(
+    mut config: ModelConfig,
+    train_set: &[Structure],
+    valid_set: &[Structure],
+    options: &TrainOptions,
+    mut report: impl FnMut(&EpochRecord),
+) -> Result<Trained, String> {
     if train_set.is_empty() || valid_set.is_empty() {
         return Err("training and validation sets must both hold structures".into());
     }
@@ -109,16 +121,35 @@ pub fn train(mut config: ModelConfig, train_set: &[Structure], valid_set: &[Stru
     config.species = species_of(train_set);
     for s in valid_set {
         if let Some(&z) = s.numbers.iter().find(|z| !config.species.contains(z)) {
-            return Err(format!("the validation set has element Z = {z}, which the training set lacks"));
+            return Err(format!(
+                "the validation set has element Z = {z}, which the training set lacks"
+            ));
         }
     }
     let reference_energies = fit_reference_energies(&config.species, train_set);
-    let n_force = train_set.iter().map(|s| s.forces.len() * 3).sum::<usize>().max(1);
-    let force_rms = (train_set.iter().flat_map(|s| s.forces.iter().flatten()).map(|f| f * f).sum::<f64>() / n_force as f64).sqrt();
-    let normalization = Normalization { reference_energies, energy_scale: if force_rms > 0.0 { force_rms } else { 1.0 } };
+    let n_force = train_set
+        .iter()
+        .map(|s| s.forces.len() * 3)
+        .sum::<usize>()
+        .max(1);
+    let force_rms = (train_set
+        .iter()
+        .flat_map(|s| s.forces.iter().flatten())
+        .map(|f| f * f)
+        .sum::<f64>()
+        / n_force as f64)
+        .sqrt();
+    let normalization = Normalization {
+        reference_energies,
+        energy_scale: if force_rms > 0.0 { force_rms } else { 1.0 },
+    };
     let mut model = Model::new(config, normalization, options.seed, &ctx);
 
-    let mut adam = Adam::new(&model.params.values, options.learning_rate, options.weight_decay);
+    let mut adam = Adam::new(
+        &model.params.values,
+        options.learning_rate,
+        options.weight_decay,
+    );
     let mut best = (f64::INFINITY, model.params.values.clone(), 0usize);
     let mut history = Vec::new();
     let mut since_best = 0;
@@ -166,37 +197,77 @@ pub fn train(mut config: ModelConfig, train_set: &[Structure], valid_set: &[Stru
     }
     let structures_per_second = seen as f64 / started.elapsed().as_secs_f64();
     let model = model.with_params(best.1.into_iter().map(|p| p.detach()).collect());
-    Ok(Trained { model, history, best_epoch: best.2, structures_per_second })
+    Ok(Trained {
+        model,
+        history,
+        best_epoch: best.2,
+        structures_per_second,
+    })
 }
 
-fn loss(model: &Model, batch: &Batch, graph: &GraphTensors, structures: &[&Structure], options: &TrainOptions, ctx: &Ctx) -> Tensor<2> {
+fn loss(
+    model: &Model,
+    batch: &Batch,
+    graph: &GraphTensors,
+    structures: &[&Structure],
+    options: &TrainOptions,
+    ctx: &Ctx,
+) -> Tensor<2> {
     let pred = model.predict(batch, graph, ctx);
     let energies: Vec<f64> = structures.iter().map(|s| s.energy).collect();
     let inv_counts: Vec<f64> = batch.counts.iter().map(|&c| 1.0 / c as f64).collect();
     let target_e = ctx.matrix(&energies, energies.len(), 1);
     let per_atom = (pred.energy - target_e) * ctx.matrix(&inv_counts, inv_counts.len(), 1);
-    let forces: Vec<f64> = structures.iter().flat_map(|s| s.forces.iter().flatten().copied()).collect();
+    let forces: Vec<f64> = structures
+        .iter()
+        .flat_map(|s| s.forces.iter().flatten().copied())
+        .collect();
     let df = pred.forces - ctx.matrix(&forces, batch.n_atoms, 3);
-    let e_term = (per_atom.clone() * per_atom).mean().mul_scalar(options.energy_weight);
+    let e_term = (per_atom.clone() * per_atom)
+        .mean()
+        .mul_scalar(options.energy_weight);
     let f_term = (df.clone() * df).mean().mul_scalar(options.force_weight);
     (e_term + f_term).reshape([1, 1])
 }
 
 /// Validation loss and metrics (parameters detached: no graph is recorded).
-fn evaluate(model: &Model, data: &[Structure], options: &TrainOptions, ctx: &Ctx) -> Result<(f64, Metrics), String> {
-    let detached = model.with_params(model.params.values.iter().map(|p| p.clone().detach()).collect());
+fn evaluate(
+    model: &Model,
+    data: &[Structure],
+    options: &TrainOptions,
+    ctx: &Ctx,
+) -> Result<(f64, Metrics), String> {
+    let detached = model.with_params(
+        model
+            .params
+            .values
+            .iter()
+            .map(|p| p.clone().detach())
+            .collect(),
+    );
     let (predictions, metrics) = predict_all(&detached, data, options.batch_size.max(16), ctx)?;
     let mut loss = 0.0;
     for (s, (e, f)) in data.iter().zip(&predictions) {
         let de = (e - s.energy) / s.numbers.len() as f64;
-        let df: f64 = f.iter().flatten().zip(s.forces.iter().flatten()).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / (3 * s.numbers.len()) as f64;
+        let df: f64 = f
+            .iter()
+            .flatten()
+            .zip(s.forces.iter().flatten())
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f64>()
+            / (3 * s.numbers.len()) as f64;
         loss += options.energy_weight * de * de + options.force_weight * df;
     }
     Ok((loss / data.len() as f64, metrics))
 }
 
 /// Predicted (energy, forces) of every structure, and the metrics against their labels.
-pub fn predict_all(model: &Model, data: &[Structure], batch_size: usize, ctx: &Ctx) -> Result<(Vec<(f64, Vec<[f64; 3]>)>, Metrics), String> {
+pub fn predict_all(
+    model: &Model,
+    data: &[Structure],
+    batch_size: usize,
+    ctx: &Ctx,
+) -> Result<(Vec<(f64, Vec<[f64; 3]>)>, Metrics), String> {
     let mut out = Vec::with_capacity(data.len());
     for chunk in data.chunks(batch_size.max(1)) {
         let structures: Vec<&Structure> = chunk.iter().collect();
@@ -208,7 +279,15 @@ pub fn predict_all(model: &Model, data: &[Structure], batch_size: usize, ctx: &C
         let mut at = 0;
         for (s, st) in structures.iter().enumerate() {
             let n = st.numbers.len();
-            let f = (0..n).map(|i| [forces[3 * (at + i)], forces[3 * (at + i) + 1], forces[3 * (at + i) + 2]]).collect();
+            let f = (0..n)
+                .map(|i| {
+                    [
+                        forces[3 * (at + i)],
+                        forces[3 * (at + i) + 1],
+                        forces[3 * (at + i) + 2],
+                    ]
+                })
+                .collect();
             out.push((energies[s], f));
             at += n;
         }
@@ -218,7 +297,10 @@ pub fn predict_all(model: &Model, data: &[Structure], batch_size: usize, ctx: &C
 }
 
 pub fn metrics(data: &[Structure], predictions: &[(f64, Vec<[f64; 3]>)]) -> Metrics {
-    let mut m = Metrics { n_structures: data.len(), ..Default::default() };
+    let mut m = Metrics {
+        n_structures: data.len(),
+        ..Default::default()
+    };
     let mut n_force = 0usize;
     for (s, (e, f)) in data.iter().zip(predictions) {
         let de = e - s.energy;
@@ -241,14 +323,20 @@ pub fn metrics(data: &[Structure], predictions: &[(f64, Vec<[f64; 3]>)]) -> Metr
 }
 
 /// Metrics per structure type (`config_type=`), plus "all".
-pub fn metrics_by_kind(data: &[Structure], predictions: &[(f64, Vec<[f64; 3]>)]) -> BTreeMap<String, Metrics> {
+pub fn metrics_by_kind(
+    data: &[Structure],
+    predictions: &[(f64, Vec<[f64; 3]>)],
+) -> BTreeMap<String, Metrics> {
     let mut kinds: BTreeMap<String, (Vec<Structure>, Vec<(f64, Vec<[f64; 3]>)>)> = BTreeMap::new();
     for (s, p) in data.iter().zip(predictions) {
         let entry = kinds.entry(s.kind.clone()).or_default();
         entry.0.push(s.clone());
         entry.1.push(p.clone());
     }
-    let mut out: BTreeMap<String, Metrics> = kinds.into_iter().map(|(k, (d, p))| (k, metrics(&d, &p))).collect();
+    let mut out: BTreeMap<String, Metrics> = kinds
+        .into_iter()
+        .map(|(k, (d, p))| (k, metrics(&d, &p)))
+        .collect();
     out.insert("all".into(), metrics(data, predictions));
     out
 }
@@ -256,7 +344,10 @@ pub fn metrics_by_kind(data: &[Structure], predictions: &[(f64, Vec<[f64; 3]>)])
 /// Fisher-Yates with the counter-based generator: the order depends only on (seed, epoch).
 fn shuffle(order: &mut [usize], seed: u64, epoch: u64) {
     for i in (1..order.len()).rev() {
-        let w = crate::rng::philox4x32([i as u32, epoch as u32, SHUFFLE_STREAM, 0], [seed as u32, (seed >> 32) as u32]);
+        let w = crate::rng::philox4x32(
+            [i as u32, epoch as u32, SHUFFLE_STREAM, 0],
+            [seed as u32, (seed >> 32) as u32],
+        );
         let j = (w[0] as usize) % (i + 1);
         order.swap(i, j);
     }
@@ -280,8 +371,19 @@ impl Adam {
     const EPS: f64 = 1e-8;
 
     fn new(params: &[Tensor<2>], learning_rate: f64, weight_decay: f64) -> Adam {
-        let zeros = || params.iter().map(|p| p.clone().inner().zeros_like()).collect();
-        Adam { learning_rate, weight_decay, m: zeros(), v: zeros(), t: 0 }
+        let zeros = || {
+            params
+                .iter()
+                .map(|p| p.clone().inner().zeros_like())
+                .collect()
+        };
+        Adam {
+            learning_rate,
+            weight_decay,
+            m: zeros(),
+            v: zeros(),
+            t: 0,
+        }
     }
 
     fn step(&mut self, params: &[Tensor<2>], grads: &burn::tensor::Gradients) -> Vec<Tensor<2>> {
@@ -296,11 +398,22 @@ impl Adam {
                 let Some(g) = p.grad(grads) else {
                     return value.autodiff().require_grad();
                 };
-                self.m[k] = self.m[k].clone().mul_scalar(Self::BETA1) + g.clone().mul_scalar(1.0 - Self::BETA1);
-                self.v[k] = self.v[k].clone().mul_scalar(Self::BETA2) + (g.clone() * g).mul_scalar(1.0 - Self::BETA2);
-                let update = self.m[k].clone().div_scalar(c1) / (self.v[k].clone().div_scalar(c2).sqrt().add_scalar(Self::EPS));
-                let decayed = value.clone().mul_scalar(1.0 - self.learning_rate * self.weight_decay);
-                (decayed - update.mul_scalar(self.learning_rate)).autodiff().require_grad()
+                self.m[k] = self.m[k].clone().mul_scalar(Self::BETA1)
+                    + g.clone().mul_scalar(1.0 - Self::BETA1);
+                self.v[k] = self.v[k].clone().mul_scalar(Self::BETA2)
+                    + (g.clone() * g).mul_scalar(1.0 - Self::BETA2);
+                let update = self.m[k].clone().div_scalar(c1)
+                    / (self.v[k]
+                        .clone()
+                        .div_scalar(c2)
+                        .sqrt()
+                        .add_scalar(Self::EPS));
+                let decayed = value
+                    .clone()
+                    .mul_scalar(1.0 - self.learning_rate * self.weight_decay);
+                (decayed - update.mul_scalar(self.learning_rate))
+                    .autodiff()
+                    .require_grad()
             })
             .collect()
     }

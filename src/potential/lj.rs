@@ -60,7 +60,11 @@ pub struct LennardJones {
 impl LennardJones {
     /// `pairs` is the full n×n table (symmetric) of species-pair parameters, row-major.
     pub fn new(n_species: usize, pairs: Vec<LjPair>, shift: bool, tail: bool) -> LennardJones {
-        assert_eq!(pairs.len(), n_species * n_species, "LJ table must be n_species²");
+        assert_eq!(
+            pairs.len(),
+            n_species * n_species,
+            "LJ table must be n_species²"
+        );
         let coeffs = pairs
             .iter()
             .map(|p| {
@@ -72,12 +76,24 @@ impl LennardJones {
                     lj2: 24.0 * p.epsilon * s6,
                     lj3: 4.0 * p.epsilon * s12,
                     lj4: 4.0 * p.epsilon * s6,
-                    offset: if shift && p.cutoff > 0.0 { p.energy_at(p.cutoff) } else { 0.0 },
+                    offset: if shift && p.cutoff > 0.0 {
+                        p.energy_at(p.cutoff)
+                    } else {
+                        0.0
+                    },
                 }
             })
             .collect();
         let max_cutoff = pairs.iter().map(|p| p.cutoff).fold(0.0, f64::max);
-        LennardJones { n_species, pairs, coeffs, shift, tail, max_cutoff, scratch: Vec::new() }
+        LennardJones {
+            n_species,
+            pairs,
+            coeffs,
+            shift,
+            tail,
+            max_cutoff,
+            scratch: Vec::new(),
+        }
     }
 
     pub fn pair(&self, a: usize, b: usize) -> LjPair {
@@ -161,7 +177,9 @@ impl Potential for LennardJones {
                 buf.resize(n, [0.0; 3]);
             }
             let bounds = balanced_ranges(list.offsets(), threads);
-            let mut buffers: Vec<&mut Vec<Vec3>> = std::iter::once(&mut out.forces).chain(self.scratch.iter_mut()).collect();
+            let mut buffers: Vec<&mut Vec<Vec3>> = std::iter::once(&mut out.forces)
+                .chain(self.scratch.iter_mut())
+                .collect();
             let tallies: Vec<Tally> = buffers
                 .par_iter_mut()
                 .enumerate()
@@ -169,17 +187,20 @@ impl Potential for LennardJones {
                 .collect();
             // Add the other threads' arrays into the first, in thread order.
             let (first, rest) = buffers.split_first_mut().unwrap();
-            first.par_chunks_mut(4096).enumerate().for_each(|(c, chunk)| {
-                let base = c * 4096;
-                for other in rest.iter() {
-                    for (k, f) in chunk.iter_mut().enumerate() {
-                        let g = other[base + k];
-                        f[0] += g[0];
-                        f[1] += g[1];
-                        f[2] += g[2];
+            first
+                .par_chunks_mut(4096)
+                .enumerate()
+                .for_each(|(c, chunk)| {
+                    let base = c * 4096;
+                    for other in rest.iter() {
+                        for (k, f) in chunk.iter_mut().enumerate() {
+                            let g = other[base + k];
+                            f[0] += g[0];
+                            f[1] += g[1];
+                            f[2] += g[2];
+                        }
                     }
-                }
-            });
+                });
             tallies.into_iter().fold(Tally::default(), |a, b| a.add(&b))
         };
 
@@ -191,7 +212,8 @@ impl Potential for LennardJones {
             out.virial = [[v[0], v[3], v[4]], [v[3], v[1], v[5]], [v[4], v[5], v[2]]];
         }
         if self.tail && system.cell.is_bounded() {
-            let (e_tail, w_tail) = self.tail_correction(&system.species_counts(), system.cell.volume());
+            let (e_tail, w_tail) =
+                self.tail_correction(&system.species_counts(), system.cell.volume());
             if want.energy {
                 out.energy += e_tail;
             }
@@ -217,7 +239,10 @@ impl Tally {
         for k in 0..6 {
             v[k] += other.virial[k];
         }
-        Tally { energy: self.energy + other.energy, virial: v }
+        Tally {
+            energy: self.energy + other.energy,
+            virial: v,
+        }
     }
 }
 
@@ -246,7 +271,11 @@ fn balanced_ranges(offsets: &[usize], parts: usize) -> Vec<usize> {
 /// The force loop over the neighbour-list rows `range`, accumulating into `forces` (which every
 /// thread owns in full, since Newton's third law writes to neighbours anywhere). `SINGLE`: one
 /// species, so no per-pair type lookup.
-fn pair_loop<const EV: bool, const SINGLE: bool>(ctx: &LoopContext, range: std::ops::Range<usize>, forces: &mut [Vec3]) -> Tally {
+fn pair_loop<const EV: bool, const SINGLE: bool>(
+    ctx: &LoopContext,
+    range: std::ops::Range<usize>,
+    forces: &mut [Vec3],
+) -> Tally {
     let mut tally = Tally::default();
     let pos = ctx.positions;
     let types = ctx.types;
@@ -254,7 +283,11 @@ fn pair_loop<const EV: bool, const SINGLE: bool>(ctx: &LoopContext, range: std::
     for r in range {
         let i = ctx.list.row_atom(r);
         let xi = pos[i];
-        let row = if SINGLE { 0 } else { types[i] as usize * ctx.n_species };
+        let row = if SINGLE {
+            0
+        } else {
+            types[i] as usize * ctx.n_species
+        };
         let mut fi = [0.0f64; 3];
         let coeffs_of = |j: usize| -> &Coefficients {
             if SINGLE {
@@ -262,7 +295,10 @@ fn pair_loop<const EV: bool, const SINGLE: bool>(ctx: &LoopContext, range: std::
             } else {
                 // SAFETY: types are below n_species by construction of the System, and the list
                 // only holds atom indices below the atom count (asserted in `compute`).
-                unsafe { ctx.coeffs.get_unchecked(row + *types.get_unchecked(j) as usize) }
+                unsafe {
+                    ctx.coeffs
+                        .get_unchecked(row + *types.get_unchecked(j) as usize)
+                }
             }
         };
         for &j in ctx.list.plain(r) {
@@ -270,7 +306,13 @@ fn pair_loop<const EV: bool, const SINGLE: bool>(ctx: &LoopContext, range: std::
             // SAFETY: as above.
             let xj = unsafe { *pos.get_unchecked(j) };
             let del = [xi[0] - xj[0], xi[1] - xj[1], xi[2] - xj[2]];
-            interact::<EV>(coeffs_of(j), del, &mut fi, unsafe { forces.get_unchecked_mut(j) }, &mut tally);
+            interact::<EV>(
+                coeffs_of(j),
+                del,
+                &mut fi,
+                unsafe { forces.get_unchecked_mut(j) },
+                &mut tally,
+            );
         }
         let (shifted_j, shifted_s) = ctx.list.shifted(r);
         for (&j, &s) in shifted_j.iter().zip(shifted_s) {
@@ -278,8 +320,18 @@ fn pair_loop<const EV: bool, const SINGLE: bool>(ctx: &LoopContext, range: std::
             let v = shifts[s as usize];
             // SAFETY: as above.
             let xj = unsafe { *pos.get_unchecked(j) };
-            let del = [xi[0] - xj[0] - v[0], xi[1] - xj[1] - v[1], xi[2] - xj[2] - v[2]];
-            interact::<EV>(coeffs_of(j), del, &mut fi, unsafe { forces.get_unchecked_mut(j) }, &mut tally);
+            let del = [
+                xi[0] - xj[0] - v[0],
+                xi[1] - xj[1] - v[1],
+                xi[2] - xj[2] - v[2],
+            ];
+            interact::<EV>(
+                coeffs_of(j),
+                del,
+                &mut fi,
+                unsafe { forces.get_unchecked_mut(j) },
+                &mut tally,
+            );
         }
         let f = &mut forces[i];
         f[0] += fi[0];
@@ -291,7 +343,13 @@ fn pair_loop<const EV: bool, const SINGLE: bool>(ctx: &LoopContext, range: std::
 
 /// One pair at separation `del` = x_i - x_j (image included).
 #[inline(always)]
-fn interact<const EV: bool>(c: &Coefficients, del: Vec3, fi: &mut Vec3, fj: &mut Vec3, tally: &mut Tally) {
+fn interact<const EV: bool>(
+    c: &Coefficients,
+    del: Vec3,
+    fi: &mut Vec3,
+    fj: &mut Vec3,
+    tally: &mut Tally,
+) {
     let rsq = del[0] * del[0] + del[1] * del[1] + del[2] * del[2];
     // Branch-free: about a third of the listed pairs lie in the skin, beyond the cutoff, in no
     // predictable pattern. Their contribution is computed and multiplied by zero.

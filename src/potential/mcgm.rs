@@ -25,13 +25,24 @@ impl MlPotential {
     pub fn load(path: &Path, species: &[String]) -> Result<MlPotential, String> {
         let ctx = Ctx::cpu_inference(true);
         let (model, _card) = file::load(path, &ctx).map_err(|e| e.to_string())?;
-        let known: Vec<&str> = model.config.species.iter().filter_map(|&z| crate::elements::symbol(z)).collect();
+        let known: Vec<&str> = model
+            .config
+            .species
+            .iter()
+            .filter_map(|&z| crate::elements::symbol(z))
+            .collect();
         let species_map = species
             .iter()
             .map(|name| {
                 crate::elements::atomic_number(name)
                     .and_then(|z| model.species_index(z))
-                    .ok_or_else(|| format!("the model {} knows {}, not '{name}'", path.display(), known.join(", ")))
+                    .ok_or_else(|| {
+                        format!(
+                            "the model {} knows {}, not '{name}'",
+                            path.display(),
+                            known.join(", ")
+                        )
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let c = &model.config;
@@ -41,10 +52,19 @@ impl MlPotential {
             c.features,
             c.blocks,
             c.cutoff,
-            c.mcgm.as_ref().map_or("off".to_string(), |m| format!("{} {} levels", m.assign.name(), m.levels)),
+            c.mcgm.as_ref().map_or("off".to_string(), |m| format!(
+                "{} {} levels",
+                m.assign.name(),
+                m.levels
+            )),
             path.display()
         );
-        Ok(MlPotential { model, ctx, species_map, description })
+        Ok(MlPotential {
+            model,
+            ctx,
+            species_map,
+            description,
+        })
     }
 
     /// The model's graph for the system's current positions.
@@ -54,7 +74,11 @@ impl MlPotential {
         let mut batch = Batch {
             n_atoms: n,
             n_structures: 1,
-            species: system.types.iter().map(|&t| self.species_map[t as usize]).collect(),
+            species: system
+                .types
+                .iter()
+                .map(|&t| self.species_map[t as usize])
+                .collect(),
             structure: vec![0; n],
             counts: vec![n],
             positions: system.positions.clone(),

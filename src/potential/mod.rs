@@ -42,8 +42,14 @@ pub struct Want {
 }
 
 impl Want {
-    pub const FORCES: Want = Want { energy: false, virial: false };
-    pub const ALL: Want = Want { energy: true, virial: true };
+    pub const FORCES: Want = Want {
+        energy: false,
+        virial: false,
+    };
+    pub const ALL: Want = Want {
+        energy: true,
+        virial: true,
+    };
 }
 
 /// The result of one force evaluation.

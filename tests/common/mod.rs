@@ -35,14 +35,29 @@ pub fn random_system(n: usize, cell: Cell, names: &[&str], min_dist: f64, seed: 
         assert!(attempts < 1_000_000, "cannot place {n} atoms");
         let s = [rng.next(), rng.next(), rng.next()];
         let r = cell.cartesian(s);
-        let ok = positions.iter().all(|p| min_image_distance(&cell, *p, r) >= min_dist);
+        let ok = positions
+            .iter()
+            .all(|p| min_image_distance(&cell, *p, r) >= min_dist);
         if ok {
             positions.push(r);
         }
     }
-    let species = names.iter().map(|&name| Species { name: name.to_string(), mass: 1.0 + name.len() as f64 }).collect();
+    let species = names
+        .iter()
+        .map(|&name| Species {
+            name: name.to_string(),
+            mass: 1.0 + name.len() as f64,
+        })
+        .collect();
     let types = (0..n).map(|i| (i % names.len()) as u32).collect();
-    System { species, types, velocities: vec![[0.0; 3]; n], images: vec![[0; 3]; n], positions, cell }
+    System {
+        species,
+        types,
+        velocities: vec![[0.0; 3]; n],
+        images: vec![[0; 3]; n],
+        positions,
+        cell,
+    }
 }
 
 /// Smallest distance between a and b over images within two cells along periodic axes.
@@ -67,7 +82,11 @@ pub fn lj_mixed(params: &[(f64, f64)], cutoff: f64) -> Vec<LjPair> {
     let mut pairs = Vec::new();
     for a in params {
         for b in params {
-            pairs.push(LjPair { epsilon: (a.0 * b.0).sqrt(), sigma: 0.5 * (a.1 + b.1), cutoff });
+            pairs.push(LjPair {
+                epsilon: (a.0 * b.0).sqrt(),
+                sigma: 0.5 * (a.1 + b.1),
+                cutoff,
+            });
         }
     }
     pairs
