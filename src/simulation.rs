@@ -144,22 +144,18 @@ impl Simulation {
     }
 
     fn check_overlaps(&self) -> Result<(), SimulationError> {
-        // A list of zero reach finds nothing: look with the overlap distance itself.
-        let probe;
-        let list = if self.list.cutoff() + self.list.skin() >= OVERLAP_DISTANCE {
-            &self.list
+        // The list in force reaches far enough unless the potential's cutoff plus skin is
+        // shorter than the overlap distance itself; then look with a list of that reach.
+        let closest = if self.list.cutoff() + self.list.skin() >= OVERLAP_DISTANCE {
+            self.list.closest_pair(&self.system.positions)
         } else {
-            let mut l = NeighborList::new(self.list.kind(), OVERLAP_DISTANCE, 0.0);
             let mut wrapped = self.system.clone();
             wrapped.wrap_positions();
-            l.build(&wrapped.positions, &wrapped.cell)?;
-            probe = (l, wrapped.positions);
-            return match probe.0.closest_pair(&probe.1) {
-                Some((i, j, r)) if r < OVERLAP_DISTANCE => Err(self.overlap(i, j, r)),
-                _ => Ok(()),
-            };
+            let mut probe = NeighborList::new(self.list.kind(), OVERLAP_DISTANCE, 0.0);
+            probe.build(&wrapped.positions, &wrapped.cell)?;
+            probe.closest_pair(&wrapped.positions)
         };
-        match list.closest_pair(&self.system.positions) {
+        match closest {
             Some((i, j, r)) if r < OVERLAP_DISTANCE => Err(self.overlap(i, j, r)),
             _ => Ok(()),
         }
