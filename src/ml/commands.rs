@@ -70,10 +70,13 @@ pub struct TrainSettings {
     pub patience: Option<usize>,
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Train in f64 instead of f32.
+    /// Train in f64 instead of f32 (CPU only).
     #[arg(long)]
     #[serde(default)]
     pub f64: bool,
+    /// cpu (default) or gpu (wgpu: Vulkan, Metal, DX12).
+    #[arg(long)]
+    pub device: Option<String>,
 }
 
 impl TrainSettings {
@@ -102,6 +105,7 @@ impl TrainSettings {
             patience: self.patience.or(file.patience),
             seed: self.seed.or(file.seed),
             f64: self.f64 || file.f64,
+            device: self.device.or(file.device),
         }
     }
 }
@@ -143,6 +147,7 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
         patience: settings.patience.unwrap_or(defaults.patience),
         seed: settings.seed.unwrap_or(defaults.seed),
         f64: settings.f64,
+        device: settings.device.clone().unwrap_or(defaults.device),
     };
     let backbone = settings.backbone.clone().unwrap_or_else(|| "schnet".into());
     if !matches!(backbone.as_str(), "schnet" | "painn") {

@@ -3,9 +3,7 @@
 //! derivatives (written out, since forces are computed by an explicit backward pass).
 
 use burn::tensor::activation::{sigmoid, softplus};
-use burn::tensor::{
-    DType, Device, IndexingUpdateOp, Int, Tensor, TensorCreationOptions, TensorData,
-};
+use burn::tensor::{DType, Device, DeviceKind, DeviceType, IndexingUpdateOp, Int, Tensor, TensorCreationOptions, TensorData};
 
 /// Device and float precision for every tensor a computation creates.
 #[derive(Clone, Debug)]
@@ -24,6 +22,26 @@ impl Ctx {
             } else {
                 DType::F32
             },
+        }
+    }
+
+    /// The default GPU through wgpu (Vulkan, Metal, DX12; lavapipe counts), f32, with autodiff;
+    /// None when wgpu finds no adapter.
+    pub fn gpu() -> Option<Ctx> {
+        if Device::enumerate(DeviceType::Wgpu).into_iter().next().is_none() {
+            return None;
+        }
+        Some(Ctx { device: Device::wgpu(DeviceKind::DefaultDevice).autodiff(), dtype: DType::F32 })
+    }
+
+    /// `cpu` or `gpu`, as the command line names them.
+    pub fn named(name: &str, f64_precision: bool) -> Result<Ctx, String> {
+        match name {
+            "cpu" => Ok(Ctx::cpu(f64_precision)),
+            "gpu" => Ctx::gpu().ok_or_else(|| {
+                "--device gpu: wgpu found no GPU adapter (install a Vulkan driver, e.g. Debian's mesa-vulkan-drivers and libvulkan1)".to_string()
+            }),
+            other => Err(format!("--device {other}: expected cpu or gpu")),
         }
     }
 

@@ -23,8 +23,15 @@ pub struct TrainOptions {
     /// Epochs without improvement of the validation loss before stopping.
     pub patience: usize,
     pub seed: u64,
-    /// Train in f64 (default f32).
+    /// Train in f64 (default f32; the GPU computes in f32).
     pub f64: bool,
+    /// "cpu" or "gpu".
+    #[serde(default = "default_device")]
+    pub device: String,
+}
+
+fn default_device() -> String {
+    "cpu".into()
 }
 
 impl Default for TrainOptions {
@@ -41,6 +48,7 @@ impl Default for TrainOptions {
             patience: 20,
             seed: 1,
             f64: false,
+            device: default_device(),
         }
     }
 }
@@ -117,7 +125,7 @@ pub fn train(
     if train_set.is_empty() || valid_set.is_empty() {
         return Err("training and validation sets must both hold structures".into());
     }
-    let ctx = Ctx::cpu(options.f64);
+    let ctx = Ctx::named(&options.device, options.f64)?;
     config.species = species_of(train_set);
     for s in valid_set {
         if let Some(&z) = s.numbers.iter().find(|z| !config.species.contains(z)) {
