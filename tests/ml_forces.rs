@@ -8,20 +8,11 @@ use mdrun::cell::Cell;
 use mdrun::ml::dataset::Structure;
 use mdrun::ml::graph::{Batch, GraphTensors};
 use mdrun::ml::mcgm::{Assign, McgmConfig};
-use mdrun::ml::model::{Model, ModelConfig, Normalization};
+use mdrun::ml::model::Model;
 use mdrun::ml::tensor::{Ctx, to_vec};
 
 fn structure(cell: Cell, n: usize, seed: u32) -> Structure {
-    let s = common::random_system(n, cell.clone(), &["C", "H", "O", "N"], 1.0, seed);
-    let numbers = s.types.iter().map(|&t| [6, 1, 8, 7][t as usize]).collect();
-    Structure {
-        numbers,
-        positions: s.positions,
-        cell,
-        energy: 0.0,
-        forces: vec![],
-        kind: "test".into(),
-    }
+    common::labelled_structure(cell, n, &[("C", 6), ("H", 1), ("O", 8), ("N", 7)], seed)
 }
 
 fn model(mcgm: Option<McgmConfig>, ctx: &Ctx) -> Model {
@@ -29,21 +20,7 @@ fn model(mcgm: Option<McgmConfig>, ctx: &Ctx) -> Model {
 }
 
 fn backbone_model(backbone: &str, mcgm: Option<McgmConfig>, ctx: &Ctx) -> Model {
-    let config = ModelConfig {
-        backbone: backbone.into(),
-        features: 16,
-        blocks: 2,
-        n_rbf: 10,
-        cutoff: 4.0,
-        block_cutoffs: vec![],
-        species: vec![1, 6, 7, 8],
-        mcgm,
-    };
-    let normalization = Normalization {
-        reference_energies: vec![-0.5, 0.25, -0.1, 0.3],
-        energy_scale: 0.7,
-    };
-    Model::new(config, normalization, 3, ctx)
+    common::small_model(backbone, mcgm, 3, ctx)
 }
 
 fn energy(model: &Model, st: &Structure, ctx: &Ctx) -> f64 {

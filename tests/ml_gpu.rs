@@ -1,7 +1,6 @@
 //! The model on a wgpu device (the real GPU, or lavapipe in CI) agrees with the CPU reference,
 //! and a training step runs there. Skips, loudly, only where wgpu finds no adapter at all.
 
-use mdrun::cell::Cell;
 use mdrun::ml::dataset::Structure;
 use mdrun::ml::graph::{Batch, GraphTensors};
 use mdrun::ml::mcgm::{Assign, McgmConfig};

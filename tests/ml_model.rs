@@ -7,31 +7,14 @@ use mdrun::ml::dataset::{Structure, read_extxyz};
 use mdrun::ml::file;
 use mdrun::ml::graph::{Batch, GraphTensors};
 use mdrun::ml::mcgm::{Assign, Hierarchy, McgmConfig};
-use mdrun::ml::model::{Model, ModelConfig, Normalization};
+use mdrun::ml::model::{Model, ModelConfig};
 use mdrun::ml::tensor::{Ctx, to_vec};
 use mdrun::ml::train::{TrainOptions, predict_all, train};
 use std::path::Path;
 
 fn molecule(n: usize, seed: u32) -> Structure {
-    let cell = Cell::new(
-        [[8.0, 0.0, 0.0], [0.0, 8.0, 0.0], [0.0, 0.0, 8.0]],
-        [false; 3],
-    )
-    .unwrap();
-    let s = common::random_system(n, cell.clone(), &["C", "H", "O", "N", "H"], 1.0, seed);
-    let numbers = s
-        .types
-        .iter()
-        .map(|&t| [6, 1, 8, 7, 1][t as usize])
-        .collect();
-    Structure {
-        numbers,
-        positions: s.positions,
-        cell,
-        energy: 0.0,
-        forces: vec![],
-        kind: "test".into(),
-    }
+    let cell = Cell::new([[8.0, 0.0, 0.0], [0.0, 8.0, 0.0], [0.0, 0.0, 8.0]], [false; 3]).unwrap();
+    common::labelled_structure(cell, n, &[("C", 6), ("H", 1), ("O", 8), ("N", 7), ("H", 1)], seed)
 }
 
 fn model(mcgm: Option<McgmConfig>, ctx: &Ctx) -> Model {
@@ -39,25 +22,7 @@ fn model(mcgm: Option<McgmConfig>, ctx: &Ctx) -> Model {
 }
 
 fn backbone_model(backbone: &str, mcgm: Option<McgmConfig>, ctx: &Ctx) -> Model {
-    let config = ModelConfig {
-        backbone: backbone.into(),
-        features: 16,
-        blocks: 2,
-        n_rbf: 10,
-        cutoff: 4.0,
-        block_cutoffs: vec![],
-        species: vec![1, 6, 7, 8],
-        mcgm,
-    };
-    Model::new(
-        config,
-        Normalization {
-            reference_energies: vec![-0.5, 0.25, -0.1, 0.3],
-            energy_scale: 0.7,
-        },
-        5,
-        ctx,
-    )
+    common::small_model(backbone, mcgm, 5, ctx)
 }
 
 fn predict(m: &Model, structures: &[&Structure], ctx: &Ctx) -> (Vec<f64>, Vec<f64>) {

@@ -23,7 +23,7 @@
 use super::graph::{Batch, GraphTensors};
 use super::mcgm::{Assign, Hierarchy, McgmConfig};
 use super::soft::{Soft, SoftCache, SoftParams};
-use super::tensor::{Ctx, scatter_add, silu, silu_derivative, ssp, ssp_derivative};
+use super::tensor::{accumulate, Ctx, scatter_add, silu, silu_derivative, ssp, ssp_derivative};
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -433,10 +433,7 @@ impl Model {
             let back = self
                 .dense(block.disseminate[l], c.clone())
                 .select(0, level.atom_cluster.clone());
-            delta = Some(match delta {
-                Some(d) => d + back,
-                None => back,
-            });
+            accumulate(&mut delta, back);
         }
         delta.expect("MCGM has at least one level")
     }
@@ -548,10 +545,7 @@ impl Model {
                 }
                 _ => unreachable!("cache and parameters of one backbone"),
             };
-            g_d = Some(match g_d {
-                Some(acc) => acc + g_block,
-                None => g_block,
-            });
+            accumulate(&mut g_d, g_block);
         }
         (g_d.expect("at least one block"), g_rhat)
     }

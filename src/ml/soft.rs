@@ -12,7 +12,7 @@
 //! The backward pass below is this map's exact vector-Jacobian product, including the
 //! dependence of the weights on the features.
 
-use super::tensor::{Ctx, scatter_add};
+use super::tensor::{accumulate, Ctx, scatter_add};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Int, Tensor};
 
@@ -78,10 +78,7 @@ impl Soft<'_> {
                 + self.p(self.indices.aggregate_b))
             .matmul(self.p(self.indices.disseminate));
             let back = wk * vk.clone().select(0, self.structure.clone());
-            delta = Some(match delta {
-                Some(d) => d + back,
-                None => back,
-            });
+            accumulate(&mut delta, back);
             pooled.push(p);
             weight_sums.push(sum);
             v.push(vk);
@@ -131,10 +128,7 @@ impl Soft<'_> {
             let g_num_atoms = g_num.select(0, s.clone());
             let from_pool = wk * g_num_atoms.clone();
             g_wk = g_wk + (cache.x.clone() * g_num_atoms).sum_dim(1) + g_sum.select(0, s.clone());
-            g_x = Some(match g_x {
-                Some(acc) => acc + from_pool,
-                None => from_pool,
-            });
+            accumulate(&mut g_x, from_pool);
             g_w_columns.push(g_wk);
         }
         // Softmax: dL/da_ik = w_ik (dL/dw_ik - Σ_k' w_ik' dL/dw_ik').

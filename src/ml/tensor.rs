@@ -116,3 +116,11 @@ pub fn silu_derivative(x: Tensor<2>) -> Tensor<2> {
     let s = sigmoid(x.clone());
     s.clone() * (x * (s.neg().add_scalar(1.0))).add_scalar(1.0)
 }
+
+/// Adds `value` into an optional running sum (None until the first term).
+pub fn accumulate(sum: &mut Option<Tensor<2>>, value: Tensor<2>) {
+    *sum = Some(match sum.take() {
+        Some(s) => s + value,
+        None => value,
+    });
+}

@@ -2,6 +2,10 @@
 #![allow(dead_code)]
 
 use mdrun::cell::{Cell, Vec3};
+use mdrun::ml::dataset::Structure;
+use mdrun::ml::mcgm::McgmConfig;
+use mdrun::ml::model::{Model, ModelConfig, Normalization};
+use mdrun::ml::tensor::Ctx;
 use mdrun::neighbor::NeighborList;
 use mdrun::potential::lj::{LennardJones, LjPair};
 use mdrun::potential::{ForceOutput, Potential, Want};
@@ -101,4 +105,29 @@ pub fn evaluate(system: &System, lj: &mut LennardJones, skin: f64) -> ForceOutpu
     let mut out = ForceOutput::default();
     lj.compute(&s, &list, Want::ALL, &mut out);
     out
+}
+
+/// A random labelled structure for the model tests: species cycle through `elements`
+/// (symbol, atomic number), no two atoms closer than 1 Å.
+pub fn labelled_structure(cell: Cell, n: usize, elements: &[(&str, u32)], seed: u32) -> Structure {
+    let names: Vec<&str> = elements.iter().map(|e| e.0).collect();
+    let s = random_system(n, cell.clone(), &names, 1.0, seed);
+    let numbers = s.types.iter().map(|&t| elements[t as usize].1).collect();
+    Structure { numbers, positions: s.positions, cell, energy: 0.0, forces: vec![], kind: "test".into() }
+}
+
+/// A small untrained model (F = 16, 2 blocks, 10 RBF, 4 Å) over H, C, N, O.
+pub fn small_model(backbone: &str, mcgm: Option<McgmConfig>, seed: u64, ctx: &Ctx) -> Model {
+    let config = ModelConfig {
+        backbone: backbone.into(),
+        features: 16,
+        blocks: 2,
+        n_rbf: 10,
+        cutoff: 4.0,
+        block_cutoffs: vec![],
+        species: vec![1, 6, 7, 8],
+        mcgm,
+    };
+    let normalization = Normalization { reference_energies: vec![-0.5, 0.25, -0.1, 0.3], energy_scale: 0.7 };
+    Model::new(config, normalization, seed, ctx)
 }
