@@ -77,3 +77,28 @@ fn an_element_the_model_never_saw_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn atoms_closer_than_the_training_data_draw_a_warning_with_their_ids() {
+    let dir = std::env::temp_dir().join(format!("mdrun-ml-close-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The chain's first hydrogen pushed to 0.55 Å from its carbon (xTB data: C-H >= ~0.9 Å).
+    let xyz = std::fs::read_to_string(repo("systems/chain/c10h3.xyz")).unwrap();
+    let mut lines: Vec<String> = xyz.lines().map(String::from).collect();
+    let atom = |l: &str| -> Vec<f64> { l.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect() };
+    let (h, c) = (atom(&lines[2]), atom(&lines[3]));
+    let d: f64 = h.iter().zip(&c).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+    let moved: Vec<f64> = (0..3).map(|k| c[k] + (h[k] - c[k]) * 0.55 / d).collect();
+    lines[2] = format!("H {} {} {}", moved[0], moved[1], moved[2]);
+    std::fs::write(dir.join("close.xyz"), lines.join("\n") + "\n").unwrap();
+    let toml = format!(
+        "[structure]\nfile = \"close.xyz\"\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"0.1 fs\"\n[run]\nsteps = 2\n",
+        repo("potentials/chain-schnet-mcgm").display()
+    );
+    std::fs::write(dir.join("system.toml"), toml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun")).arg(dir.join("system.toml")).arg("-q").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stderr}");
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("warning: atoms 1 and 2 at 0.550 Å outside the model's training data"), "{stderr}");
+}

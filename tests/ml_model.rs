@@ -323,3 +323,17 @@ fn training_reduces_the_validation_error_and_the_model_file_round_trips() {
         .to_string();
     assert!(err.contains("shape"), "{err}");
 }
+
+#[test]
+fn training_is_reproducible_for_a_seed() {
+    let data = chain_data();
+    let train_set: Vec<Structure> = data.iter().step_by(15).cloned().collect();
+    let valid_set: Vec<Structure> = data.iter().skip(3).step_by(60).cloned().collect();
+    let config = ModelConfig { backbone: "schnet".into(), features: 16, blocks: 2, n_rbf: 10, cutoff: 4.0, block_cutoffs: vec![], species: vec![], mcgm: Some(McgmConfig::default()) };
+    let options = TrainOptions { epochs: 2, seed: 11, ..Default::default() };
+    let weights = || {
+        let t = train(config.clone(), &train_set, &valid_set, &options, |_| {}).unwrap();
+        t.model.params.values.iter().flat_map(|v| to_vec(v.clone())).collect::<Vec<f64>>()
+    };
+    assert!(weights() == weights(), "the same seed gave different weights");
+}

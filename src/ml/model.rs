@@ -102,6 +102,10 @@ pub struct Normalization {
     pub reference_energies: Vec<f64>,
     /// eV: multiplies the network's per-atom output.
     pub energy_scale: f64,
+    /// The shortest interatomic distance in the training data, Å (0: unknown). MD warns when
+    /// atoms come much closer: the model has never seen that region.
+    #[serde(default)]
+    pub training_min_distance: f64,
 }
 
 #[derive(Clone)]

@@ -103,6 +103,21 @@ pub fn fit_reference_energies(species: &[u32], data: &[Structure]) -> Vec<f64> {
     x.iter().copied().collect()
 }
 
+/// The shortest distance between two atoms within `cutoff` over the whole data set, Å.
+pub fn shortest_distance(data: &[Structure], cutoff: f64) -> f64 {
+    let mut best = f64::INFINITY;
+    for s in data {
+        if let Ok(batch) = Batch::new(&[s], cutoff, |_| Some(0)) {
+            for ((&i, &j), shift) in batch.src.iter().zip(&batch.dst).zip(&batch.shifts) {
+                let (a, b) = (batch.positions[i], batch.positions[j]);
+                let d = ((b[0] + shift[0] - a[0]).powi(2) + (b[1] + shift[1] - a[1]).powi(2) + (b[2] + shift[2] - a[2]).powi(2)).sqrt();
+                best = best.min(d);
+            }
+        }
+    }
+    if best.is_finite() { best } else { 0.0 }
+}
+
 /// The atomic numbers present in `data`, sorted.
 pub fn species_of(data: &[Structure]) -> Vec<u32> {
     let mut z: Vec<u32> = data
@@ -150,6 +165,7 @@ pub fn train(
     let normalization = Normalization {
         reference_energies,
         energy_scale: if force_rms > 0.0 { force_rms } else { 1.0 },
+        training_min_distance: shortest_distance(train_set, config.cutoff),
     };
     let mut model = Model::new(config, normalization, options.seed, &ctx);
 

@@ -18,7 +18,14 @@ pub struct MlPotential {
     /// Model species index of each system species.
     species_map: Vec<usize>,
     description: String,
+    /// Warnings about atoms closer than the training data ever had, printed so far.
+    warnings: usize,
 }
+
+/// Atoms closer than this fraction of the shortest training distance draw a warning.
+const UNSEEN_FRACTION: f64 = 0.9;
+/// Warnings printed before the rest are suppressed.
+const MAX_WARNINGS: usize = 10;
 
 impl MlPotential {
     /// Loads the model and maps the system's species onto the model's.
@@ -59,12 +66,7 @@ impl MlPotential {
             )),
             path.display()
         );
-        Ok(MlPotential {
-            model,
-            ctx,
-            species_map,
-            description,
-        })
+        Ok(MlPotential { model, ctx, species_map, description, warnings: 0 })
     }
 
     /// The model's graph for the system's current positions.
@@ -91,6 +93,35 @@ impl MlPotential {
     }
 }
 
+impl MlPotential {
+    /// Warns (a bounded number of times) about pairs closer than the training data had.
+    fn warn_outside_training(&mut self, batch: &Batch) {
+        let limit = UNSEEN_FRACTION * self.model.normalization.training_min_distance;
+        if limit <= 0.0 || self.warnings >= MAX_WARNINGS {
+            return;
+        }
+        let mut close: Vec<(usize, usize, f64)> = Vec::new();
+        for ((&i, &j), s) in batch.src.iter().zip(&batch.dst).zip(&batch.shifts) {
+            let (a, b) = (batch.positions[i], batch.positions[j]);
+            let d = ((b[0] + s[0] - a[0]).powi(2) + (b[1] + s[1] - a[1]).powi(2) + (b[2] + s[2] - a[2]).powi(2)).sqrt();
+            if d < limit && i < j {
+                close.push((i + 1, j + 1, d));
+            }
+        }
+        if close.is_empty() {
+            return;
+        }
+        self.warnings += 1;
+        let pairs: Vec<String> = close.iter().take(5).map(|(i, j, d)| format!("atoms {i} and {j} at {d:.3} Å")).collect();
+        eprintln!(
+            "warning: {} outside the model's training data (shortest distance there {:.3} Å){}",
+            pairs.join(", "),
+            self.model.normalization.training_min_distance,
+            if self.warnings == MAX_WARNINGS { "; further warnings suppressed" } else { "" }
+        );
+    }
+}
+
 impl Potential for MlPotential {
     fn name(&self) -> String {
         self.description.clone()
@@ -107,6 +138,7 @@ impl Potential for MlPotential {
     fn compute(&mut self, system: &System, list: &NeighborList, want: Want, out: &mut ForceOutput) {
         out.clear(system.len());
         let batch = self.batch(system, list);
+        self.warn_outside_training(&batch);
         let graph = GraphTensors::new(&batch, &self.ctx);
         let prediction = self.model.predict(&batch, &graph, &self.ctx);
         let forces = to_vec(prediction.forces);
