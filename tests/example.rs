@@ -1,6 +1,8 @@
 //! The README's examples run end to end through the real binary, and the LAMMPS benchmark
 //! system starts where LAMMPS starts.
 
+mod common;
+
 use mdrun::plan::Plan;
 use mdrun::run::{RunOptions, run};
 use mdrun::units::NKTV2P;
@@ -77,13 +79,7 @@ fn the_main_example_runs_end_to_end() {
 fn the_lammps_benchmark_system_starts_where_lammps_starts() {
     // LAMMPS's step-0 row for bench/in.lj, recorded by benches/lammps/make_fixtures.sh.
     let fixture = std::fs::read_to_string(repo("tests/fixtures/lammps_in_lj.txt")).unwrap();
-    let row: Vec<f64> = fixture
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some("0"))
-        .unwrap()
-        .split_whitespace()
-        .map(|x| x.parse().unwrap())
-        .collect();
+    let row = common::row_at_step(&fixture, "0");
     let (temp, epair, etotal, press) = (row[1], row[2], row[4], row[5]);
 
     let plan = Plan::from_file(
@@ -117,13 +113,7 @@ fn the_lammps_benchmark_system_starts_where_lammps_starts() {
     assert!(rel(ours_temp, temp) < 1e-7, "temperature");
 
     let log = std::fs::read_to_string(plan.log).unwrap();
-    let row0: Vec<f64> = log
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some("0"))
-        .unwrap()
-        .split_whitespace()
-        .map(|x| x.parse().unwrap())
-        .collect();
+    let row0 = common::row_at_step(&log, "0");
     let ours_press = row0[6] / NKTV2P;
     println!("Press {ours_press:.8} vs LAMMPS {press}");
     assert!(

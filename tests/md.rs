@@ -24,17 +24,6 @@ fn plan_in(dir: &Path, toml: &str) -> Plan {
     Plan::from_file(&path, None).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Rows of a thermo log (comments and the header skipped).
-fn thermo_rows(path: &Path) -> Vec<Vec<f64>> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter(|l| {
-            !l.starts_with('#') && !l.trim_start().starts_with("Step") && !l.trim().is_empty()
-        })
-        .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
-        .collect()
-}
 
 /// LAMMPS's bench system in mdrun units (sigma = 1 Å, epsilon = 1 eV, m = 1 amu).
 fn lj_liquid(repeat: usize, steps: u64, integrator: &str) -> String {
@@ -92,7 +81,7 @@ fn nve_conserves_energy_as_well_as_lammps() {
         },
     )
     .unwrap();
-    let ours: Vec<f64> = thermo_rows(&dir.join("thermo.log"))
+    let ours: Vec<f64> = common::thermo_rows(&dir.join("thermo.log"))
         .iter()
         .map(|r| r[5])
         .collect();
@@ -315,8 +304,8 @@ fn restart_reproduces_an_uninterrupted_run_bit_for_bit() {
         );
         // The logs agree row for row too (the restart appends to the log; the first part
         // reported its last step, 170, which the straight run did not).
-        let la = thermo_rows(&whole.join("thermo.log"));
-        let lb: Vec<Vec<f64>> = thermo_rows(&split.join("thermo.log"))
+        let la = common::thermo_rows(&whole.join("thermo.log"));
+        let lb: Vec<Vec<f64>> = common::thermo_rows(&split.join("thermo.log"))
             .into_iter()
             .filter(|r| r[0] != 170.0)
             .collect();

@@ -1,6 +1,8 @@
 //! MD with the shipped machine-learned potential: the example runs, conserves energy in NVE,
 //! and a structure with an element the model never saw is refused at the model line.
 
+mod common;
+
 use mdrun::plan::Plan;
 use mdrun::run::{RunOptions, run};
 use std::path::Path;
@@ -23,17 +25,9 @@ fn nve_with_the_shipped_model_conserves_energy() {
         },
     )
     .unwrap();
-    let log = std::fs::read_to_string(out.join("out/thermo.log")).unwrap();
-    let energies: Vec<f64> = log
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim_start().starts_with("Step"))
-        .map(|l| l.split_whitespace().nth(5).unwrap().parse().unwrap())
-        .collect();
-    let kinetic: Vec<f64> = log
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim_start().starts_with("Step"))
-        .map(|l| l.split_whitespace().nth(4).unwrap().parse().unwrap())
-        .collect();
+    let rows = common::thermo_rows(&out.join("out/thermo.log"));
+    let energies: Vec<f64> = rows.iter().map(|r| r[5]).collect();
+    let kinetic: Vec<f64> = rows.iter().map(|r| r[4]).collect();
     let e0 = energies[0];
     let max_dev = energies.iter().map(|e| (e - e0).abs()).fold(0.0, f64::max);
     let mean_ke = kinetic.iter().sum::<f64>() / kinetic.len() as f64;

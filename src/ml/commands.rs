@@ -220,12 +220,7 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
         config.features,
         config.blocks,
         config.cutoff,
-        config.mcgm.as_ref().map_or("off".to_string(), |m| format!(
-            "{} ({} levels, r = {})",
-            m.assign.name(),
-            m.levels,
-            m.ratio
-        ))
+        config.mcgm.as_ref().map_or("off".to_string(), |m| m.describe())
     );
     println!(
         "{:>6} {:>12} {:>12} {:>16} {:>14} {:>10} {:>8}",

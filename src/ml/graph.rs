@@ -95,6 +95,12 @@ impl Batch {
         }
     }
 
+    /// Length of edge e, Å.
+    pub fn edge_length(&self, e: usize) -> f64 {
+        let (a, b, s) = (self.positions[self.src[e]], self.positions[self.dst[e]], self.shifts[e]);
+        ((b[0] + s[0] - a[0]).powi(2) + (b[1] + s[1] - a[1]).powi(2) + (b[2] + s[2] - a[2]).powi(2)).sqrt()
+    }
+
     pub fn n_edges(&self) -> usize {
         self.src.len()
     }

@@ -42,6 +42,14 @@ fn default_clusters() -> usize {
 }
 
 impl McgmConfig {
+    /// "hard (3 levels, r = 2)", "soft (elements + 4 centroids)", for logs.
+    pub fn describe(&self) -> String {
+        match self.assign {
+            Assign::Hard => format!("hard ({} levels, r = {})", self.levels, self.ratio),
+            Assign::Soft => format!("soft (elements + {} centroids)", self.clusters),
+        }
+    }
+
     /// Levels built by clustering (hard K-means levels; the soft level is separate).
     pub fn hard_levels(&self) -> usize {
         match self.assign {

@@ -108,11 +108,7 @@ pub fn shortest_distance(data: &[Structure], cutoff: f64) -> f64 {
     let mut best = f64::INFINITY;
     for s in data {
         if let Ok(batch) = Batch::new(&[s], cutoff, |_| Some(0)) {
-            for ((&i, &j), shift) in batch.src.iter().zip(&batch.dst).zip(&batch.shifts) {
-                let (a, b) = (batch.positions[i], batch.positions[j]);
-                let d = ((b[0] + shift[0] - a[0]).powi(2) + (b[1] + shift[1] - a[1]).powi(2) + (b[2] + shift[2] - a[2]).powi(2)).sqrt();
-                best = best.min(d);
-            }
+            best = (0..batch.n_edges()).map(|e| batch.edge_length(e)).fold(best, f64::min);
         }
     }
     if best.is_finite() { best } else { 0.0 }

@@ -59,11 +59,7 @@ impl MlPotential {
             c.features,
             c.blocks,
             c.cutoff,
-            c.mcgm.as_ref().map_or("off".to_string(), |m| format!(
-                "{} {} levels",
-                m.assign.name(),
-                m.levels
-            )),
+            c.mcgm.as_ref().map_or("off".to_string(), |m| m.describe()),
             path.display()
         );
         Ok(MlPotential { model, ctx, species_map, description, warnings: 0 })
@@ -100,14 +96,11 @@ impl MlPotential {
         if limit <= 0.0 || self.warnings >= MAX_WARNINGS {
             return;
         }
-        let mut close: Vec<(usize, usize, f64)> = Vec::new();
-        for ((&i, &j), s) in batch.src.iter().zip(&batch.dst).zip(&batch.shifts) {
-            let (a, b) = (batch.positions[i], batch.positions[j]);
-            let d = ((b[0] + s[0] - a[0]).powi(2) + (b[1] + s[1] - a[1]).powi(2) + (b[2] + s[2] - a[2]).powi(2)).sqrt();
-            if d < limit && i < j {
-                close.push((i + 1, j + 1, d));
-            }
-        }
+        let close: Vec<(usize, usize, f64)> = (0..batch.n_edges())
+            .map(|e| (batch.src[e], batch.dst[e], batch.edge_length(e)))
+            .filter(|&(i, j, d)| d < limit && i < j)
+            .map(|(i, j, d)| (i + 1, j + 1, d))
+            .collect();
         if close.is_empty() {
             return;
         }

@@ -131,3 +131,23 @@ pub fn small_model(backbone: &str, mcgm: Option<McgmConfig>, seed: u64, ctx: &Ct
     let normalization = Normalization { reference_energies: vec![-0.5, 0.25, -0.1, 0.3], energy_scale: 0.7, training_min_distance: 0.0 };
     Model::new(config, normalization, seed, ctx)
 }
+
+/// Rows of a thermo log (comments and the header skipped), as numbers.
+pub fn thermo_rows(path: &std::path::Path) -> Vec<Vec<f64>> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim_start().starts_with("Step") && !l.trim().is_empty())
+        .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
+        .collect()
+}
+
+/// The whitespace-separated numbers of the first line of `text` that starts with `step`.
+pub fn row_at_step(text: &str, step: &str) -> Vec<f64> {
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(step))
+        .unwrap_or_else(|| panic!("no row for step {step}"))
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect()
+}
