@@ -73,6 +73,29 @@ struct RunArgs {
     /// Print only errors.
     #[arg(long, short)]
     quiet: bool,
+    /// Where to run: auto (a real GPU if there is one, else the CPU), cpu or gpu; overrides
+    /// [run] platform.
+    #[arg(long, value_name = "auto|cpu|gpu", value_parser = parse_platform)]
+    platform: Option<crate::plan::Platform>,
+    /// List the GPU adapters wgpu sees (best first) and exit.
+    #[arg(long)]
+    list_devices: bool,
+}
+
+fn parse_platform(text: &str) -> Result<crate::plan::Platform, String> {
+    crate::plan::Platform::parse(text)
+}
+
+fn list_devices() {
+    let adapters = crate::gpu::list_adapters();
+    if adapters.is_empty() {
+        println!("wgpu sees no GPU adapter: {}", crate::gpu::GpuError::NoAdapter);
+        return;
+    }
+    for (k, a) in adapters.iter().enumerate() {
+        let note = if a.hardware { "" } else { "  [software: platform auto skips it, gpu uses it]" };
+        println!("{k}: {a}{note}");
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -105,6 +128,10 @@ pub fn main() -> ExitCode {
 }
 
 fn execute(args: RunArgs) -> anyhow::Result<()> {
+    if args.list_devices {
+        list_devices();
+        return Ok(());
+    }
     let Some(input) = args.input else {
         anyhow::bail!("no input: run `mdrun system.toml` (see `mdrun --help`)");
     };
@@ -114,6 +141,7 @@ fn execute(args: RunArgs) -> anyhow::Result<()> {
         restart: args.restart,
         steps: args.steps,
         quiet: args.quiet,
+        platform: args.platform,
     };
     let summary = run(&plan, &options)?;
     if let Some(path) = args.summary {

@@ -7,12 +7,14 @@
 pub mod cell;
 pub mod cli;
 pub mod elements;
+pub mod gpu;
 pub mod integrate;
 pub mod io;
 pub mod lattice;
 pub mod ml;
 pub mod neighbor;
 pub mod plan;
+pub mod platform;
 pub mod potential;
 pub mod rng;
 pub mod run;

@@ -41,11 +41,35 @@ pub struct Plan {
     pub threads: Option<usize>,
     /// eV/Å: a larger force on any atom stops the run.
     pub max_force: f64,
+    /// Where the steps run.
+    pub platform: Platform,
     pub thermo_interval: u64,
     pub log: PathBuf,
     pub checkpoint: PathBuf,
     pub checkpoint_interval: Option<u64>,
     pub trajectories: Vec<TrajectorySpec>,
+}
+
+/// Where a simulation runs: `auto` takes a real GPU when there is one, else the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Platform {
+    #[default]
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+impl Platform {
+    pub fn parse(text: &str) -> Result<Platform, String> {
+        match text {
+            "auto" => Ok(Platform::Auto),
+            "cpu" => Ok(Platform::Cpu),
+            "gpu" => Ok(Platform::Gpu),
+            other => Err(format!(
+                "unknown platform '{other}'; expected \"auto\", \"cpu\" or \"gpu\""
+            )),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -199,6 +223,7 @@ struct RawRun {
     steps: Spanned<i64>,
     threads: Option<Spanned<i64>>,
     max_force: Option<Q>,
+    platform: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -418,6 +443,10 @@ impl Plan {
             Some(q) => at.positive(q, "[run] max_force", Dimension::Force)?,
             None => DEFAULT_MAX_FORCE,
         };
+        let platform = match &run.platform {
+            None => Platform::Auto,
+            Some(p) => Platform::parse(p.get_ref()).map_err(|e| at.error(&p.span(), "[run] platform", e))?,
+        };
         let skin = match &raw.neighbor {
             Some(n) => at.non_negative(&n.skin, "[neighbor] skin", Dimension::Length)?,
             None => DEFAULT_SKIN,
@@ -471,6 +500,7 @@ impl Plan {
             skin,
             threads,
             max_force,
+            platform,
             thermo_interval,
             log,
             checkpoint,

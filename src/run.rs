@@ -4,9 +4,11 @@
 use crate::io::checkpoint::{Checkpoint, CheckpointError};
 use crate::io::thermo_log::ThermoLog;
 use crate::io::trajectory::{FrameData, TrajectoryError, TrajectoryWriter};
-use crate::plan::Plan;
-use crate::potential::Want;
-use crate::simulation::{Simulation, SimulationError};
+use crate::gpu::GpuError;
+use crate::plan::{Plan, Platform};
+use crate::platform::{Engine, EngineError};
+use crate::simulation::SimulationError;
+use crate::system::System;
 use crate::summary::{RunSummary, energy_drift};
 use crate::thermo::ThermoSample;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -24,6 +26,8 @@ pub struct RunOptions {
     pub steps: Option<u64>,
     /// Print nothing but errors.
     pub quiet: bool,
+    /// Overrides `[run] platform`.
+    pub platform: Option<Platform>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,10 @@ pub enum RunError {
         "interrupted at step {step}; the state was saved to {saved}: continue with --restart {saved}"
     )]
     Interrupted { step: u64, saved: PathBuf },
+    #[error("{path}: [run] {message}")]
+    Platform { path: PathBuf, message: String },
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
     #[error("cannot start {threads} threads: {message}")]
     Threads { threads: usize, message: String },
 }
@@ -95,13 +103,6 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         Some(path) => {
             let chk = Checkpoint::read(path)?;
             check_restart_matches(plan, &chk, path)?;
-            if chk.threads != threads {
-                eprintln!(
-                    "note: {} was written by a run on {} thread(s), this one uses {threads}: the continuation is correct but not bit-identical to an uninterrupted run",
-                    path.display(),
-                    chk.threads
-                );
-            }
             if chk.langevin_seed.is_some() && chk.langevin_seed != plan.integrator.seed() {
                 eprintln!(
                     "note: {} was written with Langevin seed {:?}, this run uses {:?}: the noise from here on differs from an uninterrupted run",
@@ -115,37 +116,51 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     };
     let restarting = options.restart.is_some();
     let last_step = options.steps.unwrap_or(plan.steps);
-    let potential = plan
-        .potential
-        .instantiate(&system.species)
-        .map_err(|message| RunError::Potential {
+    let platform = options.platform.unwrap_or(plan.platform);
+    let gpu = crate::platform::choose(plan, platform, &system, &mut |line| {
+        if !options.quiet {
+            eprintln!("{line}");
+        }
+    })
+    .map_err(|message| RunError::Platform {
+        path: plan.source.clone(),
+        message,
+    })?;
+    let mut sim = Engine::start(gpu, plan, system, step, reference).map_err(|e| match e {
+        EngineError::Potential(message) => RunError::Potential {
             path: plan.source.clone(),
             message,
-        })?;
-    let mut sim = Simulation::new(
-        system,
-        potential,
-        plan.integrator.clone(),
-        plan.timestep,
-        plan.skin,
-        plan.max_force,
-        step,
-        reference,
-    )
-    .map_err(|source| RunError::Setup {
-        origin: format!("{} (from {})", plan.structure_origin, plan.source.display()),
-        source,
+        },
+        EngineError::Simulation(source) => RunError::Setup {
+            origin: format!("{} (from {})", plan.structure_origin, plan.source.display()),
+            source,
+        },
     })?;
-
-    let n_atoms = sim.system.len();
-    let species: Vec<String> = sim
-        .system
+    if let Some(path) = &options.restart {
+        let chk_threads = Checkpoint::read(path)?.threads;
+        let now = sim.checkpoint_threads(threads);
+        if chk_threads != now {
+            let on = |t: usize| match t {
+                0 => "the GPU".to_string(),
+                t => format!("{t} CPU thread(s)"),
+            };
+            eprintln!(
+                "note: {} was written by a run on {}, this one runs on {}: the continuation is correct but not bit-identical to an uninterrupted run",
+                path.display(),
+                on(chk_threads),
+                on(now)
+            );
+        }
+    }
+    let system = sim.system()?.clone();
+    let n_atoms = system.len();
+    let species: Vec<String> = system
         .species
         .iter()
-        .zip(sim.system.species_counts())
+        .zip(system.species_counts())
         .map(|(s, c)| format!("{c} {} ({} amu)", s.name, s.mass))
         .collect();
-    let cell = &sim.system.cell;
+    let cell = &system.cell;
     let cell_text = if cell.is_bounded() {
         let l = cell.lengths();
         let a = cell.angles();
@@ -171,12 +186,12 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         format!("{n_atoms} atoms: {}; {}", species.join(", "), cell_text),
         format!(
             "potential: {}; neighbour skin {} Å",
-            sim.potential.name(),
+            sim.potential_name(),
             plan.skin
         ),
         format!(
             "integrator: {}; timestep {} fs",
-            sim.integrator.name(),
+            sim.integrator().name(),
             plan.timestep * 1e3
         ),
         match &options.restart {
@@ -186,6 +201,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
             ),
             None => format!("running {last_step} steps on {threads} thread(s)"),
         },
+        format!("platform: {}", sim.describe(threads)),
     ];
     for line in &preamble {
         say(line);
@@ -197,7 +213,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     };
     let mut log = ThermoLog::open(&plan.log, restarting, &preamble).map_err(log_error)?;
     let names: Vec<String> = (0..n_atoms)
-        .map(|i| sim.system.species_name(i).to_string())
+        .map(|i| system.species_name(i).to_string())
         .collect();
     let mut writer = TrajectoryWriter::start(plan.trajectories.clone(), names, restarting)?;
 
@@ -209,24 +225,38 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     say(&first.line());
     if !restarting {
         log.write(&first).map_err(log_error)?;
-        let due = writer.due(sim.step);
-        send_frame(&mut writer, &sim, &due)?;
+        let due = writer.due(sim.step());
+        send_frame(&mut writer, &mut sim, &due)?;
     }
     samples.push(first);
     output_time += t_out.elapsed();
 
     let interrupted = interrupt_flag();
-    let progress = Progress::new(sim.step, last_step, plan.timestep, options.quiet);
+    let progress = Progress::new(sim.step(), last_step, plan.timestep, options.quiet);
     let start = Instant::now();
-    let start_step = sim.step;
-    while sim.step < last_step {
-        let next = sim.step + 1;
+    let start_step = sim.step();
+    // The GPU runs blocks of steps between outputs, sized to take about half a second.
+    let mut block_cap: u64 = 20;
+    while sim.step() < last_step {
+        let now = sim.step();
+        let next_output = [
+            Some(last_step),
+            Some(next_multiple(now, plan.thermo_interval)),
+            plan.checkpoint_interval.map(|c| next_multiple(now, c)),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(writer.specs().iter().map(|t| next_multiple(now, t.interval)))
+        .min()
+        .unwrap();
+        let block = if sim.is_gpu() { (next_output - now).min(block_cap) } else { 1 };
+        let next = now + block;
         let thermo_due = next % plan.thermo_interval == 0 || next == last_step;
-        let want = if thermo_due { Want::ALL } else { Want::FORCES };
-        if let Err(source) = sim.advance(want) {
+        let t_block = Instant::now();
+        if let Err(source) = sim.advance(block, thermo_due) {
             if let SimulationError::BlowUp(_) | SimulationError::Neighbor(_) = source {
                 let path = sibling(&plan.checkpoint, "last-good");
-                let chk = sim.last_good_checkpoint(threads);
+                let chk = sim.last_good_checkpoint(threads)?;
                 let _ = writer.finish();
                 let _ = log.comment(&format!("run stopped: {source}"));
                 progress.finish();
@@ -248,6 +278,8 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
                 source,
             });
         }
+        let per_step = t_block.elapsed().as_secs_f64() / block as f64;
+        block_cap = ((0.5 / per_step.max(1e-9)) as u64).clamp(1, 1000);
         let t_out = Instant::now();
         if thermo_due {
             let sample = sim.thermo();
@@ -255,22 +287,23 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
             log.write(&sample).map_err(log_error)?;
             samples.push(sample);
         }
-        let due = writer.due(sim.step);
+        let step = sim.step();
+        let due = writer.due(step);
         if !due.is_empty() {
-            send_frame(&mut writer, &sim, &due)?;
+            send_frame(&mut writer, &mut sim, &due)?;
         }
-        if plan.checkpoint_interval.is_some_and(|c| sim.step % c == 0) && sim.step != last_step {
-            sim.checkpoint(threads).write(&plan.checkpoint)?;
+        if plan.checkpoint_interval.is_some_and(|c| step % c == 0) && step != last_step {
+            sim.checkpoint(threads)?.write(&plan.checkpoint)?;
         }
-        progress.update(sim.step);
+        progress.update(step);
         output_time += t_out.elapsed();
         if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
             progress.finish();
-            sim.checkpoint(threads).write(&plan.checkpoint)?;
+            sim.checkpoint(threads)?.write(&plan.checkpoint)?;
             writer.finish()?;
-            let _ = log.comment(&format!("interrupted at step {}", sim.step));
+            let _ = log.comment(&format!("interrupted at step {step}"));
             return Err(RunError::Interrupted {
-                step: sim.step,
+                step,
                 saved: plan.checkpoint.clone(),
             });
         }
@@ -279,11 +312,11 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     progress.finish();
 
     let t_out = Instant::now();
-    sim.checkpoint(threads).write(&plan.checkpoint)?;
+    sim.checkpoint(threads)?.write(&plan.checkpoint)?;
     writer.finish()?;
     output_time += t_out.elapsed();
 
-    let steps = sim.step - start_step;
+    let steps = sim.step() - start_step;
     let simulated_ns = steps as f64 * plan.timestep * 1e-3;
     // Mean over the samples of this run, excluding the starting one (it is the previous
     // run's last sample on a restart, and the prescribed initial temperature otherwise).
@@ -292,12 +325,13 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     } else {
         &samples[..]
     };
-    let drift = if sim.integrator.is_nve() {
+    let drift = if sim.integrator().is_nve() {
         energy_drift(&samples, n_atoms)
     } else {
         None
     };
     let last = samples.last().expect("at least the initial sample");
+    let split = sim.time_split();
     let summary = RunSummary {
         steps,
         wall_s: wall,
@@ -319,11 +353,13 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         final_total_energy_ev: last.total_energy(),
         n_atoms,
         timestep_fs: plan.timestep * 1e3,
-        neighbor_builds: sim.list.builds(),
+        neighbor_builds: sim.builds(),
         threads,
-        time_force_s: sim.timers.force.as_secs_f64(),
-        time_neighbor_s: sim.timers.neighbor.as_secs_f64(),
-        time_integrate_s: sim.timers.integrate.as_secs_f64(),
+        platform: sim.describe(threads),
+        time_force_s: split.force.as_secs_f64(),
+        time_neighbor_s: split.neighbor.as_secs_f64(),
+        time_integrate_s: split.integrate.as_secs_f64(),
+        time_gpu_s: split.gpu.as_secs_f64(),
         time_output_s: output_time.as_secs_f64(),
     };
     say(&summary.print());
@@ -331,7 +367,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         "Wrote {} (thermo log) and {} (checkpoint at step {}).",
         plan.log.display(),
         plan.checkpoint.display(),
-        sim.step
+        sim.step()
     ));
     Ok(summary)
 }
@@ -382,20 +418,25 @@ fn check_restart_matches(plan: &Plan, chk: &Checkpoint, path: &Path) -> Result<(
     Ok(())
 }
 
+fn next_multiple(step: u64, interval: u64) -> u64 {
+    (step / interval + 1) * interval
+}
+
 fn send_frame(
     writer: &mut TrajectoryWriter,
-    sim: &Simulation,
+    sim: &mut Engine,
     outputs: &[usize],
-) -> Result<(), TrajectoryError> {
+) -> Result<(), RunError> {
     if outputs.is_empty() {
         return Ok(());
     }
-    let s = &sim.system;
+    let (step, timestep) = (sim.step(), sim.timestep());
+    let s: &System = sim.system()?;
     let mut wrapped = s.clone();
     wrapped.wrap_positions();
     let frame = FrameData {
-        step: sim.step,
-        time_ps: sim.step as f64 * sim.timestep,
+        step,
+        time_ps: step as f64 * timestep,
         wrapped: wrapped.positions,
         unwrapped: s.unwrapped_positions(),
         velocities: writer
@@ -404,7 +445,7 @@ fn send_frame(
         cell: s.cell.is_bounded().then(|| *s.cell.vectors()),
         outputs: outputs.to_vec(),
     };
-    writer.send(frame)
+    Ok(writer.send(frame)?)
 }
 
 /// `out/state.chk` + "last-good" → `out/state.last-good.chk`.

@@ -33,6 +33,8 @@ pub enum SimulationError {
     Neighbor(#[from] NeighborError),
     #[error("{0}")]
     BlowUp(BlowUp),
+    #[error(transparent)]
+    Gpu(#[from] crate::gpu::GpuError),
 }
 
 /// What went wrong in a step that produced unusable forces.

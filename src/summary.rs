@@ -21,9 +21,13 @@ pub struct RunSummary {
     pub timestep_fs: f64,
     pub neighbor_builds: u64,
     pub threads: usize,
+    /// "cpu (N thread(s), f64)" or "gpu: <adapter> (...)".
+    pub platform: String,
     pub time_force_s: f64,
     pub time_neighbor_s: f64,
     pub time_integrate_s: f64,
+    /// GPU runs: wall time of the step kernels (the GPU does not split it).
+    pub time_gpu_s: f64,
     pub time_output_s: f64,
 }
 
@@ -66,8 +70,8 @@ impl RunSummary {
     pub fn print(&self) -> String {
         let mut s = String::new();
         s.push_str(&format!(
-            "Run summary: {} steps of {} atoms in {:.3} s: {:.4e} atom-steps/s, {:.4} ns/day, {} neighbour builds, {} thread(s)\n",
-            self.steps, self.n_atoms, self.wall_s, self.atom_steps_per_s, self.ns_per_day, self.neighbor_builds, self.threads
+            "Run summary: {} steps of {} atoms in {:.3} s: {:.4e} atom-steps/s, {:.4} ns/day, {} neighbour builds, on {}\n",
+            self.steps, self.n_atoms, self.wall_s, self.atom_steps_per_s, self.ns_per_day, self.neighbor_builds, self.platform
         ));
         s.push_str(&format!(
             "  mean temperature {:.4} K; final potential energy {:.10} eV\n",
@@ -84,6 +88,7 @@ impl RunSummary {
             - self.time_force_s
             - self.time_neighbor_s
             - self.time_integrate_s
+            - self.time_gpu_s
             - self.time_output_s)
             .max(0.0);
         s.push_str("  time split:");
@@ -91,6 +96,7 @@ impl RunSummary {
             ("force", self.time_force_s),
             ("neighbour", self.time_neighbor_s),
             ("integrate", self.time_integrate_s),
+            ("gpu steps", self.time_gpu_s),
             ("output", self.time_output_s),
             ("other", other),
         ] {

@@ -3,7 +3,7 @@
 
 use crate::potential::ForceOutput;
 use crate::system::System;
-use crate::units::NKTV2P;
+use crate::units::{BOLTZ, NKTV2P};
 
 /// One row of the thermo table.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -27,9 +27,29 @@ pub struct ThermoSample {
 impl ThermoSample {
     /// Needs `forces` evaluated with energy and virial.
     pub fn new(step: u64, time_ps: f64, system: &System, forces: &ForceOutput) -> ThermoSample {
-        let volume = system.cell.volume();
-        let kinetic = system.kinetic_tensor();
-        let w = forces.virial;
+        ThermoSample::from_sums(
+            step,
+            time_ps,
+            system.kinetic_tensor(),
+            system.degrees_of_freedom(),
+            forces.energy,
+            forces.virial,
+            system.cell.volume(),
+        )
+    }
+
+    /// From the sums over atoms: kinetic tensor Σ m v_a v_b (eV), degrees of freedom,
+    /// potential energy (eV), virial tensor (eV), volume (Å³; zero without a cell).
+    pub fn from_sums(
+        step: u64,
+        time_ps: f64,
+        kinetic: [[f64; 3]; 3],
+        dof: f64,
+        energy: f64,
+        w: [[f64; 3]; 3],
+        volume: f64,
+    ) -> ThermoSample {
+        let kinetic_energy = 0.5 * (kinetic[0][0] + kinetic[1][1] + kinetic[2][2]);
         let mut tensor = [0.0; 6];
         let index = [(0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)];
         if volume > 0.0 {
@@ -40,9 +60,9 @@ impl ThermoSample {
         ThermoSample {
             step,
             time_ps,
-            temperature: system.temperature(),
-            potential_energy: forces.energy,
-            kinetic_energy: system.kinetic_energy(),
+            temperature: 2.0 * kinetic_energy / (dof * BOLTZ),
+            potential_energy: energy,
+            kinetic_energy,
             pressure: (tensor[0] + tensor[1] + tensor[2]) / 3.0,
             pressure_tensor: tensor,
             volume,

@@ -135,7 +135,17 @@ fn unknown_elements_ask_for_a_mass() {
 
 #[test]
 fn values_are_checked_with_their_key_and_line() {
-    let cases: [(&str, String, &[&str]); 7] = [
+    let cases: [(&str, String, &[&str]); 8] = [
+        (
+            "unknown platform",
+            GOOD.replace("steps = 10", "steps = 10\nplatform = \"tpu\""),
+            &[
+                "system.toml:17",
+                "[run] platform",
+                "unknown platform 'tpu'",
+                "\"gpu\"",
+            ],
+        ),
         (
             "zero timestep",
             GOOD.replace("\"2 fs\"", "\"0 fs\""),

@@ -4,69 +4,12 @@
 
 mod common;
 
-use mdrun::plan::Plan;
 use mdrun::potential::Want;
 use mdrun::run::{RunOptions, run};
 use mdrun::simulation::Simulation;
 use mdrun::units::{BOLTZ, MVV2E};
-use std::path::{Path, PathBuf};
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mdrun-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn plan_in(dir: &Path, toml: &str) -> Plan {
-    let path = dir.join("system.toml");
-    std::fs::write(&path, toml).unwrap();
-    Plan::from_file(&path, None).unwrap_or_else(|e| panic!("{e}"))
-}
-
-
-/// LAMMPS's bench system in mdrun units (sigma = 1 Å, epsilon = 1 eV, m = 1 amu).
-fn lj_liquid(repeat: usize, steps: u64, integrator: &str) -> String {
-    format!(
-        r#"
-[structure]
-lattice = "fcc"
-density = 0.8442
-repeat = [{repeat}, {repeat}, {repeat}]
-element = "LJ"
-[masses]
-LJ = 1.0
-[velocities]
-source = "maxwell-boltzmann"
-temperature = "16710.4872117 K"
-seed = 87287
-[potential]
-type = "lj"
-cutoff = 2.5
-shift = true
-[potential.species.LJ]
-epsilon = 1.0
-sigma = 1.0
-[integrator]
-{integrator}
-timestep = "0.050902525 fs"
-[run]
-steps = {steps}
-[neighbor]
-skin = 0.3
-[output]
-thermo = 100
-"#
-    )
-}
-
-/// (relative change of E from start to end, largest relative deviation from the start).
-fn conservation(energies: &[f64]) -> (f64, f64) {
-    let e0 = energies[0];
-    let end = (energies[energies.len() - 1] - e0) / e0.abs();
-    let max = energies.iter().map(|e| (e - e0).abs()).fold(0.0, f64::max) / e0.abs();
-    (end, max)
-}
+use common::{conservation, lj_liquid, plan_in, scratch};
+use std::path::Path;
 
 #[test]
 fn nve_conserves_energy_as_well_as_lammps() {

@@ -125,6 +125,10 @@ impl LennardJones {
     pub fn shifted(&self) -> bool {
         self.shift
     }
+
+    pub fn tail_corrected(&self) -> bool {
+        self.tail
+    }
 }
 
 impl Potential for LennardJones {

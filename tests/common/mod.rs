@@ -9,7 +9,9 @@ use mdrun::ml::tensor::Ctx;
 use mdrun::neighbor::NeighborList;
 use mdrun::potential::lj::{LennardJones, LjPair};
 use mdrun::potential::{ForceOutput, Potential, Want};
+use mdrun::plan::Plan;
 use mdrun::rng::philox4x32;
+use std::path::{Path, PathBuf};
 use mdrun::system::{Species, System};
 
 /// A deterministic uniform generator for tests.
@@ -151,3 +153,61 @@ pub fn row_at_step(text: &str, step: &str) -> Vec<f64> {
         .map(|x| x.parse().unwrap())
         .collect()
 }
+
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mdrun-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn plan_in(dir: &Path, toml: &str) -> Plan {
+    let path = dir.join("system.toml");
+    std::fs::write(&path, toml).unwrap();
+    Plan::from_file(&path, None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+
+/// LAMMPS's bench system in mdrun units (sigma = 1 Å, epsilon = 1 eV, m = 1 amu).
+pub fn lj_liquid(repeat: usize, steps: u64, integrator: &str) -> String {
+    format!(
+        r#"
+[structure]
+lattice = "fcc"
+density = 0.8442
+repeat = [{repeat}, {repeat}, {repeat}]
+element = "LJ"
+[masses]
+LJ = 1.0
+[velocities]
+source = "maxwell-boltzmann"
+temperature = "16710.4872117 K"
+seed = 87287
+[potential]
+type = "lj"
+cutoff = 2.5
+shift = true
+[potential.species.LJ]
+epsilon = 1.0
+sigma = 1.0
+[integrator]
+{integrator}
+timestep = "0.050902525 fs"
+[run]
+steps = {steps}
+[neighbor]
+skin = 0.3
+[output]
+thermo = 100
+"#
+    )
+}
+
+/// (relative change of E from start to end, largest relative deviation from the start).
+pub fn conservation(energies: &[f64]) -> (f64, f64) {
+    let e0 = energies[0];
+    let end = (energies[energies.len() - 1] - e0) / e0.abs();
+    let max = energies.iter().map(|e| (e - e0).abs()).fold(0.0, f64::max) / e0.abs();
+    (end, max)
+}
+

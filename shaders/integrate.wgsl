@@ -1,0 +1,107 @@
+// Integrator half steps, one thread per atom. Positions are kept as float-float pairs
+// (pos + pos_lo): each drift adds dt v to a value known to ~1e-14 relative, so the rounding of
+// f32 positions does not accumulate over millions of steps. Forces read only the high part.
+
+// x += d, carried in float-float.
+fn drift(i: u32, d: vec3<f32>) {
+    let hi = pos[i];
+    let lo = pos_lo[i].xyz;
+    var h: vec3<f32>;
+    var l: vec3<f32>;
+    for (var k = 0u; k < 3u; k++) {
+        let s = two_sum(hi[k], d[k]);
+        let r = renormalise(s.x, s.y + lo[k]);
+        h[k] = r.x;
+        l[k] = r.y;
+    }
+    pos[i] = vec4<f32>(h, hi.w);
+    pos_lo[i] = vec4<f32>(l, 0.0);
+}
+
+fn accel(i: u32) -> vec3<f32> {
+    return force[i].xyz * P.types[atom_type(pos[i])].x;
+}
+
+// Velocity Verlet, first half: kick 1/2, drift.
+@compute @workgroup_size(64)
+fn verlet_first(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    if (i >= P.n_atoms) { return; }
+    let v = vel[i].xyz + 0.5 * P.dt * accel(i);
+    vel[i] = vec4<f32>(v, 0.0);
+    drift(i, P.dt * v);
+}
+
+// Both integrators end the step with the same half kick.
+@compute @workgroup_size(64)
+fn kick(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    if (i >= P.n_atoms) { return; }
+    vel[i] = vec4<f32>(vel[i].xyz + 0.5 * P.dt * accel(i), 0.0);
+}
+
+// ---- Philox4x32-10, as src/rng.rs: the same words for the same (seed, step, atom, stream).
+
+// High and low 32 bits of a * b.
+fn mul_wide(a: u32, b: u32) -> vec2<u32> {
+    let a0 = a & 0xffffu;
+    let a1 = a >> 16u;
+    let b0 = b & 0xffffu;
+    let b1 = b >> 16u;
+    let p00 = a0 * b0;
+    let p01 = a0 * b1;
+    let p10 = a1 * b0;
+    let p11 = a1 * b1;
+    let mid = (p00 >> 16u) + (p01 & 0xffffu) + (p10 & 0xffffu);
+    let hi = p11 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u);
+    return vec2<u32>(hi, a * b);
+}
+
+fn philox(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
+    var x = counter;
+    var k = key;
+    for (var round = 0u; round < 10u; round++) {
+        if (round > 0u) {
+            k = k + vec2<u32>(0x9E3779B9u, 0xBB67AE85u);
+        }
+        let p0 = mul_wide(0xD2511F53u, x.x);
+        let p1 = mul_wide(0xCD9E8D57u, x.z);
+        x = vec4<u32>(p1.x ^ x.y ^ k.x, p1.y, p0.x ^ x.w ^ k.y, p0.y);
+    }
+    return x;
+}
+
+const STREAM_LANGEVIN: u32 = 1u;
+const TAU: f32 = 6.283185307179586;
+
+fn box_muller(u: u32, v: u32) -> vec2<f32> {
+    // (u + 1) / 2^32 lies in (0, 1]: the logarithm stays finite.
+    let uo = (f32(u >> 8u) + 1.0) * (1.0 / 16777216.0);
+    let radius = sqrt(-2.0 * log(uo));
+    let angle = TAU * (f32(v >> 8u) * (1.0 / 16777216.0));
+    return vec2<f32>(radius * cos(angle), radius * sin(angle));
+}
+
+fn normals4(step_lo: u32, step_hi: u32, index: u32) -> vec4<f32> {
+    let w = philox(vec4<u32>(step_lo, step_hi ^ (STREAM_LANGEVIN << 16u), index, STREAM_LANGEVIN),
+                   vec2<u32>(P.seed_lo, P.seed_hi));
+    return vec4<f32>(box_muller(w.x, w.y), box_muller(w.z, w.w));
+}
+
+// Langevin BAOAB up to the force call: kick 1/2, drift 1/2, Ornstein-Uhlenbeck, drift 1/2.
+// The noise of step n+1 is keyed on n+1, as on the CPU.
+@compute @workgroup_size(64)
+fn langevin_first(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    if (i >= P.n_atoms) { return; }
+    var lo = atomicLoad(&status[ST_STEP_LO]) + 1u;
+    var hi = atomicLoad(&status[ST_STEP_HI]);
+    if (lo == 0u) { hi += 1u; }
+    let t = P.types[atom_type(pos[i])];
+    var v = vel[i].xyz + 0.5 * P.dt * accel(i);
+    drift(i, 0.5 * P.dt * v);
+    let g = normals4(lo, hi, i);
+    v = P.c1 * v + (P.c2 * t.y) * g.xyz;
+    drift(i, 0.5 * P.dt * v);
+    vel[i] = vec4<f32>(v, 0.0);
+}

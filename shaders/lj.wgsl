@@ -1,0 +1,69 @@
+// Lennard-Jones forces, gathered per atom over the full neighbour list (each pair is computed
+// twice, once from each side): no two threads write the same atom and the sum over neighbours
+// runs in list order, so forces are bit-identical run after run. With `observe` each atom also
+// writes half of its pair energies and virials, for the reduction.
+
+fn lj_atom(t: u32, observe: bool) {
+    let n = P.n_atoms;
+    let i = sorted[t];
+    let pi = pos[i];
+    let xi = pi.xyz;
+    let row = atom_type(pi) * MAX_TYPES;
+    let count = nlist[t];
+    var f = vec3<f32>(0.0);
+    var energy = 0.0;
+    var w_diag = vec3<f32>(0.0);   // xx, yy, zz
+    var w_off = vec3<f32>(0.0);    // xy, xz, yz
+    for (var k = 0u; k < count; k++) {
+        let e = nlist[n + k * n + t];
+        let j = e & ATOM_MASK;
+        let pj = pos[j];
+        let d = pj.xyz + P.shifts[e >> ATOM_BITS].xyz - xi;
+        let r2 = dot(d, d);
+        let pair = 2u * (row + atom_type(pj));
+        let c = P.lj[pair];
+        if (r2 < c.x) {
+            let r2inv = 1.0 / r2;
+            let r6inv = r2inv * r2inv * r2inv;
+            // F_i = -fpair d with d = x_j - x_i (LAMMPS: fpair (x_i - x_j)).
+            let fpair = r6inv * (c.y * r6inv - c.z) * r2inv;
+            f -= fpair * d;
+            if (observe) {
+                let c2 = P.lj[pair + 1u];
+                energy += 0.5 * (r6inv * (c2.x * r6inv - c2.y) - c2.z);
+                w_diag += 0.5 * fpair * d * d;
+                w_off += 0.5 * fpair * vec3<f32>(d.x * d.y, d.x * d.z, d.y * d.z);
+            }
+        }
+    }
+    force[i] = vec4<f32>(f, 0.0);
+    if (!(is_finite3(f) && dot(f, f) <= P.max_force_sq)) {
+        atomicAdd(&status[ST_BAD_COUNT], 1u);
+        atomicMin(&status[ST_BAD_ATOM], i);
+    }
+    if (observe) {
+        let o = 8u * i;
+        obs[o] = energy;
+        obs[o + 1u] = w_diag.x;
+        obs[o + 2u] = w_diag.y;
+        obs[o + 3u] = w_diag.z;
+        obs[o + 4u] = w_off.x;
+        obs[o + 5u] = w_off.y;
+        obs[o + 6u] = w_off.z;
+        obs[o + 7u] = 0.0;
+    }
+}
+
+@compute @workgroup_size(64)
+fn lj_forces(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let t = flat_index(gid);
+    if (t >= P.n_atoms) { return; }
+    lj_atom(t, false);
+}
+
+@compute @workgroup_size(64)
+fn lj_forces_observed(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let t = flat_index(gid);
+    if (t >= P.n_atoms) { return; }
+    lj_atom(t, true);
+}

@@ -1,0 +1,209 @@
+// The neighbour list, rebuilt on the GPU: wrap positions into the cell, bin atoms by fractional
+// coordinates (counting sort: count, scan, scatter, then order each bin by atom id so the list
+// is the same run after run), and gather for each atom every atom in the 27 surrounding bins
+// within cutoff + skin. Bins are at least cutoff + skin wide (perpendicular to their faces), so
+// 27 bins hold every partner; with one or two bins along an axis the periodic shift tells the
+// images apart. Lists have `capacity` entries per atom; a longer list is counted (ST_MAX_NEIGH)
+// and the host grows the capacity and replays the steps.
+
+// Sets ST_REBUILD when any atom moved more than skin/2 since the last build.
+@compute @workgroup_size(64)
+fn check_displacement(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    if (i >= P.n_atoms) { return; }
+    let d = pos[i].xyz - ref_pos[i].xyz;
+    if (!(dot(d, d) <= P.half_skin_sq)) {
+        atomicStore(&status[ST_REBUILD], 1u);
+    }
+}
+
+// Wraps each atom into the cell (updating its image counts) and records the build positions.
+@compute @workgroup_size(64)
+fn wrap_positions(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    if (i >= P.n_atoms) { return; }
+    let p = pos[i];
+    var x = p.xyz;
+    var lo = pos_lo[i].xyz;
+    var n = vec3<i32>(0);
+    for (var k = 0u; k < 3u; k++) {
+        n[k] = i32(floor(dot(x + lo, P.inv_cols[k].xyz)));
+    }
+    if (any(n != vec3<i32>(0))) {
+        let shift = f32(n.x) * P.cell[0].xyz + f32(n.y) * P.cell[1].xyz + f32(n.z) * P.cell[2].xyz;
+        for (var k = 0u; k < 3u; k++) {
+            let s = two_sum(x[k], -shift[k]);
+            let r = renormalise(s.x, s.y + lo[k]);
+            x[k] = r.x;
+            lo[k] = r.y;
+        }
+        pos[i] = vec4<f32>(x, p.w);
+        pos_lo[i] = vec4<f32>(lo, 0.0);
+        image[i] = image[i] + vec4<i32>(n, 0);
+    }
+    ref_pos[i] = vec4<f32>(x, p.w);
+}
+
+fn bin_coords(x: vec3<f32>) -> vec3<u32> {
+    var b: vec3<u32>;
+    for (var k = 0u; k < 3u; k++) {
+        let s = dot(x, P.inv_cols[k].xyz);
+        let nb = P.nbins[k];
+        // Clamp: rounding can put an atom a hair outside [0, 1).
+        b[k] = u32(clamp(i32(floor(s * f32(nb))), 0, i32(nb) - 1));
+    }
+    return b;
+}
+
+fn bin_index(b: vec3<u32>) -> u32 {
+    return b.x + P.nbins.x * (b.y + P.nbins.y * b.z);
+}
+
+@compute @workgroup_size(64)
+fn clear_bins(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = flat_index(gid);
+    if (b >= P.nbins.w) { return; }
+    atomicStore(&bins[b], 0u);
+}
+
+@compute @workgroup_size(64)
+fn count_bins(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    if (i >= P.n_atoms) { return; }
+    let b = bin_index(bin_coords(ref_pos[i].xyz));
+    let rank = atomicAdd(&bins[b], 1u);
+    atomic_bin_store(i, b, rank);
+}
+
+fn atomic_bin_store(i: u32, b: u32, rank: u32) {
+    atom_bin[i] = vec2<u32>(b, rank);
+}
+
+// ---- Exclusive scan of the bin counts into first slots, in blocks of 256 bins.
+
+var<workgroup> scan_tmp: array<u32, 256>;
+
+@compute @workgroup_size(256)
+fn scan_local(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let nb = P.nbins.w;
+    let b = wid.x * 256u + lid.x;
+    var count = 0u;
+    if (b < nb) { count = atomicLoad(&bins[b]); }
+    scan_tmp[lid.x] = count;
+    workgroupBarrier();
+    // Hillis-Steele inclusive scan.
+    for (var offset = 1u; offset < 256u; offset = offset * 2u) {
+        var add = 0u;
+        if (lid.x >= offset) { add = scan_tmp[lid.x - offset]; }
+        workgroupBarrier();
+        scan_tmp[lid.x] += add;
+        workgroupBarrier();
+    }
+    if (b < nb) { atomicStore(&bins[nb + b], scan_tmp[lid.x] - count); }
+    if (lid.x == 255u) { atomicStore(&bins[2u * nb + 1u + wid.x], scan_tmp[255]); }
+}
+
+// One workgroup: exclusive scan of the block sums, in chunks of 256 with a running carry.
+@compute @workgroup_size(256)
+fn scan_blocks(@builtin(local_invocation_id) lid: vec3<u32>) {
+    let base = 2u * P.nbins.w + 1u;
+    var carry = 0u;
+    for (var chunk = 0u; chunk < P.n_blocks; chunk += 256u) {
+        let k = chunk + lid.x;
+        var v = 0u;
+        if (k < P.n_blocks) { v = atomicLoad(&bins[base + k]); }
+        scan_tmp[lid.x] = v;
+        workgroupBarrier();
+        for (var offset = 1u; offset < 256u; offset = offset * 2u) {
+            var add = 0u;
+            if (lid.x >= offset) { add = scan_tmp[lid.x - offset]; }
+            workgroupBarrier();
+            scan_tmp[lid.x] += add;
+            workgroupBarrier();
+        }
+        if (k < P.n_blocks) { atomicStore(&bins[base + k], carry + scan_tmp[lid.x] - v); }
+        carry += scan_tmp[255];
+        workgroupBarrier();
+    }
+}
+
+@compute @workgroup_size(256)
+fn scan_add(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let nb = P.nbins.w;
+    let b = wid.x * 256u + lid.x;
+    if (b < nb) {
+        let add = atomicLoad(&bins[2u * nb + 1u + wid.x]);
+        atomicAdd(&bins[nb + b], add);
+    }
+    if (b == 0u) { atomicStore(&bins[2u * nb], P.n_atoms); }
+}
+
+@compute @workgroup_size(64)
+fn scatter_bins(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    if (i >= P.n_atoms) { return; }
+    let br = atom_bin[i];
+    sorted[atomicLoad(&bins[P.nbins.w + br.x]) + br.y] = i;
+}
+
+// The atomic counter handed out ranks in any order; sort each bin by atom id (bins are small).
+@compute @workgroup_size(64)
+fn sort_bins(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = flat_index(gid);
+    let nb = P.nbins.w;
+    if (b >= nb) { return; }
+    let start = atomicLoad(&bins[nb + b]);
+    let end = atomicLoad(&bins[nb + b + 1u]);
+    for (var k = start + 1u; k < end; k++) {
+        let a = sorted[k];
+        var m = k;
+        while (m > start && sorted[m - 1u] > a) {
+            sorted[m] = sorted[m - 1u];
+            m -= 1u;
+        }
+        sorted[m] = a;
+    }
+}
+
+// One thread per slot: the atoms of the 27 surrounding bins within reach, in a fixed order.
+@compute @workgroup_size(64)
+fn build_list(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let t = flat_index(gid);
+    let n = P.n_atoms;
+    if (t >= n) { return; }
+    let i = sorted[t];
+    let xi = ref_pos[i].xyz;
+    let bi = bin_coords(xi);
+    let nb = P.nbins.xyz;
+    var count = 0u;
+    for (var oz = -1; oz <= 1; oz++) {
+        for (var oy = -1; oy <= 1; oy++) {
+            for (var ox = -1; ox <= 1; ox++) {
+                let o = vec3<i32>(ox, oy, oz);
+                let raw = vec3<i32>(bi) + o;
+                // Bin index wrapped into [0, nb) and the image it stands for (-1, 0 or 1).
+                let sh = select(vec3<i32>(0), vec3<i32>(-1), raw < vec3<i32>(0))
+                       + select(vec3<i32>(0), vec3<i32>(1), raw >= vec3<i32>(nb));
+                let bj = vec3<u32>(raw - sh * vec3<i32>(nb));
+                let code = u32((sh.x + 1) + 3 * (sh.y + 1) + 9 * (sh.z + 1));
+                let shift = P.shifts[code].xyz;
+                let b = bin_index(bj);
+                let start = atomicLoad(&bins[P.nbins.w + b]);
+                let end = atomicLoad(&bins[P.nbins.w + b + 1u]);
+                for (var k = start; k < end; k++) {
+                    let j = sorted[k];
+                    if (j == i && code == 13u) { continue; }
+                    let d = ref_pos[j].xyz + shift - xi;
+                    if (dot(d, d) < P.list_reach_sq) {
+                        if (count < P.capacity) {
+                            nlist[n + count * n + t] = j | (code << ATOM_BITS);
+                        }
+                        count += 1u;
+                    }
+                }
+            }
+        }
+    }
+    nlist[t] = min(count, P.capacity);
+    atomicMax(&status[ST_MAX_NEIGH], count);
+}

@@ -1,0 +1,247 @@
+//! The wgpu context: which adapter, the device with the adapter's own limits, and errors that
+//! wgpu reports out of band (device lost, out of memory, validation) turned into `GpuError`s.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GpuError {
+    #[error(
+        "no GPU adapter found: wgpu sees no Vulkan, Metal or DX12 device. Install a driver (on Debian/Ubuntu: `apt-get install mesa-vulkan-drivers libvulkan1` gives the lavapipe software GPU) or use platform = \"cpu\""
+    )]
+    NoAdapter,
+    #[error("the GPU ({adapter}) refused a device: {message}")]
+    Device { adapter: String, message: String },
+    #[error("the GPU ran out of memory {what}: {message}")]
+    OutOfMemory { what: String, message: String },
+    #[error("the GPU device was lost ({message}); the last good state was kept")]
+    Lost { message: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("GPU error {what}: {message}")]
+    Other { what: String, message: String },
+}
+
+/// What wgpu says about one adapter, for `mdrun --list-devices` and run logs.
+#[derive(Clone, Debug)]
+pub struct AdapterDescription {
+    pub name: String,
+    pub backend: String,
+    pub kind: String,
+    pub driver: String,
+    /// A real GPU (not a software rasteriser such as lavapipe).
+    pub hardware: bool,
+}
+
+impl AdapterDescription {
+    fn of(info: &wgpu::AdapterInfo) -> AdapterDescription {
+        AdapterDescription {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            kind: format!("{:?}", info.device_type),
+            driver: [info.driver.as_str(), info.driver_info.as_str()]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" "),
+            hardware: info.device_type != wgpu::DeviceType::Cpu,
+        }
+    }
+}
+
+impl std::fmt::Display for AdapterDescription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}, {}", self.name, self.backend, self.kind)?;
+        if !self.driver.is_empty() {
+            write!(f, ", driver {}", self.driver)?;
+        }
+        write!(f, ")")
+    }
+}
+
+fn instance() -> wgpu::Instance {
+    // Vulkan, Metal and DX12 only, unless WGPU_BACKEND says otherwise (as in every wgpu
+    // program): probing GL/EGL costs time and prints display-server noise on headless machines.
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter wgpu sees, best first (discrete, integrated, virtual, other, software).
+pub fn list_adapters() -> Vec<AdapterDescription> {
+    let mut adapters = block_on(instance().enumerate_adapters(wgpu::Backends::all()));
+    adapters.sort_by_key(|a| rank(&a.get_info()));
+    adapters
+        .iter()
+        .map(|a| AdapterDescription::of(&a.get_info()))
+        .collect()
+}
+
+fn rank(info: &wgpu::AdapterInfo) -> u8 {
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    };
+    // Prefer the native API of each platform over GL.
+    let api = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    };
+    kind * 2 + api
+}
+
+/// A device and its queue on the best adapter.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: AdapterDescription,
+    lost: Arc<Mutex<Option<String>>>,
+    uncaptured: Arc<Mutex<Option<String>>>,
+}
+
+impl GpuContext {
+    /// Opens the best adapter; `hardware_only` refuses software adapters (None then).
+    pub fn open(hardware_only: bool) -> Result<Option<GpuContext>, GpuError> {
+        let mut adapters = block_on(instance().enumerate_adapters(wgpu::Backends::all()));
+        adapters.sort_by_key(|a| rank(&a.get_info()));
+        let Some(adapter) = adapters.into_iter().next() else {
+            return Ok(None);
+        };
+        let description = AdapterDescription::of(&adapter.get_info());
+        if hardware_only && !description.hardware {
+            return Ok(None);
+        }
+        // Ask for everything the adapter offers: large systems need big storage buffers.
+        let limits = adapter.limits();
+        let (device, queue) = block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("mdrun"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits,
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| GpuError::Device {
+            adapter: description.to_string(),
+            message: e.to_string(),
+        })?;
+        let lost = Arc::new(Mutex::new(None));
+        let lost_in = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if reason != wgpu::DeviceLostReason::Destroyed {
+                *lost_in.lock().unwrap() = Some(format!("{reason:?}: {message}"));
+            }
+        });
+        let uncaptured = Arc::new(Mutex::new(None));
+        let uncaptured_in = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |error: wgpu::Error| {
+            let mut slot = uncaptured_in.lock().unwrap();
+            if slot.is_none() {
+                *slot = Some(error.to_string());
+            }
+        }));
+        Ok(Some(GpuContext {
+            device,
+            queue,
+            adapter: description,
+            lost,
+            uncaptured,
+        }))
+    }
+
+    /// Fails if the device was lost or wgpu reported an error since the last check.
+    pub fn check(&self, what: &str) -> Result<(), GpuError> {
+        if let Some(message) = self.lost.lock().unwrap().clone() {
+            return Err(GpuError::Lost { message });
+        }
+        if let Some(message) = self.uncaptured.lock().unwrap().take() {
+            return Err(GpuError::Other {
+                what: what.to_string(),
+                message,
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs `make` (buffer allocations) in an out-of-memory error scope.
+    pub fn allocating<T>(&self, what: &str, make: impl FnOnce() -> T) -> Result<T, GpuError> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let value = make();
+        match block_on(scope.pop()) {
+            None => Ok(value),
+            Some(e) => Err(GpuError::OutOfMemory {
+                what: what.to_string(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Waits for all submitted work.
+    pub fn wait(&self) -> Result<(), GpuError> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Other {
+                what: "waiting for the GPU".into(),
+                message: e.to_string(),
+            })?;
+        self.check("running the step kernels")
+    }
+
+    /// Copies `size` bytes of `buffer` from `offset` to the host (waits for the GPU).
+    pub fn read(&self, buffer: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>, GpuError> {
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
+        self.queue.submit([encoder.finish()]);
+        let done = Arc::new(Mutex::new(None));
+        let done_in = done.clone();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            *done_in.lock().unwrap() = Some(r);
+        });
+        self.wait()?;
+        match done.lock().unwrap().take() {
+            Some(Ok(())) => {}
+            other => {
+                return Err(GpuError::Other {
+                    what: "reading results back".into(),
+                    message: format!("{other:?}"),
+                });
+            }
+        }
+        let bytes = staging
+            .get_mapped_range(..)
+            .map_err(|e| GpuError::Other {
+                what: "reading results back".into(),
+                message: e.to_string(),
+            })?
+            .to_vec();
+        staging.unmap();
+        Ok(bytes)
+    }
+}
+
+/// Drives a future to completion on this thread. wgpu's native futures are ready as soon as
+/// the device has been polled, which `GpuContext::wait` does.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    loop {
+        if let std::task::Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::yield_now();
+    }
+}

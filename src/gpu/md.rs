@@ -1,0 +1,975 @@
+//! The whole MD step resident on the GPU: integrator half steps, displacement check, neighbour
+//! list rebuild (decided on the GPU, dispatched indirectly), Lennard-Jones forces and the thermo
+//! reductions, all in WGSL (shaders/). The host only encodes work and, at the end of a block of
+//! steps, reads a few status words (and the thermo sums or the state when output is due).
+//!
+//! Steps run in blocks between outputs. At the start of a block the state is copied on the GPU;
+//! if the block ends with a neighbour list that overflowed its capacity, the capacity grows and
+//! the block is replayed from that copy (the result is the same as with a big enough list from
+//! the start). If a force was non-finite or above `max_force`, the block is replayed one step at
+//! a time to find the step, and the state before it is the last good state.
+//!
+//! Precision: forces, energies and velocities are f32; positions are float-float (about 48
+//! bits) so that adding small displacements does not round away; thermo sums are exact 64-bit
+//! fixed-point integer sums of the per-atom f32 values (order-independent).
+
+use super::context::{GpuContext, GpuError};
+use super::kernels::Kernels;
+use crate::cell::{Vec3, dot};
+use crate::integrate::Integrator;
+use crate::io::checkpoint::Checkpoint;
+use crate::potential::Potential;
+use crate::potential::lj::LennardJones;
+use crate::simulation::{BlowUp, SimulationError};
+use crate::system::System;
+use crate::thermo::ThermoSample;
+use crate::units::{BOLTZ, FTM2V, MVV2E};
+use std::time::{Duration, Instant};
+
+/// Species the GPU kernels handle (the LJ table lives in the parameter block).
+pub const MAX_TYPES: usize = 8;
+const WG: u32 = 64;
+/// Workgroups along x of a 2-D dispatch; beyond that rows are added along y.
+const ROW_GROUPS: u32 = 65535;
+const SCAN_BLOCK: u32 = 256;
+/// The scan handles up to 65535 blocks of 256 bins.
+const MAX_BINS: u64 = 65535 * 256;
+/// Atom ids share a neighbour entry with a 5-bit shift code.
+const MAX_ATOMS: usize = 1 << 27;
+/// The block-start copy covers these buffers (index into `Buffers::state`).
+const STATE_BUFFERS: usize = 6;
+
+const ST_MAX_NEIGH: usize = 1;
+const ST_BAD_COUNT: usize = 2;
+const ST_BAD_ATOM: usize = 3;
+const ST_BUILDS: usize = 4;
+const STATUS_WORDS: usize = 8;
+
+/// Why a system cannot run on the GPU platform (it can on the CPU).
+pub fn unsupported_reason(system: &System, reach: f64) -> Option<String> {
+    if system.cell.pbc() != [true; 3] {
+        return Some(format!(
+            "the GPU platform needs a cell periodic on all three axes (this one: {:?})",
+            system.cell.pbc()
+        ));
+    }
+    if system.species.len() > MAX_TYPES {
+        return Some(format!(
+            "the GPU platform handles up to {MAX_TYPES} species (this system has {})",
+            system.species.len()
+        ));
+    }
+    if system.len() >= MAX_ATOMS || system.is_empty() {
+        return Some(format!(
+            "the GPU platform handles 1 to {} atoms (this system has {})",
+            MAX_ATOMS - 1,
+            system.len()
+        ));
+    }
+    let widths = system.cell.perpendicular_widths();
+    if widths.iter().any(|&w| w < reach) {
+        return Some(format!(
+            "the cell is narrower ({:.3} x {:.3} x {:.3} Å between faces) than cutoff + skin = {reach:.3} Å; the GPU list reaches one image only",
+            widths[0], widths[1], widths[2]
+        ));
+    }
+    None
+}
+
+/// Workgroup counts for `threads` threads of a 64-wide kernel, as (x, y, 1).
+fn dims(threads: u64) -> [u32; 3] {
+    let groups = threads.div_ceil(WG as u64).max(1) as u32;
+    if groups <= ROW_GROUPS {
+        [groups, 1, 1]
+    } else {
+        [ROW_GROUPS, groups.div_ceil(ROW_GROUPS), 1]
+    }
+}
+
+struct Buffers {
+    params: wgpu::Buffer,
+    /// pos, pos_lo, vel, force, image, ref_pos: the state of a step.
+    state: [wgpu::Buffer; STATE_BUFFERS],
+    /// Their copies at the start of the current block.
+    backup: [wgpu::Buffer; STATE_BUFFERS],
+    atom_bin: wgpu::Buffer,
+    bins: wgpu::Buffer,
+    sorted: wgpu::Buffer,
+    nlist: wgpu::Buffer,
+    obs: wgpu::Buffer,
+    partial: wgpu::Buffer,
+    status: wgpu::Buffer,
+    dispatch: wgpu::Buffer,
+}
+
+const POS: usize = 0;
+const POS_LO: usize = 1;
+const VEL: usize = 2;
+const FORCE: usize = 3;
+const IMAGE: usize = 4;
+const REF: usize = 5;
+
+/// The GPU side of one simulation (Lennard-Jones, velocity Verlet or Langevin).
+pub struct GpuSimulation {
+    ctx: GpuContext,
+    kernels: Kernels,
+    buf: Buffers,
+    main_group: wgpu::BindGroup,
+    dispatch_group: wgpu::BindGroup,
+    /// Species, cell, types, masses; positions, velocities and images as of the last read-back.
+    system: System,
+    host_step: Option<u64>,
+    pub potential: LennardJones,
+    pub integrator: Integrator,
+    /// ps
+    pub timestep: f64,
+    pub step: u64,
+    max_force: f64,
+    skin: f64,
+    n: usize,
+    capacity: u32,
+    nbins: [u32; 3],
+    n_blocks: u32,
+    builds: u64,
+    /// Times the neighbour capacity had to grow.
+    pub capacity_grows: u32,
+    /// Thermo sums at `sums_step`: kinetic tensor (6), potential energy, virial (6).
+    sums: [f64; 13],
+    sums_step: u64,
+    last_good: Option<Checkpoint>,
+    /// Wall time spent waiting for the GPU (all kernels).
+    pub gpu_time: Duration,
+}
+
+impl GpuSimulation {
+    /// Uploads the system and builds the first list and forces. With `reference` (from a
+    /// checkpoint) the list is built from those positions, exactly as it was.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        ctx: GpuContext,
+        mut system: System,
+        potential: LennardJones,
+        integrator: Integrator,
+        timestep: f64,
+        skin: f64,
+        max_force: f64,
+        step: u64,
+        reference: Option<Vec<Vec3>>,
+    ) -> Result<GpuSimulation, SimulationError> {
+        let reach = potential.cutoff() + skin;
+        if let Some(reason) = unsupported_reason(&system, reach) {
+            return Err(gpu_error(GpuError::Unsupported(reason)));
+        }
+        if reference.is_none() {
+            system.wrap_positions();
+        }
+        let n = system.len();
+        let kernels = Kernels::new(&ctx).map_err(gpu_error)?;
+
+        // Bins at least `reach` wide between faces; fewer if there would be too many.
+        let widths = system.cell.perpendicular_widths();
+        let mut nbins = [0, 1, 2].map(|k| ((widths[k] / (reach * (1.0 + 1e-6))).floor() as u32).max(1));
+        while nbins.iter().map(|&b| b as u64).product::<u64>() > MAX_BINS {
+            let k = (0..3).max_by_key(|&k| nbins[k]).unwrap();
+            nbins[k] -= 1;
+        }
+        let total_bins = nbins.iter().product::<u32>();
+        let n_blocks = total_bins.div_ceil(SCAN_BLOCK);
+
+        // Start with room for 1.3x the mean neighbour count; overflow grows it.
+        let density = n as f64 / system.cell.volume();
+        let mean = density * 4.0 / 3.0 * std::f64::consts::PI * reach.powi(3);
+        let capacity = ((1.3 * mean).ceil() as u32 + 16).next_multiple_of(8);
+
+        let buf = allocate(&ctx, n, total_bins, n_blocks, capacity).map_err(gpu_error)?;
+        let (main_group, dispatch_group) = bind_groups(&ctx, &kernels, &buf);
+        let mut sim = GpuSimulation {
+            ctx,
+            kernels,
+            buf,
+            main_group,
+            dispatch_group,
+            system,
+            host_step: None,
+            potential,
+            integrator,
+            timestep,
+            step,
+            max_force,
+            skin,
+            n,
+            capacity,
+            nbins,
+            n_blocks,
+            builds: 0,
+            capacity_grows: 0,
+            sums: [0.0; 13],
+            sums_step: step,
+            last_good: None,
+            gpu_time: Duration::ZERO,
+        };
+        sim.write_params();
+        sim.upload(reference.as_deref());
+        sim.host_step = Some(step);
+        sim.write_status(step);
+        // First list: with the wrap (which only records the build positions: they are wrapped
+        // already) unless the checkpoint gave them.
+        sim.build_until_it_fits(reference.is_none())
+            .map_err(gpu_error)?;
+        sim.builds = 1;
+        // First forces, energy and virial.
+        let mut encoder = sim.ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_bind_group(0, &sim.main_group, &[]);
+            sim.encode_forces(&mut pass, true);
+            sim.encode_reduction(&mut pass);
+        }
+        sim.ctx.queue.submit([encoder.finish()]);
+        let status = sim.read_status().map_err(gpu_error)?;
+        if status[ST_BAD_COUNT] > 0 {
+            let blow = sim.describe_blow_up(status[ST_BAD_ATOM]).map_err(gpu_error)?;
+            return Err(SimulationError::BlowUp(blow));
+        }
+        sim.read_sums().map_err(gpu_error)?;
+        Ok(sim)
+    }
+
+    pub fn adapter(&self) -> String {
+        self.ctx.adapter.to_string()
+    }
+
+    pub fn n_atoms(&self) -> usize {
+        self.n
+    }
+
+    pub fn builds(&self) -> u64 {
+        self.builds
+    }
+
+    /// Neighbour entries per atom the list has room for now.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    fn write_params(&self) {
+        let s = &self.system;
+        let cell = s.cell.vectors();
+        // Columns of the inverse of the row matrix H: s = x H^-1.
+        let inv = invert_rows(cell);
+        let reach = self.potential.cutoff() + self.skin;
+        let mut p = ParamWriter::default();
+        for row in cell {
+            p.vec3(*row);
+        }
+        for k in 0..3 {
+            p.vec3([inv[0][k], inv[1][k], inv[2][k]]);
+        }
+        for code in 0..27 {
+            let n = [code % 3 - 1, (code / 3) % 3 - 1, code / 9 - 1];
+            p.vec3(s.cell.shift_vector(n));
+        }
+        let total_bins: u32 = self.nbins.iter().product();
+        p.u4([self.nbins[0], self.nbins[1], self.nbins[2], total_bins]);
+        let atoms = dims(self.n as u64);
+        let bins = dims(total_bins as u64);
+        p.u4([atoms[0], atoms[1], 1, 0]);
+        p.u4([bins[0], bins[1], 1, 0]);
+        p.u4([self.n_blocks, 1, 1, 0]);
+        p.u(self.n as u32);
+        p.u(self.capacity);
+        p.u(s.species.len() as u32);
+        p.u(self.n_blocks);
+        let (c1, c2, seed) = match self.integrator {
+            Integrator::VelocityVerlet => (1.0, 0.0, 0),
+            Integrator::Langevin { damping, seed, .. } => {
+                let c1 = (-self.timestep / damping).exp();
+                (c1, (1.0 - c1 * c1).sqrt(), seed)
+            }
+        };
+        p.f(self.timestep);
+        p.f(reach * reach);
+        p.f(0.25 * self.skin * self.skin);
+        p.f(self.max_force * self.max_force);
+        p.f(c1);
+        p.f(c2);
+        p.u(seed as u32);
+        p.u((seed >> 32) as u32);
+        p.u(ROW_GROUPS * WG);
+        p.u(atoms[0] * atoms[1]);
+        p.f(1.0);
+        p.u(0);
+        let temperature = match self.integrator {
+            Integrator::Langevin { temperature, .. } => temperature,
+            Integrator::VelocityVerlet => 0.0,
+        };
+        for t in 0..MAX_TYPES {
+            match s.species.get(t) {
+                Some(sp) => p.vec3([
+                    FTM2V / sp.mass,
+                    (BOLTZ * temperature / (sp.mass * MVV2E)).sqrt(),
+                    sp.mass * MVV2E,
+                ]),
+                None => p.vec3([0.0; 3]),
+            }
+        }
+        let ns = s.species.len();
+        for a in 0..MAX_TYPES {
+            for b in 0..MAX_TYPES {
+                if a < ns && b < ns {
+                    let q = self.potential.pair(a, b);
+                    let s6 = q.sigma.powi(6);
+                    let offset = if self.potential.shifted() && q.cutoff > 0.0 {
+                        q.energy_at(q.cutoff)
+                    } else {
+                        0.0
+                    };
+                    p.vec3([q.cutoff * q.cutoff, 48.0 * q.epsilon * s6 * s6, 24.0 * q.epsilon * s6]);
+                    p.vec3([4.0 * q.epsilon * s6 * s6, 4.0 * q.epsilon * s6, offset]);
+                } else {
+                    p.vec3([0.0; 3]);
+                    p.vec3([0.0; 3]);
+                }
+            }
+        }
+        self.ctx.queue.write_buffer(&self.buf.params, 0, bytemuck::cast_slice(&p.0));
+    }
+
+    fn upload(&self, reference: Option<&[Vec3]>) {
+        let s = &self.system;
+        let mut hi = Vec::with_capacity(self.n);
+        let mut lo = Vec::with_capacity(self.n);
+        for (x, &t) in s.positions.iter().zip(&s.types) {
+            let h = x.map(|v| v as f32);
+            hi.push([h[0], h[1], h[2], f32::from_bits(t)]);
+            lo.push([
+                (x[0] - h[0] as f64) as f32,
+                (x[1] - h[1] as f64) as f32,
+                (x[2] - h[2] as f64) as f32,
+                0.0,
+            ]);
+        }
+        let vel: Vec<[f32; 4]> = s
+            .velocities
+            .iter()
+            .map(|v| [v[0] as f32, v[1] as f32, v[2] as f32, 0.0])
+            .collect();
+        let image: Vec<[i32; 4]> = s.images.iter().map(|m| [m[0], m[1], m[2], 0]).collect();
+        let q = &self.ctx.queue;
+        q.write_buffer(&self.buf.state[POS], 0, bytemuck::cast_slice(&hi));
+        q.write_buffer(&self.buf.state[POS_LO], 0, bytemuck::cast_slice(&lo));
+        q.write_buffer(&self.buf.state[VEL], 0, bytemuck::cast_slice(&vel));
+        q.write_buffer(&self.buf.state[IMAGE], 0, bytemuck::cast_slice(&image));
+        if let Some(reference) = reference {
+            let r: Vec<[f32; 4]> = reference
+                .iter()
+                .zip(&s.types)
+                .map(|(x, &t)| [x[0] as f32, x[1] as f32, x[2] as f32, f32::from_bits(t)])
+                .collect();
+            q.write_buffer(&self.buf.state[REF], 0, bytemuck::cast_slice(&r));
+        }
+    }
+
+    /// Resets the per-block status words; the step counter starts at `step`.
+    fn write_status(&self, step: u64) {
+        let words: [u32; STATUS_WORDS] = [
+            0,
+            0,
+            0,
+            u32::MAX,
+            self.builds as u32,
+            step as u32,
+            (step >> 32) as u32,
+            0,
+        ];
+        self.ctx
+            .queue
+            .write_buffer(&self.buf.status, 0, bytemuck::cast_slice(&words));
+    }
+
+    fn read_status(&self) -> Result<[u32; STATUS_WORDS], GpuError> {
+        let bytes = self.ctx.read(&self.buf.status, 0, 4 * STATUS_WORDS as u64)?;
+        let mut out = [0u32; STATUS_WORDS];
+        out.copy_from_slice(bytemuck::cast_slice(&bytes));
+        Ok(out)
+    }
+
+    /// Builds the list directly (not on the GPU's decision), growing the capacity until every
+    /// atom's neighbours fit.
+    fn build_until_it_fits(&mut self, wrap: bool) -> Result<(), GpuError> {
+        loop {
+            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                pass.set_bind_group(0, &self.main_group, &[]);
+                self.encode_rebuild(&mut pass, wrap, false);
+            }
+            self.ctx.queue.submit([encoder.finish()]);
+            let status = self.read_status()?;
+            if status[ST_MAX_NEIGH] <= self.capacity {
+                return Ok(());
+            }
+            self.grow(status[ST_MAX_NEIGH])?;
+            // The wrap (if any) is done; the retry bins the same build positions.
+            return self.build_until_it_fits(false);
+        }
+    }
+
+    fn grow(&mut self, needed: u32) -> Result<(), GpuError> {
+        self.capacity = ((needed as f64 * 1.2).ceil() as u32 + 8).next_multiple_of(8);
+        self.capacity_grows += 1;
+        let size = 4 * (self.n as u64) * (1 + self.capacity as u64);
+        self.buf.nlist = self.ctx.allocating("for the neighbour list", || {
+            storage(&self.ctx, "nlist", size, false)
+        })?;
+        let (main, dispatch) = bind_groups(&self.ctx, &self.kernels, &self.buf);
+        self.main_group = main;
+        self.dispatch_group = dispatch;
+        self.write_params();
+        Ok(())
+    }
+
+    /// The rebuild: wrap, bin (count, scan, scatter, order), gather. `indirect`: sized by the
+    /// step scheduler (zero workgroups when no rebuild is due).
+    fn encode_rebuild(&self, pass: &mut wgpu::ComputePass<'_>, wrap: bool, indirect: bool) {
+        let k = &self.kernels;
+        let total_bins: u32 = self.nbins.iter().product();
+        let atoms = dims(self.n as u64);
+        let bins = dims(total_bins as u64);
+        let blocks = [self.n_blocks, 1, 1];
+        let single = [1, 1, 1];
+        let mut go = |pipeline: &wgpu::ComputePipeline, slot: u64, size: [u32; 3]| {
+            pass.set_pipeline(pipeline);
+            if indirect {
+                pass.dispatch_workgroups_indirect(&self.buf.dispatch, slot * 12);
+            } else {
+                pass.dispatch_workgroups(size[0], size[1], size[2]);
+            }
+        };
+        if wrap {
+            go(&k.wrap_positions, 0, atoms);
+        }
+        go(&k.clear_bins, 1, bins);
+        go(&k.count_bins, 0, atoms);
+        go(&k.scan_local, 2, blocks);
+        go(&k.scan_blocks, 3, single);
+        go(&k.scan_add, 2, blocks);
+        go(&k.scatter_bins, 0, atoms);
+        go(&k.sort_bins, 1, bins);
+        go(&k.build_list, 0, atoms);
+    }
+
+    fn encode_forces(&self, pass: &mut wgpu::ComputePass<'_>, observe: bool) {
+        let k = &self.kernels;
+        let atoms = dims(self.n as u64);
+        pass.set_pipeline(if observe { &k.lj_forces_observed } else { &k.lj_forces });
+        pass.dispatch_workgroups(atoms[0], atoms[1], 1);
+    }
+
+    /// Sums kinetic tensor, energy and virial (after the step's last velocity update).
+    fn encode_reduction(&self, pass: &mut wgpu::ComputePass<'_>) {
+        let k = &self.kernels;
+        let atoms = dims(self.n as u64);
+        pass.set_pipeline(&k.reduce_atoms);
+        pass.dispatch_workgroups(atoms[0], atoms[1], 1);
+        pass.set_pipeline(&k.reduce_blocks);
+        pass.dispatch_workgroups(1, 1, 1);
+    }
+
+    /// One step: integrate to the new positions, check displacements, let the scheduler decide
+    /// the rebuild, rebuild (indirect), forces, final half kick.
+    fn encode_step(&self, encoder: &mut wgpu::CommandEncoder, observe: bool) {
+        let k = &self.kernels;
+        let atoms = dims(self.n as u64);
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_bind_group(0, &self.main_group, &[]);
+            pass.set_pipeline(match self.integrator {
+                Integrator::VelocityVerlet => &k.verlet_first,
+                Integrator::Langevin { .. } => &k.langevin_first,
+            });
+            pass.dispatch_workgroups(atoms[0], atoms[1], 1);
+            pass.set_pipeline(&k.check_displacement);
+            pass.dispatch_workgroups(atoms[0], atoms[1], 1);
+        }
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_bind_group(0, &self.main_group, &[]);
+            pass.set_bind_group(1, &self.dispatch_group, &[]);
+            pass.set_pipeline(&k.schedule_step);
+            pass.dispatch_workgroups(1, 1, 1);
+        }
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_bind_group(0, &self.main_group, &[]);
+            self.encode_rebuild(&mut pass, true, true);
+            self.encode_forces(&mut pass, observe);
+            pass.set_pipeline(&k.kick);
+            pass.dispatch_workgroups(atoms[0], atoms[1], 1);
+            if observe {
+                self.encode_reduction(&mut pass);
+            }
+        }
+    }
+
+    fn copy_state(&self, encoder: &mut wgpu::CommandEncoder, to_backup: bool) {
+        for (live, copy) in self.buf.state.iter().zip(&self.buf.backup) {
+            let (from, to) = if to_backup { (live, copy) } else { (copy, live) };
+            encoder.copy_buffer_to_buffer(from, 0, to, 0, live.size());
+        }
+    }
+
+    /// Runs `steps` steps from the current state without checks; `observe` evaluates energy and
+    /// virial at the last one.
+    fn submit_steps(&self, steps: u64, observe: bool, backup_first: bool) {
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        if backup_first {
+            self.copy_state(&mut encoder, true);
+        }
+        for s in 0..steps {
+            self.encode_step(&mut encoder, observe && s + 1 == steps);
+            // Keep command buffers to a moderate size.
+            if s % 64 == 63 && s + 1 < steps {
+                let full = std::mem::replace(
+                    &mut encoder,
+                    self.ctx.device.create_command_encoder(&Default::default()),
+                );
+                self.ctx.queue.submit([full.finish()]);
+            }
+        }
+        self.ctx.queue.submit([encoder.finish()]);
+    }
+
+    fn restore_backup(&mut self) -> Result<(), GpuError> {
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        self.copy_state(&mut encoder, false);
+        self.ctx.queue.submit([encoder.finish()]);
+        self.build_until_it_fits(false)
+    }
+
+    /// Advances `steps` steps; with `observe` the last one is evaluated for thermo output.
+    pub fn advance(&mut self, steps: u64, observe: bool) -> Result<(), SimulationError> {
+        if steps == 0 {
+            return Ok(());
+        }
+        let t = Instant::now();
+        let result = self.advance_checked(steps, observe);
+        self.gpu_time += t.elapsed();
+        result
+    }
+
+    fn advance_checked(&mut self, steps: u64, observe: bool) -> Result<(), SimulationError> {
+        let start_builds = self.builds;
+        loop {
+            self.write_status(self.step);
+            self.submit_steps(steps, observe, true);
+            let status = self.read_status().map_err(gpu_error)?;
+            if status[ST_MAX_NEIGH] > self.capacity {
+                // Some list was cut short: grow, go back to the block start and replay.
+                self.grow(status[ST_MAX_NEIGH]).map_err(gpu_error)?;
+                self.builds = start_builds;
+                self.write_status(self.step);
+                self.restore_backup().map_err(gpu_error)?;
+                continue;
+            }
+            if status[ST_BAD_COUNT] > 0 {
+                self.builds = start_builds;
+                self.restore_backup().map_err(gpu_error)?;
+                return Err(self.locate_blow_up(steps));
+            }
+            self.builds = status[ST_BUILDS] as u64;
+            self.step += steps;
+            if observe {
+                self.read_sums().map_err(gpu_error)?;
+            }
+            return Ok(());
+        }
+    }
+
+    /// Replays the block one step at a time from its start; the state before the step whose
+    /// forces are bad is kept as the last good state.
+    fn locate_blow_up(&mut self, steps: u64) -> SimulationError {
+        for _ in 0..steps {
+            self.write_status(self.step);
+            self.submit_steps(1, false, true);
+            let status = match self.read_status() {
+                Ok(s) => s,
+                Err(e) => return gpu_error(e),
+            };
+            if status[ST_BAD_COUNT] == 0 {
+                self.builds = status[ST_BUILDS] as u64;
+                self.step += 1;
+                continue;
+            }
+            let mut blow = match self.describe_blow_up(status[ST_BAD_ATOM]) {
+                Ok(b) => b,
+                Err(e) => return gpu_error(e),
+            };
+            blow.step = self.step + 1;
+            let saved = self
+                .restore_backup()
+                .and_then(|()| self.read_host_state())
+                .map(|()| self.state_checkpoint());
+            match saved {
+                Ok(chk) => self.last_good = Some(chk),
+                Err(e) => return gpu_error(e),
+            }
+            return SimulationError::BlowUp(blow);
+        }
+        // Not reproduced step by step: should not happen (the kernels are deterministic).
+        gpu_error(GpuError::Other {
+            what: "replaying a block that produced bad forces".into(),
+            message: "the replay did not reproduce them".into(),
+        })
+    }
+
+    fn describe_blow_up(&self, atom: u32) -> Result<BlowUp, GpuError> {
+        let i = atom as usize;
+        let bytes = self.ctx.read(&self.buf.state[FORCE], 16 * i as u64, 16)?;
+        let f: &[f32] = bytemuck::cast_slice(&bytes);
+        let mag = ((f[0] as f64).powi(2) + (f[1] as f64).powi(2) + (f[2] as f64).powi(2)).sqrt();
+        // The atom's closest partner (nearest image), for the message.
+        let pos = self.read_vec4::<f32>(POS)?;
+        let cell = &self.system.cell;
+        let xi = [0, 1, 2].map(|k| pos[i][k] as f64);
+        let closest = (0..self.n)
+            .filter(|&j| j != i)
+            .map(|j| {
+                let d = [0, 1, 2].map(|k| pos[j][k] as f64 - xi[k]);
+                let s = cell.fractional(d).map(|x| x - x.round());
+                let d = cell.cartesian(s);
+                (j, dot(d, d).sqrt())
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(j, r)| (i.min(j) + 1, i.max(j) + 1, r));
+        Ok(BlowUp {
+            step: self.step,
+            atoms: vec![(i + 1, self.system.species_name(i).to_string(), mag)],
+            limit: self.max_force,
+            closest,
+        })
+    }
+
+    fn read_sums(&mut self) -> Result<(), GpuError> {
+        let bytes = self.ctx.read(&self.buf.partial, 0, 4 * 26)?;
+        let w: &[u32] = bytemuck::cast_slice(&bytes);
+        for q in 0..13 {
+            // 32.32 fixed point, two's complement.
+            let fixed = ((w[2 * q + 1] as u64) << 32 | w[2 * q] as u64) as i64;
+            self.sums[q] = fixed as f64 / 4294967296.0;
+        }
+        self.sums_step = self.step;
+        Ok(())
+    }
+
+    fn read_vec4<T: bytemuck::Pod>(&self, buffer: usize) -> Result<Vec<[T; 4]>, GpuError> {
+        let b = &self.buf.state[buffer];
+        let bytes = self.ctx.read(b, 0, b.size())?;
+        Ok(bytemuck::cast_slice::<u8, [T; 4]>(&bytes).to_vec())
+    }
+
+    /// Reads positions, velocities and images into the host copy of the system.
+    fn read_host_state(&mut self) -> Result<(), GpuError> {
+        let hi = self.read_vec4::<f32>(POS)?;
+        let lo = self.read_vec4::<f32>(POS_LO)?;
+        let vel = self.read_vec4::<f32>(VEL)?;
+        let image = self.read_vec4::<i32>(IMAGE)?;
+        let s = &mut self.system;
+        for i in 0..self.n {
+            s.positions[i] = [0, 1, 2].map(|k| hi[i][k] as f64 + lo[i][k] as f64);
+            s.velocities[i] = [0, 1, 2].map(|k| vel[i][k] as f64);
+            s.images[i] = [image[i][0], image[i][1], image[i][2]];
+        }
+        self.host_step = Some(self.step);
+        Ok(())
+    }
+
+    /// The system as it is now on the GPU (read back if it changed since the last call).
+    pub fn system(&mut self) -> Result<&System, GpuError> {
+        if self.host_step != Some(self.step) {
+            self.read_host_state()?;
+        }
+        Ok(&self.system)
+    }
+
+    /// Forces of the current step, eV/Å.
+    pub fn forces(&self) -> Result<Vec<Vec3>, GpuError> {
+        Ok(self
+            .read_vec4::<f32>(FORCE)?
+            .iter()
+            .map(|f| [f[0] as f64, f[1] as f64, f[2] as f64])
+            .collect())
+    }
+
+    /// Potential energy (eV, with the tail correction if asked for) and virial tensor of the
+    /// last observed step.
+    pub fn energy_virial(&self) -> (f64, [[f64; 3]; 3]) {
+        let s = &self.sums;
+        let mut energy = s[6];
+        let mut w = [[s[7], s[10], s[11]], [s[10], s[8], s[12]], [s[11], s[12], s[9]]];
+        if self.potential.tail_corrected() {
+            let (e, wt) = self
+                .potential
+                .tail_correction(&self.system.species_counts(), self.system.cell.volume());
+            energy += e;
+            for (k, row) in w.iter_mut().enumerate() {
+                row[k] += wt / 3.0;
+            }
+        }
+        (energy, w)
+    }
+
+    /// Thermo quantities of the last observed step.
+    pub fn thermo(&self) -> ThermoSample {
+        let s = &self.sums;
+        let kinetic = [[s[0], s[3], s[4]], [s[3], s[1], s[5]], [s[4], s[5], s[2]]];
+        let (energy, virial) = self.energy_virial();
+        ThermoSample::from_sums(
+            self.sums_step,
+            self.sums_step as f64 * self.timestep,
+            kinetic,
+            self.system.degrees_of_freedom(),
+            energy,
+            virial,
+            self.system.cell.volume(),
+        )
+    }
+
+    /// The pairs of the list in force as (i, j, image of j), for tests.
+    pub fn neighbor_pairs(&self) -> Result<Vec<(usize, usize, [i32; 3])>, GpuError> {
+        let sorted = self.ctx.read(&self.buf.sorted, 0, 4 * self.n as u64)?;
+        let sorted: &[u32] = bytemuck::cast_slice(&sorted);
+        let list = self.ctx.read(&self.buf.nlist, 0, self.buf.nlist.size())?;
+        let list: &[u32] = bytemuck::cast_slice(&list);
+        let n = self.n;
+        let mut out = Vec::new();
+        for t in 0..n {
+            let i = sorted[t] as usize;
+            for k in 0..list[t] as usize {
+                let e = list[n + k * n + t];
+                let code = (e >> 27) as i32;
+                let j = (e & 0x07ff_ffff) as usize;
+                out.push((i, j, [code % 3 - 1, (code / 3) % 3 - 1, code / 9 - 1]));
+            }
+        }
+        Ok(out)
+    }
+
+    fn reference_positions(&self) -> Result<Vec<Vec3>, GpuError> {
+        Ok(self
+            .read_vec4::<f32>(REF)?
+            .iter()
+            .map(|r| [r[0] as f64, r[1] as f64, r[2] as f64])
+            .collect())
+    }
+
+    fn state_checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            step: self.host_step.unwrap_or(self.step),
+            system: self.system.clone(),
+            reference: self.reference_positions().ok(),
+            threads: 0,
+            langevin_seed: self.integrator.seed(),
+        }
+    }
+
+    /// The current state with the list's build positions: a restart is bit-identical.
+    pub fn checkpoint(&mut self) -> Result<Checkpoint, GpuError> {
+        self.system()?;
+        Ok(self.state_checkpoint())
+    }
+
+    /// After a blow-up: the state at the start of the step that blew up.
+    pub fn last_good_checkpoint(&mut self) -> Result<Checkpoint, GpuError> {
+        match &self.last_good {
+            Some(chk) => Ok(chk.clone()),
+            None => self.checkpoint(),
+        }
+    }
+}
+
+fn gpu_error(e: GpuError) -> SimulationError {
+    SimulationError::Gpu(e)
+}
+
+/// Inverse of the matrix whose rows are the cell vectors.
+fn invert_rows(h: &[Vec3; 3]) -> [Vec3; 3] {
+    let [a, b, c] = *h;
+    let cross = crate::cell::cross;
+    let det = dot(a, cross(b, c));
+    // (H^-1) columns are (b x c, c x a, a x b) / det.
+    let cols = [cross(b, c), cross(c, a), cross(a, b)];
+    let mut inv = [[0.0; 3]; 3];
+    for (k, col) in cols.iter().enumerate() {
+        for m in 0..3 {
+            inv[m][k] = col[m] / det;
+        }
+    }
+    inv
+}
+
+fn storage(ctx: &GpuContext, label: &str, size: u64, indirect: bool) -> wgpu::Buffer {
+    let mut usage = wgpu::BufferUsages::STORAGE
+        | wgpu::BufferUsages::COPY_SRC
+        | wgpu::BufferUsages::COPY_DST;
+    if indirect {
+        usage |= wgpu::BufferUsages::INDIRECT;
+    }
+    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: size.max(16).next_multiple_of(16),
+        usage,
+        mapped_at_creation: false,
+    })
+}
+
+fn allocate(
+    ctx: &GpuContext,
+    n: usize,
+    total_bins: u32,
+    n_blocks: u32,
+    capacity: u32,
+) -> Result<Buffers, GpuError> {
+    let n64 = n as u64;
+    let limits = ctx.device.limits();
+    let list_bytes = 4 * n64 * (1 + capacity as u64);
+    let largest = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
+    if list_bytes > largest {
+        return Err(GpuError::OutOfMemory {
+            what: "for the neighbour list".into(),
+            message: format!(
+                "{list_bytes} bytes needed, the adapter allows {largest} per buffer"
+            ),
+        });
+    }
+    let reduce_blocks = {
+        let d = dims(n64);
+        (d[0] * d[1]) as u64
+    };
+    ctx.allocating("for the simulation buffers", || {
+        let state = |name: &str| storage(ctx, name, 16 * n64, false);
+        Buffers {
+            params: ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("params"),
+                size: PARAMS_BYTES,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+            state: ["pos", "pos_lo", "vel", "force", "image", "ref_pos"].map(state),
+            backup: ["pos'", "pos_lo'", "vel'", "force'", "image'", "ref_pos'"].map(state),
+            atom_bin: storage(ctx, "atom_bin", 8 * n64, false),
+            bins: storage(
+                ctx,
+                "bins",
+                4 * (2 * total_bins as u64 + 1 + n_blocks as u64),
+                false,
+            ),
+            sorted: storage(ctx, "sorted", 4 * n64, false),
+            nlist: storage(ctx, "nlist", list_bytes, false),
+            obs: storage(ctx, "obs", 32 * n64, false),
+            partial: storage(ctx, "partial", 4 * (32 + 32 * reduce_blocks), false),
+            status: storage(ctx, "status", 4 * STATUS_WORDS as u64, false),
+            dispatch: storage(ctx, "dispatch", 4 * 12, true),
+        }
+    })
+}
+
+fn bind_groups(ctx: &GpuContext, kernels: &Kernels, buf: &Buffers) -> (wgpu::BindGroup, wgpu::BindGroup) {
+    let storage_buffers: [&wgpu::Buffer; 13] = [
+        &buf.state[POS],
+        &buf.state[POS_LO],
+        &buf.state[VEL],
+        &buf.state[FORCE],
+        &buf.state[IMAGE],
+        &buf.state[REF],
+        &buf.atom_bin,
+        &buf.bins,
+        &buf.sorted,
+        &buf.nlist,
+        &buf.obs,
+        &buf.partial,
+        &buf.status,
+    ];
+    let mut entries = vec![wgpu::BindGroupEntry {
+        binding: 0,
+        resource: buf.params.as_entire_binding(),
+    }];
+    for (k, b) in storage_buffers.iter().enumerate() {
+        entries.push(wgpu::BindGroupEntry {
+            binding: k as u32 + 1,
+            resource: b.as_entire_binding(),
+        });
+    }
+    let main = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("mdrun main"),
+        layout: &kernels.main_layout,
+        entries: &entries,
+    });
+    let dispatch = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("mdrun dispatch"),
+        layout: &kernels.dispatch_layout,
+        entries: &[wgpu::BindGroupEntry {
+            binding: 0,
+            resource: buf.dispatch.as_entire_binding(),
+        }],
+    });
+    (main, dispatch)
+}
+
+/// Size of `Params` in shaders/common.wgsl.
+const PARAMS_BYTES: u64 = 4 * (12 + 12 + 108 + 4 + 12 + 16 + 4 * MAX_TYPES as u64 + 4 * 128);
+
+/// Lays out the `Params` uniform word by word, in the order of shaders/common.wgsl.
+#[derive(Default)]
+struct ParamWriter(Vec<u32>);
+
+impl ParamWriter {
+    fn f(&mut self, x: f64) {
+        self.0.push((x as f32).to_bits());
+    }
+    fn u(&mut self, x: u32) {
+        self.0.push(x);
+    }
+    fn vec3(&mut self, v: Vec3) {
+        for x in v {
+            self.f(x);
+        }
+        self.f(0.0);
+    }
+    fn u4(&mut self, v: [u32; 4]) {
+        self.0.extend_from_slice(&v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_layout_matches_the_shader_struct() {
+        // cell, inv_cols, shifts, nbins, three args, 16 scalars, types, lj.
+        let words = 12 + 12 + 108 + 4 + 12 + 16 + 4 * MAX_TYPES + 4 * 128;
+        assert_eq!(PARAMS_BYTES, 4 * words as u64);
+    }
+
+    #[test]
+    fn dims_split_large_dispatches_into_rows() {
+        assert_eq!(dims(1), [1, 1, 1]);
+        assert_eq!(dims(64 * 65535), [65535, 1, 1]);
+        assert_eq!(dims(64 * 65535 + 1), [65535, 2, 1]);
+    }
+
+    #[test]
+    fn inverse_of_a_triclinic_cell() {
+        let h = [[4.0, 0.0, 0.0], [1.0, 5.0, 0.0], [0.5, -0.7, 6.0]];
+        let inv = invert_rows(&h);
+        for (r, row) in h.iter().enumerate() {
+            for c in 0..3 {
+                let x: f64 = (0..3).map(|m| row[m] * inv[m][c]).sum();
+                assert!((x - if r == c { 1.0 } else { 0.0 }).abs() < 1e-12);
+            }
+        }
+    }
+}

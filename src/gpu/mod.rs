@@ -1,0 +1,9 @@
+//! The GPU platform: a wgpu context (any Vulkan, Metal or DX12 adapter, lavapipe included) and
+//! the MD step written as WGSL compute shaders (shaders/), resident on the device.
+
+pub mod context;
+pub mod kernels;
+pub mod md;
+
+pub use context::{AdapterDescription, GpuContext, GpuError, list_adapters};
+pub use md::GpuSimulation;

@@ -1,0 +1,263 @@
+//! One simulation on the platform it runs on: the CPU (`Simulation`, f64, rayon threads) or the
+//! GPU (`GpuSimulation`, WGSL kernels through wgpu). The run loop talks to this and nothing
+//! else, so both platforms share observers, checkpoints and the summary.
+
+use crate::gpu::{GpuContext, GpuError, GpuSimulation};
+use crate::integrate::Integrator;
+use crate::io::checkpoint::Checkpoint;
+use crate::plan::{Plan, Platform, PotentialSpec};
+use crate::potential::Want;
+use crate::potential::lj::LennardJones;
+use crate::simulation::{Simulation, SimulationError};
+use crate::system::System;
+use crate::thermo::ThermoSample;
+use std::time::Duration;
+
+pub enum Engine {
+    Cpu(Simulation),
+    Gpu(Box<GpuSimulation>),
+}
+
+/// Time spent per part of the step; on the GPU only the total is known.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TimeSplit {
+    pub force: Duration,
+    pub neighbor: Duration,
+    pub integrate: Duration,
+    pub gpu: Duration,
+}
+
+/// Where the plan will run: Ok(None) is the CPU, Ok(Some(ctx)) a GPU. `notice` receives the
+/// one-line reason when `auto` falls back to the CPU.
+pub fn choose(
+    plan: &Plan,
+    platform: Platform,
+    system: &System,
+    notice: &mut dyn FnMut(&str),
+) -> Result<Option<GpuContext>, String> {
+    let reach = match &plan.potential {
+        PotentialSpec::LennardJones { pairs, .. } => {
+            pairs.iter().map(|p| p.cutoff).fold(0.0, f64::max) + plan.skin
+        }
+        PotentialSpec::Mcgm { .. } => 0.0,
+    };
+    let unsupported = match &plan.potential {
+        PotentialSpec::Mcgm { .. } => Some(
+            "the GPU platform runs Lennard-Jones so far; MCGM models run on the CPU".to_string(),
+        ),
+        PotentialSpec::LennardJones { .. } => {
+            crate::gpu::md::unsupported_reason(system, reach)
+        }
+    };
+    match platform {
+        Platform::Cpu => Ok(None),
+        Platform::Gpu => {
+            if let Some(reason) = unsupported {
+                return Err(format!("platform \"gpu\": {reason}; use platform = \"cpu\""));
+            }
+            match GpuContext::open(false) {
+                Ok(Some(ctx)) => Ok(Some(ctx)),
+                Ok(None) => Err(format!("platform \"gpu\": {}", GpuError::NoAdapter)),
+                Err(e) => Err(format!("platform \"gpu\": {e}")),
+            }
+        }
+        Platform::Auto => {
+            if let Some(reason) = unsupported {
+                notice(&format!("platform auto: running on the CPU ({reason})"));
+                return Ok(None);
+            }
+            match GpuContext::open(true) {
+                Ok(Some(ctx)) => Ok(Some(ctx)),
+                Ok(None) => {
+                    let seen = crate::gpu::list_adapters();
+                    let what = match seen.first() {
+                        Some(a) => format!("only the software adapter {}", a.name),
+                        None => "no GPU adapter".to_string(),
+                    };
+                    notice(&format!(
+                        "platform auto: wgpu sees {what}; running on the CPU (platform = \"gpu\" forces the GPU)"
+                    ));
+                    Ok(None)
+                }
+                Err(e) => {
+                    notice(&format!("platform auto: the GPU failed to start ({e}); running on the CPU"));
+                    Ok(None)
+                }
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// Sets up the simulation on the chosen platform.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        gpu: Option<GpuContext>,
+        plan: &Plan,
+        system: System,
+        step: u64,
+        reference: Option<Vec<crate::cell::Vec3>>,
+    ) -> Result<Engine, EngineError> {
+        match gpu {
+            None => {
+                let potential = plan
+                    .potential
+                    .instantiate(&system.species)
+                    .map_err(EngineError::Potential)?;
+                Simulation::new(
+                    system,
+                    potential,
+                    plan.integrator.clone(),
+                    plan.timestep,
+                    plan.skin,
+                    plan.max_force,
+                    step,
+                    reference,
+                )
+                .map(Engine::Cpu)
+                .map_err(EngineError::Simulation)
+            }
+            Some(ctx) => {
+                let PotentialSpec::LennardJones { pairs, shift, tail } = &plan.potential else {
+                    unreachable!("choose() sends only Lennard-Jones to the GPU")
+                };
+                let lj = LennardJones::new(system.species.len(), pairs.clone(), *shift, *tail);
+                GpuSimulation::new(
+                    ctx,
+                    system,
+                    lj,
+                    plan.integrator.clone(),
+                    plan.timestep,
+                    plan.skin,
+                    plan.max_force,
+                    step,
+                    reference,
+                )
+                .map(|g| Engine::Gpu(Box::new(g)))
+                .map_err(EngineError::Simulation)
+            }
+        }
+    }
+
+    /// "cpu (4 threads)" or "gpu: <adapter>".
+    pub fn describe(&self, threads: usize) -> String {
+        match self {
+            Engine::Cpu(_) => format!("cpu ({threads} thread(s), f64)"),
+            Engine::Gpu(g) => format!("gpu: {} (f32, float-float positions and sums)", g.adapter()),
+        }
+    }
+
+    /// Thread count recorded in checkpoints; 0 stands for the GPU.
+    pub fn checkpoint_threads(&self, threads: usize) -> usize {
+        match self {
+            Engine::Cpu(_) => threads,
+            Engine::Gpu(_) => 0,
+        }
+    }
+
+    pub fn step(&self) -> u64 {
+        match self {
+            Engine::Cpu(s) => s.step,
+            Engine::Gpu(g) => g.step,
+        }
+    }
+
+    pub fn timestep(&self) -> f64 {
+        match self {
+            Engine::Cpu(s) => s.timestep,
+            Engine::Gpu(g) => g.timestep,
+        }
+    }
+
+    pub fn potential_name(&self) -> String {
+        match self {
+            Engine::Cpu(s) => s.potential.name(),
+            Engine::Gpu(g) => crate::potential::Potential::name(&g.potential),
+        }
+    }
+
+    pub fn integrator(&self) -> &Integrator {
+        match self {
+            Engine::Cpu(s) => &s.integrator,
+            Engine::Gpu(g) => &g.integrator,
+        }
+    }
+
+    /// Steps the GPU may run between two looks at its status (the CPU looks every step).
+    pub fn is_gpu(&self) -> bool {
+        matches!(self, Engine::Gpu(_))
+    }
+
+    /// Advances `steps` steps; with `observe` the last one gets energy and virial (thermo).
+    pub fn advance(&mut self, steps: u64, observe: bool) -> Result<(), SimulationError> {
+        match self {
+            Engine::Cpu(s) => {
+                for k in 0..steps {
+                    let want = if observe && k + 1 == steps { Want::ALL } else { Want::FORCES };
+                    s.advance(want)?;
+                }
+                Ok(())
+            }
+            Engine::Gpu(g) => g.advance(steps, observe),
+        }
+    }
+
+    pub fn thermo(&self) -> ThermoSample {
+        match self {
+            Engine::Cpu(s) => s.thermo(),
+            Engine::Gpu(g) => g.thermo(),
+        }
+    }
+
+    /// The current state (on the GPU: read back now).
+    pub fn system(&mut self) -> Result<&System, GpuError> {
+        match self {
+            Engine::Cpu(s) => Ok(&s.system),
+            Engine::Gpu(g) => g.system(),
+        }
+    }
+
+    pub fn checkpoint(&mut self, threads: usize) -> Result<Checkpoint, GpuError> {
+        match self {
+            Engine::Cpu(s) => Ok(s.checkpoint(threads)),
+            Engine::Gpu(g) => g.checkpoint(),
+        }
+    }
+
+    pub fn last_good_checkpoint(&mut self, threads: usize) -> Result<Checkpoint, GpuError> {
+        match self {
+            Engine::Cpu(s) => Ok(s.last_good_checkpoint(threads)),
+            Engine::Gpu(g) => g.last_good_checkpoint(),
+        }
+    }
+
+    pub fn builds(&self) -> u64 {
+        match self {
+            Engine::Cpu(s) => s.list.builds(),
+            Engine::Gpu(g) => g.builds(),
+        }
+    }
+
+    pub fn time_split(&self) -> TimeSplit {
+        match self {
+            Engine::Cpu(s) => TimeSplit {
+                force: s.timers.force,
+                neighbor: s.timers.neighbor,
+                integrate: s.timers.integrate,
+                gpu: Duration::ZERO,
+            },
+            Engine::Gpu(g) => TimeSplit {
+                gpu: g.gpu_time,
+                ..Default::default()
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Potential(String),
+    #[error(transparent)]
+    Simulation(SimulationError),
+}
