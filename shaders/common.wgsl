@@ -49,7 +49,7 @@ struct Params {
     row_threads: u32,     // threads per row of a 2-D dispatch (x groups * WG)
     n_reduce_blocks: u32, // workgroups of the per-atom reduction
     one: f32,             // 1.0, which the compiler cannot see: see two_sum
-    pad1: u32,
+    k_per_part: u32,      // neighbour entries per atom in each part of the list
     // Per type: x = FTM2V / m, y = Langevin velocity scale sqrt(kT / (m MVV2E)), z = m MVV2E.
     types: array<vec4<f32>, MAX_TYPES>,
     // Per pair of types (a * MAX_TYPES + b), two rows: (cutsq, lj1, lj2, 0), (lj3, lj4, offset, 0).
@@ -68,11 +68,39 @@ struct Params {
 // then one partial sum per scan block.
 @group(0) @binding(8) var<storage, read_write> bins: array<atomic<u32>>;
 @group(0) @binding(9) var<storage, read_write> sorted: array<u32>;
-// [0, N): neighbour count of each slot; then entry k of slot t at N + k N + t.
-@group(0) @binding(10) var<storage, read_write> nlist: array<u32>;
+// Neighbour count of each slot.
+@group(0) @binding(10) var<storage, read_write> ncount: array<u32>;
 @group(0) @binding(11) var<storage, read_write> obs: array<f32>;     // 8 per atom: energy, virial xx yy zz xy xz yz, 0
 @group(0) @binding(12) var<storage, read_write> partial: array<f32>; // [0, 32): totals; then 32 per block
 @group(0) @binding(13) var<storage, read_write> status: array<atomic<u32>>;
+// The neighbour entries, in up to four parts (a storage binding may be as small as 128 MiB):
+// entry k of slot t is in part p = k / k_per_part at (k - p k_per_part) N + t.
+@group(0) @binding(14) var<storage, read_write> nl0: array<u32>;
+@group(0) @binding(15) var<storage, read_write> nl1: array<u32>;
+@group(0) @binding(16) var<storage, read_write> nl2: array<u32>;
+@group(0) @binding(17) var<storage, read_write> nl3: array<u32>;
+
+fn neighbor_entry(k: u32, t: u32) -> u32 {
+    let p = k / P.k_per_part;
+    let at = (k - p * P.k_per_part) * P.n_atoms + t;
+    switch p {
+        case 0u: { return nl0[at]; }
+        case 1u: { return nl1[at]; }
+        case 2u: { return nl2[at]; }
+        default: { return nl3[at]; }
+    }
+}
+
+fn set_neighbor_entry(k: u32, t: u32, value: u32) {
+    let p = k / P.k_per_part;
+    let at = (k - p * P.k_per_part) * P.n_atoms + t;
+    switch p {
+        case 0u: { nl0[at] = value; }
+        case 1u: { nl1[at] = value; }
+        case 2u: { nl2[at] = value; }
+        default: { nl3[at] = value; }
+    }
+}
 
 // The flat thread index of a 1-D or 2-D dispatch of WG-thread workgroups.
 fn flat_index(gid: vec3<u32>) -> u32 {

@@ -9,13 +9,13 @@ fn lj_atom(t: u32, observe: bool) {
     let pi = pos[i];
     let xi = pi.xyz;
     let row = atom_type(pi) * MAX_TYPES;
-    let count = nlist[t];
+    let count = ncount[t];
     var f = vec3<f32>(0.0);
     var energy = 0.0;
     var w_diag = vec3<f32>(0.0);   // xx, yy, zz
     var w_off = vec3<f32>(0.0);    // xy, xz, yz
     for (var k = 0u; k < count; k++) {
-        let e = nlist[n + k * n + t];
+        let e = neighbor_entry(k, t);
         let j = e & ATOM_MASK;
         let pj = pos[j];
         let d = pj.xyz + P.shifts[e >> ATOM_BITS].xyz - xi;

@@ -196,7 +196,7 @@ fn build_list(@builtin(global_invocation_id) gid: vec3<u32>) {
                     let d = ref_pos[j].xyz + shift - xi;
                     if (dot(d, d) < P.list_reach_sq) {
                         if (count < P.capacity) {
-                            nlist[n + count * n + t] = j | (code << ATOM_BITS);
+                            set_neighbor_entry(count, t, j | (code << ATOM_BITS));
                         }
                         count += 1u;
                     }
@@ -204,6 +204,6 @@ fn build_list(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
     }
-    nlist[t] = min(count, P.capacity);
+    ncount[t] = min(count, P.capacity);
     atomicMax(&status[ST_MAX_NEIGH], count);
 }

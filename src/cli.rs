@@ -95,6 +95,12 @@ fn list_devices() {
     for (k, a) in adapters.iter().enumerate() {
         let note = if a.hardware { "" } else { "  [software: platform auto skips it, gpu uses it]" };
         println!("{k}: {a}{note}");
+        println!(
+            "   largest storage binding {} MiB, {} storage buffers per kernel, timestamp queries: {}",
+            a.max_binding >> 20,
+            a.max_storage_buffers,
+            if a.timestamps { "yes" } else { "no" }
+        );
     }
 }
 

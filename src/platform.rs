@@ -143,7 +143,7 @@ impl Engine {
     pub fn describe(&self, threads: usize) -> String {
         match self {
             Engine::Cpu(_) => format!("cpu ({threads} thread(s), f64)"),
-            Engine::Gpu(g) => format!("gpu: {} (f32, float-float positions and sums)", g.adapter()),
+            Engine::Gpu(g) => format!("gpu: {} (f32 forces, float-float positions, fixed-point sums)", g.adapter()),
         }
     }
 

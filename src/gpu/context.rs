@@ -31,10 +31,18 @@ pub struct AdapterDescription {
     pub driver: String,
     /// A real GPU (not a software rasteriser such as lavapipe).
     pub hardware: bool,
+    /// Largest storage buffer a kernel can bind, bytes.
+    pub max_binding: u64,
+    pub max_storage_buffers: u32,
+    /// Timestamp queries inside compute passes (per-kernel timing).
+    pub timestamps: bool,
 }
 
 impl AdapterDescription {
-    fn of(info: &wgpu::AdapterInfo) -> AdapterDescription {
+    fn of(adapter: &wgpu::Adapter) -> AdapterDescription {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let features = adapter.features();
         AdapterDescription {
             name: info.name.clone(),
             backend: format!("{:?}", info.backend),
@@ -46,6 +54,11 @@ impl AdapterDescription {
                 .collect::<Vec<_>>()
                 .join(" "),
             hardware: info.device_type != wgpu::DeviceType::Cpu,
+            max_binding: limits.max_storage_buffer_binding_size.min(limits.max_buffer_size),
+            max_storage_buffers: limits.max_storage_buffers_per_shader_stage,
+            timestamps: features.contains(
+                wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES,
+            ),
         }
     }
 }
@@ -74,7 +87,7 @@ pub fn list_adapters() -> Vec<AdapterDescription> {
     adapters.sort_by_key(|a| rank(&a.get_info()));
     adapters
         .iter()
-        .map(|a| AdapterDescription::of(&a.get_info()))
+        .map(AdapterDescription::of)
         .collect()
 }
 
@@ -108,10 +121,31 @@ impl GpuContext {
     pub fn open(hardware_only: bool) -> Result<Option<GpuContext>, GpuError> {
         let mut adapters = block_on(instance().enumerate_adapters(wgpu::Backends::all()));
         adapters.sort_by_key(|a| rank(&a.get_info()));
-        let Some(adapter) = adapters.into_iter().next() else {
+        // MDRUN_GPU_ADAPTER picks one by its number in `mdrun --list-devices` or by a part of
+        // its name; otherwise the best one.
+        let chosen = match std::env::var("MDRUN_GPU_ADAPTER") {
+            Ok(want) => {
+                let by_index = want.parse::<usize>().ok();
+                let position = adapters.iter().enumerate().position(|(k, a)| {
+                    Some(k) == by_index
+                        || a.get_info().name.to_lowercase().contains(&want.to_lowercase())
+                });
+                match position {
+                    Some(k) => Some(adapters.swap_remove(k)),
+                    None => {
+                        return Err(GpuError::Device {
+                            adapter: want,
+                            message: "MDRUN_GPU_ADAPTER names no adapter that wgpu sees (see mdrun --list-devices)".into(),
+                        });
+                    }
+                }
+            }
+            Err(_) => adapters.into_iter().next(),
+        };
+        let Some(adapter) = chosen else {
             return Ok(None);
         };
-        let description = AdapterDescription::of(&adapter.get_info());
+        let description = AdapterDescription::of(&adapter);
         if hardware_only && !description.hardware {
             return Ok(None);
         }

@@ -39,6 +39,10 @@ const MAX_ATOMS: usize = 1 << 27;
 /// The block-start copy covers these buffers (index into `Buffers::state`).
 const STATE_BUFFERS: usize = 6;
 
+/// Parts the neighbour entries are split into (storage bindings are capped, at 128 MiB on
+/// some adapters).
+const LIST_PARTS: usize = 4;
+
 const ST_MAX_NEIGH: usize = 1;
 const ST_BAD_COUNT: usize = 2;
 const ST_BAD_ATOM: usize = 3;
@@ -95,7 +99,9 @@ struct Buffers {
     atom_bin: wgpu::Buffer,
     bins: wgpu::Buffer,
     sorted: wgpu::Buffer,
-    nlist: wgpu::Buffer,
+    ncount: wgpu::Buffer,
+    /// The neighbour entries in `LIST_PARTS` parts of `k_per_part` entries per atom.
+    nlist: [wgpu::Buffer; LIST_PARTS],
     obs: wgpu::Buffer,
     partial: wgpu::Buffer,
     status: wgpu::Buffer,
@@ -298,7 +304,7 @@ impl GpuSimulation {
         p.u(ROW_GROUPS * WG);
         p.u(atoms[0] * atoms[1]);
         p.f(1.0);
-        p.u(0);
+        p.u(k_per_part(&self.ctx, self.n, self.capacity));
         let temperature = match self.integrator {
             Integrator::Langevin { temperature, .. } => temperature,
             Integrator::VelocityVerlet => 0.0,
@@ -418,10 +424,7 @@ impl GpuSimulation {
     fn grow(&mut self, needed: u32) -> Result<(), GpuError> {
         self.capacity = ((needed as f64 * 1.2).ceil() as u32 + 8).next_multiple_of(8);
         self.capacity_grows += 1;
-        let size = 4 * (self.n as u64) * (1 + self.capacity as u64);
-        self.buf.nlist = self.ctx.allocating("for the neighbour list", || {
-            storage(&self.ctx, "nlist", size, false)
-        })?;
+        self.buf.nlist = list_parts(&self.ctx, self.n, self.capacity)?;
         let (main, dispatch) = bind_groups(&self.ctx, &self.kernels, &self.buf);
         self.main_group = main;
         self.dispatch_group = dispatch;
@@ -739,14 +742,21 @@ impl GpuSimulation {
     pub fn neighbor_pairs(&self) -> Result<Vec<(usize, usize, [i32; 3])>, GpuError> {
         let sorted = self.ctx.read(&self.buf.sorted, 0, 4 * self.n as u64)?;
         let sorted: &[u32] = bytemuck::cast_slice(&sorted);
-        let list = self.ctx.read(&self.buf.nlist, 0, self.buf.nlist.size())?;
-        let list: &[u32] = bytemuck::cast_slice(&list);
+        let counts = self.ctx.read(&self.buf.ncount, 0, 4 * self.n as u64)?;
+        let counts: &[u32] = bytemuck::cast_slice(&counts);
+        let per_part = k_per_part(&self.ctx, self.n, self.capacity) as usize;
+        let mut parts = Vec::new();
+        for part in &self.buf.nlist {
+            parts.push(self.ctx.read(part, 0, part.size())?);
+        }
         let n = self.n;
         let mut out = Vec::new();
         for t in 0..n {
             let i = sorted[t] as usize;
-            for k in 0..list[t] as usize {
-                let e = list[n + k * n + t];
+            for k in 0..counts[t] as usize {
+                let (p, kk) = (k / per_part, k % per_part);
+                let part: &[u32] = bytemuck::cast_slice(&parts[p]);
+                let e = part[kk * n + t];
                 let code = (e >> 27) as i32;
                 let j = (e & 0x07ff_ffff) as usize;
                 out.push((i, j, [code % 3 - 1, (code / 3) % 3 - 1, code / 9 - 1]));
@@ -831,23 +841,11 @@ fn allocate(
     capacity: u32,
 ) -> Result<Buffers, GpuError> {
     let n64 = n as u64;
-    let limits = ctx.device.limits();
-    let list_bytes = 4 * n64 * (1 + capacity as u64);
-    let largest = limits
-        .max_storage_buffer_binding_size
-        .min(limits.max_buffer_size);
-    if list_bytes > largest {
-        return Err(GpuError::OutOfMemory {
-            what: "for the neighbour list".into(),
-            message: format!(
-                "{list_bytes} bytes needed, the adapter allows {largest} per buffer"
-            ),
-        });
-    }
     let reduce_blocks = {
         let d = dims(n64);
         (d[0] * d[1]) as u64
     };
+    let nlist = list_parts(ctx, n, capacity)?;
     ctx.allocating("for the simulation buffers", || {
         let state = |name: &str| storage(ctx, name, 16 * n64, false);
         Buffers {
@@ -867,7 +865,8 @@ fn allocate(
                 false,
             ),
             sorted: storage(ctx, "sorted", 4 * n64, false),
-            nlist: storage(ctx, "nlist", list_bytes, false),
+            ncount: storage(ctx, "ncount", 4 * n64, false),
+            nlist,
             obs: storage(ctx, "obs", 32 * n64, false),
             partial: storage(ctx, "partial", 4 * (32 + 32 * reduce_blocks), false),
             status: storage(ctx, "status", 4 * STATUS_WORDS as u64, false),
@@ -876,8 +875,37 @@ fn allocate(
     })
 }
 
+/// Entries per atom in each part of the list: as many as one binding holds.
+fn k_per_part(ctx: &GpuContext, n: usize, capacity: u32) -> u32 {
+    let limits = ctx.device.limits();
+    let largest = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+    ((largest / (4 * n as u64)).min(capacity as u64) as u32).max(1)
+}
+
+/// The neighbour entries for `capacity` per atom, split over `LIST_PARTS` buffers (unused
+/// parts are 16-byte placeholders).
+fn list_parts(ctx: &GpuContext, n: usize, capacity: u32) -> Result<[wgpu::Buffer; LIST_PARTS], GpuError> {
+    let per_part = k_per_part(ctx, n, capacity);
+    let parts_needed = capacity.div_ceil(per_part) as usize;
+    if parts_needed > LIST_PARTS {
+        return Err(GpuError::OutOfMemory {
+            what: "for the neighbour list".into(),
+            message: format!(
+                "{capacity} neighbours per atom for {n} atoms need {parts_needed} buffers of {} MiB, more than the {LIST_PARTS} mdrun binds",
+                (4 * n as u64 * per_part as u64) >> 20
+            ),
+        });
+    }
+    ctx.allocating("for the neighbour list", || {
+        [0, 1, 2, 3].map(|p| {
+            let entries = (capacity as u64).saturating_sub(p as u64 * per_part as u64).min(per_part as u64);
+            storage(ctx, "nlist", 4 * n as u64 * entries, false)
+        })
+    })
+}
+
 fn bind_groups(ctx: &GpuContext, kernels: &Kernels, buf: &Buffers) -> (wgpu::BindGroup, wgpu::BindGroup) {
-    let storage_buffers: [&wgpu::Buffer; 13] = [
+    let storage_buffers: [&wgpu::Buffer; 17] = [
         &buf.state[POS],
         &buf.state[POS_LO],
         &buf.state[VEL],
@@ -887,10 +915,14 @@ fn bind_groups(ctx: &GpuContext, kernels: &Kernels, buf: &Buffers) -> (wgpu::Bin
         &buf.atom_bin,
         &buf.bins,
         &buf.sorted,
-        &buf.nlist,
+        &buf.ncount,
         &buf.obs,
         &buf.partial,
         &buf.status,
+        &buf.nlist[0],
+        &buf.nlist[1],
+        &buf.nlist[2],
+        &buf.nlist[3],
     ];
     let mut entries = vec![wgpu::BindGroupEntry {
         binding: 0,
