@@ -79,6 +79,9 @@ struct Params {
 @group(0) @binding(15) var<storage, read_write> nl1: array<u32>;
 @group(0) @binding(16) var<storage, read_write> nl2: array<u32>;
 @group(0) @binding(17) var<storage, read_write> nl3: array<u32>;
+// Build positions in slot order (w = the atom id's bits): the list build reads each bin's
+// atoms from contiguous memory.
+@group(0) @binding(18) var<storage, read_write> slot_pos: array<vec4<f32>>;
 
 fn neighbor_entry(k: u32, t: u32) -> u32 {
     let p = k / P.k_per_part;

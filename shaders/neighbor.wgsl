@@ -163,6 +163,10 @@ fn sort_bins(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         sorted[m] = a;
     }
+    for (var k = start; k < end; k++) {
+        let i = sorted[k];
+        slot_pos[k] = vec4<f32>(ref_pos[i].xyz, bitcast<f32>(i));
+    }
 }
 
 // One thread per slot: the atoms of the 27 surrounding bins within reach, in a fixed order.
@@ -171,8 +175,7 @@ fn build_list(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = flat_index(gid);
     let n = P.n_atoms;
     if (t >= n) { return; }
-    let i = sorted[t];
-    let xi = ref_pos[i].xyz;
+    let xi = slot_pos[t].xyz;
     let bi = bin_coords(xi);
     let nb = P.nbins.xyz;
     var count = 0u;
@@ -191,9 +194,10 @@ fn build_list(@builtin(global_invocation_id) gid: vec3<u32>) {
                 let start = atomicLoad(&bins[P.nbins.w + b]);
                 let end = atomicLoad(&bins[P.nbins.w + b + 1u]);
                 for (var k = start; k < end; k++) {
-                    let j = sorted[k];
-                    if (j == i && code == 13u) { continue; }
-                    let d = ref_pos[j].xyz + shift - xi;
+                    if (k == t && code == 13u) { continue; }
+                    let pj = slot_pos[k];
+                    let j = bitcast<u32>(pj.w);
+                    let d = pj.xyz + shift - xi;
                     if (dot(d, d) < P.list_reach_sq) {
                         if (count < P.capacity) {
                             set_neighbor_entry(count, t, j | (code << ATOM_BITS));

@@ -77,6 +77,9 @@ struct RunArgs {
     /// [run] platform.
     #[arg(long, value_name = "auto|cpu|gpu", value_parser = parse_platform)]
     platform: Option<crate::plan::Platform>,
+    /// GPU runs: time every kernel with timestamp queries and print the split in the summary.
+    #[arg(long)]
+    gpu_profile: bool,
     /// List the GPU adapters wgpu sees (best first) and exit.
     #[arg(long)]
     list_devices: bool,
@@ -148,6 +151,7 @@ fn execute(args: RunArgs) -> anyhow::Result<()> {
         steps: args.steps,
         quiet: args.quiet,
         platform: args.platform,
+        gpu_profile: args.gpu_profile,
     };
     let summary = run(&plan, &options)?;
     if let Some(path) = args.summary {

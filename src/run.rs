@@ -28,6 +28,8 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Overrides `[run] platform`.
     pub platform: Option<Platform>,
+    /// GPU runs: time every kernel (timestamp queries) and report the split.
+    pub gpu_profile: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +152,20 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
                 on(chk_threads),
                 on(now)
             );
+        }
+    }
+    if options.gpu_profile {
+        match &mut sim {
+            Engine::Gpu(g) => {
+                if !g.enable_profiling() && !options.quiet {
+                    eprintln!("--gpu-profile: this adapter has no timestamp queries inside compute passes; no kernel split");
+                }
+            }
+            Engine::Cpu(_) => {
+                if !options.quiet {
+                    eprintln!("--gpu-profile: the run is on the CPU; nothing to profile");
+                }
+            }
         }
     }
     let system = sim.system()?.clone();
@@ -360,6 +376,10 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         time_neighbor_s: split.neighbor.as_secs_f64(),
         time_integrate_s: split.integrate.as_secs_f64(),
         time_gpu_s: split.gpu.as_secs_f64(),
+        gpu_kernel_s: match &sim {
+            Engine::Gpu(g) => g.kernel_times(),
+            Engine::Cpu(_) => Default::default(),
+        },
         time_output_s: output_time.as_secs_f64(),
     };
     say(&summary.print());

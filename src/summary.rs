@@ -26,8 +26,10 @@ pub struct RunSummary {
     pub time_force_s: f64,
     pub time_neighbor_s: f64,
     pub time_integrate_s: f64,
-    /// GPU runs: wall time of the step kernels (the GPU does not split it).
+    /// GPU runs: wall time of the step kernels.
     pub time_gpu_s: f64,
+    /// GPU runs with --gpu-profile: GPU time per kernel family, s (timestamp queries).
+    pub gpu_kernel_s: std::collections::BTreeMap<String, f64>,
     pub time_output_s: f64,
 }
 
@@ -103,6 +105,16 @@ impl RunSummary {
             s.push_str(&format!(" {name} {t:.3} s ({:.1}%),", 100.0 * t / total));
         }
         s.pop();
+        if !self.gpu_kernel_s.is_empty() {
+            let total: f64 = self.gpu_kernel_s.values().sum::<f64>().max(1e-12);
+            let mut kernels: Vec<(&String, &f64)> = self.gpu_kernel_s.iter().collect();
+            kernels.sort_by(|a, b| b.1.total_cmp(a.1));
+            s.push_str(&format!("\n  GPU kernels ({total:.3} s):"));
+            for (name, t) in kernels {
+                s.push_str(&format!(" {name} {t:.3} s ({:.1}%),", 100.0 * t / total));
+            }
+            s.pop();
+        }
         s
     }
 }

@@ -112,6 +112,8 @@ pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub adapter: AdapterDescription,
+    /// Timestamp queries inside compute passes are enabled (per-kernel profiling).
+    pub timestamps: bool,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
 }
@@ -151,9 +153,16 @@ impl GpuContext {
         }
         // Ask for everything the adapter offers: large systems need big storage buffers.
         let limits = adapter.limits();
+        let timestamp_features =
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        let timestamps = adapter.features().contains(timestamp_features);
         let (device, queue) = block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("mdrun"),
-            required_features: wgpu::Features::empty(),
+            required_features: if timestamps {
+                timestamp_features
+            } else {
+                wgpu::Features::empty()
+            },
             required_limits: limits,
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -182,6 +191,7 @@ impl GpuContext {
             device,
             queue,
             adapter: description,
+            timestamps,
             lost,
             uncaptured,
         }))

@@ -24,6 +24,8 @@ use crate::simulation::{BlowUp, SimulationError};
 use crate::system::System;
 use crate::thermo::ThermoSample;
 use crate::units::{BOLTZ, FTM2V, MVV2E};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Species the GPU kernels handle (the LJ table lives in the parameter block).
@@ -99,6 +101,7 @@ struct Buffers {
     atom_bin: wgpu::Buffer,
     bins: wgpu::Buffer,
     sorted: wgpu::Buffer,
+    slot_pos: wgpu::Buffer,
     ncount: wgpu::Buffer,
     /// The neighbour entries in `LIST_PARTS` parts of `k_per_part` entries per atom.
     nlist: [wgpu::Buffer; LIST_PARTS],
@@ -145,7 +148,23 @@ pub struct GpuSimulation {
     last_good: Option<Checkpoint>,
     /// Wall time spent waiting for the GPU (all kernels).
     pub gpu_time: Duration,
+    profiler: Option<Profiler>,
 }
+
+/// Per-kernel GPU time from timestamp queries written between dispatches.
+struct Profiler {
+    queries: wgpu::QuerySet,
+    resolved: wgpu::Buffer,
+    labels: RefCell<Vec<&'static str>>,
+    /// kernel → (seconds, calls)
+    totals: BTreeMap<&'static str, (f64, u64)>,
+    tick_s: f64,
+}
+
+const PROFILE_QUERIES: u32 = 4096;
+/// Steps per profiled submission (each writes about 20 timestamps).
+const PROFILE_CHUNK: u64 = 128;
+const PASS_START: &str = "(pass start)";
 
 impl GpuSimulation {
     /// Uploads the system and builds the first list and forces. With `reference` (from a
@@ -213,6 +232,7 @@ impl GpuSimulation {
             sums_step: step,
             last_good: None,
             gpu_time: Duration::ZERO,
+            profiler: None,
         };
         sim.write_params();
         sim.upload(reference.as_deref());
@@ -239,6 +259,77 @@ impl GpuSimulation {
         }
         sim.read_sums().map_err(gpu_error)?;
         Ok(sim)
+    }
+
+    /// Times every kernel with timestamp queries from now on (if the adapter has them).
+    /// Returns whether profiling is on.
+    pub fn enable_profiling(&mut self) -> bool {
+        if !self.ctx.timestamps {
+            return false;
+        }
+        let device = &self.ctx.device;
+        self.profiler = Some(Profiler {
+            queries: device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("kernel timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: PROFILE_QUERIES,
+            }),
+            resolved: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("kernel timestamps"),
+                size: 8 * PROFILE_QUERIES as u64,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }),
+            labels: RefCell::new(Vec::new()),
+            totals: BTreeMap::new(),
+            tick_s: self.ctx.queue.get_timestamp_period() as f64 * 1e-9,
+        });
+        true
+    }
+
+    /// GPU seconds per kernel so far (empty unless profiling).
+    pub fn kernel_times(&self) -> BTreeMap<String, f64> {
+        self.profiler
+            .iter()
+            .flat_map(|p| p.totals.iter().map(|(k, v)| (k.to_string(), v.0)))
+            .collect()
+    }
+
+    /// Records a timestamp after the kernel just dispatched (profiling only).
+    fn mark(&self, pass: &mut wgpu::ComputePass<'_>, label: &'static str) {
+        if let Some(p) = &self.profiler {
+            let mut labels = p.labels.borrow_mut();
+            if (labels.len() as u32) < PROFILE_QUERIES {
+                pass.write_timestamp(&p.queries, labels.len() as u32);
+                labels.push(label);
+            }
+        }
+    }
+
+    /// Reads the timestamps of the last submission and adds them to the totals.
+    fn collect_profile(&mut self) -> Result<(), GpuError> {
+        let Some(p) = &self.profiler else { return Ok(()) };
+        let count = p.labels.borrow().len() as u32;
+        if count == 0 {
+            return Ok(());
+        }
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        encoder.resolve_query_set(&p.queries, 0..count, &p.resolved, 0);
+        self.ctx.queue.submit([encoder.finish()]);
+        let bytes = self.ctx.read(&p.resolved, 0, 8 * count as u64)?;
+        let ticks: &[u64] = bytemuck::cast_slice(&bytes);
+        let p = self.profiler.as_mut().unwrap();
+        let labels = std::mem::take(&mut *p.labels.borrow_mut());
+        for k in 1..labels.len() {
+            if labels[k] == PASS_START {
+                continue;
+            }
+            let dt = ticks[k].saturating_sub(ticks[k - 1]) as f64 * p.tick_s;
+            let entry = p.totals.entry(labels[k]).or_insert((0.0, 0));
+            entry.0 += dt;
+            entry.1 += 1;
+        }
+        Ok(())
     }
 
     pub fn adapter(&self) -> String {
@@ -441,25 +532,26 @@ impl GpuSimulation {
         let bins = dims(total_bins as u64);
         let blocks = [self.n_blocks, 1, 1];
         let single = [1, 1, 1];
-        let mut go = |pipeline: &wgpu::ComputePipeline, slot: u64, size: [u32; 3]| {
+        let mut go = |pipeline: &wgpu::ComputePipeline, name: &'static str, slot: u64, size: [u32; 3]| {
             pass.set_pipeline(pipeline);
             if indirect {
                 pass.dispatch_workgroups_indirect(&self.buf.dispatch, slot * 12);
             } else {
                 pass.dispatch_workgroups(size[0], size[1], size[2]);
             }
+            self.mark(pass, name);
         };
         if wrap {
-            go(&k.wrap_positions, 0, atoms);
+            go(&k.wrap_positions, "list: wrap", 0, atoms);
         }
-        go(&k.clear_bins, 1, bins);
-        go(&k.count_bins, 0, atoms);
-        go(&k.scan_local, 2, blocks);
-        go(&k.scan_blocks, 3, single);
-        go(&k.scan_add, 2, blocks);
-        go(&k.scatter_bins, 0, atoms);
-        go(&k.sort_bins, 1, bins);
-        go(&k.build_list, 0, atoms);
+        go(&k.clear_bins, "list: bin", 1, bins);
+        go(&k.count_bins, "list: bin", 0, atoms);
+        go(&k.scan_local, "list: bin", 2, blocks);
+        go(&k.scan_blocks, "list: bin", 3, single);
+        go(&k.scan_add, "list: bin", 2, blocks);
+        go(&k.scatter_bins, "list: bin", 0, atoms);
+        go(&k.sort_bins, "list: order bins", 1, bins);
+        go(&k.build_list, "list: gather", 0, atoms);
     }
 
     fn encode_forces(&self, pass: &mut wgpu::ComputePass<'_>, observe: bool) {
@@ -467,6 +559,7 @@ impl GpuSimulation {
         let atoms = dims(self.n as u64);
         pass.set_pipeline(if observe { &k.lj_forces_observed } else { &k.lj_forces });
         pass.dispatch_workgroups(atoms[0], atoms[1], 1);
+        self.mark(pass, "forces");
     }
 
     /// Sums kinetic tensor, energy and virial (after the step's last velocity update).
@@ -477,6 +570,7 @@ impl GpuSimulation {
         pass.dispatch_workgroups(atoms[0], atoms[1], 1);
         pass.set_pipeline(&k.reduce_blocks);
         pass.dispatch_workgroups(1, 1, 1);
+        self.mark(pass, "thermo sums");
     }
 
     /// One step: integrate to the new positions, check displacements, let the scheduler decide
@@ -486,29 +580,36 @@ impl GpuSimulation {
         let atoms = dims(self.n as u64);
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.mark(&mut pass, PASS_START);
             pass.set_bind_group(0, &self.main_group, &[]);
             pass.set_pipeline(match self.integrator {
                 Integrator::VelocityVerlet => &k.verlet_first,
                 Integrator::Langevin { .. } => &k.langevin_first,
             });
             pass.dispatch_workgroups(atoms[0], atoms[1], 1);
+            self.mark(&mut pass, "integrate");
             pass.set_pipeline(&k.check_displacement);
             pass.dispatch_workgroups(atoms[0], atoms[1], 1);
+            self.mark(&mut pass, "list: check");
         }
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.mark(&mut pass, PASS_START);
             pass.set_bind_group(0, &self.main_group, &[]);
             pass.set_bind_group(1, &self.dispatch_group, &[]);
             pass.set_pipeline(&k.schedule_step);
             pass.dispatch_workgroups(1, 1, 1);
+            self.mark(&mut pass, "schedule");
         }
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
+            self.mark(&mut pass, PASS_START);
             pass.set_bind_group(0, &self.main_group, &[]);
             self.encode_rebuild(&mut pass, true, true);
             self.encode_forces(&mut pass, observe);
             pass.set_pipeline(&k.kick);
             pass.dispatch_workgroups(atoms[0], atoms[1], 1);
+            self.mark(&mut pass, "integrate");
             if observe {
                 self.encode_reduction(&mut pass);
             }
@@ -524,23 +625,26 @@ impl GpuSimulation {
 
     /// Runs `steps` steps from the current state without checks; `observe` evaluates energy and
     /// virial at the last one.
-    fn submit_steps(&self, steps: u64, observe: bool, backup_first: bool) {
+    fn submit_steps(&mut self, steps: u64, observe: bool, backup_first: bool) -> Result<(), GpuError> {
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         if backup_first {
             self.copy_state(&mut encoder, true);
         }
+        // Keep command buffers to a moderate size (and the timestamps within one query set).
+        let chunk = if self.profiler.is_some() { PROFILE_CHUNK } else { 64 };
         for s in 0..steps {
             self.encode_step(&mut encoder, observe && s + 1 == steps);
-            // Keep command buffers to a moderate size.
-            if s % 64 == 63 && s + 1 < steps {
+            if s % chunk == chunk - 1 && s + 1 < steps {
                 let full = std::mem::replace(
                     &mut encoder,
                     self.ctx.device.create_command_encoder(&Default::default()),
                 );
                 self.ctx.queue.submit([full.finish()]);
+                self.collect_profile()?;
             }
         }
         self.ctx.queue.submit([encoder.finish()]);
+        self.collect_profile()
     }
 
     fn restore_backup(&mut self) -> Result<(), GpuError> {
@@ -565,7 +669,7 @@ impl GpuSimulation {
         let start_builds = self.builds;
         loop {
             self.write_status(self.step);
-            self.submit_steps(steps, observe, true);
+            self.submit_steps(steps, observe, true).map_err(gpu_error)?;
             let status = self.read_status().map_err(gpu_error)?;
             if status[ST_MAX_NEIGH] > self.capacity {
                 // Some list was cut short: grow, go back to the block start and replay.
@@ -594,7 +698,9 @@ impl GpuSimulation {
     fn locate_blow_up(&mut self, steps: u64) -> SimulationError {
         for _ in 0..steps {
             self.write_status(self.step);
-            self.submit_steps(1, false, true);
+            if let Err(e) = self.submit_steps(1, false, true) {
+                return gpu_error(e);
+            }
             let status = match self.read_status() {
                 Ok(s) => s,
                 Err(e) => return gpu_error(e),
@@ -865,6 +971,7 @@ fn allocate(
                 false,
             ),
             sorted: storage(ctx, "sorted", 4 * n64, false),
+            slot_pos: storage(ctx, "slot_pos", 16 * n64, false),
             ncount: storage(ctx, "ncount", 4 * n64, false),
             nlist,
             obs: storage(ctx, "obs", 32 * n64, false),
@@ -905,7 +1012,7 @@ fn list_parts(ctx: &GpuContext, n: usize, capacity: u32) -> Result<[wgpu::Buffer
 }
 
 fn bind_groups(ctx: &GpuContext, kernels: &Kernels, buf: &Buffers) -> (wgpu::BindGroup, wgpu::BindGroup) {
-    let storage_buffers: [&wgpu::Buffer; 17] = [
+    let storage_buffers: [&wgpu::Buffer; 18] = [
         &buf.state[POS],
         &buf.state[POS_LO],
         &buf.state[VEL],
@@ -923,6 +1030,7 @@ fn bind_groups(ctx: &GpuContext, kernels: &Kernels, buf: &Buffers) -> (wgpu::Bin
         &buf.nlist[1],
         &buf.nlist[2],
         &buf.nlist[3],
+        &buf.slot_pos,
     ];
     let mut entries = vec![wgpu::BindGroupEntry {
         binding: 0,
