@@ -21,10 +21,14 @@ adapters=$("$mdrun" --list-devices | grep -E '^[0-9]+:' || true)
 echo "adapters:"; echo "$adapters" | sed 's/^/  /'
 echo
 
-mdrun_rate() { # cells steps adapter-index
+mdrun_rate() { # cells steps adapter-index|cpu
   sed -e "s/repeat = \[20, 20, 20\]/repeat = [$1, $1, $1]/" -e "s/^steps = 100/steps = $2/" \
       -e "s/^thermo = 50/thermo = $2/" "$root/systems/lj-bench/system.toml" > "$tmp/system.toml"
-  MDRUN_GPU_ADAPTER=$3 "$mdrun" "$tmp/system.toml" --platform gpu --quiet --output-dir "$tmp" --summary "$tmp/s.json"
+  if [ "$3" = cpu ]; then
+    "$mdrun" "$tmp/system.toml" --platform cpu --quiet --output-dir "$tmp" --summary "$tmp/s.json"
+  else
+    MDRUN_GPU_ADAPTER=$3 "$mdrun" "$tmp/system.toml" --platform gpu --quiet --output-dir "$tmp" --summary "$tmp/s.json"
+  fi
   python3 -c "import json; print(json.load(open('$tmp/s.json'))['atom_steps_per_s'])"
 }
 lammps_rate() { # x-scale
@@ -32,12 +36,15 @@ lammps_rate() { # x-scale
     awk '/Matom-step\/s/ { for (i = 1; i <= NF; i++) if ($i == "Matom-step/s") print $(i-1) * 1e6 }'
 }
 
-echo "| atoms | LAMMPS -sf omp, $threads threads (M atom-steps/s) | adapter | mdrun GPU (M atom-steps/s) | mdrun / LAMMPS |"
+echo "| atoms | LAMMPS -sf omp, $threads threads (M atom-steps/s) | mdrun platform | mdrun (M atom-steps/s) | mdrun / LAMMPS |"
 echo "|---|---|---|---|---|"
 for x in $sizes; do
   cells=$(python3 -c "print(round(20 * $x))")
   atoms=$((4 * cells * cells * cells))
   l=$(lammps_rate "$x")
+  steps=${MDRUN_STEPS:-$(python3 -c "print(max(10, min(200, round(4e6 / $atoms))))")}
+  m=$(mdrun_rate "$cells" "$((steps * 10))" cpu)
+  python3 -c "print(f'| {$atoms:,} | {$l / 1e6:.3f} | cpu, $threads threads | {$m / 1e6:.3f} | {$m / $l:.3f} |')"
   echo "$adapters" | while IFS= read -r line; do
     [ -n "$line" ] || continue
     index=${line%%:*}
