@@ -83,24 +83,30 @@ fn atomic_bin_store(i: u32, b: u32, rank: u32) {
 
 var<workgroup> scan_tmp: array<u32, 256>;
 
+// Inclusive prefix sum of `value` over the 256 threads of the workgroup (Hillis-Steele);
+// scan_tmp[255] holds the total afterwards. Call from uniform control flow.
+fn workgroup_scan(lid: u32, value: u32) -> u32 {
+    scan_tmp[lid] = value;
+    workgroupBarrier();
+    for (var offset = 1u; offset < 256u; offset = offset * 2u) {
+        var add = 0u;
+        if (lid >= offset) { add = scan_tmp[lid - offset]; }
+        workgroupBarrier();
+        scan_tmp[lid] += add;
+        workgroupBarrier();
+    }
+    return scan_tmp[lid];
+}
+
 @compute @workgroup_size(256)
 fn scan_local(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let nb = P.nbins.w;
     let b = wid.x * 256u + lid.x;
     var count = 0u;
     if (b < nb) { count = atomicLoad(&bins[b]); }
-    scan_tmp[lid.x] = count;
-    workgroupBarrier();
-    // Hillis-Steele inclusive scan.
-    for (var offset = 1u; offset < 256u; offset = offset * 2u) {
-        var add = 0u;
-        if (lid.x >= offset) { add = scan_tmp[lid.x - offset]; }
-        workgroupBarrier();
-        scan_tmp[lid.x] += add;
-        workgroupBarrier();
-    }
-    if (b < nb) { atomicStore(&bins[nb + b], scan_tmp[lid.x] - count); }
-    if (lid.x == 255u) { atomicStore(&bins[2u * nb + 1u + wid.x], scan_tmp[255]); }
+    let inclusive = workgroup_scan(lid.x, count);
+    if (b < nb) { atomicStore(&bins[nb + b], inclusive - count); }
+    if (lid.x == 255u) { atomicStore(&bins[2u * nb + 1u + wid.x], inclusive); }
 }
 
 // One workgroup: exclusive scan of the block sums, in chunks of 256 with a running carry.
@@ -112,16 +118,8 @@ fn scan_blocks(@builtin(local_invocation_id) lid: vec3<u32>) {
         let k = chunk + lid.x;
         var v = 0u;
         if (k < P.n_blocks) { v = atomicLoad(&bins[base + k]); }
-        scan_tmp[lid.x] = v;
-        workgroupBarrier();
-        for (var offset = 1u; offset < 256u; offset = offset * 2u) {
-            var add = 0u;
-            if (lid.x >= offset) { add = scan_tmp[lid.x - offset]; }
-            workgroupBarrier();
-            scan_tmp[lid.x] += add;
-            workgroupBarrier();
-        }
-        if (k < P.n_blocks) { atomicStore(&bins[base + k], carry + scan_tmp[lid.x] - v); }
+        let inclusive = workgroup_scan(lid.x, v);
+        if (k < P.n_blocks) { atomicStore(&bins[base + k], carry + inclusive - v); }
         carry += scan_tmp[255];
         workgroupBarrier();
     }

@@ -260,15 +260,25 @@ fn the_first_100_steps_follow_the_cpu_trajectory() {
 #[test]
 fn gpu_runs_repeat_bit_for_bit_and_restart_exactly() {
     let Some(_) = gpu() else { return };
-    let toml = lj_liquid(4, 300, "type = \"langevin\"\ntemperature = \"10000 K\"\ndamping = \"0.5 fs\"\nseed = 5");
+    let langevin = "type = \"langevin\"\ntemperature = \"10000 K\"\ndamping = \"0.5 fs\"\nseed = 5";
+    let toml = lj_liquid(4, 300, langevin);
+    let with_trajectory = format!("{toml}[[output.trajectory]]\npath = \"traj.xyz\"\ninterval = 40\nvelocities = true\n");
     let mut finals = Vec::new();
     for k in 0..2 {
         let dir = scratch(&format!("gpu-repeat-{k}"));
-        run(&plan_in(&dir, &toml), &on(Platform::Gpu)).unwrap();
-        finals.push((std::fs::read(dir.join("checkpoint.chk")).unwrap(), common::thermo_rows(&dir.join("thermo.log"))));
+        run(&plan_in(&dir, &with_trajectory), &on(Platform::Gpu)).unwrap();
+        finals.push((
+            std::fs::read(dir.join("checkpoint.chk")).unwrap(),
+            common::thermo_rows(&dir.join("thermo.log")),
+            std::fs::read_to_string(dir.join("traj.xyz")).unwrap(),
+        ));
     }
     assert!(finals[0].0 == finals[1].0, "two GPU runs of the same input end in different states");
     assert_eq!(finals[0].1, finals[1].1, "two GPU runs of the same input log different thermo");
+    assert!(finals[0].2 == finals[1].2, "two GPU runs of the same input write different trajectories");
+    // Frames at steps 0, 40, ..., 280 (the trajectory interval, not the thermo one, sets them).
+    let frames = finals[0].2.lines().filter(|l| l.contains("Lattice=")).count();
+    assert_eq!(frames, 8, "frames written: {frames}");
 
     // Stop at step 130 and restart: the same bytes as the straight run.
     let dir = scratch("gpu-restart");
