@@ -30,6 +30,8 @@ enum Command {
     Train(TrainArgs),
     /// Energy and force errors of a model on extended XYZ data, per structure type.
     Eval(EvalArgs),
+    /// RDF, MSD, VACF of a trajectory; statistics and drift of a thermo log.
+    Analyze(crate::analysis::AnalyzeArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -117,6 +119,7 @@ pub fn main() -> ExitCode {
         Some(Command::Eval(args)) => {
             crate::ml::commands::eval_command(&args.model, &args.data, args.json)
         }
+        Some(Command::Analyze(args)) => crate::analysis::analyze_command(&args),
         None => execute(cli.run),
     };
     match result {

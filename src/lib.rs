@@ -4,6 +4,7 @@
 //! [`simulation::Simulation`] (system + potential + integrator + neighbour list) → step loop
 //! with observers ([`run`]) → summary. Units are LAMMPS `metal` throughout ([`units`]).
 
+pub mod analysis;
 pub mod cell;
 pub mod cli;
 pub mod elements;

@@ -68,6 +68,11 @@ pub fn read(path: &Path, format: &str, frame: usize) -> Result<StructureData, St
     }
     let mut data = chemfiles::Frame::new();
     trajectory.read_step(frame, &mut data).map_err(chem)?;
+    from_frame(&data, path)
+}
+
+/// The contents of one chemfiles frame read from `path` (named in errors).
+pub fn from_frame(data: &chemfiles::Frame, path: &Path) -> Result<StructureData, StructureError> {
     if data.size() == 0 {
         return Err(StructureError::Empty {
             path: path.to_path_buf(),
@@ -156,12 +161,27 @@ fn parse_pbc(text: &str) -> Option<[bool; 3]> {
     }
 }
 
+static WARNINGS_MUTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Routes chemfiles' warnings through mdrun's stderr with a prefix, once per process.
 pub fn route_chemfiles_warnings() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        chemfiles::set_warning_callback(|message: &str| eprintln!("warning (chemfiles): {message}"))
+        chemfiles::set_warning_callback(|message: &str| {
+            if !WARNINGS_MUTED.load(std::sync::atomic::Ordering::Relaxed) {
+                eprintln!("warning (chemfiles): {message}")
+            }
+        })
     });
+}
+
+/// A frame property that may be absent, asked for without chemfiles' "not found" warning.
+pub fn optional_property(frame: &chemfiles::Frame, name: &str) -> Option<chemfiles::Property> {
+    use std::sync::atomic::Ordering;
+    WARNINGS_MUTED.store(true, Ordering::Relaxed);
+    let value = frame.get(name);
+    WARNINGS_MUTED.store(false, Ordering::Relaxed);
+    value
 }
 
 #[cfg(test)]

@@ -1,0 +1,173 @@
+//! Streaming the frames of any trajectory chemfiles reads, one at a time, with a frame range
+//! and stride: a trajectory larger than memory is fine for analyses that keep only sums.
+
+use crate::cell::Cell;
+use crate::io::structure::{StructureData, from_frame};
+use std::path::{Path, PathBuf};
+
+/// Frames `start..stop` every `stride` (Python slice syntax `START:STOP:STRIDE`, parts optional).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FrameRange {
+    pub start: usize,
+    pub stop: Option<usize>,
+    pub stride: usize,
+}
+
+impl Default for FrameRange {
+    fn default() -> Self {
+        FrameRange { start: 0, stop: None, stride: 1 }
+    }
+}
+
+impl std::str::FromStr for FrameRange {
+    type Err = String;
+    fn from_str(text: &str) -> Result<FrameRange, String> {
+        let parts: Vec<&str> = text.split(':').collect();
+        if parts.len() > 3 {
+            return Err(format!("frames '{text}': expected START:STOP:STRIDE"));
+        }
+        let number = |s: &str, what: &str| -> Result<Option<usize>, String> {
+            if s.trim().is_empty() {
+                Ok(None)
+            } else {
+                s.trim().parse().map(Some).map_err(|_| format!("frames '{text}': {what} '{s}' is not a whole number"))
+            }
+        };
+        let start = number(parts[0], "START")?.unwrap_or(0);
+        let stop = match parts.get(1) {
+            Some(s) => number(s, "STOP")?,
+            None => Some(start + 1),
+        };
+        let stride = match parts.get(2) {
+            Some(s) => number(s, "STRIDE")?.unwrap_or(1),
+            None => 1,
+        };
+        if stride == 0 {
+            return Err(format!("frames '{text}': STRIDE must be at least 1"));
+        }
+        Ok(FrameRange { start, stop, stride })
+    }
+}
+
+/// One frame of the trajectory.
+pub struct Snapshot {
+    /// Index of the frame in the file (0-based).
+    pub index: usize,
+    pub data: StructureData,
+    /// The frame's `time` property (ps), when the file has one (mdrun writes it).
+    pub time_ps: Option<f64>,
+    /// The periodic cell, when the frame has one.
+    pub cell: Option<Cell>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: frame {frame}: {message}")]
+pub struct FrameError {
+    pub path: PathBuf,
+    pub frame: usize,
+    pub message: String,
+}
+
+pub struct Frames {
+    trajectory: chemfiles::Trajectory,
+    path: PathBuf,
+    total: usize,
+    next: usize,
+    range: FrameRange,
+    frame: chemfiles::Frame,
+}
+
+impl Frames {
+    pub fn open(path: &Path, range: FrameRange) -> Result<Frames, FrameError> {
+        let error = |message: String| FrameError { path: path.to_path_buf(), frame: 0, message };
+        std::fs::File::open(path).map_err(|e| error(format!("cannot be read: {e}")))?;
+        crate::io::structure::route_chemfiles_warnings();
+        let format = crate::io::format_for_path(path, None);
+        let mut trajectory = if format.is_empty() {
+            chemfiles::Trajectory::open(path, 'r')
+        } else {
+            chemfiles::Trajectory::open_with_format(path, 'r', format.as_str())
+        }
+        .map_err(|e| error(format!("chemfiles could not open it: {}", e.message)))?;
+        let total = trajectory.nsteps();
+        if total == 0 {
+            return Err(error("the file holds no frames".into()));
+        }
+        if range.start >= total {
+            return Err(error(format!("the range starts at frame {} but the file has {total}", range.start)));
+        }
+        Ok(Frames { trajectory, path: path.to_path_buf(), total, next: 0, range, frame: chemfiles::Frame::new() })
+    }
+
+    /// Frames in the file.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Frames the range selects.
+    pub fn selected(&self) -> usize {
+        let stop = self.range.stop.unwrap_or(self.total).min(self.total);
+        if stop <= self.range.start { 0 } else { (stop - self.range.start).div_ceil(self.range.stride) }
+    }
+
+    fn wanted(&self, index: usize) -> bool {
+        index >= self.range.start && (index - self.range.start) % self.range.stride == 0
+    }
+}
+
+impl Iterator for Frames {
+    type Item = Result<Snapshot, FrameError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let stop = self.range.stop.unwrap_or(self.total).min(self.total);
+        while self.next < stop {
+            let index = self.next;
+            self.next += 1;
+            let fail = |message: String| FrameError { path: self.path.clone(), frame: index, message };
+            // Sequential reads: text formats cannot seek cheaply anyway.
+            if let Err(e) = self.trajectory.read(&mut self.frame) {
+                return Some(Err(fail(format!("unreadable (truncated or malformed?): {}", e.message))));
+            }
+            if !self.wanted(index) {
+                continue;
+            }
+            let data = match from_frame(&self.frame, &self.path) {
+                Ok(d) => d,
+                Err(e) => return Some(Err(fail(e.to_string()))),
+            };
+            // mdrun's extended XYZ carries time=... (chemfiles reads it as text).
+            let time_ps = match crate::io::structure::optional_property(&self.frame, "time") {
+                Some(chemfiles::Property::Double(t)) => Some(t),
+                Some(chemfiles::Property::String(t)) => t.trim().parse().ok(),
+                _ => None,
+            };
+            let cell = match data.cell {
+                Some(vectors) => {
+                    let pbc = data.pbc.unwrap_or([true; 3]);
+                    match Cell::new(vectors, pbc) {
+                        Ok(c) => Some(c),
+                        Err(e) => return Some(Err(fail(format!("bad cell: {e}")))),
+                    }
+                }
+                None => None,
+            };
+            return Some(Ok(Snapshot { index, data, time_ps, cell }));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FrameRange;
+
+    #[test]
+    fn ranges_parse_like_python_slices() {
+        assert_eq!("10:100:5".parse::<FrameRange>().unwrap(), FrameRange { start: 10, stop: Some(100), stride: 5 });
+        assert_eq!("::2".parse::<FrameRange>().unwrap(), FrameRange { start: 0, stop: None, stride: 2 });
+        assert_eq!("5:".parse::<FrameRange>().unwrap(), FrameRange { start: 5, stop: None, stride: 1 });
+        assert_eq!("7".parse::<FrameRange>().unwrap(), FrameRange { start: 7, stop: Some(8), stride: 1 });
+        assert!("1:2:0".parse::<FrameRange>().is_err());
+        assert!("a:b".parse::<FrameRange>().is_err());
+    }
+}

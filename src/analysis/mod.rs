@@ -1,0 +1,374 @@
+//! `mdrun analyze`: radial distribution functions, mean-squared displacements and diffusion
+//! coefficients, velocity autocorrelation and vibrational spectra from any trajectory chemfiles
+//! reads; statistics and energy drift from a thermo log. CSV tables, PNG plots and a
+//! summary.json with the fitted numbers and their errors.
+
+pub mod fft;
+pub mod frames;
+pub mod msd;
+pub mod plot;
+pub mod rdf;
+pub mod series;
+pub mod stats;
+pub mod vacf;
+
+use frames::{FrameRange, Frames};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct AnalyzeArgs {
+    /// A trajectory (any format chemfiles reads) or a thermo log.
+    pub input: PathBuf,
+    /// Radial distribution function and coordination numbers.
+    #[arg(long)]
+    pub rdf: bool,
+    /// Mean-squared displacement and diffusion coefficients.
+    #[arg(long)]
+    pub msd: bool,
+    /// Velocity autocorrelation and vibrational density of states (needs velocities).
+    #[arg(long)]
+    pub vacf: bool,
+    /// Thermo log: mean, standard deviation, standard error and correlation time per column.
+    #[arg(long)]
+    pub stats: bool,
+    /// Thermo log: NVE energy drift per atom per ps.
+    #[arg(long)]
+    pub drift: bool,
+    /// Only these species (comma-separated), for MSD, VACF and the total g(r).
+    #[arg(long, value_delimiter = ',', value_name = "SPECIES")]
+    pub select: Vec<String>,
+    /// g(r) per pair of species, e.g. O-H,O-O.
+    #[arg(long, value_delimiter = ',', value_name = "A-B")]
+    pub pairs: Vec<String>,
+    /// Frames START:STOP:STRIDE (Python slice; default all).
+    #[arg(long, default_value = "::1")]
+    pub frames: FrameRange,
+    /// g(r) range, Å.
+    #[arg(long, default_value_t = 10.0)]
+    pub rmax: f64,
+    /// g(r) bins.
+    #[arg(long, default_value_t = 200)]
+    pub bins: usize,
+    /// Time between the analysed frames, ps (default: from the frames' time property).
+    #[arg(long)]
+    pub dt: Option<f64>,
+    /// MSD fit window, as fractions of the longest lag.
+    #[arg(long, default_value = "0.1:0.5", value_name = "FROM:TO")]
+    pub fit: String,
+    /// Atoms, for the drift per atom (default: from the thermo log's preamble).
+    #[arg(long)]
+    pub atoms: Option<usize>,
+    /// Output folder (default: INPUT's folder / analysis).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// CSV and JSON only.
+    #[arg(long)]
+    pub no_plots: bool,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn analyze_command(args: &AnalyzeArgs) -> anyhow::Result<()> {
+    let out = match &args.out {
+        Some(d) => d.clone(),
+        None => args.input.parent().map(|p| p.join("analysis")).unwrap_or_else(|| PathBuf::from("analysis")),
+    };
+    std::fs::create_dir_all(&out).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
+    let summary = if is_thermo_log(&args.input) {
+        analyze_log(args, &out)?
+    } else {
+        analyze_trajectory(args, &out)?
+    };
+    // Trajectory and thermo-log analyses of one run share the folder: merge their summaries.
+    let path = out.join("summary.json");
+    let mut merged = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default();
+    if let Value::Object(new) = summary {
+        merged.extend(new);
+    }
+    let text = serde_json::to_string_pretty(&Value::Object(merged)).expect("summary serialises");
+    crate::io::checkpoint::write_atomically(&path, text.as_bytes())?;
+    if !args.quiet {
+        println!("Wrote {} (summary.json and tables{}).", out.display(), if args.no_plots { "" } else { ", plots" });
+    }
+    Ok(())
+}
+
+fn is_thermo_log(path: &Path) -> bool {
+    if path.extension().is_some_and(|e| e == "log") {
+        return true;
+    }
+    let Ok(text) = std::fs::read_to_string(path).map(|t| t.chars().take(4096).collect::<String>()) else {
+        return false;
+    };
+    text.lines().find(|l| !l.trim().is_empty() && !l.starts_with('#')).is_some_and(|l| l.trim_start().starts_with("Step"))
+}
+
+fn analyze_log(args: &AnalyzeArgs, out: &Path) -> anyhow::Result<Value> {
+    let table = stats::read_table(&args.input).map_err(anyhow::Error::msg)?;
+    let (want_stats, want_drift) = if args.stats || args.drift { (args.stats, args.drift) } else { (true, true) };
+    let time = table.columns.iter().position(|c| c.starts_with("Time"));
+    let dt = match time {
+        Some(t) if table.rows.len() > 1 => table.rows[1][t] - table.rows[0][t],
+        _ => 1.0,
+    };
+    let mut summary = serde_json::Map::new();
+    summary.insert("thermo_log".into(), json!(args.input.display().to_string()));
+    summary.insert("rows".into(), json!(table.rows.len()));
+    if want_stats {
+        let mut all = BTreeMap::new();
+        let mut lines = Vec::new();
+        for (c, name) in table.columns.iter().enumerate() {
+            if name == "Step" || name.starts_with("Time") {
+                continue;
+            }
+            let x: Vec<f64> = table.rows.iter().map(|r| r[c]).collect();
+            let s = stats::column_stats(&x, dt);
+            lines.push(format!(
+                "  {name:<12} mean {:.10} ± {:.2e} (sem), std {:.4e}, correlation time {:.3} ps",
+                s.mean, s.sem, s.std, s.correlation_time_ps
+            ));
+            all.insert(name.clone(), s);
+        }
+        if !args.quiet {
+            println!("{} rows, {dt} ps apart:", table.rows.len());
+            lines.iter().for_each(|l| println!("{l}"));
+        }
+        summary.insert("stats".into(), serde_json::to_value(all)?);
+    }
+    if want_drift {
+        let n = args.atoms.or(table.n_atoms).ok_or_else(|| {
+            anyhow::anyhow!("{}: the drift per atom needs the atom count: give --atoms N", args.input.display())
+        })?;
+        let d = stats::drift(&table, n).map_err(anyhow::Error::msg)?;
+        if !args.quiet {
+            println!("  energy drift {:.4e} ± {:.1e} eV/atom/ps ({n} atoms)", d.ev_per_atom_per_ps, d.error);
+        }
+        summary.insert("drift".into(), serde_json::to_value(&d)?);
+    }
+    if !args.no_plots {
+        if let (Some(t), Some(e)) = (time, table.columns.iter().position(|c| c.starts_with("TotEng"))) {
+            let x: Vec<f64> = table.rows.iter().map(|r| r[t]).collect();
+            let mut series = vec![("TotEng".to_string(), x.clone(), table.rows.iter().map(|r| r[e]).collect())];
+            if let Some(p) = table.columns.iter().position(|c| c.starts_with("PotEng")) {
+                let e0 = table.rows[0][e];
+                let p0 = table.rows[0][p];
+                // PotEng shifted onto TotEng's start, to share the axis.
+                series.push(("PotEng (shifted)".to_string(), x, table.rows.iter().map(|r| r[p] - p0 + e0).collect()));
+            }
+            plot::line_plot(&out.join("energy.png"), "energy", "t (ps)", "E (eV)", &series)?;
+        }
+    }
+    Ok(Value::Object(summary))
+}
+
+fn parse_fit(text: &str) -> anyhow::Result<(f64, f64)> {
+    let parts: Vec<f64> = text.split(':').map(|s| s.trim().parse::<f64>()).collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("--fit '{text}': expected FROM:TO fractions such as 0.1:0.5"))?;
+    match parts[..] {
+        [a, b] if (0.0..1.0).contains(&a) && a < b && b <= 1.0 => Ok((a, b)),
+        _ => anyhow::bail!("--fit '{text}': expected 0 <= FROM < TO <= 1"),
+    }
+}
+
+fn write_csv(path: &Path, header: &[String], columns: &[&[f64]]) -> anyhow::Result<()> {
+    let mut text = header.join(",");
+    text.push('\n');
+    let rows = columns.iter().map(|c| c.len()).min().unwrap_or(0);
+    for r in 0..rows {
+        let row: Vec<String> = columns.iter().map(|c| format!("{:.8e}", c[r])).collect();
+        text.push_str(&row.join(","));
+        text.push('\n');
+    }
+    let mut file = std::fs::File::create(path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn analyze_trajectory(args: &AnalyzeArgs, out: &Path) -> anyhow::Result<Value> {
+    let (mut want_rdf, mut want_msd, want_vacf) = (args.rdf, args.msd, args.vacf);
+    if !(args.rdf || args.msd || args.vacf) {
+        want_rdf = true;
+        want_msd = true;
+    }
+    if args.stats || args.drift {
+        anyhow::bail!("{}: --stats and --drift read a thermo log, not a trajectory", args.input.display());
+    }
+    let pairs: Vec<(String, String)> = args
+        .pairs
+        .iter()
+        .map(|p| match p.split_once('-') {
+            Some((a, b)) if !a.is_empty() && !b.is_empty() => Ok((a.to_string(), b.to_string())),
+            _ => Err(anyhow::anyhow!("--pairs '{p}': expected two species joined by '-', such as O-H")),
+        })
+        .collect::<anyhow::Result<_>>()?;
+    if want_rdf && (args.rmax <= 0.0 || args.bins == 0) {
+        anyhow::bail!("--rmax and --bins must be positive");
+    }
+    let fit = parse_fit(&args.fit)?;
+    let mut frames = Frames::open(&args.input, args.frames)?;
+    let selected = frames.selected();
+    let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(selected as u64);
+        bar.set_style(ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} frames  ETA {eta}").expect("template"));
+        bar
+    });
+    let mut rdf = want_rdf.then(|| rdf::Rdf::new(rdf::RdfSettings { rmax: args.rmax, bins: args.bins, pairs: pairs.clone() }));
+    let mut series: Option<series::Series> = None;
+    let mut batch = Vec::new();
+    let mut count = 0usize;
+    let mut names0: Vec<String> = Vec::new();
+    let flush = |rdf: &mut Option<rdf::Rdf>, batch: &mut Vec<(Vec<String>, Vec<crate::cell::Vec3>, crate::cell::Cell)>| -> anyhow::Result<()> {
+        if let Some(r) = rdf.as_mut() {
+            r.add_frames(batch).map_err(|e| anyhow::anyhow!("{}: g(r): {e}", args.input.display()))?;
+        }
+        batch.clear();
+        Ok(())
+    };
+    for snapshot in frames.by_ref() {
+        let s = snapshot?;
+        let names = &s.data.names;
+        if count == 0 {
+            names0 = names.clone();
+            for species in args.select.iter().chain(pairs.iter().flat_map(|(a, b)| [a, b])) {
+                if !names.contains(species) {
+                    anyhow::bail!("{}: no atom of species '{species}' (the file has {:?})", args.input.display(), distinct(names));
+                }
+            }
+        } else if names.len() != names0.len() {
+            anyhow::bail!("{}: frame {}: {} atoms where the first frame had {}", args.input.display(), s.index, names.len(), names0.len());
+        }
+        let keep: Vec<usize> = (0..names.len()).filter(|&i| args.select.is_empty() || args.select.contains(&names[i])).collect();
+        if want_msd || want_vacf {
+            let ser = series.get_or_insert_with(|| series::Series::new(keep.clone(), keep.iter().map(|&i| names[i].clone()).collect()));
+            ser.add(&s.data.positions, s.data.velocities.as_deref(), s.cell.as_ref(), s.time_ps);
+        }
+        if rdf.is_some() {
+            let Some(cell) = s.cell.clone().filter(|c| c.pbc() == [true; 3]) else {
+                anyhow::bail!("{}: frame {}: g(r) needs a cell periodic on all three axes", args.input.display(), s.index);
+            };
+            let (sel_names, sel_pos) = if args.select.is_empty() || !pairs.is_empty() {
+                (names.clone(), s.data.positions.clone())
+            } else {
+                (keep.iter().map(|&i| names[i].clone()).collect(), keep.iter().map(|&i| s.data.positions[i]).collect())
+            };
+            batch.push((sel_names, sel_pos, cell));
+            if batch.len() >= 4 * rayon::current_num_threads() {
+                flush(&mut rdf, &mut batch)?;
+            }
+        }
+        count += 1;
+        if let Some(b) = &bar {
+            b.set_position(count as u64);
+        }
+    }
+    flush(&mut rdf, &mut batch)?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    if count == 0 {
+        anyhow::bail!("{}: the frame range {:?} selects no frame", args.input.display(), args.frames);
+    }
+    let mut summary = serde_json::Map::new();
+    summary.insert("trajectory".into(), json!(args.input.display().to_string()));
+    summary.insert("frames".into(), json!(count));
+    let say = |line: String| {
+        if !args.quiet {
+            println!("{line}");
+        }
+    };
+    say(format!("{count} frames of {} atoms", names0.len()));
+
+    if let Some(rdf) = &rdf {
+        let result = rdf.finish();
+        let mut header = vec!["r".to_string()];
+        let mut columns: Vec<&[f64]> = vec![&result.r];
+        let mut shells = serde_json::Map::new();
+        for (label, g, n) in &result.channels {
+            let (gname, nname) = if label.is_empty() { ("g".to_string(), "n".to_string()) } else { (format!("g_{label}"), format!("n_{label}")) };
+            header.push(gname);
+            header.push(nname);
+            columns.push(g);
+            columns.push(n);
+            if let Some((peak, min)) = rdf::first_shell(&result.r, g) {
+                let b = result.r.iter().position(|&r| r >= min).unwrap_or(0);
+                let key = if label.is_empty() { "all".to_string() } else { label.clone() };
+                say(format!("g(r) {key}: first peak at {peak:.3} Å, first minimum at {min:.3} Å, coordination {:.3}", n[b]));
+                shells.insert(key, json!({"first_peak_a": peak, "first_minimum_a": min, "coordination": n[b]}));
+            }
+        }
+        write_csv(&out.join("rdf.csv"), &header, &columns)?;
+        summary.insert("rdf".into(), Value::Object(shells));
+        if !args.no_plots {
+            let curves: Vec<(String, Vec<f64>, Vec<f64>)> = result
+                .channels
+                .iter()
+                .map(|(label, g, _)| (if label.is_empty() { "all".into() } else { label.clone() }, result.r.clone(), g.clone()))
+                .collect();
+            plot::line_plot(&out.join("rdf.png"), "radial distribution function", "r (A)", "g(r)", &curves)?;
+        }
+    }
+    if let Some(ser) = &series {
+        let dt = ser.frame_interval(args.dt).map_err(|e| anyhow::anyhow!("{}: {e}", args.input.display()))?;
+        if want_msd {
+            let result = msd::compute(ser, dt, fit);
+            let single = result.curves.len() == 1;
+            let mut header = vec!["t_ps".to_string()];
+            let mut columns: Vec<&[f64]> = vec![&result.t];
+            for (label, curve) in &result.curves {
+                header.push(if single || label.is_empty() { "msd_a2".into() } else { format!("msd_a2_{label}") });
+                columns.push(curve);
+            }
+            write_csv(&out.join("msd.csv"), &header, &columns)?;
+            let mut diffusion = serde_json::Map::new();
+            for (label, d, err) in &result.diffusion {
+                let key = if label.is_empty() { "all".to_string() } else { label.clone() };
+                say(format!("D({key}) = {d:.4e} ± {err:.1e} Å²/ps (= {:.4e} cm²/s), fit over {:.3} to {:.3} ps", d * 1e-4, result.fit_window.0, result.fit_window.1));
+                diffusion.insert(key, json!({"value": d, "error": err}));
+            }
+            summary.insert("diffusion_a2_per_ps".into(), Value::Object(diffusion));
+            summary.insert("msd_fit_window_ps".into(), json!([result.fit_window.0, result.fit_window.1]));
+            if !args.no_plots {
+                let curves: Vec<(String, Vec<f64>, Vec<f64>)> = result
+                    .curves
+                    .iter()
+                    .map(|(label, c)| (if label.is_empty() { "all".into() } else { label.clone() }, result.t.clone(), c.clone()))
+                    .collect();
+                plot::line_plot(&out.join("msd.png"), "mean-squared displacement", "t (ps)", "MSD (A^2)", &curves)?;
+            }
+        }
+        if want_vacf {
+            if !ser.has_velocities {
+                anyhow::bail!("{}: --vacf needs velocities in every frame (mdrun writes them with velocities = true)", args.input.display());
+            }
+            let result = vacf::compute(ser, dt);
+            let c0 = result.c[0].max(1e-300);
+            let normalised: Vec<f64> = result.c.iter().map(|c| c / c0).collect();
+            write_csv(&out.join("vacf.csv"), &["t_ps".into(), "vacf_a2_per_ps2".into(), "vacf_normalised".into()], &[&result.t, &result.c, &normalised])?;
+            let wavenumber: Vec<f64> = result.frequency.iter().map(|f| f * 33.356_409_519_815_2).collect();
+            write_csv(&out.join("vdos.csv"), &["frequency_thz".into(), "wavenumber_cm1".into(), "vdos_per_thz".into()], &[&result.frequency, &wavenumber, &result.dos])?;
+            let peak = (0..result.dos.len()).max_by(|&a, &b| result.dos[a].total_cmp(&result.dos[b])).unwrap_or(0);
+            say(format!("VACF: C(0) = {:.4e} Å²/ps²; VDOS peak at {:.4} THz ({:.1} cm⁻¹)", result.c[0], result.frequency[peak], wavenumber[peak]));
+            summary.insert("vacf".into(), json!({"c0_a2_per_ps2": result.c[0], "vdos_peak_thz": result.frequency[peak]}));
+            if !args.no_plots {
+                plot::line_plot(&out.join("vacf.png"), "velocity autocorrelation", "t (ps)", "C(t)/C(0)", &[("vacf".into(), result.t.clone(), normalised)])?;
+                plot::line_plot(&out.join("vdos.png"), "vibrational density of states", "frequency (THz)", "VDOS (1/THz)", &[("vdos".into(), result.frequency.clone(), result.dos.clone())])?;
+            }
+        }
+    }
+    Ok(Value::Object(summary))
+}
+
+fn distinct(names: &[String]) -> Vec<String> {
+    let mut d: Vec<String> = names.to_vec();
+    d.sort();
+    d.dedup();
+    d
+}
