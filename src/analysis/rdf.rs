@@ -108,6 +108,9 @@ fn frame_histograms(
 ) -> Result<(Vec<Vec<f64>>, Vec<Vec<f64>>), String> {
     let bins = settings.bins;
     let dr = settings.rmax / bins as f64;
+    // Unwrapped trajectories are fine: the list wants atoms inside the cell.
+    let wrapped: Vec<Vec3> = positions.iter().map(|&p| cell.wrap(p).0).collect();
+    let positions = &wrapped[..];
     let mut list = NeighborList::new(ListKind::Half, settings.rmax, 0.0);
     list.build(positions, cell).map_err(|e| e.to_string())?;
     // counts[c][b]: ordered pairs (i in a, j in b) at distance bin b.
