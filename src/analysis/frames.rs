@@ -53,6 +53,8 @@ impl std::str::FromStr for FrameRange {
 pub struct Snapshot {
     /// Index of the frame in the file (0-based).
     pub index: usize,
+    /// Species label per atom (shared by all frames; `data.names` is left empty).
+    pub names: std::sync::Arc<Vec<String>>,
     pub data: StructureData,
     /// The frame's `time` property (ps), when the file has one (mdrun writes it).
     pub time_ps: Option<f64>,
@@ -75,6 +77,9 @@ pub struct Frames {
     next: usize,
     range: FrameRange,
     frame: chemfiles::Frame,
+    /// The first frame read (names, pbc, whether velocities come as a `velo` column).
+    topology: Option<StructureData>,
+    names: std::sync::Arc<Vec<String>>,
 }
 
 impl Frames {
@@ -96,7 +101,7 @@ impl Frames {
         if range.start >= total {
             return Err(error(format!("the range starts at frame {} but the file has {total}", range.start)));
         }
-        Ok(Frames { trajectory, path: path.to_path_buf(), total, next: 0, range, frame: chemfiles::Frame::new() })
+        Ok(Frames { trajectory, path: path.to_path_buf(), total, next: 0, range, frame: chemfiles::Frame::new(), topology: None, names: Default::default() })
     }
 
     /// Frames in the file.
@@ -131,9 +136,43 @@ impl Iterator for Frames {
             if !self.wanted(index) {
                 continue;
             }
-            let data = match from_frame(&self.frame, &self.path) {
-                Ok(d) => d,
-                Err(e) => return Some(Err(fail(e.to_string()))),
+            // The topology (names, pbc flags) is read once; later frames only bring coordinates,
+            // velocities and the cell, which chemfiles hands over as arrays (asking for each
+            // atom's name every frame would cost more than the analyses).
+            let size = self.frame.size();
+            let data = match &self.topology {
+                Some(t) if t.names.len() == size => {
+                    let velocities = match self.frame.velocities() {
+                        Some(v) => Some(v.to_vec()),
+                        None if t.velocities.is_some() => match from_frame(&self.frame, &self.path) {
+                            Ok(d) => d.velocities,
+                            Err(e) => return Some(Err(fail(e.to_string()))),
+                        },
+                        None => None,
+                    };
+                    let unit_cell = self.frame.cell();
+                    let cell = match unit_cell.shape() {
+                        chemfiles::CellShape::Infinite => None,
+                        _ => {
+                            let m = unit_cell.matrix();
+                            Some([0, 1, 2].map(|c| [m[0][c], m[1][c], m[2][c]]))
+                        }
+                    };
+                    let positions = self.frame.positions().to_vec();
+                    if let Some(id) = positions.iter().position(|r| r.iter().any(|x| !x.is_finite())) {
+                        return Some(Err(fail(format!("atom {} has a non-finite position", id + 1))));
+                    }
+                    // Names live in `Snapshot::names` (shared), not copied per frame.
+                    StructureData { names: Vec::new(), positions, velocities, cell, pbc: t.pbc }
+                }
+                _ => match from_frame(&self.frame, &self.path) {
+                    Ok(mut d) => {
+                        self.names = std::sync::Arc::new(std::mem::take(&mut d.names));
+                        self.topology = Some(StructureData { names: self.names.to_vec(), ..d.clone() });
+                        d
+                    }
+                    Err(e) => return Some(Err(fail(e.to_string()))),
+                },
             };
             // mdrun's extended XYZ carries time=... (chemfiles reads it as text).
             let time_ps = match crate::io::structure::optional_property(&self.frame, "time") {
@@ -151,7 +190,7 @@ impl Iterator for Frames {
                 }
                 None => None,
             };
-            return Some(Ok(Snapshot { index, data, time_ps, cell }));
+            return Some(Ok(Snapshot { index, names: self.names.clone(), data, time_ps, cell }));
         }
         None
     }

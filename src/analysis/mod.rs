@@ -225,7 +225,7 @@ fn analyze_trajectory(args: &AnalyzeArgs, out: &Path) -> anyhow::Result<Value> {
     let mut batch = Vec::new();
     let mut count = 0usize;
     let mut names0: Vec<String> = Vec::new();
-    let flush = |rdf: &mut Option<rdf::Rdf>, batch: &mut Vec<(Vec<String>, Vec<crate::cell::Vec3>, crate::cell::Cell)>| -> anyhow::Result<()> {
+    let flush = |rdf: &mut Option<rdf::Rdf>, batch: &mut Vec<rdf::FrameInput>| -> anyhow::Result<()> {
         if let Some(r) = rdf.as_mut() {
             r.add_frames(batch).map_err(|e| anyhow::anyhow!("{}: g(r): {e}", args.input.display()))?;
         }
@@ -234,9 +234,9 @@ fn analyze_trajectory(args: &AnalyzeArgs, out: &Path) -> anyhow::Result<Value> {
     };
     for snapshot in frames.by_ref() {
         let s = snapshot?;
-        let names = &s.data.names;
+        let names: &[String] = &s.names;
         if count == 0 {
-            names0 = names.clone();
+            names0 = names.to_vec();
             for species in args.select.iter().chain(pairs.iter().flat_map(|(a, b)| [a, b])) {
                 if !names.contains(species) {
                     anyhow::bail!("{}: no atom of species '{species}' (the file has {:?})", args.input.display(), distinct(names));
@@ -255,9 +255,12 @@ fn analyze_trajectory(args: &AnalyzeArgs, out: &Path) -> anyhow::Result<Value> {
                 anyhow::bail!("{}: frame {}: g(r) needs a cell periodic on all three axes", args.input.display(), s.index);
             };
             let (sel_names, sel_pos) = if args.select.is_empty() || !pairs.is_empty() {
-                (names.clone(), s.data.positions.clone())
+                (s.names.clone(), s.data.positions)
             } else {
-                (keep.iter().map(|&i| names[i].clone()).collect(), keep.iter().map(|&i| s.data.positions[i]).collect())
+                (
+                    std::sync::Arc::new(keep.iter().map(|&i| names[i].clone()).collect()),
+                    keep.iter().map(|&i| s.data.positions[i]).collect(),
+                )
             };
             batch.push((sel_names, sel_pos, cell));
             if batch.len() >= 4 * rayon::current_num_threads() {

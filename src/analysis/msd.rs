@@ -3,7 +3,7 @@
 //! O(n log n) per atom and coordinate. The diffusion coefficient comes from a least-squares line
 //! through MSD = 6 D t + c over a window of lag times.
 
-use super::fft::autocorrelation_sums;
+use super::fft::{autocorrelation_sums, autocorrelation_sums_3};
 use super::series::Series;
 use crate::summary::linear_fit;
 use rayon::prelude::*;
@@ -36,21 +36,31 @@ pub fn msd_of_trace(x: &[f64]) -> Vec<f64> {
     out
 }
 
+/// Σ over x, y, z of the MSD of each coordinate, for every lag.
+pub fn msd_of_traces(x: &[f64], y: &[f64], z: &[f64]) -> Vec<f64> {
+    let n = x.len();
+    let s2 = autocorrelation_sums_3(x, y, z);
+    let sq: Vec<f64> = (0..n).map(|k| x[k] * x[k] + y[k] * y[k] + z[k] * z[k]).collect();
+    let mut q = 2.0 * sq.iter().sum::<f64>();
+    let mut out = vec![0.0; n];
+    for m in 0..n {
+        if m > 0 {
+            q -= sq[m - 1] + sq[n - m];
+        }
+        out[m] = (q - 2.0 * s2[m]) / (n - m) as f64;
+    }
+    out
+}
+
 /// `fit` is the window as fractions of the longest lag (default 0.1 to 0.5).
 pub fn compute(series: &Series, dt: f64, fit: (f64, f64)) -> MsdResult {
     let n = series.frames();
     let atoms = series.atoms.len();
-    let per_atom: Vec<Vec<f64>> = (0..atoms)
+    // Blocks of atoms in parallel; each atom's three coordinates in one pass.
+    let blocks: Vec<std::ops::Range<usize>> = (0..atoms).step_by(64).map(|s| s..(s + 64).min(atoms)).collect();
+    let per_atom: Vec<Vec<f64>> = blocks
         .into_par_iter()
-        .map(|k| {
-            let mut total = vec![0.0; n];
-            for dim in 0..3 {
-                for (t, v) in total.iter_mut().zip(msd_of_trace(&series.trace(k, dim, false))) {
-                    *t += v;
-                }
-            }
-            total
-        })
+        .flat_map_iter(|range| series.traces(range, false).into_iter().map(|[x, y, z]| msd_of_traces(&x, &y, &z)))
         .collect();
     let mut kinds: Vec<String> = series.species.clone();
     kinds.sort();

@@ -19,6 +19,9 @@ pub struct RdfSettings {
     pub pairs: Vec<(String, String)>,
 }
 
+/// One frame: species per atom (shared between frames), positions, cell.
+pub type FrameInput = (std::sync::Arc<Vec<String>>, Vec<Vec3>, Cell);
+
 /// Sums over the frames seen so far.
 pub struct Rdf {
     settings: RdfSettings,
@@ -49,7 +52,7 @@ impl Rdf {
     }
 
     /// Adds frames (in parallel: they are independent).
-    pub fn add_frames(&mut self, frames: &[(Vec<String>, Vec<Vec3>, Cell)]) -> Result<(), String> {
+    pub fn add_frames(&mut self, frames: &[FrameInput]) -> Result<(), String> {
         let settings = &self.settings;
         let parts: Vec<Result<(Vec<Vec<f64>>, Vec<Vec<f64>>), String>> = frames
             .par_iter()

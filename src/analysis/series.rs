@@ -80,11 +80,25 @@ impl Series {
         self.times.push(time);
     }
 
-    /// Component `dim` of atom `k`'s position (or velocity) over all frames.
-    pub fn trace(&self, k: usize, dim: usize, velocity: bool) -> Vec<f64> {
+    /// x, y and z traces over all frames for atoms `range` (positions or velocities), read
+    /// frame by frame so memory is walked in order.
+    pub fn traces(&self, range: std::ops::Range<usize>, velocity: bool) -> Vec<[Vec<f64>; 3]> {
         let data = if velocity { &self.velocities } else { &self.positions };
         let stride = 3 * self.atoms.len();
-        (0..self.frames()).map(|f| data[f * stride + 3 * k + dim] as f64).collect()
+        let frames = self.frames();
+        let mut out: Vec<[Vec<f64>; 3]> = range
+            .clone()
+            .map(|_| std::array::from_fn(|_| Vec::with_capacity(frames)))
+            .collect();
+        for f in 0..frames {
+            let row = &data[f * stride..(f + 1) * stride];
+            for (slot, k) in out.iter_mut().zip(range.clone()) {
+                for d in 0..3 {
+                    slot[d].push(row[3 * k + d] as f64);
+                }
+            }
+        }
+        out
     }
 
     /// Time between frames, ps: from the frames' times (they must be evenly spaced) or `dt`.

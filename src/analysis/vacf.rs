@@ -2,7 +2,7 @@
 //! vibrational density of states: the cosine transform of C(t), Hann-windowed, normalised to
 //! unit area over frequency.
 
-use super::fft::autocorrelation_sums;
+use super::fft::autocorrelation_sums_3;
 use super::series::Series;
 use rayon::prelude::*;
 
@@ -20,12 +20,13 @@ pub struct VacfResult {
 pub fn compute(series: &Series, dt: f64) -> VacfResult {
     let n = series.frames();
     let atoms = series.atoms.len();
-    let sums: Vec<f64> = (0..atoms)
+    let blocks: Vec<std::ops::Range<usize>> = (0..atoms).step_by(64).map(|s| s..(s + 64).min(atoms)).collect();
+    let sums: Vec<f64> = blocks
         .into_par_iter()
-        .map(|k| {
+        .map(|range| {
             let mut total = vec![0.0; n];
-            for dim in 0..3 {
-                for (t, v) in total.iter_mut().zip(autocorrelation_sums(&series.trace(k, dim, true))) {
+            for [x, y, z] in series.traces(range, true) {
+                for (t, v) in total.iter_mut().zip(autocorrelation_sums_3(&x, &y, &z)) {
                     *t += v;
                 }
             }
