@@ -105,9 +105,13 @@ fn is_thermo_log(path: &Path) -> bool {
     if path.extension().is_some_and(|e| e == "log") {
         return true;
     }
-    let Ok(text) = std::fs::read_to_string(path).map(|t| t.chars().take(4096).collect::<String>()) else {
+    // Only the start: trajectories can be larger than memory.
+    let mut head = Vec::new();
+    let Ok(file) = std::fs::File::open(path) else { return false };
+    if std::io::Read::read_to_end(&mut std::io::Read::take(file, 4096), &mut head).is_err() {
         return false;
-    };
+    }
+    let text = String::from_utf8_lossy(&head);
     text.lines().find(|l| !l.trim().is_empty() && !l.starts_with('#')).is_some_and(|l| l.trim_start().starts_with("Step"))
 }
 
