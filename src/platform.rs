@@ -90,7 +90,6 @@ pub fn choose(
 
 impl Engine {
     /// Sets up the simulation on the chosen platform.
-    #[allow(clippy::too_many_arguments)]
     pub fn start(
         gpu: Option<GpuContext>,
         plan: &Plan,

@@ -100,8 +100,9 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
             println!("{line}");
         }
     };
-    let (system, step, reference) = match &options.restart {
-        None => (plan.system.clone(), 0, None),
+    // The thread count that wrote the checkpoint (0: the GPU), to compare with this run's.
+    let (system, step, reference, restart_threads) = match &options.restart {
+        None => (plan.system.clone(), 0, None, None),
         Some(path) => {
             let chk = Checkpoint::read(path)?;
             check_restart_matches(plan, &chk, path)?;
@@ -113,7 +114,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
                     plan.integrator.seed()
                 );
             }
-            (chk.system, chk.step, chk.reference)
+            (chk.system, chk.step, chk.reference, Some(chk.threads))
         }
     };
     let restarting = options.restart.is_some();
@@ -138,8 +139,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
             source,
         },
     })?;
-    if let Some(path) = &options.restart {
-        let chk_threads = Checkpoint::read(path)?.threads;
+    if let (Some(path), Some(chk_threads)) = (&options.restart, restart_threads) {
         let now = sim.checkpoint_threads(threads);
         if chk_threads != now {
             let on = |t: usize| match t {

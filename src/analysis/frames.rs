@@ -77,9 +77,15 @@ pub struct Frames {
     next: usize,
     range: FrameRange,
     frame: chemfiles::Frame,
-    /// The first frame read (names, pbc, whether velocities come as a `velo` column).
-    topology: Option<StructureData>,
+    /// From the first frame: species per atom, pbc flags, whether velocities come as a `velo`
+    /// column (None until a frame was read).
+    topology: Option<Topology>,
+}
+
+struct Topology {
     names: std::sync::Arc<Vec<String>>,
+    pbc: Option<[bool; 3]>,
+    velocity_column: bool,
 }
 
 impl Frames {
@@ -101,7 +107,7 @@ impl Frames {
         if range.start >= total {
             return Err(error(format!("the range starts at frame {} but the file has {total}", range.start)));
         }
-        Ok(Frames { trajectory, path: path.to_path_buf(), total, next: 0, range, frame: chemfiles::Frame::new(), topology: None, names: Default::default() })
+        Ok(Frames { trajectory, path: path.to_path_buf(), total, next: 0, range, frame: chemfiles::Frame::new(), topology: None })
     }
 
     /// Frames in the file.
@@ -144,20 +150,13 @@ impl Iterator for Frames {
                 Some(t) if t.names.len() == size => {
                     let velocities = match self.frame.velocities() {
                         Some(v) => Some(v.to_vec()),
-                        None if t.velocities.is_some() => match from_frame(&self.frame, &self.path) {
+                        None if t.velocity_column => match from_frame(&self.frame, &self.path) {
                             Ok(d) => d.velocities,
                             Err(e) => return Some(Err(fail(e.to_string()))),
                         },
                         None => None,
                     };
-                    let unit_cell = self.frame.cell();
-                    let cell = match unit_cell.shape() {
-                        chemfiles::CellShape::Infinite => None,
-                        _ => {
-                            let m = unit_cell.matrix();
-                            Some([0, 1, 2].map(|c| [m[0][c], m[1][c], m[2][c]]))
-                        }
-                    };
+                    let cell = crate::io::structure::cell_vectors(&self.frame);
                     let positions = self.frame.positions().to_vec();
                     if let Some(id) = positions.iter().position(|r| r.iter().any(|x| !x.is_finite())) {
                         return Some(Err(fail(format!("atom {} has a non-finite position", id + 1))));
@@ -167,8 +166,11 @@ impl Iterator for Frames {
                 }
                 _ => match from_frame(&self.frame, &self.path) {
                     Ok(mut d) => {
-                        self.names = std::sync::Arc::new(std::mem::take(&mut d.names));
-                        self.topology = Some(StructureData { names: self.names.to_vec(), ..d.clone() });
+                        self.topology = Some(Topology {
+                            names: std::sync::Arc::new(std::mem::take(&mut d.names)),
+                            pbc: d.pbc,
+                            velocity_column: self.frame.velocities().is_none() && d.velocities.is_some(),
+                        });
                         d
                     }
                     Err(e) => return Some(Err(fail(e.to_string()))),
@@ -190,7 +192,8 @@ impl Iterator for Frames {
                 }
                 None => None,
             };
-            return Some(Ok(Snapshot { index, names: self.names.clone(), data, time_ps, cell }));
+            let names = self.topology.as_ref().expect("set by the first frame").names.clone();
+            return Some(Ok(Snapshot { index, names, data, time_ps, cell }));
         }
         None
     }

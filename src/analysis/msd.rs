@@ -3,7 +3,7 @@
 //! O(n log n) per atom and coordinate. The diffusion coefficient comes from a least-squares line
 //! through MSD = 6 D t + c over a window of lag times.
 
-use super::fft::{autocorrelation_sums, autocorrelation_sums_3};
+use super::fft::autocorrelation_sums_3;
 use super::series::Series;
 use crate::summary::linear_fit;
 use rayon::prelude::*;
@@ -17,23 +17,6 @@ pub struct MsdResult {
     pub diffusion: Vec<(String, f64, f64)>,
     /// Lag-time window of the fit, ps.
     pub fit_window: (f64, f64),
-}
-
-/// MSD of one coordinate trace for every lag m = 0..n-1 (averaged over the n - m origins).
-pub fn msd_of_trace(x: &[f64]) -> Vec<f64> {
-    let n = x.len();
-    let s2 = autocorrelation_sums(x);
-    let sq: Vec<f64> = x.iter().map(|v| v * v).collect();
-    let mut q = 2.0 * sq.iter().sum::<f64>();
-    let mut out = vec![0.0; n];
-    for m in 0..n {
-        if m > 0 {
-            q -= sq[m - 1] + sq[n - m];
-        }
-        let s1 = q / (n - m) as f64;
-        out[m] = s1 - 2.0 * s2[m] / (n - m) as f64;
-    }
-    out
 }
 
 /// Σ over x, y, z of the MSD of each coordinate, for every lag.
@@ -92,14 +75,18 @@ pub fn compute(series: &Series, dt: f64, fit: (f64, f64)) -> MsdResult {
 
 #[cfg(test)]
 mod tests {
-    use super::msd_of_trace;
+    use super::msd_of_traces;
 
     #[test]
     fn fft_msd_equals_the_direct_average() {
-        let x: Vec<f64> = (0..50).map(|i| ((i * 37) % 11) as f64 * 0.3 + i as f64 * 0.05).collect();
-        let fast = msd_of_trace(&x);
+        let trace = |s: usize| -> Vec<f64> { (0..50).map(|i| (((i + s) * 37) % 11) as f64 * 0.3 + i as f64 * 0.05).collect() };
+        let (x, y, z) = (trace(0), trace(3), trace(7));
+        let fast = msd_of_traces(&x, &y, &z);
         for m in 0..x.len() {
-            let direct: f64 = (0..x.len() - m).map(|k| (x[k + m] - x[k]).powi(2)).sum::<f64>() / (x.len() - m) as f64;
+            let direct: f64 = (0..x.len() - m)
+                .map(|k| (x[k + m] - x[k]).powi(2) + (y[k + m] - y[k]).powi(2) + (z[k + m] - z[k]).powi(2))
+                .sum::<f64>()
+                / (x.len() - m) as f64;
             assert!((fast[m] - direct).abs() < 1e-9 * direct.max(1.0), "lag {m}");
         }
     }

@@ -493,7 +493,7 @@ impl GpuSimulation {
 
     /// Builds the list directly (not on the GPU's decision), growing the capacity until every
     /// atom's neighbours fit.
-    fn build_until_it_fits(&mut self, wrap: bool) -> Result<(), GpuError> {
+    fn build_until_it_fits(&mut self, mut wrap: bool) -> Result<(), GpuError> {
         loop {
             let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
             {
@@ -508,7 +508,7 @@ impl GpuSimulation {
             }
             self.grow(status[ST_MAX_NEIGH])?;
             // The wrap (if any) is done; the retry bins the same build positions.
-            return self.build_until_it_fits(false);
+            wrap = false;
         }
     }
 

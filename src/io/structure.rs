@@ -115,15 +115,7 @@ pub fn from_frame(data: &chemfiles::Frame, path: &Path) -> Result<StructureData,
         })?
     });
 
-    let unit_cell = data.cell();
-    let cell = match unit_cell.shape() {
-        chemfiles::CellShape::Infinite => None,
-        _ => {
-            // chemfiles stores the edge vectors as columns.
-            let m = unit_cell.matrix();
-            Some([0, 1, 2].map(|c| [m[0][c], m[1][c], m[2][c]]))
-        }
-    };
+    let cell = cell_vectors(data);
     let has_pbc = data.properties().any(|(name, _)| name == "pbc");
     let pbc = match has_pbc.then(|| data.get("pbc")).flatten() {
         Some(chemfiles::Property::String(s)) => {
@@ -142,6 +134,19 @@ pub fn from_frame(data: &chemfiles::Frame, path: &Path) -> Result<StructureData,
         cell,
         pbc,
     })
+}
+
+/// The frame's cell as edge vectors (rows), None for an infinite cell.
+pub fn cell_vectors(data: &chemfiles::Frame) -> Option<[Vec3; 3]> {
+    let unit_cell = data.cell();
+    match unit_cell.shape() {
+        chemfiles::CellShape::Infinite => None,
+        _ => {
+            // chemfiles stores the edge vectors as columns.
+            let m = unit_cell.matrix();
+            Some([0, 1, 2].map(|c| [m[0][c], m[1][c], m[2][c]]))
+        }
+    }
 }
 
 /// "T T F", "True True False", "1 1 0" as extended XYZ writes them.
