@@ -519,7 +519,7 @@ fn read_structure(
 ) -> Result<(StructureData, String, bool), PlanError> {
     match (&s.file, &s.lattice) {
         (Some(file), None) => {
-            for (given, key) in [(s.lattice_constant.is_some(), "lattice_constant"), (s.density.is_some(), "density"), (s.repeat.is_some(), "repeat"), (s.element.is_some(), "element")] {
+            for (given, key) in [(s.lattice_constant.is_some(), "lattice_constant"), (s.density.is_some(), "density"), (s.element.is_some(), "element")] {
                 if given {
                     return Err(at.error(&file.span(), &format!("[structure] {key}"), "only used with lattice = \"...\", not with a structure file"));
                 }
@@ -530,7 +530,18 @@ fn read_structure(
             let data = structure::read(&path, &format, s.frame.unwrap_or(0))
                 .map_err(|e| at.error(&file.span(), "[structure] file", e.to_string()))?;
             let has_cell = data.cell.is_some();
-            Ok((data, format!("structure file {}", path.display()), has_cell))
+            let origin = format!("structure file {}", path.display());
+            match &s.repeat {
+                Some(r) => {
+                    let counts = *r.get_ref();
+                    if counts.contains(&0) {
+                        return Err(at.error(&r.span(), "[structure] repeat", "each count must be at least 1"));
+                    }
+                    let replicated = structure::replicate(data, counts).map_err(|e| at.error(&r.span(), "[structure] repeat", format!("{e} (the {origin})")))?;
+                    Ok((replicated, format!("{origin} repeated {}x{}x{}", counts[0], counts[1], counts[2]), has_cell))
+                }
+                None => Ok((data, origin, has_cell)),
+            }
         }
         (None, Some(name)) => {
             let kind = LatticeKind::parse(name.get_ref()).ok_or_else(|| {

@@ -19,12 +19,16 @@ pub enum Engine {
 }
 
 /// Time spent per part of the step; on the GPU only the total is known.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct TimeSplit {
     pub force: Duration,
     pub neighbor: Duration,
     pub integrate: Duration,
     pub gpu: Duration,
+    /// The potential's own stages within `force` (ML: graph, clustering, forward, backward).
+    pub force_stages: Vec<(&'static str, f64)>,
+    /// The potential's end-of-run notes.
+    pub notes: Vec<String>,
 }
 
 /// Where the plan will run: Ok(None) is the CPU, Ok(Some(ctx)) a GPU. `notice` receives the
@@ -244,6 +248,8 @@ impl Engine {
                 neighbor: s.timers.neighbor,
                 integrate: s.timers.integrate,
                 gpu: Duration::ZERO,
+                force_stages: s.potential.stage_times(),
+                notes: s.potential.notes(),
             },
             Engine::Gpu(g) => TimeSplit {
                 gpu: g.gpu_time,

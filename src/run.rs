@@ -376,6 +376,8 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         time_neighbor_s: split.neighbor.as_secs_f64(),
         time_integrate_s: split.integrate.as_secs_f64(),
         time_gpu_s: split.gpu.as_secs_f64(),
+        force_stages_s: split.force_stages.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        potential_notes: split.notes.clone(),
         gpu_kernel_s: match &sim {
             Engine::Gpu(g) => g.kernel_times(),
             Engine::Cpu(_) => Default::default(),

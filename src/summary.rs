@@ -24,6 +24,10 @@ pub struct RunSummary {
     /// "cpu (N thread(s), f64)" or "gpu: <adapter> (...)".
     pub platform: String,
     pub time_force_s: f64,
+    /// The potential's stages within the force time (ML: graph, clustering, forward, backward).
+    pub force_stages_s: Vec<(String, f64)>,
+    /// What the potential reported about the run (e.g. how often hard clustering regrouped).
+    pub potential_notes: Vec<String>,
     pub time_neighbor_s: f64,
     pub time_integrate_s: f64,
     /// GPU runs: wall time of the step kernels.
@@ -105,6 +109,17 @@ impl RunSummary {
             s.push_str(&format!(" {name} {t:.3} s ({:.1}%),", 100.0 * t / total));
         }
         s.pop();
+        if !self.force_stages_s.is_empty() {
+            let force = self.time_force_s.max(1e-12);
+            s.push_str("\n  force split:");
+            for (name, t) in &self.force_stages_s {
+                s.push_str(&format!(" {name} {t:.3} s ({:.1}%),", 100.0 * t / force));
+            }
+            s.pop();
+        }
+        for note in &self.potential_notes {
+            s.push_str(&format!("\n  {note}"));
+        }
         if !self.gpu_kernel_s.is_empty() {
             let total: f64 = self.gpu_kernel_s.values().sum::<f64>().max(1e-12);
             let mut kernels: Vec<(&String, &f64)> = self.gpu_kernel_s.iter().collect();

@@ -153,3 +153,30 @@ fn extended_xyz_reads_a_general_lattice_and_pbc() {
     assert_eq!(cell, [[10.0, 0.0, 0.0], [1.0, 9.0, 0.0], [0.5, 0.5, 20.0]]);
     assert_eq!(data.positions[1], [4.0, 5.0, 6.5]);
 }
+
+#[test]
+fn a_structure_file_repeated_tiles_its_cell() {
+    let dir = common::scratch("repeat");
+    std::fs::write(
+        dir.join("cell.extxyz"),
+        "2\nLattice=\"4 0 0 1 5 0 0 0 6\" pbc=\"T T T\" Properties=species:S:1:pos:R:3\nAr 0.5 0.5 0.5\nKr 2 3 4\n",
+    )
+    .unwrap();
+    let base = "[structure]\nfile = \"cell.extxyz\"\nrepeat = [3, 2, 1]\n[potential]\ntype = \"lj\"\ncutoff = \"2 A\"\nspecies.Ar = { epsilon = \"0.01 eV\", sigma = \"1 A\" }\nspecies.Kr = { epsilon = \"0.01 eV\", sigma = \"1 A\" }\n[integrator]\ntype = \"verlet\"\ntimestep = \"1 fs\"\n[run]\nsteps = 1\n";
+    let plan = common::plan_in(&dir, base);
+    let s = &plan.system;
+    assert_eq!(s.len(), 12);
+    let v = s.cell.vectors();
+    assert_eq!(*v, [[12.0, 0.0, 0.0], [2.0, 10.0, 0.0], [0.0, 0.0, 6.0]]);
+    // Copies in x-fastest order: copy 4 is (1, 1, 0), shifted by a + b = (5, 5, 0).
+    let (first, copy) = (s.positions[1], s.positions[2 * 4 + 1]);
+    for k in 0..3 {
+        assert!((copy[k] - first[k] - [5.0, 5.0, 0.0][k]).abs() < 1e-12, "{copy:?} vs {first:?}");
+    }
+    assert_eq!(s.species_name(2 * 4 + 1), "Kr");
+    // Without a cell there is nothing to tile: the error names the key.
+    std::fs::write(dir.join("open.xyz"), "1\n\nAr 0 0 0\n").unwrap();
+    std::fs::write(dir.join("system.toml"), base.replace("cell.extxyz", "open.xyz")).unwrap();
+    let err = mdrun::plan::Plan::from_file(&dir.join("system.toml"), None).unwrap_err().to_string();
+    assert!(err.contains("system.toml:3") && err.contains("[structure] repeat") && err.contains("no cell"), "{err}");
+}

@@ -18,6 +18,34 @@ pub struct StructureData {
     pub pbc: Option<[bool; 3]>,
 }
 
+/// The structure tiled `counts` times along its cell vectors (LAMMPS's `replicate`): copies in
+/// x-fastest order, each a whole copy of the original atoms; the cell grows by the same counts.
+pub fn replicate(data: StructureData, counts: [usize; 3]) -> Result<StructureData, String> {
+    let cell = data.cell.ok_or("the structure has no cell to repeat (give one in the file, e.g. extended XYZ Lattice=)")?;
+    let copies = counts[0] * counts[1] * counts[2];
+    let n = data.positions.len();
+    let mut out = StructureData {
+        names: Vec::with_capacity(n * copies),
+        positions: Vec::with_capacity(n * copies),
+        velocities: data.velocities.as_ref().map(|_| Vec::with_capacity(n * copies)),
+        cell: Some([0, 1, 2].map(|a| cell[a].map(|x| x * counts[a] as f64))),
+        pbc: data.pbc,
+    };
+    for k in 0..counts[2] {
+        for j in 0..counts[1] {
+            for i in 0..counts[0] {
+                let shift = [0, 1, 2].map(|c| i as f64 * cell[0][c] + j as f64 * cell[1][c] + k as f64 * cell[2][c]);
+                out.names.extend(data.names.iter().cloned());
+                out.positions.extend(data.positions.iter().map(|p| [0, 1, 2].map(|c| p[c] + shift[c])));
+                if let (Some(v), Some(all)) = (&data.velocities, &mut out.velocities) {
+                    all.extend_from_slice(v);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StructureError {
     #[error("structure file {path}: cannot be read: {reason}")]

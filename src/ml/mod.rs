@@ -6,6 +6,7 @@ pub mod commands;
 pub mod dataset;
 pub mod file;
 pub mod graph;
+pub mod inference;
 pub mod mcgm;
 pub mod model;
 pub mod soft;

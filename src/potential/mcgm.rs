@@ -1,11 +1,13 @@
-//! The machine-learned potential in MD: a trained SchNet/MCGM model evaluated on the CPU
-//! (burn, f64, no autodiff recorded). The graph is read off the engine's full neighbour list
+//! The machine-learned potential in MD: a trained SchNet/MCGM model evaluated on the CPU.
+//! SchNet models run on `crate::ml::inference` (f32 network with tabulated filters, f64 sums);
+//! PaiNN on the burn reference (f64). The graph is read off the engine's full neighbour list
 //! (cutoff = the model's), keeping the pairs inside the cutoff at the current positions, so it
 //! is rebuilt as atoms move; the MCGM hierarchy is rebuilt at every evaluation.
 
 use super::{ForceOutput, Potential, Want};
 use crate::ml::file;
 use crate::ml::graph::{Batch, GraphTensors};
+use crate::ml::inference::{Graph, Inference};
 use crate::ml::model::Model;
 use crate::ml::tensor::{Ctx, to_vec};
 use crate::neighbor::{ListKind, NeighborList};
@@ -15,6 +17,10 @@ use std::path::Path;
 pub struct MlPotential {
     model: Model,
     ctx: Ctx,
+    /// The fast path (SchNet); None: the burn reference evaluates the model.
+    fast: Option<Inference>,
+    /// Time spent turning the neighbour list into the model's graph.
+    graph_time: std::time::Duration,
     /// Model species index of each system species.
     species_map: Vec<usize>,
     description: String,
@@ -52,17 +58,19 @@ impl MlPotential {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let fast = Inference::new(&model).ok();
         let c = &model.config;
         let description = format!(
-            "{} (F = {}, {} blocks, cutoff {} Å, MCGM {}) from {}",
+            "{} (F = {}, {} blocks, cutoff {} Å, MCGM {}; {}) from {}",
             c.backbone,
             c.features,
             c.blocks,
             c.cutoff,
             c.mcgm.as_ref().map_or("off".to_string(), |m| m.describe()),
+            if fast.is_some() { "f32 with tabulated filters" } else { "burn reference, f64" },
             path.display()
         );
-        Ok(MlPotential { model, ctx, species_map, description, warnings: 0 })
+        Ok(MlPotential { model, ctx, fast, graph_time: Default::default(), species_map, description, warnings: 0 })
     }
 
     /// The model's graph for the system's current positions.
@@ -130,8 +138,20 @@ impl Potential for MlPotential {
 
     fn compute(&mut self, system: &System, list: &NeighborList, want: Want, out: &mut ForceOutput) {
         out.clear(system.len());
+        let t = std::time::Instant::now();
         let batch = self.batch(system, list);
         self.warn_outside_training(&batch);
+        if let Some(fast) = &mut self.fast {
+            let graph = Graph::from_batch(&batch);
+            self.graph_time += t.elapsed();
+            let result = fast.evaluate(&graph);
+            out.forces.copy_from_slice(&result.forces);
+            out.energy = result.energy[0];
+            let w = result.virial[0];
+            out.virial = [[w[0], w[1], w[2]], [w[3], w[4], w[5]], [w[6], w[7], w[8]]];
+            return;
+        }
+        self.graph_time += t.elapsed();
         let graph = GraphTensors::new(&batch, &self.ctx);
         let prediction = self.model.predict(&batch, &graph, &self.ctx);
         let forces = to_vec(prediction.forces);
@@ -144,6 +164,27 @@ impl Potential for MlPotential {
         if want.virial {
             let w = to_vec(prediction.virial);
             out.virial = [[w[0], w[1], w[2]], [w[3], w[4], w[5]], [w[6], w[7], w[8]]];
+        }
+    }
+
+    fn stage_times(&self) -> Vec<(&'static str, f64)> {
+        let mut stages = vec![("graph", self.graph_time.as_secs_f64())];
+        if let Some(fast) = &self.fast {
+            let t = fast.times;
+            stages.push(("clustering", t.clustering.as_secs_f64()));
+            stages.push(("forward", t.forward.as_secs_f64()));
+            stages.push(("backward", t.backward.as_secs_f64()));
+        }
+        stages
+    }
+
+    fn notes(&self) -> Vec<String> {
+        match (&self.fast, &self.model.config.mcgm) {
+            (Some(fast), Some(m)) if m.assign == crate::ml::mcgm::Assign::Hard => vec![format!(
+                "MCGM hard clustering regrouped the atoms at {} of {} evaluations (each is a jump in the energy)",
+                fast.times.partition_changes, fast.times.evaluations
+            )],
+            _ => Vec::new(),
         }
     }
 }

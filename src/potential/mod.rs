@@ -83,4 +83,13 @@ pub trait Potential: Send {
     fn list_kind(&self) -> ListKind;
     /// Evaluates forces (always) and energy and virial (when `want` says so) into `out`.
     fn compute(&mut self, system: &System, list: &NeighborList, want: Want, out: &mut ForceOutput);
+    /// Where the force time went, for potentials with distinct stages (the ML potential's
+    /// graph, clustering, forward and backward passes): (stage, seconds) so far.
+    fn stage_times(&self) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
+    /// Facts about the run the potential wants reported at its end (one line each).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

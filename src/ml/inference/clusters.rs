@@ -1,0 +1,284 @@
+//! MCGM for inference, on f32 rows: the hard hierarchy (elements, then K-means levels, built
+//! from the current embeddings at every evaluation exactly as `crate::ml::mcgm` builds it) and
+//! the soft level (`crate::ml::soft`), each with the transpose of its update for the forces.
+
+use super::dense::Linear;
+use crate::ml::mcgm::{McgmConfig, kmeans};
+
+/// One level of the hard hierarchy.
+pub struct Level {
+    pub n_clusters: usize,
+    /// For each member of the level below (atoms for the first level), its cluster here.
+    pub member_of: Vec<usize>,
+    /// Members per cluster.
+    pub members: Vec<f32>,
+    /// For each atom, its cluster at this level.
+    pub atom_cluster: Vec<usize>,
+}
+
+/// Aggregation A_l (with bias) and dissemination U_l of each hard level.
+pub struct HardWeights {
+    pub aggregate: Vec<Linear>,
+    pub disseminate: Vec<Linear>,
+}
+
+/// Builds the hierarchy of every structure from the features x [N, F] (the same keys, order and
+/// K-means seeds as the training code, so labels agree with the reference).
+pub fn hierarchy(config: &McgmConfig, structure: &[usize], species: &[usize], n_structures: usize, x: &[f32], f: usize) -> Vec<Level> {
+    let n = structure.len();
+    let mut keys: Vec<(usize, usize)> = Vec::new();
+    let mut member_of = Vec::with_capacity(n);
+    for a in 0..n {
+        let key = (structure[a], species[a]);
+        let id = match keys.iter().position(|k| *k == key) {
+            Some(id) => id,
+            None => {
+                keys.push(key);
+                keys.len() - 1
+            }
+        };
+        member_of.push(id);
+    }
+    let mut structure_of: Vec<usize> = keys.iter().map(|k| k.0).collect();
+    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let mut embeddings = mean_rows(&x64, f, &member_of, keys.len());
+    let mut atom_cluster = member_of.clone();
+    let mut levels = vec![level(member_of, keys.len(), atom_cluster.clone())];
+    for _ in 1..config.hard_levels() {
+        let below = structure_of.len();
+        let mut member_of = vec![0usize; below];
+        let mut new_structure = Vec::new();
+        for s in 0..n_structures {
+            let members: Vec<usize> = (0..below).filter(|&c| structure_of[c] == s).collect();
+            if members.is_empty() {
+                continue;
+            }
+            let k = (members.len() / config.ratio).max(1);
+            let points: Vec<&[f64]> = members.iter().map(|&c| &embeddings[c * f..(c + 1) * f]).collect();
+            let labels = kmeans(&points, k, s as u64);
+            let base = new_structure.len();
+            for (m, &c) in members.iter().enumerate() {
+                member_of[c] = base + labels[m];
+            }
+            new_structure.extend(std::iter::repeat_n(s, k));
+        }
+        embeddings = mean_rows(&embeddings, f, &member_of, new_structure.len());
+        atom_cluster = atom_cluster.iter().map(|&c| member_of[c]).collect();
+        structure_of = new_structure;
+        levels.push(level(member_of, structure_of.len(), atom_cluster.clone()));
+    }
+    levels
+}
+
+fn level(member_of: Vec<usize>, n_clusters: usize, atom_cluster: Vec<usize>) -> Level {
+    let mut members = vec![0.0f32; n_clusters];
+    for &c in &member_of {
+        members[c] += 1.0;
+    }
+    Level { n_clusters, member_of, members, atom_cluster }
+}
+
+fn mean_rows(data: &[f64], width: usize, group: &[usize], groups: usize) -> Vec<f64> {
+    let mut sum = vec![0.0; groups * width];
+    let mut count = vec![0usize; groups];
+    for (row, &g) in group.iter().enumerate() {
+        count[g] += 1;
+        for k in 0..width {
+            sum[g * width + k] += data[row * width + k];
+        }
+    }
+    for g in 0..groups {
+        for k in 0..width {
+            sum[g * width + k] /= count[g].max(1) as f64;
+        }
+    }
+    sum
+}
+
+/// Sum of rows of `data` ([rows, f]) per group.
+fn sum_rows(data: &[f32], f: usize, group: &[usize], groups: usize) -> Vec<f32> {
+    let mut sum = vec![0.0f32; groups * f];
+    for (row, &g) in group.iter().enumerate() {
+        let (dst, src) = (&mut sum[g * f..(g + 1) * f], &data[row * f..(row + 1) * f]);
+        for k in 0..f {
+            dst[k] += src[k];
+        }
+    }
+    sum
+}
+
+impl HardWeights {
+    /// Adds Δx_i = Σ_l (c_l U_l)[cluster_l(i)] into `delta`, c_l = mean_l(c_{l-1}) A_l + a_l.
+    pub fn forward(&self, levels: &[Level], x: &[f32], f: usize, delta: &mut [f32]) {
+        let mut c = x.to_vec();
+        let mut out = Vec::new();
+        for (l, level) in levels.iter().enumerate() {
+            let mut pooled = sum_rows(&c, f, &level.member_of, level.n_clusters);
+            for (k, row) in pooled.chunks_mut(f).enumerate() {
+                row.iter_mut().for_each(|v| *v /= level.members[k]);
+            }
+            self.aggregate[l].forward(&pooled, &mut c);
+            self.disseminate[l].forward(&c, &mut out);
+            for (i, d) in delta.chunks_mut(f).enumerate() {
+                let row = &out[level.atom_cluster[i] * f..][..f];
+                d.iter_mut().zip(row).for_each(|(d, v)| *d += v);
+            }
+        }
+    }
+
+    /// Adds the transpose of `forward`'s linear map applied to g = dL/dΔx into `g_x`.
+    pub fn backward(&self, levels: &[Level], g: &[f32], f: usize, g_x: &mut [f32]) {
+        let mut g_c: Vec<Vec<f32>> = levels
+            .iter()
+            .enumerate()
+            .map(|(l, level)| {
+                let mut out = Vec::new();
+                self.disseminate[l].backward(&sum_rows(g, f, &level.atom_cluster, level.n_clusters), &mut out, false);
+                out
+            })
+            .collect();
+        let mut g_pooled = Vec::new();
+        for l in (0..levels.len()).rev() {
+            self.aggregate[l].backward(&g_c[l], &mut g_pooled, false);
+            let level = &levels[l];
+            for (k, row) in g_pooled.chunks_mut(f).enumerate() {
+                row.iter_mut().for_each(|v| *v /= level.members[k]);
+            }
+            let target: &mut [f32] = if l == 0 { g_x } else { &mut g_c[l - 1] };
+            for (m, row) in target.chunks_mut(f).enumerate() {
+                let src = &g_pooled[level.member_of[m] * f..][..f];
+                row.iter_mut().zip(src).for_each(|(t, v)| *t += v);
+            }
+        }
+    }
+}
+
+/// The soft level: K learned centroids, softmax memberships, soft mean-pool and dissemination.
+pub struct SoftWeights {
+    pub query: Linear,
+    /// [K, F]
+    pub centroids: Vec<f32>,
+    pub aggregate: Linear,
+    pub disseminate: Linear,
+}
+
+/// What the soft level's backward pass needs from its forward pass.
+#[derive(Default)]
+pub struct SoftCache {
+    z: Vec<f32>,
+    /// [N, K]
+    w: Vec<f32>,
+    /// [S, K, F] pooled P, [S, K] weight sums, [S, K, F] V.
+    pooled: Vec<f32>,
+    sums: Vec<f32>,
+    v: Vec<f32>,
+}
+
+impl SoftWeights {
+    fn k(&self) -> usize {
+        self.centroids.len() / self.query.outputs
+    }
+
+    /// Adds Δx_i = Σ_k w_ik V_{s(i)k} into `delta`; returns the cache for the backward pass.
+    pub fn forward(&self, structure: &[usize], n_structures: usize, x: &[f32], f: usize, delta: &mut [f32]) -> SoftCache {
+        let (k, n) = (self.k(), structure.len());
+        let tau = f as f32;
+        let mut z = Vec::new();
+        self.query.forward(x, &mut z);
+        let mut w = vec![0.0f32; n * k];
+        for i in 0..n {
+            let zi = &z[i * f..(i + 1) * f];
+            let logits = &mut w[i * k..(i + 1) * k];
+            for (c, l) in logits.iter_mut().enumerate() {
+                let mu = &self.centroids[c * f..(c + 1) * f];
+                *l = -zi.iter().zip(mu).map(|(a, b)| (a - b) * (a - b)).sum::<f32>() / tau;
+            }
+            let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let mut total = 0.0;
+            for l in logits.iter_mut() {
+                *l = (*l - max).exp();
+                total += *l;
+            }
+            logits.iter_mut().for_each(|l| *l /= total);
+        }
+        let mut pooled = vec![0.0f32; n_structures * k * f];
+        let mut sums = vec![0.0f32; n_structures * k];
+        for i in 0..n {
+            let s = structure[i];
+            for c in 0..k {
+                let wik = w[i * k + c];
+                sums[s * k + c] += wik;
+                let p = &mut pooled[(s * k + c) * f..][..f];
+                p.iter_mut().zip(&x[i * f..(i + 1) * f]).for_each(|(p, x)| *p += wik * x);
+            }
+        }
+        for (p, sum) in pooled.chunks_mut(f).zip(&sums) {
+            p.iter_mut().for_each(|v| *v /= sum);
+        }
+        let (mut a, mut v) = (Vec::new(), Vec::new());
+        self.aggregate.forward(&pooled, &mut a);
+        self.disseminate.forward(&a, &mut v);
+        for i in 0..n {
+            let s = structure[i];
+            let d = &mut delta[i * f..(i + 1) * f];
+            for c in 0..k {
+                let wik = w[i * k + c];
+                d.iter_mut().zip(&v[(s * k + c) * f..][..f]).for_each(|(d, v)| *d += wik * v);
+            }
+        }
+        SoftCache { z, w, pooled, sums, v }
+    }
+
+    /// Adds dL/dx into `g_x` from g = dL/dΔx: the exact vector-Jacobian product, including the
+    /// memberships' dependence on x.
+    pub fn backward(&self, cache: &SoftCache, structure: &[usize], n_structures: usize, x: &[f32], g: &[f32], f: usize, g_x: &mut [f32]) {
+        let (k, n) = (self.k(), structure.len());
+        let tau = f as f32;
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f32>();
+        // To V: g_V[s, c] = Σ_{i∈s} w_ic g_i; to the weights: g_w[i, c] = g_i · V[s(i), c].
+        let mut g_v = vec![0.0f32; n_structures * k * f];
+        let mut g_w = vec![0.0f32; n * k];
+        for i in 0..n {
+            let (s, gi) = (structure[i], &g[i * f..(i + 1) * f]);
+            for c in 0..k {
+                let wic = cache.w[i * k + c];
+                g_v[(s * k + c) * f..][..f].iter_mut().zip(gi).for_each(|(t, g)| *t += wic * g);
+                g_w[i * k + c] = dot(gi, &cache.v[(s * k + c) * f..][..f]);
+            }
+        }
+        // V = (P A + a) U, so g_P = g_V U^T A^T; P = num / sum.
+        let (mut g_a, mut g_p) = (Vec::new(), Vec::new());
+        self.disseminate.backward(&g_v, &mut g_a, false);
+        self.aggregate.backward(&g_a, &mut g_p, false);
+        let g_sum: Vec<f32> = (0..n_structures * k)
+            .map(|sc| -dot(&g_p[sc * f..][..f], &cache.pooled[sc * f..][..f]) / cache.sums[sc])
+            .collect();
+        g_p.chunks_mut(f).zip(&cache.sums).for_each(|(row, sum)| row.iter_mut().for_each(|v| *v /= sum));
+        for i in 0..n {
+            let s = structure[i];
+            let xi = &x[i * f..(i + 1) * f];
+            for c in 0..k {
+                let g_num = &g_p[(s * k + c) * f..][..f];
+                let wic = cache.w[i * k + c];
+                g_x[i * f..(i + 1) * f].iter_mut().zip(g_num).for_each(|(t, g)| *t += wic * g);
+                g_w[i * k + c] += dot(xi, g_num) + g_sum[s * k + c];
+            }
+        }
+        // Softmax, then a_ic = -|z_i - μ_c|²/τ: g_z_i = -(2/τ) Σ_c g_a_ic (z_i - μ_c).
+        let mut g_z = vec![0.0f32; n * f];
+        for i in 0..n {
+            let (w, gw) = (&cache.w[i * k..(i + 1) * k], &g_w[i * k..(i + 1) * k]);
+            let mean = dot(w, gw);
+            let zi = &cache.z[i * f..(i + 1) * f];
+            let gz = &mut g_z[i * f..(i + 1) * f];
+            for c in 0..k {
+                let g_a = w[c] * (gw[c] - mean) * (-2.0 / tau);
+                let mu = &self.centroids[c * f..(c + 1) * f];
+                gz.iter_mut().zip(zi.iter().zip(mu)).for_each(|(t, (z, m))| *t += g_a * (z - m));
+            }
+        }
+        let mut through_query = Vec::new();
+        self.query.backward(&g_z, &mut through_query, false);
+        g_x.iter_mut().zip(&through_query).for_each(|(t, v)| *t += v);
+    }
+}

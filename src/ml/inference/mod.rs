@@ -1,0 +1,358 @@
+//! Fast inference of a trained SchNet (with or without MCGM) for MD on the CPU: the same model as
+//! `crate::ml::model`, evaluated in f32 with f64 sums for energies, forces and virials.
+//!
+//! What makes it fast:
+//! - the filter networks, which depend on the distance alone, are tabulated per block
+//!   (`table`), so an edge costs a table lookup instead of two F x F matrix products;
+//! - the backward pass is written out per layer (no autodiff graph), and the per-edge work is
+//!   gathered per atom over the full neighbour list: edge i←j has its twin j←i at the same
+//!   distance, so the transpose of the message sum is again a sum over i's own neighbours, with
+//!   no atomics and a result independent of the thread count;
+//! - dense layers are blocked matrix products over rows split across the rayon pool.
+//!
+//! PaiNN keeps the burn path (`crate::ml::model`), which this module does not replace.
+
+pub mod clusters;
+pub mod dense;
+pub mod table;
+
+use self::clusters::{HardWeights, SoftWeights, hierarchy};
+use self::dense::{Linear, sigmoid, ssp};
+use self::table::{FilterNetwork, FilterTable};
+use crate::ml::graph::Batch;
+use crate::ml::mcgm::McgmConfig;
+use crate::ml::model::Model;
+use crate::ml::tensor::to_vec;
+use rayon::prelude::*;
+use std::time::{Duration, Instant};
+
+/// The graph of a batch in compressed rows: atom i's edges are `start[i]..start[i + 1]`.
+pub struct Graph {
+    pub n_structures: usize,
+    pub species: Vec<usize>,
+    pub structure: Vec<usize>,
+    pub start: Vec<usize>,
+    pub neighbor: Vec<u32>,
+    pub distance: Vec<f64>,
+    /// r_e = x_neighbor + shift - x_i, Å.
+    pub vector: Vec<[f64; 3]>,
+}
+
+impl Graph {
+    /// Regroups a batch's edges by receiving atom (stable, so the order within a row is the
+    /// batch's).
+    pub fn from_batch(batch: &Batch) -> Graph {
+        let n = batch.n_atoms;
+        let mut start = vec![0usize; n + 1];
+        for &i in &batch.src {
+            start[i + 1] += 1;
+        }
+        for i in 0..n {
+            start[i + 1] += start[i];
+        }
+        let edges = batch.src.len();
+        let mut next = start.clone();
+        let (mut neighbor, mut distance, mut vector) = (vec![0u32; edges], vec![0.0; edges], vec![[0.0; 3]; edges]);
+        for e in 0..edges {
+            let (i, j, s) = (batch.src[e], batch.dst[e], batch.shifts[e]);
+            let slot = next[i];
+            next[i] += 1;
+            let (a, b) = (batch.positions[i], batch.positions[j]);
+            let r = [b[0] + s[0] - a[0], b[1] + s[1] - a[1], b[2] + s[2] - a[2]];
+            neighbor[slot] = j as u32;
+            distance[slot] = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2]).sqrt();
+            vector[slot] = r;
+        }
+        Graph { n_structures: batch.n_structures, species: batch.species.clone(), structure: batch.structure.clone(), start, neighbor, distance, vector }
+    }
+
+    pub fn n_atoms(&self) -> usize {
+        self.species.len()
+    }
+}
+
+/// Energies per structure, forces per atom and virials per structure, in f64.
+pub struct Output {
+    /// eV
+    pub energy: Vec<f64>,
+    /// eV/Å
+    pub forces: Vec<[f64; 3]>,
+    /// W = -Σ_e r_e ⊗ dE/dr_e per structure, row-major, eV.
+    pub virial: Vec<[f64; 9]>,
+}
+
+/// Where an evaluation's time went.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StageTimes {
+    pub clustering: Duration,
+    pub forward: Duration,
+    pub backward: Duration,
+    pub evaluations: u64,
+    /// Evaluations at which some block's hard clustering grouped the atoms differently from the
+    /// evaluation before (the energy is discontinuous there).
+    pub partition_changes: u64,
+}
+
+struct Block {
+    table: FilterTable,
+    input: Linear,
+    out1: Linear,
+    out2: Linear,
+    hard: Option<HardWeights>,
+    soft: Option<SoftWeights>,
+}
+
+pub struct Inference {
+    features: usize,
+    /// [species, F]
+    embedding: Vec<f32>,
+    blocks: Vec<Block>,
+    readout1: Linear,
+    readout2: Linear,
+    reference: Vec<f64>,
+    scale: f64,
+    mcgm: Option<McgmConfig>,
+    pub times: StageTimes,
+    /// Per block, the previous evaluation's partition of the atoms at each hard level, in
+    /// canonical form (labels numbered by first appearance).
+    partitions: Vec<Vec<Vec<usize>>>,
+}
+
+/// Labels renumbered by first appearance, so that equal partitions compare equal.
+fn canonical(labels: &[usize]) -> Vec<usize> {
+    let mut map = std::collections::HashMap::new();
+    labels.iter().map(|l| { let next = map.len(); *map.entry(*l).or_insert(next) }).collect()
+}
+
+/// Forward values one block's backward pass needs.
+struct BlockCache {
+    /// y = x W_in [N, F], and the pre-activation of out1 [N, F].
+    y: Vec<f32>,
+    a2: Vec<f32>,
+    /// MCGM: the hierarchy, the soft level's cache and its input.
+    levels: Vec<clusters::Level>,
+    soft: Option<clusters::SoftCache>,
+    x_mcgm: Vec<f32>,
+}
+
+impl Inference {
+    /// Compiles a SchNet model (weights to f32, filters to tables).
+    pub fn new(model: &Model) -> Result<Inference, String> {
+        let c = &model.config;
+        if c.backbone != "schnet" {
+            return Err(format!("fast inference covers SchNet, not {}", c.backbone));
+        }
+        let f = c.features;
+        let get = |name: &str| -> Result<Vec<f64>, String> {
+            let i = model.params.names.iter().position(|n| n == name).ok_or_else(|| format!("the model has no parameter {name}"))?;
+            Ok(to_vec(model.params.values[i].clone()))
+        };
+        let linear = |name: &str, inputs: usize, outputs: usize, bias: bool| -> Result<Linear, String> {
+            let b = if bias { Some(get(&format!("{name}.bias"))?) } else { None };
+            Ok(Linear::new(inputs, outputs, get(&format!("{name}.weight"))?, b))
+        };
+        let mut blocks = Vec::new();
+        for t in 0..c.blocks {
+            let (w1, b1) = (get(&format!("block{t}.filter1.weight"))?, get(&format!("block{t}.filter1.bias"))?);
+            let (w2, b2) = (get(&format!("block{t}.filter2.weight"))?, get(&format!("block{t}.filter2.bias"))?);
+            let net = FilterNetwork { n_rbf: c.n_rbf, features: f, basis_cutoff: model.block_cutoff(t), cutoff: model.block_cutoff(t), w1: &w1, b1: &b1, w2: &w2, b2: &b2 };
+            let hard = match &c.mcgm {
+                Some(m) => Some(HardWeights {
+                    aggregate: (0..m.hard_levels()).map(|l| linear(&format!("block{t}.mcgm{l}.aggregate"), f, f, true)).collect::<Result<_, _>>()?,
+                    disseminate: (0..m.hard_levels()).map(|l| linear(&format!("block{t}.mcgm{l}.disseminate"), f, f, false)).collect::<Result<_, _>>()?,
+                }),
+                None => None,
+            };
+            let soft = match &c.mcgm {
+                Some(m) if m.assign == crate::ml::mcgm::Assign::Soft => {
+                    let centroids = get(&format!("block{t}.soft.centroids"))?;
+                    Some(SoftWeights {
+                        query: Linear::new(f, f, get(&format!("block{t}.soft.query"))?, None),
+                        centroids: centroids.iter().map(|&v| v as f32).collect(),
+                        aggregate: linear(&format!("block{t}.soft.aggregate"), f, f, true)?,
+                        disseminate: linear(&format!("block{t}.soft.disseminate"), f, f, false)?,
+                    })
+                }
+                _ => None,
+            };
+            blocks.push(Block {
+                table: FilterTable::new(&net, c.cutoff),
+                input: linear(&format!("block{t}.input"), f, f, false)?,
+                out1: linear(&format!("block{t}.out1"), f, f, true)?,
+                out2: linear(&format!("block{t}.out2"), f, f, true)?,
+                hard,
+                soft,
+            });
+        }
+        Ok(Inference {
+            features: f,
+            embedding: get("embedding")?.iter().map(|&v| v as f32).collect(),
+            blocks,
+            readout1: linear("readout1", f, f / 2, true)?,
+            readout2: linear("readout2", f / 2, 1, true)?,
+            reference: model.normalization.reference_energies.clone(),
+            scale: model.normalization.energy_scale,
+            mcgm: c.mcgm.clone(),
+            times: StageTimes::default(),
+            partitions: Vec::new(),
+        })
+    }
+
+    /// Energies, forces and virials of `graph`.
+    pub fn evaluate(&mut self, graph: &Graph) -> Output {
+        let f = self.features;
+        let n = graph.n_atoms();
+        let mut clustering = Duration::ZERO;
+        let t_forward = Instant::now();
+        let mut x: Vec<f32> = Vec::with_capacity(n * f);
+        for &s in &graph.species {
+            x.extend_from_slice(&self.embedding[s * f..(s + 1) * f]);
+        }
+        let mut caches = Vec::with_capacity(self.blocks.len());
+        let (mut m, mut h, mut update) = (vec![0.0f32; n * f], Vec::new(), Vec::new());
+        for block in &self.blocks {
+            let mut y = Vec::new();
+            block.input.forward(&x, &mut y);
+            // m_i = Σ_{e in row i} y_j ⊙ W(d_e)
+            m.par_chunks_mut(f).enumerate().with_min_len(16).for_each_init(
+                || vec![0.0f32; f],
+                |w, (i, mi)| {
+                    mi.fill(0.0);
+                    for e in graph.start[i]..graph.start[i + 1] {
+                        block.table.value(graph.distance[e], w);
+                        let yj = &y[graph.neighbor[e] as usize * f..][..f];
+                        for o in 0..f {
+                            mi[o] += yj[o] * w[o];
+                        }
+                    }
+                },
+            );
+            let mut a2 = Vec::new();
+            block.out1.forward(&m, &mut a2);
+            h.clear();
+            h.extend(a2.iter().map(|&a| ssp(a)));
+            block.out2.forward(&h, &mut update);
+            x.iter_mut().zip(&update).for_each(|(x, u)| *x += u);
+            let mut cache = BlockCache { y, a2, levels: Vec::new(), soft: None, x_mcgm: Vec::new() };
+            if let (Some(config), Some(hard)) = (&self.mcgm, &block.hard) {
+                let t = Instant::now();
+                cache.levels = hierarchy(config, &graph.structure, &graph.species, graph.n_structures, &x, f);
+                clustering += t.elapsed();
+                let mut delta = vec![0.0f32; n * f];
+                hard.forward(&cache.levels, &x, f, &mut delta);
+                if let Some(soft) = &block.soft {
+                    cache.soft = Some(soft.forward(&graph.structure, graph.n_structures, &x, f, &mut delta));
+                    cache.x_mcgm = x.clone();
+                }
+                x.iter_mut().zip(&delta).for_each(|(x, d)| *x += d);
+            }
+            caches.push(cache);
+        }
+        let partitions: Vec<Vec<Vec<usize>>> = caches.iter().map(|c| c.levels.iter().map(|l| canonical(&l.atom_cluster)).collect()).collect();
+        if !self.partitions.is_empty() && partitions != self.partitions {
+            self.times.partition_changes += 1;
+        }
+        self.partitions = partitions;
+        // Readout: E_i = scale (ssp(x W_r1 + b) W_r2 + b) + E_ref[species].
+        let mut a_r = Vec::new();
+        self.readout1.forward(&x, &mut a_r);
+        h.clear();
+        h.extend(a_r.iter().map(|&a| ssp(a)));
+        let mut atomic = Vec::new();
+        self.readout2.forward(&h, &mut atomic);
+        let mut energy = vec![0.0f64; graph.n_structures];
+        for i in 0..n {
+            energy[graph.structure[i]] += self.scale * atomic[i] as f64 + self.reference[graph.species[i]];
+        }
+        let forward = t_forward.elapsed();
+
+        let t_backward = Instant::now();
+        let half = f / 2;
+        let w_r2: Vec<f32> = (0..half).map(|k| self.readout2.w[k] * self.scale as f32).collect();
+        let mut g_ar = a_r;
+        g_ar.chunks_mut(half).for_each(|row| row.iter_mut().zip(&w_r2).for_each(|(a, w)| *a = w * sigmoid(*a)));
+        let mut g_x = Vec::new();
+        self.readout1.backward(&g_ar, &mut g_x, false);
+        let mut g_d = vec![0.0f64; graph.neighbor.len()];
+        let (mut g_a2, mut g_m, mut g_y) = (Vec::new(), Vec::new(), vec![0.0f32; n * f]);
+        for (block, cache) in self.blocks.iter().zip(&caches).rev() {
+            if let Some(hard) = &block.hard {
+                let mut g_mcgm = vec![0.0f32; n * f];
+                hard.backward(&cache.levels, &g_x, f, &mut g_mcgm);
+                if let (Some(soft), Some(soft_cache)) = (&block.soft, &cache.soft) {
+                    soft.backward(soft_cache, &graph.structure, graph.n_structures, &cache.x_mcgm, &g_x, f, &mut g_mcgm);
+                }
+                g_x.iter_mut().zip(&g_mcgm).for_each(|(g, d)| *g += d);
+            }
+            // x' = x + out2(ssp(out1(m))).
+            block.out2.backward(&g_x, &mut g_a2, false);
+            g_a2.iter_mut().zip(&cache.a2).for_each(|(g, &a)| *g *= sigmoid(a));
+            block.out1.backward(&g_a2, &mut g_m, false);
+            // Per edge e = i←j: dL/dy_j += g_m[i] ⊙ W(d_e), gathered over j's own row through
+            // the twin edge; dL/dd_e = Σ_f g_m[i] y_j W'(d_e).
+            let rows = split_rows(&mut g_d, &graph.start);
+            g_y.par_chunks_mut(f).zip(rows).enumerate().with_min_len(16).for_each_init(
+                || (vec![0.0f32; f], vec![0.0f32; f]),
+                |(w, dw), (i, (gyi, gdi))| {
+                    gyi.fill(0.0);
+                    let gmi = &g_m[i * f..(i + 1) * f];
+                    for (slot, e) in (graph.start[i]..graph.start[i + 1]).enumerate() {
+                        block.table.value_and_slope(graph.distance[e], w, dw);
+                        let j = graph.neighbor[e] as usize;
+                        let (gmj, yj) = (&g_m[j * f..][..f], &cache.y[j * f..][..f]);
+                        let mut slope = 0.0f32;
+                        for o in 0..f {
+                            gyi[o] += gmj[o] * w[o];
+                            slope += gmi[o] * yj[o] * dw[o];
+                        }
+                        gdi[slot] += slope as f64;
+                    }
+                },
+            );
+            block.input.backward(&g_y, &mut g_x, true);
+        }
+        let backward = t_backward.elapsed();
+        self.times.clustering += clustering;
+        self.times.forward += forward - clustering;
+        self.times.backward += backward;
+        self.times.evaluations += 1;
+        forces_and_virial(graph, &g_d, energy)
+    }
+}
+
+/// Forces F = -dE/dx and virials from dE/dd per edge.
+fn forces_and_virial(graph: &Graph, g_d: &[f64], energy: Vec<f64>) -> Output {
+    let n = graph.n_atoms();
+    let mut forces = vec![[0.0f64; 3]; n];
+    let mut virial = vec![[0.0f64; 9]; graph.n_structures];
+    for i in 0..n {
+        let w = &mut virial[graph.structure[i]];
+        for e in graph.start[i]..graph.start[i + 1] {
+            let (r, d) = (graph.vector[e], graph.distance[e]);
+            // dE/dr_e = dE/dd r̂: pulls i along +r̂ (d shrinks as i moves toward j), j along -r̂.
+            let de_dr = [0, 1, 2].map(|k| g_d[e] * r[k] / d);
+            let j = graph.neighbor[e] as usize;
+            for k in 0..3 {
+                forces[i][k] += de_dr[k];
+                forces[j][k] -= de_dr[k];
+            }
+            for a in 0..3 {
+                for b in 0..3 {
+                    w[3 * a + b] -= r[a] * de_dr[b];
+                }
+            }
+        }
+    }
+    Output { energy, forces, virial }
+}
+
+/// `data` cut into the rows of a compressed-row layout.
+fn split_rows<'a>(mut data: &'a mut [f64], start: &[usize]) -> Vec<&'a mut [f64]> {
+    let mut rows = Vec::with_capacity(start.len() - 1);
+    for i in 0..start.len() - 1 {
+        let (row, rest) = data.split_at_mut(start[i + 1] - start[i]);
+        rows.push(row);
+        data = rest;
+    }
+    rows
+}
