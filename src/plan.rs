@@ -48,6 +48,16 @@ pub struct Plan {
     pub checkpoint: PathBuf,
     pub checkpoint_interval: Option<u64>,
     pub trajectories: Vec<TrajectorySpec>,
+    /// `[analysis]`: computed during the run.
+    pub analysis: Option<AnalysisPlan>,
+}
+
+/// The in-run analysis: what to compute, how often to sample, where the tables go.
+#[derive(Clone, Debug)]
+pub struct AnalysisPlan {
+    pub settings: crate::analysis::TrajectoryAnalysis,
+    pub interval: u64,
+    pub out: PathBuf,
 }
 
 /// Where a simulation runs: `auto` takes a real GPU when there is one, else the CPU.
@@ -134,6 +144,30 @@ struct RawPlan {
     run: Spanned<RawRun>,
     neighbor: Option<RawNeighbor>,
     output: Option<RawOutput>,
+    analysis: Option<Spanned<RawAnalysis>>,
+}
+
+/// `[analysis]`: g(r), MSD and VACF computed during the run from the state every `interval`
+/// steps, without writing a trajectory (the same tables as `mdrun analyze`).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawAnalysis {
+    interval: Spanned<i64>,
+    #[serde(default)]
+    rdf: bool,
+    #[serde(default)]
+    msd: bool,
+    #[serde(default)]
+    vacf: bool,
+    rmax: Option<Q>,
+    bins: Option<Spanned<i64>>,
+    #[serde(default)]
+    pairs: Vec<Spanned<String>>,
+    #[serde(default)]
+    select: Vec<String>,
+    fit: Option<Spanned<[f64; 2]>>,
+    out: Option<String>,
+    plots: Option<bool>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -489,6 +523,60 @@ impl Plan {
             });
         }
 
+        let analysis = match &raw.analysis {
+            None => None,
+            Some(a) => {
+                let r = a.get_ref();
+                if !(r.rdf || r.msd || r.vacf) {
+                    return Err(at.error(&a.span(), "[analysis]", "asks for nothing: set rdf, msd and/or vacf = true"));
+                }
+                let rmax = match &r.rmax {
+                    Some(q) => at.positive(q, "[analysis] rmax", Dimension::Length)?,
+                    None => 10.0,
+                };
+                let bins = match &r.bins {
+                    Some(b) if *b.get_ref() > 0 => *b.get_ref() as usize,
+                    Some(b) => return Err(at.error(&b.span(), "[analysis] bins", "must be a positive count")),
+                    None => 200,
+                };
+                let mut pairs = Vec::new();
+                for p in &r.pairs {
+                    pairs.push(crate::analysis::parse_pair(p.get_ref()).ok_or_else(|| at.error(&p.span(), "[analysis] pairs", format!("'{}': expected two species joined by '-', such as \"O-H\"", p.get_ref())))?);
+                }
+                for name in r.select.iter().chain(pairs.iter().flat_map(|(a, b)| [a, b])) {
+                    if !system.species.iter().any(|sp| &sp.name == name) {
+                        let present: Vec<&str> = system.species.iter().map(|sp| sp.name.as_str()).collect();
+                        return Err(at.error(&a.span(), "[analysis]", format!("species '{name}' is not in the system (it has {})", present.join(", "))));
+                    }
+                }
+                let fit = match &r.fit {
+                    Some(f) => match *f.get_ref() {
+                        [lo, hi] if (0.0..1.0).contains(&lo) && lo < hi && hi <= 1.0 => (lo, hi),
+                        _ => return Err(at.error(&f.span(), "[analysis] fit", "expected [FROM, TO], fractions of the longest lag with 0 <= FROM < TO <= 1")),
+                    },
+                    None => (0.1, 0.5),
+                };
+                let interval = at.interval(&r.interval, "[analysis] interval")?;
+                Some(AnalysisPlan {
+                    settings: crate::analysis::TrajectoryAnalysis {
+                        rdf: r.rdf,
+                        msd: r.msd,
+                        vacf: r.vacf,
+                        select: r.select.clone(),
+                        pairs,
+                        rmax,
+                        bins,
+                        dt: Some(interval as f64 * timestep),
+                        fit,
+                        plots: r.plots.unwrap_or(true),
+                        quiet: false,
+                    },
+                    interval,
+                    out: out_path(r.out.as_deref().unwrap_or("analysis")),
+                })
+            }
+        };
+
         Ok(Plan {
             source: path.to_path_buf(),
             structure_origin,
@@ -506,6 +594,7 @@ impl Plan {
             checkpoint,
             checkpoint_interval,
             trajectories,
+            analysis,
         })
     }
 }

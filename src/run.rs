@@ -67,6 +67,8 @@ pub enum RunError {
     Interrupted { step: u64, saved: PathBuf },
     #[error("{path}: [run] {message}")]
     Platform { path: PathBuf, message: String },
+    #[error("{path}: [analysis]: {message}")]
+    Analysis { path: PathBuf, message: String },
     #[error(transparent)]
     Gpu(#[from] GpuError),
     #[error("cannot start {threads} threads: {message}")]
@@ -231,6 +233,16 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     let names: Vec<String> = (0..n_atoms)
         .map(|i| system.species_name(i).to_string())
         .collect();
+    let analysis_error = |e: anyhow::Error| RunError::Analysis { path: plan.source.clone(), message: e.to_string() };
+    let mut analysis = match &plan.analysis {
+        Some(a) => {
+            let mut settings = a.settings.clone();
+            settings.quiet = options.quiet;
+            Some(crate::analysis::Accumulator::new(settings, format!("the run of {}", plan.source.display())).map_err(analysis_error)?)
+        }
+        None => None,
+    };
+    let shared_names = std::sync::Arc::new(names.clone());
     let mut writer = TrajectoryWriter::start(plan.trajectories.clone(), names, restarting)?;
 
     let mut samples: Vec<ThermoSample> = Vec::new();
@@ -243,6 +255,9 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         log.write(&first).map_err(log_error)?;
         let due = writer.due(sim.step());
         send_frame(&mut writer, &mut sim, &due)?;
+    }
+    if let Some(a) = analysis.as_mut() {
+        sample_analysis(a, &mut sim, &shared_names).map_err(analysis_error)?;
     }
     samples.push(first);
     output_time += t_out.elapsed();
@@ -263,6 +278,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         .into_iter()
         .flatten()
         .chain(writer.specs().iter().map(|t| next_multiple(now, t.interval)))
+        .chain(plan.analysis.as_ref().map(|a| next_multiple(now, a.interval)))
         .min()
         .unwrap();
         let block = if sim.is_gpu() { (next_output - now).min(block_cap) } else { 1 };
@@ -308,6 +324,11 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         if !due.is_empty() {
             send_frame(&mut writer, &mut sim, &due)?;
         }
+        if let (Some(a), Some(p)) = (analysis.as_mut(), &plan.analysis) {
+            if step % p.interval == 0 {
+                sample_analysis(a, &mut sim, &shared_names).map_err(analysis_error)?;
+            }
+        }
         if plan.checkpoint_interval.is_some_and(|c| step % c == 0) && step != last_step {
             sim.checkpoint(threads)?.write(&plan.checkpoint)?;
         }
@@ -330,6 +351,15 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     let t_out = Instant::now();
     sim.checkpoint(threads)?.write(&plan.checkpoint)?;
     writer.finish()?;
+    if let (Some(a), Some(p)) = (analysis, &plan.analysis) {
+        if a.frames() < 2 {
+            eprintln!("note: [analysis] sampled {} state(s); MSD and VACF need at least two (interval {} steps)", a.frames(), p.interval);
+        }
+        std::fs::create_dir_all(&p.out).map_err(|e| analysis_error(anyhow::anyhow!("cannot create {}: {e}", p.out.display())))?;
+        let entries = a.finish(&p.out).map_err(analysis_error)?;
+        crate::analysis::merge_summary(&p.out, entries).map_err(analysis_error)?;
+        say(&format!("Wrote the in-run analysis to {}.", p.out.display()));
+    }
     output_time += t_out.elapsed();
 
     let steps = sim.step() - start_step;
@@ -442,6 +472,15 @@ fn check_restart_matches(plan: &Plan, chk: &Checkpoint, path: &Path) -> Result<(
 
 fn next_multiple(step: u64, interval: u64) -> u64 {
     (step / interval + 1) * interval
+}
+
+/// Feeds the current state to the in-run analysis.
+fn sample_analysis(analysis: &mut crate::analysis::Accumulator, sim: &mut Engine, names: &std::sync::Arc<Vec<String>>) -> anyhow::Result<()> {
+    let step = sim.step();
+    let time = step as f64 * sim.timestep();
+    let s: &System = sim.system().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let velocities = s.velocities.clone();
+    analysis.add(step as usize, names, s.unwrapped_positions(), Some(&velocities), Some(&s.cell), Some(time))
 }
 
 fn send_frame(

@@ -331,3 +331,15 @@ fn a_blow_up_stops_with_the_atoms_and_saves_the_last_good_state() {
         "no final checkpoint is presented for a failed run"
     );
 }
+
+#[test]
+fn a_bad_analysis_table_is_named() {
+    let (msg, _) = plan_error("analysis-nothing", &format!("{GOOD}\n[analysis]\ninterval = 10\n"));
+    assert_mentions("analysis asks for nothing", &msg, &["system.toml:18", "[analysis]", "rdf, msd and/or vacf"]);
+    let (msg, _) = plan_error("analysis-species", &format!("{GOOD}\n[analysis]\ninterval = 10\nrdf = true\npairs = [\"Ar-Kr\"]\n"));
+    assert_mentions("analysis species", &msg, &["[analysis]", "species 'Kr' is not in the system (it has Ar)"]);
+    let (msg, _) = plan_error("analysis-pair", &format!("{GOOD}\n[analysis]\ninterval = 10\nrdf = true\npairs = [\"ArAr\"]\n"));
+    assert_mentions("analysis pair", &msg, &["system.toml:21", "[analysis] pairs", "joined by '-'"]);
+    let (msg, _) = plan_error("analysis-interval", &format!("{GOOD}\n[analysis]\ninterval = 0\nmsd = true\n"));
+    assert_mentions("analysis interval", &msg, &["system.toml:19", "[analysis] interval"]);
+}

@@ -35,7 +35,7 @@ fn fast_inference_agrees_with_the_burn_reference() {
     let water = data("water.extxyz");
     let structures: Vec<&Structure> = vec![&chain[3], &chain[350], &water[10], &water[120]];
     for (name, config) in settings() {
-        let normalization = Normalization { reference_energies: vec![-13.6, -1030.0, -2040.0], energy_scale: 1.3, training_min_distance: 0.0 };
+        let normalization = Normalization { reference_energies: vec![-13.6, -1030.0, -2040.0], energy_scale: 1.3, training_min_distance: 0.0, ..Default::default() };
         let model = Model::new(config, normalization, 11, &ctx);
         let batch = Batch::new(&structures, 5.0, |z| model.species_index(z)).unwrap();
         let reference = model.predict(&batch, &GraphTensors::new(&batch, &ctx), &ctx);
@@ -63,7 +63,7 @@ fn fast_forces_are_the_gradient_of_the_fast_energy() {
     let ctx = Ctx::cpu_inference(true);
     let water = data("water.extxyz");
     for (name, config) in settings().into_iter().filter(|(n, _)| !n.contains("hard")) {
-        let normalization = Normalization { reference_energies: vec![0.0; 3], energy_scale: 1.0, training_min_distance: 0.0 };
+        let normalization = Normalization { reference_energies: vec![0.0; 3], energy_scale: 1.0, training_min_distance: 0.0, ..Default::default() };
         let model = Model::new(config, normalization, 5, &ctx);
         let mut fast = Inference::new(&model).unwrap();
         let mut structure = water[40].clone();

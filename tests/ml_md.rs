@@ -94,5 +94,5 @@ fn atoms_closer_than_the_training_data_draw_a_warning_with_their_ids() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stderr}");
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("warning: atoms 1 and 2 at 0.550 Å outside the model's training data"), "{stderr}");
+    assert!(stderr.contains("warning: outside the model's training data: atoms 1 and 2 at 0.550 Å"), "{stderr}");
 }

@@ -83,18 +83,7 @@ pub fn analyze_command(args: &AnalyzeArgs) -> anyhow::Result<()> {
     } else {
         analyze_trajectory(args, &out)?
     };
-    // Trajectory and thermo-log analyses of one run share the folder: merge their summaries.
-    let path = out.join("summary.json");
-    let mut merged = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .and_then(|v| v.as_object().cloned())
-        .unwrap_or_default();
-    if let Value::Object(new) = summary {
-        merged.extend(new);
-    }
-    let text = serde_json::to_string_pretty(&Value::Object(merged)).expect("summary serialises");
-    crate::io::checkpoint::write_atomically(&path, text.as_bytes())?;
+    merge_summary(&out, summary)?;
     if !args.quiet {
         println!("Wrote {} (summary.json and tables{}).", out.display(), if args.no_plots { "" } else { ", plots" });
     }
@@ -196,6 +185,213 @@ fn write_csv(path: &Path, header: &[String], columns: &[&[f64]]) -> anyhow::Resu
     Ok(())
 }
 
+/// What a trajectory analysis computes and how: shared by `mdrun analyze` and the `[analysis]`
+/// table of a run.
+#[derive(Clone, Debug)]
+pub struct TrajectoryAnalysis {
+    pub rdf: bool,
+    pub msd: bool,
+    pub vacf: bool,
+    /// Species kept for MSD, VACF and the total g(r) (empty: all).
+    pub select: Vec<String>,
+    /// g(r) per pair of species.
+    pub pairs: Vec<(String, String)>,
+    /// g(r) range, Å, and bins.
+    pub rmax: f64,
+    pub bins: usize,
+    /// Time between frames, ps (None: from the frames' times).
+    pub dt: Option<f64>,
+    /// MSD fit window as fractions of the longest lag.
+    pub fit: (f64, f64),
+    pub plots: bool,
+    pub quiet: bool,
+}
+
+/// A trajectory analysis under way: frames go in one by one (nothing but the MSD/VACF traces
+/// is kept), results come out at `finish`.
+pub struct Accumulator {
+    settings: TrajectoryAnalysis,
+    /// Names the input in messages.
+    source: String,
+    rdf: Option<rdf::Rdf>,
+    series: Option<series::Series>,
+    batch: Vec<rdf::FrameInput>,
+    names0: Vec<String>,
+    count: usize,
+}
+
+impl Accumulator {
+    pub fn new(settings: TrajectoryAnalysis, source: String) -> anyhow::Result<Accumulator> {
+        if settings.rdf && (settings.rmax <= 0.0 || settings.bins == 0) {
+            anyhow::bail!("{source}: the g(r) range and bins must be positive");
+        }
+        let rdf = settings.rdf.then(|| rdf::Rdf::new(rdf::RdfSettings { rmax: settings.rmax, bins: settings.bins, pairs: settings.pairs.clone() }));
+        Ok(Accumulator { settings, source, rdf, series: None, batch: Vec::new(), names0: Vec::new(), count: 0 })
+    }
+
+    pub fn frames(&self) -> usize {
+        self.count
+    }
+
+    /// Adds one frame (`index` names it in messages).
+    pub fn add(&mut self, index: usize, names: &std::sync::Arc<Vec<String>>, positions: Vec<crate::cell::Vec3>, velocities: Option<&[crate::cell::Vec3]>, cell: Option<&crate::cell::Cell>, time_ps: Option<f64>) -> anyhow::Result<()> {
+        let st = &self.settings;
+        if self.count == 0 {
+            self.names0 = names.to_vec();
+            for species in st.select.iter().chain(st.pairs.iter().flat_map(|(a, b)| [a, b])) {
+                if !names.contains(species) {
+                    anyhow::bail!("{}: no atom of species '{species}' (the file has {:?})", self.source, distinct(names));
+                }
+            }
+        } else if names.len() != self.names0.len() {
+            anyhow::bail!("{}: frame {index}: {} atoms where the first frame had {}", self.source, names.len(), self.names0.len());
+        }
+        let keep: Vec<usize> = (0..names.len()).filter(|&i| st.select.is_empty() || st.select.contains(&names[i])).collect();
+        if st.msd || st.vacf {
+            let ser = self.series.get_or_insert_with(|| series::Series::new(keep.clone(), keep.iter().map(|&i| names[i].clone()).collect()));
+            ser.add(&positions, velocities, cell, time_ps);
+        }
+        if self.rdf.is_some() {
+            let Some(cell) = cell.cloned().filter(|c| c.pbc() == [true; 3]) else {
+                anyhow::bail!("{}: frame {index}: g(r) needs a cell periodic on all three axes", self.source);
+            };
+            let (sel_names, sel_pos) = if st.select.is_empty() || !st.pairs.is_empty() {
+                (names.clone(), positions)
+            } else {
+                (std::sync::Arc::new(keep.iter().map(|&i| names[i].clone()).collect()), keep.iter().map(|&i| positions[i]).collect())
+            };
+            self.batch.push((sel_names, sel_pos, cell));
+            if self.batch.len() >= 4 * rayon::current_num_threads() {
+                self.flush()?;
+            }
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if let Some(r) = self.rdf.as_mut() {
+            r.add_frames(&self.batch).map_err(|e| anyhow::anyhow!("{}: g(r): {e}", self.source))?;
+        }
+        self.batch.clear();
+        Ok(())
+    }
+
+    /// Writes the tables (and plots) into `out` and returns the summary's entries.
+    pub fn finish(mut self, out: &Path) -> anyhow::Result<Value> {
+        self.flush()?;
+        let (args, count) = (&self.settings, self.count);
+        if count == 0 {
+            anyhow::bail!("{}: no frame to analyse", self.source);
+        }
+        let mut summary = serde_json::Map::new();
+        summary.insert("trajectory".into(), json!(self.source));
+        summary.insert("frames".into(), json!(count));
+        let say = |line: String| {
+            if !args.quiet {
+                println!("{line}");
+            }
+        };
+        say(format!("{count} frames of {} atoms", self.names0.len()));
+
+        if let Some(rdf) = &self.rdf {
+            let result = rdf.finish();
+            let mut header = vec!["r".to_string()];
+            let mut columns: Vec<&[f64]> = vec![&result.r];
+            let mut shells = serde_json::Map::new();
+            for (label, g, n) in &result.channels {
+                let (gname, nname) = if label.is_empty() { ("g".to_string(), "n".to_string()) } else { (format!("g_{label}"), format!("n_{label}")) };
+                header.push(gname);
+                header.push(nname);
+                columns.push(g);
+                columns.push(n);
+                if let Some((peak, min)) = rdf::first_shell(&result.r, g) {
+                    let b = result.r.iter().position(|&r| r >= min).unwrap_or(0);
+                    let key = if label.is_empty() { "all".to_string() } else { label.clone() };
+                    say(format!("g(r) {key}: first peak at {peak:.3} Å, first minimum at {min:.3} Å, coordination {:.3}", n[b]));
+                    shells.insert(key, json!({"first_peak_a": peak, "first_minimum_a": min, "coordination": n[b]}));
+                }
+            }
+            write_csv(&out.join("rdf.csv"), &header, &columns)?;
+            summary.insert("rdf".into(), Value::Object(shells));
+            if args.plots {
+                let curves: Vec<(String, Vec<f64>, Vec<f64>)> = result
+                    .channels
+                    .iter()
+                    .map(|(label, g, _)| (if label.is_empty() { "all".into() } else { label.clone() }, result.r.clone(), g.clone()))
+                    .collect();
+                plot::line_plot(&out.join("rdf.png"), "radial distribution function", "r (A)", "g(r)", &curves)?;
+            }
+        }
+        if let Some(ser) = &self.series {
+            let dt = ser.frame_interval(args.dt).map_err(|e| anyhow::anyhow!("{}: {e}", self.source))?;
+            if args.msd {
+                let result = msd::compute(ser, dt, args.fit);
+                let single = result.curves.len() == 1;
+                let mut header = vec!["t_ps".to_string()];
+                let mut columns: Vec<&[f64]> = vec![&result.t];
+                for (label, curve) in &result.curves {
+                    header.push(if single || label.is_empty() { "msd_a2".into() } else { format!("msd_a2_{label}") });
+                    columns.push(curve);
+                }
+                write_csv(&out.join("msd.csv"), &header, &columns)?;
+                let mut diffusion = serde_json::Map::new();
+                for (label, d, err) in &result.diffusion {
+                    let key = if label.is_empty() { "all".to_string() } else { label.clone() };
+                    say(format!("D({key}) = {d:.4e} ± {err:.1e} Å²/ps (= {:.4e} cm²/s), fit over {:.3} to {:.3} ps", d * 1e-4, result.fit_window.0, result.fit_window.1));
+                    diffusion.insert(key, json!({"value": d, "error": err}));
+                }
+                summary.insert("diffusion_a2_per_ps".into(), Value::Object(diffusion));
+                summary.insert("msd_fit_window_ps".into(), json!([result.fit_window.0, result.fit_window.1]));
+                if args.plots {
+                    let curves: Vec<(String, Vec<f64>, Vec<f64>)> = result
+                        .curves
+                        .iter()
+                        .map(|(label, c)| (if label.is_empty() { "all".into() } else { label.clone() }, result.t.clone(), c.clone()))
+                        .collect();
+                    plot::line_plot(&out.join("msd.png"), "mean-squared displacement", "t (ps)", "MSD (A^2)", &curves)?;
+                }
+            }
+            if args.vacf {
+                if !ser.has_velocities {
+                    anyhow::bail!("{}: the VACF needs velocities in every frame (mdrun writes them with velocities = true)", self.source);
+                }
+                let result = vacf::compute(ser, dt);
+                let c0 = result.c[0].max(1e-300);
+                let normalised: Vec<f64> = result.c.iter().map(|c| c / c0).collect();
+                write_csv(&out.join("vacf.csv"), &["t_ps".into(), "vacf_a2_per_ps2".into(), "vacf_normalised".into()], &[&result.t, &result.c, &normalised])?;
+                let wavenumber: Vec<f64> = result.frequency.iter().map(|f| f * 33.356_409_519_815_2).collect();
+                write_csv(&out.join("vdos.csv"), &["frequency_thz".into(), "wavenumber_cm1".into(), "vdos_per_thz".into()], &[&result.frequency, &wavenumber, &result.dos])?;
+                let peak = (0..result.dos.len()).max_by(|&a, &b| result.dos[a].total_cmp(&result.dos[b])).unwrap_or(0);
+                say(format!("VACF: C(0) = {:.4e} Å²/ps²; VDOS peak at {:.4} THz ({:.1} cm⁻¹)", result.c[0], result.frequency[peak], wavenumber[peak]));
+                summary.insert("vacf".into(), json!({"c0_a2_per_ps2": result.c[0], "vdos_peak_thz": result.frequency[peak]}));
+                if args.plots {
+                    plot::line_plot(&out.join("vacf.png"), "velocity autocorrelation", "t (ps)", "C(t)/C(0)", &[("vacf".into(), result.t.clone(), normalised)])?;
+                    plot::line_plot(&out.join("vdos.png"), "vibrational density of states", "frequency (THz)", "VDOS (1/THz)", &[("vdos".into(), result.frequency.clone(), result.dos.clone())])?;
+                }
+            }
+        }
+        Ok(Value::Object(summary))
+    }
+}
+
+/// Merges `entries` into `out`/summary.json (a run's trajectory and thermo-log analyses share
+/// the folder), written atomically.
+pub fn merge_summary(out: &Path, entries: Value) -> anyhow::Result<()> {
+    let path = out.join("summary.json");
+    let mut merged = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default();
+    if let Value::Object(new) = entries {
+        merged.extend(new);
+    }
+    let text = serde_json::to_string_pretty(&Value::Object(merged)).expect("summary serialises");
+    crate::io::checkpoint::write_atomically(&path, text.as_bytes())?;
+    Ok(())
+}
+
 fn analyze_trajectory(args: &AnalyzeArgs, out: &Path) -> anyhow::Result<Value> {
     let (mut want_rdf, mut want_msd, want_vacf) = (args.rdf, args.msd, args.vacf);
     if !(args.rdf || args.msd || args.vacf) {
@@ -208,15 +404,24 @@ fn analyze_trajectory(args: &AnalyzeArgs, out: &Path) -> anyhow::Result<Value> {
     let pairs: Vec<(String, String)> = args
         .pairs
         .iter()
-        .map(|p| match p.split_once('-') {
-            Some((a, b)) if !a.is_empty() && !b.is_empty() => Ok((a.to_string(), b.to_string())),
-            _ => Err(anyhow::anyhow!("--pairs '{p}': expected two species joined by '-', such as O-H")),
-        })
+        .map(|p| parse_pair(p).ok_or_else(|| anyhow::anyhow!("--pairs '{p}': expected two species joined by '-', such as O-H")))
         .collect::<anyhow::Result<_>>()?;
     if want_rdf && (args.rmax <= 0.0 || args.bins == 0) {
         anyhow::bail!("--rmax and --bins must be positive");
     }
-    let fit = parse_fit(&args.fit)?;
+    let settings = TrajectoryAnalysis {
+        rdf: want_rdf,
+        msd: want_msd,
+        vacf: want_vacf,
+        select: args.select.clone(),
+        pairs,
+        rmax: args.rmax,
+        bins: args.bins,
+        dt: args.dt,
+        fit: parse_fit(&args.fit)?,
+        plots: !args.no_plots,
+        quiet: args.quiet,
+    };
     let mut frames = Frames::open(&args.input, args.frames)?;
     let selected = frames.selected();
     let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
@@ -224,153 +429,29 @@ fn analyze_trajectory(args: &AnalyzeArgs, out: &Path) -> anyhow::Result<Value> {
         bar.set_style(ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} frames  ETA {eta}").expect("template"));
         bar
     });
-    let mut rdf = want_rdf.then(|| rdf::Rdf::new(rdf::RdfSettings { rmax: args.rmax, bins: args.bins, pairs: pairs.clone() }));
-    let mut series: Option<series::Series> = None;
-    let mut batch = Vec::new();
-    let mut count = 0usize;
-    let mut names0: Vec<String> = Vec::new();
-    let flush = |rdf: &mut Option<rdf::Rdf>, batch: &mut Vec<rdf::FrameInput>| -> anyhow::Result<()> {
-        if let Some(r) = rdf.as_mut() {
-            r.add_frames(batch).map_err(|e| anyhow::anyhow!("{}: g(r): {e}", args.input.display()))?;
-        }
-        batch.clear();
-        Ok(())
-    };
+    let mut analysis = Accumulator::new(settings, args.input.display().to_string())?;
     for snapshot in frames.by_ref() {
         let s = snapshot?;
-        let names: &[String] = &s.names;
-        if count == 0 {
-            names0 = names.to_vec();
-            for species in args.select.iter().chain(pairs.iter().flat_map(|(a, b)| [a, b])) {
-                if !names.contains(species) {
-                    anyhow::bail!("{}: no atom of species '{species}' (the file has {:?})", args.input.display(), distinct(names));
-                }
-            }
-        } else if names.len() != names0.len() {
-            anyhow::bail!("{}: frame {}: {} atoms where the first frame had {}", args.input.display(), s.index, names.len(), names0.len());
-        }
-        let keep: Vec<usize> = (0..names.len()).filter(|&i| args.select.is_empty() || args.select.contains(&names[i])).collect();
-        if want_msd || want_vacf {
-            let ser = series.get_or_insert_with(|| series::Series::new(keep.clone(), keep.iter().map(|&i| names[i].clone()).collect()));
-            ser.add(&s.data.positions, s.data.velocities.as_deref(), s.cell.as_ref(), s.time_ps);
-        }
-        if rdf.is_some() {
-            let Some(cell) = s.cell.clone().filter(|c| c.pbc() == [true; 3]) else {
-                anyhow::bail!("{}: frame {}: g(r) needs a cell periodic on all three axes", args.input.display(), s.index);
-            };
-            let (sel_names, sel_pos) = if args.select.is_empty() || !pairs.is_empty() {
-                (s.names.clone(), s.data.positions)
-            } else {
-                (
-                    std::sync::Arc::new(keep.iter().map(|&i| names[i].clone()).collect()),
-                    keep.iter().map(|&i| s.data.positions[i]).collect(),
-                )
-            };
-            batch.push((sel_names, sel_pos, cell));
-            if batch.len() >= 4 * rayon::current_num_threads() {
-                flush(&mut rdf, &mut batch)?;
-            }
-        }
-        count += 1;
+        analysis.add(s.index, &s.names, s.data.positions, s.data.velocities.as_deref(), s.cell.as_ref(), s.time_ps)?;
         if let Some(b) = &bar {
-            b.set_position(count as u64);
+            b.set_position(analysis.frames() as u64);
         }
     }
-    flush(&mut rdf, &mut batch)?;
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    if count == 0 {
+    if analysis.frames() == 0 {
         anyhow::bail!("{}: the frame range {:?} selects no frame", args.input.display(), args.frames);
     }
-    let mut summary = serde_json::Map::new();
-    summary.insert("trajectory".into(), json!(args.input.display().to_string()));
-    summary.insert("frames".into(), json!(count));
-    let say = |line: String| {
-        if !args.quiet {
-            println!("{line}");
-        }
-    };
-    say(format!("{count} frames of {} atoms", names0.len()));
+    analysis.finish(out)
+}
 
-    if let Some(rdf) = &rdf {
-        let result = rdf.finish();
-        let mut header = vec!["r".to_string()];
-        let mut columns: Vec<&[f64]> = vec![&result.r];
-        let mut shells = serde_json::Map::new();
-        for (label, g, n) in &result.channels {
-            let (gname, nname) = if label.is_empty() { ("g".to_string(), "n".to_string()) } else { (format!("g_{label}"), format!("n_{label}")) };
-            header.push(gname);
-            header.push(nname);
-            columns.push(g);
-            columns.push(n);
-            if let Some((peak, min)) = rdf::first_shell(&result.r, g) {
-                let b = result.r.iter().position(|&r| r >= min).unwrap_or(0);
-                let key = if label.is_empty() { "all".to_string() } else { label.clone() };
-                say(format!("g(r) {key}: first peak at {peak:.3} Å, first minimum at {min:.3} Å, coordination {:.3}", n[b]));
-                shells.insert(key, json!({"first_peak_a": peak, "first_minimum_a": min, "coordination": n[b]}));
-            }
-        }
-        write_csv(&out.join("rdf.csv"), &header, &columns)?;
-        summary.insert("rdf".into(), Value::Object(shells));
-        if !args.no_plots {
-            let curves: Vec<(String, Vec<f64>, Vec<f64>)> = result
-                .channels
-                .iter()
-                .map(|(label, g, _)| (if label.is_empty() { "all".into() } else { label.clone() }, result.r.clone(), g.clone()))
-                .collect();
-            plot::line_plot(&out.join("rdf.png"), "radial distribution function", "r (A)", "g(r)", &curves)?;
-        }
+/// "O-H" -> ("O", "H").
+pub fn parse_pair(text: &str) -> Option<(String, String)> {
+    match text.split_once('-') {
+        Some((a, b)) if !a.is_empty() && !b.is_empty() => Some((a.to_string(), b.to_string())),
+        _ => None,
     }
-    if let Some(ser) = &series {
-        let dt = ser.frame_interval(args.dt).map_err(|e| anyhow::anyhow!("{}: {e}", args.input.display()))?;
-        if want_msd {
-            let result = msd::compute(ser, dt, fit);
-            let single = result.curves.len() == 1;
-            let mut header = vec!["t_ps".to_string()];
-            let mut columns: Vec<&[f64]> = vec![&result.t];
-            for (label, curve) in &result.curves {
-                header.push(if single || label.is_empty() { "msd_a2".into() } else { format!("msd_a2_{label}") });
-                columns.push(curve);
-            }
-            write_csv(&out.join("msd.csv"), &header, &columns)?;
-            let mut diffusion = serde_json::Map::new();
-            for (label, d, err) in &result.diffusion {
-                let key = if label.is_empty() { "all".to_string() } else { label.clone() };
-                say(format!("D({key}) = {d:.4e} ± {err:.1e} Å²/ps (= {:.4e} cm²/s), fit over {:.3} to {:.3} ps", d * 1e-4, result.fit_window.0, result.fit_window.1));
-                diffusion.insert(key, json!({"value": d, "error": err}));
-            }
-            summary.insert("diffusion_a2_per_ps".into(), Value::Object(diffusion));
-            summary.insert("msd_fit_window_ps".into(), json!([result.fit_window.0, result.fit_window.1]));
-            if !args.no_plots {
-                let curves: Vec<(String, Vec<f64>, Vec<f64>)> = result
-                    .curves
-                    .iter()
-                    .map(|(label, c)| (if label.is_empty() { "all".into() } else { label.clone() }, result.t.clone(), c.clone()))
-                    .collect();
-                plot::line_plot(&out.join("msd.png"), "mean-squared displacement", "t (ps)", "MSD (A^2)", &curves)?;
-            }
-        }
-        if want_vacf {
-            if !ser.has_velocities {
-                anyhow::bail!("{}: --vacf needs velocities in every frame (mdrun writes them with velocities = true)", args.input.display());
-            }
-            let result = vacf::compute(ser, dt);
-            let c0 = result.c[0].max(1e-300);
-            let normalised: Vec<f64> = result.c.iter().map(|c| c / c0).collect();
-            write_csv(&out.join("vacf.csv"), &["t_ps".into(), "vacf_a2_per_ps2".into(), "vacf_normalised".into()], &[&result.t, &result.c, &normalised])?;
-            let wavenumber: Vec<f64> = result.frequency.iter().map(|f| f * 33.356_409_519_815_2).collect();
-            write_csv(&out.join("vdos.csv"), &["frequency_thz".into(), "wavenumber_cm1".into(), "vdos_per_thz".into()], &[&result.frequency, &wavenumber, &result.dos])?;
-            let peak = (0..result.dos.len()).max_by(|&a, &b| result.dos[a].total_cmp(&result.dos[b])).unwrap_or(0);
-            say(format!("VACF: C(0) = {:.4e} Å²/ps²; VDOS peak at {:.4} THz ({:.1} cm⁻¹)", result.c[0], result.frequency[peak], wavenumber[peak]));
-            summary.insert("vacf".into(), json!({"c0_a2_per_ps2": result.c[0], "vdos_peak_thz": result.frequency[peak]}));
-            if !args.no_plots {
-                plot::line_plot(&out.join("vacf.png"), "velocity autocorrelation", "t (ps)", "C(t)/C(0)", &[("vacf".into(), result.t.clone(), normalised)])?;
-                plot::line_plot(&out.join("vdos.png"), "vibrational density of states", "frequency (THz)", "VDOS (1/THz)", &[("vdos".into(), result.frequency.clone(), result.dos.clone())])?;
-            }
-        }
-    }
-    Ok(Value::Object(summary))
 }
 
 fn distinct(names: &[String]) -> Vec<String> {

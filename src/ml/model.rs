@@ -96,7 +96,7 @@ pub struct Params {
 }
 
 /// Everything that is not a weight: per-species reference energies and the output scale.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Normalization {
     /// eV per atom of each species (least-squares fit to the training energies).
     pub reference_energies: Vec<f64>,
@@ -106,6 +106,17 @@ pub struct Normalization {
     /// atoms come much closer: the model has never seen that region.
     #[serde(default)]
     pub training_min_distance: f64,
+    /// The shortest distance per element pair in the training data ("H-O": Å, symbols in order
+    /// of atomic number). Two oxygens 1.5 Å apart are far outside water data even though O-H
+    /// pairs sit at 0.9 Å: MD warns per pair where the model file has these.
+    #[serde(default)]
+    pub pair_min_distances: std::collections::BTreeMap<String, f64>,
+}
+
+/// The key of an element pair in `Normalization::pair_min_distances`.
+pub fn pair_key(z1: u32, z2: u32) -> String {
+    let (a, b) = (z1.min(z2), z1.max(z2));
+    format!("{}-{}", crate::elements::symbol(a).unwrap_or("?"), crate::elements::symbol(b).unwrap_or("?"))
 }
 
 #[derive(Clone)]

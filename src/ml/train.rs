@@ -114,6 +114,22 @@ pub fn shortest_distance(data: &[Structure], cutoff: f64) -> f64 {
     if best.is_finite() { best } else { 0.0 }
 }
 
+/// The shortest distance per element pair in `data` (pairs within `cutoff`).
+pub fn shortest_pair_distances(data: &[Structure], cutoff: f64) -> std::collections::BTreeMap<String, f64> {
+    let mut best = std::collections::BTreeMap::new();
+    for s in data {
+        if let Ok(batch) = Batch::new(&[s], cutoff, |z| Some(z as usize)) {
+            for e in 0..batch.n_edges() {
+                let key = crate::ml::model::pair_key(batch.species[batch.src[e]] as u32, batch.species[batch.dst[e]] as u32);
+                let d = batch.edge_length(e);
+                let entry = best.entry(key).or_insert(f64::INFINITY);
+                *entry = d.min(*entry);
+            }
+        }
+    }
+    best
+}
+
 /// The atomic numbers present in `data`, sorted.
 pub fn species_of(data: &[Structure]) -> Vec<u32> {
     let mut z: Vec<u32> = data
@@ -162,6 +178,7 @@ pub fn train(
         reference_energies,
         energy_scale: if force_rms > 0.0 { force_rms } else { 1.0 },
         training_min_distance: shortest_distance(train_set, config.cutoff),
+        pair_min_distances: shortest_pair_distances(train_set, config.cutoff),
     };
     let mut model = Model::new(config, normalization, options.seed, &ctx);
 

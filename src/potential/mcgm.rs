@@ -98,26 +98,39 @@ impl MlPotential {
 }
 
 impl MlPotential {
-    /// Warns (a bounded number of times) about pairs closer than the training data had.
+    /// Warns (a bounded number of times) about pairs closer than the training data had: per
+    /// element pair where the model file records it, else against the shortest distance of all.
     fn warn_outside_training(&mut self, batch: &Batch) {
-        let limit = UNSEEN_FRACTION * self.model.normalization.training_min_distance;
-        if limit <= 0.0 || self.warnings >= MAX_WARNINGS {
+        let n = &self.model.normalization;
+        if self.warnings >= MAX_WARNINGS || (n.training_min_distance <= 0.0 && n.pair_min_distances.is_empty()) {
             return;
         }
-        let close: Vec<(usize, usize, f64)> = (0..batch.n_edges())
-            .map(|e| (batch.src[e], batch.dst[e], batch.edge_length(e)))
-            .filter(|&(i, j, d)| d < limit && i < j)
-            .map(|(i, j, d)| (i + 1, j + 1, d))
-            .collect();
+        let z = |i: usize| self.model.config.species[batch.species[i]];
+        let mut close: Vec<String> = Vec::new();
+        for e in 0..batch.n_edges() {
+            let (i, j) = (batch.src[e], batch.dst[e]);
+            if i >= j {
+                continue;
+            }
+            let key = crate::ml::model::pair_key(z(i), z(j));
+            let (shortest, what) = match n.pair_min_distances.get(&key) {
+                Some(&d) => (d, key),
+                None => (n.training_min_distance, "any pair".to_string()),
+            };
+            let d = batch.edge_length(e);
+            if d < UNSEEN_FRACTION * shortest {
+                close.push(format!("atoms {} and {} at {d:.3} Å ({what} never closer than {shortest:.3} Å there)", i + 1, j + 1));
+            }
+        }
         if close.is_empty() {
             return;
         }
         self.warnings += 1;
-        let pairs: Vec<String> = close.iter().take(5).map(|(i, j, d)| format!("atoms {i} and {j} at {d:.3} Å")).collect();
+        let more = if close.len() > 5 { format!(" and {} more pairs", close.len() - 5) } else { String::new() };
+        close.truncate(5);
         eprintln!(
-            "warning: {} outside the model's training data (shortest distance there {:.3} Å){}",
-            pairs.join(", "),
-            self.model.normalization.training_min_distance,
+            "warning: outside the model's training data: {}{more}{}",
+            close.join(", "),
             if self.warnings == MAX_WARNINGS { "; further warnings suppressed" } else { "" }
         );
     }

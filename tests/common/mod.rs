@@ -130,7 +130,7 @@ pub fn small_model(backbone: &str, mcgm: Option<McgmConfig>, seed: u64, ctx: &Ct
         species: vec![1, 6, 7, 8],
         mcgm,
     };
-    let normalization = Normalization { reference_energies: vec![-0.5, 0.25, -0.1, 0.3], energy_scale: 0.7, training_min_distance: 0.0 };
+    let normalization = Normalization { reference_energies: vec![-0.5, 0.25, -0.1, 0.3], energy_scale: 0.7, training_min_distance: 0.0, ..Default::default() };
     Model::new(config, normalization, seed, ctx)
 }
 

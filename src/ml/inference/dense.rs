@@ -72,16 +72,14 @@ fn gemm(a: &[f32], k: usize, b: &[f32], rsb: isize, csb: isize, n: usize, c: &mu
         });
 }
 
-/// Shifted softplus, ln(1 + e^x) - ln 2, without overflow for large x.
+/// Shifted softplus ssp(x) = ln(1 + e^x) - ln 2 and its derivative sigmoid(x), sharing one
+/// exponential, without overflow for large |x|.
 #[inline]
-pub fn ssp(x: f32) -> f32 {
-    x.max(0.0) + (-x.abs()).exp().ln_1p() - std::f32::consts::LN_2
-}
-
-/// d ssp / dx = sigmoid(x).
-#[inline]
-pub fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+pub fn ssp_and_slope(x: f32) -> (f32, f32) {
+    let e = (-x.abs()).exp();
+    let value = x.max(0.0) + e.ln_1p() - std::f32::consts::LN_2;
+    let slope = if x >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) };
+    (value, slope)
 }
 
 /// f64 versions, for the filter tables (built once, exactly).

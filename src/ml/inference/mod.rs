@@ -17,7 +17,7 @@ pub mod dense;
 pub mod table;
 
 use self::clusters::{HardWeights, SoftWeights, hierarchy};
-use self::dense::{Linear, sigmoid, ssp};
+use self::dense::{Linear, ssp_and_slope};
 use self::table::{FilterNetwork, FilterTable};
 use crate::ml::graph::Batch;
 use crate::ml::mcgm::McgmConfig;
@@ -126,9 +126,9 @@ fn canonical(labels: &[usize]) -> Vec<usize> {
 
 /// Forward values one block's backward pass needs.
 struct BlockCache {
-    /// y = x W_in [N, F], and the pre-activation of out1 [N, F].
+    /// y = x W_in [N, F], and ssp' (= sigmoid) at out1's pre-activation [N, F].
     y: Vec<f32>,
-    a2: Vec<f32>,
+    slope2: Vec<f32>,
     /// MCGM: the hierarchy, the soft level's cache and its input.
     levels: Vec<clusters::Level>,
     soft: Option<clusters::SoftCache>,
@@ -141,6 +141,9 @@ impl Inference {
         let c = &model.config;
         if c.backbone != "schnet" {
             return Err(format!("fast inference covers SchNet, not {}", c.backbone));
+        }
+        if c.features % 8 != 0 {
+            return Err(format!("fast inference needs a multiple of 8 features, not {}", c.features));
         }
         let f = c.features;
         let get = |name: &str| -> Result<Vec<f64>, String> {
@@ -214,26 +217,20 @@ impl Inference {
             let mut y = Vec::new();
             block.input.forward(&x, &mut y);
             // m_i = Σ_{e in row i} y_j ⊙ W(d_e)
-            m.par_chunks_mut(f).enumerate().with_min_len(16).for_each_init(
-                || vec![0.0f32; f],
-                |w, (i, mi)| {
-                    mi.fill(0.0);
-                    for e in graph.start[i]..graph.start[i + 1] {
-                        block.table.value(graph.distance[e], w);
-                        let yj = &y[graph.neighbor[e] as usize * f..][..f];
-                        for o in 0..f {
-                            mi[o] += yj[o] * w[o];
-                        }
-                    }
-                },
-            );
-            let mut a2 = Vec::new();
-            block.out1.forward(&m, &mut a2);
-            h.clear();
-            h.extend(a2.iter().map(|&a| ssp(a)));
+            m.par_chunks_mut(f).enumerate().with_min_len(16).for_each(|(i, mi)| {
+                mi.fill(0.0);
+                for e in graph.start[i]..graph.start[i + 1] {
+                    let yj = &y[graph.neighbor[e] as usize * f..][..f];
+                    block.table.accumulate_message(graph.distance[e], yj, mi);
+                }
+            });
+            let mut slope2 = Vec::new();
+            block.out1.forward(&m, &mut slope2);
+            h.resize(slope2.len(), 0.0);
+            activate(&mut slope2, &mut h);
             block.out2.forward(&h, &mut update);
             x.iter_mut().zip(&update).for_each(|(x, u)| *x += u);
-            let mut cache = BlockCache { y, a2, levels: Vec::new(), soft: None, x_mcgm: Vec::new() };
+            let mut cache = BlockCache { y, slope2, levels: Vec::new(), soft: None, x_mcgm: Vec::new() };
             if let (Some(config), Some(hard)) = (&self.mcgm, &block.hard) {
                 let t = Instant::now();
                 cache.levels = hierarchy(config, &graph.structure, &graph.species, graph.n_structures, &x, f);
@@ -256,8 +253,8 @@ impl Inference {
         // Readout: E_i = scale (ssp(x W_r1 + b) W_r2 + b) + E_ref[species].
         let mut a_r = Vec::new();
         self.readout1.forward(&x, &mut a_r);
-        h.clear();
-        h.extend(a_r.iter().map(|&a| ssp(a)));
+        h.resize(a_r.len(), 0.0);
+        activate(&mut a_r, &mut h);
         let mut atomic = Vec::new();
         self.readout2.forward(&h, &mut atomic);
         let mut energy = vec![0.0f64; graph.n_structures];
@@ -270,7 +267,7 @@ impl Inference {
         let half = f / 2;
         let w_r2: Vec<f32> = (0..half).map(|k| self.readout2.w[k] * self.scale as f32).collect();
         let mut g_ar = a_r;
-        g_ar.chunks_mut(half).for_each(|row| row.iter_mut().zip(&w_r2).for_each(|(a, w)| *a = w * sigmoid(*a)));
+        g_ar.chunks_mut(half).for_each(|row| row.iter_mut().zip(&w_r2).for_each(|(a, w)| *a *= w));
         let mut g_x = Vec::new();
         self.readout1.backward(&g_ar, &mut g_x, false);
         let mut g_d = vec![0.0f64; graph.neighbor.len()];
@@ -286,29 +283,20 @@ impl Inference {
             }
             // x' = x + out2(ssp(out1(m))).
             block.out2.backward(&g_x, &mut g_a2, false);
-            g_a2.iter_mut().zip(&cache.a2).for_each(|(g, &a)| *g *= sigmoid(a));
+            g_a2.iter_mut().zip(&cache.slope2).for_each(|(g, &s)| *g *= s);
             block.out1.backward(&g_a2, &mut g_m, false);
             // Per edge e = i←j: dL/dy_j += g_m[i] ⊙ W(d_e), gathered over j's own row through
             // the twin edge; dL/dd_e = Σ_f g_m[i] y_j W'(d_e).
             let rows = split_rows(&mut g_d, &graph.start);
-            g_y.par_chunks_mut(f).zip(rows).enumerate().with_min_len(16).for_each_init(
-                || (vec![0.0f32; f], vec![0.0f32; f]),
-                |(w, dw), (i, (gyi, gdi))| {
-                    gyi.fill(0.0);
-                    let gmi = &g_m[i * f..(i + 1) * f];
-                    for (slot, e) in (graph.start[i]..graph.start[i + 1]).enumerate() {
-                        block.table.value_and_slope(graph.distance[e], w, dw);
-                        let j = graph.neighbor[e] as usize;
-                        let (gmj, yj) = (&g_m[j * f..][..f], &cache.y[j * f..][..f]);
-                        let mut slope = 0.0f32;
-                        for o in 0..f {
-                            gyi[o] += gmj[o] * w[o];
-                            slope += gmi[o] * yj[o] * dw[o];
-                        }
-                        gdi[slot] += slope as f64;
-                    }
-                },
-            );
+            g_y.par_chunks_mut(f).zip(rows).enumerate().with_min_len(16).for_each(|(i, (gyi, gdi))| {
+                gyi.fill(0.0);
+                let gmi = &g_m[i * f..(i + 1) * f];
+                for (slot, e) in (graph.start[i]..graph.start[i + 1]).enumerate() {
+                    let j = graph.neighbor[e] as usize;
+                    let (gmj, yj) = (&g_m[j * f..][..f], &cache.y[j * f..][..f]);
+                    gdi[slot] += block.table.accumulate_backward(graph.distance[e], gmj, gmi, yj, gyi) as f64;
+                }
+            });
             block.input.backward(&g_y, &mut g_x, true);
         }
         let backward = t_backward.elapsed();
@@ -318,6 +306,15 @@ impl Inference {
         self.times.evaluations += 1;
         forces_and_virial(graph, &g_d, energy)
     }
+}
+
+/// h = ssp(a), and a replaced by ssp'(a) = sigmoid(a) for the backward pass (one exp for both).
+fn activate(a: &mut [f32], h: &mut [f32]) {
+    a.par_chunks_mut(4096).zip(h.par_chunks_mut(4096)).for_each(|(a, h)| {
+        for (a, h) in a.iter_mut().zip(h) {
+            (*h, *a) = ssp_and_slope(*a);
+        }
+    });
 }
 
 /// Forces F = -dE/dx and virials from dE/dd per edge.

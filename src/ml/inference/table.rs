@@ -113,31 +113,110 @@ impl FilterTable {
         )
     }
 
-    /// W(d) into `w`.
-    #[inline]
+    /// W(d) into `w` (tests and diagnostics; the MD kernels below fuse it with their use).
     pub fn value(&self, d: f64, w: &mut [f32]) {
         let f = self.features;
         let (rows, c, _) = self.locate(d);
-        let (v0, rest) = rows.split_at(f);
-        let (hd0, rest) = rest.split_at(f);
-        let (v1, hd1) = rest.split_at(f);
         for o in 0..f {
-            w[o] = c[0] * v0[o] + c[1] * hd0[o] + c[2] * v1[o] + c[3] * hd1[o];
+            w[o] = c[0] * rows[o] + c[1] * rows[f + o] + c[2] * rows[2 * f + o] + c[3] * rows[3 * f + o];
         }
     }
 
     /// W(d) into `w` and dW/dd into `dw`.
-    #[inline]
     pub fn value_and_slope(&self, d: f64, w: &mut [f32], dw: &mut [f32]) {
         let f = self.features;
         let (rows, c, s) = self.locate(d);
-        let (v0, rest) = rows.split_at(f);
-        let (hd0, rest) = rest.split_at(f);
-        let (v1, hd1) = rest.split_at(f);
         for o in 0..f {
-            w[o] = c[0] * v0[o] + c[1] * hd0[o] + c[2] * v1[o] + c[3] * hd1[o];
-            dw[o] = s[0] * v0[o] + s[1] * hd0[o] + s[2] * v1[o] + s[3] * hd1[o];
+            let (v0, hd0, v1, hd1) = (rows[o], rows[f + o], rows[2 * f + o], rows[3 * f + o]);
+            w[o] = c[0] * v0 + c[1] * hd0 + c[2] * v1 + c[3] * hd1;
+            dw[o] = s[0] * v0 + s[1] * hd0 + s[2] * v1 + s[3] * hd1;
         }
+    }
+
+    /// m += y ⊙ W(d): one edge of the message sum.
+    #[inline]
+    pub fn accumulate_message(&self, d: f64, y: &[f32], m: &mut [f32]) {
+        let (rows, c, _) = self.locate(d);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { avx2::message(rows, c, y, m) };
+        }
+        message(rows, c, y, m)
+    }
+
+    /// One edge of the backward pass: g_y += g_m_neighbour ⊙ W(d); returns
+    /// Σ_f g_m_i,f y_j,f W'_f(d) (= dL/dd of the edge).
+    #[inline]
+    pub fn accumulate_backward(&self, d: f64, g_m_neighbor: &[f32], g_m_i: &[f32], y_j: &[f32], g_y: &mut [f32]) -> f32 {
+        let (rows, c, s) = self.locate(d);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { avx2::backward(rows, c, s, g_m_neighbor, g_m_i, y_j, g_y) };
+        }
+        backward(rows, c, s, g_m_neighbor, g_m_i, y_j, g_y)
+    }
+}
+
+/// Eight consecutive lanes of a row, as a fixed-size array (one bounds check per eight, and
+/// loops of constant length the compiler turns into vector instructions).
+#[inline(always)]
+fn lanes(x: &[f32], base: usize) -> &[f32; 8] {
+    x[base..base + 8].try_into().expect("eight lanes")
+}
+
+#[inline(always)]
+fn lanes_mut(x: &mut [f32], base: usize) -> &mut [f32; 8] {
+    (&mut x[base..base + 8]).try_into().expect("eight lanes")
+}
+
+#[inline(always)]
+fn message(rows: &[f32], c: [f32; 4], y: &[f32], m: &mut [f32]) {
+    let f = m.len();
+    assert!(f % 8 == 0 && rows.len() >= 4 * f && y.len() >= f);
+    for base in (0..f).step_by(8) {
+        let (v0, hd0, v1, hd1) = (lanes(rows, base), lanes(rows, f + base), lanes(rows, 2 * f + base), lanes(rows, 3 * f + base));
+        let yb = lanes(y, base);
+        let mb = lanes_mut(m, base);
+        for l in 0..8 {
+            mb[l] += yb[l] * (c[0] * v0[l] + c[1] * hd0[l] + c[2] * v1[l] + c[3] * hd1[l]);
+        }
+    }
+}
+
+#[inline(always)]
+fn backward(rows: &[f32], c: [f32; 4], s: [f32; 4], g_m_neighbor: &[f32], g_m_i: &[f32], y_j: &[f32], g_y: &mut [f32]) -> f32 {
+    let f = g_y.len();
+    assert!(f % 8 == 0 && rows.len() >= 4 * f);
+    // One partial sum per lane, so the reduction stays in a vector register.
+    let mut slope = [0.0f32; 8];
+    for base in (0..f).step_by(8) {
+        let (v0, hd0, v1, hd1) = (lanes(rows, base), lanes(rows, f + base), lanes(rows, 2 * f + base), lanes(rows, 3 * f + base));
+        let (gn, gi, y) = (lanes(g_m_neighbor, base), lanes(g_m_i, base), lanes(y_j, base));
+        let gy = lanes_mut(g_y, base);
+        for l in 0..8 {
+            let w = c[0] * v0[l] + c[1] * hd0[l] + c[2] * v1[l] + c[3] * hd1[l];
+            let dw = s[0] * v0[l] + s[1] * hd0[l] + s[2] * v1[l] + s[3] * hd1[l];
+            gy[l] += gn[l] * w;
+            slope[l] += gi[l] * y[l] * dw;
+        }
+    }
+    slope.iter().sum()
+}
+
+/// The same kernels compiled for AVX2 (eight f32 lanes instead of SSE's four), used where the
+/// CPU has it (std checks once and caches the answer).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    #[target_feature(enable = "avx2")]
+    pub fn message(rows: &[f32], c: [f32; 4], y: &[f32], m: &mut [f32]) {
+        super::message(rows, c, y, m)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub fn backward(rows: &[f32], c: [f32; 4], s: [f32; 4], g_m_neighbor: &[f32], g_m_i: &[f32], y_j: &[f32], g_y: &mut [f32]) -> f32 {
+        super::backward(rows, c, s, g_m_neighbor, g_m_i, y_j, g_y)
     }
 }
 
