@@ -180,3 +180,35 @@ fn a_structure_file_repeated_tiles_its_cell() {
     let err = mdrun::plan::Plan::from_file(&dir.join("system.toml"), None).unwrap_err().to_string();
     assert!(err.contains("system.toml:3") && err.contains("[structure] repeat") && err.contains("no cell"), "{err}");
 }
+
+#[test]
+fn dcd_frames_read_directly_equal_chemfiles_frames() {
+    // `mdrun analyze` reads DCD coordinates and cells itself (io::dcd); chemfiles is the
+    // reference. A triclinic cell checks the unit-cell record's angles.
+    let dir = common::scratch("dcd-direct");
+    let path = dir.join("traj.dcd");
+    let system = sample();
+    write(&system, &path, "", false, 7);
+    let frames: Vec<_> = mdrun::analysis::frames::Frames::open(&path, "1::2".parse().unwrap())
+        .unwrap()
+        .map(|f| f.unwrap())
+        .collect();
+    assert_eq!(frames.iter().map(|f| f.index).collect::<Vec<_>>(), vec![1, 3, 5]);
+    for f in &frames {
+        let reference = structure::read(&path, "", f.index).unwrap();
+        assert_eq!(f.data.positions, reference.positions, "frame {}", f.index);
+        let (cell, expected) = (f.cell.as_ref().unwrap().vectors(), reference.cell.unwrap());
+        for a in 0..3 {
+            for b in 0..3 {
+                assert!((cell[a][b] - expected[a][b]).abs() < 1e-9, "frame {}: cell {cell:?} vs {expected:?}", f.index);
+            }
+        }
+        assert_eq!(f.names.len(), system.len());
+    }
+    // A file cut inside its last frame offers the complete frames only (as chemfiles does).
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(dir.join("cut.dcd"), &bytes[..bytes.len() - 100]).unwrap();
+    let read: Vec<_> = mdrun::analysis::frames::Frames::open(&dir.join("cut.dcd"), "::1".parse().unwrap()).unwrap().collect();
+    assert_eq!(read.len(), 6);
+    assert!(read.iter().all(|f| f.is_ok()));
+}

@@ -80,6 +80,9 @@ pub struct Frames {
     /// From the first frame: species per atom, pbc flags, whether velocities come as a `velo`
     /// column (None until a frame was read).
     topology: Option<Topology>,
+    /// DCD files: coordinates and cells read directly (chemfiles reads the first frame only,
+    /// for the names).
+    dcd: Option<crate::io::dcd::DcdReader>,
 }
 
 struct Topology {
@@ -107,7 +110,15 @@ impl Frames {
         if range.start >= total {
             return Err(error(format!("the range starts at frame {} but the file has {total}", range.start)));
         }
-        Ok(Frames { trajectory, path: path.to_path_buf(), total, next: 0, range, frame: chemfiles::Frame::new(), topology: None })
+        let is_dcd = format.eq_ignore_ascii_case("dcd") || (format.is_empty() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("dcd")));
+        let dcd = if is_dcd {
+            crate::io::dcd::DcdReader::open(path)
+                .map_err(|e| error(format!("cannot be read: {e}")))?
+                .filter(|d| d.frames() == total)
+        } else {
+            None
+        };
+        Ok(Frames { trajectory, path: path.to_path_buf(), total, next: 0, range, frame: chemfiles::Frame::new(), topology: None, dcd })
     }
 
     /// Frames in the file.
@@ -135,6 +146,35 @@ impl Iterator for Frames {
             let index = self.next;
             self.next += 1;
             let fail = |message: String| FrameError { path: self.path.clone(), frame: index, message };
+            if let (Some(dcd), Some(topology)) = (self.dcd.as_mut(), &self.topology) {
+                let mut positions = Vec::new();
+                let record = match dcd.read(&mut positions) {
+                    Ok(r) => r,
+                    Err(e) => return Some(Err(fail(format!("unreadable: {e}")))),
+                };
+                if !self.wanted(index) {
+                    continue;
+                }
+                if let Some(id) = positions.iter().position(|r| r.iter().any(|x| !x.is_finite())) {
+                    return Some(Err(fail(format!("atom {} has a non-finite position", id + 1))));
+                }
+                let cell = match record {
+                    Some(r) => {
+                        let (lengths, angles) = crate::io::dcd::cell_lengths_angles(r);
+                        if lengths.iter().all(|&l| l > 0.0) {
+                            match Cell::from_lengths_angles(lengths, angles, topology.pbc.unwrap_or([true; 3])) {
+                                Ok(c) => Some(c),
+                                Err(e) => return Some(Err(fail(format!("bad cell: {e}")))),
+                            }
+                        } else {
+                            None
+                        }
+                    }
+                    None => None,
+                };
+                let data = StructureData { names: Vec::new(), positions, velocities: None, cell: cell.as_ref().map(|c| *c.vectors()), pbc: topology.pbc };
+                return Some(Ok(Snapshot { index, names: topology.names.clone(), data, time_ps: None, cell }));
+            }
             // Sequential reads: text formats cannot seek cheaply anyway.
             if let Err(e) = self.trajectory.read(&mut self.frame) {
                 return Some(Err(fail(format!("unreadable (truncated or malformed?): {}", e.message))));
@@ -193,6 +233,15 @@ impl Iterator for Frames {
                 None => None,
             };
             let names = self.topology.as_ref().expect("set by the first frame").names.clone();
+            if let Some(dcd) = self.dcd.as_mut() {
+                // chemfiles read this frame for the names; the DCD reader takes over after it.
+                let mut skip = Vec::new();
+                for _ in 0..self.next {
+                    if let Err(e) = dcd.read(&mut skip) {
+                        return Some(Err(fail(format!("unreadable: {e}"))));
+                    }
+                }
+            }
             return Some(Ok(Snapshot { index, names, data, time_ps, cell }));
         }
         None

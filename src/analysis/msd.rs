@@ -3,7 +3,7 @@
 //! O(n log n) per atom and coordinate. The diffusion coefficient comes from a least-squares line
 //! through MSD = 6 D t + c over a window of lag times.
 
-use super::fft::autocorrelation_sums_3;
+use super::fft::{FftPlan, Workspace, autocorrelation_sums_3, autocorrelation_sums_in, padded_length};
 use super::series::Series;
 use crate::summary::linear_fit;
 use rayon::prelude::*;
@@ -21,8 +21,12 @@ pub struct MsdResult {
 
 /// Σ over x, y, z of the MSD of each coordinate, for every lag.
 pub fn msd_of_traces(x: &[f64], y: &[f64], z: &[f64]) -> Vec<f64> {
+    msd_from_sums(x, y, z, &autocorrelation_sums_3(x, y, z))
+}
+
+/// MSD(m) = S1(m) - 2 S2(m) / (n - m) from the autocorrelation sums S2.
+fn msd_from_sums(x: &[f64], y: &[f64], z: &[f64], s2: &[f64]) -> Vec<f64> {
     let n = x.len();
-    let s2 = autocorrelation_sums_3(x, y, z);
     let sq: Vec<f64> = (0..n).map(|k| x[k] * x[k] + y[k] * y[k] + z[k] * z[k]).collect();
     let mut q = 2.0 * sq.iter().sum::<f64>();
     let mut out = vec![0.0; n];
@@ -39,11 +43,26 @@ pub fn msd_of_traces(x: &[f64], y: &[f64], z: &[f64]) -> Vec<f64> {
 pub fn compute(series: &Series, dt: f64, fit: (f64, f64)) -> MsdResult {
     let n = series.frames();
     let atoms = series.atoms.len();
-    // Blocks of atoms in parallel; each atom's three coordinates in one pass.
+    // Blocks of atoms in parallel; atoms two at a time through the transforms.
+    let plan = FftPlan::new(padded_length(n));
     let blocks: Vec<std::ops::Range<usize>> = (0..atoms).step_by(64).map(|s| s..(s + 64).min(atoms)).collect();
     let per_atom: Vec<Vec<f64>> = blocks
         .into_par_iter()
-        .flat_map_iter(|range| series.traces(range, false).into_iter().map(|[x, y, z]| msd_of_traces(&x, &y, &z)))
+        .flat_map_iter(|range| {
+            let traces = series.traces(range, false);
+            let mut work = Workspace::default();
+            let mut out = Vec::with_capacity(traces.len());
+            for pair in traces.chunks(2) {
+                let [x, y, z] = &pair[0];
+                let second = pair.get(1).map(|[u, v, w]| [&u[..], &v[..], &w[..]]);
+                let (s_a, s_b) = autocorrelation_sums_in(&plan, &mut work, [x, y, z], second);
+                out.push(msd_from_sums(x, y, z, &s_a));
+                if let (Some([u, v, w]), Some(s_b)) = (pair.get(1), s_b) {
+                    out.push(msd_from_sums(u, v, w, &s_b));
+                }
+            }
+            out
+        })
         .collect();
     let mut kinds: Vec<String> = series.species.clone();
     kinds.sort();

@@ -2,7 +2,7 @@
 //! vibrational density of states: the cosine transform of C(t), Hann-windowed, normalised to
 //! unit area over frequency.
 
-use super::fft::autocorrelation_sums_3;
+use super::fft::{FftPlan, Workspace, autocorrelation_sums_in, padded_length};
 use super::series::Series;
 use rayon::prelude::*;
 
@@ -20,14 +20,19 @@ pub struct VacfResult {
 pub fn compute(series: &Series, dt: f64) -> VacfResult {
     let n = series.frames();
     let atoms = series.atoms.len();
+    let plan = FftPlan::new(padded_length(n));
     let blocks: Vec<std::ops::Range<usize>> = (0..atoms).step_by(64).map(|s| s..(s + 64).min(atoms)).collect();
     let sums: Vec<f64> = blocks
         .into_par_iter()
         .map(|range| {
             let mut total = vec![0.0; n];
-            for [x, y, z] in series.traces(range, true) {
-                for (t, v) in total.iter_mut().zip(autocorrelation_sums_3(&x, &y, &z)) {
-                    *t += v;
+            let mut work = Workspace::default();
+            for pair in series.traces(range, true).chunks(2) {
+                let [x, y, z] = &pair[0];
+                let second = pair.get(1).map(|[u, v, w]| [&u[..], &v[..], &w[..]]);
+                let (s_a, s_b) = autocorrelation_sums_in(&plan, &mut work, [x, y, z], second);
+                for s in std::iter::once(s_a).chain(s_b) {
+                    total.iter_mut().zip(s).for_each(|(t, v)| *t += v);
                 }
             }
             total

@@ -2,6 +2,7 @@
 //! (any format chemfiles writes, on a writer thread), checkpoints, and the thermo log.
 
 pub mod checkpoint;
+pub mod dcd;
 pub mod structure;
 pub mod thermo_log;
 pub mod trajectory;
