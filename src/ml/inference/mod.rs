@@ -18,7 +18,7 @@ pub mod table;
 
 use self::clusters::{HardWeights, SoftWeights, hierarchy};
 use self::dense::{Linear, ssp_and_slope};
-use self::table::{FilterNetwork, FilterTable};
+use self::table::{EdgeRows, FilterNetwork, FilterTable};
 use crate::ml::graph::Batch;
 use crate::ml::mcgm::McgmConfig;
 use crate::ml::model::Model;
@@ -286,15 +286,15 @@ impl Inference {
             g_a2.iter_mut().zip(&cache.slope2).for_each(|(g, &s)| *g *= s);
             block.out1.backward(&g_a2, &mut g_m, false);
             // Per edge e = i←j: dL/dy_j += g_m[i] ⊙ W(d_e), gathered over j's own row through
-            // the twin edge; dL/dd_e = Σ_f g_m[i] y_j W'(d_e).
+            // the twin edge; the pair's dL/dd (both directions, same distance) is kept per edge.
             let rows = split_rows(&mut g_d, &graph.start);
             g_y.par_chunks_mut(f).zip(rows).enumerate().with_min_len(16).for_each(|(i, (gyi, gdi))| {
                 gyi.fill(0.0);
-                let gmi = &g_m[i * f..(i + 1) * f];
+                let (g_m_i, y_i) = (&g_m[i * f..(i + 1) * f], &cache.y[i * f..(i + 1) * f]);
                 for (slot, e) in (graph.start[i]..graph.start[i + 1]).enumerate() {
                     let j = graph.neighbor[e] as usize;
-                    let (gmj, yj) = (&g_m[j * f..][..f], &cache.y[j * f..][..f]);
-                    gdi[slot] += block.table.accumulate_backward(graph.distance[e], gmj, gmi, yj, gyi) as f64;
+                    let rows = EdgeRows { g_m_i, g_m_j: &g_m[j * f..][..f], y_i, y_j: &cache.y[j * f..][..f] };
+                    gdi[slot] += block.table.accumulate_backward(graph.distance[e], rows, gyi) as f64;
                 }
             });
             block.input.backward(&g_y, &mut g_x, true);
@@ -317,30 +317,38 @@ fn activate(a: &mut [f32], h: &mut [f32]) {
     });
 }
 
-/// Forces F = -dE/dx and virials from dE/dd per edge.
+/// Forces F = -dE/dx and virials from the pairs' dE/dd, kept on both of each pair's edges.
+/// Each atom sums over its own row (no scatter): the force on i from its pair with j is
+/// s r̂_e with s the pair's dE/dd and r̂_e pointing from i to j.
 fn forces_and_virial(graph: &Graph, g_d: &[f64], energy: Vec<f64>) -> Output {
     let n = graph.n_atoms();
-    let mut forces = vec![[0.0f64; 3]; n];
-    let mut virial = vec![[0.0f64; 9]; graph.n_structures];
-    for i in 0..n {
-        let w = &mut virial[graph.structure[i]];
-        for e in graph.start[i]..graph.start[i + 1] {
-            let (r, d) = (graph.vector[e], graph.distance[e]);
-            // dE/dr_e = dE/dd r̂: pulls i along +r̂ (d shrinks as i moves toward j), j along -r̂.
-            let de_dr = [0, 1, 2].map(|k| g_d[e] * r[k] / d);
-            let j = graph.neighbor[e] as usize;
-            for k in 0..3 {
-                forces[i][k] += de_dr[k];
-                forces[j][k] -= de_dr[k];
-            }
-            for a in 0..3 {
-                for b in 0..3 {
-                    w[3 * a + b] -= r[a] * de_dr[b];
+    let per_atom: Vec<([f64; 3], [f64; 9])> = (0..n)
+        .into_par_iter()
+        .with_min_len(64)
+        .map(|i| {
+            let (mut f, mut w) = ([0.0f64; 3], [0.0f64; 9]);
+            for e in graph.start[i]..graph.start[i + 1] {
+                let (r, d) = (graph.vector[e], graph.distance[e]);
+                let de_dr = [0, 1, 2].map(|k| g_d[e] * r[k] / d);
+                for k in 0..3 {
+                    f[k] += de_dr[k];
+                }
+                // Every pair is seen from both atoms: half the pair's term each.
+                for a in 0..3 {
+                    for b in 0..3 {
+                        w[3 * a + b] -= 0.5 * r[a] * de_dr[b];
+                    }
                 }
             }
-        }
+            (f, w)
+        })
+        .collect();
+    let mut virial = vec![[0.0f64; 9]; graph.n_structures];
+    for (i, (_, w)) in per_atom.iter().enumerate() {
+        let total = &mut virial[graph.structure[i]];
+        total.iter_mut().zip(w).for_each(|(t, v)| *t += v);
     }
-    Output { energy, forces, virial }
+    Output { energy, forces: per_atom.into_iter().map(|(f, _)| f).collect(), virial }
 }
 
 /// `data` cut into the rows of a compressed-row layout.

@@ -145,17 +145,18 @@ impl FilterTable {
         message(rows, c, y, m)
     }
 
-    /// One edge of the backward pass: g_y += g_m_neighbour ⊙ W(d); returns
-    /// Σ_f g_m_i,f y_j,f W'_f(d) (= dL/dd of the edge).
+    /// One edge i←j of the backward pass, seen from atom i: g_y_i += g_m_j ⊙ W(d) (the twin
+    /// edge j←i's share of dL/dy_i); returns dL/dd of the edge itself, Σ_f g_m_i y_j W'(d),
+    /// plus that of its twin, Σ_f g_m_j y_i W'(d): the pair's whole dL/dd.
     #[inline]
-    pub fn accumulate_backward(&self, d: f64, g_m_neighbor: &[f32], g_m_i: &[f32], y_j: &[f32], g_y: &mut [f32]) -> f32 {
+    pub fn accumulate_backward(&self, d: f64, edge: EdgeRows, g_y: &mut [f32]) -> f32 {
         let (rows, c, s) = self.locate(d);
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { avx2::backward(rows, c, s, g_m_neighbor, g_m_i, y_j, g_y) };
+            return unsafe { avx2::backward(rows, c, s, edge, g_y) };
         }
-        backward(rows, c, s, g_m_neighbor, g_m_i, y_j, g_y)
+        backward(rows, c, s, edge, g_y)
     }
 }
 
@@ -185,21 +186,30 @@ fn message(rows: &[f32], c: [f32; 4], y: &[f32], m: &mut [f32]) {
     }
 }
 
+/// The per-atom rows one edge i←j of the backward pass reads.
+#[derive(Clone, Copy)]
+pub struct EdgeRows<'a> {
+    pub g_m_i: &'a [f32],
+    pub g_m_j: &'a [f32],
+    pub y_i: &'a [f32],
+    pub y_j: &'a [f32],
+}
+
 #[inline(always)]
-fn backward(rows: &[f32], c: [f32; 4], s: [f32; 4], g_m_neighbor: &[f32], g_m_i: &[f32], y_j: &[f32], g_y: &mut [f32]) -> f32 {
+fn backward(rows: &[f32], c: [f32; 4], s: [f32; 4], e: EdgeRows, g_y: &mut [f32]) -> f32 {
     let f = g_y.len();
     assert!(f % 8 == 0 && rows.len() >= 4 * f);
     // One partial sum per lane, so the reduction stays in a vector register.
     let mut slope = [0.0f32; 8];
     for base in (0..f).step_by(8) {
         let (v0, hd0, v1, hd1) = (lanes(rows, base), lanes(rows, f + base), lanes(rows, 2 * f + base), lanes(rows, 3 * f + base));
-        let (gn, gi, y) = (lanes(g_m_neighbor, base), lanes(g_m_i, base), lanes(y_j, base));
+        let (gi, gj, yi, yj) = (lanes(e.g_m_i, base), lanes(e.g_m_j, base), lanes(e.y_i, base), lanes(e.y_j, base));
         let gy = lanes_mut(g_y, base);
         for l in 0..8 {
             let w = c[0] * v0[l] + c[1] * hd0[l] + c[2] * v1[l] + c[3] * hd1[l];
             let dw = s[0] * v0[l] + s[1] * hd0[l] + s[2] * v1[l] + s[3] * hd1[l];
-            gy[l] += gn[l] * w;
-            slope[l] += gi[l] * y[l] * dw;
+            gy[l] += gj[l] * w;
+            slope[l] += (gi[l] * yj[l] + gj[l] * yi[l]) * dw;
         }
     }
     slope.iter().sum()
@@ -215,8 +225,8 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2")]
-    pub fn backward(rows: &[f32], c: [f32; 4], s: [f32; 4], g_m_neighbor: &[f32], g_m_i: &[f32], y_j: &[f32], g_y: &mut [f32]) -> f32 {
-        super::backward(rows, c, s, g_m_neighbor, g_m_i, y_j, g_y)
+    pub fn backward(rows: &[f32], c: [f32; 4], s: [f32; 4], e: super::EdgeRows, g_y: &mut [f32]) -> f32 {
+        super::backward(rows, c, s, e, g_y)
     }
 }
 
