@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# MD with a SchNet potential: mdrun (the whole MD step: neighbour list, graph, model, integration)
-# against the same model in plain PyTorch (benches/pytorch/schnet_md.py: energy + autograd forces
-# only, neighbour list not timed), same weights, same structure, same machine and threads.
-#   benches/ml_md_vs_pytorch.sh [MODEL_DIR] [repeats...]
-# MODEL_DIR: a bare SchNet model written by `mdrun train` (default potentials/water-schnet).
-# The structure is systems/quickstart/water8.extxyz (24 atoms) tiled repeat³ times.
+# MD with a SchNet potential, against system size: mdrun (the whole MD step: neighbour list,
+# graph, model, integration) with the bare SchNet and with MCGM (soft, hard), against the same
+# bare SchNet in plain PyTorch (benches/pytorch/schnet_md.py: energy + autograd forces only,
+# neighbour list not timed), same weights, same structure, same machine, same threads.
+#   benches/ml_md_vs_pytorch.sh [repeats...]          (default: 2 4 7 11 16)
+# Models: potentials/water-schnet and its MCGM variants (MODEL=DIR overrides the bare one;
+# SOFT=DIR and HARD=DIR the variants, "-" to skip them). The structure is
+# systems/quickstart/water8.extxyz (24 atoms) tiled repeat³ times. PyTorch runs up to
+# TORCH_MAX_ATOMS (default 10000: beyond that its per-edge filter tensors outgrow the memory).
 # Needs a Python with torch and numpy: PYTHON=/path/to/python (default python3).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-model=$(cd "${1:-$root/potentials/water-schnet}" && pwd)
-shift || true
-repeats=${*:-2 4 7}
+model=$(cd "${MODEL:-$root/potentials/water-schnet}" && pwd)
+soft=${SOFT:-$root/potentials/water-schnet-mcgm-soft}
+hard=${HARD:-$root/potentials/water-schnet-mcgm-hard}
+repeats=${*:-2 4 7 11 16}
 threads=${THREADS:-$(nproc)}
+torch_max=${TORCH_MAX_ATOMS:-10000}
 python=${PYTHON:-python3}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mdrun-target}
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
@@ -20,40 +25,55 @@ mdrun=$CARGO_TARGET_DIR/release/mdrun
 structure=$root/systems/quickstart/water8.extxyz
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-echo "model: $model ($(python3 -c "import json; c = json.load(open('$model/model.json'))['config']; print(f\"{c['backbone']} F={c['features']} blocks={c['blocks']} rbf={c['n_rbf']} cutoff={c['cutoff']}\")")), $threads threads"
-echo
-echo "| atoms | mdrun s/step | PyTorch s/step | mdrun / PyTorch speed | E mdrun (eV) | E PyTorch (eV) |"
-echo "|---|---|---|---|---|---|"
-for r in $repeats; do
-  atoms=$((24 * r * r * r))
-  # Enough steps for ~10 s of mdrun at the expected speed, at least 10.
-  steps=$(( 2000000 / atoms )); [ $steps -lt 10 ] && steps=10; [ $steps -gt 2000 ] && steps=2000
+
+# Seconds per MD step of mdrun with model $1 on repeat $2, over $3 steps (the step-0 potential
+# energy goes to $tmp/e0).
+run_mdrun() {
   cat > "$tmp/system.toml" <<TOML
 [structure]
 file = "$structure"
-repeat = [$r, $r, $r]
+repeat = [$2, $2, $2]
 [velocities]
 source = "maxwell-boltzmann"
 temperature = "300 K"
 seed = 1
 [potential]
 type = "mcgm"
-model = "$model"
+model = "$1"
 [integrator]
 type = "verlet"
-timestep = "0.5 fs"
+timestep = "0.25 fs"
 [run]
-steps = $steps
+steps = $3
 [output]
-thermo = $steps
+thermo = $3
 log = "thermo.log"
 checkpoint = "final.chk"
 TOML
-  "$mdrun" "$tmp/system.toml" --threads "$threads" --summary "$tmp/summary.json" --quiet
-  m=$(python3 -c "import json; s = json.load(open('$tmp/summary.json')); print(f\"{s['wall_s'] / s['steps']:.6f}\")")
-  e_m=$(awk '/^ *0 / { print $4; exit }' "$tmp/thermo.log")
-  out=$("$python" "$here/pytorch/schnet_md.py" "$model" "$structure" --repeat "$r" --steps $(( steps < 20 ? steps : 20 )) --threads "$threads")
-  p=$(echo "$out" | awk '/^seconds_per_step:/ { print $2 }')
-  e_p=$(echo "$out" | awk '/^energy_ev:/ { print $2 }')
-  echo "| $atoms | $m | $p | $(python3 -c "print(f'{$p / $m:.1f}x')") | $e_m | $e_p |"
+  "$mdrun" "$tmp/system.toml" --threads "$threads" --summary "$tmp/summary.json" --quiet 2>/dev/null
+  awk '/^ *0 / { print $4; exit }' "$tmp/thermo.log" > "$tmp/e0"
+  python3 -c "import json; s = json.load(open('$tmp/summary.json')); print(f\"{s['wall_s'] / s['steps']:.6f}\")"
+}
+
+echo "model: $model ($(python3 -c "import json; c = json.load(open('$model/model.json'))['config']; print(f\"{c['backbone']} F={c['features']} blocks={c['blocks']} rbf={c['n_rbf']} cutoff={c['cutoff']}\")")), $threads threads, $(nproc) cores"
+echo
+echo "| atoms | mdrun SchNet s/step | atom-steps/s | + MCGM soft s/step | + MCGM hard s/step | PyTorch SchNet s/step | mdrun / PyTorch | E mdrun (eV) | E PyTorch (eV) |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for r in $repeats; do
+  atoms=$((24 * r * r * r))
+  # Enough steps for a few seconds of mdrun, at least 5.
+  steps=$(( 300000 / atoms )); [ $steps -lt 5 ] && steps=5; [ $steps -gt 500 ] && steps=500
+  m=$(run_mdrun "$model" "$r" "$steps"); e_m=$(cat "$tmp/e0")
+  s="-"; h="-"
+  [ "$soft" != "-" ] && [ -d "$soft" ] && s=$(run_mdrun "$soft" "$r" "$steps")
+  [ "$hard" != "-" ] && [ -d "$hard" ] && h=$(run_mdrun "$hard" "$r" "$steps")
+  p="-"; e_p="-"; ratio="-"
+  if [ "$atoms" -le "$torch_max" ]; then
+    out=$("$python" "$here/pytorch/schnet_md.py" "$model" "$structure" --repeat "$r" --steps $(( steps < 10 ? steps : 10 )) --threads "$threads")
+    p=$(echo "$out" | awk '/^seconds_per_step:/ { print $2 }')
+    e_p=$(echo "$out" | awk '/^energy_ev:/ { print $2 }')
+    ratio=$(python3 -c "print(f'{$p / $m:.1f}x')")
+  fi
+  aps=$(python3 -c "print(f'{$atoms / $m:.3g}')")
+  echo "| $atoms | $m | $aps | $s | $h | $p | $ratio | $e_m | $e_p |"
 done

@@ -93,3 +93,28 @@ fn fast_forces_are_the_gradient_of_the_fast_energy() {
         assert!(worst < 2e-3, "{name}: {worst:e}");
     }
 }
+
+#[test]
+fn the_md_graph_from_the_neighbour_list_equals_the_batch_graph() {
+    // MD builds the graph straight from its full list (cutoff + skin), the trainer from a batch.
+    use mdrun::neighbor::{ListKind, NeighborList};
+    let ctx = Ctx::cpu_inference(true);
+    let water = data("water.extxyz");
+    let s = &water[77];
+    let (_, config) = settings().remove(2);
+    let normalization = Normalization { reference_energies: vec![-13.6, -1030.0, -2040.0], energy_scale: 1.3, training_min_distance: 0.0, ..Default::default() };
+    let model = Model::new(config, normalization, 3, &ctx);
+    let mut fast = Inference::new(&model).unwrap();
+    let batch = Batch::new(&[s], 5.0, |z| model.species_index(z)).unwrap();
+    let wrapped: Vec<[f64; 3]> = s.positions.iter().map(|&r| s.cell.wrap(r).0).collect();
+    let mut list = NeighborList::new(ListKind::Full, 5.0, 1.0);
+    list.build(&wrapped, &s.cell).unwrap();
+    let species = s.numbers.iter().map(|&z| model.species_index(z).unwrap()).collect();
+    let from_list = Graph::from_neighbor_list(&list, &wrapped, species, 5.0);
+    let from_batch = Graph::from_batch(&batch);
+    assert_eq!(from_list.neighbor.len(), from_batch.neighbor.len());
+    let (a, b) = (fast.evaluate(&from_list), fast.evaluate(&from_batch));
+    assert!((a.energy[0] - b.energy[0]).abs() < 1e-9 * a.energy[0].abs(), "{} vs {}", a.energy[0], b.energy[0]);
+    let worst = a.forces.iter().flatten().zip(b.forces.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    assert!(worst < 1e-5, "forces differ by {worst}");
+}

@@ -26,6 +26,9 @@ pub struct MlPotential {
     description: String,
     /// Warnings about atoms closer than the training data ever had, printed so far.
     warnings: usize,
+    /// Per pair of model species: the distance below which a pair is outside the training
+    /// data (0: no limit), and what the warning calls it.
+    unseen_below: Vec<Vec<(f64, String)>>,
 }
 
 /// Atoms closer than this fraction of the shortest training distance draw a warning.
@@ -70,7 +73,27 @@ impl MlPotential {
             if fast.is_some() { "f32 with tabulated filters" } else { "burn reference, f64" },
             path.display()
         );
-        Ok(MlPotential { model, ctx, fast, graph_time: Default::default(), species_map, description, warnings: 0 })
+        let n = &model.normalization;
+        let unseen_below = model
+            .config
+            .species
+            .iter()
+            .map(|&a| {
+                model
+                    .config
+                    .species
+                    .iter()
+                    .map(|&b| {
+                        let key = crate::ml::model::pair_key(a, b);
+                        match n.pair_min_distances.get(&key) {
+                            Some(&d) => (UNSEEN_FRACTION * d, format!("{key} never closer than {d:.3} Å there")),
+                            None => (UNSEEN_FRACTION * n.training_min_distance, format!("any pair never closer than {:.3} Å there", n.training_min_distance)),
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(MlPotential { model, ctx, fast, graph_time: Default::default(), species_map, description, warnings: 0, unseen_below })
     }
 
     /// The model's graph for the system's current positions.
@@ -100,26 +123,19 @@ impl MlPotential {
 impl MlPotential {
     /// Warns (a bounded number of times) about pairs closer than the training data had: per
     /// element pair where the model file records it, else against the shortest distance of all.
-    fn warn_outside_training(&mut self, batch: &Batch) {
-        let n = &self.model.normalization;
-        if self.warnings >= MAX_WARNINGS || (n.training_min_distance <= 0.0 && n.pair_min_distances.is_empty()) {
+    fn warn_outside_training(&mut self, graph: &Graph) {
+        if self.warnings >= MAX_WARNINGS {
             return;
         }
-        let z = |i: usize| self.model.config.species[batch.species[i]];
         let mut close: Vec<String> = Vec::new();
-        for e in 0..batch.n_edges() {
-            let (i, j) = (batch.src[e], batch.dst[e]);
-            if i >= j {
-                continue;
-            }
-            let key = crate::ml::model::pair_key(z(i), z(j));
-            let (shortest, what) = match n.pair_min_distances.get(&key) {
-                Some(&d) => (d, key),
-                None => (n.training_min_distance, "any pair".to_string()),
-            };
-            let d = batch.edge_length(e);
-            if d < UNSEEN_FRACTION * shortest {
-                close.push(format!("atoms {} and {} at {d:.3} Å ({what} never closer than {shortest:.3} Å there)", i + 1, j + 1));
+        for i in 0..graph.n_atoms() {
+            for e in graph.start[i]..graph.start[i + 1] {
+                let j = graph.neighbor[e] as usize;
+                let (limit, what) = &self.unseen_below[graph.species[i]][graph.species[j]];
+                let d = graph.distance[e];
+                if i < j && d < *limit {
+                    close.push(format!("atoms {} and {} at {d:.3} Å ({what})", i + 1, j + 1));
+                }
             }
         }
         if close.is_empty() {
@@ -152,18 +168,20 @@ impl Potential for MlPotential {
     fn compute(&mut self, system: &System, list: &NeighborList, want: Want, out: &mut ForceOutput) {
         out.clear(system.len());
         let t = std::time::Instant::now();
-        let batch = self.batch(system, list);
-        self.warn_outside_training(&batch);
-        if let Some(fast) = &mut self.fast {
-            let graph = Graph::from_batch(&batch);
+        if self.fast.is_some() {
+            let species = system.types.iter().map(|&t| self.species_map[t as usize]).collect();
+            let graph = Graph::from_neighbor_list(list, &system.positions, species, self.model.config.cutoff);
+            self.warn_outside_training(&graph);
             self.graph_time += t.elapsed();
-            let result = fast.evaluate(&graph);
+            let result = self.fast.as_mut().expect("checked").evaluate(&graph);
             out.forces.copy_from_slice(&result.forces);
             out.energy = result.energy[0];
             let w = result.virial[0];
             out.virial = [[w[0], w[1], w[2]], [w[3], w[4], w[5]], [w[6], w[7], w[8]]];
             return;
         }
+        let batch = self.batch(system, list);
+        self.warn_outside_training(&Graph::from_batch(&batch));
         self.graph_time += t.elapsed();
         let graph = GraphTensors::new(&batch, &self.ctx);
         let prediction = self.model.predict(&batch, &graph, &self.ctx);

@@ -69,6 +69,60 @@ impl Graph {
     pub fn n_atoms(&self) -> usize {
         self.species.len()
     }
+
+    /// The graph of one structure straight from the engine's full neighbour list: the pairs
+    /// closer than `cutoff` at `positions` (the list reaches cutoff + skin), rows in parallel.
+    pub fn from_neighbor_list(list: &crate::neighbor::NeighborList, positions: &[crate::cell::Vec3], species: Vec<usize>, cutoff: f64) -> Graph {
+        let n = positions.len();
+        let mut row_of = vec![usize::MAX; n];
+        for r in 0..list.n_atoms() {
+            row_of[list.row_atom(r)] = r;
+        }
+        let shifts = list.shift_vectors();
+        let rows: Vec<Vec<(u32, f64, [f64; 3])>> = (0..n)
+            .into_par_iter()
+            .with_min_len(64)
+            .map(|i| {
+                let mut row = Vec::new();
+                let r = row_of[i];
+                if r == usize::MAX {
+                    return row;
+                }
+                let x = positions[i];
+                let mut push = |j: u32, s: [f64; 3]| {
+                    let y = positions[j as usize];
+                    let v = [y[0] + s[0] - x[0], y[1] + s[1] - x[1], y[2] + s[2] - x[2]];
+                    let d2 = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
+                    if d2 < cutoff * cutoff {
+                        row.push((j, d2.sqrt(), v));
+                    }
+                };
+                for &j in list.plain(r) {
+                    push(j, [0.0; 3]);
+                }
+                let (js, ss) = list.shifted(r);
+                for (&j, &sid) in js.iter().zip(ss) {
+                    push(j, shifts[sid as usize]);
+                }
+                row
+            })
+            .collect();
+        let mut start = Vec::with_capacity(n + 1);
+        start.push(0);
+        for row in &rows {
+            start.push(start.last().unwrap() + row.len());
+        }
+        let edges = *start.last().unwrap();
+        let (mut neighbor, mut distance, mut vector) = (Vec::with_capacity(edges), Vec::with_capacity(edges), Vec::with_capacity(edges));
+        for row in rows {
+            for (j, d, v) in row {
+                neighbor.push(j);
+                distance.push(d);
+                vector.push(v);
+            }
+        }
+        Graph { n_structures: 1, structure: vec![0; n], species, start, neighbor, distance, vector }
+    }
 }
 
 /// Energies per structure, forces per atom and virials per structure, in f64.
