@@ -241,6 +241,7 @@ impl Inference {
                 soft,
             });
         }
+        assert!(blocks.windows(2).all(|b| b[0].table.same_grid(&b[1].table)), "filter tables share one grid");
         Ok(Inference {
             features: f,
             embedding: get("embedding")?.iter().map(|&v| v as f32).collect(),
@@ -265,6 +266,8 @@ impl Inference {
         for &s in &graph.species {
             x.extend_from_slice(&self.embedding[s * f..(s + 1) * f]);
         }
+        // Every block's table shares one grid: each edge's place on it is found once.
+        let places: Vec<table::Place> = graph.distance.par_iter().with_min_len(1024).map(|&d| self.blocks[0].table.place(d)).collect();
         let mut caches = Vec::with_capacity(self.blocks.len());
         let (mut m, mut h, mut update) = (vec![0.0f32; n * f], Vec::new(), Vec::new());
         for block in &self.blocks {
@@ -275,7 +278,7 @@ impl Inference {
                 mi.fill(0.0);
                 for e in graph.start[i]..graph.start[i + 1] {
                     let yj = &y[graph.neighbor[e] as usize * f..][..f];
-                    block.table.accumulate_message(graph.distance[e], yj, mi);
+                    block.table.accumulate_message(&places[e], yj, mi);
                 }
             });
             let mut slope2 = Vec::new();
@@ -348,7 +351,7 @@ impl Inference {
                 for (slot, e) in (graph.start[i]..graph.start[i + 1]).enumerate() {
                     let j = graph.neighbor[e] as usize;
                     let rows = EdgeRows { g_m_i, g_m_j: &g_m[j * f..][..f], y_i, y_j: &cache.y[j * f..][..f] };
-                    gdi[slot] += block.table.accumulate_backward(graph.distance[e], rows, gyi) as f64;
+                    gdi[slot] += block.table.accumulate_backward(&places[e], rows, gyi) as f64;
                 }
             });
             block.input.backward(&g_y, &mut g_x, true);

@@ -95,22 +95,33 @@ impl FilterTable {
         FilterTable { features: f, inv_h: 1.0 / h, nodes, data }
     }
 
-    /// The interval and the Hermite weights at distance d: (node rows, weights for value,
-    /// weights for the derivative with respect to d).
+    /// Where distance d falls on the grid: its interval and Hermite weights. Every block's
+    /// table has the same grid, so an edge's place is computed once per evaluation.
     #[inline]
-    fn locate(&self, d: f64) -> (&[f32], [f32; 4], [f32; 4]) {
+    pub fn place(&self, d: f64) -> Place {
         let s = d * self.inv_h;
         let k = (s as usize).min(self.nodes - 2);
         let t = s - k as f64;
         let (t2, t3) = (t * t, t * t * t);
         let value = [2.0 * t3 - 3.0 * t2 + 1.0, t3 - 2.0 * t2 + t, -2.0 * t3 + 3.0 * t2, t3 - t2];
         let slope = [(6.0 * t2 - 6.0 * t), (3.0 * t2 - 4.0 * t + 1.0), (-6.0 * t2 + 6.0 * t), (3.0 * t2 - 2.0 * t)];
-        let f = self.features;
-        (
-            &self.data[k * 2 * f..(k + 2) * 2 * f],
-            value.map(|v| v as f32),
-            slope.map(|v| (v * self.inv_h) as f32),
-        )
+        Place { node: k as u32, value: value.map(|v| v as f32), slope: slope.map(|v| (v * self.inv_h) as f32) }
+    }
+
+    /// True when `other` has the same grid (so places computed with one serve both).
+    pub fn same_grid(&self, other: &FilterTable) -> bool {
+        self.inv_h == other.inv_h && self.nodes == other.nodes
+    }
+
+    #[inline]
+    fn rows(&self, place: &Place) -> &[f32] {
+        let (k, f) = (place.node as usize, self.features);
+        &self.data[k * 2 * f..(k + 2) * 2 * f]
+    }
+
+    fn locate(&self, d: f64) -> (&[f32], [f32; 4], [f32; 4]) {
+        let place = self.place(d);
+        (self.rows(&place), place.value, place.slope)
     }
 
     /// W(d) into `w` (tests and diagnostics; the MD kernels below fuse it with their use).
@@ -135,8 +146,8 @@ impl FilterTable {
 
     /// m += y ⊙ W(d): one edge of the message sum.
     #[inline]
-    pub fn accumulate_message(&self, d: f64, y: &[f32], m: &mut [f32]) {
-        let (rows, c, _) = self.locate(d);
+    pub fn accumulate_message(&self, place: &Place, y: &[f32], m: &mut [f32]) {
+        let (rows, c) = (self.rows(place), place.value);
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2, checked just above.
@@ -149,8 +160,8 @@ impl FilterTable {
     /// edge j←i's share of dL/dy_i); returns dL/dd of the edge itself, Σ_f g_m_i y_j W'(d),
     /// plus that of its twin, Σ_f g_m_j y_i W'(d): the pair's whole dL/dd.
     #[inline]
-    pub fn accumulate_backward(&self, d: f64, edge: EdgeRows, g_y: &mut [f32]) -> f32 {
-        let (rows, c, s) = self.locate(d);
+    pub fn accumulate_backward(&self, place: &Place, edge: EdgeRows, g_y: &mut [f32]) -> f32 {
+        let (rows, c, s) = (self.rows(place), place.value, place.slope);
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2, checked just above.
@@ -184,6 +195,14 @@ fn message(rows: &[f32], c: [f32; 4], y: &[f32], m: &mut [f32]) {
             mb[l] += yb[l] * (c[0] * v0[l] + c[1] * hd0[l] + c[2] * v1[l] + c[3] * hd1[l]);
         }
     }
+}
+
+/// An edge's interval on the grid and its Hermite weights for the value and for d/dd.
+#[derive(Clone, Copy, Debug)]
+pub struct Place {
+    node: u32,
+    value: [f32; 4],
+    slope: [f32; 4],
 }
 
 /// The per-atom rows one edge i←j of the backward pass reads.
