@@ -101,66 +101,71 @@ pub struct Hierarchy {
     pub levels: Vec<Level>,
 }
 
+/// The labels of one level, on the host: what both the burn model and the fast inference
+/// build their levels from.
+pub struct LevelLabels {
+    /// For each member of the level below (atoms for level 1), its cluster here.
+    pub member_of: Vec<usize>,
+    /// Structure of each cluster.
+    pub structure_of: Vec<usize>,
+    /// For each atom, its cluster at this level.
+    pub atom_cluster: Vec<usize>,
+}
+
+/// Clusters atoms (with their structure and species) by their features `x` ([N, F] row-major):
+/// level 1 by (structure, species) in order of first appearance, each level above by K-means
+/// on the level below's mean embeddings, per structure, seeded by the structure's index.
+pub fn cluster_labels(config: &McgmConfig, structure: &[usize], species: &[usize], n_structures: usize, x: &[f64], features: usize) -> Vec<LevelLabels> {
+    let n = structure.len();
+    let mut keys: Vec<(usize, usize)> = Vec::new();
+    let mut member_of = Vec::with_capacity(n);
+    for a in 0..n {
+        let key = (structure[a], species[a]);
+        let id = keys.iter().position(|k| *k == key).unwrap_or_else(|| {
+            keys.push(key);
+            keys.len() - 1
+        });
+        member_of.push(id);
+    }
+    let mut structure_of: Vec<usize> = keys.iter().map(|k| k.0).collect();
+    let mut embeddings = mean_rows(x, features, &member_of, keys.len());
+    let mut atom_cluster = member_of.clone();
+    let mut levels = vec![LevelLabels { member_of, structure_of: structure_of.clone(), atom_cluster: atom_cluster.clone() }];
+    for _ in 1..config.hard_levels() {
+        let below = structure_of.len();
+        let mut member_of = vec![0usize; below];
+        let mut new_structure = Vec::new();
+        for s in 0..n_structures {
+            let members: Vec<usize> = (0..below).filter(|&c| structure_of[c] == s).collect();
+            if members.is_empty() {
+                continue;
+            }
+            let k = (members.len() / config.ratio).max(1);
+            let points: Vec<&[f64]> = members.iter().map(|&c| &embeddings[c * features..(c + 1) * features]).collect();
+            let labels = kmeans(&points, k, s as u64);
+            let base = new_structure.len();
+            for (m, &c) in members.iter().enumerate() {
+                member_of[c] = base + labels[m];
+            }
+            new_structure.extend(std::iter::repeat_n(s, k));
+        }
+        embeddings = mean_rows(&embeddings, features, &member_of, new_structure.len());
+        atom_cluster = atom_cluster.iter().map(|&c| member_of[c]).collect();
+        structure_of = new_structure;
+        levels.push(LevelLabels { member_of, structure_of: structure_of.clone(), atom_cluster: atom_cluster.clone() });
+    }
+    levels
+}
+
 impl Hierarchy {
     /// Clusters the atoms of `batch` using the current features `x` [N, F] (read, detached).
     pub fn build(config: &McgmConfig, batch: &Batch, x: &Tensor<2>, ctx: &Ctx) -> Hierarchy {
-        let n = batch.n_atoms;
         let features = x.dims()[1];
         let xs = to_vec(x.clone().detach());
-
-        // Level 1: (structure, species).
-        let mut keys: Vec<(usize, usize)> = Vec::new();
-        let mut member_of = Vec::with_capacity(n);
-        for a in 0..n {
-            let key = (batch.structure[a], batch.species[a]);
-            let id = keys.iter().position(|k| *k == key).unwrap_or_else(|| {
-                keys.push(key);
-                keys.len() - 1
-            });
-            member_of.push(id);
-        }
-        let structure_of: Vec<usize> = keys.iter().map(|k| k.0).collect();
-        let embeddings = mean_rows(&xs, features, &member_of, keys.len());
-        let mut atom_cluster = member_of.clone();
-        let mut levels = vec![make_level(
-            member_of,
-            structure_of.clone(),
-            &atom_cluster,
-            ctx,
-        )];
-        let (mut structure_of, mut embeddings) = (structure_of, embeddings);
-
-        for _ in 1..config.hard_levels() {
-            let below = structure_of.len();
-            let mut member_of = vec![0usize; below];
-            let mut new_structure = Vec::new();
-            for s in 0..batch.n_structures {
-                let members: Vec<usize> = (0..below).filter(|&c| structure_of[c] == s).collect();
-                if members.is_empty() {
-                    continue;
-                }
-                let k = (members.len() / config.ratio).max(1);
-                let points: Vec<&[f64]> = members
-                    .iter()
-                    .map(|&c| &embeddings[c * features..(c + 1) * features])
-                    .collect();
-                let labels = kmeans(&points, k, s as u64);
-                let base = new_structure.len();
-                for (m, &c) in members.iter().enumerate() {
-                    member_of[c] = base + labels[m];
-                }
-                new_structure.extend(std::iter::repeat_n(s, k));
-            }
-            embeddings = mean_rows(&embeddings, features, &member_of, new_structure.len());
-            atom_cluster = atom_cluster.iter().map(|&c| member_of[c]).collect();
-            structure_of = new_structure;
-            levels.push(make_level(
-                member_of,
-                structure_of.clone(),
-                &atom_cluster,
-                ctx,
-            ));
-        }
+        let levels = cluster_labels(config, &batch.structure, &batch.species, batch.n_structures, &xs, features)
+            .into_iter()
+            .map(|l| make_level(l.member_of, l.structure_of, &l.atom_cluster, ctx))
+            .collect();
         Hierarchy { levels }
     }
 }

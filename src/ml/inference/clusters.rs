@@ -3,7 +3,7 @@
 //! the soft level (`crate::ml::soft`), each with the transpose of its update for the forces.
 
 use super::dense::Linear;
-use crate::ml::mcgm::{McgmConfig, kmeans};
+use crate::ml::mcgm::{McgmConfig, cluster_labels};
 
 /// One level of the hard hierarchy.
 pub struct Level {
@@ -22,77 +22,21 @@ pub struct HardWeights {
     pub disseminate: Vec<Linear>,
 }
 
-/// Builds the hierarchy of every structure from the features x [N, F] (the same keys, order and
-/// K-means seeds as the training code, so labels agree with the reference).
+/// Builds the hierarchy of every structure from the features x [N, F] (the training code's
+/// labels, `crate::ml::mcgm::cluster_labels`, so they agree with the reference).
 pub fn hierarchy(config: &McgmConfig, structure: &[usize], species: &[usize], n_structures: usize, x: &[f32], f: usize) -> Vec<Level> {
-    let n = structure.len();
-    let mut keys: Vec<(usize, usize)> = Vec::new();
-    let mut member_of = Vec::with_capacity(n);
-    for a in 0..n {
-        let key = (structure[a], species[a]);
-        let id = match keys.iter().position(|k| *k == key) {
-            Some(id) => id,
-            None => {
-                keys.push(key);
-                keys.len() - 1
-            }
-        };
-        member_of.push(id);
-    }
-    let mut structure_of: Vec<usize> = keys.iter().map(|k| k.0).collect();
     let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-    let mut embeddings = mean_rows(&x64, f, &member_of, keys.len());
-    let mut atom_cluster = member_of.clone();
-    let mut levels = vec![level(member_of, keys.len(), atom_cluster.clone())];
-    for _ in 1..config.hard_levels() {
-        let below = structure_of.len();
-        let mut member_of = vec![0usize; below];
-        let mut new_structure = Vec::new();
-        for s in 0..n_structures {
-            let members: Vec<usize> = (0..below).filter(|&c| structure_of[c] == s).collect();
-            if members.is_empty() {
-                continue;
+    cluster_labels(config, structure, species, n_structures, &x64, f)
+        .into_iter()
+        .map(|l| {
+            let n_clusters = l.structure_of.len();
+            let mut members = vec![0.0f32; n_clusters];
+            for &c in &l.member_of {
+                members[c] += 1.0;
             }
-            let k = (members.len() / config.ratio).max(1);
-            let points: Vec<&[f64]> = members.iter().map(|&c| &embeddings[c * f..(c + 1) * f]).collect();
-            let labels = kmeans(&points, k, s as u64);
-            let base = new_structure.len();
-            for (m, &c) in members.iter().enumerate() {
-                member_of[c] = base + labels[m];
-            }
-            new_structure.extend(std::iter::repeat_n(s, k));
-        }
-        embeddings = mean_rows(&embeddings, f, &member_of, new_structure.len());
-        atom_cluster = atom_cluster.iter().map(|&c| member_of[c]).collect();
-        structure_of = new_structure;
-        levels.push(level(member_of, structure_of.len(), atom_cluster.clone()));
-    }
-    levels
-}
-
-fn level(member_of: Vec<usize>, n_clusters: usize, atom_cluster: Vec<usize>) -> Level {
-    let mut members = vec![0.0f32; n_clusters];
-    for &c in &member_of {
-        members[c] += 1.0;
-    }
-    Level { n_clusters, member_of, members, atom_cluster }
-}
-
-fn mean_rows(data: &[f64], width: usize, group: &[usize], groups: usize) -> Vec<f64> {
-    let mut sum = vec![0.0; groups * width];
-    let mut count = vec![0usize; groups];
-    for (row, &g) in group.iter().enumerate() {
-        count[g] += 1;
-        for k in 0..width {
-            sum[g * width + k] += data[row * width + k];
-        }
-    }
-    for g in 0..groups {
-        for k in 0..width {
-            sum[g * width + k] /= count[g].max(1) as f64;
-        }
-    }
-    sum
+            Level { n_clusters, member_of: l.member_of, members, atom_cluster: l.atom_cluster }
+        })
+        .collect()
 }
 
 /// Sum of rows of `data` ([rows, f]) per group.
