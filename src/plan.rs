@@ -550,10 +550,10 @@ impl Plan {
                     }
                 }
                 let fit = match &r.fit {
-                    Some(f) => match *f.get_ref() {
-                        [lo, hi] if (0.0..1.0).contains(&lo) && lo < hi && hi <= 1.0 => (lo, hi),
-                        _ => return Err(at.error(&f.span(), "[analysis] fit", "expected [FROM, TO], fractions of the longest lag with 0 <= FROM < TO <= 1")),
-                    },
+                    Some(f) => {
+                        let [lo, hi] = *f.get_ref();
+                        crate::analysis::fit_window(lo, hi).ok_or_else(|| at.error(&f.span(), "[analysis] fit", "expected [FROM, TO], fractions of the longest lag with 0 <= FROM < TO <= 1"))?
+                    }
                     None => (0.1, 0.5),
                 };
                 let interval = at.interval(&r.interval, "[analysis] interval")?;

@@ -479,8 +479,7 @@ fn sample_analysis(analysis: &mut crate::analysis::Accumulator, sim: &mut Engine
     let step = sim.step();
     let time = step as f64 * sim.timestep();
     let s: &System = sim.system().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let velocities = s.velocities.clone();
-    analysis.add(step as usize, names, s.unwrapped_positions(), Some(&velocities), Some(&s.cell), Some(time))
+    analysis.add(step as usize, names, s.unwrapped_positions(), Some(&s.velocities), Some(&s.cell), Some(time))
 }
 
 fn send_frame(

@@ -166,9 +166,14 @@ fn parse_fit(text: &str) -> anyhow::Result<(f64, f64)> {
     let parts: Vec<f64> = text.split(':').map(|s| s.trim().parse::<f64>()).collect::<Result<_, _>>()
         .map_err(|_| anyhow::anyhow!("--fit '{text}': expected FROM:TO fractions such as 0.1:0.5"))?;
     match parts[..] {
-        [a, b] if (0.0..1.0).contains(&a) && a < b && b <= 1.0 => Ok((a, b)),
+        [a, b] => fit_window(a, b).ok_or_else(|| anyhow::anyhow!("--fit '{text}': expected 0 <= FROM < TO <= 1")),
         _ => anyhow::bail!("--fit '{text}': expected 0 <= FROM < TO <= 1"),
     }
+}
+
+/// The MSD fit window (fractions of the longest lag) when 0 <= from < to <= 1.
+pub fn fit_window(from: f64, to: f64) -> Option<(f64, f64)> {
+    ((0.0..1.0).contains(&from) && from < to && to <= 1.0).then_some((from, to))
 }
 
 fn write_csv(path: &Path, header: &[String], columns: &[&[f64]]) -> anyhow::Result<()> {

@@ -103,17 +103,6 @@ pub fn fit_reference_energies(species: &[u32], data: &[Structure]) -> Vec<f64> {
     x.iter().copied().collect()
 }
 
-/// The shortest distance between two atoms within `cutoff` over the whole data set, Å.
-pub fn shortest_distance(data: &[Structure], cutoff: f64) -> f64 {
-    let mut best = f64::INFINITY;
-    for s in data {
-        if let Ok(batch) = Batch::new(&[s], cutoff, |_| Some(0)) {
-            best = (0..batch.n_edges()).map(|e| batch.edge_length(e)).fold(best, f64::min);
-        }
-    }
-    if best.is_finite() { best } else { 0.0 }
-}
-
 /// The shortest distance per element pair in `data` (pairs within `cutoff`).
 pub fn shortest_pair_distances(data: &[Structure], cutoff: f64) -> std::collections::BTreeMap<String, f64> {
     let mut best = std::collections::BTreeMap::new();
@@ -174,11 +163,13 @@ pub fn train(
         .sum::<f64>()
         / n_force as f64)
         .sqrt();
+    let pair_min_distances = shortest_pair_distances(train_set, config.cutoff);
     let normalization = Normalization {
         reference_energies,
         energy_scale: if force_rms > 0.0 { force_rms } else { 1.0 },
-        training_min_distance: shortest_distance(train_set, config.cutoff),
-        pair_min_distances: shortest_pair_distances(train_set, config.cutoff),
+        // The shortest of all pairs (0: none within the cutoff, unknown).
+        training_min_distance: pair_min_distances.values().copied().reduce(f64::min).unwrap_or(0.0),
+        pair_min_distances,
     };
     let mut model = Model::new(config, normalization, options.seed, &ctx);
 

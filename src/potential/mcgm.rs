@@ -168,20 +168,20 @@ impl Potential for MlPotential {
     fn compute(&mut self, system: &System, list: &NeighborList, want: Want, out: &mut ForceOutput) {
         out.clear(system.len());
         let t = std::time::Instant::now();
-        if self.fast.is_some() {
-            let species = system.types.iter().map(|&t| self.species_map[t as usize]).collect();
-            let graph = Graph::from_neighbor_list(list, &system.positions, species, self.model.config.cutoff);
-            self.warn_outside_training(&graph);
+        let species = system.types.iter().map(|&t| self.species_map[t as usize]).collect();
+        let graph = Graph::from_neighbor_list(list, &system.positions, species, self.model.config.cutoff);
+        self.warn_outside_training(&graph);
+        if let Some(fast) = &mut self.fast {
             self.graph_time += t.elapsed();
-            let result = self.fast.as_mut().expect("checked").evaluate(&graph);
+            let result = fast.evaluate(&graph);
             out.forces.copy_from_slice(&result.forces);
             out.energy = result.energy[0];
             let w = result.virial[0];
             out.virial = [[w[0], w[1], w[2]], [w[3], w[4], w[5]], [w[6], w[7], w[8]]];
             return;
         }
+        // The burn reference (PaiNN) takes the same pairs as a batch.
         let batch = self.batch(system, list);
-        self.warn_outside_training(&Graph::from_batch(&batch));
         self.graph_time += t.elapsed();
         let graph = GraphTensors::new(&batch, &self.ctx);
         let prediction = self.model.predict(&batch, &graph, &self.ctx);

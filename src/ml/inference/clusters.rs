@@ -54,10 +54,10 @@ fn sum_rows(data: &[f32], f: usize, group: &[usize], groups: usize) -> Vec<f32> 
 impl HardWeights {
     /// Adds Δx_i = Σ_l (c_l U_l)[cluster_l(i)] into `delta`, c_l = mean_l(c_{l-1}) A_l + a_l.
     pub fn forward(&self, levels: &[Level], x: &[f32], f: usize, delta: &mut [f32]) {
-        let mut c = x.to_vec();
-        let mut out = Vec::new();
+        let (mut c, mut out) = (Vec::new(), Vec::new());
         for (l, level) in levels.iter().enumerate() {
-            let mut pooled = sum_rows(&c, f, &level.member_of, level.n_clusters);
+            let below = if l == 0 { x } else { &c };
+            let mut pooled = sum_rows(below, f, &level.member_of, level.n_clusters);
             for (k, row) in pooled.chunks_mut(f).enumerate() {
                 row.iter_mut().for_each(|v| *v /= level.members[k]);
             }

@@ -167,8 +167,8 @@ pub struct Inference {
     scale: f64,
     mcgm: Option<McgmConfig>,
     pub times: StageTimes,
-    /// Per block, the previous evaluation's partition of the atoms at each hard level, in
-    /// canonical form (labels numbered by first appearance).
+    /// Hard MCGM: per block, the previous evaluation's partition of the atoms at each K-means
+    /// level, in canonical form (labels numbered by first appearance).
     partitions: Vec<Vec<Vec<usize>>>,
 }
 
@@ -212,7 +212,7 @@ impl Inference {
         for t in 0..c.blocks {
             let (w1, b1) = (get(&format!("block{t}.filter1.weight"))?, get(&format!("block{t}.filter1.bias"))?);
             let (w2, b2) = (get(&format!("block{t}.filter2.weight"))?, get(&format!("block{t}.filter2.bias"))?);
-            let net = FilterNetwork { n_rbf: c.n_rbf, features: f, basis_cutoff: model.block_cutoff(t), cutoff: model.block_cutoff(t), w1: &w1, b1: &b1, w2: &w2, b2: &b2 };
+            let net = FilterNetwork { n_rbf: c.n_rbf, features: f, cutoff: model.block_cutoff(t), w1: &w1, b1: &b1, w2: &w2, b2: &b2 };
             let hard = match &c.mcgm {
                 Some(m) => Some(HardWeights {
                     aggregate: (0..m.hard_levels()).map(|l| linear(&format!("block{t}.mcgm{l}.aggregate"), f, f, true)).collect::<Result<_, _>>()?,
@@ -302,11 +302,14 @@ impl Inference {
             }
             caches.push(cache);
         }
-        let partitions: Vec<Vec<Vec<usize>>> = caches.iter().map(|c| c.levels.iter().map(|l| canonical(&l.atom_cluster)).collect()).collect();
-        if !self.partitions.is_empty() && partitions != self.partitions {
-            self.times.partition_changes += 1;
+        // Level 1 (elements) is fixed; only the K-means levels above it can regroup.
+        if self.mcgm.as_ref().is_some_and(|m| m.assign == crate::ml::mcgm::Assign::Hard && m.hard_levels() > 1) {
+            let partitions: Vec<Vec<Vec<usize>>> = caches.iter().map(|c| c.levels[1..].iter().map(|l| canonical(&l.atom_cluster)).collect()).collect();
+            if !self.partitions.is_empty() && partitions != self.partitions {
+                self.times.partition_changes += 1;
+            }
+            self.partitions = partitions;
         }
-        self.partitions = partitions;
         // Readout: E_i = scale (ssp(x W_r1 + b) W_r2 + b) + E_ref[species].
         let mut a_r = Vec::new();
         self.readout1.forward(&x, &mut a_r);

@@ -23,9 +23,8 @@ pub struct FilterTable {
 pub struct FilterNetwork<'a> {
     pub n_rbf: usize,
     pub features: usize,
-    /// The basis' cutoff (the model's), which sets the Gaussian centres and width.
-    pub basis_cutoff: f64,
-    /// The block's cutoff, where f_c reaches zero.
+    /// The block's cutoff: it spaces the Gaussians (as the model's radial basis does) and is
+    /// where f_c reaches zero.
     pub cutoff: f64,
     pub w1: &'a [f64],
     pub b1: &'a [f64],
@@ -37,7 +36,7 @@ impl FilterNetwork<'_> {
     /// W(d) and dW/dd, exactly.
     pub fn evaluate(&self, d: f64) -> (Vec<f64>, Vec<f64>) {
         let (k, f) = (self.n_rbf, self.features);
-        let width = self.basis_cutoff / (k - 1) as f64;
+        let width = self.cutoff / (k - 1) as f64;
         let mut g = vec![0.0; k];
         let mut dg = vec![0.0; k];
         for i in 0..k {
@@ -260,7 +259,7 @@ mod tests {
             (0..n).map(|i| (crate::rng::philox4x32([i as u32, seed, 0, 0], [7, 9])[0] as f64 / 4294967296.0 - 0.5) * 1.5).collect()
         };
         let (w1, b1, w2, b2) = (weights(k * f, 1), weights(f, 2), weights(f * f, 3), weights(f, 4));
-        let net = FilterNetwork { n_rbf: k, features: f, basis_cutoff: 5.0, cutoff: 4.0, w1: &w1, b1: &b1, w2: &w2, b2: &b2 };
+        let net = FilterNetwork { n_rbf: k, features: f, cutoff: 4.0, w1: &w1, b1: &b1, w2: &w2, b2: &b2 };
         let table = FilterTable::new(&net, 5.0);
         let scale = (0..500).map(|i| net.evaluate(i as f64 * 0.01).0.iter().fold(0.0f64, |m, v| m.max(v.abs()))).fold(0.0, f64::max);
         let (mut w, mut dw) = (vec![0.0f32; f], vec![0.0f32; f]);
