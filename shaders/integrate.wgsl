@@ -40,36 +40,7 @@ fn kick(@builtin(global_invocation_id) gid: vec3<u32>) {
     vel[i] = vec4<f32>(vel[i].xyz + 0.5 * P.dt * accel(i), 0.0);
 }
 
-// ---- Philox4x32-10, as src/rng.rs: the same words for the same (seed, step, atom, stream).
-
-// High and low 32 bits of a * b.
-fn mul_wide(a: u32, b: u32) -> vec2<u32> {
-    let a0 = a & 0xffffu;
-    let a1 = a >> 16u;
-    let b0 = b & 0xffffu;
-    let b1 = b >> 16u;
-    let p00 = a0 * b0;
-    let p01 = a0 * b1;
-    let p10 = a1 * b0;
-    let p11 = a1 * b1;
-    let mid = (p00 >> 16u) + (p01 & 0xffffu) + (p10 & 0xffffu);
-    let hi = p11 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u);
-    return vec2<u32>(hi, a * b);
-}
-
-fn philox(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
-    var x = counter;
-    var k = key;
-    for (var round = 0u; round < 10u; round++) {
-        if (round > 0u) {
-            k = k + vec2<u32>(0x9E3779B9u, 0xBB67AE85u);
-        }
-        let p0 = mul_wide(0xD2511F53u, x.x);
-        let p1 = mul_wide(0xCD9E8D57u, x.z);
-        x = vec4<u32>(p1.x ^ x.y ^ k.x, p1.y, p0.x ^ x.w ^ k.y, p0.y);
-    }
-    return x;
-}
+// ---- Langevin noise: philox (common.wgsl) keyed on (seed, step, atom, stream), as src/rng.rs.
 
 const STREAM_LANGEVIN: u32 = 1u;
 const TAU: f32 = 6.283185307179586;

@@ -2,7 +2,7 @@
 //! GPU (`GpuSimulation`, WGSL kernels through wgpu). The run loop talks to this and nothing
 //! else, so both platforms share observers, checkpoints and the summary.
 
-use crate::gpu::{GpuContext, GpuError, GpuSimulation};
+use crate::gpu::{GpuContext, GpuError, GpuPotential, GpuSimulation};
 use crate::integrate::Integrator;
 use crate::io::checkpoint::Checkpoint;
 use crate::plan::{Plan, Platform, PotentialSpec};
@@ -39,17 +39,17 @@ pub fn choose(
     system: &System,
     notice: &mut dyn FnMut(&str),
 ) -> Result<Option<GpuContext>, String> {
-    let reach = match &plan.potential {
-        PotentialSpec::LennardJones { pairs, .. } => {
-            pairs.iter().map(|p| p.cutoff).fold(0.0, f64::max) + plan.skin
-        }
-        PotentialSpec::Mcgm { .. } => 0.0,
-    };
     let unsupported = match &plan.potential {
-        PotentialSpec::Mcgm { .. } => Some(
-            "the GPU platform runs Lennard-Jones so far; MCGM models run on the CPU".to_string(),
-        ),
-        PotentialSpec::LennardJones { .. } => {
+        PotentialSpec::Mcgm { model } => {
+            let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
+            match crate::potential::mcgm::MlPotential::load(model, &names).and_then(|p| p.into_gpu()) {
+                Ok((inference, _, _)) => crate::gpu::md::unsupported_reason(system, inference.cutoff + plan.skin)
+                    .or_else(|| crate::gpu::ml::unsupported_reason(&inference, system.len())),
+                Err(e) => Some(e),
+            }
+        }
+        PotentialSpec::LennardJones { pairs, .. } => {
+            let reach = pairs.iter().map(|p| p.cutoff).fold(0.0, f64::max) + plan.skin;
             crate::gpu::md::unsupported_reason(system, reach)
         }
     };
@@ -121,14 +121,22 @@ impl Engine {
                 .map_err(EngineError::Simulation)
             }
             Some(ctx) => {
-                let PotentialSpec::LennardJones { pairs, shift, tail } = &plan.potential else {
-                    unreachable!("choose() sends only Lennard-Jones to the GPU")
+                let potential = match &plan.potential {
+                    PotentialSpec::LennardJones { pairs, shift, tail } => {
+                        GpuPotential::Lj(LennardJones::new(system.species.len(), pairs.clone(), *shift, *tail))
+                    }
+                    PotentialSpec::Mcgm { model } => {
+                        let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
+                        let (inference, species_of_type, description) = crate::potential::mcgm::MlPotential::load(model, &names)
+                            .and_then(|p| p.into_gpu())
+                            .map_err(EngineError::Potential)?;
+                        GpuPotential::Ml { model: Box::new(inference), species_of_type, description }
+                    }
                 };
-                let lj = LennardJones::new(system.species.len(), pairs.clone(), *shift, *tail);
                 GpuSimulation::new(
                     ctx,
                     system,
-                    lj,
+                    potential,
                     plan.integrator.clone(),
                     plan.timestep,
                     plan.skin,
@@ -175,7 +183,7 @@ impl Engine {
     pub fn potential_name(&self) -> String {
         match self {
             Engine::Cpu(s) => s.potential.name(),
-            Engine::Gpu(g) => crate::potential::Potential::name(&g.potential),
+            Engine::Gpu(g) => g.potential.name(),
         }
     }
 

@@ -15,6 +15,8 @@
 
 use super::context::{GpuContext, GpuError};
 use super::kernels::Kernels;
+use super::ml::MlForces;
+use crate::ml::inference::Inference;
 use crate::cell::{Vec3, dot};
 use crate::integrate::Integrator;
 use crate::io::checkpoint::Checkpoint;
@@ -83,7 +85,7 @@ pub fn unsupported_reason(system: &System, reach: f64) -> Option<String> {
 }
 
 /// Workgroup counts for `threads` threads of a 64-wide kernel, as (x, y, 1).
-fn dims(threads: u64) -> [u32; 3] {
+pub(super) fn dims(threads: u64) -> [u32; 3] {
     let groups = threads.div_ceil(WG as u64).max(1) as u32;
     if groups <= ROW_GROUPS {
         [groups, 1, 1]
@@ -118,7 +120,32 @@ const FORCE: usize = 3;
 const IMAGE: usize = 4;
 const REF: usize = 5;
 
-/// The GPU side of one simulation (Lennard-Jones, velocity Verlet or Langevin).
+/// What computes the forces on the GPU.
+pub enum GpuPotential {
+    Lj(LennardJones),
+    /// A SchNet model (with or without MCGM), compiled for the CPU fast path, whose weights and
+    /// tables the GPU kernels read; `species_of_type` maps the system's species to the model's.
+    Ml { model: Box<Inference>, species_of_type: Vec<usize>, description: String },
+}
+
+impl GpuPotential {
+    pub fn name(&self) -> String {
+        match self {
+            GpuPotential::Lj(lj) => lj.name(),
+            GpuPotential::Ml { description, .. } => description.clone(),
+        }
+    }
+
+    pub fn cutoff(&self) -> f64 {
+        match self {
+            GpuPotential::Lj(lj) => lj.cutoff(),
+            GpuPotential::Ml { model, .. } => model.cutoff,
+        }
+    }
+}
+
+/// The GPU side of one simulation (Lennard-Jones or a SchNet/MCGM model; velocity Verlet or
+/// Langevin).
 pub struct GpuSimulation {
     ctx: GpuContext,
     kernels: Kernels,
@@ -128,7 +155,9 @@ pub struct GpuSimulation {
     /// Species, cell, types, masses; positions, velocities and images as of the last read-back.
     system: System,
     host_step: Option<u64>,
-    pub potential: LennardJones,
+    pub potential: GpuPotential,
+    /// The model's kernels and activations (machine-learned potentials).
+    ml: Option<MlForces>,
     pub integrator: Integrator,
     /// ps
     pub timestep: f64,
@@ -173,7 +202,7 @@ impl GpuSimulation {
     pub fn new(
         ctx: GpuContext,
         mut system: System,
-        potential: LennardJones,
+        potential: GpuPotential,
         integrator: Integrator,
         timestep: f64,
         skin: f64,
@@ -208,6 +237,12 @@ impl GpuSimulation {
 
         let buf = allocate(&ctx, n, total_bins, n_blocks, capacity).map_err(gpu_error)?;
         let (main_group, dispatch_group) = bind_groups(&ctx, &kernels, &buf);
+        let ml = match &potential {
+            GpuPotential::Ml { model, species_of_type, .. } => {
+                Some(MlForces::new(&ctx, &kernels, model, species_of_type, &system.types).map_err(gpu_error)?)
+            }
+            GpuPotential::Lj(_) => None,
+        };
         let mut sim = GpuSimulation {
             ctx,
             kernels,
@@ -217,6 +252,7 @@ impl GpuSimulation {
             system,
             host_step: None,
             potential,
+            ml,
             integrator,
             timestep,
             step,
@@ -411,12 +447,16 @@ impl GpuSimulation {
             }
         }
         let ns = s.species.len();
+        let lj = match &self.potential {
+            GpuPotential::Lj(lj) => Some(lj),
+            GpuPotential::Ml { .. } => None,
+        };
         for a in 0..MAX_TYPES {
             for b in 0..MAX_TYPES {
-                if a < ns && b < ns {
-                    let q = self.potential.pair(a, b);
+                if let (Some(lj), true) = (lj, a < ns && b < ns) {
+                    let q = lj.pair(a, b);
                     let s6 = q.sigma.powi(6);
-                    let offset = if self.potential.shifted() && q.cutoff > 0.0 {
+                    let offset = if lj.shifted() && q.cutoff > 0.0 {
                         q.energy_at(q.cutoff)
                     } else {
                         0.0
@@ -555,6 +595,12 @@ impl GpuSimulation {
     }
 
     fn encode_forces(&self, pass: &mut wgpu::ComputePass<'_>, observe: bool) {
+        if let Some(ml) = &self.ml {
+            // The model always writes its energies and virials (they come with the forces).
+            ml.encode(pass, &self.main_group, &mut |pass, label| self.mark(pass, label));
+            pass.set_bind_group(0, &self.main_group, &[]);
+            return;
+        }
         let k = &self.kernels;
         let atoms = dims(self.n as u64);
         pass.set_pipeline(if observe { &k.lj_forces_observed } else { &k.lj_forces });
@@ -816,10 +862,13 @@ impl GpuSimulation {
         let s = &self.sums;
         let mut energy = s[6];
         let mut w = [[s[7], s[10], s[11]], [s[10], s[8], s[12]], [s[11], s[12], s[9]]];
-        if self.potential.tail_corrected() {
-            let (e, wt) = self
-                .potential
-                .tail_correction(&self.system.species_counts(), self.system.cell.volume());
+        if let GpuPotential::Ml { .. } = self.potential {
+            energy += self.ml.as_ref().map_or(0.0, |m| m.reference_energy);
+        }
+        if let GpuPotential::Lj(lj) = &self.potential
+            && lj.tail_corrected()
+        {
+            let (e, wt) = lj.tail_correction(&self.system.species_counts(), self.system.cell.volume());
             energy += e;
             for (k, row) in w.iter_mut().enumerate() {
                 row[k] += wt / 3.0;

@@ -4,6 +4,7 @@
 pub mod context;
 pub mod kernels;
 pub mod md;
+pub mod ml;
 
 pub use context::{AdapterDescription, GpuContext, GpuError, list_adapters};
-pub use md::GpuSimulation;
+pub use md::{GpuPotential, GpuSimulation};

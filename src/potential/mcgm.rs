@@ -96,6 +96,16 @@ impl MlPotential {
         Ok(MlPotential { model, ctx, fast, graph_time: Default::default(), species_map, description, warnings: 0, unseen_below })
     }
 
+    /// What the GPU platform needs: the compiled SchNet (the GPU kernels read its f32 weights
+    /// and filter tables), the model species of each system species, and the description.
+    /// Err says why the model cannot run on the GPU.
+    pub fn into_gpu(self) -> Result<(Inference, Vec<usize>, String), String> {
+        match self.fast {
+            Some(fast) => Ok((fast, self.species_map, self.description.replace("f32 with tabulated filters", "f32 WGSL kernels with tabulated filters"))),
+            None => Err(format!("the GPU kernels run SchNet models; {} runs on the CPU", self.model.config.backbone)),
+        }
+    }
+
     /// The model's graph for the system's current positions.
     fn batch(&self, system: &System, list: &NeighborList) -> Batch {
         let cutoff = self.model.config.cutoff;

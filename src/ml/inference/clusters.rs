@@ -119,7 +119,7 @@ pub struct SoftCache {
 }
 
 impl SoftWeights {
-    fn k(&self) -> usize {
+    pub fn k(&self) -> usize {
         self.centroids.len() / self.query.outputs
     }
 

@@ -147,25 +147,29 @@ pub struct StageTimes {
     pub partition_changes: u64,
 }
 
-struct Block {
-    table: FilterTable,
-    input: Linear,
-    out1: Linear,
-    out2: Linear,
-    hard: Option<HardWeights>,
-    soft: Option<SoftWeights>,
+/// One interaction block's weights (the GPU kernels read the same f32 values and tables).
+pub struct Block {
+    pub table: FilterTable,
+    pub input: Linear,
+    pub out1: Linear,
+    pub out2: Linear,
+    pub hard: Option<HardWeights>,
+    pub soft: Option<SoftWeights>,
 }
 
 pub struct Inference {
-    features: usize,
+    pub features: usize,
     /// [species, F]
-    embedding: Vec<f32>,
-    blocks: Vec<Block>,
-    readout1: Linear,
-    readout2: Linear,
-    reference: Vec<f64>,
-    scale: f64,
-    mcgm: Option<McgmConfig>,
+    pub embedding: Vec<f32>,
+    pub blocks: Vec<Block>,
+    pub readout1: Linear,
+    pub readout2: Linear,
+    /// Per model species, eV.
+    pub reference: Vec<f64>,
+    pub scale: f64,
+    pub mcgm: Option<McgmConfig>,
+    /// The graph's cutoff, Å.
+    pub cutoff: f64,
     pub times: StageTimes,
     /// Hard MCGM: per block, the previous evaluation's partition of the atoms at each K-means
     /// level, in canonical form (labels numbered by first appearance).
@@ -251,6 +255,7 @@ impl Inference {
             reference: model.normalization.reference_energies.clone(),
             scale: model.normalization.energy_scale,
             mcgm: c.mcgm.clone(),
+            cutoff: c.cutoff,
             times: StageTimes::default(),
             partitions: Vec::new(),
         })

@@ -13,10 +13,10 @@ const SPACING: f64 = 0.01;
 
 pub struct FilterTable {
     pub features: usize,
-    inv_h: f64,
-    nodes: usize,
+    pub inv_h: f64,
+    pub nodes: usize,
     /// Per node: F values, then F derivatives times h.
-    data: Vec<f32>,
+    pub data: Vec<f32>,
 }
 
 /// The filter network of one block, in f64 (weights [in, out] row-major).

@@ -1,0 +1,740 @@
+// The machine-learned potential (SchNet with MCGM) on the GPU: forward pass, the cluster
+// hierarchy, and the explicit backward pass for forces and virials, as in src/ml/inference
+// (the CPU version, which these kernels follow step by step; read it for the maths).
+//
+// Every kernel here runs with group 0 (the simulation's buffers: positions, the neighbour list,
+// forces, per-atom observables) and group 1: one small uniform `O` describing the operation
+// and up to six data buffers, bound per operation by src/gpu/ml.rs. Rows are indexed by atom id
+// i; the neighbour loops walk slots t (sorted[t] = i) like the Lennard-Jones kernel.
+//
+// As on the CPU, every per-atom sum is a gather over the atom's own full-list row (edge i<-j has
+// its twin j<-i at the same distance), so no two threads write one value and the results do not
+// depend on scheduling.
+
+struct Op {
+    rows: u32,
+    inputs: u32,
+    outputs: u32,
+    mode: u32,
+    off_a: u32,
+    off_b: u32,
+    off_c: u32,
+    off_d: u32,
+    off_w: u32,
+    off_bias: u32,
+    transpose: u32,
+    features: u32,
+    cutoff_sq: f32,
+    inv_h: f32,
+    nodes: u32,
+    k: u32,          // soft centroids, or level-1 clusters
+    scale: f32,
+    tau: f32,
+    n_chunks: u32,
+    levels: u32,     // hard levels (1..4)
+    // Per simulation type (index into the system's species): model species, level-1 cluster.
+    type_species: array<vec4<u32>, 2>,
+    type_cluster: array<vec4<u32>, 2>,
+    // Rows of each hard level and the first row of each level in the cluster buffers.
+    level_rows: vec4<u32>,
+    level_offset: vec4<u32>,
+}
+
+@group(1) @binding(0) var<uniform> O: Op;
+@group(1) @binding(1) var<storage, read_write> A: array<f32>;
+@group(1) @binding(2) var<storage, read_write> B: array<f32>;
+@group(1) @binding(3) var<storage, read_write> C: array<f32>;
+@group(1) @binding(4) var<storage, read_write> D: array<f32>;
+@group(1) @binding(5) var<storage, read_write> E: array<f32>;
+@group(1) @binding(6) var<storage, read_write> G: array<f32>;
+@group(1) @binding(7) var<storage, read_write> W: array<f32>;   // the model's weights and tables
+@group(1) @binding(8) var<storage, read_write> U: array<u32>;   // cluster labels
+
+const MAX_FEATURES: u32 = 256u;
+const PER_THREAD: u32 = 4u;      // MAX_FEATURES / 64: feature lanes per thread
+const CHUNK: u32 = 256u;         // atoms per partial sum of a pooling
+const MAX_POINTS: u32 = 8u;      // level-1 clusters K-means may see (species per structure)
+
+fn type_of(i: u32) -> u32 {
+    return atom_type(pos[i]);
+}
+
+fn species_of_type(t: u32) -> u32 {
+    return O.type_species[t / 4u][t % 4u];
+}
+
+fn cluster_of_type(t: u32) -> u32 {
+    return O.type_cluster[t / 4u][t % 4u];
+}
+
+// Shifted softplus and its derivative, as dense.rs: ssp(x) = ln(1 + e^x) - ln 2.
+fn ssp_and_slope(x: f32) -> vec2<f32> {
+    let e = exp(-abs(x));
+    let value = max(x, 0.0) + log(1.0 + e) - 0.6931471805599453;
+    let slope = select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
+    return vec2<f32>(value, slope);
+}
+
+// ---- Dense layers: out[r, o] = sum_k in[r, k] W(k, o) (+ bias), one thread per output value.
+// W is stored [inputs, outputs] as in the model file; `transpose` multiplies by its transpose
+// (the backward pass: O.inputs = the layer's outputs, O.outputs = its inputs). Threads of one
+// row read the same inputs (broadcast) and neighbouring weights; the weights stay in cache.
+// Modes: 0 store, 1 add to B, 2 B = ssp(v) and C = ssp'(v), 3 B = v * C.
+
+@compute @workgroup_size(64)
+fn ml_dense(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = flat_index(gid);
+    if (e >= O.rows * O.outputs) { return; }
+    let r = e / O.outputs;
+    let o = e % O.outputs;
+    let n_in = O.inputs;
+    let a = O.off_a + r * n_in;
+    var acc = 0.0;
+    if (O.transpose == 1u) {
+        let w = O.off_w + o * n_in;
+        for (var k = 0u; k < n_in; k++) {
+            acc += A[a + k] * W[w + k];
+        }
+    } else {
+        let w = O.off_w + o;
+        for (var k = 0u; k < n_in; k++) {
+            acc += A[a + k] * W[w + k * O.outputs];
+        }
+    }
+    if (O.off_bias != 0xffffffffu) {
+        acc += W[O.off_bias + o];
+    }
+    switch O.mode {
+        case 0u: { B[O.off_b + e] = acc; }
+        case 1u: { B[O.off_b + e] += acc; }
+        case 2u: {
+            let s = ssp_and_slope(acc);
+            B[O.off_b + e] = s.x;
+            C[O.off_c + e] = s.y;
+        }
+        default: { B[O.off_b + e] = acc * C[O.off_c + e]; }
+    }
+}
+
+// ---- Embedding: x_i = embedding[species_i]; the force accumulator D starts at zero.
+@compute @workgroup_size(64)
+fn ml_embed(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    if (i >= P.n_atoms) { return; }
+    let f = O.features;
+    let s = species_of_type(type_of(i));
+    for (var k = 0u; k < f; k++) {
+        B[i * f + k] = W[O.off_w + s * f + k];
+    }
+    for (var k = 0u; k < 12u; k++) {
+        D[i * 12u + k] = 0.0;
+    }
+}
+
+// B[off_b + e] = A[off_a + e] for e < rows * features.
+@compute @workgroup_size(64)
+fn ml_copy(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = flat_index(gid);
+    if (e >= O.rows * O.features) { return; }
+    B[O.off_b + e] = A[O.off_a + e];
+}
+
+// ---- Continuous-filter convolution. One workgroup per atom, one thread per feature (four at
+// most per thread). Every thread places the atom's neighbours on the filter grid itself: the
+// position reads are the same for the whole workgroup (one broadcast load), and without shared
+// memory there is no barrier in the loop (software GPUs such as lavapipe pay dearly for those).
+
+struct Place {
+    atom: u32,
+    row: u32,           // first table word of the interval's left node
+    value: vec4<f32>,   // Hermite weights of W(d)
+    slope: vec4<f32>,   // and of dW/dd
+    dir: vec4<f32>,     // unit vector i -> j, and d
+    inside: bool,
+}
+
+fn place_neighbor(t: u32, xi: vec3<f32>, k: u32) -> Place {
+    var p: Place;
+    let e = neighbor_entry(k, t);
+    p.atom = e & ATOM_MASK;
+    let r = pos[p.atom].xyz + P.shifts[e >> ATOM_BITS].xyz - xi;
+    let d2 = dot(r, r);
+    p.inside = d2 < O.cutoff_sq && d2 > 0.0;
+    if (p.inside) {
+        let d = sqrt(d2);
+        let s = d * O.inv_h;
+        let node = min(u32(s), O.nodes - 2u);
+        let u = s - f32(node);
+        let u2 = u * u;
+        let u3 = u2 * u;
+        p.row = O.off_w + node * 2u * O.features;
+        p.value = vec4<f32>(2.0 * u3 - 3.0 * u2 + 1.0, u3 - 2.0 * u2 + u, -2.0 * u3 + 3.0 * u2, u3 - u2);
+        p.slope = vec4<f32>(6.0 * u2 - 6.0 * u, 3.0 * u2 - 4.0 * u + 1.0, -6.0 * u2 + 6.0 * u, 3.0 * u2 - 2.0 * u) * O.inv_h;
+        p.dir = vec4<f32>(r / d, d);
+    }
+    return p;
+}
+
+fn filter_at(row: u32, f: u32, c: vec4<f32>) -> f32 {
+    let two_f = 2u * O.features;
+    return c.x * W[row + f] + c.y * W[row + O.features + f] + c.z * W[row + two_f + f] + c.w * W[row + two_f + O.features + f];
+}
+
+// m_i = sum_j y_j * W(d_ij): A = y, B = m.
+@compute @workgroup_size(64)
+fn ml_message(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = wg.x + wg.y * nwg.x;
+    let f = O.features;
+    if (t >= P.n_atoms || lid >= f) { return; }
+    let i = sorted[t];
+    let xi = pos[i].xyz;
+    let count = ncount[t];
+    let lanes = (f - lid + 63u) / 64u;
+    var acc = vec4<f32>(0.0);
+    for (var k = 0u; k < count; k++) {
+        let p = place_neighbor(t, xi, k);
+        if (!p.inside) { continue; }
+        let yj = p.atom * f + lid;
+        for (var q = 0u; q < lanes; q++) {
+            acc[q] += A[yj + 64u * q] * filter_at(p.row, lid + 64u * q, p.value);
+        }
+    }
+    for (var q = 0u; q < lanes; q++) {
+        B[i * f + lid + 64u * q] = acc[q];
+    }
+}
+
+var<workgroup> red: array<f32, 576>;   // 64 threads x 9 quantities
+
+// The convolution's backward pass for atom i: B = g_y_i = sum_j g_m_j * W(d) (the twin edge's
+// share), and the pair's dL/dd = sum_f (g_m_i y_j + g_m_j y_i) W'(d) turned into the force on i
+// and its half of the pair virial, added to the accumulator D (12 per atom). A = g_m, C = y.
+// Each thread keeps its features' share of the force and virial; one reduction at the end.
+@compute @workgroup_size(64)
+fn ml_message_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = wg.x + wg.y * nwg.x;
+    if (t >= P.n_atoms) { return; }
+    let f = O.features;
+    let i = sorted[t];
+    let xi = pos[i].xyz;
+    let count = select(0u, ncount[t], lid < f);
+    let lanes = select(0u, (f - lid + 63u) / 64u, lid < f);
+    var gy = vec4<f32>(0.0);
+    var gmi = vec4<f32>(0.0);
+    var yi = vec4<f32>(0.0);
+    for (var q = 0u; q < lanes; q++) {
+        gmi[q] = A[i * f + lid + 64u * q];
+        yi[q] = C[i * f + lid + 64u * q];
+    }
+    var force = vec3<f32>(0.0);
+    var w_diag = vec3<f32>(0.0);
+    var w_off = vec3<f32>(0.0);
+    for (var k = 0u; k < count; k++) {
+        let p = place_neighbor(t, xi, k);
+        if (!p.inside) { continue; }
+        var g = 0.0;
+        for (var q = 0u; q < lanes; q++) {
+            let at = p.atom * f + lid + 64u * q;
+            let gmj = A[at];
+            gy[q] += gmj * filter_at(p.row, lid + 64u * q, p.value);
+            g += (gmi[q] * C[at] + gmj * yi[q]) * filter_at(p.row, lid + 64u * q, p.slope);
+        }
+        // F_i = sum_j dL/dd r_hat (r_hat from i to j); W = -1/2 r (x) dE/dr per side.
+        let de_dr = g * p.dir.xyz;
+        force += de_dr;
+        let r = p.dir.xyz * p.dir.w;
+        w_diag -= 0.5 * r * de_dr;
+        w_off -= 0.5 * vec3<f32>(r.x * de_dr.y, r.x * de_dr.z, r.y * de_dr.z);
+    }
+    for (var q = 0u; q < lanes; q++) {
+        B[i * f + lid + 64u * q] = gy[q];
+    }
+    let o = lid * 9u;
+    red[o] = force.x;
+    red[o + 1u] = force.y;
+    red[o + 2u] = force.z;
+    red[o + 3u] = w_diag.x;
+    red[o + 4u] = w_diag.y;
+    red[o + 5u] = w_diag.z;
+    red[o + 6u] = w_off.x;
+    red[o + 7u] = w_off.y;
+    red[o + 8u] = w_off.z;
+    workgroupBarrier();
+    for (var width = 32u; width > 0u; width = width / 2u) {
+        if (lid < width) {
+            for (var q = 0u; q < 9u; q++) {
+                red[lid * 9u + q] += red[(lid + width) * 9u + q];
+            }
+        }
+        workgroupBarrier();
+    }
+    if (lid < 9u) {
+        D[i * 12u + lid] += red[lid];
+    }
+}
+
+// ---- Readout: E_i = scale (h_i . w2 + b2) into obs (the reference energies are added on the
+// host, in f64), and dL/da = ssp'(a) * scale w2 into B. A = h, C = ssp'(a); O.inputs = F/2.
+@compute @workgroup_size(64)
+fn ml_energy(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    if (i >= P.n_atoms) { return; }
+    let half = O.inputs;
+    var e = W[O.off_bias];
+    for (var k = 0u; k < half; k++) {
+        let w2 = W[O.off_w + k];
+        e += A[i * half + k] * w2;
+        B[i * half + k] = C[i * half + k] * (O.scale * w2);
+    }
+    obs[8u * i] = O.scale * e;
+}
+
+// ---- Forces and per-atom virials from the accumulator D; flags bad forces like lj.wgsl.
+@compute @workgroup_size(64)
+fn ml_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    if (i >= P.n_atoms) { return; }
+    let a = i * 12u;
+    let f = vec3<f32>(D[a], D[a + 1u], D[a + 2u]);
+    force[i] = vec4<f32>(f, 0.0);
+    for (var k = 1u; k < 7u; k++) {
+        obs[8u * i + k] = D[a + 2u + k];
+    }
+    obs[8u * i + 7u] = 0.0;
+    if (!(is_finite3(f) && dot(f, f) <= P.max_force_sq)) {
+        atomicAdd(&status[ST_BAD_COUNT], 1u);
+        atomicMin(&status[ST_BAD_ATOM], i);
+    }
+}
+
+// ---- Pooling over atoms: partial sums over chunks of CHUNK atoms, one workgroup per chunk and
+// one thread per feature. Class c of atom i has weight [cluster_1(i) == c] (mode 0, hard) or
+// C[i * K + c] (mode 1, soft memberships). B[(chunk K + c)(F + 1) + f] = sum w x_f, and the
+// weight sum at f = F. A = x (rows at off_a).
+@compute @workgroup_size(64)
+fn ml_pool(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let chunk = wg.x;
+    let f = O.features;
+    let kk = O.k;
+    let first = chunk * CHUNK;
+    let last = min(first + CHUNK, P.n_atoms);
+    for (var c = 0u; c < kk; c++) {
+        for (var p = 0u; p <= PER_THREAD; p++) {
+            let k = lid + 64u * p;
+            if (k > f) { continue; }
+            var acc = 0.0;
+            for (var i = first; i < last; i++) {
+                var w = 0.0;
+                if (O.mode == 0u) {
+                    w = select(0.0, 1.0, cluster_of_type(type_of(i)) == c);
+                } else {
+                    w = C[i * kk + c];
+                }
+                if (k == f) {
+                    acc += w;
+                } else {
+                    acc += w * A[O.off_a + i * f + k];
+                }
+            }
+            B[(chunk * kk + c) * (f + 1u) + k] = acc;
+        }
+    }
+}
+
+// The chunks' partial sums added up: D[off_d + c F + f] = sum (mode 0: divided by the weight
+// sum, a mean; mode 1: the plain sum), and the weight sum at D[off_c + c]. B = partials.
+@compute @workgroup_size(64)
+fn ml_pool_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = flat_index(gid);
+    let f = O.features;
+    if (e >= O.k * (f + 1u)) { return; }
+    let c = e / (f + 1u);
+    let k = e % (f + 1u);
+    var acc = 0.0;
+    var total = 0.0;
+    for (var chunk = 0u; chunk < O.n_chunks; chunk++) {
+        let row = (chunk * O.k + c) * (f + 1u);
+        acc += B[row + k];
+        total += B[row + f];
+    }
+    if (k == f) {
+        D[O.off_c + c] = total;
+    } else if (O.mode == 0u) {
+        D[O.off_d + c * f + k] = acc / max(total, 1e-30);
+    } else {
+        D[O.off_d + c * f + k] = acc;
+    }
+}
+
+// ---- Hard levels above the elements: K-means++ and Lloyd iterations on the level below's mean
+// embeddings, as crate::ml::mcgm::kmeans (same Philox draws; f32 instead of f64), one thread.
+// A holds the level-1 means at off_a (rows [n1, F]); labels of level l (l >= 1, 0-based) go to
+// U[level_offset[l - 1] + m] for each row m of level l - 1.
+
+struct KMeans {
+    points: array<f32, 2048>,    // MAX_POINTS x MAX_FEATURES
+    centres: array<f32, 2048>,
+    labels: array<u32, 8>,
+    counter: u32,
+}
+
+fn km_distance(km: ptr<function, KMeans>, p: u32, c: u32) -> f32 {
+    var s = 0.0;
+    for (var k = 0u; k < O.features; k++) {
+        let d = (*km).points[p * MAX_FEATURES + k] - (*km).centres[c * MAX_FEATURES + k];
+        s += d * d;
+    }
+    return s;
+}
+
+fn km_draw(km: ptr<function, KMeans>) -> u32 {
+    (*km).counter += 1u;
+    return philox(vec4<u32>((*km).counter, 0u, 0u, 0u), vec2<u32>(0u, 0x4b4du)).x;
+}
+
+fn km_set_centre(km: ptr<function, KMeans>, c: u32, p: u32) {
+    for (var k = 0u; k < O.features; k++) {
+        (*km).centres[c * MAX_FEATURES + k] = (*km).points[p * MAX_FEATURES + k];
+    }
+}
+
+// Mean of the points labelled c into centre c (left as it is when c has no points).
+fn km_mean(km: ptr<function, KMeans>, n: u32, c: u32) {
+    var members = 0u;
+    for (var p = 0u; p < n; p++) {
+        if ((*km).labels[p] == c) { members += 1u; }
+    }
+    if (members == 0u) { return; }
+    for (var q = 0u; q < O.features; q++) {
+        var s = 0.0;
+        for (var p = 0u; p < n; p++) {
+            if ((*km).labels[p] == c) { s += (*km).points[p * MAX_FEATURES + q]; }
+        }
+        (*km).centres[c * MAX_FEATURES + q] = s / f32(members);
+    }
+}
+
+fn kmeans(km: ptr<function, KMeans>, n: u32, k_wanted: u32) {
+    let k = max(min(k_wanted, n), 1u);
+    (*km).counter = 0u;
+    // floor(w n / 2^32), exactly as the f64 product on the CPU.
+    let w = km_draw(km);
+    let first = (((w >> 16u) * n) + (((w & 0xffffu) * n) >> 16u)) >> 16u;
+    km_set_centre(km, 0u, first % n);
+    var chosen = 1u;
+    while (chosen < k) {
+        var d2: array<f32, 8>;
+        var total = 0.0;
+        for (var p = 0u; p < n; p++) {
+            var best = 3.4e38;
+            for (var c = 0u; c < chosen; c++) {
+                best = min(best, km_distance(km, p, c));
+            }
+            d2[p] = best;
+            total += best;
+        }
+        var pick = chosen;
+        if (total > 0.0) {
+            var remaining = f32(km_draw(km)) * (1.0 / 4294967296.0) * total;
+            pick = n - 1u;
+            for (var p = 0u; p < n; p++) {
+                if (remaining < d2[p]) {
+                    pick = p;
+                    break;
+                }
+                remaining -= d2[p];
+            }
+        }
+        km_set_centre(km, chosen, pick);
+        chosen += 1u;
+    }
+    for (var p = 0u; p < n; p++) {
+        (*km).labels[p] = 0xffffffffu;
+    }
+    for (var iteration = 0u; iteration < 50u; iteration++) {
+        var changed = false;
+        for (var p = 0u; p < n; p++) {
+            // The first of equal minima, as min_by.
+            var best = 0u;
+            var best_d = km_distance(km, p, 0u);
+            for (var c = 1u; c < k; c++) {
+                let d = km_distance(km, p, c);
+                if (d < best_d) {
+                    best = c;
+                    best_d = d;
+                }
+            }
+            if ((*km).labels[p] != best) {
+                changed = true;
+            }
+            (*km).labels[p] = best;
+        }
+        for (var c = 0u; c < k; c++) {
+            km_mean(km, n, c);
+        }
+        if (!changed) { break; }
+    }
+    // An empty cluster takes the point farthest from its centre among clusters that can spare one.
+    for (var c = 0u; c < k; c++) {
+        var used = false;
+        for (var p = 0u; p < n; p++) {
+            if ((*km).labels[p] == c) { used = true; }
+        }
+        if (used) { continue; }
+        var far = 0u;
+        var far_d = -1.0;
+        for (var p = 0u; p < n; p++) {
+            var same = 0u;
+            for (var q = 0u; q < n; q++) {
+                if ((*km).labels[q] == (*km).labels[p]) { same += 1u; }
+            }
+            if (same > 1u) {
+                let d = km_distance(km, p, (*km).labels[p]);
+                // max_by keeps the last of equal maxima.
+                if (d >= far_d) {
+                    far = p;
+                    far_d = d;
+                }
+            }
+        }
+        (*km).labels[far] = c;
+    }
+}
+
+@compute @workgroup_size(1)
+fn ml_kmeans() {
+    var km: KMeans;
+    let f = O.features;
+    var n = O.level_rows[0];
+    for (var p = 0u; p < n; p++) {
+        for (var k = 0u; k < f; k++) {
+            km.points[p * MAX_FEATURES + k] = A[O.off_a + p * f + k];
+        }
+    }
+    for (var l = 1u; l < O.levels; l++) {
+        let k = O.level_rows[l];
+        kmeans(&km, n, k);
+        for (var p = 0u; p < n; p++) {
+            U[O.level_offset[l - 1u] + p] = km.labels[p];
+        }
+        // The next level's points: the means of this level's members.
+        for (var c = 0u; c < k; c++) {
+            km_mean(&km, n, c);
+        }
+        for (var c = 0u; c < k; c++) {
+            for (var q = 0u; q < f; q++) {
+                km.points[c * MAX_FEATURES + q] = km.centres[c * MAX_FEATURES + q];
+            }
+        }
+        n = k;
+    }
+}
+
+// Level l (O.k, >= 1) pooled: A[off_b + (first_l + c) F + f] = mean over the rows m of level
+// l - 1 labelled c of A[off_a + (first_{l-1} + m) F + f]; member counts at A[off_c + first_l + c].
+@compute @workgroup_size(64)
+fn ml_cluster_pool(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = flat_index(gid);
+    let f = O.features;
+    let l = O.k;
+    if (e >= O.level_rows[l] * f) { return; }
+    let c = e / f;
+    let q = e % f;
+    let below = O.level_offset[l - 1u];
+    var s = 0.0;
+    var members = 0u;
+    for (var m = 0u; m < O.level_rows[l - 1u]; m++) {
+        if (U[below + m] == c) {
+            s += A[O.off_a + (below + m) * f + q];
+            members += 1u;
+        }
+    }
+    let row = O.level_offset[l] + c;
+    A[O.off_b + row * f + q] = s / f32(max(members, 1u));
+    if (q == 0u) {
+        A[O.off_c + row] = f32(members);
+    }
+}
+
+// The cluster of atom type `ty` at hard level l.
+fn cluster_at(ty: u32, l: u32) -> u32 {
+    var c = cluster_of_type(ty);
+    for (var q = 1u; q <= l; q++) {
+        c = U[O.level_offset[q - 1u] + c];
+    }
+    return c;
+}
+
+// ---- Dissemination: B = x += sum_l out_l[cluster_l(i)] (hard, A at off_a, global rows) and,
+// with O.mode == 1, sum_c w_ic V_c (soft: memberships C[i K + c], V at A[off_b]).
+@compute @workgroup_size(64)
+fn ml_disseminate(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = flat_index(gid);
+    let f = O.features;
+    if (e >= P.n_atoms * f) { return; }
+    let i = e / f;
+    let q = e % f;
+    let ty = type_of(i);
+    var delta = 0.0;
+    for (var l = 0u; l < O.levels; l++) {
+        let row = O.level_offset[l] + cluster_at(ty, l);
+        delta += A[O.off_a + row * f + q];
+    }
+    if (O.mode == 1u) {
+        for (var c = 0u; c < O.k; c++) {
+            delta += C[i * O.k + c] * A[O.off_b + c * f + q];
+        }
+    }
+    B[e] += delta;
+}
+
+// ---- Hard backward: dL/d out_l for levels l >= 1 from the level-1 sums G1 (rows 0..n1 of the
+// region at off_a): A[off_a + (first_l + c) F + f] = sum of the level-1 rows whose level-l
+// cluster is c.
+@compute @workgroup_size(64)
+fn ml_hard_gout(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = flat_index(gid);
+    let f = O.features;
+    let n1 = O.level_rows[0];
+    var total_rows = 0u;
+    for (var l = 0u; l < O.levels; l++) {
+        total_rows += O.level_rows[l];
+    }
+    let row = n1 + e / f;
+    if (row >= total_rows) { return; }
+    let q = e % f;
+    var l = 1u;
+    while (l + 1u < O.levels && row >= O.level_offset[l + 1u]) {
+        l += 1u;
+    }
+    let c = row - O.level_offset[l];
+    var s = 0.0;
+    for (var c1 = 0u; c1 < n1; c1++) {
+        var up = c1;
+        for (var m = 1u; m <= l; m++) {
+            up = U[O.level_offset[m - 1u] + up];
+        }
+        if (up == c) {
+            s += A[O.off_a + c1 * f + q];
+        }
+    }
+    A[O.off_a + row * f + q] = s;
+}
+
+// Level l (O.k >= 1) hands its pooled gradient down: A[off_b + row_{l-1}(m)] +=
+// A[off_a + row_l(label(m))] / members, for each row m of level l - 1 (counts at off_c).
+@compute @workgroup_size(64)
+fn ml_hard_down(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = flat_index(gid);
+    let f = O.features;
+    let l = O.k;
+    if (e >= O.level_rows[l - 1u] * f) { return; }
+    let m = e / f;
+    let q = e % f;
+    let below = O.level_offset[l - 1u] + m;
+    let row = O.level_offset[l] + U[below];
+    A[O.off_b + below * f + q] += A[O.off_a + row * f + q] / max(A[O.off_c + row], 1.0);
+}
+
+// ---- Soft memberships: w_ic = softmax_c(-|z_i - mu_c|^2 / tau). A = z, C = w [N, K].
+@compute @workgroup_size(64)
+fn ml_soft_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    if (i >= P.n_atoms) { return; }
+    let f = O.features;
+    let kk = O.k;
+    var logits: array<f32, 16>;
+    var top = -3.4e38;
+    for (var c = 0u; c < kk; c++) {
+        var s = 0.0;
+        for (var q = 0u; q < f; q++) {
+            let d = A[i * f + q] - W[O.off_w + c * f + q];
+            s += d * d;
+        }
+        logits[c] = -s / O.tau;
+        top = max(top, logits[c]);
+    }
+    var total = 0.0;
+    for (var c = 0u; c < kk; c++) {
+        logits[c] = exp(logits[c] - top);
+        total += logits[c];
+    }
+    for (var c = 0u; c < kk; c++) {
+        C[i * kk + c] = logits[c] / total;
+    }
+}
+
+// dL/dw_ic = g_i . V_c: A = g (dL/dx), V at B[off_b], out to G [N, K].
+@compute @workgroup_size(64)
+fn ml_soft_gw(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    if (i >= P.n_atoms) { return; }
+    let f = O.features;
+    for (var c = 0u; c < O.k; c++) {
+        var s = 0.0;
+        for (var q = 0u; q < f; q++) {
+            s += A[i * f + q] * B[O.off_b + c * f + q];
+        }
+        G[i * O.k + c] = s;
+    }
+}
+
+// Per centroid: g_sum_c = -(g_P_c . P_c) / sum_c, then g_P_c /= sum_c (the gradient of the
+// numerator). In A: g_P at off_a, P at off_b, weight sums at off_c, g_sum out at off_d.
+@compute @workgroup_size(64)
+fn ml_soft_gsum(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = flat_index(gid);
+    if (c >= O.k) { return; }
+    let f = O.features;
+    let total = A[O.off_c + c];
+    var s = 0.0;
+    for (var q = 0u; q < f; q++) {
+        s += A[O.off_a + c * f + q] * A[O.off_b + c * f + q];
+    }
+    A[O.off_d + c] = -s / total;
+    for (var q = 0u; q < f; q++) {
+        A[O.off_a + c * f + q] /= total;
+    }
+}
+
+// ---- MCGM backward per atom, after every read of g = dL/d(delta x). B = g_x gets the hard
+// level-1 term (pooled gradient at A[off_a], member counts at A[off_c]) and, with O.mode == 1,
+// the soft terms (g_num at A[off_b], g_sum at A[off_d]); the memberships' gradient goes through
+// the softmax to dL/dz, written to E at N F (z itself is at E[0]). C = w, G = dL/dw [N, K],
+// D = the block's MCGM input x.
+@compute @workgroup_size(64)
+fn ml_mcgm_atoms(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    if (i >= P.n_atoms) { return; }
+    let f = O.features;
+    let c1 = cluster_of_type(type_of(i));
+    let inv = 1.0 / max(A[O.off_c + c1], 1.0);
+    for (var q = 0u; q < f; q++) {
+        B[i * f + q] += A[O.off_a + c1 * f + q] * inv;
+    }
+    if (O.mode != 1u) { return; }
+    let kk = O.k;
+    let gz = P.n_atoms * f;
+    var g_w: array<f32, 16>;
+    var mean = 0.0;
+    for (var c = 0u; c < kk; c++) {
+        let w = C[i * kk + c];
+        var dot_x = 0.0;
+        for (var q = 0u; q < f; q++) {
+            let g_num = A[O.off_b + c * f + q];
+            B[i * f + q] += w * g_num;
+            dot_x += D[i * f + q] * g_num;
+        }
+        g_w[c] = G[i * kk + c] + dot_x + A[O.off_d + c];
+        mean += w * g_w[c];
+    }
+    for (var q = 0u; q < f; q++) {
+        E[gz + i * f + q] = 0.0;
+    }
+    for (var c = 0u; c < kk; c++) {
+        let g_a = C[i * kk + c] * (g_w[c] - mean) * (-2.0 / O.tau);
+        for (var q = 0u; q < f; q++) {
+            E[gz + i * f + q] += g_a * (E[i * f + q] - W[O.off_w + c * f + q]);
+        }
+    }
+}

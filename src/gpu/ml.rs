@@ -1,0 +1,727 @@
+//! The machine-learned potential (SchNet, with or without MCGM) evaluated on the GPU inside the
+//! resident MD step: graph from the simulation's neighbour list, forward pass, cluster hierarchy
+//! rebuilt from the current embeddings (hard: K-means on the GPU; soft: learned centroids),
+//! readout and the explicit backward pass to forces and virials, all as WGSL kernels
+//! (shaders/ml.wgsl) on the simulation's own wgpu device. Nothing goes to the host per step.
+//!
+//! The kernels follow the CPU fast path (`crate::ml::inference`) operation by operation and read
+//! the very same f32 weights and filter tables, compiled from an `Inference`. This module lays
+//! the weights out in one buffer, allocates the activations for n atoms and records the list of
+//! operations (a kernel, its uniform block, its buffers, its grid) that one evaluation runs.
+
+use super::context::{GpuContext, GpuError, block_on};
+use super::kernels::Kernels;
+use super::md::{MAX_TYPES, dims};
+use crate::ml::inference::Inference;
+use crate::ml::inference::dense::Linear;
+use crate::ml::mcgm::Assign;
+
+const COMMON: &str = include_str!("../../shaders/common.wgsl");
+const ML: &str = include_str!("../../shaders/ml.wgsl");
+
+/// Limits of the kernels (shaders/ml.wgsl): features per row, hard levels, soft centroids,
+/// level-1 clusters K-means sees.
+const MAX_FEATURES: usize = 256;
+const MAX_LEVELS: usize = 4;
+const MAX_CENTROIDS: usize = 16;
+/// Atoms per partial sum of a pooling (CHUNK in the shader).
+const CHUNK: usize = 256;
+/// Bytes per operation's uniform block (the uniform offset alignment).
+const OP_BYTES: u64 = 256;
+const OP_WORDS: usize = 44;
+/// Data bindings of group 1 (A, B, C, D, E, G, W, U).
+const DATA_BINDINGS: usize = 8;
+const NONE: u32 = u32::MAX;
+/// Profiler labels of the evaluation's stages (the run summary's time split).
+const FORWARD: &str = "ml: forward";
+const CLUSTERING: &str = "ml: clustering";
+const BACKWARD: &str = "ml: backward";
+
+/// Why a model cannot run on the GPU (it can on the CPU).
+pub fn unsupported_reason(model: &Inference, n_atoms: usize) -> Option<String> {
+    if model.features > MAX_FEATURES {
+        return Some(format!("the GPU kernels handle up to {MAX_FEATURES} features (this model: {})", model.features));
+    }
+    if let Some(m) = &model.mcgm {
+        if m.hard_levels() > MAX_LEVELS {
+            return Some(format!("the GPU kernels handle up to {MAX_LEVELS} hard MCGM levels (this model: {})", m.hard_levels()));
+        }
+        if m.assign == Assign::Soft && m.clusters > MAX_CENTROIDS {
+            return Some(format!("the GPU kernels handle up to {MAX_CENTROIDS} soft centroids (this model: {})", m.clusters));
+        }
+    }
+    if n_atoms.div_ceil(16) > 65535 {
+        return Some(format!("the GPU's dense layers handle up to {} atoms (this system: {n_atoms})", 65535 * 16));
+    }
+    None
+}
+
+/// A linear layer's place in the weights buffer.
+#[derive(Clone, Copy)]
+struct LinearAt {
+    inputs: u32,
+    outputs: u32,
+    w: u32,
+    bias: u32,
+}
+
+struct SoftAt {
+    query: LinearAt,
+    centroids: u32,
+    aggregate: LinearAt,
+    disseminate: LinearAt,
+}
+
+struct BlockAt {
+    table: u32,
+    input: LinearAt,
+    out1: LinearAt,
+    out2: LinearAt,
+    aggregate: Vec<LinearAt>,
+    disseminate: Vec<LinearAt>,
+    soft: Option<SoftAt>,
+}
+
+/// The model's f32 weights in one flat array, and where each piece is.
+struct Weights {
+    data: Vec<f32>,
+}
+
+impl Weights {
+    fn push(&mut self, values: &[f32]) -> u32 {
+        let at = self.data.len() as u32;
+        self.data.extend_from_slice(values);
+        at
+    }
+
+    fn linear(&mut self, l: &Linear) -> LinearAt {
+        let w = self.push(&l.w);
+        let bias = l.b.as_ref().map_or(NONE, |b| self.push(b));
+        LinearAt { inputs: l.inputs as u32, outputs: l.outputs as u32, w, bias }
+    }
+}
+
+/// One kernel launch of the evaluation.
+struct Op {
+    pipeline: usize,
+    group: wgpu::BindGroup,
+    grid: [u32; 3],
+    label: &'static str,
+}
+
+/// An operation before its bind group exists: its uniform words and buffer indices.
+struct OpSpec {
+    pipeline: usize,
+    words: [u32; OP_WORDS],
+    bind: [usize; DATA_BINDINGS],
+    grid: [u32; 3],
+    label: &'static str,
+}
+
+const ENTRIES: [&str; 18] = [
+    "ml_dense", "ml_embed", "ml_copy", "ml_message", "ml_message_backward", "ml_energy", "ml_finish",
+    "ml_pool", "ml_pool_finish", "ml_kmeans", "ml_cluster_pool", "ml_disseminate", "ml_hard_gout",
+    "ml_hard_down", "ml_soft_weights", "ml_soft_gw", "ml_soft_gsum", "ml_mcgm_atoms",
+];
+
+fn entry(name: &str) -> usize {
+    ENTRIES.iter().position(|e| *e == name).expect("a kernel of ml.wgsl")
+}
+
+/// Words of the `Op` uniform (shaders/ml.wgsl).
+mod word {
+    pub const ROWS: usize = 0;
+    pub const INPUTS: usize = 1;
+    pub const OUTPUTS: usize = 2;
+    pub const MODE: usize = 3;
+    pub const OFF_A: usize = 4;
+    pub const OFF_B: usize = 5;
+    pub const OFF_C: usize = 6;
+    pub const OFF_D: usize = 7;
+    pub const OFF_W: usize = 8;
+    pub const OFF_BIAS: usize = 9;
+    pub const TRANSPOSE: usize = 10;
+    pub const FEATURES: usize = 11;
+    pub const CUTOFF_SQ: usize = 12;
+    pub const INV_H: usize = 13;
+    pub const NODES: usize = 14;
+    pub const K: usize = 15;
+    pub const SCALE: usize = 16;
+    pub const TAU: usize = 17;
+    pub const N_CHUNKS: usize = 18;
+    pub const LEVELS: usize = 19;
+    pub const TYPE_SPECIES: usize = 20;
+    pub const TYPE_CLUSTER: usize = 28;
+    pub const LEVEL_ROWS: usize = 36;
+    pub const LEVEL_OFFSET: usize = 40;
+}
+
+/// The model on the GPU for one simulation of n atoms.
+pub struct MlForces {
+    pipelines: Vec<wgpu::ComputePipeline>,
+    ops: Vec<Op>,
+    /// Σ of the atoms' reference energies (eV, f64: the kernels write only the learned part).
+    pub reference_energy: f64,
+    pub cutoff: f64,
+    /// Kept alive for the bind groups.
+    _buffers: Vec<wgpu::Buffer>,
+}
+
+/// Buffer indices while building.
+struct Builder<'a> {
+    ctx: &'a GpuContext,
+    buffers: Vec<wgpu::Buffer>,
+    specs: Vec<OpSpec>,
+    base: [u32; OP_WORDS],
+    n: usize,
+    f: usize,
+    /// What the profiler calls the operations being recorded.
+    stage: &'static str,
+}
+
+impl Builder<'_> {
+    fn buffer(&mut self, label: &str, floats: usize) -> usize {
+        let size = (4 * floats.max(4)) as u64;
+        self.buffers.push(self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        }));
+        self.buffers.len() - 1
+    }
+
+    /// Adds an operation: `set` fills its own uniform words, `bind` its buffers (A, B, C, D,
+    /// E, G; W and U are given separately).
+    fn op(&mut self, name: &'static str, label: &'static str, grid: [u32; 3], bind: [Option<usize>; 6], weights: usize, labels: Option<usize>, set: &[(usize, u32)]) {
+        let mut words = self.base;
+        for &(k, v) in set {
+            words[k] = v;
+        }
+        let mut b = [usize::MAX; DATA_BINDINGS];
+        for (k, x) in bind.iter().enumerate() {
+            b[k] = x.unwrap_or(usize::MAX);
+        }
+        b[6] = weights;
+        b[7] = labels.unwrap_or(usize::MAX);
+        self.specs.push(OpSpec { pipeline: entry(name), words, bind: b, grid, label });
+    }
+
+    fn per_atom(&self) -> [u32; 3] {
+        dims(self.n as u64)
+    }
+
+    /// out (rows at `output`) = in (rows at `input`) through `l` (or its transpose), by `mode`.
+    #[allow(clippy::too_many_arguments)]
+    fn dense(&mut self, l: LinearAt, transpose: bool, rows: usize, input: (usize, u32), output: (usize, u32), aux: Option<(usize, u32)>, mode: u32, weights: usize) {
+        let (inputs, outputs, bias) = if transpose { (l.outputs, l.inputs, NONE) } else { (l.inputs, l.outputs, l.bias) };
+        let grid = dims(rows as u64 * outputs as u64);
+        let aux_buffer = aux.map(|a| a.0);
+        let stage = self.stage;
+        self.op(
+            "ml_dense",
+            stage,
+            grid,
+            [Some(input.0), Some(output.0), aux_buffer, None, None, None],
+            weights,
+            None,
+            &[
+                (word::ROWS, rows as u32),
+                (word::INPUTS, inputs),
+                (word::OUTPUTS, outputs),
+                (word::MODE, mode),
+                (word::OFF_A, input.1),
+                (word::OFF_B, output.1),
+                (word::OFF_C, aux.map_or(0, |a| a.1)),
+                (word::OFF_W, l.w),
+                (word::OFF_BIAS, bias),
+                (word::TRANSPOSE, transpose as u32),
+            ],
+        );
+    }
+
+    fn elements(&self, count: usize) -> [u32; 3] {
+        dims(count as u64)
+    }
+
+    fn rows_grid(&self) -> [u32; 3] {
+        let n = self.n as u32;
+        [n.min(65535), n.div_ceil(65535), 1]
+    }
+}
+
+/// Regions of a block's cluster buffer (f32 offsets) for R hard rows and K soft centroids.
+struct ClusterRegions {
+    pool: u32,
+    aggregated: u32,
+    out: u32,
+    g_out: u32,
+    g_c: u32,
+    g_pool: u32,
+    counts: u32,
+    scratch: u32,
+    soft_pool: u32,
+    soft_sums: u32,
+    soft_a: u32,
+    soft_v: u32,
+    soft_gv: u32,
+    soft_ga: u32,
+    soft_gp: u32,
+    soft_gsum: u32,
+    size: usize,
+}
+
+impl ClusterRegions {
+    fn new(rows: usize, k: usize, f: usize) -> ClusterRegions {
+        let mut at = 0usize;
+        let mut take = |n: usize| {
+            let start = at;
+            at += n;
+            start as u32
+        };
+        let (rf, kf) = (rows * f, k * f);
+        let r = ClusterRegions {
+            pool: take(rf),
+            aggregated: take(rf),
+            out: take(rf),
+            g_out: take(rf),
+            g_c: take(rf),
+            g_pool: take(rf),
+            counts: take(rows),
+            scratch: take(rows.max(k) + 1),
+            soft_pool: take(kf),
+            soft_sums: take(k),
+            soft_a: take(kf),
+            soft_v: take(kf),
+            soft_gv: take(kf),
+            soft_ga: take(kf),
+            soft_gp: take(kf),
+            soft_gsum: take(k),
+            size: 0,
+        };
+        ClusterRegions { size: at, ..r }
+    }
+}
+
+impl MlForces {
+    /// Compiles the kernels and lays out the model for `types` (each simulation type's element)
+    /// with `type_of_atom` (per atom).
+    pub fn new(ctx: &GpuContext, kernels: &Kernels, model: &Inference, species_of_type: &[usize], type_of_atom: &[u32]) -> Result<MlForces, GpuError> {
+        let n = type_of_atom.len();
+        if let Some(reason) = unsupported_reason(model, n) {
+            return Err(GpuError::Unsupported(reason));
+        }
+        let f = model.features;
+        let pipelines = compile(ctx, kernels)?;
+
+        // Weights, in the order the kernels use them.
+        let mut wts = Weights { data: Vec::new() };
+        let embedding = wts.push(&model.embedding);
+        let blocks: Vec<BlockAt> = model
+            .blocks
+            .iter()
+            .map(|b| BlockAt {
+                table: wts.push(&b.table.data),
+                input: wts.linear(&b.input),
+                out1: wts.linear(&b.out1),
+                out2: wts.linear(&b.out2),
+                aggregate: b.hard.as_ref().map_or(Vec::new(), |h| h.aggregate.iter().map(|l| wts.linear(l)).collect()),
+                disseminate: b.hard.as_ref().map_or(Vec::new(), |h| h.disseminate.iter().map(|l| wts.linear(l)).collect()),
+                soft: b.soft.as_ref().map(|s| SoftAt {
+                    query: wts.linear(&s.query),
+                    centroids: wts.push(&s.centroids),
+                    aggregate: wts.linear(&s.aggregate),
+                    disseminate: wts.linear(&s.disseminate),
+                }),
+            })
+            .collect();
+        let readout1 = wts.linear(&model.readout1);
+        let readout2 = wts.linear(&model.readout2);
+
+        // The hierarchy's shape is fixed by the species present: level 1 has one cluster per
+        // element (in order of first appearance, as cluster_labels), level l max(1, n_{l-1}/r).
+        let mut order: Vec<usize> = Vec::new();
+        for &t in type_of_atom {
+            let s = species_of_type[t as usize];
+            if !order.contains(&s) {
+                order.push(s);
+            }
+        }
+        let hard_levels = model.mcgm.as_ref().map_or(0, |m| m.hard_levels());
+        let mut level_rows = vec![order.len()];
+        for _ in 1..hard_levels {
+            let below = *level_rows.last().unwrap();
+            level_rows.push((below / model.mcgm.as_ref().unwrap().ratio).max(1));
+        }
+        let mut level_offset = vec![0usize];
+        for l in 1..level_rows.len() {
+            level_offset.push(level_offset[l - 1] + level_rows[l - 1]);
+        }
+        let total_rows: usize = if hard_levels > 0 { level_rows.iter().sum() } else { 0 };
+        let soft_k = model.blocks.first().and_then(|b| b.soft.as_ref()).map_or(0, |s| s.k());
+
+        let mut base = [0u32; OP_WORDS];
+        base[word::FEATURES] = f as u32;
+        base[word::CUTOFF_SQ] = ((model.cutoff * model.cutoff) as f32).to_bits();
+        let table = &model.blocks[0].table;
+        base[word::INV_H] = (table.inv_h as f32).to_bits();
+        base[word::NODES] = table.nodes as u32;
+        base[word::SCALE] = (model.scale as f32).to_bits();
+        base[word::TAU] = (f as f32).to_bits();
+        base[word::N_CHUNKS] = n.div_ceil(CHUNK) as u32;
+        base[word::LEVELS] = hard_levels as u32;
+        for t in 0..MAX_TYPES.min(species_of_type.len()) {
+            let s = species_of_type[t];
+            base[word::TYPE_SPECIES + t] = s as u32;
+            base[word::TYPE_CLUSTER + t] = order.iter().position(|&o| o == s).unwrap_or(0) as u32;
+        }
+        for l in 0..level_rows.len().min(MAX_LEVELS) {
+            base[word::LEVEL_ROWS + l] = level_rows[l] as u32;
+            base[word::LEVEL_OFFSET + l] = level_offset[l] as u32;
+        }
+
+        let reference_energy = type_of_atom.iter().map(|&t| model.reference[species_of_type[t as usize]]).sum();
+        let mut b = Builder { ctx, buffers: Vec::new(), specs: Vec::new(), base, n, f, stage: FORWARD };
+        let built = ctx.allocating("for the model's activations", || {
+            let weights = b.buffer("ml weights", wts.data.len());
+            ctx.queue.write_buffer(&b.buffers[weights], 0, bytemuck::cast_slice(&wts.data));
+            record(&mut b, model, &blocks, embedding, readout1, readout2, weights, total_rows, soft_k, &level_rows, &level_offset);
+        });
+        built?;
+        let Builder { buffers, specs, .. } = b;
+
+        // One uniform block per operation, then the bind groups.
+        let mut uniform = vec![0u32; specs.len() * (OP_BYTES as usize / 4)];
+        for (k, spec) in specs.iter().enumerate() {
+            uniform[k * (OP_BYTES as usize / 4)..][..OP_WORDS].copy_from_slice(&spec.words);
+        }
+        let uniforms = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("ml ops"),
+            size: (uniform.len() * 4) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        ctx.queue.write_buffer(&uniforms, 0, bytemuck::cast_slice(&uniform));
+        let dummy = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("ml unused binding"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let layout = pipelines[0].get_bind_group_layout(1);
+        let ops = specs
+            .into_iter()
+            .enumerate()
+            .map(|(k, spec)| {
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &uniforms,
+                        offset: k as u64 * OP_BYTES,
+                        size: wgpu::BufferSize::new(4 * OP_WORDS as u64),
+                    }),
+                }];
+                for (slot, &index) in spec.bind.iter().enumerate() {
+                    let buffer = if index == usize::MAX { &dummy } else { &buffers[index] };
+                    entries.push(wgpu::BindGroupEntry { binding: slot as u32 + 1, resource: buffer.as_entire_binding() });
+                }
+                let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(spec.label), layout: &layout, entries: &entries });
+                Op { pipeline: spec.pipeline, group, grid: spec.grid, label: spec.label }
+            })
+            .collect();
+        let mut kept = buffers;
+        kept.push(uniforms);
+        kept.push(dummy);
+        ctx.check("setting up the model on the GPU")?;
+        Ok(MlForces { pipelines, ops, reference_energy, cutoff: model.cutoff, _buffers: kept })
+    }
+
+    /// Encodes one evaluation: forces into `force`, per-atom energies and virials into `obs`.
+    /// `mark` labels each kernel for the profiler.
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, main_group: &wgpu::BindGroup, mark: &mut dyn FnMut(&mut wgpu::ComputePass<'_>, &'static str)) {
+        pass.set_bind_group(0, main_group, &[]);
+        for op in &self.ops {
+            pass.set_pipeline(&self.pipelines[op.pipeline]);
+            pass.set_bind_group(1, &op.group, &[]);
+            pass.dispatch_workgroups(op.grid[0], op.grid[1], op.grid[2]);
+            mark(pass, op.label);
+        }
+    }
+}
+
+fn compile(ctx: &GpuContext, kernels: &Kernels) -> Result<Vec<wgpu::ComputePipeline>, GpuError> {
+    let device = &ctx.device;
+    let mut entries = vec![wgpu::BindGroupLayoutEntry {
+        binding: 0,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None },
+        count: None,
+    }];
+    for k in 1..=DATA_BINDINGS as u32 {
+        entries.push(wgpu::BindGroupLayoutEntry {
+            binding: k,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Storage { read_only: false }, has_dynamic_offset: false, min_binding_size: None },
+            count: None,
+        });
+    }
+    let have = device.limits().max_storage_buffers_per_shader_stage;
+    let needed = super::kernels::STORAGE_BINDINGS + DATA_BINDINGS as u32;
+    if have < needed {
+        return Err(GpuError::Unsupported(format!("the model's kernels bind {needed} storage buffers at once, this adapter allows {have}")));
+    }
+    let op_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some("ml op"), entries: &entries });
+    let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some("ml"),
+        bind_group_layouts: &[Some(&kernels.main_layout), Some(&op_layout)],
+        immediate_size: 0,
+    });
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("ml.wgsl"),
+        source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{ML}").into()),
+    });
+    let pipelines = ENTRIES
+        .iter()
+        .map(|name| {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: Some(&layout),
+                module: &module,
+                entry_point: Some(name),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        })
+        .collect();
+    if let Some(e) = block_on(scope.pop()) {
+        return Err(GpuError::Other { what: "compiling the model's WGSL kernels".into(), message: e.to_string() });
+    }
+    Ok(pipelines)
+}
+
+/// Records one evaluation, as `Inference::evaluate` runs it.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    b: &mut Builder,
+    model: &Inference,
+    blocks: &[BlockAt],
+    embedding: u32,
+    readout1: LinearAt,
+    readout2: LinearAt,
+    weights: usize,
+    total_rows: usize,
+    soft_k: usize,
+    level_rows: &[usize],
+    level_offset: &[usize],
+) {
+    let (n, f) = (b.n, b.f);
+    let nf = n * f;
+    let x = b.buffer("ml x", nf);
+    let acc = b.buffer("ml force accumulator", 12 * n);
+    let s1 = b.buffer("ml scratch 1", nf);
+    let s2 = b.buffer("ml scratch 2", nf);
+    let g_x = b.buffer("ml dL/dx", nf);
+    let g_y = b.buffer("ml dL/dy", nf);
+    let ys: Vec<usize> = (0..blocks.len()).map(|_| b.buffer("ml y", nf)).collect();
+    let slopes: Vec<usize> = (0..blocks.len()).map(|_| b.buffer("ml slope", nf)).collect();
+    let hard = model.mcgm.is_some();
+    let soft = soft_k > 0;
+    let chunks = n.div_ceil(CHUNK);
+    let classes = soft_k.max(level_rows[0]).max(1);
+    let partials = if hard { b.buffer("ml pooling partials", chunks * classes * (f + 1)) } else { usize::MAX };
+    let regions = ClusterRegions::new(total_rows.max(1), soft_k, f);
+    struct Mcgm {
+        xm: usize,
+        clusters: usize,
+        labels: usize,
+        z: usize,
+        w: usize,
+        gw: usize,
+    }
+    let mcgm: Vec<Mcgm> = if hard {
+        (0..blocks.len())
+            .map(|_| Mcgm {
+                xm: b.buffer("ml MCGM input", nf),
+                clusters: b.buffer("ml clusters", regions.size),
+                labels: b.buffer("ml cluster labels", total_rows.max(1)),
+                z: if soft { b.buffer("ml soft z", 2 * nf) } else { usize::MAX },
+                w: if soft { b.buffer("ml soft memberships", n * soft_k) } else { usize::MAX },
+                gw: if soft { b.buffer("ml soft dL/dw", n * soft_k) } else { usize::MAX },
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let some = |k: usize| if k == usize::MAX { None } else { Some(k) };
+    let atoms = b.per_atom();
+    let rows = b.rows_grid();
+    let levels = level_rows.len();
+    let off = |l: usize| (level_offset[l] * f) as u32;
+
+    b.op("ml_embed", FORWARD, atoms, [None, Some(x), None, Some(acc), None, None], weights, None, &[(word::OFF_W, embedding)]);
+    for (t, blk) in blocks.iter().enumerate() {
+        let table = [(word::OFF_W, blk.table)];
+        b.dense(blk.input, false, n, (x, 0), (ys[t], 0), None, 0, weights);
+        b.op("ml_message", FORWARD, rows, [Some(ys[t]), Some(s1), None, None, None, None], weights, None, &table);
+        b.dense(blk.out1, false, n, (s1, 0), (s2, 0), Some((slopes[t], 0)), 2, weights);
+        b.dense(blk.out2, false, n, (s2, 0), (x, 0), None, 1, weights);
+        if !hard {
+            continue;
+        }
+        let m = &mcgm[t];
+        let c = m.clusters;
+        let grid = b.elements(nf);
+        b.op("ml_copy", CLUSTERING, grid, [Some(x), Some(m.xm), None, None, None, None], weights, None, &[(word::ROWS, n as u32)]);
+        // Level 1: the means of each element's atoms.
+        b.stage = CLUSTERING;
+        pool(b, m.xm, None, partials, c, regions.pool, regions.counts, level_rows[0], false, weights);
+        b.stage = FORWARD;
+        if levels > 1 {
+            b.op("ml_kmeans", CLUSTERING, [1, 1, 1], [Some(c), None, None, None, None, None], weights, Some(m.labels), &[(word::OFF_A, regions.pool)]);
+        }
+        for l in 0..levels {
+            if l > 0 {
+                let grid = b.elements(level_rows[l] * f);
+                b.op(
+                    "ml_cluster_pool",
+                    CLUSTERING,
+                    grid,
+                    [Some(c), None, None, None, None, None],
+                    weights,
+                    Some(m.labels),
+                    &[(word::K, l as u32), (word::OFF_A, regions.aggregated), (word::OFF_B, regions.pool), (word::OFF_C, regions.counts)],
+                );
+            }
+            b.dense(blk.aggregate[l], false, level_rows[l], (c, regions.pool + off(l)), (c, regions.aggregated + off(l)), None, 0, weights);
+            b.dense(blk.disseminate[l], false, level_rows[l], (c, regions.aggregated + off(l)), (c, regions.out + off(l)), None, 0, weights);
+        }
+        if let Some(s) = &blk.soft {
+            b.dense(s.query, false, n, (m.xm, 0), (m.z, 0), None, 0, weights);
+            b.op("ml_soft_weights", CLUSTERING, atoms, [Some(m.z), None, Some(m.w), None, None, None], weights, None, &[(word::K, soft_k as u32), (word::OFF_W, s.centroids)]);
+            b.stage = CLUSTERING;
+            pool(b, m.xm, Some(m.w), partials, c, regions.soft_pool, regions.soft_sums, soft_k, false, weights);
+            b.stage = FORWARD;
+            b.dense(s.aggregate, false, soft_k, (c, regions.soft_pool), (c, regions.soft_a), None, 0, weights);
+            b.dense(s.disseminate, false, soft_k, (c, regions.soft_a), (c, regions.soft_v), None, 0, weights);
+        }
+        let grid = b.elements(nf);
+        b.op(
+            "ml_disseminate",
+            FORWARD,
+            grid,
+            [Some(c), Some(x), some(m.w), None, None, None],
+            weights,
+            Some(m.labels),
+            &[(word::OFF_A, regions.out), (word::OFF_B, regions.soft_v), (word::MODE, soft as u32), (word::K, soft_k as u32)],
+        );
+    }
+    // Readout and the energies; dL/da into g_y (as scratch).
+    b.dense(readout1, false, n, (x, 0), (s1, 0), Some((s2, 0)), 2, weights);
+    b.op(
+        "ml_energy",
+        FORWARD,
+        atoms,
+        [Some(s1), Some(g_y), Some(s2), None, None, None],
+        weights,
+        None,
+        &[(word::INPUTS, readout2.inputs), (word::OFF_W, readout2.w), (word::OFF_BIAS, readout2.bias)],
+    );
+    b.stage = BACKWARD;
+    b.dense(readout1, true, n, (g_y, 0), (g_x, 0), None, 0, weights);
+
+    for (t, blk) in blocks.iter().enumerate().rev() {
+        if hard {
+            let m = &mcgm[t];
+            let c = m.clusters;
+            // Everything that reads g = dL/dx first: per-cluster sums, soft dL/dw and dL/dV.
+            pool(b, g_x, None, partials, c, regions.g_out, regions.scratch, level_rows[0], true, weights);
+            if levels > 1 {
+                let grid = b.elements((total_rows - level_rows[0]) * f);
+                b.op("ml_hard_gout", BACKWARD, grid, [Some(c), None, None, None, None, None], weights, Some(m.labels), &[(word::OFF_A, regions.g_out)]);
+            }
+            if let Some(s) = &blk.soft {
+                b.op("ml_soft_gw", BACKWARD, atoms, [Some(g_x), Some(c), None, None, None, Some(m.gw)], weights, None, &[(word::K, soft_k as u32), (word::OFF_B, regions.soft_v)]);
+                pool(b, g_x, Some(m.w), partials, c, regions.soft_gv, regions.scratch, soft_k, true, weights);
+                b.dense(s.disseminate, true, soft_k, (c, regions.soft_gv), (c, regions.soft_ga), None, 0, weights);
+                b.dense(s.aggregate, true, soft_k, (c, regions.soft_ga), (c, regions.soft_gp), None, 0, weights);
+                let grid = b.elements(soft_k);
+                b.op(
+                    "ml_soft_gsum",
+                    BACKWARD,
+                    grid,
+                    [Some(c), None, None, None, None, None],
+                    weights,
+                    None,
+                    &[(word::K, soft_k as u32), (word::OFF_A, regions.soft_gp), (word::OFF_B, regions.soft_pool), (word::OFF_C, regions.soft_sums), (word::OFF_D, regions.soft_gsum)],
+                );
+            }
+            for l in 0..levels {
+                b.dense(blk.disseminate[l], true, level_rows[l], (c, regions.g_out + off(l)), (c, regions.g_c + off(l)), None, 0, weights);
+            }
+            for l in (0..levels).rev() {
+                b.dense(blk.aggregate[l], true, level_rows[l], (c, regions.g_c + off(l)), (c, regions.g_pool + off(l)), None, 0, weights);
+                if l > 0 {
+                    let grid = b.elements(level_rows[l - 1] * f);
+                    b.op(
+                        "ml_hard_down",
+                        BACKWARD,
+                        grid,
+                        [Some(c), None, None, None, None, None],
+                        weights,
+                        Some(m.labels),
+                        &[(word::K, l as u32), (word::OFF_A, regions.g_pool), (word::OFF_B, regions.g_c), (word::OFF_C, regions.counts)],
+                    );
+                }
+            }
+            let centroids = blk.soft.as_ref().map_or(0, |s| s.centroids);
+            b.op(
+                "ml_mcgm_atoms",
+                BACKWARD,
+                atoms,
+                [Some(c), Some(g_x), some(m.w), Some(m.xm), some(m.z), some(m.gw)],
+                weights,
+                None,
+                &[
+                    (word::MODE, soft as u32),
+                    (word::K, soft_k as u32),
+                    (word::OFF_A, regions.g_pool),
+                    (word::OFF_B, regions.soft_gp),
+                    (word::OFF_C, regions.counts),
+                    (word::OFF_D, regions.soft_gsum),
+                    (word::OFF_W, centroids),
+                ],
+            );
+            if let Some(s) = &blk.soft {
+                b.dense(s.query, true, n, (m.z, nf as u32), (g_x, 0), None, 1, weights);
+            }
+        }
+        // x' = x + out2(ssp(out1(m))); m_i = Σ_j y_j W(d_ij); y = x W_in.
+        b.dense(blk.out2, true, n, (g_x, 0), (s2, 0), Some((slopes[t], 0)), 3, weights);
+        b.dense(blk.out1, true, n, (s2, 0), (s1, 0), None, 0, weights);
+        b.op("ml_message_backward", BACKWARD, rows, [Some(s1), Some(g_y), Some(ys[t]), Some(acc), None, None], weights, None, &[(word::OFF_W, blk.table)]);
+        b.dense(blk.input, true, n, (g_y, 0), (g_x, 0), None, 1, weights);
+    }
+    b.op("ml_finish", BACKWARD, atoms, [None, None, None, Some(acc), None, None], weights, None, &[]);
+}
+
+/// A pooling over atoms into `classes` rows of the cluster buffer at `rows_at` (weight sums
+/// at `sums_at`): hard (by element, `memberships` None) or soft; `sum` keeps plain sums
+/// instead of means.
+#[allow(clippy::too_many_arguments)]
+fn pool(b: &mut Builder, input: usize, memberships: Option<usize>, partials: usize, clusters: usize, rows_at: u32, sums_at: u32, classes: usize, sum: bool, weights: usize) {
+    let chunks = b.n.div_ceil(CHUNK) as u32;
+    let mode = memberships.is_some() as u32;
+    let stage = b.stage;
+    b.op("ml_pool", stage, [chunks, 1, 1], [Some(input), Some(partials), memberships, None, None, None], weights, None, &[(word::MODE, mode), (word::K, classes as u32)]);
+    let grid = b.elements(classes * (b.f + 1));
+    b.op(
+        "ml_pool_finish",
+        stage,
+        grid,
+        [None, Some(partials), None, Some(clusters), None, None],
+        weights,
+        None,
+        &[(word::MODE, sum as u32), (word::K, classes as u32), (word::OFF_D, rows_at), (word::OFF_C, sums_at)],
+    );
+}

@@ -1,0 +1,171 @@
+//! The machine-learned potential evaluated by the WGSL kernels inside the GPU-resident MD step
+//! (shaders/ml.wgsl) agrees with the burn reference (f64) and with the CPU fast path, for
+//! SchNet alone, with MCGM hard (K-means levels rebuilt on the GPU) and soft, and with per-block
+//! cutoffs; and MD with it on the GPU conserves energy and follows the CPU trajectory.
+
+mod common;
+
+use common::random_system;
+use mdrun::cell::{Cell, Vec3};
+use mdrun::gpu::{GpuContext, GpuPotential, GpuSimulation};
+use mdrun::integrate::Integrator;
+use mdrun::ml::dataset::Structure;
+use mdrun::ml::graph::{Batch, GraphTensors};
+use mdrun::ml::inference::{Graph, Inference};
+use mdrun::ml::mcgm::{Assign, McgmConfig};
+use mdrun::ml::model::{Model, ModelConfig, Normalization};
+use mdrun::ml::tensor::{Ctx, to_vec};
+use mdrun::system::System;
+
+fn gpu() -> Option<GpuContext> {
+    match GpuContext::open(false).expect("wgpu opens") {
+        Some(ctx) => Some(ctx),
+        None if std::env::var_os("MDRUN_REQUIRE_GPU").is_some() => {
+            panic!("MDRUN_REQUIRE_GPU is set but wgpu finds no adapter (install mesa-vulkan-drivers and libvulkan1)")
+        }
+        None => {
+            eprintln!("\n*** SKIPPED: no GPU adapter (not even lavapipe); GPU tests did not run ***\n");
+            None
+        }
+    }
+}
+
+fn config(mcgm: Option<McgmConfig>, block_cutoffs: Vec<f64>) -> ModelConfig {
+    ModelConfig { backbone: "schnet".into(), features: 32, blocks: 3, n_rbf: 20, cutoff: 5.0, block_cutoffs, species: vec![1, 6, 7, 8], mcgm }
+}
+
+fn settings() -> Vec<(&'static str, ModelConfig)> {
+    vec![
+        ("schnet", config(None, vec![])),
+        // Four elements: level 2 is K-means of four element means into two clusters.
+        ("schnet + MCGM hard (3 levels, r = 2)", config(Some(McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard, clusters: 4 }), vec![])),
+        ("schnet + MCGM soft (4 centroids)", config(Some(McgmConfig { levels: 2, ratio: 2, assign: Assign::Soft, clusters: 4 }), vec![])),
+        ("schnet, block cutoffs 3/5/4 Å", config(None, vec![3.0, 5.0, 4.0])),
+    ]
+}
+
+/// A periodic H/C/N/O gas at f32-exact positions (the GPU kernels read f32 positions).
+fn gas(n: usize, seed: u32) -> System {
+    let mut s = random_system(n, Cell::orthorhombic(12.0, 12.5, 13.0).unwrap(), &["H", "C", "N", "O"], 1.1, seed);
+    s.wrap_positions();
+    for x in &mut s.positions {
+        *x = x.map(|v| v as f32 as f64);
+    }
+    s
+}
+
+fn structure(system: &System) -> Structure {
+    let numbers = system.types.iter().map(|&t| [1, 6, 7, 8][t as usize]).collect();
+    Structure { numbers, positions: system.positions.clone(), cell: system.cell.clone(), energy: 0.0, forces: vec![], kind: "test".into() }
+}
+
+fn max_abs(v: impl Iterator<Item = f64>) -> f64 {
+    v.fold(0.0, |m, x| m.max(x.abs()))
+}
+
+fn on_gpu(ctx: GpuContext, model: &Model, system: System, integrator: Integrator, timestep: f64) -> GpuSimulation {
+    let potential = GpuPotential::Ml { model: Box::new(Inference::new(model).unwrap()), species_of_type: vec![0, 1, 2, 3], description: "test model".into() };
+    GpuSimulation::new(ctx, system, potential, integrator, timestep, 0.5, 1e4, 0, None).unwrap()
+}
+
+#[test]
+fn gpu_kernels_agree_with_the_burn_reference_and_the_cpu_fast_path() {
+    let Some(_) = gpu() else { return };
+    let ctx = Ctx::cpu_inference(true);
+    for (name, config) in settings() {
+        let normalization = Normalization { reference_energies: vec![-13.6, -1030.0, -1480.0, -2040.0], energy_scale: 1.3, training_min_distance: 0.0, ..Default::default() };
+        let model = Model::new(config, normalization, 5, &ctx);
+        let system = gas(160, 7);
+        let s = structure(&system);
+        let batch = Batch::new(&[&s], 5.0, |z| model.species_index(z)).unwrap();
+        let reference = model.predict(&batch, &GraphTensors::new(&batch, &ctx), &ctx);
+        let (e_ref, f_ref, w_ref) = (to_vec(reference.energy)[0], to_vec(reference.forces), to_vec(reference.virial));
+        let cpu = Inference::new(&model).unwrap().evaluate(&Graph::from_batch(&batch));
+
+        let mut sim = on_gpu(GpuContext::open(false).unwrap().unwrap(), &model, system.clone(), Integrator::VelocityVerlet, 0.0005);
+        let forces: Vec<Vec3> = sim.forces().unwrap();
+        let (energy, virial) = sim.energy_virial();
+        let n = system.len() as f64;
+        // The GPU's forces are indexed like the input; the reference's too.
+        let f_scale = max_abs(f_ref.iter().copied());
+        let f_err = max_abs(forces.iter().flatten().zip(&f_ref).map(|(a, b)| a - b)) / f_scale;
+        let f_cpu = max_abs(forces.iter().flatten().zip(cpu.forces.iter().flatten()).map(|(a, b)| a - b)) / f_scale;
+        let e_err = (energy - e_ref).abs() / n;
+        let e_cpu = (energy - cpu.energy[0]).abs() / n;
+        let w_flat: Vec<f64> = virial.iter().flatten().copied().collect();
+        let w_scale = max_abs(w_ref.iter().copied());
+        let w_err = max_abs(w_flat.iter().zip(&w_ref).map(|(a, b)| a - b)) / w_scale;
+        println!(
+            "{name}: GPU vs burn f64: energy {e_err:.1e} eV/atom, forces {f_err:.1e} of max |F| = {f_scale:.2} eV/Å, virial {w_err:.1e} of max |W|; vs CPU fast path: energy {e_cpu:.1e} eV/atom, forces {f_cpu:.1e}"
+        );
+        assert!(e_err < 1e-4, "{name}: energy differs by {e_err:e} eV/atom");
+        assert!(f_err < 1e-4, "{name}: forces differ by {f_err:e} of the largest");
+        assert!(w_err < 1e-4, "{name}: virial differs by {w_err:e} of the largest");
+        // Moving the atoms moves the forces: a second evaluation after some steps still agrees
+        // (the list, the graph and the hierarchy are rebuilt on the GPU).
+        sim.advance(10, true).unwrap();
+        let moved = sim.system().unwrap().clone();
+        let s = structure(&moved);
+        let batch = Batch::new(&[&s], 5.0, |z| model.species_index(z)).unwrap();
+        let reference = model.predict(&batch, &GraphTensors::new(&batch, &ctx), &ctx);
+        let f_ref = to_vec(reference.forces);
+        let forces = sim.forces().unwrap();
+        let f_err = max_abs(forces.iter().flatten().zip(&f_ref).map(|(a, b)| a - b)) / max_abs(f_ref.iter().copied());
+        println!("{name}: after 10 steps, forces {f_err:.1e} of max |F|");
+        assert!(f_err < 1e-4, "{name}: after 10 steps, forces differ by {f_err:e}");
+    }
+}
+
+fn repo(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// NVE of the quickstart's 8-water box with a shipped model on `platform`: thermo rows
+/// (step, time, T, PE, KE, E, ...) and the run's drift, eV/atom/ps.
+fn water_nve(model: &str, platform: &str, steps: u64) -> (Vec<Vec<f64>>, f64) {
+    let dir = std::env::temp_dir().join(format!("mdrun-gpu-water-nve-{}-{model}-{platform}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = format!(
+        "[structure]\nfile = \"{}\"\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"300 K\"\nseed = 4\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"0.25 fs\"\n[run]\nsteps = {steps}\nplatform = \"{platform}\"\n[neighbor]\nskin = \"1.0 A\"\n[output]\nthermo = 20\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
+        repo("systems/quickstart/water8.extxyz").display(),
+        repo(&format!("potentials/{model}")).display()
+    );
+    std::fs::write(dir.join("system.toml"), toml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun"))
+        .arg(dir.join("system.toml"))
+        .args(["--threads", "1", "--summary"])
+        .arg(dir.join("summary.json"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{model} on {platform}: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("platform: {platform}")), "{model}: not run on {platform}:\n{stdout}");
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    (common::thermo_rows(&dir.join("thermo.log")), summary["energy_drift_ev_per_atom_per_ps"].as_f64().unwrap())
+}
+
+#[test]
+fn gpu_md_with_the_shipped_models_follows_the_cpu_and_conserves_energy() {
+    let Some(_) = gpu() else { return };
+    // 24 atoms, 400 steps of 0.25 fs = 0.1 ps (lavapipe runs the model's kernels on the CPU's
+    // two cores, about 0.08 s per step here).
+    for model in ["water-schnet", "water-schnet-mcgm-soft", "water-schnet-mcgm-hard"] {
+        let (gpu_rows, gpu_drift) = water_nve(model, "gpu", 400);
+        let (cpu_rows, cpu_drift) = water_nve(model, "cpu", 400);
+        let e0 = gpu_rows[0][5];
+        let max_dev = gpu_rows.iter().map(|r| (r[5] - e0).abs()).fold(0.0, f64::max);
+        let mean_ke = gpu_rows.iter().map(|r| r[4]).sum::<f64>() / gpu_rows.len() as f64;
+        // The same deterministic trajectory, f32 on the GPU against f32/f64 on the CPU.
+        let pe_gap = gpu_rows.iter().zip(&cpu_rows).map(|(g, c)| (g[3] - c[3]).abs()).fold(0.0, f64::max);
+        let t_gap = gpu_rows.iter().zip(&cpu_rows).map(|(g, c)| (g[2] - c[2]).abs()).fold(0.0, f64::max);
+        println!(
+            "{model}: GPU NVE drift {gpu_drift:+.2e} eV/atom/ps (CPU {cpu_drift:+.2e}), largest |E - E0| {max_dev:.2e} eV (mean kinetic {mean_ke:.3} eV); GPU vs CPU over 0.1 ps: potential energy within {pe_gap:.1e} eV, temperature within {t_gap:.1e} K"
+        );
+        assert_eq!(gpu_rows.len(), cpu_rows.len());
+        // Over 0.1 ps the fitted drift is dominated by the energy's fluctuation (the CPU's, on the
+        // same trajectory, is the same number); the GPU must not add to it.
+        assert!(max_dev < 0.005 * mean_ke, "{model}: GPU energy wanders by {max_dev} eV against {mean_ke} eV kinetic");
+        assert!((gpu_drift - cpu_drift).abs() < 2e-5, "{model}: GPU drift {gpu_drift} eV/atom/ps against the CPU's {cpu_drift}");
+        assert!(pe_gap < 1e-3 && t_gap < 0.1, "{model}: GPU and CPU trajectories part: {pe_gap} eV, {t_gap} K");
+    }
+}
