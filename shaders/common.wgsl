@@ -20,6 +20,7 @@ const ST_BAD_ATOM: u32 = 3u;     // the lowest such atom id (atomicMin; host set
 const ST_BUILDS: u32 = 4u;       // neighbour-list builds done
 const ST_STEP_LO: u32 = 5u;      // the current step, 64 bits (the Langevin noise is keyed on it)
 const ST_STEP_HI: u32 = 6u;
+const ST_CLOSE_ATOM: u32 = 7u;   // ML: the lowest atom id closer to a neighbour than the training data had
 
 struct Params {
     // Cell rows a, b, c (x = s_a a + s_b b + s_c c) and the columns of its inverse, so that the

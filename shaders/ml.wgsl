@@ -738,3 +738,26 @@ fn ml_mcgm_atoms(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
 }
+
+// ---- Guardrail: an atom with a neighbour closer than the training data had (squared limits
+// per pair of model species at W[off_w], O.k species). The lowest such atom id goes to the
+// status word; the host names the pairs.
+@compute @workgroup_size(64)
+fn ml_check_close(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let t = flat_index(gid);
+    if (t >= P.n_atoms) { return; }
+    let i = sorted[t];
+    let xi = pos[i].xyz;
+    let row = O.off_w + species_of_type(type_of(i)) * O.k;
+    let count = ncount[t];
+    for (var k = 0u; k < count; k++) {
+        let e = neighbor_entry(k, t);
+        let j = e & ATOM_MASK;
+        let pj = pos[j];
+        let r = pj.xyz + P.shifts[e >> ATOM_BITS].xyz - xi;
+        if (dot(r, r) < W[row + species_of_type(atom_type(pj))]) {
+            atomicMin(&status[ST_CLOSE_ATOM], i);
+            return;
+        }
+    }
+}

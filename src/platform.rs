@@ -43,8 +43,8 @@ pub fn choose(
         PotentialSpec::Mcgm { model } => {
             let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
             match crate::potential::mcgm::MlPotential::load(model, &names).and_then(|p| p.into_gpu()) {
-                Ok((inference, _, _)) => crate::gpu::md::unsupported_reason(system, inference.cutoff + plan.skin)
-                    .or_else(|| crate::gpu::ml::unsupported_reason(&inference, system.len())),
+                Ok(m) => crate::gpu::md::unsupported_reason(system, m.inference.cutoff + plan.skin)
+                    .or_else(|| crate::gpu::ml::unsupported_reason(&m.inference, system.len())),
                 Err(e) => Some(e),
             }
         }
@@ -127,10 +127,10 @@ impl Engine {
                     }
                     PotentialSpec::Mcgm { model } => {
                         let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
-                        let (inference, species_of_type, description) = crate::potential::mcgm::MlPotential::load(model, &names)
+                        let model = crate::potential::mcgm::MlPotential::load(model, &names)
                             .and_then(|p| p.into_gpu())
                             .map_err(EngineError::Potential)?;
-                        GpuPotential::Ml { model: Box::new(inference), species_of_type, description }
+                        GpuPotential::Ml(Box::new(model))
                     }
                 };
                 GpuSimulation::new(

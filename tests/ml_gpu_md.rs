@@ -15,6 +15,7 @@ use mdrun::ml::inference::{Graph, Inference};
 use mdrun::ml::mcgm::{Assign, McgmConfig};
 use mdrun::ml::model::{Model, ModelConfig, Normalization};
 use mdrun::ml::tensor::{Ctx, to_vec};
+use mdrun::potential::mcgm::{GpuModel, TrainingRange};
 use mdrun::system::System;
 
 fn gpu() -> Option<GpuContext> {
@@ -64,7 +65,12 @@ fn max_abs(v: impl Iterator<Item = f64>) -> f64 {
 }
 
 fn on_gpu(ctx: GpuContext, model: &Model, system: System, integrator: Integrator, timestep: f64) -> GpuSimulation {
-    let potential = GpuPotential::Ml { model: Box::new(Inference::new(model).unwrap()), species_of_type: vec![0, 1, 2, 3], description: "test model".into() };
+    let potential = GpuPotential::Ml(Box::new(GpuModel {
+        inference: Inference::new(model).unwrap(),
+        species_of_type: vec![0, 1, 2, 3],
+        description: "test model".into(),
+        range: TrainingRange::unlimited(4),
+    }));
     GpuSimulation::new(ctx, system, potential, integrator, timestep, 0.5, 1e4, 0, None).unwrap()
 }
 
@@ -168,4 +174,30 @@ fn gpu_md_with_the_shipped_models_follows_the_cpu_and_conserves_energy() {
         assert!((gpu_drift - cpu_drift).abs() < 2e-5, "{model}: GPU drift {gpu_drift} eV/atom/ps against the CPU's {cpu_drift}");
         assert!(pe_gap < 1e-3 && t_gap < 0.1, "{model}: GPU and CPU trajectories part: {pe_gap} eV, {t_gap} K");
     }
+}
+
+#[test]
+fn atoms_closer_than_the_training_data_draw_a_warning_with_their_ids_on_the_gpu() {
+    let Some(_) = gpu() else { return };
+    let dir = std::env::temp_dir().join(format!("mdrun-gpu-ml-close-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The first water's first hydrogen pushed to 0.6 Å from its oxygen (xTB data: O-H >= ~0.9 Å).
+    let xyz = std::fs::read_to_string(repo("systems/quickstart/water8.extxyz")).unwrap();
+    let mut lines: Vec<String> = xyz.lines().map(String::from).collect();
+    let atom = |l: &str| -> Vec<f64> { l.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect() };
+    let (o, h) = (atom(&lines[2]), atom(&lines[3]));
+    let d: f64 = h.iter().zip(&o).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+    let moved: Vec<f64> = (0..3).map(|k| o[k] + (h[k] - o[k]) * 0.6 / d).collect();
+    lines[3] = format!("H {} {} {}", moved[0], moved[1], moved[2]);
+    std::fs::write(dir.join("close.extxyz"), lines.join("\n") + "\n").unwrap();
+    let toml = format!(
+        "[structure]\nfile = \"close.extxyz\"\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"0.1 fs\"\n[run]\nsteps = 2\nplatform = \"gpu\"\n",
+        repo("potentials/water-schnet-mcgm-soft").display()
+    );
+    std::fs::write(dir.join("system.toml"), toml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun")).arg(dir.join("system.toml")).arg("-q").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stderr}");
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("warning: outside the model's training data: atoms 1 and 2 at 0.600 Å (H-O never closer than"), "{stderr}");
 }

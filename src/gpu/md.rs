@@ -16,7 +16,7 @@
 use super::context::{GpuContext, GpuError};
 use super::kernels::Kernels;
 use super::ml::MlForces;
-use crate::ml::inference::Inference;
+use crate::potential::mcgm::GpuModel;
 use crate::cell::{Vec3, dot};
 use crate::integrate::Integrator;
 use crate::io::checkpoint::Checkpoint;
@@ -51,6 +51,7 @@ const ST_MAX_NEIGH: usize = 1;
 const ST_BAD_COUNT: usize = 2;
 const ST_BAD_ATOM: usize = 3;
 const ST_BUILDS: usize = 4;
+const ST_CLOSE_ATOM: usize = 7;
 const STATUS_WORDS: usize = 8;
 
 /// Why a system cannot run on the GPU platform (it can on the CPU).
@@ -124,22 +125,22 @@ const REF: usize = 5;
 pub enum GpuPotential {
     Lj(LennardJones),
     /// A SchNet model (with or without MCGM), compiled for the CPU fast path, whose weights and
-    /// tables the GPU kernels read; `species_of_type` maps the system's species to the model's.
-    Ml { model: Box<Inference>, species_of_type: Vec<usize>, description: String },
+    /// tables the GPU kernels read.
+    Ml(Box<GpuModel>),
 }
 
 impl GpuPotential {
     pub fn name(&self) -> String {
         match self {
             GpuPotential::Lj(lj) => lj.name(),
-            GpuPotential::Ml { description, .. } => description.clone(),
+            GpuPotential::Ml(m) => m.description.clone(),
         }
     }
 
     pub fn cutoff(&self) -> f64 {
         match self {
             GpuPotential::Lj(lj) => lj.cutoff(),
-            GpuPotential::Ml { model, .. } => model.cutoff,
+            GpuPotential::Ml(m) => m.inference.cutoff,
         }
     }
 }
@@ -238,9 +239,7 @@ impl GpuSimulation {
         let buf = allocate(&ctx, n, total_bins, n_blocks, capacity).map_err(gpu_error)?;
         let (main_group, dispatch_group) = bind_groups(&ctx, &kernels, &buf);
         let ml = match &potential {
-            GpuPotential::Ml { model, species_of_type, .. } => {
-                Some(MlForces::new(&ctx, &kernels, model, species_of_type, &system.types).map_err(gpu_error)?)
-            }
+            GpuPotential::Ml(m) => Some(MlForces::new(&ctx, &kernels, m, &system.types).map_err(gpu_error)?),
             GpuPotential::Lj(_) => None,
         };
         let mut sim = GpuSimulation {
@@ -294,6 +293,9 @@ impl GpuSimulation {
             return Err(SimulationError::BlowUp(blow));
         }
         sim.read_sums().map_err(gpu_error)?;
+        if status[ST_CLOSE_ATOM] != u32::MAX {
+            sim.warn_outside_training(status[ST_CLOSE_ATOM], step).map_err(gpu_error)?;
+        }
         Ok(sim)
     }
 
@@ -449,7 +451,7 @@ impl GpuSimulation {
         let ns = s.species.len();
         let lj = match &self.potential {
             GpuPotential::Lj(lj) => Some(lj),
-            GpuPotential::Ml { .. } => None,
+            GpuPotential::Ml(_) => None,
         };
         for a in 0..MAX_TYPES {
             for b in 0..MAX_TYPES {
@@ -517,7 +519,7 @@ impl GpuSimulation {
             self.builds as u32,
             step as u32,
             (step >> 32) as u32,
-            0,
+            u32::MAX,
         ];
         self.ctx
             .queue
@@ -731,12 +733,51 @@ impl GpuSimulation {
                 return Err(self.locate_blow_up(steps));
             }
             self.builds = status[ST_BUILDS] as u64;
+            let first = self.step;
             self.step += steps;
             if observe {
                 self.read_sums().map_err(gpu_error)?;
             }
+            if status[ST_CLOSE_ATOM] != u32::MAX {
+                self.warn_outside_training(status[ST_CLOSE_ATOM], first).map_err(gpu_error)?;
+            }
             return Ok(());
         }
+    }
+
+    /// The GPU flagged `atom` (0-based) as closer to a neighbour than the model's training data
+    /// had, at some step after `since`: names its pairs that are that close now (or says when).
+    fn warn_outside_training(&mut self, atom: u32, since: u64) -> Result<(), GpuError> {
+        let open = matches!(&self.potential, GpuPotential::Ml(m) if m.range.warning_open());
+        if !open {
+            return Ok(());
+        }
+        let step = self.step;
+        let system = self.system()?.clone();
+        let GpuPotential::Ml(model) = &mut self.potential else { return Ok(()) };
+        let i = atom as usize;
+        let species = |k: usize| model.species_of_type[system.types[k] as usize];
+        let mut close = Vec::new();
+        for j in (0..system.len()).filter(|&j| j != i) {
+            // The nearest image (the GPU list reaches one image, cells are at least that wide).
+            let mut d = f64::INFINITY;
+            for code in 0..27 {
+                let n = [code % 3 - 1, (code / 3) % 3 - 1, code / 9 - 1];
+                let s = system.cell.shift_vector(n);
+                let r = [0, 1, 2].map(|k| system.positions[j][k] + s[k] - system.positions[i][k]);
+                d = d.min(dot(r, r).sqrt());
+            }
+            close.extend(model.range.describe(i.min(j), i.max(j), species(i), species(j), d));
+        }
+        if close.is_empty() {
+            close.push(format!(
+                "atom {} ({}) came closer to a neighbour than the training data had between steps {since} and {step}",
+                i + 1,
+                system.species_name(i)
+            ));
+        }
+        model.range.warn(close);
+        Ok(())
     }
 
     /// Replays the block one step at a time from its start; the state before the step whose
@@ -862,7 +903,7 @@ impl GpuSimulation {
         let s = &self.sums;
         let mut energy = s[6];
         let mut w = [[s[7], s[10], s[11]], [s[10], s[8], s[12]], [s[11], s[12], s[9]]];
-        if let GpuPotential::Ml { .. } = self.potential {
+        if let GpuPotential::Ml(_) = self.potential {
             energy += self.ml.as_ref().map_or(0.0, |m| m.reference_energy);
         }
         if let GpuPotential::Lj(lj) = &self.potential

@@ -15,6 +15,7 @@ use super::md::{MAX_TYPES, dims};
 use crate::ml::inference::Inference;
 use crate::ml::inference::dense::Linear;
 use crate::ml::mcgm::Assign;
+use crate::potential::mcgm::GpuModel;
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 const ML: &str = include_str!("../../shaders/ml.wgsl");
@@ -118,10 +119,10 @@ struct OpSpec {
     label: &'static str,
 }
 
-const ENTRIES: [&str; 18] = [
+const ENTRIES: [&str; 19] = [
     "ml_dense", "ml_embed", "ml_copy", "ml_message", "ml_message_backward", "ml_energy", "ml_finish",
     "ml_pool", "ml_pool_finish", "ml_kmeans", "ml_cluster_pool", "ml_disseminate", "ml_hard_gout",
-    "ml_hard_down", "ml_soft_weights", "ml_soft_gw", "ml_soft_gsum", "ml_mcgm_atoms",
+    "ml_hard_down", "ml_soft_weights", "ml_soft_gw", "ml_soft_gsum", "ml_mcgm_atoms", "ml_check_close",
 ];
 
 fn entry(name: &str) -> usize {
@@ -306,7 +307,8 @@ impl ClusterRegions {
 impl MlForces {
     /// Compiles the kernels and lays out the model for `types` (each simulation type's element)
     /// with `type_of_atom` (per atom).
-    pub fn new(ctx: &GpuContext, kernels: &Kernels, model: &Inference, species_of_type: &[usize], type_of_atom: &[u32]) -> Result<MlForces, GpuError> {
+    pub fn new(ctx: &GpuContext, kernels: &Kernels, gpu_model: &GpuModel, type_of_atom: &[u32]) -> Result<MlForces, GpuError> {
+        let (model, species_of_type) = (&gpu_model.inference, &gpu_model.species_of_type);
         let n = type_of_atom.len();
         if let Some(reason) = unsupported_reason(model, n) {
             return Err(GpuError::Unsupported(reason));
@@ -337,6 +339,10 @@ impl MlForces {
             .collect();
         let readout1 = wts.linear(&model.readout1);
         let readout2 = wts.linear(&model.readout2);
+        // Squared training-range limits per pair of model species (0: none).
+        let limits: Vec<f32> = gpu_model.range.unseen_below.iter().flatten().map(|(d, _)| (d * d) as f32).collect();
+        let check_close = limits.iter().any(|&l| l > 0.0).then(|| wts.push(&limits));
+        let model_species = gpu_model.range.unseen_below.len();
 
         // The hierarchy's shape is fixed by the species present: level 1 has one cluster per
         // element (in order of first appearance, as cluster_labels), level l max(1, n_{l-1}/r).
@@ -385,6 +391,10 @@ impl MlForces {
         let built = ctx.allocating("for the model's activations", || {
             let weights = b.buffer("ml weights", wts.data.len());
             ctx.queue.write_buffer(&b.buffers[weights], 0, bytemuck::cast_slice(&wts.data));
+            if let Some(at) = check_close {
+                let grid = b.per_atom();
+                b.op("ml_check_close", FORWARD, grid, [None; 6], weights, None, &[(word::K, model_species as u32), (word::OFF_W, at)]);
+            }
             record(&mut b, model, &blocks, embedding, readout1, readout2, weights, total_rows, soft_k, &level_rows, &level_offset);
         });
         built?;

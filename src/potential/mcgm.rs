@@ -24,11 +24,81 @@ pub struct MlPotential {
     /// Model species index of each system species.
     species_map: Vec<usize>,
     description: String,
-    /// Warnings about atoms closer than the training data ever had, printed so far.
-    warnings: usize,
+    range: TrainingRange,
+}
+
+/// The distances the model was trained on, and the warnings about pairs closer than that.
+pub struct TrainingRange {
     /// Per pair of model species: the distance below which a pair is outside the training
     /// data (0: no limit), and what the warning calls it.
-    unseen_below: Vec<Vec<(f64, String)>>,
+    pub unseen_below: Vec<Vec<(f64, String)>>,
+    /// Warnings printed so far.
+    warnings: usize,
+}
+
+impl TrainingRange {
+    /// No limits (models without recorded distances, tests).
+    pub fn unlimited(species: usize) -> TrainingRange {
+        TrainingRange { unseen_below: vec![vec![(0.0, String::new()); species]; species], warnings: 0 }
+    }
+
+    fn of(model: &Model) -> TrainingRange {
+        let n = &model.normalization;
+        let species = &model.config.species;
+        let unseen_below = species
+            .iter()
+            .map(|&a| {
+                species
+                    .iter()
+                    .map(|&b| {
+                        let key = crate::ml::model::pair_key(a, b);
+                        match n.pair_min_distances.get(&key) {
+                            Some(&d) => (UNSEEN_FRACTION * d, format!("{key} never closer than {d:.3} Å there")),
+                            None => (UNSEEN_FRACTION * n.training_min_distance, format!("any pair never closer than {:.3} Å there", n.training_min_distance)),
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        TrainingRange { unseen_below, warnings: 0 }
+    }
+
+    /// Whether more warnings may be printed.
+    pub fn warning_open(&self) -> bool {
+        self.warnings < MAX_WARNINGS
+    }
+
+    /// "atoms i and j at d Å (why)" for a pair (1-based ids) closer than the training data
+    /// had, else None.
+    pub fn describe(&self, i: usize, j: usize, species_i: usize, species_j: usize, d: f64) -> Option<String> {
+        let (limit, what) = &self.unseen_below[species_i][species_j];
+        (d < *limit).then(|| format!("atoms {} and {} at {d:.3} Å ({what})", i + 1, j + 1))
+    }
+
+    /// Prints one warning listing (up to five of) the pairs in `close`.
+    pub fn warn(&mut self, mut close: Vec<String>) {
+        if close.is_empty() || !self.warning_open() {
+            return;
+        }
+        self.warnings += 1;
+        let more = if close.len() > 5 { format!(" and {} more pairs", close.len() - 5) } else { String::new() };
+        close.truncate(5);
+        eprintln!(
+            "warning: outside the model's training data: {}{more}{}",
+            close.join(", "),
+            if self.warnings == MAX_WARNINGS { "; further warnings suppressed" } else { "" }
+        );
+    }
+}
+
+/// A SchNet model ready for the GPU kernels (`crate::gpu::ml`).
+pub struct GpuModel {
+    /// The compiled model: the GPU kernels read its f32 weights and filter tables.
+    pub inference: Inference,
+    /// Model species of each system species.
+    pub species_of_type: Vec<usize>,
+    pub description: String,
+    pub range: TrainingRange,
 }
 
 /// Atoms closer than this fraction of the shortest training distance draw a warning.
@@ -73,35 +143,19 @@ impl MlPotential {
             if fast.is_some() { "f32 with tabulated filters" } else { "burn reference, f64" },
             path.display()
         );
-        let n = &model.normalization;
-        let unseen_below = model
-            .config
-            .species
-            .iter()
-            .map(|&a| {
-                model
-                    .config
-                    .species
-                    .iter()
-                    .map(|&b| {
-                        let key = crate::ml::model::pair_key(a, b);
-                        match n.pair_min_distances.get(&key) {
-                            Some(&d) => (UNSEEN_FRACTION * d, format!("{key} never closer than {d:.3} Å there")),
-                            None => (UNSEEN_FRACTION * n.training_min_distance, format!("any pair never closer than {:.3} Å there", n.training_min_distance)),
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        Ok(MlPotential { model, ctx, fast, graph_time: Default::default(), species_map, description, warnings: 0, unseen_below })
+        let range = TrainingRange::of(&model);
+        Ok(MlPotential { model, ctx, fast, graph_time: Default::default(), species_map, description, range })
     }
 
-    /// What the GPU platform needs: the compiled SchNet (the GPU kernels read its f32 weights
-    /// and filter tables), the model species of each system species, and the description.
-    /// Err says why the model cannot run on the GPU.
-    pub fn into_gpu(self) -> Result<(Inference, Vec<usize>, String), String> {
+    /// The model for the GPU platform; Err says why it cannot run there.
+    pub fn into_gpu(self) -> Result<GpuModel, String> {
         match self.fast {
-            Some(fast) => Ok((fast, self.species_map, self.description.replace("f32 with tabulated filters", "f32 WGSL kernels with tabulated filters"))),
+            Some(inference) => Ok(GpuModel {
+                inference,
+                species_of_type: self.species_map,
+                description: self.description.replace("f32 with tabulated filters", "f32 WGSL kernels with tabulated filters"),
+                range: self.range,
+            }),
             None => Err(format!("the GPU kernels run SchNet models; {} runs on the CPU", self.model.config.backbone)),
         }
     }
@@ -134,31 +188,21 @@ impl MlPotential {
     /// Warns (a bounded number of times) about pairs closer than the training data had: per
     /// element pair where the model file records it, else against the shortest distance of all.
     fn warn_outside_training(&mut self, graph: &Graph) {
-        if self.warnings >= MAX_WARNINGS {
+        if !self.range.warning_open() {
             return;
         }
         let mut close: Vec<String> = Vec::new();
         for i in 0..graph.n_atoms() {
             for e in graph.start[i]..graph.start[i + 1] {
                 let j = graph.neighbor[e] as usize;
-                let (limit, what) = &self.unseen_below[graph.species[i]][graph.species[j]];
-                let d = graph.distance[e];
-                if i < j && d < *limit {
-                    close.push(format!("atoms {} and {} at {d:.3} Å ({what})", i + 1, j + 1));
+                if i < j
+                    && let Some(pair) = self.range.describe(i, j, graph.species[i], graph.species[j], graph.distance[e])
+                {
+                    close.push(pair);
                 }
             }
         }
-        if close.is_empty() {
-            return;
-        }
-        self.warnings += 1;
-        let more = if close.len() > 5 { format!(" and {} more pairs", close.len() - 5) } else { String::new() };
-        close.truncate(5);
-        eprintln!(
-            "warning: outside the model's training data: {}{more}{}",
-            close.join(", "),
-            if self.warnings == MAX_WARNINGS { "; further warnings suppressed" } else { "" }
-        );
+        self.range.warn(close);
     }
 }
 
