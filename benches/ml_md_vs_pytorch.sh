@@ -4,11 +4,14 @@
 # bare SchNet in plain PyTorch (benches/pytorch/schnet_md.py: energy + autograd forces only,
 # neighbour list not timed), same weights, same structure, same machine, same threads.
 #   benches/ml_md_vs_pytorch.sh [repeats...]          (default: 2 4 7 11 16)
+# STEP_BUDGET (default 300000) / atoms is the number of steps per run (5 to 500).
 # Models: potentials/water-schnet and its MCGM variants (MODEL=DIR overrides the bare one;
 # SOFT=DIR and HARD=DIR the variants, "-" to skip them). The structure is
 # systems/quickstart/water8.extxyz (24 atoms) tiled repeat³ times. PyTorch runs up to
 # TORCH_MAX_ATOMS (default 10000: beyond that its per-edge filter tensors outgrow the memory).
 # Needs a Python with torch and numpy: PYTHON=/path/to/python (default python3).
+# PLATFORM=gpu runs mdrun on the GPU (the WGSL kernels; lavapipe where there is no GPU) and
+# TORCH_DEVICE=cuda runs PyTorch on the GPU (defaults: cpu, cpu).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -19,6 +22,8 @@ repeats=${*:-2 4 7 11 16}
 threads=${THREADS:-$(nproc)}
 torch_max=${TORCH_MAX_ATOMS:-10000}
 python=${PYTHON:-python3}
+platform=${PLATFORM:-cpu}
+torch_device=${TORCH_DEVICE:-cpu}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mdrun-target}
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 mdrun=$CARGO_TARGET_DIR/release/mdrun
@@ -45,6 +50,7 @@ type = "verlet"
 timestep = "0.25 fs"
 [run]
 steps = $3
+platform = "$platform"
 [output]
 thermo = $3
 log = "thermo.log"
@@ -55,6 +61,7 @@ TOML
   python3 -c "import json; s = json.load(open('$tmp/summary.json')); print(f\"{s['wall_s'] / s['steps']:.6f}\")"
 }
 
+echo "mdrun on $platform ($("$mdrun" --list-devices 2>/dev/null | head -1)), PyTorch on $torch_device"
 echo "model: $model ($(python3 -c "import json; c = json.load(open('$model/model.json'))['config']; print(f\"{c['backbone']} F={c['features']} blocks={c['blocks']} rbf={c['n_rbf']} cutoff={c['cutoff']}\")")), $threads threads, $(nproc) cores"
 echo
 echo "| atoms | mdrun SchNet s/step | atom-steps/s | + MCGM soft s/step | + MCGM hard s/step | PyTorch SchNet s/step | mdrun / PyTorch | E mdrun (eV) | E PyTorch (eV) |"
@@ -62,14 +69,14 @@ echo "|---|---|---|---|---|---|---|---|---|"
 for r in $repeats; do
   atoms=$((24 * r * r * r))
   # Enough steps for a few seconds of mdrun, at least 5.
-  steps=$(( 300000 / atoms )); [ $steps -lt 5 ] && steps=5; [ $steps -gt 500 ] && steps=500
+  steps=$(( ${STEP_BUDGET:-300000} / atoms )); [ $steps -lt 5 ] && steps=5; [ $steps -gt 500 ] && steps=500
   m=$(run_mdrun "$model" "$r" "$steps"); e_m=$(cat "$tmp/e0")
   s="-"; h="-"
   [ "$soft" != "-" ] && [ -d "$soft" ] && s=$(run_mdrun "$soft" "$r" "$steps")
   [ "$hard" != "-" ] && [ -d "$hard" ] && h=$(run_mdrun "$hard" "$r" "$steps")
   p="-"; e_p="-"; ratio="-"
   if [ "$atoms" -le "$torch_max" ]; then
-    out=$("$python" "$here/pytorch/schnet_md.py" "$model" "$structure" --repeat "$r" --steps $(( steps < 10 ? steps : 10 )) --threads "$threads")
+    out=$("$python" "$here/pytorch/schnet_md.py" "$model" "$structure" --repeat "$r" --steps $(( steps < 10 ? steps : 10 )) --threads "$threads" --device "$torch_device")
     p=$(echo "$out" | awk '/^seconds_per_step:/ { print $2 }')
     e_p=$(echo "$out" | awk '/^energy_ev:/ { print $2 }')
     ratio=$(python3 -c "print(f'{$p / $m:.1f}x')")
