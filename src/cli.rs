@@ -155,10 +155,16 @@ fn execute(args: RunArgs) -> anyhow::Result<()> {
         quiet: args.quiet,
         platform: args.platform,
         gpu_profile: args.gpu_profile,
+        batch: None,
     };
-    let summary = run(&plan, &options)?;
+    let json = if plan.replicas > 1 {
+        let summaries = crate::run::run_replicas(&plan, &options)?;
+        serde_json::to_string_pretty(&summaries)
+    } else {
+        serde_json::to_string_pretty(&run(&plan, &options)?)
+    };
     if let Some(path) = args.summary {
-        let json = serde_json::to_string_pretty(&summary).expect("summary serialises");
+        let json = json.expect("summary serialises");
         crate::io::checkpoint::write_atomically(&path, json.as_bytes())
             .with_context(|| format!("cannot write the summary to {}", path.display()))?;
     }

@@ -50,6 +50,10 @@ pub struct Plan {
     pub trajectories: Vec<TrajectorySpec>,
     /// `[analysis]`: computed during the run.
     pub analysis: Option<AnalysisPlan>,
+    /// `[run] replicas`: independent copies stepped together (`Plan::replica`).
+    pub replicas: usize,
+    /// The Maxwell-Boltzmann draw of the initial velocities (temperature K, seed), if any.
+    pub velocity_seed: Option<(f64, u64)>,
 }
 
 /// The in-run analysis: what to compute, how often to sample, where the tables go.
@@ -258,6 +262,7 @@ struct RawRun {
     threads: Option<Spanned<i64>>,
     max_force: Option<Q>,
     platform: Option<Spanned<String>>,
+    replicas: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -394,7 +399,7 @@ impl Plan {
             read_cell,
             &structure_origin,
         )?;
-        set_velocities(
+        let velocity_seed = set_velocities(
             &at,
             raw.velocities.as_ref(),
             &data,
@@ -472,6 +477,13 @@ impl Plan {
             }
             Some(t) if *t.get_ref() > 0 => Some(*t.get_ref() as usize),
             _ => None,
+        };
+        let replicas = match &run.replicas {
+            Some(r) if *r.get_ref() < 1 => {
+                return Err(at.error(&r.span(), "[run] replicas", "must be a positive count"));
+            }
+            Some(r) => *r.get_ref() as usize,
+            None => 1,
         };
         let max_force = match &run.max_force {
             Some(q) => at.positive(q, "[run] max_force", Dimension::Force)?,
@@ -595,7 +607,39 @@ impl Plan {
             checkpoint_interval,
             trajectories,
             analysis,
+            replicas,
+            velocity_seed,
         })
+    }
+
+    /// Replica k of a `[run] replicas` run: velocities drawn with seed + k (when drawn at all),
+    /// the Langevin seed + k, and every output under `replica-k/` next to where it would go.
+    pub fn replica(&self, k: usize) -> Plan {
+        let mut plan = self.clone();
+        plan.replicas = 1;
+        if let Some((t, seed)) = self.velocity_seed {
+            crate::velocities::maxwell_boltzmann(&mut plan.system, t, seed + k as u64);
+            plan.velocity_seed = Some((t, seed + k as u64));
+        }
+        if let Integrator::Langevin { seed, .. } = &mut plan.integrator {
+            *seed += k as u64;
+        }
+        let moved = |p: &Path| -> PathBuf {
+            let dir = p.parent().unwrap_or(Path::new("")).join(format!("replica-{k}"));
+            match p.file_name() {
+                Some(name) => dir.join(name),
+                None => dir,
+            }
+        };
+        plan.log = moved(&plan.log);
+        plan.checkpoint = moved(&plan.checkpoint);
+        for t in &mut plan.trajectories {
+            t.path = moved(&t.path);
+        }
+        if let Some(a) = &mut plan.analysis {
+            a.out = moved(&a.out);
+        }
+        plan
     }
 }
 
@@ -774,13 +818,14 @@ fn set_velocities(
     data: &StructureData,
     system: &mut System,
     origin: &str,
-) -> Result<(), PlanError> {
+) -> Result<Option<(f64, u64)>, PlanError> {
     let Some(raw) = raw else {
         if let Some(v) = &data.velocities {
             system.velocities = v.clone();
         }
-        return Ok(());
+        return Ok(None);
     };
+    let mut drawn = None;
     let v = raw.get_ref();
     match v.source.get_ref().as_str() {
         "maxwell-boltzmann" => {
@@ -800,6 +845,7 @@ fn set_velocities(
             )?;
             let seed = v.seed.ok_or_else(|| missing("seed"))?;
             crate::velocities::maxwell_boltzmann(system, t, seed);
+            drawn = Some((t, seed));
         }
         "file" => {
             let from_file = data.velocities.as_ref().ok_or_else(|| {
@@ -825,7 +871,7 @@ fn set_velocities(
             "temperature and seed are only used with source = \"maxwell-boltzmann\"",
         ));
     }
-    Ok(())
+    Ok(drawn)
 }
 
 fn build_potential(

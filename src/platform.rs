@@ -7,6 +7,7 @@ use crate::integrate::Integrator;
 use crate::io::checkpoint::Checkpoint;
 use crate::plan::{Plan, Platform, PotentialSpec};
 use crate::potential::Want;
+use crate::potential::batch::BatchSlot;
 use crate::potential::lj::LennardJones;
 use crate::simulation::{Simulation, SimulationError};
 use crate::system::System;
@@ -100,13 +101,18 @@ impl Engine {
         system: System,
         step: u64,
         reference: Option<Vec<crate::cell::Vec3>>,
+        batch: Option<BatchSlot>,
     ) -> Result<Engine, EngineError> {
         match gpu {
             None => {
-                let potential = plan
-                    .potential
-                    .instantiate(&system.species)
-                    .map_err(EngineError::Potential)?;
+                let potential = match (&plan.potential, batch) {
+                    (PotentialSpec::Mcgm { model }, Some(batch)) => {
+                        let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
+                        let ml = crate::potential::mcgm::MlPotential::load(model, &names).map_err(EngineError::Potential)?;
+                        Box::new(ml.in_batch(batch))
+                    }
+                    _ => plan.potential.instantiate(&system.species).map_err(EngineError::Potential)?,
+                };
                 Simulation::new(
                     system,
                     potential,

@@ -5,7 +5,8 @@ use crate::io::checkpoint::{Checkpoint, CheckpointError};
 use crate::io::thermo_log::ThermoLog;
 use crate::io::trajectory::{FrameData, TrajectoryError, TrajectoryWriter};
 use crate::gpu::GpuError;
-use crate::plan::{Plan, Platform};
+use crate::plan::{Plan, Platform, PotentialSpec};
+use crate::potential::batch::{BatchSlot, SharedInference};
 use crate::platform::{Engine, EngineError};
 use crate::simulation::SimulationError;
 use crate::system::System;
@@ -30,6 +31,8 @@ pub struct RunOptions {
     pub platform: Option<Platform>,
     /// GPU runs: time every kernel (timestamp queries) and report the split.
     pub gpu_profile: bool,
+    /// A replica of a `[run] replicas` run: the model is evaluated with the other replicas.
+    pub batch: Option<BatchSlot>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +76,89 @@ pub enum RunError {
     Gpu(#[from] GpuError),
     #[error("cannot start {threads} threads: {message}")]
     Threads { threads: usize, message: String },
+}
+
+/// Runs the `[run] replicas` copies of the plan together (`Plan::replica`): one thread per
+/// replica, each with its own run loop and outputs (under `replica-k/`), and for a SchNet model
+/// one batched evaluation per step for all of them (`crate::potential::batch`). Replica 0
+/// prints its thermo table; the others run quietly. Returns the summaries in replica order.
+pub fn run_replicas(plan: &Plan, options: &RunOptions) -> Result<Vec<RunSummary>, RunError> {
+    let n = plan.replicas;
+    let refuse = |message: &str| RunError::Platform { path: plan.source.clone(), message: message.to_string() };
+    if options.restart.is_some() {
+        return Err(refuse("replicas = N: --restart continues one replica; run replica k alone from its replica-k checkpoint with replicas = 1"));
+    }
+    if options.platform.unwrap_or(plan.platform) == Platform::Gpu {
+        return Err(refuse("replicas run on the CPU (one batched evaluation per step); the GPU platform runs one system: use platform = \"cpu\" or \"auto\""));
+    }
+    let threads = options.threads.or(plan.threads).filter(|&t| t > 0).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let shared = match &plan.potential {
+        PotentialSpec::Mcgm { model } => {
+            let names: Vec<String> = plan.system.species.iter().map(|s| s.name.clone()).collect();
+            match crate::potential::mcgm::MlPotential::load(model, &names).and_then(|p| p.into_gpu()) {
+                Ok(m) => Some(SharedInference::new(m.inference, n, threads).map_err(|message| RunError::Threads { threads, message })?),
+                Err(e) => {
+                    if !options.quiet {
+                        eprintln!("note: {e}; the replicas evaluate it one by one");
+                    }
+                    None
+                }
+            }
+        }
+        PotentialSpec::LennardJones { .. } => None,
+    };
+    if !options.quiet {
+        println!(
+            "{n} replicas (velocity and Langevin seeds + 0..{}), outputs under replica-0/ .. replica-{}/{}",
+            n - 1,
+            n - 1,
+            if shared.is_some() { "; the model evaluated for all of them in one batch per step" } else { "" }
+        );
+    }
+    let results: Vec<Result<RunSummary, RunError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|k| {
+                let plan = plan.replica(k);
+                let shared = shared.clone();
+                let options = RunOptions {
+                    platform: Some(Platform::Cpu),
+                    quiet: options.quiet || k > 0,
+                    batch: shared.clone().map(|shared| BatchSlot { shared, slot: k }),
+                    ..options.clone()
+                };
+                scope.spawn(move || {
+                    let result = run(&plan, &options);
+                    // Failed before or after its potential existed: the others stop waiting.
+                    if let Some(s) = shared {
+                        s.leave(k);
+                    }
+                    result
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a replica's thread panicked")).collect()
+    });
+    let mut summaries = Vec::new();
+    for (k, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(s) => summaries.push(s),
+            Err(e) => {
+                eprintln!("replica {k}: {e}");
+                return Err(e);
+            }
+        }
+    }
+    if !options.quiet {
+        let wall = summaries.iter().map(|s| s.wall_s).fold(0.0, f64::max);
+        let atom_steps: f64 = summaries.iter().map(|s| plan.system.len() as f64 * s.steps as f64).sum();
+        println!("replicas: {n} x {} atoms in {wall:.3} s: {:.4e} atom-steps/s together", plan.system.len(), atom_steps / wall);
+        for (k, s) in summaries.iter().enumerate() {
+            if let Some(d) = s.energy_drift_ev_per_atom_per_ps {
+                println!("  replica {k}: energy drift {d:+.3e} eV/atom/ps");
+            }
+        }
+    }
+    Ok(summaries)
 }
 
 /// Runs the plan to its last step and returns the summary.
@@ -131,7 +217,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         path: plan.source.clone(),
         message,
     })?;
-    let mut sim = Engine::start(gpu, plan, system, step, reference).map_err(|e| match e {
+    let mut sim = Engine::start(gpu, plan, system, step, reference, options.batch.clone()).map_err(|e| match e {
         EngineError::Potential(message) => RunError::Potential {
             path: plan.source.clone(),
             message,

@@ -220,7 +220,7 @@ fn positions_after(toml: &str, label: &str, platform: Platform, steps: u64) -> V
     let dir = scratch(label);
     let plan = plan_in(&dir, toml);
     let gpu = mdrun::platform::choose(&plan, platform, &plan.system, &mut |_| {}).unwrap();
-    let mut engine = Engine::start(gpu, &plan, plan.system.clone(), 0, None).unwrap();
+    let mut engine = Engine::start(gpu, &plan, plan.system.clone(), 0, None, None).unwrap();
     engine.advance(steps, true).unwrap();
     engine.system().unwrap().unwrapped_positions()
 }

@@ -4,7 +4,8 @@
 //! clusters of a structure into max(1, floor(n_{l-1} / r)) clusters by K-means++ (then Lloyd
 //! iterations) on their embeddings, which are detached: the assignment is a fixed, piecewise-
 //! constant function of the positions, and gradients flow around it, not through it. The
-//! K-means seed is fixed per structure, so evaluation is repeatable. Clusters never span two
+//! K-means seed is fixed (the same for every structure), so evaluation is repeatable and a
+//! structure clusters the same alone or in a batch. Clusters never span two
 //! structures of a batch.
 //!
 //! Cluster embeddings: e_1 = mean of the member atoms' features, e_l = mean of the member
@@ -114,7 +115,8 @@ pub struct LevelLabels {
 
 /// Clusters atoms (with their structure and species) by their features `x` ([N, F] row-major):
 /// level 1 by (structure, species) in order of first appearance, each level above by K-means
-/// on the level below's mean embeddings, per structure, seeded by the structure's index.
+/// on the level below's mean embeddings, per structure, with the same seed for every structure
+/// (a structure's hierarchy does not depend on the batch it is in).
 pub fn cluster_labels(config: &McgmConfig, structure: &[usize], species: &[usize], n_structures: usize, x: &[f64], features: usize) -> Vec<LevelLabels> {
     let n = structure.len();
     let mut keys: Vec<(usize, usize)> = Vec::new();
@@ -142,7 +144,7 @@ pub fn cluster_labels(config: &McgmConfig, structure: &[usize], species: &[usize
             }
             let k = (members.len() / config.ratio).max(1);
             let points: Vec<&[f64]> = members.iter().map(|&c| &embeddings[c * features..(c + 1) * features]).collect();
-            let labels = kmeans(&points, k, s as u64);
+            let labels = kmeans(&points, k, 0);
             let base = new_structure.len();
             for (m, &c) in members.iter().enumerate() {
                 member_of[c] = base + labels[m];

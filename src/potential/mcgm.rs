@@ -4,6 +4,7 @@
 //! (cutoff = the model's), keeping the pairs inside the cutoff at the current positions, so it
 //! is rebuilt as atoms move; the MCGM hierarchy is rebuilt at every evaluation.
 
+use super::batch::BatchSlot;
 use super::{ForceOutput, Potential, Want};
 use crate::ml::file;
 use crate::ml::graph::{Batch, GraphTensors};
@@ -25,6 +26,8 @@ pub struct MlPotential {
     species_map: Vec<usize>,
     description: String,
     range: TrainingRange,
+    /// `[run] replicas`: the model is evaluated for all replicas at once, there.
+    batch: Option<BatchSlot>,
 }
 
 /// The distances the model was trained on, and the warnings about pairs closer than that.
@@ -144,19 +147,25 @@ impl MlPotential {
             path.display()
         );
         let range = TrainingRange::of(&model);
-        Ok(MlPotential { model, ctx, fast, graph_time: Default::default(), species_map, description, range })
+        Ok(MlPotential { model, ctx, fast, graph_time: Default::default(), species_map, description, range, batch: None })
     }
 
-    /// The model for the GPU platform; Err says why it cannot run there.
-    pub fn into_gpu(self) -> Result<GpuModel, String> {
-        match self.fast {
+    /// Evaluates through `batch` (with the other replicas) from now on.
+    pub fn in_batch(mut self, batch: BatchSlot) -> MlPotential {
+        self.batch = Some(batch);
+        self
+    }
+
+    /// The model for the GPU platform (or a replica batch); Err says why it cannot run there.
+    pub fn into_gpu(mut self) -> Result<GpuModel, String> {
+        match self.fast.take() {
             Some(inference) => Ok(GpuModel {
                 inference,
-                species_of_type: self.species_map,
+                species_of_type: std::mem::take(&mut self.species_map),
                 description: self.description.replace("f32 with tabulated filters", "f32 WGSL kernels with tabulated filters"),
-                range: self.range,
+                range: std::mem::replace(&mut self.range, TrainingRange::unlimited(0)),
             }),
-            None => Err(format!("the GPU kernels run SchNet models; {} runs on the CPU", self.model.config.backbone)),
+            None => Err(format!("the GPU kernels and replica batches run SchNet models; {} runs on the CPU", self.model.config.backbone)),
         }
     }
 
@@ -206,6 +215,14 @@ impl MlPotential {
     }
 }
 
+impl Drop for MlPotential {
+    fn drop(&mut self) {
+        if let Some(b) = &self.batch {
+            b.shared.leave(b.slot);
+        }
+    }
+}
+
 impl Potential for MlPotential {
     fn name(&self) -> String {
         self.description.clone()
@@ -225,9 +242,13 @@ impl Potential for MlPotential {
         let species = system.types.iter().map(|&t| self.species_map[t as usize]).collect();
         let graph = Graph::from_neighbor_list(list, &system.positions, species, self.model.config.cutoff);
         self.warn_outside_training(&graph);
-        if let Some(fast) = &mut self.fast {
+        if self.batch.is_some() || self.fast.is_some() {
             self.graph_time += t.elapsed();
-            let result = fast.evaluate(&graph);
+            let result = match (&self.batch, &mut self.fast) {
+                (Some(b), _) => b.shared.evaluate(b.slot, graph),
+                (None, Some(fast)) => fast.evaluate(&graph),
+                (None, None) => unreachable!(),
+            };
             out.forces.copy_from_slice(&result.forces);
             out.energy = result.energy[0];
             let w = result.virial[0];
@@ -254,8 +275,12 @@ impl Potential for MlPotential {
 
     fn stage_times(&self) -> Vec<(&'static str, f64)> {
         let mut stages = vec![("graph", self.graph_time.as_secs_f64())];
-        if let Some(fast) = &self.fast {
-            let t = fast.times;
+        let times = match (&self.batch, &self.fast) {
+            (Some(b), _) => Some(b.shared.times().0),
+            (None, Some(fast)) => Some(fast.times),
+            (None, None) => None,
+        };
+        if let Some(t) = times {
             stages.push(("clustering", t.clustering.as_secs_f64()));
             stages.push(("forward", t.forward.as_secs_f64()));
             stages.push(("backward", t.backward.as_secs_f64()));
@@ -264,10 +289,15 @@ impl Potential for MlPotential {
     }
 
     fn notes(&self) -> Vec<String> {
-        match (&self.fast, &self.model.config.mcgm) {
-            (Some(fast), Some(m)) if m.assign == crate::ml::mcgm::Assign::Hard => vec![format!(
+        let times = match (&self.batch, &self.fast) {
+            (Some(b), _) => Some(b.shared.times().0),
+            (None, Some(fast)) => Some(fast.times),
+            (None, None) => None,
+        };
+        match (times, &self.model.config.mcgm) {
+            (Some(t), Some(m)) if m.assign == crate::ml::mcgm::Assign::Hard => vec![format!(
                 "MCGM hard clustering regrouped the atoms at {} of {} evaluations (each is a jump in the energy)",
-                fast.times.partition_changes, fast.times.evaluations
+                t.partition_changes, t.evaluations
             )],
             _ => Vec::new(),
         }

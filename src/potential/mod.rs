@@ -27,6 +27,7 @@
 //! }
 //! ```
 
+pub mod batch;
 pub mod lj;
 pub mod mcgm;
 

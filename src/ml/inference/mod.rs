@@ -125,6 +125,24 @@ impl Graph {
     }
 }
 
+impl Graph {
+    /// Several graphs as one batch (structure k = graph k), atoms numbered on.
+    pub fn concat(graphs: &[Graph]) -> Graph {
+        let mut out = Graph { n_structures: 0, species: Vec::new(), structure: Vec::new(), start: vec![0], neighbor: Vec::new(), distance: Vec::new(), vector: Vec::new() };
+        for g in graphs {
+            let (atoms, edges) = (out.species.len() as u32, out.neighbor.len());
+            out.species.extend_from_slice(&g.species);
+            out.structure.extend(g.structure.iter().map(|s| s + out.n_structures));
+            out.start.extend(g.start[1..].iter().map(|e| e + edges));
+            out.neighbor.extend(g.neighbor.iter().map(|j| j + atoms));
+            out.distance.extend_from_slice(&g.distance);
+            out.vector.extend_from_slice(&g.vector);
+            out.n_structures += g.n_structures;
+        }
+        out
+    }
+}
+
 /// Energies per structure, forces per atom and virials per structure, in f64.
 pub struct Output {
     /// eV

@@ -1,0 +1,72 @@
+//! `[run] replicas = N`: N copies stepped together, the model evaluated for all of them in one
+//! batch per step, each with its own seeds, thermostat and outputs, give the very same
+//! trajectories as the same replicas run one by one.
+
+mod common;
+
+use mdrun::io::checkpoint::Checkpoint;
+use mdrun::plan::Plan;
+use mdrun::run::{RunOptions, run, run_replicas};
+use std::path::Path;
+
+fn repo(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn data_rows(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap().lines().filter(|l| !l.starts_with('#')).map(String::from).collect()
+}
+
+#[test]
+fn batched_replicas_equal_the_replicas_run_one_by_one() {
+    for model in ["water-schnet-mcgm-soft", "water-schnet-mcgm-hard"] {
+        let dir = common::scratch(&format!("replicas-{model}"));
+        let toml = format!(
+            "[structure]\nfile = \"{}\"\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"300 K\"\nseed = 11\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"langevin\"\ntimestep = \"0.5 fs\"\ntemperature = \"300 K\"\ndamping = \"0.1 ps\"\nseed = 5\n[run]\nsteps = 60\nreplicas = 3\nplatform = \"cpu\"\n[output]\nthermo = 10\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
+            repo("systems/quickstart/water8.extxyz").display(),
+            repo(&format!("potentials/{model}")).display()
+        );
+        std::fs::write(dir.join("system.toml"), toml).unwrap();
+        let options = RunOptions { threads: Some(2), quiet: true, ..Default::default() };
+        let batched = Plan::from_file(&dir.join("system.toml"), Some(&dir.join("batched"))).unwrap();
+        assert_eq!(batched.replicas, 3);
+        let summaries = run_replicas(&batched, &options).unwrap();
+        assert_eq!(summaries.len(), 3);
+        let alone = Plan::from_file(&dir.join("system.toml"), Some(&dir.join("alone"))).unwrap();
+        for k in 0..3 {
+            run(&alone.replica(k), &options).unwrap();
+        }
+        let mut finals = Vec::new();
+        for k in 0..3 {
+            let sub = format!("replica-{k}");
+            let (a, b) = (dir.join("batched").join(&sub), dir.join("alone").join(&sub));
+            let (rows_a, rows_b) = (data_rows(&a.join("thermo.log")), data_rows(&b.join("thermo.log")));
+            assert_eq!(rows_a.len(), 8, "{model} replica {k}: {rows_a:?}");
+            assert_eq!(rows_a, rows_b, "{model} replica {k}: batched and alone differ");
+            let (ca, cb) = (Checkpoint::read(&a.join("final.chk")).unwrap(), Checkpoint::read(&b.join("final.chk")).unwrap());
+            assert_eq!(ca.step, 60);
+            assert!(ca.system.positions == cb.system.positions && ca.system.velocities == cb.system.velocities, "{model} replica {k}: final states differ");
+            finals.push(rows_a.last().unwrap().clone());
+        }
+        // Different seeds: different replicas.
+        assert!(finals[0] != finals[1] && finals[1] != finals[2], "{model}: replicas are copies of each other: {finals:?}");
+        println!("{model}: 3 replicas x 60 steps, batched = one by one (thermo rows and final states bit for bit)");
+    }
+}
+
+#[test]
+fn replicas_on_the_gpu_platform_are_refused_with_the_reason() {
+    let dir = common::scratch("replicas-gpu");
+    let toml = format!(
+        "[structure]\nfile = \"{}\"\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"0.5 fs\"\n[run]\nsteps = 2\nreplicas = 2\nplatform = \"gpu\"\n",
+        repo("systems/quickstart/water8.extxyz").display(),
+        repo("potentials/water-schnet").display()
+    );
+    std::fs::write(dir.join("system.toml"), toml).unwrap();
+    let plan = Plan::from_file(&dir.join("system.toml"), None).unwrap();
+    let e = run_replicas(&plan, &RunOptions { quiet: true, ..Default::default() }).unwrap_err().to_string();
+    assert!(e.contains("[run] replicas run on the CPU"), "{e}");
+    std::fs::write(dir.join("bad.toml"), std::fs::read_to_string(dir.join("system.toml")).unwrap().replace("replicas = 2", "replicas = 0")).unwrap();
+    let e = Plan::from_file(&dir.join("bad.toml"), None).unwrap_err().to_string();
+    assert!(e.contains(":11: [run] replicas: must be a positive count"), "{e}");
+}
