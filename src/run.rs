@@ -122,6 +122,9 @@ pub fn run_replicas(plan: &Plan, options: &RunOptions) -> Result<Vec<RunSummary>
                 let shared = shared.clone();
                 let options = RunOptions {
                     platform: Some(Platform::Cpu),
+                    // With a shared model the heavy work runs on the shared pool; each replica's
+                    // own steps (list, graph, integration) run side by side, one thread each.
+                    threads: if shared.is_some() { Some(1) } else { options.threads },
                     quiet: options.quiet || k > 0,
                     batch: shared.clone().map(|shared| BatchSlot { shared, slot: k }),
                     ..options.clone()
