@@ -54,6 +54,9 @@ pub struct Plan {
     pub replicas: usize,
     /// The Maxwell-Boltzmann draw of the initial velocities (temperature K, seed), if any.
     pub velocity_seed: Option<(f64, u64)>,
+    /// `[structure] replica_frames`: the systems of replicas 1, 2, ... (replica 0 is `system`),
+    /// with where each came from.
+    pub replica_systems: Vec<(System, String)>,
 }
 
 /// The in-run analysis: what to compute, how often to sample, where the tables go.
@@ -198,6 +201,9 @@ struct RawStructure {
     lattice_constant: Option<Q>,
     density: Option<Spanned<f64>>,
     repeat: Option<Spanned<[usize; 3]>>,
+    /// With `[run] replicas`: replica k reads frame `frame + k` (different molecules or
+    /// conformations per replica).
+    replica_frames: Option<Spanned<bool>>,
     element: Option<Spanned<String>>,
     cell: Option<Spanned<RawCell>>,
     pbc: Option<Spanned<RawPbc>>,
@@ -390,7 +396,7 @@ impl Plan {
             .unwrap_or_else(|| input_dir.clone());
 
         let (data, structure_origin, read_cell) =
-            read_structure(&at, raw.structure.get_ref(), &input_dir)?;
+            read_structure(&at, raw.structure.get_ref(), &input_dir, 0)?;
         let mut system = build_system(
             &at,
             &raw.structure,
@@ -485,6 +491,24 @@ impl Plan {
             Some(r) => *r.get_ref() as usize,
             None => 1,
         };
+        let mut replica_systems = Vec::new();
+        if let Some(flag) = &raw.structure.get_ref().replica_frames
+            && *flag.get_ref()
+        {
+            if raw.structure.get_ref().file.is_none() || replicas < 2 {
+                return Err(at.error(&flag.span(), "[structure] replica_frames", "needs a structure file and [run] replicas of 2 or more"));
+            }
+            for k in 1..replicas {
+                let (data, origin, read_cell) = read_structure(&at, raw.structure.get_ref(), &input_dir, k)
+                    .map_err(|e| PlanError { message: format!("{} (replica {k} of replica_frames)", e.message), ..e })?;
+                let mut other = build_system(&at, &raw.structure, &raw.masses, data.clone(), read_cell, &origin)?;
+                set_velocities(&at, raw.velocities.as_ref(), &data, &mut other, &origin)?;
+                if matches!(potential, PotentialSpec::LennardJones { .. }) && other.species != system.species {
+                    return Err(at.error(&flag.span(), "[structure] replica_frames", format!("the {origin} has other species than frame 0; with Lennard-Jones every replica needs the same species (a model takes any it knows)")));
+                }
+                replica_systems.push((other, origin));
+            }
+        }
         let max_force = match &run.max_force {
             Some(q) => at.positive(q, "[run] max_force", Dimension::Force)?,
             None => DEFAULT_MAX_FORCE,
@@ -609,14 +633,23 @@ impl Plan {
             analysis,
             replicas,
             velocity_seed,
+            replica_systems,
         })
     }
 
-    /// Replica k of a `[run] replicas` run: velocities drawn with seed + k (when drawn at all),
+    /// Replica k of a `[run] replicas` run: its own structure with `replica_frames`, velocities
+    /// drawn with seed + k (when drawn at all),
     /// the Langevin seed + k, and every output under `replica-k/` next to where it would go.
     pub fn replica(&self, k: usize) -> Plan {
         let mut plan = self.clone();
         plan.replicas = 1;
+        plan.replica_systems = Vec::new();
+        if k > 0
+            && let Some((system, origin)) = self.replica_systems.get(k - 1)
+        {
+            plan.system = system.clone();
+            plan.structure_origin = origin.clone();
+        }
         if let Some((t, seed)) = self.velocity_seed {
             crate::velocities::maxwell_boltzmann(&mut plan.system, t, seed + k as u64);
             plan.velocity_seed = Some((t, seed + k as u64));
@@ -649,6 +682,7 @@ fn read_structure(
     at: &Locator,
     s: &RawStructure,
     input_dir: &Path,
+    frame_offset: usize,
 ) -> Result<(StructureData, String, bool), PlanError> {
     match (&s.file, &s.lattice) {
         (Some(file), None) => {
@@ -660,10 +694,15 @@ fn read_structure(
             let path = input_dir.join(file.get_ref());
             let format = crate::io::format_for_path(&path, s.format.as_deref());
             structure::route_chemfiles_warnings();
-            let data = structure::read(&path, &format, s.frame.unwrap_or(0))
+            let frame = s.frame.unwrap_or(0) + frame_offset;
+            let data = structure::read(&path, &format, frame)
                 .map_err(|e| at.error(&file.span(), "[structure] file", e.to_string()))?;
             let has_cell = data.cell.is_some();
-            let origin = format!("structure file {}", path.display());
+            let origin = if frame_offset > 0 {
+                format!("structure file {} frame {frame}", path.display())
+            } else {
+                format!("structure file {}", path.display())
+            };
             match &s.repeat {
                 Some(r) => {
                     let counts = *r.get_ref();

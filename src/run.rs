@@ -153,8 +153,9 @@ pub fn run_replicas(plan: &Plan, options: &RunOptions) -> Result<Vec<RunSummary>
     }
     if !options.quiet {
         let wall = summaries.iter().map(|s| s.wall_s).fold(0.0, f64::max);
-        let atom_steps: f64 = summaries.iter().map(|s| plan.system.len() as f64 * s.steps as f64).sum();
-        println!("replicas: {n} x {} atoms in {wall:.3} s: {:.4e} atom-steps/s together", plan.system.len(), atom_steps / wall);
+        let atoms: Vec<usize> = (0..n).map(|k| plan.replica_systems.get(k.wrapping_sub(1)).map_or(plan.system.len(), |s| s.0.len())).collect();
+        let atom_steps: f64 = summaries.iter().zip(&atoms).map(|(s, &a)| a as f64 * s.steps as f64).sum();
+        println!("replicas: {n} ({} atoms in all) in {wall:.3} s: {:.4e} atom-steps/s together", atoms.iter().sum::<usize>(), atom_steps / wall);
         for (k, s) in summaries.iter().enumerate() {
             if let Some(d) = s.energy_drift_ev_per_atom_per_ps {
                 println!("  replica {k}: energy drift {d:+.3e} eV/atom/ps");

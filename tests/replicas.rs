@@ -70,3 +70,38 @@ fn replicas_on_the_gpu_platform_are_refused_with_the_reason() {
     let e = Plan::from_file(&dir.join("bad.toml"), None).unwrap_err().to_string();
     assert!(e.contains(":11: [run] replicas: must be a positive count"), "{e}");
 }
+
+#[test]
+fn replica_frames_give_each_replica_its_own_structure_as_if_run_alone() {
+    // Three conformations of the water box (frames 10, 11, 12 of the training data), batched,
+    // against each frame run alone with the replica's seeds.
+    let dir = common::scratch("replica-frames");
+    let toml = |frame: usize, replicas: usize, seed_shift: u64| {
+        format!(
+            "[structure]\nfile = \"{}\"\nframe = {frame}\n{}[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"300 K\"\nseed = {}\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"langevin\"\ntimestep = \"0.5 fs\"\ntemperature = \"300 K\"\ndamping = \"0.1 ps\"\nseed = {}\n[run]\nsteps = 40\nreplicas = {replicas}\nplatform = \"cpu\"\n[output]\nthermo = 10\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
+            repo("potentials/data/water.extxyz").display(),
+            if replicas > 1 { "replica_frames = true\n" } else { "" },
+            3 + seed_shift,
+            repo("potentials/water-schnet-mcgm-soft").display(),
+            9 + seed_shift
+        )
+    };
+    std::fs::write(dir.join("batched.toml"), toml(10, 3, 0)).unwrap();
+    let options = RunOptions { threads: Some(2), quiet: true, ..Default::default() };
+    let plan = Plan::from_file(&dir.join("batched.toml"), Some(&dir.join("batched"))).unwrap();
+    assert_eq!(plan.replica_systems.len(), 2);
+    run_replicas(&plan, &options).unwrap();
+    for k in 0..3 {
+        std::fs::write(dir.join(format!("alone{k}.toml")), toml(10 + k, 1, k as u64)).unwrap();
+        let alone = Plan::from_file(&dir.join(format!("alone{k}.toml")), Some(&dir.join(format!("alone{k}")))).unwrap();
+        run(&alone, &options).unwrap();
+        let batched = data_rows(&dir.join(format!("batched/replica-{k}/thermo.log")));
+        let single = data_rows(&dir.join(format!("alone{k}/thermo.log")));
+        assert_eq!(batched, single, "replica {k} (frame {}) differs from the frame run alone", 10 + k);
+    }
+    // A frame the file does not have is named.
+    let short = toml(265, 5, 0);
+    std::fs::write(dir.join("short.toml"), short).unwrap();
+    let e = Plan::from_file(&dir.join("short.toml"), None).unwrap_err().to_string();
+    assert!(e.contains("[structure] file") && e.contains("replica 2 of replica_frames"), "{e}");
+}
