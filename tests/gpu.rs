@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{evaluate, lj_mixed, random_system};
+use common::{evaluate, gpu, lj_mixed, random_system};
 use mdrun::cell::{Cell, Vec3};
 use mdrun::gpu::{GpuContext, GpuPotential, GpuSimulation};
 use mdrun::integrate::Integrator;
@@ -15,19 +15,6 @@ use mdrun::neighbor::{ListKind, NeighborList};
 use mdrun::potential::lj::LennardJones;
 use mdrun::system::System;
 use std::collections::BTreeSet;
-
-fn gpu() -> Option<GpuContext> {
-    match GpuContext::open(false).expect("wgpu opens") {
-        Some(ctx) => Some(ctx),
-        None if std::env::var_os("MDRUN_REQUIRE_GPU").is_some() => {
-            panic!("MDRUN_REQUIRE_GPU is set but wgpu finds no adapter (install mesa-vulkan-drivers and libvulkan1)")
-        }
-        None => {
-            eprintln!("\n*** SKIPPED: no GPU adapter (not even lavapipe); GPU tests did not run ***\n");
-            None
-        }
-    }
-}
 
 /// Positions rounded to f32, so CPU and GPU start from the same numbers.
 fn f32_positions(mut s: System) -> System {

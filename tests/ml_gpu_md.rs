@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::random_system;
+use common::{gpu, random_system};
 use mdrun::cell::{Cell, Vec3};
 use mdrun::gpu::{GpuContext, GpuPotential, GpuSimulation};
 use mdrun::integrate::Integrator;
@@ -17,19 +17,6 @@ use mdrun::ml::model::{Model, ModelConfig, Normalization};
 use mdrun::ml::tensor::{Ctx, to_vec};
 use mdrun::potential::mcgm::{GpuModel, TrainingRange};
 use mdrun::system::System;
-
-fn gpu() -> Option<GpuContext> {
-    match GpuContext::open(false).expect("wgpu opens") {
-        Some(ctx) => Some(ctx),
-        None if std::env::var_os("MDRUN_REQUIRE_GPU").is_some() => {
-            panic!("MDRUN_REQUIRE_GPU is set but wgpu finds no adapter (install mesa-vulkan-drivers and libvulkan1)")
-        }
-        None => {
-            eprintln!("\n*** SKIPPED: no GPU adapter (not even lavapipe); GPU tests did not run ***\n");
-            None
-        }
-    }
-}
 
 fn config(mcgm: Option<McgmConfig>, block_cutoffs: Vec<f64>) -> ModelConfig {
     ModelConfig { backbone: "schnet".into(), features: 32, blocks: 3, n_rbf: 20, cutoff: 5.0, block_cutoffs, species: vec![1, 6, 7, 8], mcgm }

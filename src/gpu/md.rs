@@ -759,14 +759,7 @@ impl GpuSimulation {
         let species = |k: usize| model.species_of_type[system.types[k] as usize];
         let mut close = Vec::new();
         for j in (0..system.len()).filter(|&j| j != i) {
-            // The nearest image (the GPU list reaches one image, cells are at least that wide).
-            let mut d = f64::INFINITY;
-            for code in 0..27 {
-                let n = [code % 3 - 1, (code / 3) % 3 - 1, code / 9 - 1];
-                let s = system.cell.shift_vector(n);
-                let r = [0, 1, 2].map(|k| system.positions[j][k] + s[k] - system.positions[i][k]);
-                d = d.min(dot(r, r).sqrt());
-            }
+            let d = nearest_image_distance(&system.cell, system.positions[i], system.positions[j]);
             close.extend(model.range.describe(i.min(j), i.max(j), species(i), species(j), d));
         }
         if close.is_empty() {
@@ -830,12 +823,7 @@ impl GpuSimulation {
         let xi = [0, 1, 2].map(|k| pos[i][k] as f64);
         let closest = (0..self.n)
             .filter(|&j| j != i)
-            .map(|j| {
-                let d = [0, 1, 2].map(|k| pos[j][k] as f64 - xi[k]);
-                let s = cell.fractional(d).map(|x| x - x.round());
-                let d = cell.cartesian(s);
-                (j, dot(d, d).sqrt())
-            })
+            .map(|j| (j, nearest_image_distance(cell, xi, [0, 1, 2].map(|k| pos[j][k] as f64))))
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(j, r)| (i.min(j) + 1, i.max(j) + 1, r));
         Ok(BlowUp {
@@ -992,6 +980,14 @@ impl GpuSimulation {
             None => self.checkpoint(),
         }
     }
+}
+
+/// |b - a| at the nearest image (fractional difference rounded), for messages.
+fn nearest_image_distance(cell: &crate::cell::Cell, a: Vec3, b: Vec3) -> f64 {
+    let d = [0, 1, 2].map(|k| b[k] - a[k]);
+    let s = cell.fractional(d).map(|x| x - x.round());
+    let d = cell.cartesian(s);
+    dot(d, d).sqrt()
 }
 
 fn gpu_error(e: GpuError) -> SimulationError {

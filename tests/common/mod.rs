@@ -211,3 +211,17 @@ pub fn conservation(energies: &[f64]) -> (f64, f64) {
     (end, max)
 }
 
+/// A GPU context (lavapipe counts), or None with a loud SKIPPED when wgpu finds no adapter at
+/// all; with MDRUN_REQUIRE_GPU set (CI) a missing adapter is a failure.
+pub fn gpu() -> Option<mdrun::gpu::GpuContext> {
+    match mdrun::gpu::GpuContext::open(false).expect("wgpu opens") {
+        Some(ctx) => Some(ctx),
+        None if std::env::var_os("MDRUN_REQUIRE_GPU").is_some() => {
+            panic!("MDRUN_REQUIRE_GPU is set but wgpu finds no adapter (install mesa-vulkan-drivers and libvulkan1)")
+        }
+        None => {
+            eprintln!("\n*** SKIPPED: no GPU adapter (not even lavapipe); GPU tests did not run ***\n");
+            None
+        }
+    }
+}
