@@ -32,6 +32,20 @@ enum Command {
     Eval(EvalArgs),
     /// RDF, MSD, VACF of a trajectory; statistics and drift of a thermo log.
     Analyze(crate::analysis::AnalyzeArgs),
+    /// Write the system.toml of a LAMMPS deck's first run (to stdout).
+    Convert(ConvertArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct ConvertArgs {
+    /// The LAMMPS input deck.
+    deck: PathBuf,
+    /// Define an index variable, as LAMMPS's -var NAME VALUE (repeatable).
+    #[arg(long = "var", num_args = 2, value_names = ["NAME", "VALUE"])]
+    var: Vec<String>,
+    /// Where to write the starting state (default: the deck's path + .start.chk).
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -110,6 +124,10 @@ fn list_devices() {
 }
 
 pub fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if crate::deck::is_lammps_command_line(&args) {
+        return crate::deck::lammps_main(&args);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Run(args)) => execute(args),
@@ -120,6 +138,7 @@ pub fn main() -> ExitCode {
             crate::ml::commands::eval_command(&args.model, &args.data, args.json)
         }
         Some(Command::Analyze(args)) => crate::analysis::analyze_command(&args),
+        Some(Command::Convert(args)) => convert_command(&args),
         None => execute(cli.run),
     };
     match result {
@@ -167,6 +186,16 @@ fn execute(args: RunArgs) -> anyhow::Result<()> {
         let json = json.expect("summary serialises");
         crate::io::checkpoint::write_atomically(&path, json.as_bytes())
             .with_context(|| format!("cannot write the summary to {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn convert_command(args: &ConvertArgs) -> anyhow::Result<()> {
+    let vars = args.var.chunks(2).map(|c| (c[0].clone(), vec![c[1].clone()])).collect();
+    let (toml, notes) = crate::deck::convert(&args.deck, vars, args.state.as_deref())?;
+    print!("{toml}");
+    for n in notes {
+        eprintln!("note: {n}");
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 pub mod analysis;
 pub mod cell;
 pub mod cli;
+pub mod deck;
 pub mod elements;
 pub mod gpu;
 pub mod integrate;

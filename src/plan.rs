@@ -38,6 +38,8 @@ pub struct Plan {
     pub steps: u64,
     /// Å
     pub skin: f64,
+    /// `[neighbor] every / delay / check`: when the list is rebuilt.
+    pub rebuild: crate::simulation::RebuildPolicy,
     pub threads: Option<usize>,
     /// eV/Å: a larger force on any atom stops the run.
     pub max_force: f64,
@@ -274,7 +276,10 @@ struct RawRun {
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 struct RawNeighbor {
-    skin: Q,
+    skin: Option<Q>,
+    every: Option<Spanned<i64>>,
+    delay: Option<Spanned<i64>>,
+    check: Option<bool>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -517,10 +522,25 @@ impl Plan {
             None => Platform::Auto,
             Some(p) => Platform::parse(p.get_ref()).map_err(|e| at.error(&p.span(), "[run] platform", e))?,
         };
-        let skin = match &raw.neighbor {
-            Some(n) => at.non_negative(&n.skin, "[neighbor] skin", Dimension::Length)?,
+        let skin = match raw.neighbor.as_ref().and_then(|n| n.skin.as_ref()) {
+            Some(q) => at.non_negative(q, "[neighbor] skin", Dimension::Length)?,
             None => DEFAULT_SKIN,
         };
+        let mut rebuild = crate::simulation::RebuildPolicy::default();
+        if let Some(n) = &raw.neighbor {
+            if let Some(e) = &n.every {
+                rebuild.every = at.interval(e, "[neighbor] every")?;
+            }
+            if let Some(d) = &n.delay {
+                if *d.get_ref() < 0 {
+                    return Err(at.error(&d.span(), "[neighbor] delay", "must not be negative"));
+                }
+                rebuild.delay = *d.get_ref() as u64;
+            }
+            if let Some(c) = n.check {
+                rebuild.check = c;
+            }
+        }
 
         let output = raw.output.as_ref();
         let thermo_interval = match output.and_then(|o| o.thermo.as_ref()) {
@@ -622,6 +642,7 @@ impl Plan {
             timestep,
             steps: *run.steps.get_ref() as u64,
             skin,
+            rebuild,
             threads,
             max_force,
             platform,

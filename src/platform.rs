@@ -54,6 +54,11 @@ pub fn choose(
             crate::gpu::md::unsupported_reason(system, reach)
         }
     };
+    let unsupported = unsupported.or_else(|| {
+        (plan.rebuild != crate::simulation::RebuildPolicy::default()).then(|| {
+            "the GPU rebuilds its neighbour list when an atom has moved half the skin; [neighbor] every/delay/check schedules run on the CPU".to_string()
+        })
+    });
     match platform {
         Platform::Cpu => Ok(None),
         Platform::Gpu => {
@@ -123,7 +128,10 @@ impl Engine {
                     step,
                     reference,
                 )
-                .map(Engine::Cpu)
+                .map(|mut sim| {
+                    sim.rebuild = plan.rebuild;
+                    Engine::Cpu(sim)
+                })
                 .map_err(EngineError::Simulation)
             }
             Some(ctx) => {

@@ -83,6 +83,23 @@ pub struct Timers {
     pub integrate: Duration,
 }
 
+/// When the neighbour list is rebuilt (LAMMPS `neigh_modify every N delay D check yes|no`):
+/// at steps at least `delay` after the last build that are multiples of `every` since it, and
+/// with `check`, only if an atom has moved more than half the skin. The default (1, 0, yes)
+/// rebuilds exactly when needed; `check no` reproduces LAMMPS decks that rebuild on a schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RebuildPolicy {
+    pub every: u64,
+    pub delay: u64,
+    pub check: bool,
+}
+
+impl Default for RebuildPolicy {
+    fn default() -> Self {
+        RebuildPolicy { every: 1, delay: 0, check: true }
+    }
+}
+
 /// The state at the start of the last step, kept to be saved if the step blows up.
 #[derive(Clone, Debug, Default)]
 struct Snapshot {
@@ -104,6 +121,9 @@ pub struct Simulation {
     /// eV/Å
     pub max_force: f64,
     pub timers: Timers,
+    pub rebuild: RebuildPolicy,
+    /// Steps since the list was last built.
+    since_build: u64,
     last_good: Snapshot,
 }
 
@@ -138,6 +158,8 @@ impl Simulation {
             step,
             max_force,
             timers: Timers::default(),
+            rebuild: RebuildPolicy::default(),
+            since_build: 0,
             last_good: Snapshot::default(),
         };
         sim.check_overlaps()?;
@@ -235,9 +257,13 @@ impl Simulation {
         self.step += 1;
         let t_neigh = Instant::now();
         self.timers.integrate += t_neigh - t;
-        if self.list.needs_rebuild(&self.system.positions) {
+        self.since_build += 1;
+        let RebuildPolicy { every, delay, check } = self.rebuild;
+        let scheduled = self.since_build >= delay && self.since_build % every.max(1) == 0;
+        if scheduled && (!check || self.list.needs_rebuild(&self.system.positions)) {
             self.system.wrap_positions();
             self.list.build(&self.system.positions, &self.system.cell)?;
+            self.since_build = 0;
         }
         self.timers.neighbor += t_neigh.elapsed();
         self.compute(want).map_err(SimulationError::BlowUp)?;

@@ -21,3 +21,17 @@ thermo_rows() { grep -E '^\s+[0-9]+\s+[-0-9.]' || true; }
   "$lammps" run in.lj | thermo_rows
 } > "$out/lammps_in_lj.txt"
 echo "wrote $out/lammps_nve_drift.txt and $out/lammps_in_lj.txt"
+
+# The deck tests (tests/lammps_decks.rs): each deck's thermo tables (header and rows), as LAMMPS
+# prints them, with 15 significant digits (the decks set thermo_modify format float %20.15g).
+decks=$root/tests/decks
+scratch=$(mktemp -d)
+for units in lj metal real; do
+  {
+    echo "# LAMMPS 22 Jul 2025 update 4: tests/decks/in.units-$units, thermo tables (header + rows)"
+    (cd "$scratch" && "$lammps" run "$decks/in.units-$units" -var data "$scratch/units.data") \
+      | awk '/^ +Step /{on=1} /^Loop time/{on=0} on' | grep -v '^\s*$'
+  } > "$out/lammps_units_$units.txt"
+done
+rm -rf "$scratch"
+echo "wrote $out/lammps_units_{lj,metal,real}.txt"

@@ -76,6 +76,23 @@ pub fn read(path: &Path, format: &str, frame: usize) -> Result<StructureData, St
             reason: e.to_string(),
         });
     }
+    // mdrun's own checkpoint (as `mdrun convert` writes the starting state of a deck): exact
+    // positions, velocities and cell.
+    if format == "mdrun-checkpoint" || (format.is_empty() && path.extension().is_some_and(|e| e == "chk")) {
+        if frame > 0 {
+            return Err(StructureError::NoSuchFrame { path: path.to_path_buf(), frames: 1, frame });
+        }
+        let chk = crate::io::checkpoint::Checkpoint::read(path).map_err(|e| StructureError::Chemfiles { path: path.to_path_buf(), message: e.to_string() })?;
+        let s = chk.system;
+        let unwrapped = s.unwrapped_positions();
+        return Ok(StructureData {
+            names: (0..s.len()).map(|i| s.species_name(i).to_string()).collect(),
+            positions: unwrapped,
+            velocities: Some(s.velocities.clone()),
+            cell: s.cell.is_bounded().then(|| *s.cell.vectors()),
+            pbc: Some(s.cell.pbc()),
+        });
+    }
     let chem = |e: chemfiles::Error| StructureError::Chemfiles {
         path: path.to_path_buf(),
         message: e.message,

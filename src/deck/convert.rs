@@ -1,0 +1,64 @@
+//! `mdrun convert in.deck`: the system.toml of the deck's first `run`. The deck is executed up
+//! to that run (setup, velocities, force field), its starting state written beside the deck as
+//! an mdrun checkpoint (exact positions and velocities, e.g. LAMMPS's `velocity create`), and
+//! the TOML refers to it. Values are in mdrun's units (metal), written with every digit.
+
+use crate::integrate::Integrator;
+use crate::plan::{Plan, PotentialSpec};
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// TOML for `plan`; `state_file` is the checkpoint's file name (relative to the TOML).
+pub fn to_toml(plan: &Plan, deck: &Path, line: usize, units: &str, thermo: u64, state_file: &str, start_step: u64) -> String {
+    let mut s = String::new();
+    let q = |name: &str| format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""));
+    let _ = writeln!(s, "# Written by `mdrun convert {}`: the run at its line {line}, with the deck's {units} units", deck.display());
+    let _ = writeln!(s, "# converted to mdrun's (eV, Å, ps, amu, K, bar). The starting state (LAMMPS's positions and");
+    let _ = writeln!(s, "# velocities, step {start_step}) is in {state_file}.\n");
+    let _ = writeln!(s, "[structure]\nfile = {}\n", q(state_file));
+    s.push_str("[masses]\n");
+    for sp in &plan.system.species {
+        let _ = writeln!(s, "{} = {:?}", q(&sp.name), sp.mass);
+    }
+    s.push_str("\n[velocities]\nsource = \"file\"\n\n[potential]\n");
+    match &plan.potential {
+        PotentialSpec::LennardJones { pairs, shift, tail } => {
+            let _ = writeln!(s, "type = \"lj\"\nshift = {shift}\ntail = {tail}");
+            let n = plan.system.species.len();
+            for i in 0..n {
+                let p = pairs[i * n + i];
+                let _ = writeln!(s, "[potential.species.{}]\nepsilon = {:?}\nsigma = {:?}\ncutoff = {:?}", q(&plan.system.species[i].name), p.epsilon, p.sigma, p.cutoff);
+            }
+            for i in 0..n {
+                for j in i + 1..n {
+                    let p = pairs[i * n + j];
+                    let _ = writeln!(
+                        s,
+                        "[[potential.pair]]\nspecies = [{}, {}]\nepsilon = {:?}\nsigma = {:?}\ncutoff = {:?}",
+                        q(&plan.system.species[i].name),
+                        q(&plan.system.species[j].name),
+                        p.epsilon,
+                        p.sigma,
+                        p.cutoff
+                    );
+                }
+            }
+        }
+        PotentialSpec::Mcgm { model } => {
+            let _ = writeln!(s, "type = \"mcgm\"\nmodel = {}", q(&model.display().to_string()));
+        }
+    }
+    s.push_str("\n[integrator]\n");
+    match &plan.integrator {
+        Integrator::VelocityVerlet => s.push_str("type = \"verlet\"\n"),
+        Integrator::Langevin { temperature, damping, seed } => {
+            let _ = writeln!(s, "type = \"langevin\"\ntemperature = {temperature:?}\ndamping = {damping:?}\nseed = {seed}");
+        }
+    }
+    let _ = writeln!(s, "timestep = {:?}\n", plan.timestep);
+    let _ = writeln!(s, "[run]\nsteps = {}\nplatform = \"cpu\"\n", plan.steps - start_step);
+    let r = plan.rebuild;
+    let _ = writeln!(s, "[neighbor]\nskin = {:?}\nevery = {}\ndelay = {}\ncheck = {}\n", plan.skin, r.every, r.delay, r.check);
+    let _ = writeln!(s, "[output]\nthermo = {}", thermo.max(1));
+    s
+}
