@@ -26,6 +26,9 @@ pub enum Integrator {
         /// Velocity relaxation time, ps (LAMMPS `fix langevin ... damp`).
         damping: f64,
         seed: u64,
+        /// Remove the net momentum the noise gives each step (LAMMPS `fix langevin ... zero
+        /// yes`), so the centre of mass does not diffuse.
+        zero: bool,
     },
 }
 
@@ -85,19 +88,34 @@ impl Integrator {
                 temperature,
                 damping,
                 seed,
+                zero,
             } => {
                 let c1 = (-dt / damping).exp();
                 let c2 = (1.0 - c1 * c1).sqrt();
+                let sigma_of = |m: f64| (BOLTZ * temperature / (m * MVV2E)).sqrt();
+                // With `zero`, each atom gives back an equal share of the noise's net momentum.
+                let mut share = [0.0; 3];
+                if zero && !types.is_empty() {
+                    let mut p = [0.0; 3];
+                    for (i, &t) in types.iter().enumerate() {
+                        let m = masses[t as usize];
+                        let g = normals4(seed, step + 1, i as u32, stream::LANGEVIN);
+                        for k in 0..3 {
+                            p[k] += m * c2 * sigma_of(m) * g[k];
+                        }
+                    }
+                    share = p.map(|x| x / types.len() as f64);
+                }
                 for_each_atom(positions, velocities, types, |i, x, v, t| {
                     let m = masses[t as usize];
                     let a = FTM2V / m;
-                    let sigma = (BOLTZ * temperature / (m * MVV2E)).sqrt();
+                    let sigma = sigma_of(m);
                     let f = &forces_at(forces, x.0);
                     let g = normals4(seed, step + 1, i as u32, stream::LANGEVIN);
                     for k in 0..3 {
                         v[k] += 0.5 * dt * f[k] * a;
                         x.1[k] += 0.5 * dt * v[k];
-                        v[k] = c1 * v[k] + c2 * sigma * g[k];
+                        v[k] = c1 * v[k] + c2 * sigma * g[k] - share[k] / m;
                         x.1[k] += 0.5 * dt * v[k];
                     }
                 })

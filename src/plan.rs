@@ -261,6 +261,7 @@ struct RawIntegrator {
     temperature: Option<Q>,
     damping: Option<Q>,
     seed: Option<u64>,
+    zero: Option<bool>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -427,6 +428,7 @@ impl Plan {
                     (integ.temperature.is_some(), "temperature"),
                     (integ.damping.is_some(), "damping"),
                     (integ.seed.is_some(), "seed"),
+                    (integ.zero.is_some(), "zero"),
                 ] {
                     if given {
                         return Err(at.error(
@@ -463,6 +465,7 @@ impl Plan {
                     temperature,
                     damping,
                     seed: integ.seed.ok_or_else(|| missing("seed"))?,
+                    zero: integ.zero.unwrap_or(false),
                 }
             }
             other => {

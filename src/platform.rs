@@ -55,6 +55,10 @@ pub fn choose(
         }
     };
     let unsupported = unsupported.or_else(|| {
+        matches!(plan.integrator, crate::integrate::Integrator::Langevin { zero: true, .. })
+            .then(|| "Langevin with zero = true (net noise removed) runs on the CPU".to_string())
+    });
+    let unsupported = unsupported.or_else(|| {
         (plan.rebuild != crate::simulation::RebuildPolicy::default()).then(|| {
             "the GPU rebuilds its neighbour list when an atom has moved half the skin; [neighbor] every/delay/check schedules run on the CPU".to_string()
         })

@@ -105,3 +105,123 @@ fn units_real_deck_with_scheduled_rebuilds_and_two_runs_matches_lammps() {
     let worst = compare(&deck, "tests/fixtures/lammps_units_real.txt", 1e-12, 1e-10);
     println!("real: worst deviation {worst:.2e}");
 }
+
+/// `mdrun convert`'s TOML, run as system.toml, gives the deck's first run: same trajectory, in
+/// mdrun's units.
+#[test]
+fn converted_toml_runs_the_same_as_the_deck() {
+    for (deck_file, per_atom) in [("tests/decks/in.units-real", false), ("tests/decks/in.units-lj", true)] {
+        let dir = common::scratch(&format!("convert-{}", per_atom));
+        let (toml, notes) = mdrun::deck::convert(&repo(deck_file), Vec::new(), Some(&dir.join("start.chk"))).unwrap();
+        assert!(notes.iter().any(|n| n.contains("start.chk")), "{notes:?}");
+        assert!(notes.iter().any(|n| n.contains("only the first run")), "{notes:?}");
+        let plan = common::plan_in(&dir, &toml);
+        let options = mdrun::run::RunOptions { quiet: true, threads: Some(2), platform: Some(mdrun::plan::Platform::Cpu), ..Default::default() };
+        let summary = mdrun::run::run(&plan, &options).unwrap();
+
+        let deck = run_deck(deck_file, Vec::new());
+        let u = deck.world.units;
+        let n = plan.system.len() as f64;
+        let norm = if per_atom { n } else { 1.0 };
+        // The deck's rows of its first run, in mdrun's units.
+        // (The second run starts with a row at the step the first ended on.)
+        let ends = deck.rows.iter().position(|r| r.values[0] == plan.steps as f64).unwrap();
+        let first_run: Vec<&mdrun::deck::interp::ThermoRow> = deck.rows[..=ends].iter().collect();
+        let col = |r: &mdrun::deck::interp::ThermoRow, k: &str| r.values[r.keys.iter().position(|x| x == k).unwrap()];
+        let last = first_run.last().unwrap();
+        let pe = col(last, "pe") * norm * u.energy;
+        let etot = col(last, "etotal") * norm * u.energy;
+        assert!((summary.final_potential_energy_ev - pe).abs() <= 1e-10 * pe.abs(), "{deck_file}: PE {} vs deck {pe}", summary.final_potential_energy_ev);
+        assert!((summary.final_total_energy_ev - etot).abs() <= 1e-10 * etot.abs(), "{deck_file}: E {} vs deck {etot}", summary.final_total_energy_ev);
+        // Every row of the log, to its printed digits (temperature 6 decimals, energies 10).
+        let rows = common::thermo_rows(&dir.join("thermo.log"));
+        assert_eq!(rows.len(), first_run.len());
+        for (mine, theirs) in rows.iter().zip(&first_run) {
+            assert_eq!(mine[0], theirs.values[0]);
+            let t = col(theirs, "temp") * u.temperature;
+            assert!((mine[2] - t).abs() < 2e-6 * t.max(1.0), "{deck_file}: T {} vs {t}", mine[2]);
+            let p = col(theirs, "press") * u.pressure;
+            assert!((mine[6] - p).abs() < 1e-6 * p.abs().max(1.0), "{deck_file}: P {} vs {p}", mine[6]);
+            let e = col(theirs, "pe") * norm * u.energy;
+            assert!((mine[3] - e).abs() < 1e-9 * e.abs().max(1.0), "{deck_file}: PE {} vs {e}", mine[3]);
+        }
+    }
+}
+
+fn deck_error(name: &str, text: &str) -> String {
+    let dir = common::scratch(&format!("err-{name}"));
+    let path = dir.join("in.bad");
+    std::fs::write(&path, text).unwrap();
+    let mut d = Deck::new(DeckOptions { log: None, screen: false, echo: Echo::None, ..DeckOptions::default() }).unwrap();
+    match d.run_file(&path) {
+        Ok(()) => panic!("{name}: the deck ran"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const SETUP: &str = "units lj\nlattice fcc 0.8442\nregion box block 0 3 0 3 0 3\ncreate_box 1 box\ncreate_atoms 1 box\nmass 1 1.0\n";
+
+/// Every unsupported command and every malformed line stops the deck with its file, line and
+/// command, and what mdrun supports instead.
+#[test]
+fn unsupported_commands_and_malformed_lines_name_their_line() {
+    let cases: &[(&str, String, usize, &str)] = &[
+        ("compute", format!("{SETUP}compute 1 all pe/atom\n"), 7, "not supported by mdrun"),
+        ("unknown", "units lj\nfrobnicate 3\n".into(), 2, "unknown command 'frobnicate'"),
+        ("units", "units si\n".into(), 1, "mdrun supports lj, metal, real"),
+        ("pair style", format!("{SETUP}pair_style lj/cut/coul/long 2.5\n"), 7, "mdrun supports lj/cut"),
+        ("bad number", format!("{SETUP}pair_style lj/cut 2.5\npair_coeff 1 1 one 1.0\n"), 8, "epsilon: expected a number, got 'one'"),
+        ("bad type", format!("{SETUP}pair_style lj/cut 2.5\npair_coeff 1 3 1.0 1.0\n"), 8, "outside 1..1"),
+        ("fix nvt", format!("{SETUP}fix 1 all nvt temp 1 1 0.1\n"), 7, "fix nvt is not supported"),
+        ("group", format!("{SETUP}velocity mobile create 1.0 1\n"), 7, "group all only"),
+        ("undefined variable", "variable a equal 1\nprint \"${b}\"\n".into(), 2, "variable 'b' is not defined"),
+        ("divide by zero", "variable a equal 1/0\nprint \"$a\"\n".into(), 2, "divide by 0"),
+        ("unbalanced quote", "print \"abc\n".into(), 1, "unbalanced"),
+        ("missing label", "jump SELF nowhere\n".into(), 1, "label 'nowhere' not found"),
+        ("no box", "units lj\nmass 1 1.0\n".into(), 2, "after the box"),
+        ("run without pair", format!("{SETUP}fix 1 all nve\nrun 10\n"), 8, "no pair style"),
+        ("langevin without nve", format!("{SETUP}pair_style lj/cut 2.5\npair_coeff * * 1 1\nfix 2 all langevin 1 1 0.1 5\nrun 10\n"), 10, "add fix nve"),
+        ("recursion", "variable a equal v_a+1\nprint \"$a\"\n".into(), 2, "refers to itself"),
+        ("continued line", "units lj\nlattice sc 1.0\nregion box block 0 1 &\n  0 1 0 x\n".into(), 3, "got 'x'"),
+        ("bad velocity seed", format!("{SETUP}velocity all create 1.0 -5\n"), 7, "positive 32-bit"),
+        ("thermo keyword", "thermo_style custom step temp c_mytemp\n".into(), 1, "not supported"),
+    ];
+    for (name, text, line, expect) in cases {
+        let msg = deck_error(&name.replace(' ', "-"), text);
+        assert!(msg.contains(&format!("in.bad:{line}: ")), "{name}: expected line {line} in: {msg}");
+        assert!(msg.contains(expect), "{name}: expected '{expect}' in: {msg}");
+    }
+}
+
+/// The command line is LAMMPS's: -in, -var (index variables that the deck's own index
+/// definition does not override), -log, -echo, -screen.
+#[test]
+fn lammps_command_line_with_var_log_and_echo() {
+    let dir = common::scratch("deck-cli");
+    let deck = dir.join("in.loop");
+    std::fs::write(
+        &deck,
+        "variable n index 5\nvariable i loop 3\nlabel top\nprint \"n=${n} i=$i sq=$(v_i*v_i)\"\nnext i\njump SELF top\nprint \"after the loop\"\n",
+    )
+    .unwrap();
+    let log = dir.join("log.deck");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun"))
+        .args(["-in", deck.to_str().unwrap(), "-var", "n", "7", "-log", log.to_str().unwrap(), "-echo", "screen"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let screen = String::from_utf8_lossy(&out.stdout);
+    for i in 1..=3 {
+        assert!(screen.contains(&format!("n=7 i={i} sq={}", i * i)), "{screen}");
+    }
+    assert!(screen.contains("after the loop") && !screen.contains("i=4"));
+    assert!(screen.contains("variable i loop 3"), "-echo screen echoes the input: {screen}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("n=7 i=3 sq=9"));
+
+    let quiet = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun")).args(["-in", deck.to_str().unwrap(), "-log", "none", "-screen", "none"]).output().unwrap();
+    assert!(quiet.status.success() && quiet.stdout.is_empty());
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun")).args(["-in", "/nonexistent/in.x", "-log", "none"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot read the input script"));
+}

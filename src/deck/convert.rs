@@ -51,8 +51,8 @@ pub fn to_toml(plan: &Plan, deck: &Path, line: usize, units: &str, thermo: u64, 
     s.push_str("\n[integrator]\n");
     match &plan.integrator {
         Integrator::VelocityVerlet => s.push_str("type = \"verlet\"\n"),
-        Integrator::Langevin { temperature, damping, seed } => {
-            let _ = writeln!(s, "type = \"langevin\"\ntemperature = {temperature:?}\ndamping = {damping:?}\nseed = {seed}");
+        Integrator::Langevin { temperature, damping, seed, zero } => {
+            let _ = writeln!(s, "type = \"langevin\"\ntemperature = {temperature:?}\ndamping = {damping:?}\nseed = {seed}\nzero = {zero}");
         }
     }
     let _ = writeln!(s, "timestep = {:?}\n", plan.timestep);

@@ -250,6 +250,8 @@ impl Deck {
             self.where_ = (file.clone(), line_no);
             match self.execute(&text) {
                 Ok(()) => {}
+                // The rest of the deck is only listed (for convert's note).
+                Err(Ok(Flow::Captured)) => {}
                 Err(Ok(flow)) => return Err(Ok(flow)),
                 Err(Err((command, message))) => {
                     return Err(Err(DeckError { file, line: line_no, command, message }));
@@ -478,12 +480,12 @@ impl Deck {
         };
         let nve = w.fixes.iter().any(|f| f.kind == FixKind::Nve);
         let langevin = w.fixes.iter().find_map(|f| match &f.kind {
-            FixKind::Langevin { t_start, t_stop, damp, seed } => Some((*t_start, *t_stop, *damp, *seed)),
+            FixKind::Langevin { t_start, t_stop, damp, seed, zero } => Some((*t_start, *t_stop, *damp, *seed, *zero)),
             _ => None,
         });
         let integrator = match langevin {
             Some(_) if !nve => return Err("fix langevin adds forces only; add fix nve to integrate (as in LAMMPS)".into()),
-            Some((t, _, damp, seed)) => crate::integrate::Integrator::Langevin { temperature: t * u.temperature, damping: damp * u.time, seed: seed as u64 },
+            Some((t, _, damp, seed, zero)) => crate::integrate::Integrator::Langevin { temperature: t * u.temperature, damping: damp * u.time, seed: seed as u64, zero },
             None => crate::integrate::Integrator::VelocityVerlet,
         };
         let source = PathBuf::from(&self.where_.0);
@@ -1045,16 +1047,14 @@ impl Deck {
                 if damp <= 0.0 || seed <= 0 || t_start < 0.0 {
                     return Err("fix langevin: damp and seed must be positive, the temperature not negative".into());
                 }
+                let mut zero = false;
                 for (k, v) in world::pairs(&rest[4..], "fix langevin")? {
-                    match (k, v) {
-                        ("zero", "no") => {}
-                        ("zero", "yes") => {
-                            return Err("fix langevin zero yes: mdrun's Langevin (BAOAB) does not remove the net random force; leave it out (the total momentum then diffuses)".into());
-                        }
-                        _ => return Err(format!("fix langevin keyword '{k}' is not supported")),
+                    match k {
+                        "zero" => zero = yes_no(v, "zero")?,
+                        _ => return Err(format!("fix langevin keyword '{k}' is not supported; mdrun supports zero")),
                     }
                 }
-                FixKind::Langevin { t_start, t_stop, damp, seed }
+                FixKind::Langevin { t_start, t_stop, damp, seed, zero }
             }
             "nvt" | "npt" | "nph" | "nve/limit" | "momentum" | "recenter" | "temp/rescale" | "temp/berendsen" | "press/berendsen" | "spring" | "setforce" | "addforce" | "wall/reflect" | "deform" | "box/relax" | "shake" | "rattle" => {
                 return Err(format!("fix {style} is not supported; mdrun supports fix nve and fix langevin (with nve)"));

@@ -141,7 +141,7 @@ pub struct Fix {
 pub enum FixKind {
     Nve,
     /// Deck units.
-    Langevin { t_start: f64, t_stop: f64, damp: f64, seed: i64 },
+    Langevin { t_start: f64, t_stop: f64, damp: f64, seed: i64, zero: bool },
 }
 
 pub fn num(text: &str, what: &str) -> Result<f64, String> {
