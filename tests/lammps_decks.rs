@@ -225,3 +225,76 @@ fn lammps_command_line_with_var_log_and_echo() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot read the input script"));
 }
+
+/// Frames of a LAMMPS text dump: (step, column names, rows of numbers).
+fn dump_frames(text: &str) -> Vec<(u64, Vec<String>, Vec<Vec<f64>>)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut frames = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        assert_eq!(lines[i], "ITEM: TIMESTEP");
+        let step = lines[i + 1].trim().parse().unwrap();
+        let n: usize = lines[i + 3].trim().parse().unwrap();
+        let cols: Vec<String> = lines[i + 8].split_whitespace().skip(2).map(str::to_string).collect();
+        let rows = lines[i + 9..i + 9 + n].iter().map(|l| l.split_whitespace().map(|w| w.parse().unwrap()).collect()).collect();
+        frames.push((step, cols, rows));
+        i += 9 + n;
+    }
+    frames
+}
+
+/// dump custom and dump atom write what LAMMPS writes for the same deck (6 significant digits,
+/// so agreement to 1e-5 of each column's scale); dump xyz and a chemfiles PDB hold the frames.
+#[test]
+fn dumps_match_lammps_and_chemfiles_formats_are_written() {
+    let dir = common::scratch("deck-dumps");
+    let base = dir.join("mdrun").display().to_string();
+    run_deck("tests/decks/in.dump", vec![("out".into(), vec![base.clone()])]);
+    for kind in ["custom", "atom"] {
+        let mine = dump_frames(&std::fs::read_to_string(format!("{base}.{kind}")).unwrap());
+        let theirs = dump_frames(&std::fs::read_to_string(repo(&format!("tests/fixtures/lammps_dump.{kind}"))).unwrap());
+        assert_eq!(mine.len(), theirs.len(), "{kind}: frames");
+        // Each column's scale over the whole dump (the forces start at zero by symmetry).
+        let ncol = theirs[0].1.len();
+        let scales: Vec<f64> = (0..ncol).map(|c| theirs.iter().flat_map(|f| &f.2).map(|r| r[c].abs()).fold(1e-30, f64::max)).collect();
+        for (m, t) in mine.iter().zip(&theirs) {
+            assert_eq!((m.0, &m.1), (t.0, &t.1), "{kind}: step and columns");
+            for c in 0..t.1.len() {
+                let scale = scales[c];
+                for (rm, rt) in m.2.iter().zip(&t.2) {
+                    assert!((rm[c] - rt[c]).abs() <= 1e-5 * scale, "{kind} step {} column {}: mdrun {} vs LAMMPS {}", t.0, t.1[c], rm[c], rt[c]);
+                }
+            }
+        }
+    }
+    let custom = std::fs::read_to_string(format!("{base}.custom")).unwrap();
+    assert_eq!(custom.matches("ITEM: TIMESTEP").count(), 5);
+
+    // dump xyz and any chemfiles format (here PDB), with element names.
+    let deck = dir.join("in.formats");
+    std::fs::write(
+        &deck,
+        format!(
+            "{}dump x all xyz 10 {d}/t.xyz\ndump p all chemfiles 20 {d}/t.pdb\ndump_modify p element Ar\nrun 40\n",
+            std::fs::read_to_string(repo("tests/decks/in.dump")).unwrap().lines().take_while(|l| !l.starts_with("dump")).collect::<Vec<_>>().join("\n") + "\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let mut d = Deck::new(DeckOptions { log: None, screen: false, echo: Echo::None, ..DeckOptions::default() }).unwrap();
+    d.run_file(&deck).unwrap();
+    let xyz = std::fs::read_to_string(dir.join("t.xyz")).unwrap();
+    assert_eq!(xyz.matches("Atoms. Timestep:").count(), 5);
+    let pdb = mdrun::io::structure::read(&dir.join("t.pdb"), "", 2).unwrap();
+    assert_eq!(pdb.positions.len(), 32);
+    assert!(pdb.names.iter().all(|n| n == "Ar"));
+    // The PDB's last frame (step 40) is the LAMMPS dump's last frame, to PDB's 3 decimals.
+    let last = &dump_frames(&std::fs::read_to_string(repo("tests/fixtures/lammps_dump.custom")).unwrap())[4];
+    for (i, row) in last.2.iter().enumerate() {
+        for k in 0..3 {
+            let l = 10.52;
+            let diff = (pdb.positions[i][k] - row[2 + k]).rem_euclid(l);
+            assert!(diff.min(l - diff) < 2e-3, "atom {} axis {k}: pdb {} vs LAMMPS {}", i + 1, pdb.positions[i][k], row[2 + k]);
+        }
+    }
+}

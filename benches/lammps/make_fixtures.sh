@@ -33,5 +33,8 @@ for units in lj metal real; do
       | awk '/^ +Step /{on=1} /^Loop time/{on=0} on' | grep -v '^\s*$'
   } > "$out/lammps_units_$units.txt"
 done
+(cd "$scratch" && "$lammps" run "$decks/in.dump" -var out "$scratch/lammps" >/dev/null)
+cp "$scratch/lammps.custom" "$out/lammps_dump.custom"
+cp "$scratch/lammps.atom" "$out/lammps_dump.atom"
 rm -rf "$scratch"
-echo "wrote $out/lammps_units_{lj,metal,real}.txt"
+echo "wrote $out/lammps_units_{lj,metal,real}.txt and $out/lammps_dump.{custom,atom}"

@@ -59,11 +59,23 @@ pub struct DeckOptions {
     pub echo: Echo,
     pub platform: Platform,
     pub threads: Option<usize>,
+    /// Bounds for untrusted decks (the fuzzer): no file access, and caps on work.
+    pub sandbox: Option<Sandbox>,
+}
+
+/// What a sandboxed deck may do: no command reads or writes files, and the work is capped.
+#[derive(Clone, Copy, Debug)]
+pub struct Sandbox {
+    pub max_commands: u64,
+    pub max_atoms: usize,
+    pub max_steps: u64,
+    /// Longest pair cutoff, in the deck's units.
+    pub max_cutoff: f64,
 }
 
 impl Default for DeckOptions {
     fn default() -> Self {
-        DeckOptions { vars: Vec::new(), log: None, screen: true, echo: Echo::Log, platform: Platform::Cpu, threads: None }
+        DeckOptions { vars: Vec::new(), log: None, screen: true, echo: Echo::Log, platform: Platform::Cpu, threads: None, sandbox: None }
     }
 }
 
@@ -138,6 +150,7 @@ pub struct Deck {
     /// Commands that followed the captured run (for `convert`'s warning).
     pub after_capture: Vec<String>,
     where_: (String, usize),
+    commands_run: u64,
 }
 
 const MAX_EVAL_DEPTH: usize = 64;
@@ -179,6 +192,7 @@ impl Deck {
             captured: None,
             after_capture: Vec::new(),
             where_: (String::new(), 0),
+            commands_run: 0,
         })
     }
 
@@ -286,6 +300,15 @@ impl Deck {
             let _ = writeln!(log, "{}", substituted.trim());
         }
         let command = words[0].clone();
+        if let Some(sb) = self.options.sandbox {
+            self.commands_run += 1;
+            if self.commands_run > sb.max_commands {
+                return Err(Err((command, format!("sandbox: more than {} commands", sb.max_commands))));
+            }
+            if let Err(m) = self.sandbox_check(&command, &words[1..], sb) {
+                return Err(Err((command, m)));
+            }
+        }
         match self.command(&command, &words[1..]) {
             Ok(()) => Ok(()),
             Err(Ok(flow)) => Err(Ok(flow)),
@@ -330,6 +353,17 @@ impl Deck {
     }
 
     fn variable_text(&mut self, name: &str) -> Result<String, String> {
+        self.eval_depth += 1;
+        if self.eval_depth > MAX_EVAL_DEPTH {
+            self.eval_depth = 0;
+            return Err(format!("variable '{name}' refers to itself (directly or through others)"));
+        }
+        let r = self.variable_text_inner(name);
+        self.eval_depth = self.eval_depth.saturating_sub(1);
+        r
+    }
+
+    fn variable_text_inner(&mut self, name: &str) -> Result<String, String> {
         let var = self.vars.get(name).cloned().ok_or_else(|| format!("variable '{name}' is not defined"))?;
         Ok(match var {
             Var::Index { values, at } => values[at].clone(),
@@ -566,11 +600,17 @@ impl Deck {
                     cformat::g(lo[0], 8), cformat::g(lo[1], 8), cformat::g(lo[2], 8), cformat::g(hi[0], 8), cformat::g(hi[1], 8), cformat::g(hi[2], 8)
                 ));
             }),
-            "create_atoms" => self.world.create_atoms(args).map(|n| self.say(&format!("Created {n} atoms"))),
+            "create_atoms" => {
+                let cap = self.max_atoms();
+                self.world.create_atoms(args, cap).map(|n| self.say(&format!("Created {n} atoms")))
+            }
             "read_data" => super::data::read_data(&mut self.world, args).map(|n| self.say(&format!("  {n} atoms read"))),
             "write_data" => super::data::write_data(&self.world, args),
             "mass" => self.world.mass(args),
-            "replicate" => self.world.replicate(args).map(|()| self.say(&format!("  {} atoms after replicate", self.world.atoms.len()))),
+            "replicate" => {
+                let cap = self.max_atoms();
+                self.world.replicate(args, cap).map(|()| self.say(&format!("  {} atoms after replicate", self.world.atoms.len())))
+            }
             "velocity" => self.world.velocity(args),
             "displace_atoms" => self.world.displace_atoms(args),
             // Force field.
@@ -1156,8 +1196,11 @@ impl Deck {
                 }
                 cols.to_vec()
             }
-            "atom" | "xyz" => return Err(format!("dump {style} takes no columns")),
-            other => return Err(format!("dump style '{other}' is not supported; mdrun supports atom, custom, xyz")),
+            // Any format chemfiles writes, chosen by the extension or named: `dump 1 all
+            // chemfiles 100 traj.pdb [PDB]`.
+            "chemfiles" if cols.len() <= 1 => cols.to_vec(),
+            "atom" | "xyz" | "chemfiles" => return Err(format!("dump {style} takes no columns (chemfiles: an optional format name)")),
+            other => return Err(format!("dump style '{other}' is not supported; mdrun supports atom, custom, xyz and chemfiles (any format chemfiles writes)")),
         };
         if self.dumps.iter().any(|d| &d.id == id) {
             return Err(format!("a dump with ID '{id}' exists already (undump it first)"));
@@ -1575,6 +1618,39 @@ impl Deck {
         view.absorb(&system);
         for k in due {
             let d = &mut self.dumps[k];
+            if d.style == "chemfiles" {
+                let names: Vec<String> = (0..system.len()).map(|i| match &d.elements {
+                    Some(e) => e[system.types[i] as usize].clone(),
+                    None => system.species_name(i).to_string(),
+                }).collect();
+                let (lo, _) = view.require_box()?;
+                let shift = lo.map(|x| x * view.units.length);
+                let mut wrapped = system.clone();
+                wrapped.wrap_positions();
+                let moved = |p: &[[f64; 3]]| p.iter().map(|x| [x[0] + shift[0], x[1] + shift[1], x[2] + shift[2]]).collect::<Vec<_>>();
+                let spec = crate::io::trajectory::TrajectorySpec {
+                    path: d.path.clone(),
+                    format: d.columns.first().cloned().unwrap_or_default(),
+                    interval: d.every,
+                    velocities: true,
+                    wrap: true,
+                };
+                let frame = crate::io::trajectory::FrameData {
+                    step,
+                    time_ps: step as f64 * plan_dt(&view),
+                    wrapped: moved(&wrapped.positions),
+                    unwrapped: moved(&system.unwrapped_positions()),
+                    velocities: Some(system.velocities.clone()),
+                    cell: Some(*system.cell.vectors()),
+                    outputs: vec![0],
+                };
+                let mut writer = crate::io::trajectory::TrajectoryWriter::start(vec![spec], names, d.opened).map_err(|e| format!("dump {}: {e}", d.id))?;
+                writer.send(frame).map_err(|e| format!("dump {}: {e}", d.id))?;
+                writer.finish().map_err(|e| format!("dump {}: {e}", d.id))?;
+                d.opened = true;
+                d.last = Some(step);
+                continue;
+            }
             super::data::write_dump(&view, step, &d.style, &d.columns, d.elements.as_deref(), &d.path, !d.opened, forces.as_deref())
                 .map_err(|e| format!("dump {}: {e}", d.id))?;
             d.opened = true;
@@ -1588,4 +1664,40 @@ impl Deck {
     pub fn thermo_every(&self) -> u64 {
         self.thermo_every
     }
+}
+
+impl Deck {
+    /// Refuses what a sandboxed deck may not do (files, oversized work).
+    fn sandbox_check(&self, command: &str, args: &[String], sb: Sandbox) -> Result<(), String> {
+        let files = matches!(command, "include" | "read_data" | "write_data" | "log" | "dump" | "write_restart" | "read_restart")
+            || (command == "jump" && args.first().is_some_and(|f| f != "SELF"))
+            || (command == "print" && args.iter().any(|a| a == "file" || a == "append"))
+            || (command == "pair_style" && args.first().is_some_and(|s| s == "mcgm"));
+        if files {
+            return Err("sandbox: no file access".into());
+        }
+        if command == "run" && args.first().and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n > sb.max_steps) {
+            return Err(format!("sandbox: runs are capped at {} steps", sb.max_steps));
+        }
+        if matches!(command, "pair_style" | "pair_coeff") && args.iter().filter_map(|a| a.parse::<f64>().ok()).any(|c| c > sb.max_cutoff) {
+            return Err(format!("sandbox: numbers above {} in {command}", sb.max_cutoff));
+        }
+        if matches!(command, "create_atoms" | "replicate" | "read_restart") {
+            // Checked after the fact below; the lattice-point guard bounds the work.
+        }
+        Ok(())
+    }
+
+    /// The most atoms this deck may create.
+    pub(crate) fn max_atoms(&self) -> usize {
+        self.options.sandbox.map_or(MAX_ATOMS, |s| s.max_atoms)
+    }
+}
+
+/// Atoms a deck may hold (LAMMPS's own limit for atom IDs in 32 bits).
+pub const MAX_ATOMS: usize = i32::MAX as usize;
+
+/// The timestep of a world in ps.
+fn plan_dt(w: &World) -> f64 {
+    w.dt() * w.units.time
 }

@@ -475,7 +475,8 @@ impl World {
         self.type_names = vec![None; ntypes];
     }
 
-    pub fn create_atoms(&mut self, args: &[String]) -> Result<usize, String> {
+    /// Creates atoms; `cap` bounds the atom count (and the lattice points visited).
+    pub fn create_atoms(&mut self, args: &[String], cap: usize) -> Result<usize, String> {
         let (lo, hi) = self.require_box()?;
         let [t, style, rest @ ..] = args else { return Err("expected: create_atoms type box|region ID|single x y z".into()) };
         let t = int(t, "atom type")?;
@@ -499,6 +500,9 @@ impl World {
                 let x = [0, 1, 2].map(|d| num(&rest[d], "position").unwrap_or(f64::NAN) * scale[d]);
                 if x.iter().any(|v| v.is_nan()) {
                     return Err(format!("create_atoms single: bad position {} {} {}", rest[0], rest[1], rest[2]));
+                }
+                if self.atoms.len() >= cap {
+                    return Err(format!("create_atoms: more than {cap} atoms"));
                 }
                 self.atoms.push(t, x);
                 return Ok(1);
@@ -552,6 +556,14 @@ impl World {
         let (ilo, ihi) = range(0);
         let (jlo, jhi) = range(1);
         let (klo, khi) = range(2);
+        let points = [(ilo, ihi), (jlo, jhi), (klo, khi)]
+            .iter()
+            .map(|&(a, b)| (b as f64 - a as f64 + 1.0).max(0.0))
+            .product::<f64>()
+            * lattice.basis.len() as f64;
+        if points > 8.0 * cap as f64 + 1e6 {
+            return Err(format!("create_atoms: the box spans {points:.3e} lattice points, more than the {cap} atoms allowed"));
+        }
         let mut created = 0;
         for k in klo..=khi {
             for j in jlo..=jhi {
@@ -565,6 +577,9 @@ impl World {
                         }
                         if (0..3).any(|d| x[d] < sublo[d] || x[d] >= subhi[d]) {
                             continue;
+                        }
+                        if self.atoms.len() >= cap {
+                            return Err(format!("create_atoms: more than {cap} atoms"));
                         }
                         self.atoms.push(basis_types[m], x);
                         created += 1;
@@ -799,19 +814,28 @@ impl World {
                     continue;
                 }
                 let l = hi[d] - lo[d];
-                while x[d] < lo[d] {
-                    x[d] += l;
-                    im[d] -= 1;
+                if !x[d].is_finite() || !(l > 0.0) || (x[d] >= lo[d] && x[d] < hi[d]) {
+                    continue;
                 }
-                while x[d] >= hi[d] {
+                let n = ((x[d] - lo[d]) / l).floor();
+                if n.abs() > i32::MAX as f64 / 2.0 {
+                    continue; // absurdly far: left for the run to report
+                }
+                x[d] -= n * l;
+                im[d] += n as i32;
+                // Rounding can leave x a hair outside [lo, hi).
+                if x[d] >= hi[d] {
                     x[d] -= l;
                     im[d] += 1;
+                } else if x[d] < lo[d] {
+                    x[d] += l;
+                    im[d] -= 1;
                 }
             }
         }
     }
 
-    pub fn replicate(&mut self, args: &[String]) -> Result<(), String> {
+    pub fn replicate(&mut self, args: &[String], cap: usize) -> Result<(), String> {
         let (lo, hi) = self.require_box()?;
         if args.len() != 3 {
             return Err("expected: replicate nx ny nz".into());
@@ -819,6 +843,10 @@ impl World {
         let n: Vec<i64> = args.iter().map(|a| int(a, "replicate count")).collect::<Result<_, _>>()?;
         if n.iter().any(|&c| c < 1) {
             return Err("replicate counts must be positive".into());
+        }
+        let total = n.iter().map(|&c| c as f64).product::<f64>() * self.atoms.len() as f64;
+        if total > cap as f64 {
+            return Err(format!("replicate would make {total:.3e} atoms, more than {cap}"));
         }
         let l = [0, 1, 2].map(|d| hi[d] - lo[d]);
         let old = std::mem::take(&mut self.atoms);
