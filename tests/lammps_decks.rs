@@ -185,6 +185,7 @@ fn unsupported_commands_and_malformed_lines_name_their_line() {
         ("continued line", "units lj\nlattice sc 1.0\nregion box block 0 1 &\n  0 1 0 x\n".into(), 3, "got 'x'"),
         ("bad velocity seed", format!("{SETUP}velocity all create 1.0 -5\n"), 7, "positive 32-bit"),
         ("thermo keyword", "thermo_style custom step temp c_mytemp\n".into(), 1, "not supported"),
+        ("lost atoms", "units metal\nboundary p p f\nlattice sc 3.0\nregion b block 0 3 0 3 0 3\ncreate_box 1 b\ncreate_atoms 1 box\nmass 1 40\nvelocity all set 0 0 50 units box\npair_style lj/cut 5\npair_coeff 1 1 0.01 3.0\nfix 1 all nve\nthermo 10\nrun 100\n".into(), 13, "Lost atoms"),
     ];
     for (name, text, line, expect) in cases {
         let msg = deck_error(&name.replace(' ', "-"), text);
@@ -297,4 +298,11 @@ fn dumps_match_lammps_and_chemfiles_formats_are_written() {
             assert!(diff.min(l - diff) < 2e-3, "atom {} axis {k}: pdb {} vs LAMMPS {}", i + 1, pdb.positions[i][k], row[2 + k]);
         }
     }
+}
+
+#[test]
+fn setup_deck_every_lattice_regions_fixed_boundary_and_velocity_options_match_lammps() {
+    let deck = run_deck("tests/decks/in.setup", Vec::new());
+    let worst = compare(&deck, "tests/fixtures/lammps_setup.txt", 1e-12, 1e-10);
+    println!("setup: worst deviation {worst:.2e}");
 }

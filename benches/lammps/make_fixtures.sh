@@ -26,15 +26,15 @@ echo "wrote $out/lammps_nve_drift.txt and $out/lammps_in_lj.txt"
 # prints them, with 15 significant digits (the decks set thermo_modify format float %20.15g).
 decks=$root/tests/decks
 scratch=$(mktemp -d)
-for units in lj metal real; do
+for deck in units-lj units-metal units-real setup; do
   {
-    echo "# LAMMPS 22 Jul 2025 update 4: tests/decks/in.units-$units, thermo tables (header + rows)"
-    (cd "$scratch" && "$lammps" run "$decks/in.units-$units" -var data "$scratch/units.data") \
+    echo "# LAMMPS 22 Jul 2025 update 4: tests/decks/in.$deck, thermo tables (header + rows)"
+    (cd "$scratch" && "$lammps" run "$decks/in.$deck" -var data "$scratch/units.data") \
       | awk '/^ +Step /{on=1} /^Loop time/{on=0} on' | grep -v '^\s*$'
-  } > "$out/lammps_units_$units.txt"
+  } > "$out/lammps_${deck//-/_}.txt"
 done
 (cd "$scratch" && "$lammps" run "$decks/in.dump" -var out "$scratch/lammps" >/dev/null)
 cp "$scratch/lammps.custom" "$out/lammps_dump.custom"
 cp "$scratch/lammps.atom" "$out/lammps_dump.atom"
 rm -rf "$scratch"
-echo "wrote $out/lammps_units_{lj,metal,real}.txt and $out/lammps_dump.{custom,atom}"
+echo "wrote $out/lammps_units_{lj,metal,real}.txt, lammps_setup.txt and $out/lammps_dump.{custom,atom}"

@@ -1580,6 +1580,21 @@ impl Deck {
             let system = engine.system().map_err(|e| e.to_string())?.clone();
             self.world.absorb(&system);
         }
+        // Atoms past a fixed (non-periodic) face are lost, and LAMMPS stops (thermo_modify lost
+        // error, its default).
+        if self.world.periodic.contains(&false) {
+            let system = engine.system().map_err(|e| e.to_string())?;
+            let l = system.cell.lengths();
+            let lost = system
+                .positions
+                .iter()
+                .filter(|x| (0..3).any(|d| !self.world.periodic[d] && !(x[d] >= 0.0 && x[d] <= l[d])))
+                .count();
+            if lost > 0 {
+                let n = system.len();
+                return Err(format!("Lost atoms: original {n} current {} ({lost} left the box through a fixed boundary by step {})", n - lost, engine.step()));
+            }
+        }
         let keys = self.style.keys.clone();
         let mut values = Vec::with_capacity(keys.len());
         for k in &keys {
