@@ -306,3 +306,81 @@ fn setup_deck_every_lattice_regions_fixed_boundary_and_velocity_options_match_la
     let worst = compare(&deck, "tests/fixtures/lammps_setup.txt", 1e-12, 1e-10);
     println!("setup: worst deviation {worst:.2e}");
 }
+
+/// write_restart / read_restart: a deck continued from the restart file gives the rows of the
+/// uninterrupted deck, bit for bit (both rebuild their lists at the start of each run).
+#[test]
+fn read_restart_continues_the_run_bit_for_bit() {
+    let dir = common::scratch("deck-restart");
+    let restart = dir.join("state.restart").display().to_string();
+    let setup = "units lj\nlattice fcc 0.9\nregion b block 0 4 0 4 0 4\ncreate_box 1 b\ncreate_atoms 1 box\nmass 1 1.0\nvelocity all create 1.5 99 loop geom\npair_style lj/cut 2.5\npair_coeff 1 1 1.0 1.0\npair_modify shift yes\nneigh_modify every 2 check yes\nfix 1 all nve\nthermo 10\nthermo_style custom step temp pe etotal press\n";
+    let whole = dir.join("in.whole");
+    std::fs::write(&whole, format!("{setup}run 30\nwrite_restart {restart}\nrun 30\n")).unwrap();
+    let continued = dir.join("in.continued");
+    std::fs::write(&continued, format!("read_restart {restart}\nfix 1 all nve\nthermo 10\nthermo_style custom step temp pe etotal press\nrun 30\n")).unwrap();
+    let options = || DeckOptions { log: None, screen: false, echo: Echo::None, threads: Some(2), ..DeckOptions::default() };
+    let mut a = Deck::new(options()).unwrap();
+    a.run_file(&whole).unwrap();
+    let mut b = Deck::new(options()).unwrap();
+    b.run_file(&continued).unwrap();
+    let tail: Vec<_> = a.rows[a.rows.len() - b.rows.len()..].iter().map(|r| r.values.clone()).collect();
+    let mine: Vec<_> = b.rows.iter().map(|r| r.values.clone()).collect();
+    assert_eq!(mine[0][0], 30.0);
+    assert_eq!(tail, mine, "the continued run differs from the uninterrupted one");
+}
+
+/// pair_style mcgm in a deck: the shipped water model on water read from a data file (types
+/// named by pair_coeff * * O H) gives the energy the same model gives the same structure in a
+/// system.toml, and the deck's NVE run conserves energy.
+#[test]
+fn pair_style_mcgm_runs_the_shipped_model_from_a_deck() {
+    let dir = common::scratch("deck-mcgm");
+    let water = mdrun::io::structure::read(&repo("systems/quickstart/water8.extxyz"), "XYZ", 0).unwrap();
+    let cell = water.cell.unwrap();
+    let mut data = format!("water\n\n{} atoms\n2 atom types\n\n0 {:?} xlo xhi\n0 {:?} ylo yhi\n0 {:?} zlo zhi\n\nMasses\n\n1 15.999\n2 1.008\n\nAtoms # atomic\n\n", water.names.len(), cell[0][0], cell[1][1], cell[2][2]);
+    for (i, (n, x)) in water.names.iter().zip(&water.positions).enumerate() {
+        data.push_str(&format!("{} {} {:?} {:?} {:?}\n", i + 1, if n == "O" { 1 } else { 2 }, x[0], x[1], x[2]));
+    }
+    std::fs::write(dir.join("water.data"), data).unwrap();
+    let model = repo("potentials/water-schnet-mcgm-soft");
+    let deck = dir.join("in.water");
+    std::fs::write(
+        &deck,
+        format!(
+            "units metal\nread_data {}\npair_style mcgm {}\npair_coeff * * O H\nvelocity all create 300 4242 loop geom\nneighbor 1.0 bin\nfix 1 all nve\ntimestep 0.0005\nthermo 20\nthermo_style custom step temp pe etotal\nrun 200\n",
+            dir.join("water.data").display(),
+            model.display()
+        ),
+    )
+    .unwrap();
+    let mut d = Deck::new(DeckOptions { log: None, screen: false, echo: Echo::None, threads: Some(2), ..DeckOptions::default() }).unwrap();
+    d.run_file(&deck).unwrap_or_else(|e| panic!("{e}"));
+
+    let toml = format!(
+        "[structure]\nfile = \"{}\"\n[velocities]\nsource = \"zero\"\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"verlet\"\ntimestep = 0.0005\n[run]\nsteps = 0\nplatform = \"cpu\"\n",
+        repo("systems/quickstart/water8.extxyz").display(),
+        model.display()
+    );
+    let plan = common::plan_in(&dir, &toml);
+    let summary = mdrun::run::run(&plan, &mdrun::run::RunOptions { quiet: true, ..Default::default() }).unwrap();
+    let pe0 = d.rows[0].values[2];
+    assert!((pe0 - summary.final_potential_energy_ev).abs() < 1e-9 * pe0.abs(), "deck {pe0} vs toml {}", summary.final_potential_energy_ev);
+    let e: Vec<f64> = d.rows.iter().map(|r| r.values[3]).collect();
+    let spread = e.iter().cloned().fold(f64::MIN, f64::max) - e.iter().cloned().fold(f64::MAX, f64::min);
+    let ke = d.rows[0].values[1] * 1.5 * 23.0 * mdrun::units::BOLTZ;
+    assert!(spread < 0.01 * ke, "NVE total energy wanders by {spread} eV (kinetic {ke} eV)");
+}
+
+/// `-sf gpu`: the same deck on the GPU platform (f32 forces, float-float positions) follows
+/// LAMMPS's table to f32 precision, amplified by the chaotic dynamics over 150 steps.
+#[test]
+fn units_lj_deck_on_the_gpu_platform_follows_lammps() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let options = DeckOptions { log: None, screen: false, echo: Echo::None, platform: mdrun::plan::Platform::Gpu, ..DeckOptions::default() };
+    let mut d = Deck::new(options).unwrap();
+    d.run_file(&repo("tests/decks/in.units-lj")).unwrap_or_else(|e| panic!("{e}"));
+    let worst = compare(&d, "tests/fixtures/lammps_units_lj.txt", 1e-5, 1e-4);
+    println!("lj on the GPU: worst deviation {worst:.2e}");
+}

@@ -1270,11 +1270,27 @@ impl Deck {
         // The deck's own state beside it: units, box origin and types (the checkpoint is in
         // internal units, from the origin).
         let (lo, hi) = self.world.require_box()?;
+        // With the force field and run settings, as LAMMPS's restart files keep them (fixes are
+        // not kept, as in LAMMPS).
+        let w = &self.world;
+        let pair = match &w.pair {
+            Some(Pair::LjCut { cutoff, coeffs }) => serde_json::json!({
+                "style": "lj/cut", "cutoff": cutoff,
+                "coeffs": coeffs.iter().map(|(&(i, j), &(e, s, c))| serde_json::json!([i, j, e, s, c])).collect::<Vec<_>>(),
+            }),
+            Some(Pair::Mcgm { model }) => serde_json::json!({ "style": "mcgm", "model": model, "types": w.type_names }),
+            None => serde_json::Value::Null,
+        };
         let meta = serde_json::json!({
-            "units": self.world.units.name,
+            "units": w.units.name,
             "lo": lo, "hi": hi,
-            "periodic": self.world.periodic,
-            "masses": self.world.masses,
+            "periodic": w.periodic,
+            "masses": w.masses,
+            "charge": w.charge,
+            "pair": pair,
+            "shift": w.shift, "tail": w.tail,
+            "mix": match w.mix { Mix::Geometric => "geometric", Mix::Arithmetic => "arithmetic", Mix::Sixthpower => "sixthpower" },
+            "dt": w.dt, "skin": w.skin, "every": w.every, "delay": w.delay, "check": w.check,
         });
         crate::io::checkpoint::write_atomically(&PathBuf::from(format!("{file}.deck.json")), meta.to_string().as_bytes())
             .map_err(|e| format!("cannot write {file}.deck.json: {e}"))?;
@@ -1311,6 +1327,38 @@ impl Deck {
         };
         w.absorb(&chk.system);
         w.step = chk.step;
+        let bad = |k: &str| format!("{meta_path}: {k} is missing or malformed");
+        w.charge = meta["charge"].as_bool().unwrap_or(false);
+        w.shift = meta["shift"].as_bool().ok_or_else(|| bad("shift"))?;
+        w.tail = meta["tail"].as_bool().ok_or_else(|| bad("tail"))?;
+        w.mix = match meta["mix"].as_str() {
+            Some("geometric") => Mix::Geometric,
+            Some("arithmetic") => Mix::Arithmetic,
+            Some("sixthpower") => Mix::Sixthpower,
+            _ => return Err(bad("mix")),
+        };
+        w.dt = meta["dt"].as_f64();
+        w.skin = meta["skin"].as_f64();
+        w.every = meta["every"].as_u64().ok_or_else(|| bad("every"))?;
+        w.delay = meta["delay"].as_u64().ok_or_else(|| bad("delay"))?;
+        w.check = meta["check"].as_bool().ok_or_else(|| bad("check"))?;
+        let p = &meta["pair"];
+        w.pair = match p["style"].as_str() {
+            None => None,
+            Some("lj/cut") => {
+                let mut coeffs = BTreeMap::new();
+                for c in p["coeffs"].as_array().ok_or_else(|| bad("pair coeffs"))? {
+                    let v: (usize, usize, f64, f64, f64) = serde_json::from_value(c.clone()).map_err(|_| bad("pair coeffs"))?;
+                    coeffs.insert((v.0, v.1), (v.2, v.3, v.4));
+                }
+                Some(Pair::LjCut { cutoff: p["cutoff"].as_f64().ok_or_else(|| bad("pair cutoff"))?, coeffs })
+            }
+            Some("mcgm") => {
+                w.type_names = serde_json::from_value(p["types"].clone()).map_err(|_| bad("pair types"))?;
+                Some(Pair::Mcgm { model: serde_json::from_value(p["model"].clone()).map_err(|_| bad("pair model"))? })
+            }
+            Some(_) => return Err(bad("pair")),
+        };
         self.world = w;
         self.changed();
         Ok(())
