@@ -384,3 +384,22 @@ fn units_lj_deck_on_the_gpu_platform_follows_lammps() {
     let worst = compare(&d, "tests/fixtures/lammps_units_lj.txt", 1e-5, 1e-4);
     println!("lj on the GPU: worst deviation {worst:.2e}");
 }
+
+/// The example deck (systems/argon-deck/in.argon) runs with the binary as documented: a loop of
+/// Langevin stages, then NVE that holds its total energy; log.lammps, a dump and a data file.
+#[test]
+fn example_deck_runs_through_the_binary() {
+    let dir = common::scratch("deck-example");
+    std::fs::copy(repo("systems/argon-deck/in.argon"), dir.join("in.argon")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun")).args(["-in", "in.argon", "-var", "T", "80", "120"]).current_dir(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("stage at 80 K done") && screen.contains("stage at 120 K done") && !screen.contains("stage at 60"));
+    let log = std::fs::read_to_string(dir.join("log.lammps")).unwrap();
+    let last = tables(&log).pop().unwrap();
+    let etot: Vec<f64> = last.1.iter().map(|r| r[3]).collect();
+    let spread = etot.iter().cloned().fold(f64::MIN, f64::max) - etot.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(spread < 2e-3 * etot[0].abs(), "NVE total energy spread {spread} eV");
+    assert_eq!(std::fs::read_to_string(dir.join("argon.xyz")).unwrap().matches("Timestep").count(), 5);
+    assert!(std::fs::read_to_string(dir.join("argon.data")).unwrap().contains("500 atoms"));
+}
