@@ -414,6 +414,26 @@ impl Deck {
 
     /// A thermo keyword of the current state; computes the state if no run left it.
     fn keyword(&mut self, key: &str) -> Result<f64, String> {
+        // Keywords of the box and the step need no force evaluation.
+        if self.current.is_none() {
+            let w = &self.world;
+            let bounds = w.bounds;
+            let len = |d: usize| bounds.map(|(lo, hi)| hi[d] - lo[d]);
+            let simple = match key {
+                "step" => Some(Some(w.step as f64)),
+                "atoms" => Some(Some(w.atoms.len() as f64)),
+                "dt" => Some(Some(w.dt())),
+                "time" => Some(Some(w.step as f64 * w.dt())),
+                "vol" => Some(bounds.map(|_| len(0).unwrap() * len(1).unwrap() * len(2).unwrap())),
+                "lx" | "ly" | "lz" => Some(len((key.as_bytes()[1] - b'x') as usize)),
+                "xlo" | "ylo" | "zlo" => Some(bounds.map(|b| b.0[(key.as_bytes()[0] - b'x') as usize])),
+                "xhi" | "yhi" | "zhi" => Some(bounds.map(|b| b.1[(key.as_bytes()[0] - b'x') as usize])),
+                _ => None,
+            };
+            if let Some(v) = simple {
+                return v.ok_or_else(|| format!("thermo keyword {key} needs the simulation box"));
+            }
+        }
         if self.current.is_none() {
             self.current = Some(self.evaluate_state()?);
         }
@@ -1545,8 +1565,8 @@ impl Deck {
             self.say(&h);
         }
         let start = Instant::now();
-        self.output(&mut engine, &plan, 0.0, wants_vars)?;
-        self.write_dumps(&mut engine, true)?;
+        self.output(&mut engine, &plan, 0.0, wants_vars, first)?;
+        self.write_dumps(&mut engine, first)?;
         let mut step = first;
         while step < last {
             let next_thermo = if self.thermo_every > 0 { (step / self.thermo_every + 1) * self.thermo_every } else { last };
@@ -1565,10 +1585,10 @@ impl Deck {
             }
             self.world.step = step;
             if step == next_thermo || step == last {
-                self.output(&mut engine, &plan, start.elapsed().as_secs_f64(), wants_vars)?;
+                self.output(&mut engine, &plan, start.elapsed().as_secs_f64(), wants_vars, step)?;
             }
             if step == next_dump {
-                self.write_dumps(&mut engine, false)?;
+                self.write_dumps(&mut engine, step)?;
             }
         }
         let wall = start.elapsed().as_secs_f64();
@@ -1613,16 +1633,18 @@ impl Deck {
         }
     }
 
-    /// Prints one thermo row of the engine's current step.
-    fn output(&mut self, engine: &mut crate::platform::Engine, plan: &Plan, cpu: f64, wants_vars: bool) -> Result<(), String> {
-        let sample = engine.thermo();
+    /// Prints one thermo row of the engine's current state, at `step` (the engine's own step, or
+    /// for a run without fix nve, where nothing moves, the deck's).
+    fn output(&mut self, engine: &mut crate::platform::Engine, plan: &Plan, cpu: f64, wants_vars: bool, step: u64) -> Result<(), String> {
+        let mut sample = engine.thermo();
+        sample.step = step;
         let forces: Vec<[f64; 3]> = match engine {
             crate::platform::Engine::Cpu(s) => s.forces.forces.clone(),
             crate::platform::Engine::Gpu(_) => Vec::new(),
         };
         let gpu_forces = forces.is_empty();
         self.current = Some(self.state(plan, sample, &forces, cpu, engine.builds()));
-        self.world.step = engine.step();
+        self.world.step = step;
         if wants_vars {
             // Formulas may look at atoms (xcm, vcm): bring them up to date.
             let system = engine.system().map_err(|e| e.to_string())?.clone();
@@ -1663,15 +1685,13 @@ impl Deck {
         Ok(())
     }
 
-    fn write_dumps(&mut self, engine: &mut crate::platform::Engine, setup: bool) -> Result<(), String> {
-        let step = engine.step();
+    fn write_dumps(&mut self, engine: &mut crate::platform::Engine, step: u64) -> Result<(), String> {
         let due: Vec<usize> = (0..self.dumps.len())
             .filter(|&k| step % self.dumps[k].every == 0 && self.dumps[k].last != Some(step))
             .collect();
         if due.is_empty() {
             return Ok(());
         }
-        let _ = setup;
         let system = engine.system().map_err(|e| e.to_string())?.clone();
         let forces: Option<Vec<[f64; 3]>> = match engine {
             crate::platform::Engine::Cpu(s) => Some(s.forces.forces.clone()),
@@ -1726,6 +1746,11 @@ impl Deck {
 impl Deck {
     pub fn thermo_every(&self) -> u64 {
         self.thermo_every
+    }
+
+    /// Whether screen output is on.
+    pub fn screen(&self) -> bool {
+        self.options.screen
     }
 }
 

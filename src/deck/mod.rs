@@ -120,8 +120,15 @@ pub fn lammps_main(args: &[String]) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let start = std::time::Instant::now();
     match deck.run_file(&input) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => {
+            let s = start.elapsed().as_secs();
+            if deck.screen() {
+                println!("Total wall time: {}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
+            }
+            std::process::ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("ERROR: {e}");
             std::process::ExitCode::FAILURE
