@@ -3,7 +3,8 @@
 //!
 //! - [`script`]: lines, continuation, comments, quotes, `$` substitution.
 //! - [`expr`]: equal-style formulas.
-//! - [`interp`]: the interpreter (variables, loops, commands, `run`).
+//! - [`interp`]: the interpreter (reading, variables, loops, dispatch); [`commands`]: force
+//!   field, fix, thermo, dump and restart commands; [`run`]: `run N` with the engine.
 //! - [`world`]: the state a deck builds (box, lattice, atoms, force field, fixes).
 //! - [`units`], [`random`], [`data`], [`thermo_out`], [`cformat`], [`convert`].
 
@@ -13,6 +14,8 @@ pub mod data;
 pub mod expr;
 pub mod interp;
 pub mod random;
+pub mod run;
+pub mod commands;
 pub mod script;
 pub mod thermo_out;
 pub mod units;
