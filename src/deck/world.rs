@@ -286,31 +286,15 @@ impl World {
         if scale <= 0.0 {
             return Err(format!("lattice scale must be positive (got {scale})"));
         }
+        // The same unit cells as system.toml's lattices (crate::lattice), plus custom.
         let (mut aspect, mut basis): (Vec3, Vec<Vec3>) = match style.as_str() {
-            "sc" => ([1.0; 3], vec![[0.0; 3]]),
-            "bcc" => ([1.0; 3], vec![[0.0; 3], [0.5; 3]]),
-            "fcc" => ([1.0; 3], vec![[0.0; 3], [0.5, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.5]]),
-            "hcp" => (
-                [1.0, 3f64.sqrt(), (8.0f64 / 3.0).sqrt()],
-                vec![[0.0; 3], [0.5, 0.5, 0.0], [0.5, 5.0 / 6.0, 0.5], [0.0, 1.0 / 3.0, 0.5]],
-            ),
-            "diamond" => (
-                [1.0; 3],
-                vec![
-                    [0.0; 3],
-                    [0.0, 0.5, 0.5],
-                    [0.5, 0.0, 0.5],
-                    [0.5, 0.5, 0.0],
-                    [0.25, 0.25, 0.25],
-                    [0.25, 0.75, 0.75],
-                    [0.75, 0.25, 0.75],
-                    [0.75, 0.75, 0.25],
-                ],
-            ),
             "custom" => ([1.0; 3], Vec::new()),
-            other => {
-                return Err(format!("lattice style '{other}' is not supported; mdrun supports sc, bcc, fcc, hcp, diamond, custom (and none)"));
-            }
+            name => match crate::lattice::LatticeKind::parse(name) {
+                Some(kind) => (kind.aspect(), kind.basis()),
+                None => {
+                    return Err(format!("lattice style '{name}' is not supported; mdrun supports {}, custom (and none)", crate::lattice::LatticeKind::NAMES));
+                }
+            },
         };
         let mut origin = [0.0; 3];
         let mut i = 2;
