@@ -77,6 +77,13 @@ fn lammps_bench_deck_in_lj_matches_lammps() {
     let worst = compare(&deck, "tests/fixtures/lammps_in_lj.txt", 1e-7, 1e-7);
     println!("in.lj: worst deviation {worst:.2e}");
     assert_eq!(deck.rows.last().unwrap().values[0], 100.0);
+    // And the printed table is LAMMPS's, character for character.
+    let fixture = std::fs::read_to_string(repo("tests/fixtures/lammps_in_lj.txt")).unwrap();
+    let lammps_lines: Vec<&str> = fixture.lines().filter(|l| !l.starts_with('#')).collect();
+    let style = mdrun::deck::thermo_out::ThermoStyle::default();
+    for (row, line) in deck.rows.iter().zip(&lammps_lines) {
+        assert_eq!(style.row(&row.values, 0.0).unwrap(), *line);
+    }
 }
 
 #[test]

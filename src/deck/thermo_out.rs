@@ -207,14 +207,20 @@ impl Default for ThermoStyle {
     }
 }
 
-fn centre(text: &str, width: usize) -> String {
+/// `text` centred in `width`, the odd blank on the left (`left_heavy`) or on the right.
+fn centre(text: &str, width: usize, left_heavy: bool) -> String {
     if text.len() >= width {
         return text.to_string();
     }
-    let left = (width - text.len()) / 2;
-    format!("{}{text}{}", " ".repeat(left), " ".repeat(width - text.len() - left))
+    let pad = width - text.len();
+    let left = if left_heavy { pad.div_ceil(2) } else { pad / 2 };
+    format!("{}{text}{}", " ".repeat(left), " ".repeat(pad - left))
 }
 
+// LAMMPS's one-line layout (read off its output): an integer column is 10 wide, right-aligned;
+// a float column 14 wide, a blank for the sign of positive numbers, then %.8g left-aligned; two
+// blanks follow an integer column and one a float column. A user format (`thermo_modify format
+// float`) replaces the float body; the titles keep the default widths.
 impl ThermoStyle {
     /// The header line (one-line style only; multi has none).
     pub fn header(&self) -> Option<String> {
@@ -222,14 +228,14 @@ impl ThermoStyle {
             return None;
         }
         let mut line = String::new();
-        for k in &self.keys {
+        for (n, k) in self.keys.iter().enumerate() {
+            if n > 0 {
+                line.push_str(if is_int(&self.keys[n - 1]) { "  " } else { " " });
+            }
             if is_int(k) {
-                line.push_str(&centre(&title(k), 10));
-                line.push(' ');
+                line.push_str(&centre(&title(k), 10, true));
             } else {
-                line.push_str("  ");
-                line.push_str(&centre(&title(k), 12));
-                line.push(' ');
+                line.push_str(&centre(&title(k), 14, false));
             }
         }
         Some(line)
@@ -260,15 +266,13 @@ impl ThermoStyle {
             return Ok(line);
         }
         for (n, (k, v)) in self.keys.iter().zip(values).enumerate() {
+            if n > 0 {
+                line.push_str(if is_int(&self.keys[n - 1]) { "  " } else { " " });
+            }
             if is_int(k) {
                 match &self.int_format {
                     Some(f) => line.push_str(&cformat::printf(f, *v)?),
                     None => line.push_str(&format!("{:>10}", *v as i64)),
-                }
-                line.push(' ');
-                // LAMMPS leaves one more blank before a float in a user format.
-                if self.float_format.is_some() && self.keys.get(n + 1).is_some_and(|k| !is_int(k)) {
-                    line.push(' ');
                 }
             } else {
                 match &self.float_format {
@@ -276,11 +280,9 @@ impl ThermoStyle {
                     None => {
                         let g = cformat::g(*v, 8);
                         let signed = if g.starts_with('-') { g } else { format!(" {g}") };
-                        line.push(' ');
-                        line.push_str(&format!("{signed:<13}"));
+                        line.push_str(&format!("{signed:<14}"));
                     }
                 }
-                line.push(' ');
             }
         }
         Ok(line)
@@ -293,6 +295,7 @@ mod tests {
 
     #[test]
     fn layout_is_lammps_one_style() {
+        // Lines as LAMMPS 22 Jul 2025 prints them.
         let style = ThermoStyle::default();
         assert_eq!(
             style.header().unwrap(),
@@ -301,6 +304,18 @@ mod tests {
         assert_eq!(
             style.row(&[0.0, 1.44, -6.77336812, 0.0, -4.61343561, -5.01970733], 0.0).unwrap(),
             "         0   1.44          -6.7733681      0             -4.6134356     -5.0197073    "
+        );
+        let keys = ["step", "atoms", "temp", "pe", "elapsed", "press"].map(str::to_string).to_vec();
+        let custom = ThermoStyle { keys, ..ThermoStyle::default() };
+        assert_eq!(custom.header().unwrap(), "   Step        Atoms         Temp          PotEng       Elapsed       Press     ");
+        assert_eq!(
+            custom.row(&[0.0, 64.0, 0.0, -3.98233644693, 0.0, 16.8432843], 0.0).unwrap(),
+            "         0          64   0             -3.9823364              0   16.843284    "
+        );
+        let user = ThermoStyle { float_format: Some("%20.15g".into()), ..custom };
+        assert_eq!(
+            user.row(&[0.0, 57.0, 250.098037960271, -0.576517625114665], 0.0).unwrap(),
+            "         0          57      250.098037960271   -0.576517625114665"
         );
     }
 }
