@@ -410,3 +410,31 @@ fn example_deck_runs_through_the_binary() {
     assert_eq!(std::fs::read_to_string(dir.join("argon.xyz")).unwrap().matches("Timestep").count(), 5);
     assert!(std::fs::read_to_string(dir.join("argon.data")).unwrap().contains("500 atoms"));
 }
+
+/// include, jump to another file, if/elif/else, loop variables with pad, string and format
+/// variables, immediate formulas with formats, print to a file.
+#[test]
+fn script_language_include_jump_if_and_formats() {
+    let dir = common::scratch("deck-script");
+    std::fs::write(dir.join("settings.in"), "variable base string run\nvariable scale equal 2.5\n").unwrap();
+    std::fs::write(dir.join("second.in"), "print \"in second: ${base}\" append out.txt\nif \"${scale} > 2\" then \"print 'big' append out.txt\" else \"print 'small' append out.txt\"\n").unwrap();
+    std::fs::write(
+        dir.join("in.main"),
+        "include settings.in\n\
+         variable i loop 8 10 pad\n\
+         label again\n\
+         variable f format scale %.3f\n\
+         if \"$i == 8\" then \"print 'first ${base}$i' file out.txt\" elif \"$i == 9\" \"print 'second $i $f' append out.txt\" else \"print 'third $(v_i*v_scale:%06.2f)' append out.txt\"\n\
+         next i\n\
+         jump SELF again\n\
+         variable x equal \"(1+2) * -2^2 / 3\"\n\
+         print \"x = ${x} and $(sqrt(2):%.4f)\" append out.txt\n\
+         jump second.in\n\
+         print \"never printed\" append out.txt\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun")).args(["-in", "in.main", "-log", "none", "-screen", "none"]).current_dir(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(dir.join("out.txt")).unwrap();
+    assert_eq!(text, "first run08\nsecond 09 2.500\nthird 025.00\nx = 4 and 1.4142\nin second: run\nbig\n");
+}
