@@ -229,6 +229,11 @@ fn lammps_command_line_with_var_log_and_echo() {
 
     let quiet = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun")).args(["-in", deck.to_str().unwrap(), "-log", "none", "-screen", "none"]).output().unwrap();
     assert!(quiet.status.success() && quiet.stdout.is_empty());
+    let screen_file = dir.join("screen.txt");
+    let to_file = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun")).args(["-in", deck.to_str().unwrap(), "-log", "none", "-screen", screen_file.to_str().unwrap()]).output().unwrap();
+    assert!(to_file.status.success() && to_file.stdout.is_empty());
+    let written = std::fs::read_to_string(&screen_file).unwrap();
+    assert!(written.contains("n=5 i=3 sq=9") && written.contains("Total wall time"), "{written}");
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun")).args(["-in", "/nonexistent/in.x", "-log", "none"]).output().unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot read the input script"));

@@ -54,6 +54,8 @@ pub struct DeckOptions {
     pub log: Option<PathBuf>,
     /// `-screen none` turns the screen output off.
     pub screen: bool,
+    /// `-screen FILE`: the screen output goes to this file instead of stdout.
+    pub screen_file: Option<PathBuf>,
     pub echo: Echo,
     pub platform: Platform,
     pub threads: Option<usize>,
@@ -73,7 +75,7 @@ pub struct Sandbox {
 
 impl Default for DeckOptions {
     fn default() -> Self {
-        DeckOptions { vars: Vec::new(), log: None, screen: true, echo: Echo::Log, platform: Platform::Cpu, threads: None, sandbox: None }
+        DeckOptions { vars: Vec::new(), log: None, screen: true, screen_file: None, echo: Echo::Log, platform: Platform::Cpu, threads: None, sandbox: None }
     }
 }
 
@@ -124,6 +126,7 @@ pub(super) enum Flow {
 pub struct Deck {
     pub(super) options: DeckOptions,
     pub(super) log: Option<std::io::BufWriter<std::fs::File>>,
+    pub(super) screen_file: Option<std::io::BufWriter<std::fs::File>>,
     pub(super) echo: Echo,
     vars: BTreeMap<String, Var>,
     pub(super) stack: Vec<Frame>,
@@ -161,6 +164,12 @@ impl Deck {
             )),
             None => None,
         };
+        let screen_file = match &options.screen_file {
+            Some(p) => Some(std::io::BufWriter::new(
+                std::fs::File::create(p).map_err(|e| format!("cannot open the screen file {}: {e}", p.display()))?,
+            )),
+            None => None,
+        };
         let mut vars = BTreeMap::new();
         for (name, values) in &options.vars {
             if values.is_empty() {
@@ -172,6 +181,7 @@ impl Deck {
             echo: options.echo,
             options,
             log,
+            screen_file,
             vars,
             stack: Vec::new(),
             jump_skip: false,
@@ -195,10 +205,21 @@ impl Deck {
     }
 
     /// A line to the screen and the log.
-    pub(super) fn say(&mut self, line: &str) {
-        if self.options.screen {
-            println!("{line}");
+    /// A line to the screen (stdout, or the -screen file) only.
+    pub(super) fn to_screen(&mut self, line: &str) {
+        if !self.options.screen {
+            return;
         }
+        match &mut self.screen_file {
+            Some(f) => {
+                let _ = writeln!(f, "{line}");
+            }
+            None => println!("{line}"),
+        }
+    }
+
+    pub(super) fn say(&mut self, line: &str) {
+        self.to_screen(line);
         if let Some(log) = &mut self.log {
             let _ = writeln!(log, "{line}");
         }
@@ -207,6 +228,9 @@ impl Deck {
     pub(super) fn flush_log(&mut self) {
         if let Some(log) = &mut self.log {
             let _ = log.flush();
+        }
+        if let Some(f) = &mut self.screen_file {
+            let _ = f.flush();
         }
     }
 
@@ -289,8 +313,8 @@ impl Deck {
         if words.is_empty() {
             return Ok(());
         }
-        if matches!(self.echo, Echo::Screen | Echo::Both) && self.options.screen {
-            println!("{}", substituted.trim());
+        if matches!(self.echo, Echo::Screen | Echo::Both) {
+            self.to_screen(substituted.trim());
         }
         if matches!(self.echo, Echo::Log | Echo::Both)
             && let Some(log) = &mut self.log
@@ -669,8 +693,8 @@ impl Deck {
                 .map_err(|e| format!("cannot open {path}: {e}"))?;
             writeln!(f, "{text}").map_err(|e| format!("cannot write {path}: {e}"))?;
         }
-        if screen && self.options.screen {
-            println!("{text}");
+        if screen {
+            self.to_screen(&text);
         }
         if let Some(log) = &mut self.log {
             let _ = writeln!(log, "{text}");
@@ -924,9 +948,10 @@ impl Deck {
         self.thermo_every
     }
 
-    /// Whether screen output is on.
-    pub fn screen(&self) -> bool {
-        self.options.screen
+    /// The last line of a deck (screen and log), and every output flushed.
+    pub fn finish(&mut self, line: &str) {
+        self.say(line);
+        self.flush_log();
     }
 }
 

@@ -65,10 +65,11 @@ pub fn parse_command_line(args: &[String]) -> Result<(PathBuf, DeckOptions), Str
             }
             "-screen" | "-sc" => {
                 let v = value(i, flag)?;
-                if v != "none" {
-                    return Err(format!("-screen {v}: mdrun writes the screen output to stdout (redirect it) or -screen none"));
+                if v == "none" {
+                    options.screen = false;
+                } else {
+                    options.screen_file = Some(PathBuf::from(v));
                 }
-                options.screen = false;
                 i += 2;
             }
             "-echo" | "-e" => {
@@ -127,9 +128,7 @@ pub fn lammps_main(args: &[String]) -> std::process::ExitCode {
     match deck.run_file(&input) {
         Ok(()) => {
             let s = start.elapsed().as_secs();
-            if deck.screen() {
-                println!("Total wall time: {}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
-            }
+            deck.finish(&format!("Total wall time: {}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60));
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
