@@ -40,33 +40,38 @@ pub fn choose(
     system: &System,
     notice: &mut dyn FnMut(&str),
 ) -> Result<Option<GpuContext>, String> {
-    let unsupported = match &plan.potential {
-        PotentialSpec::Mcgm { model } => {
-            let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
-            match crate::potential::mcgm::MlPotential::load(model, &names).and_then(|p| p.into_gpu()) {
-                Ok(m) => crate::gpu::md::unsupported_reason(system, m.inference.cutoff + plan.skin)
-                    .or_else(|| crate::gpu::ml::unsupported_reason(&m.inference, system.len())),
-                Err(e) => Some(e),
+    // Why the GPU cannot run this plan, if it cannot. Asked only when a GPU is in question: with
+    // a model it loads the model, which the CPU would not need to do twice.
+    let unsupported = || -> Option<String> {
+        let reason = match &plan.potential {
+            PotentialSpec::Mcgm { model } => {
+                let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
+                match crate::potential::mcgm::MlPotential::load(model, &names).and_then(|p| p.into_gpu()) {
+                    Ok(m) => crate::gpu::md::unsupported_reason(system, m.inference.cutoff + plan.skin)
+                        .or_else(|| crate::gpu::ml::unsupported_reason(&m.inference, system.len())),
+                    Err(e) => Some(e),
+                }
             }
-        }
-        PotentialSpec::LennardJones { pairs, .. } => {
-            let reach = pairs.iter().map(|p| p.cutoff).fold(0.0, f64::max) + plan.skin;
-            crate::gpu::md::unsupported_reason(system, reach)
-        }
+            PotentialSpec::LennardJones { pairs, .. } => {
+                let reach = pairs.iter().map(|p| p.cutoff).fold(0.0, f64::max) + plan.skin;
+                crate::gpu::md::unsupported_reason(system, reach)
+            }
+        };
+        reason
+            .or_else(|| {
+                matches!(plan.integrator, crate::integrate::Integrator::Langevin { zero: true, .. })
+                    .then(|| "Langevin with zero = true (net noise removed) runs on the CPU".to_string())
+            })
+            .or_else(|| {
+                (plan.rebuild != crate::simulation::RebuildPolicy::default()).then(|| {
+                    "the GPU rebuilds its neighbour list when an atom has moved half the skin; [neighbor] every/delay/check schedules run on the CPU".to_string()
+                })
+            })
     };
-    let unsupported = unsupported.or_else(|| {
-        matches!(plan.integrator, crate::integrate::Integrator::Langevin { zero: true, .. })
-            .then(|| "Langevin with zero = true (net noise removed) runs on the CPU".to_string())
-    });
-    let unsupported = unsupported.or_else(|| {
-        (plan.rebuild != crate::simulation::RebuildPolicy::default()).then(|| {
-            "the GPU rebuilds its neighbour list when an atom has moved half the skin; [neighbor] every/delay/check schedules run on the CPU".to_string()
-        })
-    });
     match platform {
         Platform::Cpu => Ok(None),
         Platform::Gpu => {
-            if let Some(reason) = unsupported {
+            if let Some(reason) = unsupported() {
                 return Err(format!("platform \"gpu\": {reason}; use platform = \"cpu\""));
             }
             match GpuContext::open(false) {
@@ -75,30 +80,30 @@ pub fn choose(
                 Err(e) => Err(format!("platform \"gpu\": {e}")),
             }
         }
-        Platform::Auto => {
-            if let Some(reason) = unsupported {
-                notice(&format!("platform auto: running on the CPU ({reason})"));
-                return Ok(None);
-            }
-            match GpuContext::open(true) {
-                Ok(Some(ctx)) => Ok(Some(ctx)),
-                Ok(None) => {
-                    let seen = crate::gpu::list_adapters();
-                    let what = match seen.first() {
-                        Some(a) => format!("only the software adapter {}", a.name),
-                        None => "no GPU adapter".to_string(),
-                    };
-                    notice(&format!(
-                        "platform auto: wgpu sees {what}; running on the CPU (platform = \"gpu\" forces the GPU)"
-                    ));
+        Platform::Auto => match GpuContext::open(true) {
+            Ok(Some(ctx)) => match unsupported() {
+                Some(reason) => {
+                    notice(&format!("platform auto: running on the CPU ({reason})"));
                     Ok(None)
                 }
-                Err(e) => {
-                    notice(&format!("platform auto: the GPU failed to start ({e}); running on the CPU"));
-                    Ok(None)
-                }
+                None => Ok(Some(ctx)),
+            },
+            Ok(None) => {
+                let seen = crate::gpu::list_adapters();
+                let what = match seen.first() {
+                    Some(a) => format!("only the software adapter {}", a.name),
+                    None => "no GPU adapter".to_string(),
+                };
+                notice(&format!(
+                    "platform auto: wgpu sees {what}; running on the CPU (platform = \"gpu\" forces the GPU)"
+                ));
+                Ok(None)
             }
-        }
+            Err(e) => {
+                notice(&format!("platform auto: the GPU failed to start ({e}); running on the CPU"));
+                Ok(None)
+            }
+        },
     }
 }
 
