@@ -79,7 +79,7 @@ pub fn printf(format: &str, x: f64) -> Result<String, String> {
                 end = Some((i, c));
                 break;
             }
-            _ => return Err(format!("format '{format}': unsupported conversion '%{}'", &rest[..=i])),
+            _ => return Err(format!("format '{format}': unsupported conversion '%{}'", &rest[..i + c.len_utf8()])),
         }
     }
     let (at, conv) = end.ok_or_else(|| format!("format '{format}' has an unfinished % conversion"))?;
@@ -172,5 +172,7 @@ mod tests {
         assert_eq!(printf("%.2e", 12345.0).unwrap(), "1.23e+04");
         assert!(printf("%s", 1.0).is_err());
         assert!(printf("none", 1.0).is_err());
+        // Found by the fuzzer: a multi-byte character where the conversion should be.
+        assert!(printf("%\u{7a5}x", 1.0).is_err());
     }
 }
