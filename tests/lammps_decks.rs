@@ -443,3 +443,18 @@ fn script_language_include_jump_if_and_formats() {
     let text = std::fs::read_to_string(dir.join("out.txt")).unwrap();
     assert_eq!(text, "first run08\nsecond 09 2.500\nthird 025.00\nx = 4 and 1.4142\nin second: run\nbig\n");
 }
+
+/// Inputs the fuzzer found, replayed sandboxed as the fuzz target runs them: each ends quickly
+/// in Ok or an error (a dense box with a long neighbour reach once took minutes).
+#[test]
+fn fuzzer_findings_end_quickly() {
+    for seed in ["regression-dense-long-reach", "regression-printf-multibyte"] {
+        let bytes = std::fs::read(repo(&format!("fuzz/seeds/deck/{seed}"))).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        let sandbox = mdrun::deck::interp::Sandbox { max_commands: 500, max_atoms: 300, max_steps: 50, max_cutoff: 10.0 };
+        let options = DeckOptions { log: None, screen: false, echo: Echo::None, threads: Some(1), sandbox: Some(sandbox), ..DeckOptions::default() };
+        let start = std::time::Instant::now();
+        let _ = Deck::new(options).unwrap().run_text(Path::new("fuzz.in"), &text);
+        assert!(start.elapsed().as_secs_f64() < 5.0, "{seed} took {:?}", start.elapsed());
+    }
+}

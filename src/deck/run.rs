@@ -15,6 +15,7 @@ impl Deck {
     /// Thermo quantities of the world as it stands (a force evaluation on the CPU).
     pub(super) fn evaluate_state(&mut self) -> Result<ThermoState, String> {
         let plan = self.plan(0)?;
+        self.sandbox_work(&plan)?;
         let sim = crate::simulation::Simulation::new(
             plan.system.clone(),
             plan.potential.instantiate(&plan.system.species)?,
@@ -66,6 +67,25 @@ impl Deck {
     }
 
     /// The world as a plan for a run of `steps` steps from the current step.
+    /// In a sandbox, refuses force evaluations whose pair search would be huge: atoms² times
+    /// the periodic images within cutoff + skin (a dense box with a long reach).
+    fn sandbox_work(&self, plan: &Plan) -> Result<(), String> {
+        if self.options.sandbox.is_none() {
+            return Ok(());
+        }
+        let reach = match &plan.potential {
+            PotentialSpec::LennardJones { pairs, .. } => pairs.iter().map(|p| p.cutoff).fold(0.0, f64::max),
+            PotentialSpec::Mcgm { .. } => 10.0,
+        } + plan.skin;
+        let n = plan.system.len() as f64;
+        let widths = plan.system.cell.perpendicular_widths();
+        let images: f64 = (0..3).map(|d| if plan.system.cell.pbc()[d] { 2.0 * (reach / widths[d]).ceil() + 1.0 } else { 1.0 }).product();
+        if n * n * images > 2e7 {
+            return Err(format!("sandbox: a pair search of {:.2e} atom pairs x images is too much work", n * n * images));
+        }
+        Ok(())
+    }
+
     pub fn plan(&self, steps: u64) -> Result<Plan, String> {
         let w = &self.world;
         let u = w.units;
@@ -172,6 +192,7 @@ impl Deck {
     }
 
     fn run_plan(&mut self, plan: Plan, steps: u64) -> Result<(), String> {
+        self.sandbox_work(&plan)?;
         let integrate = self.world.fixes.iter().any(|f| f.kind == FixKind::Nve);
         let u = self.world.units;
         let threads = self.options.threads.filter(|&t| t > 0).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
