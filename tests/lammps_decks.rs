@@ -448,7 +448,7 @@ fn script_language_include_jump_if_and_formats() {
 /// in Ok or an error (a dense box with a long neighbour reach once took minutes).
 #[test]
 fn fuzzer_findings_end_quickly() {
-    for seed in ["regression-dense-long-reach", "regression-printf-multibyte"] {
+    for seed in ["regression-dense-long-reach", "regression-many-long-runs", "regression-printf-multibyte"] {
         let bytes = std::fs::read(repo(&format!("fuzz/seeds/deck/{seed}"))).unwrap();
         let text = String::from_utf8_lossy(&bytes);
         let sandbox = mdrun::deck::interp::Sandbox { max_commands: 500, max_atoms: 300, max_steps: 50, max_cutoff: 10.0 };

@@ -59,7 +59,8 @@ pub struct DeckOptions {
     pub echo: Echo,
     pub platform: Platform,
     pub threads: Option<usize>,
-    /// Bounds for untrusted decks (the fuzzer): no file access, and caps on work.
+    /// Bounds for untrusted decks (the fuzzer): no file access, and caps on work (`max_steps`
+    /// counts the steps of all runs together).
     pub sandbox: Option<Sandbox>,
 }
 
@@ -152,6 +153,8 @@ pub struct Deck {
     pub after_capture: Vec<String>,
     pub(super) where_: (String, usize),
     pub(super) commands_run: u64,
+    /// Steps run so far (for the sandbox's cap).
+    pub(super) sandbox_steps: u64,
 }
 
 const MAX_EVAL_DEPTH: usize = 64;
@@ -201,6 +204,7 @@ impl Deck {
             after_capture: Vec::new(),
             where_: (String::new(), 0),
             commands_run: 0,
+            sandbox_steps: 0,
         })
     }
 
@@ -965,8 +969,8 @@ impl Deck {
         if files {
             return Err("sandbox: no file access".into());
         }
-        if command == "run" && args.first().and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n > sb.max_steps) {
-            return Err(format!("sandbox: runs are capped at {} steps", sb.max_steps));
+        if command == "run" && args.first().and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| self.sandbox_steps + n > sb.max_steps) {
+            return Err(format!("sandbox: runs are capped at {} steps in all", sb.max_steps));
         }
         if matches!(command, "pair_style" | "pair_coeff") && args.iter().filter_map(|a| a.parse::<f64>().ok()).any(|c| c > sb.max_cutoff) {
             return Err(format!("sandbox: numbers above {} in {command}", sb.max_cutoff));

@@ -80,7 +80,7 @@ impl Deck {
         let n = plan.system.len() as f64;
         let widths = plan.system.cell.perpendicular_widths();
         let images: f64 = (0..3).map(|d| if plan.system.cell.pbc()[d] { 2.0 * (reach / widths[d]).ceil() + 1.0 } else { 1.0 }).product();
-        if n * n * images > 2e7 {
+        if n * n * images > 2e6 {
             return Err(format!("sandbox: a pair search of {:.2e} atom pairs x images is too much work", n * n * images));
         }
         Ok(())
@@ -193,6 +193,7 @@ impl Deck {
 
     fn run_plan(&mut self, plan: Plan, steps: u64) -> Result<(), String> {
         self.sandbox_work(&plan)?;
+        self.sandbox_steps += steps;
         let integrate = self.world.fixes.iter().any(|f| f.kind == FixKind::Nve);
         let u = self.world.units;
         let threads = self.options.threads.filter(|&t| t > 0).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
