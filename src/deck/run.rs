@@ -278,6 +278,9 @@ impl Deck {
 
     /// After a blow-up: writes the state before the bad step next to the log, and says where.
     fn save_last_good(&mut self, engine: &mut crate::platform::Engine, threads: usize) -> String {
+        if self.options.sandbox.is_some() {
+            return String::new(); // a sandboxed deck writes no files
+        }
         match engine.last_good_checkpoint(threads) {
             Ok(chk) => {
                 let path = PathBuf::from("mdrun.last-good.chk");
