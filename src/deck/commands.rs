@@ -299,7 +299,6 @@ impl Deck {
             every: every as u64,
             path: PathBuf::from(file),
             columns,
-            sort: false,
             elements: None,
             last: None,
             opened: false,
@@ -316,11 +315,10 @@ impl Deck {
             let v = rest.get(i + 1).ok_or_else(|| format!("dump_modify {} needs a value", rest[i]))?;
             match rest[i].as_str() {
                 "sort" => {
-                    dump.sort = match v.as_str() {
-                        "id" => true,
-                        "off" => false,
-                        _ => return Err("dump_modify sort: mdrun sorts by id (or off)".into()),
-                    };
+                    // mdrun writes atoms in id order either way.
+                    if v != "id" && v != "off" {
+                        return Err("dump_modify sort: mdrun sorts by id (or off)".into());
+                    }
                     i += 2;
                 }
                 "every" => {

@@ -104,7 +104,6 @@ pub(super) struct Dump {
     pub(super) every: u64,
     pub(super) path: PathBuf,
     pub(super) columns: Vec<String>,
-    pub(super) sort: bool,
     pub(super) elements: Option<Vec<String>>,
     pub(super) last: Option<u64>,
     pub(super) opened: bool,

@@ -61,7 +61,6 @@ impl Deck {
             dt: self.world.dt(),
             cpu,
             run_first: self.run_bounds.0,
-            run_last: self.run_bounds.1,
             nbuild,
         }
     }

@@ -27,7 +27,6 @@ pub struct ThermoState {
     /// Seconds since the run started.
     pub cpu: f64,
     pub run_first: u64,
-    pub run_last: u64,
     pub nbuild: u64,
 }
 

@@ -408,7 +408,7 @@ impl World {
         let scale = self.units_keyword(&kw, "region")?;
         let bound = |text: &str, d: usize, hi: bool| -> Result<f64, String> {
             match text {
-                "INF" | "EDGE" if text == "INF" => Ok(if hi { BIG } else { -BIG }),
+                "INF" => Ok(if hi { BIG } else { -BIG }),
                 "EDGE" => {
                     let (lo, up) = self.require_box()?;
                     Ok(if hi { up[d] } else { lo[d] })
