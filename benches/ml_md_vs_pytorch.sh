@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# MD with a SchNet potential, against system size: mdrun (the whole MD step: neighbour list,
-# graph, model, integration) with the bare SchNet and with MCGM (soft, hard), against the same
-# bare SchNet in plain PyTorch (benches/pytorch/schnet_md.py: energy + autograd forces only,
+# MD with a SchNet or PaiNN potential, against system size: mdrun (the whole MD step: neighbour
+# list, graph, model, integration) with the bare model and with MCGM (soft, hard), against the
+# same bare model in plain PyTorch (benches/pytorch/model_md.py: energy + autograd forces only,
 # neighbour list not timed), same weights, same structure, same machine, same threads.
 #   benches/ml_md_vs_pytorch.sh [repeats...]          (default: 2 4 7 11 16)
 # STEP_BUDGET (default 300000) / atoms is the number of steps per run (5 to 500).
@@ -64,7 +64,8 @@ TOML
 echo "mdrun on $platform ($("$mdrun" --list-devices 2>/dev/null | head -1)), PyTorch on $torch_device"
 echo "model: $model ($(python3 -c "import json; c = json.load(open('$model/model.json'))['config']; print(f\"{c['backbone']} F={c['features']} blocks={c['blocks']} rbf={c['n_rbf']} cutoff={c['cutoff']}\")")), $threads threads, $(nproc) cores"
 echo
-echo "| atoms | mdrun SchNet s/step | atom-steps/s | + MCGM soft s/step | + MCGM hard s/step | PyTorch SchNet s/step | mdrun / PyTorch | E mdrun (eV) | E PyTorch (eV) |"
+name=$(python3 -c "import json; print({'schnet': 'SchNet', 'painn': 'PaiNN'}[json.load(open('$model/model.json'))['config']['backbone']])")
+echo "| atoms | mdrun $name s/step | atom-steps/s | + MCGM soft s/step | + MCGM hard s/step | PyTorch $name s/step | mdrun / PyTorch | E mdrun (eV) | E PyTorch (eV) |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for r in $repeats; do
   atoms=$((24 * r * r * r))
@@ -76,7 +77,7 @@ for r in $repeats; do
   [ "$hard" != "-" ] && [ -d "$hard" ] && h=$(run_mdrun "$hard" "$r" "$steps")
   p="-"; e_p="-"; ratio="-"
   if [ "$atoms" -le "$torch_max" ]; then
-    out=$("$python" "$here/pytorch/schnet_md.py" "$model" "$structure" --repeat "$r" --steps $(( steps < 10 ? steps : 10 )) --threads "$threads" --device "$torch_device")
+    out=$("$python" "$here/pytorch/model_md.py" "$model" "$structure" --repeat "$r" --steps $(( steps < 10 ? steps : 10 )) --threads "$threads" --device "$torch_device")
     p=$(echo "$out" | awk '/^seconds_per_step:/ { print $2 }')
     e_p=$(echo "$out" | awk '/^energy_ev:/ { print $2 }')
     ratio=$(python3 -c "print(f'{$p / $m:.1f}x')")

@@ -79,7 +79,8 @@ fn ssp_and_slope(x: f32) -> vec2<f32> {
 // W is stored [inputs, outputs] as in the model file; `transpose` multiplies by its transpose
 // (the backward pass: O.inputs = the layer's outputs, O.outputs = its inputs). Threads of one
 // row read the same inputs (broadcast) and neighbouring weights; the weights stay in cache.
-// Modes: 0 store, 1 add to B, 2 B = ssp(v) and C = ssp'(v), 3 B = v * C.
+// Modes: 0 store, 1 add to B, 2 B = ssp(v) and C = ssp'(v), 3 B = v * C, 4 B = SiLU(v) and
+// C = SiLU'(v).
 
 @compute @workgroup_size(64)
 fn ml_dense(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -112,11 +113,17 @@ fn ml_dense(@builtin(global_invocation_id) gid: vec3<u32>) {
             B[O.off_b + e] = s.x;
             C[O.off_c + e] = s.y;
         }
+        case 4u: {
+            let sig = 1.0 / (1.0 + exp(-acc));
+            B[O.off_b + e] = acc * sig;
+            C[O.off_c + e] = sig * (1.0 + acc * (1.0 - sig));
+        }
         default: { B[O.off_b + e] = acc * C[O.off_c + e]; }
     }
 }
 
-// ---- Embedding: x_i = embedding[species_i]; the force accumulator D starts at zero.
+// ---- Embedding: x_i = embedding[species_i]; the force accumulator D starts at zero, and with
+// O.mode == 1 (PaiNN) so do the vector features E and their gradient G ([N, 3, F] each).
 @compute @workgroup_size(64)
 fn ml_embed(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
@@ -128,6 +135,12 @@ fn ml_embed(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     for (var k = 0u; k < 12u; k++) {
         D[i * 12u + k] = 0.0;
+    }
+    if (O.mode == 1u) {
+        for (var k = 0u; k < 3u * f; k++) {
+            E[i * 3u * f + k] = 0.0;
+            G[i * 3u * f + k] = 0.0;
+        }
     }
 }
 
@@ -154,6 +167,11 @@ struct Place {
 }
 
 fn place_neighbor(t: u32, xi: vec3<f32>, k: u32) -> Place {
+    return place_in(t, xi, k, O.features);
+}
+
+// The same for a table `width` lanes wide (PaiNN's: 3F).
+fn place_in(t: u32, xi: vec3<f32>, k: u32, width: u32) -> Place {
     var p: Place;
     let e = neighbor_entry(k, t);
     p.atom = e & ATOM_MASK;
@@ -167,7 +185,7 @@ fn place_neighbor(t: u32, xi: vec3<f32>, k: u32) -> Place {
         let u = s - f32(node);
         let u2 = u * u;
         let u3 = u2 * u;
-        p.row = O.off_w + node * 2u * O.features;
+        p.row = O.off_w + node * 2u * width;
         p.value = vec4<f32>(2.0 * u3 - 3.0 * u2 + 1.0, u3 - 2.0 * u2 + u, -2.0 * u3 + 3.0 * u2, u3 - u2);
         p.slope = vec4<f32>(6.0 * u2 - 6.0 * u, 3.0 * u2 - 4.0 * u + 1.0, -6.0 * u2 + 6.0 * u, 3.0 * u2 - 2.0 * u) * O.inv_h;
         p.dir = vec4<f32>(r / d, d);
@@ -249,6 +267,11 @@ fn ml_message_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
     for (var q = 0u; q < lanes; q++) {
         B[i * f + lid + 64u * q] = gy[q];
     }
+    reduce_force(lid, i, force, w_diag, w_off);
+}
+
+// Sums the workgroup's shares of atom i's force and virial and adds them to D (12 per atom).
+fn reduce_force(lid: u32, i: u32, force: vec3<f32>, w_diag: vec3<f32>, w_off: vec3<f32>) {
     let o = lid * 9u;
     red[o] = force.x;
     red[o + 1u] = force.y;
@@ -271,6 +294,201 @@ fn ml_message_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
     if (lid < 9u) {
         D[i * 12u + lid] += red[lid];
     }
+}
+
+// ---- PaiNN (src/ml/inference/painn.rs, which these kernels follow): scalar features q [N, F]
+// (the x buffer), vector features μ atom-major [N, 3, F], φ [N, 3F]; the filter table is 3F
+// wide. U and V share one buffer (V at 3NF), as do |V|, <U, V> and (s1, s2, s3) (at 0, NF, 2NF).
+
+fn table_at(row: u32, lane: u32, c: vec4<f32>, width: u32) -> f32 {
+    return c.x * W[row + lane] + c.y * W[row + width + lane] + c.z * W[row + 2u * width + lane] + c.w * W[row + 3u * width + lane];
+}
+
+// Message, one workgroup per atom a and one thread per feature: B = q += Σ_b φ_b^a W^a and
+// D = μ += Σ_b (φ_b^b W^b) r̂ + (φ_b^c W^c) μ_b. A = φ, C = the block's input μ.
+@compute @workgroup_size(64)
+fn ml_painn_message(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = wg.x + wg.y * nwg.x;
+    let f = O.features;
+    if (t >= P.n_atoms || lid >= f) { return; }
+    let width = 3u * f;
+    let i = sorted[t];
+    let xi = pos[i].xyz;
+    let count = ncount[t];
+    let lanes = (f - lid + 63u) / 64u;
+    var dq = vec4<f32>(0.0);
+    var dmu: array<vec3<f32>, 4>;
+    for (var k = 0u; k < count; k++) {
+        let p = place_in(t, xi, k, width);
+        if (!p.inside) { continue; }
+        let b = p.atom * width;
+        for (var q = 0u; q < lanes; q++) {
+            let o = lid + 64u * q;
+            dq[q] += A[b + o] * table_at(p.row, o, p.value, width);
+            let sb = A[b + f + o] * table_at(p.row, f + o, p.value, width);
+            let sc = A[b + 2u * f + o] * table_at(p.row, 2u * f + o, p.value, width);
+            dmu[q] += sb * p.dir.xyz + sc * vec3<f32>(C[b + o], C[b + f + o], C[b + 2u * f + o]);
+        }
+    }
+    for (var q = 0u; q < lanes; q++) {
+        let o = lid + 64u * q;
+        B[i * f + o] += dq[q];
+        D[i * width + o] += dmu[q].x;
+        D[i * width + f + o] += dmu[q].y;
+        D[i * width + 2u * f + o] += dmu[q].z;
+    }
+}
+
+// |V|, <U, V> (into E at 0 and NF) and the update MLP's input [q, |V|] (B, [N, 2F]).
+// A = U | V, D = q; one thread per atom and feature.
+@compute @workgroup_size(64)
+fn ml_painn_norm(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = flat_index(gid);
+    let f = O.features;
+    let nf = P.n_atoms * f;
+    if (e >= nf) { return; }
+    let i = e / f;
+    let o = e % f;
+    let a = i * 3u * f + o;
+    let u = vec3<f32>(A[a], A[a + f], A[a + 2u * f]);
+    let v = vec3<f32>(A[3u * nf + a], A[3u * nf + a + f], A[3u * nf + a + 2u * f]);
+    let norm = sqrt(dot(v, v) + 1e-8);
+    E[e] = norm;
+    E[nf + e] = dot(u, v);
+    B[i * 2u * f + o] = D[e];
+    B[i * 2u * f + f + o] = norm;
+}
+
+// q += s1 + s3 <U, V> (B), μ += s2 U (D). A = |V| | <U,V> | s, C = U | V.
+@compute @workgroup_size(64)
+fn ml_painn_update(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = flat_index(gid);
+    let f = O.features;
+    let nf = P.n_atoms * f;
+    if (e >= nf) { return; }
+    let i = e / f;
+    let o = e % f;
+    let s = 2u * nf + i * 3u * f + o;
+    B[e] += A[s] + A[s + 2u * f] * A[nf + e];
+    let a = i * 3u * f + o;
+    for (var k = 0u; k < 3u; k++) {
+        D[a + k * f] += A[s + f] * C[a + k * f];
+    }
+}
+
+// The update's backward, first half: B = dL/d(s1, s2, s3) = [g_q, Σ_k g_μ U, g_q <U, V>].
+// A = g_q, C = g_μ, D = U | V, E = |V| | <U,V> | s.
+@compute @workgroup_size(64)
+fn ml_painn_gs(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = flat_index(gid);
+    let f = O.features;
+    let nf = P.n_atoms * f;
+    if (e >= nf) { return; }
+    let i = e / f;
+    let o = e % f;
+    let a = i * 3u * f + o;
+    let g = A[e];
+    B[a] = g;
+    B[a + f] = C[a] * D[a] + C[a + f] * D[a + f] + C[a + 2u * f] * D[a + 2u * f];
+    B[a + 2u * f] = g * E[nf + e];
+}
+
+// Second half, from A = dL/d[q, |V|] [N, 2F]: G = dL/dU | dL/dV, and B = g_q += dL/dq.
+// C = g_μ, D = U | V, E = |V| | <U,V> | s.
+@compute @workgroup_size(64)
+fn ml_painn_guv(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = flat_index(gid);
+    let f = O.features;
+    let nf = P.n_atoms * f;
+    if (e >= nf) { return; }
+    let i = e / f;
+    let o = e % f;
+    let a = i * 3u * f + o;
+    let s = 2u * nf + a;
+    let g_dot = B[e] * E[s + 2u * f];
+    let g_norm = A[i * 2u * f + f + o] / E[e];
+    for (var k = 0u; k < 3u; k++) {
+        let x = a + k * f;
+        G[x] = C[x] * E[s + f] + g_dot * D[3u * nf + x];
+        G[3u * nf + x] = g_dot * D[x] + g_norm * D[3u * nf + x];
+    }
+    B[e] += A[i * 2u * f + o];
+}
+
+// The message's backward for atom a, one workgroup per atom and one thread per feature. Edge
+// a<-b and its twin b<-a (direction -r̂) both enter: G = dL/dφ_a [N, 3F] (the twin read φ_a)
+// and, at 3NF, dL/dμ_a before the block (g_μ plus the twin's share through μ_a); each edge's
+// dL/dr of the pair becomes the force on a and half the pair virial, added to D (12 per atom)
+// after one reduction. A = φ, B = g_q and E = g_μ after the messages, C = the block's input μ.
+@compute @workgroup_size(64)
+fn ml_painn_message_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = wg.x + wg.y * nwg.x;
+    if (t >= P.n_atoms) { return; }
+    let f = O.features;
+    let width = 3u * f;
+    let nf = P.n_atoms * f;
+    let i = sorted[t];
+    let xi = pos[i].xyz;
+    let count = select(0u, ncount[t], lid < f);
+    let lanes = select(0u, (f - lid + 63u) / 64u, lid < f);
+    var gq_a = vec4<f32>(0.0);
+    var gm_a: array<vec3<f32>, 4>;
+    var phi_a: array<vec3<f32>, 4>;
+    var mu_a: array<vec3<f32>, 4>;
+    var g_phi: array<vec3<f32>, 4>;
+    var g_mu: array<vec3<f32>, 4>;
+    let ia = i * width;
+    for (var q = 0u; q < lanes; q++) {
+        let o = lid + 64u * q;
+        gq_a[q] = B[i * f + o];
+        gm_a[q] = vec3<f32>(E[ia + o], E[ia + f + o], E[ia + 2u * f + o]);
+        phi_a[q] = vec3<f32>(A[ia + o], A[ia + f + o], A[ia + 2u * f + o]);
+        mu_a[q] = vec3<f32>(C[ia + o], C[ia + f + o], C[ia + 2u * f + o]);
+    }
+    var force = vec3<f32>(0.0);
+    var w_diag = vec3<f32>(0.0);
+    var w_off = vec3<f32>(0.0);
+    for (var k = 0u; k < count; k++) {
+        let p = place_in(t, xi, k, width);
+        if (!p.inside) { continue; }
+        let rh = p.dir.xyz;
+        let ib = p.atom * width;
+        var g_d = 0.0;
+        var g_dir = vec3<f32>(0.0);
+        for (var q = 0u; q < lanes; q++) {
+            let o = lid + 64u * q;
+            let w = vec3<f32>(table_at(p.row, o, p.value, width), table_at(p.row, f + o, p.value, width), table_at(p.row, 2u * f + o, p.value, width));
+            let dw = vec3<f32>(table_at(p.row, o, p.slope, width), table_at(p.row, f + o, p.slope, width), table_at(p.row, 2u * f + o, p.slope, width));
+            let gq_b = B[p.atom * f + o];
+            let gm_b = vec3<f32>(E[ib + o], E[ib + f + o], E[ib + 2u * f + o]);
+            let phi_b = vec3<f32>(A[ib + o], A[ib + f + o], A[ib + 2u * f + o]);
+            let mu_b = vec3<f32>(C[ib + o], C[ib + f + o], C[ib + 2u * f + o]);
+            let gb_own = dot(gm_a[q], rh);
+            let gc_own = dot(gm_a[q], mu_b);
+            let gb_twin = -dot(gm_b, rh);
+            let gc_twin = dot(gm_b, mu_a[q]);
+            g_phi[q] += vec3<f32>(gq_b, gb_twin, gc_twin) * w;
+            g_mu[q] += gm_b * (phi_a[q].z * w.z);
+            g_d += (gq_a[q] * phi_b.x + gq_b * phi_a[q].x) * dw.x + (gb_own * phi_b.y + gb_twin * phi_a[q].y) * dw.y + (gc_own * phi_b.z + gc_twin * phi_a[q].z) * dw.z;
+            g_dir += gm_a[q] * (phi_b.y * w.y) - gm_b * (phi_a[q].y * w.y);
+        }
+        // dL/dr = dL/dd r̂ + (dL/dr̂ - r̂ (dL/dr̂ . r̂)) / d: this thread's features' share.
+        let de_dr = g_d * rh + (g_dir - rh * dot(g_dir, rh)) / p.dir.w;
+        force += de_dr;
+        let r = rh * p.dir.w;
+        w_diag -= 0.5 * r * de_dr;
+        w_off -= 0.5 * vec3<f32>(r.x * de_dr.y, r.x * de_dr.z, r.y * de_dr.z);
+    }
+    for (var q = 0u; q < lanes; q++) {
+        let o = lid + 64u * q;
+        G[ia + o] = g_phi[q].x;
+        G[ia + f + o] = g_phi[q].y;
+        G[ia + 2u * f + o] = g_phi[q].z;
+        G[3u * nf + ia + o] = gm_a[q].x + g_mu[q].x;
+        G[3u * nf + ia + f + o] = gm_a[q].y + g_mu[q].y;
+        G[3u * nf + ia + 2u * f + o] = gm_a[q].z + g_mu[q].z;
+    }
+    reduce_force(lid, i, force, w_diag, w_off);
 }
 
 // ---- Readout: E_i = scale (h_i . w2 + b2) into obs (the reference energies are added on the

@@ -1,6 +1,6 @@
 //! The machine-learned potential evaluated by the WGSL kernels inside the GPU-resident MD step
 //! (shaders/ml.wgsl) agrees with the burn reference (f64) and with the CPU fast path, for
-//! SchNet alone, with MCGM hard (K-means levels rebuilt on the GPU) and soft, and with per-block
+//! SchNet and PaiNN alone, with MCGM hard (K-means levels rebuilt on the GPU) and soft, and with per-block
 //! cutoffs; and MD with it on the GPU conserves energy and follows the CPU trajectory.
 
 mod common;
@@ -18,17 +18,23 @@ use mdrun::ml::tensor::{Ctx, to_vec};
 use mdrun::potential::mcgm::{GpuModel, TrainingRange};
 use mdrun::system::System;
 
-fn config(mcgm: Option<McgmConfig>, block_cutoffs: Vec<f64>) -> ModelConfig {
-    ModelConfig { backbone: "schnet".into(), features: 32, blocks: 3, n_rbf: 20, cutoff: 5.0, block_cutoffs, species: vec![1, 6, 7, 8], mcgm }
+fn config(backbone: &str, mcgm: Option<McgmConfig>, block_cutoffs: Vec<f64>) -> ModelConfig {
+    ModelConfig { backbone: backbone.into(), features: 32, blocks: 3, n_rbf: 20, cutoff: 5.0, block_cutoffs, species: vec![1, 6, 7, 8], mcgm }
 }
 
 fn settings() -> Vec<(&'static str, ModelConfig)> {
+    // Four elements: hard level 2 is K-means of four element means into two clusters.
+    let hard = || Some(McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard, clusters: 4 });
+    let soft = || Some(McgmConfig { levels: 2, ratio: 2, assign: Assign::Soft, clusters: 4 });
     vec![
-        ("schnet", config(None, vec![])),
-        // Four elements: level 2 is K-means of four element means into two clusters.
-        ("schnet + MCGM hard (3 levels, r = 2)", config(Some(McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard, clusters: 4 }), vec![])),
-        ("schnet + MCGM soft (4 centroids)", config(Some(McgmConfig { levels: 2, ratio: 2, assign: Assign::Soft, clusters: 4 }), vec![])),
-        ("schnet, block cutoffs 3/5/4 Å", config(None, vec![3.0, 5.0, 4.0])),
+        ("schnet", config("schnet", None, vec![])),
+        ("schnet + MCGM hard (3 levels, r = 2)", config("schnet", hard(), vec![])),
+        ("schnet + MCGM soft (4 centroids)", config("schnet", soft(), vec![])),
+        ("schnet, block cutoffs 3/5/4 Å", config("schnet", None, vec![3.0, 5.0, 4.0])),
+        ("painn", config("painn", None, vec![])),
+        ("painn + MCGM hard (3 levels, r = 2)", config("painn", hard(), vec![])),
+        ("painn + MCGM soft (4 centroids)", config("painn", soft(), vec![])),
+        ("painn, block cutoffs 3/5/4 Å", config("painn", None, vec![3.0, 5.0, 4.0])),
     ]
 }
 

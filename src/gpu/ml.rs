@@ -1,4 +1,4 @@
-//! The machine-learned potential (SchNet, with or without MCGM) evaluated on the GPU inside the
+//! The machine-learned potential (SchNet or PaiNN, with or without MCGM) evaluated on the GPU inside the
 //! resident MD step: graph from the simulation's neighbour list, forward pass, cluster hierarchy
 //! rebuilt from the current embeddings (hard: K-means on the GPU; soft: learned centroids),
 //! readout and the explicit backward pass to forces and virials, all as WGSL kernels
@@ -12,7 +12,7 @@
 use super::context::{GpuContext, GpuError, block_on};
 use super::kernels::Kernels;
 use super::md::{MAX_TYPES, dims};
-use crate::ml::inference::Inference;
+use crate::ml::inference::{Inference, Interaction};
 use crate::ml::inference::dense::Linear;
 use crate::ml::mcgm::Assign;
 use crate::potential::mcgm::GpuModel;
@@ -73,11 +73,15 @@ struct SoftAt {
     disseminate: LinearAt,
 }
 
+/// The backbone's layers of one block.
+enum InteractionAt {
+    Schnet { input: LinearAt, out1: LinearAt, out2: LinearAt },
+    Painn { phi1: LinearAt, phi2: LinearAt, vec_u: LinearAt, vec_v: LinearAt, upd1: LinearAt, upd2: LinearAt },
+}
+
 struct BlockAt {
     table: u32,
-    input: LinearAt,
-    out1: LinearAt,
-    out2: LinearAt,
+    interaction: InteractionAt,
     aggregate: Vec<LinearAt>,
     disseminate: Vec<LinearAt>,
     soft: Option<SoftAt>,
@@ -119,10 +123,11 @@ struct OpSpec {
     label: &'static str,
 }
 
-const ENTRIES: [&str; 19] = [
+const ENTRIES: [&str; 25] = [
     "ml_dense", "ml_embed", "ml_copy", "ml_message", "ml_message_backward", "ml_energy", "ml_finish",
     "ml_pool", "ml_pool_finish", "ml_kmeans", "ml_cluster_pool", "ml_disseminate", "ml_hard_gout",
     "ml_hard_down", "ml_soft_weights", "ml_soft_gw", "ml_soft_gsum", "ml_mcgm_atoms", "ml_check_close",
+    "ml_painn_message", "ml_painn_norm", "ml_painn_update", "ml_painn_gs", "ml_painn_guv", "ml_painn_message_backward",
 ];
 
 fn entry(name: &str) -> usize {
@@ -324,9 +329,17 @@ impl MlForces {
             .iter()
             .map(|b| BlockAt {
                 table: wts.push(&b.table.data),
-                input: wts.linear(&b.input),
-                out1: wts.linear(&b.out1),
-                out2: wts.linear(&b.out2),
+                interaction: match &b.interaction {
+                    Interaction::Schnet { input, out1, out2 } => InteractionAt::Schnet { input: wts.linear(input), out1: wts.linear(out1), out2: wts.linear(out2) },
+                    Interaction::Painn(p) => InteractionAt::Painn {
+                        phi1: wts.linear(&p.phi1),
+                        phi2: wts.linear(&p.phi2),
+                        vec_u: wts.linear(&p.vec_u),
+                        vec_v: wts.linear(&p.vec_v),
+                        upd1: wts.linear(&p.upd1),
+                        upd2: wts.linear(&p.upd2),
+                    },
+                },
                 aggregate: b.hard.as_ref().map_or(Vec::new(), |h| h.aggregate.iter().map(|l| wts.linear(l)).collect()),
                 disseminate: b.hard.as_ref().map_or(Vec::new(), |h| h.disseminate.iter().map(|l| wts.linear(l)).collect()),
                 soft: b.soft.as_ref().map(|s| SoftAt {
@@ -533,8 +546,21 @@ fn record(
     let s2 = b.buffer("ml scratch 2", nf);
     let g_x = b.buffer("ml dL/dx", nf);
     let g_y = b.buffer("ml dL/dy", nf);
-    let ys: Vec<usize> = (0..blocks.len()).map(|_| b.buffer("ml y", nf)).collect();
-    let slopes: Vec<usize> = (0..blocks.len()).map(|_| b.buffer("ml slope", nf)).collect();
+    let painn = model.backbone == "painn";
+    // Per block, what its backward pass reads: SchNet y and ssp'; PaiNN (layouts in ml.wgsl)
+    // φ, SiLU' of both MLPs, the input μ, U | V and |V| | <U,V> | s.
+    let per_block = |b: &mut Builder, label: &str, size: usize, wanted: bool| -> Vec<usize> { if wanted { (0..blocks.len()).map(|_| b.buffer(label, size)).collect() } else { Vec::new() } };
+    let ys = per_block(b, "ml y", nf, !painn);
+    let slopes = per_block(b, "ml slope", nf, true);
+    let phis = per_block(b, "ml PaiNN phi", 3 * nf, painn);
+    let upd_slopes = per_block(b, "ml PaiNN update slope", nf, painn);
+    let mu_ins = per_block(b, "ml PaiNN block input mu", 3 * nf, painn);
+    let uvs = per_block(b, "ml PaiNN U V", 6 * nf, painn);
+    let nds = per_block(b, "ml PaiNN norm dot s", 5 * nf, painn);
+    // PaiNN's μ and dL/dμ, and scratch ([N, 3F] or [N, 6F]: the message backward's output).
+    let one = |b: &mut Builder, label: &str, size: usize| if painn { b.buffer(label, size) } else { usize::MAX };
+    let (mu, g_mu) = (one(b, "ml PaiNN mu", 3 * nf), one(b, "ml PaiNN dL/dmu", 3 * nf));
+    let (wide, wider) = (one(b, "ml PaiNN scratch 3F", 3 * nf), one(b, "ml PaiNN scratch 6F", 6 * nf));
     let hard = model.mcgm.is_some();
     let soft = soft_k > 0;
     let chunks = n.div_ceil(CHUNK);
@@ -569,13 +595,32 @@ fn record(
     let levels = level_rows.len();
     let off = |l: usize| (level_offset[l] * f) as u32;
 
-    b.op("ml_embed", FORWARD, atoms, [None, Some(x), None, Some(acc), None, None], weights, None, &[(word::OFF_W, embedding)]);
+    b.op("ml_embed", FORWARD, atoms, [None, Some(x), None, Some(acc), some(mu), some(g_mu)], weights, None, &[(word::OFF_W, embedding), (word::MODE, painn as u32)]);
     for (t, blk) in blocks.iter().enumerate() {
         let table = [(word::OFF_W, blk.table)];
-        b.dense(blk.input, false, n, (x, 0), (ys[t], 0), None, 0, weights);
-        b.op("ml_message", FORWARD, rows, [Some(ys[t]), Some(s1), None, None, None, None], weights, None, &table);
-        b.dense(blk.out1, false, n, (s1, 0), (s2, 0), Some((slopes[t], 0)), 2, weights);
-        b.dense(blk.out2, false, n, (s2, 0), (x, 0), None, 1, weights);
+        match blk.interaction {
+            InteractionAt::Schnet { input, out1, out2 } => {
+                b.dense(input, false, n, (x, 0), (ys[t], 0), None, 0, weights);
+                b.op("ml_message", FORWARD, rows, [Some(ys[t]), Some(s1), None, None, None, None], weights, None, &table);
+                b.dense(out1, false, n, (s1, 0), (s2, 0), Some((slopes[t], 0)), 2, weights);
+                b.dense(out2, false, n, (s2, 0), (x, 0), None, 1, weights);
+            }
+            InteractionAt::Painn { phi1, phi2, vec_u, vec_v, upd1, upd2 } => {
+                // φ = phi2(SiLU(phi1(q))); the messages; U, V; (s1, s2, s3) = MLP([q, |V|]).
+                b.dense(phi1, false, n, (x, 0), (s1, 0), Some((slopes[t], 0)), 4, weights);
+                b.dense(phi2, false, n, (s1, 0), (phis[t], 0), None, 0, weights);
+                let grid = b.elements(3 * nf);
+                b.op("ml_copy", FORWARD, grid, [Some(mu), Some(mu_ins[t]), None, None, None, None], weights, None, &[(word::ROWS, 3 * n as u32)]);
+                b.op("ml_painn_message", FORWARD, rows, [Some(phis[t]), Some(x), Some(mu_ins[t]), Some(mu), None, None], weights, None, &table);
+                b.dense(vec_u, false, 3 * n, (mu, 0), (uvs[t], 0), None, 0, weights);
+                b.dense(vec_v, false, 3 * n, (mu, 0), (uvs[t], 3 * nf as u32), None, 0, weights);
+                let grid = b.elements(nf);
+                b.op("ml_painn_norm", FORWARD, grid, [Some(uvs[t]), Some(wider), None, Some(x), Some(nds[t]), None], weights, None, &[]);
+                b.dense(upd1, false, n, (wider, 0), (s1, 0), Some((upd_slopes[t], 0)), 4, weights);
+                b.dense(upd2, false, n, (s1, 0), (nds[t], 2 * nf as u32), None, 0, weights);
+                b.op("ml_painn_update", FORWARD, grid, [Some(nds[t]), Some(x), Some(uvs[t]), Some(mu), None, None], weights, None, &[]);
+            }
+        }
         if !hard {
             continue;
         }
@@ -641,6 +686,7 @@ fn record(
     b.dense(readout1, true, n, (g_y, 0), (g_x, 0), None, 0, weights);
 
     for (t, blk) in blocks.iter().enumerate().rev() {
+        let table = [(word::OFF_W, blk.table)];
         if hard {
             let m = &mcgm[t];
             let c = m.clusters;
@@ -706,11 +752,31 @@ fn record(
                 b.dense(s.query, true, n, (m.z, nf as u32), (g_x, 0), None, 1, weights);
             }
         }
-        // x' = x + out2(ssp(out1(m))); m_i = Σ_j y_j W(d_ij); y = x W_in.
-        b.dense(blk.out2, true, n, (g_x, 0), (s2, 0), Some((slopes[t], 0)), 3, weights);
-        b.dense(blk.out1, true, n, (s2, 0), (s1, 0), None, 0, weights);
-        b.op("ml_message_backward", BACKWARD, rows, [Some(s1), Some(g_y), Some(ys[t]), Some(acc), None, None], weights, None, &[(word::OFF_W, blk.table)]);
-        b.dense(blk.input, true, n, (g_y, 0), (g_x, 0), None, 1, weights);
+        match blk.interaction {
+            InteractionAt::Schnet { input, out1, out2 } => {
+                // x' = x + out2(ssp(out1(m))); m_i = Σ_j y_j W(d_ij); y = x W_in.
+                b.dense(out2, true, n, (g_x, 0), (s2, 0), Some((slopes[t], 0)), 3, weights);
+                b.dense(out1, true, n, (s2, 0), (s1, 0), None, 0, weights);
+                b.op("ml_message_backward", BACKWARD, rows, [Some(s1), Some(g_y), Some(ys[t]), Some(acc), None, None], weights, None, &[(word::OFF_W, blk.table)]);
+                b.dense(input, true, n, (g_y, 0), (g_x, 0), None, 1, weights);
+            }
+            InteractionAt::Painn { phi1, phi2, vec_u, vec_v, upd1, upd2 } => {
+                // The update: dL/ds, through the MLP to dL/d[q, |V|], then dL/dU, dL/dV, dL/dμ.
+                let grid = b.elements(nf);
+                b.op("ml_painn_gs", BACKWARD, grid, [Some(g_x), Some(wide), Some(g_mu), Some(uvs[t]), Some(nds[t]), None], weights, None, &[]);
+                b.dense(upd2, true, n, (wide, 0), (s1, 0), Some((upd_slopes[t], 0)), 3, weights);
+                b.dense(upd1, true, n, (s1, 0), (wide, 0), None, 0, weights);
+                b.op("ml_painn_guv", BACKWARD, grid, [Some(wide), Some(g_x), Some(g_mu), Some(uvs[t]), Some(nds[t]), Some(wider)], weights, None, &[]);
+                b.dense(vec_u, true, 3 * n, (wider, 0), (g_mu, 0), None, 1, weights);
+                b.dense(vec_v, true, 3 * n, (wider, 3 * nf as u32), (g_mu, 0), None, 1, weights);
+                // The messages: dL/dφ and dL/dμ before them, the forces; then φ's MLP.
+                b.op("ml_painn_message_backward", BACKWARD, rows, [Some(phis[t]), Some(g_x), Some(mu_ins[t]), Some(acc), Some(g_mu), Some(wider)], weights, None, &table);
+                b.dense(phi2, true, n, (wider, 0), (s1, 0), Some((slopes[t], 0)), 3, weights);
+                b.dense(phi1, true, n, (s1, 0), (g_x, 0), None, 1, weights);
+                let grid = b.elements(3 * nf);
+                b.op("ml_copy", BACKWARD, grid, [Some(wider), Some(g_mu), None, None, None, None], weights, None, &[(word::ROWS, 3 * n as u32), (word::OFF_A, 3 * nf as u32)]);
+            }
+        }
     }
     b.op("ml_finish", BACKWARD, atoms, [None, None, None, Some(acc), None, None], weights, None, &[]);
 }

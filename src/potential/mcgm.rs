@@ -1,6 +1,6 @@
-//! The machine-learned potential in MD: a trained SchNet/MCGM model evaluated on the CPU.
-//! SchNet models run on `crate::ml::inference` (f32 network with tabulated filters, f64 sums);
-//! PaiNN on the burn reference (f64). The graph is read off the engine's full neighbour list
+//! The machine-learned potential in MD: a trained SchNet or PaiNN model (with or without MCGM)
+//! evaluated on the CPU by `crate::ml::inference` (f32 network with tabulated filters, f64
+//! sums); the burn reference (f64) evaluates any model that path cannot compile. The graph is read off the engine's full neighbour list
 //! (cutoff = the model's), keeping the pairs inside the cutoff at the current positions, so it
 //! is rebuilt as atoms move; the MCGM hierarchy is rebuilt at every evaluation.
 
@@ -18,7 +18,7 @@ use std::path::Path;
 pub struct MlPotential {
     model: Model,
     ctx: Ctx,
-    /// The fast path (SchNet); None: the burn reference evaluates the model.
+    /// The fast path; None: the burn reference evaluates the model.
     fast: Option<Inference>,
     /// Time spent turning the neighbour list into the model's graph.
     graph_time: std::time::Duration,
@@ -94,7 +94,7 @@ impl TrainingRange {
     }
 }
 
-/// A SchNet model ready for the GPU kernels (`crate::gpu::ml`).
+/// A model ready for the GPU kernels (`crate::gpu::ml`) or a replica batch.
 pub struct GpuModel {
     /// The compiled model: the GPU kernels read its f32 weights and filter tables.
     pub inference: Inference,
@@ -165,7 +165,7 @@ impl MlPotential {
                 description: self.description.replace("f32 with tabulated filters", "f32 WGSL kernels with tabulated filters"),
                 range: std::mem::replace(&mut self.range, TrainingRange::unlimited(0)),
             }),
-            None => Err(format!("the GPU kernels and replica batches run SchNet models; {} runs on the CPU", self.model.config.backbone)),
+            None => Err(format!("the GPU kernels and replica batches need the f32 fast path, which this {} model does not compile to (feature count not a multiple of 8)", self.model.config.backbone)),
         }
     }
 
@@ -255,7 +255,7 @@ impl Potential for MlPotential {
             out.virial = [[w[0], w[1], w[2]], [w[3], w[4], w[5]], [w[6], w[7], w[8]]];
             return;
         }
-        // The burn reference (PaiNN) takes the same pairs as a batch.
+        // The burn reference takes the same pairs as a batch.
         let batch = self.batch(system, list);
         self.graph_time += t.elapsed();
         let graph = GraphTensors::new(&batch, &self.ctx);

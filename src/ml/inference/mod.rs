@@ -1,24 +1,27 @@
-//! Fast inference of a trained SchNet (with or without MCGM) for MD on the CPU: the same model as
-//! `crate::ml::model`, evaluated in f32 with f64 sums for energies, forces and virials.
+//! Fast inference of a trained SchNet or PaiNN (with or without MCGM) for MD on the CPU: the same
+//! model as `crate::ml::model`, evaluated in f32 with f64 sums for energies, forces and virials.
 //!
 //! What makes it fast:
-//! - the filter networks, which depend on the distance alone, are tabulated per block
-//!   (`table`), so an edge costs a table lookup instead of two F x F matrix products;
+//! - the filters, which depend on the distance alone, are tabulated per block (`table`), so an
+//!   edge costs a table lookup instead of matrix products (two F x F for SchNet, K x 3F for
+//!   PaiNN);
 //! - the backward pass is written out per layer (no autodiff graph), and the per-edge work is
 //!   gathered per atom over the full neighbour list: edge i←j has its twin j←i at the same
 //!   distance, so the transpose of the message sum is again a sum over i's own neighbours, with
 //!   no atomics and a result independent of the thread count;
 //! - dense layers are blocked matrix products over rows split across the rayon pool.
 //!
-//! PaiNN keeps the burn path (`crate::ml::model`), which this module does not replace.
+//! PaiNN's block (vector features, direction-dependent messages) is `painn`.
 
 pub mod clusters;
 pub mod dense;
+pub mod painn;
 pub mod table;
 
 use self::clusters::{HardWeights, SoftWeights, hierarchy};
 use self::dense::{Linear, ssp_and_slope};
-use self::table::{EdgeRows, FilterNetwork, FilterTable};
+use self::painn::{PainnCache, PainnWeights, split_rows};
+use self::table::{EdgeRows, FilterNetwork, FilterTable, LinearFilter};
 use crate::ml::graph::Batch;
 use crate::ml::mcgm::McgmConfig;
 use crate::ml::model::Model;
@@ -167,15 +170,23 @@ pub struct StageTimes {
 
 /// One interaction block's weights (the GPU kernels read the same f32 values and tables).
 pub struct Block {
+    /// The block's filter W(d): F wide (SchNet) or 3F (PaiNN).
     pub table: FilterTable,
-    pub input: Linear,
-    pub out1: Linear,
-    pub out2: Linear,
+    pub interaction: Interaction,
     pub hard: Option<HardWeights>,
     pub soft: Option<SoftWeights>,
 }
 
+/// The backbone's dense layers in one block.
+pub enum Interaction {
+    /// m = Σ y_b ⊙ W, y = x W_in; x += out2(ssp(out1(m))).
+    Schnet { input: Linear, out1: Linear, out2: Linear },
+    Painn(PainnWeights),
+}
+
 pub struct Inference {
+    /// "schnet" or "painn".
+    pub backbone: String,
     pub features: usize,
     /// [species, F]
     pub embedding: Vec<f32>,
@@ -202,21 +213,25 @@ fn canonical(labels: &[usize]) -> Vec<usize> {
 
 /// Forward values one block's backward pass needs.
 struct BlockCache {
-    /// y = x W_in [N, F], and ssp' (= sigmoid) at out1's pre-activation [N, F].
-    y: Vec<f32>,
-    slope2: Vec<f32>,
+    interaction: InteractionCache,
     /// MCGM: the hierarchy, the soft level's cache and its input.
     levels: Vec<clusters::Level>,
     soft: Option<clusters::SoftCache>,
     x_mcgm: Vec<f32>,
 }
 
+enum InteractionCache {
+    /// y = x W_in [N, F], and ssp' (= sigmoid) at out1's pre-activation [N, F].
+    Schnet { y: Vec<f32>, slope2: Vec<f32> },
+    Painn(PainnCache),
+}
+
 impl Inference {
-    /// Compiles a SchNet model (weights to f32, filters to tables).
+    /// Compiles a SchNet or PaiNN model (weights to f32, filters to tables).
     pub fn new(model: &Model) -> Result<Inference, String> {
         let c = &model.config;
-        if c.backbone != "schnet" {
-            return Err(format!("fast inference covers SchNet, not {}", c.backbone));
+        if c.backbone != "schnet" && c.backbone != "painn" {
+            return Err(format!("fast inference covers SchNet and PaiNN, not {}", c.backbone));
         }
         if c.features % 8 != 0 {
             return Err(format!("fast inference needs a multiple of 8 features, not {}", c.features));
@@ -232,9 +247,29 @@ impl Inference {
         };
         let mut blocks = Vec::new();
         for t in 0..c.blocks {
-            let (w1, b1) = (get(&format!("block{t}.filter1.weight"))?, get(&format!("block{t}.filter1.bias"))?);
-            let (w2, b2) = (get(&format!("block{t}.filter2.weight"))?, get(&format!("block{t}.filter2.bias"))?);
-            let net = FilterNetwork { n_rbf: c.n_rbf, features: f, cutoff: model.block_cutoff(t), w1: &w1, b1: &b1, w2: &w2, b2: &b2 };
+            let (table, interaction) = if c.backbone == "schnet" {
+                let (w1, b1) = (get(&format!("block{t}.filter1.weight"))?, get(&format!("block{t}.filter1.bias"))?);
+                let (w2, b2) = (get(&format!("block{t}.filter2.weight"))?, get(&format!("block{t}.filter2.bias"))?);
+                let net = FilterNetwork { n_rbf: c.n_rbf, features: f, cutoff: model.block_cutoff(t), w1: &w1, b1: &b1, w2: &w2, b2: &b2 };
+                let interaction = Interaction::Schnet {
+                    input: linear(&format!("block{t}.input"), f, f, false)?,
+                    out1: linear(&format!("block{t}.out1"), f, f, true)?,
+                    out2: linear(&format!("block{t}.out2"), f, f, true)?,
+                };
+                (FilterTable::new(&net, c.cutoff), interaction)
+            } else {
+                let (w, b) = (get(&format!("block{t}.message.filter.weight"))?, get(&format!("block{t}.message.filter.bias"))?);
+                let filter = LinearFilter { n_rbf: c.n_rbf, width: 3 * f, cutoff: model.block_cutoff(t), w: &w, b: &b };
+                let interaction = Interaction::Painn(PainnWeights {
+                    phi1: linear(&format!("block{t}.message.phi1"), f, f, true)?,
+                    phi2: linear(&format!("block{t}.message.phi2"), f, 3 * f, true)?,
+                    vec_u: linear(&format!("block{t}.update.u"), f, f, false)?,
+                    vec_v: linear(&format!("block{t}.update.v"), f, f, false)?,
+                    upd1: linear(&format!("block{t}.update.mlp1"), 2 * f, f, true)?,
+                    upd2: linear(&format!("block{t}.update.mlp2"), f, 3 * f, true)?,
+                });
+                (FilterTable::tabulate(3 * f, c.cutoff, |d| filter.evaluate(d)), interaction)
+            };
             let hard = match &c.mcgm {
                 Some(m) => Some(HardWeights {
                     aggregate: (0..m.hard_levels()).map(|l| linear(&format!("block{t}.mcgm{l}.aggregate"), f, f, true)).collect::<Result<_, _>>()?,
@@ -255,16 +290,15 @@ impl Inference {
                 _ => None,
             };
             blocks.push(Block {
-                table: FilterTable::new(&net, c.cutoff),
-                input: linear(&format!("block{t}.input"), f, f, false)?,
-                out1: linear(&format!("block{t}.out1"), f, f, true)?,
-                out2: linear(&format!("block{t}.out2"), f, f, true)?,
+                table,
+                interaction,
                 hard,
                 soft,
             });
         }
         assert!(blocks.windows(2).all(|b| b[0].table.same_grid(&b[1].table)), "filter tables share one grid");
         Ok(Inference {
+            backbone: c.backbone.clone(),
             features: f,
             embedding: get("embedding")?.iter().map(|&v| v as f32).collect(),
             blocks,
@@ -293,24 +327,32 @@ impl Inference {
         let places: Vec<table::Place> = graph.distance.par_iter().with_min_len(1024).map(|&d| self.blocks[0].table.place(d)).collect();
         let mut caches = Vec::with_capacity(self.blocks.len());
         let (mut m, mut h, mut update) = (vec![0.0f32; n * f], Vec::new(), Vec::new());
+        // PaiNN's vector features [N, 3, F], zero at the start.
+        let mut mu = if self.backbone == "painn" { vec![0.0f32; n * 3 * f] } else { Vec::new() };
         for block in &self.blocks {
-            let mut y = Vec::new();
-            block.input.forward(&x, &mut y);
-            // m_i = Σ_{e in row i} y_j ⊙ W(d_e)
-            m.par_chunks_mut(f).enumerate().with_min_len(16).for_each(|(i, mi)| {
-                mi.fill(0.0);
-                for e in graph.start[i]..graph.start[i + 1] {
-                    let yj = &y[graph.neighbor[e] as usize * f..][..f];
-                    block.table.accumulate_message(&places[e], yj, mi);
+            let interaction = match &block.interaction {
+                Interaction::Schnet { input, out1, out2 } => {
+                    let mut y = Vec::new();
+                    input.forward(&x, &mut y);
+                    // m_i = Σ_{e in row i} y_j ⊙ W(d_e)
+                    m.par_chunks_mut(f).enumerate().with_min_len(16).for_each(|(i, mi)| {
+                        mi.fill(0.0);
+                        for e in graph.start[i]..graph.start[i + 1] {
+                            let yj = &y[graph.neighbor[e] as usize * f..][..f];
+                            block.table.accumulate_message(&places[e], yj, mi);
+                        }
+                    });
+                    let mut slope2 = Vec::new();
+                    out1.forward(&m, &mut slope2);
+                    h.resize(slope2.len(), 0.0);
+                    activate(&mut slope2, &mut h);
+                    out2.forward(&h, &mut update);
+                    x.iter_mut().zip(&update).for_each(|(x, u)| *x += u);
+                    InteractionCache::Schnet { y, slope2 }
                 }
-            });
-            let mut slope2 = Vec::new();
-            block.out1.forward(&m, &mut slope2);
-            h.resize(slope2.len(), 0.0);
-            activate(&mut slope2, &mut h);
-            block.out2.forward(&h, &mut update);
-            x.iter_mut().zip(&update).for_each(|(x, u)| *x += u);
-            let mut cache = BlockCache { y, slope2, levels: Vec::new(), soft: None, x_mcgm: Vec::new() };
+                Interaction::Painn(p) => InteractionCache::Painn(p.forward(&block.table, &places, graph, &mut x, &mut mu)),
+            };
+            let mut cache = BlockCache { interaction, levels: Vec::new(), soft: None, x_mcgm: Vec::new() };
             if let (Some(config), Some(hard)) = (&self.mcgm, &block.hard) {
                 let t = Instant::now();
                 cache.levels = hierarchy(config, &graph.structure, &graph.species, graph.n_structures, &x, f);
@@ -354,6 +396,10 @@ impl Inference {
         let mut g_x = Vec::new();
         self.readout1.backward(&g_ar, &mut g_x, false);
         let mut g_d = vec![0.0f64; graph.neighbor.len()];
+        // PaiNN: dL/dr per edge (its messages depend on the direction too) and dL/dμ.
+        let painn = self.backbone == "painn";
+        let mut pair = if painn { vec![[0.0f64; 3]; graph.neighbor.len()] } else { Vec::new() };
+        let mut g_mu = if painn { vec![0.0f32; n * 3 * f] } else { Vec::new() };
         let (mut g_a2, mut g_m, mut g_y) = (Vec::new(), Vec::new(), vec![0.0f32; n * f]);
         for (block, cache) in self.blocks.iter().zip(&caches).rev() {
             if let Some(hard) = &block.hard {
@@ -364,30 +410,37 @@ impl Inference {
                 }
                 g_x.iter_mut().zip(&g_mcgm).for_each(|(g, d)| *g += d);
             }
-            // x' = x + out2(ssp(out1(m))).
-            block.out2.backward(&g_x, &mut g_a2, false);
-            g_a2.iter_mut().zip(&cache.slope2).for_each(|(g, &s)| *g *= s);
-            block.out1.backward(&g_a2, &mut g_m, false);
-            // Per edge e = i←j: dL/dy_j += g_m[i] ⊙ W(d_e), gathered over j's own row through
-            // the twin edge; the pair's dL/dd (both directions, same distance) is kept per edge.
-            let rows = split_rows(&mut g_d, &graph.start);
-            g_y.par_chunks_mut(f).zip(rows).enumerate().with_min_len(16).for_each(|(i, (gyi, gdi))| {
-                gyi.fill(0.0);
-                let (g_m_i, y_i) = (&g_m[i * f..(i + 1) * f], &cache.y[i * f..(i + 1) * f]);
-                for (slot, e) in (graph.start[i]..graph.start[i + 1]).enumerate() {
-                    let j = graph.neighbor[e] as usize;
-                    let rows = EdgeRows { g_m_i, g_m_j: &g_m[j * f..][..f], y_i, y_j: &cache.y[j * f..][..f] };
-                    gdi[slot] += block.table.accumulate_backward(&places[e], rows, gyi) as f64;
+            match (&block.interaction, &cache.interaction) {
+                (Interaction::Schnet { input, out1, out2 }, InteractionCache::Schnet { y, slope2 }) => {
+                    // x' = x + out2(ssp(out1(m))).
+                    out2.backward(&g_x, &mut g_a2, false);
+                    g_a2.iter_mut().zip(slope2).for_each(|(g, &s)| *g *= s);
+                    out1.backward(&g_a2, &mut g_m, false);
+                    // Per edge e = i←j: dL/dy_j += g_m[i] ⊙ W(d_e), gathered over j's own row
+                    // through the twin edge; the pair's dL/dd (both directions, same distance)
+                    // is kept per edge.
+                    let rows = split_rows(&mut g_d, &graph.start);
+                    g_y.par_chunks_mut(f).zip(rows).enumerate().with_min_len(16).for_each(|(i, (gyi, gdi))| {
+                        gyi.fill(0.0);
+                        let (g_m_i, y_i) = (&g_m[i * f..(i + 1) * f], &y[i * f..(i + 1) * f]);
+                        for (slot, e) in (graph.start[i]..graph.start[i + 1]).enumerate() {
+                            let j = graph.neighbor[e] as usize;
+                            let rows = EdgeRows { g_m_i, g_m_j: &g_m[j * f..][..f], y_i, y_j: &y[j * f..][..f] };
+                            gdi[slot] += block.table.accumulate_backward(&places[e], rows, gyi) as f64;
+                        }
+                    });
+                    input.backward(&g_y, &mut g_x, true);
                 }
-            });
-            block.input.backward(&g_y, &mut g_x, true);
+                (Interaction::Painn(p), InteractionCache::Painn(c)) => p.backward(&block.table, &places, graph, c, &mut g_x, &mut g_mu, &mut pair),
+                _ => unreachable!("a block's cache is of its own backbone"),
+            }
         }
         let backward = t_backward.elapsed();
         self.times.clustering += clustering;
         self.times.forward += forward - clustering;
         self.times.backward += backward;
         self.times.evaluations += 1;
-        forces_and_virial(graph, &g_d, energy)
+        forces_and_virial(graph, &g_d, &pair, energy)
     }
 }
 
@@ -400,10 +453,10 @@ fn activate(a: &mut [f32], h: &mut [f32]) {
     });
 }
 
-/// Forces F = -dE/dx and virials from the pairs' dE/dd, kept on both of each pair's edges.
-/// Each atom sums over its own row (no scatter): the force on i from its pair with j is
-/// s r̂_e with s the pair's dE/dd and r̂_e pointing from i to j.
-fn forces_and_virial(graph: &Graph, g_d: &[f64], energy: Vec<f64>) -> Output {
+/// Forces F = -dE/dx and virials from the pairs' dE/dd (and, for PaiNN, dE/dr), kept on both
+/// of each pair's edges. Each atom sums over its own row (no scatter): the force on i from its
+/// pair with j is dE/dr with r = x_j - x_i, that is s r̂ for a pair's dE/dd = s.
+fn forces_and_virial(graph: &Graph, g_d: &[f64], pair: &[[f64; 3]], energy: Vec<f64>) -> Output {
     let n = graph.n_atoms();
     let per_atom: Vec<([f64; 3], [f64; 9])> = (0..n)
         .into_par_iter()
@@ -412,7 +465,10 @@ fn forces_and_virial(graph: &Graph, g_d: &[f64], energy: Vec<f64>) -> Output {
             let (mut f, mut w) = ([0.0f64; 3], [0.0f64; 9]);
             for e in graph.start[i]..graph.start[i + 1] {
                 let (r, d) = (graph.vector[e], graph.distance[e]);
-                let de_dr = [0, 1, 2].map(|k| g_d[e] * r[k] / d);
+                let mut de_dr = [0, 1, 2].map(|k| g_d[e] * r[k] / d);
+                if let Some(p) = pair.get(e) {
+                    de_dr = [0, 1, 2].map(|k| de_dr[k] + p[k]);
+                }
                 for k in 0..3 {
                     f[k] += de_dr[k];
                 }
@@ -432,15 +488,4 @@ fn forces_and_virial(graph: &Graph, g_d: &[f64], energy: Vec<f64>) -> Output {
         total.iter_mut().zip(w).for_each(|(t, v)| *t += v);
     }
     Output { energy, forces: per_atom.into_iter().map(|(f, _)| f).collect(), virial }
-}
-
-/// `data` cut into the rows of a compressed-row layout.
-fn split_rows<'a>(mut data: &'a mut [f64], start: &[usize]) -> Vec<&'a mut [f64]> {
-    let mut rows = Vec::with_capacity(start.len() - 1);
-    for i in 0..start.len() - 1 {
-        let (row, rest) = data.split_at_mut(start[i + 1] - start[i]);
-        rows.push(row);
-        data = rest;
-    }
-    rows
 }

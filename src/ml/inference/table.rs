@@ -1,6 +1,6 @@
-//! SchNet's filter network tabulated per block. The filter W(d) = (ssp(g(d) W1 + b1) W2 + b2)
-//! f_c(d) depends on the distance alone, so instead of two matrix products per edge and block
-//! (almost all of a SchNet step), it is read from a table: cubic Hermite pieces on a uniform
+//! The filters tabulated per block. SchNet's filter network W(d) = (ssp(g(d) W1 + b1) W2 + b2)
+//! f_c(d) and PaiNN's W(d) = (g(d) W + b) f_c(d) depend on the distance alone, so instead of
+//! matrix products per edge and block (almost all of a SchNet step), W is read from a table: cubic Hermite pieces on a uniform
 //! grid with the exact value and derivative at every node (computed in f64 from the weights).
 //! Forces use the derivative of the same piecewise cubic, so they are the exact gradient of the
 //! tabulated energy and NVE conserves it. The interpolation error is h⁴/384 max|W''''|; with
@@ -36,14 +36,7 @@ impl FilterNetwork<'_> {
     /// W(d) and dW/dd, exactly.
     pub fn evaluate(&self, d: f64) -> (Vec<f64>, Vec<f64>) {
         let (k, f) = (self.n_rbf, self.features);
-        let width = self.cutoff / (k - 1) as f64;
-        let mut g = vec![0.0; k];
-        let mut dg = vec![0.0; k];
-        for i in 0..k {
-            let diff = d - i as f64 * width;
-            g[i] = (-0.5 * diff * diff / (width * width)).exp();
-            dg[i] = -g[i] * diff / (width * width);
-        }
+        let (g, dg) = gaussians(k, self.cutoff, d);
         let mut a1 = self.b1.to_vec();
         let mut da1 = vec![0.0; f];
         for i in 0..k {
@@ -62,29 +55,77 @@ impl FilterNetwork<'_> {
                 dfilter[o] += ds[i] * self.w2[i * f + o];
             }
         }
-        let (fc, dfc) = if d < self.cutoff {
-            let phase = std::f64::consts::PI * d / self.cutoff;
-            (0.5 * (phase.cos() + 1.0), -0.5 * std::f64::consts::PI / self.cutoff * phase.sin())
-        } else {
-            (0.0, 0.0)
-        };
+        let (fc, dfc) = cosine_cutoff(self.cutoff, d);
         let w = filter.iter().map(|v| v * fc).collect();
         let dw = filter.iter().zip(&dfilter).map(|(v, dv)| dv * fc + v * dfc).collect();
         (w, dw)
     }
 }
 
+/// PaiNN's filter of one block, in f64: W(d) = (g(d) W + b) f_c(d), 3F wide (weights [in, out]).
+pub struct LinearFilter<'a> {
+    pub n_rbf: usize,
+    pub width: usize,
+    pub cutoff: f64,
+    pub w: &'a [f64],
+    pub b: &'a [f64],
+}
+
+impl LinearFilter<'_> {
+    /// W(d) and dW/dd, exactly.
+    pub fn evaluate(&self, d: f64) -> (Vec<f64>, Vec<f64>) {
+        let (k, f) = (self.n_rbf, self.width);
+        let (g, dg) = gaussians(k, self.cutoff, d);
+        let mut lin = self.b.to_vec();
+        let mut dlin = vec![0.0; f];
+        for i in 0..k {
+            for o in 0..f {
+                lin[o] += g[i] * self.w[i * f + o];
+                dlin[o] += dg[i] * self.w[i * f + o];
+            }
+        }
+        let (fc, dfc) = cosine_cutoff(self.cutoff, d);
+        (lin.iter().map(|v| v * fc).collect(), lin.iter().zip(&dlin).map(|(v, dv)| dv * fc + v * dfc).collect())
+    }
+}
+
+/// The model's radial basis: k Gaussians spaced rc / (k - 1) apart with that width, and their
+/// derivatives, at distance d.
+fn gaussians(k: usize, rc: f64, d: f64) -> (Vec<f64>, Vec<f64>) {
+    let width = rc / (k - 1) as f64;
+    let g: Vec<f64> = (0..k).map(|i| (-0.5 * (d - i as f64 * width).powi(2) / (width * width)).exp()).collect();
+    let dg = (0..k).map(|i| -g[i] * (d - i as f64 * width) / (width * width)).collect();
+    (g, dg)
+}
+
+/// f_c(d) = (cos(π d / rc) + 1) / 2 inside the cutoff, 0 outside, and its derivative.
+fn cosine_cutoff(rc: f64, d: f64) -> (f64, f64) {
+    if d < rc {
+        let phase = std::f64::consts::PI * d / rc;
+        (0.5 * (phase.cos() + 1.0), -0.5 * std::f64::consts::PI / rc * phase.sin())
+    } else {
+        (0.0, 0.0)
+    }
+}
+
 impl FilterTable {
     /// Tabulates `net` on [0, reach] (reach: the graph's cutoff).
     pub fn new(net: &FilterNetwork, reach: f64) -> FilterTable {
-        let f = net.features;
+        FilterTable::tabulate(net.features, reach, |d| net.evaluate(d))
+    }
+
+    /// Tabulates any filter of `width` lanes, given exactly (value and derivative) by
+    /// `evaluate`, on [0, reach]. The grid depends on the reach alone, so every block of a
+    /// model shares it.
+    pub fn tabulate(width: usize, reach: f64, evaluate: impl Fn(f64) -> (Vec<f64>, Vec<f64>)) -> FilterTable {
+        let f = width;
         let intervals = (reach / SPACING).ceil().max(1.0) as usize;
         let h = reach / intervals as f64;
         // One spare node past the reach so that d = reach - ε has a right-hand node.
         let nodes = intervals + 2;
         let mut data = vec![0.0f32; nodes * 2 * f];
         for k in 0..nodes {
-            let (w, dw) = net.evaluate(k as f64 * h);
+            let (w, dw) = evaluate(k as f64 * h);
             let row = &mut data[k * 2 * f..(k + 1) * 2 * f];
             for o in 0..f {
                 row[o] = w[o] as f32;
@@ -143,6 +184,13 @@ impl FilterTable {
         }
     }
 
+    /// The four table rows around an edge's place (value and h·slope at the left and right
+    /// nodes, each `features` wide) and the Hermite weights for W and for dW/dd.
+    #[inline]
+    pub fn hermite(&self, place: &Place) -> (&[f32], [f32; 4], [f32; 4]) {
+        (self.rows(place), place.value, place.slope)
+    }
+
     /// m += y ⊙ W(d): one edge of the message sum.
     #[inline]
     pub fn accumulate_message(&self, place: &Place, y: &[f32], m: &mut [f32]) {
@@ -173,12 +221,12 @@ impl FilterTable {
 /// Eight consecutive lanes of a row, as a fixed-size array (one bounds check per eight, and
 /// loops of constant length the compiler turns into vector instructions).
 #[inline(always)]
-fn lanes(x: &[f32], base: usize) -> &[f32; 8] {
+pub(crate) fn lanes(x: &[f32], base: usize) -> &[f32; 8] {
     x[base..base + 8].try_into().expect("eight lanes")
 }
 
 #[inline(always)]
-fn lanes_mut(x: &mut [f32], base: usize) -> &mut [f32; 8] {
+pub(crate) fn lanes_mut(x: &mut [f32], base: usize) -> &mut [f32; 8] {
     (&mut x[base..base + 8]).try_into().expect("eight lanes")
 }
 

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""Energy and forces of an mdrun SchNet model in plain PyTorch, to time MD steps against mdrun.
+"""Energy and forces of an mdrun SchNet or PaiNN model in plain PyTorch, to time MD steps
+against mdrun.
 
-Loads the weights of an mdrun model (model.safetensors + model.json, backbone SchNet, MCGM off)
-into the same SchNet as benches/pytorch/schnet_train.py, tiles a periodic structure --repeat
-times, builds the neighbour list once (periodic images included, numpy, not timed) and then
-times --steps evaluations of energy + forces by autograd, the way a PyTorch MD driver (ASE
-calculator, torchmd) runs the model: the filter networks are matrix products on every edge.
-The positions are perturbed a little every step so nothing can be cached.
+Loads the weights of an mdrun model (model.safetensors + model.json, backbone SchNet or PaiNN,
+MCGM off) into the same network (SchNet as benches/pytorch/schnet_train.py; PaiNN as
+src/ml/model.rs writes it, Schütt et al. 2021), tiles a periodic structure --repeat times,
+builds the neighbour list once (periodic images included, numpy, not timed) and then times
+--steps evaluations of energy + forces by autograd, the way a PyTorch MD driver (ASE
+calculator, torchmd) runs the model: the filters are matrix products on every edge. The
+positions are perturbed a little every step so nothing can be cached.
 
-  benches/pytorch/schnet_md.py MODEL_DIR STRUCTURE.extxyz [--repeat 2] [--steps 20] [--threads 2]
+  benches/pytorch/model_md.py MODEL_DIR STRUCTURE.extxyz [--repeat 2] [--steps 20] [--threads 2]
 Prints `energy_ev: E` of the untouched structure (to check the model is mdrun's) and
 `seconds_per_step: T`.
 """
@@ -83,7 +85,7 @@ def main():
     torch.set_num_threads(args.threads)
     card = json.load(open(f"{args.model}/model.json"))
     cfg, norm = card["config"], card["normalization"]
-    assert cfg["backbone"] == "schnet" and cfg.get("mcgm") is None, "bare SchNet models only"
+    assert cfg["backbone"] in ("schnet", "painn") and cfg.get("mcgm") is None, "bare SchNet or PaiNN models only"
     w = {k: torch.tensor(v, dtype=torch.float32, device=args.device) for k, v in read_safetensors(f"{args.model}/model.safetensors").items()}
     symbols, pos, cell = read_frame(args.structure)
     n0 = len(pos)
@@ -108,16 +110,38 @@ def main():
         y = x @ w[f"{name}.weight"]
         return y + w[f"{name}.bias"] if bias else y
 
+    feat = cfg["features"]
+    silu = torch.nn.functional.silu
+
     def energy(positions):
         rv = positions[dst_t] + sh_t - positions[src_t]
         d = rv.norm(dim=1, keepdim=True)
         g = torch.exp(-0.5 * ((d - centres) / width) ** 2)
         fc = 0.5 * (torch.cos(math.pi * d / rc) + 1.0) * (d < rc)
         x = w["embedding"][species]
+        if cfg["backbone"] == "painn":
+            rhat = rv / d
+            mu = torch.zeros(x.shape[0], 3, feat, device=dev)
         for t in range(cfg["blocks"]):
-            filt = lin(ssp(lin(g, f"block{t}.filter1")), f"block{t}.filter2") * fc
-            m = torch.zeros_like(x).index_add_(0, src_t, lin(x, f"block{t}.input", False)[dst_t] * filt)
-            x = x + lin(ssp(lin(m, f"block{t}.out1")), f"block{t}.out2")
+            if cfg["backbone"] == "schnet":
+                filt = lin(ssp(lin(g, f"block{t}.filter1")), f"block{t}.filter2") * fc
+                m = torch.zeros_like(x).index_add_(0, src_t, lin(x, f"block{t}.input", False)[dst_t] * filt)
+                x = x + lin(ssp(lin(m, f"block{t}.out1")), f"block{t}.out2")
+                continue
+            # PaiNN message: (a, b, c) = φ_j ⊙ W(d); q += Σ a, μ += Σ b r̂ + c μ_j.
+            phi = lin(silu(lin(x, f"block{t}.message.phi1")), f"block{t}.message.phi2")
+            filt = lin(g, f"block{t}.message.filter") * fc
+            a, b, c = torch.split(phi[dst_t] * filt, feat, dim=1)
+            x = x + torch.zeros_like(x).index_add_(0, src_t, a)
+            dmu = b[:, None, :] * rhat[:, :, None] + c[:, None, :] * mu[dst_t]
+            mu = mu + torch.zeros_like(mu).index_add_(0, src_t, dmu)
+            # Update: U, V; (s1, s2, s3) = MLP([q, |V|]); μ += s2 U; q += s1 + s3 <U, V>.
+            u = mu @ w[f"block{t}.update.u.weight"]
+            v = mu @ w[f"block{t}.update.v.weight"]
+            norm_v = torch.sqrt((v * v).sum(1) + 1e-8)
+            s1, s2, s3 = torch.split(lin(silu(lin(torch.cat([x, norm_v], 1), f"block{t}.update.mlp1")), f"block{t}.update.mlp2"), feat, dim=1)
+            x = x + s1 + s3 * (u * v).sum(1)
+            mu = mu + s2[:, None, :] * u
         return (lin(ssp(lin(x, "readout1")), "readout2") * norm["energy_scale"]).sum()
 
     p = torch.tensor(pos, dtype=torch.float32, device=dev, requires_grad=True)

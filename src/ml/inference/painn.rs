@@ -1,0 +1,344 @@
+//! One PaiNN block for inference, on f32 rows: the message (filters from the block's table), the
+//! update, and their transposes for the forces, the same maths as `crate::ml::model`'s
+//! `painn_forward` / `painn_backward`.
+//!
+//! Layouts: scalar features q [N, F]; vector features μ atom-major [N, 3, F], which read as
+//! [3N, F] rows go through the dense layers U and V unchanged; φ [N, 3F].
+//!
+//! As for SchNet, every per-atom sum is a gather over the atom's own full-list row. Edge a←b
+//! has its twin b←a at the same distance with the opposite direction (r̂' = -r̂), so the
+//! transpose of the messages into b is a sum over a's own row, and each edge computes the
+//! derivative of both messages of its pair with respect to the pair vector r = x_b - x_a.
+
+use super::dense::Linear;
+use super::table::{FilterTable, Place, lanes, lanes_mut};
+use super::Graph;
+use rayon::prelude::*;
+
+/// The block's dense layers (its filter is the block's table, 3F wide).
+pub struct PainnWeights {
+    /// φ = phi2(SiLU(phi1(q))), [N, 3F]
+    pub phi1: Linear,
+    pub phi2: Linear,
+    /// U = μ V_U, V = μ V_V (no bias)
+    pub vec_u: Linear,
+    pub vec_v: Linear,
+    /// (s1, s2, s3) = upd2(SiLU(upd1([q, |V|])))
+    pub upd1: Linear,
+    pub upd2: Linear,
+}
+
+/// Forward values the block's backward pass needs.
+pub struct PainnCache {
+    /// φ [N, 3F] and SiLU' at phi1's output [N, F].
+    phi: Vec<f32>,
+    phi_slope: Vec<f32>,
+    /// The block's input μ [N, 3, F] (the messages read μ_b).
+    mu_in: Vec<f32>,
+    /// U, V [N, 3, F]; |V|, <U, V> [N, F].
+    u: Vec<f32>,
+    v: Vec<f32>,
+    norm_v: Vec<f32>,
+    dot: Vec<f32>,
+    /// SiLU' at upd1's output [N, F]; (s1, s2, s3) [N, 3F].
+    upd_slope: Vec<f32>,
+    s: Vec<f32>,
+}
+
+/// SiLU(x) = x σ(x) and its derivative σ(x) (1 + x (1 - σ(x))).
+#[inline]
+fn silu_and_slope(x: f32) -> (f32, f32) {
+    let s = 1.0 / (1.0 + (-x).exp());
+    (x * s, s * (1.0 + x * (1.0 - s)))
+}
+
+/// h = SiLU(a), and a replaced by SiLU'(a).
+fn silu_in_place(a: &mut [f32]) -> Vec<f32> {
+    let mut h = vec![0.0f32; a.len()];
+    a.par_chunks_mut(4096).zip(h.par_chunks_mut(4096)).for_each(|(a, h)| {
+        for (a, h) in a.iter_mut().zip(h) {
+            (*h, *a) = silu_and_slope(*a);
+        }
+    });
+    h
+}
+
+/// r̂ of edge e, in f32.
+#[inline]
+fn direction(graph: &Graph, e: usize) -> [f32; 3] {
+    let (r, d) = (graph.vector[e], graph.distance[e]);
+    [(r[0] / d) as f32, (r[1] / d) as f32, (r[2] / d) as f32]
+}
+
+impl PainnWeights {
+    /// The block on (q, μ), in place; returns what the backward pass needs.
+    pub fn forward(&self, table: &FilterTable, places: &[Place], graph: &Graph, q: &mut Vec<f32>, mu: &mut Vec<f32>) -> PainnCache {
+        let f = self.phi1.inputs;
+        let mut phi_slope = Vec::new();
+        self.phi1.forward(q, &mut phi_slope);
+        let phi_h = silu_in_place(&mut phi_slope);
+        let mut phi = Vec::new();
+        self.phi2.forward(&phi_h, &mut phi);
+        // Message: q_a += Σ φ_b^a W^a, μ_a += Σ (φ_b^b W^b) r̂ + (φ_b^c W^c) μ_b.
+        let mu_in = mu.clone();
+        q.par_chunks_mut(f).zip(mu.par_chunks_mut(3 * f)).enumerate().with_min_len(16).for_each(|(a, (qa, mua))| {
+            for e in graph.start[a]..graph.start[a + 1] {
+                let b = graph.neighbor[e] as usize;
+                let edge = Edge { table: table.hermite(&places[e]), rh: direction(graph, e) };
+                message(&edge, &phi[b * 3 * f..][..3 * f], &mu_in[b * 3 * f..][..3 * f], qa, mua);
+            }
+        });
+        // Update: U, V from μ; (s1, s2, s3) = MLP([q, |V|]); μ += s2 U; q += s1 + s3 <U, V>.
+        let (mut u, mut v) = (Vec::new(), Vec::new());
+        self.vec_u.forward(mu, &mut u);
+        self.vec_v.forward(mu, &mut v);
+        let n = q.len() / f;
+        let (mut norm_v, mut dot) = (vec![0.0f32; n * f], vec![0.0f32; n * f]);
+        let mut joined = vec![0.0f32; n * 2 * f];
+        joined.par_chunks_mut(2 * f).zip(norm_v.par_chunks_mut(f)).zip(dot.par_chunks_mut(f)).enumerate().with_min_len(64).for_each(|(i, ((h, nv), dt))| {
+            let (ui, vi) = (&u[i * 3 * f..][..3 * f], &v[i * 3 * f..][..3 * f]);
+            h[..f].copy_from_slice(&q[i * f..(i + 1) * f]);
+            for o in 0..f {
+                let (v0, v1, v2) = (vi[o], vi[f + o], vi[2 * f + o]);
+                nv[o] = (v0 * v0 + v1 * v1 + v2 * v2 + 1e-8).sqrt();
+                dt[o] = ui[o] * v0 + ui[f + o] * v1 + ui[2 * f + o] * v2;
+                h[f + o] = nv[o];
+            }
+        });
+        let mut upd_slope = Vec::new();
+        self.upd1.forward(&joined, &mut upd_slope);
+        let upd_h = silu_in_place(&mut upd_slope);
+        let mut s = Vec::new();
+        self.upd2.forward(&upd_h, &mut s);
+        q.par_chunks_mut(f).zip(mu.par_chunks_mut(3 * f)).enumerate().with_min_len(64).for_each(|(i, (qi, mui))| {
+            let (si, ui, dt) = (&s[i * 3 * f..][..3 * f], &u[i * 3 * f..][..3 * f], &dot[i * f..][..f]);
+            for o in 0..f {
+                qi[o] += si[o] + si[2 * f + o] * dt[o];
+                for k in 0..3 {
+                    mui[k * f + o] += si[f + o] * ui[k * f + o];
+                }
+            }
+        });
+        PainnCache { phi, phi_slope, mu_in, u, v, norm_v, dot, upd_slope, s }
+    }
+
+    /// The transpose of the block: (dL/dq, dL/dμ) after it in, before it out; each edge's
+    /// dL/dr of its pair (r = x_neighbour - x_atom) added to `pair`.
+    pub fn backward(&self, table: &FilterTable, places: &[Place], graph: &Graph, c: &PainnCache, g_q: &mut Vec<f32>, g_mu: &mut Vec<f32>, pair: &mut [[f64; 3]]) {
+        let f = self.phi1.inputs;
+        let n = g_q.len() / f;
+        // Update.
+        let mut g_s = vec![0.0f32; n * 3 * f];
+        g_s.par_chunks_mut(3 * f).enumerate().with_min_len(64).for_each(|(i, gs)| {
+            let (gq, gm, ui, dt) = (&g_q[i * f..][..f], &g_mu[i * 3 * f..][..3 * f], &c.u[i * 3 * f..][..3 * f], &c.dot[i * f..][..f]);
+            for o in 0..f {
+                gs[o] = gq[o];
+                gs[f + o] = gm[o] * ui[o] + gm[f + o] * ui[f + o] + gm[2 * f + o] * ui[2 * f + o];
+                gs[2 * f + o] = gq[o] * dt[o];
+            }
+        });
+        let mut g_upd = Vec::new();
+        self.upd2.backward(&g_s, &mut g_upd, false);
+        g_upd.iter_mut().zip(&c.upd_slope).for_each(|(g, s)| *g *= s);
+        let mut g_joined = Vec::new();
+        self.upd1.backward(&g_upd, &mut g_joined, false);
+        let (mut g_u, mut g_v) = (vec![0.0f32; n * 3 * f], vec![0.0f32; n * 3 * f]);
+        g_q.par_chunks_mut(f).zip(g_u.par_chunks_mut(3 * f)).zip(g_v.par_chunks_mut(3 * f)).enumerate().with_min_len(64).for_each(|(i, ((gq, gu), gv))| {
+            let (gm, gh) = (&g_mu[i * 3 * f..][..3 * f], &g_joined[i * 2 * f..][..2 * f]);
+            let (ui, vi, s) = (&c.u[i * 3 * f..][..3 * f], &c.v[i * 3 * f..][..3 * f], &c.s[i * 3 * f..][..3 * f]);
+            for o in 0..f {
+                let g_dot = gq[o] * s[2 * f + o];
+                let g_norm = gh[f + o] / c.norm_v[i * f + o];
+                for k in 0..3 {
+                    let x = k * f + o;
+                    gu[x] = gm[x] * s[f + o] + g_dot * vi[x];
+                    gv[x] = g_dot * ui[x] + g_norm * vi[x];
+                }
+                gq[o] += gh[o];
+            }
+        });
+        self.vec_u.backward(&g_u, g_mu, true);
+        self.vec_v.backward(&g_v, g_mu, true);
+        // Message: g_q and g_mu are now dL/dq, dL/dμ after the messages.
+        let (g_q_msg, g_mu_msg): (&[f32], &[f32]) = (g_q, g_mu);
+        let mut g_phi = vec![0.0f32; n * 3 * f];
+        let mut g_mu_in = g_mu_msg.to_vec();
+        let rows = split_rows(pair, &graph.start);
+        g_phi.par_chunks_mut(3 * f).zip(g_mu_in.par_chunks_mut(3 * f)).zip(rows).enumerate().with_min_len(16).for_each(|(a, ((g_phi_a, g_mu_a_out), pair_rows))| {
+            let atom = |i: usize| AtomRows { phi: &c.phi[i * 3 * f..][..3 * f], mu: &c.mu_in[i * 3 * f..][..3 * f], g_q: &g_q_msg[i * f..][..f], g_mu: &g_mu_msg[i * 3 * f..][..3 * f] };
+            let rows_a = atom(a);
+            for (slot, e) in (graph.start[a]..graph.start[a + 1]).enumerate() {
+                let edge = Edge { table: table.hermite(&places[e]), rh: direction(graph, e) };
+                let (g_d, g_dir) = message_backward(&edge, rows_a, atom(graph.neighbor[e] as usize), g_phi_a, g_mu_a_out);
+                // dL/dr = dL/dd r̂ + (dL/dr̂ - r̂ (dL/dr̂ . r̂)) / d.
+                let d = graph.distance[e];
+                let rh = edge.rh.map(|v| v as f64);
+                let g_dir = g_dir.map(|v| v as f64);
+                let along = g_dir[0] * rh[0] + g_dir[1] * rh[1] + g_dir[2] * rh[2];
+                for k in 0..3 {
+                    pair_rows[slot][k] += g_d as f64 * rh[k] + (g_dir[k] - rh[k] * along) / d;
+                }
+            }
+        });
+        // φ = phi2(SiLU(phi1(q))).
+        let mut g_h = Vec::new();
+        self.phi2.backward(&g_phi, &mut g_h, false);
+        g_h.iter_mut().zip(&c.phi_slope).for_each(|(g, s)| *g *= s);
+        let mut g_q_in = g_q_msg.to_vec();
+        self.phi1.backward(&g_h, &mut g_q_in, true);
+        *g_q = g_q_in;
+        *g_mu = g_mu_in;
+    }
+}
+
+/// One edge a←b: the table rows and Hermite weights at its distance, and r̂ (from a to b).
+#[derive(Clone, Copy)]
+struct Edge<'a> {
+    table: (&'a [f32], [f32; 4], [f32; 4]),
+    rh: [f32; 3],
+}
+
+/// An atom's rows the message backward reads: φ, the block's input μ, and dL/dq, dL/dμ after
+/// the messages.
+#[derive(Clone, Copy)]
+struct AtomRows<'a> {
+    phi: &'a [f32],
+    mu: &'a [f32],
+    g_q: &'a [f32],
+    g_mu: &'a [f32],
+}
+
+/// W (or dW/dd with the slope weights) of eight lanes from `base` of a table 3F wide.
+#[inline(always)]
+fn interpolate(rows: &[f32], c: [f32; 4], width: usize, base: usize) -> [f32; 8] {
+    let (v0, hd0, v1, hd1) = (lanes(rows, base), lanes(rows, width + base), lanes(rows, 2 * width + base), lanes(rows, 3 * width + base));
+    let mut out = [0.0f32; 8];
+    for l in 0..8 {
+        out[l] = c[0] * v0[l] + c[1] * hd0[l] + c[2] * v1[l] + c[3] * hd1[l];
+    }
+    out
+}
+
+/// The message of one edge a←b into (q_a, μ_a), eight features at a time.
+#[inline(always)]
+fn message_lanes(edge: &Edge, phi_b: &[f32], mu_b: &[f32], qa: &mut [f32], mua: &mut [f32]) {
+    let f = qa.len();
+    let (rows, c, _) = edge.table;
+    let width = 3 * f;
+    assert!(f % 8 == 0 && rows.len() >= 4 * width && phi_b.len() >= width && mu_b.len() >= width && mua.len() >= width);
+    for base in (0..f).step_by(8) {
+        let (wa, wb, wc) = (interpolate(rows, c, width, base), interpolate(rows, c, width, f + base), interpolate(rows, c, width, 2 * f + base));
+        let (pa, pb, pc) = (lanes(phi_b, base), lanes(phi_b, f + base), lanes(phi_b, 2 * f + base));
+        let q = lanes_mut(qa, base);
+        for l in 0..8 {
+            q[l] += pa[l] * wa[l];
+        }
+        for k in 0..3 {
+            let m = lanes(mu_b, k * f + base);
+            let out = lanes_mut(mua, k * f + base);
+            for l in 0..8 {
+                out[l] += pb[l] * wb[l] * edge.rh[k] + pc[l] * wc[l] * m[l];
+            }
+        }
+    }
+}
+
+/// The backward pass of edge a←b and of its twin b←a, eight features at a time: the twin's
+/// transposes into dL/dφ_a and dL/dμ_a; returns the pair's dL/dd (both messages, with respect to
+/// the pair vector's length) and dL/dr̂ (own message minus twin's, whose direction is -r̂).
+#[inline(always)]
+fn message_backward_lanes(edge: &Edge, a: AtomRows, b: AtomRows, g_phi_a: &mut [f32], g_mu_a: &mut [f32]) -> (f32, [f32; 3]) {
+    let f = a.g_q.len();
+    let (rows, c, s) = edge.table;
+    let width = 3 * f;
+    let rh = edge.rh;
+    assert!(f % 8 == 0 && rows.len() >= 4 * width && g_phi_a.len() >= width && g_mu_a.len() >= width);
+    let (mut g_d, mut g_dir) = ([0.0f32; 8], [[0.0f32; 8]; 3]);
+    for base in (0..f).step_by(8) {
+        // Eight lanes of each third of a 3F row (written out: array `map` closures are not
+        // inlined into the vector loop).
+        let thirds = |x: &[f32]| [*lanes(x, base), *lanes(x, f + base), *lanes(x, 2 * f + base)];
+        let w = [interpolate(rows, c, width, base), interpolate(rows, c, width, f + base), interpolate(rows, c, width, 2 * f + base)];
+        let dw = [interpolate(rows, s, width, base), interpolate(rows, s, width, f + base), interpolate(rows, s, width, 2 * f + base)];
+        let (phi_a, phi_b) = (thirds(a.phi), thirds(b.phi));
+        let (mu_a, mu_b) = (thirds(a.mu), thirds(b.mu));
+        let (gm_a, gm_b) = (thirds(a.g_mu), thirds(b.g_mu));
+        let (gq_a, gq_b) = (*lanes(a.g_q, base), *lanes(b.g_q, base));
+        // dL/d(b, c) of the message into a from b (own) and into b from a (twin, direction -r̂).
+        let (mut gb_twin, mut gc_twin) = ([0.0f32; 8], [0.0f32; 8]);
+        for l in 0..8 {
+            let gb_own = gm_a[0][l] * rh[0] + gm_a[1][l] * rh[1] + gm_a[2][l] * rh[2];
+            let gc_own = gm_a[0][l] * mu_b[0][l] + gm_a[1][l] * mu_b[1][l] + gm_a[2][l] * mu_b[2][l];
+            gb_twin[l] = -(gm_b[0][l] * rh[0] + gm_b[1][l] * rh[1] + gm_b[2][l] * rh[2]);
+            gc_twin[l] = gm_b[0][l] * mu_a[0][l] + gm_b[1][l] * mu_a[1][l] + gm_b[2][l] * mu_a[2][l];
+            g_d[l] += (gq_a[l] * phi_b[0][l] + gq_b[l] * phi_a[0][l]) * dw[0][l]
+                + (gb_own * phi_b[1][l] + gb_twin[l] * phi_a[1][l]) * dw[1][l]
+                + (gc_own * phi_b[2][l] + gc_twin[l] * phi_a[2][l]) * dw[2][l];
+            let (b_own, b_twin) = (phi_b[1][l] * w[1][l], phi_a[1][l] * w[1][l]);
+            for k in 0..3 {
+                g_dir[k][l] += gm_a[k][l] * b_own - gm_b[k][l] * b_twin;
+            }
+        }
+        // The twin message read φ_a and μ_a: their transposes belong to a.
+        for (t, grad) in [gq_b, gb_twin, gc_twin].iter().enumerate() {
+            let gp = lanes_mut(g_phi_a, t * f + base);
+            for l in 0..8 {
+                gp[l] += grad[l] * w[t][l];
+            }
+        }
+        for k in 0..3 {
+            let out = lanes_mut(g_mu_a, k * f + base);
+            for l in 0..8 {
+                out[l] += gm_b[k][l] * phi_a[2][l] * w[2][l];
+            }
+        }
+    }
+    (g_d.iter().sum(), [g_dir[0].iter().sum(), g_dir[1].iter().sum(), g_dir[2].iter().sum()])
+}
+
+/// The lane kernels compiled for AVX2 where the CPU has it (as `table`'s).
+#[inline]
+fn message(edge: &Edge, phi_b: &[f32], mu_b: &[f32], qa: &mut [f32], mua: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { avx2::message(edge, phi_b, mu_b, qa, mua) };
+    }
+    message_lanes(edge, phi_b, mu_b, qa, mua)
+}
+
+#[inline]
+fn message_backward(edge: &Edge, a: AtomRows, b: AtomRows, g_phi_a: &mut [f32], g_mu_a: &mut [f32]) -> (f32, [f32; 3]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { avx2::message_backward(edge, a, b, g_phi_a, g_mu_a) };
+    }
+    message_backward_lanes(edge, a, b, g_phi_a, g_mu_a)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{AtomRows, Edge};
+
+    #[target_feature(enable = "avx2")]
+    pub fn message(edge: &Edge, phi_b: &[f32], mu_b: &[f32], qa: &mut [f32], mua: &mut [f32]) {
+        super::message_lanes(edge, phi_b, mu_b, qa, mua)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub fn message_backward(edge: &Edge, a: AtomRows, b: AtomRows, g_phi_a: &mut [f32], g_mu_a: &mut [f32]) -> (f32, [f32; 3]) {
+        super::message_backward_lanes(edge, a, b, g_phi_a, g_mu_a)
+    }
+}
+
+/// `data` cut into the rows of a compressed-row layout.
+pub fn split_rows<'a, T>(mut data: &'a mut [T], start: &[usize]) -> Vec<&'a mut [T]> {
+    let mut rows = Vec::with_capacity(start.len() - 1);
+    for i in 0..start.len() - 1 {
+        let (row, rest) = data.split_at_mut(start[i + 1] - start[i]);
+        rows.push(row);
+        data = rest;
+    }
+    rows
+}
