@@ -148,7 +148,7 @@ fn gpu_md_with_the_shipped_models_follows_the_cpu_and_conserves_energy() {
     let Some(_) = gpu() else { return };
     // 24 atoms, 400 steps of 0.25 fs = 0.1 ps (lavapipe runs the model's kernels on the CPU's
     // two cores, about 0.08 s per step here).
-    for model in ["water-schnet", "water-schnet-mcgm-soft", "water-schnet-mcgm-hard"] {
+    for model in ["water-schnet", "water-schnet-mcgm-soft", "water-schnet-mcgm-hard", "water-painn"] {
         let (gpu_rows, gpu_drift) = water_nve(model, "gpu", 400);
         let (cpu_rows, cpu_drift) = water_nve(model, "cpu", 400);
         let e0 = gpu_rows[0][5];
