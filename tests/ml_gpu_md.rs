@@ -119,41 +119,16 @@ fn repo(path: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-/// NVE of the quickstart's 8-water box with a shipped model on `platform`: thermo rows
-/// (step, time, T, PE, KE, E, ...) and the run's drift, eV/atom/ps.
-fn water_nve(model: &str, platform: &str, steps: u64) -> (Vec<Vec<f64>>, f64) {
-    let dir = std::env::temp_dir().join(format!("mdrun-gpu-water-nve-{}-{model}-{platform}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let toml = format!(
-        "[structure]\nfile = \"{}\"\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"300 K\"\nseed = 4\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"0.25 fs\"\n[run]\nsteps = {steps}\nplatform = \"{platform}\"\n[neighbor]\nskin = \"1.0 A\"\n[output]\nthermo = 20\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
-        repo("systems/quickstart/water8.extxyz").display(),
-        repo(&format!("potentials/{model}")).display()
-    );
-    std::fs::write(dir.join("system.toml"), toml).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun"))
-        .arg(dir.join("system.toml"))
-        .args(["--threads", "1", "--summary"])
-        .arg(dir.join("summary.json"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{model} on {platform}: {}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(&format!("platform: {platform}")), "{model}: not run on {platform}:\n{stdout}");
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
-    (common::thermo_rows(&dir.join("thermo.log")), summary["energy_drift_ev_per_atom_per_ps"].as_f64().unwrap())
-}
-
 #[test]
 fn gpu_md_with_the_shipped_models_follows_the_cpu_and_conserves_energy() {
     let Some(_) = gpu() else { return };
     // 24 atoms, 400 steps of 0.25 fs = 0.1 ps (lavapipe runs the model's kernels on the CPU's
     // two cores, about 0.08 s per step here).
     for model in ["water-schnet", "water-schnet-mcgm-soft", "water-schnet-mcgm-hard", "water-painn"] {
-        let (gpu_rows, gpu_drift) = water_nve(model, "gpu", 400);
-        let (cpu_rows, cpu_drift) = water_nve(model, "cpu", 400);
-        let e0 = gpu_rows[0][5];
-        let max_dev = gpu_rows.iter().map(|r| (r[5] - e0).abs()).fold(0.0, f64::max);
-        let mean_ke = gpu_rows.iter().map(|r| r[4]).sum::<f64>() / gpu_rows.len() as f64;
+        let run = |platform| common::WaterNve::run(env!("CARGO_BIN_EXE_mdrun"), model, Some(platform), 400, 0.25, Some("1.0 A"));
+        let (gpu, cpu) = (run("gpu"), run("cpu"));
+        let (max_dev, mean_ke) = gpu.deviation_and_kinetic();
+        let (gpu_rows, gpu_drift, cpu_rows, cpu_drift) = (gpu.rows, gpu.drift, cpu.rows, cpu.drift);
         // The same deterministic trajectory, f32 on the GPU against f32/f64 on the CPU.
         let pe_gap = gpu_rows.iter().zip(&cpu_rows).map(|(g, c)| (g[3] - c[3]).abs()).fold(0.0, f64::max);
         let t_gap = gpu_rows.iter().zip(&cpu_rows).map(|(g, c)| (g[2] - c[2]).abs()).fold(0.0, f64::max);

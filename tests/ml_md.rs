@@ -97,33 +97,6 @@ fn atoms_closer_than_the_training_data_draw_a_warning_with_their_ids() {
     assert!(stderr.contains("warning: outside the model's training data: atoms 1 and 2 at 0.550 Å"), "{stderr}");
 }
 
-/// NVE of the quickstart's 8-water box with each shipped water model: the bare SchNet, MCGM soft,
-/// MCGM hard, and the bare PaiNN. Returns (drift eV/atom/ps, largest |E - E0| eV, mean kinetic energy eV, stderr).
-fn water_nve(model: &str, steps: u64, timestep_fs: f64) -> (f64, f64, f64, String) {
-    let dir = std::env::temp_dir().join(format!("mdrun-water-nve-{}-{model}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let toml = format!(
-        "[structure]\nfile = \"{}\"\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"300 K\"\nseed = 4\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"{timestep_fs} fs\"\n[run]\nsteps = {steps}\n[output]\nthermo = 20\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
-        repo("systems/quickstart/water8.extxyz").display(),
-        repo(&format!("potentials/{model}")).display()
-    );
-    std::fs::write(dir.join("system.toml"), toml).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun"))
-        .arg(dir.join("system.toml"))
-        .args(["--threads", "1", "--summary"])
-        .arg(dir.join("summary.json"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{model}: {}", String::from_utf8_lossy(&out.stderr));
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
-    let rows = common::thermo_rows(&dir.join("thermo.log"));
-    let e0 = rows[0][5];
-    let max_dev = rows.iter().map(|r| (r[5] - e0).abs()).fold(0.0, f64::max);
-    let mean_ke = rows.iter().map(|r| r[4]).sum::<f64>() / rows.len() as f64;
-    (summary["energy_drift_ev_per_atom_per_ps"].as_f64().unwrap(), max_dev, mean_ke, stdout)
-}
-
 #[test]
 fn nve_drift_of_the_backbones_and_of_mcgm_soft_and_hard() {
     // 24 atoms, 1 ps each: 4000 steps of 0.25 fs. The PaiNN model's surface is stiffer where
@@ -132,8 +105,9 @@ fn nve_drift_of_the_backbones_and_of_mcgm_soft_and_hard() {
     // forces are the exact gradient either way).
     let mut results = Vec::new();
     for (model, steps, dt) in [("water-schnet", 4000, 0.25), ("water-schnet-mcgm-soft", 4000, 0.25), ("water-schnet-mcgm-hard", 4000, 0.25), ("water-painn", 8000, 0.125)] {
-        let (drift, max_dev, mean_ke, stdout) = water_nve(model, steps, dt);
-        let regrouped = stdout.lines().find(|l| l.contains("regrouped")).map(|l| l.trim().to_string());
+        let run = common::WaterNve::run(env!("CARGO_BIN_EXE_mdrun"), model, None, steps, dt, None);
+        let ((max_dev, mean_ke), drift) = (run.deviation_and_kinetic(), run.drift);
+        let regrouped = run.stdout.lines().find(|l| l.contains("regrouped")).map(|l| l.trim().to_string());
         println!(
             "{model} (dt {dt} fs): drift {drift:+.2e} eV/atom/ps, largest |E - E0| {max_dev:.2e} eV (mean kinetic energy {mean_ke:.3} eV){}",
             regrouped.as_ref().map(|l| format!("; {l}")).unwrap_or_default()

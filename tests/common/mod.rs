@@ -225,3 +225,45 @@ pub fn gpu() -> Option<mdrun::gpu::GpuContext> {
         }
     }
 }
+
+/// One NVE run of the quickstart's 8-water box (velocities at 300 K, seed 4, one thread, thermo
+/// every 20 steps) with a shipped model, through the `mdrun` binary.
+pub struct WaterNve {
+    /// Thermo rows: step, time, T, PE, KE, E, ...
+    pub rows: Vec<Vec<f64>>,
+    /// The run summary's fitted drift, eV/atom/ps.
+    pub drift: f64,
+    pub stdout: String,
+}
+
+impl WaterNve {
+    /// Runs `potentials/<model>` for `steps` steps of `timestep_fs` on `platform` (None: the
+    /// default choice) with the given neighbour skin (None: the default).
+    pub fn run(mdrun: &str, model: &str, platform: Option<&str>, steps: u64, timestep_fs: f64, skin: Option<&str>) -> WaterNve {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = scratch(&format!("water-nve-{model}-{}", platform.unwrap_or("default")));
+        let platform_line = platform.map(|p| format!("platform = \"{p}\"\n")).unwrap_or_default();
+        let neighbor = skin.map(|s| format!("[neighbor]\nskin = \"{s}\"\n")).unwrap_or_default();
+        let toml = format!(
+            "[structure]\nfile = \"{}\"\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"300 K\"\nseed = 4\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"{timestep_fs} fs\"\n[run]\nsteps = {steps}\n{platform_line}{neighbor}[output]\nthermo = 20\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
+            repo.join("systems/quickstart/water8.extxyz").display(),
+            repo.join("potentials").join(model).display()
+        );
+        std::fs::write(dir.join("system.toml"), toml).unwrap();
+        let out = std::process::Command::new(mdrun).arg(dir.join("system.toml")).args(["--threads", "1", "--summary"]).arg(dir.join("summary.json")).output().unwrap();
+        assert!(out.status.success(), "{model}: {}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        if let Some(p) = platform {
+            assert!(stdout.contains(&format!("platform: {p}")), "{model}: not run on {p}:\n{stdout}");
+        }
+        let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+        WaterNve { rows: thermo_rows(&dir.join("thermo.log")), drift: summary["energy_drift_ev_per_atom_per_ps"].as_f64().unwrap(), stdout }
+    }
+
+    /// The largest |E - E0| (eV) and the mean kinetic energy (eV) over the thermo rows.
+    pub fn deviation_and_kinetic(&self) -> (f64, f64) {
+        let e0 = self.rows[0][5];
+        let max_dev = self.rows.iter().map(|r| (r[5] - e0).abs()).fold(0.0, f64::max);
+        (max_dev, self.rows.iter().map(|r| r[4]).sum::<f64>() / self.rows.len() as f64)
+    }
+}

@@ -254,42 +254,55 @@ fn message_backward_lanes(edge: &Edge, a: AtomRows, b: AtomRows, g_phi_a: &mut [
     let rh = edge.rh;
     assert!(f % 8 == 0 && rows.len() >= 4 * width && g_phi_a.len() >= width && g_mu_a.len() >= width);
     let (mut g_d, mut g_dir) = ([0.0f32; 8], [[0.0f32; 8]; 3]);
+    // One third of the 3F lanes at a time, few rows live at once (more spill to the stack and
+    // the loop stops being vector code).
     for base in (0..f).step_by(8) {
-        // Eight lanes of each third of a 3F row (written out: array `map` closures are not
-        // inlined into the vector loop).
-        let thirds = |x: &[f32]| [*lanes(x, base), *lanes(x, f + base), *lanes(x, 2 * f + base)];
-        let w = [interpolate(rows, c, width, base), interpolate(rows, c, width, f + base), interpolate(rows, c, width, 2 * f + base)];
-        let dw = [interpolate(rows, s, width, base), interpolate(rows, s, width, f + base), interpolate(rows, s, width, 2 * f + base)];
-        let (phi_a, phi_b) = (thirds(a.phi), thirds(b.phi));
-        let (mu_a, mu_b) = (thirds(a.mu), thirds(b.mu));
-        let (gm_a, gm_b) = (thirds(a.g_mu), thirds(b.g_mu));
-        let (gq_a, gq_b) = (*lanes(a.g_q, base), *lanes(b.g_q, base));
-        // dL/d(b, c) of the message into a from b (own) and into b from a (twin, direction -r̂).
-        let (mut gb_twin, mut gc_twin) = ([0.0f32; 8], [0.0f32; 8]);
+        let (x, y, z) = (base, f + base, 2 * f + base);
+        let (gm_a, gm_b) = ([lanes(a.g_mu, x), lanes(a.g_mu, y), lanes(a.g_mu, z)], [lanes(b.g_mu, x), lanes(b.g_mu, y), lanes(b.g_mu, z)]);
+        // Scalar part: dL/da = g_q of the receiving atom.
+        let (w, dw) = (interpolate(rows, c, width, x), interpolate(rows, s, width, x));
+        let (gq_a, gq_b, pa, pb) = (lanes(a.g_q, base), lanes(b.g_q, base), lanes(a.phi, x), lanes(b.phi, x));
+        let gp = lanes_mut(g_phi_a, x);
+        for l in 0..8 {
+            g_d[l] += (gq_a[l] * pb[l] + gq_b[l] * pa[l]) * dw[l];
+            gp[l] += gq_b[l] * w[l];
+        }
+        // Direction part: dL/db = g_μ . r̂ for the own message, g_μ . (-r̂) for the twin.
+        let (w, dw) = (interpolate(rows, c, width, y), interpolate(rows, s, width, y));
+        let (pa, pb) = (lanes(a.phi, y), lanes(b.phi, y));
+        let gp = lanes_mut(g_phi_a, y);
+        let (mut b_own, mut b_twin) = ([0.0f32; 8], [0.0f32; 8]);
         for l in 0..8 {
             let gb_own = gm_a[0][l] * rh[0] + gm_a[1][l] * rh[1] + gm_a[2][l] * rh[2];
-            let gc_own = gm_a[0][l] * mu_b[0][l] + gm_a[1][l] * mu_b[1][l] + gm_a[2][l] * mu_b[2][l];
-            gb_twin[l] = -(gm_b[0][l] * rh[0] + gm_b[1][l] * rh[1] + gm_b[2][l] * rh[2]);
-            gc_twin[l] = gm_b[0][l] * mu_a[0][l] + gm_b[1][l] * mu_a[1][l] + gm_b[2][l] * mu_a[2][l];
-            g_d[l] += (gq_a[l] * phi_b[0][l] + gq_b[l] * phi_a[0][l]) * dw[0][l]
-                + (gb_own * phi_b[1][l] + gb_twin[l] * phi_a[1][l]) * dw[1][l]
-                + (gc_own * phi_b[2][l] + gc_twin[l] * phi_a[2][l]) * dw[2][l];
-            let (b_own, b_twin) = (phi_b[1][l] * w[1][l], phi_a[1][l] * w[1][l]);
-            for k in 0..3 {
-                g_dir[k][l] += gm_a[k][l] * b_own - gm_b[k][l] * b_twin;
-            }
-        }
-        // The twin message read φ_a and μ_a: their transposes belong to a.
-        for (t, grad) in [gq_b, gb_twin, gc_twin].iter().enumerate() {
-            let gp = lanes_mut(g_phi_a, t * f + base);
-            for l in 0..8 {
-                gp[l] += grad[l] * w[t][l];
-            }
+            let gb_twin = -(gm_b[0][l] * rh[0] + gm_b[1][l] * rh[1] + gm_b[2][l] * rh[2]);
+            g_d[l] += (gb_own * pb[l] + gb_twin * pa[l]) * dw[l];
+            gp[l] += gb_twin * w[l];
+            b_own[l] = pb[l] * w[l];
+            b_twin[l] = pa[l] * w[l];
         }
         for k in 0..3 {
-            let out = lanes_mut(g_mu_a, k * f + base);
+            let (ga, gb, acc) = (gm_a[k], gm_b[k], &mut g_dir[k]);
             for l in 0..8 {
-                out[l] += gm_b[k][l] * phi_a[2][l] * w[2][l];
+                acc[l] += ga[l] * b_own[l] - gb[l] * b_twin[l];
+            }
+        }
+        // Vector part: dL/dc = g_μ . μ of the sending atom; the twin's c read μ_a.
+        let (w, dw) = (interpolate(rows, c, width, z), interpolate(rows, s, width, z));
+        let (pa, pb) = (lanes(a.phi, z), lanes(b.phi, z));
+        let (mu_a, mu_b) = ([lanes(a.mu, x), lanes(a.mu, y), lanes(a.mu, z)], [lanes(b.mu, x), lanes(b.mu, y), lanes(b.mu, z)]);
+        let gp = lanes_mut(g_phi_a, z);
+        let mut c_twin = [0.0f32; 8];
+        for l in 0..8 {
+            let gc_own = gm_a[0][l] * mu_b[0][l] + gm_a[1][l] * mu_b[1][l] + gm_a[2][l] * mu_b[2][l];
+            let gc_twin = gm_b[0][l] * mu_a[0][l] + gm_b[1][l] * mu_a[1][l] + gm_b[2][l] * mu_a[2][l];
+            g_d[l] += (gc_own * pb[l] + gc_twin * pa[l]) * dw[l];
+            gp[l] += gc_twin * w[l];
+            c_twin[l] = pa[l] * w[l];
+        }
+        for (k, at) in [x, y, z].into_iter().enumerate() {
+            let out = lanes_mut(g_mu_a, at);
+            for l in 0..8 {
+                out[l] += gm_b[k][l] * c_twin[l];
             }
         }
     }
