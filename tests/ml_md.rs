@@ -101,8 +101,8 @@ fn atoms_closer_than_the_training_data_draw_a_warning_with_their_ids() {
 fn nve_drift_of_the_backbones_and_of_mcgm_soft_and_hard() {
     // 24 atoms, 1 ps each: 4000 steps of 0.25 fs. The PaiNN model's surface is stiffer where
     // these runs go (they heat to ~500 K): at 0.25 fs velocity Verlet loses 1.1e-4 eV/atom/ps
-    // with it, at 0.125 fs 2e-6 to 2e-5 depending on the trajectory, so it runs at 0.125 fs (its error scales with dt²; the
-    // forces are the exact gradient either way).
+    // with it, at 0.125 fs 2e-6 to 2e-5 depending on the trajectory, so it runs at 0.125 fs
+    // (the error scales with dt²; the forces are the exact gradient either way).
     let mut results = Vec::new();
     for (model, steps, dt) in [("water-schnet", 4000, 0.25), ("water-schnet-mcgm-soft", 4000, 0.25), ("water-schnet-mcgm-hard", 4000, 0.25), ("water-painn", 8000, 0.125)] {
         let run = common::WaterNve::run(env!("CARGO_BIN_EXE_mdrun"), model, None, steps, dt, None);
