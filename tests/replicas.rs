@@ -19,7 +19,7 @@ fn data_rows(path: &Path) -> Vec<String> {
 
 #[test]
 fn batched_replicas_equal_the_replicas_run_one_by_one() {
-    for model in ["water-schnet-mcgm-soft", "water-schnet-mcgm-hard"] {
+    for model in ["water-schnet-mcgm-soft", "water-schnet-mcgm-hard", "water-painn"] {
         let dir = common::scratch(&format!("replicas-{model}"));
         let toml = format!(
             "[structure]\nfile = \"{}\"\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"300 K\"\nseed = 11\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"langevin\"\ntimestep = \"0.5 fs\"\ntemperature = \"300 K\"\ndamping = \"0.1 ps\"\nseed = 5\n[run]\nsteps = 60\nreplicas = 3\nplatform = \"cpu\"\n[output]\nthermo = 10\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
