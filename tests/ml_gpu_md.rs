@@ -12,30 +12,14 @@ use mdrun::integrate::Integrator;
 use mdrun::ml::dataset::Structure;
 use mdrun::ml::graph::{Batch, GraphTensors};
 use mdrun::ml::inference::{Graph, Inference};
-use mdrun::ml::mcgm::{Assign, McgmConfig};
 use mdrun::ml::model::{Model, ModelConfig, Normalization};
 use mdrun::ml::tensor::{Ctx, to_vec};
 use mdrun::potential::mcgm::{GpuModel, TrainingRange};
 use mdrun::system::System;
 
-fn config(backbone: &str, mcgm: Option<McgmConfig>, block_cutoffs: Vec<f64>) -> ModelConfig {
-    ModelConfig { backbone: backbone.into(), features: 32, blocks: 3, n_rbf: 20, cutoff: 5.0, block_cutoffs, species: vec![1, 6, 7, 8], mcgm }
-}
-
+/// Four elements: hard level 2 is K-means of four element means into two clusters.
 fn settings() -> Vec<(&'static str, ModelConfig)> {
-    // Four elements: hard level 2 is K-means of four element means into two clusters.
-    let hard = || Some(McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard, clusters: 4 });
-    let soft = || Some(McgmConfig { levels: 2, ratio: 2, assign: Assign::Soft, clusters: 4 });
-    vec![
-        ("schnet", config("schnet", None, vec![])),
-        ("schnet + MCGM hard (3 levels, r = 2)", config("schnet", hard(), vec![])),
-        ("schnet + MCGM soft (4 centroids)", config("schnet", soft(), vec![])),
-        ("schnet, block cutoffs 3/5/4 Å", config("schnet", None, vec![3.0, 5.0, 4.0])),
-        ("painn", config("painn", None, vec![])),
-        ("painn + MCGM hard (3 levels, r = 2)", config("painn", hard(), vec![])),
-        ("painn + MCGM soft (4 centroids)", config("painn", soft(), vec![])),
-        ("painn, block cutoffs 3/5/4 Å", config("painn", None, vec![3.0, 5.0, 4.0])),
-    ]
+    common::backbone_settings(&[1, 6, 7, 8])
 }
 
 /// A periodic H/C/N/O gas at f32-exact positions (the GPU kernels read f32 positions).

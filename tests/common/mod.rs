@@ -267,3 +267,32 @@ impl WaterNve {
         (max_dev, self.rows.iter().map(|r| r[4]).sum::<f64>() / self.rows.len() as f64)
     }
 }
+
+/// Every backbone and MCGM setting the inference paths must agree on, for models of the given
+/// species (F = 32, 3 blocks, 20 Gaussians, 5 Å): SchNet and PaiNN, each alone, with MCGM hard
+/// (3 levels, r = 2), with MCGM soft (4 centroids), and with per-block cutoffs.
+pub fn backbone_settings(species: &[u32]) -> Vec<(&'static str, ModelConfig)> {
+    use mdrun::ml::mcgm::Assign;
+    let config = |backbone: &str, mcgm: Option<McgmConfig>, block_cutoffs: Vec<f64>| ModelConfig {
+        backbone: backbone.into(),
+        features: 32,
+        blocks: 3,
+        n_rbf: 20,
+        cutoff: 5.0,
+        block_cutoffs,
+        species: species.to_vec(),
+        mcgm,
+    };
+    let hard = || Some(McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard, clusters: 4 });
+    let soft = || Some(McgmConfig { levels: 2, ratio: 2, assign: Assign::Soft, clusters: 4 });
+    vec![
+        ("schnet", config("schnet", None, vec![])),
+        ("schnet + MCGM hard (3 levels, r = 2)", config("schnet", hard(), vec![])),
+        ("schnet + MCGM soft (4 centroids)", config("schnet", soft(), vec![])),
+        ("schnet, block cutoffs 3/5/4 Å", config("schnet", None, vec![3.0, 5.0, 4.0])),
+        ("painn", config("painn", None, vec![])),
+        ("painn + MCGM hard (3 levels, r = 2)", config("painn", hard(), vec![])),
+        ("painn + MCGM soft (4 centroids)", config("painn", soft(), vec![])),
+        ("painn, block cutoffs 3/5/4 Å", config("painn", None, vec![3.0, 5.0, 4.0])),
+    ]
+}

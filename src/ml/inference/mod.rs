@@ -268,7 +268,7 @@ impl Inference {
                     upd1: linear(&format!("block{t}.update.mlp1"), 2 * f, f, true)?,
                     upd2: linear(&format!("block{t}.update.mlp2"), f, 3 * f, true)?,
                 });
-                (FilterTable::tabulate(3 * f, c.cutoff, |d| filter.evaluate(d)), interaction)
+                (FilterTable::tabulate(filter.width, c.cutoff, |d| filter.evaluate(d)), interaction)
             };
             let hard = match &c.mcgm {
                 Some(m) => Some(HardWeights {

@@ -35,30 +35,12 @@ pub struct FilterNetwork<'a> {
 impl FilterNetwork<'_> {
     /// W(d) and dW/dd, exactly.
     pub fn evaluate(&self, d: f64) -> (Vec<f64>, Vec<f64>) {
-        let (k, f) = (self.n_rbf, self.features);
-        let (g, dg) = gaussians(k, self.cutoff, d);
-        let mut a1 = self.b1.to_vec();
-        let mut da1 = vec![0.0; f];
-        for i in 0..k {
-            for o in 0..f {
-                a1[o] += g[i] * self.w1[i * f + o];
-                da1[o] += dg[i] * self.w1[i * f + o];
-            }
-        }
+        let (g, dg) = gaussians(self.n_rbf, self.cutoff, d);
+        let (a1, da1) = affine(&g, &dg, self.w1, self.b1);
         let s: Vec<f64> = a1.iter().map(|&a| ssp64(a)).collect();
         let ds: Vec<f64> = a1.iter().zip(&da1).map(|(&a, &da)| sigmoid64(a) * da).collect();
-        let mut filter = self.b2.to_vec();
-        let mut dfilter = vec![0.0; f];
-        for i in 0..f {
-            for o in 0..f {
-                filter[o] += s[i] * self.w2[i * f + o];
-                dfilter[o] += ds[i] * self.w2[i * f + o];
-            }
-        }
-        let (fc, dfc) = cosine_cutoff(self.cutoff, d);
-        let w = filter.iter().map(|v| v * fc).collect();
-        let dw = filter.iter().zip(&dfilter).map(|(v, dv)| dv * fc + v * dfc).collect();
-        (w, dw)
+        let (filter, dfilter) = affine(&s, &ds, self.w2, self.b2);
+        times_cutoff(filter, dfilter, self.cutoff, d)
     }
 }
 
@@ -74,19 +56,30 @@ pub struct LinearFilter<'a> {
 impl LinearFilter<'_> {
     /// W(d) and dW/dd, exactly.
     pub fn evaluate(&self, d: f64) -> (Vec<f64>, Vec<f64>) {
-        let (k, f) = (self.n_rbf, self.width);
-        let (g, dg) = gaussians(k, self.cutoff, d);
-        let mut lin = self.b.to_vec();
-        let mut dlin = vec![0.0; f];
-        for i in 0..k {
-            for o in 0..f {
-                lin[o] += g[i] * self.w[i * f + o];
-                dlin[o] += dg[i] * self.w[i * f + o];
-            }
-        }
-        let (fc, dfc) = cosine_cutoff(self.cutoff, d);
-        (lin.iter().map(|v| v * fc).collect(), lin.iter().zip(&dlin).map(|(v, dv)| dv * fc + v * dfc).collect())
+        let (g, dg) = gaussians(self.n_rbf, self.cutoff, d);
+        let (lin, dlin) = affine(&g, &dg, self.w, self.b);
+        times_cutoff(lin, dlin, self.cutoff, d)
     }
+}
+
+/// y = b + x W and its derivative dy = dx W along a path x(d) (W [in, out] row-major).
+fn affine(x: &[f64], dx: &[f64], w: &[f64], b: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let outputs = b.len();
+    let (mut y, mut dy) = (b.to_vec(), vec![0.0; outputs]);
+    for (i, (&xi, &dxi)) in x.iter().zip(dx).enumerate() {
+        for o in 0..outputs {
+            y[o] += xi * w[i * outputs + o];
+            dy[o] += dxi * w[i * outputs + o];
+        }
+    }
+    (y, dy)
+}
+
+/// (v f_c(d), d/dd of it) from v(d) and dv/dd.
+fn times_cutoff(v: Vec<f64>, dv: Vec<f64>, rc: f64, d: f64) -> (Vec<f64>, Vec<f64>) {
+    let (fc, dfc) = cosine_cutoff(rc, d);
+    let dw = v.iter().zip(&dv).map(|(v, dv)| dv * fc + v * dfc).collect();
+    (v.iter().map(|v| v * fc).collect(), dw)
 }
 
 /// The model's radial basis: k Gaussians spaced rc / (k - 1) apart with that width, and their
