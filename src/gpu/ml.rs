@@ -546,7 +546,7 @@ fn record(
     let s2 = b.buffer("ml scratch 2", nf);
     let g_x = b.buffer("ml dL/dx", nf);
     let g_y = b.buffer("ml dL/dy", nf);
-    let painn = model.backbone == "painn";
+    let painn = model.is_painn();
     // Per block, what its backward pass reads: SchNet y and ssp'; PaiNN (layouts in ml.wgsl)
     // φ, SiLU' of both MLPs, the input μ, U | V and |V| | <U,V> | s.
     let per_block = |b: &mut Builder, label: &str, size: usize, wanted: bool| -> Vec<usize> { if wanted { (0..blocks.len()).map(|_| b.buffer(label, size)).collect() } else { Vec::new() } };

@@ -20,7 +20,7 @@ pub mod table;
 
 use self::clusters::{HardWeights, SoftWeights, hierarchy};
 use self::dense::{Linear, ssp_and_slope};
-use self::painn::{PainnCache, PainnWeights, split_rows};
+use self::painn::{PainnCache, PainnWeights};
 use self::table::{EdgeRows, FilterNetwork, FilterTable, LinearFilter};
 use crate::ml::graph::Batch;
 use crate::ml::mcgm::McgmConfig;
@@ -185,8 +185,6 @@ pub enum Interaction {
 }
 
 pub struct Inference {
-    /// "schnet" or "painn".
-    pub backbone: String,
     pub features: usize,
     /// [species, F]
     pub embedding: Vec<f32>,
@@ -298,7 +296,6 @@ impl Inference {
         }
         assert!(blocks.windows(2).all(|b| b[0].table.same_grid(&b[1].table)), "filter tables share one grid");
         Ok(Inference {
-            backbone: c.backbone.clone(),
             features: f,
             embedding: get("embedding")?.iter().map(|&v| v as f32).collect(),
             blocks,
@@ -311,6 +308,11 @@ impl Inference {
             times: StageTimes::default(),
             partitions: Vec::new(),
         })
+    }
+
+    /// Whether the backbone is PaiNN (vector features; every block is of one backbone).
+    pub fn is_painn(&self) -> bool {
+        self.blocks.iter().any(|b| matches!(b.interaction, Interaction::Painn(_)))
     }
 
     /// Energies, forces and virials of `graph`.
@@ -328,7 +330,7 @@ impl Inference {
         let mut caches = Vec::with_capacity(self.blocks.len());
         let (mut m, mut h, mut update) = (vec![0.0f32; n * f], Vec::new(), Vec::new());
         // PaiNN's vector features [N, 3, F], zero at the start.
-        let mut mu = if self.backbone == "painn" { vec![0.0f32; n * 3 * f] } else { Vec::new() };
+        let mut mu = if self.is_painn() { vec![0.0f32; n * 3 * f] } else { Vec::new() };
         for block in &self.blocks {
             let interaction = match &block.interaction {
                 Interaction::Schnet { input, out1, out2 } => {
@@ -397,7 +399,7 @@ impl Inference {
         self.readout1.backward(&g_ar, &mut g_x, false);
         let mut g_d = vec![0.0f64; graph.neighbor.len()];
         // PaiNN: dL/dr per edge (its messages depend on the direction too) and dL/dμ.
-        let painn = self.backbone == "painn";
+        let painn = self.is_painn();
         let mut pair = if painn { vec![[0.0f64; 3]; graph.neighbor.len()] } else { Vec::new() };
         let mut g_mu = if painn { vec![0.0f32; n * 3 * f] } else { Vec::new() };
         let (mut g_a2, mut g_m, mut g_y) = (Vec::new(), Vec::new(), vec![0.0f32; n * f]);
@@ -488,4 +490,15 @@ fn forces_and_virial(graph: &Graph, g_d: &[f64], pair: &[[f64; 3]], energy: Vec<
         total.iter_mut().zip(w).for_each(|(t, v)| *t += v);
     }
     Output { energy, forces: per_atom.into_iter().map(|(f, _)| f).collect(), virial }
+}
+
+/// `data` cut into the rows of a compressed-row layout.
+fn split_rows<'a, T>(mut data: &'a mut [T], start: &[usize]) -> Vec<&'a mut [T]> {
+    let mut rows = Vec::with_capacity(start.len() - 1);
+    for i in 0..start.len() - 1 {
+        let (row, rest) = data.split_at_mut(start[i + 1] - start[i]);
+        rows.push(row);
+        data = rest;
+    }
+    rows
 }

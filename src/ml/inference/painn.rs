@@ -12,7 +12,7 @@
 
 use super::dense::Linear;
 use super::table::{FilterTable, Place, lanes, lanes_mut};
-use super::Graph;
+use super::{Graph, split_rows};
 use rayon::prelude::*;
 
 /// The block's dense layers (its filter is the block's table, 3F wide).
@@ -343,15 +343,4 @@ mod avx2 {
     pub fn message_backward(edge: &Edge, a: AtomRows, b: AtomRows, g_phi_a: &mut [f32], g_mu_a: &mut [f32]) -> (f32, [f32; 3]) {
         super::message_backward_lanes(edge, a, b, g_phi_a, g_mu_a)
     }
-}
-
-/// `data` cut into the rows of a compressed-row layout.
-pub fn split_rows<'a, T>(mut data: &'a mut [T], start: &[usize]) -> Vec<&'a mut [T]> {
-    let mut rows = Vec::with_capacity(start.len() - 1);
-    for i in 0..start.len() - 1 {
-        let (row, rest) = data.split_at_mut(start[i + 1] - start[i]);
-        rows.push(row);
-        data = rest;
-    }
-    rows
 }
