@@ -109,7 +109,7 @@ fn gpu_md_with_the_shipped_models_follows_the_cpu_and_conserves_energy() {
     // 24 atoms, 400 steps of 0.25 fs = 0.1 ps (lavapipe runs the model's kernels on the CPU's
     // two cores, about 0.08 s per step here).
     for model in ["water-schnet", "water-schnet-mcgm-soft", "water-schnet-mcgm-hard", "water-painn"] {
-        let run = |platform| common::WaterNve::run(env!("CARGO_BIN_EXE_mdrun"), model, Some(platform), 400, 0.25, Some("1.0 A"));
+        let run = |platform| common::ModelNve::water(env!("CARGO_BIN_EXE_mdrun"), model, Some(platform), 400, 0.25, Some("1.0 A"));
         let (gpu, cpu) = (run("gpu"), run("cpu"));
         let (max_dev, mean_ke) = gpu.deviation_and_kinetic();
         let (gpu_rows, gpu_drift, cpu_rows, cpu_drift) = (gpu.rows, gpu.drift, cpu.rows, cpu.drift);

@@ -105,7 +105,7 @@ fn nve_drift_of_the_backbones_and_of_mcgm_soft_and_hard() {
     // (the error scales with dt²; the forces are the exact gradient either way).
     let mut results = Vec::new();
     for (model, steps, dt) in [("water-schnet", 4000, 0.25), ("water-schnet-mcgm-soft", 4000, 0.25), ("water-schnet-mcgm-hard", 4000, 0.25), ("water-painn", 8000, 0.125)] {
-        let run = common::WaterNve::run(env!("CARGO_BIN_EXE_mdrun"), model, None, steps, dt, None);
+        let run = common::ModelNve::water(env!("CARGO_BIN_EXE_mdrun"), model, None, steps, dt, None);
         let ((max_dev, mean_ke), drift) = (run.deviation_and_kinetic(), run.drift);
         let regrouped = run.stdout.lines().find(|l| l.contains("regrouped")).map(|l| l.trim().to_string());
         println!(
@@ -126,6 +126,35 @@ fn nve_drift_of_the_backbones_and_of_mcgm_soft_and_hard() {
             assert_eq!(regrouped.as_deref(), Some("MCGM hard clustering regrouped the atoms at 0 of 4001 evaluations (each is a jump in the energy)"));
         }
     }
+}
+
+#[test]
+fn hard_clustering_breaks_energy_conservation_where_soft_and_the_bare_backbone_keep_it() {
+    // Acetamide (CH3CONH2) has four elements: hard level 2 is K-means of the four element means
+    // into two clusters, redone from the embeddings at every step. When its partition changes the
+    // energy jumps (labels are piecewise constant in the positions, so the forces miss the jump);
+    // soft memberships are smooth, so the forces are the exact gradient. Same molecule, same
+    // velocities, models trained alike (potentials/acetamide-*), 1 ps of NVE at 0.25 fs.
+    let mut results = Vec::new();
+    for model in ["acetamide-schnet", "acetamide-schnet-mcgm-soft", "acetamide-schnet-mcgm-hard"] {
+        let run = common::ModelNve::run(env!("CARGO_BIN_EXE_mdrun"), "systems/acetamide/acetamide.xyz", model, None, 4000, 0.25, None);
+        let ((max_dev, mean_ke), drift) = (run.deviation_and_kinetic(), run.drift);
+        let regroupings: Option<u64> = run.stdout.lines().find_map(|l| l.trim().strip_prefix("MCGM hard clustering regrouped the atoms at ")?.split(' ').next()?.parse().ok());
+        println!("{model}: drift {drift:+.2e} eV/atom/ps, largest |E - E0| {max_dev:.2e} eV (mean kinetic energy {mean_ke:.3} eV), hard regroupings {regroupings:?}");
+        results.push((model, drift, max_dev, mean_ke, regroupings));
+    }
+    let (smooth, hard) = results.split_at(2);
+    for (model, drift, max_dev, mean_ke, regroupings) in smooth {
+        assert!(*max_dev < 0.02 * mean_ke, "{model}: energy wanders by {max_dev} eV against {mean_ke} eV kinetic");
+        assert!(drift.abs() < 2e-5, "{model}: drift {drift} eV/atom/ps");
+        assert_eq!(*regroupings, None, "{model}: no hard levels, nothing to regroup");
+    }
+    let (model, drift, max_dev, _, regroupings) = hard[0];
+    let smooth_dev = smooth.iter().map(|r| r.2).fold(0.0, f64::max);
+    let smooth_drift = smooth.iter().map(|r| r.1.abs()).fold(0.0, f64::max);
+    assert!(regroupings.is_some_and(|n| n >= 20), "{model}: K-means regrouped {regroupings:?} times");
+    assert!(max_dev > 5.0 * smooth_dev, "{model}: |E - E0| up to {max_dev:.2e} eV, the smooth models' {smooth_dev:.2e}");
+    assert!(drift.abs() > 10.0 * smooth_drift, "{model}: drift {drift:.2e}, the smooth models' {smooth_drift:.2e}");
 }
 
 #[test]

@@ -11,16 +11,20 @@ Systems:
            and C10H3+ (protonated at one end, charge +1). The far end of the chain sits beyond a
            5 Å cutoff from the proton, yet its forces differ between the two.
   water    a periodic box of 8 water molecules (cubic, 6.21 Å, 1 g/cm³).
+  acetamide  one CH3CONH2 molecule in vacuum: four elements, so MCGM's hard hierarchy has a
+           K-means level (2 clusters of the 4 element means) whose labels can flip in MD.
 
 Usage (needs `pip install tblite ase numpy`):
   tools/xtb_dataset.py chain --frames 200 --out data/chain.extxyz
   tools/xtb_dataset.py water --frames 100 --out data/water.extxyz
+  tools/xtb_dataset.py acetamide --frames 600 --out data/acetamide.extxyz
 """
 import argparse
 import sys
 
 import numpy as np
 from ase import Atoms, units
+from ase.build import molecule
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 from tblite.ase import TBLite
@@ -85,7 +89,7 @@ def write_frame(out, atoms, energy, forces, label, charge):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("system", choices=["chain", "water"])
+    parser.add_argument("system", choices=["chain", "water", "acetamide"])
     parser.add_argument("--frames", type=int, default=100, help="frames per structure type")
     parser.add_argument("--stride", type=int, default=10, help="MD steps between kept frames")
     parser.add_argument("--temperature", type=float, default=500.0)
@@ -96,6 +100,8 @@ def main():
         if args.system == "chain":
             sample(polyyne(False), 0, args.frames, args.stride, args.temperature, args.seed, "C10H2", out)
             sample(polyyne(True), 1, args.frames, args.stride, args.temperature, args.seed + 10, "C10H3+", out)
+        elif args.system == "acetamide":
+            sample(molecule("CH3CONH2"), 0, args.frames, args.stride, args.temperature, args.seed, "acetamide", out)
         else:
             sample(water_box(args.seed), 0, args.frames, args.stride, args.temperature, args.seed, "water", out)
 

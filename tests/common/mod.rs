@@ -226,9 +226,9 @@ pub fn gpu() -> Option<mdrun::gpu::GpuContext> {
     }
 }
 
-/// One NVE run of the quickstart's 8-water box (velocities at 300 K, seed 4, one thread, thermo
-/// every 20 steps) with a shipped model, through the `mdrun` binary.
-pub struct WaterNve {
+/// One NVE run of a structure (velocities at 300 K, seed 4, one thread, thermo every 20 steps)
+/// with a shipped model, through the `mdrun` binary.
+pub struct ModelNve {
     /// Thermo rows: step, time, T, PE, KE, E, ...
     pub rows: Vec<Vec<f64>>,
     /// The run summary's fitted drift, eV/atom/ps.
@@ -236,17 +236,23 @@ pub struct WaterNve {
     pub stdout: String,
 }
 
-impl WaterNve {
-    /// Runs `potentials/<model>` for `steps` steps of `timestep_fs` on `platform` (None: the
-    /// default choice) with the given neighbour skin (None: the default).
-    pub fn run(mdrun: &str, model: &str, platform: Option<&str>, steps: u64, timestep_fs: f64, skin: Option<&str>) -> WaterNve {
+impl ModelNve {
+    /// Runs `potentials/<model>` on the quickstart's 8-water box for `steps` steps of
+    /// `timestep_fs` on `platform` (None: the default choice) with the given neighbour skin
+    /// (None: the default).
+    pub fn water(mdrun: &str, model: &str, platform: Option<&str>, steps: u64, timestep_fs: f64, skin: Option<&str>) -> ModelNve {
+        ModelNve::run(mdrun, "systems/quickstart/water8.extxyz", model, platform, steps, timestep_fs, skin)
+    }
+
+    /// The same on `structure` (a path in the repository).
+    pub fn run(mdrun: &str, structure: &str, model: &str, platform: Option<&str>, steps: u64, timestep_fs: f64, skin: Option<&str>) -> ModelNve {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let dir = scratch(&format!("water-nve-{model}-{}", platform.unwrap_or("default")));
+        let dir = scratch(&format!("nve-{model}-{}", platform.unwrap_or("default")));
         let platform_line = platform.map(|p| format!("platform = \"{p}\"\n")).unwrap_or_default();
         let neighbor = skin.map(|s| format!("[neighbor]\nskin = \"{s}\"\n")).unwrap_or_default();
         let toml = format!(
             "[structure]\nfile = \"{}\"\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"300 K\"\nseed = 4\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"{timestep_fs} fs\"\n[run]\nsteps = {steps}\n{platform_line}{neighbor}[output]\nthermo = 20\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
-            repo.join("systems/quickstart/water8.extxyz").display(),
+            repo.join(structure).display(),
             repo.join("potentials").join(model).display()
         );
         std::fs::write(dir.join("system.toml"), toml).unwrap();
@@ -257,7 +263,7 @@ impl WaterNve {
             assert!(stdout.contains(&format!("platform: {p}")), "{model}: not run on {p}:\n{stdout}");
         }
         let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
-        WaterNve { rows: thermo_rows(&dir.join("thermo.log")), drift: summary["energy_drift_ev_per_atom_per_ps"].as_f64().unwrap(), stdout }
+        ModelNve { rows: thermo_rows(&dir.join("thermo.log")), drift: summary["energy_drift_ev_per_atom_per_ps"].as_f64().unwrap(), stdout }
     }
 
     /// The largest |E - E0| (eV) and the mean kinetic energy (eV) over the thermo rows.
