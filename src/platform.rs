@@ -210,6 +210,17 @@ impl Engine {
         }
     }
 
+    /// The potential's cautions, printed before the run.
+    pub fn potential_cautions(&self) -> Vec<String> {
+        match self {
+            Engine::Cpu(s) => s.potential.cautions(),
+            Engine::Gpu(g) => match &g.potential {
+                GpuPotential::Ml(m) => m.cautions.clone(),
+                GpuPotential::Lj(_) => Vec::new(),
+            },
+        }
+    }
+
     pub fn integrator(&self) -> &Integrator {
         match self {
             Engine::Cpu(s) => &s.integrator,

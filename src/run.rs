@@ -314,6 +314,11 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     for line in &preamble {
         say(line);
     }
+    if !options.quiet {
+        for line in sim.potential_cautions() {
+            eprintln!("{line}");
+        }
+    }
 
     let log_error = |e: std::io::Error| RunError::Log {
         path: plan.log.clone(),

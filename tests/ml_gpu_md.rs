@@ -46,6 +46,7 @@ fn on_gpu(ctx: GpuContext, model: &Model, system: System, integrator: Integrator
         inference: Inference::new(model).unwrap(),
         species_of_type: vec![0, 1, 2, 3],
         description: "test model".into(),
+        cautions: Vec::new(),
         range: TrainingRange::unlimited(4),
     }));
     GpuSimulation::new(ctx, system, potential, integrator, timestep, 0.5, 1e4, 0, None).unwrap()

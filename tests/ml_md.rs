@@ -141,6 +141,9 @@ fn hard_clustering_breaks_energy_conservation_where_soft_and_the_bare_backbone_k
         let ((max_dev, mean_ke), drift) = (run.deviation_and_kinetic(), run.drift);
         let regroupings: Option<u64> = run.stdout.lines().find_map(|l| l.trim().strip_prefix("MCGM hard clustering regrouped the atoms at ")?.split(' ').next()?.parse().ok());
         println!("{model}: drift {drift:+.2e} eV/atom/ps, largest |E - E0| {max_dev:.2e} eV (mean kinetic energy {mean_ke:.3} eV), hard regroupings {regroupings:?}");
+        // The run says so before it starts, for the hard model only.
+        let caution = "caution: with these 4 elements the model's hard K-means (4 -> 2 clusters) can regroup";
+        assert_eq!(run.stderr.contains(caution), model.ends_with("hard"), "{model}: {}", run.stderr);
         results.push((model, drift, max_dev, mean_ke, regroupings));
     }
     let (smooth, hard) = results.split_at(2);

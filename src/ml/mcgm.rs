@@ -51,6 +51,23 @@ impl McgmConfig {
         }
     }
 
+    /// With hard assignment and `elements` elements in a structure, the cluster counts of the
+    /// K-means levels whose partition can change as the atoms move (k of n points with
+    /// 1 < k < n; one cluster, or one per point, cannot regroup). Each change is a jump in the
+    /// energy, which NVE cannot conserve across.
+    pub fn regrouping_levels(&self, elements: usize) -> Vec<(usize, usize)> {
+        let mut n = elements;
+        let mut out = Vec::new();
+        for _ in 1..self.hard_levels() {
+            let k = (n / self.ratio).max(1);
+            if 1 < k && k < n {
+                out.push((n, k));
+            }
+            n = k;
+        }
+        out
+    }
+
     /// Levels built by clustering (hard K-means levels; the soft level is separate).
     pub fn hard_levels(&self) -> usize {
         match self.assign {
@@ -303,6 +320,21 @@ pub fn kmeans(points: &[&[f64]], k: usize, seed: u64) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
+    use super::{Assign, McgmConfig};
+
+    #[test]
+    fn only_k_means_levels_between_one_cluster_and_one_per_point_can_regroup() {
+        let hard = McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard, clusters: 4 };
+        // Water, the chain: 2 elements -> 1 cluster, which never changes.
+        assert!(hard.regrouping_levels(2).is_empty());
+        assert!(hard.regrouping_levels(3).is_empty());
+        // Acetamide: 4 elements -> 2 clusters (can regroup) -> 1.
+        assert_eq!(hard.regrouping_levels(4), vec![(4, 2)]);
+        assert_eq!(McgmConfig { levels: 4, ..hard.clone() }.regrouping_levels(9), vec![(9, 4), (4, 2)]);
+        assert!(McgmConfig { ratio: 1, ..hard.clone() }.regrouping_levels(5).is_empty());
+        assert!(McgmConfig { assign: Assign::Soft, ..hard }.regrouping_levels(8).is_empty());
+    }
+
     use super::kmeans;
 
     #[test]

@@ -25,6 +25,8 @@ pub struct MlPotential {
     /// Model species index of each system species.
     species_map: Vec<usize>,
     description: String,
+    /// Printed before the run (hard K-means levels that can regroup these elements).
+    cautions: Vec<String>,
     range: TrainingRange,
     /// `[run] replicas`: the model is evaluated for all replicas at once, there.
     batch: Option<BatchSlot>,
@@ -101,6 +103,8 @@ pub struct GpuModel {
     /// Model species of each system species.
     pub species_of_type: Vec<usize>,
     pub description: String,
+    /// Printed before the run (see `Potential::cautions`).
+    pub cautions: Vec<String>,
     pub range: TrainingRange,
 }
 
@@ -146,8 +150,22 @@ impl MlPotential {
             if fast.is_some() { "f32 with tabulated filters" } else { "burn reference, f64" },
             path.display()
         );
+        let mut elements = species_map.clone();
+        elements.sort_unstable();
+        elements.dedup();
+        let regrouping = c.mcgm.as_ref().map(|m| m.regrouping_levels(elements.len())).unwrap_or_default();
+        let cautions = if regrouping.is_empty() {
+            Vec::new()
+        } else {
+            let levels: Vec<String> = regrouping.iter().map(|(n, k)| format!("{n} -> {k}")).collect();
+            vec![format!(
+                "caution: with these {} elements the model's hard K-means ({} clusters) can regroup as the atoms move; each regrouping is a jump in the energy that NVE cannot conserve (a soft model's energy is smooth)",
+                elements.len(),
+                levels.join(", ")
+            )]
+        };
         let range = TrainingRange::of(&model);
-        Ok(MlPotential { model, ctx, fast, graph_time: Default::default(), species_map, description, range, batch: None })
+        Ok(MlPotential { model, ctx, fast, graph_time: Default::default(), species_map, description, cautions, range, batch: None })
     }
 
     /// Evaluates through `batch` (with the other replicas) from now on.
@@ -163,6 +181,7 @@ impl MlPotential {
                 inference,
                 species_of_type: std::mem::take(&mut self.species_map),
                 description: self.description.replace("f32 with tabulated filters", "f32 WGSL kernels with tabulated filters"),
+                cautions: std::mem::take(&mut self.cautions),
                 range: std::mem::replace(&mut self.range, TrainingRange::unlimited(0)),
             }),
             None => Err(format!("the GPU kernels and replica batches need the f32 fast path, which this {} model does not compile to (feature count not a multiple of 8)", self.model.config.backbone)),
@@ -286,6 +305,10 @@ impl Potential for MlPotential {
             stages.push(("backward", t.backward.as_secs_f64()));
         }
         stages
+    }
+
+    fn cautions(&self) -> Vec<String> {
+        self.cautions.clone()
     }
 
     fn notes(&self) -> Vec<String> {

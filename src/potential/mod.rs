@@ -93,4 +93,8 @@ pub trait Potential: Send {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Cautions the potential wants printed before the run starts (one line each).
+    fn cautions(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

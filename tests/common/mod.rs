@@ -234,6 +234,7 @@ pub struct ModelNve {
     /// The run summary's fitted drift, eV/atom/ps.
     pub drift: f64,
     pub stdout: String,
+    pub stderr: String,
 }
 
 impl ModelNve {
@@ -263,7 +264,8 @@ impl ModelNve {
             assert!(stdout.contains(&format!("platform: {p}")), "{model}: not run on {p}:\n{stdout}");
         }
         let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
-        ModelNve { rows: thermo_rows(&dir.join("thermo.log")), drift: summary["energy_drift_ev_per_atom_per_ps"].as_f64().unwrap(), stdout }
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        ModelNve { rows: thermo_rows(&dir.join("thermo.log")), drift: summary["energy_drift_ev_per_atom_per_ps"].as_f64().unwrap(), stdout, stderr }
     }
 
     /// The largest |E - E0| (eV) and the mean kinetic energy (eV) over the thermo rows.
