@@ -21,6 +21,8 @@ const ST_BUILDS: u32 = 4u;       // neighbour-list builds done
 const ST_STEP_LO: u32 = 5u;      // the current step, 64 bits (the Langevin noise is keyed on it)
 const ST_STEP_HI: u32 = 6u;
 const ST_CLOSE_ATOM: u32 = 7u;   // ML: the lowest atom id closer to a neighbour than the training data had
+const ST_REGROUPED: u32 = 8u;    // ML, hard MCGM: a K-means level's partition changed in this evaluation
+const ST_REGROUPINGS: u32 = 9u;  // ML, hard MCGM: evaluations at which some partition changed
 
 struct Params {
     // Cell rows a, b, c (x = s_a a + s_b b + s_c c) and the columns of its inverse, so that the

@@ -523,6 +523,10 @@ fn ml_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
         atomicAdd(&status[ST_BAD_COUNT], 1u);
         atomicMin(&status[ST_BAD_ATOM], i);
     }
+    // Every block's K-means has run: count this evaluation if one of them regrouped.
+    if (i == 0u && atomicExchange(&status[ST_REGROUPED], 0u) != 0u) {
+        atomicAdd(&status[ST_REGROUPINGS], 1u);
+    }
 }
 
 // ---- Pooling over atoms: partial sums over chunks of CHUNK atoms, one workgroup per chunk and
@@ -587,7 +591,10 @@ fn ml_pool_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
 // ---- Hard levels above the elements: K-means++ and Lloyd iterations on the level below's mean
 // embeddings, as crate::ml::mcgm::kmeans (same Philox draws; f32 instead of f64), one thread.
 // A holds the level-1 means at off_a (rows [n1, F]); labels of level l (l >= 1, 0-based) go to
-// U[level_offset[l - 1] + m] for each row m of level l - 1.
+// U[level_offset[l - 1] + m] for each row m of level l - 1. Each level's partition of the
+// elements, numbered by first appearance, is kept at U[off_b + (l - 1) MAX_POINTS + e]; when
+// it differs from the previous evaluation's (0xffffffff: none yet), ST_REGROUPED is set, as the
+// CPU path counts regroupings.
 
 struct KMeans {
     points: array<f32, 2048>,    // MAX_POINTS x MAX_FEATURES
@@ -723,17 +730,38 @@ fn kmeans(km: ptr<function, KMeans>, n: u32, k_wanted: u32) {
 fn ml_kmeans() {
     var km: KMeans;
     let f = O.features;
-    var n = O.level_rows[0];
+    let elements = O.level_rows[0];
+    var n = elements;
+    // The cluster of each element at the current level (level 1: the element itself).
+    var of_element: array<u32, 8>;
     for (var p = 0u; p < n; p++) {
+        of_element[p] = p;
         for (var k = 0u; k < f; k++) {
             km.points[p * MAX_FEATURES + k] = A[O.off_a + p * f + k];
         }
     }
+    var regrouped = false;
     for (var l = 1u; l < O.levels; l++) {
         let k = O.level_rows[l];
         kmeans(&km, n, k);
         for (var p = 0u; p < n; p++) {
             U[O.level_offset[l - 1u] + p] = km.labels[p];
+        }
+        // This level's partition of the elements, clusters numbered by first appearance.
+        var number: array<u32, 8>;
+        for (var c = 0u; c < 8u; c++) { number[c] = 0xffffffffu; }
+        var next = 0u;
+        let kept = O.off_b + (l - 1u) * MAX_POINTS;
+        let had = U[kept] != 0xffffffffu;
+        for (var e = 0u; e < elements; e++) {
+            of_element[e] = km.labels[of_element[e]];
+            if (number[of_element[e]] == 0xffffffffu) {
+                number[of_element[e]] = next;
+                next += 1u;
+            }
+            let canonical = number[of_element[e]];
+            if (had && U[kept + e] != canonical) { regrouped = true; }
+            U[kept + e] = canonical;
         }
         // The next level's points: the means of this level's members.
         for (var c = 0u; c < k; c++) {
@@ -746,6 +774,7 @@ fn ml_kmeans() {
         }
         n = k;
     }
+    if (regrouped) { atomicStore(&status[ST_REGROUPED], 1u); }
 }
 
 // Level l (O.k, >= 1) pooled: A[off_b + (first_l + c) F + f] = mean over the rows m of level

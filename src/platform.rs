@@ -295,6 +295,7 @@ impl Engine {
             },
             Engine::Gpu(g) => TimeSplit {
                 gpu: g.gpu_time,
+                notes: g.notes(),
                 ..Default::default()
             },
         }

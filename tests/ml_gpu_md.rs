@@ -130,6 +130,39 @@ fn gpu_md_with_the_shipped_models_follows_the_cpu_and_conserves_energy() {
 }
 
 #[test]
+fn hard_clustering_regroups_on_the_gpu_as_on_the_cpu_and_breaks_energy_conservation() {
+    let Some(_) = gpu() else { return };
+    // The acetamide molecule (four elements: hard level 2 is K-means of the element means into
+    // two clusters) in a 20 Å periodic box, which the GPU platform needs; its images are 16 Å
+    // apart, beyond the 5 Å cutoff. 400 steps of 0.25 fs on each platform.
+    let xyz = std::fs::read_to_string(repo("systems/acetamide/acetamide.xyz")).unwrap();
+    let mut lines: Vec<&str> = xyz.lines().collect();
+    lines[1] = "Lattice=\"20 0 0 0 20 0 0 0 20\" pbc=\"T T T\" Properties=species:S:1:pos:R:3";
+    let dir = common::scratch("gpu-acetamide");
+    let boxed = dir.join("acetamide-box.extxyz");
+    std::fs::write(&boxed, lines.join("\n") + "\n").unwrap();
+    let run = |model: &str, platform: &str| common::ModelNve::run(env!("CARGO_BIN_EXE_mdrun"), boxed.to_str().unwrap(), model, Some(platform), 400, 0.25, None);
+    let regroupings = |run: &common::ModelNve| -> Option<u64> {
+        run.stdout.lines().find_map(|l| l.trim().strip_prefix("MCGM hard clustering regrouped the atoms at ")?.split(' ').next()?.parse().ok())
+    };
+    let (hard_gpu, hard_cpu) = (run("acetamide-schnet-mcgm-hard", "gpu"), run("acetamide-schnet-mcgm-hard", "cpu"));
+    let soft_gpu = run("acetamide-schnet-mcgm-soft", "gpu");
+    let (n_gpu, n_cpu) = (regroupings(&hard_gpu).expect("the GPU run counts regroupings"), regroupings(&hard_cpu).unwrap());
+    let (hard_dev, _) = hard_gpu.deviation_and_kinetic();
+    let (soft_dev, mean_ke) = soft_gpu.deviation_and_kinetic();
+    println!(
+        "acetamide, 400 steps: hard regroupings GPU {n_gpu}, CPU {n_cpu}; GPU drift hard {:+.2e} (CPU {:+.2e}), soft {:+.2e} eV/atom/ps; GPU largest |E - E0| hard {hard_dev:.2e}, soft {soft_dev:.2e} eV (mean kinetic {mean_ke:.3} eV)",
+        hard_gpu.drift, hard_cpu.drift, soft_gpu.drift
+    );
+    // The GPU's K-means (f32) makes the CPU's (f64) decisions on the same trajectory; a near tie
+    // may fall the other way.
+    assert!(n_gpu >= 10 && n_gpu.abs_diff(n_cpu) <= 2, "regroupings: GPU {n_gpu}, CPU {n_cpu}");
+    assert_eq!(regroupings(&soft_gpu), None);
+    assert!(hard_dev > 5.0 * soft_dev, "GPU: hard wanders {hard_dev:.2e} eV, soft {soft_dev:.2e} eV");
+    assert!(soft_dev < 0.01 * mean_ke, "GPU soft: {soft_dev} eV against {mean_ke} eV kinetic");
+}
+
+#[test]
 fn atoms_closer_than_the_training_data_draw_a_warning_with_their_ids_on_the_gpu() {
     let Some(_) = gpu() else { return };
     let dir = std::env::temp_dir().join(format!("mdrun-gpu-ml-close-{}", std::process::id()));

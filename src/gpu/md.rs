@@ -52,7 +52,8 @@ const ST_BAD_COUNT: usize = 2;
 const ST_BAD_ATOM: usize = 3;
 const ST_BUILDS: usize = 4;
 const ST_CLOSE_ATOM: usize = 7;
-const STATUS_WORDS: usize = 8;
+const ST_REGROUPINGS: usize = 9;
+const STATUS_WORDS: usize = 10;
 
 /// Why a system cannot run on the GPU platform (it can on the CPU).
 pub fn unsupported_reason(system: &System, reach: f64) -> Option<String> {
@@ -170,6 +171,9 @@ pub struct GpuSimulation {
     nbins: [u32; 3],
     n_blocks: u32,
     builds: u64,
+    /// Force evaluations, and (hard MCGM) those at which a K-means level regrouped.
+    evaluations: u64,
+    regroupings: u64,
     /// Times the neighbour capacity had to grow.
     pub capacity_grows: u32,
     /// Thermo sums at `sums_step`: kinetic tensor (6), potential energy, virial (6).
@@ -262,6 +266,8 @@ impl GpuSimulation {
             nbins,
             n_blocks,
             builds: 0,
+            evaluations: 1,
+            regroupings: 0,
             capacity_grows: 0,
             sums: [0.0; 13],
             sums_step: step,
@@ -368,6 +374,18 @@ impl GpuSimulation {
             entry.1 += 1;
         }
         Ok(())
+    }
+
+    /// Facts for the end of the run: with a hard MCGM model, the evaluations at which its
+    /// clustering regrouped the atoms (as the CPU path reports them).
+    pub fn notes(&self) -> Vec<String> {
+        match &self.potential {
+            GpuPotential::Ml(m) if m.inference.mcgm.as_ref().is_some_and(|c| c.assign == crate::ml::mcgm::Assign::Hard) => vec![format!(
+                "MCGM hard clustering regrouped the atoms at {} of {} evaluations (each is a jump in the energy)",
+                self.regroupings, self.evaluations
+            )],
+            _ => Vec::new(),
+        }
     }
 
     pub fn adapter(&self) -> String {
@@ -520,6 +538,8 @@ impl GpuSimulation {
             step as u32,
             (step >> 32) as u32,
             u32::MAX,
+            0,
+            0,
         ];
         self.ctx
             .queue
@@ -669,6 +689,9 @@ impl GpuSimulation {
             let (from, to) = if to_backup { (live, copy) } else { (copy, live) };
             encoder.copy_buffer_to_buffer(from, 0, to, 0, live.size());
         }
+        if let Some(ml) = &self.ml {
+            ml.copy_partitions(encoder, to_backup);
+        }
     }
 
     /// Runs `steps` steps from the current state without checks; `observe` evaluates energy and
@@ -733,6 +756,8 @@ impl GpuSimulation {
                 return Err(self.locate_blow_up(steps));
             }
             self.builds = status[ST_BUILDS] as u64;
+            self.evaluations += steps;
+            self.regroupings += status[ST_REGROUPINGS] as u64;
             let first = self.step;
             self.step += steps;
             if observe {
@@ -787,6 +812,8 @@ impl GpuSimulation {
             };
             if status[ST_BAD_COUNT] == 0 {
                 self.builds = status[ST_BUILDS] as u64;
+                self.evaluations += 1;
+                self.regroupings += status[ST_REGROUPINGS] as u64;
                 self.step += 1;
                 continue;
             }

@@ -25,6 +25,7 @@ const ML: &str = include_str!("../../shaders/ml.wgsl");
 const MAX_FEATURES: usize = 256;
 const MAX_LEVELS: usize = 4;
 const MAX_CENTROIDS: usize = 16;
+const MAX_POINTS: usize = 8;
 /// Atoms per partial sum of a pooling (CHUNK in the shader).
 const CHUNK: usize = 256;
 /// Bytes per operation's uniform block (the uniform offset alignment).
@@ -169,8 +170,18 @@ pub struct MlForces {
     /// Σ of the atoms' reference energies (eV, f64: the kernels write only the learned part).
     pub reference_energy: f64,
     pub cutoff: f64,
-    /// Kept alive for the bind groups.
-    _buffers: Vec<wgpu::Buffer>,
+    /// Hard MCGM with K-means levels: where each block keeps its last partitions.
+    partitions: Option<KeptPartitions>,
+    /// The activations and weights (the bind groups hold them too).
+    buffers: Vec<wgpu::Buffer>,
+}
+
+struct KeptPartitions {
+    /// (buffer, byte offset) per block.
+    at: Vec<(usize, u64)>,
+    /// Bytes per block.
+    bytes: u64,
+    backup: wgpu::Buffer,
 }
 
 /// Buffer indices while building.
@@ -183,6 +194,14 @@ struct Builder<'a> {
     f: usize,
     /// What the profiler calls the operations being recorded.
     stage: &'static str,
+    /// (labels buffer, first word) of each block's kept K-means partitions.
+    kept_partitions: Vec<(usize, usize)>,
+}
+
+/// Words after a block's labels that keep its K-means levels' partitions of the elements
+/// between evaluations (ml_kmeans).
+fn kept_partitions(levels: usize) -> usize {
+    levels.saturating_sub(1) * MAX_POINTS
 }
 
 impl Builder<'_> {
@@ -400,7 +419,7 @@ impl MlForces {
         }
 
         let reference_energy = type_of_atom.iter().map(|&t| model.reference[species_of_type[t as usize]]).sum();
-        let mut b = Builder { ctx, buffers: Vec::new(), specs: Vec::new(), base, n, f, stage: FORWARD };
+        let mut b = Builder { ctx, buffers: Vec::new(), specs: Vec::new(), base, n, f, stage: FORWARD, kept_partitions: Vec::new() };
         let built = ctx.allocating("for the model's activations", || {
             let weights = b.buffer("ml weights", wts.data.len());
             ctx.queue.write_buffer(&b.buffers[weights], 0, bytemuck::cast_slice(&wts.data));
@@ -411,7 +430,22 @@ impl MlForces {
             record(&mut b, model, &blocks, embedding, readout1, readout2, weights, total_rows, soft_k, &level_rows, &level_offset);
         });
         built?;
-        let Builder { buffers, specs, .. } = b;
+        let Builder { buffers, specs, kept_partitions: kept_at, .. } = b;
+        // No partition seen yet: the first evaluation is not a regrouping.
+        let words = kept_partitions(level_rows.len());
+        for &(buffer, at) in &kept_at {
+            ctx.queue.write_buffer(&buffers[buffer], 4 * at as u64, bytemuck::cast_slice(&vec![u32::MAX; words]));
+        }
+        let partitions = (!kept_at.is_empty()).then(|| KeptPartitions {
+            at: kept_at.iter().map(|&(buffer, at)| (buffer, 4 * at as u64)).collect(),
+            bytes: 4 * words as u64,
+            backup: ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("ml kept partitions (block start)"),
+                size: 4 * (words * kept_at.len()) as u64,
+                usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }),
+        });
 
         // One uniform block per operation, then the bind groups.
         let mut uniform = vec![0u32; specs.len() * (OP_BYTES as usize / 4)];
@@ -456,7 +490,18 @@ impl MlForces {
         kept.push(uniforms);
         kept.push(dummy);
         ctx.check("setting up the model on the GPU")?;
-        Ok(MlForces { pipelines, ops, reference_energy, cutoff: model.cutoff, _buffers: kept })
+        Ok(MlForces { pipelines, ops, reference_energy, cutoff: model.cutoff, partitions, buffers: kept })
+    }
+
+    /// Copies the kept K-means partitions to their block-start copy or back (with the state,
+    /// so that a replayed block counts the same regroupings).
+    pub fn copy_partitions(&self, encoder: &mut wgpu::CommandEncoder, to_backup: bool) {
+        let Some(p) = &self.partitions else { return };
+        for (k, &(buffer, at)) in p.at.iter().enumerate() {
+            let (live, copy) = ((&self.buffers[buffer], at), (&p.backup, k as u64 * p.bytes));
+            let (from, to) = if to_backup { (live, copy) } else { (copy, live) };
+            encoder.copy_buffer_to_buffer(from.0, from.1, to.0, to.1, p.bytes);
+        }
     }
 
     /// Encodes one evaluation: forces into `force`, per-atom energies and virials into `obs`.
@@ -580,7 +625,8 @@ fn record(
             .map(|_| Mcgm {
                 xm: b.buffer("ml MCGM input", nf),
                 clusters: b.buffer("ml clusters", regions.size),
-                labels: b.buffer("ml cluster labels", total_rows.max(1)),
+                // The levels' labels, then each K-means level's last partition of the elements.
+                labels: b.buffer("ml cluster labels", total_rows.max(1) + kept_partitions(level_rows.len())),
                 z: if soft { b.buffer("ml soft z", 2 * nf) } else { usize::MAX },
                 w: if soft { b.buffer("ml soft memberships", n * soft_k) } else { usize::MAX },
                 gw: if soft { b.buffer("ml soft dL/dw", n * soft_k) } else { usize::MAX },
@@ -633,7 +679,8 @@ fn record(
         pool(b, m.xm, None, partials, c, regions.pool, regions.counts, level_rows[0], false, weights);
         b.stage = FORWARD;
         if levels > 1 {
-            b.op("ml_kmeans", CLUSTERING, [1, 1, 1], [Some(c), None, None, None, None, None], weights, Some(m.labels), &[(word::OFF_A, regions.pool)]);
+            b.op("ml_kmeans", CLUSTERING, [1, 1, 1], [Some(c), None, None, None, None, None], weights, Some(m.labels), &[(word::OFF_A, regions.pool), (word::OFF_B, total_rows.max(1) as u32)]);
+            b.kept_partitions.push((m.labels, total_rows.max(1)));
         }
         for l in 0..levels {
             if l > 0 {
