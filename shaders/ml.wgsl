@@ -596,9 +596,12 @@ fn ml_pool_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
 // it differs from the previous evaluation's (0xffffffff: none yet), ST_REGROUPED is set, as the
 // CPU path counts regroupings.
 
+// The points and centres live in workgroup memory (the kernel runs one thread): as private
+// arrays of 16 KiB they made lavapipe's shader compiler take minutes.
+var<workgroup> km_points: array<f32, 2048>;    // MAX_POINTS x MAX_FEATURES
+var<workgroup> km_centres: array<f32, 2048>;
+
 struct KMeans {
-    points: array<f32, 2048>,    // MAX_POINTS x MAX_FEATURES
-    centres: array<f32, 2048>,
     labels: array<u32, 8>,
     counter: u32,
 }
@@ -606,7 +609,7 @@ struct KMeans {
 fn km_distance(km: ptr<function, KMeans>, p: u32, c: u32) -> f32 {
     var s = 0.0;
     for (var k = 0u; k < O.features; k++) {
-        let d = (*km).points[p * MAX_FEATURES + k] - (*km).centres[c * MAX_FEATURES + k];
+        let d = km_points[p * MAX_FEATURES + k] - km_centres[c * MAX_FEATURES + k];
         s += d * d;
     }
     return s;
@@ -619,7 +622,7 @@ fn km_draw(km: ptr<function, KMeans>) -> u32 {
 
 fn km_set_centre(km: ptr<function, KMeans>, c: u32, p: u32) {
     for (var k = 0u; k < O.features; k++) {
-        (*km).centres[c * MAX_FEATURES + k] = (*km).points[p * MAX_FEATURES + k];
+        km_centres[c * MAX_FEATURES + k] = km_points[p * MAX_FEATURES + k];
     }
 }
 
@@ -633,9 +636,9 @@ fn km_mean(km: ptr<function, KMeans>, n: u32, c: u32) {
     for (var q = 0u; q < O.features; q++) {
         var s = 0.0;
         for (var p = 0u; p < n; p++) {
-            if ((*km).labels[p] == c) { s += (*km).points[p * MAX_FEATURES + q]; }
+            if ((*km).labels[p] == c) { s += km_points[p * MAX_FEATURES + q]; }
         }
-        (*km).centres[c * MAX_FEATURES + q] = s / f32(members);
+        km_centres[c * MAX_FEATURES + q] = s / f32(members);
     }
 }
 
@@ -737,7 +740,7 @@ fn ml_kmeans() {
     for (var p = 0u; p < n; p++) {
         of_element[p] = p;
         for (var k = 0u; k < f; k++) {
-            km.points[p * MAX_FEATURES + k] = A[O.off_a + p * f + k];
+            km_points[p * MAX_FEATURES + k] = A[O.off_a + p * f + k];
         }
     }
     var regrouped = false;
@@ -769,7 +772,7 @@ fn ml_kmeans() {
         }
         for (var c = 0u; c < k; c++) {
             for (var q = 0u; q < f; q++) {
-                km.points[c * MAX_FEATURES + q] = km.centres[c * MAX_FEATURES + q];
+                km_points[c * MAX_FEATURES + q] = km_centres[c * MAX_FEATURES + q];
             }
         }
         n = k;
