@@ -24,6 +24,10 @@ struct State {
     submitted: Vec<Option<Graph>>,
     results: Vec<Option<Output>>,
     batches: u64,
+    /// The slots of the last batch, in order (its structures' places).
+    last_slots: Vec<usize>,
+    /// Hard MCGM: per replica, the evaluations at which its clustering regrouped.
+    regroupings: Vec<u64>,
 }
 
 /// One replica's handle on the shared evaluation.
@@ -49,6 +53,8 @@ impl SharedInference {
                 submitted: (0..replicas).map(|_| None).collect(),
                 results: (0..replicas).map(|_| None).collect(),
                 batches: 0,
+                last_slots: Vec::new(),
+                regroupings: vec![0; replicas],
             }),
             ready: Condvar::new(),
             pool,
@@ -79,13 +85,21 @@ impl SharedInference {
         let graphs: Vec<Graph> = slots.iter().map(|&k| state.submitted[k].take().unwrap()).collect();
         let counts: Vec<usize> = graphs.iter().map(|g| g.n_atoms()).collect();
         let batch = Graph::concat(&graphs);
+        // A replica left: the structures moved up in the batch, and the partitions kept for
+        // regrouping counts no longer belong to them.
+        if slots != state.last_slots {
+            state.inference.forget_partitions();
+        }
         let inference = &mut state.inference;
         let out = self.pool.install(|| inference.evaluate(&batch));
         let mut first = 0;
         for (s, (&slot, &n)) in slots.iter().zip(&counts).enumerate() {
-            state.results[slot] = Some(Output { energy: vec![out.energy[s]], forces: out.forces[first..first + n].to_vec(), virial: vec![out.virial[s]] });
+            let regrouped = out.regrouped.get(s).copied().unwrap_or(false);
+            state.regroupings[slot] += regrouped as u64;
+            state.results[slot] = Some(Output { energy: vec![out.energy[s]], forces: out.forces[first..first + n].to_vec(), virial: vec![out.virial[s]], regrouped: vec![regrouped] });
             first += n;
         }
+        state.last_slots = slots;
         state.batches += 1;
     }
 
@@ -103,5 +117,10 @@ impl SharedInference {
     pub fn times(&self) -> (StageTimes, u64) {
         let state = self.state.lock().unwrap();
         (state.inference.times, state.batches)
+    }
+
+    /// Hard MCGM: the evaluations at which replica `slot`'s clustering regrouped its atoms.
+    pub fn regroupings(&self, slot: usize) -> u64 {
+        self.state.lock().unwrap().regroupings[slot]
     }
 }

@@ -312,15 +312,16 @@ impl Potential for MlPotential {
     }
 
     fn notes(&self) -> Vec<String> {
-        let times = match (&self.batch, &self.fast) {
-            (Some(b), _) => Some(b.shared.times().0),
-            (None, Some(fast)) => Some(fast.times),
+        // (regroupings, evaluations) of this system: in a replica batch its own count; the
+        // batch evaluates every replica at each of its evaluations.
+        let counts = match (&self.batch, &self.fast) {
+            (Some(b), _) => Some((b.shared.regroupings(b.slot), b.shared.times().0.evaluations)),
+            (None, Some(fast)) => Some((fast.times.partition_changes, fast.times.evaluations)),
             (None, None) => None,
         };
-        match (times, &self.model.config.mcgm) {
-            (Some(t), Some(m)) if m.assign == crate::ml::mcgm::Assign::Hard => vec![format!(
-                "MCGM hard clustering regrouped the atoms at {} of {} evaluations (each is a jump in the energy)",
-                t.partition_changes, t.evaluations
+        match (counts, &self.model.config.mcgm) {
+            (Some((regroupings, evaluations)), Some(m)) if m.assign == crate::ml::mcgm::Assign::Hard => vec![format!(
+                "MCGM hard clustering regrouped the atoms at {regroupings} of {evaluations} evaluations (each is a jump in the energy)"
             )],
             _ => Vec::new(),
         }

@@ -154,6 +154,9 @@ pub struct Output {
     pub forces: Vec<[f64; 3]>,
     /// W = -Σ_e r_e ⊗ dE/dr_e per structure, row-major, eV.
     pub virial: Vec<[f64; 9]>,
+    /// Hard MCGM: per structure, whether some block's clustering grouped its atoms differently
+    /// from the previous evaluation of the structure at the same place in the batch.
+    pub regrouped: Vec<bool>,
 }
 
 /// Where an evaluation's time went.
@@ -163,8 +166,8 @@ pub struct StageTimes {
     pub forward: Duration,
     pub backward: Duration,
     pub evaluations: u64,
-    /// Evaluations at which some block's hard clustering grouped the atoms differently from the
-    /// evaluation before (the energy is discontinuous there).
+    /// Evaluations at which some block's hard clustering grouped some structure's atoms
+    /// differently from the evaluation before (the energy is discontinuous there).
     pub partition_changes: u64,
 }
 
@@ -198,15 +201,27 @@ pub struct Inference {
     /// The graph's cutoff, Å.
     pub cutoff: f64,
     pub times: StageTimes,
-    /// Hard MCGM: per block, the previous evaluation's partition of the atoms at each K-means
-    /// level, in canonical form (labels numbered by first appearance).
-    partitions: Vec<Vec<Vec<usize>>>,
+    /// Hard MCGM: per structure of the previous evaluation, a digest of its atoms' partitions at
+    /// every block's K-means levels (labels numbered by first appearance).
+    partitions: Vec<u64>,
 }
 
-/// Labels renumbered by first appearance, so that equal partitions compare equal.
-fn canonical(labels: &[usize]) -> Vec<usize> {
-    let mut map = std::collections::HashMap::new();
-    labels.iter().map(|l| { let next = map.len(); *map.entry(*l).or_insert(next) }).collect()
+/// Per structure, a digest of the partitions of its atoms (in order) at every block's K-means
+/// levels, labels numbered by first appearance so that equal partitions give equal digests.
+fn partition_digests(graph: &Graph, caches: &[BlockCache]) -> Vec<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hashers: Vec<std::hash::DefaultHasher> = (0..graph.n_structures).map(|_| std::hash::DefaultHasher::new()).collect();
+    for cache in caches {
+        for level in &cache.levels[1..] {
+            let mut numbers: Vec<std::collections::HashMap<usize, usize>> = vec![Default::default(); graph.n_structures];
+            for (i, &c) in level.atom_cluster.iter().enumerate() {
+                let s = graph.structure[i];
+                let next = numbers[s].len();
+                numbers[s].entry(c).or_insert(next).hash(&mut hashers[s]);
+            }
+        }
+    }
+    hashers.iter().map(|h| h.finish()).collect()
 }
 
 /// Forward values one block's backward pass needs.
@@ -370,9 +385,13 @@ impl Inference {
             caches.push(cache);
         }
         // Level 1 (elements) is fixed; only the K-means levels above it can regroup.
+        let mut regrouped = vec![false; graph.n_structures];
         if self.mcgm.as_ref().is_some_and(|m| m.assign == crate::ml::mcgm::Assign::Hard && m.hard_levels() > 1) {
-            let partitions: Vec<Vec<Vec<usize>>> = caches.iter().map(|c| c.levels[1..].iter().map(|l| canonical(&l.atom_cluster)).collect()).collect();
-            if !self.partitions.is_empty() && partitions != self.partitions {
+            let partitions = partition_digests(graph, &caches);
+            if partitions.len() == self.partitions.len() {
+                regrouped.iter_mut().zip(partitions.iter().zip(&self.partitions)).for_each(|(r, (now, before))| *r = now != before);
+            }
+            if regrouped.contains(&true) {
                 self.times.partition_changes += 1;
             }
             self.partitions = partitions;
@@ -442,7 +461,13 @@ impl Inference {
         self.times.forward += forward - clustering;
         self.times.backward += backward;
         self.times.evaluations += 1;
-        forces_and_virial(graph, &g_d, &pair, energy)
+        Output { regrouped, ..forces_and_virial(graph, &g_d, &pair, energy) }
+    }
+
+    /// Forgets the previous evaluation's partitions (the batch's structures changed): the next
+    /// evaluation counts no regrouping.
+    pub fn forget_partitions(&mut self) {
+        self.partitions.clear();
     }
 }
 
@@ -489,7 +514,7 @@ fn forces_and_virial(graph: &Graph, g_d: &[f64], pair: &[[f64; 3]], energy: Vec<
         let total = &mut virial[graph.structure[i]];
         total.iter_mut().zip(w).for_each(|(t, v)| *t += v);
     }
-    Output { energy, forces: per_atom.into_iter().map(|(f, _)| f).collect(), virial }
+    Output { energy, forces: per_atom.into_iter().map(|(f, _)| f).collect(), virial, regrouped: Vec::new() }
 }
 
 /// `data` cut into the rows of a compressed-row layout.
