@@ -380,10 +380,9 @@ impl GpuSimulation {
     /// clustering regrouped the atoms (as the CPU path reports them).
     pub fn notes(&self) -> Vec<String> {
         match &self.potential {
-            GpuPotential::Ml(m) if m.inference.mcgm.as_ref().is_some_and(|c| c.assign == crate::ml::mcgm::Assign::Hard) => vec![format!(
-                "MCGM hard clustering regrouped the atoms at {} of {} evaluations (each is a jump in the energy)",
-                self.regroupings, self.evaluations
-            )],
+            GpuPotential::Ml(m) if m.inference.mcgm.as_ref().is_some_and(|c| c.assign == crate::ml::mcgm::Assign::Hard) => {
+                vec![crate::ml::mcgm::McgmConfig::regrouping_note(self.regroupings, self.evaluations)]
+            }
             _ => Vec::new(),
         }
     }

@@ -68,6 +68,11 @@ impl McgmConfig {
         out
     }
 
+    /// The end-of-run line of a hard model: how often its clustering regrouped the atoms.
+    pub fn regrouping_note(regroupings: u64, evaluations: u64) -> String {
+        format!("MCGM hard clustering regrouped the atoms at {regroupings} of {evaluations} evaluations (each is a jump in the energy)")
+    }
+
     /// Levels built by clustering (hard K-means levels; the soft level is separate).
     pub fn hard_levels(&self) -> usize {
         match self.assign {

@@ -11,6 +11,7 @@ use crate::ml::graph::{Batch, GraphTensors};
 use crate::ml::inference::{Graph, Inference};
 use crate::ml::model::Model;
 use crate::ml::tensor::{Ctx, to_vec};
+use crate::ml::mcgm::McgmConfig;
 use crate::neighbor::{ListKind, NeighborList};
 use crate::system::System;
 use std::path::Path;
@@ -320,9 +321,7 @@ impl Potential for MlPotential {
             (None, None) => None,
         };
         match (counts, &self.model.config.mcgm) {
-            (Some((regroupings, evaluations)), Some(m)) if m.assign == crate::ml::mcgm::Assign::Hard => vec![format!(
-                "MCGM hard clustering regrouped the atoms at {regroupings} of {evaluations} evaluations (each is a jump in the energy)"
-            )],
+            (Some((regroupings, evaluations)), Some(m)) if m.assign == crate::ml::mcgm::Assign::Hard => vec![McgmConfig::regrouping_note(regroupings, evaluations)],
             _ => Vec::new(),
         }
     }
