@@ -339,40 +339,52 @@ fn ml_painn_message(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
     }
 }
 
+// One thread of the per-atom, per-feature PaiNN kernels: flat index e = i F + o over [N, F]
+// (the scalar rows), and a = i 3F + o, lane o of atom i's first component in the atom-major
+// vector rows [N, 3, F] (component k at a + k F). nf = N F: the kernels run while e < nf.
+struct PainnLane {
+    e: u32,
+    i: u32,
+    o: u32,
+    a: u32,
+    nf: u32,
+}
+
+fn painn_lane(gid: vec3<u32>) -> PainnLane {
+    let e = flat_index(gid);
+    let f = O.features;
+    let i = e / f;
+    let o = e % f;
+    return PainnLane(e, i, o, i * 3u * f + o, P.n_atoms * f);
+}
+
 // |V|, <U, V> (into E at 0 and NF) and the update MLP's input [q, |V|] (B, [N, 2F]).
 // A = U | V, D = q; one thread per atom and feature.
 @compute @workgroup_size(64)
 fn ml_painn_norm(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = flat_index(gid);
+    let l = painn_lane(gid);
+    if (l.e >= l.nf) { return; }
     let f = O.features;
-    let nf = P.n_atoms * f;
-    if (e >= nf) { return; }
-    let i = e / f;
-    let o = e % f;
-    let a = i * 3u * f + o;
-    let u = vec3<f32>(A[a], A[a + f], A[a + 2u * f]);
-    let v = vec3<f32>(A[3u * nf + a], A[3u * nf + a + f], A[3u * nf + a + 2u * f]);
+    let v_at = 3u * l.nf + l.a;
+    let u = vec3<f32>(A[l.a], A[l.a + f], A[l.a + 2u * f]);
+    let v = vec3<f32>(A[v_at], A[v_at + f], A[v_at + 2u * f]);
     let norm = sqrt(dot(v, v) + 1e-8);
-    E[e] = norm;
-    E[nf + e] = dot(u, v);
-    B[i * 2u * f + o] = D[e];
-    B[i * 2u * f + f + o] = norm;
+    E[l.e] = norm;
+    E[l.nf + l.e] = dot(u, v);
+    B[l.i * 2u * f + l.o] = D[l.e];
+    B[l.i * 2u * f + f + l.o] = norm;
 }
 
 // q += s1 + s3 <U, V> (B), μ += s2 U (D). A = |V| | <U,V> | s, C = U | V.
 @compute @workgroup_size(64)
 fn ml_painn_update(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = flat_index(gid);
+    let l = painn_lane(gid);
+    if (l.e >= l.nf) { return; }
     let f = O.features;
-    let nf = P.n_atoms * f;
-    if (e >= nf) { return; }
-    let i = e / f;
-    let o = e % f;
-    let s = 2u * nf + i * 3u * f + o;
-    B[e] += A[s] + A[s + 2u * f] * A[nf + e];
-    let a = i * 3u * f + o;
+    let s = 2u * l.nf + l.a;
+    B[l.e] += A[s] + A[s + 2u * f] * A[l.nf + l.e];
     for (var k = 0u; k < 3u; k++) {
-        D[a + k * f] += A[s + f] * C[a + k * f];
+        D[l.a + k * f] += A[s + f] * C[l.a + k * f];
     }
 }
 
@@ -380,39 +392,32 @@ fn ml_painn_update(@builtin(global_invocation_id) gid: vec3<u32>) {
 // A = g_q, C = g_μ, D = U | V, E = |V| | <U,V> | s.
 @compute @workgroup_size(64)
 fn ml_painn_gs(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = flat_index(gid);
+    let l = painn_lane(gid);
+    if (l.e >= l.nf) { return; }
     let f = O.features;
-    let nf = P.n_atoms * f;
-    if (e >= nf) { return; }
-    let i = e / f;
-    let o = e % f;
-    let a = i * 3u * f + o;
-    let g = A[e];
+    let a = l.a;
+    let g = A[l.e];
     B[a] = g;
     B[a + f] = C[a] * D[a] + C[a + f] * D[a + f] + C[a + 2u * f] * D[a + 2u * f];
-    B[a + 2u * f] = g * E[nf + e];
+    B[a + 2u * f] = g * E[l.nf + l.e];
 }
 
 // Second half, from A = dL/d[q, |V|] [N, 2F]: G = dL/dU | dL/dV, and B = g_q += dL/dq.
 // C = g_μ, D = U | V, E = |V| | <U,V> | s.
 @compute @workgroup_size(64)
 fn ml_painn_guv(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = flat_index(gid);
+    let l = painn_lane(gid);
+    if (l.e >= l.nf) { return; }
     let f = O.features;
-    let nf = P.n_atoms * f;
-    if (e >= nf) { return; }
-    let i = e / f;
-    let o = e % f;
-    let a = i * 3u * f + o;
-    let s = 2u * nf + a;
-    let g_dot = B[e] * E[s + 2u * f];
-    let g_norm = A[i * 2u * f + f + o] / E[e];
+    let s = 2u * l.nf + l.a;
+    let g_dot = B[l.e] * E[s + 2u * f];
+    let g_norm = A[l.i * 2u * f + f + l.o] / E[l.e];
     for (var k = 0u; k < 3u; k++) {
-        let x = a + k * f;
-        G[x] = C[x] * E[s + f] + g_dot * D[3u * nf + x];
-        G[3u * nf + x] = g_dot * D[x] + g_norm * D[3u * nf + x];
+        let x = l.a + k * f;
+        G[x] = C[x] * E[s + f] + g_dot * D[3u * l.nf + x];
+        G[3u * l.nf + x] = g_dot * D[x] + g_norm * D[3u * l.nf + x];
     }
-    B[e] += A[i * 2u * f + o];
+    B[l.e] += A[l.i * 2u * f + l.o];
 }
 
 // The message's backward for atom a, one workgroup per atom and one thread per feature. Edge
