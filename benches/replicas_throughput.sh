@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Throughput of `[run] replicas = N` against N: the quickstart's 8-water box (24 atoms) with a
-# shipped SchNet model, NVE at 0.25 fs, every replica's graph evaluated in one batch per step.
+# shipped SchNet model, NVE at 0.25 fs, every replica's graph evaluated in one batch per step
+# (PLATFORM=cpu, the default) or every replica in every kernel of one GPU batch (PLATFORM=gpu).
 # Prints atom-steps per second of all replicas together and the gain over one replica.
 #   benches/replicas_throughput.sh [N...]        (default: 1 2 4 8 16 32)
 # MODEL=DIR picks the model (default potentials/water-schnet-mcgm-soft); STEPS (default 400);
@@ -10,13 +11,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 model=$(cd "${MODEL:-$root/potentials/water-schnet-mcgm-soft}" && pwd)
 steps=${STEPS:-400}
+platform=${PLATFORM:-cpu}
 threads=${THREADS:-$(nproc)}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mdrun-target}
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 mdrun=$CARGO_TARGET_DIR/release/mdrun
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-echo "model: $model, $steps steps, $threads threads, $(nproc) cores"
+echo "model: $model, $steps steps, platform $platform, $threads threads, $(nproc) cores"
 echo
 echo "| replicas | atoms in all | wall s | atom-steps/s (all replicas) | vs 1 replica |"
 echo "|---|---|---|---|---|"
@@ -38,7 +40,7 @@ timestep = "0.25 fs"
 [run]
 steps = $steps
 replicas = $n
-platform = "cpu"
+platform = "$platform"
 [output]
 thermo = $steps
 log = "thermo.log"

@@ -13,26 +13,45 @@ const ATOM_BITS: u32 = 27u;
 const ATOM_MASK: u32 = 0x07ffffffu;
 
 // Words of the status buffer.
-const ST_REBUILD: u32 = 0u;      // set when an atom moved more than skin/2 since the last build
+// Word 0 is unused (each structure has its own rebuild flags, below).
 const ST_MAX_NEIGH: u32 = 1u;    // the largest neighbour count seen by a build (atomicMax)
 const ST_BAD_COUNT: u32 = 2u;    // atoms with a non-finite force or one above max_force
 const ST_BAD_ATOM: u32 = 3u;     // the lowest such atom id (atomicMin; host sets 0xffffffff)
-const ST_BUILDS: u32 = 4u;       // neighbour-list builds done
+const ST_BUILDS: u32 = 4u;       // rebuild passes done (any structure)
 const ST_STEP_LO: u32 = 5u;      // the current step, 64 bits (the Langevin noise is keyed on it)
 const ST_STEP_HI: u32 = 6u;
-const ST_CLOSE_ATOM: u32 = 7u;   // ML: the lowest atom id closer to a neighbour than the training data had
-const ST_REGROUPED: u32 = 8u;    // ML, hard MCGM: a K-means level's partition changed in this evaluation
-const ST_REGROUPINGS: u32 = 9u;  // ML, hard MCGM: evaluations at which some partition changed
+// Then SW words per structure s, from ST_STRUCTURES + SW s.
+const ST_STRUCTURES: u32 = 16u;
+const SW: u32 = 8u;
+const SW_MOVED: u32 = 0u;        // an atom moved more than skin/2 since the structure's last build
+const SW_REBUILD: u32 = 1u;      // the structure's list is rebuilt this step
+const SW_BUILDS: u32 = 2u;       // the structure's builds
+const SW_REGROUPED: u32 = 3u;    // ML, hard MCGM: a K-means level's partition changed in this evaluation
+const SW_REGROUPINGS: u32 = 4u;  // ML, hard MCGM: evaluations at which some partition changed
+const SW_CLOSE_ATOM: u32 = 5u;   // ML: the lowest atom id closer to a neighbour than the training data had
 
-struct Params {
+fn status_word(s: u32, word: u32) -> u32 {
+    return ST_STRUCTURES + SW * s + word;
+}
+
+// Several independent structures (replicas) share every buffer: the atoms of structure s are
+// the ids [first, first + count), its bins [first_bin, first_bin + nx ny nz); no neighbour pair
+// crosses structures, so each evolves exactly as it would alone.
+struct Structure {
     // Cell rows a, b, c (x = s_a a + s_b b + s_c c) and the columns of its inverse, so that the
     // fractional coordinate s_k = dot(x, inv_cols[k]).
     cell: array<vec4<f32>, 3>,
     inv_cols: array<vec4<f32>, 3>,
-    // Shift vector of code c = (sx+1) + 3 (sy+1) + 9 (sz+1).
-    shifts: array<vec4<f32>, 27>,
-    // Bins per axis and their product.
+    // Bins per axis, and the structure's first bin.
     nbins: vec4<u32>,
+    // First atom, atom count, first block of the thermo reduction, frozen (1: a replica that
+    // blew up: its atoms stay where they are).
+    atoms: vec4<u32>,
+    // Langevin seed (lo, hi), blocks of the thermo reduction, first chunk of the ML poolings.
+    seed: vec4<u32>,
+}
+
+struct Params {
     // Indirect dispatch sizes (x, y, 1) for a rebuild: per atom, per bin, per scan block.
     args_atoms: vec4<u32>,
     args_bins: vec4<u32>,
@@ -47,12 +66,13 @@ struct Params {
     max_force_sq: f32,
     c1: f32,              // Langevin: exp(-dt / damping)
     c2: f32,              // sqrt(1 - c1^2)
-    seed_lo: u32,
-    seed_hi: u32,
+    n_structures: u32,
+    total_bins: u32,
     row_threads: u32,     // threads per row of a 2-D dispatch (x groups * WG)
-    n_reduce_blocks: u32, // workgroups of the per-atom reduction
+    n_reduce_blocks: u32, // workgroups of the per-atom reduction, all structures
     one: f32,             // 1.0, which the compiler cannot see: see two_sum
     k_per_part: u32,      // neighbour entries per atom in each part of the list
+    any_frozen: vec4<u32>, // x: 1 when some structure is frozen (saves the per-atom look-up otherwise)
     // Per type: x = FTM2V / m, y = Langevin velocity scale sqrt(kT / (m MVV2E)), z = m MVV2E.
     types: array<vec4<f32>, MAX_TYPES>,
     // Per pair of types (a * MAX_TYPES + b), two rows: (cutsq, lj1, lj2, 0), (lj3, lj4, offset, 0).
@@ -85,6 +105,44 @@ struct Params {
 // Build positions in slot order (w = the atom id's bits): the list build reads each bin's
 // atoms from contiguous memory.
 @group(0) @binding(18) var<storage, read_write> slot_pos: array<vec4<f32>>;
+@group(0) @binding(19) var<storage, read_write> structures: array<Structure>;
+
+// The structure of atom i (image[i].w, set by the host and never changed).
+fn structure_of(i: u32) -> u32 {
+    if (P.n_structures == 1u) { return 0u; }
+    return u32(image[i].w);
+}
+
+
+// The periodic shift of code c = (sx+1) + 3 (sy+1) + 9 (sz+1): sx a + sy b + sz c. Computed
+// from the cell rows (loaded once per atom) rather than read from a table per neighbour, which
+// cost 15 % of a Lennard-Jones step on lavapipe.
+fn shift_from(cell: array<vec4<f32>, 3>, code: u32) -> vec3<f32> {
+    let n = vec3<f32>(f32(code % 3u), f32((code / 3u) % 3u), f32(code / 9u)) - vec3<f32>(1.0);
+    return n.x * cell[0].xyz + n.y * cell[1].xyz + n.z * cell[2].xyz;
+}
+
+fn rebuilding(s: u32) -> bool {
+    return atomicLoad(&status[status_word(s, SW_REBUILD)]) != 0u;
+}
+
+fn frozen(s: u32) -> bool {
+    return P.any_frozen.x != 0u && structures[s].atoms.w != 0u;
+}
+
+// The structure whose range of `first` values (structures[s].nbins.w, .atoms.x or .atoms.z,
+// chosen by `which`) holds x: the last s with first_s <= x.
+fn structure_by(x: u32, which: u32) -> u32 {
+    var lo = 0u;
+    var hi = P.n_structures;
+    while (hi - lo > 1u) {
+        let mid = (lo + hi) / 2u;
+        var first = structures[mid].nbins.w;
+        if (which == 1u) { first = structures[mid].atoms.z; }
+        if (first <= x) { lo = mid; } else { hi = mid; }
+    }
+    return lo;
+}
 
 fn neighbor_entry(k: u32, t: u32) -> u32 {
     let p = k / P.k_per_part;

@@ -27,6 +27,7 @@ fn accel(i: u32) -> vec3<f32> {
 fn verlet_first(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
     if (i >= P.n_atoms) { return; }
+    if (P.any_frozen.x != 0u && frozen(structure_of(i))) { return; }
     let v = vel[i].xyz + 0.5 * P.dt * accel(i);
     vel[i] = vec4<f32>(v, 0.0);
     drift(i, P.dt * v);
@@ -37,6 +38,7 @@ fn verlet_first(@builtin(global_invocation_id) gid: vec3<u32>) {
 fn kick(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
     if (i >= P.n_atoms) { return; }
+    if (P.any_frozen.x != 0u && frozen(structure_of(i))) { return; }
     vel[i] = vec4<f32>(vel[i].xyz + 0.5 * P.dt * accel(i), 0.0);
 }
 
@@ -53,9 +55,12 @@ fn box_muller(u: u32, v: u32) -> vec2<f32> {
     return vec2<f32>(radius * cos(angle), radius * sin(angle));
 }
 
-fn normals4(step_lo: u32, step_hi: u32, index: u32) -> vec4<f32> {
+// Keyed on the structure's seed and the atom's index within it: a replica gets the noise it
+// would get alone.
+fn normals4(step_lo: u32, step_hi: u32, st: u32, index: u32) -> vec4<f32> {
+    let seed = structures[st].seed;
     let w = philox(vec4<u32>(step_lo, step_hi ^ (STREAM_LANGEVIN << 16u), index, STREAM_LANGEVIN),
-                   vec2<u32>(P.seed_lo, P.seed_hi));
+                   vec2<u32>(seed.x, seed.y));
     return vec4<f32>(box_muller(w.x, w.y), box_muller(w.z, w.w));
 }
 
@@ -65,13 +70,15 @@ fn normals4(step_lo: u32, step_hi: u32, index: u32) -> vec4<f32> {
 fn langevin_first(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
     if (i >= P.n_atoms) { return; }
+    let st = structure_of(i);
+    if (frozen(st)) { return; }
     var lo = atomicLoad(&status[ST_STEP_LO]) + 1u;
     var hi = atomicLoad(&status[ST_STEP_HI]);
     if (lo == 0u) { hi += 1u; }
     let t = P.types[atom_type(pos[i])];
     var v = vel[i].xyz + 0.5 * P.dt * accel(i);
     drift(i, 0.5 * P.dt * v);
-    let g = normals4(lo, hi, i);
+    let g = normals4(lo, hi, st, i - structures[st].atoms.x);
     v = P.c1 * v + (P.c2 * t.y) * g.xyz;
     drift(i, 0.5 * P.dt * v);
     vel[i] = vec4<f32>(v, 0.0);

@@ -6,6 +6,8 @@
 fn lj_atom(t: u32, observe: bool) {
     let n = P.n_atoms;
     let i = sorted[t];
+    let st = structure_of(i);
+    let cell = structures[st].cell;
     let pi = pos[i];
     let xi = pi.xyz;
     let row = atom_type(pi) * MAX_TYPES;
@@ -18,7 +20,7 @@ fn lj_atom(t: u32, observe: bool) {
         let e = neighbor_entry(k, t);
         let j = e & ATOM_MASK;
         let pj = pos[j];
-        let d = pj.xyz + P.shifts[e >> ATOM_BITS].xyz - xi;
+        let d = pj.xyz + shift_from(cell, e >> ATOM_BITS) - xi;
         let r2 = dot(d, d);
         let pair = 2u * (row + atom_type(pj));
         let c = P.lj[pair];
@@ -37,7 +39,7 @@ fn lj_atom(t: u32, observe: bool) {
         }
     }
     force[i] = vec4<f32>(f, 0.0);
-    if (!(is_finite3(f) && dot(f, f) <= P.max_force_sq)) {
+    if (!(is_finite3(f) && dot(f, f) <= P.max_force_sq) && !frozen(st)) {
         atomicAdd(&status[ST_BAD_COUNT], 1u);
         atomicMin(&status[ST_BAD_ATOM], i);
     }

@@ -166,16 +166,16 @@ struct Place {
     inside: bool,
 }
 
-fn place_neighbor(t: u32, xi: vec3<f32>, k: u32) -> Place {
-    return place_in(t, xi, k, O.features);
+fn place_neighbor(t: u32, cell: array<vec4<f32>, 3>, xi: vec3<f32>, k: u32) -> Place {
+    return place_in(t, cell, xi, k, O.features);
 }
 
 // The same for a table `width` lanes wide (PaiNN's: 3F).
-fn place_in(t: u32, xi: vec3<f32>, k: u32, width: u32) -> Place {
+fn place_in(t: u32, cell: array<vec4<f32>, 3>, xi: vec3<f32>, k: u32, width: u32) -> Place {
     var p: Place;
     let e = neighbor_entry(k, t);
     p.atom = e & ATOM_MASK;
-    let r = pos[p.atom].xyz + P.shifts[e >> ATOM_BITS].xyz - xi;
+    let r = pos[p.atom].xyz + shift_from(cell, e >> ATOM_BITS) - xi;
     let d2 = dot(r, r);
     p.inside = d2 < O.cutoff_sq && d2 > 0.0;
     if (p.inside) {
@@ -205,12 +205,14 @@ fn ml_message(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let f = O.features;
     if (t >= P.n_atoms || lid >= f) { return; }
     let i = sorted[t];
+    let st = structure_of(i);
+    let cell = structures[st].cell;
     let xi = pos[i].xyz;
     let count = ncount[t];
     let lanes = (f - lid + 63u) / 64u;
     var acc = vec4<f32>(0.0);
     for (var k = 0u; k < count; k++) {
-        let p = place_neighbor(t, xi, k);
+        let p = place_neighbor(t, cell, xi, k);
         if (!p.inside) { continue; }
         let yj = p.atom * f + lid;
         for (var q = 0u; q < lanes; q++) {
@@ -234,6 +236,8 @@ fn ml_message_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
     if (t >= P.n_atoms) { return; }
     let f = O.features;
     let i = sorted[t];
+    let st = structure_of(i);
+    let cell = structures[st].cell;
     let xi = pos[i].xyz;
     let count = select(0u, ncount[t], lid < f);
     let lanes = select(0u, (f - lid + 63u) / 64u, lid < f);
@@ -248,7 +252,7 @@ fn ml_message_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
     var w_diag = vec3<f32>(0.0);
     var w_off = vec3<f32>(0.0);
     for (var k = 0u; k < count; k++) {
-        let p = place_neighbor(t, xi, k);
+        let p = place_neighbor(t, cell, xi, k);
         if (!p.inside) { continue; }
         var g = 0.0;
         for (var q = 0u; q < lanes; q++) {
@@ -313,13 +317,15 @@ fn ml_painn_message(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
     if (t >= P.n_atoms || lid >= f) { return; }
     let width = 3u * f;
     let i = sorted[t];
+    let st = structure_of(i);
+    let cell = structures[st].cell;
     let xi = pos[i].xyz;
     let count = ncount[t];
     let lanes = (f - lid + 63u) / 64u;
     var dq = vec4<f32>(0.0);
     var dmu: array<vec3<f32>, 4>;
     for (var k = 0u; k < count; k++) {
-        let p = place_in(t, xi, k, width);
+        let p = place_in(t, cell, xi, k, width);
         if (!p.inside) { continue; }
         let b = p.atom * width;
         for (var q = 0u; q < lanes; q++) {
@@ -433,6 +439,8 @@ fn ml_painn_message_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
     let width = 3u * f;
     let nf = P.n_atoms * f;
     let i = sorted[t];
+    let st = structure_of(i);
+    let cell = structures[st].cell;
     let xi = pos[i].xyz;
     let count = select(0u, ncount[t], lid < f);
     let lanes = select(0u, (f - lid + 63u) / 64u, lid < f);
@@ -454,7 +462,7 @@ fn ml_painn_message_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
     var w_diag = vec3<f32>(0.0);
     var w_off = vec3<f32>(0.0);
     for (var k = 0u; k < count; k++) {
-        let p = place_in(t, xi, k, width);
+        let p = place_in(t, cell, xi, k, width);
         if (!p.inside) { continue; }
         let rh = p.dir.xyz;
         let ib = p.atom * width;
@@ -524,27 +532,50 @@ fn ml_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
         obs[8u * i + k] = D[a + 2u + k];
     }
     obs[8u * i + 7u] = 0.0;
-    if (!(is_finite3(f) && dot(f, f) <= P.max_force_sq)) {
+    let st = structure_of(i);
+    if (!(is_finite3(f) && dot(f, f) <= P.max_force_sq) && !frozen(st)) {
         atomicAdd(&status[ST_BAD_COUNT], 1u);
         atomicMin(&status[ST_BAD_ATOM], i);
     }
-    // Every block's K-means has run: count this evaluation if one of them regrouped.
-    if (i == 0u && atomicExchange(&status[ST_REGROUPED], 0u) != 0u) {
-        atomicAdd(&status[ST_REGROUPINGS], 1u);
+    // Every block's K-means has run: count this evaluation if one of them regrouped the
+    // structure (its first atom does).
+    if (i == structures[st].atoms.x && atomicExchange(&status[status_word(st, SW_REGROUPED)], 0u) != 0u) {
+        atomicAdd(&status[status_word(st, SW_REGROUPINGS)], 1u);
     }
 }
 
-// ---- Pooling over atoms: partial sums over chunks of CHUNK atoms, one workgroup per chunk and
-// one thread per feature. Class c of atom i has weight [cluster_1(i) == c] (mode 0, hard) or
-// C[i * K + c] (mode 1, soft memberships). B[(chunk K + c)(F + 1) + f] = sum w x_f, and the
-// weight sum at f = F. A = x (rows at off_a).
+// ---- MCGM with several structures: each has its own clusters. Rows of the cluster buffers
+// are laid out level by level, and within a level structure by structure: row c of level l of
+// structure s is level_row(l, s) + c, so the dense layers of a level run over all structures'
+// rows at once. Soft centroid c of structure s is row s K + c.
+fn level_row(l: u32, s: u32) -> u32 {
+    return P.n_structures * O.level_offset[l] + s * O.level_rows[l];
+}
+
+// ---- Pooling over atoms: partial sums over chunks of CHUNK atoms of one structure (a
+// structure's chunks start at structures[s].seed.w), one workgroup per chunk and one thread per
+// feature. Class c of atom i has weight [cluster_1(i) == c] (mode 0, hard) or C[i * K + c]
+// (mode 1, soft memberships). B[(chunk K + c)(F + 1) + f] = sum w x_f, and the weight sum at
+// f = F. A = x (rows at off_a).
+fn chunk_structure(chunk: u32) -> u32 {
+    var lo = 0u;
+    var hi = P.n_structures;
+    while (hi - lo > 1u) {
+        let mid = (lo + hi) / 2u;
+        if (structures[mid].seed.w <= chunk) { lo = mid; } else { hi = mid; }
+    }
+    return lo;
+}
+
 @compute @workgroup_size(64)
 fn ml_pool(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let chunk = wg.x;
     let f = O.features;
     let kk = O.k;
-    let first = chunk * CHUNK;
-    let last = min(first + CHUNK, P.n_atoms);
+    let st = chunk_structure(chunk);
+    let range = structures[st].atoms;
+    let first = range.x + (chunk - structures[st].seed.w) * CHUNK;
+    let last = min(first + CHUNK, range.x + range.y);
     for (var c = 0u; c < kk; c++) {
         for (var p = 0u; p <= PER_THREAD; p++) {
             let k = lid + 64u * p;
@@ -568,38 +599,44 @@ fn ml_pool(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
     }
 }
 
-// The chunks' partial sums added up: D[off_d + c F + f] = sum (mode 0: divided by the weight
-// sum, a mean; mode 1: the plain sum), and the weight sum at D[off_c + c]. B = partials.
+// The chunks' partial sums of each structure s added up: D[off_d + (s K + c) F + f] = sum
+// (mode 0: divided by the weight sum, a mean; mode 1: the plain sum), and the weight sum at
+// D[off_c + s K + c]. B = partials.
 @compute @workgroup_size(64)
 fn ml_pool_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
     let e = flat_index(gid);
     let f = O.features;
-    if (e >= O.k * (f + 1u)) { return; }
-    let c = e / (f + 1u);
+    if (e >= P.n_structures * O.k * (f + 1u)) { return; }
+    let st = e / (O.k * (f + 1u));
+    let c = (e / (f + 1u)) % O.k;
     let k = e % (f + 1u);
+    let first = structures[st].seed.w;
+    let chunks = (structures[st].atoms.y + CHUNK - 1u) / CHUNK;
     var acc = 0.0;
     var total = 0.0;
-    for (var chunk = 0u; chunk < O.n_chunks; chunk++) {
+    for (var chunk = first; chunk < first + chunks; chunk++) {
         let row = (chunk * O.k + c) * (f + 1u);
         acc += B[row + k];
         total += B[row + f];
     }
+    let row = st * O.k + c;
     if (k == f) {
-        D[O.off_c + c] = total;
+        D[O.off_c + row] = total;
     } else if (O.mode == 0u) {
-        D[O.off_d + c * f + k] = acc / max(total, 1e-30);
+        D[O.off_d + row * f + k] = acc / max(total, 1e-30);
     } else {
-        D[O.off_d + c * f + k] = acc;
+        D[O.off_d + row * f + k] = acc;
     }
 }
 
 // ---- Hard levels above the elements: K-means++ and Lloyd iterations on the level below's mean
-// embeddings, as crate::ml::mcgm::kmeans (same Philox draws; f32 instead of f64), one thread.
-// A holds the level-1 means at off_a (rows [n1, F]); labels of level l (l >= 1, 0-based) go to
-// U[level_offset[l - 1] + m] for each row m of level l - 1. Each level's partition of the
-// elements, numbered by first appearance, is kept at U[off_b + (l - 1) MAX_POINTS + e]; when
-// it differs from the previous evaluation's (0xffffffff: none yet), ST_REGROUPED is set, as the
-// CPU path counts regroupings.
+// embeddings, as crate::ml::mcgm::kmeans (same Philox draws; f32 instead of f64), one thread,
+// one workgroup per structure s. A holds the level-1 means at off_a (rows level_row(0, s) +
+// [0, n1)); labels of level l (l >= 1, 0-based) go to U[level_row(l - 1, s) + m] for each row m
+// of level l - 1. Each level's partition of the elements, numbered by first appearance, is
+// kept at U[off_b + ((L - 1) s + l - 1) MAX_POINTS + e]; when it differs from the previous
+// evaluation's (0xffffffff: none yet), the structure's SW_REGROUPED is set, as the CPU path
+// counts regroupings.
 
 // The points and centres live in workgroup memory (the kernel runs one thread): as private
 // arrays of 16 KiB they made lavapipe's shader compiler take minutes.
@@ -735,7 +772,8 @@ fn kmeans(km: ptr<function, KMeans>, n: u32, k_wanted: u32) {
 }
 
 @compute @workgroup_size(1)
-fn ml_kmeans() {
+fn ml_kmeans(@builtin(workgroup_id) wg: vec3<u32>) {
+    let st = wg.x;
     var km: KMeans;
     let f = O.features;
     let elements = O.level_rows[0];
@@ -745,7 +783,7 @@ fn ml_kmeans() {
     for (var p = 0u; p < n; p++) {
         of_element[p] = p;
         for (var k = 0u; k < f; k++) {
-            km_points[p * MAX_FEATURES + k] = A[O.off_a + p * f + k];
+            km_points[p * MAX_FEATURES + k] = A[O.off_a + (level_row(0u, st) + p) * f + k];
         }
     }
     var regrouped = false;
@@ -753,13 +791,13 @@ fn ml_kmeans() {
         let k = O.level_rows[l];
         kmeans(&km, n, k);
         for (var p = 0u; p < n; p++) {
-            U[O.level_offset[l - 1u] + p] = km.labels[p];
+            U[level_row(l - 1u, st) + p] = km.labels[p];
         }
         // This level's partition of the elements, clusters numbered by first appearance.
         var number: array<u32, 8>;
         for (var c = 0u; c < 8u; c++) { number[c] = 0xffffffffu; }
         var next = 0u;
-        let kept = O.off_b + (l - 1u) * MAX_POINTS;
+        let kept = O.off_b + ((O.levels - 1u) * st + l - 1u) * MAX_POINTS;
         let had = U[kept] != 0xffffffffu;
         for (var e = 0u; e < elements; e++) {
             of_element[e] = km.labels[of_element[e]];
@@ -782,20 +820,22 @@ fn ml_kmeans() {
         }
         n = k;
     }
-    if (regrouped) { atomicStore(&status[ST_REGROUPED], 1u); }
+    if (regrouped) { atomicStore(&status[status_word(st, SW_REGROUPED)], 1u); }
 }
 
-// Level l (O.k, >= 1) pooled: A[off_b + (first_l + c) F + f] = mean over the rows m of level
-// l - 1 labelled c of A[off_a + (first_{l-1} + m) F + f]; member counts at A[off_c + first_l + c].
+// Level l (O.k, >= 1) pooled, per structure s: A[off_b + (level_row(l, s) + c) F + f] = mean
+// over the rows m of level l - 1 labelled c of A[off_a + (level_row(l - 1, s) + m) F + f];
+// member counts at A[off_c + level_row(l, s) + c].
 @compute @workgroup_size(64)
 fn ml_cluster_pool(@builtin(global_invocation_id) gid: vec3<u32>) {
     let e = flat_index(gid);
     let f = O.features;
     let l = O.k;
-    if (e >= O.level_rows[l] * f) { return; }
-    let c = e / f;
+    if (e >= P.n_structures * O.level_rows[l] * f) { return; }
+    let st = e / (O.level_rows[l] * f);
+    let c = (e / f) % O.level_rows[l];
     let q = e % f;
-    let below = O.level_offset[l - 1u];
+    let below = level_row(l - 1u, st);
     var s = 0.0;
     var members = 0u;
     for (var m = 0u; m < O.level_rows[l - 1u]; m++) {
@@ -804,18 +844,18 @@ fn ml_cluster_pool(@builtin(global_invocation_id) gid: vec3<u32>) {
             members += 1u;
         }
     }
-    let row = O.level_offset[l] + c;
+    let row = level_row(l, st) + c;
     A[O.off_b + row * f + q] = s / f32(max(members, 1u));
     if (q == 0u) {
         A[O.off_c + row] = f32(members);
     }
 }
 
-// The cluster of atom type `ty` at hard level l.
-fn cluster_at(ty: u32, l: u32) -> u32 {
+// The cluster (within structure st) of atom type `ty` at hard level l.
+fn cluster_at(ty: u32, l: u32, st: u32) -> u32 {
     var c = cluster_of_type(ty);
     for (var q = 1u; q <= l; q++) {
-        c = U[O.level_offset[q - 1u] + c];
+        c = U[level_row(q - 1u, st) + c];
     }
     return c;
 }
@@ -830,22 +870,23 @@ fn ml_disseminate(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = e / f;
     let q = e % f;
     let ty = type_of(i);
+    let st = structure_of(i);
     var delta = 0.0;
     for (var l = 0u; l < O.levels; l++) {
-        let row = O.level_offset[l] + cluster_at(ty, l);
+        let row = level_row(l, st) + cluster_at(ty, l, st);
         delta += A[O.off_a + row * f + q];
     }
     if (O.mode == 1u) {
         for (var c = 0u; c < O.k; c++) {
-            delta += C[i * O.k + c] * A[O.off_b + c * f + q];
+            delta += C[i * O.k + c] * A[O.off_b + (st * O.k + c) * f + q];
         }
     }
     B[e] += delta;
 }
 
-// ---- Hard backward: dL/d out_l for levels l >= 1 from the level-1 sums G1 (rows 0..n1 of the
-// region at off_a): A[off_a + (first_l + c) F + f] = sum of the level-1 rows whose level-l
-// cluster is c.
+// ---- Hard backward: dL/d out_l for levels l >= 1 from the level-1 sums G1 (rows
+// level_row(0, s) + [0, n1) of the region at off_a): A[off_a + (level_row(l, s) + c) F + f] =
+// sum of structure s's level-1 rows whose level-l cluster is c.
 @compute @workgroup_size(64)
 fn ml_hard_gout(@builtin(global_invocation_id) gid: vec3<u32>) {
     let e = flat_index(gid);
@@ -855,39 +896,44 @@ fn ml_hard_gout(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var l = 0u; l < O.levels; l++) {
         total_rows += O.level_rows[l];
     }
-    let row = n1 + e / f;
-    if (row >= total_rows) { return; }
+    // Rows above level 1, all structures: row r of level l (>= 1) of structure s.
+    let upper = P.n_structures * n1 + e / f;
+    if (upper >= P.n_structures * total_rows) { return; }
     let q = e % f;
     var l = 1u;
-    while (l + 1u < O.levels && row >= O.level_offset[l + 1u]) {
+    while (l + 1u < O.levels && upper >= P.n_structures * O.level_offset[l + 1u]) {
         l += 1u;
     }
-    let c = row - O.level_offset[l];
+    let within = upper - P.n_structures * O.level_offset[l];
+    let st = within / O.level_rows[l];
+    let c = within % O.level_rows[l];
     var s = 0.0;
     for (var c1 = 0u; c1 < n1; c1++) {
         var up = c1;
         for (var m = 1u; m <= l; m++) {
-            up = U[O.level_offset[m - 1u] + up];
+            up = U[level_row(m - 1u, st) + up];
         }
         if (up == c) {
-            s += A[O.off_a + c1 * f + q];
+            s += A[O.off_a + (level_row(0u, st) + c1) * f + q];
         }
     }
-    A[O.off_a + row * f + q] = s;
+    A[O.off_a + upper * f + q] = s;
 }
 
 // Level l (O.k >= 1) hands its pooled gradient down: A[off_b + row_{l-1}(m)] +=
-// A[off_a + row_l(label(m))] / members, for each row m of level l - 1 (counts at off_c).
+// A[off_a + row_l(label(m))] / members, for each row m of level l - 1 (counts at off_c), of
+// every structure.
 @compute @workgroup_size(64)
 fn ml_hard_down(@builtin(global_invocation_id) gid: vec3<u32>) {
     let e = flat_index(gid);
     let f = O.features;
     let l = O.k;
-    if (e >= O.level_rows[l - 1u] * f) { return; }
-    let m = e / f;
+    if (e >= P.n_structures * O.level_rows[l - 1u] * f) { return; }
+    let st = e / (O.level_rows[l - 1u] * f);
+    let m = (e / f) % O.level_rows[l - 1u];
     let q = e % f;
-    let below = O.level_offset[l - 1u] + m;
-    let row = O.level_offset[l] + U[below];
+    let below = level_row(l - 1u, st) + m;
+    let row = level_row(l, st) + U[below];
     A[O.off_b + below * f + q] += A[O.off_a + row * f + q] / max(A[O.off_c + row], 1.0);
 }
 
@@ -919,27 +965,29 @@ fn ml_soft_weights(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// dL/dw_ic = g_i . V_c: A = g (dL/dx), V at B[off_b], out to G [N, K].
+// dL/dw_ic = g_i . V_c: A = g (dL/dx), V at B[off_b] (the atom's structure's), out to G [N, K].
 @compute @workgroup_size(64)
 fn ml_soft_gw(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
     if (i >= P.n_atoms) { return; }
     let f = O.features;
+    let v = O.off_b + structure_of(i) * O.k * f;
     for (var c = 0u; c < O.k; c++) {
         var s = 0.0;
         for (var q = 0u; q < f; q++) {
-            s += A[i * f + q] * B[O.off_b + c * f + q];
+            s += A[i * f + q] * B[v + c * f + q];
         }
         G[i * O.k + c] = s;
     }
 }
 
-// Per centroid: g_sum_c = -(g_P_c . P_c) / sum_c, then g_P_c /= sum_c (the gradient of the
-// numerator). In A: g_P at off_a, P at off_b, weight sums at off_c, g_sum out at off_d.
+// Per centroid (of every structure, rows s K + c): g_sum_c = -(g_P_c . P_c) / sum_c, then
+// g_P_c /= sum_c (the gradient of the numerator). In A: g_P at off_a, P at off_b, weight sums
+// at off_c, g_sum out at off_d.
 @compute @workgroup_size(64)
 fn ml_soft_gsum(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c = flat_index(gid);
-    if (c >= O.k) { return; }
+    if (c >= P.n_structures * O.k) { return; }
     let f = O.features;
     let total = A[O.off_c + c];
     var s = 0.0;
@@ -962,7 +1010,8 @@ fn ml_mcgm_atoms(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
     if (i >= P.n_atoms) { return; }
     let f = O.features;
-    let c1 = cluster_of_type(type_of(i));
+    let st = structure_of(i);
+    let c1 = level_row(0u, st) + cluster_of_type(type_of(i));
     let inv = 1.0 / max(A[O.off_c + c1], 1.0);
     for (var q = 0u; q < f; q++) {
         B[i * f + q] += A[O.off_a + c1 * f + q] * inv;
@@ -974,13 +1023,14 @@ fn ml_mcgm_atoms(@builtin(global_invocation_id) gid: vec3<u32>) {
     var mean = 0.0;
     for (var c = 0u; c < kk; c++) {
         let w = C[i * kk + c];
+        let row = st * kk + c;
         var dot_x = 0.0;
         for (var q = 0u; q < f; q++) {
-            let g_num = A[O.off_b + c * f + q];
+            let g_num = A[O.off_b + row * f + q];
             B[i * f + q] += w * g_num;
             dot_x += D[i * f + q] * g_num;
         }
-        g_w[c] = G[i * kk + c] + dot_x + A[O.off_d + c];
+        g_w[c] = G[i * kk + c] + dot_x + A[O.off_d + row];
         mean += w * g_w[c];
     }
     for (var q = 0u; q < f; q++) {
@@ -1002,6 +1052,8 @@ fn ml_check_close(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = flat_index(gid);
     if (t >= P.n_atoms) { return; }
     let i = sorted[t];
+    let st = structure_of(i);
+    let cell = structures[st].cell;
     let xi = pos[i].xyz;
     let row = O.off_w + species_of_type(type_of(i)) * O.k;
     let count = ncount[t];
@@ -1009,9 +1061,9 @@ fn ml_check_close(@builtin(global_invocation_id) gid: vec3<u32>) {
         let e = neighbor_entry(k, t);
         let j = e & ATOM_MASK;
         let pj = pos[j];
-        let r = pj.xyz + P.shifts[e >> ATOM_BITS].xyz - xi;
+        let r = pj.xyz + shift_from(cell, e >> ATOM_BITS) - xi;
         if (dot(r, r) < W[row + species_of_type(atom_type(pj))]) {
-            atomicMin(&status[ST_CLOSE_ATOM], i);
+            atomicMin(&status[status_word(st, SW_CLOSE_ATOM)], i);
             return;
         }
     }

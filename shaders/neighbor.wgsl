@@ -5,15 +5,22 @@
 // 27 bins hold every partner; with one or two bins along an axis the periodic shift tells the
 // images apart. Lists have `capacity` entries per atom; a longer list is counted (ST_MAX_NEIGH)
 // and the host grows the capacity and replays the steps.
+//
+// With several structures, each has its own bins and its own rebuild decision: a structure's
+// list is rebuilt when one of its atoms moved half the skin (SW_REBUILD), exactly when it would
+// be alone, and the kernels below skip the atoms and bins of the others. Counts of the others'
+// bins stay as they were, so the scan gives their bins the same first slots as before: the
+// slots of structure s are always [first_s, first_s + count_s).
 
-// Sets ST_REBUILD when any atom moved more than skin/2 since the last build.
+// Flags the structure (SW_MOVED) when one of its atoms moved more than skin/2 since its last
+// build.
 @compute @workgroup_size(64)
 fn check_displacement(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
     if (i >= P.n_atoms) { return; }
     let d = pos[i].xyz - ref_pos[i].xyz;
     if (!(dot(d, d) <= P.half_skin_sq)) {
-        atomicStore(&status[ST_REBUILD], 1u);
+        atomicStore(&status[status_word(structure_of(i), SW_MOVED)], 1u);
     }
 }
 
@@ -22,15 +29,19 @@ fn check_displacement(@builtin(global_invocation_id) gid: vec3<u32>) {
 fn wrap_positions(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
     if (i >= P.n_atoms) { return; }
+    let st = structure_of(i);
+    if (!rebuilding(st)) { return; }
+    let cell = structures[st].cell;
+    let inv_cols = structures[st].inv_cols;
     let p = pos[i];
     var x = p.xyz;
     var lo = pos_lo[i].xyz;
     var n = vec3<i32>(0);
     for (var k = 0u; k < 3u; k++) {
-        n[k] = i32(floor(dot(x + lo, P.inv_cols[k].xyz)));
+        n[k] = i32(floor(dot(x + lo, inv_cols[k].xyz)));
     }
     if (any(n != vec3<i32>(0))) {
-        let shift = f32(n.x) * P.cell[0].xyz + f32(n.y) * P.cell[1].xyz + f32(n.z) * P.cell[2].xyz;
+        let shift = f32(n.x) * cell[0].xyz + f32(n.y) * cell[1].xyz + f32(n.z) * cell[2].xyz;
         for (var k = 0u; k < 3u; k++) {
             let s = two_sum(x[k], -shift[k]);
             let r = renormalise(s.x, s.y + lo[k]);
@@ -44,25 +55,28 @@ fn wrap_positions(@builtin(global_invocation_id) gid: vec3<u32>) {
     ref_pos[i] = vec4<f32>(x, p.w);
 }
 
-fn bin_coords(x: vec3<f32>) -> vec3<u32> {
+fn bin_coords(st: u32, x: vec3<f32>) -> vec3<u32> {
     var b: vec3<u32>;
     for (var k = 0u; k < 3u; k++) {
-        let s = dot(x, P.inv_cols[k].xyz);
-        let nb = P.nbins[k];
+        let s = dot(x, structures[st].inv_cols[k].xyz);
+        let nb = structures[st].nbins[k];
         // Clamp: rounding can put an atom a hair outside [0, 1).
         b[k] = u32(clamp(i32(floor(s * f32(nb))), 0, i32(nb) - 1));
     }
     return b;
 }
 
-fn bin_index(b: vec3<u32>) -> u32 {
-    return b.x + P.nbins.x * (b.y + P.nbins.y * b.z);
+// The global index of bin b of structure st.
+fn bin_index(st: u32, b: vec3<u32>) -> u32 {
+    let nb = structures[st].nbins;
+    return nb.w + b.x + nb.x * (b.y + nb.y * b.z);
 }
 
 @compute @workgroup_size(64)
 fn clear_bins(@builtin(global_invocation_id) gid: vec3<u32>) {
     let b = flat_index(gid);
-    if (b >= P.nbins.w) { return; }
+    if (b >= P.total_bins) { return; }
+    if (!rebuilding(structure_by(b, 0u))) { return; }
     atomicStore(&bins[b], 0u);
 }
 
@@ -70,7 +84,9 @@ fn clear_bins(@builtin(global_invocation_id) gid: vec3<u32>) {
 fn count_bins(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
     if (i >= P.n_atoms) { return; }
-    let b = bin_index(bin_coords(ref_pos[i].xyz));
+    let st = structure_of(i);
+    if (!rebuilding(st)) { return; }
+    let b = bin_index(st, bin_coords(st, ref_pos[i].xyz));
     let rank = atomicAdd(&bins[b], 1u);
     atomic_bin_store(i, b, rank);
 }
@@ -100,7 +116,7 @@ fn workgroup_scan(lid: u32, value: u32) -> u32 {
 
 @compute @workgroup_size(256)
 fn scan_local(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let nb = P.nbins.w;
+    let nb = P.total_bins;
     let b = wid.x * 256u + lid.x;
     var count = 0u;
     if (b < nb) { count = atomicLoad(&bins[b]); }
@@ -112,7 +128,7 @@ fn scan_local(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
 // One workgroup: exclusive scan of the block sums, in chunks of 256 with a running carry.
 @compute @workgroup_size(256)
 fn scan_blocks(@builtin(local_invocation_id) lid: vec3<u32>) {
-    let base = 2u * P.nbins.w + 1u;
+    let base = 2u * P.total_bins + 1u;
     var carry = 0u;
     for (var chunk = 0u; chunk < P.n_blocks; chunk += 256u) {
         let k = chunk + lid.x;
@@ -127,7 +143,7 @@ fn scan_blocks(@builtin(local_invocation_id) lid: vec3<u32>) {
 
 @compute @workgroup_size(256)
 fn scan_add(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let nb = P.nbins.w;
+    let nb = P.total_bins;
     let b = wid.x * 256u + lid.x;
     if (b < nb) {
         let add = atomicLoad(&bins[2u * nb + 1u + wid.x]);
@@ -140,16 +156,18 @@ fn scan_add(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id)
 fn scatter_bins(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
     if (i >= P.n_atoms) { return; }
+    if (!rebuilding(structure_of(i))) { return; }
     let br = atom_bin[i];
-    sorted[atomicLoad(&bins[P.nbins.w + br.x]) + br.y] = i;
+    sorted[atomicLoad(&bins[P.total_bins + br.x]) + br.y] = i;
 }
 
 // The atomic counter handed out ranks in any order; sort each bin by atom id (bins are small).
 @compute @workgroup_size(64)
 fn sort_bins(@builtin(global_invocation_id) gid: vec3<u32>) {
     let b = flat_index(gid);
-    let nb = P.nbins.w;
+    let nb = P.total_bins;
     if (b >= nb) { return; }
+    if (!rebuilding(structure_by(b, 0u))) { return; }
     let start = atomicLoad(&bins[nb + b]);
     let end = atomicLoad(&bins[nb + b + 1u]);
     for (var k = start + 1u; k < end; k++) {
@@ -173,9 +191,12 @@ fn build_list(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = flat_index(gid);
     let n = P.n_atoms;
     if (t >= n) { return; }
+    let st = structure_of(sorted[t]);
+    if (!rebuilding(st)) { return; }
     let xi = slot_pos[t].xyz;
-    let bi = bin_coords(xi);
-    let nb = P.nbins.xyz;
+    let bi = bin_coords(st, xi);
+    let nb = structures[st].nbins.xyz;
+    let cell = structures[st].cell;
     var count = 0u;
     for (var oz = -1; oz <= 1; oz++) {
         for (var oy = -1; oy <= 1; oy++) {
@@ -187,10 +208,10 @@ fn build_list(@builtin(global_invocation_id) gid: vec3<u32>) {
                        + select(vec3<i32>(0), vec3<i32>(1), raw >= vec3<i32>(nb));
                 let bj = vec3<u32>(raw - sh * vec3<i32>(nb));
                 let code = u32((sh.x + 1) + 3 * (sh.y + 1) + 9 * (sh.z + 1));
-                let shift = P.shifts[code].xyz;
-                let b = bin_index(bj);
-                let start = atomicLoad(&bins[P.nbins.w + b]);
-                let end = atomicLoad(&bins[P.nbins.w + b + 1u]);
+                let shift = shift_from(cell, code);
+                let b = bin_index(st, bj);
+                let start = atomicLoad(&bins[P.total_bins + b]);
+                let end = atomicLoad(&bins[P.total_bins + b + 1u]);
                 for (var k = start; k < end; k++) {
                     if (k == t && code == 13u) { continue; }
                     let pj = slot_pos[k];

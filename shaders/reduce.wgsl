@@ -4,8 +4,10 @@
 // two u32 words) and summed with integer adds. Integer sums are exact and associative, so the
 // total does not depend on order and no compiler reassociation can spoil it (GPU compilers
 // treat float arithmetic as reassociable, which defeats compensated float sums). Range:
-// |total| < 2^31 eV, resolution 2^-32 eV per atom. Stage 1 sums each workgroup's 64 atoms into
-// `partial` (as u32 bits); stage 2 (one workgroup) sums the blocks into partial[0..26].
+// |total| < 2^31 eV, resolution 2^-32 eV per atom. Each structure has its own sums: stage 1
+// sums blocks of 64 of a structure's atoms (workgroup w is block w - first_block of the
+// structure whose blocks hold w) into partial[32 S + 32 w ..] (as u32 bits); stage 2 (one
+// workgroup per structure) sums a structure's blocks into partial[32 s .. 32 s + 26].
 
 const NQ: u32 = 13u;
 
@@ -44,10 +46,13 @@ fn tree_reduce(lid: u32) {
 fn reduce_atoms(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
     let block = wid.x + wid.y * nwg.x;
-    let i = block * 64u + lid.x;
+    if (block >= P.n_reduce_blocks) { return; }
+    let st = structure_by(block, 1u);
+    let local = (block - structures[st].atoms.z) * 64u + lid.x;
+    let i = structures[st].atoms.x + local;
     var q: array<f32, 13>;
     for (var k = 0u; k < NQ; k++) { q[k] = 0.0; }
-    if (i < P.n_atoms) {
+    if (local < structures[st].atoms.y) {
         let v = vel[i].xyz;
         let m = P.types[atom_type(pos[i])].z;
         q[0] = m * v.x * v.x;
@@ -67,19 +72,22 @@ fn reduce_atoms(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
     tree_reduce(lid.x);
     if (lid.x == 0u) {
         for (var k = 0u; k < NQ; k++) {
-            partial[32u + 32u * block + 2u * k] = bitcast<f32>(red_lo[k]);
-            partial[32u + 32u * block + 2u * k + 1u] = bitcast<f32>(red_hi[k]);
+            partial[32u * (P.n_structures + block) + 2u * k] = bitcast<f32>(red_lo[k]);
+            partial[32u * (P.n_structures + block) + 2u * k + 1u] = bitcast<f32>(red_hi[k]);
         }
     }
 }
 
 @compute @workgroup_size(64)
-fn reduce_blocks(@builtin(local_invocation_id) lid: vec3<u32>) {
+fn reduce_blocks(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let st = wid.x;
+    let first = structures[st].atoms.z;
+    let blocks = structures[st].seed.z;
     var acc: array<vec2<u32>, 13>;
     for (var k = 0u; k < NQ; k++) { acc[k] = vec2<u32>(0u); }
-    for (var b = lid.x; b < P.n_reduce_blocks; b += 64u) {
+    for (var b = first + lid.x; b < first + blocks; b += 64u) {
         for (var k = 0u; k < NQ; k++) {
-            let o = 32u + 32u * b + 2u * k;
+            let o = 32u * (P.n_structures + b) + 2u * k;
             acc[k] = fixed_add(acc[k], vec2<u32>(bitcast<u32>(partial[o]), bitcast<u32>(partial[o + 1u])));
         }
     }
@@ -91,8 +99,8 @@ fn reduce_blocks(@builtin(local_invocation_id) lid: vec3<u32>) {
     tree_reduce(lid.x);
     if (lid.x == 0u) {
         for (var k = 0u; k < NQ; k++) {
-            partial[2u * k] = bitcast<f32>(red_lo[k]);
-            partial[2u * k + 1u] = bitcast<f32>(red_hi[k]);
+            partial[32u * st + 2u * k] = bitcast<f32>(red_lo[k]);
+            partial[32u * st + 2u * k + 1u] = bitcast<f32>(red_hi[k]);
         }
     }
 }

@@ -12,8 +12,17 @@ fn set_args(slot: u32, args: vec4<u32>, on: bool) {
 
 @compute @workgroup_size(1)
 fn schedule_step() {
-    let rebuild = atomicLoad(&status[ST_REBUILD]) != 0u;
-    atomicStore(&status[ST_REBUILD], 0u);
+    // Each structure is rebuilt when its own atoms moved far enough; the dispatches run when
+    // any is.
+    var rebuild = false;
+    for (var s = 0u; s < P.n_structures; s++) {
+        let moved = atomicExchange(&status[status_word(s, SW_MOVED)], 0u);
+        atomicStore(&status[status_word(s, SW_REBUILD)], moved);
+        if (moved != 0u) {
+            atomicAdd(&status[status_word(s, SW_BUILDS)], 1u);
+            rebuild = true;
+        }
+    }
     set_args(0u, P.args_atoms, rebuild);
     set_args(1u, P.args_bins, rebuild);
     set_args(2u, P.args_blocks, rebuild);

@@ -175,6 +175,7 @@ fn execute(args: RunArgs) -> anyhow::Result<()> {
         platform: args.platform,
         gpu_profile: args.gpu_profile,
         batch: None,
+        gpu_batch: None,
     };
     let json = if plan.replicas > 1 {
         let summaries = crate::run::run_replicas(&plan, &options)?;

@@ -60,6 +60,15 @@ impl Integrator {
         }
     }
 
+    /// Equal but for the Langevin seed (replicas of one plan).
+    pub fn same_but_seed(&self, other: &Integrator) -> bool {
+        let unseeded = |i: &Integrator| match i {
+            Integrator::Langevin { temperature, damping, zero, .. } => Integrator::Langevin { temperature: *temperature, damping: *damping, seed: 0, zero: *zero },
+            Integrator::VelocityVerlet => Integrator::VelocityVerlet,
+        };
+        unseeded(self) == unseeded(other)
+    }
+
     pub fn is_nve(&self) -> bool {
         matches!(self, Integrator::VelocityVerlet)
     }

@@ -2,7 +2,7 @@
 //! GPU (`GpuSimulation`, WGSL kernels through wgpu). The run loop talks to this and nothing
 //! else, so both platforms share observers, checkpoints and the summary.
 
-use crate::gpu::{GpuContext, GpuError, GpuPotential, GpuSimulation};
+use crate::gpu::{GpuContext, GpuError, GpuPotential, GpuSimulation, GpuSlot};
 use crate::integrate::Integrator;
 use crate::io::checkpoint::Checkpoint;
 use crate::plan::{Plan, Platform, PotentialSpec};
@@ -17,6 +17,34 @@ use std::time::Duration;
 pub enum Engine {
     Cpu(Simulation),
     Gpu(Box<GpuSimulation>),
+    /// One replica of a batch on the GPU (`[run] replicas` with platform gpu).
+    GpuReplica(Box<GpuReplica>),
+}
+
+/// A replica's view of the shared GPU batch, with what the run loop asks for often.
+pub struct GpuReplica {
+    slot: GpuSlot,
+    integrator: Integrator,
+    timestep: f64,
+    step: u64,
+    potential_name: String,
+    cautions: Vec<String>,
+    adapter: String,
+    replicas: usize,
+    /// The replica as of the last read-back.
+    system: System,
+}
+
+/// The potential as the GPU kernels take it.
+pub fn gpu_potential(plan: &Plan, system: &System) -> Result<GpuPotential, String> {
+    Ok(match &plan.potential {
+        PotentialSpec::LennardJones { pairs, shift, tail } => GpuPotential::Lj(LennardJones::new(system.species.len(), pairs.clone(), *shift, *tail)),
+        PotentialSpec::Mcgm { model } => {
+            let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
+            let model = crate::potential::mcgm::MlPotential::load(model, &names).and_then(|p| p.into_gpu())?;
+            GpuPotential::Ml(Box::new(model))
+        }
+    })
 }
 
 /// Time spent per part of the step; on the GPU only the total is known.
@@ -144,18 +172,7 @@ impl Engine {
                 .map_err(EngineError::Simulation)
             }
             Some(ctx) => {
-                let potential = match &plan.potential {
-                    PotentialSpec::LennardJones { pairs, shift, tail } => {
-                        GpuPotential::Lj(LennardJones::new(system.species.len(), pairs.clone(), *shift, *tail))
-                    }
-                    PotentialSpec::Mcgm { model } => {
-                        let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
-                        let model = crate::potential::mcgm::MlPotential::load(model, &names)
-                            .and_then(|p| p.into_gpu())
-                            .map_err(EngineError::Potential)?;
-                        GpuPotential::Ml(Box::new(model))
-                    }
-                };
+                let potential = gpu_potential(plan, &system).map_err(EngineError::Potential)?;
                 GpuSimulation::new(
                     ctx,
                     system,
@@ -173,11 +190,28 @@ impl Engine {
         }
     }
 
+    /// Replica `slot.slot` of a GPU batch (set up by `crate::run::run_replicas`).
+    pub fn gpu_replica(slot: GpuSlot, plan: &Plan) -> Engine {
+        let (step, potential_name, cautions, adapter, replicas, system) = slot.batch.with(|sim| {
+            let cautions = match &sim.potential {
+                GpuPotential::Ml(m) => m.cautions.clone(),
+                GpuPotential::Lj(_) => Vec::new(),
+            };
+            let system = sim.system_of(slot.slot).cloned().unwrap_or_else(|_| plan.system.clone());
+            (sim.step, sim.potential.name(), cautions, sim.adapter(), sim.structures(), system)
+        });
+        Engine::GpuReplica(Box::new(GpuReplica { slot, integrator: plan.integrator.clone(), timestep: plan.timestep, step, potential_name, cautions, adapter, replicas, system }))
+    }
+
     /// "cpu (4 threads)" or "gpu: <adapter>".
     pub fn describe(&self, threads: usize) -> String {
         match self {
             Engine::Cpu(_) => format!("cpu ({threads} thread(s), f64)"),
             Engine::Gpu(g) => format!("gpu: {} (f32 forces, float-float positions, fixed-point sums)", g.adapter()),
+            Engine::GpuReplica(r) => format!(
+                "gpu: {} (f32 forces, float-float positions, fixed-point sums; replica {} of {} in one batch)",
+                r.adapter, r.slot.slot, r.replicas
+            ),
         }
     }
 
@@ -185,7 +219,7 @@ impl Engine {
     pub fn checkpoint_threads(&self, threads: usize) -> usize {
         match self {
             Engine::Cpu(_) => threads,
-            Engine::Gpu(_) => 0,
+            Engine::Gpu(_) | Engine::GpuReplica(_) => 0,
         }
     }
 
@@ -193,6 +227,7 @@ impl Engine {
         match self {
             Engine::Cpu(s) => s.step,
             Engine::Gpu(g) => g.step,
+            Engine::GpuReplica(r) => r.step,
         }
     }
 
@@ -200,6 +235,7 @@ impl Engine {
         match self {
             Engine::Cpu(s) => s.timestep,
             Engine::Gpu(g) => g.timestep,
+            Engine::GpuReplica(r) => r.timestep,
         }
     }
 
@@ -207,6 +243,7 @@ impl Engine {
         match self {
             Engine::Cpu(s) => s.potential.name(),
             Engine::Gpu(g) => g.potential.name(),
+            Engine::GpuReplica(r) => r.potential_name.clone(),
         }
     }
 
@@ -218,6 +255,7 @@ impl Engine {
                 GpuPotential::Ml(m) => m.cautions.clone(),
                 GpuPotential::Lj(_) => Vec::new(),
             },
+            Engine::GpuReplica(r) => r.cautions.clone(),
         }
     }
 
@@ -225,12 +263,21 @@ impl Engine {
         match self {
             Engine::Cpu(s) => &s.integrator,
             Engine::Gpu(g) => &g.integrator,
+            Engine::GpuReplica(r) => &r.integrator,
         }
     }
 
     /// Steps the GPU may run between two looks at its status (the CPU looks every step).
     pub fn is_gpu(&self) -> bool {
-        matches!(self, Engine::Gpu(_))
+        matches!(self, Engine::Gpu(_) | Engine::GpuReplica(_))
+    }
+
+    /// Replicas of a GPU batch size their blocks alike: the batch's suggestion.
+    pub fn shared_block_cap(&self) -> Option<u64> {
+        match self {
+            Engine::GpuReplica(r) => Some(r.slot.batch.block_cap()),
+            _ => None,
+        }
     }
 
     /// Advances `steps` steps; with `observe` the last one gets energy and virial (thermo).
@@ -244,6 +291,11 @@ impl Engine {
                 Ok(())
             }
             Engine::Gpu(g) => g.advance(steps, observe),
+            Engine::GpuReplica(r) => {
+                r.slot.batch.advance(r.slot.slot, steps, observe)?;
+                r.step = r.slot.batch.with(|sim| sim.step);
+                Ok(())
+            }
         }
     }
 
@@ -251,6 +303,7 @@ impl Engine {
         match self {
             Engine::Cpu(s) => s.thermo(),
             Engine::Gpu(g) => g.thermo(),
+            Engine::GpuReplica(r) => r.slot.batch.with(|sim| sim.thermo_of(r.slot.slot)),
         }
     }
 
@@ -259,6 +312,11 @@ impl Engine {
         match self {
             Engine::Cpu(s) => Ok(&s.system),
             Engine::Gpu(g) => g.system(),
+            Engine::GpuReplica(r) => {
+                let k = r.slot.slot;
+                r.system = r.slot.batch.with(|sim| sim.system_of(k).cloned())?;
+                Ok(&r.system)
+            }
         }
     }
 
@@ -266,6 +324,7 @@ impl Engine {
         match self {
             Engine::Cpu(s) => Ok(s.checkpoint(threads)),
             Engine::Gpu(g) => g.checkpoint(),
+            Engine::GpuReplica(r) => r.slot.batch.with(|sim| sim.checkpoint_of(r.slot.slot)),
         }
     }
 
@@ -273,6 +332,7 @@ impl Engine {
         match self {
             Engine::Cpu(s) => Ok(s.last_good_checkpoint(threads)),
             Engine::Gpu(g) => g.last_good_checkpoint(),
+            Engine::GpuReplica(r) => r.slot.batch.with(|sim| sim.last_good_checkpoint_of(r.slot.slot)),
         }
     }
 
@@ -280,6 +340,7 @@ impl Engine {
         match self {
             Engine::Cpu(s) => s.list.builds(),
             Engine::Gpu(g) => g.builds(),
+            Engine::GpuReplica(r) => r.slot.batch.with(|sim| sim.builds_of(r.slot.slot)),
         }
     }
 
@@ -298,6 +359,12 @@ impl Engine {
                 notes: g.notes(),
                 ..Default::default()
             },
+            // The GPU time is the whole batch's.
+            Engine::GpuReplica(r) => r.slot.batch.with(|sim| TimeSplit {
+                gpu: sim.gpu_time,
+                notes: sim.notes_of(r.slot.slot),
+                ..Default::default()
+            }),
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct RunOptions {
     pub gpu_profile: bool,
     /// A replica of a `[run] replicas` run: the model is evaluated with the other replicas.
     pub batch: Option<BatchSlot>,
+    /// A replica of a `[run] replicas` run on the GPU: one batch steps all of them.
+    pub gpu_batch: Option<crate::gpu::GpuSlot>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,8 +90,25 @@ pub fn run_replicas(plan: &Plan, options: &RunOptions) -> Result<Vec<RunSummary>
     if options.restart.is_some() {
         return Err(refuse("replicas = N: --restart continues one replica; run replica k alone from its replica-k checkpoint with replicas = 1"));
     }
-    if options.platform.unwrap_or(plan.platform) == Platform::Gpu {
-        return Err(refuse("replicas run on the CPU (one batched evaluation per step); the GPU platform runs one system: use platform = \"cpu\" or \"auto\""));
+    let platform = options.platform.unwrap_or(plan.platform);
+    if platform != Platform::Cpu {
+        let gpu = crate::platform::choose(plan, platform, &plan.system, &mut |line| {
+            if !options.quiet {
+                eprintln!("{line}");
+            }
+        })
+        .map_err(|message| RunError::Platform { path: plan.source.clone(), message })?;
+        if let Some(ctx) = gpu {
+            match run_replicas_on_the_gpu(plan, options, ctx) {
+                // `auto` falls back to the CPU when the replicas cannot share a GPU batch.
+                Err(RunError::Setup { source: SimulationError::Gpu(GpuError::Unsupported(reason)), .. }) if platform == Platform::Auto => {
+                    if !options.quiet {
+                        eprintln!("platform auto: running the replicas on the CPU ({reason})");
+                    }
+                }
+                other => return other,
+            }
+        }
     }
     let threads = options.threads.or(plan.threads).filter(|&t| t > 0).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let shared = match &plan.potential {
@@ -141,15 +160,66 @@ pub fn run_replicas(plan: &Plan, options: &RunOptions) -> Result<Vec<RunSummary>
             .collect();
         handles.into_iter().map(|h| h.join().expect("a replica's thread panicked")).collect()
     });
+    finish_replicas(plan, options, results)
+}
+
+/// `run_replicas` on the GPU: every replica's structure in one `GpuSimulation` (each with its
+/// cell, seeds and outputs), one thread per replica for its run loop and outputs.
+fn run_replicas_on_the_gpu(plan: &Plan, options: &RunOptions, ctx: crate::gpu::GpuContext) -> Result<Vec<RunSummary>, RunError> {
+    let n = plan.replicas;
+    let plans: Vec<Plan> = (0..n).map(|k| plan.replica(k)).collect();
+    let potential = crate::platform::gpu_potential(plan, &plan.system).map_err(|message| RunError::Potential { path: plan.source.clone(), message })?;
+    let structures = plans.iter().map(|p| (p.system.clone(), p.integrator.clone())).collect();
+    let sim = crate::gpu::GpuSimulation::new_batch(ctx, structures, potential, plan.timestep, plan.skin, plan.max_force, 0, None)
+        .map_err(|source| RunError::Setup { origin: format!("{} (from {}), {n} replicas on the GPU", plan.structure_origin, plan.source.display()), source })?;
+    let batch = crate::gpu::SharedGpuBatch::new(sim);
+    if !options.quiet {
+        println!("{n} replicas (velocity and Langevin seeds + 0..{}), outputs under replica-0/ .. replica-{}/; all of them in one GPU batch", n - 1, n - 1);
+    }
+    let results: Vec<Result<RunSummary, RunError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = plans
+            .iter()
+            .enumerate()
+            .map(|(k, plan)| {
+                let slot = crate::gpu::GpuSlot { batch: batch.clone(), slot: k };
+                let options = RunOptions {
+                    platform: Some(Platform::Gpu),
+                    threads: Some(1),
+                    quiet: options.quiet || k > 0,
+                    gpu_profile: false,
+                    gpu_batch: Some(slot.clone()),
+                    ..options.clone()
+                };
+                scope.spawn(move || {
+                    let result = run(plan, &options);
+                    // Done, failed or blown up: the others stop waiting for it.
+                    slot.batch.leave(k);
+                    result
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a replica's thread panicked")).collect()
+    });
+    finish_replicas(plan, options, results)
+}
+
+/// Reports the replicas' outcomes: the summaries in replica order, or the first error (each
+/// failed replica's error is printed).
+fn finish_replicas(plan: &Plan, options: &RunOptions, results: Vec<Result<RunSummary, RunError>>) -> Result<Vec<RunSummary>, RunError> {
+    let n = plan.replicas;
     let mut summaries = Vec::new();
+    let mut first_error = None;
     for (k, r) in results.into_iter().enumerate() {
         match r {
             Ok(s) => summaries.push(s),
             Err(e) => {
                 eprintln!("replica {k}: {e}");
-                return Err(e);
+                first_error.get_or_insert(e);
             }
         }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
     }
     if !options.quiet {
         let wall = summaries.iter().map(|s| s.wall_s).fold(0.0, f64::max);
@@ -186,6 +256,29 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunError> {
     pool.install(|| run_in_pool(plan, options, threads))
 }
 
+/// Chooses the platform and sets up the simulation on it.
+fn start_engine(plan: &Plan, options: &RunOptions, platform: Platform, system: System, step: u64, reference: Option<Vec<crate::cell::Vec3>>) -> Result<Engine, RunError> {
+    let gpu = crate::platform::choose(plan, platform, &system, &mut |line| {
+        if !options.quiet {
+            eprintln!("{line}");
+        }
+    })
+    .map_err(|message| RunError::Platform {
+        path: plan.source.clone(),
+        message,
+    })?;
+    Engine::start(gpu, plan, system, step, reference, options.batch.clone()).map_err(|e| match e {
+        EngineError::Potential(message) => RunError::Potential {
+            path: plan.source.clone(),
+            message,
+        },
+        EngineError::Simulation(source) => RunError::Setup {
+            origin: format!("{} (from {})", plan.structure_origin, plan.source.display()),
+            source,
+        },
+    })
+}
+
 fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunSummary, RunError> {
     let say = |line: &str| {
         if !options.quiet {
@@ -212,25 +305,11 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     let restarting = options.restart.is_some();
     let last_step = options.steps.unwrap_or(plan.steps);
     let platform = options.platform.unwrap_or(plan.platform);
-    let gpu = crate::platform::choose(plan, platform, &system, &mut |line| {
-        if !options.quiet {
-            eprintln!("{line}");
-        }
-    })
-    .map_err(|message| RunError::Platform {
-        path: plan.source.clone(),
-        message,
-    })?;
-    let mut sim = Engine::start(gpu, plan, system, step, reference, options.batch.clone()).map_err(|e| match e {
-        EngineError::Potential(message) => RunError::Potential {
-            path: plan.source.clone(),
-            message,
-        },
-        EngineError::Simulation(source) => RunError::Setup {
-            origin: format!("{} (from {})", plan.structure_origin, plan.source.display()),
-            source,
-        },
-    })?;
+    let mut sim = if let Some(slot) = &options.gpu_batch {
+        Engine::gpu_replica(slot.clone(), plan)
+    } else {
+        start_engine(plan, options, platform, system, step, reference)?
+    };
     if let (Some(path), Some(chk_threads)) = (&options.restart, restart_threads) {
         let now = sim.checkpoint_threads(threads);
         if chk_threads != now {
@@ -256,6 +335,11 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
             Engine::Cpu(_) => {
                 if !options.quiet {
                     eprintln!("--gpu-profile: the run is on the CPU; nothing to profile");
+                }
+            }
+            Engine::GpuReplica(_) => {
+                if !options.quiet {
+                    eprintln!("--gpu-profile: not for a batch of replicas; profile one replica run alone");
                 }
             }
         }
@@ -376,7 +460,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         .chain(plan.analysis.as_ref().map(|a| next_multiple(now, a.interval)))
         .min()
         .unwrap();
-        let block = if sim.is_gpu() { (next_output - now).min(block_cap) } else { 1 };
+        let block = if sim.is_gpu() { (next_output - now).min(sim.shared_block_cap().unwrap_or(block_cap)) } else { 1 };
         let next = now + block;
         let thermo_due = next % plan.thermo_interval == 0 || next == last_step;
         let t_block = Instant::now();
@@ -505,7 +589,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         potential_notes: split.notes.clone(),
         gpu_kernel_s: match &sim {
             Engine::Gpu(g) => g.kernel_times(),
-            Engine::Cpu(_) => Default::default(),
+            Engine::Cpu(_) | Engine::GpuReplica(_) => Default::default(),
         },
         time_output_s: output_time.as_secs_f64(),
     };

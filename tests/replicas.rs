@@ -17,77 +17,118 @@ fn data_rows(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path).unwrap().lines().filter(|l| !l.starts_with('#')).map(String::from).collect()
 }
 
+/// Runs `model` on `structure` as 3 replicas batched and as the same replicas one by one on
+/// `platform`, and requires the same thermo rows, final states and potential notes.
+fn batched_equals_alone(platform: &str, model: &str, structure: &Path, steps: usize) {
+    let dir = common::scratch(&format!("replicas-{platform}-{model}"));
+    let toml = format!(
+        "[structure]\nfile = \"{}\"\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"300 K\"\nseed = 11\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"langevin\"\ntimestep = \"0.5 fs\"\ntemperature = \"300 K\"\ndamping = \"0.1 ps\"\nseed = 5\n[run]\nsteps = {steps}\nreplicas = 3\nplatform = \"{platform}\"\n[output]\nthermo = 10\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
+        structure.display(),
+        repo(&format!("potentials/{model}")).display()
+    );
+    std::fs::write(dir.join("system.toml"), toml).unwrap();
+    let options = RunOptions { threads: Some(2), quiet: true, ..Default::default() };
+    let batched = Plan::from_file(&dir.join("system.toml"), Some(&dir.join("batched"))).unwrap();
+    assert_eq!(batched.replicas, 3);
+    let summaries = run_replicas(&batched, &options).unwrap();
+    assert_eq!(summaries.len(), 3);
+    if platform == "gpu" {
+        assert!(summaries.iter().all(|s| s.platform.contains("in one batch")), "{:?}", summaries[0].platform);
+    }
+    let alone = Plan::from_file(&dir.join("system.toml"), Some(&dir.join("alone"))).unwrap();
+    let alone_summaries: Vec<_> = (0..3).map(|k| run(&alone.replica(k), &options).unwrap()).collect();
+    for (k, (a, b)) in summaries.iter().zip(&alone_summaries).enumerate() {
+        assert_eq!(a.potential_notes, b.potential_notes, "{platform} {model} replica {k}: batched and alone report differently");
+        assert_eq!(a.neighbor_builds, b.neighbor_builds, "{platform} {model} replica {k}: list builds differ");
+    }
+    if model.starts_with("acetamide") {
+        let counts: Vec<&String> = summaries.iter().flat_map(|s| &s.potential_notes).collect();
+        println!("{platform} {model}: {counts:?}");
+        assert!(counts.len() == 3 && counts.iter().any(|c| !c.contains(" at 0 of ")), "{model}: {counts:?}");
+    }
+    let mut finals = Vec::new();
+    for k in 0..3 {
+        let sub = format!("replica-{k}");
+        let (a, b) = (dir.join("batched").join(&sub), dir.join("alone").join(&sub));
+        let (rows_a, rows_b) = (data_rows(&a.join("thermo.log")), data_rows(&b.join("thermo.log")));
+        assert_eq!(rows_a.len(), steps / 10 + 2, "{model} replica {k}: {rows_a:?}");
+        assert_eq!(rows_a, rows_b, "{platform} {model} replica {k}: batched and alone differ");
+        let (ca, cb) = (Checkpoint::read(&a.join("final.chk")).unwrap(), Checkpoint::read(&b.join("final.chk")).unwrap());
+        assert_eq!(ca.step, steps as u64);
+        assert!(ca.system.positions == cb.system.positions && ca.system.velocities == cb.system.velocities, "{platform} {model} replica {k}: final states differ");
+        finals.push(rows_a.last().unwrap().clone());
+    }
+    // Different seeds: different replicas.
+    assert!(finals[0] != finals[1] && finals[1] != finals[2], "{model}: replicas are copies of each other: {finals:?}");
+    println!("{platform} {model}: 3 replicas x {steps} steps, batched = one by one (thermo rows, final states, list builds and regrouping counts bit for bit)");
+}
+
+/// Acetamide (four elements: its hard model regroups them as the atoms move) in a 20 Å box,
+/// which the GPU platform needs; its images are 16 Å apart, beyond the 5 Å cutoff.
+fn boxed_acetamide(dir: &Path) -> std::path::PathBuf {
+    let xyz = std::fs::read_to_string(repo("systems/acetamide/acetamide.xyz")).unwrap();
+    let mut lines: Vec<&str> = xyz.lines().collect();
+    lines[1] = "Lattice=\"20 0 0 0 20 0 0 0 20\" pbc=\"T T T\" Properties=species:S:1:pos:R:3";
+    let boxed = dir.join("acetamide-box.extxyz");
+    std::fs::write(&boxed, lines.join("\n") + "\n").unwrap();
+    boxed
+}
+
 #[test]
 fn batched_replicas_equal_the_replicas_run_one_by_one() {
     // Acetamide's hard model regroups its four elements as the atoms move: each replica must
     // report its own regroupings, as when run alone.
-    let water = "systems/quickstart/water8.extxyz";
-    for (model, structure, steps) in [("water-schnet-mcgm-soft", water, 60), ("water-schnet-mcgm-hard", water, 60), ("water-painn", water, 60), ("acetamide-schnet-mcgm-hard", "systems/acetamide/acetamide.xyz", 300)] {
-        let dir = common::scratch(&format!("replicas-{model}"));
-        let toml = format!(
-            "[structure]\nfile = \"{}\"\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"300 K\"\nseed = 11\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"langevin\"\ntimestep = \"0.5 fs\"\ntemperature = \"300 K\"\ndamping = \"0.1 ps\"\nseed = 5\n[run]\nsteps = {steps}\nreplicas = 3\nplatform = \"cpu\"\n[output]\nthermo = 10\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
-            repo(structure).display(),
-            repo(&format!("potentials/{model}")).display()
-        );
-        std::fs::write(dir.join("system.toml"), toml).unwrap();
-        let options = RunOptions { threads: Some(2), quiet: true, ..Default::default() };
-        let batched = Plan::from_file(&dir.join("system.toml"), Some(&dir.join("batched"))).unwrap();
-        assert_eq!(batched.replicas, 3);
-        let summaries = run_replicas(&batched, &options).unwrap();
-        assert_eq!(summaries.len(), 3);
-        let alone = Plan::from_file(&dir.join("system.toml"), Some(&dir.join("alone"))).unwrap();
-        let alone_summaries: Vec<_> = (0..3).map(|k| run(&alone.replica(k), &options).unwrap()).collect();
-        for (k, (a, b)) in summaries.iter().zip(&alone_summaries).enumerate() {
-            assert_eq!(a.potential_notes, b.potential_notes, "{model} replica {k}: batched and alone report differently");
-        }
-        if model.starts_with("acetamide") {
-            let counts: Vec<&String> = summaries.iter().flat_map(|s| &s.potential_notes).collect();
-            println!("{model}: {counts:?}");
-            assert!(counts.len() == 3 && counts.iter().any(|c| !c.contains(" at 0 of ")), "{model}: {counts:?}");
-        }
-        let mut finals = Vec::new();
-        for k in 0..3 {
-            let sub = format!("replica-{k}");
-            let (a, b) = (dir.join("batched").join(&sub), dir.join("alone").join(&sub));
-            let (rows_a, rows_b) = (data_rows(&a.join("thermo.log")), data_rows(&b.join("thermo.log")));
-            assert_eq!(rows_a.len(), steps / 10 + 2, "{model} replica {k}: {rows_a:?}");
-            assert_eq!(rows_a, rows_b, "{model} replica {k}: batched and alone differ");
-            let (ca, cb) = (Checkpoint::read(&a.join("final.chk")).unwrap(), Checkpoint::read(&b.join("final.chk")).unwrap());
-            assert_eq!(ca.step, steps as u64);
-            assert!(ca.system.positions == cb.system.positions && ca.system.velocities == cb.system.velocities, "{model} replica {k}: final states differ");
-            finals.push(rows_a.last().unwrap().clone());
-        }
-        // Different seeds: different replicas.
-        assert!(finals[0] != finals[1] && finals[1] != finals[2], "{model}: replicas are copies of each other: {finals:?}");
-        println!("{model}: 3 replicas x {steps} steps, batched = one by one (thermo rows, final states and regrouping counts bit for bit)");
+    let water = repo("systems/quickstart/water8.extxyz");
+    for model in ["water-schnet-mcgm-soft", "water-schnet-mcgm-hard", "water-painn"] {
+        batched_equals_alone("cpu", model, &water, 60);
     }
+    batched_equals_alone("cpu", "acetamide-schnet-mcgm-hard", &repo("systems/acetamide/acetamide.xyz"), 300);
 }
 
 #[test]
-fn replicas_on_the_gpu_platform_are_refused_with_the_reason() {
-    let dir = common::scratch("replicas-gpu");
+fn batched_replicas_on_the_gpu_equal_the_replicas_run_one_by_one_on_the_gpu() {
+    let Some(_) = common::gpu() else { return };
+    // Every dispatch covers the three replicas; each must still evolve as it does alone (its
+    // own list rebuilds, Langevin noise, clusters, sums and regroupings).
+    let water = repo("systems/quickstart/water8.extxyz");
+    for model in ["water-schnet-mcgm-soft", "water-schnet-mcgm-hard", "water-painn"] {
+        batched_equals_alone("gpu", model, &water, 60);
+    }
+    let boxed = boxed_acetamide(&common::scratch("replicas-gpu-acetamide"));
+    batched_equals_alone("gpu", "acetamide-schnet-mcgm-hard", &boxed, 300);
+}
+
+#[test]
+fn a_replica_count_of_zero_is_refused() {
+    let dir = common::scratch("replicas-zero");
     let toml = format!(
-        "[structure]\nfile = \"{}\"\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"0.5 fs\"\n[run]\nsteps = 2\nreplicas = 2\nplatform = \"gpu\"\n",
+        "[structure]\nfile = \"{}\"\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"0.5 fs\"\n[run]\nsteps = 2\nreplicas = 0\n",
         repo("systems/quickstart/water8.extxyz").display(),
         repo("potentials/water-schnet").display()
     );
-    std::fs::write(dir.join("system.toml"), toml).unwrap();
-    let plan = Plan::from_file(&dir.join("system.toml"), None).unwrap();
-    let e = run_replicas(&plan, &RunOptions { quiet: true, ..Default::default() }).unwrap_err().to_string();
-    assert!(e.contains("[run] replicas run on the CPU"), "{e}");
-    std::fs::write(dir.join("bad.toml"), std::fs::read_to_string(dir.join("system.toml")).unwrap().replace("replicas = 2", "replicas = 0")).unwrap();
+    std::fs::write(dir.join("bad.toml"), toml).unwrap();
     let e = Plan::from_file(&dir.join("bad.toml"), None).unwrap_err().to_string();
     assert!(e.contains(":11: [run] replicas: must be a positive count"), "{e}");
 }
 
 #[test]
 fn replica_frames_give_each_replica_its_own_structure_as_if_run_alone() {
+    frames_batched_equal_frames_alone("cpu");
+}
+
+#[test]
+fn replica_frames_on_the_gpu_give_each_replica_its_own_structure_as_if_run_alone() {
+    let Some(_) = common::gpu() else { return };
+    frames_batched_equal_frames_alone("gpu");
+}
+
+fn frames_batched_equal_frames_alone(platform: &str) {
     // Three conformations of the water box (frames 10, 11, 12 of the training data), batched,
     // against each frame run alone with the replica's seeds.
-    let dir = common::scratch("replica-frames");
+    let dir = common::scratch(&format!("replica-frames-{platform}"));
     let toml = |frame: usize, replicas: usize, seed_shift: u64| {
         format!(
-            "[structure]\nfile = \"{}\"\nframe = {frame}\n{}[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"300 K\"\nseed = {}\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"langevin\"\ntimestep = \"0.5 fs\"\ntemperature = \"300 K\"\ndamping = \"0.1 ps\"\nseed = {}\n[run]\nsteps = 40\nreplicas = {replicas}\nplatform = \"cpu\"\n[output]\nthermo = 10\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
+            "[structure]\nfile = \"{}\"\nframe = {frame}\n{}[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"300 K\"\nseed = {}\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"langevin\"\ntimestep = \"0.5 fs\"\ntemperature = \"300 K\"\ndamping = \"0.1 ps\"\nseed = {}\n[run]\nsteps = 40\nreplicas = {replicas}\nplatform = \"{platform}\"\n[output]\nthermo = 10\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
             repo("potentials/data/water.extxyz").display(),
             if replicas > 1 { "replica_frames = true\n" } else { "" },
             3 + seed_shift,
@@ -106,11 +147,48 @@ fn replica_frames_give_each_replica_its_own_structure_as_if_run_alone() {
         run(&alone, &options).unwrap();
         let batched = data_rows(&dir.join(format!("batched/replica-{k}/thermo.log")));
         let single = data_rows(&dir.join(format!("alone{k}/thermo.log")));
-        assert_eq!(batched, single, "replica {k} (frame {}) differs from the frame run alone", 10 + k);
+        assert_eq!(batched, single, "{platform}: replica {k} (frame {}) differs from the frame run alone", 10 + k);
     }
     // A frame the file does not have is named.
     let short = toml(265, 5, 0);
     std::fs::write(dir.join("short.toml"), short).unwrap();
     let e = Plan::from_file(&dir.join("short.toml"), None).unwrap_err().to_string();
     assert!(e.contains("[structure] file") && e.contains("replica 2 of replica_frames"), "{e}");
+}
+
+#[test]
+fn on_the_gpu_a_replica_that_blows_up_saves_its_last_good_state_and_the_others_go_on() {
+    let Some(_) = common::gpu() else { return };
+    // The hot LJ lattice collapses in its first ten steps; with max_force 120 eV/Å that trips
+    // two of the four replicas (each has its own velocities) and not the others (on lavapipe:
+    // last good steps 10 and 10, two finish). Each replica's fate must be its fate alone, and
+    // the blown-up ones must not stop the others.
+    let toml = common::lj_liquid(4, 300, r#"type = "verlet""#).replace("steps = 300", "steps = 300\nmax_force = \"MAXF eV/A\"\nreplicas = 4\nplatform = \"gpu\"").replace("MAXF", "120");
+    let dir = common::scratch("replicas-gpu-blowup");
+    std::fs::write(dir.join("system.toml"), &toml).unwrap();
+    let options = RunOptions { threads: Some(2), quiet: true, ..Default::default() };
+    let batched = Plan::from_file(&dir.join("system.toml"), Some(&dir.join("batched"))).unwrap();
+    let outcome = run_replicas(&batched, &options);
+    let alone = Plan::from_file(&dir.join("system.toml"), Some(&dir.join("alone"))).unwrap();
+    let mut fates = Vec::new();
+    for k in 0..4 {
+        let in_batch = |path: &Path| batched.replica(k).checkpoint.parent().unwrap().join(path.file_name().unwrap());
+        let (mine, theirs) = match run(&alone.replica(k), &options) {
+            Ok(_) => {
+                fates.push("finished".to_string());
+                (in_batch(&alone.replica(k).checkpoint), alone.replica(k).checkpoint.clone())
+            }
+            Err(mdrun::run::RunError::BlowUp { saved_step, saved, .. }) => {
+                fates.push(format!("blew up, last good step {saved_step}"));
+                (in_batch(&saved), saved)
+            }
+            Err(e) => panic!("replica {k} alone: {e}"),
+        };
+        let (a, b) = (Checkpoint::read(&mine).unwrap_or_else(|e| panic!("replica {k}: {e}")), Checkpoint::read(&theirs).unwrap());
+        assert_eq!(a.step, b.step, "replica {k}: saved at another step in the batch");
+        assert!(a.system.positions == b.system.positions && a.system.velocities == b.system.velocities, "replica {k}: saved states differ");
+    }
+    println!("replicas on the GPU: {fates:?}");
+    assert!(fates.iter().any(|f| f == "finished") && fates.iter().any(|f| f != "finished"), "want some replicas to blow up and some to finish: {fates:?}");
+    assert!(outcome.is_err(), "a replica blew up: the batch run reports it");
 }

@@ -299,7 +299,7 @@ impl Deck {
         sample.step = step;
         let forces: Vec<[f64; 3]> = match engine {
             crate::platform::Engine::Cpu(s) => s.forces.forces.clone(),
-            crate::platform::Engine::Gpu(_) => Vec::new(),
+            crate::platform::Engine::Gpu(_) | crate::platform::Engine::GpuReplica(_) => Vec::new(),
         };
         let gpu_forces = forces.is_empty();
         self.current = Some(self.state(plan, sample, &forces, cpu, engine.builds()));
@@ -354,7 +354,7 @@ impl Deck {
         let system = engine.system().map_err(|e| e.to_string())?.clone();
         let forces: Option<Vec<[f64; 3]>> = match engine {
             crate::platform::Engine::Cpu(s) => Some(s.forces.forces.clone()),
-            crate::platform::Engine::Gpu(_) => None,
+            crate::platform::Engine::Gpu(_) | crate::platform::Engine::GpuReplica(_) => None,
         };
         let mut view = self.world.clone();
         view.absorb(&system);

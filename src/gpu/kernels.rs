@@ -13,7 +13,7 @@ const LJ: &str = include_str!("../../shaders/lj.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
 /// Storage buffers in group 0, bindings 1..=STORAGE_BINDINGS (binding 0 is the parameters).
-pub const STORAGE_BINDINGS: u32 = 18;
+pub const STORAGE_BINDINGS: u32 = 19;
 
 pub struct Kernels {
     pub main_layout: wgpu::BindGroupLayout,

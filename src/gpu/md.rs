@@ -12,6 +12,12 @@
 //! Precision: forces, energies and velocities are f32; positions are float-float (about 48
 //! bits) so that adding small displacements does not round away; thermo sums are exact 64-bit
 //! fixed-point integer sums of the per-atom f32 values (order-independent).
+//!
+//! One `GpuSimulation` may hold several independent structures (replicas, or other frames of a
+//! trajectory): their atoms are concatenated in every buffer and every dispatch, each with its
+//! own cell, bins, list rebuilds, Langevin seed and thermo sums (see shaders/common.wgsl), so
+//! that each evolves bit for bit as it would alone while the device works on all of them at
+//! once. A structure whose forces blow up is saved and frozen; the others go on.
 
 use super::context::{GpuContext, GpuError};
 use super::kernels::Kernels;
@@ -51,9 +57,17 @@ const ST_MAX_NEIGH: usize = 1;
 const ST_BAD_COUNT: usize = 2;
 const ST_BAD_ATOM: usize = 3;
 const ST_BUILDS: usize = 4;
-const ST_CLOSE_ATOM: usize = 7;
-const ST_REGROUPINGS: usize = 9;
-const STATUS_WORDS: usize = 10;
+/// Global words; then `SW` per structure (shaders/common.wgsl).
+const STATUS_WORDS: usize = 16;
+const SW: usize = 8;
+const SW_REBUILD: usize = 1;
+const SW_BUILDS: usize = 2;
+const SW_REGROUPINGS: usize = 4;
+const SW_CLOSE_ATOM: usize = 5;
+/// Atoms per partial sum of the ML poolings (CHUNK in shaders/ml.wgsl).
+const ML_CHUNK: usize = 256;
+/// `Structure` in shaders/common.wgsl: 9 vec4.
+const STRUCTURE_BYTES: u64 = 16 * 9;
 
 /// Why a system cannot run on the GPU platform (it can on the CPU).
 pub fn unsupported_reason(system: &System, reach: f64) -> Option<String> {
@@ -113,6 +127,7 @@ struct Buffers {
     partial: wgpu::Buffer,
     status: wgpu::Buffer,
     dispatch: wgpu::Buffer,
+    structures: wgpu::Buffer,
 }
 
 const POS: usize = 0;
@@ -146,20 +161,45 @@ impl GpuPotential {
     }
 }
 
-/// The GPU side of one simulation (Lennard-Jones or a SchNet/MCGM model; velocity Verlet or
-/// Langevin).
+/// One structure of a batch: where its atoms and bins are, and what the host knows of it.
+struct Part {
+    /// Species, cell, types, masses; positions, velocities and images as of the last read-back.
+    system: System,
+    integrator: Integrator,
+    first: usize,
+    nbins: [u32; 3],
+    first_bin: u32,
+    first_block: u32,
+    /// First chunk of the ML poolings (256 atoms each; shaders/ml.wgsl).
+    first_chunk: u32,
+    builds: u64,
+    /// Evaluations (hard MCGM) at which a K-means level regrouped the structure's elements.
+    regroupings: u64,
+    /// Thermo sums at `sums_step`: kinetic tensor (6), potential energy, virial (6).
+    sums: [f64; 13],
+    /// A replica that blew up stays where it was (its last good state).
+    frozen: bool,
+    last_good: Option<Checkpoint>,
+    /// Warnings about pairs closer than the model's training data (ML).
+    range: Option<crate::potential::mcgm::TrainingRange>,
+    /// The ML reference energies of its atoms (added on the host, in f64).
+    reference_energy: f64,
+}
+
+/// The GPU side of a simulation of one structure or of a batch of independent ones
+/// (Lennard-Jones or a SchNet/MCGM model; velocity Verlet or Langevin).
 pub struct GpuSimulation {
     ctx: GpuContext,
     kernels: Kernels,
     buf: Buffers,
     main_group: wgpu::BindGroup,
     dispatch_group: wgpu::BindGroup,
-    /// Species, cell, types, masses; positions, velocities and images as of the last read-back.
-    system: System,
+    parts: Vec<Part>,
     host_step: Option<u64>,
     pub potential: GpuPotential,
     /// The model's kernels and activations (machine-learned potentials).
     ml: Option<MlForces>,
+    /// Structure 0's (every structure has the same, but for the Langevin seed).
     pub integrator: Integrator,
     /// ps
     pub timestep: f64,
@@ -168,18 +208,14 @@ pub struct GpuSimulation {
     skin: f64,
     n: usize,
     capacity: u32,
-    nbins: [u32; 3],
+    total_bins: u32,
     n_blocks: u32,
-    builds: u64,
-    /// Force evaluations, and (hard MCGM) those at which a K-means level regrouped.
+    reduce_blocks: u32,
+    /// Force evaluations.
     evaluations: u64,
-    regroupings: u64,
     /// Times the neighbour capacity had to grow.
     pub capacity_grows: u32,
-    /// Thermo sums at `sums_step`: kinetic tensor (6), potential energy, virial (6).
-    sums: [f64; 13],
     sums_step: u64,
-    last_good: Option<Checkpoint>,
     /// Wall time spent waiting for the GPU (all kernels).
     pub gpu_time: Duration,
     profiler: Option<Profiler>,
@@ -206,7 +242,7 @@ impl GpuSimulation {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         ctx: GpuContext,
-        mut system: System,
+        system: System,
         potential: GpuPotential,
         integrator: Integrator,
         timestep: f64,
@@ -215,35 +251,107 @@ impl GpuSimulation {
         step: u64,
         reference: Option<Vec<Vec3>>,
     ) -> Result<GpuSimulation, SimulationError> {
+        Self::new_batch(ctx, vec![(system, integrator)], potential, timestep, skin, max_force, step, reference)
+    }
+
+    /// A batch of independent structures, each with its integrator (they may differ in the
+    /// Langevin seed only) and the same species. `reference` (a checkpoint's build positions)
+    /// is for a batch of one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_batch(
+        ctx: GpuContext,
+        structures: Vec<(System, Integrator)>,
+        potential: GpuPotential,
+        timestep: f64,
+        skin: f64,
+        max_force: f64,
+        step: u64,
+        reference: Option<Vec<Vec3>>,
+    ) -> Result<GpuSimulation, SimulationError> {
+        let unsupported = |reason: String| Err(gpu_error(GpuError::Unsupported(reason)));
         let reach = potential.cutoff() + skin;
-        if let Some(reason) = unsupported_reason(&system, reach) {
-            return Err(gpu_error(GpuError::Unsupported(reason)));
+        let Some((first_system, integrator)) = structures.first().cloned() else {
+            return unsupported("a batch needs at least one structure".into());
+        };
+        if reference.is_some() && structures.len() > 1 {
+            return unsupported("a batch of several structures starts from their positions, not from a checkpoint's list".into());
         }
-        if reference.is_none() {
-            system.wrap_positions();
+        let same_species = |a: &System, b: &System| {
+            a.species.len() == b.species.len() && a.species.iter().zip(&b.species).all(|(x, y)| x.name == y.name && x.mass == y.mass)
+        };
+        let mut parts = Vec::new();
+        let (mut first, mut first_bin, mut first_block, mut first_chunk) = (0usize, 0u32, 0u32, 0u32);
+        for (k, (mut system, own)) in structures.into_iter().enumerate() {
+            if let Some(reason) = unsupported_reason(&system, reach) {
+                return unsupported(if k == 0 { reason } else { format!("structure {k}: {reason}") });
+            }
+            if !same_species(&system, &first_system) {
+                return unsupported(format!("structure {k} has other species than structure 0; a GPU batch shares one species table"));
+            }
+            if !own.same_but_seed(&integrator) {
+                return unsupported(format!("structure {k} has another integrator than structure 0; a GPU batch shares all but the Langevin seed"));
+            }
+            if reference.is_none() {
+                system.wrap_positions();
+            }
+            // Bins at least `reach` wide between faces; fewer if there would be too many.
+            let widths = system.cell.perpendicular_widths();
+            let mut nbins = [0, 1, 2].map(|k| ((widths[k] / (reach * (1.0 + 1e-6))).floor() as u32).max(1));
+            while nbins.iter().map(|&b| b as u64).product::<u64>() > MAX_BINS / 4 {
+                let k = (0..3).max_by_key(|&k| nbins[k]).unwrap();
+                nbins[k] -= 1;
+            }
+            let n = system.len();
+            let reference_energy = match &potential {
+                GpuPotential::Ml(m) => system.types.iter().map(|&t| m.inference.reference[m.species_of_type[t as usize]]).sum(),
+                GpuPotential::Lj(_) => 0.0,
+            };
+            let range = match &potential {
+                GpuPotential::Ml(m) => Some(m.range.clone()),
+                GpuPotential::Lj(_) => None,
+            };
+            parts.push(Part {
+                system,
+                integrator: own,
+                first,
+                nbins,
+                first_bin,
+                first_block,
+                first_chunk,
+                builds: 0,
+                regroupings: 0,
+                sums: [0.0; 13],
+                frozen: false,
+                last_good: None,
+                range,
+                reference_energy,
+            });
+            first += n;
+            first_bin += nbins.iter().product::<u32>();
+            first_block += n.div_ceil(WG as usize) as u32;
+            first_chunk += n.div_ceil(ML_CHUNK) as u32;
         }
-        let n = system.len();
+        let n = first;
+        let total_bins = first_bin;
+        if n >= MAX_ATOMS || total_bins as u64 > MAX_BINS {
+            return unsupported(format!("a batch of {} structures with {n} atoms and {total_bins} bins in all is more than the GPU list handles ({} atoms, {MAX_BINS} bins)", parts.len(), MAX_ATOMS - 1));
+        }
+        let n_blocks = total_bins.div_ceil(SCAN_BLOCK);
         let kernels = Kernels::new(&ctx).map_err(gpu_error)?;
 
-        // Bins at least `reach` wide between faces; fewer if there would be too many.
-        let widths = system.cell.perpendicular_widths();
-        let mut nbins = [0, 1, 2].map(|k| ((widths[k] / (reach * (1.0 + 1e-6))).floor() as u32).max(1));
-        while nbins.iter().map(|&b| b as u64).product::<u64>() > MAX_BINS {
-            let k = (0..3).max_by_key(|&k| nbins[k]).unwrap();
-            nbins[k] -= 1;
-        }
-        let total_bins = nbins.iter().product::<u32>();
-        let n_blocks = total_bins.div_ceil(SCAN_BLOCK);
-
-        // Start with room for 1.3x the mean neighbour count; overflow grows it.
-        let density = n as f64 / system.cell.volume();
+        // Start with room for 1.3x the mean neighbour count of the densest; overflow grows it.
+        let density = parts.iter().map(|p| p.system.len() as f64 / p.system.cell.volume()).fold(0.0, f64::max);
         let mean = density * 4.0 / 3.0 * std::f64::consts::PI * reach.powi(3);
         let capacity = ((1.3 * mean).ceil() as u32 + 16).next_multiple_of(8);
 
-        let buf = allocate(&ctx, n, total_bins, n_blocks, capacity).map_err(gpu_error)?;
+        let buf = allocate(&ctx, n, total_bins, n_blocks, first_block, parts.len(), capacity).map_err(gpu_error)?;
         let (main_group, dispatch_group) = bind_groups(&ctx, &kernels, &buf);
         let ml = match &potential {
-            GpuPotential::Ml(m) => Some(MlForces::new(&ctx, &kernels, m, &system.types).map_err(gpu_error)?),
+            GpuPotential::Ml(m) => {
+                let types: Vec<u32> = parts.iter().flat_map(|p| p.system.types.iter().copied()).collect();
+                let sizes: Vec<usize> = parts.iter().map(|p| p.system.len()).collect();
+                Some(MlForces::new(&ctx, &kernels, m, &types, &sizes).map_err(gpu_error)?)
+            }
             GpuPotential::Lj(_) => None,
         };
         let mut sim = GpuSimulation {
@@ -252,7 +360,7 @@ impl GpuSimulation {
             buf,
             main_group,
             dispatch_group,
-            system,
+            parts,
             host_step: None,
             potential,
             ml,
@@ -263,19 +371,17 @@ impl GpuSimulation {
             skin,
             n,
             capacity,
-            nbins,
+            total_bins,
             n_blocks,
-            builds: 0,
+            reduce_blocks: first_block,
             evaluations: 1,
-            regroupings: 0,
             capacity_grows: 0,
-            sums: [0.0; 13],
             sums_step: step,
-            last_good: None,
             gpu_time: Duration::ZERO,
             profiler: None,
         };
         sim.write_params();
+        sim.write_structures();
         sim.upload(reference.as_deref());
         sim.host_step = Some(step);
         sim.write_status(step);
@@ -283,7 +389,9 @@ impl GpuSimulation {
         // already) unless the checkpoint gave them.
         sim.build_until_it_fits(reference.is_none())
             .map_err(gpu_error)?;
-        sim.builds = 1;
+        for p in &mut sim.parts {
+            p.builds = 1;
+        }
         // First forces, energy and virial.
         let mut encoder = sim.ctx.device.create_command_encoder(&Default::default());
         {
@@ -299,9 +407,7 @@ impl GpuSimulation {
             return Err(SimulationError::BlowUp(blow));
         }
         sim.read_sums().map_err(gpu_error)?;
-        if status[ST_CLOSE_ATOM] != u32::MAX {
-            sim.warn_outside_training(status[ST_CLOSE_ATOM], step).map_err(gpu_error)?;
-        }
+        sim.warn_outside_training(&status, step).map_err(gpu_error)?;
         Ok(sim)
     }
 
@@ -379,9 +485,14 @@ impl GpuSimulation {
     /// Facts for the end of the run: with a hard MCGM model, the evaluations at which its
     /// clustering regrouped the atoms (as the CPU path reports them).
     pub fn notes(&self) -> Vec<String> {
+        self.notes_of(0)
+    }
+
+    /// `notes` of structure k.
+    pub fn notes_of(&self, k: usize) -> Vec<String> {
         match &self.potential {
             GpuPotential::Ml(m) if m.inference.mcgm.as_ref().is_some_and(|c| c.assign == crate::ml::mcgm::Assign::Hard) => {
-                vec![crate::ml::mcgm::McgmConfig::regrouping_note(self.regroupings, self.evaluations)]
+                vec![crate::ml::mcgm::McgmConfig::regrouping_note(self.parts[k].regroupings, self.evaluations)]
             }
             _ => Vec::new(),
         }
@@ -391,12 +502,28 @@ impl GpuSimulation {
         self.ctx.adapter.to_string()
     }
 
+    /// Atoms of all structures.
     pub fn n_atoms(&self) -> usize {
         self.n
     }
 
+    /// Structures in the batch.
+    pub fn structures(&self) -> usize {
+        self.parts.len()
+    }
+
     pub fn builds(&self) -> u64 {
-        self.builds
+        self.builds_of(0)
+    }
+
+    /// Neighbour-list builds of structure k.
+    pub fn builds_of(&self, k: usize) -> u64 {
+        self.parts[k].builds
+    }
+
+    /// Whether structure k blew up and stands frozen.
+    pub fn is_frozen(&self, k: usize) -> bool {
+        self.parts[k].frozen
     }
 
     /// Neighbour entries per atom the list has room for now.
@@ -405,26 +532,11 @@ impl GpuSimulation {
     }
 
     fn write_params(&self) {
-        let s = &self.system;
-        let cell = s.cell.vectors();
-        // Columns of the inverse of the row matrix H: s = x H^-1.
-        let inv = invert_rows(cell);
+        let s = &self.parts[0].system;
         let reach = self.potential.cutoff() + self.skin;
         let mut p = ParamWriter::default();
-        for row in cell {
-            p.vec3(*row);
-        }
-        for k in 0..3 {
-            p.vec3([inv[0][k], inv[1][k], inv[2][k]]);
-        }
-        for code in 0..27 {
-            let n = [code % 3 - 1, (code / 3) % 3 - 1, code / 9 - 1];
-            p.vec3(s.cell.shift_vector(n));
-        }
-        let total_bins: u32 = self.nbins.iter().product();
-        p.u4([self.nbins[0], self.nbins[1], self.nbins[2], total_bins]);
         let atoms = dims(self.n as u64);
-        let bins = dims(total_bins as u64);
+        let bins = dims(self.total_bins as u64);
         p.u4([atoms[0], atoms[1], 1, 0]);
         p.u4([bins[0], bins[1], 1, 0]);
         p.u4([self.n_blocks, 1, 1, 0]);
@@ -432,11 +544,11 @@ impl GpuSimulation {
         p.u(self.capacity);
         p.u(s.species.len() as u32);
         p.u(self.n_blocks);
-        let (c1, c2, seed) = match self.integrator {
-            Integrator::VelocityVerlet => (1.0, 0.0, 0),
-            Integrator::Langevin { damping, seed, .. } => {
+        let (c1, c2) = match self.integrator {
+            Integrator::VelocityVerlet => (1.0, 0.0),
+            Integrator::Langevin { damping, .. } => {
                 let c1 = (-self.timestep / damping).exp();
-                (c1, (1.0 - c1 * c1).sqrt(), seed)
+                (c1, (1.0 - c1 * c1).sqrt())
             }
         };
         p.f(self.timestep);
@@ -445,12 +557,13 @@ impl GpuSimulation {
         p.f(self.max_force * self.max_force);
         p.f(c1);
         p.f(c2);
-        p.u(seed as u32);
-        p.u((seed >> 32) as u32);
+        p.u(self.parts.len() as u32);
+        p.u(self.total_bins);
         p.u(ROW_GROUPS * WG);
-        p.u(atoms[0] * atoms[1]);
+        p.u(self.reduce_blocks);
         p.f(1.0);
         p.u(k_per_part(&self.ctx, self.n, self.capacity));
+        p.u4([self.parts.iter().any(|p| p.frozen) as u32, 0, 0, 0]);
         let temperature = match self.integrator {
             Integrator::Langevin { temperature, .. } => temperature,
             Integrator::VelocityVerlet => 0.0,
@@ -488,74 +601,102 @@ impl GpuSimulation {
                 }
             }
         }
+        debug_assert_eq!(4 * p.0.len() as u64, PARAMS_BYTES);
         self.ctx.queue.write_buffer(&self.buf.params, 0, bytemuck::cast_slice(&p.0));
     }
 
+    /// The per-structure table (shaders/common.wgsl `Structure`).
+    fn write_structures(&self) {
+        let mut p = ParamWriter::default();
+        for part in &self.parts {
+            let cell = part.system.cell.vectors();
+            // Columns of the inverse of the row matrix H: s = x H^-1.
+            let inv = invert_rows(cell);
+            for row in cell {
+                p.vec3(*row);
+            }
+            for k in 0..3 {
+                p.vec3([inv[0][k], inv[1][k], inv[2][k]]);
+            }
+            let [x, y, z] = part.nbins;
+            p.u4([x, y, z, part.first_bin]);
+            p.u4([part.first as u32, part.system.len() as u32, part.first_block, part.frozen as u32]);
+            let seed = part.integrator.seed().unwrap_or(0);
+            p.u4([seed as u32, (seed >> 32) as u32, part.system.len().div_ceil(WG as usize) as u32, part.first_chunk]);
+        }
+        debug_assert_eq!(4 * p.0.len() as u64, STRUCTURE_BYTES * self.parts.len() as u64);
+        self.ctx.queue.write_buffer(&self.buf.structures, 0, bytemuck::cast_slice(&p.0));
+    }
+
     fn upload(&self, reference: Option<&[Vec3]>) {
-        let s = &self.system;
         let mut hi = Vec::with_capacity(self.n);
         let mut lo = Vec::with_capacity(self.n);
-        for (x, &t) in s.positions.iter().zip(&s.types) {
-            let h = x.map(|v| v as f32);
-            hi.push([h[0], h[1], h[2], f32::from_bits(t)]);
-            lo.push([
-                (x[0] - h[0] as f64) as f32,
-                (x[1] - h[1] as f64) as f32,
-                (x[2] - h[2] as f64) as f32,
-                0.0,
-            ]);
+        let mut vel = Vec::with_capacity(self.n);
+        let mut image = Vec::with_capacity(self.n);
+        let mut refs = Vec::with_capacity(self.n);
+        for (k, part) in self.parts.iter().enumerate() {
+            let s = &part.system;
+            for (x, &t) in s.positions.iter().zip(&s.types) {
+                let h = x.map(|v| v as f32);
+                hi.push([h[0], h[1], h[2], f32::from_bits(t)]);
+                lo.push([
+                    (x[0] - h[0] as f64) as f32,
+                    (x[1] - h[1] as f64) as f32,
+                    (x[2] - h[2] as f64) as f32,
+                    0.0,
+                ]);
+            }
+            vel.extend(s.velocities.iter().map(|v| [v[0] as f32, v[1] as f32, v[2] as f32, 0.0]));
+            // The image's w is the atom's structure.
+            image.extend(s.images.iter().map(|m| [m[0], m[1], m[2], k as i32]));
+            if let Some(reference) = reference {
+                refs.extend(reference.iter().zip(&s.types).map(|(x, &t)| [x[0] as f32, x[1] as f32, x[2] as f32, f32::from_bits(t)]));
+            }
         }
-        let vel: Vec<[f32; 4]> = s
-            .velocities
-            .iter()
-            .map(|v| [v[0] as f32, v[1] as f32, v[2] as f32, 0.0])
-            .collect();
-        let image: Vec<[i32; 4]> = s.images.iter().map(|m| [m[0], m[1], m[2], 0]).collect();
         let q = &self.ctx.queue;
         q.write_buffer(&self.buf.state[POS], 0, bytemuck::cast_slice(&hi));
         q.write_buffer(&self.buf.state[POS_LO], 0, bytemuck::cast_slice(&lo));
         q.write_buffer(&self.buf.state[VEL], 0, bytemuck::cast_slice(&vel));
         q.write_buffer(&self.buf.state[IMAGE], 0, bytemuck::cast_slice(&image));
-        if let Some(reference) = reference {
-            let r: Vec<[f32; 4]> = reference
-                .iter()
-                .zip(&s.types)
-                .map(|(x, &t)| [x[0] as f32, x[1] as f32, x[2] as f32, f32::from_bits(t)])
-                .collect();
-            q.write_buffer(&self.buf.state[REF], 0, bytemuck::cast_slice(&r));
+        if reference.is_some() {
+            q.write_buffer(&self.buf.state[REF], 0, bytemuck::cast_slice(&refs));
         }
     }
 
-    /// Resets the per-block status words; the step counter starts at `step`.
-    fn write_status(&self, step: u64) {
-        let words: [u32; STATUS_WORDS] = [
-            0,
-            0,
-            0,
-            u32::MAX,
-            self.builds as u32,
-            step as u32,
-            (step >> 32) as u32,
-            u32::MAX,
-            0,
-            0,
-        ];
+    /// Resets the per-block status words; the step counter starts at `step`. With `rebuild`,
+    /// every structure's list is marked for a build (the host-driven builds).
+    fn write_status_words(&self, step: u64, rebuild: bool) {
+        let mut words = vec![0u32; STATUS_WORDS + SW * self.parts.len()];
+        words[ST_BAD_ATOM] = u32::MAX;
+        words[ST_BUILDS] = self.parts[0].builds as u32;
+        words[5] = step as u32;
+        words[6] = (step >> 32) as u32;
+        for (k, part) in self.parts.iter().enumerate() {
+            let w = &mut words[STATUS_WORDS + SW * k..STATUS_WORDS + SW * (k + 1)];
+            w[SW_REBUILD] = rebuild as u32;
+            w[SW_BUILDS] = part.builds as u32;
+            w[SW_CLOSE_ATOM] = u32::MAX;
+        }
         self.ctx
             .queue
             .write_buffer(&self.buf.status, 0, bytemuck::cast_slice(&words));
     }
 
-    fn read_status(&self) -> Result<[u32; STATUS_WORDS], GpuError> {
-        let bytes = self.ctx.read(&self.buf.status, 0, 4 * STATUS_WORDS as u64)?;
-        let mut out = [0u32; STATUS_WORDS];
-        out.copy_from_slice(bytemuck::cast_slice(&bytes));
-        Ok(out)
+    fn write_status(&self, step: u64) {
+        self.write_status_words(step, false);
     }
 
-    /// Builds the list directly (not on the GPU's decision), growing the capacity until every
-    /// atom's neighbours fit.
+    fn read_status(&self) -> Result<Vec<u32>, GpuError> {
+        let words = STATUS_WORDS + SW * self.parts.len();
+        let bytes = self.ctx.read(&self.buf.status, 0, 4 * words as u64)?;
+        Ok(bytemuck::cast_slice(&bytes).to_vec())
+    }
+
+    /// Builds every structure's list directly (not on the GPU's decision), growing the
+    /// capacity until every atom's neighbours fit.
     fn build_until_it_fits(&mut self, mut wrap: bool) -> Result<(), GpuError> {
         loop {
+            self.write_status_words(self.step, true);
             let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -564,6 +705,7 @@ impl GpuSimulation {
             }
             self.ctx.queue.submit([encoder.finish()]);
             let status = self.read_status()?;
+            self.write_status(self.step);
             if status[ST_MAX_NEIGH] <= self.capacity {
                 return Ok(());
             }
@@ -584,13 +726,12 @@ impl GpuSimulation {
         Ok(())
     }
 
-    /// The rebuild: wrap, bin (count, scan, scatter, order), gather. `indirect`: sized by the
-    /// step scheduler (zero workgroups when no rebuild is due).
+    /// The rebuild: wrap, bin (count, scan, scatter, order), gather, for the structures marked
+    /// for it. `indirect`: sized by the step scheduler (zero workgroups when none is due).
     fn encode_rebuild(&self, pass: &mut wgpu::ComputePass<'_>, wrap: bool, indirect: bool) {
         let k = &self.kernels;
-        let total_bins: u32 = self.nbins.iter().product();
         let atoms = dims(self.n as u64);
-        let bins = dims(total_bins as u64);
+        let bins = dims(self.total_bins as u64);
         let blocks = [self.n_blocks, 1, 1];
         let single = [1, 1, 1];
         let mut go = |pipeline: &wgpu::ComputePipeline, name: &'static str, slot: u64, size: [u32; 3]| {
@@ -629,17 +770,17 @@ impl GpuSimulation {
         self.mark(pass, "forces");
     }
 
-    /// Sums kinetic tensor, energy and virial (after the step's last velocity update).
+    /// Sums kinetic tensor, energy and virial per structure (after the step's last velocity
+    /// update).
     fn encode_reduction(&self, pass: &mut wgpu::ComputePass<'_>) {
         let k = &self.kernels;
-        let atoms = dims(self.n as u64);
+        let blocks = dims(self.reduce_blocks as u64 * WG as u64);
         pass.set_pipeline(&k.reduce_atoms);
-        pass.dispatch_workgroups(atoms[0], atoms[1], 1);
+        pass.dispatch_workgroups(blocks[0], blocks[1], 1);
         pass.set_pipeline(&k.reduce_blocks);
-        pass.dispatch_workgroups(1, 1, 1);
+        pass.dispatch_workgroups(self.parts.len() as u32, 1, 1);
         self.mark(pass, "thermo sums");
     }
-
     /// One step: integrate to the new positions, check displacements, let the scheduler decide
     /// the rebuild, rebuild (indirect), forces, final half kick.
     fn encode_step(&self, encoder: &mut wgpu::CommandEncoder, observe: bool) {
@@ -725,9 +866,21 @@ impl GpuSimulation {
     }
 
     /// Advances `steps` steps; with `observe` the last one is evaluated for thermo output.
+    /// A single structure's blow-up is returned as the error.
     pub fn advance(&mut self, steps: u64, observe: bool) -> Result<(), SimulationError> {
+        let mut failed = self.advance_batch(steps, observe)?;
+        match failed.pop() {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Advances every structure `steps` steps. A structure whose forces blow up is saved
+    /// (`last_good_checkpoint_of`) and frozen, the others go on; returned are the structures
+    /// that blew up in this call, with their errors. The outer error is the device's.
+    pub fn advance_batch(&mut self, steps: u64, observe: bool) -> Result<Vec<(usize, SimulationError)>, SimulationError> {
         if steps == 0 {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let t = Instant::now();
         let result = self.advance_checked(steps, observe);
@@ -735,138 +888,167 @@ impl GpuSimulation {
         result
     }
 
-    fn advance_checked(&mut self, steps: u64, observe: bool) -> Result<(), SimulationError> {
-        let start_builds = self.builds;
-        loop {
+    fn advance_checked(&mut self, steps: u64, observe: bool) -> Result<Vec<(usize, SimulationError)>, SimulationError> {
+        let mut failed = Vec::new();
+        let mut remaining = steps;
+        while remaining > 0 {
             self.write_status(self.step);
-            self.submit_steps(steps, observe, true).map_err(gpu_error)?;
+            self.submit_steps(remaining, observe, true).map_err(gpu_error)?;
             let status = self.read_status().map_err(gpu_error)?;
             if status[ST_MAX_NEIGH] > self.capacity {
                 // Some list was cut short: grow, go back to the block start and replay.
                 self.grow(status[ST_MAX_NEIGH]).map_err(gpu_error)?;
-                self.builds = start_builds;
-                self.write_status(self.step);
                 self.restore_backup().map_err(gpu_error)?;
                 continue;
             }
             if status[ST_BAD_COUNT] > 0 {
-                self.builds = start_builds;
                 self.restore_backup().map_err(gpu_error)?;
-                return Err(self.locate_blow_up(steps));
+                let first = self.step;
+                let (k, error) = self.locate_blow_up(remaining)?;
+                remaining -= self.step - first;
+                failed.push((k, error));
+                if self.parts.len() == 1 || self.parts.iter().all(|p| p.frozen) {
+                    return Ok(failed);
+                }
+                continue;
             }
-            self.builds = status[ST_BUILDS] as u64;
-            self.evaluations += steps;
-            self.regroupings += status[ST_REGROUPINGS] as u64;
-            let first = self.step;
-            self.step += steps;
+            self.accept(&status, remaining).map_err(gpu_error)?;
             if observe {
                 self.read_sums().map_err(gpu_error)?;
             }
-            if status[ST_CLOSE_ATOM] != u32::MAX {
-                self.warn_outside_training(status[ST_CLOSE_ATOM], first).map_err(gpu_error)?;
-            }
-            return Ok(());
+            remaining = 0;
         }
+        Ok(failed)
     }
 
-    /// The GPU flagged `atom` (0-based) as closer to a neighbour than the model's training data
-    /// had, at some step after `since`: names its pairs that are that close now (or says when).
-    fn warn_outside_training(&mut self, atom: u32, since: u64) -> Result<(), GpuError> {
-        let open = matches!(&self.potential, GpuPotential::Ml(m) if m.range.warning_open());
-        if !open {
+    /// Takes the counters of `steps` steps that ran well from the status words.
+    fn accept(&mut self, status: &[u32], steps: u64) -> Result<(), GpuError> {
+        let first = self.step;
+        self.evaluations += steps;
+        self.step += steps;
+        for (k, part) in self.parts.iter_mut().enumerate() {
+            let w = &status[STATUS_WORDS + SW * k..STATUS_WORDS + SW * (k + 1)];
+            part.builds = w[SW_BUILDS] as u64;
+            part.regroupings += w[SW_REGROUPINGS] as u64;
+        }
+        self.warn_outside_training(status, first)
+    }
+
+    /// The GPU flagged atoms closer to a neighbour than the model's training data had, at some
+    /// step after `since` (the lowest such id per structure): names their pairs that are that
+    /// close now (or says when).
+    fn warn_outside_training(&mut self, status: &[u32], since: u64) -> Result<(), GpuError> {
+        let GpuPotential::Ml(model) = &self.potential else { return Ok(()) };
+        let species_of_type = model.species_of_type.clone();
+        let flagged: Vec<(usize, u32)> = (0..self.parts.len())
+            .map(|k| (k, status[STATUS_WORDS + SW * k + SW_CLOSE_ATOM]))
+            .filter(|&(k, atom)| atom != u32::MAX && self.parts[k].range.as_ref().is_some_and(|r| r.warning_open()))
+            .collect();
+        if flagged.is_empty() {
             return Ok(());
         }
+        self.read_host_state()?;
         let step = self.step;
-        let system = self.system()?.clone();
-        let GpuPotential::Ml(model) = &mut self.potential else { return Ok(()) };
-        let i = atom as usize;
-        let species = |k: usize| model.species_of_type[system.types[k] as usize];
-        let mut close = Vec::new();
-        for j in (0..system.len()).filter(|&j| j != i) {
-            let d = nearest_image_distance(&system.cell, system.positions[i], system.positions[j]);
-            close.extend(model.range.describe(i.min(j), i.max(j), species(i), species(j), d));
+        let batch = self.parts.len() > 1;
+        for (k, atom) in flagged {
+            let part = &mut self.parts[k];
+            let system = &part.system;
+            let i = atom as usize - part.first;
+            let species = |a: usize| species_of_type[system.types[a] as usize];
+            let Some(range) = part.range.as_mut() else { continue };
+            let mut close = Vec::new();
+            for j in (0..system.len()).filter(|&j| j != i) {
+                let d = nearest_image_distance(&system.cell, system.positions[i], system.positions[j]);
+                close.extend(range.describe(i.min(j), i.max(j), species(i), species(j), d));
+            }
+            if close.is_empty() {
+                close.push(format!(
+                    "atom {} ({}) came closer to a neighbour than the training data had between steps {since} and {step}",
+                    i + 1,
+                    system.species_name(i)
+                ));
+            }
+            if batch {
+                close[0] = format!("structure {k}: {}", close[0]);
+            }
+            range.warn(close);
         }
-        if close.is_empty() {
-            close.push(format!(
-                "atom {} ({}) came closer to a neighbour than the training data had between steps {since} and {step}",
-                i + 1,
-                system.species_name(i)
-            ));
-        }
-        model.range.warn(close);
         Ok(())
     }
 
-    /// Replays the block one step at a time from its start; the state before the step whose
-    /// forces are bad is kept as the last good state.
-    fn locate_blow_up(&mut self, steps: u64) -> SimulationError {
+    /// Replays the block one step at a time from its start until a step's forces are bad;
+    /// the state before it is the last good state of the structure that blew up, which is
+    /// then frozen. The good steps before it count as done. Returns the structure and its error.
+    fn locate_blow_up(&mut self, steps: u64) -> Result<(usize, SimulationError), SimulationError> {
         for _ in 0..steps {
             self.write_status(self.step);
-            if let Err(e) = self.submit_steps(1, false, true) {
-                return gpu_error(e);
-            }
-            let status = match self.read_status() {
-                Ok(s) => s,
-                Err(e) => return gpu_error(e),
-            };
+            self.submit_steps(1, false, true).map_err(gpu_error)?;
+            let status = self.read_status().map_err(gpu_error)?;
             if status[ST_BAD_COUNT] == 0 {
-                self.builds = status[ST_BUILDS] as u64;
-                self.evaluations += 1;
-                self.regroupings += status[ST_REGROUPINGS] as u64;
-                self.step += 1;
+                self.accept(&status, 1).map_err(gpu_error)?;
                 continue;
             }
-            let mut blow = match self.describe_blow_up(status[ST_BAD_ATOM]) {
-                Ok(b) => b,
-                Err(e) => return gpu_error(e),
-            };
+            let atom = status[ST_BAD_ATOM];
+            let mut blow = self.describe_blow_up(atom).map_err(gpu_error)?;
             blow.step = self.step + 1;
-            let saved = self
-                .restore_backup()
-                .and_then(|()| self.read_host_state())
-                .map(|()| self.state_checkpoint());
-            match saved {
-                Ok(chk) => self.last_good = Some(chk),
-                Err(e) => return gpu_error(e),
-            }
-            return SimulationError::BlowUp(blow);
+            let k = self.structure_of_atom(atom as usize);
+            self.restore_backup().map_err(gpu_error)?;
+            self.read_host_state().map_err(gpu_error)?;
+            let chk = self.state_checkpoint(k).map_err(gpu_error)?;
+            self.parts[k].last_good = Some(chk);
+            self.parts[k].frozen = true;
+            self.write_structures();
+            self.write_params();
+            return Ok((k, SimulationError::BlowUp(blow)));
         }
         // Not reproduced step by step: should not happen (the kernels are deterministic).
-        gpu_error(GpuError::Other {
+        Err(gpu_error(GpuError::Other {
             what: "replaying a block that produced bad forces".into(),
             message: "the replay did not reproduce them".into(),
-        })
+        }))
+    }
+
+    fn structure_of_atom(&self, atom: usize) -> usize {
+        self.parts.partition_point(|p| p.first <= atom) - 1
     }
 
     fn describe_blow_up(&self, atom: u32) -> Result<BlowUp, GpuError> {
-        let i = atom as usize;
-        let bytes = self.ctx.read(&self.buf.state[FORCE], 16 * i as u64, 16)?;
+        let k = self.structure_of_atom(atom as usize);
+        let part = &self.parts[k];
+        let bytes = self.ctx.read(&self.buf.state[FORCE], 16 * atom as u64, 16)?;
         let f: &[f32] = bytemuck::cast_slice(&bytes);
         let mag = ((f[0] as f64).powi(2) + (f[1] as f64).powi(2) + (f[2] as f64).powi(2)).sqrt();
         // The atom's closest partner (nearest image), for the message.
         let pos = self.read_vec4::<f32>(POS)?;
-        let cell = &self.system.cell;
-        let xi = [0, 1, 2].map(|k| pos[i][k] as f64);
-        let closest = (0..self.n)
+        let cell = &part.system.cell;
+        let at = |a: usize| [0, 1, 2].map(|c| pos[part.first + a][c] as f64);
+        let i = atom as usize - part.first;
+        let closest = (0..part.system.len())
             .filter(|&j| j != i)
-            .map(|j| (j, nearest_image_distance(cell, xi, [0, 1, 2].map(|k| pos[j][k] as f64))))
+            .map(|j| (j, nearest_image_distance(cell, at(i), at(j))))
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(j, r)| (i.min(j) + 1, i.max(j) + 1, r));
         Ok(BlowUp {
             step: self.step,
-            atoms: vec![(i + 1, self.system.species_name(i).to_string(), mag)],
+            atoms: vec![(i + 1, part.system.species_name(i).to_string(), mag)],
             limit: self.max_force,
             closest,
         })
     }
 
     fn read_sums(&mut self) -> Result<(), GpuError> {
-        let bytes = self.ctx.read(&self.buf.partial, 0, 4 * 26)?;
+        let bytes = self.ctx.read(&self.buf.partial, 0, 4 * 32 * self.parts.len() as u64)?;
         let w: &[u32] = bytemuck::cast_slice(&bytes);
-        for q in 0..13 {
-            // 32.32 fixed point, two's complement.
-            let fixed = ((w[2 * q + 1] as u64) << 32 | w[2 * q] as u64) as i64;
-            self.sums[q] = fixed as f64 / 4294967296.0;
+        for (k, part) in self.parts.iter_mut().enumerate() {
+            if part.frozen {
+                continue;
+            }
+            for q in 0..13 {
+                // 32.32 fixed point, two's complement.
+                let at = 32 * k + 2 * q;
+                let fixed = ((w[at + 1] as u64) << 32 | w[at] as u64) as i64;
+                part.sums[q] = fixed as f64 / 4294967296.0;
+            }
         }
         self.sums_step = self.step;
         Ok(())
@@ -874,21 +1056,24 @@ impl GpuSimulation {
 
     fn read_vec4<T: bytemuck::Pod>(&self, buffer: usize) -> Result<Vec<[T; 4]>, GpuError> {
         let b = &self.buf.state[buffer];
-        let bytes = self.ctx.read(b, 0, b.size())?;
+        let bytes = self.ctx.read(b, 0, 16 * self.n as u64)?;
         Ok(bytemuck::cast_slice::<u8, [T; 4]>(&bytes).to_vec())
     }
 
-    /// Reads positions, velocities and images into the host copy of the system.
+    /// Reads positions, velocities and images into the host copies of the structures.
     fn read_host_state(&mut self) -> Result<(), GpuError> {
         let hi = self.read_vec4::<f32>(POS)?;
         let lo = self.read_vec4::<f32>(POS_LO)?;
         let vel = self.read_vec4::<f32>(VEL)?;
         let image = self.read_vec4::<i32>(IMAGE)?;
-        let s = &mut self.system;
-        for i in 0..self.n {
-            s.positions[i] = [0, 1, 2].map(|k| hi[i][k] as f64 + lo[i][k] as f64);
-            s.velocities[i] = [0, 1, 2].map(|k| vel[i][k] as f64);
-            s.images[i] = [image[i][0], image[i][1], image[i][2]];
+        for part in &mut self.parts {
+            let s = &mut part.system;
+            for a in 0..s.len() {
+                let i = part.first + a;
+                s.positions[a] = [0, 1, 2].map(|k| hi[i][k] as f64 + lo[i][k] as f64);
+                s.velocities[a] = [0, 1, 2].map(|k| vel[i][k] as f64);
+                s.images[a] = [image[i][0], image[i][1], image[i][2]];
+            }
         }
         self.host_step = Some(self.step);
         Ok(())
@@ -896,13 +1081,18 @@ impl GpuSimulation {
 
     /// The system as it is now on the GPU (read back if it changed since the last call).
     pub fn system(&mut self) -> Result<&System, GpuError> {
+        self.system_of(0)
+    }
+
+    /// Structure k as it is now on the GPU.
+    pub fn system_of(&mut self, k: usize) -> Result<&System, GpuError> {
         if self.host_step != Some(self.step) {
             self.read_host_state()?;
         }
-        Ok(&self.system)
+        Ok(&self.parts[k].system)
     }
 
-    /// Forces of the current step, eV/Å.
+    /// Forces of the current step, eV/Å (all structures, atom after atom).
     pub fn forces(&self) -> Result<Vec<Vec3>, GpuError> {
         Ok(self
             .read_vec4::<f32>(FORCE)?
@@ -914,16 +1104,19 @@ impl GpuSimulation {
     /// Potential energy (eV, with the tail correction if asked for) and virial tensor of the
     /// last observed step.
     pub fn energy_virial(&self) -> (f64, [[f64; 3]; 3]) {
-        let s = &self.sums;
-        let mut energy = s[6];
+        self.energy_virial_of(0)
+    }
+
+    /// `energy_virial` of structure k.
+    pub fn energy_virial_of(&self, k: usize) -> (f64, [[f64; 3]; 3]) {
+        let part = &self.parts[k];
+        let s = &part.sums;
+        let mut energy = s[6] + part.reference_energy;
         let mut w = [[s[7], s[10], s[11]], [s[10], s[8], s[12]], [s[11], s[12], s[9]]];
-        if let GpuPotential::Ml(_) = self.potential {
-            energy += self.ml.as_ref().map_or(0.0, |m| m.reference_energy);
-        }
         if let GpuPotential::Lj(lj) = &self.potential
             && lj.tail_corrected()
         {
-            let (e, wt) = lj.tail_correction(&self.system.species_counts(), self.system.cell.volume());
+            let (e, wt) = lj.tail_correction(&part.system.species_counts(), part.system.cell.volume());
             energy += e;
             for (k, row) in w.iter_mut().enumerate() {
                 row[k] += wt / 3.0;
@@ -934,21 +1127,27 @@ impl GpuSimulation {
 
     /// Thermo quantities of the last observed step.
     pub fn thermo(&self) -> ThermoSample {
-        let s = &self.sums;
+        self.thermo_of(0)
+    }
+
+    /// `thermo` of structure k.
+    pub fn thermo_of(&self, k: usize) -> ThermoSample {
+        let part = &self.parts[k];
+        let s = &part.sums;
         let kinetic = [[s[0], s[3], s[4]], [s[3], s[1], s[5]], [s[4], s[5], s[2]]];
-        let (energy, virial) = self.energy_virial();
+        let (energy, virial) = self.energy_virial_of(k);
         ThermoSample::from_sums(
             self.sums_step,
             self.sums_step as f64 * self.timestep,
             kinetic,
-            self.system.degrees_of_freedom(),
+            part.system.degrees_of_freedom(),
             energy,
             virial,
-            self.system.cell.volume(),
+            part.system.cell.volume(),
         )
     }
 
-    /// The pairs of the list in force as (i, j, image of j), for tests.
+    /// The pairs of the list in force as (i, j, image of j), for tests (ids across the batch).
     pub fn neighbor_pairs(&self) -> Result<Vec<(usize, usize, [i32; 3])>, GpuError> {
         let sorted = self.ctx.read(&self.buf.sorted, 0, 4 * self.n as u64)?;
         let sorted: &[u32] = bytemuck::cast_slice(&sorted);
@@ -975,36 +1174,45 @@ impl GpuSimulation {
         Ok(out)
     }
 
-    fn reference_positions(&self) -> Result<Vec<Vec3>, GpuError> {
-        Ok(self
-            .read_vec4::<f32>(REF)?
+    /// Structure k's checkpoint from the host copy (read back before) and the list's build
+    /// positions.
+    fn state_checkpoint(&self, k: usize) -> Result<Checkpoint, GpuError> {
+        let part = &self.parts[k];
+        let reference = self.read_vec4::<f32>(REF)?[part.first..part.first + part.system.len()]
             .iter()
             .map(|r| [r[0] as f64, r[1] as f64, r[2] as f64])
-            .collect())
-    }
-
-    fn state_checkpoint(&self) -> Checkpoint {
-        Checkpoint {
+            .collect();
+        Ok(Checkpoint {
             step: self.host_step.unwrap_or(self.step),
-            system: self.system.clone(),
-            reference: self.reference_positions().ok(),
+            system: part.system.clone(),
+            reference: Some(reference),
             threads: 0,
-            langevin_seed: self.integrator.seed(),
-        }
+            langevin_seed: part.integrator.seed(),
+        })
     }
 
     /// The current state with the list's build positions: a restart is bit-identical.
     pub fn checkpoint(&mut self) -> Result<Checkpoint, GpuError> {
-        self.system()?;
-        Ok(self.state_checkpoint())
+        self.checkpoint_of(0)
+    }
+
+    /// `checkpoint` of structure k (a frozen one: its last good state).
+    pub fn checkpoint_of(&mut self, k: usize) -> Result<Checkpoint, GpuError> {
+        if let Some(chk) = &self.parts[k].last_good {
+            return Ok(chk.clone());
+        }
+        self.system_of(k)?;
+        self.state_checkpoint(k)
     }
 
     /// After a blow-up: the state at the start of the step that blew up.
     pub fn last_good_checkpoint(&mut self) -> Result<Checkpoint, GpuError> {
-        match &self.last_good {
-            Some(chk) => Ok(chk.clone()),
-            None => self.checkpoint(),
-        }
+        self.checkpoint_of(0)
+    }
+
+    /// `last_good_checkpoint` of structure k.
+    pub fn last_good_checkpoint_of(&mut self, k: usize) -> Result<Checkpoint, GpuError> {
+        self.checkpoint_of(k)
     }
 }
 
@@ -1056,13 +1264,12 @@ fn allocate(
     n: usize,
     total_bins: u32,
     n_blocks: u32,
+    reduce_blocks: u32,
+    structures: usize,
     capacity: u32,
 ) -> Result<Buffers, GpuError> {
     let n64 = n as u64;
-    let reduce_blocks = {
-        let d = dims(n64);
-        (d[0] * d[1]) as u64
-    };
+    let s64 = structures as u64;
     let nlist = list_parts(ctx, n, capacity)?;
     ctx.allocating("for the simulation buffers", || {
         let state = |name: &str| storage(ctx, name, 16 * n64, false);
@@ -1087,9 +1294,10 @@ fn allocate(
             ncount: storage(ctx, "ncount", 4 * n64, false),
             nlist,
             obs: storage(ctx, "obs", 32 * n64, false),
-            partial: storage(ctx, "partial", 4 * (32 + 32 * reduce_blocks), false),
-            status: storage(ctx, "status", 4 * STATUS_WORDS as u64, false),
+            partial: storage(ctx, "partial", 4 * 32 * (s64 + reduce_blocks as u64), false),
+            status: storage(ctx, "status", 4 * (STATUS_WORDS + SW * structures) as u64, false),
             dispatch: storage(ctx, "dispatch", 4 * 12, true),
+            structures: storage(ctx, "structures", STRUCTURE_BYTES * s64, false),
         }
     })
 }
@@ -1124,7 +1332,7 @@ fn list_parts(ctx: &GpuContext, n: usize, capacity: u32) -> Result<[wgpu::Buffer
 }
 
 fn bind_groups(ctx: &GpuContext, kernels: &Kernels, buf: &Buffers) -> (wgpu::BindGroup, wgpu::BindGroup) {
-    let storage_buffers: [&wgpu::Buffer; 18] = [
+    let storage_buffers: [&wgpu::Buffer; 19] = [
         &buf.state[POS],
         &buf.state[POS_LO],
         &buf.state[VEL],
@@ -1143,6 +1351,7 @@ fn bind_groups(ctx: &GpuContext, kernels: &Kernels, buf: &Buffers) -> (wgpu::Bin
         &buf.nlist[2],
         &buf.nlist[3],
         &buf.slot_pos,
+        &buf.structures,
     ];
     let mut entries = vec![wgpu::BindGroupEntry {
         binding: 0,
@@ -1171,7 +1380,7 @@ fn bind_groups(ctx: &GpuContext, kernels: &Kernels, buf: &Buffers) -> (wgpu::Bin
 }
 
 /// Size of `Params` in shaders/common.wgsl.
-const PARAMS_BYTES: u64 = 4 * (12 + 12 + 108 + 4 + 12 + 16 + 4 * MAX_TYPES as u64 + 4 * 128);
+const PARAMS_BYTES: u64 = 4 * (12 + 20 + 4 * MAX_TYPES as u64 + 4 * 128);
 
 /// Lays out the `Params` uniform word by word, in the order of shaders/common.wgsl.
 #[derive(Default)]
@@ -1201,8 +1410,8 @@ mod tests {
 
     #[test]
     fn params_layout_matches_the_shader_struct() {
-        // cell, inv_cols, shifts, nbins, three args, 16 scalars, types, lj.
-        let words = 12 + 12 + 108 + 4 + 12 + 16 + 4 * MAX_TYPES + 4 * 128;
+        // three args, 16 scalars, any_frozen, types, lj.
+        let words = 12 + 16 + 4 + 4 * MAX_TYPES + 4 * 128;
         assert_eq!(PARAMS_BYTES, 4 * words as u64);
     }
 

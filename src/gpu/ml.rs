@@ -196,6 +196,9 @@ struct Builder<'a> {
     stage: &'static str,
     /// (labels buffer, first word) of each block's kept K-means partitions.
     kept_partitions: Vec<(usize, usize)>,
+    /// Structures in the batch, and their chunks of pooling (CHUNK atoms) in all.
+    structures: usize,
+    chunks: usize,
 }
 
 /// Words after a block's labels that keep its K-means levels' partitions of the elements
@@ -330,8 +333,9 @@ impl ClusterRegions {
 
 impl MlForces {
     /// Compiles the kernels and lays out the model for `types` (each simulation type's element)
-    /// with `type_of_atom` (per atom).
-    pub fn new(ctx: &GpuContext, kernels: &Kernels, gpu_model: &GpuModel, type_of_atom: &[u32]) -> Result<MlForces, GpuError> {
+    /// with `type_of_atom` (per atom, the structures of a batch one after the other, of
+    /// `structure_sizes` atoms each).
+    pub fn new(ctx: &GpuContext, kernels: &Kernels, gpu_model: &GpuModel, type_of_atom: &[u32], structure_sizes: &[usize]) -> Result<MlForces, GpuError> {
         let (model, species_of_type) = (&gpu_model.inference, &gpu_model.species_of_type);
         let n = type_of_atom.len();
         if let Some(reason) = unsupported_reason(model, n) {
@@ -378,13 +382,28 @@ impl MlForces {
 
         // The hierarchy's shape is fixed by the species present: level 1 has one cluster per
         // element (in order of first appearance, as cluster_labels), level l max(1, n_{l-1}/r).
-        let mut order: Vec<usize> = Vec::new();
-        for &t in type_of_atom {
-            let s = species_of_type[t as usize];
-            if !order.contains(&s) {
-                order.push(s);
+        // Every structure of a batch must have the same (they share the shape).
+        let order_in = |atoms: &[u32]| {
+            let mut order: Vec<usize> = Vec::new();
+            for &t in atoms {
+                let s = species_of_type[t as usize];
+                if !order.contains(&s) {
+                    order.push(s);
+                }
             }
+            order
+        };
+        let mut starts = vec![0usize];
+        for &size in structure_sizes {
+            starts.push(starts.last().unwrap() + size);
         }
+        let order = order_in(&type_of_atom[..structure_sizes[0]]);
+        if model.mcgm.is_some() && (1..structure_sizes.len()).any(|k| order_in(&type_of_atom[starts[k]..starts[k + 1]]) != order) {
+            return Err(GpuError::Unsupported(
+                "MCGM in a GPU batch needs every structure to have the same elements in the same order of first appearance (they share the cluster hierarchy's shape)".into(),
+            ));
+        }
+        let chunks: usize = structure_sizes.iter().map(|s| s.div_ceil(CHUNK)).sum();
         let hard_levels = model.mcgm.as_ref().map_or(0, |m| m.hard_levels());
         let mut level_rows = vec![order.len()];
         for _ in 1..hard_levels {
@@ -406,7 +425,7 @@ impl MlForces {
         base[word::NODES] = table.nodes as u32;
         base[word::SCALE] = (model.scale as f32).to_bits();
         base[word::TAU] = (f as f32).to_bits();
-        base[word::N_CHUNKS] = n.div_ceil(CHUNK) as u32;
+        base[word::N_CHUNKS] = chunks as u32;
         base[word::LEVELS] = hard_levels as u32;
         for t in 0..MAX_TYPES.min(species_of_type.len()) {
             let s = species_of_type[t];
@@ -419,7 +438,8 @@ impl MlForces {
         }
 
         let reference_energy = type_of_atom.iter().map(|&t| model.reference[species_of_type[t as usize]]).sum();
-        let mut b = Builder { ctx, buffers: Vec::new(), specs: Vec::new(), base, n, f, stage: FORWARD, kept_partitions: Vec::new() };
+        let structures = structure_sizes.len();
+        let mut b = Builder { ctx, buffers: Vec::new(), specs: Vec::new(), base, n, f, stage: FORWARD, kept_partitions: Vec::new(), structures, chunks };
         let built = ctx.allocating("for the model's activations", || {
             let weights = b.buffer("ml weights", wts.data.len());
             ctx.queue.write_buffer(&b.buffers[weights], 0, bytemuck::cast_slice(&wts.data));
@@ -432,7 +452,7 @@ impl MlForces {
         built?;
         let Builder { buffers, specs, kept_partitions: kept_at, .. } = b;
         // No partition seen yet: the first evaluation is not a regrouping.
-        let words = kept_partitions(level_rows.len());
+        let words = structures * kept_partitions(level_rows.len());
         for &(buffer, at) in &kept_at {
             ctx.queue.write_buffer(&buffers[buffer], 4 * at as u64, bytemuck::cast_slice(&vec![u32::MAX; words]));
         }
@@ -608,10 +628,12 @@ fn record(
     let (wide, wider) = (one(b, "ml PaiNN scratch 3F", 3 * nf), one(b, "ml PaiNN scratch 6F", 6 * nf));
     let hard = model.mcgm.is_some();
     let soft = soft_k > 0;
-    let chunks = n.div_ceil(CHUNK);
+    // Every structure has its clusters: level l's rows of all structures are contiguous
+    // (ml.wgsl level_row), so each level's dense layers run once over S times its rows.
+    let ns = b.structures;
     let classes = soft_k.max(level_rows[0]).max(1);
-    let partials = if hard { b.buffer("ml pooling partials", chunks * classes * (f + 1)) } else { usize::MAX };
-    let regions = ClusterRegions::new(total_rows.max(1), soft_k, f);
+    let partials = if hard { b.buffer("ml pooling partials", b.chunks * classes * (f + 1)) } else { usize::MAX };
+    let regions = ClusterRegions::new(ns * total_rows.max(1), ns * soft_k, f);
     struct Mcgm {
         xm: usize,
         clusters: usize,
@@ -626,7 +648,7 @@ fn record(
                 xm: b.buffer("ml MCGM input", nf),
                 clusters: b.buffer("ml clusters", regions.size),
                 // The levels' labels, then each K-means level's last partition of the elements.
-                labels: b.buffer("ml cluster labels", total_rows.max(1) + kept_partitions(level_rows.len())),
+                labels: b.buffer("ml cluster labels", ns * (total_rows.max(1) + kept_partitions(level_rows.len()))),
                 z: if soft { b.buffer("ml soft z", 2 * nf) } else { usize::MAX },
                 w: if soft { b.buffer("ml soft memberships", n * soft_k) } else { usize::MAX },
                 gw: if soft { b.buffer("ml soft dL/dw", n * soft_k) } else { usize::MAX },
@@ -639,7 +661,7 @@ fn record(
     let atoms = b.per_atom();
     let rows = b.rows_grid();
     let levels = level_rows.len();
-    let off = |l: usize| (level_offset[l] * f) as u32;
+    let off = |l: usize| (ns * level_offset[l] * f) as u32;
 
     b.op("ml_embed", FORWARD, atoms, [None, Some(x), None, Some(acc), some(mu), some(g_mu)], weights, None, &[(word::OFF_W, embedding), (word::MODE, painn as u32)]);
     for (t, blk) in blocks.iter().enumerate() {
@@ -679,12 +701,12 @@ fn record(
         pool(b, m.xm, None, partials, c, regions.pool, regions.counts, level_rows[0], false, weights);
         b.stage = FORWARD;
         if levels > 1 {
-            b.op("ml_kmeans", CLUSTERING, [1, 1, 1], [Some(c), None, None, None, None, None], weights, Some(m.labels), &[(word::OFF_A, regions.pool), (word::OFF_B, total_rows.max(1) as u32)]);
-            b.kept_partitions.push((m.labels, total_rows.max(1)));
+            b.op("ml_kmeans", CLUSTERING, [ns as u32, 1, 1], [Some(c), None, None, None, None, None], weights, Some(m.labels), &[(word::OFF_A, regions.pool), (word::OFF_B, (ns * total_rows.max(1)) as u32)]);
+            b.kept_partitions.push((m.labels, ns * total_rows.max(1)));
         }
         for l in 0..levels {
             if l > 0 {
-                let grid = b.elements(level_rows[l] * f);
+                let grid = b.elements(ns * level_rows[l] * f);
                 b.op(
                     "ml_cluster_pool",
                     CLUSTERING,
@@ -695,8 +717,8 @@ fn record(
                     &[(word::K, l as u32), (word::OFF_A, regions.aggregated), (word::OFF_B, regions.pool), (word::OFF_C, regions.counts)],
                 );
             }
-            b.dense(blk.aggregate[l], false, level_rows[l], (c, regions.pool + off(l)), (c, regions.aggregated + off(l)), None, 0, weights);
-            b.dense(blk.disseminate[l], false, level_rows[l], (c, regions.aggregated + off(l)), (c, regions.out + off(l)), None, 0, weights);
+            b.dense(blk.aggregate[l], false, ns * level_rows[l], (c, regions.pool + off(l)), (c, regions.aggregated + off(l)), None, 0, weights);
+            b.dense(blk.disseminate[l], false, ns * level_rows[l], (c, regions.aggregated + off(l)), (c, regions.out + off(l)), None, 0, weights);
         }
         if let Some(s) = &blk.soft {
             b.dense(s.query, false, n, (m.xm, 0), (m.z, 0), None, 0, weights);
@@ -704,8 +726,8 @@ fn record(
             b.stage = CLUSTERING;
             pool(b, m.xm, Some(m.w), partials, c, regions.soft_pool, regions.soft_sums, soft_k, false, weights);
             b.stage = FORWARD;
-            b.dense(s.aggregate, false, soft_k, (c, regions.soft_pool), (c, regions.soft_a), None, 0, weights);
-            b.dense(s.disseminate, false, soft_k, (c, regions.soft_a), (c, regions.soft_v), None, 0, weights);
+            b.dense(s.aggregate, false, ns * soft_k, (c, regions.soft_pool), (c, regions.soft_a), None, 0, weights);
+            b.dense(s.disseminate, false, ns * soft_k, (c, regions.soft_a), (c, regions.soft_v), None, 0, weights);
         }
         let grid = b.elements(nf);
         b.op(
@@ -740,15 +762,15 @@ fn record(
             // Everything that reads g = dL/dx first: per-cluster sums, soft dL/dw and dL/dV.
             pool(b, g_x, None, partials, c, regions.g_out, regions.scratch, level_rows[0], true, weights);
             if levels > 1 {
-                let grid = b.elements((total_rows - level_rows[0]) * f);
+                let grid = b.elements(ns * (total_rows - level_rows[0]) * f);
                 b.op("ml_hard_gout", BACKWARD, grid, [Some(c), None, None, None, None, None], weights, Some(m.labels), &[(word::OFF_A, regions.g_out)]);
             }
             if let Some(s) = &blk.soft {
                 b.op("ml_soft_gw", BACKWARD, atoms, [Some(g_x), Some(c), None, None, None, Some(m.gw)], weights, None, &[(word::K, soft_k as u32), (word::OFF_B, regions.soft_v)]);
                 pool(b, g_x, Some(m.w), partials, c, regions.soft_gv, regions.scratch, soft_k, true, weights);
-                b.dense(s.disseminate, true, soft_k, (c, regions.soft_gv), (c, regions.soft_ga), None, 0, weights);
-                b.dense(s.aggregate, true, soft_k, (c, regions.soft_ga), (c, regions.soft_gp), None, 0, weights);
-                let grid = b.elements(soft_k);
+                b.dense(s.disseminate, true, ns * soft_k, (c, regions.soft_gv), (c, regions.soft_ga), None, 0, weights);
+                b.dense(s.aggregate, true, ns * soft_k, (c, regions.soft_ga), (c, regions.soft_gp), None, 0, weights);
+                let grid = b.elements(ns * soft_k);
                 b.op(
                     "ml_soft_gsum",
                     BACKWARD,
@@ -760,12 +782,12 @@ fn record(
                 );
             }
             for l in 0..levels {
-                b.dense(blk.disseminate[l], true, level_rows[l], (c, regions.g_out + off(l)), (c, regions.g_c + off(l)), None, 0, weights);
+                b.dense(blk.disseminate[l], true, ns * level_rows[l], (c, regions.g_out + off(l)), (c, regions.g_c + off(l)), None, 0, weights);
             }
             for l in (0..levels).rev() {
-                b.dense(blk.aggregate[l], true, level_rows[l], (c, regions.g_c + off(l)), (c, regions.g_pool + off(l)), None, 0, weights);
+                b.dense(blk.aggregate[l], true, ns * level_rows[l], (c, regions.g_c + off(l)), (c, regions.g_pool + off(l)), None, 0, weights);
                 if l > 0 {
-                    let grid = b.elements(level_rows[l - 1] * f);
+                    let grid = b.elements(ns * level_rows[l - 1] * f);
                     b.op(
                         "ml_hard_down",
                         BACKWARD,
@@ -833,11 +855,11 @@ fn record(
 /// instead of means.
 #[allow(clippy::too_many_arguments)]
 fn pool(b: &mut Builder, input: usize, memberships: Option<usize>, partials: usize, clusters: usize, rows_at: u32, sums_at: u32, classes: usize, sum: bool, weights: usize) {
-    let chunks = b.n.div_ceil(CHUNK) as u32;
+    let chunks = b.chunks as u32;
     let mode = memberships.is_some() as u32;
     let stage = b.stage;
     b.op("ml_pool", stage, [chunks, 1, 1], [Some(input), Some(partials), memberships, None, None, None], weights, None, &[(word::MODE, mode), (word::K, classes as u32)]);
-    let grid = b.elements(classes * (b.f + 1));
+    let grid = b.elements(b.structures * classes * (b.f + 1));
     b.op(
         "ml_pool_finish",
         stage,

@@ -5,6 +5,8 @@ pub mod context;
 pub mod kernels;
 pub mod md;
 pub mod ml;
+pub mod shared;
 
 pub use context::{AdapterDescription, GpuContext, GpuError, list_adapters};
 pub use md::{GpuPotential, GpuSimulation};
+pub use shared::{GpuSlot, SharedGpuBatch};

@@ -34,6 +34,7 @@ pub struct MlPotential {
 }
 
 /// The distances the model was trained on, and the warnings about pairs closer than that.
+#[derive(Clone)]
 pub struct TrainingRange {
     /// Per pair of model species: the distance below which a pair is outside the training
     /// data (0: no limit), and what the warning calls it.
