@@ -13,11 +13,10 @@ const ATOM_BITS: u32 = 27u;
 const ATOM_MASK: u32 = 0x07ffffffu;
 
 // Words of the status buffer.
-// Word 0 is unused (each structure has its own rebuild flags, below).
+// Words 0 and 4 are unused (each structure has its own rebuild flags and build count, below).
 const ST_MAX_NEIGH: u32 = 1u;    // the largest neighbour count seen by a build (atomicMax)
 const ST_BAD_COUNT: u32 = 2u;    // atoms with a non-finite force or one above max_force
 const ST_BAD_ATOM: u32 = 3u;     // the lowest such atom id (atomicMin; host sets 0xffffffff)
-const ST_BUILDS: u32 = 4u;       // rebuild passes done (any structure)
 const ST_STEP_LO: u32 = 5u;      // the current step, 64 bits (the Langevin noise is keyed on it)
 const ST_STEP_HI: u32 = 6u;
 // Then SW words per structure s, from ST_STRUCTURES + SW s.

@@ -27,7 +27,6 @@ fn schedule_step() {
     set_args(1u, P.args_bins, rebuild);
     set_args(2u, P.args_blocks, rebuild);
     set_args(3u, vec4<u32>(1u, 1u, 1u, 0u), rebuild);
-    if (rebuild) { atomicAdd(&status[ST_BUILDS], 1u); }
     let lo = atomicLoad(&status[ST_STEP_LO]) + 1u;
     atomicStore(&status[ST_STEP_LO], lo);
     if (lo == 0u) { atomicAdd(&status[ST_STEP_HI], 1u); }

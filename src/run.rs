@@ -86,10 +86,6 @@ pub enum RunError {
 /// prints its thermo table; the others run quietly. Returns the summaries in replica order.
 pub fn run_replicas(plan: &Plan, options: &RunOptions) -> Result<Vec<RunSummary>, RunError> {
     let n = plan.replicas;
-    let refuse = |message: &str| RunError::Platform { path: plan.source.clone(), message: message.to_string() };
-    if options.restart.is_some() {
-        return Err(refuse("replicas = N: --restart continues one replica; run replica k alone from its replica-k checkpoint with replicas = 1"));
-    }
     let platform = options.platform.unwrap_or(plan.platform);
     if platform != Platform::Cpu {
         let gpu = crate::platform::choose(plan, platform, &plan.system, &mut |line| {
@@ -140,6 +136,7 @@ pub fn run_replicas(plan: &Plan, options: &RunOptions) -> Result<Vec<RunSummary>
                 let plan = plan.replica(k);
                 let shared = shared.clone();
                 let options = RunOptions {
+                    restart: options.restart.as_deref().map(|p| replica_path(p, k)),
                     platform: Some(Platform::Cpu),
                     // With a shared model the heavy work runs on the shared pool; each replica's
                     // own steps (list, graph, integration) run side by side, one thread each.
@@ -163,14 +160,47 @@ pub fn run_replicas(plan: &Plan, options: &RunOptions) -> Result<Vec<RunSummary>
     finish_replicas(plan, options, results)
 }
 
+/// Where replica k keeps what a single run keeps at `path` (as `Plan::replica` moves outputs):
+/// `--restart out/final.chk` continues replica k from `out/replica-k/final.chk`.
+pub fn replica_path(path: &Path, k: usize) -> PathBuf {
+    let dir = path.parent().unwrap_or(Path::new("")).join(format!("replica-{k}"));
+    match path.file_name() {
+        Some(name) => dir.join(name),
+        None => dir,
+    }
+}
+
 /// `run_replicas` on the GPU: every replica's structure in one `GpuSimulation` (each with its
 /// cell, seeds and outputs), one thread per replica for its run loop and outputs.
 fn run_replicas_on_the_gpu(plan: &Plan, options: &RunOptions, ctx: crate::gpu::GpuContext) -> Result<Vec<RunSummary>, RunError> {
     let n = plan.replicas;
     let plans: Vec<Plan> = (0..n).map(|k| plan.replica(k)).collect();
     let potential = crate::platform::gpu_potential(plan, &plan.system).map_err(|message| RunError::Potential { path: plan.source.clone(), message })?;
-    let structures = plans.iter().map(|p| (p.system.clone(), p.integrator.clone())).collect();
-    let sim = crate::gpu::GpuSimulation::new_batch(ctx, structures, potential, plan.timestep, plan.skin, plan.max_force, 0, None)
+    let mut structures = Vec::new();
+    let mut references = Vec::new();
+    let mut step = 0;
+    for (k, p) in plans.iter().enumerate() {
+        match &options.restart {
+            None => structures.push((p.system.clone(), p.integrator.clone())),
+            Some(path) => {
+                // Every replica continues from its own checkpoint, all at the same step.
+                let path = replica_path(path, k);
+                let chk = Checkpoint::read(&path)?;
+                check_restart_matches(p, &chk, &path)?;
+                if k > 0 && chk.step != step {
+                    return Err(RunError::Restart { path, message: format!("is at step {}, replica 0's at step {step}: a batch continues from one step", chk.step) });
+                }
+                step = chk.step;
+                let Some(reference) = chk.reference else {
+                    return Err(RunError::Restart { path, message: "has no neighbour-list build positions (written by an older mdrun?)".into() });
+                };
+                references.push(reference);
+                structures.push((chk.system, p.integrator.clone()));
+            }
+        }
+    }
+    let references = options.restart.is_some().then_some(references);
+    let sim = crate::gpu::GpuSimulation::new_batch(ctx, structures, potential, plan.timestep, plan.skin, plan.max_force, step, references)
         .map_err(|source| RunError::Setup { origin: format!("{} (from {}), {n} replicas on the GPU", plan.structure_origin, plan.source.display()), source })?;
     let batch = crate::gpu::SharedGpuBatch::new(sim);
     if !options.quiet {
@@ -183,6 +213,7 @@ fn run_replicas_on_the_gpu(plan: &Plan, options: &RunOptions, ctx: crate::gpu::G
             .map(|(k, plan)| {
                 let slot = crate::gpu::GpuSlot { batch: batch.clone(), slot: k };
                 let options = RunOptions {
+                    restart: options.restart.as_deref().map(|p| replica_path(p, k)),
                     platform: Some(Platform::Gpu),
                     threads: Some(1),
                     quiet: options.quiet || k > 0,
@@ -191,16 +222,24 @@ fn run_replicas_on_the_gpu(plan: &Plan, options: &RunOptions, ctx: crate::gpu::G
                     ..options.clone()
                 };
                 scope.spawn(move || {
-                    let result = run(plan, &options);
-                    // Done, failed or blown up: the others stop waiting for it.
-                    slot.batch.leave(k);
-                    result
+                    // Done, failed, blown up or panicked: the others stop waiting for it.
+                    let _leave = LeaveOnDrop(slot);
+                    run(plan, &options)
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().expect("a replica's thread panicked")).collect()
     });
     finish_replicas(plan, options, results)
+}
+
+/// Takes a replica out of its GPU batch when its thread ends, however it ends.
+struct LeaveOnDrop(crate::gpu::GpuSlot);
+
+impl Drop for LeaveOnDrop {
+    fn drop(&mut self) {
+        self.0.batch.leave(self.0.slot);
+    }
 }
 
 /// Reports the replicas' outcomes: the summaries in replica order, or the first error (each

@@ -192,3 +192,45 @@ fn on_the_gpu_a_replica_that_blows_up_saves_its_last_good_state_and_the_others_g
     assert!(fates.iter().any(|f| f == "finished") && fates.iter().any(|f| f != "finished"), "want some replicas to blow up and some to finish: {fates:?}");
     assert!(outcome.is_err(), "a replica blew up: the batch run reports it");
 }
+
+/// 60 steps of 2 replicas in one go, and 30 + 30 with `--restart` of the batch: every
+/// replica's thermo rows and final state must be the same, bit for bit.
+fn restart_continues_every_replica_exactly(platform: &str) {
+    let dir = common::scratch(&format!("replicas-restart-{platform}"));
+    let toml = format!(
+        "[structure]\nfile = \"{}\"\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"300 K\"\nseed = 4\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"langevin\"\ntimestep = \"0.5 fs\"\ntemperature = \"300 K\"\ndamping = \"0.1 ps\"\nseed = 8\n[run]\nsteps = 60\nreplicas = 2\nplatform = \"{platform}\"\n[output]\nthermo = 10\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
+        repo("systems/quickstart/water8.extxyz").display(),
+        repo("potentials/water-schnet-mcgm-soft").display()
+    );
+    std::fs::write(dir.join("system.toml"), toml).unwrap();
+    let options = RunOptions { threads: Some(2), quiet: true, ..Default::default() };
+    let whole = Plan::from_file(&dir.join("system.toml"), Some(&dir.join("whole"))).unwrap();
+    run_replicas(&whole, &options).unwrap();
+    let split = Plan::from_file(&dir.join("system.toml"), Some(&dir.join("split"))).unwrap();
+    run_replicas(&split, &RunOptions { steps: Some(30), ..options.clone() }).unwrap();
+    run_replicas(&split, &RunOptions { restart: Some(split.checkpoint.clone()), ..options.clone() }).unwrap();
+    for k in 0..2 {
+        let sub = format!("replica-{k}");
+        let (a, b) = (dir.join("whole").join(&sub), dir.join("split").join(&sub));
+        assert_eq!(data_rows(&a.join("thermo.log")), data_rows(&b.join("thermo.log")), "{platform} replica {k}: the restarted rows differ");
+        let (ca, cb) = (Checkpoint::read(&a.join("final.chk")).unwrap(), Checkpoint::read(&b.join("final.chk")).unwrap());
+        assert_eq!((ca.step, cb.step), (60, 60));
+        assert!(ca.system.positions == cb.system.positions && ca.system.velocities == cb.system.velocities, "{platform} replica {k}: final states differ");
+    }
+    // A replica whose checkpoint is missing is named.
+    std::fs::remove_file(dir.join("split/replica-1/final.chk")).unwrap();
+    let e = run_replicas(&split, &RunOptions { restart: Some(split.checkpoint.clone()), ..options }).unwrap_err().to_string();
+    assert!(e.contains("replica-1/final.chk"), "{e}");
+    println!("{platform}: 2 replicas, 30 + 30 steps with --restart = 60 steps, bit for bit");
+}
+
+#[test]
+fn a_restart_continues_every_replica_of_a_batch_exactly() {
+    restart_continues_every_replica_exactly("cpu");
+}
+
+#[test]
+fn a_restart_continues_every_replica_of_a_gpu_batch_exactly() {
+    let Some(_) = common::gpu() else { return };
+    restart_continues_every_replica_exactly("gpu");
+}

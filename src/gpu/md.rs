@@ -56,7 +56,8 @@ const LIST_PARTS: usize = 4;
 const ST_MAX_NEIGH: usize = 1;
 const ST_BAD_COUNT: usize = 2;
 const ST_BAD_ATOM: usize = 3;
-const ST_BUILDS: usize = 4;
+const ST_STEP_LO: usize = 5;
+const ST_STEP_HI: usize = 6;
 /// Global words; then `SW` per structure (shaders/common.wgsl).
 const STATUS_WORDS: usize = 16;
 const SW: usize = 8;
@@ -251,12 +252,12 @@ impl GpuSimulation {
         step: u64,
         reference: Option<Vec<Vec3>>,
     ) -> Result<GpuSimulation, SimulationError> {
-        Self::new_batch(ctx, vec![(system, integrator)], potential, timestep, skin, max_force, step, reference)
+        Self::new_batch(ctx, vec![(system, integrator)], potential, timestep, skin, max_force, step, reference.map(|r| vec![r]))
     }
 
     /// A batch of independent structures, each with its integrator (they may differ in the
-    /// Langevin seed only) and the same species. `reference` (a checkpoint's build positions)
-    /// is for a batch of one.
+    /// Langevin seed only) and the same species. `references`: each structure's list build
+    /// positions from its checkpoint (a restart), for all structures or none.
     #[allow(clippy::too_many_arguments)]
     pub fn new_batch(
         ctx: GpuContext,
@@ -266,15 +267,17 @@ impl GpuSimulation {
         skin: f64,
         max_force: f64,
         step: u64,
-        reference: Option<Vec<Vec3>>,
+        references: Option<Vec<Vec<Vec3>>>,
     ) -> Result<GpuSimulation, SimulationError> {
         let unsupported = |reason: String| Err(gpu_error(GpuError::Unsupported(reason)));
         let reach = potential.cutoff() + skin;
         let Some((first_system, integrator)) = structures.first().cloned() else {
             return unsupported("a batch needs at least one structure".into());
         };
-        if reference.is_some() && structures.len() > 1 {
-            return unsupported("a batch of several structures starts from their positions, not from a checkpoint's list".into());
+        if let Some(r) = &references
+            && (r.len() != structures.len() || r.iter().zip(&structures).any(|(r, (s, _))| r.len() != s.len()))
+        {
+            return unsupported("the list build positions do not match the structures".into());
         }
         let same_species = |a: &System, b: &System| {
             a.species.len() == b.species.len() && a.species.iter().zip(&b.species).all(|(x, y)| x.name == y.name && x.mass == y.mass)
@@ -291,7 +294,7 @@ impl GpuSimulation {
             if !own.same_but_seed(&integrator) {
                 return unsupported(format!("structure {k} has another integrator than structure 0; a GPU batch shares all but the Langevin seed"));
             }
-            if reference.is_none() {
+            if references.is_none() {
                 system.wrap_positions();
             }
             // Bins at least `reach` wide between faces; fewer if there would be too many.
@@ -382,12 +385,12 @@ impl GpuSimulation {
         };
         sim.write_params();
         sim.write_structures();
-        sim.upload(reference.as_deref());
+        sim.upload(references.as_deref());
         sim.host_step = Some(step);
         sim.write_status(step);
         // First list: with the wrap (which only records the build positions: they are wrapped
         // already) unless the checkpoint gave them.
-        sim.build_until_it_fits(reference.is_none())
+        sim.build_until_it_fits(references.is_none())
             .map_err(gpu_error)?;
         for p in &mut sim.parts {
             p.builds = 1;
@@ -628,7 +631,7 @@ impl GpuSimulation {
         self.ctx.queue.write_buffer(&self.buf.structures, 0, bytemuck::cast_slice(&p.0));
     }
 
-    fn upload(&self, reference: Option<&[Vec3]>) {
+    fn upload(&self, references: Option<&[Vec<Vec3>]>) {
         let mut hi = Vec::with_capacity(self.n);
         let mut lo = Vec::with_capacity(self.n);
         let mut vel = Vec::with_capacity(self.n);
@@ -649,7 +652,7 @@ impl GpuSimulation {
             vel.extend(s.velocities.iter().map(|v| [v[0] as f32, v[1] as f32, v[2] as f32, 0.0]));
             // The image's w is the atom's structure.
             image.extend(s.images.iter().map(|m| [m[0], m[1], m[2], k as i32]));
-            if let Some(reference) = reference {
+            if let Some(reference) = references.map(|r| &r[k]) {
                 refs.extend(reference.iter().zip(&s.types).map(|(x, &t)| [x[0] as f32, x[1] as f32, x[2] as f32, f32::from_bits(t)]));
             }
         }
@@ -658,7 +661,7 @@ impl GpuSimulation {
         q.write_buffer(&self.buf.state[POS_LO], 0, bytemuck::cast_slice(&lo));
         q.write_buffer(&self.buf.state[VEL], 0, bytemuck::cast_slice(&vel));
         q.write_buffer(&self.buf.state[IMAGE], 0, bytemuck::cast_slice(&image));
-        if reference.is_some() {
+        if references.is_some() {
             q.write_buffer(&self.buf.state[REF], 0, bytemuck::cast_slice(&refs));
         }
     }
@@ -668,9 +671,8 @@ impl GpuSimulation {
     fn write_status_words(&self, step: u64, rebuild: bool) {
         let mut words = vec![0u32; STATUS_WORDS + SW * self.parts.len()];
         words[ST_BAD_ATOM] = u32::MAX;
-        words[ST_BUILDS] = self.parts[0].builds as u32;
-        words[5] = step as u32;
-        words[6] = (step >> 32) as u32;
+        words[ST_STEP_LO] = step as u32;
+        words[ST_STEP_HI] = (step >> 32) as u32;
         for (k, part) in self.parts.iter().enumerate() {
             let w = &mut words[STATUS_WORDS + SW * k..STATUS_WORDS + SW * (k + 1)];
             w[SW_REBUILD] = rebuild as u32;
