@@ -272,6 +272,15 @@ impl Engine {
         matches!(self, Engine::Gpu(_) | Engine::GpuReplica(_))
     }
 
+    /// Whether the run should stop for Ctrl-C now (`flag`); the replicas of a GPU batch all
+    /// take the batch's reading at the last block, so that they stop after the same step.
+    pub fn interrupted(&self, flag: &std::sync::atomic::AtomicBool) -> bool {
+        match self {
+            Engine::GpuReplica(r) => r.slot.batch.interrupted(),
+            _ => flag.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
     /// Replicas of a GPU batch size their blocks alike: the batch's suggestion.
     pub fn shared_block_cap(&self) -> Option<u64> {
         match self {

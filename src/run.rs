@@ -202,7 +202,7 @@ fn run_replicas_on_the_gpu(plan: &Plan, options: &RunOptions, ctx: crate::gpu::G
     let references = options.restart.is_some().then_some(references);
     let sim = crate::gpu::GpuSimulation::new_batch(ctx, structures, potential, plan.timestep, plan.skin, plan.max_force, step, references)
         .map_err(|source| RunError::Setup { origin: format!("{} (from {}), {n} replicas on the GPU", plan.structure_origin, plan.source.display()), source })?;
-    let batch = crate::gpu::SharedGpuBatch::new(sim);
+    let batch = crate::gpu::SharedGpuBatch::new(sim, interrupt_flag());
     if !options.quiet {
         println!("{n} replicas (velocity and Langevin seeds + 0..{}), outputs under replica-0/ .. replica-{}/; all of them in one GPU batch", n - 1, n - 1);
     }
@@ -552,7 +552,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         }
         progress.update(step);
         output_time += t_out.elapsed();
-        if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+        if sim.interrupted(interrupted) {
             progress.finish();
             sim.checkpoint(threads)?.write(&plan.checkpoint)?;
             writer.finish()?;

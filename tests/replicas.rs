@@ -234,3 +234,43 @@ fn a_restart_continues_every_replica_of_a_gpu_batch_exactly() {
     let Some(_) = common::gpu() else { return };
     restart_continues_every_replica_exactly("gpu");
 }
+
+#[test]
+fn ctrl_c_stops_every_replica_of_a_gpu_batch_at_one_step_and_the_batch_restarts() {
+    let Some(_) = common::gpu() else { return };
+    // The replicas read Ctrl-C at the same block, so their checkpoints share a step and
+    // `--restart` continues the batch.
+    let dir = common::scratch("replicas-gpu-interrupt");
+    let toml = format!(
+        "[structure]\nfile = \"{}\"\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"300 K\"\nseed = 4\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"langevin\"\ntimestep = \"0.5 fs\"\ntemperature = \"300 K\"\ndamping = \"0.1 ps\"\nseed = 8\n[run]\nsteps = 100000\nreplicas = 3\nplatform = \"gpu\"\n[output]\nthermo = 10\nlog = \"out/thermo.log\"\ncheckpoint = \"out/final.chk\"\n",
+        repo("systems/quickstart/water8.extxyz").display(),
+        repo("potentials/water-schnet-mcgm-soft").display()
+    );
+    std::fs::write(dir.join("system.toml"), toml).unwrap();
+    let mdrun = env!("CARGO_BIN_EXE_mdrun");
+    let mut child = std::process::Command::new(mdrun).arg(dir.join("system.toml")).arg("--quiet").stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // Wait for a few thermo rows of replica 0, then interrupt.
+    let log = dir.join("out/replica-0/thermo.log");
+    let start = std::time::Instant::now();
+    while !log.exists() || data_rows(&log).len() < 3 {
+        assert!(start.elapsed().as_secs() < 300, "no thermo rows after 300 s");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("interrupted at step"), "{stderr}");
+    let steps: Vec<u64> = (0..3).map(|k| Checkpoint::read(&dir.join(format!("out/replica-{k}/final.chk"))).unwrap().step).collect();
+    assert!(steps[0] > 0 && steps.iter().all(|&s| s == steps[0]), "the replicas stopped at different steps: {steps:?}");
+    let until = steps[0] + 20;
+    let out = std::process::Command::new(mdrun)
+        .arg(dir.join("system.toml"))
+        .args(["--quiet", "--restart", dir.join("out/final.chk").to_str().unwrap(), "--steps", &until.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for k in 0..3 {
+        assert_eq!(Checkpoint::read(&dir.join(format!("out/replica-{k}/final.chk"))).unwrap().step, until);
+    }
+    println!("Ctrl-C: all 3 replicas saved at step {}; --restart continued them to {until}", steps[0]);
+}

@@ -7,12 +7,15 @@
 use super::context::GpuError;
 use super::md::GpuSimulation;
 use crate::simulation::SimulationError;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 pub struct SharedGpuBatch {
     state: Mutex<BatchState>,
     turn: Condvar,
+    /// Set by Ctrl-C; looked at once per block, so that every replica stops after the same one.
+    interrupt: &'static AtomicBool,
 }
 
 struct BatchState {
@@ -27,6 +30,8 @@ struct BatchState {
     /// Steps per block that take about half a second, from the last block (every replica's
     /// run loop sizes its next block with this, so that they ask for the same).
     block_cap: u64,
+    /// The interrupt as it was when the last block ran.
+    interrupted: bool,
 }
 
 /// One replica's handle on the batch.
@@ -43,7 +48,7 @@ impl std::fmt::Debug for GpuSlot {
 }
 
 impl SharedGpuBatch {
-    pub fn new(sim: GpuSimulation) -> Arc<SharedGpuBatch> {
+    pub fn new(sim: GpuSimulation, interrupt: &'static AtomicBool) -> Arc<SharedGpuBatch> {
         let n = sim.structures();
         Arc::new(SharedGpuBatch {
             state: Mutex::new(BatchState {
@@ -53,8 +58,10 @@ impl SharedGpuBatch {
                 results: (0..n).map(|_| None).collect(),
                 meetings: 0,
                 block_cap: 20,
+                interrupted: false,
             }),
             turn: Condvar::new(),
+            interrupt,
         })
     }
 
@@ -71,6 +78,7 @@ impl SharedGpuBatch {
         let meeting = state.meetings;
         if state.everyone_waiting() {
             state.run_block();
+            state.interrupted = self.interrupt.load(Ordering::SeqCst);
             self.turn.notify_all();
         } else {
             while state.meetings == meeting {
@@ -87,8 +95,15 @@ impl SharedGpuBatch {
         state.requests[slot] = None;
         if state.active.iter().any(|&a| a) && state.everyone_waiting() {
             state.run_block();
+            state.interrupted = self.interrupt.load(Ordering::SeqCst);
             self.turn.notify_all();
         }
+    }
+
+    /// Whether Ctrl-C had come when the last block ran: every replica stops after that block
+    /// (their checkpoints are then at one step, and `--restart` continues the batch).
+    pub fn interrupted(&self) -> bool {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).interrupted
     }
 
     /// Steps per block the run loops should ask for next.
