@@ -162,3 +162,35 @@ fn structures_that_cannot_share_a_batch_are_refused_with_the_reason() {
     let e = GpuSimulation::new_batch(context(), set, lj(), 0.002, 0.4, 1e4, 0, None).err().expect("a narrow cell must be refused").to_string();
     assert!(e.contains("structure 1: the cell is narrower"), "{e}");
 }
+
+#[test]
+fn a_structure_unusable_from_the_start_is_frozen_there_and_reported_by_the_first_advance() {
+    let Some(_) = gpu() else { return };
+    // Structure 2 starts with two atoms 1.2 Å apart (|F| ~ 1e4 eV/Å and more): alone that is
+    // an error at setup; in a batch it is frozen at step 0 and the others run.
+    let mut set = structures();
+    {
+        let s = &mut set[2].0;
+        let x = s.positions[0];
+        s.positions[1] = [x[0] + 1.2, x[1], x[2]];
+    }
+    let (dt, skin, max_force) = (0.002, 0.4, 5e3);
+    let alone = GpuSimulation::new(context(), set[2].0.clone(), lj(), set[2].1.clone(), dt, skin, max_force, 0, None);
+    let Err(SimulationError::BlowUp(alone_error)) = alone else { panic!("structure 2 alone should fail at setup") };
+    let mut batch = GpuSimulation::new_batch(context(), set.clone(), lj(), dt, skin, max_force, 0, None).unwrap();
+    assert!(batch.is_frozen(2));
+    let failed = batch.advance_batch(30, true).unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let (k, SimulationError::BlowUp(b)) = &failed[0] else { panic!("{failed:?}") };
+    assert_eq!((*k, &b.atoms), (2, &alone_error.atoms));
+    let saved = batch.last_good_checkpoint_of(2).unwrap();
+    assert_eq!(saved.step, 0);
+    for k in [0, 1] {
+        let mut single = GpuSimulation::new(context(), set[k].0.clone(), lj(), set[k].1.clone(), dt, skin, max_force, 0, None).unwrap();
+        single.advance(30, true).unwrap();
+        let (row_a, row_b) = (batch.thermo_of(k).line(), single.thermo().line());
+        let a = trace_of(&mut batch, k, vec![row_a]);
+        let b = trace_of(&mut single, 0, vec![row_b]);
+        assert_same(&format!("structure {k} beside one frozen at the start"), &a, &b);
+    }
+}

@@ -220,6 +220,9 @@ pub struct GpuSimulation {
     /// Wall time spent waiting for the GPU (all kernels).
     pub gpu_time: Duration,
     profiler: Option<Profiler>,
+    /// Structures frozen at the start (their first forces were unusable), reported by the
+    /// first advance.
+    pending: Vec<(usize, SimulationError)>,
 }
 
 /// Per-kernel GPU time from timestamp queries written between dispatches.
@@ -382,6 +385,7 @@ impl GpuSimulation {
             sums_step: step,
             gpu_time: Duration::ZERO,
             profiler: None,
+            pending: Vec::new(),
         };
         sim.write_params();
         sim.write_structures();
@@ -395,23 +399,37 @@ impl GpuSimulation {
         for p in &mut sim.parts {
             p.builds = 1;
         }
-        // First forces, energy and virial.
-        let mut encoder = sim.ctx.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_bind_group(0, &sim.main_group, &[]);
-            sim.encode_forces(&mut pass, true);
-            sim.encode_reduction(&mut pass);
+        // First forces, energy and virial. In a batch, a structure whose first forces are
+        // already unusable is frozen at its start (its error comes with the first advance);
+        // alone, or when every structure is, that is the error.
+        loop {
+            sim.write_status(step);
+            let mut encoder = sim.ctx.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                pass.set_bind_group(0, &sim.main_group, &[]);
+                sim.encode_forces(&mut pass, true);
+                sim.encode_reduction(&mut pass);
+            }
+            sim.ctx.queue.submit([encoder.finish()]);
+            let status = sim.read_status().map_err(gpu_error)?;
+            sim.read_sums().map_err(gpu_error)?;
+            if status[ST_BAD_COUNT] == 0 {
+                sim.warn_outside_training(&status, step).map_err(gpu_error)?;
+                return Ok(sim);
+            }
+            let blow = SimulationError::BlowUp(sim.describe_blow_up(status[ST_BAD_ATOM]).map_err(gpu_error)?);
+            let k = sim.structure_of_atom(status[ST_BAD_ATOM] as usize);
+            sim.pending.push((k, blow));
+            if sim.parts.len() == 1 || sim.pending.len() == sim.parts.len() {
+                return Err(sim.pending.swap_remove(0).1);
+            }
+            sim.read_host_state().map_err(gpu_error)?;
+            sim.parts[k].last_good = Some(sim.state_checkpoint(k).map_err(gpu_error)?);
+            sim.parts[k].frozen = true;
+            sim.write_structures();
+            sim.write_params();
         }
-        sim.ctx.queue.submit([encoder.finish()]);
-        let status = sim.read_status().map_err(gpu_error)?;
-        if status[ST_BAD_COUNT] > 0 {
-            let blow = sim.describe_blow_up(status[ST_BAD_ATOM]).map_err(gpu_error)?;
-            return Err(SimulationError::BlowUp(blow));
-        }
-        sim.read_sums().map_err(gpu_error)?;
-        sim.warn_outside_training(&status, step).map_err(gpu_error)?;
-        Ok(sim)
     }
 
     /// Times every kernel with timestamp queries from now on (if the adapter has them).
@@ -881,13 +899,15 @@ impl GpuSimulation {
     /// (`last_good_checkpoint_of`) and frozen, the others go on; returned are the structures
     /// that blew up in this call, with their errors. The outer error is the device's.
     pub fn advance_batch(&mut self, steps: u64, observe: bool) -> Result<Vec<(usize, SimulationError)>, SimulationError> {
+        let mut failed = std::mem::take(&mut self.pending);
         if steps == 0 {
-            return Ok(Vec::new());
+            return Ok(failed);
         }
         let t = Instant::now();
         let result = self.advance_checked(steps, observe);
         self.gpu_time += t.elapsed();
-        result
+        failed.extend(result?);
+        Ok(failed)
     }
 
     fn advance_checked(&mut self, steps: u64, observe: bool) -> Result<Vec<(usize, SimulationError)>, SimulationError> {
