@@ -129,8 +129,8 @@ fn frozen(s: u32) -> bool {
     return P.any_frozen.x != 0u && structures[s].atoms.w != 0u;
 }
 
-// The structure whose range of `first` values (structures[s].nbins.w, .atoms.x or .atoms.z,
-// chosen by `which`) holds x: the last s with first_s <= x.
+// The structure whose range holds x, a bin (which = 0: first bins at nbins.w), a reduction
+// block (1: atoms.z) or an ML pooling chunk (2: seed.w): the last s with first_s <= x.
 fn structure_by(x: u32, which: u32) -> u32 {
     var lo = 0u;
     var hi = P.n_structures;
@@ -138,6 +138,7 @@ fn structure_by(x: u32, which: u32) -> u32 {
         let mid = (lo + hi) / 2u;
         var first = structures[mid].nbins.w;
         if (which == 1u) { first = structures[mid].atoms.z; }
+        if (which == 2u) { first = structures[mid].seed.w; }
         if (first <= x) { lo = mid; } else { hi = mid; }
     }
     return lo;

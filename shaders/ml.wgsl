@@ -557,22 +557,13 @@ fn level_row(l: u32, s: u32) -> u32 {
 // feature. Class c of atom i has weight [cluster_1(i) == c] (mode 0, hard) or C[i * K + c]
 // (mode 1, soft memberships). B[(chunk K + c)(F + 1) + f] = sum w x_f, and the weight sum at
 // f = F. A = x (rows at off_a).
-fn chunk_structure(chunk: u32) -> u32 {
-    var lo = 0u;
-    var hi = P.n_structures;
-    while (hi - lo > 1u) {
-        let mid = (lo + hi) / 2u;
-        if (structures[mid].seed.w <= chunk) { lo = mid; } else { hi = mid; }
-    }
-    return lo;
-}
 
 @compute @workgroup_size(64)
 fn ml_pool(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let chunk = wg.x;
     let f = O.features;
     let kk = O.k;
-    let st = chunk_structure(chunk);
+    let st = structure_by(chunk, 2u);
     let range = structures[st].atoms;
     let first = range.x + (chunk - structures[st].seed.w) * CHUNK;
     let last = min(first + CHUNK, range.x + range.y);

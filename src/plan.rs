@@ -681,13 +681,7 @@ impl Plan {
         if let Integrator::Langevin { seed, .. } = &mut plan.integrator {
             *seed += k as u64;
         }
-        let moved = |p: &Path| -> PathBuf {
-            let dir = p.parent().unwrap_or(Path::new("")).join(format!("replica-{k}"));
-            match p.file_name() {
-                Some(name) => dir.join(name),
-                None => dir,
-            }
-        };
+        let moved = |p: &Path| replica_path(p, k);
         plan.log = moved(&plan.log);
         plan.checkpoint = moved(&plan.checkpoint);
         for t in &mut plan.trajectories {
@@ -697,6 +691,16 @@ impl Plan {
             a.out = moved(&a.out);
         }
         plan
+    }
+}
+
+/// Where replica k keeps what a single run keeps at `path`: `out/final.chk` becomes
+/// `out/replica-k/final.chk` (its outputs, and the checkpoint `--restart` continues it from).
+pub fn replica_path(path: &Path, k: usize) -> PathBuf {
+    let dir = path.parent().unwrap_or(Path::new("")).join(format!("replica-{k}"));
+    match path.file_name() {
+        Some(name) => dir.join(name),
+        None => dir,
     }
 }
 

@@ -193,12 +193,8 @@ impl Engine {
     /// Replica `slot.slot` of a GPU batch (set up by `crate::run::run_replicas`).
     pub fn gpu_replica(slot: GpuSlot, plan: &Plan) -> Engine {
         let (step, potential_name, cautions, adapter, replicas, system) = slot.batch.with(|sim| {
-            let cautions = match &sim.potential {
-                GpuPotential::Ml(m) => m.cautions.clone(),
-                GpuPotential::Lj(_) => Vec::new(),
-            };
             let system = sim.system_of(slot.slot).cloned().unwrap_or_else(|_| plan.system.clone());
-            (sim.step, sim.potential.name(), cautions, sim.adapter(), sim.structures(), system)
+            (sim.step, sim.potential.name(), sim.potential.cautions(), sim.adapter(), sim.structures(), system)
         });
         Engine::GpuReplica(Box::new(GpuReplica { slot, integrator: plan.integrator.clone(), timestep: plan.timestep, step, potential_name, cautions, adapter, replicas, system }))
     }
@@ -251,10 +247,7 @@ impl Engine {
     pub fn potential_cautions(&self) -> Vec<String> {
         match self {
             Engine::Cpu(s) => s.potential.cautions(),
-            Engine::Gpu(g) => match &g.potential {
-                GpuPotential::Ml(m) => m.cautions.clone(),
-                GpuPotential::Lj(_) => Vec::new(),
-            },
+            Engine::Gpu(g) => g.potential.cautions(),
             Engine::GpuReplica(r) => r.cautions.clone(),
         }
     }

@@ -5,7 +5,7 @@ use crate::io::checkpoint::{Checkpoint, CheckpointError};
 use crate::io::thermo_log::ThermoLog;
 use crate::io::trajectory::{FrameData, TrajectoryError, TrajectoryWriter};
 use crate::gpu::GpuError;
-use crate::plan::{Plan, Platform, PotentialSpec};
+use crate::plan::{Plan, Platform, PotentialSpec, replica_path};
 use crate::potential::batch::{BatchSlot, SharedInference};
 use crate::platform::{Engine, EngineError};
 use crate::simulation::SimulationError;
@@ -158,16 +158,6 @@ pub fn run_replicas(plan: &Plan, options: &RunOptions) -> Result<Vec<RunSummary>
         handles.into_iter().map(|h| h.join().expect("a replica's thread panicked")).collect()
     });
     finish_replicas(plan, options, results)
-}
-
-/// Where replica k keeps what a single run keeps at `path` (as `Plan::replica` moves outputs):
-/// `--restart out/final.chk` continues replica k from `out/replica-k/final.chk`.
-pub fn replica_path(path: &Path, k: usize) -> PathBuf {
-    let dir = path.parent().unwrap_or(Path::new("")).join(format!("replica-{k}"));
-    match path.file_name() {
-        Some(name) => dir.join(name),
-        None => dir,
-    }
 }
 
 /// `run_replicas` on the GPU: every replica's structure in one `GpuSimulation` (each with its

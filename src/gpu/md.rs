@@ -160,6 +160,14 @@ impl GpuPotential {
             GpuPotential::Ml(m) => m.inference.cutoff,
         }
     }
+
+    /// Printed before the run (see `Potential::cautions`).
+    pub fn cautions(&self) -> Vec<String> {
+        match self {
+            GpuPotential::Lj(_) => Vec::new(),
+            GpuPotential::Ml(m) => m.cautions.clone(),
+        }
+    }
 }
 
 /// One structure of a batch: where its atoms and bins are, and what the host knows of it.
