@@ -13,7 +13,8 @@ const ATOM_BITS: u32 = 27u;
 const ATOM_MASK: u32 = 0x07ffffffu;
 
 // Words of the status buffer.
-// Words 0 and 4 are unused (each structure has its own rebuild flags and build count, below).
+const ST_REBUILD: u32 = 0u;      // some structure's list is due for a rebuild this step
+// Word 4 is unused (each structure has its own build count, below).
 const ST_MAX_NEIGH: u32 = 1u;    // the largest neighbour count seen by a build (atomicMax)
 const ST_BAD_COUNT: u32 = 2u;    // atoms with a non-finite force or one above max_force
 const ST_BAD_ATOM: u32 = 3u;     // the lowest such atom id (atomicMin; host sets 0xffffffff)
@@ -22,8 +23,8 @@ const ST_STEP_HI: u32 = 6u;
 // Then SW words per structure s, from ST_STRUCTURES + SW s.
 const ST_STRUCTURES: u32 = 16u;
 const SW: u32 = 8u;
-const SW_MOVED: u32 = 0u;        // an atom moved more than skin/2 since the structure's last build
-const SW_REBUILD: u32 = 1u;      // the structure's list is rebuilt this step
+// Word 0 of a structure is unused.
+const SW_REBUILD: u32 = 1u;      // the structure's list is rebuilt this step (an atom moved skin/2)
 const SW_BUILDS: u32 = 2u;       // the structure's builds
 const SW_REGROUPED: u32 = 3u;    // ML, hard MCGM: a K-means level's partition changed in this evaluation
 const SW_REGROUPINGS: u32 = 4u;  // ML, hard MCGM: evaluations at which some partition changed

@@ -22,11 +22,21 @@ fn accel(i: u32) -> vec3<f32> {
     return force[i].xyz * P.types[atom_type(pos[i])].x;
 }
 
+// The first kernel of a step: a structure's first atom clears the structure's rebuild mark of
+// the step before (neighbor.wgsl).
+fn clear_rebuild_mark(i: u32) {
+    let st = structure_of(i);
+    if (i == structures[st].atoms.x) {
+        atomicStore(&status[status_word(st, SW_REBUILD)], 0u);
+    }
+}
+
 // Velocity Verlet, first half: kick 1/2, drift.
 @compute @workgroup_size(64)
 fn verlet_first(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
     if (i >= P.n_atoms) { return; }
+    clear_rebuild_mark(i);
     if (P.any_frozen.x != 0u && frozen(structure_of(i))) { return; }
     let v = vel[i].xyz + 0.5 * P.dt * accel(i);
     vel[i] = vec4<f32>(v, 0.0);
@@ -70,6 +80,7 @@ fn normals4(step_lo: u32, step_hi: u32, st: u32, index: u32) -> vec4<f32> {
 fn langevin_first(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
     if (i >= P.n_atoms) { return; }
+    clear_rebuild_mark(i);
     let st = structure_of(i);
     if (frozen(st)) { return; }
     var lo = atomicLoad(&status[ST_STEP_LO]) + 1u;

@@ -8,19 +8,22 @@
 //
 // With several structures, each has its own bins and its own rebuild decision: a structure's
 // list is rebuilt when one of its atoms moved half the skin (SW_REBUILD), exactly when it would
-// be alone, and the kernels below skip the atoms and bins of the others. Counts of the others'
+// be alone, and the kernels below skip the atoms and bins of the others. The flag is set here,
+// read by the rebuild, and cleared by the structure's first atom in the next step's first
+// integrator kernel: no kernel walks the structures one by one. Counts of the others'
 // bins stay as they were, so the scan gives their bins the same first slots as before: the
 // slots of structure s are always [first_s, first_s + count_s).
 
-// Flags the structure (SW_MOVED) when one of its atoms moved more than skin/2 since its last
-// build.
+// Marks the structure for a rebuild (SW_REBUILD, and ST_REBUILD for the scheduler) when one
+// of its atoms moved more than skin/2 since its last build.
 @compute @workgroup_size(64)
 fn check_displacement(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
     if (i >= P.n_atoms) { return; }
     let d = pos[i].xyz - ref_pos[i].xyz;
     if (!(dot(d, d) <= P.half_skin_sq)) {
-        atomicStore(&status[status_word(structure_of(i), SW_MOVED)], 1u);
+        atomicStore(&status[status_word(structure_of(i), SW_REBUILD)], 1u);
+        atomicStore(&status[ST_REBUILD], 1u);
     }
 }
 
@@ -86,6 +89,9 @@ fn count_bins(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i >= P.n_atoms) { return; }
     let st = structure_of(i);
     if (!rebuilding(st)) { return; }
+    if (i == structures[st].atoms.x) {
+        atomicAdd(&status[status_word(st, SW_BUILDS)], 1u);
+    }
     let b = bin_index(st, bin_coords(st, ref_pos[i].xyz));
     let rank = atomicAdd(&bins[b], 1u);
     atomic_bin_store(i, b, rank);

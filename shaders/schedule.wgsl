@@ -12,17 +12,8 @@ fn set_args(slot: u32, args: vec4<u32>, on: bool) {
 
 @compute @workgroup_size(1)
 fn schedule_step() {
-    // Each structure is rebuilt when its own atoms moved far enough; the dispatches run when
-    // any is.
-    var rebuild = false;
-    for (var s = 0u; s < P.n_structures; s++) {
-        let moved = atomicExchange(&status[status_word(s, SW_MOVED)], 0u);
-        atomicStore(&status[status_word(s, SW_REBUILD)], moved);
-        if (moved != 0u) {
-            atomicAdd(&status[status_word(s, SW_BUILDS)], 1u);
-            rebuild = true;
-        }
-    }
+    // The dispatches run when any structure is due; each kernel then skips the others.
+    let rebuild = atomicExchange(&status[ST_REBUILD], 0u) != 0u;
     set_args(0u, P.args_atoms, rebuild);
     set_args(1u, P.args_bins, rebuild);
     set_args(2u, P.args_blocks, rebuild);
