@@ -223,6 +223,11 @@ fn run_replicas_on_the_gpu(plan: &Plan, options: &RunOptions, ctx: crate::gpu::G
     finish_replicas(plan, options, results)
 }
 
+/// GPU steps per block that take about half a second at `per_step` seconds a step.
+pub(crate) fn block_steps(per_step: f64) -> u64 {
+    ((0.5 / per_step.max(1e-9)) as u64).clamp(1, 1000)
+}
+
 /// Takes a replica out of its GPU batch when its thread ends, however it ends.
 struct LeaveOnDrop(crate::gpu::GpuSlot);
 
@@ -518,8 +523,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
                 source,
             });
         }
-        let per_step = t_block.elapsed().as_secs_f64() / block as f64;
-        block_cap = ((0.5 / per_step.max(1e-9)) as u64).clamp(1, 1000);
+        block_cap = block_steps(t_block.elapsed().as_secs_f64() / block as f64);
         let t_out = Instant::now();
         if thermo_due {
             let sample = sim.thermo();

@@ -14,8 +14,6 @@ use std::time::Instant;
 pub struct SharedGpuBatch {
     state: Mutex<BatchState>,
     turn: Condvar,
-    /// Set by Ctrl-C; looked at once per block, so that every replica stops after the same one.
-    interrupt: &'static AtomicBool,
 }
 
 struct BatchState {
@@ -30,6 +28,8 @@ struct BatchState {
     /// Steps per block that take about half a second, from the last block (every replica's
     /// run loop sizes its next block with this, so that they ask for the same).
     block_cap: u64,
+    /// Set by Ctrl-C; looked at once per block, so that every replica stops after the same one.
+    interrupt: &'static AtomicBool,
     /// The interrupt as it was when the last block ran.
     interrupted: bool,
 }
@@ -58,10 +58,10 @@ impl SharedGpuBatch {
                 results: (0..n).map(|_| None).collect(),
                 meetings: 0,
                 block_cap: 20,
+                interrupt,
                 interrupted: false,
             }),
             turn: Condvar::new(),
-            interrupt,
         })
     }
 
@@ -78,7 +78,6 @@ impl SharedGpuBatch {
         let meeting = state.meetings;
         if state.everyone_waiting() {
             state.run_block();
-            state.interrupted = self.interrupt.load(Ordering::SeqCst);
             self.turn.notify_all();
         } else {
             while state.meetings == meeting {
@@ -95,7 +94,6 @@ impl SharedGpuBatch {
         state.requests[slot] = None;
         if state.active.iter().any(|&a| a) && state.everyone_waiting() {
             state.run_block();
-            state.interrupted = self.interrupt.load(Ordering::SeqCst);
             self.turn.notify_all();
         }
     }
@@ -127,8 +125,7 @@ impl BatchState {
         } else {
             let t = Instant::now();
             let result = self.sim.advance_batch(steps, observe).map_err(|e| e.to_string());
-            let per_step = t.elapsed().as_secs_f64() / steps.max(1) as f64;
-            self.block_cap = ((0.5 / per_step.max(1e-9)) as u64).clamp(1, 1000);
+            self.block_cap = crate::run::block_steps(t.elapsed().as_secs_f64() / steps.max(1) as f64);
             result
         };
         for &(k, _) in &asked {
@@ -145,6 +142,7 @@ impl BatchState {
         for r in &mut self.requests {
             *r = None;
         }
+        self.interrupted = self.interrupt.load(Ordering::SeqCst);
         self.meetings += 1;
     }
 }
