@@ -332,15 +332,204 @@ fn message_backward(edge: &Edge, a: AtomRows, b: AtomRows, g_phi_a: &mut [f32], 
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    //! The edge kernels in AVX2 intrinsics on raw row pointers. Written with slices and
+    //! eight-lane arrays (the portable `*_lanes` above) the compiler kept a dozen row pointers
+    //! and bounds on the stack and spent half of the kernel reloading them; these do the same
+    //! operations in the same order, so both give the same bits.
     use super::{AtomRows, Edge};
+    use std::arch::x86_64::*;
 
+    /// Σ_j k_j row_j over the four table rows `width` apart from `p`: the Hermite value (or
+    /// slope) of eight lanes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn hermite(p: *const f32, width: usize, k: &[__m256; 4]) -> __m256 {
+        // SAFETY (all loads here and below): the callers assert the rows' lengths.
+        unsafe {
+            let mut out = _mm256_mul_ps(k[0], _mm256_loadu_ps(p));
+            out = _mm256_add_ps(out, _mm256_mul_ps(k[1], _mm256_loadu_ps(p.add(width))));
+            out = _mm256_add_ps(out, _mm256_mul_ps(k[2], _mm256_loadu_ps(p.add(2 * width))));
+            _mm256_add_ps(out, _mm256_mul_ps(k[3], _mm256_loadu_ps(p.add(3 * width))))
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn weights(c: [f32; 4]) -> [__m256; 4] {
+        c.map(|v| _mm256_set1_ps(v))
+    }
+
+    /// a·b over the three components, each `f` apart ((a0 b0 + a1 b1) + a2 b2).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn dot3(a: &[__m256; 3], b: &[__m256; 3]) -> __m256 {
+        _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(a[0], b[0]), _mm256_mul_ps(a[1], b[1])), _mm256_mul_ps(a[2], b[2]))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load3(p: *const f32, f: usize) -> [__m256; 3] {
+        unsafe { [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(f)), _mm256_loadu_ps(p.add(2 * f))] }
+    }
+
+    /// Horizontal sum in lane order, as `[f32; 8]::iter().sum()`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn lane_sum(v: __m256) -> f32 {
+        let mut out = [0.0f32; 8];
+        // SAFETY: out has eight lanes.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+        out.iter().sum()
+    }
+
+    /// The kernels for the common widths with F a constant, so that every row offset is an
+    /// immediate and a handful of base pointers stay in registers (with F read at run time the
+    /// compiler keeps a pointer per row and offset, ~40, and spills them).
     #[target_feature(enable = "avx2")]
     pub fn message(edge: &Edge, phi_b: &[f32], mu_b: &[f32], qa: &mut [f32], mua: &mut [f32]) {
-        super::message_lanes(edge, phi_b, mu_b, qa, mua)
+        match qa.len() {
+            64 => message_of::<64>(edge, phi_b, mu_b, qa, mua),
+            128 => message_of::<128>(edge, phi_b, mu_b, qa, mua),
+            _ => message_of::<0>(edge, phi_b, mu_b, qa, mua),
+        }
     }
 
     #[target_feature(enable = "avx2")]
     pub fn message_backward(edge: &Edge, a: AtomRows, b: AtomRows, g_phi_a: &mut [f32], g_mu_a: &mut [f32]) -> (f32, [f32; 3]) {
-        super::message_backward_lanes(edge, a, b, g_phi_a, g_mu_a)
+        match a.g_q.len() {
+            64 => message_backward_of::<64>(edge, a, b, g_phi_a, g_mu_a),
+            128 => message_backward_of::<128>(edge, a, b, g_phi_a, g_mu_a),
+            _ => message_backward_of::<0>(edge, a, b, g_phi_a, g_mu_a),
+        }
+    }
+
+    /// F features (0: read from the rows).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn message_of<const F: usize>(edge: &Edge, phi_b: &[f32], mu_b: &[f32], qa: &mut [f32], mua: &mut [f32]) {
+        let f = if F == 0 { qa.len() } else { F };
+        assert_eq!(qa.len(), f);
+        let (rows, c, _) = edge.table;
+        let width = 3 * f;
+        assert!(f % 8 == 0 && rows.len() >= 4 * width && phi_b.len() >= width && mu_b.len() >= width && mua.len() >= width);
+        let (t, pb_, mb, q, m) = (rows.as_ptr(), phi_b.as_ptr(), mu_b.as_ptr(), qa.as_mut_ptr(), mua.as_mut_ptr());
+        let c = weights(c);
+        let rh = edge.rh.map(|v| _mm256_set1_ps(v));
+        for base in (0..f).step_by(8) {
+            // SAFETY: every offset is below 3F, which the assert covers.
+            unsafe {
+                let (x, y, z) = (base, f + base, 2 * f + base);
+                let (wa, wb, wc) = (hermite(t.add(x), width, &c), hermite(t.add(y), width, &c), hermite(t.add(z), width, &c));
+                let qo = q.add(base);
+                _mm256_storeu_ps(qo, _mm256_add_ps(_mm256_loadu_ps(qo), _mm256_mul_ps(_mm256_loadu_ps(pb_.add(x)), wa)));
+                let b = _mm256_mul_ps(_mm256_loadu_ps(pb_.add(y)), wb);
+                let cc = _mm256_mul_ps(_mm256_loadu_ps(pb_.add(z)), wc);
+                for (k, at) in [x, y, z].into_iter().enumerate() {
+                    let out = m.add(at);
+                    let add = _mm256_add_ps(_mm256_mul_ps(b, rh[k]), _mm256_mul_ps(cc, _mm256_loadu_ps(mb.add(at))));
+                    _mm256_storeu_ps(out, _mm256_add_ps(_mm256_loadu_ps(out), add));
+                }
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn message_backward_of<const F: usize>(edge: &Edge, a: AtomRows, b: AtomRows, g_phi_a: &mut [f32], g_mu_a: &mut [f32]) -> (f32, [f32; 3]) {
+        let f = if F == 0 { a.g_q.len() } else { F };
+        assert_eq!(a.g_q.len(), f);
+        let (rows, c, s) = edge.table;
+        let width = 3 * f;
+        assert!(f % 8 == 0 && rows.len() >= 4 * width && g_phi_a.len() >= width && g_mu_a.len() >= width);
+        assert!(b.g_q.len() >= f && [a.phi, a.mu, a.g_mu, b.phi, b.mu, b.g_mu].iter().all(|r| r.len() >= width));
+        let t = rows.as_ptr();
+        let (c, s) = (weights(c), weights(s));
+        let rh = edge.rh.map(|v| _mm256_set1_ps(v));
+        let (gp, gm) = (g_phi_a.as_mut_ptr(), g_mu_a.as_mut_ptr());
+        let sign = _mm256_set1_ps(-0.0);
+        let (mut g_d, mut g_dir) = (_mm256_setzero_ps(), [_mm256_setzero_ps(); 3]);
+        for base in (0..f).step_by(8) {
+            // SAFETY: every offset is below 3F (F for g_q), which the asserts cover.
+            unsafe {
+                let (x, y, z) = (base, f + base, 2 * f + base);
+                let gm_a = load3(a.g_mu.as_ptr().add(base), f);
+                let gm_b = load3(b.g_mu.as_ptr().add(base), f);
+                // Scalar part: dL/da = g_q of the receiving atom.
+                let (w, dw) = (hermite(t.add(x), width, &c), hermite(t.add(x), width, &s));
+                let (gq_a, gq_b) = (_mm256_loadu_ps(a.g_q.as_ptr().add(base)), _mm256_loadu_ps(b.g_q.as_ptr().add(base)));
+                let (pa, pb) = (_mm256_loadu_ps(a.phi.as_ptr().add(x)), _mm256_loadu_ps(b.phi.as_ptr().add(x)));
+                let both = _mm256_add_ps(_mm256_mul_ps(gq_a, pb), _mm256_mul_ps(gq_b, pa));
+                g_d = _mm256_add_ps(g_d, _mm256_mul_ps(both, dw));
+                _mm256_storeu_ps(gp.add(x), _mm256_add_ps(_mm256_loadu_ps(gp.add(x)), _mm256_mul_ps(gq_b, w)));
+                // Direction part: dL/db = g_μ . r̂ for the own message, g_μ . (-r̂) for the twin.
+                let (w, dw) = (hermite(t.add(y), width, &c), hermite(t.add(y), width, &s));
+                let (pa, pb) = (_mm256_loadu_ps(a.phi.as_ptr().add(y)), _mm256_loadu_ps(b.phi.as_ptr().add(y)));
+                let gb_own = dot3(&gm_a, &rh);
+                let gb_twin = _mm256_xor_ps(dot3(&gm_b, &rh), sign);
+                let both = _mm256_add_ps(_mm256_mul_ps(gb_own, pb), _mm256_mul_ps(gb_twin, pa));
+                g_d = _mm256_add_ps(g_d, _mm256_mul_ps(both, dw));
+                _mm256_storeu_ps(gp.add(y), _mm256_add_ps(_mm256_loadu_ps(gp.add(y)), _mm256_mul_ps(gb_twin, w)));
+                let (b_own, b_twin) = (_mm256_mul_ps(pb, w), _mm256_mul_ps(pa, w));
+                for k in 0..3 {
+                    g_dir[k] = _mm256_add_ps(g_dir[k], _mm256_sub_ps(_mm256_mul_ps(gm_a[k], b_own), _mm256_mul_ps(gm_b[k], b_twin)));
+                }
+                // Vector part: dL/dc = g_μ . μ of the sending atom; the twin's c read μ_a.
+                let (w, dw) = (hermite(t.add(z), width, &c), hermite(t.add(z), width, &s));
+                let (pa, pb) = (_mm256_loadu_ps(a.phi.as_ptr().add(z)), _mm256_loadu_ps(b.phi.as_ptr().add(z)));
+                let gc_own = dot3(&gm_a, &load3(b.mu.as_ptr().add(base), f));
+                let gc_twin = dot3(&gm_b, &load3(a.mu.as_ptr().add(base), f));
+                let both = _mm256_add_ps(_mm256_mul_ps(gc_own, pb), _mm256_mul_ps(gc_twin, pa));
+                g_d = _mm256_add_ps(g_d, _mm256_mul_ps(both, dw));
+                _mm256_storeu_ps(gp.add(z), _mm256_add_ps(_mm256_loadu_ps(gp.add(z)), _mm256_mul_ps(gc_twin, w)));
+                let c_twin = _mm256_mul_ps(pa, w);
+                for (k, at) in [x, y, z].into_iter().enumerate() {
+                    let out = gm.add(at);
+                    _mm256_storeu_ps(out, _mm256_add_ps(_mm256_loadu_ps(out), _mm256_mul_ps(gm_b[k], c_twin)));
+                }
+            }
+        }
+        (lane_sum(g_d), [lane_sum(g_dir[0]), lane_sum(g_dir[1]), lane_sum(g_dir[2])])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values in [-1, 1) from a counter-based generator (the same every run).
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n).map(|i| crate::rng::philox4x32([i as u32, seed, 0, 0], [3, 5])[0] as f32 / 2147483648.0 - 1.0).collect()
+    }
+
+    /// The AVX2 kernels do the portable kernels' operations in the same order: same bits, at the
+    /// widths with their own code (64, 128) and at one read at run time (16).
+    #[test]
+    fn avx2_edge_kernels_equal_the_portable_ones() {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            for f in [16, 64, 128] {
+                let width = 3 * f;
+                let rows = values(4 * width, 1);
+                let edge = Edge { table: (&rows, [0.3, -0.2, 0.7, 0.1], [-1.1, 0.4, 1.3, -0.6]), rh: [0.48, -0.6, 0.64] };
+                let (phi_a, mu_a, phi_b, mu_b) = (values(width, 2), values(width, 3), values(width, 4), values(width, 5));
+                let (g_q_a, g_mu_a, g_q_b, g_mu_b) = (values(f, 6), values(width, 7), values(f, 8), values(width, 9));
+                let a = AtomRows { phi: &phi_a, mu: &mu_a, g_q: &g_q_a, g_mu: &g_mu_a };
+                let b = AtomRows { phi: &phi_b, mu: &mu_b, g_q: &g_q_b, g_mu: &g_mu_b };
+                let (mut q1, mut m1) = (values(f, 10), values(width, 11));
+                let (mut q2, mut m2) = (q1.clone(), m1.clone());
+                message_lanes(&edge, &phi_b, &mu_b, &mut q1, &mut m1);
+                // SAFETY: the CPU has AVX2, checked above.
+                unsafe { avx2::message(&edge, &phi_b, &mu_b, &mut q2, &mut m2) };
+                assert!(q1.iter().zip(&q2).chain(m1.iter().zip(&m2)).all(|(x, y)| x.to_bits() == y.to_bits()), "message, F = {f}");
+                let (mut gp1, mut gm1) = (values(width, 12), values(width, 13));
+                let (mut gp2, mut gm2) = (gp1.clone(), gm1.clone());
+                let (d1, dir1) = message_backward_lanes(&edge, a, b, &mut gp1, &mut gm1);
+                // SAFETY: as above.
+                let (d2, dir2) = unsafe { avx2::message_backward(&edge, a, b, &mut gp2, &mut gm2) };
+                assert_eq!((d1.to_bits(), dir1.map(f32::to_bits)), (d2.to_bits(), dir2.map(f32::to_bits)), "dL/dr, F = {f}");
+                assert!(gp1.iter().zip(&gp2).chain(gm1.iter().zip(&gm2)).all(|(x, y)| x.to_bits() == y.to_bits()), "transposes, F = {f}");
+                assert!(d1 != 0.0 && gp1.iter().any(|v| *v != 0.0));
+            }
+        }
     }
 }
