@@ -13,6 +13,7 @@ pub mod gpu;
 pub mod integrate;
 pub mod io;
 pub mod lattice;
+pub mod memory;
 pub mod ml;
 pub mod neighbor;
 pub mod plan;
