@@ -274,9 +274,10 @@ fn message_backward_lanes(edge: &Edge, a: AtomRows, b: AtomRows, g_phi_a: &mut [
         let (mut b_own, mut b_twin) = ([0.0f32; 8], [0.0f32; 8]);
         for l in 0..8 {
             let gb_own = gm_a[0][l] * rh[0] + gm_a[1][l] * rh[1] + gm_a[2][l] * rh[2];
-            let gb_twin = -(gm_b[0][l] * rh[0] + gm_b[1][l] * rh[1] + gm_b[2][l] * rh[2]);
-            g_d[l] += (gb_own * pb[l] + gb_twin * pa[l]) * dw[l];
-            gp[l] += gb_twin * w[l];
+            // The twin's is g_μ_b . (-r̂): subtracted.
+            let gb_twin_neg = gm_b[0][l] * rh[0] + gm_b[1][l] * rh[1] + gm_b[2][l] * rh[2];
+            g_d[l] += (gb_own * pb[l] - gb_twin_neg * pa[l]) * dw[l];
+            gp[l] -= gb_twin_neg * w[l];
             b_own[l] = pb[l] * w[l];
             b_twin[l] = pa[l] * w[l];
         }
@@ -338,6 +339,7 @@ mod avx2 {
     //! operations in the same order, so both give the same bits.
     use super::{AtomRows, Edge};
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
     /// Σ_j k_j row_j over the four table rows `width` apart from `p`: the Hermite value (or
     /// slope) of eight lanes.
@@ -384,13 +386,14 @@ mod avx2 {
 
     /// The kernels for the common widths with F a constant, so that every row offset is an
     /// immediate and a handful of base pointers stay in registers (with F read at run time the
-    /// compiler keeps a pointer per row and offset, ~40, and spills them).
+    /// compiler keeps a pointer per row and offset, ~40, and spills them); other widths run the
+    /// portable kernels, compiled for AVX2 here.
     #[target_feature(enable = "avx2")]
     pub fn message(edge: &Edge, phi_b: &[f32], mu_b: &[f32], qa: &mut [f32], mua: &mut [f32]) {
         match qa.len() {
             64 => message_of::<64>(edge, phi_b, mu_b, qa, mua),
             128 => message_of::<128>(edge, phi_b, mu_b, qa, mua),
-            _ => message_of::<0>(edge, phi_b, mu_b, qa, mua),
+            _ => super::message_lanes(edge, phi_b, mu_b, qa, mua),
         }
     }
 
@@ -399,15 +402,15 @@ mod avx2 {
         match a.g_q.len() {
             64 => message_backward_of::<64>(edge, a, b, g_phi_a, g_mu_a),
             128 => message_backward_of::<128>(edge, a, b, g_phi_a, g_mu_a),
-            _ => message_backward_of::<0>(edge, a, b, g_phi_a, g_mu_a),
+            _ => super::message_backward_lanes(edge, a, b, g_phi_a, g_mu_a),
         }
     }
 
-    /// F features (0: read from the rows).
+    /// F features (64 or 128).
     #[inline]
     #[target_feature(enable = "avx2")]
     fn message_of<const F: usize>(edge: &Edge, phi_b: &[f32], mu_b: &[f32], qa: &mut [f32], mua: &mut [f32]) {
-        let f = if F == 0 { qa.len() } else { F };
+        let f = F;
         assert_eq!(qa.len(), f);
         let (rows, c, _) = edge.table;
         let width = 3 * f;
@@ -433,48 +436,68 @@ mod avx2 {
         }
     }
 
+    /// The widest F with its own code: W and dW/dd of one edge, 3F lanes each, fit a buffer of
+    /// 2 x 48 vectors (3 KB, in L1).
+    const WIDEST: usize = 128;
+
     #[inline]
     #[target_feature(enable = "avx2")]
     fn message_backward_of<const F: usize>(edge: &Edge, a: AtomRows, b: AtomRows, g_phi_a: &mut [f32], g_mu_a: &mut [f32]) -> (f32, [f32; 3]) {
-        let f = if F == 0 { a.g_q.len() } else { F };
-        assert_eq!(a.g_q.len(), f);
+        let f = F;
+        assert!(f <= WIDEST && a.g_q.len() == f);
         let (rows, c, s) = edge.table;
         let width = 3 * f;
         assert!(f % 8 == 0 && rows.len() >= 4 * width && g_phi_a.len() >= width && g_mu_a.len() >= width);
         assert!(b.g_q.len() >= f && [a.phi, a.mu, a.g_mu, b.phi, b.mu, b.g_mu].iter().all(|r| r.len() >= width));
-        let t = rows.as_ptr();
-        let (c, s) = (weights(c), weights(s));
+        // First W and dW/dd of all 3F lanes: with the eight Hermite weights live through the
+        // main loop below as well, its 16 vector registers were not enough and it spilled.
+        // (Left uninitialised: zeroing them cost more than the spills.)
+        let (mut w_all, mut dw_all) = ([MaybeUninit::<__m256>::uninit(); 3 * WIDEST / 8], [MaybeUninit::<__m256>::uninit(); 3 * WIDEST / 8]);
+        {
+            let t = rows.as_ptr();
+            let (c, s) = (weights(c), weights(s));
+            for (v, lane) in (0..width).step_by(8).enumerate() {
+                // SAFETY: lane + 3 width < 4 width, which the assert covers.
+                unsafe {
+                    w_all[v].write(hermite(t.add(lane), width, &c));
+                    dw_all[v].write(hermite(t.add(lane), width, &s));
+                }
+            }
+        }
+        // SAFETY: the loop above wrote the first 3F / 8 vectors, the only ones read.
+        let w_at = |v: usize| unsafe { w_all[v].assume_init() };
+        let dw_at = |v: usize| unsafe { dw_all[v].assume_init() };
         let rh = edge.rh.map(|v| _mm256_set1_ps(v));
         let (gp, gm) = (g_phi_a.as_mut_ptr(), g_mu_a.as_mut_ptr());
-        let sign = _mm256_set1_ps(-0.0);
         let (mut g_d, mut g_dir) = (_mm256_setzero_ps(), [_mm256_setzero_ps(); 3]);
-        for base in (0..f).step_by(8) {
+        for (v, base) in (0..f).step_by(8).enumerate() {
             // SAFETY: every offset is below 3F (F for g_q), which the asserts cover.
             unsafe {
                 let (x, y, z) = (base, f + base, 2 * f + base);
                 let gm_a = load3(a.g_mu.as_ptr().add(base), f);
                 let gm_b = load3(b.g_mu.as_ptr().add(base), f);
                 // Scalar part: dL/da = g_q of the receiving atom.
-                let (w, dw) = (hermite(t.add(x), width, &c), hermite(t.add(x), width, &s));
+                let (w, dw) = (w_at(v), dw_at(v));
                 let (gq_a, gq_b) = (_mm256_loadu_ps(a.g_q.as_ptr().add(base)), _mm256_loadu_ps(b.g_q.as_ptr().add(base)));
                 let (pa, pb) = (_mm256_loadu_ps(a.phi.as_ptr().add(x)), _mm256_loadu_ps(b.phi.as_ptr().add(x)));
                 let both = _mm256_add_ps(_mm256_mul_ps(gq_a, pb), _mm256_mul_ps(gq_b, pa));
                 g_d = _mm256_add_ps(g_d, _mm256_mul_ps(both, dw));
                 _mm256_storeu_ps(gp.add(x), _mm256_add_ps(_mm256_loadu_ps(gp.add(x)), _mm256_mul_ps(gq_b, w)));
-                // Direction part: dL/db = g_μ . r̂ for the own message, g_μ . (-r̂) for the twin.
-                let (w, dw) = (hermite(t.add(y), width, &c), hermite(t.add(y), width, &s));
+                // Direction part: dL/db = g_μ . r̂ for the own message, g_μ . (-r̂) for the twin
+                // (subtracted: a - x y has the bits of a + (-x) y).
+                let (w, dw) = (w_at(f / 8 + v), dw_at(f / 8 + v));
                 let (pa, pb) = (_mm256_loadu_ps(a.phi.as_ptr().add(y)), _mm256_loadu_ps(b.phi.as_ptr().add(y)));
                 let gb_own = dot3(&gm_a, &rh);
-                let gb_twin = _mm256_xor_ps(dot3(&gm_b, &rh), sign);
-                let both = _mm256_add_ps(_mm256_mul_ps(gb_own, pb), _mm256_mul_ps(gb_twin, pa));
+                let gb_twin_neg = dot3(&gm_b, &rh);
+                let both = _mm256_sub_ps(_mm256_mul_ps(gb_own, pb), _mm256_mul_ps(gb_twin_neg, pa));
                 g_d = _mm256_add_ps(g_d, _mm256_mul_ps(both, dw));
-                _mm256_storeu_ps(gp.add(y), _mm256_add_ps(_mm256_loadu_ps(gp.add(y)), _mm256_mul_ps(gb_twin, w)));
+                _mm256_storeu_ps(gp.add(y), _mm256_sub_ps(_mm256_loadu_ps(gp.add(y)), _mm256_mul_ps(gb_twin_neg, w)));
                 let (b_own, b_twin) = (_mm256_mul_ps(pb, w), _mm256_mul_ps(pa, w));
                 for k in 0..3 {
                     g_dir[k] = _mm256_add_ps(g_dir[k], _mm256_sub_ps(_mm256_mul_ps(gm_a[k], b_own), _mm256_mul_ps(gm_b[k], b_twin)));
                 }
                 // Vector part: dL/dc = g_μ . μ of the sending atom; the twin's c read μ_a.
-                let (w, dw) = (hermite(t.add(z), width, &c), hermite(t.add(z), width, &s));
+                let (w, dw) = (w_at(f / 4 + v), dw_at(f / 4 + v));
                 let (pa, pb) = (_mm256_loadu_ps(a.phi.as_ptr().add(z)), _mm256_loadu_ps(b.phi.as_ptr().add(z)));
                 let gc_own = dot3(&gm_a, &load3(b.mu.as_ptr().add(base), f));
                 let gc_twin = dot3(&gm_b, &load3(a.mu.as_ptr().add(base), f));
