@@ -157,7 +157,7 @@ pub fn run_replicas(plan: &Plan, options: &RunOptions) -> Result<Vec<RunSummary>
             .collect();
         handles.into_iter().map(|h| h.join().expect("a replica's thread panicked")).collect()
     });
-    finish_replicas(plan, options, results)
+    finish_replicas(plan, options, results, Default::default())
 }
 
 /// `run_replicas` on the GPU: every replica's structure in one `GpuSimulation` (each with its
@@ -196,6 +196,10 @@ fn run_replicas_on_the_gpu(plan: &Plan, options: &RunOptions, ctx: crate::gpu::G
     if !options.quiet {
         println!("{n} replicas (velocity and Langevin seeds + 0..{}), outputs under replica-0/ .. replica-{}/; all of them in one GPU batch", n - 1, n - 1);
     }
+    // One kernel split for the batch (every kernel covers all the structures).
+    if options.gpu_profile && !batch.with(|g| g.enable_profiling()) && !options.quiet {
+        eprintln!("--gpu-profile: {NO_TIMESTAMPS}");
+    }
     let results: Vec<Result<RunSummary, RunError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = plans
             .iter()
@@ -220,7 +224,8 @@ fn run_replicas_on_the_gpu(plan: &Plan, options: &RunOptions, ctx: crate::gpu::G
             .collect();
         handles.into_iter().map(|h| h.join().expect("a replica's thread panicked")).collect()
     });
-    finish_replicas(plan, options, results)
+    let kernels = batch.with(|g| g.kernel_times());
+    finish_replicas(plan, options, results, kernels)
 }
 
 /// GPU steps per block that take about half a second at `per_step` seconds a step.
@@ -238,8 +243,9 @@ impl Drop for LeaveOnDrop {
 }
 
 /// Reports the replicas' outcomes: the summaries in replica order, or the first error (each
-/// failed replica's error is printed).
-fn finish_replicas(plan: &Plan, options: &RunOptions, results: Vec<Result<RunSummary, RunError>>) -> Result<Vec<RunSummary>, RunError> {
+/// failed replica's error is printed). A GPU batch's kernel split (`--gpu-profile`) is printed
+/// here and kept in replica 0's summary.
+fn finish_replicas(plan: &Plan, options: &RunOptions, results: Vec<Result<RunSummary, RunError>>, kernels: std::collections::BTreeMap<String, f64>) -> Result<Vec<RunSummary>, RunError> {
     let n = plan.replicas;
     let mut summaries = Vec::new();
     let mut first_error = None;
@@ -265,9 +271,17 @@ fn finish_replicas(plan: &Plan, options: &RunOptions, results: Vec<Result<RunSum
                 println!("  replica {k}: energy drift {d:+.3e} eV/atom/ps");
             }
         }
+        if !kernels.is_empty() {
+            println!("  {}", crate::summary::kernel_split("GPU kernels of the batch", &kernels));
+        }
+    }
+    if let Some(first) = summaries.first_mut() {
+        first.gpu_kernel_s = kernels;
     }
     Ok(summaries)
 }
+
+const NO_TIMESTAMPS: &str = "this adapter has no timestamp queries inside compute passes; no kernel split";
 
 /// Runs the plan to its last step and returns the summary.
 pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunError> {
@@ -363,7 +377,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         match &mut sim {
             Engine::Gpu(g) => {
                 if !g.enable_profiling() && !options.quiet {
-                    eprintln!("--gpu-profile: this adapter has no timestamp queries inside compute passes; no kernel split");
+                    eprintln!("--gpu-profile: {NO_TIMESTAMPS}");
                 }
             }
             Engine::Cpu(_) => {
@@ -371,11 +385,8 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
                     eprintln!("--gpu-profile: the run is on the CPU; nothing to profile");
                 }
             }
-            Engine::GpuReplica(_) => {
-                if !options.quiet {
-                    eprintln!("--gpu-profile: not for a batch of replicas; profile one replica run alone");
-                }
-            }
+            // The batch is profiled as a whole (`run_replicas_on_the_gpu`).
+            Engine::GpuReplica(_) => {}
         }
     }
     let system = sim.system()?.clone();

@@ -121,17 +121,19 @@ impl RunSummary {
             s.push_str(&format!("\n  {note}"));
         }
         if !self.gpu_kernel_s.is_empty() {
-            let total: f64 = self.gpu_kernel_s.values().sum::<f64>().max(1e-12);
-            let mut kernels: Vec<(&String, &f64)> = self.gpu_kernel_s.iter().collect();
-            kernels.sort_by(|a, b| b.1.total_cmp(a.1));
-            s.push_str(&format!("\n  GPU kernels ({total:.3} s):"));
-            for (name, t) in kernels {
-                s.push_str(&format!(" {name} {t:.3} s ({:.1}%),", 100.0 * t / total));
-            }
-            s.pop();
+            s.push_str(&format!("\n  {}", kernel_split("GPU kernels", &self.gpu_kernel_s)));
         }
         s
     }
+}
+
+/// "title (total s): kernel t s (x%), ..." from GPU seconds per kernel, largest first.
+pub fn kernel_split(title: &str, kernels: &std::collections::BTreeMap<String, f64>) -> String {
+    let total: f64 = kernels.values().sum::<f64>().max(1e-12);
+    let mut sorted: Vec<(&String, &f64)> = kernels.iter().collect();
+    sorted.sort_by(|a, b| b.1.total_cmp(a.1));
+    let parts: Vec<String> = sorted.iter().map(|(name, t)| format!("{name} {t:.3} s ({:.1}%)", 100.0 * *t / total)).collect();
+    format!("{title} ({total:.3} s): {}", parts.join(", "))
 }
 
 #[cfg(test)]

@@ -274,3 +274,32 @@ fn ctrl_c_stops_every_replica_of_a_gpu_batch_at_one_step_and_the_batch_restarts(
     }
     println!("Ctrl-C: all 3 replicas saved at step {}; --restart continued them to {until}", steps[0]);
 }
+
+#[test]
+fn gpu_profile_of_a_batch_times_the_batch_kernels() {
+    let Some(ctx) = common::gpu() else { return };
+    let dir = common::scratch("replicas-gpu-profile");
+    let toml = format!(
+        "[structure]\nfile = \"{}\"\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"300 K\"\nseed = 4\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"0.5 fs\"\n[run]\nsteps = 20\nreplicas = 2\nplatform = \"gpu\"\n[output]\nthermo = 10\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
+        repo("systems/quickstart/water8.extxyz").display(),
+        repo("potentials/water-schnet-mcgm-soft").display()
+    );
+    std::fs::write(dir.join("system.toml"), toml).unwrap();
+    let plan = Plan::from_file(&dir.join("system.toml"), None).unwrap();
+    let options = RunOptions { quiet: true, gpu_profile: true, ..Default::default() };
+    let summaries = run_replicas(&plan, &options).unwrap();
+    if !ctx.timestamps {
+        eprintln!("this adapter has no timestamp queries inside passes: no split to check");
+        return;
+    }
+    // One split for the whole batch, in replica 0's summary: the model's stages (soft MCGM
+    // clusters too) and the MD kernels, their sum within the run's wall time.
+    let kernels = &summaries[0].gpu_kernel_s;
+    assert!(summaries[1].gpu_kernel_s.is_empty());
+    for name in ["ml: forward", "ml: clustering", "ml: backward", "integrate"] {
+        assert!(kernels.get(name).is_some_and(|&t| t > 0.0), "no {name} in {:?}", kernels.keys().collect::<Vec<_>>());
+    }
+    let total: f64 = kernels.values().sum();
+    assert!(kernels.values().all(|&t| t >= 0.0) && total > 0.0 && total < summaries[0].wall_s, "{total} s of kernels in {} s", summaries[0].wall_s);
+    println!("batch of 2: {}", mdrun::summary::kernel_split("GPU kernels", kernels));
+}
