@@ -525,7 +525,8 @@ mod tests {
     }
 
     /// The AVX2 kernels do the portable kernels' operations in the same order: same bits, at the
-    /// widths with their own code (64, 128) and at one read at run time (16).
+    /// widths with their own code (64, 128) and at another (16, the portable code compiled for
+    /// AVX2 against the same code compiled without it).
     #[test]
     fn avx2_edge_kernels_equal_the_portable_ones() {
         #[cfg(target_arch = "x86_64")]
