@@ -1,5 +1,5 @@
 #[global_allocator]
-static ALLOCATOR: mdrun::memory::LargePages = mdrun::memory::LargePages;
+static ALLOCATOR: mdrun::memory::Allocator = mdrun::memory::Allocator::new();
 
 fn main() -> std::process::ExitCode {
     // Die quietly on a closed pipe (`mdrun eval ... | head`), as command-line tools do, instead
@@ -9,7 +9,7 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    mdrun::memory::keep_large_blocks();
+    mdrun::memory::keep_freed_blocks();
     // On a headless machine (no XDG_RUNTIME_DIR) Mesa's Vulkan device-select layer tries to
     // reach a display server to rank GPUs and prints "XDG_RUNTIME_DIR is invalid" on every run.
     // mdrun ranks adapters itself, so switch that layer off there.
