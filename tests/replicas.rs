@@ -248,7 +248,7 @@ fn ctrl_c_stops_every_replica_of_a_gpu_batch_at_one_step_and_the_batch_restarts(
     );
     std::fs::write(dir.join("system.toml"), toml).unwrap();
     let mdrun = env!("CARGO_BIN_EXE_mdrun");
-    let mut child = std::process::Command::new(mdrun).arg(dir.join("system.toml")).arg("--quiet").stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = std::process::Command::new(mdrun).arg(dir.join("system.toml")).arg("--quiet").stderr(std::process::Stdio::piped()).spawn().unwrap();
     // Wait for a few thermo rows of replica 0, then interrupt.
     let log = dir.join("out/replica-0/thermo.log");
     let start = std::time::Instant::now();
