@@ -70,8 +70,11 @@ unsafe impl GlobalAlloc for Allocator {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: the caller's layout is valid for new_size (GlobalAlloc's contract).
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        if !is_large(&layout) && !is_large(&new_layout) {
-            return unsafe { System.realloc(ptr, layout, new_size) };
+        match (is_large(&layout), is_large(&new_layout)) {
+            (false, false) => return unsafe { System.realloc(ptr, layout, new_size) },
+            // The same whole huge pages hold both sizes: nothing to move.
+            (true, true) if layout.size().next_multiple_of(HUGE) == new_size.next_multiple_of(HUGE) => return ptr,
+            _ => {}
         }
         let new = unsafe { self.alloc(new_layout) };
         if !new.is_null() {
@@ -268,7 +271,11 @@ mod tests {
             let q = alloc.realloc(p, small, LARGE + 10);
             assert!(std::slice::from_raw_parts(q, 1000).iter().all(|&b| b == 3));
             let large = Layout::from_size_align(LARGE + 10, 8).unwrap();
-            let r = alloc.realloc(q, large, 500);
+            // Within the same huge pages the block stays where it is.
+            let same = alloc.realloc(q, large, LARGE + 1000);
+            assert_eq!(same, q);
+            let large = Layout::from_size_align(LARGE + 1000, 8).unwrap();
+            let r = alloc.realloc(same, large, 500);
             assert!(std::slice::from_raw_parts(r, 500).iter().all(|&b| b == 3));
             alloc.dealloc(r, Layout::from_size_align(500, 8).unwrap());
         }
