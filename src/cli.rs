@@ -144,7 +144,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             let interrupted = matches!(
                 e.downcast_ref::<crate::run::RunError>(),
                 Some(crate::run::RunError::Interrupted { .. })
@@ -158,6 +158,20 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The error and its causes on one line, each cause only where the text so far does not
+/// already hold it (mdrun's errors often name their source in their own message).
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
 fn execute(args: RunArgs) -> anyhow::Result<()> {
     if args.list_devices {
         list_devices();
@@ -167,6 +181,11 @@ fn execute(args: RunArgs) -> anyhow::Result<()> {
         anyhow::bail!("no input: run `mdrun system.toml` (see `mdrun --help`)");
     };
     let plan = Plan::from_file(&input, args.output_dir.as_deref())?;
+    if let Some(path) = &args.summary {
+        let mut outputs = plan.outputs();
+        outputs.push(crate::outputs::Output::file("--summary", path));
+        crate::outputs::check(&outputs, &plan.inputs).map_err(|e| anyhow::anyhow!("{}: {e}", plan.source.display()))?;
+    }
     let options = RunOptions {
         threads: args.threads,
         restart: args.restart,

@@ -524,7 +524,12 @@ impl Binning {
             n = count(bin_width);
         }
         let thickness = [0, 1, 2].map(|k| length[k] / n[k] as f64);
-        let reach_bins = [0, 1, 2].map(|k| (reach / thickness[k]).ceil() as i64);
+        // Along an open axis no partner lies more than n - 1 bins away: without this bound a
+        // flat or one-atom extent (thickness ~1e-12 Å) would ask for a stencil of ~1e12 bins.
+        let reach_bins = [0, 1, 2].map(|k| {
+            let bins = (reach / thickness[k]).ceil();
+            if pbc[k] { bins as i64 } else { bins.min(n[k] as f64 - 1.0).max(0.0) as i64 }
+        });
         Ok(Binning {
             n,
             reach: reach_bins,

@@ -59,6 +59,9 @@ pub struct Plan {
     /// `[structure] replica_frames`: the systems of replicas 1, 2, ... (replica 0 is `system`),
     /// with where each came from.
     pub replica_systems: Vec<(System, String)>,
+    /// The files the run reads, by what they are ("input file", "structure file", "model"):
+    /// no output may be one of them.
+    pub inputs: Vec<(String, PathBuf)>,
 }
 
 /// The in-run analysis: what to compute, how often to sample, where the tables go.
@@ -493,8 +496,8 @@ impl Plan {
             _ => None,
         };
         let replicas = match &run.replicas {
-            Some(r) if *r.get_ref() < 1 => {
-                return Err(at.error(&r.span(), "[run] replicas", "must be a positive count"));
+            Some(r) if *r.get_ref() < 1 || *r.get_ref() as u64 > crate::limits::MAX_REPLICAS as u64 => {
+                return Err(at.error(&r.span(), "[run] replicas", format!("must be a count from 1 to {} (each replica runs on a thread of its own)", crate::limits::MAX_REPLICAS)));
             }
             Some(r) => *r.get_ref() as usize,
             None => 1,
@@ -594,8 +597,8 @@ impl Plan {
                     None => 10.0,
                 };
                 let bins = match &r.bins {
-                    Some(b) if *b.get_ref() > 0 => *b.get_ref() as usize,
-                    Some(b) => return Err(at.error(&b.span(), "[analysis] bins", "must be a positive count")),
+                    Some(b) if *b.get_ref() > 0 && *b.get_ref() as u64 <= crate::limits::MAX_HISTOGRAM_BINS as u64 => *b.get_ref() as usize,
+                    Some(b) => return Err(at.error(&b.span(), "[analysis] bins", format!("must be a count from 1 to {}", crate::limits::MAX_HISTOGRAM_BINS))),
                     None => 200,
                 };
                 let mut pairs = Vec::new();
@@ -636,6 +639,7 @@ impl Plan {
             }
         };
 
+        let inputs = input_files(path, raw.structure.get_ref().file.as_ref().map(|f| input_dir.join(f.get_ref())), &potential);
         Ok(Plan {
             source: path.to_path_buf(),
             structure_origin,
@@ -658,7 +662,22 @@ impl Plan {
             replicas,
             velocity_seed,
             replica_systems,
+            inputs,
         })
+    }
+
+    /// Every file and folder the run writes, with the key that names it.
+    pub fn outputs(&self) -> Vec<crate::outputs::Output> {
+        use crate::outputs::Output;
+        let mut out = vec![Output::file("[output] log", &self.log), Output::file("[output] checkpoint", &self.checkpoint)];
+        out.push(Output::file("the last-good checkpoint", &crate::run::sibling(&self.checkpoint, "last-good")));
+        for t in &self.trajectories {
+            out.push(Output::file("[[output.trajectory]] path", &t.path));
+        }
+        if let Some(a) = &self.analysis {
+            out.push(Output::folder("[analysis] out", &a.out));
+        }
+        out
     }
 
     /// Replica k of a `[run] replicas` run: its own structure with `replica_frames`, velocities
@@ -692,6 +711,23 @@ impl Plan {
         }
         plan
     }
+}
+
+/// The files a run reads: the TOML, the structure file, the model's files.
+fn input_files(source: &Path, structure: Option<PathBuf>, potential: &PotentialSpec) -> Vec<(String, PathBuf)> {
+    let mut inputs = vec![("input file".to_string(), source.to_path_buf())];
+    inputs.extend(structure.map(|p| ("structure file".to_string(), p)));
+    if let PotentialSpec::Mcgm { model } = potential {
+        if model.is_dir() {
+            for name in ["model.json", "model.safetensors"] {
+                inputs.push(("model".to_string(), model.join(name)));
+            }
+        } else {
+            inputs.push(("model".to_string(), model.with_extension("json")));
+            inputs.push(("model".to_string(), model.with_extension("safetensors")));
+        }
+    }
+    inputs
 }
 
 /// Where replica k keeps what a single run keeps at `path`: `out/final.chk` becomes
@@ -758,6 +794,8 @@ fn read_structure(
                 return Err(at.error(&s.repeat.as_ref().unwrap().span(), "[structure] repeat", "each count must be at least 1"));
             }
             let element = s.element.as_ref().ok_or_else(|| at.error(&name.span(), "[structure] element", "required with lattice: the species of the atoms"))?;
+            let atoms = repeat.iter().fold(kind.basis().len() as u128, |t, &c| t.saturating_mul(c as u128));
+            crate::limits::atoms(atoms).map_err(|e| at.error(&s.repeat.as_ref().map_or(name.span(), |r| r.span()), "[structure] repeat", e))?;
             let (positions, edges) = lattice::build(kind, a, repeat);
             let n = positions.len();
             let data = StructureData {

@@ -70,6 +70,8 @@ pub enum RunError {
         "interrupted at step {step}; the state was saved to {saved}: continue with --restart {saved}"
     )]
     Interrupted { step: u64, saved: PathBuf },
+    #[error("{path}: {message}")]
+    Output { path: PathBuf, message: String },
     #[error("{path}: [run] {message}")]
     Platform { path: PathBuf, message: String },
     #[error("{path}: [analysis]: {message}")]
@@ -106,7 +108,8 @@ pub fn run_replicas(plan: &Plan, options: &RunOptions) -> Result<Vec<RunSummary>
             }
         }
     }
-    let threads = options.threads.or(plan.threads).filter(|&t| t > 0).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let threads = resolve_threads(plan, options)?;
+    crate::limits::atoms(plan.system.len() as u128 * n as u128).map_err(|message| RunError::Platform { path: plan.source.clone(), message: format!("replicas = {n}: {message}") })?;
     let shared = match &plan.potential {
         PotentialSpec::Mcgm { model } => {
             let names: Vec<String> = plan.system.species.iter().map(|s| s.name.clone()).collect();
@@ -285,15 +288,8 @@ const NO_TIMESTAMPS: &str = "this adapter has no timestamp queries inside comput
 
 /// Runs the plan to its last step and returns the summary.
 pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunError> {
-    let threads = options
-        .threads
-        .or(plan.threads)
-        .filter(|&t| t > 0)
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        });
+    crate::outputs::check(&plan.outputs(), &plan.inputs).map_err(|message| RunError::Output { path: plan.source.clone(), message })?;
+    let threads = resolve_threads(plan, options)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -302,6 +298,13 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunError> {
             message: e.to_string(),
         })?;
     pool.install(|| run_in_pool(plan, options, threads))
+}
+
+/// The worker threads: `--threads`, else `[run] threads`, else all cores; bounded.
+fn resolve_threads(plan: &Plan, options: &RunOptions) -> Result<usize, RunError> {
+    let asked = options.threads.or(plan.threads).unwrap_or(0);
+    crate::limits::threads(asked).map_err(|message| RunError::Threads { threads: asked, message })?;
+    Ok(if asked > 0 { asked } else { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) })
 }
 
 /// Chooses the platform and sets up the simulation on it.
@@ -352,6 +355,13 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     };
     let restarting = options.restart.is_some();
     let last_step = options.steps.unwrap_or(plan.steps);
+    if let Some(path) = options.restart.as_ref().filter(|_| last_step < step) {
+        let by = if options.steps.is_some() { "--steps" } else { "[run] steps" };
+        return Err(RunError::Restart {
+            path: path.clone(),
+            message: format!("is at step {step}, past the last step {last_step} ({by}); the run ends at a step, so ask for one beyond {step}"),
+        });
+    }
     let platform = options.platform.unwrap_or(plan.platform);
     let mut sim = if let Some(slot) = &options.gpu_batch {
         Engine::gpu_replica(slot.clone(), plan)
@@ -453,6 +463,21 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         path: plan.log.clone(),
         message: e.to_string(),
     };
+    if restarting {
+        // A run killed after its last checkpoint wrote past it (and maybe half a row or frame).
+        let mut notes = Vec::new();
+        notes.extend(crate::io::resume::truncate_log(&plan.log, step).map_err(log_error)?);
+        for spec in &plan.trajectories {
+            let cut = crate::io::resume::truncate_trajectory(spec, step)
+                .map_err(|message| TrajectoryError { path: spec.path.clone(), message })?;
+            notes.extend(cut);
+        }
+        if !options.quiet {
+            for note in notes {
+                eprintln!("note: {note}");
+            }
+        }
+    }
     let mut log = ThermoLog::open(&plan.log, restarting, &preamble).map_err(log_error)?;
     let names: Vec<String> = (0..n_atoms)
         .map(|i| system.species_name(i).to_string())
@@ -553,6 +578,9 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
             }
         }
         if plan.checkpoint_interval.is_some_and(|c| step % c == 0) && step != last_step {
+            // Every frame up to this step on disk first, so a restart from this checkpoint
+            // finds them all.
+            writer.sync()?;
             sim.checkpoint(threads)?.write(&plan.checkpoint)?;
         }
         progress.update(step);
@@ -647,18 +675,40 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     Ok(summary)
 }
 
-/// Set by the first Ctrl-C (SIGINT/SIGTERM): the loop then stops after the current step and
-/// saves a checkpoint. A second Ctrl-C exits at once.
+/// Set by the first SIGINT (Ctrl-C), SIGTERM (what batch schedulers send before they kill a
+/// job) or SIGHUP (a dropped ssh session): the loop then stops after the current step and saves
+/// a checkpoint. A second signal exits at once.
 fn interrupt_flag() -> &'static std::sync::atomic::AtomicBool {
+    use std::io::Write;
     use std::sync::atomic::{AtomicBool, Ordering};
     static FLAG: AtomicBool = AtomicBool::new(false);
     static INSTALL: std::sync::Once = std::sync::Once::new();
     INSTALL.call_once(|| {
+        // ctrlc's `termination` feature routes SIGTERM and SIGHUP here as well.
         let _ = ctrlc::set_handler(|| {
             if FLAG.swap(true, Ordering::SeqCst) {
                 std::process::exit(130);
             }
-            eprintln!("\ninterrupt: finishing this step and saving a checkpoint (Ctrl-C again to quit at once)");
+            let told = writeln!(
+                std::io::stderr(),
+                "\ninterrupted (signal): finishing this step and saving a checkpoint (a second signal quits at once)"
+            );
+            // After SIGHUP the terminal may be gone: then send stdout and stderr to /dev/null,
+            // so that no later println! fails (and panics) before the checkpoint is saved.
+            #[cfg(unix)]
+            if told.is_err() {
+                // SAFETY: plain descriptor calls; fds 1 and 2 are replaced atomically by dup2.
+                unsafe {
+                    let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+                    if null >= 0 {
+                        libc::dup2(null, 1);
+                        libc::dup2(null, 2);
+                        libc::close(null);
+                    }
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = told;
         });
     });
     FLAG.store(false, Ordering::SeqCst);
@@ -678,6 +728,17 @@ fn check_restart_matches(plan: &Plan, chk: &Checkpoint, path: &Path) -> Result<(
                 plan.source.display()
             ),
         });
+    }
+    for (species, saved) in plan.system.species.iter().zip(&chk.system.species) {
+        if species.mass.to_bits() != saved.mass.to_bits() {
+            return Err(RunError::Restart {
+                path: path.to_path_buf(),
+                message: format!(
+                    "holds {} with mass {} amu, but {} gives {} amu: a restart continues the same system (to change masses, start a new run with the checkpoint as [structure] file)",
+                    species.name, saved.mass, plan.source.display(), species.mass
+                ),
+            });
+        }
     }
     if chk.system.len() != plan.system.len() {
         return Err(RunError::Restart {
@@ -732,7 +793,7 @@ fn send_frame(
 }
 
 /// `out/state.chk` + "last-good" → `out/state.last-good.chk`.
-fn sibling(path: &Path, tag: &str) -> PathBuf {
+pub(crate) fn sibling(path: &Path, tag: &str) -> PathBuf {
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

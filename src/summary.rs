@@ -4,7 +4,7 @@
 use crate::thermo::ThermoSample;
 use serde::Serialize;
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct RunSummary {
     pub steps: u64,
     pub wall_s: f64,
@@ -89,14 +89,11 @@ impl RunSummary {
         ) {
             s.push_str(&format!("  NVE energy drift {d:.4e} ± {e:.1e} eV/atom/ps (linear fit over the thermo steps)\n"));
         }
-        let total = self.wall_s.max(1e-12);
-        let other = (self.wall_s
-            - self.time_force_s
-            - self.time_neighbor_s
-            - self.time_integrate_s
-            - self.time_gpu_s
-            - self.time_output_s)
-            .max(0.0);
+        // The parts can add up to more than the step loop's wall time (output before the first
+        // step and after the last is timed too): shares are of whichever is larger.
+        let parts = self.time_force_s + self.time_neighbor_s + self.time_integrate_s + self.time_gpu_s + self.time_output_s;
+        let total = self.wall_s.max(parts).max(1e-12);
+        let other = (self.wall_s - parts).max(0.0);
         s.push_str("  time split:");
         for (name, t) in [
             ("force", self.time_force_s),
@@ -110,7 +107,8 @@ impl RunSummary {
         }
         s.pop();
         if !self.force_stages_s.is_empty() {
-            let force = self.time_force_s.max(1e-12);
+            let stages: f64 = self.force_stages_s.iter().map(|(_, t)| t).sum();
+            let force = self.time_force_s.max(stages).max(1e-12);
             s.push_str("\n  force split:");
             for (name, t) in &self.force_stages_s {
                 s.push_str(&format!(" {name} {t:.3} s ({:.1}%),", 100.0 * t / force));
@@ -139,6 +137,23 @@ pub fn kernel_split(title: &str, kernels: &std::collections::BTreeMap<String, f6
 #[cfg(test)]
 mod tests {
     use super::linear_fit;
+
+    #[test]
+    fn time_shares_never_exceed_the_whole() {
+        // A short run: outputs before and after the loop take longer than the loop itself.
+        let summary = super::RunSummary {
+            wall_s: 0.01,
+            time_force_s: 0.004,
+            time_output_s: 0.05,
+            force_stages_s: vec![("forward".into(), 0.003), ("backward".into(), 0.002)],
+            ..Default::default()
+        };
+        let text = summary.print();
+        for share in text.split('(').skip(1).filter_map(|t| t.split_once("%)")).map(|(v, _)| v) {
+            let value: f64 = share.parse().unwrap();
+            assert!((0.0..=100.0).contains(&value), "{share}% in\n{text}");
+        }
+    }
 
     #[test]
     fn fit_recovers_a_line() {

@@ -229,3 +229,80 @@ fn rebuild_is_needed_exactly_when_an_atom_moved_half_the_skin() {
     s2.positions[3][0] += 0.1; // now at 10.05: outside the box, not wrapped between builds
     assert!(!list.needs_rebuild(&s2.positions));
 }
+
+fn with_positions(cell: Cell, positions: Vec<[f64; 3]>) -> System {
+    let n = positions.len();
+    System {
+        species: vec![mdrun::system::Species { name: "A".into(), mass: 1.0 }],
+        types: vec![0; n],
+        positions,
+        velocities: vec![[0.0; 3]; n],
+        images: vec![[0; 3]; n],
+        cell,
+    }
+}
+
+/// Property test over degenerate geometries: one atom, collinear and planar sets (along the
+/// axes and along skew directions), atoms piled within 1e-9 Å, extents from 1e-12 Å to 1e6 Å,
+/// under open, mixed and periodic boundaries. Each list must equal brute force, and build
+/// quickly (a flat extent once asked for a stencil of ~1e12 bins and never returned).
+#[test]
+fn degenerate_geometries_equal_brute_force() {
+    let mut rng = common::Uniform::new(2026);
+    let open = Cell::open();
+    let slab = Cell::new([[9.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, 0.0, 1.0]], [true, true, false]).unwrap();
+    let wire = Cell::new([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 8.0]], [false, false, true]).unwrap();
+    let started = std::time::Instant::now();
+    let mut cases = 0;
+    for trial in 0..120u32 {
+        let n = 1 + (rng.next() * 40.0) as usize;
+        let scale = 10f64.powf(-12.0 + 18.0 * rng.next()); // 1e-12 .. 1e6 Å
+        let direction = {
+            let d = [rng.next() - 0.5, rng.next() - 0.5, rng.next() - 0.5];
+            let l = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt().max(1e-9);
+            d.map(|x| x / l)
+        };
+        let axis = (rng.next() * 3.0) as usize % 3;
+        let kind = trial % 5;
+        let positions: Vec<[f64; 3]> = (0..n)
+            .map(|_| {
+                let (a, b, c) = (rng.next(), rng.next(), rng.next());
+                match kind {
+                    // Collinear along an axis.
+                    0 => {
+                        let mut p = [0.5; 3];
+                        p[axis] += a * scale;
+                        p
+                    }
+                    // Collinear along a skew direction.
+                    1 => direction.map(|d| 0.5 + d * a * scale),
+                    // Planar: one coordinate shared.
+                    2 => {
+                        let mut p = [a * scale, b * scale, c * scale];
+                        p[axis] = 0.25;
+                        p
+                    }
+                    // A pile within 1e-9 Å (the list does not judge distances).
+                    3 => [0.5 + a * 1e-9, 0.5 + b * 1e-9, 0.5],
+                    // A cloud of any size.
+                    _ => [a * scale, b * scale, c * scale],
+                }
+            })
+            .collect();
+        let cutoff = 0.5 + 3.0 * rng.next();
+        let cell = match trial % 3 {
+            0 => open.clone(),
+            // Periodic cells: positions wrapped; degenerate along the open axes.
+            1 => slab.clone(),
+            _ => wire.clone(),
+        };
+        // Brute force over all pairs is O(n²) per image; skip sets whose extent and cell make
+        // the images explode (the list refuses them with TooManyImages, tested elsewhere).
+        let system = with_positions(cell, positions);
+        let t = std::time::Instant::now();
+        check(&format!("degenerate #{trial} (kind {kind}, n {n}, scale {scale:.1e})"), &system, cutoff, 0.3);
+        assert!(t.elapsed().as_secs_f64() < 5.0, "degenerate #{trial}: the list took {:?}", t.elapsed());
+        cases += 1;
+    }
+    println!("{cases} degenerate geometries in {:?}", started.elapsed());
+}

@@ -106,9 +106,13 @@ fn a_replica_count_of_zero_is_refused() {
         repo("systems/quickstart/water8.extxyz").display(),
         repo("potentials/water-schnet").display()
     );
-    std::fs::write(dir.join("bad.toml"), toml).unwrap();
+    std::fs::write(dir.join("bad.toml"), &toml).unwrap();
     let e = Plan::from_file(&dir.join("bad.toml"), None).unwrap_err().to_string();
-    assert!(e.contains(":11: [run] replicas: must be a positive count"), "{e}");
+    assert!(e.contains(":11: [run] replicas: must be a count from 1 to 4096"), "{e}");
+    // A count that would start a million threads is refused the same way.
+    std::fs::write(dir.join("bad.toml"), toml.replace("replicas = 0", "replicas = 1000000")).unwrap();
+    let e = Plan::from_file(&dir.join("bad.toml"), None).unwrap_err().to_string();
+    assert!(e.contains(":11: [run] replicas: must be a count from 1 to 4096"), "{e}");
 }
 
 #[test]

@@ -93,6 +93,11 @@ struct Topology {
 
 impl Frames {
     pub fn open(path: &Path, range: FrameRange) -> Result<Frames, FrameError> {
+        crate::io::guard::guarded(path, || Frames::open_unguarded(path, range))
+            .unwrap_or_else(|message| Err(FrameError { path: path.to_path_buf(), frame: 0, message }))
+    }
+
+    fn open_unguarded(path: &Path, range: FrameRange) -> Result<Frames, FrameError> {
         let error = |message: String| FrameError { path: path.to_path_buf(), frame: 0, message };
         std::fs::File::open(path).map_err(|e| error(format!("cannot be read: {e}")))?;
         crate::io::structure::route_chemfiles_warnings();
@@ -141,6 +146,15 @@ impl Iterator for Frames {
     type Item = Result<Snapshot, FrameError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        let path = self.path.clone();
+        let frame = self.next;
+        crate::io::guard::guarded(&path, || self.next_unguarded())
+            .unwrap_or_else(|message| Some(Err(FrameError { path, frame, message })))
+    }
+}
+
+impl Frames {
+    fn next_unguarded(&mut self) -> Option<Result<Snapshot, FrameError>> {
         let stop = self.range.stop.unwrap_or(self.total).min(self.total);
         while self.next < stop {
             let index = self.next;

@@ -227,8 +227,8 @@ pub struct Accumulator {
 
 impl Accumulator {
     pub fn new(settings: TrajectoryAnalysis, source: String) -> anyhow::Result<Accumulator> {
-        if settings.rdf && (settings.rmax <= 0.0 || settings.bins == 0) {
-            anyhow::bail!("{source}: the g(r) range and bins must be positive");
+        if settings.rdf && !(settings.rmax > 0.0 && settings.rmax.is_finite() && (1..=crate::limits::MAX_HISTOGRAM_BINS).contains(&settings.bins)) {
+            anyhow::bail!("{source}: the g(r) range must be positive and the bins between 1 and {}", crate::limits::MAX_HISTOGRAM_BINS);
         }
         let rdf = settings.rdf.then(|| rdf::Rdf::new(rdf::RdfSettings { rmax: settings.rmax, bins: settings.bins, pairs: settings.pairs.clone() }));
         Ok(Accumulator { settings, source, rdf, series: None, batch: Vec::new(), names0: Vec::new(), count: 0 })
@@ -411,8 +411,8 @@ fn analyze_trajectory(args: &AnalyzeArgs, out: &Path) -> anyhow::Result<Value> {
         .iter()
         .map(|p| parse_pair(p).ok_or_else(|| anyhow::anyhow!("--pairs '{p}': expected two species joined by '-', such as O-H")))
         .collect::<anyhow::Result<_>>()?;
-    if want_rdf && (args.rmax <= 0.0 || args.bins == 0) {
-        anyhow::bail!("--rmax and --bins must be positive");
+    if want_rdf && !(args.rmax > 0.0 && args.rmax.is_finite() && (1..=crate::limits::MAX_HISTOGRAM_BINS).contains(&args.bins)) {
+        anyhow::bail!("--rmax must be a positive length and --bins between 1 and {}", crate::limits::MAX_HISTOGRAM_BINS);
     }
     let settings = TrajectoryAnalysis {
         rdf: want_rdf,

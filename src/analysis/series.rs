@@ -103,10 +103,15 @@ impl Series {
 
     /// Time between frames, ps: from the frames' times (they must be evenly spaced) or `dt`.
     pub fn frame_interval(&self, dt: Option<f64>) -> Result<f64, String> {
+        let times: Option<Vec<f64>> = self.times.iter().cloned().collect();
+        // Repeated frames are refused with or without --dt, as the thermo log's repeated steps.
+        if let Some(k) = times.as_ref().and_then(|t| t.windows(2).position(|w| w[1] <= w[0])) {
+            let t = times.as_ref().unwrap();
+            return Err(format!("the frames' times do not increase: frame {} has time {} ps, the one before {} ps (frames repeat, as in the trajectory of a run continued from an earlier checkpoint); select a range without them", k + 1, t[k + 1], t[k]));
+        }
         if let Some(dt) = dt {
             return Ok(dt);
         }
-        let times: Option<Vec<f64>> = self.times.iter().cloned().collect();
         let Some(times) = times.filter(|t| t.len() >= 2) else {
             return Err("the frames carry no time: give the time between frames with --dt (ps)".into());
         };

@@ -36,6 +36,8 @@ pub fn read_table(path: &Path) -> Result<ThermoTable, String> {
     let mut columns: Option<Vec<String>> = None;
     let mut rows = Vec::new();
     let mut n_atoms = None;
+    // (step, line) of the last row, when the first column is Step: steps must increase.
+    let mut last_step: Option<(f64, usize)> = None;
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() {
@@ -57,7 +59,22 @@ pub fn read_table(path: &Path) -> Result<ThermoTable, String> {
             Some(names) => {
                 let values: Result<Vec<f64>, _> = line.split_whitespace().map(str::parse::<f64>).collect();
                 match values {
-                    Ok(v) if v.len() == names.len() => rows.push(v),
+                    Ok(v) if v.len() == names.len() => {
+                        if names[0] == "Step" {
+                            if let Some((previous, at)) = last_step.filter(|(p, _)| v[0] <= *p) {
+                                // Refused, as `mdrun analyze` refuses a trajectory whose times
+                                // repeat: counting rows twice would bias every statistic.
+                                return Err(format!(
+                                    "{}:{}: step {} does not come after step {previous} (line {at}): the rows repeat, as in the log of a run continued from an earlier checkpoint by an mdrun that did not cut the log back; delete the earlier copy of the repeated steps",
+                                    path.display(),
+                                    number + 1,
+                                    v[0]
+                                ));
+                            }
+                            last_step = Some((v[0], number + 1));
+                        }
+                        rows.push(v)
+                    }
                     // A repeated header (a restart appends one) is skipped.
                     _ if line.split_whitespace().next() == names.first().map(|s| s.as_str()) => {}
                     _ => {

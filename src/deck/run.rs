@@ -151,6 +151,7 @@ impl Deck {
             replicas: 1,
             velocity_seed: None,
             replica_systems: Vec::new(),
+            inputs: vec![("deck".to_string(), PathBuf::from(&self.where_.0))],
         })
     }
 

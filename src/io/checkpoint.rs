@@ -206,7 +206,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
+/// FNV-1a 64 of `bytes`: the checksum that ends every checkpoint.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         hash ^= b as u64;

@@ -3,6 +3,8 @@
 
 pub mod checkpoint;
 pub mod dcd;
+pub mod guard;
+pub mod resume;
 pub mod structure;
 pub mod thermo_log;
 pub mod trajectory;

@@ -22,8 +22,10 @@ pub struct StructureData {
 /// x-fastest order, each a whole copy of the original atoms; the cell grows by the same counts.
 pub fn replicate(data: StructureData, counts: [usize; 3]) -> Result<StructureData, String> {
     let cell = data.cell.ok_or("the structure has no cell to repeat (give one in the file, e.g. extended XYZ Lattice=)")?;
-    let copies = counts[0] * counts[1] * counts[2];
     let n = data.positions.len();
+    let total = counts.iter().fold(n as u128, |t, &c| t.saturating_mul(c as u128));
+    crate::limits::atoms(total).map_err(|e| format!("{n} atoms repeated {}x{}x{}: {e}", counts[0], counts[1], counts[2]))?;
+    let copies = counts[0] * counts[1] * counts[2];
     let mut out = StructureData {
         names: Vec::with_capacity(n * copies),
         positions: Vec::with_capacity(n * copies),
@@ -69,6 +71,12 @@ pub enum StructureError {
 /// Reads frame `frame` (0-based) of `path`; `format` is a chemfiles format name ("XYZ", "PDB",
 /// ...) or empty to guess it from the extension.
 pub fn read(path: &Path, format: &str, frame: usize) -> Result<StructureData, StructureError> {
+    super::guard::guarded(path, || read_unguarded(path, format, frame)).unwrap_or_else(|message| {
+        Err(StructureError::Chemfiles { path: path.to_path_buf(), message })
+    })
+}
+
+fn read_unguarded(path: &Path, format: &str, frame: usize) -> Result<StructureData, StructureError> {
     // A clear message for the common failures before chemfiles gives its own.
     if let Err(e) = std::fs::File::open(path) {
         return Err(StructureError::Unreadable {
@@ -113,7 +121,61 @@ pub fn read(path: &Path, format: &str, frame: usize) -> Result<StructureData, St
     }
     let mut data = chemfiles::Frame::new();
     trajectory.read_step(frame, &mut data).map_err(chem)?;
-    from_frame(&data, path)
+    let mut out = from_frame(&data, path)?;
+    // chemfiles reads `Lattice=` only from extended XYZ comment lines that have
+    // `Properties=`; without it the cell would be dropped silently.
+    let is_xyz = format.eq_ignore_ascii_case("xyz") || (format.is_empty() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("xyz")));
+    if is_xyz && out.cell.is_none() {
+        if let Some(comment) = xyz_comment(path, frame) {
+            if let Some(lattice) = key_value(&comment, "Lattice") {
+                let numbers: Vec<f64> = lattice.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+                if numbers.len() != 9 || numbers.iter().any(|x| !x.is_finite()) {
+                    return Err(StructureError::Chemfiles { path: path.to_path_buf(), message: format!("frame {frame}: Lattice=\"{lattice}\" should be nine numbers (three edge vectors)") });
+                }
+                out.cell = Some([0, 1, 2].map(|r| [numbers[3 * r], numbers[3 * r + 1], numbers[3 * r + 2]]));
+                if out.pbc.is_none() {
+                    if let Some(pbc) = key_value(&comment, "pbc") {
+                        out.pbc = Some(parse_pbc(&pbc).ok_or_else(|| StructureError::BadPbc { path: path.to_path_buf(), value: pbc.clone() })?);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The comment line of frame `frame` of an XYZ file (None if the file is shorter or odd).
+fn xyz_comment(path: &Path, frame: usize) -> Option<String> {
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(std::fs::File::open(path).ok()?).lines();
+    for _ in 0..frame {
+        let n: usize = lines.next()?.ok()?.trim().parse().ok()?;
+        for _ in 0..n + 1 {
+            lines.next()?.ok()?;
+        }
+    }
+    lines.next()?.ok()?;
+    lines.next()?.ok()
+}
+
+/// The value of `key=value` or `key="a b c"` in an extended XYZ comment line (key case-blind).
+fn key_value(comment: &str, key: &str) -> Option<String> {
+    let lower = comment.to_ascii_lowercase();
+    let needle = format!("{}=", key.to_ascii_lowercase());
+    let mut from = 0;
+    while let Some(found) = lower[from..].find(&needle) {
+        let at = from + found;
+        // A key starts the line or follows whitespace.
+        if at == 0 || comment[..at].ends_with(char::is_whitespace) {
+            let rest = &comment[at + needle.len()..];
+            return Some(match rest.strip_prefix('"') {
+                Some(quoted) => quoted.split('"').next().unwrap_or("").to_string(),
+                None => rest.split_whitespace().next().unwrap_or("").to_string(),
+            });
+        }
+        from = at + needle.len();
+    }
+    None
 }
 
 /// The contents of one chemfiles frame read from `path` (named in errors).
@@ -131,7 +193,7 @@ pub fn from_frame(data: &chemfiles::Frame, path: &Path) -> Result<StructureData,
             if kind.trim().is_empty() {
                 atom.name()
             } else {
-                kind
+                element_case(kind)
             }
         })
         .collect();
@@ -179,6 +241,17 @@ pub fn from_frame(data: &chemfiles::Frame, path: &Path) -> Result<StructureData,
         cell,
         pbc,
     })
+}
+
+/// PDB element columns are often capitals ("AR", "CL"): an element symbol in any case is
+/// written as the element; other labels stay as they are.
+fn element_case(kind: String) -> String {
+    if crate::elements::atomic_number(&kind).is_some() {
+        return kind;
+    }
+    let mut chars = kind.chars();
+    let titled: String = chars.next().map(|c| c.to_ascii_uppercase()).into_iter().chain(chars.map(|c| c.to_ascii_lowercase())).collect();
+    if crate::elements::atomic_number(&titled).is_some() { titled } else { kind }
 }
 
 /// The frame's cell as edge vectors (rows), None for an infinite cell.
@@ -237,6 +310,20 @@ pub fn optional_property(frame: &chemfiles::Frame, name: &str) -> Option<chemfil
 #[cfg(test)]
 mod tests {
     use super::parse_pbc;
+
+    #[test]
+    fn extended_xyz_keys_and_element_case() {
+        use super::{element_case, key_value};
+        let c = r#"Lattice="10 0 0 0 11 0 0 0 12" pbc="T T F" energy=-3.5"#;
+        assert_eq!(key_value(c, "Lattice").as_deref(), Some("10 0 0 0 11 0 0 0 12"));
+        assert_eq!(key_value(c, "pbc").as_deref(), Some("T T F"));
+        assert_eq!(key_value(c, "energy").as_deref(), Some("-3.5"));
+        assert_eq!(key_value("xLattice=1", "Lattice"), None);
+        assert_eq!(element_case("AR".into()), "Ar");
+        assert_eq!(element_case("CL".into()), "Cl");
+        assert_eq!(element_case("C".into()), "C");
+        assert_eq!(element_case("OW".into()), "OW");
+    }
 
     #[test]
     fn pbc_flags() {

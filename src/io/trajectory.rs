@@ -43,9 +43,16 @@ pub struct TrajectoryError {
     pub message: String,
 }
 
+/// What the step loop sends the writer thread.
+enum Message {
+    Frame(FrameData),
+    /// Close and reopen every file (so every frame so far is on disk), then answer.
+    Sync(Sender<()>),
+}
+
 pub struct TrajectoryWriter {
     specs: Vec<TrajectorySpec>,
-    sender: Option<Sender<FrameData>>,
+    sender: Option<Sender<Message>>,
     handle: Option<JoinHandle<Result<(), TrajectoryError>>>,
 }
 
@@ -56,7 +63,7 @@ impl TrajectoryWriter {
         names: Vec<String>,
         append: bool,
     ) -> Result<TrajectoryWriter, TrajectoryError> {
-        let (sender, receiver) = bounded::<FrameData>(QUEUE);
+        let (sender, receiver) = bounded::<Message>(QUEUE);
         let (opened_tx, opened_rx) = bounded::<Result<(), TrajectoryError>>(1);
         let thread_specs = specs.clone();
         let handle = std::thread::Builder::new()
@@ -77,7 +84,19 @@ impl TrajectoryWriter {
                 for name in &names {
                     template.add_atom(&chemfiles::Atom::new(name.as_str()), [0.0; 3], None);
                 }
-                for frame in receiver {
+                for message in receiver {
+                    let frame = match message {
+                        Message::Frame(frame) => frame,
+                        Message::Sync(done) => {
+                            // chemfiles buffers; dropping a trajectory flushes and closes it.
+                            files.clear();
+                            for spec in &thread_specs {
+                                files.push(open(spec, true)?);
+                            }
+                            let _ = done.send(());
+                            continue;
+                        }
+                    };
                     for &o in &frame.outputs {
                         let spec = &thread_specs[o];
                         fill(&mut template, &frame, spec);
@@ -125,8 +144,27 @@ impl TrajectoryWriter {
     /// Queues a frame; blocks only while the queue is full. Fails if the writer has stopped on
     /// an error, which is then returned.
     pub fn send(&mut self, frame: FrameData) -> Result<(), TrajectoryError> {
+        self.post(Message::Frame(frame))
+    }
+
+    /// Waits until every frame queued so far is written and on disk (files closed and
+    /// reopened for appending). Fails if the writer has stopped on an error.
+    pub fn sync(&mut self) -> Result<(), TrajectoryError> {
+        if self.specs.is_empty() {
+            return Ok(());
+        }
+        let (done, wait) = bounded(1);
+        self.post(Message::Sync(done))?;
+        if wait.recv().is_err() {
+            self.sender = None;
+            return Err(join_error(self.handle.take().expect("writer handle")));
+        }
+        Ok(())
+    }
+
+    fn post(&mut self, message: Message) -> Result<(), TrajectoryError> {
         let sender = self.sender.as_ref().expect("writer already finished");
-        if sender.send(frame).is_err() {
+        if sender.send(message).is_err() {
             self.sender = None;
             return Err(join_error(self.handle.take().expect("writer handle")));
         }

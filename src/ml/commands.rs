@@ -136,6 +136,25 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
     let Some(out) = settings.out.clone() else {
         bail!("no output folder: give --out DIR")
     };
+    // The model is written after all the training: a bad --out must stop us before it.
+    let inputs: Vec<(String, PathBuf)> = [("training data", Some(&train_path)), ("validation data", settings.valid.as_ref())]
+        .into_iter()
+        .filter_map(|(k, p)| Some((k.to_string(), p?.clone())))
+        .collect();
+    crate::outputs::check(&[crate::outputs::Output::folder("--out", &out)], &inputs).map_err(|e| anyhow::anyhow!(e))?;
+    for (name, value) in [("--batch-size", settings.batch_size), ("--epochs", settings.epochs)] {
+        if value == Some(0) {
+            bail!("{name} 0: expected a positive count");
+        }
+    }
+    for (name, value) in [("--learning-rate", settings.learning_rate), ("--energy-weight", settings.energy_weight), ("--force-weight", settings.force_weight), ("--weight-decay", settings.weight_decay)] {
+        if let Some(v) = value.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+            bail!("{name} {v}: expected a finite number, 0 or more");
+        }
+    }
+    if settings.learning_rate == Some(0.0) {
+        bail!("--learning-rate 0: nothing would be learned; expected a positive number");
+    }
     let defaults = TrainOptions::default();
     let options = TrainOptions {
         epochs: settings.epochs.unwrap_or(defaults.epochs),

@@ -35,6 +35,11 @@ pub enum DatasetError {
 
 /// Reads every frame of an extended XYZ file.
 pub fn read_extxyz(path: &Path) -> Result<Vec<Structure>, DatasetError> {
+    crate::io::guard::guarded(path, || read_extxyz_unguarded(path))
+        .unwrap_or_else(|message| Err(DatasetError::Read { path: path.to_path_buf(), message }))
+}
+
+fn read_extxyz_unguarded(path: &Path) -> Result<Vec<Structure>, DatasetError> {
     let fail = |message: String| DatasetError::Read {
         path: path.to_path_buf(),
         message,
@@ -133,9 +138,20 @@ pub fn read_extxyz(path: &Path) -> Result<Vec<Structure>, DatasetError> {
                     .map_err(|e| bad(e.to_string()))?
             }
         };
+        // A NaN or infinite label would train a model of NaN weights that cannot be loaded.
+        if !energy.is_finite() {
+            return Err(bad(format!("energy={energy} is not a finite number")));
+        }
+        if let Some(i) = forces.iter().position(|f| f.iter().any(|x| !x.is_finite())) {
+            return Err(bad(format!("atom {}: force {:?} is not finite", i + 1, forces[i])));
+        }
+        let positions = frame.positions().to_vec();
+        if let Some(i) = positions.iter().position(|r| r.iter().any(|x| !x.is_finite())) {
+            return Err(bad(format!("atom {}: position {:?} is not finite", i + 1, positions[i])));
+        }
         out.push(Structure {
             numbers,
-            positions: frame.positions().to_vec(),
+            positions,
             cell,
             energy,
             forces,

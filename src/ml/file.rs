@@ -118,6 +118,71 @@ fn safetensors_bytes(model: &Model) -> Vec<u8> {
     out
 }
 
+/// Largest sizes a card may ask for: well past any trained model, small enough that building
+/// the network cannot exhaust memory.
+const MAX_FEATURES: usize = 4096;
+const MAX_BLOCKS: usize = 64;
+const MAX_RBF: usize = 1024;
+/// About 512 MB of f64 weights: 50 times the methods' largest network (F = 128, 6 blocks).
+const MAX_PARAMETERS: u128 = 64 << 20;
+/// Å: a graph cutoff beyond this holds thousands of neighbours per atom in any condensed phase.
+const MAX_CUTOFF: f64 = 30.0;
+
+/// Range checks of a card's architecture and normalisation, each naming the key.
+fn check_card(card: &ModelCard) -> Result<(), String> {
+    let c = &card.config;
+    let count = |key: &str, value: usize, max: usize| {
+        if (1..=max).contains(&value) { Ok(()) } else { Err(format!("config.{key} = {value}: expected 1 to {max}")) }
+    };
+    count("features", c.features, MAX_FEATURES)?;
+    count("blocks", c.blocks, MAX_BLOCKS)?;
+    count("n_rbf", c.n_rbf, MAX_RBF)?;
+    if !(c.cutoff.is_finite() && c.cutoff > 0.0 && c.cutoff <= MAX_CUTOFF) {
+        return Err(format!("config.cutoff = {}: expected a length above 0 and at most {MAX_CUTOFF} Å", c.cutoff));
+    }
+    // Dense layers are F x F (a few per block) and F x n_rbf: bound what building the network
+    // allocates before the weights file says whether it matches.
+    let parameters = c.blocks as u128 * (12 * (c.features as u128).pow(2) + 2 * (c.features * c.n_rbf) as u128);
+    if parameters > MAX_PARAMETERS {
+        return Err(format!(
+            "config: {} blocks of {} features ({} radial functions) make about {parameters} parameters, more than {MAX_PARAMETERS}",
+            c.blocks, c.features, c.n_rbf
+        ));
+    }
+    if !c.block_cutoffs.is_empty() && c.block_cutoffs.len() != c.blocks {
+        return Err(format!("config.block_cutoffs has {} values for {} blocks", c.block_cutoffs.len(), c.blocks));
+    }
+    if let Some(b) = c.block_cutoffs.iter().find(|b| !(b.is_finite() && **b > 0.0 && **b <= c.cutoff)) {
+        return Err(format!("config.block_cutoffs holds {b}: each must be above 0 and at most the cutoff {}", c.cutoff));
+    }
+    if c.species.is_empty() {
+        return Err("config.species is empty: the model knows no element".into());
+    }
+    if let Some(z) = c.species.iter().find(|&&z| crate::elements::symbol(z).is_none()) {
+        return Err(format!("config.species holds {z}, not an atomic number"));
+    }
+    if let Some(m) = &c.mcgm {
+        count("mcgm.levels", m.levels, 16)?;
+        count("mcgm.ratio", m.ratio, 1 << 20)?;
+        count("mcgm.clusters", m.clusters, 1024)?;
+    }
+    let n = &card.normalization;
+    if n.reference_energies.len() != c.species.len() {
+        return Err(format!(
+            "normalization.reference_energies has {} values for {} species",
+            n.reference_energies.len(),
+            c.species.len()
+        ));
+    }
+    if let Some(e) = n.reference_energies.iter().find(|e| !e.is_finite()) {
+        return Err(format!("normalization.reference_energies holds {e}"));
+    }
+    if !(n.energy_scale.is_finite() && n.energy_scale > 0.0) {
+        return Err(format!("normalization.energy_scale = {}: expected a positive number", n.energy_scale));
+    }
+    Ok(())
+}
+
 /// Reads a model from its folder or either of its files.
 pub fn load(path: &Path, ctx: &Ctx) -> Result<(Model, ModelCard), ModelFileError> {
     let (card_path, weights_path) = paths(path);
@@ -159,6 +224,7 @@ pub fn load(path: &Path, ctx: &Ctx) -> Result<(Model, ModelCard), ModelFileError
             ),
         ));
     }
+    check_card(&card).map_err(|message| invalid(&card_path, message))?;
 
     let bytes = std::fs::read(&weights_path).map_err(|source| ModelFileError::Io {
         path: weights_path.clone(),
@@ -214,6 +280,9 @@ pub fn load(path: &Path, ctx: &Ctx) -> Result<(Model, ModelCard), ModelFileError
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
             .collect();
+        if let Some(k) = floats.iter().position(|x| !x.is_finite()) {
+            return Err(bad(&format!("{name}: element {k} is {} (the training diverged?)", floats[k])));
+        }
         values.push(ctx.matrix(&floats, shape[0], shape[1]));
     }
     Ok((template.with_params(values), card))

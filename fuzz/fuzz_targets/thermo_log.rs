@@ -1,0 +1,9 @@
+//! Fuzzes mdrun's thermo_log reader (`mdrun::fuzzing::read("thermo_log", ...)`): any bytes must end in Ok or
+//! an error, never a panic, an abort or a hang.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    mdrun::fuzzing::read("thermo_log", data);
+});

@@ -1,0 +1,33 @@
+//! Replays every seed and every finding of the readers' fuzz targets (`fuzz/seeds/<target>/`)
+//! through the same entry point `cargo fuzz` drives: none may panic. A finding of the fuzz
+//! script (`benches/fuzz_readers.sh`) is added there as a file, and so becomes a test.
+
+use std::path::Path;
+
+#[test]
+fn every_seed_and_finding_reads_without_a_panic() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    let mut failures = Vec::new();
+    for target in mdrun::fuzzing::TARGETS {
+        let mut files: Vec<_> = std::fs::read_dir(root.join(target))
+            .unwrap_or_else(|e| panic!("fuzz/seeds/{target}: {e}"))
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "fuzz/seeds/{target} holds no seed");
+        let mut accepted = 0;
+        for file in &files {
+            let bytes = std::fs::read(file).unwrap();
+            match std::panic::catch_unwind(|| mdrun::fuzzing::read(target, &bytes)) {
+                Ok(ok) => accepted += ok as usize,
+                Err(_) => failures.push(format!("{target}: {} panicked", file.display())),
+            }
+        }
+        println!("{target}: {} seeds, {accepted} read as valid", files.len());
+        // Each target's corpus starts from real files: at least one must be read as valid,
+        // or the fuzzer would only ever see the entry point's first error.
+        assert!(accepted > 0, "{target}: no seed is a valid input");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
