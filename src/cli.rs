@@ -148,7 +148,7 @@ pub fn main() -> ExitCode {
             let interrupted = matches!(
                 e.downcast_ref::<crate::run::RunError>(),
                 Some(crate::run::RunError::Interrupted { .. })
-            );
+            ) || e.downcast_ref::<crate::signals::Interrupted>().is_some();
             if interrupted {
                 ExitCode::from(130)
             } else {

@@ -24,6 +24,7 @@ pub mod platform;
 pub mod potential;
 pub mod rng;
 pub mod run;
+pub mod signals;
 pub mod simulation;
 pub mod summary;
 pub mod system;

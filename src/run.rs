@@ -675,44 +675,10 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     Ok(summary)
 }
 
-/// Set by the first SIGINT (Ctrl-C), SIGTERM (what batch schedulers send before they kill a
-/// job) or SIGHUP (a dropped ssh session): the loop then stops after the current step and saves
-/// a checkpoint. A second signal exits at once.
+/// The flag a signal sets (`crate::signals`): the loop then stops after the current step and
+/// saves a checkpoint.
 fn interrupt_flag() -> &'static std::sync::atomic::AtomicBool {
-    use std::io::Write;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static FLAG: AtomicBool = AtomicBool::new(false);
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        // ctrlc's `termination` feature routes SIGTERM and SIGHUP here as well.
-        let _ = ctrlc::set_handler(|| {
-            if FLAG.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-            let told = writeln!(
-                std::io::stderr(),
-                "\ninterrupted (signal): finishing this step and saving a checkpoint (a second signal quits at once)"
-            );
-            // After SIGHUP the terminal may be gone: then send stdout and stderr to /dev/null,
-            // so that no later println! fails (and panics) before the checkpoint is saved.
-            #[cfg(unix)]
-            if told.is_err() {
-                // SAFETY: plain descriptor calls; fds 1 and 2 are replaced atomically by dup2.
-                unsafe {
-                    let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
-                    if null >= 0 {
-                        libc::dup2(null, 1);
-                        libc::dup2(null, 2);
-                        libc::close(null);
-                    }
-                }
-            }
-            #[cfg(not(unix))]
-            let _ = told;
-        });
-    });
-    FLAG.store(false, Ordering::SeqCst);
-    &FLAG
+    crate::signals::install()
 }
 
 /// A restart continues the same system: same species, in the same order, same atom count.

@@ -184,6 +184,7 @@ fn cases() -> Vec<Case> {
         case("train --out naming a file", vec![("model", text("not a folder"))], &format!("train --train {water_data} --out model --epochs 1"), 1, &["--out", "is a file"]),
         // 8. A NaN label.
         case("train on a NaN energy", vec![("nan.extxyz", text(nan_data))], "train --train nan.extxyz --out model --epochs 1", 1, &["nan.extxyz", "frame 0", "not a finite number"]),
+        case("a training that diverges", vec![], &format!("train --train {water_data} --out model --features 8 --blocks 1 --rbf 4 --epochs 3 --learning-rate 1e30"), 1, &["diverged at epoch 1", "nothing to save"]),
         // 9. Repeated thermo rows.
         case("analyze a log with repeated steps", vec![("thermo.log", text(repeated_log))], "analyze thermo.log", 1, &["thermo.log:6", "step 10 does not come after step 20"]),
         // The weak ones.
@@ -353,4 +354,44 @@ fn a_restart_after_a_crash_cuts_the_outputs_back_to_the_checkpoint() {
     // And the continued log reads as one run.
     let e = mdrun(&crashed, &words("analyze out/thermo.log --no-plots --quiet"));
     assert_eq!(e.code, Some(0), "{}", e.stderr);
+}
+
+/// A training stopped by SIGTERM writes the best model so far (loadable) and exits with 130.
+#[cfg(unix)]
+#[test]
+fn a_signal_stops_training_after_the_epoch_and_keeps_the_best_model() {
+    use std::io::BufRead;
+    let dir = common::scratch("train-signal");
+    let data = format!("{ROOT}/potentials/data/water.extxyz");
+    let mut child = Command::new(MDRUN)
+        .args(words(&format!("train --train {data} --out model --features 8 --blocks 1 --rbf 4 --epochs 100000 --patience 100000")))
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the second epoch's row, then signal.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.split_whitespace().next() == Some("2") {
+                let _ = tx.send(());
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    rx.recv_timeout(Duration::from_secs(120)).expect("no second epoch within two minutes");
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let e = wait(child, Duration::from_secs(120));
+    let stdout = reader.join().unwrap();
+    println!("{}\n{}", stdout.lines().last().unwrap_or(""), e.stderr);
+    assert_eq!(e.code, Some(130), "{}", e.stderr);
+    assert!(e.stderr.contains("interrupted after epoch") && e.stderr.contains("best model so far"), "{}", e.stderr);
+    mdrun::potential::mcgm::MlPotential::load(&dir.join("model"), &["O".to_string(), "H".to_string()]).expect("the written model loads");
 }

@@ -258,6 +258,8 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
             r.seconds
         )
     };
+    // A signal stops the training after the current epoch; the best model so far is written.
+    crate::signals::install();
     let trained = train(config, &train_set, &valid_set, &options, report)
         .map_err(|e| anyhow::anyhow!("training failed: {e}"))?;
     let ctx = Ctx::cpu(true);
@@ -290,7 +292,19 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
         out.join("model.safetensors").display(),
         out.join("model.json").display()
     );
-    Ok(())
+    match trained.stopped {
+        Some(why) if crate::signals::requested() => Err(crate::signals::Interrupted(format!(
+            "{why}: the best model so far (epoch {}) was written to {}",
+            trained.best_epoch,
+            out.display()
+        ))
+        .into()),
+        Some(why) => {
+            eprintln!("note: {why}; the model of the best epoch before it ({}) was written", trained.best_epoch);
+            Ok(())
+        }
+        None => Ok(()),
+    }
 }
 
 /// The trained model's parameters in a fresh f64 context.

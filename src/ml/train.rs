@@ -80,6 +80,9 @@ pub struct Trained {
     pub history: Vec<EpochRecord>,
     pub best_epoch: usize,
     pub structures_per_second: f64,
+    /// Why the training stopped before its last epoch or early stop, if it did: a signal, or a
+    /// validation loss that was no longer finite (the best epoch before it is kept).
+    pub stopped: Option<String>,
 }
 
 /// Per-species reference energies by least squares on the training energies.
@@ -181,6 +184,7 @@ pub fn train(
     let mut best = (f64::INFINITY, model.params.values.clone(), 0usize);
     let mut history = Vec::new();
     let mut since_best = 0;
+    let mut stopped = None;
     let mut order: Vec<usize> = (0..train_set.len()).collect();
     let started = Instant::now();
     let mut seen = 0usize;
@@ -219,6 +223,17 @@ pub fn train(
         };
         report(&record);
         history.push(record);
+        if !valid_loss.is_finite() {
+            if best.2 == 0 {
+                return Err(format!("the training diverged at epoch {epoch} (validation loss {valid_loss}) before any epoch was usable: nothing to save; lower --learning-rate or check the data"));
+            }
+            stopped = Some(format!("the training diverged at epoch {epoch} (validation loss {valid_loss})"));
+            break;
+        }
+        if crate::signals::requested() {
+            stopped = Some(format!("interrupted after epoch {epoch}"));
+            break;
+        }
         if since_best >= options.patience {
             break;
         }
@@ -230,6 +245,7 @@ pub fn train(
         history,
         best_epoch: best.2,
         structures_per_second,
+        stopped,
     })
 }
 
