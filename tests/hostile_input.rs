@@ -187,6 +187,7 @@ fn cases() -> Vec<Case> {
         case("a training that diverges", vec![], &format!("train --train {water_data} --out model --features 8 --blocks 1 --rbf 4 --epochs 3 --learning-rate 1e30"), 1, &["diverged at epoch 1", "nothing to save"]),
         // 9. Repeated thermo rows.
         case("analyze a log with repeated steps", vec![("thermo.log", text(repeated_log))], "analyze thermo.log", 1, &["thermo.log:6", "step 10 does not come after step 20"]),
+        case("analyze a log with a NaN", vec![("thermo.log", text(repeated_log.replace("\n10 0.02 1 -1 0 -1 0 8000\n20", "\n10 0.02 nan -1 0 -1 0 8000\n20")))], "analyze thermo.log", 1, &["thermo.log:4", "Temp(K) is NaN"]),
         // The weak ones.
         case("PDB element column in capitals", vec![("two.pdb", text(pdb)), ("system.toml", text(argon("two.pdb", "")))], "system.toml", 0, &["2 Ar"]),
         case("extended XYZ Lattice= without Properties=", vec![("two.xyz", text("2\nLattice=\"20 0 0 0 20 0 0 0 20\"\nAr 1 1 1\nAr 4.5 1 1\n")), ("system.toml", text(argon("two.xyz", "")))], "system.toml", 0, &["cell 20.0000 x 20.0000 x 20.0000"]),

@@ -60,6 +60,10 @@ pub fn read_table(path: &Path) -> Result<ThermoTable, String> {
                 let values: Result<Vec<f64>, _> = line.split_whitespace().map(str::parse::<f64>).collect();
                 match values {
                     Ok(v) if v.len() == names.len() => {
+                        // NaN or infinity would turn every statistic of its column into NaN.
+                        if let Some(k) = v.iter().position(|x| !x.is_finite()) {
+                            return Err(format!("{}:{}: {} is {}, not a finite number", path.display(), number + 1, names[k], v[k]));
+                        }
                         if names[0] == "Step" {
                             if let Some((previous, at)) = last_step.filter(|(p, _)| v[0] <= *p) {
                                 // Refused, as `mdrun analyze` refuses a trajectory whose times
