@@ -39,6 +39,9 @@ steps = 10
     )
 }
 
+/// LAMMPS's LJ melt, small.
+const DECK: &str = "units lj\natom_style atomic\nlattice fcc 0.8442\nregion box block 0 3 0 3 0 3\ncreate_box 1 box\ncreate_atoms 1 box\nmass 1 1.0\nvelocity all create 3.0 87287 loop geom\npair_style lj/cut 2.5\npair_coeff 1 1 1.0 1.0 2.5\nfix 1 all nve\nthermo 5\nrun 10\n";
+
 /// Bytes that are no text at all (a fixed pseudo-random stream with 0xff and NULs).
 fn noise() -> Vec<u8> {
     let mut x: u32 = 0x9e37_79b9;
@@ -188,6 +191,10 @@ fn cases() -> Vec<Case> {
         // 9. Repeated thermo rows.
         case("analyze a log with repeated steps", vec![("thermo.log", text(repeated_log))], "analyze thermo.log", 1, &["thermo.log:6", "step 10 does not come after step 20"]),
         case("analyze a log with a NaN", vec![("thermo.log", text(repeated_log.replace("\n10 0.02 1 -1 0 -1 0 8000\n20", "\n10 0.02 nan -1 0 -1 0 8000\n20")))], "analyze thermo.log", 1, &["thermo.log:4", "Temp(K) is NaN"]),
+        // LAMMPS decks: no output over a script of the deck.
+        case("-log onto the deck", vec![("in.lj", text(DECK))], "-in in.lj -log in.lj", 1, &["-log in.lj is the input deck"]),
+        case("dump onto the deck", vec![("in.lj", text(DECK.replace("run 10", "dump 1 all atom 10 in.lj\nrun 10")))], "-in in.lj -log none", 1, &["in.lj", "dump would write in.lj, a script of this deck"]),
+        case("a deck that writes ordinary outputs", vec![("in.lj", text(DECK.replace("run 10", "dump 1 all atom 10 dump.atom\nrun 10\nwrite_data data.out")))], "-in in.lj -log none", 0, &["Loop time"]),
         // The weak ones.
         case("PDB element column in capitals", vec![("two.pdb", text(pdb)), ("system.toml", text(argon("two.pdb", "")))], "system.toml", 0, &["2 Ar"]),
         case("extended XYZ Lattice= without Properties=", vec![("two.xyz", text("2\nLattice=\"20 0 0 0 20 0 0 0 20\"\nAr 1 1 1\nAr 4.5 1 1\n")), ("system.toml", text(argon("two.xyz", "")))], "system.toml", 0, &["cell 20.0000 x 20.0000 x 20.0000"]),

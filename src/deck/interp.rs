@@ -154,6 +154,9 @@ pub struct Deck {
     pub(super) commands_run: u64,
     /// Steps run so far (for the sandbox's cap).
     pub(super) sandbox_steps: u64,
+    /// Every deck script read (the -in file, includes, jumps), as the file system resolves
+    /// them: no command may write over one.
+    pub(super) scripts: Vec<PathBuf>,
 }
 
 const MAX_EVAL_DEPTH: usize = 64;
@@ -204,6 +207,7 @@ impl Deck {
             where_: (String::new(), 0),
             commands_run: 0,
             sandbox_steps: 0,
+            scripts: Vec::new(),
         })
     }
 
@@ -250,6 +254,7 @@ impl Deck {
 
     pub fn run_text(&mut self, path: &Path, text: &str) -> Result<(), DeckError> {
         self.say(&format!("mdrun {} (LAMMPS-style input, lj/metal/real units)", env!("CARGO_PKG_VERSION")));
+        self.scripts.push(crate::outputs::identity(path));
         self.stack.push(Frame { script: Script::from_text(path, text), pc: 0 });
         let result = self.read_loop();
         self.flush_log();
@@ -333,6 +338,9 @@ impl Deck {
             if let Err(m) = self.sandbox_check(&command, &words[1..], sb) {
                 return Err(Err((command, m)));
             }
+        }
+        if let Err(m) = self.check_output(&command, &words[1..]) {
+            return Err(Err((command, m)));
         }
         match self.command(&command, &words[1..]) {
             Ok(()) => Ok(()),
@@ -722,6 +730,7 @@ impl Deck {
         } else {
             let path = resolve(file, &current);
             let text = std::fs::read_to_string(&path).map_err(|e| Err(format!("cannot read {}: {e}", path.display())))?;
+            self.scripts.push(crate::outputs::identity(&path));
             let frame = self.stack.last_mut().expect("frame");
             *frame = Frame { script: Script::from_text(&path, &text), pc: 0 };
         }
@@ -768,6 +777,7 @@ impl Deck {
         let current = self.stack.last().expect("frame").script.path.clone();
         let path = resolve(file, &current);
         let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        self.scripts.push(crate::outputs::identity(&path));
         self.stack.push(Frame { script: Script::from_text(&path, &text), pc: 0 });
         Ok(())
     }
@@ -959,6 +969,23 @@ impl Deck {
 }
 
 impl Deck {
+    /// Refuses a command that would write over a deck script (`dump 1 all atom 100 in.lj`,
+    /// `log in.lj`): LAMMPS would destroy the user's input without a word.
+    fn check_output(&self, command: &str, args: &[String]) -> Result<(), String> {
+        let target = match command {
+            "write_data" | "write_restart" | "log" => args.first(),
+            "dump" => args.get(4),
+            "print" => args.windows(2).find(|w| w[0] == "file" || w[0] == "append").map(|w| &w[1]),
+            _ => None,
+        };
+        match target {
+            Some(file) if file != "none" && self.scripts.contains(&crate::outputs::identity(Path::new(file))) => {
+                Err(format!("{command} would write {file}, a script of this deck; choose another file"))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses what a sandboxed deck may not do (files, oversized work).
     pub(super) fn sandbox_check(&self, command: &str, args: &[String], sb: Sandbox) -> Result<(), String> {
         let files = matches!(command, "include" | "read_data" | "write_data" | "log" | "dump" | "write_restart" | "read_restart")

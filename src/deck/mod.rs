@@ -105,6 +105,12 @@ pub fn parse_command_line(args: &[String]) -> Result<(PathBuf, DeckOptions), Str
         }
     }
     let input = input.ok_or("-in FILE is required (mdrun does not read a deck from stdin)")?;
+    // The log is opened (truncated) before the deck is read: it must not be the deck.
+    for (flag, out) in [("-log", &options.log), ("-screen", &options.screen_file)] {
+        if let Some(out) = out.as_ref().filter(|o| crate::outputs::identity(o) == crate::outputs::identity(&input)) {
+            return Err(format!("{flag} {} is the input deck (-in): writing it would overwrite the deck; choose another file", out.display()));
+        }
+    }
     Ok((input, options))
 }
 
