@@ -468,7 +468,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         let mut notes = Vec::new();
         notes.extend(crate::io::resume::truncate_log(&plan.log, step).map_err(log_error)?);
         for spec in &plan.trajectories {
-            let cut = crate::io::resume::truncate_trajectory(spec, step)
+            let cut = crate::io::resume::truncate_trajectory(spec, step, step as f64 * plan.timestep)
                 .map_err(|message| TrajectoryError { path: spec.path.clone(), message })?;
             notes.extend(cut);
         }

@@ -331,12 +331,14 @@ fn common_rows(log: &Path) -> usize {
 /// continued files equal those of a run that never stopped.
 #[test]
 fn a_restart_after_a_crash_cuts_the_outputs_back_to_the_checkpoint() {
+    // A second trajectory in a binary format: cut back by rewriting its frames.
+    let dcd = "\n[[output.trajectory]]\npath = \"out/trajectory.dcd\"\ninterval = 5\n";
     let whole = common::scratch("crash-whole");
-    long_argon(&whole, 40, "");
+    long_argon(&whole, 40, dcd);
     assert_eq!(mdrun(&whole, &words("system.toml --threads 1")).code, Some(0));
 
     let crashed = common::scratch("crash-cut");
-    long_argon(&crashed, 40, "");
+    long_argon(&crashed, 40, dcd);
     let run = |args: &str| {
         let e = mdrun(&crashed, &words(args));
         assert_eq!(e.code, Some(0), "{args}: {}", e.stderr);
@@ -359,6 +361,14 @@ fn a_restart_after_a_crash_cuts_the_outputs_back_to_the_checkpoint() {
     assert_eq!(common::thermo_rows(&crashed.join("out/thermo.log")), common::thermo_rows(&whole.join("out/thermo.log")));
     let trajectory = |dir: &Path| std::fs::read(dir.join("out/trajectory.xyz")).unwrap();
     assert!(trajectory(&crashed) == trajectory(&whole), "the continued trajectory differs from the uninterrupted one");
+    let frames = |dir: &Path| -> Vec<Vec<[f64; 3]>> {
+        let mut t = chemfiles::Trajectory::open(dir.join("out/trajectory.dcd"), 'r').unwrap();
+        let mut frame = chemfiles::Frame::new();
+        (0..t.nsteps()).map(|_| { t.read(&mut frame).unwrap(); frame.positions().to_vec() }).collect()
+    };
+    let (cut, uninterrupted) = (frames(&crashed), frames(&whole));
+    assert_eq!(cut.len(), 9, "DCD frames at steps 0, 5, ..., 40");
+    assert!(cut == uninterrupted, "the continued DCD trajectory differs from the uninterrupted one");
     // And the continued log reads as one run.
     let e = mdrun(&crashed, &words("analyze out/thermo.log --no-plots --quiet"));
     assert_eq!(e.code, Some(0), "{}", e.stderr);

@@ -159,7 +159,7 @@ fn xyz_comment(path: &Path, frame: usize) -> Option<String> {
 }
 
 /// The value of `key=value` or `key="a b c"` in an extended XYZ comment line (key case-blind).
-fn key_value(comment: &str, key: &str) -> Option<String> {
+pub(crate) fn key_value(comment: &str, key: &str) -> Option<String> {
     let lower = comment.to_ascii_lowercase();
     let needle = format!("{}=", key.to_ascii_lowercase());
     let mut from = 0;
