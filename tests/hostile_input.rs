@@ -194,6 +194,7 @@ fn cases() -> Vec<Case> {
         // LAMMPS decks: no output over a script of the deck.
         case("-log onto the deck", vec![("in.lj", text(DECK))], "-in in.lj -log in.lj", 1, &["-log in.lj is the input deck"]),
         case("dump onto the deck", vec![("in.lj", text(DECK.replace("run 10", "dump 1 all atom 10 in.lj\nrun 10")))], "-in in.lj -log none", 1, &["in.lj", "dump would write in.lj, a script of this deck"]),
+        case("convert --state onto the deck", vec![("in.lj", text(DECK))], "convert in.lj --state in.lj", 1, &["--state in.lj is a script of the deck"]),
         case("a deck that writes ordinary outputs", vec![("in.lj", text(DECK.replace("run 10", "dump 1 all atom 10 dump.atom\nrun 10\nwrite_data data.out")))], "-in in.lj -log none", 0, &["Loop time"]),
         // The weak ones.
         case("PDB element column in capitals", vec![("two.pdb", text(pdb)), ("system.toml", text(argon("two.pdb", "")))], "system.toml", 0, &["2 Ar"]),

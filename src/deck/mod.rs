@@ -156,6 +156,9 @@ pub fn convert(deck_path: &Path, vars: Vec<(String, Vec<String>)>, state: Option
     };
     let default_state = PathBuf::from(format!("{}.start.chk", deck_path.display()));
     let state = state.map(Path::to_path_buf).unwrap_or(default_state);
+    if deck.scripts.contains(&crate::outputs::identity(&state)) {
+        anyhow::bail!("--state {} is a script of the deck: writing it would overwrite the deck; choose another file", state.display());
+    }
     let chk = crate::io::checkpoint::Checkpoint {
         step: deck.world.step,
         system: plan.system.clone(),
