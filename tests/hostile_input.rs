@@ -196,6 +196,7 @@ fn cases() -> Vec<Case> {
         case("dump onto the deck", vec![("in.lj", text(DECK.replace("run 10", "dump 1 all atom 10 in.lj\nrun 10")))], "-in in.lj -log none", 1, &["in.lj", "dump would write in.lj, a script of this deck"]),
         case("convert --state onto the deck", vec![("in.lj", text(DECK))], "convert in.lj --state in.lj", 1, &["--state in.lj is a script of the deck"]),
         case("a deck that writes ordinary outputs", vec![("in.lj", text(DECK.replace("run 10", "dump 1 all atom 10 dump.atom\nrun 10\nwrite_data data.out")))], "-in in.lj -log none", 0, &["Loop time"]),
+        case("analyze --dt nan", vec![("t.xyz", text("1\n\nAr 0 0 0\n1\n\nAr 0.1 0 0\n1\n\nAr 0.2 0 0\n"))], "analyze t.xyz --msd --dt nan --no-plots", 1, &["--dt NaN: expected a positive time"]),
         // The weak ones.
         case("PDB element column in capitals", vec![("two.pdb", text(pdb)), ("system.toml", text(argon("two.pdb", "")))], "system.toml", 0, &["2 Ar"]),
         case("extended XYZ Lattice= without Properties=", vec![("two.xyz", text("2\nLattice=\"20 0 0 0 20 0 0 0 20\"\nAr 1 1 1\nAr 4.5 1 1\n")), ("system.toml", text(argon("two.xyz", "")))], "system.toml", 0, &["cell 20.0000 x 20.0000 x 20.0000"]),

@@ -110,6 +110,9 @@ impl Series {
             return Err(format!("the frames' times do not increase: frame {} has time {} ps, the one before {} ps (frames repeat, as in the trajectory of a run continued from an earlier checkpoint); select a range without them", k + 1, t[k + 1], t[k]));
         }
         if let Some(dt) = dt {
+            if !(dt.is_finite() && dt > 0.0) {
+                return Err(format!("--dt {dt}: expected a positive time between frames (ps)"));
+            }
             return Ok(dt);
         }
         let Some(times) = times.filter(|t| t.len() >= 2) else {
