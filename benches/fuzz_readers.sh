@@ -28,13 +28,13 @@ for t in $targets; do
   cargo +nightly fuzz run "$t" "corpus/$t" "seeds/$t" -O -s none -- \
     -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb=2048 -timeout=20 \
     -artifact_prefix="artifacts/$t/" >"$log" 2>&1 || true
-  runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}' | tail -1)
-  rate=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | awk '{print $2}' | tail -1)
+  runs=$(grep -ao 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}' | tail -1)
+  rate=$(grep -ao 'stat::average_exec_per_sec: [0-9]*' "$log" | awk '{print $2}' | tail -1)
   corpus=$(find "corpus/$t" -type f | wc -l)
   findings=$(find "artifacts/$t" -type f | wc -l)
   echo "| $t | ${runs:-?} | ${rate:-?} | $corpus | $findings |"
   if [ "$findings" -gt 0 ]; then
-    grep -E 'panicked|ERROR|SUMMARY' "$log" | head -5 | sed 's/^/    /' >&2
+    grep -aE 'panicked|ERROR|SUMMARY' "$log" | head -5 | sed 's/^/    /' >&2
   fi
   rm -f "$log"
 done

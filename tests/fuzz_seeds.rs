@@ -1,5 +1,5 @@
 //! Replays every seed and every finding of the readers' fuzz targets (`fuzz/seeds/<target>/`)
-//! through the same entry point `cargo fuzz` drives: none may panic. A finding of the fuzz
+//! through the same entry point `cargo fuzz` drives: none may panic or hang. A finding of the fuzz
 //! script (`benches/fuzz_readers.sh`) is added there as a file, and so becomes a test.
 
 use std::path::Path;
@@ -19,9 +19,15 @@ fn every_seed_and_finding_reads_without_a_panic() {
         let mut accepted = 0;
         for file in &files {
             let bytes = std::fs::read(file).unwrap();
-            match std::panic::catch_unwind(|| mdrun::fuzzing::read(target, &bytes)) {
-                Ok(ok) => accepted += ok as usize,
-                Err(_) => failures.push(format!("{target}: {} panicked", file.display())),
+            // On a thread of its own, so that a hang is a failure and not a stuck test.
+            let (done, wait) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = done.send(std::panic::catch_unwind(|| mdrun::fuzzing::read(target, &bytes)));
+            });
+            match wait.recv_timeout(std::time::Duration::from_secs(60)) {
+                Ok(Ok(ok)) => accepted += ok as usize,
+                Ok(Err(_)) => failures.push(format!("{target}: {} panicked", file.display())),
+                Err(_) => failures.push(format!("{target}: {} did not finish in 60 s", file.display())),
             }
         }
         println!("{target}: {} seeds, {accepted} read as valid", files.len());

@@ -49,6 +49,91 @@ fn not_text_message(path: &Path) -> String {
     }
 }
 
+/// Refuses an XYZ file that chemfiles (0.10) would never finish reading: its extended XYZ
+/// comment parser loops forever where a key should start but a `=` stands (`Lattice ="..."`,
+/// ` =x`, `""=x`) on a line that declares `species:S:1:pos:R:3`. Found by fuzzing. The scan
+/// reads each line once, far faster than chemfiles parses it.
+pub fn refuse_xyz_parser_hangs(path: &Path) -> Result<(), String> {
+    use std::io::BufRead;
+    let Ok(file) = std::fs::File::open(path) else { return Ok(()) };
+    let mut reader = std::io::BufReader::new(file);
+    let mut line = Vec::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return Ok(()),
+            Ok(_) => number += 1,
+        }
+        if chemfiles_comment_parser_hangs(&line) {
+            return Err(format!(
+                "line {number}: an extended XYZ comment line with '=' where a key should start (as in `key =value`); write key=value without spaces around '='"
+            ));
+        }
+    }
+}
+
+/// Whether chemfiles' `extended_xyz_parser::parse` (XYZ.cpp) would loop forever on `line`,
+/// by following its steps: it does when a token starts with '='.
+fn chemfiles_comment_parser_hangs(line: &[u8]) -> bool {
+    const MARK: &[u8] = b"species:S:1:pos:R:3";
+    if !line.windows(MARK.len()).any(|w| w == MARK) {
+        return false;
+    }
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let space = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+    // chemfiles' next_substring: a quoted or a bare word; returns its length.
+    let word = |i: &mut usize| -> usize {
+        let mut quote = None;
+        if *i < line.len() && matches!(line[*i], b'"' | b'\'') {
+            quote = Some(line[*i]);
+            *i += 1;
+        }
+        let mut size = 0;
+        while *i < line.len() {
+            match quote {
+                Some(q) if line[*i] == q => {
+                    *i += 1;
+                    break;
+                }
+                None if space(line[*i]) || line[*i] == b'=' => break,
+                _ => {
+                    *i += 1;
+                    size += 1;
+                }
+            }
+        }
+        size
+    };
+    let mut i = 0;
+    loop {
+        while i < line.len() && space(line[i]) {
+            i += 1;
+        }
+        if i == line.len() {
+            return false;
+        }
+        if line[i] == b'=' {
+            return true;
+        }
+        let key = word(&mut i);
+        if !(key > 0 && i < line.len() && line[i] == b'=') {
+            continue;
+        }
+        i += 1;
+        word(&mut i);
+        if i < line.len() && !space(line[i]) {
+            return false;
+        }
+    }
+}
+
+/// Whether chemfiles reads `path` as XYZ (format named, or chosen by the extension).
+pub fn is_xyz(path: &Path, format: &str) -> bool {
+    format.eq_ignore_ascii_case("xyz") || (format.is_empty() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("xyz")))
+}
+
 /// 1-based (line, byte in line) of the first byte sequence that is not UTF-8.
 pub fn first_invalid_utf8(bytes: &[u8]) -> Option<(usize, usize)> {
     let valid = match std::str::from_utf8(bytes) {
@@ -70,6 +155,17 @@ mod tests {
         assert_eq!(first_invalid_utf8(b"abc\ndef"), None);
         assert_eq!(first_invalid_utf8(b"ab\ncd\xffe"), Some((2, 3)));
         assert_eq!(first_invalid_utf8(b"\xc3"), Some((1, 1)));
+    }
+
+    #[test]
+    fn comment_lines_that_hang_chemfiles_are_found() {
+        let props = "Properties=species:S:1:pos:R:3";
+        for hangs in [format!("La20\" Propertie\t={props}"), format!("{props} Lattice =\"1 0 0\""), format!("={props}"), format!("{props} \"\"=1")] {
+            assert!(chemfiles_comment_parser_hangs(hangs.as_bytes()), "{hangs}");
+        }
+        for fine in [format!("{props} Lattice=\"1 0 0 0 1 0 0 0 1\" pbc=\"T T T\" energy=-3"), format!("{props} flag other=\"a b\"x = 1"), "Lattice =\"1\" no properties".to_string()] {
+            assert!(!chemfiles_comment_parser_hangs(fine.as_bytes()), "{fine}");
+        }
     }
 
     #[test]

@@ -57,9 +57,7 @@ pub fn truncate_trajectory(spec: &TrajectorySpec, step: u64, time_ps: f64) -> Re
     let expected = frames_at(step, spec.interval);
     let mut want = expected;
     let format = if spec.format.is_empty() { super::format_for_path(path, None) } else { spec.format.clone() };
-    let is_xyz = format.eq_ignore_ascii_case("xyz")
-        || (format.is_empty() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("xyz")));
-    let (have, keep) = if is_xyz {
+    let (have, keep) = if super::guard::is_xyz(path, &format) {
         let frames = xyz_frames(path, time_ps).map_err(|e| format!("cannot be read: {e}"))?;
         // mdrun's XYZ frames carry their time: those up to the checkpoint's are the ones to
         // keep, whatever interval wrote them (an interval changed between runs included).

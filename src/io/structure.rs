@@ -105,6 +105,10 @@ fn read_unguarded(path: &Path, format: &str, frame: usize) -> Result<StructureDa
         path: path.to_path_buf(),
         message: e.message,
     };
+    let is_xyz = super::guard::is_xyz(path, format);
+    if is_xyz {
+        super::guard::refuse_xyz_parser_hangs(path).map_err(|message| StructureError::Chemfiles { path: path.to_path_buf(), message })?;
+    }
     let mut trajectory = if format.is_empty() {
         chemfiles::Trajectory::open(path, 'r')
     } else {
@@ -124,7 +128,6 @@ fn read_unguarded(path: &Path, format: &str, frame: usize) -> Result<StructureDa
     let mut out = from_frame(&data, path)?;
     // chemfiles reads `Lattice=` only from extended XYZ comment lines that have
     // `Properties=`; without it the cell would be dropped silently.
-    let is_xyz = format.eq_ignore_ascii_case("xyz") || (format.is_empty() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("xyz")));
     if is_xyz && out.cell.is_none() {
         if let Some(comment) = xyz_comment(path, frame) {
             if let Some(lattice) = key_value(&comment, "Lattice") {
