@@ -49,28 +49,61 @@ fn not_text_message(path: &Path) -> String {
     }
 }
 
-/// Refuses an XYZ file that chemfiles (0.10) would never finish reading: its extended XYZ
-/// comment parser loops forever where a key should start but a `=` stands (`Lattice ="..."`,
-/// ` =x`, `""=x`) on a line that declares `species:S:1:pos:R:3`. Found by fuzzing. The scan
-/// reads each line once, far faster than chemfiles parses it.
+/// Refuses an XYZ file that chemfiles (0.10) would never finish reading, or would exhaust
+/// memory on; both found by fuzzing, both in extended XYZ comment lines (those that declare
+/// `species:S:1:pos:R:3`):
+/// - its comment parser loops forever where a key should start but a `=` stands
+///   (`Lattice ="..."`, ` =x`, `""=x`);
+/// - it makes one property per column that `Properties=` declares (`forces:R:39834403` is 40
+///   million, gigabytes) before reading a single atom line; an atom line needs at least two
+///   bytes a column, so more columns than that are refused.
+///
+/// The scan reads each line once, far faster than chemfiles parses it.
 pub fn refuse_xyz_parser_hangs(path: &Path) -> Result<(), String> {
     use std::io::BufRead;
     let Ok(file) = std::fs::File::open(path) else { return Ok(()) };
     let mut reader = std::io::BufReader::new(file);
     let mut line = Vec::new();
     let mut number = 0;
+    // Columns the last comment line declared (in a frame with atoms), checked against the atom
+    // line after it; and whether the line before was an atom count above zero.
+    let mut declared: Option<(usize, usize)> = None;
+    let mut after_count = false;
     loop {
         line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => return Ok(()),
-            Ok(_) => number += 1,
+        let end = !matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0);
+        if let Some((columns, at)) = declared.take() {
+            // At the end of the file there is no atom line: a bound on what chemfiles allocates.
+            let room = if end { MAX_COLUMNS } else { line.len().div_ceil(2) };
+            if columns > room {
+                return Err(format!("line {at}: Properties= declares {columns} columns, but the atom line after it has {} bytes", line.len()));
+            }
         }
+        if end {
+            return Ok(());
+        }
+        number += 1;
         if chemfiles_comment_parser_hangs(&line) {
             return Err(format!(
                 "line {number}: an extended XYZ comment line with '=' where a key should start (as in `key =value`); write key=value without spaces around '='"
             ));
         }
+        declared = if after_count { declared_columns(&line).map(|c| (c, number)) } else { None };
+        after_count = std::str::from_utf8(&line).ok().and_then(|t| t.trim().parse::<u64>().ok()).is_some_and(|n| n > 0);
     }
+}
+
+/// Columns a last, atom-less comment line may declare (chemfiles allocates ~50 bytes a column).
+const MAX_COLUMNS: usize = 1 << 20;
+
+/// The columns a comment line's `Properties=species:S:1:pos:R:3:...` declares, if it has one.
+fn declared_columns(line: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(line).ok()?;
+    let value = crate::io::structure::key_value(text, "Properties")?;
+    let list = value.strip_prefix("species:S:1:pos:R:3")?;
+    let parts: Vec<&str> = list.split(':').skip(1).collect();
+    let repeats = parts.chunks(3).filter_map(|c| c.get(2)?.parse::<usize>().ok());
+    Some(repeats.fold(4usize, usize::saturating_add))
 }
 
 /// Whether chemfiles' `extended_xyz_parser::parse` (XYZ.cpp) would loop forever on `line`,
@@ -166,6 +199,14 @@ mod tests {
         for fine in [format!("{props} Lattice=\"1 0 0 0 1 0 0 0 1\" pbc=\"T T T\" energy=-3"), format!("{props} flag other=\"a b\"x = 1"), "Lattice =\"1\" no properties".to_string()] {
             assert!(!chemfiles_comment_parser_hangs(fine.as_bytes()), "{fine}");
         }
+    }
+
+    #[test]
+    fn declared_columns_are_counted() {
+        assert_eq!(declared_columns(b"Properties=species:S:1:pos:R:3 energy=1\n"), Some(4));
+        assert_eq!(declared_columns(b"Properties=species:S:1:pos:R:3:forces:R:3:q:R:1\n"), Some(8));
+        assert_eq!(declared_columns(b"Properties=species:S:1:pos:R:3:forces:R:39834403\n"), Some(39834407));
+        assert_eq!(declared_columns(b"energy=1\n"), None);
     }
 
     #[test]
