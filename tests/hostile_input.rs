@@ -167,6 +167,7 @@ fn cases() -> Vec<Case> {
         case("a comment line that hangs chemfiles (run)", vec![("hang.xyz", text("2\nLattice =\"20 0 0 0 20 0 0 0 20\" Properties=species:S:1:pos:R:3\nAr 1 1 1\nAr 4.5 1 1\n")), ("system.toml", text(argon("hang.xyz", "")))], "system.toml", 1, &["hang.xyz", "line 2", "'=' where a key should start"]),
         case("a comment line that hangs chemfiles (analyze)", vec![("hang.xyz", text("1\nProperties=species:S:1:pos:R:3 time =0\nAr 1 1 1\n"))], "analyze hang.xyz", 1, &["hang.xyz", "line 2", "'=' where a key should start"]),
         case("Properties= with 40 million columns", vec![("big.extxyz", text("1\nProperties=species:S:1:pos:R:3:forces:R:39834403 energy=1\nH 0 0 0 1 1 1\n"))], "train --train big.extxyz --out model", 1, &["big.extxyz", "line 2", "declares 39834407 columns"]),
+        case("a PDB CONECT before any atom (chemfiles crashes)", vec![("c.pdb", text("REMARK x\nCONECT\nEND\n"))], "analyze c.pdb", 1, &["c.pdb", "line 2", "CONECT record before any ATOM"]),
         // 2. Open boundaries with a zero extent along some axis.
         case("one atom, open boundaries", vec![("one.xyz", text("1\n\nAr 0 0 0\n")), ("system.toml", text(argon("one.xyz", "")))], "system.toml", 0, &["1 atoms", "no cell"]),
         case("two atoms on a line, open", vec![("line.xyz", text("2\n\nAr 0 0 0\nAr 3.8 0 0\n")), ("system.toml", text(argon("line.xyz", "")))], "system.toml", 0, &["2 atoms"]),

@@ -102,9 +102,7 @@ impl Frames {
         std::fs::File::open(path).map_err(|e| error(format!("cannot be read: {e}")))?;
         crate::io::structure::route_chemfiles_warnings();
         let format = crate::io::format_for_path(path, None);
-        if crate::io::guard::is_xyz(path, &format) {
-            crate::io::guard::refuse_xyz_parser_hangs(path).map_err(error)?;
-        }
+        crate::io::guard::refuse_what_breaks_chemfiles(path, &format).map_err(error)?;
         let mut trajectory = if format.is_empty() {
             chemfiles::Trajectory::open(path, 'r')
         } else {

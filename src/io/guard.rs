@@ -164,7 +164,51 @@ fn chemfiles_comment_parser_hangs(line: &[u8]) -> bool {
 
 /// Whether chemfiles reads `path` as XYZ (format named, or chosen by the extension).
 pub fn is_xyz(path: &Path, format: &str) -> bool {
-    format.eq_ignore_ascii_case("xyz") || (format.is_empty() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("xyz")))
+    is_format(path, format, "xyz", &["xyz"])
+}
+
+fn is_format(path: &Path, format: &str, name: &str, extensions: &[&str]) -> bool {
+    format.eq_ignore_ascii_case(name)
+        || (format.is_empty() && path.extension().and_then(|e| e.to_str()).is_some_and(|e| extensions.iter().any(|x| e.eq_ignore_ascii_case(x))))
+}
+
+/// Refuses what chemfiles would hang, exhaust memory or crash on, for the formats where
+/// fuzzing found such inputs: XYZ ([`refuse_xyz_parser_hangs`]) and PDB
+/// ([`refuse_pdb_reader_crashes`]).
+pub fn refuse_what_breaks_chemfiles(path: &Path, format: &str) -> Result<(), String> {
+    if is_xyz(path, format) {
+        refuse_xyz_parser_hangs(path)?;
+    }
+    if is_format(path, format, "pdb", &["pdb", "ent"]) {
+        refuse_pdb_reader_crashes(path)?;
+    }
+    Ok(())
+}
+
+/// Refuses a PDB file on which chemfiles (0.10) reads out of bounds and dies (SIGSEGV): a
+/// CONECT record in a model before any ATOM, HETATM or TER record (its atom id offsets are
+/// still empty then). Found by fuzzing.
+pub fn refuse_pdb_reader_crashes(path: &Path) -> Result<(), String> {
+    use std::io::BufRead;
+    let Ok(file) = std::fs::File::open(path) else { return Ok(()) };
+    let mut reader = std::io::BufReader::new(file);
+    let mut line = Vec::new();
+    let (mut number, mut atoms) = (0, false);
+    loop {
+        line.clear();
+        if !matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+            return Ok(());
+        }
+        number += 1;
+        // chemfiles' record names: the first six bytes; any END... ends the model.
+        if line.starts_with(b"END") {
+            atoms = false;
+        } else if line.starts_with(b"ATOM  ") || line.starts_with(b"HETATM") || line.starts_with(b"TER") {
+            atoms = true;
+        } else if line.starts_with(b"CONECT") && !atoms {
+            return Err(format!("line {number}: a CONECT record before any ATOM or HETATM record of its model"));
+        }
+    }
 }
 
 /// 1-based (line, byte in line) of the first byte sequence that is not UTF-8.

@@ -106,9 +106,7 @@ fn read_unguarded(path: &Path, format: &str, frame: usize) -> Result<StructureDa
         message: e.message,
     };
     let is_xyz = super::guard::is_xyz(path, format);
-    if is_xyz {
-        super::guard::refuse_xyz_parser_hangs(path).map_err(|message| StructureError::Chemfiles { path: path.to_path_buf(), message })?;
-    }
+    super::guard::refuse_what_breaks_chemfiles(path, format).map_err(|message| StructureError::Chemfiles { path: path.to_path_buf(), message })?;
     let mut trajectory = if format.is_empty() {
         chemfiles::Trajectory::open(path, 'r')
     } else {
