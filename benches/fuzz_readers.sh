@@ -2,8 +2,9 @@
 # Fuzzes every reader of user files with cargo-fuzz (libFuzzer), SECONDS_EACH seconds each
 # (default 600): the system.toml plan, structure files through chemfiles, checkpoints, model
 # cards and weights, extended XYZ datasets, thermo logs and trajectories for analysis, and the
-# LAMMPS deck reader. Prints one table row per target: executions, executions per second, the
-# corpus it grew, and findings (inputs that crashed, hung or ran out of memory). A finding is
+# LAMMPS deck reader. Prints one table row per target: executions, executions per second,
+# peak memory, the corpus it grew, and findings (inputs that crashed, hung or ran out of
+# memory; libFuzzer stops a target at its first finding, so rerun it once that is fixed). A finding is
 # kept in fuzz/artifacts/<target>/; copy it to fuzz/seeds/<target>/ and `cargo test --test
 # fuzz_seeds` replays it from then on.
 #   benches/fuzz_readers.sh [TARGET...]     (default: all eight)
@@ -19,8 +20,8 @@ cd "$fuzz"
 cargo +nightly fuzz build -O -s none >&2
 echo "$(nproc) cores, $seconds s per target, $(date -u +%Y-%m-%d)"
 echo
-echo "| target | executions | per second | corpus | findings |"
-echo "|---|---|---|---|---|"
+echo "| target | executions | per second | peak RSS MB | corpus | findings |"
+echo "|---|---|---|---|---|---|"
 for t in $targets; do
   mkdir -p "corpus/$t" "artifacts/$t"
   log=$(mktemp)
@@ -29,10 +30,12 @@ for t in $targets; do
     -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb=2048 -timeout=20 \
     -artifact_prefix="artifacts/$t/" >"$log" 2>&1 || true
   runs=$(grep -ao 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}' | tail -1)
-  rate=$(grep -ao 'stat::average_exec_per_sec: [0-9]*' "$log" | awk '{print $2}' | tail -1)
+  rss=$(grep -ao 'stat::peak_rss_mb: [0-9]*' "$log" | awk '{print $2}' | tail -1)
+  # libFuzzer's "Done N runs in T second(s)" line gives the rate over the whole run.
+  rate=$(grep -ao 'Done [0-9]* runs in [0-9]* second' "$log" | awk '{ if ($5 > 0) printf "%d", $2 / $5 }' | tail -1)
   corpus=$(find "corpus/$t" -type f | wc -l)
   findings=$(find "artifacts/$t" -type f | wc -l)
-  echo "| $t | ${runs:-?} | ${rate:-?} | $corpus | $findings |"
+  echo "| $t | ${runs:-?} | ${rate:-?} | ${rss:-?} | $corpus | $findings |"
   if [ "$findings" -gt 0 ]; then
     grep -aE 'panicked|ERROR|SUMMARY' "$log" | head -5 | sed 's/^/    /' >&2
   fi

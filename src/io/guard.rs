@@ -98,8 +98,9 @@ const MAX_COLUMNS: usize = 1 << 20;
 
 /// The columns a comment line's `Properties=species:S:1:pos:R:3:...` declares, if it has one.
 fn declared_columns(line: &[u8]) -> Option<usize> {
-    let text = std::str::from_utf8(line).ok()?;
-    let value = crate::io::structure::key_value(text, "Properties")?;
+    // Lossy: chemfiles reads the line's bytes whatever they are.
+    let text = String::from_utf8_lossy(line);
+    let value = crate::io::structure::key_value(&text, "Properties")?;
     let list = value.strip_prefix("species:S:1:pos:R:3")?;
     let parts: Vec<&str> = list.split(':').skip(1).collect();
     let repeats = parts.chunks(3).filter_map(|c| c.get(2)?.parse::<usize>().ok());
@@ -251,6 +252,8 @@ mod tests {
         assert_eq!(declared_columns(b"Properties=species:S:1:pos:R:3:forces:R:3:q:R:1\n"), Some(8));
         assert_eq!(declared_columns(b"Properties=species:S:1:pos:R:3:forces:R:39834403\n"), Some(39834407));
         assert_eq!(declared_columns(b"energy=1\n"), None);
+        // Bytes that are not UTF-8 elsewhere on the line do not hide the count (fuzzing).
+        assert_eq!(declared_columns(b"a=\xff\xff Properties=species:S:1:pos:R:3:forces:R:39834403\n"), Some(39834407));
     }
 
     #[test]
