@@ -29,10 +29,10 @@ for t in $targets; do
   cargo +nightly fuzz run "$t" "corpus/$t" "seeds/$t" -O -s none -- \
     -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb=2048 -timeout=20 \
     -artifact_prefix="artifacts/$t/" >"$log" 2>&1 || true
-  runs=$(grep -ao 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}' | tail -1)
-  rss=$(grep -ao 'stat::peak_rss_mb: [0-9]*' "$log" | awk '{print $2}' | tail -1)
+  runs=$(grep -ao 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}' | tail -1 || true)
+  rss=$(grep -ao 'stat::peak_rss_mb: [0-9]*' "$log" | awk '{print $2}' | tail -1 || true)
   # libFuzzer's "Done N runs in T second(s)" line gives the rate over the whole run.
-  rate=$(grep -ao 'Done [0-9]* runs in [0-9]* second' "$log" | awk '{ if ($5 > 0) printf "%d", $2 / $5 }' | tail -1)
+  rate=$(grep -ao 'Done [0-9]* runs in [0-9]* second' "$log" | awk '{ if ($5 > 0) printf "%d", $2 / $5 }' | tail -1 || true)
   corpus=$(find "corpus/$t" -type f | wc -l)
   findings=$(find "artifacts/$t" -type f | wc -l)
   echo "| $t | ${runs:-?} | ${rate:-?} | ${rss:-?} | $corpus | $findings |"
