@@ -195,7 +195,7 @@ fn run_replicas_on_the_gpu(plan: &Plan, options: &RunOptions, ctx: crate::gpu::G
     let references = options.restart.is_some().then_some(references);
     let sim = crate::gpu::GpuSimulation::new_batch(ctx, structures, potential, plan.timestep, plan.skin, plan.max_force, step, references)
         .map_err(|source| RunError::Setup { origin: format!("{} (from {}), {n} replicas on the GPU", plan.structure_origin, plan.source.display()), source })?;
-    let batch = crate::gpu::SharedGpuBatch::new(sim, interrupt_flag());
+    let batch = crate::gpu::SharedGpuBatch::new(sim, crate::signals::install());
     if !options.quiet {
         println!("{n} replicas (velocity and Langevin seeds + 0..{}), outputs under replica-0/ .. replica-{}/; all of them in one GPU batch", n - 1, n - 1);
     }
@@ -511,7 +511,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     samples.push(first);
     output_time += t_out.elapsed();
 
-    let interrupted = interrupt_flag();
+    let interrupted = crate::signals::install();
     let progress = Progress::new(sim.step(), last_step, plan.timestep, options.quiet);
     let start = Instant::now();
     let start_step = sim.step();
@@ -673,12 +673,6 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         sim.step()
     ));
     Ok(summary)
-}
-
-/// The flag a signal sets (`crate::signals`): the loop then stops after the current step and
-/// saves a checkpoint.
-fn interrupt_flag() -> &'static std::sync::atomic::AtomicBool {
-    crate::signals::install()
 }
 
 /// A restart continues the same system: same species, in the same order, same atom count.

@@ -103,12 +103,8 @@ impl Frames {
         crate::io::structure::route_chemfiles_warnings();
         let format = crate::io::format_for_path(path, None);
         crate::io::guard::refuse_what_breaks_chemfiles(path, &format).map_err(error)?;
-        let mut trajectory = if format.is_empty() {
-            chemfiles::Trajectory::open(path, 'r')
-        } else {
-            chemfiles::Trajectory::open_with_format(path, 'r', format.as_str())
-        }
-        .map_err(|e| error(format!("chemfiles could not open it: {}", e.message)))?;
+        let mut trajectory = crate::io::open_trajectory(path, &format, 'r')
+            .map_err(|e| error(format!("chemfiles could not open it: {}", e.message)))?;
         let total = trajectory.nsteps();
         if total == 0 {
             return Err(error("the file holds no frames".into()));

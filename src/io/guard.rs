@@ -59,7 +59,7 @@ fn not_text_message(path: &Path) -> String {
 ///   bytes a column, so more columns than that are refused.
 ///
 /// The scan reads each line once, far faster than chemfiles parses it.
-pub fn refuse_xyz_parser_hangs(path: &Path) -> Result<(), String> {
+fn refuse_xyz_parser_hangs(path: &Path) -> Result<(), String> {
     use std::io::BufRead;
     let Ok(file) = std::fs::File::open(path) else { return Ok(()) };
     let mut reader = std::io::BufReader::new(file);
@@ -189,7 +189,7 @@ pub fn refuse_what_breaks_chemfiles(path: &Path, format: &str) -> Result<(), Str
 /// Refuses a PDB file on which chemfiles (0.10) reads out of bounds and dies (SIGSEGV): a
 /// CONECT record in a model before any ATOM, HETATM or TER record (its atom id offsets are
 /// still empty then). Found by fuzzing.
-pub fn refuse_pdb_reader_crashes(path: &Path) -> Result<(), String> {
+fn refuse_pdb_reader_crashes(path: &Path) -> Result<(), String> {
     use std::io::BufRead;
     let Ok(file) = std::fs::File::open(path) else { return Ok(()) };
     let mut reader = std::io::BufReader::new(file);

@@ -9,6 +9,16 @@ pub mod structure;
 pub mod thermo_log;
 pub mod trajectory;
 
+/// Opens `path` with chemfiles in `mode` ('r', 'w', 'a'): as the format named, or as the one
+/// its extension says when `format` is empty.
+pub fn open_trajectory(path: &std::path::Path, format: &str, mode: char) -> Result<chemfiles::Trajectory, chemfiles::Error> {
+    if format.is_empty() {
+        chemfiles::Trajectory::open(path, mode)
+    } else {
+        chemfiles::Trajectory::open_with_format(path, mode, format)
+    }
+}
+
 /// chemfiles does not know the `.extxyz` extension; extended XYZ is its XYZ format.
 pub fn format_for_path(path: &std::path::Path, explicit: Option<&str>) -> String {
     if let Some(f) = explicit {

@@ -148,12 +148,7 @@ fn xyz_frames(path: &Path, time_ps: f64) -> std::io::Result<XyzFrames> {
 }
 
 fn open_read(path: &Path, format: &str) -> Result<chemfiles::Trajectory, String> {
-    let opened = if format.is_empty() {
-        chemfiles::Trajectory::open(path, 'r')
-    } else {
-        chemfiles::Trajectory::open_with_format(path, 'r', format)
-    };
-    opened.map_err(|e| format!("cannot be read to cut it back: {}", e.message))
+    super::open_trajectory(path, format, 'r').map_err(|e| format!("cannot be read to cut it back: {}", e.message))
 }
 
 fn count_frames(path: &Path, format: &str) -> Result<u64, String> {
@@ -167,12 +162,8 @@ fn rewrite_first_frames(path: &Path, format: &str, want: u64) -> Result<(), Stri
     super::guard::guarded(path, || -> Result<(), String> {
         let mut input = open_read(path, format)?;
         {
-            let mut output = if format.is_empty() {
-                chemfiles::Trajectory::open(&temporary, 'w')
-            } else {
-                chemfiles::Trajectory::open_with_format(&temporary, 'w', format)
-            }
-            .map_err(|e| format!("cannot write {}: {}", temporary.display(), e.message))?;
+            let mut output = super::open_trajectory(&temporary, format, 'w')
+                .map_err(|e| format!("cannot write {}: {}", temporary.display(), e.message))?;
             let mut frame = chemfiles::Frame::new();
             for _ in 0..want {
                 input.read(&mut frame).map_err(|e| format!("unreadable frame: {}", e.message))?;

@@ -107,12 +107,7 @@ fn read_unguarded(path: &Path, format: &str, frame: usize) -> Result<StructureDa
     };
     let is_xyz = super::guard::is_xyz(path, format);
     super::guard::refuse_what_breaks_chemfiles(path, format).map_err(|message| StructureError::Chemfiles { path: path.to_path_buf(), message })?;
-    let mut trajectory = if format.is_empty() {
-        chemfiles::Trajectory::open(path, 'r')
-    } else {
-        chemfiles::Trajectory::open_with_format(path, 'r', format)
-    }
-    .map_err(chem)?;
+    let mut trajectory = super::open_trajectory(path, format, 'r').map_err(chem)?;
     let frames = trajectory.nsteps();
     if frame >= frames {
         return Err(StructureError::NoSuchFrame {

@@ -205,12 +205,7 @@ fn open(spec: &TrajectorySpec, append: bool) -> Result<chemfiles::Trajectory, Tr
     } else {
         spec.format.clone()
     };
-    let result = if format.is_empty() {
-        chemfiles::Trajectory::open(&spec.path, mode)
-    } else {
-        chemfiles::Trajectory::open_with_format(&spec.path, mode, format.as_str())
-    };
-    result.map_err(|e| err(e.message))
+    super::open_trajectory(&spec.path, &format, mode).map_err(|e| err(e.message))
 }
 
 fn fill(template: &mut chemfiles::Frame, frame: &FrameData, spec: &TrajectorySpec) {

@@ -45,7 +45,7 @@ fn read_extxyz_unguarded(path: &Path) -> Result<Vec<Structure>, DatasetError> {
         message,
     };
     std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
-    crate::io::guard::refuse_xyz_parser_hangs(path).map_err(fail)?;
+    crate::io::guard::refuse_what_breaks_chemfiles(path, "XYZ").map_err(fail)?;
     crate::io::structure::route_chemfiles_warnings();
     let mut trajectory =
         chemfiles::Trajectory::open_with_format(path, 'r', "XYZ").map_err(|e| fail(e.message))?;
