@@ -43,7 +43,7 @@ source = "maxwell-boltzmann"
 temperature = "300 K"
 seed = 1
 [potential]
-type = "mcgm"
+type = "ml"
 model = "$1"
 [integrator]
 type = "verlet"

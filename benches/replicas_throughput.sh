@@ -32,7 +32,7 @@ source = "maxwell-boltzmann"
 temperature = "300 K"
 seed = 1
 [potential]
-type = "mcgm"
+type = "ml"
 model = "$model"
 [integrator]
 type = "verlet"

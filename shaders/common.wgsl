@@ -75,8 +75,9 @@ struct Params {
     any_frozen: vec4<u32>, // x: 1 when some structure is frozen (saves the per-atom look-up otherwise)
     // Per type: x = FTM2V / m, y = Langevin velocity scale sqrt(kT / (m MVV2E)), z = m MVV2E.
     types: array<vec4<f32>, MAX_TYPES>,
-    // Per pair of types (a * MAX_TYPES + b), two rows: (cutsq, lj1, lj2, 0), (lj3, lj4, offset, 0).
-    lj: array<vec4<f32>, 128>,
+    // Per pair of types (a * MAX_TYPES + b), two rows of the pair style's constants
+    // (shaders/pair/<style>.wgsl says which); row 0's x is the squared cutoff.
+    pair: array<vec4<f32>, 128>,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;

@@ -520,7 +520,7 @@ fn ml_energy(@builtin(global_invocation_id) gid: vec3<u32>) {
     obs[8u * i] = O.scale * e;
 }
 
-// ---- Forces and per-atom virials from the accumulator D; flags bad forces like lj.wgsl.
+// ---- Forces and per-atom virials from the accumulator D; flags bad forces like pair.wgsl.
 @compute @workgroup_size(64)
 fn ml_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);

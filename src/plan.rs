@@ -13,7 +13,6 @@ use crate::integrate::Integrator;
 use crate::io::structure::{self, StructureData};
 use crate::io::trajectory::TrajectorySpec;
 use crate::lattice::{self, LatticeKind};
-use crate::potential::lj::LjPair;
 use crate::system::{Species, System};
 use crate::units::{Dimension, parse_quantity};
 use serde::Deserialize;
@@ -96,13 +95,9 @@ impl Platform {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum PotentialSpec {
-    LennardJones {
-        /// n_species × n_species, row-major, in the order of `System::species`.
-        pairs: Vec<LjPair>,
-        shift: bool,
-        tail: bool,
-    },
-    /// A trained model file (`mdrun train`).
+    /// A pair style (crate::potential::pair) and its table.
+    Pair(crate::potential::pair::PairSpec),
+    /// A trained model file (`mdrun train`): `[potential] type = "ml"` (or "mcgm").
     Mcgm { model: PathBuf },
 }
 
@@ -137,12 +132,12 @@ impl PlanError {
 
 #[derive(Deserialize, Clone, Debug)]
 #[serde(untagged)]
-enum QValue {
+pub(crate) enum QValue {
     Number(f64),
     Text(String),
 }
 
-type Q = Spanned<QValue>;
+pub(crate) type Q = Spanned<QValue>;
 
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
@@ -232,27 +227,10 @@ struct RawPotential {
     tail: Option<bool>,
     mixing: Option<Spanned<String>>,
     #[serde(default)]
-    species: BTreeMap<String, Spanned<RawLjSpecies>>,
+    species: BTreeMap<String, Spanned<BTreeMap<String, Q>>>,
     #[serde(default)]
-    pair: Vec<Spanned<RawLjPair>>,
+    pair: Vec<Spanned<BTreeMap<String, Spanned<crate::potential::pair::toml::PairField>>>>,
     model: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
-struct RawLjSpecies {
-    epsilon: Q,
-    sigma: Q,
-    cutoff: Option<Q>,
-}
-
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
-struct RawLjPair {
-    species: [String; 2],
-    epsilon: Q,
-    sigma: Q,
-    cutoff: Option<Q>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -315,20 +293,20 @@ pub const DEFAULT_SKIN: f64 = 1.0;
 pub const DEFAULT_MAX_FORCE: f64 = 1.0e4;
 
 /// Where a value sits in the input, for messages.
-struct Locator<'a> {
+pub(crate) struct Locator<'a> {
     file: &'a Path,
     text: &'a str,
 }
 
 impl Locator<'_> {
-    fn line(&self, span: &Range<usize>) -> usize {
+    pub(crate) fn line(&self, span: &Range<usize>) -> usize {
         self.text[..span.start.min(self.text.len())]
             .matches('\n')
             .count()
             + 1
     }
 
-    fn error(&self, span: &Range<usize>, key: &str, message: impl Into<String>) -> PlanError {
+    pub(crate) fn error(&self, span: &Range<usize>, key: &str, message: impl Into<String>) -> PlanError {
         PlanError {
             file: self.file.to_path_buf(),
             line: Some(self.line(span)),
@@ -337,7 +315,7 @@ impl Locator<'_> {
         }
     }
 
-    fn quantity(&self, q: &Q, key: &str, dim: Dimension) -> Result<f64, PlanError> {
+    pub(crate) fn quantity(&self, q: &Q, key: &str, dim: Dimension) -> Result<f64, PlanError> {
         let value = match q.get_ref() {
             QValue::Number(x) => *x,
             QValue::Text(s) => {
@@ -350,7 +328,7 @@ impl Locator<'_> {
         Ok(value)
     }
 
-    fn positive(&self, q: &Q, key: &str, dim: Dimension) -> Result<f64, PlanError> {
+    pub(crate) fn positive(&self, q: &Q, key: &str, dim: Dimension) -> Result<f64, PlanError> {
         let v = self.quantity(q, key, dim)?;
         if v <= 0.0 {
             return Err(self.error(&q.span(), key, format!("must be positive (got {v})")));
@@ -358,7 +336,7 @@ impl Locator<'_> {
         Ok(v)
     }
 
-    fn non_negative(&self, q: &Q, key: &str, dim: Dimension) -> Result<f64, PlanError> {
+    pub(crate) fn non_negative(&self, q: &Q, key: &str, dim: Dimension) -> Result<f64, PlanError> {
         let v = self.quantity(q, key, dim)?;
         if v < 0.0 {
             return Err(self.error(&q.span(), key, format!("must not be negative (got {v})")));
@@ -514,7 +492,7 @@ impl Plan {
                     .map_err(|e| PlanError { message: format!("{} (replica {k} of replica_frames)", e.message), ..e })?;
                 let mut other = build_system(&at, &raw.structure, &raw.masses, data.clone(), read_cell, &origin)?;
                 set_velocities(&at, raw.velocities.as_ref(), &data, &mut other, &origin)?;
-                if matches!(potential, PotentialSpec::LennardJones { .. }) && other.species != system.species {
+                if matches!(potential, PotentialSpec::Pair(_)) && other.species != system.species {
                     return Err(at.error(&flag.span(), "[structure] replica_frames", format!("the {origin} has other species than frame 0; with Lennard-Jones every replica needs the same species (a model takes any it knows)")));
                 }
                 replica_systems.push((other, origin));
@@ -905,7 +883,7 @@ fn build_system(
     })
 }
 
-fn toml_key(name: &str) -> String {
+pub(crate) fn toml_key(name: &str) -> String {
     if !name.is_empty()
         && name
             .chars()
@@ -986,186 +964,52 @@ fn build_potential(
     input_dir: &Path,
 ) -> Result<PotentialSpec, PlanError> {
     let p = raw.get_ref();
-    match p.kind.get_ref().as_str() {
-        "lj" | "lj/cut" | "lennard-jones" => {
-            if let Some(m) = &p.model {
-                return Err(at.error(
-                    &m.span(),
-                    "[potential] model",
-                    "only used with type = \"mcgm\"",
-                ));
-            }
-        }
-        "mcgm" | "ml" => {
-            let model = p.model.as_ref().ok_or_else(|| {
-                at.error(
-                    &p.kind.span(),
-                    "[potential] model",
-                    "required for type = \"mcgm\": a model folder or file written by mdrun train",
-                )
-            })?;
-            if p.cutoff.is_some()
-                || p.shift.is_some()
-                || p.tail.is_some()
-                || p.mixing.is_some()
-                || !p.species.is_empty()
-                || !p.pair.is_empty()
-            {
-                return Err(at.error(&raw.span(), "[potential]", "type = \"mcgm\" takes only model = \"...\" (the cutoff and species come from the model)"));
-            }
-            let path = input_dir.join(model.get_ref());
-            let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
-            crate::potential::mcgm::MlPotential::load(&path, &names)
-                .map_err(|e| at.error(&model.span(), "[potential] model", e))?;
-            return Ok(PotentialSpec::Mcgm { model: path });
-        }
-        other => {
-            return Err(at.error(
+    let kind = p.kind.get_ref().as_str();
+    if kind == "mcgm" || kind == "ml" {
+        let model = p.model.as_ref().ok_or_else(|| {
+            at.error(
                 &p.kind.span(),
-                "[potential] type",
-                format!("unknown potential '{other}'; expected \"lj\" or \"mcgm\""),
-            ));
+                "[potential] model",
+                format!("required for type = \"{kind}\": a model folder or file written by mdrun train"),
+            )
+        })?;
+        if p.cutoff.is_some()
+            || p.shift.is_some()
+            || p.tail.is_some()
+            || p.mixing.is_some()
+            || !p.species.is_empty()
+            || !p.pair.is_empty()
+        {
+            return Err(at.error(&raw.span(), "[potential]", format!("type = \"{kind}\" takes only model = \"...\" (the cutoff and species come from the model)")));
         }
+        let path = input_dir.join(model.get_ref());
+        let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
+        crate::potential::mcgm::MlPotential::load(&path, &names)
+            .map_err(|e| at.error(&model.span(), "[potential] model", e))?;
+        return Ok(PotentialSpec::Mcgm { model: path });
     }
-    let geometric = match p.mixing.as_ref().map(|m| m.get_ref().as_str()) {
-        None | Some("lorentz-berthelot") | Some("arithmetic") => false,
-        Some("geometric") => true,
-        Some(other) => {
-            return Err(at.error(
-                &p.mixing.as_ref().unwrap().span(),
-                "[potential] mixing",
-                format!("unknown rule '{other}'; expected \"lorentz-berthelot\" or \"geometric\""),
-            ));
-        }
+    let Some(style) = crate::potential::pair::by_toml_name(kind) else {
+        let mut known: Vec<String> = crate::potential::pair::STYLES.iter().map(|s| format!("\"{}\"", s.toml_names[0])).collect();
+        known.push("\"ml\"".into());
+        return Err(at.error(
+            &p.kind.span(),
+            "[potential] type",
+            format!("unknown potential '{kind}'; expected {}", known.join(", ")),
+        ));
     };
-    let global_cutoff = p
-        .cutoff
-        .as_ref()
-        .map(|q| at.positive(q, "[potential] cutoff", Dimension::Length))
-        .transpose()?;
-
-    struct Params {
-        epsilon: f64,
-        sigma: f64,
-        cutoff: Option<f64>,
+    if let Some(m) = &p.model {
+        return Err(at.error(&m.span(), "[potential] model", "only used with type = \"ml\" (a learned model)"));
     }
-    let mut per_species = BTreeMap::new();
-    for (name, sp) in &p.species {
-        let key = |k: &str| format!("[potential.species.{}] {k}", toml_key(name));
-        let s = sp.get_ref();
-        per_species.insert(
-            name.clone(),
-            Params {
-                epsilon: at.non_negative(&s.epsilon, &key("epsilon"), Dimension::Energy)?,
-                sigma: at.positive(&s.sigma, &key("sigma"), Dimension::Length)?,
-                cutoff: s
-                    .cutoff
-                    .as_ref()
-                    .map(|q| at.positive(q, &key("cutoff"), Dimension::Length))
-                    .transpose()?,
-            },
-        );
-    }
-    let mut explicit: BTreeMap<(String, String), (LjPair, Range<usize>)> = BTreeMap::new();
-    for pair in &p.pair {
-        let pr = pair.get_ref();
-        let label = format!("[[potential.pair]] {}-{}", pr.species[0], pr.species[1]);
-        let cutoff = match &pr.cutoff {
-            Some(q) => at.positive(q, &format!("{label} cutoff"), Dimension::Length)?,
-            None => global_cutoff.ok_or_else(|| {
-                at.error(
-                    &pair.span(),
-                    &format!("{label} cutoff"),
-                    "no cutoff: give one here or [potential] cutoff",
-                )
-            })?,
-        };
-        let lj = LjPair {
-            epsilon: at.non_negative(
-                &pr.epsilon,
-                &format!("{label} epsilon"),
-                Dimension::Energy,
-            )?,
-            sigma: at.positive(&pr.sigma, &format!("{label} sigma"), Dimension::Length)?,
-            cutoff,
-        };
-        let (a, b) = (pr.species[0].clone(), pr.species[1].clone());
-        let key = if a <= b { (a, b) } else { (b, a) };
-        if explicit.insert(key, (lj, pair.span())).is_some() {
-            return Err(at.error(&pair.span(), &label, "this pair is given twice"));
-        }
-    }
-
-    let n = system.species.len();
-    let mut pairs = Vec::with_capacity(n * n);
-    for a in &system.species {
-        for b in &system.species {
-            let key = if a.name <= b.name {
-                (a.name.clone(), b.name.clone())
-            } else {
-                (b.name.clone(), a.name.clone())
-            };
-            let lj = if let Some((lj, _)) = explicit.get(&key) {
-                *lj
-            } else {
-                let (pa, pb) = match (per_species.get(&a.name), per_species.get(&b.name)) {
-                    (Some(pa), Some(pb)) => (pa, pb),
-                    _ => {
-                        let missing = if per_species.contains_key(&a.name) {
-                            &b.name
-                        } else {
-                            &a.name
-                        };
-                        return Err(at.error(
-                            &raw.span(),
-                            "[potential]",
-                            format!(
-                                "no Lennard-Jones parameters for the pair {}-{}: add [potential.species.{}] with epsilon and sigma, or a [[potential.pair]] for it",
-                                a.name, b.name, toml_key(missing)
-                            ),
-                        ));
-                    }
-                };
-                let sigma = if geometric {
-                    (pa.sigma * pb.sigma).sqrt()
-                } else {
-                    0.5 * (pa.sigma + pb.sigma)
-                };
-                let cutoff = match (pa.cutoff, pb.cutoff) {
-                    (Some(ca), Some(cb)) => if geometric { (ca * cb).sqrt() } else { 0.5 * (ca + cb) },
-                    _ => global_cutoff.ok_or_else(|| {
-                        at.error(&raw.span(), "[potential] cutoff", format!("no cutoff for the pair {}-{}: give [potential] cutoff or a cutoff per species", a.name, b.name))
-                    })?,
-                };
-                LjPair {
-                    epsilon: (pa.epsilon * pb.epsilon).sqrt(),
-                    sigma,
-                    cutoff,
-                }
-            };
-            pairs.push(lj);
-        }
-    }
-    for ((a, b), (_, span)) in &explicit {
-        for name in [a, b] {
-            if !system.species.iter().any(|s| &s.name == name) {
-                return Err(at.error(
-                    span,
-                    "[[potential.pair]] species",
-                    format!("no atom of species '{name}' in the structure"),
-                ));
-            }
-        }
-    }
-    let tail = p.tail.unwrap_or(false);
-    if tail && system.cell.pbc() != [true; 3] {
-        return Err(at.error(&raw.span(), "[potential] tail", "the tail correction assumes a homogeneous fluid filling a cell periodic on all three axes"));
-    }
-    Ok(PotentialSpec::LennardJones {
-        pairs,
-        shift: p.shift.unwrap_or(false),
-        tail,
-    })
+    let table = crate::potential::pair::toml::RawPairTable {
+        span: raw.span(),
+        cutoff: p.cutoff.as_ref(),
+        shift: p.shift,
+        tail: p.tail,
+        mixing: p.mixing.as_ref(),
+        species: &p.species,
+        pairs: &p.pair,
+    };
+    Ok(PotentialSpec::Pair(crate::potential::pair::toml::build(at, style, &table, system)?))
 }
 
 impl PotentialSpec {
@@ -1175,14 +1019,7 @@ impl PotentialSpec {
         species: &[Species],
     ) -> Result<Box<dyn crate::potential::Potential>, String> {
         Ok(match self {
-            PotentialSpec::LennardJones { pairs, shift, tail } => {
-                Box::new(crate::potential::lj::LennardJones::new(
-                    species.len(),
-                    pairs.clone(),
-                    *shift,
-                    *tail,
-                ))
-            }
+            PotentialSpec::Pair(pair) => pair.instantiate(),
             PotentialSpec::Mcgm { model } => {
                 let names: Vec<String> = species.iter().map(|s| s.name.clone()).collect();
                 Box::new(crate::potential::mcgm::MlPotential::load(model, &names)?)

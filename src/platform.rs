@@ -8,7 +8,6 @@ use crate::io::checkpoint::Checkpoint;
 use crate::plan::{Plan, Platform, PotentialSpec};
 use crate::potential::Want;
 use crate::potential::batch::BatchSlot;
-use crate::potential::lj::LennardJones;
 use crate::simulation::{Simulation, SimulationError};
 use crate::system::System;
 use crate::thermo::ThermoSample;
@@ -38,7 +37,7 @@ pub struct GpuReplica {
 /// The potential as the GPU kernels take it.
 pub fn gpu_potential(plan: &Plan, system: &System) -> Result<GpuPotential, String> {
     Ok(match &plan.potential {
-        PotentialSpec::LennardJones { pairs, shift, tail } => GpuPotential::Lj(LennardJones::new(system.species.len(), pairs.clone(), *shift, *tail)),
+        PotentialSpec::Pair(pair) => GpuPotential::Pair(pair.clone()),
         PotentialSpec::Mcgm { model } => {
             let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
             let model = crate::potential::mcgm::MlPotential::load(model, &names).and_then(|p| p.into_gpu())?;
@@ -80,10 +79,10 @@ pub fn choose(
                     Err(e) => Some(e),
                 }
             }
-            PotentialSpec::LennardJones { pairs, .. } => {
-                let reach = pairs.iter().map(|p| p.cutoff).fold(0.0, f64::max) + plan.skin;
-                crate::gpu::md::unsupported_reason(system, reach)
-            }
+            PotentialSpec::Pair(pair) => match pair.style.gpu {
+                Err(why) => Some(format!("pair style {}: {why}", pair.style.lammps)),
+                Ok(_) => crate::gpu::md::unsupported_reason(system, pair.max_cutoff() + plan.skin),
+            },
         };
         reason
             .or_else(|| {

@@ -123,7 +123,7 @@ pub fn run_replicas(plan: &Plan, options: &RunOptions) -> Result<Vec<RunSummary>
                 }
             }
         }
-        PotentialSpec::LennardJones { .. } => None,
+        PotentialSpec::Pair(_) => None,
     };
     if !options.quiet {
         println!(
@@ -342,13 +342,8 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         Some(path) => {
             let chk = Checkpoint::read(path)?;
             check_restart_matches(plan, &chk, path)?;
-            if chk.langevin_seed.is_some() && chk.langevin_seed != plan.integrator.seed() {
-                eprintln!(
-                    "note: {} was written with Langevin seed {:?}, this run uses {:?}: the noise from here on differs from an uninterrupted run",
-                    path.display(),
-                    chk.langevin_seed.unwrap(),
-                    plan.integrator.seed()
-                );
+            if let Some(note) = plan.integrator.resume_note(&chk.integrator) {
+                eprintln!("note: {} {note}", path.display());
             }
             (chk.system, chk.step, chk.reference, Some(chk.threads))
         }

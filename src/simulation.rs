@@ -291,7 +291,7 @@ impl Simulation {
             system: self.system.clone(),
             reference: Some(self.list.reference().to_vec()),
             threads,
-            langevin_seed: self.integrator.seed(),
+            integrator: self.integrator.state(),
         }
     }
 
@@ -306,7 +306,7 @@ impl Simulation {
             system,
             reference: None,
             threads,
-            langevin_seed: self.integrator.seed(),
+            integrator: self.integrator.state(),
         }
     }
 }

@@ -23,6 +23,8 @@ pub const NKTV2P: f64 = 1.6021765e6;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dimension {
     Length,
+    /// 1/length (Morse's alpha).
+    InverseLength,
     Time,
     Energy,
     Temperature,
@@ -35,6 +37,7 @@ impl Dimension {
     pub fn name(self) -> &'static str {
         match self {
             Dimension::Length => "a length",
+            Dimension::InverseLength => "an inverse length",
             Dimension::Time => "a time",
             Dimension::Energy => "an energy",
             Dimension::Temperature => "a temperature",
@@ -73,6 +76,11 @@ pub const UNITS: &[(&str, Dimension, f64)] = &[
     ("nm", Dimension::Length, 10.0),
     ("pm", Dimension::Length, 0.01),
     ("bohr", Dimension::Length, 0.529177210903),
+    ("1/A", Dimension::InverseLength, 1.0),
+    ("1/Å", Dimension::InverseLength, 1.0),
+    ("1/Angstrom", Dimension::InverseLength, 1.0),
+    ("1/nm", Dimension::InverseLength, 0.1),
+    ("1/bohr", Dimension::InverseLength, 1.0 / 0.529177210903),
     ("ps", Dimension::Time, 1.0),
     ("fs", Dimension::Time, 1e-3),
     ("ns", Dimension::Time, 1e3),
@@ -129,6 +137,7 @@ impl QuantityError {
 fn example(d: Dimension) -> &'static str {
     match d {
         Dimension::Length => "3.4 A",
+        Dimension::InverseLength => "1.3 1/A",
         Dimension::Time => "2 fs",
         Dimension::Energy => "0.0103 eV",
         Dimension::Temperature => "300 K",

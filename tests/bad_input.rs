@@ -343,3 +343,68 @@ fn a_bad_analysis_table_is_named() {
     let (msg, _) = plan_error("analysis-interval", &format!("{GOOD}\n[analysis]\ninterval = 0\nmsd = true\n"));
     assert_mentions("analysis interval", &msg, &["system.toml:19", "[analysis] interval"]);
 }
+
+/// `[potential] type = "morse"`: parameters with units (alpha an inverse length), no mixing, a
+/// [[potential.pair]] for each unlike pair; each mistake is named by its key and line.
+#[test]
+fn morse_in_system_toml_takes_its_own_keys() {
+    const MORSE: &str = r#"[structure]
+file = "alloy.xyz"
+
+[potential]
+type = "morse"
+cutoff = "7 A"
+shift = true
+[potential.species.Cu]
+d0 = "0.3429 eV"
+alpha = "13.588 1/nm"
+r0 = "2.866 A"
+[potential.species.Ni]
+d0 = 0.4205
+alpha = 1.4199
+r0 = 2.78
+[[potential.pair]]
+species = ["Ni", "Cu"]
+d0 = 0.38
+alpha = "1.39 1/A"
+r0 = 2.82
+cutoff = "6.5 A"
+
+[integrator]
+type = "verlet"
+timestep = "2 fs"
+
+[run]
+steps = 10
+"#;
+    let write = |name: &str, toml: &str| {
+        let dir = scratch(name);
+        std::fs::write(dir.join("alloy.xyz"), "2\nLattice=\"20 0 0 0 20 0 0 0 20\" Properties=species:S:1:pos:R:3\nCu 1 1 1\nNi 3.5 1 1\n").unwrap();
+        std::fs::write(dir.join("system.toml"), toml).unwrap();
+        Plan::from_file(&dir.join("system.toml"), None)
+    };
+    let plan = write("morse-good", MORSE).unwrap();
+    let mdrun::plan::PotentialSpec::Pair(spec) = &plan.potential else { panic!("not a pair potential") };
+    assert_eq!(spec.style.lammps, "morse");
+    assert!(spec.shift && !spec.tail);
+    let cu = spec.pair(0, 0);
+    assert!((cu.values[1] - 1.3588).abs() < 1e-12 && cu.cutoff == 7.0, "{cu:?}");
+    assert_eq!(spec.pair(0, 1), spec.pair(1, 0));
+    assert_eq!(spec.pair(0, 1).values[..3], [0.38, 1.39, 2.82]);
+    assert_eq!(spec.pair(0, 1).cutoff, 6.5);
+
+    let cases: Vec<(&str, String, &[&str])> = vec![
+        ("alpha as a length", MORSE.replace("\"13.588 1/nm\"", "\"1.3 A\""), &["system.toml:10", "[potential.species.Cu] alpha", "'A' is a length, but an inverse length was expected"]),
+        ("no unlike pair", MORSE.replace("[[potential.pair]]\nspecies = [\"Ni\", \"Cu\"]\nd0 = 0.38\nalpha = \"1.39 1/A\"\nr0 = 2.82\ncutoff = \"6.5 A\"\n", ""), &["[potential]", "no Morse parameters for the pair Cu-Ni", "morse has no mixing rule", "[[potential.pair]]"]),
+        ("mixing", MORSE.replace("shift = true", "shift = true\nmixing = \"geometric\""), &["system.toml:8", "[potential] mixing", "morse has no mixing rule"]),
+        ("LJ key", MORSE.replace("d0 = 0.4205", "epsilon = 0.4205"), &["[potential.species.Ni] epsilon", "unknown key for morse; expected d0, alpha, r0, cutoff"]),
+        ("missing r0", MORSE.replace("r0 = 2.82\n", ""), &["[[potential.pair]] Ni-Cu r0", "missing"]),
+        ("negative alpha", MORSE.replace("alpha = 1.4199", "alpha = -1.4199"), &["system.toml:14", "[potential.species.Ni] alpha", "must be positive"]),
+        ("tail", MORSE.replace("shift = true", "shift = true\ntail = true"), &["[potential] tail", "morse has no tail correction"]),
+        ("unknown type", MORSE.replace("type = \"morse\"", "type = \"buck\""), &["[potential] type", "unknown potential 'buck'", "\"morse\""]),
+    ];
+    for (name, toml, parts) in cases {
+        let msg = write(&name.replace(' ', "-"), &toml).map(|_| ()).expect_err(name).to_string();
+        assert_mentions(name, &msg, parts);
+    }
+}

@@ -1,19 +1,21 @@
 //! Forces are minus the gradient of the energy, and the virial is minus its strain derivative:
 //! central finite differences on random dense systems, orthorhombic and triclinic, two species
 //! with mixing, a cutoff longer than half the cell (several images of each atom), and open
-//! boundaries.
+//! boundaries; Lennard-Jones and Morse (each pair style through the one pair loop).
 
 mod common;
 
 use mdrun::cell::Cell;
+use mdrun::potential::Potential;
 use mdrun::potential::lj::LennardJones;
+use mdrun::potential::pair::{PairParams, PairSpec};
 use mdrun::system::System;
 
-fn energy(system: &System, lj: &mut LennardJones) -> f64 {
+fn energy(system: &System, lj: &mut dyn Potential) -> f64 {
     common::evaluate(system, lj, 0.5).energy
 }
 
-fn check_forces(system: &System, lj: &mut LennardJones, label: &str) {
+fn check_forces(system: &System, lj: &mut dyn Potential, label: &str) {
     let out = common::evaluate(system, lj, 0.5);
     let h = 1e-5;
     let scale = out
@@ -41,7 +43,7 @@ fn check_forces(system: &System, lj: &mut LennardJones, label: &str) {
 }
 
 /// W_ab = -dE/dε_ab for a homogeneous strain of cell and positions.
-fn check_virial(system: &System, lj: &mut LennardJones, label: &str) {
+fn check_virial(system: &System, lj: &mut dyn Potential, label: &str) {
     let out = common::evaluate(system, lj, 0.5);
     let h = 1e-6;
     let strained = |a: usize, b: usize, e: f64| {
@@ -175,5 +177,31 @@ fn virial_is_the_negative_strain_derivative() {
         let system = common::random_system(n, cell, &["Ar", "Kr"], 2.9, 3);
         let mut lj = LennardJones::new(2, common::lj_mixed(&params, 8.5), true, false);
         check_virial(&system, &mut lj, label);
+    }
+}
+
+/// Two species of Morse with a cutoff of its own for the unlike pair, shifted and not, through
+/// the shared pair loop: forces and virial are the energy's derivatives.
+#[test]
+fn morse_forces_and_virial_are_the_energy_derivatives() {
+    let cu = PairParams::new(&[0.3429, 1.3588, 2.866], 7.0);
+    let ni = PairParams::new(&[0.4205, 1.4199, 2.780], 7.0);
+    let cross = PairParams::new(&[0.38, 1.39, 2.82], 6.5);
+    for (label, cell) in [
+        ("orthorhombic", Cell::new([[15.0, 0.0, 0.0], [0.0, 16.0, 0.0], [0.0, 0.0, 15.5]], [true; 3]).unwrap()),
+        ("triclinic, cutoff past half the cell", Cell::new([[10.0, 0.0, 0.0], [2.5, 9.5, 0.0], [-1.5, 2.0, 10.5]], [true; 3]).unwrap()),
+        ("slab, open along z", Cell::new([[14.0, 0.0, 0.0], [2.0, 13.0, 0.0], [0.0, 0.0, 15.0]], [true, true, false]).unwrap()),
+    ] {
+        let n = (cell.volume() * 0.05).round() as usize;
+        let system = common::random_system(n, cell, &["Cu", "Ni"], 2.3, 17);
+        for shift in [false, true] {
+            let spec = PairSpec { style: &mdrun::potential::morse::STYLE, pairs: vec![cu, cross, cross, ni], shift, tail: false };
+            let mut morse = spec.instantiate();
+            assert_eq!(morse.cutoff(), 7.0);
+            check_forces(&system, morse.as_mut(), &format!("morse, {label}, {n} atoms, shift {shift}"));
+            if system.cell.pbc() == [true; 3] {
+                check_virial(&system, morse.as_mut(), &format!("morse, {label}, shift {shift}"));
+            }
+        }
     }
 }

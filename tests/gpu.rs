@@ -57,7 +57,7 @@ fn forces_energy_and_virial_match_the_cpu() {
         let mut lj = two_species_lj(8.5);
         let cpu = evaluate(&system, &mut lj, 1.0);
         let ctx = GpuContext::open(false).unwrap().unwrap();
-        let sim = GpuSimulation::new(ctx, system.clone(), GpuPotential::Lj(two_species_lj(8.5)), Integrator::VelocityVerlet, 0.002, 1.0, 1e4, 0, None)
+        let sim = GpuSimulation::new(ctx, system.clone(), GpuPotential::Pair(two_species_lj(8.5).spec().clone()), Integrator::VelocityVerlet, 0.002, 1.0, 1e4, 0, None)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let forces = sim.forces().unwrap();
         let scale = max_norm(&cpu.forces);
@@ -122,7 +122,7 @@ fn check_lists_agree(name: &str, system: System, cutoff: f64, skin: f64) -> GpuS
     let system = f32_positions(system);
     let reach = cutoff + skin;
     let ctx = GpuContext::open(false).unwrap().unwrap();
-    let sim = GpuSimulation::new(ctx, system.clone(), GpuPotential::Lj(two_species_lj(cutoff)), Integrator::VelocityVerlet, 0.002, skin, 1e30, 0, None)
+    let sim = GpuSimulation::new(ctx, system.clone(), GpuPotential::Pair(two_species_lj(cutoff).spec().clone()), Integrator::VelocityVerlet, 0.002, skin, 1e30, 0, None)
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     let gpu_list = sim.neighbor_pairs().unwrap();
     let gpu_set: BTreeSet<Pair> = gpu_list.iter().cloned().collect();
@@ -330,7 +330,7 @@ fn positions_keep_displacements_below_the_f32_resolution() {
     system.positions = vec![[10.3, 10.3, 10.3], [25.3, 25.3, 25.3]];
     system.velocities = vec![[1e-4, 0.0, 0.0], [0.0, 0.0, 0.0]];
     let lj = LennardJones::new(1, lj_mixed(&[(0.0104, 3.4)], 8.5), false, false);
-    let mut sim = GpuSimulation::new(ctx, system, GpuPotential::Lj(lj), Integrator::VelocityVerlet, 0.001, 1.0, 1e4, 0, None).unwrap();
+    let mut sim = GpuSimulation::new(ctx, system, GpuPotential::Pair(lj.spec().clone()), Integrator::VelocityVerlet, 0.001, 1.0, 1e4, 0, None).unwrap();
     sim.advance(2000, false).unwrap();
     let x = sim.system().unwrap().positions[0][0];
     let expected = 10.3 + 2000.0 * (0.001f32 * 1e-4f32) as f64;

@@ -16,7 +16,7 @@ use mdrun::simulation::SimulationError;
 use mdrun::system::System;
 
 fn lj() -> GpuPotential {
-    GpuPotential::Lj(LennardJones::new(2, lj_mixed(&[(0.0104, 3.4), (0.0070, 3.0)], 7.0), true, false))
+    GpuPotential::Pair(LennardJones::new(2, lj_mixed(&[(0.0104, 3.4), (0.0070, 3.0)], 7.0), true, false).spec().clone())
 }
 
 fn langevin(seed: u64) -> Integrator {

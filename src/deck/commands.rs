@@ -4,6 +4,7 @@ use super::cformat;
 use super::interp::{Deck, Dump, resolve};
 use super::thermo_out::{self, ThermoStyle};
 use super::world::{self, Fix, FixKind, Mix, Pair, World, int, num, yes_no};
+use crate::potential::pair;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -11,30 +12,28 @@ impl Deck {
     pub(super) fn pair_style(&mut self, args: &[String]) -> Result<(), String> {
         let w = &mut self.world;
         match args {
-            [s, c] if s == "lj/cut" => {
-                let cutoff = num(c, "global cutoff")?;
-                if cutoff <= 0.0 {
-                    return Err("cutoff must be positive".into());
-                }
+            [s, rest @ ..] if pair::by_lammps_name(s).is_some() => {
+                let style = pair::by_lammps_name(s).expect("checked");
+                let cutoff = pair::deck::global_cutoff(style, rest)?;
                 // A new global cutoff applies to coefficients set without their own (LAMMPS
                 // resets them all); mdrun sets it for those that used the old global one.
                 let coeffs = match &w.pair {
-                    Some(Pair::LjCut { cutoff: old, coeffs }) => coeffs
+                    Some(Pair::Style { style: old_style, cutoff: old, coeffs }) if old_style == &style => coeffs
                         .iter()
-                        .map(|(k, &(e, s, c))| (*k, (e, s, if c == *old { cutoff } else { c })))
+                        .map(|(k, (v, c))| (*k, (v.clone(), if c == old { cutoff } else { *c })))
                         .collect(),
                     _ => BTreeMap::new(),
                 };
-                w.pair = Some(Pair::LjCut { cutoff, coeffs });
+                w.pair = Some(Pair::Style { style, cutoff, coeffs });
             }
-            [s] if s == "lj/cut" => return Err("pair_style lj/cut needs a global cutoff".into()),
             [s, model] if s == "mcgm" => {
                 let current = self.stack.last().map(|f| f.script.path.clone()).unwrap_or_default();
                 let path = resolve(model, &current);
                 w.pair = Some(Pair::Mcgm { model: path });
             }
             [s, ..] => {
-                return Err(format!("pair style '{s}' (with these arguments) is not supported; mdrun supports lj/cut Rc and mcgm MODEL-FILE"));
+                let styles: Vec<String> = pair::STYLES.iter().map(|p| format!("{} Rc", p.lammps)).collect();
+                return Err(format!("pair style '{s}' (with these arguments) is not supported; mdrun supports {} and mcgm MODEL-FILE", styles.join(", ")));
             }
             [] => return Err("expected: pair_style style args".into()),
         }
@@ -61,34 +60,7 @@ impl Deck {
                     w.type_names[t] = Some(args[2 + t].clone());
                 }
             }
-            Some(Pair::LjCut { cutoff, coeffs }) => {
-                if args.len() != 4 && args.len() != 5 {
-                    return Err("pair_style lj/cut: expected pair_coeff I J epsilon sigma [cutoff]".into());
-                }
-                let eps = num(&args[2], "epsilon")?;
-                let sigma = num(&args[3], "sigma")?;
-                let cut = match args.get(4) {
-                    Some(c) => num(c, "cutoff")?,
-                    None => *cutoff,
-                };
-                if eps < 0.0 || sigma <= 0.0 || cut <= 0.0 {
-                    return Err("epsilon must not be negative; sigma and cutoff must be positive".into());
-                }
-                let ri = world::type_range(&args[0], n)?;
-                let rj = world::type_range(&args[1], n)?;
-                let mut set = 0;
-                for i in ri {
-                    for j in rj.clone() {
-                        if j >= i {
-                            coeffs.insert((i, j), (eps, sigma, cut));
-                            set += 1;
-                        }
-                    }
-                }
-                if set == 0 {
-                    return Err(format!("pair_coeff {} {} sets no pair (the first type must not exceed the second)", args[0], args[1]));
-                }
-            }
+            Some(Pair::Style { style, cutoff, coeffs }) => pair::deck::pair_coeff(style, coeffs, *cutoff, n, args)?,
         }
         self.changed();
         Ok(())
@@ -350,7 +322,7 @@ impl Deck {
             system: plan.system,
             reference: None,
             threads: 0,
-            langevin_seed: plan.integrator.seed(),
+            integrator: plan.integrator.state(),
         };
         chk.write(Path::new(file)).map_err(|e| e.to_string())?;
         // The deck's own state beside it: units, box origin and types (the checkpoint is in
@@ -360,9 +332,9 @@ impl Deck {
         // not kept, as in LAMMPS).
         let w = &self.world;
         let pair = match &w.pair {
-            Some(Pair::LjCut { cutoff, coeffs }) => serde_json::json!({
-                "style": "lj/cut", "cutoff": cutoff,
-                "coeffs": coeffs.iter().map(|(&(i, j), &(e, s, c))| serde_json::json!([i, j, e, s, c])).collect::<Vec<_>>(),
+            Some(Pair::Style { style, cutoff, coeffs }) => serde_json::json!({
+                "style": style.lammps, "cutoff": cutoff,
+                "coeffs": coeffs.iter().map(|(&(i, j), (v, c))| serde_json::json!([i, j, v, c])).collect::<Vec<_>>(),
             }),
             Some(Pair::Mcgm { model }) => serde_json::json!({ "style": "mcgm", "model": model, "types": w.type_names }),
             None => serde_json::Value::Null,
@@ -377,6 +349,8 @@ impl Deck {
             "shift": w.shift, "tail": w.tail,
             "mix": match w.mix { Mix::Geometric => "geometric", Mix::Arithmetic => "arithmetic", Mix::Sixthpower => "sixthpower" },
             "dt": w.dt, "skin": w.skin, "every": w.every, "delay": w.delay, "check": w.check,
+            // Groups, as LAMMPS's restart files keep them: names by bit and each atom's mask.
+            "groups": w.groups, "mask": w.atoms.mask,
         });
         crate::io::checkpoint::write_atomically(&PathBuf::from(format!("{file}.deck.json")), meta.to_string().as_bytes())
             .map_err(|e| format!("cannot write {file}.deck.json: {e}"))?;
@@ -410,6 +384,7 @@ impl Deck {
             types: chk.system.types.iter().map(|&t| t as usize + 1).collect(),
             images: vec![[0; 3]; chk.system.len()],
             q: vec![0.0; chk.system.len()],
+            mask: vec![1; chk.system.len()],
         };
         w.absorb(&chk.system);
         w.step = chk.step;
@@ -428,16 +403,28 @@ impl Deck {
         w.every = meta["every"].as_u64().ok_or_else(|| bad("every"))?;
         w.delay = meta["delay"].as_u64().ok_or_else(|| bad("delay"))?;
         w.check = meta["check"].as_bool().ok_or_else(|| bad("check"))?;
+        if !meta["groups"].is_null() {
+            w.groups = serde_json::from_value(meta["groups"].clone()).map_err(|_| bad("groups"))?;
+            let mask: Vec<u32> = serde_json::from_value(meta["mask"].clone()).map_err(|_| bad("mask"))?;
+            if mask.len() != w.atoms.len() || w.groups.first().map(String::as_str) != Some("all") || w.groups.len() > 32 {
+                return Err(bad("groups"));
+            }
+            w.atoms.mask = mask;
+        }
         let p = &meta["pair"];
         w.pair = match p["style"].as_str() {
             None => None,
-            Some("lj/cut") => {
+            Some(name) if pair::by_lammps_name(name).is_some() => {
+                let style = pair::by_lammps_name(name).expect("checked");
                 let mut coeffs = BTreeMap::new();
                 for c in p["coeffs"].as_array().ok_or_else(|| bad("pair coeffs"))? {
-                    let v: (usize, usize, f64, f64, f64) = serde_json::from_value(c.clone()).map_err(|_| bad("pair coeffs"))?;
-                    coeffs.insert((v.0, v.1), (v.2, v.3, v.4));
+                    let v: (usize, usize, Vec<f64>, f64) = serde_json::from_value(c.clone()).map_err(|_| bad("pair coeffs"))?;
+                    if v.2.len() != style.params.len() {
+                        return Err(bad("pair coeffs"));
+                    }
+                    coeffs.insert((v.0, v.1), (v.2, v.3));
                 }
-                Some(Pair::LjCut { cutoff: p["cutoff"].as_f64().ok_or_else(|| bad("pair cutoff"))?, coeffs })
+                Some(Pair::Style { style, cutoff: p["cutoff"].as_f64().ok_or_else(|| bad("pair cutoff"))?, coeffs })
             }
             Some("mcgm") => {
                 w.type_names = serde_json::from_value(p["types"].clone()).map_err(|_| bad("pair types"))?;
@@ -449,18 +436,4 @@ impl Deck {
         self.changed();
         Ok(())
     }
-}
-
-/// LAMMPS mixing of two types' (epsilon, sigma, cutoff).
-pub(super) fn mix(rule: Mix, a: (f64, f64, f64), b: (f64, f64, f64)) -> (f64, f64, f64) {
-    let distance = |x: f64, y: f64| match rule {
-        Mix::Geometric => (x * y).sqrt(),
-        Mix::Arithmetic => 0.5 * (x + y),
-        Mix::Sixthpower => (0.5 * (x.powi(6) + y.powi(6))).powf(1.0 / 6.0),
-    };
-    let eps = match rule {
-        Mix::Sixthpower => 2.0 * (a.0 * b.0).sqrt() * a.1.powi(3) * b.1.powi(3) / (a.1.powi(6) + b.1.powi(6)),
-        _ => (a.0 * b.0).sqrt(),
-    };
-    (eps, distance(a.1, b.1), distance(a.2, b.2))
 }

@@ -22,30 +22,34 @@ pub fn to_toml(plan: &Plan, deck: &Path, line: usize, units: &str, thermo: u64, 
     }
     s.push_str("\n[velocities]\nsource = \"file\"\n\n[potential]\n");
     match &plan.potential {
-        PotentialSpec::LennardJones { pairs, shift, tail } => {
-            let _ = writeln!(s, "type = \"lj\"\nshift = {shift}\ntail = {tail}");
+        PotentialSpec::Pair(pair) => {
+            let _ = writeln!(s, "type = {}\nshift = {}\ntail = {}", q(pair.style.toml_names[0]), pair.shift, pair.tail);
             let n = plan.system.species.len();
+            let params = |p: &crate::potential::pair::PairParams| {
+                let mut t = String::new();
+                for (k, param) in pair.style.params.iter().enumerate() {
+                    let _ = writeln!(t, "{} = {:?}", param.name, p.values[k]);
+                }
+                let _ = write!(t, "cutoff = {:?}", p.cutoff);
+                t
+            };
             for i in 0..n {
-                let p = pairs[i * n + i];
-                let _ = writeln!(s, "[potential.species.{}]\nepsilon = {:?}\nsigma = {:?}\ncutoff = {:?}", q(&plan.system.species[i].name), p.epsilon, p.sigma, p.cutoff);
+                let _ = writeln!(s, "[potential.species.{}]\n{}", q(&plan.system.species[i].name), params(pair.pair(i, i)));
             }
             for i in 0..n {
                 for j in i + 1..n {
-                    let p = pairs[i * n + j];
                     let _ = writeln!(
                         s,
-                        "[[potential.pair]]\nspecies = [{}, {}]\nepsilon = {:?}\nsigma = {:?}\ncutoff = {:?}",
+                        "[[potential.pair]]\nspecies = [{}, {}]\n{}",
                         q(&plan.system.species[i].name),
                         q(&plan.system.species[j].name),
-                        p.epsilon,
-                        p.sigma,
-                        p.cutoff
+                        params(pair.pair(i, j))
                     );
                 }
             }
         }
         PotentialSpec::Mcgm { model } => {
-            let _ = writeln!(s, "type = \"mcgm\"\nmodel = {}", q(&model.display().to_string()));
+            let _ = writeln!(s, "type = \"ml\"\nmodel = {}", q(&model.display().to_string()));
         }
     }
     s.push_str("\n[integrator]\n");

@@ -125,19 +125,17 @@ pub fn read_data(w: &mut World, args: &[String]) -> Result<usize, String> {
                     w.masses[t as usize - 1] = Some(m);
                 }
                 "Pair Coeffs" => {
-                    let Some(Pair::LjCut { cutoff, coeffs }) = &mut w.pair else {
-                        return Err(e("Pair Coeffs need pair_style lj/cut defined before read_data".into()));
+                    let Some(Pair::Style { style, cutoff, coeffs }) = &mut w.pair else {
+                        return Err(e("Pair Coeffs need a pair_style (lj/cut, morse) defined before read_data".into()));
                     };
-                    let [t, eps, sig, rest @ ..] = f.as_slice() else { return Err(e("expected: type epsilon sigma".into())) };
+                    let [t, rest @ ..] = f.as_slice() else { return Err(e(format!("expected: type {}", style.params.iter().map(|p| p.name).collect::<Vec<_>>().join(" ")))) };
                     let t = int(t, "type").map_err(e)? as usize;
-                    let c = match rest.first() {
-                        Some(c) => num(c, "cutoff").map_err(e)?,
-                        None => *cutoff,
-                    };
                     if t < 1 || t > ntypes {
                         return Err(e(format!("type {t} outside 1..{ntypes}")));
                     }
-                    coeffs.insert((t, t), (num(eps, "epsilon").map_err(e)?, num(sig, "sigma").map_err(e)?, c));
+                    let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+                    let c = crate::potential::pair::deck::parse_coeffs(style, &rest, *cutoff).map_err(e)?;
+                    coeffs.insert((t, t), c);
                 }
                 "Atoms" => {
                     let charge = match hint {
@@ -192,6 +190,7 @@ pub fn read_data(w: &mut World, args: &[String]) -> Result<usize, String> {
         atoms.types.push(t);
         atoms.images.push(im);
         atoms.q.push(q);
+        atoms.mask.push(1);
     }
     w.atoms = atoms;
     w.wrap();

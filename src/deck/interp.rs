@@ -542,6 +542,8 @@ impl Deck {
                 self.world.replicate(args, cap).map(|()| self.say(&format!("  {} atoms after replicate", self.world.atoms.len())))
             }
             "velocity" => self.world.velocity(args),
+            "group" => self.group(args),
+            "set" => self.set(args),
             "displace_atoms" => self.world.displace_atoms(args),
             // Force field.
             "pair_style" => self.pair_style(args),
@@ -870,8 +872,8 @@ pub fn resolve(file: &str, deck: &Path) -> PathBuf {
 
 fn unsupported(name: &str) -> String {
     let known = [
-        "compute", "group", "minimize", "min_style", "kspace_style", "bond_style", "angle_style", "dihedral_style", "improper_style",
-        "special_bonds", "read_dump", "rerun", "balance", "change_box", "delete_atoms", "set", "molecule", "shell", "python", "restart",
+        "compute", "minimize", "min_style", "kspace_style", "bond_style", "angle_style", "dihedral_style", "improper_style",
+        "special_bonds", "read_dump", "rerun", "balance", "change_box", "delete_atoms", "molecule", "shell", "python", "restart",
         "run_style", "package", "suffix", "partition", "thermo_style", "reset_atoms", "fix_modify", "compute_modify", "neb", "tad",
     ];
     let supported = "units atom_style dimension boundary lattice region create_box create_atoms read_data write_data mass replicate velocity displace_atoms pair_style pair_coeff pair_modify neighbor neigh_modify fix unfix timestep reset_timestep thermo thermo_style thermo_modify dump dump_modify undump write_restart read_restart run variable print label jump next include if clear quit log echo";

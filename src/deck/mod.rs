@@ -12,6 +12,7 @@ pub mod cformat;
 pub mod convert;
 pub mod data;
 pub mod expr;
+mod groups;
 pub mod interp;
 pub mod random;
 pub mod run;
@@ -164,7 +165,7 @@ pub fn convert(deck_path: &Path, vars: Vec<(String, Vec<String>)>, state: Option
         system: plan.system.clone(),
         reference: None,
         threads: 0,
-        langevin_seed: plan.integrator.seed(),
+        integrator: plan.integrator.state(),
     };
     chk.write(&state)?;
     let name = state.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

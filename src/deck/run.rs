@@ -3,11 +3,9 @@
 
 use super::cformat;
 use super::interp::{Deck, Flow, ThermoRow};
-use super::commands::mix;
 use super::thermo_out::ThermoState;
 use super::world::{FixKind, Pair, World, int};
 use crate::plan::{Plan, PotentialSpec};
-use crate::potential::lj::LjPair;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -42,10 +40,7 @@ impl Deck {
             }
         }
         let etail = match &plan.potential {
-            PotentialSpec::LennardJones { pairs, shift, tail: true } => {
-                let lj = crate::potential::lj::LennardJones::new(plan.system.species.len(), pairs.clone(), *shift, true);
-                lj.tail_correction(&plan.system.species_counts(), plan.system.cell.volume()).0
-            }
+            PotentialSpec::Pair(pair) => pair.tail_correction(&plan.system.species_counts(), plan.system.cell.volume()).0,
             _ => 0.0,
         };
         ThermoState {
@@ -73,7 +68,7 @@ impl Deck {
             return Ok(());
         }
         let reach = match &plan.potential {
-            PotentialSpec::LennardJones { pairs, .. } => pairs.iter().map(|p| p.cutoff).fold(0.0, f64::max),
+            PotentialSpec::Pair(pair) => pair.max_cutoff(),
             PotentialSpec::Mcgm { .. } => 10.0,
         } + plan.skin;
         let n = plan.system.len() as f64;
@@ -91,25 +86,8 @@ impl Deck {
         let system = w.system()?;
         let potential = match &w.pair {
             None => return Err("no pair style: pair_style and pair_coeff come before run".into()),
-            Some(Pair::LjCut { coeffs, .. }) => {
-                let n = w.ntypes;
-                let get = |i: usize, j: usize| coeffs.get(&(i.min(j), i.max(j))).copied();
-                let mut pairs = Vec::with_capacity(n * n);
-                for i in 1..=n {
-                    for j in 1..=n {
-                        let c = match get(i, j) {
-                            Some(c) => c,
-                            None => {
-                                let (Some(a), Some(b)) = (get(i, i), get(j, j)) else {
-                                    return Err(format!("pair coefficients for types {} {} are not set (pair_coeff)", i.min(j), i.max(j)));
-                                };
-                                mix(w.mix, a, b)
-                            }
-                        };
-                        pairs.push(LjPair { epsilon: c.0 * u.energy, sigma: c.1 * u.length, cutoff: c.2 * u.length });
-                    }
-                }
-                PotentialSpec::LennardJones { pairs, shift: w.shift, tail: w.tail }
+            Some(Pair::Style { style, coeffs, .. }) => {
+                PotentialSpec::Pair(crate::potential::pair::deck::to_spec(style, coeffs, w.ntypes, w.mix, w.shift, w.tail, &u)?)
             }
             Some(Pair::Mcgm { model }) => {
                 if w.type_names.iter().any(Option::is_none) {

@@ -40,6 +40,8 @@ pub struct World {
     pub delay: u64,
     pub check: bool,
     pub fixes: Vec<Fix>,
+    /// Group names by bit (`group` command); "all" is bit 0. LAMMPS allows 32.
+    pub groups: Vec<String>,
     /// Deck units; None: the style's default.
     pub dt: Option<f64>,
     pub step: u64,
@@ -54,6 +56,8 @@ pub struct Atoms {
     pub types: Vec<usize>,
     pub images: Vec<[i32; 3]>,
     pub q: Vec<f64>,
+    /// Group membership, one bit per group of `World::groups` (bit 0: all).
+    pub mask: Vec<u32>,
 }
 
 impl Atoms {
@@ -67,6 +71,7 @@ impl Atoms {
         self.types.push(t);
         self.images.push([0; 3]);
         self.q.push(0.0);
+        self.mask.push(1);
     }
 }
 
@@ -99,7 +104,7 @@ pub enum Region {
 }
 
 impl Region {
-    fn contains(&self, x: Vec3) -> bool {
+    pub fn contains(&self, x: Vec3) -> bool {
         match self {
             Region::Block { lo, hi, inside } => {
                 let within = (0..3).all(|d| x[d] >= lo[d] && x[d] <= hi[d]);
@@ -115,21 +120,17 @@ impl Region {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Pair {
-    LjCut {
+    /// A pair style of crate::potential::pair (its deck adapter: crate::potential::pair::deck).
+    Style {
+        style: &'static crate::potential::pair::PairStyle,
         /// Global cutoff, deck units.
         cutoff: f64,
-        /// (i, j) with i <= j → (epsilon, sigma, cutoff), deck units.
-        coeffs: BTreeMap<(usize, usize), (f64, f64, f64)>,
+        coeffs: crate::potential::pair::deck::Coeffs,
     },
     Mcgm { model: std::path::PathBuf },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Mix {
-    Geometric,
-    Arithmetic,
-    Sixthpower,
-}
+pub use crate::potential::pair::Mix;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fix {
@@ -216,6 +217,7 @@ impl World {
             delay: 0,
             check: true,
             fixes: Vec::new(),
+            groups: vec!["all".to_string()],
             dt: None,
             step: 0,
         }
@@ -599,10 +601,11 @@ impl World {
         Ok(self.atoms.types.iter().map(|&t| self.masses[t - 1].unwrap_or(0.0)).collect())
     }
 
-    /// Σ m v² / (dof k_B) in deck units, with LAMMPS's 3N - 3 degrees of freedom.
+    /// Σ m v² / (dof k_B) in deck units of the atoms with velocities `v` (all, or a group's),
+    /// with LAMMPS's 3N - 3 degrees of freedom (`compute temp`).
     pub fn temperature(&self, v: &[Vec3], masses: &[f64]) -> f64 {
         let sum: f64 = v.iter().zip(masses).map(|(v, m)| m * (v[0] * v[0] + v[1] * v[1] + v[2] * v[2])).sum();
-        let dof = 3.0 * self.atoms.len() as f64 - 3.0;
+        let dof = 3.0 * v.len() as f64 - 3.0;
         // In deck units: T = Σ m v² · mvv2e / (dof · boltz); mvv2e/boltz from the factors.
         let u = &self.units;
         let mvv2e_over_boltz = u.mass * u.velocity() * u.velocity() * crate::units::MVV2E / (crate::units::BOLTZ * u.temperature);
@@ -612,11 +615,11 @@ impl World {
     pub fn velocity(&mut self, args: &[String]) -> Result<(), String> {
         self.require_box()?;
         let [group, style, rest @ ..] = args else { return Err("expected: velocity group style args".into()) };
-        if group != "all" {
-            return Err(format!("group '{group}': mdrun supports the group all only"));
-        }
-        let masses = self.atom_masses()?;
-        let n = self.atoms.len();
+        let bit = self.group_bit(group)?;
+        let members: Vec<usize> = (0..self.atoms.len()).filter(|&i| self.atoms.mask[i] & bit != 0).collect();
+        let all_masses = self.atom_masses()?;
+        let masses: Vec<f64> = members.iter().map(|&i| all_masses[i]).collect();
+        let n = members.len();
         let (nargs, what) = match style.as_str() {
             "create" => (2, "create"),
             "set" => (3, "set"),
@@ -667,16 +670,25 @@ impl World {
                 if n < 2 {
                     return Err("velocity create needs at least two atoms".into());
                 }
-                let mut v = random::create(seed as i32, lp, dist_gauss, &self.atoms.x, &masses)?;
+                // loop all draws for every atom ID and keeps the group's (as LAMMPS does); local
+                // and geom draw for the group's atoms only.
+                let mut v = if lp == Loop::All {
+                    let every = random::create(seed as i32, lp, dist_gauss, &self.atoms.x, &all_masses)?;
+                    members.iter().map(|&i| every[i]).collect()
+                } else {
+                    let x: Vec<Vec3> = members.iter().map(|&i| self.atoms.x[i]).collect();
+                    random::create(seed as i32, lp, dist_gauss, &x, &masses)?
+                };
                 if mom {
                     zero_momentum(&mut v, &masses);
                 }
                 if rot {
-                    self.zero_rotation(&mut v, &masses);
+                    self.zero_rotation(&members, &mut v, &masses);
                 }
                 let current = self.temperature(&v, &masses);
                 let factor = if current > 0.0 { (t / current).sqrt() } else { 0.0 };
-                for (dst, src) in self.atoms.v.iter_mut().zip(&v) {
+                for (&i, src) in members.iter().zip(&v) {
+                    let dst = &mut self.atoms.v[i];
                     for d in 0..3 {
                         dst[d] = if sum { dst[d] + src[d] * factor } else { src[d] * factor };
                     }
@@ -690,7 +702,8 @@ impl World {
                         set[d] = Some(num(&rest[d], "velocity component")? * scale[d]);
                     }
                 }
-                for v in &mut self.atoms.v {
+                for &i in &members {
+                    let v = &mut self.atoms.v[i];
                     for d in 0..3 {
                         if let Some(s) = set[d] {
                             v[d] = if sum { v[d] + s } else { s };
@@ -700,23 +713,26 @@ impl World {
             }
             "scale" => {
                 let t = num(&rest[0], "temperature")?;
-                let current = self.temperature(&self.atoms.v, &masses);
+                let v: Vec<Vec3> = members.iter().map(|&i| self.atoms.v[i]).collect();
+                let current = self.temperature(&v, &masses);
                 if current > 0.0 {
                     let factor = (t / current).sqrt();
-                    for v in &mut self.atoms.v {
-                        *v = v.map(|c| c * factor);
+                    for &i in &members {
+                        self.atoms.v[i] = self.atoms.v[i].map(|c| c * factor);
                     }
                 }
             }
-            _ => match rest[0].as_str() {
-                "linear" => zero_momentum(&mut self.atoms.v, &masses),
-                "angular" => {
-                    let mut v = std::mem::take(&mut self.atoms.v);
-                    self.zero_rotation(&mut v, &masses);
-                    self.atoms.v = v;
+            _ => {
+                let mut v: Vec<Vec3> = members.iter().map(|&i| self.atoms.v[i]).collect();
+                match rest[0].as_str() {
+                    "linear" => zero_momentum(&mut v, &masses),
+                    "angular" => self.zero_rotation(&members, &mut v, &masses),
+                    other => return Err(format!("velocity zero {other}: expected linear or angular")),
                 }
-                other => return Err(format!("velocity zero {other}: expected linear or angular")),
-            },
+                for (&i, v) in members.iter().zip(v) {
+                    self.atoms.v[i] = v;
+                }
+            }
         }
         Ok(())
     }
@@ -731,9 +747,11 @@ impl World {
             .collect()
     }
 
-    /// Removes the rigid rotation about the centre of mass (LAMMPS `rot yes`).
-    fn zero_rotation(&self, v: &mut [Vec3], masses: &[f64]) {
-        let x = self.unwrapped();
+    /// Removes the rigid rotation of the atoms `members` (velocities `v`, masses `masses`) about
+    /// their centre of mass (LAMMPS `rot yes`).
+    fn zero_rotation(&self, members: &[usize], v: &mut [Vec3], masses: &[f64]) {
+        let every = self.unwrapped();
+        let x: Vec<Vec3> = members.iter().map(|&i| every[i]).collect();
         let total: f64 = masses.iter().sum();
         let mut cm = [0.0; 3];
         for (x, m) in x.iter().zip(masses) {
@@ -845,6 +863,7 @@ impl World {
                         let last = self.atoms.len() - 1;
                         self.atoms.v[last] = old.v[a];
                         self.atoms.q[last] = old.q[a];
+                        self.atoms.mask[last] = old.mask[a];
                     }
                 }
             }

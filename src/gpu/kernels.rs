@@ -4,12 +4,14 @@
 //! the step scheduler adds group 1 (the indirect dispatch arguments it writes).
 
 use super::context::{GpuContext, GpuError, block_on};
+use crate::integrate::Splitting;
+use crate::integrate::pieces::wgsl_body;
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 const INTEGRATE: &str = include_str!("../../shaders/integrate.wgsl");
 const NEIGHBOR: &str = include_str!("../../shaders/neighbor.wgsl");
 const SCHEDULE: &str = include_str!("../../shaders/schedule.wgsl");
-const LJ: &str = include_str!("../../shaders/lj.wgsl");
+const PAIR: &str = include_str!("../../shaders/pair.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
 /// Storage buffers in group 0, bindings 1..=STORAGE_BINDINGS (binding 0 is the parameters).
@@ -18,9 +20,9 @@ pub const STORAGE_BINDINGS: u32 = 19;
 pub struct Kernels {
     pub main_layout: wgpu::BindGroupLayout,
     pub dispatch_layout: wgpu::BindGroupLayout,
-    pub verlet_first: wgpu::ComputePipeline,
-    pub langevin_first: wgpu::ComputePipeline,
-    pub kick: wgpu::ComputePipeline,
+    /// The integrator's pieces before and after the force call (generated).
+    pub integrate_before: wgpu::ComputePipeline,
+    pub integrate_after: wgpu::ComputePipeline,
     pub check_displacement: wgpu::ComputePipeline,
     pub schedule_step: wgpu::ComputePipeline,
     pub wrap_positions: wgpu::ComputePipeline,
@@ -32,8 +34,9 @@ pub struct Kernels {
     pub scatter_bins: wgpu::ComputePipeline,
     pub sort_bins: wgpu::ComputePipeline,
     pub build_list: wgpu::ComputePipeline,
-    pub lj_forces: wgpu::ComputePipeline,
-    pub lj_forces_observed: wgpu::ComputePipeline,
+    /// Per pair style with a GPU snippet (by LAMMPS name): the pair loop without and with
+    /// energies and virials.
+    pub pair_forces: Vec<(&'static str, wgpu::ComputePipeline, wgpu::ComputePipeline)>,
     pub reduce_atoms: wgpu::ComputePipeline,
     pub reduce_blocks: wgpu::ComputePipeline,
 }
@@ -51,8 +54,26 @@ fn storage_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
     }
 }
 
+/// The integrator's two kernels for `splitting`, appended to shaders/integrate.wgsl: each atom
+/// goes through the pieces in order (a frozen structure's atoms skip them); the first also
+/// clears the step's rebuild marks.
+fn integrator_kernels(splitting: &Splitting) -> String {
+    let kernel = |name: &str, first: bool, body: String| {
+        format!(
+            "@compute @workgroup_size(64)\nfn {name}(@builtin(global_invocation_id) gid: vec3<u32>) {{\n    let i = flat_index(gid);\n    if (i >= P.n_atoms) {{ return; }}\n{}    let st = structure_of(i);\n    if (P.any_frozen.x != 0u && frozen(st)) {{ return; }}\n{body}}}\n",
+            if first { "    clear_rebuild_mark(i);\n" } else { "" }
+        )
+    };
+    format!(
+        "{}\n{}",
+        kernel("integrate_before", true, wgsl_body(&splitting.before)),
+        kernel("integrate_after", false, wgsl_body(&splitting.after))
+    )
+}
+
 impl Kernels {
-    pub fn new(ctx: &GpuContext) -> Result<Kernels, GpuError> {
+    /// Compiles the kernels, with the integrator's for `splitting`.
+    pub fn new(ctx: &GpuContext, splitting: &Splitting) -> Result<Kernels, GpuError> {
         let device = &ctx.device;
         let needed = STORAGE_BINDINGS;
         let have = device.limits().max_storage_buffers_per_shader_stage;
@@ -101,10 +122,16 @@ impl Kernels {
                 source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{source}").into()),
             })
         };
-        let integrate = module("integrate.wgsl", INTEGRATE);
+        let integrate = module("integrate.wgsl", &format!("{INTEGRATE}\n{}", integrator_kernels(splitting)));
         let neighbor = module("neighbor.wgsl", NEIGHBOR);
         let schedule = module("schedule.wgsl", SCHEDULE);
-        let lj = module("lj.wgsl", LJ);
+        let pair_modules: Vec<(&'static str, wgpu::ShaderModule)> = crate::potential::pair::STYLES
+            .iter()
+            .filter_map(|style| {
+                let snippet = style.gpu.ok()?;
+                Some((style.lammps, module(&format!("pair.wgsl ({})", style.lammps), &format!("{snippet}\n{PAIR}"))))
+            })
+            .collect();
         let reduce = module("reduce.wgsl", REDUCE);
         let pipeline = |module: &wgpu::ShaderModule, layout: &wgpu::PipelineLayout, entry: &str| {
             device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -117,9 +144,8 @@ impl Kernels {
             })
         };
         let kernels = Kernels {
-            verlet_first: pipeline(&integrate, &main, "verlet_first"),
-            langevin_first: pipeline(&integrate, &main, "langevin_first"),
-            kick: pipeline(&integrate, &main, "kick"),
+            integrate_before: pipeline(&integrate, &main, "integrate_before"),
+            integrate_after: pipeline(&integrate, &main, "integrate_after"),
             check_displacement: pipeline(&neighbor, &main, "check_displacement"),
             schedule_step: pipeline(&schedule, &with_dispatch, "schedule_step"),
             wrap_positions: pipeline(&neighbor, &main, "wrap_positions"),
@@ -131,8 +157,10 @@ impl Kernels {
             scatter_bins: pipeline(&neighbor, &main, "scatter_bins"),
             sort_bins: pipeline(&neighbor, &main, "sort_bins"),
             build_list: pipeline(&neighbor, &main, "build_list"),
-            lj_forces: pipeline(&lj, &main, "lj_forces"),
-            lj_forces_observed: pipeline(&lj, &main, "lj_forces_observed"),
+            pair_forces: pair_modules
+                .iter()
+                .map(|(name, m)| (*name, pipeline(m, &main, "pair_forces"), pipeline(m, &main, "pair_forces_observed")))
+                .collect(),
             reduce_atoms: pipeline(&reduce, &main, "reduce_atoms"),
             reduce_blocks: pipeline(&reduce, &main, "reduce_blocks"),
             main_layout,
@@ -146,5 +174,10 @@ impl Kernels {
         }
         ctx.check("compiling the WGSL kernels")?;
         Ok(kernels)
+    }
+
+    /// The pair loop compiled with `style`'s snippet: (forces, forces with energy and virial).
+    pub fn pair(&self, style: &crate::potential::pair::PairStyle) -> Option<(&wgpu::ComputePipeline, &wgpu::ComputePipeline)> {
+        self.pair_forces.iter().find(|p| p.0 == style.lammps).map(|p| (&p.1, &p.2))
     }
 }

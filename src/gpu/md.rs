@@ -26,8 +26,7 @@ use crate::potential::mcgm::GpuModel;
 use crate::cell::{Vec3, dot};
 use crate::integrate::Integrator;
 use crate::io::checkpoint::Checkpoint;
-use crate::potential::Potential;
-use crate::potential::lj::LennardJones;
+use crate::potential::pair::PairSpec;
 use crate::simulation::{BlowUp, SimulationError};
 use crate::system::System;
 use crate::thermo::ThermoSample;
@@ -140,7 +139,8 @@ const REF: usize = 5;
 
 /// What computes the forces on the GPU.
 pub enum GpuPotential {
-    Lj(LennardJones),
+    /// A pair style with a GPU snippet (`PairStyle::gpu`).
+    Pair(PairSpec),
     /// A SchNet model (with or without MCGM), compiled for the CPU fast path, whose weights and
     /// tables the GPU kernels read.
     Ml(Box<GpuModel>),
@@ -149,14 +149,14 @@ pub enum GpuPotential {
 impl GpuPotential {
     pub fn name(&self) -> String {
         match self {
-            GpuPotential::Lj(lj) => lj.name(),
+            GpuPotential::Pair(p) => p.describe(),
             GpuPotential::Ml(m) => m.description.clone(),
         }
     }
 
     pub fn cutoff(&self) -> f64 {
         match self {
-            GpuPotential::Lj(lj) => lj.cutoff(),
+            GpuPotential::Pair(p) => p.max_cutoff(),
             GpuPotential::Ml(m) => m.inference.cutoff,
         }
     }
@@ -164,7 +164,7 @@ impl GpuPotential {
     /// Printed before the run (see `Potential::cautions`).
     pub fn cautions(&self) -> Vec<String> {
         match self {
-            GpuPotential::Lj(_) => Vec::new(),
+            GpuPotential::Pair(_) => Vec::new(),
             GpuPotential::Ml(m) => m.cautions.clone(),
         }
     }
@@ -318,11 +318,11 @@ impl GpuSimulation {
             let n = system.len();
             let reference_energy = match &potential {
                 GpuPotential::Ml(m) => system.types.iter().map(|&t| m.inference.reference[m.species_of_type[t as usize]]).sum(),
-                GpuPotential::Lj(_) => 0.0,
+                GpuPotential::Pair(_) => 0.0,
             };
             let range = match &potential {
                 GpuPotential::Ml(m) => Some(m.range.clone()),
-                GpuPotential::Lj(_) => None,
+                GpuPotential::Pair(_) => None,
             };
             parts.push(Part {
                 system,
@@ -351,7 +351,7 @@ impl GpuSimulation {
             return unsupported(format!("a batch of {} structures with {n} atoms and {total_bins} bins in all is more than the GPU list handles ({} atoms, {MAX_BINS} bins)", parts.len(), MAX_ATOMS - 1));
         }
         let n_blocks = total_bins.div_ceil(SCAN_BLOCK);
-        let kernels = Kernels::new(&ctx).map_err(gpu_error)?;
+        let kernels = Kernels::new(&ctx, &integrator.splitting()).map_err(gpu_error)?;
 
         // Start with room for 1.3x the mean neighbour count of the densest; overflow grows it.
         let density = parts.iter().map(|p| p.system.len() as f64 / p.system.cell.volume()).fold(0.0, f64::max);
@@ -366,7 +366,7 @@ impl GpuSimulation {
                 let sizes: Vec<usize> = parts.iter().map(|p| p.system.len()).collect();
                 Some(MlForces::new(&ctx, &kernels, m, &types, &sizes).map_err(gpu_error)?)
             }
-            GpuPotential::Lj(_) => None,
+            GpuPotential::Pair(_) => None,
         };
         let mut sim = GpuSimulation {
             ctx,
@@ -573,13 +573,12 @@ impl GpuSimulation {
         p.u(self.capacity);
         p.u(s.species.len() as u32);
         p.u(self.n_blocks);
-        let (c1, c2) = match self.integrator {
-            Integrator::VelocityVerlet => (1.0, 0.0),
-            Integrator::Langevin { damping, .. } => {
-                let c1 = (-self.timestep / damping).exp();
-                (c1, (1.0 - c1 * c1).sqrt())
-            }
-        };
+        // The constants of the integrator's friction piece, if it has one.
+        let friction = self.integrator.splitting().before.into_iter().find_map(|p| match p {
+            crate::integrate::pieces::Piece::Friction(o) => Some(o),
+            _ => None,
+        });
+        let (c1, c2) = friction.map_or((1.0, 0.0), |o| o.constants(self.timestep));
         p.f(self.timestep);
         p.f(reach * reach);
         p.f(0.25 * self.skin * self.skin);
@@ -593,10 +592,7 @@ impl GpuSimulation {
         p.f(1.0);
         p.u(k_per_part(&self.ctx, self.n, self.capacity));
         p.u4([self.parts.iter().any(|p| p.frozen) as u32, 0, 0, 0]);
-        let temperature = match self.integrator {
-            Integrator::Langevin { temperature, .. } => temperature,
-            Integrator::VelocityVerlet => 0.0,
-        };
+        let temperature = friction.map_or(0.0, |o| o.temperature);
         for t in 0..MAX_TYPES {
             match s.species.get(t) {
                 Some(sp) => p.vec3([
@@ -607,27 +603,13 @@ impl GpuSimulation {
                 None => p.vec3([0.0; 3]),
             }
         }
-        let ns = s.species.len();
-        let lj = match &self.potential {
-            GpuPotential::Lj(lj) => Some(lj),
-            GpuPotential::Ml(_) => None,
+        let rows = match &self.potential {
+            GpuPotential::Pair(pair) => pair.gpu_table(MAX_TYPES),
+            GpuPotential::Ml(_) => vec![[0.0; 4]; 2 * MAX_TYPES * MAX_TYPES],
         };
-        for a in 0..MAX_TYPES {
-            for b in 0..MAX_TYPES {
-                if let (Some(lj), true) = (lj, a < ns && b < ns) {
-                    let q = lj.pair(a, b);
-                    let s6 = q.sigma.powi(6);
-                    let offset = if lj.shifted() && q.cutoff > 0.0 {
-                        q.energy_at(q.cutoff)
-                    } else {
-                        0.0
-                    };
-                    p.vec3([q.cutoff * q.cutoff, 48.0 * q.epsilon * s6 * s6, 24.0 * q.epsilon * s6]);
-                    p.vec3([4.0 * q.epsilon * s6 * s6, 4.0 * q.epsilon * s6, offset]);
-                } else {
-                    p.vec3([0.0; 3]);
-                    p.vec3([0.0; 3]);
-                }
+        for row in rows {
+            for x in row {
+                p.f(x);
             }
         }
         debug_assert_eq!(4 * p.0.len() as u64, PARAMS_BYTES);
@@ -791,9 +773,10 @@ impl GpuSimulation {
             pass.set_bind_group(0, &self.main_group, &[]);
             return;
         }
-        let k = &self.kernels;
+        let GpuPotential::Pair(pair) = &self.potential else { unreachable!("a model has its own kernels") };
+        let (plain, observed) = self.kernels.pair(pair.style).expect("checked by unsupported_reason");
         let atoms = dims(self.n as u64);
-        pass.set_pipeline(if observe { &k.lj_forces_observed } else { &k.lj_forces });
+        pass.set_pipeline(if observe { observed } else { plain });
         pass.dispatch_workgroups(atoms[0], atoms[1], 1);
         self.mark(pass, "forces");
     }
@@ -818,10 +801,7 @@ impl GpuSimulation {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             self.mark(&mut pass, PASS_START);
             pass.set_bind_group(0, &self.main_group, &[]);
-            pass.set_pipeline(match self.integrator {
-                Integrator::VelocityVerlet => &k.verlet_first,
-                Integrator::Langevin { .. } => &k.langevin_first,
-            });
+            pass.set_pipeline(&k.integrate_before);
             pass.dispatch_workgroups(atoms[0], atoms[1], 1);
             self.mark(&mut pass, "integrate");
             pass.set_pipeline(&k.check_displacement);
@@ -843,7 +823,7 @@ impl GpuSimulation {
             pass.set_bind_group(0, &self.main_group, &[]);
             self.encode_rebuild(&mut pass, true, true);
             self.encode_forces(&mut pass, observe);
-            pass.set_pipeline(&k.kick);
+            pass.set_pipeline(&k.integrate_after);
             pass.dispatch_workgroups(atoms[0], atoms[1], 1);
             self.mark(&mut pass, "integrate");
             if observe {
@@ -1143,10 +1123,10 @@ impl GpuSimulation {
         let s = &part.sums;
         let mut energy = s[6] + part.reference_energy;
         let mut w = [[s[7], s[10], s[11]], [s[10], s[8], s[12]], [s[11], s[12], s[9]]];
-        if let GpuPotential::Lj(lj) = &self.potential
-            && lj.tail_corrected()
+        if let GpuPotential::Pair(pair) = &self.potential
+            && pair.tail
         {
-            let (e, wt) = lj.tail_correction(&part.system.species_counts(), part.system.cell.volume());
+            let (e, wt) = pair.tail_correction(&part.system.species_counts(), part.system.cell.volume());
             energy += e;
             for (k, row) in w.iter_mut().enumerate() {
                 row[k] += wt / 3.0;
@@ -1217,7 +1197,7 @@ impl GpuSimulation {
             system: part.system.clone(),
             reference: Some(reference),
             threads: 0,
-            langevin_seed: part.integrator.seed(),
+            integrator: part.integrator.state(),
         })
     }
 

@@ -2,7 +2,7 @@
 //! to a run that never stopped (same thread count).
 //!
 //! Layout (little-endian): `MDRUNCHK`, format version (u32), header length (u64), a JSON header
-//! (step, species, cell, integrator seed, thread count), then the raw arrays (types u32,
+//! (step, species, cell, the integrator's state as named values, thread count), then the raw arrays (types u32,
 //! positions, velocities and neighbour-list reference positions as f64, images as i32), and an
 //! FNV-1a 64 checksum of all preceding bytes. Floats are stored as their exact bits.
 //!
@@ -14,6 +14,7 @@
 //! mid-write never leaves a truncated checkpoint in place of a good one.
 
 use crate::cell::{Cell, Vec3};
+use crate::integrate::{Integrator, IntegratorState};
 use crate::system::{Species, System};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -23,7 +24,9 @@ const MAGIC: &[u8; 8] = b"MDRUNCHK";
 
 #[cfg(not(target_endian = "little"))]
 compile_error!("checkpoints are written as little-endian memory images");
-pub const VERSION: u32 = 1;
+/// Version 2 stores the integrator's state generically (`integrator`); version 1 files (with
+/// `langevin_seed`) are still read.
+pub const VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -31,7 +34,7 @@ pub enum CheckpointError {
     Io { path: PathBuf, reason: String },
     #[error("checkpoint {path}: not an mdrun checkpoint (bad magic bytes)")]
     NotACheckpoint { path: PathBuf },
-    #[error("checkpoint {path}: format version {found}, this mdrun reads version {VERSION}")]
+    #[error("checkpoint {path}: format version {found}, this mdrun reads versions 1 to {VERSION}")]
     Version { path: PathBuf, found: u32 },
     #[error("checkpoint {path}: truncated or corrupted ({reason})")]
     Corrupt { path: PathBuf, reason: String },
@@ -47,7 +50,11 @@ struct Header {
     bounded: bool,
     threads: usize,
     has_reference: bool,
-    /// The Langevin seed: with the step, the whole state of its random numbers.
+    /// The integrator's state (version 2).
+    #[serde(default)]
+    integrator: Option<IntegratorState>,
+    /// Version 1: the Langevin seed, read into `integrator`.
+    #[serde(default, skip_serializing)]
     langevin_seed: Option<u64>,
 }
 
@@ -60,8 +67,8 @@ pub struct Checkpoint {
     pub reference: Option<Vec<Vec3>>,
     /// Threads the run used: force sums are bit-identical only for the same count.
     pub threads: usize,
-    /// The thermostat's random-number state besides the step (its seed), if it has one.
-    pub langevin_seed: Option<u64>,
+    /// What the integrator carries from step to step (`Integrator::state`).
+    pub integrator: IntegratorState,
 }
 
 impl Checkpoint {
@@ -84,14 +91,22 @@ impl Checkpoint {
             bounded: s.cell.is_bounded(),
             threads: self.threads,
             has_reference: self.reference.is_some(),
-            langevin_seed: self.langevin_seed,
+            integrator: Some(self.integrator.clone()),
+            langevin_seed: None,
         };
         let json = serde_json::to_vec(&header).expect("header serialises");
+        let bytes = self.encode(VERSION, &json);
+        write_atomically(path, &bytes).map_err(io)
+    }
+
+    /// The file's bytes for a header already in JSON.
+    fn encode(&self, version: u32, json: &[u8]) -> Vec<u8> {
+        let s = &self.system;
         let mut bytes = Vec::with_capacity(64 + json.len() + s.len() * 88);
         bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&VERSION.to_le_bytes());
+        bytes.extend_from_slice(&version.to_le_bytes());
         bytes.extend_from_slice(&(json.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&json);
+        bytes.extend_from_slice(json);
         // The arrays are stored little-endian: on such machines their memory is the format.
         bytes.extend_from_slice(bytemuck::cast_slice(&s.types));
         bytes.extend_from_slice(bytemuck::cast_slice(&s.positions));
@@ -102,7 +117,7 @@ impl Checkpoint {
         }
         let sum = fnv1a(&bytes);
         bytes.extend_from_slice(&sum.to_le_bytes());
-        write_atomically(path, &bytes).map_err(io)
+        bytes
     }
 
     pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
@@ -120,7 +135,7 @@ impl Checkpoint {
             });
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
-        if version != VERSION {
+        if !(1..=VERSION).contains(&version) {
             return Err(CheckpointError::Version {
                 path: path.to_path_buf(),
                 found: version,
@@ -186,7 +201,12 @@ impl Checkpoint {
             system,
             reference,
             threads: header.threads,
-            langevin_seed: header.langevin_seed,
+            integrator: match (header.integrator, header.langevin_seed) {
+                (Some(state), _) => state,
+                // Version 1 named the one state it had.
+                (None, Some(seed)) => Integrator::Langevin { temperature: 0.0, damping: 1.0, seed, zero: false }.state(),
+                (None, None) => Integrator::VelocityVerlet.state(),
+            },
         })
     }
 }
@@ -283,7 +303,11 @@ mod tests {
             reference: Some(system.positions.clone()),
             system,
             threads: 2,
-            langevin_seed: Some(u64::MAX - 3),
+            // A seed beyond f64's integers and a float kept as its bits (exact in JSON).
+            integrator: crate::integrate::IntegratorState {
+                kind: "langevin".into(),
+                values: [("seed".to_string(), (u64::MAX - 3).into()), ("xi".to_string(), (0.1f64 + 0.2).to_bits().into())].into(),
+            },
         }
     }
 
@@ -307,7 +331,7 @@ mod tests {
         assert_eq!(back.system.species, chk.system.species);
         assert_eq!(back.system.cell, chk.system.cell);
         assert_eq!(back.reference, chk.reference);
-        assert_eq!(back.langevin_seed, chk.langevin_seed);
+        assert_eq!(back.integrator, chk.integrator);
 
         let mut bytes = std::fs::read(&path).unwrap();
         let mid = bytes.len() / 2;
@@ -327,6 +351,31 @@ mod tests {
             Checkpoint::read(&path),
             Err(CheckpointError::NotACheckpoint { .. })
         ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A version 1 file (its integrator state was one field, `langevin_seed`) reads as the
+    /// Langevin state it names.
+    #[test]
+    fn version_1_files_are_read() {
+        let dir = std::env::temp_dir().join(format!("mdrun-chk1-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let chk = sample();
+        let s = &chk.system;
+        for (seed, kind) in [(serde_json::json!(42u64), "langevin"), (serde_json::Value::Null, "verlet")] {
+            let header = serde_json::json!({
+                "step": chk.step, "n_atoms": s.len(),
+                "species": s.species.iter().map(|sp| (sp.name.clone(), sp.mass)).collect::<Vec<_>>(),
+                "cell": s.cell.vectors(), "pbc": s.cell.pbc(), "bounded": true, "threads": 2,
+                "has_reference": true, "langevin_seed": seed,
+            });
+            let path = dir.join("v1.chk");
+            std::fs::write(&path, chk.encode(1, &serde_json::to_vec(&header).unwrap())).unwrap();
+            let back = Checkpoint::read(&path).unwrap();
+            assert_eq!(back.integrator.kind, kind);
+            assert_eq!(back.integrator.values.get("seed").and_then(|v| v.as_u64()), seed.as_u64());
+            assert_eq!(back.system.positions, s.positions);
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

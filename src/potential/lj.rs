@@ -2,16 +2,28 @@
 //! energy at the cutoff and optionally with the analytic tail correction (LAMMPS `lj/cut` with
 //! `pair_modify shift` and `tail`).
 //!
-//! `E = 4ε[(σ/r)^12 - (σ/r)^6] - E_shift` for r < r_c. The force loop runs over a half list with
-//! Newton's third law. With several threads each thread accumulates into its own force array
-//! and the arrays are added in a fixed order afterwards, so results are bit-identical from run
-//! to run for a given thread count.
+//! `E = 4ε[(σ/r)^12 - (σ/r)^6] - E_shift` for r < r_c. Parameters: epsilon (energy), sigma
+//! (length); mixing: LAMMPS's geometric, arithmetic (Lorentz-Berthelot) and sixthpower rules.
+//! The loop is the shared pair loop ([`crate::potential::pair`]); the GPU snippet is
+//! shaders/pair/lj.wgsl.
 
-use super::{ForceOutput, Potential, Want};
-use crate::cell::Vec3;
-use crate::neighbor::{ListKind, NeighborList};
-use crate::system::System;
-use rayon::prelude::*;
+use super::pair::{Bound, Mix, Param, PairFunction, PairParams, PairPotential, PairSpec, PairStyle};
+use crate::units::Dimension;
+
+pub static STYLE: PairStyle = PairStyle {
+    lammps: "lj/cut",
+    title: "Lennard-Jones",
+    toml_names: &["lj", "lj/cut", "lennard-jones"],
+    params: &[
+        Param { name: "epsilon", dimension: Dimension::Energy, bound: Bound::NonNegative },
+        Param { name: "sigma", dimension: Dimension::Length, bound: Bound::Positive },
+    ],
+    mix: Some(mix),
+    tail: Some(tail),
+    cpu: |spec| Box::new(PairPotential::<LjCut>::from_spec(spec.clone())),
+    gpu: Ok(include_str!("../../shaders/pair/lj.wgsl")),
+    gpu_rows,
+};
 
 /// Parameters of one pair of species.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -30,11 +42,22 @@ impl LjPair {
         let sr6 = (self.sigma / r).powi(6);
         4.0 * self.epsilon * (sr6 * sr6 - sr6)
     }
+
+    fn params(&self) -> PairParams {
+        PairParams::new(&[self.epsilon, self.sigma], self.cutoff)
+    }
+
+    fn of(p: &PairParams) -> LjPair {
+        LjPair { epsilon: p.values[0], sigma: p.values[1], cutoff: p.cutoff }
+    }
 }
+
+/// The Lennard-Jones pair function.
+pub struct LjCut;
 
 /// Precomputed constants of one pair of species, laid out for the inner loop.
 #[derive(Clone, Copy, Debug, Default)]
-struct Coefficients {
+pub struct LjCoeffs {
     cutsq: f64,
     /// 48 ε σ^12 and 24 ε σ^6: force prefactors
     lj1: f64,
@@ -46,336 +69,106 @@ struct Coefficients {
     offset: f64,
 }
 
-pub struct LennardJones {
-    n_species: usize,
-    pairs: Vec<LjPair>,
-    coeffs: Vec<Coefficients>,
-    shift: bool,
-    tail: bool,
-    max_cutoff: f64,
-    /// One force array per extra thread, kept between calls.
-    scratch: Vec<Vec<Vec3>>,
+impl PairFunction for LjCut {
+    type Coeffs = LjCoeffs;
+
+    fn coeffs(params: &PairParams, shift: bool) -> LjCoeffs {
+        let p = LjPair::of(params);
+        let s6 = p.sigma.powi(6);
+        let s12 = s6 * s6;
+        LjCoeffs {
+            cutsq: p.cutoff * p.cutoff,
+            lj1: 48.0 * p.epsilon * s12,
+            lj2: 24.0 * p.epsilon * s6,
+            lj3: 4.0 * p.epsilon * s12,
+            lj4: 4.0 * p.epsilon * s6,
+            offset: if shift && p.cutoff > 0.0 { p.energy_at(p.cutoff) } else { 0.0 },
+        }
+    }
+
+    #[inline(always)]
+    fn cutsq(c: &LjCoeffs) -> f64 {
+        c.cutsq
+    }
+
+    #[inline(always)]
+    fn eval<const EV: bool>(c: &LjCoeffs, rsq: f64) -> (f64, f64) {
+        let r2inv = 1.0 / rsq;
+        let r6inv = r2inv * r2inv * r2inv;
+        let fpair = r6inv * (c.lj1 * r6inv - c.lj2) * r2inv;
+        let energy = if EV { r6inv * (c.lj3 * r6inv - c.lj4) - c.offset } else { 0.0 };
+        (fpair, energy)
+    }
 }
 
-impl LennardJones {
+/// LAMMPS's `PairLJCut::init_one` mixing of (epsilon, sigma).
+fn mix(rule: Mix, a: &[f64], b: &[f64]) -> Vec<f64> {
+    let eps = match rule {
+        Mix::Sixthpower => 2.0 * (a[0] * b[0]).sqrt() * a[1].powi(3) * b[1].powi(3) / (a[1].powi(6) + b[1].powi(6)),
+        _ => (a[0] * b[0]).sqrt(),
+    };
+    vec![eps, rule.distance(a[1], b[1])]
+}
+
+/// The tail correction of `nn` pairs beyond the cutoff (times the volume).
+fn tail(p: &PairParams, nn: f64) -> (f64, f64) {
+    let p = LjPair::of(p);
+    if p.epsilon == 0.0 {
+        return (0.0, 0.0);
+    }
+    let pi = std::f64::consts::PI;
+    let s3 = p.sigma.powi(3);
+    let x3 = (p.sigma / p.cutoff).powi(3);
+    let x9 = x3 * x3 * x3;
+    (
+        8.0 * pi * nn * p.epsilon * s3 * (x9 / 9.0 - x3 / 3.0),
+        16.0 * pi * nn * p.epsilon * s3 * (2.0 / 3.0 * x9 - x3),
+    )
+}
+
+/// shaders/pair/lj.wgsl's rows: (cutsq, lj1, lj2, 0), (lj3, lj4, offset, 0); rounded to f32
+/// on upload (the products in this order, as the GPU platform has always had them).
+fn gpu_rows(p: &PairParams, shift: bool) -> [[f64; 4]; 2] {
+    let q = LjPair::of(p);
+    let s6 = q.sigma.powi(6);
+    let offset = if shift && q.cutoff > 0.0 { q.energy_at(q.cutoff) } else { 0.0 };
+    [
+        [q.cutoff * q.cutoff, 48.0 * q.epsilon * s6 * s6, 24.0 * q.epsilon * s6, 0.0],
+        [4.0 * q.epsilon * s6 * s6, 4.0 * q.epsilon * s6, offset, 0.0],
+    ]
+}
+
+/// Lennard-Jones on the CPU: the shared pair loop over [`LjCut`].
+pub type LennardJones = PairPotential<LjCut>;
+
+impl PairPotential<LjCut> {
     /// `pairs` is the full n×n table (symmetric) of species-pair parameters, row-major.
     pub fn new(n_species: usize, pairs: Vec<LjPair>, shift: bool, tail: bool) -> LennardJones {
-        assert_eq!(
-            pairs.len(),
-            n_species * n_species,
-            "LJ table must be n_species²"
-        );
-        let coeffs = pairs
-            .iter()
-            .map(|p| {
-                let s6 = p.sigma.powi(6);
-                let s12 = s6 * s6;
-                Coefficients {
-                    cutsq: p.cutoff * p.cutoff,
-                    lj1: 48.0 * p.epsilon * s12,
-                    lj2: 24.0 * p.epsilon * s6,
-                    lj3: 4.0 * p.epsilon * s12,
-                    lj4: 4.0 * p.epsilon * s6,
-                    offset: if shift && p.cutoff > 0.0 {
-                        p.energy_at(p.cutoff)
-                    } else {
-                        0.0
-                    },
-                }
-            })
-            .collect();
-        let max_cutoff = pairs.iter().map(|p| p.cutoff).fold(0.0, f64::max);
-        LennardJones {
-            n_species,
-            pairs,
-            coeffs,
-            shift,
-            tail,
-            max_cutoff,
-            scratch: Vec::new(),
-        }
+        assert_eq!(pairs.len(), n_species * n_species, "LJ table must be n_species²");
+        PairPotential::from_spec(spec(pairs, shift, tail))
     }
 
     pub fn pair(&self, a: usize, b: usize) -> LjPair {
-        self.pairs[a * self.n_species + b]
+        LjPair::of(self.spec().pair(a, b))
     }
 
     /// Tail corrections (energy eV, isotropic virial W = Σ r·f eV) for a homogeneous fluid
-    /// beyond the cutoffs, in volume `volume` with `counts` atoms of each species.
+    /// beyond the cutoffs, in volume `volume` with `counts` atoms of each species (whether or
+    /// not the potential applies them).
     pub fn tail_correction(&self, counts: &[usize], volume: f64) -> (f64, f64) {
-        let pi = std::f64::consts::PI;
-        let (mut energy, mut virial) = (0.0, 0.0);
-        for a in 0..self.n_species {
-            for b in 0..self.n_species {
-                let p = self.pair(a, b);
-                if p.cutoff <= 0.0 || p.epsilon == 0.0 {
-                    continue;
-                }
-                let nn = counts[a] as f64 * counts[b] as f64;
-                let s3 = p.sigma.powi(3);
-                let x3 = (p.sigma / p.cutoff).powi(3);
-                let x9 = x3 * x3 * x3;
-                energy += 8.0 * pi * nn * p.epsilon * s3 * (x9 / 9.0 - x3 / 3.0);
-                virial += 16.0 * pi * nn * p.epsilon * s3 * (2.0 / 3.0 * x9 - x3);
-            }
-        }
-        (energy / volume, virial / volume)
+        PairSpec { tail: true, ..self.spec().clone() }.tail_correction(counts, volume)
     }
 
     pub fn shifted(&self) -> bool {
-        self.shift
+        self.spec().shift
     }
 
     pub fn tail_corrected(&self) -> bool {
-        self.tail
+        self.spec().tail
     }
 }
 
-impl Potential for LennardJones {
-    fn name(&self) -> String {
-        let mut name = format!("lj/cut {:.4} Å", self.max_cutoff);
-        if self.shift {
-            name.push_str(", shifted");
-        }
-        if self.tail {
-            name.push_str(", tail corrected");
-        }
-        name
-    }
-
-    fn cutoff(&self) -> f64 {
-        self.max_cutoff
-    }
-
-    fn list_kind(&self) -> ListKind {
-        ListKind::Half
-    }
-
-    fn compute(&mut self, system: &System, list: &NeighborList, want: Want, out: &mut ForceOutput) {
-        let n = system.len();
-        assert_eq!(list.n_atoms(), n, "neighbour list built for another system");
-        out.clear(n);
-        let threads = rayon::current_num_threads().min(n.div_ceil(256)).max(1);
-        let ev = want.energy || want.virial;
-        let single = self.n_species == 1;
-        let kernel = match (ev, single) {
-            (true, true) => pair_loop::<true, true>,
-            (true, false) => pair_loop::<true, false>,
-            (false, true) => pair_loop::<false, true>,
-            (false, false) => pair_loop::<false, false>,
-        };
-        let ctx = LoopContext {
-            positions: &system.positions,
-            types: &system.types,
-            list,
-            coeffs: &self.coeffs,
-            n_species: self.n_species,
-        };
-
-        let tally = if threads == 1 {
-            kernel(&ctx, 0..n, &mut out.forces)
-        } else {
-            self.scratch.resize_with(threads - 1, Vec::new);
-            for buf in &mut self.scratch {
-                buf.clear();
-                buf.resize(n, [0.0; 3]);
-            }
-            let bounds = balanced_ranges(list.offsets(), threads);
-            let mut buffers: Vec<&mut Vec<Vec3>> = std::iter::once(&mut out.forces)
-                .chain(self.scratch.iter_mut())
-                .collect();
-            let tallies: Vec<Tally> = buffers
-                .par_iter_mut()
-                .enumerate()
-                .map(|(t, buf)| kernel(&ctx, bounds[t]..bounds[t + 1], buf))
-                .collect();
-            // Add the other threads' arrays into the first, in thread order.
-            let (first, rest) = buffers.split_first_mut().unwrap();
-            first
-                .par_chunks_mut(4096)
-                .enumerate()
-                .for_each(|(c, chunk)| {
-                    let base = c * 4096;
-                    for other in rest.iter() {
-                        for (k, f) in chunk.iter_mut().enumerate() {
-                            let g = other[base + k];
-                            f[0] += g[0];
-                            f[1] += g[1];
-                            f[2] += g[2];
-                        }
-                    }
-                });
-            tallies.into_iter().fold(Tally::default(), |a, b| a.add(&b))
-        };
-
-        if want.energy {
-            out.energy = tally.energy;
-        }
-        if want.virial {
-            let v = tally.virial;
-            out.virial = [[v[0], v[3], v[4]], [v[3], v[1], v[5]], [v[4], v[5], v[2]]];
-        }
-        if self.tail && system.cell.is_bounded() {
-            let (e_tail, w_tail) =
-                self.tail_correction(&system.species_counts(), system.cell.volume());
-            if want.energy {
-                out.energy += e_tail;
-            }
-            if want.virial {
-                for k in 0..3 {
-                    out.virial[k][k] += w_tail / 3.0;
-                }
-            }
-        }
-    }
-}
-
-/// Energy and virial (xx, yy, zz, xy, xz, yz) summed by one thread.
-#[derive(Clone, Copy, Default)]
-struct Tally {
-    energy: f64,
-    virial: [f64; 6],
-}
-
-impl Tally {
-    fn add(&self, other: &Tally) -> Tally {
-        let mut v = self.virial;
-        for k in 0..6 {
-            v[k] += other.virial[k];
-        }
-        Tally {
-            energy: self.energy + other.energy,
-            virial: v,
-        }
-    }
-}
-
-struct LoopContext<'a> {
-    positions: &'a [Vec3],
-    types: &'a [u32],
-    list: &'a NeighborList,
-    coeffs: &'a [Coefficients],
-    n_species: usize,
-}
-
-/// Splits the rows into `parts` consecutive ranges holding about the same number of pairs.
-fn balanced_ranges(offsets: &[usize], parts: usize) -> Vec<usize> {
-    let n = offsets.len() - 1;
-    let total = offsets[n];
-    let mut bounds = vec![0usize];
-    for p in 1..parts {
-        let target = total * p / parts;
-        let i = offsets.partition_point(|&o| o < target).min(n);
-        bounds.push(i.max(*bounds.last().unwrap()));
-    }
-    bounds.push(n);
-    bounds
-}
-
-/// The force loop over the neighbour-list rows `range`, accumulating into `forces` (which every
-/// thread owns in full, since Newton's third law writes to neighbours anywhere). `SINGLE`: one
-/// species, so no per-pair type lookup.
-fn pair_loop<const EV: bool, const SINGLE: bool>(
-    ctx: &LoopContext,
-    range: std::ops::Range<usize>,
-    forces: &mut [Vec3],
-) -> Tally {
-    let mut tally = Tally::default();
-    let pos = ctx.positions;
-    let types = ctx.types;
-    let shifts = ctx.list.shift_vectors();
-    for r in range {
-        let i = ctx.list.row_atom(r);
-        let xi = pos[i];
-        let row = if SINGLE {
-            0
-        } else {
-            types[i] as usize * ctx.n_species
-        };
-        let mut fi = [0.0f64; 3];
-        let coeffs_of = |j: usize| -> &Coefficients {
-            if SINGLE {
-                &ctx.coeffs[0]
-            } else {
-                // SAFETY: types are below n_species by construction of the System, and the list
-                // only holds atom indices below the atom count (asserted in `compute`).
-                unsafe {
-                    ctx.coeffs
-                        .get_unchecked(row + *types.get_unchecked(j) as usize)
-                }
-            }
-        };
-        for &j in ctx.list.plain(r) {
-            let j = j as usize;
-            // SAFETY: as above.
-            let xj = unsafe { *pos.get_unchecked(j) };
-            let del = [xi[0] - xj[0], xi[1] - xj[1], xi[2] - xj[2]];
-            interact::<EV>(
-                coeffs_of(j),
-                del,
-                &mut fi,
-                unsafe { forces.get_unchecked_mut(j) },
-                &mut tally,
-            );
-        }
-        let (shifted_j, shifted_s) = ctx.list.shifted(r);
-        for (&j, &s) in shifted_j.iter().zip(shifted_s) {
-            let j = j as usize;
-            let v = shifts[s as usize];
-            // SAFETY: as above.
-            let xj = unsafe { *pos.get_unchecked(j) };
-            let del = [
-                xi[0] - xj[0] - v[0],
-                xi[1] - xj[1] - v[1],
-                xi[2] - xj[2] - v[2],
-            ];
-            interact::<EV>(
-                coeffs_of(j),
-                del,
-                &mut fi,
-                unsafe { forces.get_unchecked_mut(j) },
-                &mut tally,
-            );
-        }
-        let f = &mut forces[i];
-        f[0] += fi[0];
-        f[1] += fi[1];
-        f[2] += fi[2];
-    }
-    tally
-}
-
-/// One pair at separation `del` = x_i - x_j (image included).
-#[inline(always)]
-fn interact<const EV: bool>(
-    c: &Coefficients,
-    del: Vec3,
-    fi: &mut Vec3,
-    fj: &mut Vec3,
-    tally: &mut Tally,
-) {
-    let rsq = del[0] * del[0] + del[1] * del[1] + del[2] * del[2];
-    // Branch-free: about a third of the listed pairs lie in the skin, beyond the cutoff, in no
-    // predictable pattern. Their contribution is computed and multiplied by zero.
-    let inside = if rsq < c.cutsq { 1.0 } else { 0.0 };
-    let r2inv = 1.0 / rsq;
-    let r6inv = r2inv * r2inv * r2inv;
-    let fpair = inside * r6inv * (c.lj1 * r6inv - c.lj2) * r2inv;
-    let f = [del[0] * fpair, del[1] * fpair, del[2] * fpair];
-    fi[0] += f[0];
-    fi[1] += f[1];
-    fi[2] += f[2];
-    fj[0] -= f[0];
-    fj[1] -= f[1];
-    fj[2] -= f[2];
-    if EV {
-        tally.energy += inside * (r6inv * (c.lj3 * r6inv - c.lj4) - c.offset);
-        let v = &mut tally.virial;
-        v[0] += del[0] * f[0];
-        v[1] += del[1] * f[1];
-        v[2] += del[2] * f[2];
-        v[3] += del[0] * f[1];
-        v[4] += del[0] * f[2];
-        v[5] += del[1] * f[2];
-    }
+/// The pair spec of a Lennard-Jones table.
+pub fn spec(pairs: Vec<LjPair>, shift: bool, tail: bool) -> PairSpec {
+    PairSpec { style: &STYLE, pairs: pairs.iter().map(LjPair::params).collect(), shift, tail }
 }

@@ -30,6 +30,8 @@
 pub mod batch;
 pub mod lj;
 pub mod mcgm;
+pub mod morse;
+pub mod pair;
 
 use crate::cell::Vec3;
 use crate::neighbor::{ListKind, NeighborList};

@@ -7,7 +7,7 @@ use mdrun::ml::mcgm::McgmConfig;
 use mdrun::ml::model::{Model, ModelConfig, Normalization};
 use mdrun::ml::tensor::Ctx;
 use mdrun::neighbor::NeighborList;
-use mdrun::potential::lj::{LennardJones, LjPair};
+use mdrun::potential::lj::LjPair;
 use mdrun::potential::{ForceOutput, Potential, Want};
 use mdrun::plan::Plan;
 use mdrun::rng::philox4x32;
@@ -99,7 +99,7 @@ pub fn lj_mixed(params: &[(f64, f64)], cutoff: f64) -> Vec<LjPair> {
 }
 
 /// Energy, forces and virial of `system` (wrapped first) with a fresh neighbour list.
-pub fn evaluate(system: &System, lj: &mut LennardJones, skin: f64) -> ForceOutput {
+pub fn evaluate(system: &System, lj: &mut dyn Potential, skin: f64) -> ForceOutput {
     let mut s = system.clone();
     s.wrap_positions();
     let mut list = NeighborList::new(lj.list_kind(), lj.cutoff(), skin);

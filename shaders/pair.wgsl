@@ -1,9 +1,13 @@
-// Lennard-Jones forces, gathered per atom over the full neighbour list (each pair is computed
-// twice, once from each side): no two threads write the same atom and the sum over neighbours
-// runs in list order, so forces are bit-identical run after run. With `observe` each atom also
-// writes half of its pair energies and virials, for the reduction.
+// The pair loop of every pair style: forces gathered per atom over the full neighbour list
+// (each pair is computed twice, once from each side): no two threads write the same atom and the
+// sum over neighbours runs in list order, so forces are bit-identical run after run. With
+// `observe` each atom also writes half of its pair energies and virials, for the reduction.
+//
+// The style's snippet (shaders/pair/<style>.wgsl) comes before this file and defines
+// pair_force(c0, c1, r2) (fpair: F_i = -fpair d with d = x_j - x_i) and pair_energy(c0, c1, r2)
+// over the pair's two rows of constants in P.pair; c0.x is the squared cutoff.
 
-fn lj_atom(t: u32, observe: bool) {
+fn pair_atom(t: u32, observe: bool) {
     let n = P.n_atoms;
     let i = sorted[t];
     let st = structure_of(i);
@@ -23,16 +27,14 @@ fn lj_atom(t: u32, observe: bool) {
         let d = pj.xyz + shift_from(cell, e >> ATOM_BITS) - xi;
         let r2 = dot(d, d);
         let pair = 2u * (row + atom_type(pj));
-        let c = P.lj[pair];
-        if (r2 < c.x) {
-            let r2inv = 1.0 / r2;
-            let r6inv = r2inv * r2inv * r2inv;
+        let c0 = P.pair[pair];
+        if (r2 < c0.x) {
+            let c1 = P.pair[pair + 1u];
             // F_i = -fpair d with d = x_j - x_i (LAMMPS: fpair (x_i - x_j)).
-            let fpair = r6inv * (c.y * r6inv - c.z) * r2inv;
+            let fpair = pair_force(c0, c1, r2);
             f -= fpair * d;
             if (observe) {
-                let c2 = P.lj[pair + 1u];
-                energy += 0.5 * (r6inv * (c2.x * r6inv - c2.y) - c2.z);
+                energy += 0.5 * pair_energy(c0, c1, r2);
                 w_diag += 0.5 * fpair * d * d;
                 w_off += 0.5 * fpair * vec3<f32>(d.x * d.y, d.x * d.z, d.y * d.z);
             }
@@ -57,15 +59,15 @@ fn lj_atom(t: u32, observe: bool) {
 }
 
 @compute @workgroup_size(64)
-fn lj_forces(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn pair_forces(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = flat_index(gid);
     if (t >= P.n_atoms) { return; }
-    lj_atom(t, false);
+    pair_atom(t, false);
 }
 
 @compute @workgroup_size(64)
-fn lj_forces_observed(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn pair_forces_observed(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = flat_index(gid);
     if (t >= P.n_atoms) { return; }
-    lj_atom(t, true);
+    pair_atom(t, true);
 }
