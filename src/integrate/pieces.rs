@@ -8,8 +8,8 @@
 //!   (c1 = e^{-dt/τ}, c2 = √(1 - c1²), σ(m) = √(kT/m), g ~ N(0, 1) from the counter-based
 //!   generator keyed by (seed, step, atom), so the noise of a step needs no stored state).
 //!
-//! Every piece acts on one atom at a time, so a sequence of pieces runs as one loop over the
-//! atoms (one kernel on the GPU), each atom going through the pieces in order.
+//! Every piece acts on one atom at a time: on the CPU a sequence of pieces is one pass over the
+//! atoms per piece, on the GPU one kernel in which each atom goes through the pieces in order.
 
 use crate::cell::Vec3;
 use crate::rng::{normals4, stream};
@@ -74,40 +74,36 @@ pub fn apply(pieces: &[Piece], system: &mut System, forces: &[Vec3], dt: f64, st
             share = p.map(|x| x / types.len() as f64);
         }
     }
-    // Per piece, its constants (c1, c2 of an O), computed once.
-    let constants: Vec<(f64, f64)> = pieces
-        .iter()
-        .map(|p| match p {
-            Piece::Friction(o) => o.constants(dt),
-            _ => (0.0, 0.0),
-        })
-        .collect();
-    for_each_atom(positions, velocities, types, |i, x, v, t| {
-        let m = masses[t as usize];
-        let a = FTM2V / m;
-        for (piece, &(c1, c2)) in pieces.iter().zip(&constants) {
-            match piece {
-                Piece::Kick(h) => {
-                    let f = &forces[i];
-                    for k in 0..3 {
-                        v[k] += h * dt * f[k] * a;
-                    }
+    // One pass over the atoms per piece: each pass is a short loop the compiler vectorises
+    // (a single pass that matched on the piece for every atom cost 2.4x the time on the LJ
+    // benchmark). An atom's arithmetic is the same either way.
+    for piece in pieces {
+        match *piece {
+            Piece::Kick(h) => for_each_atom(positions, velocities, types, |i, _, v, t| {
+                let a = FTM2V / masses[t as usize];
+                let f = &forces[i];
+                for k in 0..3 {
+                    v[k] += h * dt * f[k] * a;
                 }
-                Piece::Drift(h) => {
-                    for k in 0..3 {
-                        x[k] += h * dt * v[k];
-                    }
+            }),
+            Piece::Drift(h) => for_each_atom(positions, velocities, types, |_, x, v, _| {
+                for k in 0..3 {
+                    x[k] += h * dt * v[k];
                 }
-                Piece::Friction(o) => {
-                    let sigma = sigma_of(o, m);
+            }),
+            Piece::Friction(o) => {
+                let (c1, c2) = o.constants(dt);
+                for_each_atom(positions, velocities, types, |i, _, v, t| {
+                    let m = masses[t as usize];
+                    let sigma = sigma_of(&o, m);
                     let g = normals4(o.seed, step, i as u32, stream::LANGEVIN);
                     for k in 0..3 {
                         v[k] = c1 * v[k] + c2 * sigma * g[k] - share[k] / m;
                     }
-                }
+                })
             }
         }
-    });
+    }
 }
 
 /// σ(m) = √(kT / m) in Å/ps.
