@@ -14,7 +14,7 @@ impl Deck {
         match args {
             [s, rest @ ..] if pair::by_lammps_name(s).is_some() => {
                 let style = pair::by_lammps_name(s).expect("checked");
-                let cutoff = pair::deck::global_cutoff(style, rest)?;
+                let cutoff = super::pair::global_cutoff(style, rest)?;
                 // A new global cutoff applies to coefficients set without their own (LAMMPS
                 // resets them all); mdrun sets it for those that used the old global one.
                 let coeffs = match &w.pair {
@@ -60,7 +60,7 @@ impl Deck {
                     w.type_names[t] = Some(args[2 + t].clone());
                 }
             }
-            Some(Pair::Style { style, cutoff, coeffs }) => pair::deck::pair_coeff(style, coeffs, *cutoff, n, args)?,
+            Some(Pair::Style { style, cutoff, coeffs }) => super::pair::pair_coeff(style, coeffs, *cutoff, n, args)?,
         }
         self.changed();
         Ok(())

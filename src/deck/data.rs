@@ -134,7 +134,7 @@ pub fn read_data(w: &mut World, args: &[String]) -> Result<usize, String> {
                         return Err(e(format!("type {t} outside 1..{ntypes}")));
                     }
                     let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
-                    let c = crate::potential::pair::deck::parse_coeffs(style, &rest, *cutoff).map_err(e)?;
+                    let c = super::pair::parse_coeffs(style, &rest, *cutoff).map_err(e)?;
                     coeffs.insert((t, t), c);
                 }
                 "Atoms" => {

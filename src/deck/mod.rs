@@ -12,14 +12,17 @@ pub mod cformat;
 pub mod convert;
 pub mod data;
 pub mod expr;
+mod flow;
 mod groups;
 pub mod interp;
+mod pair;
 pub mod random;
 pub mod run;
 pub mod commands;
 pub mod script;
 pub mod thermo_out;
 pub mod units;
+mod velocity;
 pub mod world;
 
 pub use interp::{Deck, DeckError, DeckOptions, Echo};

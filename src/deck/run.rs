@@ -87,7 +87,7 @@ impl Deck {
         let potential = match &w.pair {
             None => return Err("no pair style: pair_style and pair_coeff come before run".into()),
             Some(Pair::Style { style, coeffs, .. }) => {
-                PotentialSpec::Pair(crate::potential::pair::deck::to_spec(style, coeffs, w.ntypes, w.mix, w.shift, w.tail, &u)?)
+                PotentialSpec::Pair(super::pair::to_spec(style, coeffs, w.ntypes, w.mix, w.shift, w.tail, &u)?)
             }
             Some(Pair::Mcgm { model }) => {
                 if w.type_names.iter().any(Option::is_none) {

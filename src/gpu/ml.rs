@@ -11,7 +11,7 @@
 
 use super::context::{GpuContext, GpuError, block_on};
 use super::kernels::Kernels;
-use super::md::{MAX_TYPES, dims};
+use super::layout::{MAX_TYPES, dims};
 use crate::ml::inference::{Inference, Interaction};
 use crate::ml::inference::dense::Linear;
 use crate::ml::mcgm::Assign;

@@ -12,8 +12,9 @@
 //!   `system.toml` and in decks, its parameters with their units, its mixing rule, its tail
 //!   correction, its GPU snippet and how its constants are laid out for it. The registry
 //!   [`STYLES`] lists them (LAMMPS's `PairStyle(name, class)`), and `system.toml`
-//!   (`toml.rs`), decks (`pair_style`, `pair_coeff`, `pair_modify`, data files, restarts) and
-//!   the GPU platform find a style there by name: none of them names a style.
+//!   (crate::plan's `pair_table.rs`), decks (crate::deck's `pair.rs`: `pair_style`,
+//!   `pair_coeff`, `pair_modify`, data files, restarts) and the GPU platform find a style there
+//!   by name and read its schema from the entry: none of them names a style.
 //!
 //! # Adding a pair style
 //! One module beside `lj.rs` and `morse.rs`, one WGSL snippet in `shaders/pair/`, one line in
@@ -55,8 +56,6 @@
 //! `PairStyle::gpu` and the GPU platform refuses it with that reason.
 
 mod cpu;
-pub mod deck;
-pub mod toml;
 
 pub use cpu::PairPotential;
 

@@ -3,8 +3,8 @@
 //! styles that mix; LAMMPS's "All pair coeffs are not set" otherwise) and the table in internal
 //! units for the run.
 
-use super::{Bound, Mix, PairParams, PairSpec, PairStyle};
-use crate::deck::units::UnitStyle;
+use super::units::UnitStyle;
+use crate::potential::pair::{Bound, Mix, PairParams, PairSpec, PairStyle};
 use crate::units::Dimension;
 use std::collections::BTreeMap;
 
@@ -60,8 +60,8 @@ pub fn pair_coeff(style: &PairStyle, coeffs: &mut Coeffs, global: f64, n: usize,
         return Err(usage(style));
     }
     let (values, cutoff) = parse_coeffs(style, &args[2..], global)?;
-    let ri = crate::deck::world::type_range(&args[0], n)?;
-    let rj = crate::deck::world::type_range(&args[1], n)?;
+    let ri = super::world::type_range(&args[0], n)?;
+    let rj = super::world::type_range(&args[1], n)?;
     let mut set = 0;
     for i in ri {
         for j in rj.clone() {
@@ -125,5 +125,5 @@ fn to_internal(dimension: Dimension, u: &UnitStyle) -> f64 {
 }
 
 fn number(text: &str, what: &str) -> Result<f64, String> {
-    crate::deck::world::num(text, what)
+    super::world::num(text, what)
 }

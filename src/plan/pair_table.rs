@@ -1,11 +1,12 @@
-//! The `system.toml` schema of every pair style, read from the style's entry: `[potential]` with
+//! The `system.toml` table of every pair style, read from the style's entry: `[potential]` with
 //! `type` (a `PairStyle::toml_names`), `cutoff`, `shift`, `tail`, `mixing`; per species
 //! `[potential.species.X]` with the style's parameters (and an optional cutoff), which give the
 //! like pair X-X and, for styles that mix, the unlike pairs; `[[potential.pair]]` with `species
 //! = ["A", "B"]` and the parameters of one pair, which wins over mixing.
 
-use super::{Bound, Mix, PairParams, PairSpec, PairStyle};
-use crate::plan::{Locator, PlanError, Q, QValue, toml_key};
+use super::schema::{Locator, Q, QValue, toml_key};
+use super::PlanError;
+use crate::potential::pair::{Bound, Mix, PairParams, PairSpec, PairStyle};
 use crate::system::System;
 use crate::units::Dimension;
 use serde::Deserialize;
