@@ -1,5 +1,6 @@
 //! The model on a wgpu device (the real GPU, or lavapipe in CI) agrees with the CPU reference,
-//! and a training step runs there. Skips, loudly, only where wgpu finds no adapter at all.
+//! and a training step runs there. Skips, loudly, only where wgpu finds no adapter at all, and
+//! fails instead when MDRUN_REQUIRE_GPU is set (as CI sets it, with lavapipe installed).
 
 use mdrun::ml::dataset::Structure;
 use mdrun::ml::graph::{Batch, GraphTensors};
@@ -15,6 +16,7 @@ fn chain() -> Vec<Structure> {
 #[test]
 fn gpu_model_agrees_with_the_cpu_and_trains() {
     let Some(gpu) = Ctx::gpu() else {
+        assert!(std::env::var_os("MDRUN_REQUIRE_GPU").is_none(), "MDRUN_REQUIRE_GPU is set but wgpu finds no adapter for burn (install mesa-vulkan-drivers and libvulkan1)");
         eprintln!("\n*** SKIPPED: wgpu found no GPU adapter (install mesa-vulkan-drivers for lavapipe) ***\n");
         return;
     };
