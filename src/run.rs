@@ -7,7 +7,7 @@ use crate::io::trajectory::{FrameData, TrajectoryError, TrajectoryWriter};
 use crate::gpu::GpuError;
 use crate::plan::{Plan, Platform, PotentialSpec, replica_path};
 use crate::potential::batch::{BatchSlot, SharedInference};
-use crate::platform::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, NO_TIMESTAMPS};
 use crate::simulation::SimulationError;
 use crate::system::System;
 use crate::summary::{RunSummary, energy_drift};
@@ -90,7 +90,7 @@ pub fn run_replicas(plan: &Plan, options: &RunOptions) -> Result<Vec<RunSummary>
     let n = plan.replicas;
     let platform = options.platform.unwrap_or(plan.platform);
     if platform != Platform::Cpu {
-        let gpu = crate::platform::choose(plan, platform, &plan.system, &mut |line| {
+        let gpu = crate::engine::choose(plan, platform, &plan.system, &mut |line| {
             if !options.quiet {
                 eprintln!("{line}");
             }
@@ -168,7 +168,7 @@ pub fn run_replicas(plan: &Plan, options: &RunOptions) -> Result<Vec<RunSummary>
 fn run_replicas_on_the_gpu(plan: &Plan, options: &RunOptions, ctx: crate::gpu::GpuContext) -> Result<Vec<RunSummary>, RunError> {
     let n = plan.replicas;
     let plans: Vec<Plan> = (0..n).map(|k| plan.replica(k)).collect();
-    let potential = crate::platform::gpu_potential(plan, &plan.system).map_err(|message| RunError::Potential { path: plan.source.clone(), message })?;
+    let potential = crate::engine::gpu_potential(plan, &plan.system).map_err(|message| RunError::Potential { path: plan.source.clone(), message })?;
     let mut structures = Vec::new();
     let mut references = Vec::new();
     let mut step = 0;
@@ -284,7 +284,6 @@ fn finish_replicas(plan: &Plan, options: &RunOptions, results: Vec<Result<RunSum
     Ok(summaries)
 }
 
-const NO_TIMESTAMPS: &str = "this adapter has no timestamp queries inside compute passes; no kernel split";
 
 /// Runs the plan to its last step and returns the summary.
 pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunError> {
@@ -308,8 +307,8 @@ fn resolve_threads(plan: &Plan, options: &RunOptions) -> Result<usize, RunError>
 }
 
 /// Chooses the platform and sets up the simulation on it.
-fn start_engine(plan: &Plan, options: &RunOptions, platform: Platform, system: System, step: u64, reference: Option<Vec<crate::cell::Vec3>>) -> Result<Engine, RunError> {
-    let gpu = crate::platform::choose(plan, platform, &system, &mut |line| {
+fn start_engine(plan: &Plan, options: &RunOptions, platform: Platform, system: System, step: u64, reference: Option<Vec<crate::cell::Vec3>>) -> Result<Box<dyn Engine>, RunError> {
+    let gpu = crate::engine::choose(plan, platform, &system, &mut |line| {
         if !options.quiet {
             eprintln!("{line}");
         }
@@ -318,7 +317,7 @@ fn start_engine(plan: &Plan, options: &RunOptions, platform: Platform, system: S
         path: plan.source.clone(),
         message,
     })?;
-    Engine::start(gpu, plan, system, step, reference, options.batch.clone()).map_err(|e| match e {
+    crate::engine::start(gpu, plan, system, step, reference, options.batch.clone()).map_err(|e| match e {
         EngineError::Potential(message) => RunError::Potential {
             path: plan.source.clone(),
             message,
@@ -359,7 +358,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     }
     let platform = options.platform.unwrap_or(plan.platform);
     let mut sim = if let Some(slot) = &options.gpu_batch {
-        Engine::gpu_replica(slot.clone(), plan)
+        crate::engine::gpu_replica(slot.clone(), plan)
     } else {
         start_engine(plan, options, platform, system, step, reference)?
     };
@@ -378,21 +377,11 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
             );
         }
     }
-    if options.gpu_profile {
-        match &mut sim {
-            Engine::Gpu(g) => {
-                if !g.enable_profiling() && !options.quiet {
-                    eprintln!("--gpu-profile: {NO_TIMESTAMPS}");
-                }
-            }
-            Engine::Cpu(_) => {
-                if !options.quiet {
-                    eprintln!("--gpu-profile: the run is on the CPU; nothing to profile");
-                }
-            }
-            // The batch is profiled as a whole (`run_replicas_on_the_gpu`).
-            Engine::GpuReplica(_) => {}
-        }
+    if options.gpu_profile
+        && let Err(why) = sim.enable_profiling()
+        && !options.quiet
+    {
+        eprintln!("--gpu-profile: {why}");
     }
     let system = sim.system()?.clone();
     let n_atoms = system.len();
@@ -498,10 +487,10 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     if !restarting {
         log.write(&first).map_err(log_error)?;
         let due = writer.due(sim.step());
-        send_frame(&mut writer, &mut sim, &due)?;
+        send_frame(&mut writer, sim.as_mut(), &due)?;
     }
     if let Some(a) = analysis.as_mut() {
-        sample_analysis(a, &mut sim, &shared_names).map_err(analysis_error)?;
+        sample_analysis(a, sim.as_mut(), &shared_names).map_err(analysis_error)?;
     }
     samples.push(first);
     output_time += t_out.elapsed();
@@ -565,11 +554,11 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         let step = sim.step();
         let due = writer.due(step);
         if !due.is_empty() {
-            send_frame(&mut writer, &mut sim, &due)?;
+            send_frame(&mut writer, sim.as_mut(), &due)?;
         }
         if let (Some(a), Some(p)) = (analysis.as_mut(), &plan.analysis) {
             if step % p.interval == 0 {
-                sample_analysis(a, &mut sim, &shared_names).map_err(analysis_error)?;
+                sample_analysis(a, sim.as_mut(), &shared_names).map_err(analysis_error)?;
             }
         }
         if plan.checkpoint_interval.is_some_and(|c| step % c == 0) && step != last_step {
@@ -654,10 +643,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         time_gpu_s: split.gpu.as_secs_f64(),
         force_stages_s: split.force_stages.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         potential_notes: split.notes.clone(),
-        gpu_kernel_s: match &sim {
-            Engine::Gpu(g) => g.kernel_times(),
-            Engine::Cpu(_) | Engine::GpuReplica(_) => Default::default(),
-        },
+        gpu_kernel_s: sim.kernel_times(),
         time_output_s: output_time.as_secs_f64(),
     };
     say(&summary.print());
@@ -714,7 +700,7 @@ fn next_multiple(step: u64, interval: u64) -> u64 {
 }
 
 /// Feeds the current state to the in-run analysis.
-fn sample_analysis(analysis: &mut crate::analysis::Accumulator, sim: &mut Engine, names: &std::sync::Arc<Vec<String>>) -> anyhow::Result<()> {
+fn sample_analysis(analysis: &mut crate::analysis::Accumulator, sim: &mut dyn Engine, names: &std::sync::Arc<Vec<String>>) -> anyhow::Result<()> {
     let step = sim.step();
     let time = step as f64 * sim.timestep();
     let s: &System = sim.system().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -723,7 +709,7 @@ fn sample_analysis(analysis: &mut crate::analysis::Accumulator, sim: &mut Engine
 
 fn send_frame(
     writer: &mut TrajectoryWriter,
-    sim: &mut Engine,
+    sim: &mut dyn Engine,
     outputs: &[usize],
 ) -> Result<(), RunError> {
     if outputs.is_empty() {

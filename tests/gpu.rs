@@ -159,7 +159,7 @@ fn a_dense_clump_overflows_the_first_capacity_and_the_list_grows() {
 
 use common::{conservation, lj_liquid, plan_in, scratch};
 use mdrun::plan::Platform;
-use mdrun::platform::Engine;
+use mdrun::engine::Engine;
 use mdrun::run::{RunError, RunOptions, run};
 
 fn on(platform: Platform) -> RunOptions {
@@ -206,8 +206,8 @@ fn nve_energy_conservation_on_the_gpu_is_close_to_the_cpu() {
 fn positions_after(toml: &str, label: &str, platform: Platform, steps: u64) -> Vec<Vec3> {
     let dir = scratch(label);
     let plan = plan_in(&dir, toml);
-    let gpu = mdrun::platform::choose(&plan, platform, &plan.system, &mut |_| {}).unwrap();
-    let mut engine = Engine::start(gpu, &plan, plan.system.clone(), 0, None, None).unwrap();
+    let gpu = mdrun::engine::choose(&plan, platform, &plan.system, &mut |_| {}).unwrap();
+    let mut engine = mdrun::engine::start(gpu, &plan, plan.system.clone(), 0, None, None).unwrap();
     engine.advance(steps, true).unwrap();
     engine.system().unwrap().unwrapped_positions()
 }

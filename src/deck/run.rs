@@ -177,7 +177,7 @@ impl Deck {
         let threads = self.options.threads.filter(|&t| t > 0).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| format!("cannot start {threads} threads: {e}"))?;
         let mut notes = Vec::new();
-        let gpu = crate::platform::choose(&plan, self.options.platform, &plan.system, &mut |line| notes.push(line.to_string()))?;
+        let gpu = crate::engine::choose(&plan, self.options.platform, &plan.system, &mut |line| notes.push(line.to_string()))?;
         for n in notes {
             self.say(&n);
         }
@@ -185,10 +185,10 @@ impl Deck {
         let last = first + steps;
         self.run_bounds = (first, last);
         let mut engine = pool
-            .install(|| crate::platform::Engine::start(gpu, &plan, plan.system.clone(), first, None, None))
+            .install(|| crate::engine::start(gpu, &plan, plan.system.clone(), first, None, None))
             .map_err(|e| match e {
-                crate::platform::EngineError::Potential(m) => m,
-                crate::platform::EngineError::Simulation(s) => s.to_string(),
+                crate::engine::EngineError::Potential(m) => m,
+                crate::engine::EngineError::Simulation(s) => s.to_string(),
             })?;
         self.say("Setting up Verlet run ...");
         self.say(&format!("  Unit style    : {}", u.name));
@@ -200,8 +200,8 @@ impl Deck {
             self.say(&h);
         }
         let start = Instant::now();
-        self.output(&mut engine, &plan, 0.0, wants_vars, first)?;
-        self.write_dumps(&mut engine, first)?;
+        self.output(engine.as_mut(), &plan, 0.0, wants_vars, first)?;
+        self.write_dumps(engine.as_mut(), first)?;
         let mut step = first;
         while step < last {
             let next_thermo = if self.thermo_every > 0 { (step / self.thermo_every + 1) * self.thermo_every } else { last };
@@ -211,7 +211,7 @@ impl Deck {
                 let block = if engine.is_gpu() { stop - step } else { 1 };
                 let due = step + block == next_thermo || step + block == last;
                 pool.install(|| engine.advance(block, due)).map_err(|e| {
-                    let saved = self.save_last_good(&mut engine, threads);
+                    let saved = self.save_last_good(engine.as_mut(), threads);
                     format!("{e}{saved}")
                 })?;
                 step = engine.step();
@@ -220,10 +220,10 @@ impl Deck {
             }
             self.world.step = step;
             if step == next_thermo || step == last {
-                self.output(&mut engine, &plan, start.elapsed().as_secs_f64(), wants_vars, step)?;
+                self.output(engine.as_mut(), &plan, start.elapsed().as_secs_f64(), wants_vars, step)?;
             }
             if step == next_dump {
-                self.write_dumps(&mut engine, step)?;
+                self.write_dumps(engine.as_mut(), step)?;
             }
         }
         let wall = start.elapsed().as_secs_f64();
@@ -255,7 +255,7 @@ impl Deck {
     }
 
     /// After a blow-up: writes the state before the bad step next to the log, and says where.
-    fn save_last_good(&mut self, engine: &mut crate::platform::Engine, threads: usize) -> String {
+    fn save_last_good(&mut self, engine: &mut dyn crate::engine::Engine, threads: usize) -> String {
         if self.options.sandbox.is_some() {
             return String::new(); // a sandboxed deck writes no files
         }
@@ -273,13 +273,10 @@ impl Deck {
 
     /// Prints one thermo row of the engine's current state, at `step` (the engine's own step, or
     /// for a run without fix nve, where nothing moves, the deck's).
-    fn output(&mut self, engine: &mut crate::platform::Engine, plan: &Plan, cpu: f64, wants_vars: bool, step: u64) -> Result<(), String> {
+    fn output(&mut self, engine: &mut dyn crate::engine::Engine, plan: &Plan, cpu: f64, wants_vars: bool, step: u64) -> Result<(), String> {
         let mut sample = engine.thermo();
         sample.step = step;
-        let forces: Vec<[f64; 3]> = match engine {
-            crate::platform::Engine::Cpu(s) => s.forces.forces.clone(),
-            crate::platform::Engine::Gpu(_) | crate::platform::Engine::GpuReplica(_) => Vec::new(),
-        };
+        let forces: Vec<[f64; 3]> = engine.forces().map(<[_]>::to_vec).unwrap_or_default();
         let gpu_forces = forces.is_empty();
         self.current = Some(self.state(plan, sample, &forces, cpu, engine.builds()));
         self.world.step = step;
@@ -323,7 +320,7 @@ impl Deck {
         Ok(())
     }
 
-    fn write_dumps(&mut self, engine: &mut crate::platform::Engine, step: u64) -> Result<(), String> {
+    fn write_dumps(&mut self, engine: &mut dyn crate::engine::Engine, step: u64) -> Result<(), String> {
         let due: Vec<usize> = (0..self.dumps.len())
             .filter(|&k| step % self.dumps[k].every == 0 && self.dumps[k].last != Some(step))
             .collect();
@@ -331,10 +328,7 @@ impl Deck {
             return Ok(());
         }
         let system = engine.system().map_err(|e| e.to_string())?.clone();
-        let forces: Option<Vec<[f64; 3]>> = match engine {
-            crate::platform::Engine::Cpu(s) => Some(s.forces.forces.clone()),
-            crate::platform::Engine::Gpu(_) | crate::platform::Engine::GpuReplica(_) => None,
-        };
+        let forces: Option<Vec<[f64; 3]>> = engine.forces().map(<[_]>::to_vec);
         let mut view = self.world.clone();
         view.absorb(&system);
         for k in due {

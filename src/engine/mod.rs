@@ -1,0 +1,200 @@
+//! One simulation on the platform it runs on, behind [`Engine`]: the CPU (`Simulation`, f64,
+//! rayon threads; `cpu.rs`), the GPU (`GpuSimulation`, WGSL kernels through wgpu; `gpu.rs`) or
+//! one replica of a GPU batch (`replica.rs`). The run loops (`system.toml` runs and decks) talk
+//! to this trait and nothing else, so every platform shares observers, checkpoints and the
+//! summary.
+//!
+//! # Adding a platform
+//! Implement [`Engine`] for the platform's simulation in a module here: advance a block of
+//! steps (energy and virial at its last when observed), report thermo, hand back the state and
+//! checkpoints, say how it describes itself. Then teach [`choose`] when to pick it and
+//! [`start`] how to set it up; nothing in the run loops changes. The one-test-body suites
+//! (tests/pair_styles.rs) then run on it through `Platform`.
+
+mod cpu;
+mod gpu;
+mod replica;
+
+pub use replica::gpu_replica;
+
+use crate::gpu::{GpuContext, GpuError, GpuPotential};
+use crate::integrate::Integrator;
+use crate::io::checkpoint::Checkpoint;
+use crate::plan::{Plan, Platform, PotentialSpec};
+use crate::potential::batch::BatchSlot;
+use crate::simulation::SimulationError;
+use crate::system::System;
+use crate::thermo::ThermoSample;
+use std::time::Duration;
+
+/// The potential as the GPU kernels take it.
+pub fn gpu_potential(plan: &Plan, system: &System) -> Result<GpuPotential, String> {
+    Ok(match &plan.potential {
+        PotentialSpec::Pair(pair) => GpuPotential::Pair(pair.clone()),
+        PotentialSpec::Mcgm { model } => {
+            let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
+            let model = crate::potential::mcgm::MlPotential::load(model, &names).and_then(|p| p.into_gpu())?;
+            GpuPotential::Ml(Box::new(model))
+        }
+    })
+}
+
+/// Time spent per part of the step; on the GPU only the total is known.
+#[derive(Clone, Debug, Default)]
+pub struct TimeSplit {
+    pub force: Duration,
+    pub neighbor: Duration,
+    pub integrate: Duration,
+    pub gpu: Duration,
+    /// The potential's own stages within `force` (ML: graph, clustering, forward, backward).
+    pub force_stages: Vec<(&'static str, f64)>,
+    /// The potential's end-of-run notes.
+    pub notes: Vec<String>,
+}
+
+/// Where the plan will run: Ok(None) is the CPU, Ok(Some(ctx)) a GPU. `notice` receives the
+/// one-line reason when `auto` falls back to the CPU.
+pub fn choose(
+    plan: &Plan,
+    platform: Platform,
+    system: &System,
+    notice: &mut dyn FnMut(&str),
+) -> Result<Option<GpuContext>, String> {
+    // Why the GPU cannot run this plan, if it cannot. Asked only when a GPU is in question: with
+    // a model it loads the model, which the CPU would not need to do twice.
+    let unsupported = || -> Option<String> {
+        let reason = match &plan.potential {
+            PotentialSpec::Mcgm { model } => {
+                let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
+                match crate::potential::mcgm::MlPotential::load(model, &names).and_then(|p| p.into_gpu()) {
+                    Ok(m) => crate::gpu::md::unsupported_reason(system, m.inference.cutoff + plan.skin)
+                        .or_else(|| crate::gpu::ml::unsupported_reason(&m.inference, system.len())),
+                    Err(e) => Some(e),
+                }
+            }
+            PotentialSpec::Pair(pair) => match pair.style.gpu {
+                Err(why) => Some(format!("pair style {}: {why}", pair.style.lammps)),
+                Ok(_) => crate::gpu::md::unsupported_reason(system, pair.max_cutoff() + plan.skin),
+            },
+        };
+        reason
+            .or_else(|| {
+                matches!(plan.integrator, crate::integrate::Integrator::Langevin { zero: true, .. })
+                    .then(|| "Langevin with zero = true (net noise removed) runs on the CPU".to_string())
+            })
+            .or_else(|| {
+                (plan.rebuild != crate::simulation::RebuildPolicy::default()).then(|| {
+                    "the GPU rebuilds its neighbour list when an atom has moved half the skin; [neighbor] every/delay/check schedules run on the CPU".to_string()
+                })
+            })
+    };
+    match platform {
+        Platform::Cpu => Ok(None),
+        Platform::Gpu => {
+            if let Some(reason) = unsupported() {
+                return Err(format!("platform \"gpu\": {reason}; use platform = \"cpu\""));
+            }
+            match GpuContext::open(false) {
+                Ok(Some(ctx)) => Ok(Some(ctx)),
+                Ok(None) => Err(format!("platform \"gpu\": {}", GpuError::NoAdapter)),
+                Err(e) => Err(format!("platform \"gpu\": {e}")),
+            }
+        }
+        Platform::Auto => match GpuContext::open(true) {
+            Ok(Some(ctx)) => match unsupported() {
+                Some(reason) => {
+                    notice(&format!("platform auto: running on the CPU ({reason})"));
+                    Ok(None)
+                }
+                None => Ok(Some(ctx)),
+            },
+            Ok(None) => {
+                let seen = crate::gpu::list_adapters();
+                let what = match seen.first() {
+                    Some(a) => format!("only the software adapter {}", a.name),
+                    None => "no GPU adapter".to_string(),
+                };
+                notice(&format!(
+                    "platform auto: wgpu sees {what}; running on the CPU (platform = \"gpu\" forces the GPU)"
+                ));
+                Ok(None)
+            }
+            Err(e) => {
+                notice(&format!("platform auto: the GPU failed to start ({e}); running on the CPU"));
+                Ok(None)
+            }
+        },
+    }
+}
+
+/// Why `--gpu-profile` has nothing to show on an adapter.
+pub const NO_TIMESTAMPS: &str = "this adapter has no timestamp queries inside compute passes; no kernel split";
+
+/// One simulation on one platform, as the run loops see it.
+pub trait Engine: Send {
+    /// "cpu (4 threads)" or "gpu: <adapter>".
+    fn describe(&self, threads: usize) -> String;
+    /// Thread count recorded in checkpoints; 0 stands for the GPU.
+    fn checkpoint_threads(&self, threads: usize) -> usize;
+    fn step(&self) -> u64;
+    fn timestep(&self) -> f64;
+    fn potential_name(&self) -> String;
+    /// The potential's cautions, printed before the run.
+    fn potential_cautions(&self) -> Vec<String>;
+    fn integrator(&self) -> &Integrator;
+    /// Steps the GPU may run between two looks at its status (the CPU looks every step).
+    fn is_gpu(&self) -> bool;
+    /// Whether the run should stop for Ctrl-C now (`flag`).
+    fn interrupted(&self, flag: &std::sync::atomic::AtomicBool) -> bool {
+        flag.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// Steps per block when the platform shares its blocks with others (a GPU batch).
+    fn shared_block_cap(&self) -> Option<u64> {
+        None
+    }
+    /// Advances `steps` steps; with `observe` the last one gets energy and virial (thermo).
+    fn advance(&mut self, steps: u64, observe: bool) -> Result<(), SimulationError>;
+    fn thermo(&self) -> ThermoSample;
+    /// The current state (on the GPU: read back now).
+    fn system(&mut self) -> Result<&System, GpuError>;
+    fn checkpoint(&mut self, threads: usize) -> Result<Checkpoint, GpuError>;
+    fn last_good_checkpoint(&mut self, threads: usize) -> Result<Checkpoint, GpuError>;
+    /// Neighbour-list builds so far.
+    fn builds(&self) -> u64;
+    fn time_split(&self) -> TimeSplit;
+    /// The last forces, where the platform keeps them on the host (the CPU).
+    fn forces(&self) -> Option<&[crate::cell::Vec3]> {
+        None
+    }
+    /// `--gpu-profile`: starts timing kernels, or says why it cannot.
+    fn enable_profiling(&mut self) -> Result<(), String> {
+        Err("the run is on the CPU; nothing to profile".into())
+    }
+    /// GPU time per kernel so far (with profiling).
+    fn kernel_times(&self) -> std::collections::BTreeMap<String, f64> {
+        Default::default()
+    }
+}
+
+/// Sets up the simulation on the chosen platform: the GPU given `gpu`, else the CPU.
+pub fn start(
+    gpu: Option<GpuContext>,
+    plan: &Plan,
+    system: System,
+    step: u64,
+    reference: Option<Vec<crate::cell::Vec3>>,
+    batch: Option<BatchSlot>,
+) -> Result<Box<dyn Engine>, EngineError> {
+    match gpu {
+        None => cpu::start(plan, system, step, reference, batch),
+        Some(ctx) => gpu::start(ctx, plan, system, step, reference),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Potential(String),
+    #[error(transparent)]
+    Simulation(SimulationError),
+}
