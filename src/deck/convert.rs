@@ -48,7 +48,7 @@ pub fn to_toml(plan: &Plan, deck: &Path, line: usize, units: &str, thermo: u64, 
                 }
             }
         }
-        PotentialSpec::Mcgm { model } => {
+        PotentialSpec::Ml { model } => {
             let _ = writeln!(s, "type = \"ml\"\nmodel = {}", q(&model.display().to_string()));
         }
     }

@@ -69,7 +69,7 @@ impl Deck {
         }
         let reach = match &plan.potential {
             PotentialSpec::Pair(pair) => pair.max_cutoff(),
-            PotentialSpec::Mcgm { .. } => 10.0,
+            PotentialSpec::Ml { .. } => 10.0,
         } + plan.skin;
         let n = plan.system.len() as f64;
         let widths = plan.system.cell.perpendicular_widths();
@@ -93,7 +93,7 @@ impl Deck {
                 if w.type_names.iter().any(Option::is_none) {
                     return Err("pair_style mcgm: name the element of every atom type with pair_coeff * * El1 El2 ...".into());
                 }
-                PotentialSpec::Mcgm { model: model.clone() }
+                PotentialSpec::Ml { model: model.clone() }
             }
         };
         let nve = w.fixes.iter().any(|f| f.kind == FixKind::Nve);

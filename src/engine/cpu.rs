@@ -16,7 +16,7 @@ use std::time::Duration;
 /// its batch when `batch` is given).
 pub(super) fn start(plan: &Plan, system: System, step: u64, reference: Option<Vec<crate::cell::Vec3>>, batch: Option<BatchSlot>) -> Result<Box<dyn Engine>, EngineError> {
     let potential = match (&plan.potential, batch) {
-        (PotentialSpec::Mcgm { model }, Some(batch)) => {
+        (PotentialSpec::Ml { model }, Some(batch)) => {
             let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
             let ml = crate::potential::mcgm::MlPotential::load(model, &names).map_err(EngineError::Potential)?;
             Box::new(ml.in_batch(batch))

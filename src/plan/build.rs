@@ -261,7 +261,7 @@ pub(super) fn build_potential(
         let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
         crate::potential::mcgm::MlPotential::load(&path, &names)
             .map_err(|e| at.error(&model.span(), "[potential] model", e))?;
-        return Ok(PotentialSpec::Mcgm { model: path });
+        return Ok(PotentialSpec::Ml { model: path });
     }
     let Some(style) = crate::potential::pair::by_toml_name(kind) else {
         let mut known: Vec<String> = crate::potential::pair::STYLES.iter().map(|s| format!("\"{}\"", s.toml_names[0])).collect();

@@ -103,7 +103,7 @@ pub enum PotentialSpec {
     /// A pair style (crate::potential::pair) and its table.
     Pair(crate::potential::pair::PairSpec),
     /// A trained model file (`mdrun train`): `[potential] type = "ml"` (or "mcgm").
-    Mcgm { model: PathBuf },
+    Ml { model: PathBuf },
 }
 
 /// A problem with the input, located as precisely as the input allows.
@@ -476,7 +476,7 @@ impl Plan {
 fn input_files(source: &Path, structure: Option<PathBuf>, potential: &PotentialSpec) -> Vec<(String, PathBuf)> {
     let mut inputs = vec![("input file".to_string(), source.to_path_buf())];
     inputs.extend(structure.map(|p| ("structure file".to_string(), p)));
-    if let PotentialSpec::Mcgm { model } = potential {
+    if let PotentialSpec::Ml { model } = potential {
         if model.is_dir() {
             for name in ["model.json", "model.safetensors"] {
                 inputs.push(("model".to_string(), model.join(name)));
@@ -507,7 +507,7 @@ impl PotentialSpec {
     ) -> Result<Box<dyn crate::potential::Potential>, String> {
         Ok(match self {
             PotentialSpec::Pair(pair) => pair.instantiate(),
-            PotentialSpec::Mcgm { model } => {
+            PotentialSpec::Ml { model } => {
                 let names: Vec<String> = species.iter().map(|s| s.name.clone()).collect();
                 Box::new(crate::potential::mcgm::MlPotential::load(model, &names)?)
             }

@@ -42,6 +42,7 @@ pub struct MorseCoeffs {
 
 impl PairFunction for Morse {
     type Coeffs = MorseCoeffs;
+    const BRANCH_FREE: bool = false;
 
     fn coeffs(p: &PairParams, shift: bool) -> MorseCoeffs {
         let [d0, alpha, r0, _] = p.values;

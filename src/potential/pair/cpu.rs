@@ -248,8 +248,12 @@ fn interact<F: PairFunction, const EV: bool>(
     tally: &mut Tally,
 ) {
     let rsq = del[0] * del[0] + del[1] * del[1] + del[2] * del[2];
-    // Branch-free: about a third of the listed pairs lie in the skin, beyond the cutoff, in no
-    // predictable pattern. Their contribution is computed and multiplied by zero.
+    // About a third of the listed pairs lie in the skin, beyond the cutoff, in no predictable
+    // pattern. A cheap function is computed for them and multiplied by zero (no mispredicted
+    // branches); a costly one (square roots, exponentials) is skipped.
+    if !F::BRANCH_FREE && rsq >= F::cutsq(c) {
+        return;
+    }
     let inside = if rsq < F::cutsq(c) { 1.0 } else { 0.0 };
     let (fpair, energy) = F::eval::<EV>(c, rsq);
     let fpair = inside * fpair;

@@ -83,6 +83,11 @@ impl PairParams {
 pub trait PairFunction: Send + Sync + 'static {
     /// The constants of one pair of species, laid out for the inner loop.
     type Coeffs: Copy + Default + Send + Sync;
+    /// Whether the loop evaluates pairs beyond the cutoff too (and multiplies them by zero)
+    /// rather than branching: right for a few multiplications (Lennard-Jones),
+    /// wrong where a pair costs a square root and an exponential (Morse: measured in
+    /// BENCHMARKS.md).
+    const BRANCH_FREE: bool = true;
     /// The constants from the pair's parameters (with `shift`: energy zero at the cutoff).
     fn coeffs(params: &PairParams, shift: bool) -> Self::Coeffs;
     /// The squared cutoff: pairs at or beyond it contribute nothing.
