@@ -74,37 +74,58 @@ pub fn apply(pieces: &[Piece], system: &mut System, forces: &[Vec3], dt: f64, st
             share = p.map(|x| x / types.len() as f64);
         }
     }
-    // One pass over the atoms per piece: each pass is a short loop the compiler vectorises
-    // (a single pass that matched on the piece for every atom cost 2.4x the time on the LJ
-    // benchmark). An atom's arithmetic is the same either way.
-    for piece in pieces {
-        match *piece {
-            Piece::Kick(h) => for_each_atom(positions, velocities, types, |i, _, v, t| {
-                let a = FTM2V / masses[t as usize];
-                let f = &forces[i];
-                for k in 0..3 {
-                    v[k] += h * dt * f[k] * a;
-                }
-            }),
-            Piece::Drift(h) => for_each_atom(positions, velocities, types, |_, x, v, _| {
-                for k in 0..3 {
-                    x[k] += h * dt * v[k];
-                }
-            }),
-            Piece::Friction(o) => {
-                let (c1, c2) = o.constants(dt);
-                for_each_atom(positions, velocities, types, |i, _, v, t| {
-                    let m = masses[t as usize];
-                    let sigma = sigma_of(&o, m);
-                    let g = normals4(o.seed, step, i as u32, stream::LANGEVIN);
-                    for k in 0..3 {
-                        v[k] = c1 * v[k] + c2 * sigma * g[k] - share[k] / m;
+    // Per chunk of atoms (in parallel for large systems), one pass per piece: each pass is a
+    // short loop the compiler vectorises over atoms still in cache (a single pass that matched
+    // on the piece for every atom cost 2.4x the time on the LJ benchmark; a parallel pass over
+    // all atoms per piece, 20 % more at two threads). An atom's arithmetic is the same either
+    // way.
+    let run_chunk = |first: usize, x: &mut [Vec3], v: &mut [Vec3], t: &[u32]| {
+        for piece in pieces {
+            match *piece {
+                Piece::Kick(h) => {
+                    for (k, (v, &t)) in v.iter_mut().zip(t).enumerate() {
+                        let a = FTM2V / masses[t as usize];
+                        let f = &forces[first + k];
+                        for d in 0..3 {
+                            v[d] += h * dt * f[d] * a;
+                        }
                     }
-                })
+                }
+                Piece::Drift(h) => {
+                    for (x, v) in x.iter_mut().zip(v.iter()) {
+                        for d in 0..3 {
+                            x[d] += h * dt * v[d];
+                        }
+                    }
+                }
+                Piece::Friction(o) => {
+                    let (c1, c2) = o.constants(dt);
+                    for (k, (v, &t)) in v.iter_mut().zip(t).enumerate() {
+                        let m = masses[t as usize];
+                        let sigma = sigma_of(&o, m);
+                        let g = normals4(o.seed, step, (first + k) as u32, stream::LANGEVIN);
+                        for d in 0..3 {
+                            v[d] = c1 * v[d] + c2 * sigma * g[d] - share[d] / m;
+                        }
+                    }
+                }
             }
         }
+    };
+    if positions.len() < PARALLEL_THRESHOLD {
+        run_chunk(0, positions, velocities, types);
+    } else {
+        positions
+            .par_chunks_mut(CHUNK)
+            .zip(velocities.par_chunks_mut(CHUNK))
+            .zip(types.par_chunks(CHUNK))
+            .enumerate()
+            .for_each(|(c, ((x, v), t))| run_chunk(c * CHUNK, x, v, t));
     }
 }
+
+/// Atoms per parallel chunk of the integrator's passes.
+const CHUNK: usize = 4096;
 
 /// σ(m) = √(kT / m) in Å/ps.
 fn sigma_of(o: &Friction, m: f64) -> f64 {
@@ -134,24 +155,4 @@ pub fn wgsl_body(pieces: &[Piece]) -> String {
     }
     body.push_str("    vel[i] = vec4<f32>(v, 0.0);\n");
     body
-}
-
-/// Runs `body(i, &mut x_i, &mut v_i, type_i)` over all atoms, in parallel for large systems.
-/// Each atom's update depends only on its own data, so the result is the same either way.
-fn for_each_atom<F>(positions: &mut [Vec3], velocities: &mut [Vec3], types: &[u32], body: F)
-where
-    F: Fn(usize, &mut Vec3, &mut Vec3, u32) + Sync,
-{
-    if positions.len() < PARALLEL_THRESHOLD {
-        for (i, ((x, v), &t)) in positions.iter_mut().zip(velocities.iter_mut()).zip(types).enumerate() {
-            body(i, x, v, t);
-        }
-    } else {
-        positions
-            .par_iter_mut()
-            .zip(velocities.par_iter_mut())
-            .zip(types.par_iter())
-            .enumerate()
-            .for_each(|(i, ((x, v), &t))| body(i, x, v, t));
-    }
 }
