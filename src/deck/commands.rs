@@ -26,14 +26,15 @@ impl Deck {
                 };
                 w.pair = Some(Pair::Style { style, cutoff, coeffs });
             }
-            [s, model] if s == "mcgm" => {
+            // A learned model (`mdrun train`); "mcgm" is its older name.
+            [s, model] if s == "ml" || s == "mcgm" => {
                 let current = self.stack.last().map(|f| f.script.path.clone()).unwrap_or_default();
                 let path = resolve(model, &current);
                 w.pair = Some(Pair::Mcgm { model: path });
             }
             [s, ..] => {
                 let styles: Vec<String> = pair::STYLES.iter().map(|p| format!("{} Rc", p.lammps)).collect();
-                return Err(format!("pair style '{s}' (with these arguments) is not supported; mdrun supports {} and mcgm MODEL-FILE", styles.join(", ")));
+                return Err(format!("pair style '{s}' (with these arguments) is not supported; mdrun supports {} and ml MODEL-FILE (a model of mdrun train)", styles.join(", ")));
             }
             [] => return Err("expected: pair_style style args".into()),
         }

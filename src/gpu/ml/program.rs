@@ -1,0 +1,287 @@
+//! The model's GPU program: the list of kernel dispatches (dense layers, filters, message
+//! passing, MCGM clustering and pooling, the backward pass) recorded once per `MlForces`.
+
+use super::*;
+
+/// Records one evaluation, as `Inference::evaluate` runs it.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn record(
+    b: &mut Builder,
+    model: &Inference,
+    blocks: &[BlockAt],
+    embedding: u32,
+    readout1: LinearAt,
+    readout2: LinearAt,
+    weights: usize,
+    total_rows: usize,
+    soft_k: usize,
+    level_rows: &[usize],
+    level_offset: &[usize],
+) {
+    let (n, f) = (b.n, b.f);
+    let nf = n * f;
+    let x = b.buffer("ml x", nf);
+    let acc = b.buffer("ml force accumulator", 12 * n);
+    let s1 = b.buffer("ml scratch 1", nf);
+    let s2 = b.buffer("ml scratch 2", nf);
+    let g_x = b.buffer("ml dL/dx", nf);
+    let g_y = b.buffer("ml dL/dy", nf);
+    let painn = model.is_painn();
+    // Per block, what its backward pass reads: SchNet y and ssp'; PaiNN (layouts in ml.wgsl)
+    // φ, SiLU' of both MLPs, the input μ, U | V and |V| | <U,V> | s.
+    let per_block = |b: &mut Builder, label: &str, size: usize, wanted: bool| -> Vec<usize> { if wanted { (0..blocks.len()).map(|_| b.buffer(label, size)).collect() } else { Vec::new() } };
+    let ys = per_block(b, "ml y", nf, !painn);
+    let slopes = per_block(b, "ml slope", nf, true);
+    let phis = per_block(b, "ml PaiNN phi", 3 * nf, painn);
+    let upd_slopes = per_block(b, "ml PaiNN update slope", nf, painn);
+    let mu_ins = per_block(b, "ml PaiNN block input mu", 3 * nf, painn);
+    let uvs = per_block(b, "ml PaiNN U V", 6 * nf, painn);
+    let nds = per_block(b, "ml PaiNN norm dot s", 5 * nf, painn);
+    // PaiNN's μ and dL/dμ, and scratch ([N, 3F] or [N, 6F]: the message backward's output).
+    let one = |b: &mut Builder, label: &str, size: usize| if painn { b.buffer(label, size) } else { usize::MAX };
+    let (mu, g_mu) = (one(b, "ml PaiNN mu", 3 * nf), one(b, "ml PaiNN dL/dmu", 3 * nf));
+    let (wide, wider) = (one(b, "ml PaiNN scratch 3F", 3 * nf), one(b, "ml PaiNN scratch 6F", 6 * nf));
+    let hard = model.mcgm.is_some();
+    let soft = soft_k > 0;
+    // Every structure has its clusters: level l's rows of all structures are contiguous
+    // (ml.wgsl level_row), so each level's dense layers run once over S times its rows.
+    let ns = b.structures;
+    let classes = soft_k.max(level_rows[0]).max(1);
+    let partials = if hard { b.buffer("ml pooling partials", b.chunks * classes * (f + 1)) } else { usize::MAX };
+    let regions = ClusterRegions::new(ns * total_rows.max(1), ns * soft_k, f);
+    struct Mcgm {
+        xm: usize,
+        clusters: usize,
+        labels: usize,
+        z: usize,
+        w: usize,
+        gw: usize,
+    }
+    let mcgm: Vec<Mcgm> = if hard {
+        (0..blocks.len())
+            .map(|_| Mcgm {
+                xm: b.buffer("ml MCGM input", nf),
+                clusters: b.buffer("ml clusters", regions.size),
+                // The levels' labels, then each K-means level's last partition of the elements.
+                labels: b.buffer("ml cluster labels", ns * (total_rows.max(1) + kept_partitions(level_rows.len()))),
+                z: if soft { b.buffer("ml soft z", 2 * nf) } else { usize::MAX },
+                w: if soft { b.buffer("ml soft memberships", n * soft_k) } else { usize::MAX },
+                gw: if soft { b.buffer("ml soft dL/dw", n * soft_k) } else { usize::MAX },
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let some = |k: usize| if k == usize::MAX { None } else { Some(k) };
+    let atoms = b.per_atom();
+    let rows = b.rows_grid();
+    let levels = level_rows.len();
+    let off = |l: usize| (ns * level_offset[l] * f) as u32;
+
+    b.op("ml_embed", FORWARD, atoms, [None, Some(x), None, Some(acc), some(mu), some(g_mu)], weights, None, &[(word::OFF_W, embedding), (word::MODE, painn as u32)]);
+    for (t, blk) in blocks.iter().enumerate() {
+        let table = [(word::OFF_W, blk.table)];
+        match blk.interaction {
+            InteractionAt::Schnet { input, out1, out2 } => {
+                b.dense(input, false, n, (x, 0), (ys[t], 0), None, 0, weights);
+                b.op("ml_message", FORWARD, rows, [Some(ys[t]), Some(s1), None, None, None, None], weights, None, &table);
+                b.dense(out1, false, n, (s1, 0), (s2, 0), Some((slopes[t], 0)), 2, weights);
+                b.dense(out2, false, n, (s2, 0), (x, 0), None, 1, weights);
+            }
+            InteractionAt::Painn { phi1, phi2, vec_u, vec_v, upd1, upd2 } => {
+                // φ = phi2(SiLU(phi1(q))); the messages; U, V; (s1, s2, s3) = MLP([q, |V|]).
+                b.dense(phi1, false, n, (x, 0), (s1, 0), Some((slopes[t], 0)), 4, weights);
+                b.dense(phi2, false, n, (s1, 0), (phis[t], 0), None, 0, weights);
+                let grid = b.elements(3 * nf);
+                b.op("ml_copy", FORWARD, grid, [Some(mu), Some(mu_ins[t]), None, None, None, None], weights, None, &[(word::ROWS, 3 * n as u32)]);
+                b.op("ml_painn_message", FORWARD, rows, [Some(phis[t]), Some(x), Some(mu_ins[t]), Some(mu), None, None], weights, None, &table);
+                b.dense(vec_u, false, 3 * n, (mu, 0), (uvs[t], 0), None, 0, weights);
+                b.dense(vec_v, false, 3 * n, (mu, 0), (uvs[t], 3 * nf as u32), None, 0, weights);
+                let grid = b.elements(nf);
+                b.op("ml_painn_norm", FORWARD, grid, [Some(uvs[t]), Some(wider), None, Some(x), Some(nds[t]), None], weights, None, &[]);
+                b.dense(upd1, false, n, (wider, 0), (s1, 0), Some((upd_slopes[t], 0)), 4, weights);
+                b.dense(upd2, false, n, (s1, 0), (nds[t], 2 * nf as u32), None, 0, weights);
+                b.op("ml_painn_update", FORWARD, grid, [Some(nds[t]), Some(x), Some(uvs[t]), Some(mu), None, None], weights, None, &[]);
+            }
+        }
+        if !hard {
+            continue;
+        }
+        let m = &mcgm[t];
+        let c = m.clusters;
+        let grid = b.elements(nf);
+        b.op("ml_copy", CLUSTERING, grid, [Some(x), Some(m.xm), None, None, None, None], weights, None, &[(word::ROWS, n as u32)]);
+        // Level 1: the means of each element's atoms.
+        b.stage = CLUSTERING;
+        pool(b, m.xm, None, partials, c, regions.pool, regions.counts, level_rows[0], false, weights);
+        b.stage = FORWARD;
+        if levels > 1 {
+            b.op("ml_kmeans", CLUSTERING, [ns as u32, 1, 1], [Some(c), None, None, None, None, None], weights, Some(m.labels), &[(word::OFF_A, regions.pool), (word::OFF_B, (ns * total_rows.max(1)) as u32)]);
+            b.kept_partitions.push((m.labels, ns * total_rows.max(1)));
+        }
+        for l in 0..levels {
+            if l > 0 {
+                let grid = b.elements(ns * level_rows[l] * f);
+                b.op(
+                    "ml_cluster_pool",
+                    CLUSTERING,
+                    grid,
+                    [Some(c), None, None, None, None, None],
+                    weights,
+                    Some(m.labels),
+                    &[(word::K, l as u32), (word::OFF_A, regions.aggregated), (word::OFF_B, regions.pool), (word::OFF_C, regions.counts)],
+                );
+            }
+            b.dense(blk.aggregate[l], false, ns * level_rows[l], (c, regions.pool + off(l)), (c, regions.aggregated + off(l)), None, 0, weights);
+            b.dense(blk.disseminate[l], false, ns * level_rows[l], (c, regions.aggregated + off(l)), (c, regions.out + off(l)), None, 0, weights);
+        }
+        if let Some(s) = &blk.soft {
+            b.dense(s.query, false, n, (m.xm, 0), (m.z, 0), None, 0, weights);
+            b.op("ml_soft_weights", CLUSTERING, atoms, [Some(m.z), None, Some(m.w), None, None, None], weights, None, &[(word::K, soft_k as u32), (word::OFF_W, s.centroids)]);
+            b.stage = CLUSTERING;
+            pool(b, m.xm, Some(m.w), partials, c, regions.soft_pool, regions.soft_sums, soft_k, false, weights);
+            b.stage = FORWARD;
+            b.dense(s.aggregate, false, ns * soft_k, (c, regions.soft_pool), (c, regions.soft_a), None, 0, weights);
+            b.dense(s.disseminate, false, ns * soft_k, (c, regions.soft_a), (c, regions.soft_v), None, 0, weights);
+        }
+        let grid = b.elements(nf);
+        b.op(
+            "ml_disseminate",
+            FORWARD,
+            grid,
+            [Some(c), Some(x), some(m.w), None, None, None],
+            weights,
+            Some(m.labels),
+            &[(word::OFF_A, regions.out), (word::OFF_B, regions.soft_v), (word::MODE, soft as u32), (word::K, soft_k as u32)],
+        );
+    }
+    // Readout and the energies; dL/da into g_y (as scratch).
+    b.dense(readout1, false, n, (x, 0), (s1, 0), Some((s2, 0)), 2, weights);
+    b.op(
+        "ml_energy",
+        FORWARD,
+        atoms,
+        [Some(s1), Some(g_y), Some(s2), None, None, None],
+        weights,
+        None,
+        &[(word::INPUTS, readout2.inputs), (word::OFF_W, readout2.w), (word::OFF_BIAS, readout2.bias)],
+    );
+    b.stage = BACKWARD;
+    b.dense(readout1, true, n, (g_y, 0), (g_x, 0), None, 0, weights);
+
+    for (t, blk) in blocks.iter().enumerate().rev() {
+        let table = [(word::OFF_W, blk.table)];
+        if hard {
+            let m = &mcgm[t];
+            let c = m.clusters;
+            // Everything that reads g = dL/dx first: per-cluster sums, soft dL/dw and dL/dV.
+            pool(b, g_x, None, partials, c, regions.g_out, regions.scratch, level_rows[0], true, weights);
+            if levels > 1 {
+                let grid = b.elements(ns * (total_rows - level_rows[0]) * f);
+                b.op("ml_hard_gout", BACKWARD, grid, [Some(c), None, None, None, None, None], weights, Some(m.labels), &[(word::OFF_A, regions.g_out)]);
+            }
+            if let Some(s) = &blk.soft {
+                b.op("ml_soft_gw", BACKWARD, atoms, [Some(g_x), Some(c), None, None, None, Some(m.gw)], weights, None, &[(word::K, soft_k as u32), (word::OFF_B, regions.soft_v)]);
+                pool(b, g_x, Some(m.w), partials, c, regions.soft_gv, regions.scratch, soft_k, true, weights);
+                b.dense(s.disseminate, true, ns * soft_k, (c, regions.soft_gv), (c, regions.soft_ga), None, 0, weights);
+                b.dense(s.aggregate, true, ns * soft_k, (c, regions.soft_ga), (c, regions.soft_gp), None, 0, weights);
+                let grid = b.elements(ns * soft_k);
+                b.op(
+                    "ml_soft_gsum",
+                    BACKWARD,
+                    grid,
+                    [Some(c), None, None, None, None, None],
+                    weights,
+                    None,
+                    &[(word::K, soft_k as u32), (word::OFF_A, regions.soft_gp), (word::OFF_B, regions.soft_pool), (word::OFF_C, regions.soft_sums), (word::OFF_D, regions.soft_gsum)],
+                );
+            }
+            for l in 0..levels {
+                b.dense(blk.disseminate[l], true, ns * level_rows[l], (c, regions.g_out + off(l)), (c, regions.g_c + off(l)), None, 0, weights);
+            }
+            for l in (0..levels).rev() {
+                b.dense(blk.aggregate[l], true, ns * level_rows[l], (c, regions.g_c + off(l)), (c, regions.g_pool + off(l)), None, 0, weights);
+                if l > 0 {
+                    let grid = b.elements(ns * level_rows[l - 1] * f);
+                    b.op(
+                        "ml_hard_down",
+                        BACKWARD,
+                        grid,
+                        [Some(c), None, None, None, None, None],
+                        weights,
+                        Some(m.labels),
+                        &[(word::K, l as u32), (word::OFF_A, regions.g_pool), (word::OFF_B, regions.g_c), (word::OFF_C, regions.counts)],
+                    );
+                }
+            }
+            let centroids = blk.soft.as_ref().map_or(0, |s| s.centroids);
+            b.op(
+                "ml_mcgm_atoms",
+                BACKWARD,
+                atoms,
+                [Some(c), Some(g_x), some(m.w), Some(m.xm), some(m.z), some(m.gw)],
+                weights,
+                None,
+                &[
+                    (word::MODE, soft as u32),
+                    (word::K, soft_k as u32),
+                    (word::OFF_A, regions.g_pool),
+                    (word::OFF_B, regions.soft_gp),
+                    (word::OFF_C, regions.counts),
+                    (word::OFF_D, regions.soft_gsum),
+                    (word::OFF_W, centroids),
+                ],
+            );
+            if let Some(s) = &blk.soft {
+                b.dense(s.query, true, n, (m.z, nf as u32), (g_x, 0), None, 1, weights);
+            }
+        }
+        match blk.interaction {
+            InteractionAt::Schnet { input, out1, out2 } => {
+                // x' = x + out2(ssp(out1(m))); m_i = Σ_j y_j W(d_ij); y = x W_in.
+                b.dense(out2, true, n, (g_x, 0), (s2, 0), Some((slopes[t], 0)), 3, weights);
+                b.dense(out1, true, n, (s2, 0), (s1, 0), None, 0, weights);
+                b.op("ml_message_backward", BACKWARD, rows, [Some(s1), Some(g_y), Some(ys[t]), Some(acc), None, None], weights, None, &[(word::OFF_W, blk.table)]);
+                b.dense(input, true, n, (g_y, 0), (g_x, 0), None, 1, weights);
+            }
+            InteractionAt::Painn { phi1, phi2, vec_u, vec_v, upd1, upd2 } => {
+                // The update: dL/ds, through the MLP to dL/d[q, |V|], then dL/dU, dL/dV, dL/dμ.
+                let grid = b.elements(nf);
+                b.op("ml_painn_gs", BACKWARD, grid, [Some(g_x), Some(wide), Some(g_mu), Some(uvs[t]), Some(nds[t]), None], weights, None, &[]);
+                b.dense(upd2, true, n, (wide, 0), (s1, 0), Some((upd_slopes[t], 0)), 3, weights);
+                b.dense(upd1, true, n, (s1, 0), (wide, 0), None, 0, weights);
+                b.op("ml_painn_guv", BACKWARD, grid, [Some(wide), Some(g_x), Some(g_mu), Some(uvs[t]), Some(nds[t]), Some(wider)], weights, None, &[]);
+                b.dense(vec_u, true, 3 * n, (wider, 0), (g_mu, 0), None, 1, weights);
+                b.dense(vec_v, true, 3 * n, (wider, 3 * nf as u32), (g_mu, 0), None, 1, weights);
+                // The messages: dL/dφ and dL/dμ before them, the forces; then φ's MLP.
+                b.op("ml_painn_message_backward", BACKWARD, rows, [Some(phis[t]), Some(g_x), Some(mu_ins[t]), Some(acc), Some(g_mu), Some(wider)], weights, None, &table);
+                b.dense(phi2, true, n, (wider, 0), (s1, 0), Some((slopes[t], 0)), 3, weights);
+                b.dense(phi1, true, n, (s1, 0), (g_x, 0), None, 1, weights);
+                let grid = b.elements(3 * nf);
+                b.op("ml_copy", BACKWARD, grid, [Some(wider), Some(g_mu), None, None, None, None], weights, None, &[(word::ROWS, 3 * n as u32), (word::OFF_A, 3 * nf as u32)]);
+            }
+        }
+    }
+    b.op("ml_finish", BACKWARD, atoms, [None, None, None, Some(acc), None, None], weights, None, &[]);
+}
+
+/// A pooling over atoms into `classes` rows of the cluster buffer at `rows_at` (weight sums
+/// at `sums_at`): hard (by element, `memberships` None) or soft; `sum` keeps plain sums
+/// instead of means.
+#[allow(clippy::too_many_arguments)]
+fn pool(b: &mut Builder, input: usize, memberships: Option<usize>, partials: usize, clusters: usize, rows_at: u32, sums_at: u32, classes: usize, sum: bool, weights: usize) {
+    let chunks = b.chunks as u32;
+    let mode = memberships.is_some() as u32;
+    let stage = b.stage;
+    b.op("ml_pool", stage, [chunks, 1, 1], [Some(input), Some(partials), memberships, None, None, None], weights, None, &[(word::MODE, mode), (word::K, classes as u32)]);
+    let grid = b.elements(b.structures * classes * (b.f + 1));
+    b.op(
+        "ml_pool_finish",
+        stage,
+        grid,
+        [None, Some(partials), None, Some(clusters), None, None],
+        weights,
+        None,
+        &[(word::MODE, sum as u32), (word::K, classes as u32), (word::OFF_D, rows_at), (word::OFF_C, sums_at)],
+    );
+}
