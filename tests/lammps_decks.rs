@@ -387,7 +387,7 @@ fn read_restart_continues_the_run_bit_for_bit() {
     assert_eq!(tail, mine, "the continued run differs from the uninterrupted one");
 }
 
-/// pair_style mcgm in a deck: the shipped water model on water read from a data file (types
+/// pair_style ml (here by its older name, mcgm) in a deck: the shipped water model on water read from a data file (types
 /// named by pair_coeff * * O H) gives the energy the same model gives the same structure in a
 /// system.toml, and the deck's NVE run conserves energy.
 #[test]

@@ -52,7 +52,7 @@ impl Deck {
             None => return Err("pair_coeff comes after pair_style".into()),
             Some(Pair::Mcgm { .. }) => {
                 if args.len() != 2 + n || args[0] != "*" || args[1] != "*" {
-                    return Err(format!("pair_style mcgm: expected pair_coeff * * followed by one element per atom type ({n})"));
+                    return Err(format!("pair_style ml: expected pair_coeff * * followed by one element per atom type ({n})"));
                 }
                 for t in 0..n {
                     if crate::elements::atomic_number(&args[2 + t]).is_none() {

@@ -91,7 +91,7 @@ impl Deck {
             }
             Some(Pair::Mcgm { model }) => {
                 if w.type_names.iter().any(Option::is_none) {
-                    return Err("pair_style mcgm: name the element of every atom type with pair_coeff * * El1 El2 ...".into());
+                    return Err("pair_style ml: name the element of every atom type with pair_coeff * * El1 El2 ...".into());
                 }
                 PotentialSpec::Ml { model: model.clone() }
             }
