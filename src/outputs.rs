@@ -133,3 +133,16 @@ mod tests {
         assert!(err.contains("is a folder"), "{err}");
     }
 }
+
+/// `out/state.chk` + "last-good" → `out/state.last-good.chk`.
+pub fn sibling(path: &Path, tag: &str) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.{tag}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{tag}"),
+    };
+    path.with_file_name(name)
+}

@@ -125,7 +125,7 @@ impl BatchState {
         } else {
             let t = Instant::now();
             let result = self.sim.advance_batch(steps, observe).map_err(|e| e.to_string());
-            self.block_cap = crate::run::block_steps(t.elapsed().as_secs_f64() / steps.max(1) as f64);
+            self.block_cap = block_steps(t.elapsed().as_secs_f64() / steps.max(1) as f64);
             result
         };
         for &(k, _) in &asked {
@@ -145,4 +145,9 @@ impl BatchState {
         self.interrupted = self.interrupt.load(Ordering::SeqCst);
         self.meetings += 1;
     }
+}
+
+/// GPU steps per block that take about half a second at `per_step` seconds a step.
+pub fn block_steps(per_step: f64) -> u64 {
+    ((0.5 / per_step.max(1e-9)) as u64).clamp(1, 1000)
 }

@@ -429,7 +429,7 @@ impl Plan {
     pub fn outputs(&self) -> Vec<crate::outputs::Output> {
         use crate::outputs::Output;
         let mut out = vec![Output::file("[output] log", &self.log), Output::file("[output] checkpoint", &self.checkpoint)];
-        out.push(Output::file("the last-good checkpoint", &crate::run::sibling(&self.checkpoint, "last-good")));
+        out.push(Output::file("the last-good checkpoint", &crate::outputs::sibling(&self.checkpoint, "last-good")));
         for t in &self.trajectories {
             out.push(Output::file("[[output.trajectory]] path", &t.path));
         }

@@ -321,7 +321,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         let t_block = Instant::now();
         if let Err(source) = sim.advance(block, thermo_due) {
             if let SimulationError::BlowUp(_) | SimulationError::Neighbor(_) = source {
-                let path = sibling(&plan.checkpoint, "last-good");
+                let path = crate::outputs::sibling(&plan.checkpoint, "last-good");
                 let chk = sim.last_good_checkpoint(threads)?;
                 let _ = writer.finish();
                 let _ = log.comment(&format!("run stopped: {source}"));
@@ -344,7 +344,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
                 source,
             });
         }
-        block_cap = block_steps(t_block.elapsed().as_secs_f64() / block as f64);
+        block_cap = crate::gpu::shared::block_steps(t_block.elapsed().as_secs_f64() / block as f64);
         let t_out = Instant::now();
         if thermo_due {
             let sample = sim.thermo();
@@ -534,19 +534,6 @@ fn send_frame(
     Ok(writer.send(frame)?)
 }
 
-/// `out/state.chk` + "last-good" → `out/state.last-good.chk`.
-pub(crate) fn sibling(path: &Path, tag: &str) -> PathBuf {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let name = match path.extension() {
-        Some(ext) => format!("{stem}.{tag}.{}", ext.to_string_lossy()),
-        None => format!("{stem}.{tag}"),
-    };
-    path.with_file_name(name)
-}
-
 /// A progress bar with ETA and ns/day on a terminal; a plain line every 10 % otherwise.
 struct Progress {
     bar: Option<ProgressBar>,
@@ -628,9 +615,4 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
-}
-
-/// GPU steps per block that take about half a second at `per_step` seconds a step.
-pub(crate) fn block_steps(per_step: f64) -> u64 {
-    ((0.5 / per_step.max(1e-9)) as u64).clamp(1, 1000)
 }
