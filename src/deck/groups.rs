@@ -108,8 +108,7 @@ impl Deck {
             }
             "region" => {
                 let [region] = rest else { return Err("expected: group ID region REGION-ID".into()) };
-                let region = w.regions.get(region).ok_or_else(|| format!("no region '{region}'"))?;
-                w.atoms.x.iter().map(|&x| region.contains(x)).collect()
+                w.select("region", region)?
             }
             "empty" => vec![false; n],
             "clear" => {

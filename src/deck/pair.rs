@@ -4,8 +4,8 @@
 //! units for the run.
 
 use super::units::UnitStyle;
+use super::world::num;
 use crate::potential::pair::{Bound, Mix, PairParams, PairSpec, PairStyle};
-use crate::units::Dimension;
 use std::collections::BTreeMap;
 
 /// A deck's pair coefficients: (i, j) with i <= j → (parameters, cutoff), deck units.
@@ -14,7 +14,7 @@ pub type Coeffs = BTreeMap<(usize, usize), (Vec<f64>, f64)>;
 /// `pair_style NAME Rc`: the global cutoff.
 pub fn global_cutoff(style: &PairStyle, args: &[String]) -> Result<f64, String> {
     let [c] = args else { return Err(format!("pair_style {} needs a global cutoff: pair_style {} Rc", style.lammps, style.lammps)) };
-    let cutoff = number(c, "global cutoff")?;
+    let cutoff = num(c, "global cutoff")?;
     if cutoff <= 0.0 {
         return Err("cutoff must be positive".into());
     }
@@ -36,7 +36,7 @@ pub fn parse_coeffs(style: &PairStyle, args: &[String], global: f64) -> Result<(
     }
     let mut values = Vec::with_capacity(k);
     for (p, text) in style.params.iter().zip(args) {
-        let v = number(text, p.name)?;
+        let v = num(text, p.name)?;
         match p.bound {
             Bound::Positive if v <= 0.0 => return Err(format!("{} must be positive (got {v})", p.name)),
             Bound::NonNegative if v < 0.0 => return Err(format!("{} must not be negative (got {v})", p.name)),
@@ -45,7 +45,7 @@ pub fn parse_coeffs(style: &PairStyle, args: &[String], global: f64) -> Result<(
         values.push(v);
     }
     let cutoff = match args.get(k) {
-        Some(c) => number(c, "cutoff")?,
+        Some(c) => num(c, "cutoff")?,
         None => global,
     };
     if cutoff <= 0.0 {
@@ -81,7 +81,7 @@ pub fn pair_coeff(style: &PairStyle, coeffs: &mut Coeffs, global: f64, n: usize,
 /// mixes.
 pub fn to_spec(style: &'static PairStyle, coeffs: &Coeffs, n: usize, mix: Mix, shift: bool, tail: bool, u: &UnitStyle) -> Result<PairSpec, String> {
     let get = |i: usize, j: usize| coeffs.get(&(i.min(j), i.max(j)));
-    let scale: Vec<f64> = style.params.iter().map(|p| to_internal(p.dimension, u)).collect();
+    let scale: Vec<f64> = style.params.iter().map(|p| u.of(p.dimension)).collect();
     let mut pairs = Vec::with_capacity(n * n);
     for i in 1..=n {
         for j in 1..=n {
@@ -108,22 +108,4 @@ pub fn to_spec(style: &'static PairStyle, coeffs: &Coeffs, n: usize, mix: Mix, s
     }
     // As in LAMMPS, `pair_modify tail yes` does nothing for a style without a tail correction.
     Ok(PairSpec { style, pairs, shift, tail: tail && style.tail.is_some() })
-}
-
-/// One deck unit of `dimension` in internal units.
-fn to_internal(dimension: Dimension, u: &UnitStyle) -> f64 {
-    match dimension {
-        Dimension::Energy => u.energy,
-        Dimension::Length => u.length,
-        Dimension::InverseLength => 1.0 / u.length,
-        Dimension::Time => u.time,
-        Dimension::Mass => u.mass,
-        Dimension::Temperature => u.temperature,
-        Dimension::Pressure => u.pressure,
-        Dimension::Force => u.energy / u.length,
-    }
-}
-
-fn number(text: &str, what: &str) -> Result<f64, String> {
-    super::world::num(text, what)
 }

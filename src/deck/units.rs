@@ -80,6 +80,21 @@ impl UnitStyle {
         self.energy / self.length
     }
 
+    /// One style unit of `dimension` in internal units.
+    pub fn of(&self, dimension: crate::units::Dimension) -> f64 {
+        use crate::units::Dimension;
+        match dimension {
+            Dimension::Energy => self.energy,
+            Dimension::Length => self.length,
+            Dimension::InverseLength => 1.0 / self.length,
+            Dimension::Time => self.time,
+            Dimension::Mass => self.mass,
+            Dimension::Temperature => self.temperature,
+            Dimension::Pressure => self.pressure,
+            Dimension::Force => self.force(),
+        }
+    }
+
     /// Thermo output of extensive quantities is per atom by default in `lj` (LAMMPS).
     pub fn default_norm(&self) -> bool {
         self.name == "lj"
