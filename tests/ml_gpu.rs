@@ -26,13 +26,9 @@ fn gpu_model_agrees_with_the_cpu_and_trains() {
     for (backbone, mcgm) in [("schnet", Some(McgmConfig { levels: 2, ratio: 2, assign: Assign::Soft, clusters: 3 })), ("painn", None)] {
         let config = ModelConfig { backbone: backbone.into(), features: 16, blocks: 2, n_rbf: 10, cutoff: 4.0, block_cutoffs: vec![], species: vec![1, 6], mcgm };
         let normalization = Normalization { reference_energies: vec![-12.0, -48.0], energy_scale: 0.8, training_min_distance: 0.0, ..Default::default() };
-        let reference = Model::new(config.clone(), normalization.clone(), 4, &cpu);
+        let reference = Model::new(config, normalization, 4, &cpu);
         // The same weights on the GPU.
-        let values = reference.params.values.iter().map(|v| {
-            let d = v.dims();
-            gpu.matrix(&to_vec(v.clone()), d[0], d[1])
-        });
-        let on_gpu = Model::new(config, normalization, 4, &gpu).with_params(values.collect());
+        let on_gpu = reference.on(&gpu);
         let batch = Batch::new(&structures, 4.0, |z| reference.species_index(z)).unwrap();
         let a = reference.predict(&batch, &GraphTensors::new(&batch, &cpu), &cpu);
         let b = on_gpu.predict(&batch, &GraphTensors::new(&batch, &gpu), &gpu);

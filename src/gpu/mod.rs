@@ -10,4 +10,5 @@ pub mod shared;
 
 pub use context::{AdapterDescription, GpuContext, GpuError, list_adapters};
 pub use md::{GpuPotential, GpuSimulation};
+pub use ml::GpuKernels;
 pub use shared::{GpuSlot, SharedGpuBatch};

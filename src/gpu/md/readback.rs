@@ -69,6 +69,15 @@ impl GpuSimulation {
             .collect())
     }
 
+    /// The learned potential's kept layers at the last evaluation (`Inference::record_layers`;
+    /// empty without it or for a pair potential), all structures atom after atom.
+    pub fn ml_layers(&self) -> Result<Vec<(String, usize, Vec<f32>)>, GpuError> {
+        match &self.ml {
+            Some(ml) => ml.read_layers(&self.ctx),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// Potential energy (eV, with the tail correction if asked for) and virial tensor of the
     /// last observed step.
     pub fn energy_virial(&self) -> (f64, [[f64; 3]; 3]) {

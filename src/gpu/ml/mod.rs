@@ -17,7 +17,10 @@ use crate::ml::inference::dense::Linear;
 use crate::ml::mcgm::Assign;
 use crate::potential::mcgm::GpuModel;
 
+mod implementation;
 mod program;
+
+pub use implementation::GpuKernels;
 
 use program::record;
 
@@ -178,6 +181,9 @@ pub struct MlForces {
     partitions: Option<KeptPartitions>,
     /// The activations and weights (the bind groups hold them too).
     buffers: Vec<wgpu::Buffer>,
+    /// Kept layers (name, buffer, floats per atom), as `Builder::taps`.
+    taps: Vec<(String, usize, usize)>,
+    n: usize,
 }
 
 struct KeptPartitions {
@@ -203,6 +209,8 @@ struct Builder<'a> {
     /// Structures in the batch, and their chunks of pooling (CHUNK atoms) in all.
     structures: usize,
     chunks: usize,
+    /// With `Inference::record_layers`: (name, buffer, floats per atom) of each kept layer.
+    taps: Vec<(String, usize, usize)>,
 }
 
 /// Words after a block's labels that keep its K-means levels' partitions of the elements
@@ -443,7 +451,7 @@ impl MlForces {
 
         let reference_energy = type_of_atom.iter().map(|&t| model.reference[species_of_type[t as usize]]).sum();
         let structures = structure_sizes.len();
-        let mut b = Builder { ctx, buffers: Vec::new(), specs: Vec::new(), base, n, f, stage: FORWARD, kept_partitions: Vec::new(), structures, chunks };
+        let mut b = Builder { ctx, buffers: Vec::new(), specs: Vec::new(), base, n, f, stage: FORWARD, kept_partitions: Vec::new(), structures, chunks, taps: Vec::new() };
         let built = ctx.allocating("for the model's activations", || {
             let weights = b.buffer("ml weights", wts.data.len());
             ctx.queue.write_buffer(&b.buffers[weights], 0, bytemuck::cast_slice(&wts.data));
@@ -454,7 +462,7 @@ impl MlForces {
             record(&mut b, model, &blocks, embedding, readout1, readout2, weights, total_rows, soft_k, &level_rows, &level_offset);
         });
         built?;
-        let Builder { buffers, specs, kept_partitions: kept_at, .. } = b;
+        let Builder { buffers, specs, kept_partitions: kept_at, taps, .. } = b;
         // No partition seen yet: the first evaluation is not a regrouping.
         let words = structures * kept_partitions(level_rows.len());
         for &(buffer, at) in &kept_at {
@@ -514,7 +522,7 @@ impl MlForces {
         kept.push(uniforms);
         kept.push(dummy);
         ctx.check("setting up the model on the GPU")?;
-        Ok(MlForces { pipelines, ops, reference_energy, cutoff: model.cutoff, partitions, buffers: kept })
+        Ok(MlForces { pipelines, ops, reference_energy, cutoff: model.cutoff, partitions, buffers: kept, taps, n })
     }
 
     /// Copies the kept K-means partitions to their block-start copy or back (with the state,
@@ -526,6 +534,18 @@ impl MlForces {
             let (from, to) = if to_backup { (live, copy) } else { (copy, live) };
             encoder.copy_buffer_to_buffer(from.0, from.1, to.0, to.1, p.bytes);
         }
+    }
+
+    /// The layers kept at the last evaluation (`Inference::record_layers`), over all atoms of
+    /// the batch: (name, floats per atom, values).
+    pub fn read_layers(&self, ctx: &GpuContext) -> Result<Vec<(String, usize, Vec<f32>)>, GpuError> {
+        self.taps
+            .iter()
+            .map(|(name, buffer, width)| {
+                let bytes = ctx.read(&self.buffers[*buffer], 0, (4 * width * self.n) as u64)?;
+                Ok((name.clone(), *width, bytemuck::cast_slice(&bytes).to_vec()))
+            })
+            .collect()
     }
 
     /// Encodes one evaluation: forces into `force`, per-atom energies and virials into `obs`.

@@ -2,6 +2,7 @@
 //! passing, MCGM clustering and pooling, the backward pass) recorded once per `MlForces`.
 
 use super::*;
+use crate::ml::layer;
 
 /// Records one evaluation, as `Inference::evaluate` runs it.
 #[allow(clippy::too_many_arguments)]
@@ -104,6 +105,12 @@ pub(super) fn record(
                 b.op("ml_painn_update", FORWARD, grid, [Some(nds[t]), Some(x), Some(uvs[t]), Some(mu), None, None], weights, None, &[]);
             }
         }
+        if model.record_layers {
+            tap(b, layer::name(t, layer::Stage::Interaction), x, 1, weights);
+            if painn {
+                tap(b, layer::name(t, layer::Stage::Vectors), mu, 3, weights);
+            }
+        }
         if !hard {
             continue;
         }
@@ -154,6 +161,9 @@ pub(super) fn record(
             Some(m.labels),
             &[(word::OFF_A, regions.out), (word::OFF_B, regions.soft_v), (word::MODE, soft as u32), (word::K, soft_k as u32)],
         );
+        if model.record_layers {
+            tap(b, layer::name(t, layer::Stage::Mcgm), x, 1, weights);
+        }
     }
     // Readout and the energies; dL/da into g_y (as scratch).
     b.dense(readout1, false, n, (x, 0), (s1, 0), Some((s2, 0)), 2, weights);
@@ -263,6 +273,15 @@ pub(super) fn record(
         }
     }
     b.op("ml_finish", BACKWARD, atoms, [None, None, None, Some(acc), None, None], weights, None, &[]);
+}
+
+/// Keeps a copy of `source` ([atoms, rows_per_atom * F]) as the layer `name`.
+fn tap(b: &mut Builder, name: String, source: usize, rows_per_atom: usize, weights: usize) {
+    let (n, f) = (b.n, b.f);
+    let copy = b.buffer("ml layer", rows_per_atom * n * f);
+    let grid = b.elements(rows_per_atom * n * f);
+    b.op("ml_copy", FORWARD, grid, [Some(source), Some(copy), None, None, None, None], weights, None, &[(word::ROWS, (rows_per_atom * n) as u32)]);
+    b.taps.push((name, copy, rows_per_atom * f));
 }
 
 /// A pooling over atoms into `classes` rows of the cluster buffer at `rows_at` (weight sums

@@ -23,6 +23,7 @@ use self::dense::{Linear, ssp_and_slope};
 use self::painn::{PainnCache, PainnWeights};
 use self::table::{EdgeRows, FilterNetwork, FilterTable, LinearFilter};
 use crate::ml::graph::Batch;
+use crate::ml::layer;
 use crate::ml::mcgm::McgmConfig;
 use crate::ml::model::Model;
 use crate::ml::tensor::to_vec;
@@ -157,6 +158,9 @@ pub struct Output {
     /// Hard MCGM: per structure, whether some block's clustering grouped its atoms differently
     /// from the previous evaluation of the structure at the same place in the batch.
     pub regrouped: Vec<bool>,
+    /// With `Inference::record_layers`: every block's outputs over the whole graph, as (name,
+    /// width, [atoms, width]) (see `crate::ml::layer`).
+    pub layers: Vec<(String, usize, Vec<f32>)>,
 }
 
 /// Where an evaluation's time went.
@@ -204,6 +208,9 @@ pub struct Inference {
     /// Hard MCGM: per structure of the previous evaluation, a digest of its atoms' partitions at
     /// every block's K-means levels (labels numbered by first appearance).
     partitions: Vec<u64>,
+    /// Keep every block's outputs in `Output::layers` (the conformance suite; the GPU kernels
+    /// compiled from this model keep them too).
+    pub record_layers: bool,
 }
 
 /// Per structure, a digest of the partitions of its atoms (in order) at every block's K-means
@@ -322,6 +329,7 @@ impl Inference {
             cutoff: c.cutoff,
             times: StageTimes::default(),
             partitions: Vec::new(),
+            record_layers: false,
         })
     }
 
@@ -346,7 +354,8 @@ impl Inference {
         let (mut m, mut h, mut update) = (vec![0.0f32; n * f], Vec::new(), Vec::new());
         // PaiNN's vector features [N, 3, F], zero at the start.
         let mut mu = if self.is_painn() { vec![0.0f32; n * 3 * f] } else { Vec::new() };
-        for block in &self.blocks {
+        let mut layers = Vec::new();
+        for (t, block) in self.blocks.iter().enumerate() {
             let interaction = match &block.interaction {
                 Interaction::Schnet { input, out1, out2 } => {
                     let mut y = Vec::new();
@@ -369,6 +378,12 @@ impl Inference {
                 }
                 Interaction::Painn(p) => InteractionCache::Painn(p.forward(&block.table, &places, graph, &mut x, &mut mu)),
             };
+            if self.record_layers {
+                layers.push((layer::name(t, layer::Stage::Interaction), f, x.clone()));
+                if !mu.is_empty() {
+                    layers.push((layer::name(t, layer::Stage::Vectors), 3 * f, mu.clone()));
+                }
+            }
             let mut cache = BlockCache { interaction, levels: Vec::new(), soft: None, x_mcgm: Vec::new() };
             if let (Some(config), Some(hard)) = (&self.mcgm, &block.hard) {
                 let t = Instant::now();
@@ -381,6 +396,9 @@ impl Inference {
                     cache.x_mcgm = x.clone();
                 }
                 x.iter_mut().zip(&delta).for_each(|(x, d)| *x += d);
+                if self.record_layers {
+                    layers.push((layer::name(caches.len(), layer::Stage::Mcgm), f, x.clone()));
+                }
             }
             caches.push(cache);
         }
@@ -461,7 +479,7 @@ impl Inference {
         self.times.forward += forward - clustering;
         self.times.backward += backward;
         self.times.evaluations += 1;
-        Output { regrouped, ..forces_and_virial(graph, &g_d, &pair, energy) }
+        Output { regrouped, layers, ..forces_and_virial(graph, &g_d, &pair, energy) }
     }
 
     /// Forgets the previous evaluation's partitions (the batch's structures changed): the next
@@ -514,7 +532,7 @@ fn forces_and_virial(graph: &Graph, g_d: &[f64], pair: &[[f64; 3]], energy: Vec<
         let total = &mut virial[graph.structure[i]];
         total.iter_mut().zip(w).for_each(|(t, v)| *t += v);
     }
-    Output { energy, forces: per_atom.into_iter().map(|(f, _)| f).collect(), virial, regrouped: Vec::new() }
+    Output { energy, forces: per_atom.into_iter().map(|(f, _)| f).collect(), virial, regrouped: Vec::new(), layers: Vec::new() }
 }
 
 /// `data` cut into the rows of a compressed-row layout.

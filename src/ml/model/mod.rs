@@ -21,6 +21,7 @@
 //! x_i += Σ_l c_l[cluster_l(i)] U_l.
 
 use super::graph::{Batch, GraphTensors};
+use super::layer;
 use super::mcgm::{Assign, Hierarchy, McgmConfig};
 use super::soft::{Soft, SoftCache, SoftParams};
 use super::tensor::{accumulate, Ctx, scatter_add, silu, silu_derivative, ssp, ssp_derivative};
@@ -145,6 +146,8 @@ struct BlockCache {
     interaction: InteractionCache,
     hierarchy: Option<Hierarchy>,
     soft: Option<SoftCache>,
+    /// The block's outputs, for the conformance suite (`layers`): named as in `super::layer`.
+    taps: Vec<(String, Tensor<2>)>,
 }
 
 enum InteractionCache {
@@ -266,6 +269,15 @@ impl Model {
         m
     }
 
+    /// The same model with its parameters on `ctx`'s device and precision.
+    pub fn on(&self, ctx: &Ctx) -> Model {
+        let values = self.params.values.iter().map(|v| {
+            let d = v.dims();
+            ctx.matrix(&super::tensor::to_vec(v.clone()), d[0], d[1])
+        });
+        self.with_params(values.collect())
+    }
+
     fn p(&self, index: usize) -> Tensor<2> {
         self.params.values[index].clone()
     }
@@ -363,6 +375,7 @@ impl Model {
         let mut mu = [zeros(), zeros(), zeros()];
         let mut caches = Vec::with_capacity(self.blocks.len());
         for (block, rbf) in self.blocks.iter().zip(&radials) {
+            let t = caches.len();
             let interaction = if let Some(p) = block.schnet {
                 let a1 = self.dense(p.filter1, rbf.g.clone());
                 let filter = self.dense(p.filter2, ssp(a1.clone()));
@@ -385,6 +398,10 @@ impl Model {
                 mu = m;
                 InteractionCache::Painn(Box::new(cache))
             };
+            let mut taps = vec![(layer::name(t, layer::Stage::Interaction), x.clone())];
+            if block.painn.is_some() {
+                taps.push((layer::name(t, layer::Stage::Vectors), Tensor::cat(mu.to_vec(), 1)));
+            }
             let mut soft = None;
             let hierarchy = self.config.mcgm.as_ref().map(|cfg| {
                 let h = Hierarchy::build(cfg, batch, &x, ctx);
@@ -397,10 +414,14 @@ impl Model {
                 x = x.clone() + delta;
                 h
             });
+            if hierarchy.is_some() {
+                taps.push((layer::name(t, layer::Stage::Mcgm), x.clone()));
+            }
             caches.push(BlockCache {
                 interaction,
                 hierarchy,
                 soft,
+                taps,
             });
         }
         let h = self.dense(self.readout2, ssp(self.dense(self.readout1, x.clone())));
@@ -414,6 +435,13 @@ impl Model {
         let atomic = h.mul_scalar(self.normalization.energy_scale) + reference;
         let energy = scatter_add(atomic, &graph.structure, batch.n_structures, ctx);
         (energy, caches, x, radials)
+    }
+
+    /// Every block's outputs (`super::layer`), [atoms of the batch, width] each.
+    pub fn layers(&self, batch: &Batch, graph: &GraphTensors, ctx: &Ctx) -> Vec<(String, Tensor<2>)> {
+        let r = graph.edge_vectors(&graph.positions);
+        let (_, caches, _, _) = self.forward(batch, graph, r, ctx);
+        caches.into_iter().flat_map(|c| c.taps).collect()
     }
 
     /// The cutoff of block t.

@@ -1,0 +1,113 @@
+//! The GPU kernels as a `ModelImplementation` (crate::ml::implementation): the structures go up
+//! as one GPU batch (consecutive structures with their elements in the same order of first
+//! appearance share one: MCGM's hierarchy has one shape per batch), and the model is evaluated
+//! once, by the very kernels and buffers that the MD step uses, then read back.
+
+use crate::gpu::{GpuContext, GpuPotential, GpuSimulation};
+use crate::integrate::Integrator;
+use crate::ml::dataset::Structure;
+use crate::ml::implementation::{Evaluation, ModelImplementation, Precision, per_structure};
+use crate::ml::inference::Inference;
+use crate::ml::model::Model;
+use crate::potential::mcgm::{GpuModel, TrainingRange};
+use crate::system::{Species, System};
+
+/// The model on the GPU kernels (shaders/ml.wgsl), f32.
+pub struct GpuKernels {
+    model: Model,
+    adapter: String,
+}
+
+impl GpuKernels {
+    /// None where wgpu finds no adapter.
+    pub fn new(model: &Model) -> Result<Option<GpuKernels>, String> {
+        let Some(ctx) = GpuContext::open(false).map_err(|e| e.to_string())? else { return Ok(None) };
+        Ok(Some(GpuKernels { model: model.clone(), adapter: ctx.adapter.name.clone() }))
+    }
+
+    /// The structures as systems whose species are the model's, in its order.
+    fn system(&self, s: &Structure) -> Result<System, String> {
+        let species = self
+            .model
+            .config
+            .species
+            .iter()
+            .map(|&z| {
+                let name = crate::elements::symbol(z).ok_or_else(|| format!("no element has atomic number {z}"))?;
+                Ok(Species { name: name.to_string(), mass: crate::elements::standard_mass(name).unwrap_or(1.0) })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let types = s
+            .numbers
+            .iter()
+            .map(|&z| self.model.species_index(z).map(|t| t as u32).ok_or_else(|| format!("the model does not know element {z}")))
+            .collect::<Result<Vec<_>, String>>()?;
+        let n = s.positions.len();
+        Ok(System { species, types, positions: s.positions.clone(), velocities: vec![[0.0; 3]; n], images: vec![[0; 3]; n], cell: s.cell.clone() })
+    }
+
+    fn evaluate_batch(&self, structures: &[Structure]) -> Result<Vec<Evaluation>, String> {
+        let ctx = GpuContext::open(false).map_err(|e| e.to_string())?.ok_or("wgpu found no adapter")?;
+        let mut inference = Inference::new(&self.model)?;
+        inference.record_layers = true;
+        let species = self.model.config.species.len();
+        let potential = GpuPotential::Ml(Box::new(GpuModel {
+            inference,
+            species_of_type: (0..species).collect(),
+            description: "conformance".into(),
+            cautions: Vec::new(),
+            range: TrainingRange::unlimited(species),
+        }));
+        let systems = structures.iter().map(|s| Ok((self.system(s)?, Integrator::VelocityVerlet))).collect::<Result<Vec<_>, String>>()?;
+        // Building the simulation evaluates the forces once (step 0); nothing is stepped.
+        let sim = GpuSimulation::new_batch(ctx, systems, potential, 0.0005, 0.5, f64::MAX, 0, None).map_err(|e| e.to_string())?;
+        let forces = sim.forces().map_err(|e| e.to_string())?;
+        let (mut energy, mut virial) = (Vec::new(), Vec::new());
+        for k in 0..structures.len() {
+            let (e, w) = sim.energy_virial_of(k);
+            energy.push(e);
+            virial.push([w[0][0], w[0][1], w[0][2], w[1][0], w[1][1], w[1][2], w[2][0], w[2][1], w[2][2]]);
+        }
+        let layers: Vec<(String, usize, Vec<f64>)> = sim
+            .ml_layers()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(name, width, v)| (name, width, v.iter().map(|&x| x as f64).collect()))
+            .collect();
+        let counts: Vec<usize> = structures.iter().map(|s| s.positions.len()).collect();
+        Ok(per_structure(&counts, &energy, &forces, &virial, &layers))
+    }
+}
+
+/// The elements of a structure in order of first appearance.
+fn element_order(s: &Structure) -> Vec<u32> {
+    let mut order = Vec::new();
+    for &z in &s.numbers {
+        if !order.contains(&z) {
+            order.push(z);
+        }
+    }
+    order
+}
+
+impl ModelImplementation for GpuKernels {
+    fn name(&self) -> String {
+        format!("GPU kernels (f32, {})", self.adapter)
+    }
+
+    fn precision(&self) -> Precision {
+        Precision::F32
+    }
+
+    fn evaluate(&mut self, structures: &[Structure]) -> Result<Vec<Evaluation>, String> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < structures.len() {
+            let order = element_order(&structures[start]);
+            let end = (start + 1..structures.len()).find(|&k| element_order(&structures[k]) != order).unwrap_or(structures.len());
+            out.extend(self.evaluate_batch(&structures[start..end])?);
+            start = end;
+        }
+        Ok(out)
+    }
+}
