@@ -137,29 +137,3 @@ fn hard_clustering_regroups_on_the_gpu_as_on_the_cpu_and_breaks_energy_conservat
     assert!(hard_dev > 5.0 * soft_dev, "GPU: hard wanders {hard_dev:.2e} eV, soft {soft_dev:.2e} eV");
     assert!(soft_dev < 0.01 * mean_ke, "GPU soft: {soft_dev} eV against {mean_ke} eV kinetic");
 }
-
-#[test]
-fn atoms_closer_than_the_training_data_draw_a_warning_with_their_ids_on_the_gpu() {
-    let Some(_) = gpu() else { return };
-    let dir = std::env::temp_dir().join(format!("mdrun-gpu-ml-close-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    // The first water's first hydrogen pushed to 0.6 Å from its oxygen (xTB data: O-H >= ~0.9 Å).
-    let xyz = std::fs::read_to_string(repo("systems/quickstart/water8.extxyz")).unwrap();
-    let mut lines: Vec<String> = xyz.lines().map(String::from).collect();
-    let atom = |l: &str| -> Vec<f64> { l.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect() };
-    let (o, h) = (atom(&lines[2]), atom(&lines[3]));
-    let d: f64 = h.iter().zip(&o).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
-    let moved: Vec<f64> = (0..3).map(|k| o[k] + (h[k] - o[k]) * 0.6 / d).collect();
-    lines[3] = format!("H {} {} {}", moved[0], moved[1], moved[2]);
-    std::fs::write(dir.join("close.extxyz"), lines.join("\n") + "\n").unwrap();
-    let toml = format!(
-        "[structure]\nfile = \"close.extxyz\"\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"0.1 fs\"\n[run]\nsteps = 2\nplatform = \"gpu\"\n",
-        repo("potentials/water-schnet-mcgm-soft").display()
-    );
-    std::fs::write(dir.join("system.toml"), toml).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun")).arg(dir.join("system.toml")).arg("-q").output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stderr}");
-    assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("warning: outside the model's training data: atoms 1 and 2 at 0.600 Å (H-O never closer than"), "{stderr}");
-}

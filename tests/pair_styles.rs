@@ -10,7 +10,6 @@
 
 mod common;
 
-use mdrun::plan::Platform;
 use mdrun::potential::pair::{PairStyle, STYLES};
 use mdrun::run::{RunOptions, run};
 use std::path::Path;
@@ -35,15 +34,6 @@ fn case(style: &PairStyle) -> Case {
         "morse" => Case { like: [&[0.3429, 1.3588, 2.866], &[0.4205, 1.4199, 2.780]], unlike: &[0.38, 1.39, 2.82], cutoff: 7.5, lattice: 3.6, masses: [63.546, 58.6934], dt_fs: 1.0 },
         other => panic!("pair style {other} has no test parameters: add a Case for it in tests/pair_styles.rs"),
     }
-}
-
-/// The platforms of this machine: the CPU, and the GPU platform where wgpu finds an adapter.
-fn platforms() -> Vec<Platform> {
-    let mut p = vec![Platform::Cpu];
-    if common::gpu().is_some() {
-        p.push(Platform::Gpu);
-    }
-    p
 }
 
 /// 5 x 5 x 5 fcc cells (500 atoms), about one atom in three of species B, written as extended
@@ -85,7 +75,7 @@ fn every_pair_style_on_every_platform() {
     for style in STYLES {
         let c = case(style);
         let mut first_rows = Vec::new();
-        for platform in platforms() {
+        for platform in common::platforms() {
             let label = format!("{} on {platform:?}", style.lammps);
             let options = RunOptions { quiet: true, threads: Some(1), platform: Some(platform), ..Default::default() };
 

@@ -226,6 +226,17 @@ pub fn gpu() -> Option<mdrun::gpu::GpuContext> {
     }
 }
 
+/// The platforms of this machine: the CPU, and the GPU platform where wgpu finds an adapter
+/// (where MDRUN_REQUIRE_GPU is set, `gpu()` fails instead of leaving it out).
+#[allow(dead_code)]
+pub fn platforms() -> Vec<mdrun::plan::Platform> {
+    let mut p = vec![mdrun::plan::Platform::Cpu];
+    if gpu().is_some() {
+        p.push(mdrun::plan::Platform::Gpu);
+    }
+    p
+}
+
 /// One NVE run of a structure (velocities at 300 K, seed 4, one thread, thermo every 20 steps)
 /// with a shipped model, through the `mdrun` binary.
 pub struct ModelNve {
