@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod cell;
 pub mod cli;
 pub mod deck;
+pub mod driver;
 pub mod elements;
 pub mod engine;
 pub mod fuzzing;

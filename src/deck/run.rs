@@ -5,6 +5,8 @@ use super::cformat;
 use super::interp::{Deck, Flow, ThermoRow};
 use super::thermo_out::ThermoState;
 use super::world::{FixKind, Pair, World, int};
+use crate::driver::{Drive, Observer, Stop, next_multiple};
+use crate::engine::Engine;
 use crate::plan::{Plan, PotentialSpec};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -202,29 +204,13 @@ impl Deck {
         let start = Instant::now();
         self.output(engine.as_mut(), &plan, 0.0, wants_vars, first)?;
         self.write_dumps(engine.as_mut(), first)?;
-        let mut step = first;
-        while step < last {
-            let next_thermo = if self.thermo_every > 0 { (step / self.thermo_every + 1) * self.thermo_every } else { last };
-            let next_dump = self.dumps.iter().map(|d| (step / d.every + 1) * d.every).min().unwrap_or(last);
-            let stop = next_thermo.min(next_dump).min(last);
-            if integrate {
-                let block = if engine.is_gpu() { stop - step } else { 1 };
-                let due = step + block == next_thermo || step + block == last;
-                pool.install(|| engine.advance(block, due)).map_err(|e| {
-                    let saved = self.save_last_good(engine.as_mut(), threads);
-                    format!("{e}{saved}")
-                })?;
-                step = engine.step();
-            } else {
-                step = stop;
-            }
-            self.world.step = step;
-            if step == next_thermo || step == last {
-                self.output(engine.as_mut(), &plan, start.elapsed().as_secs_f64(), wants_vars, step)?;
-            }
-            if step == next_dump {
-                self.write_dumps(engine.as_mut(), step)?;
-            }
+        let drive = Drive { last_step: last, moving: integrate, interrupt: None };
+        let mut output = DeckOutput { deck: self, plan: &plan, start, wants_vars, last };
+        match pool.install(|| crate::driver::drive(engine.as_mut(), first, &drive, &mut [&mut output])) {
+            Ok(_) => {}
+            Err(Stop::Observer(e)) => return Err(e),
+            Err(Stop::Engine(e)) => return Err(format!("{e}{}", self.save_last_good(engine.as_mut(), threads))),
+            Err(Stop::Interrupted(step)) => return Err(format!("interrupted at step {step}")),
         }
         let wall = start.elapsed().as_secs_f64();
         if integrate {
@@ -255,7 +241,7 @@ impl Deck {
     }
 
     /// After a blow-up: writes the state before the bad step next to the log, and says where.
-    fn save_last_good(&mut self, engine: &mut dyn crate::engine::Engine, threads: usize) -> String {
+    fn save_last_good(&mut self, engine: &mut dyn Engine, threads: usize) -> String {
         if self.options.sandbox.is_some() {
             return String::new(); // a sandboxed deck writes no files
         }
@@ -273,7 +259,7 @@ impl Deck {
 
     /// Prints one thermo row of the engine's current state, at `step` (the engine's own step, or
     /// for a run without fix nve, where nothing moves, the deck's).
-    fn output(&mut self, engine: &mut dyn crate::engine::Engine, plan: &Plan, cpu: f64, wants_vars: bool, step: u64) -> Result<(), String> {
+    fn output(&mut self, engine: &mut dyn Engine, plan: &Plan, cpu: f64, wants_vars: bool, step: u64) -> Result<(), String> {
         let mut sample = engine.thermo();
         sample.step = step;
         let forces: Vec<[f64; 3]> = engine.forces().map(<[_]>::to_vec).unwrap_or_default();
@@ -320,7 +306,7 @@ impl Deck {
         Ok(())
     }
 
-    fn write_dumps(&mut self, engine: &mut dyn crate::engine::Engine, step: u64) -> Result<(), String> {
+    fn write_dumps(&mut self, engine: &mut dyn Engine, step: u64) -> Result<(), String> {
         let due: Vec<usize> = (0..self.dumps.len())
             .filter(|&k| step % self.dumps[k].every == 0 && self.dumps[k].last != Some(step))
             .collect();
@@ -370,6 +356,45 @@ impl Deck {
                 .map_err(|e| format!("dump {}: {e}", d.id))?;
             d.opened = true;
             d.last = Some(step);
+        }
+        Ok(())
+    }
+}
+
+/// The deck's thermo rows (every `thermo` steps and at the last) and dumps (each at its own
+/// interval), as one observer: both write through the deck.
+struct DeckOutput<'a> {
+    deck: &'a mut Deck,
+    plan: &'a Plan,
+    start: Instant,
+    wants_vars: bool,
+    last: u64,
+}
+
+impl DeckOutput<'_> {
+    fn thermo_due(&self, step: u64) -> bool {
+        step == self.last || (self.deck.thermo_every > 0 && step % self.deck.thermo_every == 0)
+    }
+}
+
+impl Observer<String> for DeckOutput<'_> {
+    fn next_step(&self, now: u64) -> Option<u64> {
+        let every = self.deck.thermo_every;
+        let thermo = if every > 0 { next_multiple(now, every) } else { self.last };
+        self.deck.dumps.iter().map(|d| next_multiple(now, d.every)).chain([thermo]).min()
+    }
+
+    fn needs_energy(&self, step: u64) -> bool {
+        self.thermo_due(step)
+    }
+
+    fn observe(&mut self, engine: &mut dyn Engine, step: u64) -> Result<(), String> {
+        self.deck.world.step = step;
+        if self.thermo_due(step) {
+            self.deck.output(engine, self.plan, self.start.elapsed().as_secs_f64(), self.wants_vars, step)?;
+        }
+        if self.deck.dumps.iter().any(|d| step % d.every == 0) {
+            self.deck.write_dumps(engine, step)?;
         }
         Ok(())
     }

@@ -8,8 +8,70 @@
 //! Implement [`Engine`] for the platform's simulation in a module here: advance a block of
 //! steps (energy and virial at its last when observed), report thermo, hand back the state and
 //! checkpoints, say how it describes itself. Then teach [`choose`] when to pick it and
-//! [`start`] how to set it up; nothing in the run loops changes. The one-test-body suites
-//! (tests/pair_styles.rs) then run on it through `Platform`.
+//! [`start`] how to set it up; nothing in the run loop (`crate::driver`) changes. The suites
+//! written once per platform (tests/md.rs, tests/pair_styles.rs) then run on it through
+//! `Platform`. Here a platform that runs another one and records the blocks it is asked for,
+//! driven to step 30 with nothing observing (so the CPU goes one step at a time):
+//!
+//! ```
+//! use mdrun::driver::{drive, Drive, Observer};
+//! use mdrun::engine::{Engine, TimeSplit};
+//! use mdrun::gpu::GpuError;
+//! use mdrun::integrate::Integrator;
+//! use mdrun::io::checkpoint::Checkpoint;
+//! use mdrun::simulation::SimulationError;
+//! use mdrun::system::System;
+//! use mdrun::thermo::ThermoSample;
+//!
+//! struct Recording { inner: Box<dyn Engine>, blocks: Vec<u64> }
+//!
+//! impl Engine for Recording {
+//!     fn describe(&self, threads: usize) -> String { format!("recording {}", self.inner.describe(threads)) }
+//!     fn checkpoint_threads(&self, threads: usize) -> usize { self.inner.checkpoint_threads(threads) }
+//!     fn step(&self) -> u64 { self.inner.step() }
+//!     fn timestep(&self) -> f64 { self.inner.timestep() }
+//!     fn potential_name(&self) -> String { self.inner.potential_name() }
+//!     fn potential_cautions(&self) -> Vec<String> { self.inner.potential_cautions() }
+//!     fn integrator(&self) -> &Integrator { self.inner.integrator() }
+//!     fn is_gpu(&self) -> bool { self.inner.is_gpu() }
+//!     fn advance(&mut self, steps: u64, observe: bool) -> Result<(), SimulationError> {
+//!         self.blocks.push(steps);
+//!         self.inner.advance(steps, observe)
+//!     }
+//!     fn thermo(&self) -> ThermoSample { self.inner.thermo() }
+//!     fn system(&mut self) -> Result<&System, GpuError> { self.inner.system() }
+//!     fn checkpoint(&mut self, threads: usize) -> Result<Checkpoint, GpuError> { self.inner.checkpoint(threads) }
+//!     fn last_good_checkpoint(&mut self, threads: usize) -> Result<Checkpoint, GpuError> { self.inner.last_good_checkpoint(threads) }
+//!     fn builds(&self) -> u64 { self.inner.builds() }
+//!     fn time_split(&self) -> TimeSplit { self.inner.time_split() }
+//! }
+//!
+//! let toml = r#"
+//! [structure]
+//! lattice = "fcc"
+//! lattice_constant = "5.26 A"
+//! repeat = [2, 2, 2]
+//! element = "Ar"
+//! [potential]
+//! type = "lj"
+//! cutoff = "4.5 A"
+//! [potential.species.Ar]
+//! epsilon = "0.0104 eV"
+//! sigma = "3.4 A"
+//! [integrator]
+//! type = "verlet"
+//! timestep = "2 fs"
+//! [run]
+//! steps = 30
+//! "#;
+//! let plan = mdrun::plan::Plan::from_str(toml, std::path::Path::new("system.toml"), None).unwrap();
+//! let cpu = mdrun::engine::start(None, &plan, plan.system.clone(), 0, None, None).unwrap();
+//! let mut engine = Recording { inner: cpu, blocks: Vec::new() };
+//! let settings = Drive { last_step: 30, moving: true, interrupt: None };
+//! let none: &mut [&mut dyn Observer<String>] = &mut [];
+//! drive(&mut engine, 0, &settings, none).unwrap();
+//! assert_eq!((engine.step(), engine.blocks.len()), (30, 30));
+//! ```
 
 mod cpu;
 mod gpu;

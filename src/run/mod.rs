@@ -3,20 +3,21 @@
 
 use crate::io::checkpoint::{Checkpoint, CheckpointError};
 use crate::io::thermo_log::ThermoLog;
-use crate::io::trajectory::{FrameData, TrajectoryError, TrajectoryWriter};
+use crate::io::trajectory::{TrajectoryError, TrajectoryWriter};
+use crate::driver::{Drive, Observer, Stop};
 use crate::gpu::GpuError;
 use crate::plan::{Plan, Platform, PotentialSpec, replica_path};
 use crate::potential::batch::{BatchSlot, SharedInference};
 use crate::engine::{Engine, EngineError, NO_TIMESTAMPS};
+use observers::{Analysis, Checkpoints, Progress, ThermoTable, Trajectories, send_frame};
 use crate::simulation::SimulationError;
 use crate::system::System;
 use crate::summary::{RunSummary, energy_drift};
 use crate::thermo::ThermoSample;
-use indicatif::{ProgressBar, ProgressStyle};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod observers;
 mod replicas;
 
 pub use replicas::run_replicas;
@@ -263,122 +264,77 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
             }
         }
     }
-    let mut log = ThermoLog::open(&plan.log, restarting, &preamble).map_err(log_error)?;
+    let log = ThermoLog::open(&plan.log, restarting, &preamble).map_err(log_error)?;
     let names: Vec<String> = (0..n_atoms)
         .map(|i| system.species_name(i).to_string())
         .collect();
-    let analysis_error = |e: anyhow::Error| RunError::Analysis { path: plan.source.clone(), message: e.to_string() };
     let mut analysis = match &plan.analysis {
         Some(a) => {
             let mut settings = a.settings.clone();
             settings.quiet = options.quiet;
-            Some(crate::analysis::Accumulator::new(settings, format!("the run of {}", plan.source.display())).map_err(analysis_error)?)
+            let source = plan.source.clone();
+            let accumulator = crate::analysis::Accumulator::new(settings, format!("the run of {}", plan.source.display()))
+                .map_err(|e| RunError::Analysis { path: source.clone(), message: e.to_string() })?;
+            Some(Analysis { accumulator, interval: a.interval, names: std::sync::Arc::new(names.clone()), source })
         }
         None => None,
     };
-    let shared_names = std::sync::Arc::new(names.clone());
-    let mut writer = TrajectoryWriter::start(plan.trajectories.clone(), names, restarting)?;
+    let writer = TrajectoryWriter::start(plan.trajectories.clone(), names, restarting)?;
+    let mut trajectories = Trajectories { writer, checkpoint_interval: plan.checkpoint_interval, last_step };
 
-    let mut samples: Vec<ThermoSample> = Vec::new();
     let mut output_time = Duration::ZERO;
     let t_out = Instant::now();
+    let progress = Progress::new(sim.step(), last_step, plan.timestep, options.quiet);
+    let mut thermo = ThermoTable { interval: plan.thermo_interval, last_step, log, log_path: plan.log.clone(), samples: Vec::new(), progress: &progress, quiet: options.quiet };
     let first = sim.thermo();
     say(&ThermoSample::header_line());
     say(&first.line());
     if !restarting {
-        log.write(&first).map_err(log_error)?;
-        let due = writer.due(sim.step());
-        send_frame(&mut writer, sim.as_mut(), &due)?;
+        thermo.log.write(&first).map_err(log_error)?;
+        let due = trajectories.writer.due(sim.step());
+        send_frame(&mut trajectories.writer, sim.as_mut(), &due)?;
     }
     if let Some(a) = analysis.as_mut() {
-        sample_analysis(a, sim.as_mut(), &shared_names).map_err(analysis_error)?;
+        a.sample(sim.as_mut())?;
     }
-    samples.push(first);
+    thermo.samples.push(first);
     output_time += t_out.elapsed();
 
-    let interrupted = crate::signals::install();
-    let progress = Progress::new(sim.step(), last_step, plan.timestep, options.quiet);
+    let mut checkpoints = Checkpoints { interval: plan.checkpoint_interval, path: plan.checkpoint.clone(), last_step, threads };
     let start = Instant::now();
     let start_step = sim.step();
-    // The GPU runs blocks of steps between outputs, sized to take about half a second.
-    let mut block_cap: u64 = 20;
-    while sim.step() < last_step {
-        let now = sim.step();
-        let next_output = [
-            Some(last_step),
-            Some(next_multiple(now, plan.thermo_interval)),
-            plan.checkpoint_interval.map(|c| next_multiple(now, c)),
-        ]
-        .into_iter()
-        .flatten()
-        .chain(writer.specs().iter().map(|t| next_multiple(now, t.interval)))
-        .chain(plan.analysis.as_ref().map(|a| next_multiple(now, a.interval)))
-        .min()
-        .unwrap();
-        let block = if sim.is_gpu() { (next_output - now).min(sim.shared_block_cap().unwrap_or(block_cap)) } else { 1 };
-        let next = now + block;
-        let thermo_due = next % plan.thermo_interval == 0 || next == last_step;
-        let t_block = Instant::now();
-        if let Err(source) = sim.advance(block, thermo_due) {
-            if let SimulationError::BlowUp(_) | SimulationError::Neighbor(_) = source {
-                let path = crate::outputs::sibling(&plan.checkpoint, "last-good");
-                let chk = sim.last_good_checkpoint(threads)?;
-                let _ = writer.finish();
-                let _ = log.comment(&format!("run stopped: {source}"));
-                progress.finish();
-                return match chk.write(&path) {
-                    Ok(()) => Err(RunError::BlowUp {
-                        source,
-                        saved_step: chk.step,
-                        saved: path,
-                    }),
-                    Err(save_error) => Err(RunError::BlowUpUnsaved {
-                        source,
-                        path,
-                        save_error,
-                    }),
-                };
-            }
-            return Err(RunError::Setup {
-                origin: plan.source.display().to_string(),
-                source,
-            });
+    let drive = Drive { last_step, moving: true, interrupt: Some(crate::signals::install()) };
+    let mut shown = &progress;
+    let driven = {
+        let mut observers: Vec<&mut dyn Observer<RunError>> = vec![&mut thermo, &mut trajectories];
+        if let Some(a) = analysis.as_mut() {
+            observers.push(a);
         }
-        block_cap = crate::gpu::shared::block_steps(t_block.elapsed().as_secs_f64() / block as f64);
-        let t_out = Instant::now();
-        if thermo_due {
-            let sample = sim.thermo();
-            progress.println(&sample.line(), options.quiet);
-            log.write(&sample).map_err(log_error)?;
-            samples.push(sample);
+        observers.push(&mut checkpoints);
+        observers.push(&mut shown);
+        crate::driver::drive(sim.as_mut(), start_step, &drive, &mut observers)
+    };
+    match driven {
+        Ok(observing) => output_time += observing,
+        Err(Stop::Observer(e)) => return Err(e),
+        Err(Stop::Engine(source @ (SimulationError::BlowUp(_) | SimulationError::Neighbor(_)))) => {
+            let path = crate::outputs::sibling(&plan.checkpoint, "last-good");
+            let chk = sim.last_good_checkpoint(threads)?;
+            let _ = trajectories.writer.finish();
+            let _ = thermo.log.comment(&format!("run stopped: {source}"));
+            progress.finish();
+            return match chk.write(&path) {
+                Ok(()) => Err(RunError::BlowUp { source, saved_step: chk.step, saved: path }),
+                Err(save_error) => Err(RunError::BlowUpUnsaved { source, path, save_error }),
+            };
         }
-        let step = sim.step();
-        let due = writer.due(step);
-        if !due.is_empty() {
-            send_frame(&mut writer, sim.as_mut(), &due)?;
-        }
-        if let (Some(a), Some(p)) = (analysis.as_mut(), &plan.analysis) {
-            if step % p.interval == 0 {
-                sample_analysis(a, sim.as_mut(), &shared_names).map_err(analysis_error)?;
-            }
-        }
-        if plan.checkpoint_interval.is_some_and(|c| step % c == 0) && step != last_step {
-            // Every frame up to this step on disk first, so a restart from this checkpoint
-            // finds them all.
-            writer.sync()?;
-            sim.checkpoint(threads)?.write(&plan.checkpoint)?;
-        }
-        progress.update(step);
-        output_time += t_out.elapsed();
-        if sim.interrupted(interrupted) {
+        Err(Stop::Engine(source)) => return Err(RunError::Setup { origin: plan.source.display().to_string(), source }),
+        Err(Stop::Interrupted(step)) => {
             progress.finish();
             sim.checkpoint(threads)?.write(&plan.checkpoint)?;
-            writer.finish()?;
-            let _ = log.comment(&format!("interrupted at step {step}"));
-            return Err(RunError::Interrupted {
-                step,
-                saved: plan.checkpoint.clone(),
-            });
+            trajectories.writer.finish()?;
+            let _ = thermo.log.comment(&format!("interrupted at step {step}"));
+            return Err(RunError::Interrupted { step, saved: plan.checkpoint.clone() });
         }
     }
     let wall = start.elapsed().as_secs_f64();
@@ -386,17 +342,20 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
 
     let t_out = Instant::now();
     sim.checkpoint(threads)?.write(&plan.checkpoint)?;
-    writer.finish()?;
+    trajectories.writer.finish()?;
     if let (Some(a), Some(p)) = (analysis, &plan.analysis) {
-        if a.frames() < 2 {
-            eprintln!("note: [analysis] sampled {} state(s); MSD and VACF need at least two (interval {} steps)", a.frames(), p.interval);
+        if a.accumulator.frames() < 2 {
+            eprintln!("note: [analysis] sampled {} state(s); MSD and VACF need at least two (interval {} steps)", a.accumulator.frames(), p.interval);
         }
-        std::fs::create_dir_all(&p.out).map_err(|e| analysis_error(anyhow::anyhow!("cannot create {}: {e}", p.out.display())))?;
-        let entries = a.finish(&p.out).map_err(analysis_error)?;
+        std::fs::create_dir_all(&p.out).map_err(|e| a.error(anyhow::anyhow!("cannot create {}: {e}", p.out.display())))?;
+        let source = a.source.clone();
+        let analysis_error = |e: anyhow::Error| RunError::Analysis { path: source.clone(), message: e.to_string() };
+        let entries = a.accumulator.finish(&p.out).map_err(analysis_error)?;
         crate::analysis::merge_summary(&p.out, entries).map_err(analysis_error)?;
         say(&format!("Wrote the in-run analysis to {}.", p.out.display()));
     }
     output_time += t_out.elapsed();
+    let samples = thermo.samples;
 
     let steps = sim.step() - start_step;
     let simulated_ns = steps as f64 * plan.timestep * 1e-3;
@@ -496,123 +455,4 @@ fn check_restart_matches(plan: &Plan, chk: &Checkpoint, path: &Path) -> Result<(
     Ok(())
 }
 
-fn next_multiple(step: u64, interval: u64) -> u64 {
-    (step / interval + 1) * interval
-}
 
-/// Feeds the current state to the in-run analysis.
-fn sample_analysis(analysis: &mut crate::analysis::Accumulator, sim: &mut dyn Engine, names: &std::sync::Arc<Vec<String>>) -> anyhow::Result<()> {
-    let step = sim.step();
-    let time = step as f64 * sim.timestep();
-    let s: &System = sim.system().map_err(|e| anyhow::anyhow!("{e}"))?;
-    analysis.add(step as usize, names, s.unwrapped_positions(), Some(&s.velocities), Some(&s.cell), Some(time))
-}
-
-fn send_frame(
-    writer: &mut TrajectoryWriter,
-    sim: &mut dyn Engine,
-    outputs: &[usize],
-) -> Result<(), RunError> {
-    if outputs.is_empty() {
-        return Ok(());
-    }
-    let (step, timestep) = (sim.step(), sim.timestep());
-    let s: &System = sim.system()?;
-    let mut wrapped = s.clone();
-    wrapped.wrap_positions();
-    let frame = FrameData {
-        step,
-        time_ps: step as f64 * timestep,
-        wrapped: wrapped.positions,
-        unwrapped: s.unwrapped_positions(),
-        velocities: writer
-            .wants_velocities(outputs)
-            .then(|| s.velocities.clone()),
-        cell: s.cell.is_bounded().then(|| *s.cell.vectors()),
-        outputs: outputs.to_vec(),
-    };
-    Ok(writer.send(frame)?)
-}
-
-/// A progress bar with ETA and ns/day on a terminal; a plain line every 10 % otherwise.
-struct Progress {
-    bar: Option<ProgressBar>,
-    first_step: u64,
-    last_step: u64,
-    timestep: f64,
-    started: Instant,
-    next_report: std::cell::Cell<u64>,
-    quiet: bool,
-}
-
-impl Progress {
-    fn new(first_step: u64, last_step: u64, timestep: f64, quiet: bool) -> Progress {
-        let total = last_step.saturating_sub(first_step);
-        let bar = (!quiet && std::io::stderr().is_terminal() && total > 0).then(|| {
-            let bar = ProgressBar::new(total);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{bar:40.cyan/blue} {pos}/{len} steps  {msg}  ETA {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            bar
-        });
-        Progress {
-            bar,
-            first_step,
-            last_step,
-            timestep,
-            started: Instant::now(),
-            next_report: std::cell::Cell::new(1),
-            quiet,
-        }
-    }
-
-    fn ns_per_day(&self, step: u64) -> f64 {
-        let wall = self.started.elapsed().as_secs_f64();
-        if wall <= 0.0 {
-            0.0
-        } else {
-            (step - self.first_step) as f64 * self.timestep * 1e-3 / (wall / 86400.0)
-        }
-    }
-
-    fn update(&self, step: u64) {
-        let done = step - self.first_step;
-        let total = (self.last_step - self.first_step).max(1);
-        if let Some(bar) = &self.bar {
-            bar.set_position(done);
-            if done % 16 == 0 || step == self.last_step {
-                bar.set_message(format!("{:.3} ns/day", self.ns_per_day(step)));
-            }
-        } else if !self.quiet && done * 10 >= self.next_report.get() * total && total >= 10 {
-            let elapsed = self.started.elapsed().as_secs_f64();
-            let eta = elapsed / done as f64 * (total - done) as f64;
-            eprintln!(
-                "progress: step {step}/{} ({}%), {:.3} ns/day, ETA {eta:.1} s",
-                self.last_step,
-                done * 100 / total,
-                self.ns_per_day(step)
-            );
-            self.next_report.set(done * 10 / total + 1);
-        }
-    }
-
-    fn println(&self, line: &str, quiet: bool) {
-        if quiet {
-            return;
-        }
-        match &self.bar {
-            Some(bar) => bar.suspend(|| println!("{line}")),
-            None => println!("{line}"),
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
-}
