@@ -5,6 +5,7 @@
 //! with observers ([`run`]) → summary. Units are LAMMPS `metal` throughout ([`units`]).
 
 pub mod analysis;
+pub mod blowup;
 pub mod cell;
 pub mod cli;
 pub mod deck;

@@ -5,6 +5,7 @@
 //! step with a [`BlowUp`] that names the atoms, and the state at the start of that step is kept
 //! so the caller can save it.
 
+pub use crate::blowup::BlowUp;
 use crate::cell::Vec3;
 use crate::integrate::Integrator;
 use crate::io::checkpoint::Checkpoint;
@@ -34,44 +35,17 @@ pub enum SimulationError {
     #[error("{0}")]
     BlowUp(BlowUp),
     #[error(transparent)]
-    Gpu(#[from] crate::gpu::GpuError),
+    Gpu(crate::gpu::GpuError),
 }
 
-/// What went wrong in a step that produced unusable forces.
-#[derive(Debug, Clone)]
-pub struct BlowUp {
-    pub step: u64,
-    /// (atom id, 1-based; species; |F| in eV/Å, NaN if not finite), worst first.
-    pub atoms: Vec<(usize, String, f64)>,
-    pub limit: f64,
-    /// Closest pair at the bad step: (id, id, distance Å).
-    pub closest: Option<(usize, usize, f64)>,
-}
-
-impl std::fmt::Display for BlowUp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "step {}: unusable forces on ", self.step)?;
-        let list: Vec<String> = self
-            .atoms
-            .iter()
-            .map(|(id, name, mag)| {
-                if mag.is_finite() {
-                    format!("atom {id} ({name}, |F| = {mag:.3e} eV/Å)")
-                } else {
-                    format!("atom {id} ({name}, non-finite)")
-                }
-            })
-            .collect();
-        write!(
-            f,
-            "{} (limit {:.3e} eV/Å, [run] max_force)",
-            list.join(", "),
-            self.limit
-        )?;
-        if let Some((i, j, r)) = self.closest {
-            write!(f, "; closest pair: atoms {i} and {j} at {r:.4} Å")?;
+/// The GPU reports its blow-ups as its own errors (it knows nothing of this module); they are
+/// blow-ups like the CPU's.
+impl From<crate::gpu::GpuError> for SimulationError {
+    fn from(e: crate::gpu::GpuError) -> SimulationError {
+        match e {
+            crate::gpu::GpuError::BlowUp(b) => SimulationError::BlowUp(b),
+            other => SimulationError::Gpu(other),
         }
-        Ok(())
     }
 }
 
@@ -276,12 +250,7 @@ impl Simulation {
 
     /// Thermo quantities of the current step (forces must have been computed with `Want::ALL`).
     pub fn thermo(&self) -> ThermoSample {
-        ThermoSample::new(
-            self.step,
-            self.step as f64 * self.timestep,
-            &self.system,
-            &self.forces,
-        )
+        ThermoSample::new(self.step, self.step as f64 * self.timestep, &self.system, self.forces.energy, self.forces.virial)
     }
 
     /// The current state, with the neighbour list's reference so a restart is bit-identical.

@@ -1,7 +1,6 @@
 //! Thermodynamic output: the quantities of one step, computed as LAMMPS computes them, and
 //! their layout as a table (terminal and thermo log share it).
 
-use crate::potential::ForceOutput;
 use crate::system::System;
 use crate::units::{BOLTZ, NKTV2P};
 
@@ -25,17 +24,9 @@ pub struct ThermoSample {
 }
 
 impl ThermoSample {
-    /// Needs `forces` evaluated with energy and virial.
-    pub fn new(step: u64, time_ps: f64, system: &System, forces: &ForceOutput) -> ThermoSample {
-        ThermoSample::from_sums(
-            step,
-            time_ps,
-            system.kinetic_tensor(),
-            system.degrees_of_freedom(),
-            forces.energy,
-            forces.virial,
-            system.cell.volume(),
-        )
+    /// Of a system with its potential energy (eV) and virial tensor (eV).
+    pub fn new(step: u64, time_ps: f64, system: &System, energy: f64, virial: [[f64; 3]; 3]) -> ThermoSample {
+        ThermoSample::from_sums(step, time_ps, system.kinetic_tensor(), system.degrees_of_freedom(), energy, virial, system.cell.volume())
     }
 
     /// From the sums over atoms: kinetic tensor Σ m v_a v_b (eV), degrees of freedom,

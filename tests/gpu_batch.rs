@@ -12,7 +12,7 @@ use mdrun::cell::Cell;
 use mdrun::gpu::{GpuContext, GpuPotential, GpuSimulation};
 use mdrun::integrate::Integrator;
 use mdrun::potential::lj::LennardJones;
-use mdrun::simulation::SimulationError;
+use mdrun::gpu::GpuError;
 use mdrun::system::System;
 
 fn lj() -> GpuPotential {
@@ -115,7 +115,7 @@ fn a_structure_that_blows_up_is_saved_and_frozen_while_the_others_go_on() {
     let (dt, skin, max_force) = (0.002, 0.4, 12.0);
     let mut alone = GpuSimulation::new(context(), set[1].0.clone(), lj(), set[1].1.clone(), dt, skin, max_force, 0, None).unwrap();
     let alone_error = match alone.advance(100, true) {
-        Err(SimulationError::BlowUp(b)) => b,
+        Err(GpuError::BlowUp(b)) => b,
         other => panic!("structure 1 alone should blow up, got {other:?}"),
     };
     let alone_saved = alone.last_good_checkpoint().unwrap();
@@ -123,7 +123,7 @@ fn a_structure_that_blows_up_is_saved_and_frozen_while_the_others_go_on() {
     let mut batch = GpuSimulation::new_batch(context(), set.clone(), lj(), dt, skin, max_force, 0, None).unwrap();
     let failed = batch.advance_batch(100, true).unwrap();
     assert_eq!(failed.len(), 1, "{failed:?}");
-    let (k, SimulationError::BlowUp(b)) = &failed[0] else { panic!("{failed:?}") };
+    let (k, GpuError::BlowUp(b)) = &failed[0] else { panic!("{failed:?}") };
     assert_eq!(*k, 1);
     assert_eq!((b.step, &b.atoms), (alone_error.step, &alone_error.atoms), "the batch names another blow-up than the structure alone");
     assert!(batch.is_frozen(1) && !batch.is_frozen(0) && !batch.is_frozen(2));
@@ -176,12 +176,12 @@ fn a_structure_unusable_from_the_start_is_frozen_there_and_reported_by_the_first
     }
     let (dt, skin, max_force) = (0.002, 0.4, 5e3);
     let alone = GpuSimulation::new(context(), set[2].0.clone(), lj(), set[2].1.clone(), dt, skin, max_force, 0, None);
-    let Err(SimulationError::BlowUp(alone_error)) = alone else { panic!("structure 2 alone should fail at setup") };
+    let Err(GpuError::BlowUp(alone_error)) = alone else { panic!("structure 2 alone should fail at setup") };
     let mut batch = GpuSimulation::new_batch(context(), set.clone(), lj(), dt, skin, max_force, 0, None).unwrap();
     assert!(batch.is_frozen(2));
     let failed = batch.advance_batch(30, true).unwrap();
     assert_eq!(failed.len(), 1, "{failed:?}");
-    let (k, SimulationError::BlowUp(b)) = &failed[0] else { panic!("{failed:?}") };
+    let (k, GpuError::BlowUp(b)) = &failed[0] else { panic!("{failed:?}") };
     assert_eq!((*k, &b.atoms), (2, &alone_error.atoms));
     let saved = batch.last_good_checkpoint_of(2).unwrap();
     assert_eq!(saved.step, 0);

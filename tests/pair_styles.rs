@@ -1,6 +1,6 @@
 //! Every registered pair style on every platform, through one test body (HOOMD's `device`
 //! fixture, OpenMM's test file included per platform): a style added to
-//! `mdrun::potential::pair::STYLES` is run here without new test code, once its test
+//! `mdrun::potential::styles::STYLES` is run here without new test code, once its test
 //! parameters are given below (the test fails, naming the style, until they are).
 //!
 //! Per style and platform, a two-species fcc crystal at 600 K through `system.toml`:
@@ -10,7 +10,8 @@
 
 mod common;
 
-use mdrun::potential::pair::{PairStyle, STYLES};
+use mdrun::potential::pair::PairStyle;
+use mdrun::potential::styles::STYLES;
 use mdrun::run::{RunOptions, run};
 use std::path::Path;
 

@@ -4,7 +4,7 @@ use super::cformat;
 use super::interp::{Deck, Dump, resolve};
 use super::thermo_out::{self, ThermoStyle};
 use super::world::{self, Fix, FixKind, Mix, Pair, World, int, num, yes_no};
-use crate::potential::pair;
+use crate::potential::styles;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -12,8 +12,8 @@ impl Deck {
     pub(super) fn pair_style(&mut self, args: &[String]) -> Result<(), String> {
         let w = &mut self.world;
         match args {
-            [s, rest @ ..] if pair::by_lammps_name(s).is_some() => {
-                let style = pair::by_lammps_name(s).expect("checked");
+            [s, rest @ ..] if styles::by_lammps_name(s).is_some() => {
+                let style = styles::by_lammps_name(s).expect("checked");
                 let cutoff = super::pair::global_cutoff(style, rest)?;
                 // A new global cutoff applies to coefficients set without their own (LAMMPS
                 // resets them all); mdrun sets it for those that used the old global one.
@@ -33,7 +33,7 @@ impl Deck {
                 w.pair = Some(Pair::Mcgm { model: path });
             }
             [s, ..] => {
-                let styles: Vec<String> = pair::STYLES.iter().map(|p| format!("{} Rc", p.lammps)).collect();
+                let styles: Vec<String> = styles::STYLES.iter().map(|p| format!("{} Rc", p.lammps)).collect();
                 return Err(format!("pair style '{s}' (with these arguments) is not supported; mdrun supports {} and ml MODEL-FILE (a model of mdrun train)", styles.join(", ")));
             }
             [] => return Err("expected: pair_style style args".into()),
@@ -415,8 +415,8 @@ impl Deck {
         let p = &meta["pair"];
         w.pair = match p["style"].as_str() {
             None => None,
-            Some(name) if pair::by_lammps_name(name).is_some() => {
-                let style = pair::by_lammps_name(name).expect("checked");
+            Some(name) if styles::by_lammps_name(name).is_some() => {
+                let style = styles::by_lammps_name(name).expect("checked");
                 let mut coeffs = BTreeMap::new();
                 for c in p["coeffs"].as_array().ok_or_else(|| bad("pair coeffs"))? {
                     let v: (usize, usize, Vec<f64>, f64) = serde_json::from_value(c.clone()).map_err(|_| bad("pair coeffs"))?;

@@ -4,12 +4,9 @@
 //! units for the run.
 
 use super::units::UnitStyle;
-use super::world::num;
+use super::world::{Coeffs, num};
 use crate::potential::pair::{Bound, Mix, PairParams, PairSpec, PairStyle};
-use std::collections::BTreeMap;
 
-/// A deck's pair coefficients: (i, j) with i <= j → (parameters, cutoff), deck units.
-pub type Coeffs = BTreeMap<(usize, usize), (Vec<f64>, f64)>;
 
 /// `pair_style NAME Rc`: the global cutoff.
 pub fn global_cutoff(style: &PairStyle, args: &[String]) -> Result<f64, String> {

@@ -117,6 +117,9 @@ impl Region {
     }
 }
 
+/// A deck's pair coefficients: (i, j) with i <= j → (parameters, cutoff), deck units.
+pub type Coeffs = std::collections::BTreeMap<(usize, usize), (Vec<f64>, f64)>;
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Pair {
     /// A pair style of crate::potential::pair (read through deck/pair.rs).
@@ -124,7 +127,7 @@ pub enum Pair {
         style: &'static crate::potential::pair::PairStyle,
         /// Global cutoff, deck units.
         cutoff: f64,
-        coeffs: super::pair::Coeffs,
+        coeffs: Coeffs,
     },
     Mcgm { model: std::path::PathBuf },
 }

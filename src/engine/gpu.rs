@@ -13,7 +13,7 @@ use crate::thermo::ThermoSample;
 pub(super) fn start(ctx: GpuContext, plan: &Plan, system: System, step: u64, reference: Option<Vec<crate::cell::Vec3>>) -> Result<Box<dyn Engine>, EngineError> {
     let potential = gpu_potential(plan, &system).map_err(EngineError::Potential)?;
     let sim = GpuSimulation::new(ctx, system, potential, plan.integrator.clone(), plan.timestep, plan.skin, plan.max_force, step, reference)
-        .map_err(EngineError::Simulation)?;
+        .map_err(|e| EngineError::Simulation(e.into()))?;
     Ok(Box::new(sim))
 }
 
@@ -51,7 +51,7 @@ impl Engine for GpuSimulation {
     }
 
     fn advance(&mut self, steps: u64, observe: bool) -> Result<(), SimulationError> {
-        GpuSimulation::advance(self, steps, observe)
+        Ok(GpuSimulation::advance(self, steps, observe)?)
     }
 
     fn thermo(&self) -> ThermoSample {

@@ -20,6 +20,9 @@ pub enum GpuError {
     Unsupported(String),
     #[error("GPU error {what}: {message}")]
     Other { what: String, message: String },
+    /// Unusable forces at a step (the state before it is kept).
+    #[error("{0}")]
+    BlowUp(crate::blowup::BlowUp),
 }
 
 /// What wgpu says about one adapter, for `mdrun --list-devices` and run logs.

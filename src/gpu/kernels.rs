@@ -125,7 +125,7 @@ impl Kernels {
         let integrate = module("integrate.wgsl", &format!("{INTEGRATE}\n{}", integrator_kernels(splitting)));
         let neighbor = module("neighbor.wgsl", NEIGHBOR);
         let schedule = module("schedule.wgsl", SCHEDULE);
-        let pair_modules: Vec<(&'static str, wgpu::ShaderModule)> = crate::potential::pair::STYLES
+        let pair_modules: Vec<(&'static str, wgpu::ShaderModule)> = crate::potential::styles::STYLES
             .iter()
             .filter_map(|style| {
                 let snippet = style.gpu.ok()?;

@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod kernels;
+pub mod kernels_as_model;
 pub mod layout;
 pub mod md;
 pub mod ml;
@@ -10,5 +11,5 @@ pub mod shared;
 
 pub use context::{AdapterDescription, GpuContext, GpuError, list_adapters};
 pub use md::{GpuPotential, GpuSimulation};
-pub use ml::GpuKernels;
+pub use kernels_as_model::GpuKernels;
 pub use shared::{GpuSlot, SharedGpuBatch};

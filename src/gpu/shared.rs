@@ -6,7 +6,6 @@
 
 use super::context::GpuError;
 use super::md::GpuSimulation;
-use crate::simulation::SimulationError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -22,7 +21,7 @@ struct BatchState {
     active: Vec<bool>,
     /// Requests (steps, observe) of the meeting under way.
     requests: Vec<Option<(u64, bool)>>,
-    results: Vec<Option<Result<(), SimulationError>>>,
+    results: Vec<Option<Result<(), GpuError>>>,
     /// Meetings held.
     meetings: u64,
     /// Steps per block that take about half a second, from the last block (every replica's
@@ -72,7 +71,7 @@ impl SharedGpuBatch {
 
     /// Advances replica `slot` (with all the others) `steps` steps; returns when the block has
     /// run.
-    pub fn advance(&self, slot: usize, steps: u64, observe: bool) -> Result<(), SimulationError> {
+    pub fn advance(&self, slot: usize, steps: u64, observe: bool) -> Result<(), GpuError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.requests[slot] = Some((steps, observe));
         let meeting = state.meetings;
@@ -131,7 +130,7 @@ impl BatchState {
         for &(k, _) in &asked {
             self.results[k] = Some(match &outcome {
                 Ok(_) => Ok(()),
-                Err(message) => Err(SimulationError::Gpu(GpuError::Other { what: "running the replicas' batch".into(), message: message.clone() })),
+                Err(message) => Err(GpuError::Other { what: "running the replicas' batch".into(), message: message.clone() }),
             });
         }
         if let Ok(failed) = outcome {

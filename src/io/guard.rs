@@ -100,7 +100,7 @@ const MAX_COLUMNS: usize = 1 << 20;
 fn declared_columns(line: &[u8]) -> Option<usize> {
     // Lossy: chemfiles reads the line's bytes whatever they are.
     let text = String::from_utf8_lossy(line);
-    let value = crate::io::structure::key_value(&text, "Properties")?;
+    let value = crate::io::key_value(&text, "Properties")?;
     let list = value.strip_prefix("species:S:1:pos:R:3")?;
     let parts: Vec<&str> = list.split(':').skip(1).collect();
     let repeats = parts.chunks(3).filter_map(|c| c.get(2)?.parse::<usize>().ok());

@@ -29,3 +29,23 @@ pub fn format_for_path(path: &std::path::Path, explicit: Option<&str>) -> String
         _ => String::new(),
     }
 }
+
+/// The value of `key=value` or `key="a b c"` in an extended XYZ comment line (key case-blind).
+pub(crate) fn key_value(comment: &str, key: &str) -> Option<String> {
+    let lower = comment.to_ascii_lowercase();
+    let needle = format!("{}=", key.to_ascii_lowercase());
+    let mut from = 0;
+    while let Some(found) = lower[from..].find(&needle) {
+        let at = from + found;
+        // A key starts the line or follows whitespace.
+        if at == 0 || comment[..at].ends_with(char::is_whitespace) {
+            let rest = &comment[at + needle.len()..];
+            return Some(match rest.strip_prefix('"') {
+                Some(quoted) => quoted.split('"').next().unwrap_or("").to_string(),
+                None => rest.split_whitespace().next().unwrap_or("").to_string(),
+            });
+        }
+        from = at + needle.len();
+    }
+    None
+}

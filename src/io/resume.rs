@@ -124,7 +124,7 @@ fn xyz_frames(path: &Path, time_ps: f64) -> std::io::Result<XyzFrames> {
                 Some(line) if line.ends_with(b"\n") => {
                     length += line.len() as u64;
                     if k == 0 {
-                        time = super::structure::key_value(&String::from_utf8_lossy(line), "time").and_then(|t| t.parse::<f64>().ok());
+                        time = super::key_value(&String::from_utf8_lossy(line), "time").and_then(|t| t.parse::<f64>().ok());
                     }
                 }
                 _ => {

@@ -123,14 +123,14 @@ fn read_unguarded(path: &Path, format: &str, frame: usize) -> Result<StructureDa
     // `Properties=`; without it the cell would be dropped silently.
     if is_xyz && out.cell.is_none() {
         if let Some(comment) = xyz_comment(path, frame) {
-            if let Some(lattice) = key_value(&comment, "Lattice") {
+            if let Some(lattice) = super::key_value(&comment, "Lattice") {
                 let numbers: Vec<f64> = lattice.split_whitespace().filter_map(|w| w.parse().ok()).collect();
                 if numbers.len() != 9 || numbers.iter().any(|x| !x.is_finite()) {
                     return Err(StructureError::Chemfiles { path: path.to_path_buf(), message: format!("frame {frame}: Lattice=\"{lattice}\" should be nine numbers (three edge vectors)") });
                 }
                 out.cell = Some([0, 1, 2].map(|r| [numbers[3 * r], numbers[3 * r + 1], numbers[3 * r + 2]]));
                 if out.pbc.is_none() {
-                    if let Some(pbc) = key_value(&comment, "pbc") {
+                    if let Some(pbc) = super::key_value(&comment, "pbc") {
                         out.pbc = Some(parse_pbc(&pbc).ok_or_else(|| StructureError::BadPbc { path: path.to_path_buf(), value: pbc.clone() })?);
                     }
                 }
@@ -154,25 +154,6 @@ fn xyz_comment(path: &Path, frame: usize) -> Option<String> {
     lines.next()?.ok()
 }
 
-/// The value of `key=value` or `key="a b c"` in an extended XYZ comment line (key case-blind).
-pub(crate) fn key_value(comment: &str, key: &str) -> Option<String> {
-    let lower = comment.to_ascii_lowercase();
-    let needle = format!("{}=", key.to_ascii_lowercase());
-    let mut from = 0;
-    while let Some(found) = lower[from..].find(&needle) {
-        let at = from + found;
-        // A key starts the line or follows whitespace.
-        if at == 0 || comment[..at].ends_with(char::is_whitespace) {
-            let rest = &comment[at + needle.len()..];
-            return Some(match rest.strip_prefix('"') {
-                Some(quoted) => quoted.split('"').next().unwrap_or("").to_string(),
-                None => rest.split_whitespace().next().unwrap_or("").to_string(),
-            });
-        }
-        from = at + needle.len();
-    }
-    None
-}
 
 /// The contents of one chemfiles frame read from `path` (named in errors).
 pub fn from_frame(data: &chemfiles::Frame, path: &Path) -> Result<StructureData, StructureError> {
@@ -309,7 +290,8 @@ mod tests {
 
     #[test]
     fn extended_xyz_keys_and_element_case() {
-        use super::{element_case, key_value};
+        use super::element_case;
+        use crate::io::key_value;
         let c = r#"Lattice="10 0 0 0 11 0 0 0 12" pbc="T T F" energy=-3.5"#;
         assert_eq!(key_value(c, "Lattice").as_deref(), Some("10 0 0 0 11 0 0 0 12"));
         assert_eq!(key_value(c, "pbc").as_deref(), Some("T T F"));

@@ -263,8 +263,8 @@ pub(super) fn build_potential(
             .map_err(|e| at.error(&model.span(), "[potential] model", e))?;
         return Ok(PotentialSpec::Ml { model: path });
     }
-    let Some(style) = crate::potential::pair::by_toml_name(kind) else {
-        let mut known: Vec<String> = crate::potential::pair::STYLES.iter().map(|s| format!("\"{}\"", s.toml_names[0])).collect();
+    let Some(style) = crate::potential::styles::by_toml_name(kind) else {
+        let mut known: Vec<String> = crate::potential::styles::STYLES.iter().map(|s| format!("\"{}\"", s.toml_names[0])).collect();
         known.push("\"ml\"".into());
         return Err(at.error(
             &p.kind.span(),

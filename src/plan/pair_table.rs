@@ -4,24 +4,15 @@
 //! like pair X-X and, for styles that mix, the unlike pairs; `[[potential.pair]]` with `species
 //! = ["A", "B"]` and the parameters of one pair, which wins over mixing.
 
-use super::schema::{Locator, Q, QValue, toml_key};
+use super::schema::{Locator, PairField, Q, QValue, toml_key};
 use super::PlanError;
 use crate::potential::pair::{Bound, Mix, PairParams, PairSpec, PairStyle};
 use crate::system::System;
 use crate::units::Dimension;
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use toml::Spanned;
 
-/// A value in a `[[potential.pair]]` entry: a quantity or the two species' names.
-#[derive(Deserialize, Clone, Debug)]
-#[serde(untagged)]
-pub(crate) enum PairField {
-    Number(f64),
-    Text(String),
-    Names(Vec<String>),
-}
 
 /// The pair style's part of `[potential]`, as written.
 pub(crate) struct RawPairTable<'a> {

@@ -108,7 +108,7 @@ pub(super) struct RawPotential {
     #[serde(default)]
     pub(super) species: BTreeMap<String, Spanned<BTreeMap<String, Q>>>,
     #[serde(default)]
-    pub(super) pair: Vec<Spanned<BTreeMap<String, Spanned<super::pair_table::PairField>>>>,
+    pub(super) pair: Vec<Spanned<BTreeMap<String, Spanned<PairField>>>>,
     pub(super) model: Option<Spanned<String>>,
 }
 
@@ -240,4 +240,13 @@ pub(crate) fn toml_key(name: &str) -> String {
     } else {
         format!("\"{name}\"")
     }
+}
+
+/// A value in a `[[potential.pair]]` entry: a quantity or the two species' names.
+#[derive(Deserialize, Clone, Debug)]
+#[serde(untagged)]
+pub(crate) enum PairField {
+    Number(f64),
+    Text(String),
+    Names(Vec<String>),
 }

@@ -32,6 +32,7 @@ pub mod lj;
 pub mod mcgm;
 pub mod morse;
 pub mod pair;
+pub mod styles;
 
 use crate::cell::Vec3;
 use crate::neighbor::{ListKind, NeighborList};

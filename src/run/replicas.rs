@@ -116,7 +116,7 @@ fn run_replicas_on_the_gpu(plan: &Plan, options: &RunOptions, ctx: crate::gpu::G
     }
     let references = options.restart.is_some().then_some(references);
     let sim = crate::gpu::GpuSimulation::new_batch(ctx, structures, potential, plan.timestep, plan.skin, plan.max_force, step, references)
-        .map_err(|source| RunError::Setup { origin: format!("{} (from {}), {n} replicas on the GPU", plan.structure_origin, plan.source.display()), source })?;
+        .map_err(|source| RunError::Setup { origin: format!("{} (from {}), {n} replicas on the GPU", plan.structure_origin, plan.source.display()), source: source.into() })?;
     let batch = crate::gpu::SharedGpuBatch::new(sim, crate::signals::install());
     if !options.quiet {
         println!("{n} replicas (velocity and Langevin seeds + 0..{}), outputs under replica-0/ .. replica-{}/; all of them in one GPU batch", n - 1, n - 1);

@@ -62,33 +62,33 @@ impl GpuSimulation {
     /// Replays the block one step at a time from its start until a step's forces are bad;
     /// the state before it is the last good state of the structure that blew up, which is
     /// then frozen. The good steps before it count as done. Returns the structure and its error.
-    pub(super) fn locate_blow_up(&mut self, steps: u64) -> Result<(usize, SimulationError), SimulationError> {
+    pub(super) fn locate_blow_up(&mut self, steps: u64) -> Result<(usize, GpuError), GpuError> {
         for _ in 0..steps {
             self.write_status(self.step);
-            self.submit_steps(1, false, true).map_err(gpu_error)?;
-            let status = self.read_status().map_err(gpu_error)?;
+            self.submit_steps(1, false, true)?;
+            let status = self.read_status()?;
             if status[ST_BAD_COUNT] == 0 {
-                self.accept(&status, 1).map_err(gpu_error)?;
+                self.accept(&status, 1)?;
                 continue;
             }
             let atom = status[ST_BAD_ATOM];
-            let mut blow = self.describe_blow_up(atom).map_err(gpu_error)?;
+            let mut blow = self.describe_blow_up(atom)?;
             blow.step = self.step + 1;
             let k = self.structure_of_atom(atom as usize);
-            self.restore_backup().map_err(gpu_error)?;
-            self.read_host_state().map_err(gpu_error)?;
-            let chk = self.state_checkpoint(k).map_err(gpu_error)?;
+            self.restore_backup()?;
+            self.read_host_state()?;
+            let chk = self.state_checkpoint(k)?;
             self.parts[k].last_good = Some(chk);
             self.parts[k].frozen = true;
             self.write_structures();
             self.write_params();
-            return Ok((k, SimulationError::BlowUp(blow)));
+            return Ok((k, GpuError::BlowUp(blow)));
         }
         // Not reproduced step by step: should not happen (the kernels are deterministic).
-        Err(gpu_error(GpuError::Other {
+        Err(GpuError::Other {
             what: "replaying a block that produced bad forces".into(),
             message: "the replay did not reproduce them".into(),
-        }))
+        })
     }
 
     pub(super) fn structure_of_atom(&self, atom: usize) -> usize {

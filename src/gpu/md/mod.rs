@@ -35,7 +35,7 @@ use crate::cell::{Vec3, dot};
 use crate::integrate::Integrator;
 use crate::io::checkpoint::Checkpoint;
 use crate::potential::pair::PairSpec;
-use crate::simulation::{BlowUp, SimulationError};
+use crate::blowup::BlowUp;
 use crate::system::System;
 use crate::thermo::ThermoSample;
 use crate::units::{BOLTZ, FTM2V, MVV2E};
@@ -223,7 +223,7 @@ pub struct GpuSimulation {
     profiler: Option<Profiler>,
     /// Structures frozen at the start (their first forces were unusable), reported by the
     /// first advance.
-    pending: Vec<(usize, SimulationError)>,
+    pending: Vec<(usize, GpuError)>,
 }
 
 impl GpuSimulation {
@@ -240,7 +240,7 @@ impl GpuSimulation {
         max_force: f64,
         step: u64,
         reference: Option<Vec<Vec3>>,
-    ) -> Result<GpuSimulation, SimulationError> {
+    ) -> Result<GpuSimulation, GpuError> {
         Self::new_batch(ctx, vec![(system, integrator)], potential, timestep, skin, max_force, step, reference.map(|r| vec![r]))
     }
 
@@ -257,8 +257,8 @@ impl GpuSimulation {
         max_force: f64,
         step: u64,
         references: Option<Vec<Vec<Vec3>>>,
-    ) -> Result<GpuSimulation, SimulationError> {
-        let unsupported = |reason: String| Err(gpu_error(GpuError::Unsupported(reason)));
+    ) -> Result<GpuSimulation, GpuError> {
+        let unsupported = |reason: String| Err(GpuError::Unsupported(reason));
         let reach = potential.cutoff() + skin;
         let Some((first_system, integrator)) = structures.first().cloned() else {
             return unsupported("a batch needs at least one structure".into());
@@ -329,20 +329,20 @@ impl GpuSimulation {
             return unsupported(format!("a batch of {} structures with {n} atoms and {total_bins} bins in all is more than the GPU list handles ({} atoms, {MAX_BINS} bins)", parts.len(), MAX_ATOMS - 1));
         }
         let n_blocks = total_bins.div_ceil(SCAN_BLOCK);
-        let kernels = Kernels::new(&ctx, &integrator.splitting()).map_err(gpu_error)?;
+        let kernels = Kernels::new(&ctx, &integrator.splitting())?;
 
         // Start with room for 1.3x the mean neighbour count of the densest; overflow grows it.
         let density = parts.iter().map(|p| p.system.len() as f64 / p.system.cell.volume()).fold(0.0, f64::max);
         let mean = density * 4.0 / 3.0 * std::f64::consts::PI * reach.powi(3);
         let capacity = ((1.3 * mean).ceil() as u32 + 16).next_multiple_of(8);
 
-        let buf = allocate(&ctx, n, total_bins, n_blocks, first_block, parts.len(), capacity).map_err(gpu_error)?;
+        let buf = allocate(&ctx, n, total_bins, n_blocks, first_block, parts.len(), capacity)?;
         let (main_group, dispatch_group) = bind_groups(&ctx, &kernels, &buf);
         let ml = match &potential {
             GpuPotential::Ml(m) => {
                 let types: Vec<u32> = parts.iter().flat_map(|p| p.system.types.iter().copied()).collect();
                 let sizes: Vec<usize> = parts.iter().map(|p| p.system.len()).collect();
-                Some(MlForces::new(&ctx, &kernels, m, &types, &sizes).map_err(gpu_error)?)
+                Some(MlForces::new(&ctx, &kernels, m, &types, &sizes)?)
             }
             GpuPotential::Pair(_) => None,
         };
@@ -381,7 +381,7 @@ impl GpuSimulation {
         // First list: with the wrap (which only records the build positions: they are wrapped
         // already) unless the checkpoint gave them.
         sim.build_until_it_fits(references.is_none())
-            .map_err(gpu_error)?;
+            ?;
         for p in &mut sim.parts {
             p.builds = 1;
         }
@@ -398,20 +398,20 @@ impl GpuSimulation {
                 sim.encode_reduction(&mut pass);
             }
             sim.ctx.queue.submit([encoder.finish()]);
-            let status = sim.read_status().map_err(gpu_error)?;
-            sim.read_sums().map_err(gpu_error)?;
+            let status = sim.read_status()?;
+            sim.read_sums()?;
             if status[ST_BAD_COUNT] == 0 {
-                sim.warn_outside_training(&status, step).map_err(gpu_error)?;
+                sim.warn_outside_training(&status, step)?;
                 return Ok(sim);
             }
-            let blow = SimulationError::BlowUp(sim.describe_blow_up(status[ST_BAD_ATOM]).map_err(gpu_error)?);
+            let blow = GpuError::BlowUp(sim.describe_blow_up(status[ST_BAD_ATOM])?);
             let k = sim.structure_of_atom(status[ST_BAD_ATOM] as usize);
             sim.pending.push((k, blow));
             if sim.parts.len() == 1 || sim.pending.len() == sim.parts.len() {
                 return Err(sim.pending.swap_remove(0).1);
             }
-            sim.read_host_state().map_err(gpu_error)?;
-            sim.parts[k].last_good = Some(sim.state_checkpoint(k).map_err(gpu_error)?);
+            sim.read_host_state()?;
+            sim.parts[k].last_good = Some(sim.state_checkpoint(k)?);
             sim.parts[k].frozen = true;
             sim.write_structures();
             sim.write_params();
@@ -640,7 +640,7 @@ impl GpuSimulation {
 
     /// Advances `steps` steps; with `observe` the last one is evaluated for thermo output.
     /// A single structure's blow-up is returned as the error.
-    pub fn advance(&mut self, steps: u64, observe: bool) -> Result<(), SimulationError> {
+    pub fn advance(&mut self, steps: u64, observe: bool) -> Result<(), GpuError> {
         let mut failed = self.advance_batch(steps, observe)?;
         match failed.pop() {
             Some((_, e)) => Err(e),
@@ -651,7 +651,7 @@ impl GpuSimulation {
     /// Advances every structure `steps` steps. A structure whose forces blow up is saved
     /// (`last_good_checkpoint_of`) and frozen, the others go on; returned are the structures
     /// that blew up in this call, with their errors. The outer error is the device's.
-    pub fn advance_batch(&mut self, steps: u64, observe: bool) -> Result<Vec<(usize, SimulationError)>, SimulationError> {
+    pub fn advance_batch(&mut self, steps: u64, observe: bool) -> Result<Vec<(usize, GpuError)>, GpuError> {
         let mut failed = std::mem::take(&mut self.pending);
         if steps == 0 {
             return Ok(failed);
@@ -663,21 +663,21 @@ impl GpuSimulation {
         Ok(failed)
     }
 
-    fn advance_checked(&mut self, steps: u64, observe: bool) -> Result<Vec<(usize, SimulationError)>, SimulationError> {
+    fn advance_checked(&mut self, steps: u64, observe: bool) -> Result<Vec<(usize, GpuError)>, GpuError> {
         let mut failed = Vec::new();
         let mut remaining = steps;
         while remaining > 0 {
             self.write_status(self.step);
-            self.submit_steps(remaining, observe, true).map_err(gpu_error)?;
-            let status = self.read_status().map_err(gpu_error)?;
+            self.submit_steps(remaining, observe, true)?;
+            let status = self.read_status()?;
             if status[ST_MAX_NEIGH] > self.capacity {
                 // Some list was cut short: grow, go back to the block start and replay.
-                self.grow(status[ST_MAX_NEIGH]).map_err(gpu_error)?;
-                self.restore_backup().map_err(gpu_error)?;
+                self.grow(status[ST_MAX_NEIGH])?;
+                self.restore_backup()?;
                 continue;
             }
             if status[ST_BAD_COUNT] > 0 {
-                self.restore_backup().map_err(gpu_error)?;
+                self.restore_backup()?;
                 let first = self.step;
                 let (k, error) = self.locate_blow_up(remaining)?;
                 remaining -= self.step - first;
@@ -687,9 +687,9 @@ impl GpuSimulation {
                 }
                 continue;
             }
-            self.accept(&status, remaining).map_err(gpu_error)?;
+            self.accept(&status, remaining)?;
             if observe {
-                self.read_sums().map_err(gpu_error)?;
+                self.read_sums()?;
             }
             remaining = 0;
         }
@@ -698,9 +698,6 @@ impl GpuSimulation {
 
 }
 
-fn gpu_error(e: GpuError) -> SimulationError {
-    SimulationError::Gpu(e)
-}
 
 /// Inverse of the matrix whose rows are the cell vectors.
 fn invert_rows(h: &[Vec3; 3]) -> [Vec3; 3] {

@@ -17,10 +17,7 @@ use crate::ml::inference::dense::Linear;
 use crate::ml::mcgm::Assign;
 use crate::potential::mcgm::GpuModel;
 
-mod implementation;
 mod program;
-
-pub use implementation::GpuKernels;
 
 use program::record;
 

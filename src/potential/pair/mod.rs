@@ -11,14 +11,14 @@
 //! - the **style entry** ([`PairStyle`]): the data that every front end reads: its names in
 //!   `system.toml` and in decks, its parameters with their units, its mixing rule, its tail
 //!   correction, its GPU snippet and how its constants are laid out for it. The registry
-//!   [`STYLES`] lists them (LAMMPS's `PairStyle(name, class)`), and `system.toml`
+//!   [`crate::potential::styles::STYLES`] lists them (LAMMPS's `PairStyle(name, class)`), and `system.toml`
 //!   (crate::plan's `pair_table.rs`), decks (crate::deck's `pair.rs`: `pair_style`,
 //!   `pair_coeff`, `pair_modify`, data files, restarts) and the GPU platform find a style there
 //!   by name and read its schema from the entry: none of them names a style.
 //!
 //! # Adding a pair style
 //! One module beside `lj.rs` and `morse.rs`, one WGSL snippet in `shaders/pair/`, one line in
-//! [`STYLES`], and its tests. The module holds a [`PairFunction`] and a `pub static STYLE:
+//! [`crate::potential::styles::STYLES`], and its tests. The module holds a [`PairFunction`] and a `pub static STYLE:
 //! PairStyle`. For example a soft cosine repulsion, `E = A (1 + cos(π r / r_c))`:
 //!
 //! ```
@@ -169,19 +169,6 @@ impl PartialEq for PairStyle {
     fn eq(&self, other: &Self) -> bool {
         self.lammps == other.lammps
     }
-}
-
-/// Every pair style mdrun has, LAMMPS's `PairStyle(...)` registrations.
-pub static STYLES: &[&PairStyle] = &[&super::lj::STYLE, &super::morse::STYLE];
-
-/// The style LAMMPS calls `name` (`pair_style NAME`).
-pub fn by_lammps_name(name: &str) -> Option<&'static PairStyle> {
-    STYLES.iter().copied().find(|s| s.lammps == name)
-}
-
-/// The style `system.toml` calls `name` (`[potential] type = NAME`).
-pub fn by_toml_name(name: &str) -> Option<&'static PairStyle> {
-    STYLES.iter().copied().find(|s| s.toml_names.contains(&name))
 }
 
 /// A validated pair potential: a style and its parameters for every pair of species.
