@@ -84,6 +84,13 @@ steps = max(s["steps"], 1)
 print(f"{s['n_atoms']} atoms, {steps} steps; GPU time per step by kernel")
 for name, t in sorted(times.items(), key=lambda kv: -kv[1]):
     print(f"{1e6 * t / steps:12.1f} us  {100 * t / total:5.1f} %  {name}")
+# The model's kernels are "stage / kernel": the stages' totals too.
+stages = {}
+for name, t in times.items():
+    stages[name.split(" / ")[0]] = stages.get(name.split(" / ")[0], 0.0) + t
+print("by stage:")
+for name, t in sorted(stages.items(), key=lambda kv: -kv[1]):
+    print(f"{1e6 * t / steps:12.1f} us  {100 * t / total:5.1f} %  {name}")
 PY
   say "kernels ($name): $(sed -n 2,4p "$out/kernels-$name.txt" | awk '{ name = $5; for (i = 6; i <= NF; i++) name = name " " $i; printf "%s %s us; ", name, $1 }')(all in kernels-$name.txt)"
 }

@@ -300,7 +300,8 @@ fn gpu_profile_of_a_batch_times_the_batch_kernels() {
     // clusters too) and the MD kernels, their sum within the run's wall time.
     let kernels = &summaries[0].gpu_kernel_s;
     assert!(summaries[1].gpu_kernel_s.is_empty());
-    for name in ["ml: forward", "ml: clustering", "ml: backward", "integrate"] {
+    // The model's kernels are named by stage and kernel ("ml: forward / ml_dense").
+    for name in ["ml: forward / ml_dense", "ml: forward / ml_message", "ml: clustering / ml_pool", "ml: backward / ml_message_backward", "integrate"] {
         assert!(kernels.get(name).is_some_and(|&t| t > 0.0), "no {name} in {:?}", kernels.keys().collect::<Vec<_>>());
     }
     let total: f64 = kernels.values().sum();

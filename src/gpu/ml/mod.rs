@@ -38,10 +38,20 @@ const OP_WORDS: usize = 44;
 /// Data bindings of group 1 (A, B, C, D, E, G, W, U).
 const DATA_BINDINGS: usize = 8;
 const NONE: u32 = u32::MAX;
-/// Profiler labels of the evaluation's stages (the run summary's time split).
+/// The evaluation's stages, which prefix the profiler's kernel names (`profile_label`).
 const FORWARD: &str = "ml: forward";
 const CLUSTERING: &str = "ml: clustering";
 const BACKWARD: &str = "ml: backward";
+
+/// The profiler's name of a kernel in a stage, "ml: forward / ml_dense": `--gpu-profile` splits
+/// the model's time by kernel within each stage. Interned: one string per pair for the process.
+fn profile_label(stage: &'static str, kernel: &'static str) -> &'static str {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static LABELS: OnceLock<Mutex<HashMap<(&'static str, &'static str), &'static str>>> = OnceLock::new();
+    let mut labels = LABELS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    labels.entry((stage, kernel)).or_insert_with(|| Box::leak(format!("{stage} / {kernel}").into_boxed_str()))
+}
 
 /// Why a model cannot run on the GPU (it can on the CPU).
 pub fn unsupported_reason(model: &Inference, n_atoms: usize) -> Option<String> {
@@ -241,7 +251,7 @@ impl Builder<'_> {
         }
         b[6] = weights;
         b[7] = labels.unwrap_or(usize::MAX);
-        self.specs.push(OpSpec { pipeline: entry(name), words, bind: b, grid, label });
+        self.specs.push(OpSpec { pipeline: entry(name), words, bind: b, grid, label: profile_label(label, name) });
     }
 
     fn per_atom(&self) -> [u32; 3] {
