@@ -6,7 +6,9 @@
 //! Per style and platform, a two-species fcc crystal at 600 K through `system.toml`:
 //! - NVE conserves energy (velocity Verlet, shifted pairs);
 //! - a run stopped at step 30 and restarted gives the uninterrupted run's log, bit for bit;
-//! - the GPU platform's first thermo row is the f64 CPU reference's to f32 precision.
+//! - the GPU platform's first thermo row is the f64 CPU reference's to f32 precision;
+//! - forces are the gradient of the platform's own energy (central differences; the CPU to
+//!   1e-6 of the largest force, measured 5e-9; the GPU's f32 energies to 2e-3, measured 4e-4).
 
 mod common;
 
@@ -114,6 +116,60 @@ fn every_pair_style_on_every_platform() {
                 println!("{}: GPU {name} {} vs CPU {} ({err:.1e})", style.lammps, gpu[k], cpu[k]);
                 assert!(err < 1e-4, "{}: GPU {name} {} vs CPU {}", style.lammps, gpu[k], cpu[k]);
             }
+        }
+    }
+}
+
+/// The potential energy and forces of `system` on one platform, at step 0.
+fn energy_and_forces(plan: &mdrun::plan::Plan, system: &mdrun::system::System, platform: mdrun::plan::Platform) -> (f64, Vec<[f64; 3]>) {
+    match platform {
+        mdrun::plan::Platform::Gpu => {
+            let ctx = mdrun::gpu::GpuContext::open(false).unwrap().expect("an adapter");
+            let potential = mdrun::engine::gpu_potential(plan, system).unwrap();
+            let sim = mdrun::gpu::GpuSimulation::new(ctx, system.clone(), potential, plan.integrator.clone(), plan.timestep, plan.skin, plan.max_force, 0, None).unwrap();
+            (sim.energy_virial().0, sim.forces().unwrap())
+        }
+        _ => {
+            let potential = plan.potential.instantiate(&system.species).unwrap();
+            let sim = mdrun::simulation::Simulation::new(system.clone(), potential, plan.integrator.clone(), plan.timestep, plan.skin, plan.max_force, 0, None).unwrap();
+            (sim.thermo().potential_energy, sim.forces.forces.clone())
+        }
+    }
+}
+
+#[test]
+fn forces_are_the_energy_gradient_of_every_style_on_every_platform() {
+    // The crystal of each style's case with every atom moved at random by up to 0.15 Å (so that
+    // forces are not zero by symmetry); forces at four atoms against central differences of the
+    // platform's own energy. f32 energies (the GPU's per-atom values, summed exactly in fixed
+    // point) need a larger step, and their rounding then sets the agreement.
+    for style in STYLES {
+        let c = case(style);
+        let dir = common::scratch(&format!("pair-fd-{}", style.lammps.replace('/', "-")));
+        write_crystal(&dir, c.lattice);
+        let plan = common::plan_in(&dir, &toml(style, &c, 0));
+        let mut rng = common::Uniform::new(3);
+        let mut system = plan.system.clone();
+        for x in &mut system.positions {
+            for v in x.iter_mut() {
+                *v = ((*v + 0.15 * (2.0 * rng.next() - 1.0)) as f32) as f64;
+            }
+        }
+        for platform in common::platforms() {
+            let (h, allowed) = if platform == mdrun::plan::Platform::Gpu { (2e-3, 2e-3) } else { (1e-4, 1e-6) };
+            let (_, forces) = energy_and_forces(&plan, &system, platform);
+            let scale = forces.iter().flatten().fold(0.0f64, |m, f| m.max(f.abs()));
+            let mut worst = 0.0f64;
+            for (atom, k) in [(0, 0), (7, 1), (123, 2), (401, 0)] {
+                let mut moved = system.clone();
+                moved.positions[atom][k] += h;
+                let plus = energy_and_forces(&plan, &moved, platform).0;
+                moved.positions[atom][k] -= 2.0 * h;
+                let minus = energy_and_forces(&plan, &moved, platform).0;
+                worst = worst.max((-(plus - minus) / (2.0 * h) - forces[atom][k]).abs() / scale);
+            }
+            println!("{} on {platform:?}: forces vs central differences of the energy (h = {h} Å): {worst:.1e} of max |F| = {scale:.3} eV/Å", style.lammps);
+            assert!(worst < allowed, "{} on {platform:?}: {worst:e}", style.lammps);
         }
     }
 }
