@@ -116,6 +116,16 @@ fn morse_deck_with_set_type_fraction_and_group_velocities_matches_lammps() {
     println!("morse: worst deviation {worst:.2e}");
 }
 
+/// A disturbed crystal: `displace_atoms random` (LAMMPS's per-atom Park-Miller draw) on all
+/// atoms and `displace_atoms move` on a region's group, some atoms through periodic faces:
+/// LAMMPS's table to its last digits (fmax and fnorm show every atom's force).
+#[test]
+fn displace_atoms_random_and_move_on_a_group_match_lammps() {
+    let deck = run_deck("tests/decks/in.displace", Vec::new());
+    let worst = compare(&deck, "tests/fixtures/lammps_displace.txt", 1e-12, 1e-9);
+    println!("displace: worst deviation {worst:.2e}");
+}
+
 /// The Morse deck on the GPU platform (its snippet in the shared pair kernel), without fmax and
 /// fnorm (not kept on the GPU): LAMMPS's table to f32 precision. The pressure is the widest
 /// column: a small sum of large virial terms of both signs, each rounded in f32 (measured

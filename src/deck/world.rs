@@ -603,23 +603,46 @@ impl World {
         Ok(self.atoms.types.iter().map(|&t| self.masses[t - 1].unwrap_or(0.0)).collect())
     }
 
+    /// `displace_atoms group move dx dy dz` and `displace_atoms group random dx dy dz seed`
+    /// (LAMMPS's draw: per atom, the Park-Miller generator reset from the seed and the atom's
+    /// position, then dx (2u - 1), dy (2u - 1), dz (2u - 1)), with `units lattice|box`; atoms
+    /// are then put back into the box, counting image flags.
     pub fn displace_atoms(&mut self, args: &[String]) -> Result<(), String> {
-        let [group, style, rest @ ..] = args else { return Err("expected: displace_atoms group move dx dy dz".into()) };
-        if group != "all" {
-            return Err(format!("group '{group}': mdrun supports the group all only"));
+        let [group, style, rest @ ..] = args else { return Err("expected: displace_atoms group move|random dx dy dz [seed]".into()) };
+        let bit = self.group_bit(group)?;
+        let (values, seed) = match style.as_str() {
+            "move" => (3, None),
+            "random" => (4, Some(())),
+            other => return Err(format!("displace_atoms style '{other}' is not supported; mdrun supports move and random")),
+        };
+        if rest.len() < values {
+            return Err(format!("displace_atoms {style} needs dx dy dz{}", if seed.is_some() { " seed" } else { "" }));
         }
-        if style != "move" {
-            return Err(format!("displace_atoms style '{style}' is not supported; mdrun supports move"));
-        }
-        if rest.len() < 3 {
-            return Err("displace_atoms move needs dx dy dz".into());
-        }
-        let kw = pairs(&rest[3..], "displace_atoms")?;
+        let kw = pairs(&rest[values..], "displace_atoms")?;
         let scale = self.units_keyword(&kw, "displace_atoms")?;
         let delta = [num(&rest[0], "dx")? * scale[0], num(&rest[1], "dy")? * scale[1], num(&rest[2], "dz")? * scale[2]];
-        for x in &mut self.atoms.x {
-            for d in 0..3 {
-                x[d] += delta[d];
+        let members = (0..self.atoms.len()).filter(|&i| self.atoms.mask[i] & bit != 0);
+        match seed {
+            None => {
+                for i in members {
+                    for d in 0..3 {
+                        self.atoms.x[i][d] += delta[d];
+                    }
+                }
+            }
+            Some(()) => {
+                let seed = int(&rest[3], "seed")?;
+                if seed <= 0 || seed > i32::MAX as i64 {
+                    return Err(format!("displace_atoms random: seed must be a positive 32-bit integer (got {seed})"));
+                }
+                let mut rng = super::random::RanPark::new(seed as i32)?;
+                let members: Vec<usize> = members.collect();
+                for i in members {
+                    rng.reset(seed as i32, self.atoms.x[i]);
+                    for d in 0..3 {
+                        self.atoms.x[i][d] += delta[d] * 2.0 * (rng.uniform() - 0.5);
+                    }
+                }
             }
         }
         self.wrap();
