@@ -42,7 +42,7 @@ pub fn is_int(key: &str) -> bool {
 fn extensive(key: &str) -> bool {
     matches!(
         key,
-        "pe" | "ke" | "etotal" | "enthalpy" | "evdwl" | "ecoul" | "epair" | "ebond" | "eangle" | "edihed" | "eimp" | "emol" | "elong" | "etail"
+        "pe" | "ke" | "etotal" | "ecouple" | "econserve" | "enthalpy" | "evdwl" | "ecoul" | "epair" | "ebond" | "eangle" | "edihed" | "eimp" | "emol" | "elong" | "etail"
     )
 }
 
@@ -75,6 +75,10 @@ pub fn value(state: &ThermoState, key: &str, u: &UnitStyle, norm: bool, lattice:
         "pe" | "evdwl" | "epair" => e(s.potential_energy),
         "ke" => e(s.kinetic_energy),
         "etotal" => e(s.total_energy()),
+        // Energy the thermostats exchanged with their reservoirs. fix nve and fix langevin
+        // (without `tally yes`, which decks refuse) exchange none that LAMMPS counts.
+        "ecouple" => 0.0,
+        "econserve" => e(s.total_energy()),
         "enthalpy" => e(s.total_energy() + s.pressure * s.volume / crate::units::NKTV2P),
         "ecoul" | "ebond" | "eangle" | "edihed" | "eimp" | "emol" | "elong" => 0.0,
         "etail" => e(state.etail),
@@ -138,6 +142,8 @@ pub fn title(key: &str) -> String {
         "pe" => "PotEng",
         "ke" => "KinEng",
         "etotal" => "TotEng",
+        "ecouple" => "Ecouple",
+        "econserve" => "Econserve",
         "enthalpy" => "Enthalpy",
         "evdwl" => "E_vdwl",
         "ecoul" => "E_coul",
