@@ -68,9 +68,8 @@ impl ModelImplementation for BurnModel {
         let batch = Batch::new(&refs, self.model.config.cutoff, |z| self.model.species_index(z))?;
         let graph = GraphTensors::new(&batch, &self.ctx);
         let prediction = self.model.predict(&batch, &graph, &self.ctx);
-        let layers: Vec<(String, usize, Vec<f64>)> = self
-            .model
-            .layers(&batch, &graph, &self.ctx)
+        let layers: Vec<(String, usize, Vec<f64>)> = prediction
+            .layers
             .into_iter()
             .map(|(name, t)| {
                 let width = t.dims()[1];

@@ -139,6 +139,8 @@ pub struct Prediction {
     pub forces: Tensor<2>,
     /// [S, 9] virial W = -Σ_e r_e ⊗ dE/dr_e per structure (row-major), eV
     pub virial: Tensor<2>,
+    /// Every block's outputs (`super::layer`), [atoms of the batch, width] each.
+    pub layers: Vec<(String, Tensor<2>)>,
 }
 
 /// Cached values of one interaction block's forward pass, for its backward pass.
@@ -355,6 +357,7 @@ impl Model {
             energy,
             forces,
             virial,
+            layers: caches.into_iter().flat_map(|c| c.taps).collect(),
         }
     }
 
@@ -435,13 +438,6 @@ impl Model {
         let atomic = h.mul_scalar(self.normalization.energy_scale) + reference;
         let energy = scatter_add(atomic, &graph.structure, batch.n_structures, ctx);
         (energy, caches, x, radials)
-    }
-
-    /// Every block's outputs (`super::layer`), [atoms of the batch, width] each.
-    pub fn layers(&self, batch: &Batch, graph: &GraphTensors, ctx: &Ctx) -> Vec<(String, Tensor<2>)> {
-        let r = graph.edge_vectors(&graph.positions);
-        let (_, caches, _, _) = self.forward(batch, graph, r, ctx);
-        caches.into_iter().flat_map(|c| c.taps).collect()
     }
 
     /// The cutoff of block t.
