@@ -245,10 +245,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         }
     }
 
-    let log_error = |e: std::io::Error| RunError::Log {
-        path: plan.log.clone(),
-        message: e.to_string(),
-    };
+    let log_error = observers::log_error(&plan.log);
     if restarting {
         // A run killed after its last checkpoint wrote past it (and maybe half a row or frame).
         let mut notes = Vec::new();
@@ -274,7 +271,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
             settings.quiet = options.quiet;
             let source = plan.source.clone();
             let accumulator = crate::analysis::Accumulator::new(settings, format!("the run of {}", plan.source.display()))
-                .map_err(|e| RunError::Analysis { path: source.clone(), message: e.to_string() })?;
+                .map_err(observers::analysis_error(&source))?;
             Some(Analysis { accumulator, interval: a.interval, names: std::sync::Arc::new(names.clone()), source })
         }
         None => None,
@@ -347,9 +344,8 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         if a.accumulator.frames() < 2 {
             eprintln!("note: [analysis] sampled {} state(s); MSD and VACF need at least two (interval {} steps)", a.accumulator.frames(), p.interval);
         }
-        std::fs::create_dir_all(&p.out).map_err(|e| a.error(anyhow::anyhow!("cannot create {}: {e}", p.out.display())))?;
-        let source = a.source.clone();
-        let analysis_error = |e: anyhow::Error| RunError::Analysis { path: source.clone(), message: e.to_string() };
+        let analysis_error = observers::analysis_error(&plan.source);
+        std::fs::create_dir_all(&p.out).map_err(|e| analysis_error(anyhow::anyhow!("cannot create {}: {e}", p.out.display())))?;
         let entries = a.accumulator.finish(&p.out).map_err(analysis_error)?;
         crate::analysis::merge_summary(&p.out, entries).map_err(analysis_error)?;
         say(&format!("Wrote the in-run analysis to {}.", p.out.display()));

@@ -10,9 +10,19 @@ use crate::system::System;
 use crate::thermo::ThermoSample;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// A thermo log failure, naming the log.
+pub(super) fn log_error(path: &Path) -> impl Fn(std::io::Error) -> RunError + Copy + '_ {
+    move |e| RunError::Log { path: path.to_path_buf(), message: e.to_string() }
+}
+
+/// An `[analysis]` failure, naming the run's input file.
+pub(super) fn analysis_error(source: &Path) -> impl Fn(anyhow::Error) -> RunError + Copy + '_ {
+    move |e| RunError::Analysis { path: source.to_path_buf(), message: e.to_string() }
+}
 
 /// The thermo table on stdout and the thermo log, every `interval` steps and at the last step;
 /// keeps the samples for the summary.
@@ -32,7 +42,7 @@ impl ThermoTable<'_> {
     }
 
     pub fn log_error(&self, e: std::io::Error) -> RunError {
-        RunError::Log { path: self.log_path.clone(), message: e.to_string() }
+        log_error(&self.log_path)(e)
     }
 }
 
@@ -88,10 +98,6 @@ pub(super) struct Analysis {
 }
 
 impl Analysis {
-    pub fn error(&self, e: anyhow::Error) -> RunError {
-        RunError::Analysis { path: self.source.clone(), message: e.to_string() }
-    }
-
     /// Feeds the current state.
     pub fn sample(&mut self, engine: &mut dyn Engine) -> Result<(), RunError> {
         let step = engine.step();
@@ -99,7 +105,7 @@ impl Analysis {
         let s: &System = engine.system()?;
         self.accumulator
             .add(step as usize, &self.names, s.unwrapped_positions(), Some(&s.velocities), Some(&s.cell), Some(time))
-            .map_err(|e| RunError::Analysis { path: self.source.clone(), message: e.to_string() })
+            .map_err(analysis_error(&self.source))
     }
 }
 
