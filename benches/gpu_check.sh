@@ -95,36 +95,10 @@ PY
   say "kernels ($name): $(sed -n 2,4p "$out/kernels-$name.txt" | awk '{ name = $5; for (i = 6; i <= NF; i++) name = name " " $i; printf "%s %s us; ", name, $1 }')(all in kernels-$name.txt)"
 }
 
-# Lennard-Jones: fcc at reduced density 0.8442, 4 atoms per cell.
+# Lennard-Jones: the LJ benchmark system (systems/lj-bench: fcc at reduced density 0.8442, 4
+# atoms per cell) at another size and length.
 lj_toml() { # $1 cells per side, $2 steps
-  cat << TOML
-[structure]
-lattice = "fcc"
-density = 0.8442
-repeat = [$1, $1, $1]
-element = "LJ"
-[masses]
-LJ = 1.0
-[velocities]
-source = "maxwell-boltzmann"
-temperature = "16710.4872117 K"
-seed = 87287
-[potential]
-type = "lj"
-cutoff = 2.5
-[potential.species.LJ]
-epsilon = 1.0
-sigma = 1.0
-[integrator]
-type = "verlet"
-timestep = "0.050902525 fs"
-[run]
-steps = $2
-[neighbor]
-skin = 0.3
-[output]
-thermo = $2
-TOML
+  sed -e "s/^repeat = .*/repeat = [$1, $1, $1]/" -e "s/^steps = .*/steps = $2/" -e "s/^thermo = .*/thermo = $2/" "$root/systems/lj-bench/system.toml"
 }
 
 if [ $smoke = 1 ]; then

@@ -158,18 +158,9 @@ fn a_dense_clump_overflows_the_first_capacity_and_the_list_grows() {
 
 // ---- Dynamics through the run loop -------------------------------------------------------
 
-use common::{lj_liquid, plan_in, scratch};
+use common::{lj_liquid, on, plan_in, scratch};
 use mdrun::plan::Platform;
-use mdrun::run::{RunError, RunOptions, run};
-
-fn on(platform: Platform) -> RunOptions {
-    RunOptions {
-        quiet: true,
-        threads: Some(2),
-        platform: Some(platform),
-        ..Default::default()
-    }
-}
+use mdrun::run::{RunError, run};
 
 /// Unwrapped positions after `steps` steps of the plan on one platform.
 fn positions_after(toml: &str, label: &str, platform: Platform, steps: u64) -> Vec<Vec3> {

@@ -5,15 +5,11 @@
 
 mod common;
 
-use common::{conservation, lj_liquid, plan_in, platforms, scratch};
+use common::{conservation, lj_liquid, on, plan_in, platforms, scratch};
 use mdrun::plan::Platform;
 use mdrun::run::{RunOptions, run};
 use mdrun::units::{BOLTZ, MVV2E};
 use std::path::Path;
-
-fn on(platform: Platform) -> RunOptions {
-    RunOptions { quiet: true, threads: Some(2), platform: Some(platform), ..Default::default() }
-}
 
 #[test]
 fn nve_conserves_energy_as_well_as_lammps() {

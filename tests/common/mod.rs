@@ -237,6 +237,12 @@ pub fn platforms() -> Vec<mdrun::plan::Platform> {
     p
 }
 
+/// Options of a quiet two-thread run on `platform`.
+#[allow(dead_code)]
+pub fn on(platform: mdrun::plan::Platform) -> mdrun::run::RunOptions {
+    mdrun::run::RunOptions { quiet: true, threads: Some(2), platform: Some(platform), ..Default::default() }
+}
+
 /// One NVE run of a structure (velocities at 300 K, seed 4, one thread, thermo every 20 steps)
 /// with a shipped model, through the `mdrun` binary.
 pub struct ModelNve {
