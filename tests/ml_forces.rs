@@ -26,18 +26,19 @@ fn backbone_model(backbone: &str, mcgm: Option<McgmConfig>, ctx: &Ctx) -> Model 
 fn energy(model: &Model, st: &Structure, ctx: &Ctx) -> f64 {
     let batch = Batch::new(&[st], model.config.cutoff, |z| model.species_index(z)).unwrap();
     let graph = GraphTensors::new(&batch, ctx);
-    to_vec(model.predict(&batch, &graph, ctx).energy)[0]
+    to_vec(model.predict(&batch, &graph, ctx).unwrap().energy)[0]
 }
 
 fn check(label: &str, model: &Model, st: &Structure, ctx: &Ctx) {
     let batch = Batch::new(&[st], model.config.cutoff, |z| model.species_index(z)).unwrap();
     let graph = GraphTensors::new(&batch, ctx);
-    let explicit = to_vec(model.predict(&batch, &graph, ctx).forces);
+    let explicit = to_vec(model.predict(&batch, &graph, ctx).unwrap().forces);
 
     // Autodiff through the energy alone.
     let positions = graph.positions.clone().require_grad();
     let e = model
         .energy_from_edges(&batch, &graph, graph.edge_vectors(&positions), ctx)
+        .unwrap()
         .sum();
     let grads = e.backward();
     let autodiff: Vec<f64> = to_vec(positions.grad(&grads).expect("position gradient"))
@@ -224,7 +225,7 @@ fn virial_is_minus_the_strain_derivative() {
         println!("{}:", m.config.backbone);
         let batch = Batch::new(&[&crystal], m.config.cutoff, |z| m.species_index(z)).unwrap();
         let graph = GraphTensors::new(&batch, &ctx);
-        let virial = to_vec(m.predict(&batch, &graph, &ctx).virial);
+        let virial = to_vec(m.predict(&batch, &graph, &ctx).unwrap().virial);
         let h = 1e-5;
         for a in 0..3 {
             for b in 0..3 {

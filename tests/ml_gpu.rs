@@ -30,8 +30,8 @@ fn gpu_model_agrees_with_the_cpu_and_trains() {
         // The same weights on the GPU.
         let on_gpu = reference.on(&gpu);
         let batch = Batch::new(&structures, 4.0, |z| reference.species_index(z)).unwrap();
-        let a = reference.predict(&batch, &GraphTensors::new(&batch, &cpu), &cpu);
-        let b = on_gpu.predict(&batch, &GraphTensors::new(&batch, &gpu), &gpu);
+        let a = reference.predict(&batch, &GraphTensors::new(&batch, &cpu), &cpu).unwrap();
+        let b = on_gpu.predict(&batch, &GraphTensors::new(&batch, &gpu), &gpu).unwrap();
         let (ea, eb) = (to_vec(a.energy), to_vec(b.energy));
         let (fa, fb) = (to_vec(a.forces), to_vec(b.forces));
         let e_err = ea.iter().zip(&eb).map(|(x, y)| ((x - y) / x).abs()).fold(0.0, f64::max);
@@ -43,7 +43,7 @@ fn gpu_model_agrees_with_the_cpu_and_trains() {
     }
     let train_set: Vec<Structure> = data.iter().step_by(20).cloned().collect();
     let valid_set: Vec<Structure> = data.iter().skip(7).step_by(50).cloned().collect();
-    let config = ModelConfig { backbone: "schnet".into(), features: 16, blocks: 2, n_rbf: 10, cutoff: 4.0, block_cutoffs: vec![], species: vec![], mcgm: None };
+    let config = ModelConfig { backbone: "schnet".into(), features: 16, blocks: 2, n_rbf: 10, cutoff: 4.0, block_cutoffs: vec![], species: vec![], mcgm: None, long_range: None };
     let options = TrainOptions { epochs: 2, device: "gpu".into(), ..Default::default() };
     let trained = train(config, &train_set, &valid_set, &options, |r| println!("GPU epoch {}: valid loss {:.3e}", r.epoch, r.valid_loss)).unwrap();
     assert!(trained.history.iter().all(|r| r.valid_loss.is_finite()));

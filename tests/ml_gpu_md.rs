@@ -34,7 +34,7 @@ fn gas(n: usize, seed: u32) -> System {
 
 fn structure(system: &System) -> Structure {
     let numbers = system.types.iter().map(|&t| [1, 6, 7, 8][t as usize]).collect();
-    Structure { numbers, positions: system.positions.clone(), cell: system.cell.clone(), energy: 0.0, forces: vec![], kind: "test".into() }
+    Structure { numbers, positions: system.positions.clone(), cell: system.cell.clone(), energy: 0.0, forces: vec![], kind: "test".into(), charge: 0.0 }
 }
 
 fn max_abs(v: impl Iterator<Item = f64>) -> f64 {
@@ -67,7 +67,7 @@ fn gpu_kernels_follow_moving_atoms() {
         let moved = sim.system().unwrap().clone();
         let s = structure(&moved);
         let batch = Batch::new(&[&s], 5.0, |z| model.species_index(z)).unwrap();
-        let reference = model.predict(&batch, &GraphTensors::new(&batch, &ctx), &ctx);
+        let reference = model.predict(&batch, &GraphTensors::new(&batch, &ctx), &ctx).unwrap();
         let f_ref = to_vec(reference.forces);
         let forces = sim.forces().unwrap();
         let f_err = max_abs(forces.iter().flatten().zip(&f_ref).map(|(a, b)| a - b)) / max_abs(f_ref.iter().copied());

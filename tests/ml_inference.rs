@@ -37,10 +37,10 @@ fn the_md_graph_from_the_neighbour_list_equals_the_batch_graph() {
     let mut list = NeighborList::new(ListKind::Full, 5.0, 1.0);
     list.build(&wrapped, &s.cell).unwrap();
     let species = s.numbers.iter().map(|&z| model.species_index(z).unwrap()).collect();
-    let from_list = Graph::from_neighbor_list(&list, &wrapped, species, 5.0);
+    let from_list = Graph::from_neighbor_list(&list, &wrapped, species, 5.0, &s.cell, 0.0);
     let from_batch = Graph::from_batch(&batch);
     assert_eq!(from_list.neighbor.len(), from_batch.neighbor.len());
-    let (a, b) = (fast.evaluate(&from_list), fast.evaluate(&from_batch));
+    let (a, b) = (fast.evaluate(&from_list).unwrap(), fast.evaluate(&from_batch).unwrap());
     assert!((a.energy[0] - b.energy[0]).abs() < 1e-9 * a.energy[0].abs(), "{} vs {}", a.energy[0], b.energy[0]);
     let worst = a.forces.iter().flatten().zip(b.forces.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
     assert!(worst < 1e-5, "forces differ by {worst}");

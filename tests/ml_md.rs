@@ -223,7 +223,7 @@ fn langevin_with_the_ml_potential_gives_hydrogen_and_oxygen_the_target_temperatu
             repo("potentials/water-schnet-mcgm-soft").display()
         ),
     );
-    let potential = plan.potential.instantiate(&plan.system.species).unwrap();
+    let potential = plan.potential.instantiate(&plan.system).unwrap();
     let mut sim = Simulation::new(plan.system.clone(), potential, plan.integrator.clone(), plan.timestep, plan.skin, plan.max_force, 0, None).unwrap();
     for _ in 0..2000 {
         sim.advance(Want::FORCES).unwrap();

@@ -28,7 +28,7 @@ fn backbone_model(backbone: &str, mcgm: Option<McgmConfig>, ctx: &Ctx) -> Model 
 fn predict(m: &Model, structures: &[&Structure], ctx: &Ctx) -> (Vec<f64>, Vec<f64>) {
     let batch = Batch::new(structures, m.config.cutoff, |z| m.species_index(z)).unwrap();
     let graph = GraphTensors::new(&batch, ctx);
-    let p = m.predict(&batch, &graph, ctx);
+    let p = m.predict(&batch, &graph, ctx).unwrap();
     (to_vec(p.energy), to_vec(p.forces))
 }
 
@@ -232,6 +232,7 @@ fn training_reduces_the_validation_error_and_the_model_file_round_trips() {
         block_cutoffs: vec![],
         species: vec![],
         mcgm: Some(McgmConfig::default()),
+        long_range: None,
     };
     let options = TrainOptions {
         epochs: 25,
@@ -329,7 +330,7 @@ fn training_is_reproducible_for_a_seed() {
     let data = chain_data();
     let train_set: Vec<Structure> = data.iter().step_by(15).cloned().collect();
     let valid_set: Vec<Structure> = data.iter().skip(3).step_by(60).cloned().collect();
-    let config = ModelConfig { backbone: "schnet".into(), features: 16, blocks: 2, n_rbf: 10, cutoff: 4.0, block_cutoffs: vec![], species: vec![], mcgm: Some(McgmConfig::default()) };
+    let config = ModelConfig { backbone: "schnet".into(), features: 16, blocks: 2, n_rbf: 10, cutoff: 4.0, block_cutoffs: vec![], species: vec![], mcgm: Some(McgmConfig::default()), long_range: None };
     let options = TrainOptions { epochs: 2, seed: 11, ..Default::default() };
     let weights = || {
         let t = train(config.clone(), &train_set, &valid_set, &options, |_| {}).unwrap();

@@ -130,7 +130,7 @@ fn energy_and_forces(plan: &mdrun::plan::Plan, system: &mdrun::system::System, p
             (sim.energy_virial().0, sim.forces().unwrap())
         }
         _ => {
-            let potential = plan.potential.instantiate(&system.species).unwrap();
+            let potential = plan.potential.instantiate(&system).unwrap();
             let sim = mdrun::simulation::Simulation::new(system.clone(), potential, plan.integrator.clone(), plan.timestep, plan.skin, plan.max_force, 0, None).unwrap();
             (sim.thermo().potential_energy, sim.forces.forces.clone())
         }

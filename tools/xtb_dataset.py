@@ -13,11 +13,16 @@ Systems:
   water    a periodic box of 8 water molecules (cubic, 6.21 Å, 1 g/cm³).
   acetamide  one CH3CONH2 molecule in vacuum: four elements, so MCGM's hard hierarchy has a
            K-means level (2 clusters of the 4 element means) whose labels can flip in MD.
+  ionpair  ion-pair dissociation curves (the long-range test): NH4+ with formate and NH4+ with
+           acetate, the ions' centres 3.5-10 Å apart (the energy follows about -14.4/r eV past a
+           5 Å cutoff), random orientations, internal geometries jiggled about the relaxed ions.
+           The pair is neutral (charge=0); `config_type` names the pair.
 
 Usage (needs `pip install tblite ase numpy`):
   tools/xtb_dataset.py chain --frames 200 --out data/chain.extxyz
   tools/xtb_dataset.py water --frames 100 --out data/water.extxyz
   tools/xtb_dataset.py acetamide --frames 600 --out data/acetamide.extxyz
+  tools/xtb_dataset.py ionpair --frames 300 --out data/ionpair.extxyz
 """
 import argparse
 import sys
@@ -61,6 +66,55 @@ def water_box(seed):
     return Atoms(symbols, positions=positions, cell=[box] * 3, pbc=True)
 
 
+def relaxed_ion(name, charge):
+    """A molecular ion relaxed with GFN2-xTB, centred on its heavy atoms' centroid."""
+    from ase.optimize import BFGS
+    if name == "NH4+":
+        atoms = Atoms("NH4", positions=[(0, 0, 0), (0.63, 0.63, 0.63), (-0.63, -0.63, 0.63), (-0.63, 0.63, -0.63), (0.63, -0.63, -0.63)])
+    elif name == "HCOO-":
+        atoms = Atoms("CHOO", positions=[(0, 0, 0), (0, 0, 1.1), (1.1, 0, -0.6), (-1.1, 0, -0.6)])
+    else:  # acetate CH3COO-
+        atoms = Atoms("CCHHHOO", positions=[(0, 0, 0), (0, 0, 1.52), (0, 1.03, 1.9), (0.9, -0.5, 1.9), (-0.9, -0.5, 1.9), (1.1, 0, -0.6), (-1.1, 0, -0.6)])
+    atoms.calc = TBLite(method="GFN2-xTB", charge=charge, verbosity=0)
+    BFGS(atoms, logfile=None).run(fmax=0.01, steps=300)
+    heavy = [i for i, s in enumerate(atoms.get_chemical_symbols()) if s != "H"]
+    atoms.positions -= atoms.positions[heavy].mean(axis=0)
+    atoms.calc = None
+    return atoms
+
+
+def ion_pairs(frames, seed, out):
+    """Dissociation curves: (cation, anion) at centre distances uniform in 3.5-10 Å."""
+    rng = np.random.default_rng(seed)
+    for anion in ["HCOO-", "CH3COO-"]:
+        cation, anion_atoms = relaxed_ion("NH4+", 1), relaxed_ion(anion, -1)
+        label = f"NH4+/{anion}"
+        n = 0
+        while n < frames:
+            d = rng.uniform(3.5, 10.0)
+            parts = []
+            for ion, shift in [(cation, 0.0), (anion_atoms, d)]:
+                q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+                part = ion.copy()
+                part.positions = part.positions @ q.T + rng.normal(0, 0.04, part.positions.shape) + [shift, 0, 0]
+                parts.append(part)
+            # Ions in contact (closer than 1.6 Å) would transfer a proton: not a dissociation curve.
+            gap = np.linalg.norm(parts[0].positions[:, None] - parts[1].positions[None], axis=2).min()
+            if gap < 1.6:
+                continue
+            atoms = parts[0] + parts[1]
+            atoms.calc = TBLite(method="GFN2-xTB", charge=0, verbosity=0, max_iterations=500)
+            try:
+                energy = atoms.get_potential_energy()
+                forces = atoms.get_forces()
+            except Exception as e:  # an SCF that does not converge labels nothing
+                print(f"{label}: skipped d = {d:.2f} Å ({e})", file=sys.stderr)
+                continue
+            n += 1
+            write_frame(out, atoms, energy, forces, label, 0)
+            print(f"{label}: frame {n}/{frames}, d = {d:.2f} Å, E = {energy:.4f} eV", file=sys.stderr)
+
+
 def sample(atoms, charge, frames, stride, temperature, seed, label, out):
     atoms.calc = TBLite(method="GFN2-xTB", charge=charge, verbosity=0)
     MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=np.random.default_rng(seed))
@@ -89,7 +143,7 @@ def write_frame(out, atoms, energy, forces, label, charge):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("system", choices=["chain", "water", "acetamide"])
+    parser.add_argument("system", choices=["chain", "water", "acetamide", "ionpair"])
     parser.add_argument("--frames", type=int, default=100, help="frames per structure type")
     parser.add_argument("--stride", type=int, default=10, help="MD steps between kept frames")
     parser.add_argument("--temperature", type=float, default=500.0)
@@ -100,6 +154,8 @@ def main():
         if args.system == "chain":
             sample(polyyne(False), 0, args.frames, args.stride, args.temperature, args.seed, "C10H2", out)
             sample(polyyne(True), 1, args.frames, args.stride, args.temperature, args.seed + 10, "C10H3+", out)
+        elif args.system == "ionpair":
+            ion_pairs(args.frames, args.seed, out)
         elif args.system == "acetamide":
             sample(molecule("CH3CONH2"), 0, args.frames, args.stride, args.temperature, args.seed, "acetamide", out)
         else:

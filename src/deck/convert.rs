@@ -15,7 +15,13 @@ pub fn to_toml(plan: &Plan, deck: &Path, line: usize, units: &str, thermo: u64, 
     let _ = writeln!(s, "# Written by `mdrun convert {}`: the run at its line {line}, with the deck's {units} units", deck.display());
     let _ = writeln!(s, "# converted to mdrun's (eV, Å, ps, amu, K, bar). The starting state (LAMMPS's positions and");
     let _ = writeln!(s, "# velocities, step {start_step}) is in {state_file}.\n");
-    let _ = writeln!(s, "[structure]\nfile = {}\n", q(state_file));
+    let _ = writeln!(s, "[structure]\nfile = {}", q(state_file));
+    if let PotentialSpec::Ml { charge, .. } = &plan.potential
+        && *charge != 0.0
+    {
+        let _ = writeln!(s, "charge = {charge:?}");
+    }
+    s.push('\n');
     s.push_str("[masses]\n");
     for sp in &plan.system.species {
         let _ = writeln!(s, "{} = {:?}", q(&sp.name), sp.mass);
@@ -48,8 +54,9 @@ pub fn to_toml(plan: &Plan, deck: &Path, line: usize, units: &str, thermo: u64, 
                 }
             }
         }
-        PotentialSpec::Ml { model } => {
+        PotentialSpec::Ml { model, .. } => {
             let _ = writeln!(s, "type = \"ml\"\nmodel = {}", q(&model.display().to_string()));
+
         }
     }
     s.push_str("\n[integrator]\n");

@@ -18,7 +18,7 @@ impl Deck {
         self.sandbox_work(&plan)?;
         let sim = crate::simulation::Simulation::new(
             plan.system.clone(),
-            plan.potential.instantiate(&plan.system.species)?,
+            plan.potential.instantiate(&plan.system)?,
             plan.integrator.clone(),
             plan.timestep,
             plan.skin,
@@ -95,7 +95,8 @@ impl Deck {
                 if w.type_names.iter().any(Option::is_none) {
                     return Err("pair_style ml: name the element of every atom type with pair_coeff * * El1 El2 ...".into());
                 }
-                PotentialSpec::Ml { model: model.clone() }
+                // The total charge is the data file's (atom_style charge) or set's charges.
+                PotentialSpec::Ml { model: model.clone(), charge: w.atoms.q.iter().sum() }
             }
         };
         let nve = w.fixes.iter().any(|f| f.kind == FixKind::Nve);

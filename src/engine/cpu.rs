@@ -16,12 +16,12 @@ use std::time::Duration;
 /// its batch when `batch` is given).
 pub(super) fn start(plan: &Plan, system: System, step: u64, reference: Option<Vec<crate::cell::Vec3>>, batch: Option<BatchSlot>) -> Result<Box<dyn Engine>, EngineError> {
     let potential = match (&plan.potential, batch) {
-        (PotentialSpec::Ml { model }, Some(batch)) => {
+        (PotentialSpec::Ml { model, charge }, Some(batch)) => {
             let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
-            let ml = crate::potential::mcgm::MlPotential::load(model, &names).map_err(EngineError::Potential)?;
+            let ml = crate::potential::mcgm::MlPotential::load(model, &names).and_then(|p| p.for_system(&system.cell, *charge)).map_err(EngineError::Potential)?;
             Box::new(ml.in_batch(batch))
         }
-        _ => plan.potential.instantiate(&system.species).map_err(EngineError::Potential)?,
+        _ => plan.potential.instantiate(&system).map_err(EngineError::Potential)?,
     };
     let mut sim = Simulation::new(system, potential, plan.integrator.clone(), plan.timestep, plan.skin, plan.max_force, step, reference)
         .map_err(EngineError::Simulation)?;

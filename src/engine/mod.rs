@@ -93,7 +93,7 @@ use std::time::Duration;
 pub fn gpu_potential(plan: &Plan, system: &System) -> Result<GpuPotential, String> {
     Ok(match &plan.potential {
         PotentialSpec::Pair(pair) => GpuPotential::Pair(pair.clone()),
-        PotentialSpec::Ml { model } => {
+        PotentialSpec::Ml { model, .. } => {
             let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
             let model = crate::potential::mcgm::MlPotential::load(model, &names).and_then(|p| p.into_gpu())?;
             GpuPotential::Ml(Box::new(model))
@@ -126,7 +126,7 @@ pub fn choose(
     // a model it loads the model, which the CPU would not need to do twice.
     let unsupported = || -> Option<String> {
         let reason = match &plan.potential {
-            PotentialSpec::Ml { model } => {
+            PotentialSpec::Ml { model, .. } => {
                 let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
                 match crate::potential::mcgm::MlPotential::load(model, &names).and_then(|p| p.into_gpu()) {
                     Ok(m) => crate::gpu::md::unsupported_reason(system, m.inference.cutoff + plan.skin)

@@ -21,6 +21,9 @@ pub struct GpuKernels {
 impl GpuKernels {
     /// None where wgpu finds no adapter.
     pub fn new(model: &Model) -> Result<Option<GpuKernels>, String> {
+        if let Some(l) = &model.config.long_range {
+            return Err(format!("the GPU kernels do not evaluate {} yet", l.describe()));
+        }
         let Some(ctx) = GpuContext::open(false).map_err(|e| e.to_string())? else { return Ok(None) };
         Ok(Some(GpuKernels { model: model.clone(), adapter: ctx.adapter.name.clone() }))
     }

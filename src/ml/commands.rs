@@ -3,7 +3,7 @@
 use super::dataset::{Structure, read_extxyz};
 use super::file;
 use super::mcgm::{Assign, McgmConfig};
-use super::model::ModelConfig;
+use super::model::{LongRange, ModelConfig};
 use super::tensor::Ctx;
 use super::train::{EpochRecord, Metrics, TrainOptions, metrics_by_kind, predict_all, train};
 use anyhow::{Context, bail};
@@ -40,6 +40,13 @@ pub struct TrainSettings {
     /// Learned centroids of the soft level (--mcgm soft).
     #[arg(long)]
     pub clusters: Option<usize>,
+    /// off (default) or charges: learned charges, summed to each structure's total charge
+    /// (`charge=`), with their Coulomb energy (Ewald in periodic cells).
+    #[arg(long)]
+    pub long_range: Option<String>,
+    /// Å: the Gaussian width of the learned charges (--long-range charges; default 1).
+    #[arg(long)]
+    pub charge_width: Option<f64>,
     #[arg(long)]
     pub features: Option<usize>,
     #[arg(long)]
@@ -91,6 +98,8 @@ impl TrainSettings {
             levels: self.levels.or(file.levels),
             ratio: self.ratio.or(file.ratio),
             clusters: self.clusters.or(file.clusters),
+            long_range: self.long_range.or(file.long_range),
+            charge_width: self.charge_width.or(file.charge_width),
             features: self.features.or(file.features),
             blocks: self.blocks.or(file.blocks),
             rbf: self.rbf.or(file.rbf),
@@ -184,6 +193,14 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
         assign,
         clusters: settings.clusters.unwrap_or(4).max(1),
     });
+    let long_range = match settings.long_range.as_deref().unwrap_or("off") {
+        "off" => None,
+        "charges" => Some(LongRange { charge_width: settings.charge_width.unwrap_or(1.0) }),
+        other => bail!("--long-range {other}: expected off or charges"),
+    };
+    if let Some(w) = settings.charge_width.filter(|w| !(w.is_finite() && *w >= 0.0 && *w <= 10.0)) {
+        bail!("--charge-width {w}: expected a width of 0 to 10 Å");
+    }
     let block_cutoffs = settings.block_cutoffs.clone().unwrap_or_default();
     let blocks = settings.blocks.unwrap_or(if block_cutoffs.is_empty() {
         3
@@ -213,6 +230,7 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
         block_cutoffs,
         species: Vec::new(),
         mcgm,
+        long_range,
     };
     if config.features < 2 || config.blocks == 0 || config.n_rbf < 2 || !(config.cutoff > 0.0) {
         bail!(
@@ -226,7 +244,7 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
         None => split(all, options.seed),
     };
     println!(
-        "training {} on {} structures, validating on {} ({}); {} features, {} blocks, cutoff {} Å, MCGM {}",
+        "training {} on {} structures, validating on {} ({}); {} features, {} blocks, cutoff {} Å, MCGM {}, long range {}",
         config.backbone,
         train_set.len(),
         valid_set.len(),
@@ -239,7 +257,8 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
         config.features,
         config.blocks,
         config.cutoff,
-        config.mcgm.as_ref().map_or("off".to_string(), |m| m.describe())
+        config.mcgm.as_ref().map_or("off".to_string(), |m| m.describe()),
+        config.long_range.as_ref().map_or("off".to_string(), |l| l.describe())
     );
     println!(
         "{:>6} {:>12} {:>12} {:>16} {:>14} {:>10} {:>8}",

@@ -19,6 +19,9 @@ pub struct Structure {
     pub forces: Vec<Vec3>,
     /// Structure type (`config_type=`), or "default".
     pub kind: String,
+    /// Total charge, e (`charge=`, as ASE writes it; 0 when absent). Long-range models
+    /// constrain their learned charges to sum to it.
+    pub charge: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +113,15 @@ fn read_extxyz_unguarded(path: &Path) -> Result<Vec<Structure>, DatasetError> {
             Some(chemfiles::Property::String(s)) => s,
             _ => "default".to_string(),
         };
+        let charge = match properties.iter().any(|p| p == "charge").then(|| frame.get("charge")).flatten() {
+            Some(chemfiles::Property::Double(q)) if q.is_finite() => q,
+            Some(chemfiles::Property::String(s)) => match s.trim().parse::<f64>() {
+                Ok(q) if q.is_finite() => q,
+                _ => return Err(bad(format!("charge={s} is not a number"))),
+            },
+            Some(other) => return Err(bad(format!("charge={other:?} is not a finite number"))),
+            None => 0.0,
+        };
         let pbc = match properties
             .iter()
             .any(|p| p == "pbc")
@@ -157,6 +169,7 @@ fn read_extxyz_unguarded(path: &Path) -> Result<Vec<Structure>, DatasetError> {
             energy,
             forces,
             kind,
+            charge,
         });
     }
     if out.is_empty() {

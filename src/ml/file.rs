@@ -13,7 +13,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const FORMAT: &str = "mdrun-mcgm";
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest format this mdrun reads. Version 2 adds the long-range part (learned charges);
+/// a local model is still written as version 1, which older mdrun reads.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format version that holds `model`.
+fn version_of(model: &Model) -> u32 {
+    if model.config.long_range.is_some() { 2 } else { 1 }
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelCard {
@@ -71,7 +78,7 @@ pub fn save(model: &Model, dir: &Path, training: serde_json::Value) -> Result<()
     let (card_path, weights_path) = paths(dir);
     let card = ModelCard {
         format: FORMAT.into(),
-        format_version: FORMAT_VERSION,
+        format_version: version_of(model),
         units: [("energy", "eV"), ("length", "Å"), ("force", "eV/Å")]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -103,7 +110,7 @@ fn safetensors_bytes(model: &Model) -> Vec<u8> {
     }
     header.insert(
         "__metadata__".into(),
-        serde_json::json!({"format": FORMAT, "format_version": FORMAT_VERSION.to_string()}),
+        serde_json::json!({"format": FORMAT, "format_version": version_of(model).to_string()}),
     );
     let mut json =
         serde_json::to_vec(&serde_json::Value::Object(header)).expect("header serialises");
@@ -137,6 +144,11 @@ fn check_card(card: &ModelCard) -> Result<(), String> {
     count("features", c.features, MAX_FEATURES)?;
     count("blocks", c.blocks, MAX_BLOCKS)?;
     count("n_rbf", c.n_rbf, MAX_RBF)?;
+    if let Some(l) = &c.long_range
+        && !(l.charge_width.is_finite() && (0.0..=10.0).contains(&l.charge_width))
+    {
+        return Err(format!("config.long_range.charge_width = {}: expected 0 to 10 Å", l.charge_width));
+    }
     if !(c.cutoff.is_finite() && c.cutoff > 0.0 && c.cutoff <= MAX_CUTOFF) {
         return Err(format!("config.cutoff = {}: expected a length above 0 and at most {MAX_CUTOFF} Å", c.cutoff));
     }
@@ -207,10 +219,10 @@ pub fn load(path: &Path, ctx: &Ctx) -> Result<(Model, ModelCard), ModelFileError
         .get("format_version")
         .and_then(|v| v.as_u64())
         .unwrap_or(0);
-    if version != FORMAT_VERSION as u64 {
+    if !(1..=FORMAT_VERSION as u64).contains(&version) {
         return Err(invalid(
             &card_path,
-            format!("format version {version}; this mdrun reads version {FORMAT_VERSION}"),
+            format!("format version {version}; this mdrun reads versions 1 to {FORMAT_VERSION}"),
         ));
     }
     let card: ModelCard =

@@ -3,7 +3,7 @@
 //! Structures never share edges, so a structure's energy does not depend on its batch.
 
 use super::tensor::Ctx;
-use crate::cell::Vec3;
+use crate::cell::{Cell, Vec3};
 use crate::ml::dataset::Structure;
 use crate::neighbor::{ListKind, NeighborList};
 use burn::tensor::{Int, Tensor};
@@ -27,6 +27,10 @@ pub struct Batch {
     pub dst: Vec<usize>,
     /// Image shift of each edge: r_e = x_dst + shift - x_src.
     pub shifts: Vec<Vec3>,
+    /// Cell of each structure (long-range models sum their charges in it).
+    pub cells: Vec<Cell>,
+    /// Total charge of each structure, e.
+    pub charges: Vec<f64>,
 }
 
 impl Batch {
@@ -47,6 +51,8 @@ impl Batch {
             src: Vec::new(),
             dst: Vec::new(),
             shifts: Vec::new(),
+            cells: Vec::new(),
+            charges: Vec::new(),
         };
         for (s, st) in structures.iter().enumerate() {
             let offset = b.n_atoms;
@@ -67,6 +73,8 @@ impl Batch {
             b.add_edges(&list, &wrapped, offset, cutoff);
             b.positions.extend_from_slice(&wrapped);
             b.counts.push(st.numbers.len());
+            b.cells.push(st.cell.clone());
+            b.charges.push(st.charge);
             b.n_atoms += st.numbers.len();
         }
         Ok(b)

@@ -67,7 +67,7 @@ impl ModelImplementation for BurnModel {
         let refs: Vec<&Structure> = structures.iter().collect();
         let batch = Batch::new(&refs, self.model.config.cutoff, |z| self.model.species_index(z))?;
         let graph = GraphTensors::new(&batch, &self.ctx);
-        let prediction = self.model.predict(&batch, &graph, &self.ctx);
+        let prediction = self.model.predict(&batch, &graph, &self.ctx)?;
         let layers: Vec<(String, usize, Vec<f64>)> = prediction
             .layers
             .into_iter()
@@ -111,7 +111,7 @@ impl ModelImplementation for CpuInference {
         let batch = Batch::new(&refs, self.model.config.cutoff, |z| self.model.species_index(z))?;
         // Each evaluation stands alone: no regrouping is counted against the previous one.
         self.inference.forget_partitions();
-        let out = self.inference.evaluate(&Graph::from_batch(&batch));
+        let out = self.inference.evaluate(&Graph::from_batch(&batch))?;
         let layers: Vec<(String, usize, Vec<f64>)> = out.layers.into_iter().map(|(name, width, v)| (name, width, v.iter().map(|&x| x as f64).collect())).collect();
         Ok(per_structure(&batch.counts, &out.energy, &out.forces, &out.virial, &layers))
     }

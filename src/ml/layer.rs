@@ -24,6 +24,10 @@ pub fn name(t: usize, stage: Stage) -> String {
     format!("block {t} {what}")
 }
 
+/// The learned charges [atoms, 1] of a long-range model (after the projection to the total
+/// charge).
+pub const CHARGES: &str = "charges";
+
 /// One layer of one structure: `values` is [atoms, width], row-major, in f64.
 #[derive(Clone, Debug)]
 pub struct Layer {

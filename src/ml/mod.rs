@@ -4,6 +4,7 @@
 
 pub mod commands;
 pub mod dataset;
+pub mod electrostatics;
 pub mod file;
 pub mod graph;
 pub mod implementation;

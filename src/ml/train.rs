@@ -196,7 +196,7 @@ pub fn train(
             let structures: Vec<&Structure> = chunk.iter().map(|&i| &train_set[i]).collect();
             let batch = Batch::new(&structures, model.config.cutoff, |z| model.species_index(z))?;
             let graph = GraphTensors::new(&batch, &ctx);
-            let loss = loss(&model, &batch, &graph, &structures, options, &ctx);
+            let loss = loss(&model, &batch, &graph, &structures, options, &ctx)?;
             total += to_vec(loss.clone().detach())[0] * chunk.len() as f64;
             let grads = loss.backward();
             model.params.values = adam.step(&model.params.values, &grads);
@@ -256,8 +256,8 @@ fn loss(
     structures: &[&Structure],
     options: &TrainOptions,
     ctx: &Ctx,
-) -> Tensor<2> {
-    let pred = model.predict(batch, graph, ctx);
+) -> Result<Tensor<2>, String> {
+    let pred = model.predict(batch, graph, ctx)?;
     let energies: Vec<f64> = structures.iter().map(|s| s.energy).collect();
     let inv_counts: Vec<f64> = batch.counts.iter().map(|&c| 1.0 / c as f64).collect();
     let target_e = ctx.matrix(&energies, energies.len(), 1);
@@ -271,7 +271,7 @@ fn loss(
         .mean()
         .mul_scalar(options.energy_weight);
     let f_term = (df.clone() * df).mean().mul_scalar(options.force_weight);
-    (e_term + f_term).reshape([1, 1])
+    Ok((e_term + f_term).reshape([1, 1]))
 }
 
 /// Validation loss and metrics (parameters detached: no graph is recorded).
@@ -317,7 +317,7 @@ pub fn predict_all(
         let structures: Vec<&Structure> = chunk.iter().collect();
         let batch = Batch::new(&structures, model.config.cutoff, |z| model.species_index(z))?;
         let graph = GraphTensors::new(&batch, ctx);
-        let pred = model.predict(&batch, &graph, ctx);
+        let pred = model.predict(&batch, &graph, ctx)?;
         let energies = to_vec(pred.energy.detach());
         let forces = to_vec(pred.forces.detach());
         let mut at = 0;

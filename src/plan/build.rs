@@ -236,6 +236,7 @@ pub(super) fn build_potential(
     at: &Locator,
     raw: &Spanned<RawPotential>,
     system: &System,
+    charge: Option<&Spanned<f64>>,
     input_dir: &Path,
 ) -> Result<PotentialSpec, PlanError> {
     let p = raw.get_ref();
@@ -259,9 +260,16 @@ pub(super) fn build_potential(
         }
         let path = input_dir.join(model.get_ref());
         let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
-        crate::potential::mcgm::MlPotential::load(&path, &names)
-            .map_err(|e| at.error(&model.span(), "[potential] model", e))?;
-        return Ok(PotentialSpec::Ml { model: path });
+        let potential = crate::potential::mcgm::MlPotential::load(&path, &names).map_err(|e| at.error(&model.span(), "[potential] model", e))?;
+        let total = charge.map_or(0.0, |q| *q.get_ref());
+        potential.for_system(&system.cell, total).map_err(|e| match charge {
+            Some(q) if !e.contains("pbc") => at.error(&q.span(), "[structure] charge", e),
+            _ => at.error(&model.span(), "[potential] model", e),
+        })?;
+        return Ok(PotentialSpec::Ml { model: path, charge: total });
+    }
+    if let Some(q) = charge {
+        return Err(at.error(&q.span(), "[structure] charge", "only a long-range model (type = \"ml\") uses the total charge"));
     }
     let Some(style) = crate::potential::styles::by_toml_name(kind) else {
         let mut known: Vec<String> = crate::potential::styles::STYLES.iter().map(|s| format!("\"{}\"", s.toml_names[0])).collect();

@@ -103,7 +103,9 @@ pub enum PotentialSpec {
     /// A pair style (crate::potential::pair) and its table.
     Pair(crate::potential::pair::PairSpec),
     /// A trained model file (`mdrun train`): `[potential] type = "ml"` (or "mcgm").
-    Ml { model: PathBuf },
+    /// A trained model; `charge` is the system's total charge (e), which a long-range model's
+    /// learned charges sum to.
+    Ml { model: PathBuf, charge: f64 },
 }
 
 /// A problem with the input, located as precisely as the input allows.
@@ -180,7 +182,7 @@ impl Plan {
             &mut system,
             &structure_origin,
         )?;
-        let potential = build_potential(&at, &raw.potential, &system, &input_dir)?;
+        let potential = build_potential(&at, &raw.potential, &system, raw.structure.get_ref().charge.as_ref(), &input_dir)?;
 
         let integ = raw.integrator.get_ref();
         let timestep = at.positive(&integ.timestep, "[integrator] timestep", Dimension::Time)?;
@@ -476,7 +478,7 @@ impl Plan {
 fn input_files(source: &Path, structure: Option<PathBuf>, potential: &PotentialSpec) -> Vec<(String, PathBuf)> {
     let mut inputs = vec![("input file".to_string(), source.to_path_buf())];
     inputs.extend(structure.map(|p| ("structure file".to_string(), p)));
-    if let PotentialSpec::Ml { model } = potential {
+    if let PotentialSpec::Ml { model, .. } = potential {
         if model.is_dir() {
             for name in ["model.json", "model.safetensors"] {
                 inputs.push(("model".to_string(), model.join(name)));
@@ -500,16 +502,13 @@ pub fn replica_path(path: &Path, k: usize) -> PathBuf {
 }
 
 impl PotentialSpec {
-    /// The potential object this spec describes, for a system with these species.
-    pub fn instantiate(
-        &self,
-        species: &[Species],
-    ) -> Result<Box<dyn crate::potential::Potential>, String> {
+    /// The potential object this spec describes, for `system` (its species, cell).
+    pub fn instantiate(&self, system: &crate::system::System) -> Result<Box<dyn crate::potential::Potential>, String> {
         Ok(match self {
             PotentialSpec::Pair(pair) => pair.instantiate(),
-            PotentialSpec::Ml { model } => {
-                let names: Vec<String> = species.iter().map(|s| s.name.clone()).collect();
-                Box::new(crate::potential::mcgm::MlPotential::load(model, &names)?)
+            PotentialSpec::Ml { model, charge } => {
+                let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
+                Box::new(crate::potential::mcgm::MlPotential::load(model, &names)?.for_system(&system.cell, *charge)?)
             }
         })
     }

@@ -86,6 +86,8 @@ pub(super) struct RawStructure {
     pub(super) element: Option<Spanned<String>>,
     pub(super) cell: Option<Spanned<RawCell>>,
     pub(super) pbc: Option<Spanned<RawPbc>>,
+    /// Total charge, e: a long-range model's learned charges sum to it.
+    pub(super) charge: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize, Debug)]

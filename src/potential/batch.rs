@@ -91,7 +91,7 @@ impl SharedInference {
             state.inference.forget_partitions();
         }
         let inference = &mut state.inference;
-        let out = self.pool.install(|| inference.evaluate(&batch));
+        let out = self.pool.install(|| inference.evaluate(&batch)).unwrap_or_else(|_| Output::not_a_number(&batch));
         let mut first = 0;
         for (s, (&slot, &n)) in slots.iter().zip(&counts).enumerate() {
             let regrouped = out.regrouped.get(s).copied().unwrap_or(false);

@@ -8,7 +8,7 @@ use super::batch::BatchSlot;
 use super::{ForceOutput, Potential, Want};
 use crate::ml::file;
 use crate::ml::graph::{Batch, GraphTensors};
-use crate::ml::inference::{Graph, Inference};
+use crate::ml::inference::{Graph, Inference, Output};
 use crate::ml::model::Model;
 use crate::ml::tensor::{Ctx, to_vec};
 use crate::ml::mcgm::McgmConfig;
@@ -31,6 +31,8 @@ pub struct MlPotential {
     range: TrainingRange,
     /// `[run] replicas`: the model is evaluated for all replicas at once, there.
     batch: Option<BatchSlot>,
+    /// The system's total charge, e (a long-range model's charges sum to it).
+    total_charge: f64,
 }
 
 /// The distances the model was trained on, and the warnings about pairs closer than that.
@@ -143,12 +145,13 @@ impl MlPotential {
         let fast = Inference::new(&model).ok();
         let c = &model.config;
         let description = format!(
-            "{} (F = {}, {} blocks, cutoff {} Å, MCGM {}; {}) from {}",
+            "{} (F = {}, {} blocks, cutoff {} Å, MCGM {}{}; {}) from {}",
             c.backbone,
             c.features,
             c.blocks,
             c.cutoff,
             c.mcgm.as_ref().map_or("off".to_string(), |m| m.describe()),
+            c.long_range.as_ref().map_or(String::new(), |l| format!(", {}", l.describe())),
             if fast.is_some() { "f32 with tabulated filters" } else { "burn reference, f64" },
             path.display()
         );
@@ -167,7 +170,22 @@ impl MlPotential {
             )]
         };
         let range = TrainingRange::of(&model);
-        Ok(MlPotential { model, ctx, fast, graph_time: Default::default(), species_map, description, cautions, range, batch: None })
+        Ok(MlPotential { model, ctx, fast, graph_time: Default::default(), species_map, description, cautions, range, batch: None, total_charge: 0.0 })
+    }
+
+    /// The potential for a system in `cell` of total charge `charge` (e): a long-range model
+    /// sums its charges there; a local one has no charges and takes only a neutral system.
+    pub fn for_system(mut self, cell: &crate::cell::Cell, charge: f64) -> Result<MlPotential, String> {
+        if self.model.config.long_range.is_some() {
+            crate::ml::electrostatics::periodicity(cell)?;
+        } else if charge != 0.0 {
+            return Err(format!("a total charge of {charge} e needs a long-range model (mdrun train --long-range charges); this model has no charges"));
+        }
+        if !charge.is_finite() {
+            return Err(format!("total charge {charge}: expected a finite number"));
+        }
+        self.total_charge = charge;
+        Ok(self)
     }
 
     /// Evaluates through `batch` (with the other replicas) from now on.
@@ -178,6 +196,9 @@ impl MlPotential {
 
     /// The model for the GPU platform (or a replica batch); Err says why it cannot run there.
     pub fn into_gpu(mut self) -> Result<GpuModel, String> {
+        if let Some(l) = &self.model.config.long_range {
+            return Err(format!("the GPU kernels do not evaluate {} yet: run this model on the CPU (--platform cpu)", l.describe()));
+        }
         match self.fast.take() {
             Some(inference) => Ok(GpuModel {
                 inference,
@@ -208,6 +229,8 @@ impl MlPotential {
             src: Vec::new(),
             dst: Vec::new(),
             shifts: Vec::new(),
+            cells: vec![system.cell.clone()],
+            charges: vec![self.total_charge],
         };
         batch.add_edges(list, &system.positions, 0, cutoff);
         batch
@@ -261,13 +284,13 @@ impl Potential for MlPotential {
         out.clear(system.len());
         let t = std::time::Instant::now();
         let species = system.types.iter().map(|&t| self.species_map[t as usize]).collect();
-        let graph = Graph::from_neighbor_list(list, &system.positions, species, self.model.config.cutoff);
+        let graph = Graph::from_neighbor_list(list, &system.positions, species, self.model.config.cutoff, &system.cell, self.total_charge);
         self.warn_outside_training(&graph);
         if self.batch.is_some() || self.fast.is_some() {
             self.graph_time += t.elapsed();
             let result = match (&self.batch, &mut self.fast) {
                 (Some(b), _) => b.shared.evaluate(b.slot, graph),
-                (None, Some(fast)) => fast.evaluate(&graph),
+                (None, Some(fast)) => fast.evaluate(&graph).unwrap_or_else(|_| Output::not_a_number(&graph)),
                 (None, None) => unreachable!(),
             };
             out.forces.copy_from_slice(&result.forces);
@@ -280,7 +303,11 @@ impl Potential for MlPotential {
         let batch = self.batch(system, list);
         self.graph_time += t.elapsed();
         let graph = GraphTensors::new(&batch, &self.ctx);
-        let prediction = self.model.predict(&batch, &graph, &self.ctx);
+        let Ok(prediction) = self.model.predict(&batch, &graph, &self.ctx) else {
+            out.forces.iter_mut().for_each(|f| *f = [f64::NAN; 3]);
+            out.energy = f64::NAN;
+            return;
+        };
         let forces = to_vec(prediction.forces);
         for (i, f) in out.forces.iter_mut().enumerate() {
             *f = [forces[3 * i], forces[3 * i + 1], forces[3 * i + 2]];

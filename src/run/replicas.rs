@@ -33,7 +33,7 @@ pub fn run_replicas(plan: &Plan, options: &RunOptions) -> Result<Vec<RunSummary>
     let threads = resolve_threads(plan, options)?;
     crate::limits::atoms(plan.system.len() as u128 * n as u128).map_err(|message| RunError::Platform { path: plan.source.clone(), message: format!("replicas = {n}: {message}") })?;
     let shared = match &plan.potential {
-        PotentialSpec::Ml { model } => {
+        PotentialSpec::Ml { model, .. } => {
             let names: Vec<String> = plan.system.species.iter().map(|s| s.name.clone()).collect();
             match crate::potential::mcgm::MlPotential::load(model, &names).and_then(|p| p.into_gpu()) {
                 Ok(m) => Some(SharedInference::new(m.inference, n, threads).map_err(|message| RunError::Threads { threads, message })?),

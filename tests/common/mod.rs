@@ -115,7 +115,7 @@ pub fn labelled_structure(cell: Cell, n: usize, elements: &[(&str, u32)], seed: 
     let names: Vec<&str> = elements.iter().map(|e| e.0).collect();
     let s = random_system(n, cell.clone(), &names, 1.0, seed);
     let numbers = s.types.iter().map(|&t| elements[t as usize].1).collect();
-    Structure { numbers, positions: s.positions, cell, energy: 0.0, forces: vec![], kind: "test".into() }
+    Structure { numbers, positions: s.positions, cell, energy: 0.0, forces: vec![], kind: "test".into(), charge: 0.0 }
 }
 
 /// A small untrained model (F = 16, 2 blocks, 10 RBF, 4 Å) over H, C, N, O.
@@ -129,6 +129,7 @@ pub fn small_model(backbone: &str, mcgm: Option<McgmConfig>, seed: u64, ctx: &Ct
         block_cutoffs: vec![],
         species: vec![1, 6, 7, 8],
         mcgm,
+        long_range: None,
     };
     let normalization = Normalization { reference_energies: vec![-0.5, 0.25, -0.1, 0.3], energy_scale: 0.7, training_min_distance: 0.0, ..Default::default() };
     Model::new(config, normalization, seed, ctx)
@@ -307,6 +308,7 @@ pub fn backbone_settings(species: &[u32]) -> Vec<(&'static str, ModelConfig)> {
         block_cutoffs,
         species: species.to_vec(),
         mcgm,
+        long_range: None,
     };
     let hard = || Some(McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard, clusters: 4 });
     let soft = || Some(McgmConfig { levels: 2, ratio: 2, assign: Assign::Soft, clusters: 4 });
@@ -319,5 +321,17 @@ pub fn backbone_settings(species: &[u32]) -> Vec<(&'static str, ModelConfig)> {
         ("painn + MCGM hard (3 levels, r = 2)", config("painn", hard(), vec![])),
         ("painn + MCGM soft (4 centroids)", config("painn", soft(), vec![])),
         ("painn, block cutoffs 3/5/4 Å", config("painn", None, vec![3.0, 5.0, 4.0])),
+    ]
+}
+
+/// `backbone_settings` with learned charges (issue 19): one per backbone, SchNet's with soft
+/// MCGM under them (the charges read the MCGM-refined features).
+pub fn long_range_settings(species: &[u32]) -> Vec<(&'static str, ModelConfig)> {
+    let charges = Some(mdrun::ml::model::LongRange { charge_width: 1.0 });
+    let settings = backbone_settings(species);
+    let pick = |name: &str| settings.iter().find(|(n, _)| *n == name).expect("a setting").1.clone();
+    vec![
+        ("schnet + MCGM soft + charges", ModelConfig { long_range: charges.clone(), ..pick("schnet + MCGM soft (4 centroids)") }),
+        ("painn + charges", ModelConfig { long_range: charges, ..pick("painn") }),
     ]
 }

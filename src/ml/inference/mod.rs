@@ -13,6 +13,7 @@
 //!
 //! PaiNN's block (vector features, direction-dependent messages) is `painn`.
 
+pub mod charges;
 pub mod clusters;
 pub mod dense;
 pub mod painn;
@@ -22,6 +23,8 @@ use self::clusters::{HardWeights, SoftWeights, hierarchy};
 use self::dense::{Linear, ssp_and_slope};
 use self::painn::{PainnCache, PainnWeights};
 use self::table::{EdgeRows, FilterNetwork, FilterTable, LinearFilter};
+use self::charges::ChargeWeights;
+use crate::cell::{Cell, Vec3};
 use crate::ml::graph::Batch;
 use crate::ml::layer;
 use crate::ml::mcgm::McgmConfig;
@@ -40,6 +43,11 @@ pub struct Graph {
     pub distance: Vec<f64>,
     /// r_e = x_neighbor + shift - x_i, Å.
     pub vector: Vec<[f64; 3]>,
+    /// Positions, Å, and per structure the cell and total charge (e): what learned charges
+    /// need (`charges`).
+    pub positions: Vec<Vec3>,
+    pub cells: Vec<Cell>,
+    pub charges: Vec<f64>,
 }
 
 impl Graph {
@@ -67,16 +75,28 @@ impl Graph {
             distance[slot] = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2]).sqrt();
             vector[slot] = r;
         }
-        Graph { n_structures: batch.n_structures, species: batch.species.clone(), structure: batch.structure.clone(), start, neighbor, distance, vector }
+        Graph {
+            n_structures: batch.n_structures,
+            species: batch.species.clone(),
+            structure: batch.structure.clone(),
+            start,
+            neighbor,
+            distance,
+            vector,
+            positions: batch.positions.clone(),
+            cells: batch.cells.clone(),
+            charges: batch.charges.clone(),
+        }
     }
 
     pub fn n_atoms(&self) -> usize {
         self.species.len()
     }
 
-    /// The graph of one structure straight from the engine's full neighbour list: the pairs
-    /// closer than `cutoff` at `positions` (the list reaches cutoff + skin), rows in parallel.
-    pub fn from_neighbor_list(list: &crate::neighbor::NeighborList, positions: &[crate::cell::Vec3], species: Vec<usize>, cutoff: f64) -> Graph {
+    /// The graph of one structure (in `cell`, of total charge `charge`) straight from the
+    /// engine's full neighbour list: the pairs closer than `cutoff` at `positions` (the list
+    /// reaches cutoff + skin), rows in parallel.
+    pub fn from_neighbor_list(list: &crate::neighbor::NeighborList, positions: &[Vec3], species: Vec<usize>, cutoff: f64, cell: &Cell, charge: f64) -> Graph {
         let n = positions.len();
         let mut row_of = vec![usize::MAX; n];
         for r in 0..list.n_atoms() {
@@ -125,14 +145,25 @@ impl Graph {
                 vector.push(v);
             }
         }
-        Graph { n_structures: 1, structure: vec![0; n], species, start, neighbor, distance, vector }
+        Graph { n_structures: 1, structure: vec![0; n], species, start, neighbor, distance, vector, positions: positions.to_vec(), cells: vec![cell.clone()], charges: vec![charge] }
     }
 }
 
 impl Graph {
     /// Several graphs as one batch (structure k = graph k), atoms numbered on.
     pub fn concat(graphs: &[Graph]) -> Graph {
-        let mut out = Graph { n_structures: 0, species: Vec::new(), structure: Vec::new(), start: vec![0], neighbor: Vec::new(), distance: Vec::new(), vector: Vec::new() };
+        let mut out = Graph {
+            n_structures: 0,
+            species: Vec::new(),
+            structure: Vec::new(),
+            start: vec![0],
+            neighbor: Vec::new(),
+            distance: Vec::new(),
+            vector: Vec::new(),
+            positions: Vec::new(),
+            cells: Vec::new(),
+            charges: Vec::new(),
+        };
         for g in graphs {
             let (atoms, edges) = (out.species.len() as u32, out.neighbor.len());
             out.species.extend_from_slice(&g.species);
@@ -141,6 +172,9 @@ impl Graph {
             out.neighbor.extend(g.neighbor.iter().map(|j| j + atoms));
             out.distance.extend_from_slice(&g.distance);
             out.vector.extend_from_slice(&g.vector);
+            out.positions.extend_from_slice(&g.positions);
+            out.cells.extend_from_slice(&g.cells);
+            out.charges.extend_from_slice(&g.charges);
             out.n_structures += g.n_structures;
         }
         out
@@ -161,6 +195,20 @@ pub struct Output {
     /// With `Inference::record_layers`: every block's outputs over the whole graph, as (name,
     /// width, [atoms, width]) (see `crate::ml::layer`).
     pub layers: Vec<(String, usize, Vec<f32>)>,
+}
+
+impl Output {
+    /// NaN everywhere: what MD gets when an evaluation cannot be made (the step loop then
+    /// stops the run as a blow-up and keeps the last good state).
+    pub fn not_a_number(graph: &Graph) -> Output {
+        Output {
+            energy: vec![f64::NAN; graph.n_structures],
+            forces: vec![[f64::NAN; 3]; graph.n_atoms()],
+            virial: vec![[f64::NAN; 9]; graph.n_structures],
+            regrouped: vec![false; graph.n_structures],
+            layers: Vec::new(),
+        }
+    }
 }
 
 /// Where an evaluation's time went.
@@ -198,6 +246,8 @@ pub struct Inference {
     pub blocks: Vec<Block>,
     pub readout1: Linear,
     pub readout2: Linear,
+    /// A long-range model's charge head.
+    pub charges: Option<ChargeWeights>,
     /// Per model species, eV.
     pub reference: Vec<f64>,
     pub scale: f64,
@@ -323,6 +373,14 @@ impl Inference {
             blocks,
             readout1: linear("readout1", f, f / 2, true)?,
             readout2: linear("readout2", f / 2, 1, true)?,
+            charges: match &c.long_range {
+                Some(long_range) => Some(ChargeWeights {
+                    layer1: linear("charges.layer1", f, f / 2, true)?,
+                    layer2: linear("charges.layer2", f / 2, 1, true)?,
+                    coulomb: long_range.coulomb(),
+                }),
+                None => None,
+            },
             reference: model.normalization.reference_energies.clone(),
             scale: model.normalization.energy_scale,
             mcgm: c.mcgm.clone(),
@@ -338,8 +396,9 @@ impl Inference {
         self.blocks.iter().any(|b| matches!(b.interaction, Interaction::Painn(_)))
     }
 
-    /// Energies, forces and virials of `graph`.
-    pub fn evaluate(&mut self, graph: &Graph) -> Output {
+    /// Energies, forces and virials of `graph`. Err: a long-range model's charges cannot be
+    /// summed in some structure's cell (periodic along some axes only).
+    pub fn evaluate(&mut self, graph: &Graph) -> Result<Output, String> {
         let f = self.features;
         let n = graph.n_atoms();
         let mut clustering = Duration::ZERO;
@@ -425,6 +484,7 @@ impl Inference {
         for i in 0..n {
             energy[graph.structure[i]] += self.scale * atomic[i] as f64 + self.reference[graph.species[i]];
         }
+        let x_final = x;
         let forward = t_forward.elapsed();
 
         let t_backward = Instant::now();
@@ -434,6 +494,10 @@ impl Inference {
         g_ar.chunks_mut(half).for_each(|row| row.iter_mut().zip(&w_r2).for_each(|(a, w)| *a *= w));
         let mut g_x = Vec::new();
         self.readout1.backward(&g_ar, &mut g_x, false);
+        let charges = match &self.charges {
+            Some(head) => Some(head.evaluate(graph, &x_final, &mut g_x)?),
+            None => None,
+        };
         let mut g_d = vec![0.0f64; graph.neighbor.len()];
         // PaiNN: dL/dr per edge (its messages depend on the direction too) and dL/dμ.
         let painn = self.is_painn();
@@ -479,7 +543,18 @@ impl Inference {
         self.times.forward += forward - clustering;
         self.times.backward += backward;
         self.times.evaluations += 1;
-        Output { regrouped, layers, ..forces_and_virial(graph, &g_d, &pair, energy) }
+        let mut out = Output { regrouped, layers, ..forces_and_virial(graph, &g_d, &pair, energy) };
+        if let Some(c) = charges {
+            for (s, e) in c.energy.iter().enumerate() {
+                out.energy[s] += e;
+                out.virial[s].iter_mut().zip(&c.virial[s]).for_each(|(w, v)| *w += v);
+            }
+            out.forces.iter_mut().zip(&c.forces).for_each(|(f, g)| (0..3).for_each(|k| f[k] += g[k]));
+            if self.record_layers {
+                out.layers.push((layer::CHARGES.to_string(), 1, c.charges.iter().map(|&q| q as f32).collect()));
+            }
+        }
+        Ok(out)
     }
 
     /// Forgets the previous evaluation's partitions (the batch's structures changed): the next

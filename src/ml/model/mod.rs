@@ -24,6 +24,8 @@ use super::graph::{Batch, GraphTensors};
 use super::layer;
 use super::mcgm::{Assign, Hierarchy, McgmConfig};
 use super::soft::{Soft, SoftCache, SoftParams};
+pub use self::charges::LongRange;
+use self::charges::ChargeHead;
 use super::tensor::{accumulate, Ctx, scatter_add, silu, silu_derivative, ssp, ssp_derivative};
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
@@ -47,6 +49,9 @@ pub struct ModelConfig {
     /// Atomic numbers the model knows, in embedding order.
     pub species: Vec<u32>,
     pub mcgm: Option<McgmConfig>,
+    /// Learned charges and their Coulomb energy (absent: a local model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_range: Option<LongRange>,
 }
 
 /// A dense layer: y = x W + b, W [in, out], b [1, out] (indices into the parameter list).
@@ -129,6 +134,7 @@ pub struct Model {
     blocks: Vec<Block>,
     readout1: Dense,
     readout2: Dense,
+    charges: Option<ChargeHead>,
 }
 
 /// Energies per structure, forces per atom, and the edge gradients they came from.
@@ -181,6 +187,7 @@ struct PainnCache {
     dot: Tensor<2>,
 }
 
+mod charges;
 mod painn;
 
 impl Model {
@@ -248,6 +255,10 @@ impl Model {
             .collect();
         let readout1 = builder.dense("readout1", f, f / 2, true);
         let readout2 = builder.dense("readout2", f / 2, 1, true);
+        let charges = config.long_range.as_ref().map(|_| ChargeHead {
+            layer1: builder.dense("charges.layer1", f, f / 2, true),
+            layer2: builder.dense("charges.layer2", f / 2, 1, true),
+        });
         let params = Params {
             names: builder.names,
             values: builder.values,
@@ -260,6 +271,7 @@ impl Model {
             blocks,
             readout1,
             readout2,
+            charges,
         }
     }
 
@@ -303,21 +315,22 @@ impl Model {
 
     /// Energies, forces and virials of a batch. Every operation is a tensor operation on the
     /// model's parameters, so the result can be differentiated with respect to them.
-    pub fn predict(&self, batch: &Batch, graph: &GraphTensors, ctx: &Ctx) -> Prediction {
+    /// Err: a structure the long-range part cannot sum (a cell periodic along some axes only).
+    pub fn predict(&self, batch: &Batch, graph: &GraphTensors, ctx: &Ctx) -> Result<Prediction, String> {
         let r = graph.edge_vectors(&graph.positions);
         self.predict_from_edges(batch, graph, r, ctx)
     }
 
-    /// The energy alone, as a function of the edge vectors (for autodiff and finite-difference
-    /// checks of the explicit forces).
+    /// The energy alone, as a function of the edge vectors (for autodiff checks of the explicit
+    /// forces; a long-range model's Coulomb kernel is a constant of the positions here).
     pub fn energy_from_edges(
         &self,
         batch: &Batch,
         graph: &GraphTensors,
         r: Tensor<2>,
         ctx: &Ctx,
-    ) -> Tensor<2> {
-        self.forward(batch, graph, r, ctx).0
+    ) -> Result<Tensor<2>, String> {
+        Ok(self.forward(batch, graph, r, ctx)?.0)
     }
 
     fn predict_from_edges(
@@ -326,9 +339,10 @@ impl Model {
         graph: &GraphTensors,
         r: Tensor<2>,
         ctx: &Ctx,
-    ) -> Prediction {
-        let (energy, caches, x_final, radials) = self.forward(batch, graph, r.clone(), ctx);
-        let (g_d, g_rhat) = self.backward(batch, graph, &caches, x_final, &radials, ctx);
+    ) -> Result<Prediction, String> {
+        let (energy, caches, x_final, radials, charges) = self.forward(batch, graph, r.clone(), ctx)?;
+        let g_charges = charges.as_ref().map(|c| c.g_x.clone());
+        let (g_d, g_rhat) = self.backward(batch, graph, &caches, x_final, g_charges, &radials, ctx);
         // dE/dr_e = dE/dd_e r̂_e, plus, where directions enter (PaiNN), the part of dE/dr̂_e
         // perpendicular to r̂_e divided by d_e.
         let d = radials[0].distance.clone();
@@ -340,7 +354,7 @@ impl Model {
             de_dr = de_dr + (g - rhat * along) / d;
         }
         let n = batch.n_atoms;
-        let forces = scatter_add(de_dr.clone(), &graph.src, n, ctx)
+        let mut forces = scatter_add(de_dr.clone(), &graph.src, n, ctx)
             - scatter_add(de_dr.clone(), &graph.dst, n, ctx);
         // W = Σ_pairs r_ij ⊗ f_ij, in LAMMPS's convention: with r_e = x_dst - x_src and the force
         // on src from this edge being +dE/dr_e, W = -Σ_e r_e ⊗ dE/dr_e.
@@ -352,13 +366,14 @@ impl Model {
         )
         .neg();
         let edge_structure = edge_structure_index(batch, ctx);
-        let virial = scatter_add(outer, &edge_structure, batch.n_structures, ctx);
-        Prediction {
-            energy,
-            forces,
-            virial,
-            layers: caches.into_iter().flat_map(|c| c.taps).collect(),
+        let mut virial = scatter_add(outer, &edge_structure, batch.n_structures, ctx);
+        let mut layers: Vec<(String, Tensor<2>)> = caches.into_iter().flat_map(|c| c.taps).collect();
+        if let Some(c) = charges {
+            forces = forces + c.forces;
+            virial = virial + c.virial;
+            layers.push((layer::CHARGES.to_string(), c.charges));
         }
+        Ok(Prediction { energy, forces, virial, layers })
     }
 
     #[allow(clippy::type_complexity)]
@@ -368,7 +383,7 @@ impl Model {
         graph: &GraphTensors,
         r: Tensor<2>,
         ctx: &Ctx,
-    ) -> (Tensor<2>, Vec<BlockCache>, Tensor<2>, Vec<Radial>) {
+    ) -> Result<(Tensor<2>, Vec<BlockCache>, Tensor<2>, Vec<Radial>, Option<charges::ChargeTerms>), String> {
         let radials: Vec<Radial> = (0..self.blocks.len())
             .map(|t| Radial::new(r.clone(), self.config.n_rbf, self.block_cutoff(t), ctx))
             .collect();
@@ -436,8 +451,15 @@ impl Model {
             )
             .select(0, graph.species.clone());
         let atomic = h.mul_scalar(self.normalization.energy_scale) + reference;
-        let energy = scatter_add(atomic, &graph.structure, batch.n_structures, ctx);
-        (energy, caches, x, radials)
+        let mut energy = scatter_add(atomic, &graph.structure, batch.n_structures, ctx);
+        let charges = match self.charges {
+            Some(head) => Some(self.charge_terms(head, x.clone(), batch, &graph.structure, ctx)?),
+            None => None,
+        };
+        if let Some(c) = &charges {
+            energy = energy + c.energy.clone();
+        }
+        Ok((energy, caches, x, radials, charges))
     }
 
     /// The cutoff of block t.
@@ -515,6 +537,7 @@ impl Model {
         graph: &GraphTensors,
         caches: &[BlockCache],
         x_final: Tensor<2>,
+        g_charges: Option<Tensor<2>>,
         radials: &[Radial],
         ctx: &Ctx,
     ) -> (Tensor<2>, Option<[Tensor<2>; 3]>) {
@@ -525,6 +548,9 @@ impl Model {
             self.readout1,
             self.dense_back(self.readout2, ones) * ssp_derivative(a_r),
         );
+        if let Some(g) = g_charges {
+            g_x = g_x + g;
+        }
         let zeros = || ctx.zeros(n, self.config.features);
         let mut g_mu = [zeros(), zeros(), zeros()];
         let mut g_d: Option<Tensor<2>> = None;

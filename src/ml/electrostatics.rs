@@ -1,0 +1,486 @@
+//! The Coulomb energy of learned charges (issue 19): Ewald summation in a fully periodic cell,
+//! the direct sum over pairs in an open one. f64 throughout; every implementation of the model
+//! calls this module, so the physics is written once.
+//!
+//! Two unit charges r apart interact by k_e φ(r) with φ(r) = erf(a r)/r, a = 1/(√2 σ): the charges
+//! are Gaussians of width σ (the kernel of LES, Cheng 2025), so φ is smooth and finite at r = 0
+//! and what it differs from 1/r at short range is left to the local network, which sees those
+//! pairs anyway. σ = 0 gives point charges (φ = 1/r), for the textbook checks (Madelung).
+//!
+//! Ewald splits φ = ψ + erf(α r)/r with ψ(r) = (erfc(α r) − erfc(a r))/r, short ranged and
+//! summed in real space to r_c; the smooth rest is summed in reciprocal space:
+//! ```text
+//! E/k_e = Σ'_{i<j, images} q_i q_j ψ(r) + (2π/V) Σ_{k≠0} e^{−k²/4α²}/k² |S(k)|²
+//!         − α/√π Σ_i q_i² − π Q²/(2 V α²),        S(k) = Σ_j q_j e^{i k·r_j}
+//! ```
+//! The last term is the neutralising background of a cell of net charge Q. The sum does not
+//! depend on α (tests/ml_long_range.rs), which is chosen to balance the real and reciprocal
+//! work (α = √π (N/V²)^{1/6}, at most a, where the real part vanishes).
+//!
+//! Results are per structure: the energy, its derivative by each charge (what the charge model
+//! needs), the forces and virial at fixed charges.
+
+use crate::cell::{Cell, Vec3};
+use crate::neighbor::{ListKind, NeighborList};
+use rayon::prelude::*;
+use std::f64::consts::PI;
+
+/// e²/(4π ε₀) in eV·Å.
+pub const COULOMB_CONSTANT: f64 = 14.399645478425668;
+
+/// Truncation of both Ewald sums: erfc(s) and e^{-s²} below 1e-9 relative.
+const EWALD_SPAN: f64 = 4.5;
+
+/// The Coulomb interaction of charges of one width.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Coulomb {
+    /// Å: the Gaussian width σ of every charge; 0 for point charges.
+    pub width: f64,
+}
+
+/// The energy of a set of charges and its derivatives.
+#[derive(Clone, Debug)]
+pub struct Field {
+    /// eV
+    pub energy: f64,
+    /// dE/dq_i, eV per elementary charge.
+    pub potential: Vec<f64>,
+    /// -dE/dx_i at fixed charges, eV/Å.
+    pub forces: Vec<Vec3>,
+    /// W = -dE/dε at fixed charges (LAMMPS's sign: Σ r ⊗ f), row-major, eV.
+    pub virial: [f64; 9],
+}
+
+/// The Ewald splitting of one cell: α, the real-space cutoff and the reciprocal vectors kept.
+#[derive(Clone, Debug)]
+pub struct Ewald {
+    /// 1/Å
+    pub alpha: f64,
+    /// Å (0: no real-space part, α = a).
+    pub real_cutoff: f64,
+    /// Half of the reciprocal vectors with |k| < k_max (k and -k give equal terms), 1/Å, with
+    /// their integer indices on the reciprocal lattice.
+    kvectors: Vec<([i32; 3], Vec3)>,
+    volume: f64,
+}
+
+impl Coulomb {
+    /// a = 1/(√2 σ), infinite for point charges.
+    fn a(&self) -> f64 {
+        if self.width > 0.0 { 1.0 / (std::f64::consts::SQRT_2 * self.width) } else { f64::INFINITY }
+    }
+
+    /// φ(r) = erf(a r)/r and φ'(r).
+    fn direct(&self, r: f64) -> (f64, f64) {
+        let a = self.a();
+        if a.is_infinite() {
+            return (1.0 / r, -1.0 / (r * r));
+        }
+        let erf = libm::erf(a * r);
+        let gauss = 2.0 * a / PI.sqrt() * (-(a * r).powi(2)).exp();
+        (erf / r, gauss / r - erf / (r * r))
+    }
+
+    /// ψ(r) = (erfc(α r) − erfc(a r))/r and ψ'(r).
+    fn short_range(&self, alpha: f64, r: f64) -> (f64, f64) {
+        let part = |c: f64| -> (f64, f64) {
+            if c.is_infinite() {
+                return (0.0, 0.0);
+            }
+            let erfc = libm::erfc(c * r);
+            (erfc / r, -erfc / (r * r) - 2.0 * c / PI.sqrt() * (-(c * r).powi(2)).exp() / r)
+        };
+        let (p, dp) = part(alpha);
+        let (s, ds) = part(self.a());
+        (p - s, dp - ds)
+    }
+
+    /// The Ewald splitting for `n` charges in `cell` (fully periodic).
+    pub fn ewald(&self, n: usize, cell: &Cell) -> Ewald {
+        let volume = cell.volume();
+        // A real-space cutoff within 10 cell widths (the neighbour list reaches 12 images).
+        let thinnest = cell.perpendicular_widths().into_iter().fold(f64::INFINITY, f64::min);
+        let alpha = (PI.sqrt() * (n.max(1) as f64 / (volume * volume)).powf(1.0 / 6.0)).max(EWALD_SPAN / (10.0 * thinnest)).min(self.a());
+        self.ewald_with(alpha, cell)
+    }
+
+    /// The Ewald splitting with a given α (the result does not depend on it).
+    pub fn ewald_with(&self, alpha: f64, cell: &Cell) -> Ewald {
+        let real_cutoff = if alpha >= self.a() { 0.0 } else { EWALD_SPAN / alpha };
+        let k_max = 2.0 * alpha * EWALD_SPAN;
+        let vectors = cell.vectors();
+        // Reciprocal vectors b_m with a_l · b_m = 2π δ_lm, from the fractional map.
+        let b: [Vec3; 3] = [0, 1, 2].map(|m| {
+            let e = [0, 1, 2].map(|c| {
+                let mut unit = [0.0; 3];
+                unit[c] = 1.0;
+                cell.fractional(unit)[m] * 2.0 * PI
+            });
+            e
+        });
+        let reach = [0, 1, 2].map(|m| (k_max * crate::cell::norm(vectors[m]) / (2.0 * PI)).floor() as i32);
+        let mut kvectors = Vec::new();
+        for h in 0..=reach[0] {
+            for k in -reach[1]..=reach[1] {
+                for l in -reach[2]..=reach[2] {
+                    if h == 0 && (k < 0 || (k == 0 && l <= 0)) {
+                        continue;
+                    }
+                    let kv = [0, 1, 2].map(|c| h as f64 * b[0][c] + k as f64 * b[1][c] + l as f64 * b[2][c]);
+                    if crate::cell::dot(kv, kv) < k_max * k_max {
+                        kvectors.push(([h, k, l], kv));
+                    }
+                }
+            }
+        }
+        Ewald { alpha, real_cutoff, kvectors, volume: cell.volume() }
+    }
+
+    /// Energy, potentials, forces and virial of `charges` at `positions`.
+    pub fn field(&self, positions: &[Vec3], cell: &Cell, charges: &[f64]) -> Result<Field, String> {
+        match periodicity(cell)? {
+            false => Ok(self.direct_sum(positions, charges)),
+            true => {
+                let ewald = self.ewald(positions.len(), cell);
+                self.ewald_sum(&ewald, positions, cell, charges)
+            }
+        }
+    }
+
+    /// The direct sum over all pairs (open boundaries), rows in parallel.
+    pub fn direct_sum(&self, positions: &[Vec3], charges: &[f64]) -> Field {
+        let rows: Vec<(f64, Vec3, [f64; 9])> = (0..positions.len())
+            .into_par_iter()
+            .with_min_len(16)
+            .map(|i| {
+                let (mut potential, mut force, mut virial) = (0.0, [0.0; 3], [0.0; 9]);
+                for (j, xj) in positions.iter().enumerate() {
+                    if j != i {
+                        let r = sub(*xj, positions[i]);
+                        let d = crate::cell::norm(r);
+                        let (phi, dphi) = self.direct(d);
+                        pair_terms(charges[i], charges[j], r, d, phi, dphi, &mut potential, &mut force, &mut virial);
+                    }
+                }
+                (potential, force, virial)
+            })
+            .collect();
+        assemble(rows, charges, 0.0, [0.0; 9])
+    }
+
+    /// Ewald's sum in a fully periodic cell.
+    pub fn ewald_sum(&self, ewald: &Ewald, positions: &[Vec3], cell: &Cell, charges: &[f64]) -> Result<Field, String> {
+        let n = positions.len();
+        let wrapped: Vec<Vec3> = positions.iter().map(|&r| cell.wrap(r).0).collect();
+        // Real space: each atom gathers over its own row of a full list.
+        let mut rows: Vec<(f64, Vec3, [f64; 9])> = vec![(0.0, [0.0; 3], [0.0; 9]); n];
+        if ewald.real_cutoff > 0.0 {
+            let mut list = NeighborList::new(ListKind::Full, ewald.real_cutoff, 0.0);
+            list.build(&wrapped, cell).map_err(|e| format!("the Ewald real-space sum: {e}"))?;
+            let mut row_of = vec![usize::MAX; n];
+            for r in 0..list.n_atoms() {
+                row_of[list.row_atom(r)] = r;
+            }
+            let shifts = list.shift_vectors();
+            rows = (0..n)
+                .into_par_iter()
+                .with_min_len(16)
+                .map(|i| {
+                    let (mut potential, mut force, mut virial) = (0.0, [0.0; 3], [0.0; 9]);
+                    let row = row_of[i];
+                    let mut pair = |j: usize, shift: Vec3| {
+                        let r = [0, 1, 2].map(|c| wrapped[j][c] + shift[c] - wrapped[i][c]);
+                        let d = crate::cell::norm(r);
+                        if d < ewald.real_cutoff {
+                            let (psi, dpsi) = self.short_range(ewald.alpha, d);
+                            pair_terms(charges[i], charges[j], r, d, psi, dpsi, &mut potential, &mut force, &mut virial);
+                        }
+                    };
+                    for &j in list.plain(row) {
+                        pair(j as usize, [0.0; 3]);
+                    }
+                    let (js, ss) = list.shifted(row);
+                    for (&j, &s) in js.iter().zip(ss) {
+                        pair(j as usize, shifts[s as usize]);
+                    }
+                    (potential, force, virial)
+                })
+                .collect();
+        }
+        // Reciprocal space: S(k) per k (each a sum over atoms, in order), then per atom its
+        // potential and force over all k; both passes are deterministic at any thread count.
+        let phases = Phases::new(ewald, positions, cell);
+        let structure: Vec<(f64, f64)> = (0..ewald.kvectors.len())
+            .into_par_iter()
+            .with_min_len(8)
+            .map(|k| {
+                let (mut c, mut s) = (0.0, 0.0);
+                for (j, &q) in charges.iter().enumerate() {
+                    let (cos, sin) = phases.at(j, &ewald.kvectors[k].0);
+                    c += q * cos;
+                    s += q * sin;
+                }
+                (c, s)
+            })
+            .collect();
+        let weight = |kv: Vec3| {
+            let k2 = crate::cell::dot(kv, kv);
+            (-k2 / (4.0 * ewald.alpha * ewald.alpha)).exp() / k2
+        };
+        let weights: Vec<f64> = ewald.kvectors.iter().map(|(_, kv)| weight(*kv)).collect();
+        let prefactor = 4.0 * PI / ewald.volume;
+        let reciprocal: Vec<(f64, Vec3)> = (0..n)
+            .into_par_iter()
+            .with_min_len(16)
+            .map(|i| {
+                let (mut potential, mut force) = (0.0, [0.0; 3]);
+                for (k, ((index, kv), &(c, s))) in ewald.kvectors.iter().zip(&structure).enumerate() {
+                    let (cos, sin) = phases.at(i, index);
+                    let w = 2.0 * prefactor * weights[k];
+                    potential += w * (c * cos + s * sin);
+                    let f = w * charges[i] * (c * sin - s * cos);
+                    for a in 0..3 {
+                        force[a] += f * kv[a];
+                    }
+                }
+                (potential, force)
+            })
+            .collect();
+        let mut virial = [0.0; 9];
+        let inverse = 1.0 / (4.0 * ewald.alpha * ewald.alpha);
+        for (((_, kv), &(c, s)), &w) in ewald.kvectors.iter().zip(&structure).zip(&weights) {
+            let e = prefactor * w * (c * c + s * s);
+            let k2 = crate::cell::dot(*kv, *kv);
+            for a in 0..3 {
+                for b in 0..3 {
+                    let delta = if a == b { 1.0 } else { 0.0 };
+                    virial[3 * a + b] += e * (delta - 2.0 * kv[a] * kv[b] * (inverse + 1.0 / k2));
+                }
+            }
+        }
+        for (row, (potential, force)) in rows.iter_mut().zip(reciprocal) {
+            row.0 += potential;
+            (0..3).for_each(|a| row.1[a] += force[a]);
+        }
+        // Self and background terms: E_self = -α/√π Σ q², E_bg = -π Q²/(2 V α²).
+        let total: f64 = charges.iter().sum();
+        let background = -PI / (ewald.volume * ewald.alpha * ewald.alpha);
+        for (row, &q) in rows.iter_mut().zip(charges) {
+            row.0 += -2.0 * ewald.alpha / PI.sqrt() * q + background * total;
+        }
+        let e_background = 0.5 * background * total * total;
+        for a in 0..3 {
+            virial[4 * a] += e_background;
+        }
+        Ok(assemble(rows, charges, 0.0, virial))
+    }
+
+    /// The pair kernel of a structure for the burn model: E = Σ_p q_i q_j K_p over the pairs
+    /// i ≤ j (the diagonal weighted ½ inside K_p), with ∂K_p/∂x_j and -∂K_p/∂ε, all × k_e.
+    /// O(N² × k-vectors): for training structures, not for MD.
+    pub fn pair_kernel(&self, positions: &[Vec3], cell: &Cell) -> Result<PairKernel, String> {
+        let n = positions.len();
+        let periodic = periodicity(cell)?;
+        let mut out = PairKernel::default();
+        if !periodic {
+            for i in 0..n {
+                for j in i..n {
+                    let (mut k, mut g, mut w) = (0.0, [0.0; 3], [0.0; 9]);
+                    if i != j {
+                        let r = sub(positions[j], positions[i]);
+                        let d = crate::cell::norm(r);
+                        let (phi, dphi) = self.direct(d);
+                        k = phi;
+                        image_terms(r, d, dphi, &mut g, &mut w);
+                    }
+                    out.push(i, j, k, g, w);
+                }
+            }
+            return Ok(out);
+        }
+        let ewald = self.ewald(n, cell);
+        let wrapped: Vec<Vec3> = positions.iter().map(|&r| cell.wrap(r).0).collect();
+        let mut real = std::collections::HashMap::<(usize, usize), (f64, Vec3, [f64; 9])>::new();
+        if ewald.real_cutoff > 0.0 {
+            let mut list = NeighborList::new(ListKind::Full, ewald.real_cutoff, 0.0);
+            list.build(&wrapped, cell).map_err(|e| format!("the Ewald real-space sum: {e}"))?;
+            let shifts = list.shift_vectors();
+            for row in 0..list.n_atoms() {
+                let i = list.row_atom(row);
+                let plain = list.plain(row).iter().map(|&j| (j as usize, [0.0; 3]));
+                let (js, ss) = list.shifted(row);
+                let shifted = js.iter().zip(ss).map(|(&j, &s)| (j as usize, shifts[s as usize]));
+                for (j, shift) in plain.chain(shifted) {
+                    if j < i {
+                        continue;
+                    }
+                    let r = [0, 1, 2].map(|c| wrapped[j][c] + shift[c] - wrapped[i][c]);
+                    let d = crate::cell::norm(r);
+                    if d >= ewald.real_cutoff {
+                        continue;
+                    }
+                    let (psi, dpsi) = self.short_range(ewald.alpha, d);
+                    let entry = real.entry((i, j)).or_insert((0.0, [0.0; 3], [0.0; 9]));
+                    // Self images come in ± pairs: each counted once by the ½ of the diagonal.
+                    let half = if i == j { 0.5 } else { 1.0 };
+                    entry.0 += half * psi;
+                    let (mut g, mut w) = ([0.0; 3], [0.0; 9]);
+                    image_terms(r, d, dpsi, &mut g, &mut w);
+                    if i != j {
+                        (0..3).for_each(|c| entry.1[c] += g[c]);
+                    }
+                    (0..9).for_each(|c| entry.2[c] += half * w[c]);
+                }
+            }
+        }
+        let weights: Vec<f64> = ewald
+            .kvectors
+            .iter()
+            .map(|(_, kv)| {
+                let k2 = crate::cell::dot(*kv, *kv);
+                8.0 * PI / ewald.volume * (-k2 / (4.0 * ewald.alpha * ewald.alpha)).exp() / k2
+            })
+            .collect();
+        let inverse = 1.0 / (4.0 * ewald.alpha * ewald.alpha);
+        let background = -PI / (ewald.volume * ewald.alpha * ewald.alpha);
+        for i in 0..n {
+            for j in i..n {
+                let half = if i == j { 0.5 } else { 1.0 };
+                let (mut k, mut g, mut w) = real.get(&(i, j)).copied().unwrap_or((0.0, [0.0; 3], [0.0; 9]));
+                let r = sub(positions[j], positions[i]);
+                for ((_, kv), &weight) in ewald.kvectors.iter().zip(&weights) {
+                    let (sin, cos) = crate::cell::dot(*kv, r).sin_cos();
+                    k += half * weight * cos;
+                    let k2 = crate::cell::dot(*kv, *kv);
+                    for a in 0..3 {
+                        g[a] -= weight * sin * kv[a] * if i == j { 0.0 } else { 1.0 };
+                        for b in 0..3 {
+                            let delta = if a == b { 1.0 } else { 0.0 };
+                            w[3 * a + b] += half * weight * cos * (delta - 2.0 * kv[a] * kv[b] * (inverse + 1.0 / k2));
+                        }
+                    }
+                }
+                k += half * background;
+                (0..3).for_each(|a| w[4 * a] += half * background);
+                if i == j {
+                    k -= ewald.alpha / PI.sqrt();
+                }
+                out.push(i, j, k, g, w);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The Coulomb pair kernel of one structure (see `Coulomb::pair_kernel`), × k_e.
+#[derive(Clone, Debug, Default)]
+pub struct PairKernel {
+    pub first: Vec<usize>,
+    pub second: Vec<usize>,
+    /// K_p, eV/e².
+    pub kernel: Vec<f64>,
+    /// ∂K_p/∂x_second (= -∂K_p/∂x_first), eV/(e² Å).
+    pub gradient: Vec<Vec3>,
+    /// -∂K_p/∂ε, row-major.
+    pub strain: Vec<[f64; 9]>,
+}
+
+impl PairKernel {
+    fn push(&mut self, i: usize, j: usize, k: f64, g: Vec3, w: [f64; 9]) {
+        self.first.push(i);
+        self.second.push(j);
+        self.kernel.push(COULOMB_CONSTANT * k);
+        self.gradient.push(g.map(|x| COULOMB_CONSTANT * x));
+        self.strain.push(w.map(|x| COULOMB_CONSTANT * x));
+    }
+}
+
+/// Whether a cell is fully periodic (Ewald) or open (direct sum); a mix is refused.
+pub fn periodicity(cell: &Cell) -> Result<bool, String> {
+    match cell.pbc() {
+        [true, true, true] => Ok(true),
+        [false, false, false] => Ok(false),
+        pbc => Err(format!(
+            "learned charges need a cell periodic along all three axes or along none, not pbc = {pbc:?} (slab Ewald is not implemented)"
+        )),
+    }
+}
+
+/// e^{i k·r_j} from per-axis tables e^{i 2π n s_j,m}, n within each axis's reach.
+struct Phases {
+    reach: [i32; 3],
+    /// [axis][atom][n + reach] as (cos, sin).
+    tables: [Vec<Vec<(f64, f64)>>; 3],
+}
+
+impl Phases {
+    fn new(ewald: &Ewald, positions: &[Vec3], cell: &Cell) -> Phases {
+        let mut reach = [0i32; 3];
+        for (index, _) in &ewald.kvectors {
+            (0..3).for_each(|m| reach[m] = reach[m].max(index[m].abs()));
+        }
+        let tables = [0, 1, 2].map(|m| {
+            positions
+                .par_iter()
+                .map(|&r| {
+                    let s = cell.fractional(r)[m];
+                    (-reach[m]..=reach[m]).map(|n| (2.0 * PI * n as f64 * s).sin_cos()).map(|(sin, cos)| (cos, sin)).collect()
+                })
+                .collect()
+        });
+        Phases { reach, tables }
+    }
+
+    /// (cos, sin) of k·r_atom for the reciprocal vector of integer `index`.
+    fn at(&self, atom: usize, index: &[i32; 3]) -> (f64, f64) {
+        let mut out = (1.0, 0.0);
+        for m in 0..3 {
+            let (c, s) = self.tables[m][atom][(index[m] + self.reach[m]) as usize];
+            out = (out.0 * c - out.1 * s, out.0 * s + out.1 * c);
+        }
+        out
+    }
+}
+
+fn sub(a: Vec3, b: Vec3) -> Vec3 {
+    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
+}
+
+/// One image of pair (i, j) at r = x_j + shift − x_i with kernel value v and slope dv, seen from
+/// i: i's potential gains q_j v, its force q_i q_j dv r̂, the virial half the pair's -dv r⊗r/d.
+#[allow(clippy::too_many_arguments)]
+fn pair_terms(qi: f64, qj: f64, r: Vec3, d: f64, v: f64, dv: f64, potential: &mut f64, force: &mut Vec3, virial: &mut [f64; 9]) {
+    *potential += qj * v;
+    let f = qi * qj * dv / d;
+    for a in 0..3 {
+        force[a] += f * r[a];
+        for b in 0..3 {
+            virial[3 * a + b] -= 0.5 * f * r[a] * r[b];
+        }
+    }
+}
+
+/// ∂v/∂x_j (= dv r̂) and -∂v/∂ε (= -dv r⊗r/d) of one image of a pair kernel.
+fn image_terms(r: Vec3, d: f64, dv: f64, gradient: &mut Vec3, strain: &mut [f64; 9]) {
+    for a in 0..3 {
+        gradient[a] += dv * r[a] / d;
+        for b in 0..3 {
+            strain[3 * a + b] -= dv * r[a] * r[b] / d;
+        }
+    }
+}
+
+/// The field from per-atom (potential, force, virial) rows in units of k_e: E = ½ Σ q_i φ_i.
+fn assemble(rows: Vec<(f64, Vec3, [f64; 9])>, charges: &[f64], energy: f64, mut virial: [f64; 9]) -> Field {
+    let mut e = energy;
+    for ((potential, _, w), q) in rows.iter().zip(charges) {
+        e += 0.5 * q * potential;
+        (0..9).for_each(|c| virial[c] += w[c]);
+    }
+    Field {
+        energy: COULOMB_CONSTANT * e,
+        potential: rows.iter().map(|r| COULOMB_CONSTANT * r.0).collect(),
+        forces: rows.iter().map(|r| r.1.map(|x| COULOMB_CONSTANT * x)).collect(),
+        virial: virial.map(|x| COULOMB_CONSTANT * x),
+    }
+}

@@ -1,0 +1,129 @@
+//! Learned charges (issue 19): a charge head on the final (MCGM-refined) features, projected to
+//! the structure's total charge, and their Coulomb energy (`crate::ml::electrostatics`).
+//!
+//! ```text
+//! q̃_i = ssp(x_i W_q1 + b_q1) W_q2 + b_q2
+//! q_i = q̃_i + (Q_s − Σ_{j∈s} q̃_j) / n_s          charges sum to Q_s exactly
+//! E_es = Σ_{pairs i≤j of s} q_i q_j K_ij            K: Ewald or direct, from the geometry alone
+//! ```
+//! The projection is the least-squares change of the raw charges that meets the constraint
+//! (charge equilibration with equal hardness everywhere); it is linear, so the energy stays
+//! smooth. K depends on positions and cell only, so it is computed once per batch on the host
+//! (with ∂K/∂x and -∂K/∂ε) and E_es is bilinear in q: the forces and the virial at fixed charges
+//! are tensor operations on q, and the charges' own dependence on positions enters the explicit
+//! backward pass as dE/dx_final, like the energy readout's. Everything stays differentiable by
+//! the parameters, so a force loss trains the charges.
+
+use super::{Dense, Model};
+use crate::ml::electrostatics::{Coulomb, PairKernel};
+use crate::ml::graph::Batch;
+use crate::ml::tensor::{Ctx, scatter_add, ssp, ssp_derivative};
+use burn::tensor::{Int, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// The long-range part of a model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LongRange {
+    /// Å: width σ of each learned charge's Gaussian (the Coulomb kernel is erf(r/(√2σ))/r).
+    pub charge_width: f64,
+}
+
+impl LongRange {
+    pub fn coulomb(&self) -> Coulomb {
+        Coulomb { width: self.charge_width }
+    }
+
+    pub fn describe(&self) -> String {
+        format!("learned charges (σ = {} Å, Ewald where periodic)", self.charge_width)
+    }
+}
+
+/// The charge head's two dense layers.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ChargeHead {
+    pub layer1: Dense,
+    pub layer2: Dense,
+}
+
+/// A batch's Coulomb pair kernels as tensors (pairs of all structures, numbered in the batch).
+struct PairTensors {
+    first: Tensor<1, Int>,
+    second: Tensor<1, Int>,
+    structure: Tensor<1, Int>,
+    /// [P, 1]
+    kernel: Tensor<2>,
+    /// [P, 3]
+    gradient: Tensor<2>,
+    /// [P, 9]
+    strain: Tensor<2>,
+}
+
+impl PairTensors {
+    fn new(batch: &Batch, coulomb: Coulomb, ctx: &Ctx) -> Result<PairTensors, String> {
+        let mut all = PairKernel::default();
+        let mut structure = Vec::new();
+        let mut start = 0;
+        for (s, &n) in batch.counts.iter().enumerate() {
+            let k = coulomb.pair_kernel(&batch.positions[start..start + n], &batch.cells[s])?;
+            all.first.extend(k.first.iter().map(|i| i + start));
+            all.second.extend(k.second.iter().map(|j| j + start));
+            structure.extend(std::iter::repeat_n(s, k.kernel.len()));
+            all.kernel.extend(k.kernel);
+            all.gradient.extend(k.gradient);
+            all.strain.extend(k.strain);
+            start += n;
+        }
+        let p = all.kernel.len();
+        Ok(PairTensors {
+            first: ctx.indices(&all.first),
+            second: ctx.indices(&all.second),
+            structure: ctx.indices(&structure),
+            kernel: ctx.matrix(&all.kernel, p, 1),
+            gradient: ctx.matrix(&all.gradient.concat(), p, 3),
+            strain: ctx.matrix(&all.strain.concat(), p, 9),
+        })
+    }
+}
+
+/// What the charges add to a prediction.
+pub(super) struct ChargeTerms {
+    /// [S, 1]
+    pub energy: Tensor<2>,
+    /// dE_es/dx_final [N, F], for the backward pass.
+    pub g_x: Tensor<2>,
+    /// Forces at fixed charges [N, 3].
+    pub forces: Tensor<2>,
+    /// [S, 9]
+    pub virial: Tensor<2>,
+    /// The charges q [N, 1].
+    pub charges: Tensor<2>,
+}
+
+impl Model {
+    /// The charges of the final features x and everything their Coulomb energy adds.
+    pub(super) fn charge_terms(&self, head: ChargeHead, x: Tensor<2>, batch: &Batch, structure: &Tensor<1, Int>, ctx: &Ctx) -> Result<ChargeTerms, String> {
+        let long_range = self.config.long_range.as_ref().expect("a charge head comes with long_range");
+        let pairs = PairTensors::new(batch, long_range.coulomb(), ctx)?;
+        let (n, s) = (batch.n_atoms, batch.n_structures);
+        let a = self.dense(head.layer1, x);
+        let raw = self.dense(head.layer2, ssp(a.clone()));
+        // q = q̃ + (Q - Σ q̃)/n per structure.
+        let inverse_counts = ctx.matrix(&batch.counts.iter().map(|&c| 1.0 / c as f64).collect::<Vec<_>>(), s, 1);
+        let total = ctx.matrix(&batch.charges, s, 1);
+        let excess = (total - scatter_add(raw.clone(), structure, s, ctx)) * inverse_counts.clone();
+        let q = raw + excess.select(0, structure.clone());
+        let (qa, qb) = (q.clone().select(0, pairs.first.clone()), q.clone().select(0, pairs.second.clone()));
+        let product = qa.clone() * qb.clone();
+        let energy = scatter_add(product.clone() * pairs.kernel.clone(), &pairs.structure, s, ctx);
+        // dE/dq_i = Σ_j K_ij q_j (the diagonal's ½ counted from both ends).
+        let g_q = scatter_add(pairs.kernel.clone() * qb, &pairs.first, n, ctx) + scatter_add(pairs.kernel.clone() * qa, &pairs.second, n, ctx);
+        // Through the projection: dE/dq̃ = dE/dq - mean over the structure.
+        let mean = scatter_add(g_q.clone(), structure, s, ctx) * inverse_counts;
+        let g_raw = g_q - mean.select(0, structure.clone());
+        let g_x = self.dense_back(head.layer1, self.dense_back(head.layer2, g_raw) * ssp_derivative(a));
+        let pull = pairs.gradient.clone() * product.clone();
+        let forces = scatter_add(pull.clone(), &pairs.first, n, ctx) - scatter_add(pull, &pairs.second, n, ctx);
+        let virial = scatter_add(pairs.strain * product, &pairs.structure, s, ctx);
+        Ok(ChargeTerms { energy, g_x, forces, virial, charges: q })
+    }
+}
