@@ -332,6 +332,9 @@ impl Potential for MlPotential {
             stages.push(("clustering", t.clustering.as_secs_f64()));
             stages.push(("forward", t.forward.as_secs_f64()));
             stages.push(("backward", t.backward.as_secs_f64()));
+            if self.model.config.long_range.is_some() {
+                stages.push(("long range", t.long_range.as_secs_f64()));
+            }
         }
         stages
     }

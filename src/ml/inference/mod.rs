@@ -217,6 +217,8 @@ pub struct StageTimes {
     pub clustering: Duration,
     pub forward: Duration,
     pub backward: Duration,
+    /// Learned charges: the charge head and the Coulomb sum (part of neither pass above).
+    pub long_range: Duration,
     pub evaluations: u64,
     /// Evaluations at which some block's hard clustering grouped some structure's atoms
     /// differently from the evaluation before (the energy is discontinuous there).
@@ -494,10 +496,12 @@ impl Inference {
         g_ar.chunks_mut(half).for_each(|row| row.iter_mut().zip(&w_r2).for_each(|(a, w)| *a *= w));
         let mut g_x = Vec::new();
         self.readout1.backward(&g_ar, &mut g_x, false);
+        let t_long_range = Instant::now();
         let charges = match &self.charges {
             Some(head) => Some(head.evaluate(graph, &x_final, &mut g_x)?),
             None => None,
         };
+        let long_range = t_long_range.elapsed();
         let mut g_d = vec![0.0f64; graph.neighbor.len()];
         // PaiNN: dL/dr per edge (its messages depend on the direction too) and dL/dμ.
         let painn = self.is_painn();
@@ -541,7 +545,8 @@ impl Inference {
         let backward = t_backward.elapsed();
         self.times.clustering += clustering;
         self.times.forward += forward - clustering;
-        self.times.backward += backward;
+        self.times.backward += backward - long_range;
+        self.times.long_range += long_range;
         self.times.evaluations += 1;
         let mut out = Output { regrouped, layers, ..forces_and_virial(graph, &g_d, &pair, energy) };
         if let Some(c) = charges {

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The cost of long range in MD: the same SchNet trained on the ion-pair set with and without
+# learned charges (potentials/ionpair-schnet, potentials/ionpair-schnet-charges), on the periodic
+# ion-pair lattice (systems/ionpair/ion-lattice.extxyz, 9 atoms per cell) repeated to about
+# 1,000, 3,000 and 10,000 atoms, on the CPU. Prints a Markdown table: ms per step of each and
+# their ratio, and the share of the long-range stage (charge head + Ewald).
+#   benches/long_range_md.sh [steps] [threads]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+steps=${1:-20}
+threads=${2:-$(nproc)}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mdrun-target}
+cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+bin=$CARGO_TARGET_DIR/release/mdrun
+work=$(mktemp -d)
+echo "| atoms | local ms/step | charges ms/step | ratio | long-range stage ms/step |"
+echo "|---|---|---|---|---|"
+for repeat in "5, 5, 4" "8, 8, 5" "11, 11, 9"; do
+  for model in ionpair-schnet ionpair-schnet-charges; do
+    dir=$work/$model-${repeat//[, ]/}
+    mkdir -p "$dir"
+    cat > "$dir/system.toml" <<EOF
+[structure]
+file = "$root/systems/ionpair/ion-lattice.extxyz"
+repeat = [$repeat]
+[velocities]
+source = "maxwell-boltzmann"
+temperature = "300 K"
+seed = 1
+[potential]
+type = "ml"
+model = "$root/potentials/$model"
+[integrator]
+type = "verlet"
+timestep = "0.25 fs"
+[run]
+steps = $steps
+platform = "cpu"
+EOF
+    "$bin" "$dir/system.toml" --threads "$threads" --quiet --summary "$dir/summary.json" > /dev/null
+  done
+  python3 - "$work" "${repeat//[, ]/}" <<'EOF'
+import json, sys
+work, tag = sys.argv[1], sys.argv[2]
+local = json.load(open(f"{work}/ionpair-schnet-{tag}/summary.json"))
+charges = json.load(open(f"{work}/ionpair-schnet-charges-{tag}/summary.json"))
+ms = lambda s: 1e3 * s["wall_s"] / s["steps"]
+stage = dict(charges["force_stages_s"]).get("long range", 0.0) * 1e3 / charges["steps"]
+print(f"| {local['n_atoms']} | {ms(local):.1f} | {ms(charges):.1f} | {ms(charges) / ms(local):.2f} | {stage:.1f} |")
+EOF
+done

@@ -1,0 +1,210 @@
+//! MD with a long-range model (issue 19), on the CPU fast path: energy conservation no worse
+//! than the local model's on the same systems (open and periodic, where Ewald runs every step),
+//! a restart bit for bit, the total charge from system.toml and from a deck's data file, and
+//! the clear refusals (a charged system with a local model, a slab cell, the GPU platform).
+
+mod common;
+
+use mdrun::ml::dataset::Structure;
+use mdrun::ml::implementation::{BurnModel, ModelImplementation};
+use mdrun::ml::tensor::Ctx;
+use mdrun::plan::{Plan, Platform};
+use mdrun::run::{RunOptions, run};
+use std::path::{Path, PathBuf};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// The ion pair of systems/ionpair/ionpair.extxyz with the anion moved `extra` Å further from
+/// the cation along their axis, as XYZ text; with a `box` (Å), a cubic periodic cell.
+fn separated_pair(extra: f64, cell: Option<f64>) -> String {
+    let text = std::fs::read_to_string(repo("systems/ionpair/ionpair.extxyz")).unwrap();
+    let atoms: Vec<(String, [f64; 3])> = text
+        .lines()
+        .skip(2)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_string(), [1, 2, 3].map(|k| f[k].parse::<f64>().unwrap()))
+        })
+        .collect();
+    // Atoms 0-4: NH4+ (N first); 5-8: HCOO- (C first).
+    let (n, c) = (atoms[0].1, atoms[5].1);
+    let d = ((c[0] - n[0]).powi(2) + (c[1] - n[1]).powi(2) + (c[2] - n[2]).powi(2)).sqrt();
+    let axis = [0, 1, 2].map(|k| (c[k] - n[k]) / d);
+    let centre = cell.map_or(0.0, |l| l / 2.0);
+    let mut out = format!("{}\n", atoms.len());
+    out += &match cell {
+        Some(l) => format!("Lattice=\"{l} 0 0 0 {l} 0 0 0 {l}\" pbc=\"T T T\"\n"),
+        None => "\n".to_string(),
+    };
+    for (i, (symbol, r)) in atoms.iter().enumerate() {
+        let shift = if i >= 5 { extra } else { 0.0 };
+        let x = [0, 1, 2].map(|k| r[k] + shift * axis[k] + centre);
+        out += &format!("{symbol} {} {} {}\n", x[0], x[1], x[2]);
+    }
+    out
+}
+
+/// The nitrogen-carbon distance in frame `frame` of an XYZ trajectory of the pair.
+fn nitrogen_carbon(path: &Path, frame: usize) -> f64 {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let at = |i: usize| -> [f64; 3] {
+        let f: Vec<f64> = lines[frame * 11 + 2 + i].split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+        [f[0], f[1], f[2]]
+    };
+    let (n, c) = (at(0), at(5));
+    ((c[0] - n[0]).powi(2) + (c[1] - n[1]).powi(2) + (c[2] - n[2]).powi(2)).sqrt()
+}
+
+#[test]
+fn nve_with_learned_charges_drifts_no_more_than_the_local_model() {
+    // The same SchNet trained on the ion-pair curves without and with charges. The pair starts
+    // 8 Å apart (past the 5 Å cutoff) at 50 K and falls together for 0.2 ps (800 steps of
+    // 0.25 fs) under the charges' attraction, staying inside the training range (3.5-10 Å);
+    // the local model has no force between the ions there. Open (direct sum) and in a 20 Å
+    // periodic box (Ewald at every step).
+    let dir = common::scratch("lr-nve");
+    for (what, cell) in [("open", None), ("periodic 20 Å box", Some(20.0))] {
+        let mut drifts = Vec::new();
+        for model in ["ionpair-schnet", "ionpair-schnet-charges"] {
+            std::fs::write(dir.join("pair.xyz"), separated_pair(4.0, cell)).unwrap();
+            let toml = format!(
+                "[structure]\nfile = \"pair.xyz\"\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"50 K\"\nseed = 4\n[potential]\ntype = \"ml\"\nmodel = \"{}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"0.25 fs\"\n[run]\nsteps = 800\nplatform = \"cpu\"\n[output]\nthermo = 20\nlog = \"thermo.log\"\n[[output.trajectory]]\npath = \"pair-out.xyz\"\ninterval = 800\nwrap = false\n",
+                repo(&format!("potentials/{model}")).display()
+            );
+            let summary = run(&common::plan_in(&dir, &toml), &RunOptions { quiet: true, threads: Some(1), ..Default::default() }).unwrap();
+            let rows = common::thermo_rows(&dir.join("thermo.log"));
+            let e0 = rows[0][5];
+            let max_dev = rows.iter().map(|r| (r[5] - e0).abs()).fold(0.0, f64::max);
+            let (ke0, ke1) = (rows[0][4], rows.last().unwrap()[4]);
+            let drift = summary.energy_drift_ev_per_atom_per_ps.unwrap();
+            let gap = |frame: usize| nitrogen_carbon(&dir.join("pair-out.xyz"), frame);
+            let (d0, d1) = (gap(0), gap(1));
+            println!("{what}, {model}: N-C {d0:.2} -> {d1:.2} Å, kinetic energy {ke0:.4} -> {ke1:.4} eV, largest |E - E0| {max_dev:.2e} eV, drift {drift:+.2e} eV/atom/ps");
+            assert!(max_dev < 0.02 * ke1.max(ke0), "{what}, {model}: energy wanders by {max_dev} eV");
+            drifts.push((drift.abs(), d0 - d1));
+        }
+        // With charges the ions pull each other in from beyond the cutoff; the local model
+        // sees nothing between them there (its ions drift apart or stay, by their velocities).
+        assert!(drifts[1].1 > 0.3 + drifts[0].1, "{what}: the ions closed in by {:.2} Å with charges, {:.2} Å without", drifts[1].1, drifts[0].1);
+        // f32 forces leave a noise floor of about 1e-5 eV/atom/ps in runs this short.
+        assert!(drifts[1].0 <= 2.0 * drifts[0].0 + 1e-5, "{what}: drift with charges {:.2e}, local {:.2e}", drifts[1].0, drifts[0].0);
+    }
+}
+
+#[test]
+fn a_restarted_long_range_run_reproduces_the_straight_run_bit_for_bit() {
+    // Langevin on the periodic lattice (Ewald), a thin skin so the list is rebuilt in between.
+    let toml = format!(
+        "[structure]\nfile = \"{}\"\nrepeat = [1, 2, 2]\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"300 K\"\nseed = 1\n[potential]\ntype = \"ml\"\nmodel = \"{}\"\n[integrator]\ntype = \"langevin\"\ntimestep = \"0.25 fs\"\ntemperature = \"300 K\"\ndamping = \"0.1 ps\"\nseed = 3\n[neighbor]\nskin = \"0.1 A\"\n[run]\nsteps = 300\nplatform = \"cpu\"\n[output]\nthermo = 10\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
+        repo("systems/ionpair/ion-lattice.extxyz").display(),
+        repo("potentials/ionpair-schnet-charges").display()
+    );
+    let (whole, split) = (common::scratch("lr-restart-whole"), common::scratch("lr-restart-split"));
+    let options = RunOptions { quiet: true, threads: Some(2), ..Default::default() };
+    let straight = run(&common::plan_in(&whole, &toml), &options).unwrap();
+    let plan = common::plan_in(&split, &toml);
+    run(&plan, &RunOptions { steps: Some(130), ..options.clone() }).unwrap();
+    let half = split.join("half.chk");
+    std::fs::rename(split.join("final.chk"), &half).unwrap();
+    run(&plan, &RunOptions { restart: Some(half), ..options.clone() }).unwrap();
+    assert!(straight.neighbor_builds > 1, "the list was never rebuilt");
+    let (a, b) = (std::fs::read(whole.join("final.chk")).unwrap(), std::fs::read(split.join("final.chk")).unwrap());
+    assert!(a == b, "the restarted run's final state differs from the straight run's");
+    println!("130 + 170 steps restarted = 300 straight, bit for bit ({} neighbour builds)", straight.neighbor_builds);
+}
+
+/// The potential energy of `toml`'s system at its first step, from the plan's own potential.
+fn first_energy(plan: &Plan) -> f64 {
+    let mut potential = plan.potential.instantiate(&plan.system).unwrap();
+    common::evaluate(&plan.system, potential.as_mut(), 1.0).energy
+}
+
+fn ion_toml(charge_line: &str, model: &str, pbc: &str) -> String {
+    format!(
+        "[structure]\nfile = \"{}\"\n{charge_line}{pbc}[potential]\ntype = \"ml\"\nmodel = \"{}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"0.25 fs\"\n[run]\nsteps = 1\n",
+        repo("systems/ionpair/ion-lattice.extxyz").display(),
+        repo(&format!("potentials/{model}")).display()
+    )
+}
+
+#[test]
+fn the_total_charge_reaches_the_model_from_system_toml() {
+    // MD's energy of the lattice cell with charge 0 and +1 equals the burn model's for the
+    // structure labelled so; the two differ (the charges, and their Coulomb energy, change).
+    let dir = common::scratch("lr-total-charge");
+    let model = mdrun::ml::file::load(&repo("potentials/ionpair-schnet-charges"), &Ctx::cpu_inference(true)).unwrap().0;
+    let mut energies = Vec::new();
+    for charge in [0.0, 1.0] {
+        let plan = common::plan_in(&dir, &ion_toml(&format!("charge = {charge}\n"), "ionpair-schnet-charges", ""));
+        let md = first_energy(&plan);
+        let s = &plan.system;
+        let numbers = s.types.iter().map(|&t| mdrun::elements::atomic_number(&s.species[t as usize].name).unwrap()).collect();
+        let mut structure = Structure { numbers, positions: s.positions.clone(), cell: s.cell.clone(), energy: 0.0, forces: vec![], kind: "ions".into(), charge: 0.0 };
+        structure.charge = charge;
+        let reference = BurnModel { model: model.clone(), ctx: Ctx::cpu_inference(true), f64_precision: true }.evaluate(&[structure]).unwrap()[0].energy;
+        println!("charge {charge}: MD {md:.6} eV, burn reference {reference:.6} eV");
+        assert!((md - reference).abs() < 1e-5 * plan.system.len() as f64, "charge {charge}: {md} vs {reference}");
+        energies.push(md);
+    }
+    assert!((energies[1] - energies[0]).abs() > 1e-3, "the total charge changed nothing: {energies:?}");
+}
+
+#[test]
+fn charged_systems_slabs_and_the_gpu_are_refused_with_the_reason() {
+    let dir = common::scratch("lr-refusals");
+    let refuse = |toml: &str| {
+        std::fs::write(dir.join("system.toml"), toml).unwrap();
+        Plan::from_file(&dir.join("system.toml"), None).unwrap_err().to_string()
+    };
+    let local = refuse(&ion_toml("charge = 1\n", "ionpair-schnet", ""));
+    println!("{local}");
+    assert!(local.contains("[structure] charge") && local.contains("needs a long-range model"), "{local}");
+    let slab = refuse(&ion_toml("", "ionpair-schnet-charges", "pbc = [true, true, false]\n"));
+    println!("{slab}");
+    assert!(slab.contains("[potential] model") && slab.contains("periodic along all three axes or along none"), "{slab}");
+    if common::gpu().is_some() {
+        let plan = common::plan_in(&dir, &ion_toml("", "ionpair-schnet-charges", ""));
+        let err = run(&plan, &RunOptions { quiet: true, platform: Some(Platform::Gpu), ..Default::default() }).unwrap_err().to_string();
+        println!("{err}");
+        assert!(err.contains("GPU kernels do not evaluate learned charges"), "{err}");
+    }
+}
+
+#[test]
+fn a_deck_takes_the_total_charge_from_its_atoms() {
+    // The lattice cell as a LAMMPS data file (atom_style charge) whose charges sum to +1, run
+    // 0 under pair_style ml: the deck's energy is the system.toml run's with charge = 1.
+    let dir = common::scratch("lr-deck");
+    let plan = common::plan_in(&dir, &ion_toml("charge = 1\n", "ionpair-schnet-charges", ""));
+    let expected = first_energy(&plan);
+    let s = &plan.system;
+    let v = s.cell.vectors();
+    let names: Vec<String> = s.species.iter().map(|sp| sp.name.clone()).collect();
+    let mut data = format!("ions\n\n{} atoms\n{} atom types\n\n0 {} xlo xhi\n0 {} ylo yhi\n0 {} zlo zhi\n\nMasses\n\n", s.len(), names.len(), v[0][0], v[1][1], v[2][2]);
+    for (t, sp) in s.species.iter().enumerate() {
+        data += &format!("{} {}\n", t + 1, sp.mass);
+    }
+    data += "\nAtoms # charge\n\n";
+    for (i, r) in s.positions.iter().enumerate() {
+        // +1 spread over the first two atoms: only the total reaches the model.
+        let q = if i < 2 { 0.5 } else { 0.0 };
+        data += &format!("{} {} {q} {} {} {}\n", i + 1, s.types[i] + 1, r[0], r[1], r[2]);
+    }
+    std::fs::write(dir.join("ions.data"), data).unwrap();
+    let deck = format!(
+        "units metal\natom_style charge\nboundary p p p\nread_data ions.data\npair_style ml {}\npair_coeff * * {}\nthermo_style custom step pe\nthermo_modify format float %.10f\nrun 0\n",
+        repo("potentials/ionpair-schnet-charges").display(),
+        names.join(" ")
+    );
+    std::fs::write(dir.join("in.ions"), deck).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun")).current_dir(&dir).args(["-in", "in.ions"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let pe: f64 = stdout.lines().skip_while(|l| !l.trim_start().starts_with("Step")).nth(1).and_then(|l| l.split_whitespace().nth(1)).and_then(|x| x.parse().ok()).unwrap_or_else(|| panic!("{stdout}"));
+    println!("deck pe {pe:.8} eV, system.toml with charge = 1: {expected:.8} eV");
+    assert!((pe - expected).abs() < 1e-6, "{pe} vs {expected}");
+}
