@@ -38,7 +38,7 @@ timestep = "0.25 fs"
 steps = $steps
 platform = "cpu"
 EOF
-    "$bin" "$dir/system.toml" --threads "$threads" --quiet --summary "$dir/summary.json" > /dev/null
+    "$bin" "$dir/system.toml" --threads "$threads" --quiet --summary "$dir/summary.json" > /dev/null 2> "$dir/stderr.log"
   done
   python3 - "$work" "${repeat//[, ]/}" <<'EOF'
 import json, sys

@@ -65,6 +65,10 @@ struct EvalArgs {
     /// Print the metrics as JSON.
     #[arg(long)]
     json: bool,
+    /// Also write every structure with the model's energy and forces (extended XYZ:
+    /// `mdrun_energy=` beside the reference `energy=`, an `mdrun_forces` column).
+    #[arg(long, value_name = "EXTXYZ")]
+    predictions: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -135,7 +139,7 @@ pub fn main() -> ExitCode {
             crate::ml::commands::train_command(args.config.as_deref(), args.settings)
         }
         Some(Command::Eval(args)) => {
-            crate::ml::commands::eval_command(&args.model, &args.data, args.json)
+            crate::ml::commands::eval_command(&args.model, &args.data, args.json, args.predictions.as_deref())
         }
         Some(Command::Analyze(args)) => crate::analysis::analyze_command(&args),
         Some(Command::Convert(args)) => convert_command(&args),

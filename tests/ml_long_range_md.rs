@@ -97,24 +97,30 @@ fn nve_with_learned_charges_drifts_no_more_than_the_local_model() {
 
 #[test]
 fn a_restarted_long_range_run_reproduces_the_straight_run_bit_for_bit() {
-    // Langevin on the periodic lattice (Ewald), a thin skin so the list is rebuilt in between.
-    let toml = format!(
-        "[structure]\nfile = \"{}\"\nrepeat = [1, 2, 2]\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"300 K\"\nseed = 1\n[potential]\ntype = \"ml\"\nmodel = \"{}\"\n[integrator]\ntype = \"langevin\"\ntimestep = \"0.25 fs\"\ntemperature = \"300 K\"\ndamping = \"0.1 ps\"\nseed = 3\n[neighbor]\nskin = \"0.1 A\"\n[run]\nsteps = 300\nplatform = \"cpu\"\n[output]\nthermo = 10\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
-        repo("systems/ionpair/ion-lattice.extxyz").display(),
-        repo("potentials/ionpair-schnet-charges").display()
-    );
-    let (whole, split) = (common::scratch("lr-restart-whole"), common::scratch("lr-restart-split"));
-    let options = RunOptions { quiet: true, threads: Some(2), ..Default::default() };
-    let straight = run(&common::plan_in(&whole, &toml), &options).unwrap();
-    let plan = common::plan_in(&split, &toml);
-    run(&plan, &RunOptions { steps: Some(130), ..options.clone() }).unwrap();
-    let half = split.join("half.chk");
-    std::fs::rename(split.join("final.chk"), &half).unwrap();
-    run(&plan, &RunOptions { restart: Some(half), ..options.clone() }).unwrap();
-    assert!(straight.neighbor_builds > 1, "the list was never rebuilt");
-    let (a, b) = (std::fs::read(whole.join("final.chk")).unwrap(), std::fs::read(split.join("final.chk")).unwrap());
-    assert!(a == b, "the restarted run's final state differs from the straight run's");
-    println!("130 + 170 steps restarted = 300 straight, bit for bit ({} neighbour builds)", straight.neighbor_builds);
+    // Langevin, 64 ion pairs (576 atoms: PME and the kept real-space pairs) and one pair
+    // alone in its box (plain Ewald); restarted part way against the straight run. The restart
+    // rebuilds the real-space pairs where the straight run still uses older ones.
+    let dir = common::scratch("lr-restart-structure");
+    std::fs::write(dir.join("pair.extxyz"), separated_pair(0.0, Some(10.0))).unwrap();
+    for repeat in ["[4, 4, 4]", "[1, 1, 1]"] {
+        let toml = format!(
+            "[structure]\nfile = \"{}\"\nrepeat = {repeat}\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"100 K\"\nseed = 1\n[potential]\ntype = \"ml\"\nmodel = \"{}\"\n[integrator]\ntype = \"langevin\"\ntimestep = \"0.5 fs\"\ntemperature = \"100 K\"\ndamping = \"0.1 ps\"\nseed = 3\n[neighbor]\nskin = \"0.1 A\"\n[run]\nsteps = 200\nplatform = \"cpu\"\n[output]\nthermo = 10\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
+            dir.join("pair.extxyz").display(),
+            repo("potentials/ionpair-schnet-charges").display()
+        );
+        let (whole, split) = (common::scratch("lr-restart-whole"), common::scratch("lr-restart-split"));
+        let options = RunOptions { quiet: true, threads: Some(2), ..Default::default() };
+        let straight = run(&common::plan_in(&whole, &toml), &options).unwrap();
+        let plan = common::plan_in(&split, &toml);
+        run(&plan, &RunOptions { steps: Some(87), ..options.clone() }).unwrap();
+        let half = split.join("half.chk");
+        std::fs::rename(split.join("final.chk"), &half).unwrap();
+        run(&plan, &RunOptions { restart: Some(half), ..options.clone() }).unwrap();
+        assert!(straight.neighbor_builds > 1, "the list was never rebuilt");
+        let (a, b) = (std::fs::read(whole.join("final.chk")).unwrap(), std::fs::read(split.join("final.chk")).unwrap());
+        assert!(a == b, "repeat {repeat}: the restarted run's final state differs from the straight run's");
+        println!("{} atoms: 87 + 113 steps restarted = 200 straight, bit for bit ({} neighbour builds)", plan.system.len(), straight.neighbor_builds);
+    }
 }
 
 /// The potential energy of `toml`'s system at its first step, from the plan's own potential.

@@ -17,12 +17,16 @@ Systems:
            acetate, the ions' centres 3.5-10 Å apart (the energy follows about -14.4/r eV past a
            5 Å cutoff), random orientations, internal geometries jiggled about the relaxed ions.
            The pair is neutral (charge=0); `config_type` names the pair.
+  clusters charged sodium chloride clusters (Ko et al.'s Na8Cl8 / Na9Cl8+ test): a 2x2x4 rock-salt
+           block, neutral, and the same with one more Na+ on an end face (charge +1),
+           Langevin MD at 300 K.
 
 Usage (needs `pip install tblite ase numpy`):
   tools/xtb_dataset.py chain --frames 200 --out data/chain.extxyz
   tools/xtb_dataset.py water --frames 100 --out data/water.extxyz
   tools/xtb_dataset.py acetamide --frames 600 --out data/acetamide.extxyz
   tools/xtb_dataset.py ionpair --frames 300 --out data/ionpair.extxyz
+  tools/xtb_dataset.py clusters --frames 150 --temperature 300 --out data/nacl-clusters.extxyz
 """
 import argparse
 import sys
@@ -64,6 +68,22 @@ def water_box(seed):
         symbols += ["O", "H", "H"]
         positions += [centre, centre + h1, centre + h2]
     return Atoms(symbols, positions=positions, cell=[box] * 3, pbc=True)
+
+
+def nacl_cluster(extra_sodium):
+    """A 2x2x4 block of rock salt (2.82 Å apart); with `extra_sodium`, one more Na+ facing a Cl-
+    on an end face."""
+    symbols, positions = [], []
+    for i in range(2):
+        for j in range(2):
+            for k in range(4):
+                symbols.append("Na" if (i + j + k) % 2 == 0 else "Cl")
+                positions.append((2.82 * i, 2.82 * j, 2.82 * k))
+    if extra_sodium:
+        # Over the Cl at (1, 0, 3) (i + j + k odd), one step further along z.
+        symbols.append("Na")
+        positions.append((2.82, 0.0, 2.82 * 4))
+    return Atoms(symbols, positions=positions)
 
 
 def relaxed_ion(name, charge):
@@ -143,7 +163,7 @@ def write_frame(out, atoms, energy, forces, label, charge):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("system", choices=["chain", "water", "acetamide", "ionpair"])
+    parser.add_argument("system", choices=["chain", "water", "acetamide", "ionpair", "clusters"])
     parser.add_argument("--frames", type=int, default=100, help="frames per structure type")
     parser.add_argument("--stride", type=int, default=10, help="MD steps between kept frames")
     parser.add_argument("--temperature", type=float, default=500.0)
@@ -154,6 +174,9 @@ def main():
         if args.system == "chain":
             sample(polyyne(False), 0, args.frames, args.stride, args.temperature, args.seed, "C10H2", out)
             sample(polyyne(True), 1, args.frames, args.stride, args.temperature, args.seed + 10, "C10H3+", out)
+        elif args.system == "clusters":
+            sample(nacl_cluster(False), 0, args.frames, args.stride, args.temperature, args.seed, "Na8Cl8", out)
+            sample(nacl_cluster(True), 1, args.frames, args.stride, args.temperature, args.seed + 10, "Na9Cl8+", out)
         elif args.system == "ionpair":
             ion_pairs(args.frames, args.seed, out)
         elif args.system == "acetamide":

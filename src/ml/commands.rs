@@ -119,6 +119,26 @@ impl TrainSettings {
     }
 }
 
+/// The structures with the model's energies and forces beside their labels, as extended XYZ.
+fn predictions_extxyz(structures: &[Structure], predictions: &[(f64, Vec<[f64; 3]>)]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for (s, (energy, forces)) in structures.iter().zip(predictions) {
+        let _ = writeln!(out, "{}", s.numbers.len());
+        if s.cell.any_periodic() {
+            let v = s.cell.vectors();
+            let pbc = s.cell.pbc().map(|p| if p { "T" } else { "F" });
+            let _ = write!(out, "Lattice=\"{}\" pbc=\"{}\" ", v.iter().flatten().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(" "), pbc.join(" "));
+        }
+        let _ = writeln!(out, "energy={:?} mdrun_energy={energy:?} config_type={} charge={:?} Properties=species:S:1:pos:R:3:forces:R:3:mdrun_forces:R:3", s.energy, s.kind, s.charge);
+        for ((z, r), (f, p)) in s.numbers.iter().zip(&s.positions).zip(s.forces.iter().zip(forces)) {
+            let symbol = crate::elements::symbol(*z).unwrap_or("X");
+            let _ = writeln!(out, "{symbol} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}", r[0], r[1], r[2], f[0], f[1], f[2], p[0], p[1], p[2]);
+        }
+    }
+    out
+}
+
 /// Runs `mdrun train`.
 pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow::Result<()> {
     let (settings, base) = match config_file {
@@ -378,13 +398,17 @@ fn print_metrics(by_kind: &BTreeMap<String, Metrics>) {
 }
 
 /// Runs `mdrun eval MODEL DATA [--json]`.
-pub fn eval_command(model_path: &Path, data: &Path, json: bool) -> anyhow::Result<()> {
+pub fn eval_command(model_path: &Path, data: &Path, json: bool, predictions_path: Option<&Path>) -> anyhow::Result<()> {
     let ctx = Ctx::cpu(true);
     let (model, _card) = file::load(model_path, &ctx)?;
     let structures = read_extxyz(data)?;
     let (predictions, _) = predict_all(&model, &structures, 32, &ctx)
         .map_err(|e| anyhow::anyhow!("{}: {e}", data.display()))?;
     let by_kind = metrics_by_kind(&structures, &predictions);
+    if let Some(path) = predictions_path {
+        crate::io::checkpoint::write_atomically(path, predictions_extxyz(&structures, &predictions).as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     if json {
         let mut out = serde_json::to_value(&by_kind["all"]).expect("metrics serialise");
         out["by_type"] = serde_json::to_value(&by_kind).expect("metrics serialise");

@@ -21,6 +21,7 @@
 //! needs), the forces and virial at fixed charges.
 
 use crate::cell::{Cell, Vec3};
+use crate::ml::pme::Pme;
 use crate::neighbor::{ListKind, NeighborList};
 use rayon::prelude::*;
 use std::f64::consts::PI;
@@ -62,6 +63,74 @@ pub struct Ewald {
     /// their integer indices on the reciprocal lattice.
     kvectors: Vec<([i32; 3], Vec3)>,
     volume: f64,
+    /// ψ and ψ' tabulated for the real-space sum of MD (`RealTable`).
+    table: RealTable,
+    /// The reciprocal part by particle-mesh Ewald instead of the sum over k (large systems).
+    pme: Option<Pme>,
+}
+
+/// Atoms from which the reciprocal part goes through PME (measured crossover, BENCHMARKS.md).
+pub const PME_ATOMS: usize = 500;
+
+/// Å: the real-space cutoff with PME (the mesh makes a short one cheap).
+const PME_REAL_CUTOFF: f64 = 10.0;
+
+/// With PME: erfc(s) and e^{-s²} below 1e-7, under the mesh's own error (~1e-6).
+const PME_SPAN: f64 = 4.0;
+
+/// ψ(r) on a uniform grid with its slope, interpolated by cubic Hermite polynomials: the slope
+/// used is the interpolant's own, so forces stay the exact gradient of the energy that is
+/// summed, and a pair costs a lookup instead of two erfc and two exp (the real-space sum's
+/// cost; measured in BENCHMARKS.md). Below `exact_below` (only point charges diverge there)
+/// the kernel is evaluated exactly.
+#[derive(Clone, Debug, Default)]
+struct RealTable {
+    step: f64,
+    /// (ψ, ψ') at r = k step.
+    nodes: Vec<(f64, f64)>,
+    exact_below: f64,
+}
+
+/// Å: the real-space table's spacing (interpolation error below 1e-10 relative past 0.5 Å).
+const TABLE_STEP: f64 = 0.005;
+
+impl RealTable {
+    fn new(coulomb: &Coulomb, alpha: f64, cutoff: f64) -> RealTable {
+        if cutoff <= 0.0 {
+            return RealTable::default();
+        }
+        let n = (cutoff / TABLE_STEP).ceil() as usize + 2;
+        let exact_below: f64 = if coulomb.width > 0.0 { 0.0 } else { 0.5 };
+        let nodes = (0..n)
+            .map(|k| {
+                let r = k as f64 * TABLE_STEP;
+                if r < exact_below.max(1e-9) {
+                    // Point charges: never read below exact_below. Gaussian ones: the r -> 0
+                    // limit, ψ(0) = 2(a - α)/√π, ψ'(0) = 0.
+                    (2.0 * (coulomb.a() - alpha) / PI.sqrt(), 0.0)
+                } else {
+                    coulomb.short_range(alpha, r)
+                }
+            })
+            .collect();
+        RealTable { step: TABLE_STEP, nodes, exact_below }
+    }
+
+    /// ψ(r), ψ'(r).
+    fn at(&self, coulomb: &Coulomb, alpha: f64, r: f64) -> (f64, f64) {
+        if r < self.exact_below {
+            return coulomb.short_range(alpha, r);
+        }
+        let x = r / self.step;
+        let k = x as usize;
+        let t = x - k as f64;
+        let ((y0, d0), (y1, d1)) = (self.nodes[k], self.nodes[k + 1]);
+        let (m0, m1) = (d0 * self.step, d1 * self.step);
+        let (t2, t3) = (t * t, t * t * t);
+        let value = (2.0 * t3 - 3.0 * t2 + 1.0) * y0 + (t3 - 2.0 * t2 + t) * m0 + (-2.0 * t3 + 3.0 * t2) * y1 + (t3 - t2) * m1;
+        let slope = ((6.0 * t2 - 6.0 * t) * y0 + (3.0 * t2 - 4.0 * t + 1.0) * m0 + (-6.0 * t2 + 6.0 * t) * y1 + (3.0 * t2 - 2.0 * t) * m1) / self.step;
+        (value, slope)
+    }
 }
 
 impl Coulomb {
@@ -95,8 +164,19 @@ impl Coulomb {
         (p - s, dp - ds)
     }
 
-    /// The Ewald splitting for `n` charges in `cell` (fully periodic).
+    /// The Ewald splitting for `n` charges in `cell` (fully periodic): plain Ewald for few
+    /// atoms, PME from `PME_ATOMS` on.
     pub fn ewald(&self, n: usize, cell: &Cell) -> Ewald {
+        if n >= PME_ATOMS {
+            let thinnest = cell.perpendicular_widths().into_iter().fold(f64::INFINITY, f64::min);
+            let alpha = (PME_SPAN / PME_REAL_CUTOFF).max(PME_SPAN / (10.0 * thinnest)).min(self.a());
+            return self.pme_with(alpha, cell);
+        }
+        self.plain_ewald(n, cell)
+    }
+
+    /// Plain Ewald (the reciprocal sum over k) for `n` charges in `cell`.
+    pub fn plain_ewald(&self, n: usize, cell: &Cell) -> Ewald {
         let volume = cell.volume();
         // A real-space cutoff within 10 cell widths (the neighbour list reaches 12 images).
         let thinnest = cell.perpendicular_widths().into_iter().fold(f64::INFINITY, f64::min);
@@ -133,18 +213,36 @@ impl Coulomb {
                 }
             }
         }
-        Ewald { alpha, real_cutoff, kvectors, volume: cell.volume() }
+        let table = RealTable::new(self, alpha, real_cutoff);
+        Ewald { alpha, real_cutoff, kvectors, volume: cell.volume(), table, pme: None }
+    }
+
+    /// The Ewald splitting with α and the reciprocal part by PME.
+    pub fn pme_with(&self, alpha: f64, cell: &Cell) -> Ewald {
+        let real_cutoff = if alpha >= self.a() { 0.0 } else { PME_SPAN / alpha };
+        let table = RealTable::new(self, alpha, real_cutoff);
+        let pme = Pme::new(alpha, 2.0 * alpha * PME_SPAN, cell);
+        Ewald { alpha, real_cutoff, kvectors: Vec::new(), volume: cell.volume(), table, pme: Some(pme) }
     }
 
     /// Energy, potentials, forces and virial of `charges` at `positions`.
     pub fn field(&self, positions: &[Vec3], cell: &Cell, charges: &[f64]) -> Result<Field, String> {
-        match periodicity(cell)? {
-            false => Ok(self.direct_sum(positions, charges)),
-            true => {
-                let ewald = self.ewald(positions.len(), cell);
-                self.ewald_sum(&ewald, positions, cell, charges)
-            }
+        self.field_with(&mut Memory::default(), positions, cell, charges)
+    }
+
+    /// `field`, keeping the Ewald splitting (PME's grid) and the real-space pairs in `memory`
+    /// from one call to the next (MD: the same structure at every step).
+    pub fn field_with(&self, memory: &mut Memory, positions: &[Vec3], cell: &Cell, charges: &[f64]) -> Result<Field, String> {
+        if !periodicity(cell)? {
+            return Ok(self.direct_sum(positions, charges));
         }
+        let n = positions.len();
+        let reuse = matches!(&memory.ewald, Some((m, c, _)) if *m == n && c == cell);
+        if !reuse {
+            memory.ewald = Some((n, cell.clone(), self.ewald(n, cell)));
+        }
+        let (_, _, ewald) = memory.ewald.as_ref().expect("set above");
+        self.ewald_sum_with(ewald, &mut memory.pairs, positions, cell, charges)
     }
 
     /// The direct sum over all pairs (open boundaries), rows in parallel.
@@ -170,42 +268,43 @@ impl Coulomb {
 
     /// Ewald's sum in a fully periodic cell.
     pub fn ewald_sum(&self, ewald: &Ewald, positions: &[Vec3], cell: &Cell, charges: &[f64]) -> Result<Field, String> {
+        self.ewald_sum_with(ewald, &mut RealSpaceList::default(), positions, cell, charges)
+    }
+
+    /// `ewald_sum` keeping the real-space pair list in `list` between calls (MD): it is
+    /// rebuilt only when an atom has moved half its skin, or the cell or cutoff changed.
+    pub fn ewald_sum_with(&self, ewald: &Ewald, list: &mut RealSpaceList, positions: &[Vec3], cell: &Cell, charges: &[f64]) -> Result<Field, String> {
         let n = positions.len();
-        let wrapped: Vec<Vec3> = positions.iter().map(|&r| cell.wrap(r).0).collect();
         // Real space: each atom gathers over its own row of a full list.
         let mut rows: Vec<(f64, Vec3, [f64; 9])> = vec![(0.0, [0.0; 3], [0.0; 9]); n];
         if ewald.real_cutoff > 0.0 {
-            let mut list = NeighborList::new(ListKind::Full, ewald.real_cutoff, 0.0);
-            list.build(&wrapped, cell).map_err(|e| format!("the Ewald real-space sum: {e}"))?;
-            let mut row_of = vec![usize::MAX; n];
-            for r in 0..list.n_atoms() {
-                row_of[list.row_atom(r)] = r;
-            }
-            let shifts = list.shift_vectors();
+            let wrapped = list.update(ewald.real_cutoff, positions, cell)?;
             rows = (0..n)
                 .into_par_iter()
                 .with_min_len(16)
                 .map(|i| {
                     let (mut potential, mut force, mut virial) = (0.0, [0.0; 3], [0.0; 9]);
-                    let row = row_of[i];
-                    let mut pair = |j: usize, shift: Vec3| {
+                    for &(j, shift) in &list.pairs[list.start[i]..list.start[i + 1]] {
+                        let j = j as usize;
                         let r = [0, 1, 2].map(|c| wrapped[j][c] + shift[c] - wrapped[i][c]);
                         let d = crate::cell::norm(r);
                         if d < ewald.real_cutoff {
-                            let (psi, dpsi) = self.short_range(ewald.alpha, d);
+                            let (psi, dpsi) = ewald.table.at(self, ewald.alpha, d);
                             pair_terms(charges[i], charges[j], r, d, psi, dpsi, &mut potential, &mut force, &mut virial);
                         }
-                    };
-                    for &j in list.plain(row) {
-                        pair(j as usize, [0.0; 3]);
-                    }
-                    let (js, ss) = list.shifted(row);
-                    for (&j, &s) in js.iter().zip(ss) {
-                        pair(j as usize, shifts[s as usize]);
                     }
                     (potential, force, virial)
                 })
                 .collect();
+        }
+        if let Some(pme) = &ewald.pme {
+            let (energy, potential, forces, virial) = pme.reciprocal(positions, cell, charges);
+            for ((row, p), f) in rows.iter_mut().zip(potential).zip(forces) {
+                row.0 += p;
+                (0..3).for_each(|a| row.1[a] += f[a]);
+            }
+            let _ = energy;
+            return Ok(self.finish(ewald, rows, charges, virial));
         }
         // Reciprocal space: S(k) per k (each a sum over atoms, in order), then per atom its
         // potential and force over all k; both passes are deterministic at any thread count.
@@ -262,6 +361,11 @@ impl Coulomb {
             row.0 += potential;
             (0..3).for_each(|a| row.1[a] += force[a]);
         }
+        Ok(self.finish(ewald, rows, charges, virial))
+    }
+
+    /// Adds the self and background terms to the real and reciprocal rows, and sums up.
+    fn finish(&self, ewald: &Ewald, mut rows: Vec<(f64, Vec3, [f64; 9])>, charges: &[f64], mut virial: [f64; 9]) -> Field {
         // Self and background terms: E_self = -α/√π Σ q², E_bg = -π Q²/(2 V α²).
         let total: f64 = charges.iter().sum();
         let background = -PI / (ewald.volume * ewald.alpha * ewald.alpha);
@@ -272,7 +376,7 @@ impl Coulomb {
         for a in 0..3 {
             virial[4 * a] += e_background;
         }
-        Ok(assemble(rows, charges, 0.0, virial))
+        assemble(rows, charges, 0.0, virial)
     }
 
     /// The pair kernel of a structure for the burn model: E = Σ_p q_i q_j K_p over the pairs
@@ -298,7 +402,7 @@ impl Coulomb {
             }
             return Ok(out);
         }
-        let ewald = self.ewald(n, cell);
+        let ewald = self.plain_ewald(n, cell);
         let wrapped: Vec<Vec3> = positions.iter().map(|&r| cell.wrap(r).0).collect();
         let mut real = std::collections::HashMap::<(usize, usize), (f64, Vec3, [f64; 9])>::new();
         if ewald.real_cutoff > 0.0 {
@@ -369,6 +473,79 @@ impl Coulomb {
             }
         }
         Ok(out)
+    }
+}
+
+/// The real-space pairs of an Ewald sum, kept between MD steps: a full neighbour list of
+/// cutoff + skin, built on the wrapped positions; until the next build each atom's position is
+/// taken as it moved on from its wrapped one (no re-wrapping, so the stored images stay right).
+/// Each atom's pairs are sorted by (neighbour, image), so the pairs inside the cutoff are summed
+/// in one order whenever the list was built: a restarted run adds them as the straight run does.
+#[derive(Clone, Debug)]
+pub struct RealSpaceList {
+    list: NeighborList,
+    /// Per atom, what wrapping removed at the build (position - wrapped).
+    offsets: Vec<Vec3>,
+    /// Atom i's (neighbour, image shift) are `pairs[start[i]..start[i + 1]]`.
+    start: Vec<usize>,
+    pairs: Vec<(u32, Vec3)>,
+    cell: Option<Cell>,
+}
+
+/// What `Coulomb::field_with` keeps between calls for one structure.
+#[derive(Clone, Debug, Default)]
+pub struct Memory {
+    /// The splitting for (atoms, cell).
+    ewald: Option<(usize, Cell, Ewald)>,
+    pairs: RealSpaceList,
+}
+
+/// Å: the real-space list's skin.
+const REAL_SPACE_SKIN: f64 = 1.0;
+
+impl Default for RealSpaceList {
+    fn default() -> RealSpaceList {
+        RealSpaceList { list: NeighborList::new(ListKind::Full, 0.0, 0.0), offsets: Vec::new(), start: vec![0], pairs: Vec::new(), cell: None }
+    }
+}
+
+impl RealSpaceList {
+    /// The positions the list's pairs refer to (rebuilding it first where needed).
+    fn update(&mut self, cutoff: f64, positions: &[Vec3], cell: &Cell) -> Result<Vec<Vec3>, String> {
+        let continued: Vec<Vec3> = positions.iter().zip(&self.offsets).map(|(r, o)| sub(*r, *o)).collect();
+        let stale = self.cell.as_ref() != Some(cell)
+            || self.list.cutoff() != cutoff
+            || self.offsets.len() != positions.len()
+            || self.list.needs_rebuild(&continued);
+        if !stale {
+            return Ok(continued);
+        }
+        let wrapped: Vec<Vec3> = positions.iter().map(|&r| cell.wrap(r).0).collect();
+        self.list = NeighborList::new(ListKind::Full, cutoff, REAL_SPACE_SKIN);
+        self.list.build(&wrapped, cell).map_err(|e| format!("the Ewald real-space sum: {e}"))?;
+        self.offsets = positions.iter().zip(&wrapped).map(|(r, w)| sub(*r, *w)).collect();
+        let mut row_of = vec![usize::MAX; positions.len()];
+        for r in 0..self.list.n_atoms() {
+            row_of[self.list.row_atom(r)] = r;
+        }
+        let (list, shifts) = (&self.list, self.list.shift_vectors());
+        let rows: Vec<Vec<(u32, Vec3)>> = row_of
+            .par_iter()
+            .map(|&row| {
+                if row == usize::MAX {
+                    return Vec::new();
+                }
+                let mut pairs: Vec<(u32, Vec3)> = list.plain(row).iter().map(|&j| (j, [0.0; 3])).collect();
+                let (js, ss) = list.shifted(row);
+                pairs.extend(js.iter().zip(ss).map(|(&j, &s)| (j, shifts[s as usize])));
+                pairs.sort_by(|a, b| a.0.cmp(&b.0).then(a.1[0].total_cmp(&b.1[0])).then(a.1[1].total_cmp(&b.1[1])).then(a.1[2].total_cmp(&b.1[2])));
+                pairs
+            })
+            .collect();
+        self.start = std::iter::once(0).chain(rows.iter().scan(0, |n, r| { *n += r.len(); Some(*n) })).collect();
+        self.pairs = rows.concat();
+        self.cell = Some(cell.clone());
+        Ok(wrapped)
     }
 }
 

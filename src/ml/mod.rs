@@ -12,6 +12,7 @@ pub mod inference;
 pub mod layer;
 pub mod mcgm;
 pub mod model;
+pub mod pme;
 pub mod soft;
 pub mod tensor;
 pub mod train;

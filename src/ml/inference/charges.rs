@@ -5,12 +5,15 @@
 use super::Graph;
 use super::dense::{Linear, ssp_and_slope};
 use crate::cell::Vec3;
-use crate::ml::electrostatics::Coulomb;
+use crate::ml::electrostatics::{Coulomb, Memory};
 
 pub struct ChargeWeights {
     pub layer1: Linear,
     pub layer2: Linear,
     pub coulomb: Coulomb,
+    /// Per structure of the batch: the Ewald splitting and real-space pairs of the last
+    /// evaluation, reused while the cell stays (MD).
+    pub memory: Vec<Memory>,
 }
 
 /// What the charges add to an evaluation.
@@ -27,7 +30,7 @@ pub struct ChargeTerms {
 
 impl ChargeWeights {
     /// The charges of the final features `x` and their Coulomb terms; adds dE/dx to `g_x`.
-    pub fn evaluate(&self, graph: &Graph, x: &[f32], g_x: &mut Vec<f32>) -> Result<ChargeTerms, String> {
+    pub fn evaluate(&mut self, graph: &Graph, x: &[f32], g_x: &mut Vec<f32>) -> Result<ChargeTerms, String> {
         let n = graph.n_atoms();
         let mut a = Vec::new();
         self.layer1.forward(x, &mut a);
@@ -44,6 +47,7 @@ impl ChargeWeights {
             charges: vec![0.0; n],
         };
         let mut g_raw = vec![0.0f32; n];
+        self.memory.resize_with(graph.n_structures, Memory::default);
         // Atoms of a structure are contiguous in a graph.
         let mut start = 0;
         for s in 0..graph.n_structures {
@@ -51,7 +55,7 @@ impl ChargeWeights {
             let atoms = start..start + count;
             let excess = (graph.charges[s] - atoms.clone().map(|i| raw[i] as f64).sum::<f64>()) / count as f64;
             let q: Vec<f64> = atoms.clone().map(|i| raw[i] as f64 + excess).collect();
-            let field = self.coulomb.field(&graph.positions[atoms.clone()], &graph.cells[s], &q)?;
+            let field = self.coulomb.field_with(&mut self.memory[s], &graph.positions[atoms.clone()], &graph.cells[s], &q)?;
             let mean = field.potential.iter().sum::<f64>() / count as f64;
             for (k, i) in atoms.clone().enumerate() {
                 g_raw[i] = (field.potential[k] - mean) as f32;

@@ -380,6 +380,7 @@ impl Inference {
                     layer1: linear("charges.layer1", f, f / 2, true)?,
                     layer2: linear("charges.layer2", f / 2, 1, true)?,
                     coulomb: long_range.coulomb(),
+                    memory: Vec::new(),
                 }),
                 None => None,
             },
@@ -497,7 +498,7 @@ impl Inference {
         let mut g_x = Vec::new();
         self.readout1.backward(&g_ar, &mut g_x, false);
         let t_long_range = Instant::now();
-        let charges = match &self.charges {
+        let charges = match &mut self.charges {
             Some(head) => Some(head.evaluate(graph, &x_final, &mut g_x)?),
             None => None,
         };

@@ -1,0 +1,254 @@
+//! Smooth particle-mesh Ewald (Essmann et al. 1995) for the reciprocal part of
+//! `crate::ml::electrostatics`: charges spread on a grid by cardinal B-splines, one FFT forward
+//! and one back, potentials and forces interpolated with the same splines. O(N log N) where the
+//! plain reciprocal sum is O(N K); the forces are the exact gradient of the PME energy (the
+//! splines are differentiated analytically), so MD conserves it.
+//!
+//! With u = K ⊙ s (s fractional), Q(g) = Σ_i q_i Π_m M_p(u_im − g_m) (periodic in g), and FQ its
+//! discrete Fourier transform:
+//! ```text
+//! E = (2π/V) Σ_{m≠0} e^{−k²/4α²}/k² B(m) |FQ(m)|²,    k = 2π (m_1 b_1 + m_2 b_2 + m_3 b_3)
+//! φ = IFFT[(4π/V) e^{−k²/4α²}/k² B FQ],  dE/dq_i = Σ_g φ(g) W_i(g),  F_i = −q_i Σ_g φ(g) ∇W_i(g)
+//! ```
+//! with b_m the reciprocal vectors (a_l · b_m = δ_lm) and B the B-splines' Euler factors.
+//! Units as `Ewald`'s reciprocal part: multiply by k_e.
+
+use crate::cell::{Cell, Vec3};
+use rayon::prelude::*;
+use rustfft::FftPlanner;
+use rustfft::num_complex::Complex;
+use std::f64::consts::PI;
+
+/// B-spline order (interpolation error falls as h^ORDER).
+pub const ORDER: usize = 6;
+
+/// Grid points per Nyquist point of the largest |k| kept (tests/ml_long_range.rs: PME within
+/// 6e-6 of plain Ewald at 1.5).
+const OVERSAMPLING: f64 = 1.5;
+
+#[derive(Clone, Debug)]
+pub struct Pme {
+    alpha: f64,
+    /// Grid points along each cell vector.
+    pub grid: [usize; 3],
+    /// (4π/V) e^{−k²/4α²}/k² B(m) per grid frequency, 0 at m = 0.
+    influence: Vec<f64>,
+    /// Per grid frequency, δ_ab − 2 (1/4α² + 1/k²) k_a k_b (row-major), for the virial.
+    strain: Vec<[f64; 6]>,
+}
+
+/// The grid index of flat position (x, y, z): z fastest.
+fn flat(grid: [usize; 3], x: usize, y: usize, z: usize) -> usize {
+    (x * grid[1] + y) * grid[2] + z
+}
+
+/// The smallest 2^a 3^b 5^c at least n (sizes FFTs are fast at).
+fn smooth_size(n: usize) -> usize {
+    (n.max(ORDER)..).find(|&m| {
+        let mut r = m;
+        for p in [2, 3, 5] {
+            while r % p == 0 {
+                r /= p;
+            }
+        }
+        r == 1
+    })
+    .expect("a smooth size exists")
+}
+
+/// M_p(w + t) and its slope for t = 0..p−1, w in [0, 1) (cardinal B-spline of order p).
+fn splines(w: f64) -> ([f64; ORDER], [f64; ORDER]) {
+    let mut v = [0.0; ORDER];
+    v[0] = w;
+    v[1] = 1.0 - w;
+    let mut slope = [0.0; ORDER];
+    for n in 3..=ORDER {
+        if n == ORDER {
+            for t in 0..n {
+                slope[t] = v[t] - if t > 0 { v[t - 1] } else { 0.0 };
+            }
+        }
+        let previous = v;
+        for t in 0..n {
+            let lower = if t > 0 { previous[t - 1] } else { 0.0 };
+            v[t] = ((w + t as f64) * previous[t] + (n as f64 - w - t as f64) * lower) / (n - 1) as f64;
+        }
+    }
+    (v, slope)
+}
+
+impl Pme {
+    /// A grid that resolves the reciprocal sum to |k| < `k_max` in `cell` (fully periodic).
+    pub fn new(alpha: f64, k_max: f64, cell: &Cell) -> Pme {
+        let vectors = cell.vectors();
+        // Oversampled past the Nyquist size of k_max, for the splines' aliasing.
+        let grid = [0, 1, 2].map(|m| smooth_size((OVERSAMPLING * k_max * crate::cell::norm(vectors[m]) / PI).ceil() as usize));
+        let volume = cell.volume();
+        let b: [Vec3; 3] = [0, 1, 2].map(|m| {
+            [0, 1, 2].map(|c| {
+                let mut unit = [0.0; 3];
+                unit[c] = 1.0;
+                cell.fractional(unit)[m]
+            })
+        });
+        // Euler factors |b(m)|² = 1 / |Σ_{k=0}^{p−2} M_p(k+1) e^{2πimk/K}|², per axis.
+        let (at_integers, _) = splines(0.0);
+        let euler: Vec<Vec<f64>> = grid
+            .iter()
+            .map(|&k| {
+                (0..k)
+                    .map(|m| {
+                        let mut sum = Complex::new(0.0, 0.0);
+                        for j in 0..ORDER - 1 {
+                            sum += Complex::from_polar(at_integers[j + 1], 2.0 * PI * (m * j) as f64 / k as f64);
+                        }
+                        1.0 / sum.norm_sqr()
+                    })
+                    .collect()
+            })
+            .collect();
+        let total = grid[0] * grid[1] * grid[2];
+        let mut influence = vec![0.0; total];
+        let mut strain = vec![[0.0; 6]; total];
+        let signed = |m: usize, k: usize| if m <= k / 2 { m as f64 } else { m as f64 - k as f64 };
+        let inverse = 1.0 / (4.0 * alpha * alpha);
+        for x in 0..grid[0] {
+            for y in 0..grid[1] {
+                for z in 0..grid[2] {
+                    if (x, y, z) == (0, 0, 0) {
+                        continue;
+                    }
+                    let m = [signed(x, grid[0]), signed(y, grid[1]), signed(z, grid[2])];
+                    let k = [0, 1, 2].map(|c| 2.0 * PI * (m[0] * b[0][c] + m[1] * b[1][c] + m[2] * b[2][c]));
+                    let k2 = crate::cell::dot(k, k);
+                    let index = flat(grid, x, y, z);
+                    influence[index] = 4.0 * PI / volume * (-k2 * inverse).exp() / k2 * euler[0][x] * euler[1][y] * euler[2][z];
+                    let factor = 2.0 * (inverse + 1.0 / k2);
+                    let pairs = [(0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)];
+                    strain[index] = pairs.map(|(a, c)| if a == c { 1.0 } else { 0.0 } - factor * k[a] * k[c]);
+                }
+            }
+        }
+        Pme { alpha, grid, influence, strain }
+    }
+
+    pub fn alpha(&self) -> f64 {
+        self.alpha
+    }
+
+    /// The reciprocal part: energy, dE/dq, forces and virial (row-major), without k_e.
+    pub fn reciprocal(&self, positions: &[Vec3], cell: &Cell, charges: &[f64]) -> (f64, Vec<f64>, Vec<Vec3>, [f64; 9]) {
+        let grid = self.grid;
+        let total = grid[0] * grid[1] * grid[2];
+        // Per atom: the first grid index per axis and the spline values and slopes there.
+        let stencils: Vec<([usize; 3], [[f64; ORDER]; 3], [[f64; ORDER]; 3])> = positions
+            .par_iter()
+            .with_min_len(256)
+            .map(|&r| {
+                let s = cell.fractional(r);
+                let mut base = [0usize; 3];
+                let (mut values, mut slopes) = ([[0.0; ORDER]; 3], [[0.0; ORDER]; 3]);
+                for m in 0..3 {
+                    let u = (s[m] - s[m].floor()) * grid[m] as f64;
+                    let floor = u.floor();
+                    (values[m], slopes[m]) = splines(u - floor);
+                    base[m] = floor as usize % grid[m];
+                }
+                (base, values, slopes)
+            })
+            .collect();
+        let point = |base: usize, t: usize, k: usize| (base + k - t % k) % k;
+        // Spreading, in atom order (deterministic).
+        let mut q_grid = vec![Complex::new(0.0, 0.0); total];
+        for ((base, values, _), &q) in stencils.iter().zip(charges) {
+            for tx in 0..ORDER {
+                let gx = point(base[0], tx, grid[0]);
+                let wx = q * values[0][tx];
+                for ty in 0..ORDER {
+                    let gy = point(base[1], ty, grid[1]);
+                    let wxy = wx * values[1][ty];
+                    let row = flat(grid, gx, gy, 0);
+                    for tz in 0..ORDER {
+                        q_grid[row + point(base[2], tz, grid[2])].re += wxy * values[2][tz];
+                    }
+                }
+            }
+        }
+        fft3(&mut q_grid, grid, false);
+        let mut energy = 0.0;
+        let mut virial6 = [0.0; 6];
+        for ((fq, &g), s) in q_grid.iter_mut().zip(&self.influence).zip(&self.strain) {
+            let e = 0.5 * g * fq.norm_sqr();
+            energy += e;
+            for c in 0..6 {
+                virial6[c] += e * s[c];
+            }
+            *fq *= g;
+        }
+        fft3(&mut q_grid, grid, true);
+        let phi = q_grid;
+        let inverse = [0, 1, 2].map(|m| [0, 1, 2].map(|c| {
+            let mut unit = [0.0; 3];
+            unit[c] = 1.0;
+            cell.fractional(unit)[m] * grid[m] as f64
+        }));
+        let (potential, forces): (Vec<f64>, Vec<Vec3>) = stencils
+            .par_iter()
+            .zip(charges)
+            .with_min_len(256)
+            .map(|((base, values, slopes), &q)| {
+                let (mut p, mut du) = (0.0, [0.0; 3]);
+                for tx in 0..ORDER {
+                    let gx = point(base[0], tx, grid[0]);
+                    for ty in 0..ORDER {
+                        let gy = point(base[1], ty, grid[1]);
+                        let row = flat(grid, gx, gy, 0);
+                        for tz in 0..ORDER {
+                            let f = phi[row + point(base[2], tz, grid[2])].re;
+                            let (vx, vy, vz) = (values[0][tx], values[1][ty], values[2][tz]);
+                            p += f * vx * vy * vz;
+                            du[0] += f * slopes[0][tx] * vy * vz;
+                            du[1] += f * vx * slopes[1][ty] * vz;
+                            du[2] += f * vx * vy * slopes[2][tz];
+                        }
+                    }
+                }
+                // F = −q ∇_r Σ φ W, u_m = K_m s_m(r).
+                let force = [0, 1, 2].map(|c| -q * (0..3).map(|m| du[m] * inverse[m][c]).sum::<f64>());
+                (p, force)
+            })
+            .unzip();
+        let [xx, yy, zz, xy, xz, yz] = virial6;
+        (energy, potential, forces, [xx, xy, xz, xy, yy, yz, xz, yz, zz])
+    }
+}
+
+/// In-place 3D FFT of a grid (z fastest), unnormalised both ways.
+fn fft3(data: &mut [Complex<f64>], grid: [usize; 3], inverse: bool) {
+    let mut planner = FftPlanner::<f64>::new();
+    let plans = grid.map(|k| if inverse { planner.plan_fft_inverse(k) } else { planner.plan_fft_forward(k) });
+    // z: contiguous rows.
+    data.par_chunks_mut(grid[2]).for_each(|row| plans[2].process(row));
+    // y and x: gather each line, transform, scatter back.
+    for axis in [1, 0] {
+        let (k, stride) = if axis == 1 { (grid[1], grid[2]) } else { (grid[0], grid[1] * grid[2]) };
+        let lines: Vec<usize> = if axis == 1 {
+            (0..grid[0]).flat_map(|x| (0..grid[2]).map(move |z| x * grid[1] * grid[2] + z)).collect()
+        } else {
+            (0..grid[1] * grid[2]).collect()
+        };
+        let transformed: Vec<Vec<Complex<f64>>> = lines
+            .par_iter()
+            .map(|&start| {
+                let mut line: Vec<Complex<f64>> = (0..k).map(|j| data[start + j * stride]).collect();
+                plans[axis].process(&mut line);
+                line
+            })
+            .collect();
+        for (start, line) in lines.iter().zip(transformed) {
+            for (j, v) in line.into_iter().enumerate() {
+                data[start + j * stride] = v;
+            }
+        }
+    }
+}
