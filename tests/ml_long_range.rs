@@ -233,7 +233,7 @@ fn long_range_model(backbone: &str) -> Model {
         block_cutoffs: vec![],
         species: vec![1, 6, 7, 8],
         mcgm: None,
-        long_range: Some(LongRange { charge_width: 1.0 }),
+        long_range: Some(LongRange { charge_width: 1.0, charge_embedding: true }),
     };
     let normalization = Normalization { reference_energies: vec![-0.5, 0.25, -0.1, 0.3], energy_scale: 0.7, ..Default::default() };
     Model::new(config, normalization, 5, &Ctx::cpu_inference(true))
@@ -259,6 +259,22 @@ fn periodic_triclinic(charge: f64) -> Structure {
 
 fn charges_of(e: &Evaluation) -> Vec<f64> {
     e.layers.iter().find(|l| l.name == "charges").expect("a charges layer").values.clone()
+}
+
+#[test]
+fn the_features_know_the_total_charge() {
+    // The same atoms, neutral and charged: with the charge embedding every atom's features
+    // differ, the farthest ones too (not only through the charges' equal shift).
+    let model = long_range_model("schnet");
+    let (neutral, charged) = (open_molecule(0.0), open_molecule(1.0));
+    let e = burn(&model).evaluate(&[neutral, charged]).unwrap();
+    let first = |k: usize| e[k].layers.iter().find(|l| l.name == "block 0 interaction").unwrap().values.clone();
+    let (a, b) = (first(0), first(1));
+    let width = a.len() / 10;
+    for atom in 0..10 {
+        let gap = (0..width).map(|c| (a[atom * width + c] - b[atom * width + c]).abs()).fold(0.0, f64::max);
+        assert!(gap > 1e-3, "atom {atom}: features unchanged by the total charge ({gap:.1e})");
+    }
 }
 
 #[test]

@@ -215,7 +215,7 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
     });
     let long_range = match settings.long_range.as_deref().unwrap_or("off") {
         "off" => None,
-        "charges" => Some(LongRange { charge_width: settings.charge_width.unwrap_or(1.0) }),
+        "charges" => Some(LongRange { charge_width: settings.charge_width.unwrap_or(1.0), charge_embedding: true }),
         other => bail!("--long-range {other}: expected off or charges"),
     };
     if let Some(w) = settings.charge_width.filter(|w| !(w.is_finite() && *w >= 0.0 && *w <= 10.0)) {

@@ -327,7 +327,7 @@ pub fn backbone_settings(species: &[u32]) -> Vec<(&'static str, ModelConfig)> {
 /// `backbone_settings` with learned charges (issue 19): one per backbone, SchNet's with soft
 /// MCGM under them (the charges read the MCGM-refined features).
 pub fn long_range_settings(species: &[u32]) -> Vec<(&'static str, ModelConfig)> {
-    let charges = Some(mdrun::ml::model::LongRange { charge_width: 1.0 });
+    let charges = Some(mdrun::ml::model::LongRange { charge_width: 1.0, charge_embedding: true });
     let settings = backbone_settings(species);
     let pick = |name: &str| settings.iter().find(|(n, _)| *n == name).expect("a setting").1.clone();
     vec![

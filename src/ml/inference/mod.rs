@@ -245,6 +245,8 @@ pub struct Inference {
     pub features: usize,
     /// [species, F]
     pub embedding: Vec<f32>,
+    /// [species, F]: added to the first features times the structure's charge per atom.
+    pub charge_embedding: Option<Vec<f32>>,
     pub blocks: Vec<Block>,
     pub readout1: Linear,
     pub readout2: Linear,
@@ -372,6 +374,10 @@ impl Inference {
         Ok(Inference {
             features: f,
             embedding: get("embedding")?.iter().map(|&v| v as f32).collect(),
+            charge_embedding: match &c.long_range {
+                Some(l) if l.charge_embedding => Some(get("charge_embedding")?.iter().map(|&v| v as f32).collect()),
+                _ => None,
+            },
             blocks,
             readout1: linear("readout1", f, f / 2, true)?,
             readout2: linear("readout2", f / 2, 1, true)?,
@@ -409,6 +415,15 @@ impl Inference {
         let mut x: Vec<f32> = Vec::with_capacity(n * f);
         for &s in &graph.species {
             x.extend_from_slice(&self.embedding[s * f..(s + 1) * f]);
+        }
+        if let Some(c) = &self.charge_embedding {
+            let mut counts = vec![0usize; graph.n_structures];
+            graph.structure.iter().for_each(|&s| counts[s] += 1);
+            for (i, xi) in x.chunks_mut(f).enumerate() {
+                let (s, z) = (graph.structure[i], graph.species[i]);
+                let q = (graph.charges[s] / counts[s] as f64) as f32;
+                xi.iter_mut().zip(&c[z * f..(z + 1) * f]).for_each(|(x, c)| *x += q * c);
+            }
         }
         // Every block's table shares one grid: each edge's place on it is found once.
         let places: Vec<table::Place> = graph.distance.par_iter().with_min_len(1024).map(|&d| self.blocks[0].table.place(d)).collect();

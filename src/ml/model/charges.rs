@@ -26,6 +26,12 @@ use serde::{Deserialize, Serialize};
 pub struct LongRange {
     /// Å: width σ of each learned charge's Gaussian (the Coulomb kernel is erf(r/(√2σ))/r).
     pub charge_width: f64,
+    /// The structure's charge per atom, Q/n, enters every atom's first features through a
+    /// learned vector per species (a simplified form of SpookyNet's charge embedding): without
+    /// it the features, and so the local energy, cannot tell a charged structure from a neutral
+    /// one; the charges alone only shift by Q/n.
+    #[serde(default)]
+    pub charge_embedding: bool,
 }
 
 impl LongRange {
@@ -34,7 +40,8 @@ impl LongRange {
     }
 
     pub fn describe(&self) -> String {
-        format!("learned charges (σ = {} Å, Ewald where periodic)", self.charge_width)
+        let embedding = if self.charge_embedding { ", total charge embedded" } else { "" };
+        format!("learned charges (σ = {} Å, Ewald where periodic{embedding})", self.charge_width)
     }
 }
 
@@ -100,6 +107,13 @@ pub(super) struct ChargeTerms {
 }
 
 impl Model {
+    /// The first features' shift by the structure's charge per atom, (Q/n) c[species], [N, F].
+    pub(super) fn charge_embedding(&self, index: usize, batch: &Batch, graph_species: &Tensor<1, Int>, structure: &Tensor<1, Int>, ctx: &Ctx) -> Tensor<2> {
+        let per_atom: Vec<f64> = batch.charges.iter().zip(&batch.counts).map(|(q, &n)| q / n as f64).collect();
+        let q = ctx.matrix(&per_atom, batch.n_structures, 1).select(0, structure.clone());
+        self.p(index).select(0, graph_species.clone()) * q
+    }
+
     /// The charges of the final features x and everything their Coulomb energy adds.
     pub(super) fn charge_terms(&self, head: ChargeHead, x: Tensor<2>, batch: &Batch, structure: &Tensor<1, Int>, ctx: &Ctx) -> Result<ChargeTerms, String> {
         let long_range = self.config.long_range.as_ref().expect("a charge head comes with long_range");

@@ -135,6 +135,8 @@ pub struct Model {
     readout1: Dense,
     readout2: Dense,
     charges: Option<ChargeHead>,
+    /// [species, F]: the first features' response to the structure's charge per atom.
+    charge_embedding: Option<usize>,
 }
 
 /// Energies per structure, forces per atom, and the edge gradients they came from.
@@ -259,6 +261,11 @@ impl Model {
             layer1: builder.dense("charges.layer1", f, f / 2, true),
             layer2: builder.dense("charges.layer2", f / 2, 1, true),
         });
+        let charge_embedding = config
+            .long_range
+            .as_ref()
+            .filter(|l| l.charge_embedding)
+            .map(|_| builder.param("charge_embedding", config.species.len(), f, 1.0));
         let params = Params {
             names: builder.names,
             values: builder.values,
@@ -272,6 +279,7 @@ impl Model {
             readout1,
             readout2,
             charges,
+            charge_embedding,
         }
     }
 
@@ -389,6 +397,9 @@ impl Model {
             .collect();
         let n = batch.n_atoms;
         let mut x = self.p(self.embedding).select(0, graph.species.clone());
+        if let Some(index) = self.charge_embedding {
+            x = x + self.charge_embedding(index, batch, &graph.species, &graph.structure, ctx);
+        }
         let zeros = || ctx.zeros(n, self.config.features);
         let mut mu = [zeros(), zeros(), zeros()];
         let mut caches = Vec::with_capacity(self.blocks.len());
