@@ -17,7 +17,7 @@ use mdrun::cell::Cell;
 use mdrun::ml::dataset::Structure;
 use mdrun::ml::electrostatics::{COULOMB_CONSTANT, Coulomb, Field};
 use mdrun::ml::implementation::{BurnModel, CpuInference, Evaluation, ModelImplementation};
-use mdrun::ml::model::{LongRange, Model, ModelConfig, Normalization};
+use mdrun::ml::model::{LongRange, Model, ModelConfig};
 use mdrun::ml::tensor::Ctx;
 
 const MADELUNG_ROCK_SALT: f64 = 1.747_564_594_633_182;
@@ -224,19 +224,8 @@ fn the_pair_kernel_gives_the_same_energy_forces_and_virial() {
 }
 
 fn long_range_model(backbone: &str) -> Model {
-    let config = ModelConfig {
-        backbone: backbone.into(),
-        features: 16,
-        blocks: 2,
-        n_rbf: 10,
-        cutoff: 4.0,
-        block_cutoffs: vec![],
-        species: vec![1, 6, 7, 8],
-        mcgm: None,
-        long_range: Some(LongRange { charge_width: 1.0, charge_embedding: true }),
-    };
-    let normalization = Normalization { reference_energies: vec![-0.5, 0.25, -0.1, 0.3], energy_scale: 0.7, ..Default::default() };
-    Model::new(config, normalization, 5, &Ctx::cpu_inference(true))
+    let config = ModelConfig { long_range: Some(LongRange { charge_width: 1.0, charge_embedding: true }), ..common::small_config(backbone, None) };
+    Model::new(config, common::small_normalization(), 5, &Ctx::cpu_inference(true))
 }
 
 fn burn(model: &Model) -> BurnModel {

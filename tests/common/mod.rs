@@ -120,7 +120,17 @@ pub fn labelled_structure(cell: Cell, n: usize, elements: &[(&str, u32)], seed: 
 
 /// A small untrained model (F = 16, 2 blocks, 10 RBF, 4 Å) over H, C, N, O.
 pub fn small_model(backbone: &str, mcgm: Option<McgmConfig>, seed: u64, ctx: &Ctx) -> Model {
-    let config = ModelConfig {
+    Model::new(small_config(backbone, mcgm), small_normalization(), seed, ctx)
+}
+
+/// `small_model`'s reference energies and scale.
+pub fn small_normalization() -> Normalization {
+    Normalization { reference_energies: vec![-0.5, 0.25, -0.1, 0.3], energy_scale: 0.7, training_min_distance: 0.0, ..Default::default() }
+}
+
+/// `small_model`'s architecture.
+pub fn small_config(backbone: &str, mcgm: Option<McgmConfig>) -> ModelConfig {
+    ModelConfig {
         backbone: backbone.into(),
         features: 16,
         blocks: 2,
@@ -130,9 +140,7 @@ pub fn small_model(backbone: &str, mcgm: Option<McgmConfig>, seed: u64, ctx: &Ct
         species: vec![1, 6, 7, 8],
         mcgm,
         long_range: None,
-    };
-    let normalization = Normalization { reference_energies: vec![-0.5, 0.25, -0.1, 0.3], energy_scale: 0.7, training_min_distance: 0.0, ..Default::default() };
-    Model::new(config, normalization, seed, ctx)
+    }
 }
 
 /// Rows of a thermo log (comments and the header skipped), as numbers.
