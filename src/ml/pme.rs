@@ -158,22 +158,30 @@ impl Pme {
             })
             .collect();
         let point = |base: usize, t: usize, k: usize| (base + k - t % k) % k;
-        // Spreading, in atom order (deterministic).
+        // Spreading, one grid plane (x) per task: the atoms whose stencil reaches plane gx have
+        // their first index at gx + t; each plane adds them in a fixed order (by t, then by atom),
+        // so the grid does not depend on the thread count.
+        let mut by_plane: Vec<Vec<u32>> = vec![Vec::new(); grid[0]];
+        for (i, (base, _, _)) in stencils.iter().enumerate() {
+            by_plane[base[0]].push(i as u32);
+        }
+        let plane = grid[1] * grid[2];
         let mut q_grid = vec![Complex::new(0.0, 0.0); total];
-        for ((base, values, _), &q) in stencils.iter().zip(charges) {
+        q_grid.par_chunks_mut(plane).enumerate().for_each(|(gx, slab)| {
             for tx in 0..ORDER {
-                let gx = point(base[0], tx, grid[0]);
-                let wx = q * values[0][tx];
-                for ty in 0..ORDER {
-                    let gy = point(base[1], ty, grid[1]);
-                    let wxy = wx * values[1][ty];
-                    let row = flat(grid, gx, gy, 0);
-                    for tz in 0..ORDER {
-                        q_grid[row + point(base[2], tz, grid[2])].re += wxy * values[2][tz];
+                for &i in &by_plane[(gx + tx) % grid[0]] {
+                    let (base, values, _) = &stencils[i as usize];
+                    let wx = charges[i as usize] * values[0][tx];
+                    for ty in 0..ORDER {
+                        let row = point(base[1], ty, grid[1]) * grid[2];
+                        let wxy = wx * values[1][ty];
+                        for tz in 0..ORDER {
+                            slab[row + point(base[2], tz, grid[2])].re += wxy * values[2][tz];
+                        }
                     }
                 }
             }
-        }
+        });
         fft3(&mut q_grid, grid, false);
         let mut energy = 0.0;
         let mut virial6 = [0.0; 6];
@@ -223,32 +231,30 @@ impl Pme {
     }
 }
 
-/// In-place 3D FFT of a grid (z fastest), unnormalised both ways.
+/// In-place 3D FFT of a grid (z fastest), unnormalised both ways; every pass runs its lines in
+/// parallel without shared writes.
 fn fft3(data: &mut [Complex<f64>], grid: [usize; 3], inverse: bool) {
     let mut planner = FftPlanner::<f64>::new();
     let plans = grid.map(|k| if inverse { planner.plan_fft_inverse(k) } else { planner.plan_fft_forward(k) });
+    let plane = grid[1] * grid[2];
     // z: contiguous rows.
     data.par_chunks_mut(grid[2]).for_each(|row| plans[2].process(row));
-    // y and x: gather each line, transform, scatter back.
-    for axis in [1, 0] {
-        let (k, stride) = if axis == 1 { (grid[1], grid[2]) } else { (grid[0], grid[1] * grid[2]) };
-        let lines: Vec<usize> = if axis == 1 {
-            (0..grid[0]).flat_map(|x| (0..grid[2]).map(move |z| x * grid[1] * grid[2] + z)).collect()
-        } else {
-            (0..grid[1] * grid[2]).collect()
-        };
-        let transformed: Vec<Vec<Complex<f64>>> = lines
-            .par_iter()
-            .map(|&start| {
-                let mut line: Vec<Complex<f64>> = (0..k).map(|j| data[start + j * stride]).collect();
-                plans[axis].process(&mut line);
-                line
-            })
-            .collect();
-        for (start, line) in lines.iter().zip(transformed) {
-            for (j, v) in line.into_iter().enumerate() {
-                data[start + j * stride] = v;
-            }
+    // y: within each x-plane, lines of stride g2.
+    data.par_chunks_mut(plane).for_each(|slab| {
+        let mut line = vec![Complex::new(0.0, 0.0); grid[1]];
+        for z in 0..grid[2] {
+            (0..grid[1]).for_each(|y| line[y] = slab[y * grid[2] + z]);
+            plans[1].process(&mut line);
+            (0..grid[1]).for_each(|y| slab[y * grid[2] + z] = line[y]);
         }
-    }
+    });
+    // x: gather every (y, z) line into a buffer, transform, put back plane by plane.
+    let mut buffer = vec![Complex::new(0.0, 0.0); data.len()];
+    buffer.par_chunks_mut(grid[0]).enumerate().for_each(|(yz, line)| {
+        (0..grid[0]).for_each(|x| line[x] = data[x * plane + yz]);
+        plans[0].process(line);
+    });
+    data.par_chunks_mut(plane).enumerate().for_each(|(x, slab)| {
+        slab.iter_mut().enumerate().for_each(|(yz, v)| *v = buffer[yz * grid[0] + x]);
+    });
 }
