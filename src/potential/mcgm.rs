@@ -176,13 +176,13 @@ impl MlPotential {
     /// The potential for a system in `cell` of total charge `charge` (e): a long-range model
     /// sums its charges there; a local one has no charges and takes only a neutral system.
     pub fn for_system(mut self, cell: &crate::cell::Cell, charge: f64) -> Result<MlPotential, String> {
+        if !(charge.is_finite() && charge.abs() <= 1000.0) {
+            return Err(format!("total charge {charge} e: expected a number from -1000 to 1000"));
+        }
         if self.model.config.long_range.is_some() {
             crate::ml::electrostatics::periodicity(cell)?;
         } else if charge != 0.0 {
             return Err(format!("a total charge of {charge} e needs a long-range model (mdrun train --long-range charges); this model has no charges"));
-        }
-        if !charge.is_finite() {
-            return Err(format!("total charge {charge}: expected a finite number"));
         }
         self.total_charge = charge;
         Ok(self)
