@@ -153,6 +153,16 @@ impl Cell {
         [angle(b, c), angle(a, c), angle(a, b)]
     }
 
+    /// The reciprocal vectors b_m (rows) with a_l · b_m = δ_lm: s_m = b_m · r.
+    pub fn reciprocal_vectors(&self) -> [Vec3; 3] {
+        [0, 1, 2].map(|m| [0, 1, 2].map(|c| self.inverse[(m, c)]))
+    }
+
+    /// The thinnest of `perpendicular_widths`.
+    pub fn thinnest_width(&self) -> f64 {
+        self.perpendicular_widths().into_iter().fold(f64::INFINITY, f64::min)
+    }
+
     pub fn fractional(&self, r: Vec3) -> Vec3 {
         let s = self.inverse * Vector3::from(r);
         [s[0], s[1], s[2]]

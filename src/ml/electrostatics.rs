@@ -20,8 +20,9 @@
 //! Results are per structure: the energy, its derivative by each charge (what the charge model
 //! needs), the forces and virial at fixed charges.
 
-use crate::cell::{Cell, Vec3};
+use crate::cell::{Cell, Vec3, dot, norm, sub};
 use crate::ml::pme::Pme;
+use crate::ml::reciprocal;
 use crate::neighbor::{ListKind, NeighborList};
 use rayon::prelude::*;
 use std::f64::consts::PI;
@@ -168,8 +169,7 @@ impl Coulomb {
     /// atoms, PME from `PME_ATOMS` on.
     pub fn ewald(&self, n: usize, cell: &Cell) -> Ewald {
         if n >= PME_ATOMS {
-            let thinnest = cell.perpendicular_widths().into_iter().fold(f64::INFINITY, f64::min);
-            let alpha = (PME_SPAN / PME_REAL_CUTOFF).max(PME_SPAN / (10.0 * thinnest)).min(self.a());
+            let alpha = (PME_SPAN / PME_REAL_CUTOFF).max(PME_SPAN / (10.0 * cell.thinnest_width())).min(self.a());
             return self.pme_with(alpha, cell);
         }
         self.plain_ewald(n, cell)
@@ -179,8 +179,7 @@ impl Coulomb {
     pub fn plain_ewald(&self, n: usize, cell: &Cell) -> Ewald {
         let volume = cell.volume();
         // A real-space cutoff within 10 cell widths (the neighbour list reaches 12 images).
-        let thinnest = cell.perpendicular_widths().into_iter().fold(f64::INFINITY, f64::min);
-        let alpha = (PI.sqrt() * (n.max(1) as f64 / (volume * volume)).powf(1.0 / 6.0)).max(EWALD_SPAN / (10.0 * thinnest)).min(self.a());
+        let alpha = (PI.sqrt() * (n.max(1) as f64 / (volume * volume)).powf(1.0 / 6.0)).max(EWALD_SPAN / (10.0 * cell.thinnest_width())).min(self.a());
         self.ewald_with(alpha, cell)
     }
 
@@ -189,16 +188,9 @@ impl Coulomb {
         let real_cutoff = if alpha >= self.a() { 0.0 } else { EWALD_SPAN / alpha };
         let k_max = 2.0 * alpha * EWALD_SPAN;
         let vectors = cell.vectors();
-        // Reciprocal vectors b_m with a_l · b_m = 2π δ_lm, from the fractional map.
-        let b: [Vec3; 3] = [0, 1, 2].map(|m| {
-            let e = [0, 1, 2].map(|c| {
-                let mut unit = [0.0; 3];
-                unit[c] = 1.0;
-                cell.fractional(unit)[m] * 2.0 * PI
-            });
-            e
-        });
-        let reach = [0, 1, 2].map(|m| (k_max * crate::cell::norm(vectors[m]) / (2.0 * PI)).floor() as i32);
+        // Reciprocal vectors with a_l · b_m = 2π δ_lm.
+        let b = cell.reciprocal_vectors().map(|v| v.map(|x| x * 2.0 * PI));
+        let reach = [0, 1, 2].map(|m| (k_max * norm(vectors[m]) / (2.0 * PI)).floor() as i32);
         let mut kvectors = Vec::new();
         for h in 0..=reach[0] {
             for k in -reach[1]..=reach[1] {
@@ -207,7 +199,7 @@ impl Coulomb {
                         continue;
                     }
                     let kv = [0, 1, 2].map(|c| h as f64 * b[0][c] + k as f64 * b[1][c] + l as f64 * b[2][c]);
-                    if crate::cell::dot(kv, kv) < k_max * k_max {
+                    if dot(kv, kv) < k_max * k_max {
                         kvectors.push(([h, k, l], kv));
                     }
                 }
@@ -255,7 +247,7 @@ impl Coulomb {
                 for (j, xj) in positions.iter().enumerate() {
                     if j != i {
                         let r = sub(*xj, positions[i]);
-                        let d = crate::cell::norm(r);
+                        let d = norm(r);
                         let (phi, dphi) = self.direct(d);
                         pair_terms(charges[i], charges[j], r, d, phi, dphi, &mut potential, &mut force, &mut virial);
                     }
@@ -263,7 +255,7 @@ impl Coulomb {
                 (potential, force, virial)
             })
             .collect();
-        assemble(rows, charges, 0.0, [0.0; 9])
+        assemble(rows, charges, [0.0; 9])
     }
 
     /// Ewald's sum in a fully periodic cell.
@@ -287,7 +279,7 @@ impl Coulomb {
                     for &(j, shift) in &list.pairs[list.start[i]..list.start[i + 1]] {
                         let j = j as usize;
                         let r = [0, 1, 2].map(|c| wrapped[j][c] + shift[c] - wrapped[i][c]);
-                        let d = crate::cell::norm(r);
+                        let d = norm(r);
                         if d < ewald.real_cutoff {
                             let (psi, dpsi) = ewald.table.at(self, ewald.alpha, d);
                             pair_terms(charges[i], charges[j], r, d, psi, dpsi, &mut potential, &mut force, &mut virial);
@@ -298,12 +290,11 @@ impl Coulomb {
                 .collect();
         }
         if let Some(pme) = &ewald.pme {
-            let (energy, potential, forces, virial) = pme.reciprocal(positions, cell, charges);
+            let (potential, forces, virial) = pme.reciprocal(positions, cell, charges);
             for ((row, p), f) in rows.iter_mut().zip(potential).zip(forces) {
                 row.0 += p;
                 (0..3).for_each(|a| row.1[a] += f[a]);
             }
-            let _ = energy;
             return Ok(self.finish(ewald, rows, charges, virial));
         }
         // Reciprocal space: S(k) per k (each a sum over atoms, in order), then per atom its
@@ -322,11 +313,7 @@ impl Coulomb {
                 (c, s)
             })
             .collect();
-        let weight = |kv: Vec3| {
-            let k2 = crate::cell::dot(kv, kv);
-            (-k2 / (4.0 * ewald.alpha * ewald.alpha)).exp() / k2
-        };
-        let weights: Vec<f64> = ewald.kvectors.iter().map(|(_, kv)| weight(*kv)).collect();
+        let weights: Vec<f64> = ewald.kvectors.iter().map(|(_, kv)| reciprocal::weight(*kv, ewald.alpha)).collect();
         let prefactor = 4.0 * PI / ewald.volume;
         let reciprocal: Vec<(f64, Vec3)> = (0..n)
             .into_par_iter()
@@ -346,16 +333,10 @@ impl Coulomb {
             })
             .collect();
         let mut virial = [0.0; 9];
-        let inverse = 1.0 / (4.0 * ewald.alpha * ewald.alpha);
         for (((_, kv), &(c, s)), &w) in ewald.kvectors.iter().zip(&structure).zip(&weights) {
             let e = prefactor * w * (c * c + s * s);
-            let k2 = crate::cell::dot(*kv, *kv);
-            for a in 0..3 {
-                for b in 0..3 {
-                    let delta = if a == b { 1.0 } else { 0.0 };
-                    virial[3 * a + b] += e * (delta - 2.0 * kv[a] * kv[b] * (inverse + 1.0 / k2));
-                }
-            }
+            let strain = reciprocal::strain(*kv, ewald.alpha);
+            (0..9).for_each(|ab| virial[ab] += e * strain[ab]);
         }
         for (row, (potential, force)) in rows.iter_mut().zip(reciprocal) {
             row.0 += potential;
@@ -376,7 +357,7 @@ impl Coulomb {
         for a in 0..3 {
             virial[4 * a] += e_background;
         }
-        assemble(rows, charges, 0.0, virial)
+        assemble(rows, charges, virial)
     }
 
     /// The pair kernel of a structure for the burn model: E = Σ_p q_i q_j K_p over the pairs
@@ -392,7 +373,7 @@ impl Coulomb {
                     let (mut k, mut g, mut w) = (0.0, [0.0; 3], [0.0; 9]);
                     if i != j {
                         let r = sub(positions[j], positions[i]);
-                        let d = crate::cell::norm(r);
+                        let d = norm(r);
                         let (phi, dphi) = self.direct(d);
                         k = phi;
                         image_terms(r, d, dphi, &mut g, &mut w);
@@ -419,7 +400,7 @@ impl Coulomb {
                         continue;
                     }
                     let r = [0, 1, 2].map(|c| wrapped[j][c] + shift[c] - wrapped[i][c]);
-                    let d = crate::cell::norm(r);
+                    let d = norm(r);
                     if d >= ewald.real_cutoff {
                         continue;
                     }
@@ -437,32 +418,21 @@ impl Coulomb {
                 }
             }
         }
-        let weights: Vec<f64> = ewald
-            .kvectors
-            .iter()
-            .map(|(_, kv)| {
-                let k2 = crate::cell::dot(*kv, *kv);
-                8.0 * PI / ewald.volume * (-k2 / (4.0 * ewald.alpha * ewald.alpha)).exp() / k2
-            })
-            .collect();
-        let inverse = 1.0 / (4.0 * ewald.alpha * ewald.alpha);
+        let weights: Vec<f64> = ewald.kvectors.iter().map(|(_, kv)| 8.0 * PI / ewald.volume * reciprocal::weight(*kv, ewald.alpha)).collect();
+        let strains: Vec<[f64; 9]> = ewald.kvectors.iter().map(|(_, kv)| reciprocal::strain(*kv, ewald.alpha)).collect();
         let background = -PI / (ewald.volume * ewald.alpha * ewald.alpha);
         for i in 0..n {
             for j in i..n {
                 let half = if i == j { 0.5 } else { 1.0 };
                 let (mut k, mut g, mut w) = real.get(&(i, j)).copied().unwrap_or((0.0, [0.0; 3], [0.0; 9]));
                 let r = sub(positions[j], positions[i]);
-                for ((_, kv), &weight) in ewald.kvectors.iter().zip(&weights) {
-                    let (sin, cos) = crate::cell::dot(*kv, r).sin_cos();
+                for (((_, kv), &weight), strain) in ewald.kvectors.iter().zip(&weights).zip(&strains) {
+                    let (sin, cos) = dot(*kv, r).sin_cos();
                     k += half * weight * cos;
-                    let k2 = crate::cell::dot(*kv, *kv);
-                    for a in 0..3 {
-                        g[a] -= weight * sin * kv[a] * if i == j { 0.0 } else { 1.0 };
-                        for b in 0..3 {
-                            let delta = if a == b { 1.0 } else { 0.0 };
-                            w[3 * a + b] += half * weight * cos * (delta - 2.0 * kv[a] * kv[b] * (inverse + 1.0 / k2));
-                        }
+                    if i != j {
+                        (0..3).for_each(|a| g[a] -= weight * sin * kv[a]);
                     }
+                    (0..9).for_each(|ab| w[ab] += half * weight * cos * strain[ab]);
                 }
                 k += half * background;
                 (0..3).for_each(|a| w[4 * a] += half * background);
@@ -619,10 +589,6 @@ impl Phases {
     }
 }
 
-fn sub(a: Vec3, b: Vec3) -> Vec3 {
-    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
-}
-
 /// One image of pair (i, j) at r = x_j + shift − x_i with kernel value v and slope dv, seen from
 /// i: i's potential gains q_j v, its force q_i q_j dv r̂, the virial half the pair's -dv r⊗r/d.
 #[allow(clippy::too_many_arguments)]
@@ -648,8 +614,8 @@ fn image_terms(r: Vec3, d: f64, dv: f64, gradient: &mut Vec3, strain: &mut [f64;
 }
 
 /// The field from per-atom (potential, force, virial) rows in units of k_e: E = ½ Σ q_i φ_i.
-fn assemble(rows: Vec<(f64, Vec3, [f64; 9])>, charges: &[f64], energy: f64, mut virial: [f64; 9]) -> Field {
-    let mut e = energy;
+fn assemble(rows: Vec<(f64, Vec3, [f64; 9])>, charges: &[f64], mut virial: [f64; 9]) -> Field {
+    let mut e = 0.0;
     for ((potential, _, w), q) in rows.iter().zip(charges) {
         e += 0.5 * q * potential;
         (0..9).for_each(|c| virial[c] += w[c]);

@@ -13,6 +13,7 @@ pub mod layer;
 pub mod mcgm;
 pub mod model;
 pub mod pme;
+pub mod reciprocal;
 pub mod soft;
 pub mod tensor;
 pub mod train;

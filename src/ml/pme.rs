@@ -14,6 +14,7 @@
 //! Units as `Ewald`'s reciprocal part: multiply by k_e.
 
 use crate::cell::{Cell, Vec3};
+use crate::ml::reciprocal::{strain as strain_factor, weight};
 use rayon::prelude::*;
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
@@ -28,12 +29,11 @@ const OVERSAMPLING: f64 = 1.5;
 
 #[derive(Clone, Debug)]
 pub struct Pme {
-    alpha: f64,
     /// Grid points along each cell vector.
     pub grid: [usize; 3],
     /// (4π/V) e^{−k²/4α²}/k² B(m) per grid frequency, 0 at m = 0.
     influence: Vec<f64>,
-    /// Per grid frequency, δ_ab − 2 (1/4α² + 1/k²) k_a k_b (row-major), for the virial.
+    /// Per grid frequency, `reciprocal::strain` (xx, yy, zz, xy, xz, yz), for the virial.
     strain: Vec<[f64; 6]>,
 }
 
@@ -84,13 +84,7 @@ impl Pme {
         // Oversampled past the Nyquist size of k_max, for the splines' aliasing.
         let grid = [0, 1, 2].map(|m| smooth_size((OVERSAMPLING * k_max * crate::cell::norm(vectors[m]) / PI).ceil() as usize));
         let volume = cell.volume();
-        let b: [Vec3; 3] = [0, 1, 2].map(|m| {
-            [0, 1, 2].map(|c| {
-                let mut unit = [0.0; 3];
-                unit[c] = 1.0;
-                cell.fractional(unit)[m]
-            })
-        });
+        let b = cell.reciprocal_vectors();
         // Euler factors |b(m)|² = 1 / |Σ_{k=0}^{p−2} M_p(k+1) e^{2πimk/K}|², per axis.
         let (at_integers, _) = splines(0.0);
         let euler: Vec<Vec<f64>> = grid
@@ -111,7 +105,6 @@ impl Pme {
         let mut influence = vec![0.0; total];
         let mut strain = vec![[0.0; 6]; total];
         let signed = |m: usize, k: usize| if m <= k / 2 { m as f64 } else { m as f64 - k as f64 };
-        let inverse = 1.0 / (4.0 * alpha * alpha);
         for x in 0..grid[0] {
             for y in 0..grid[1] {
                 for z in 0..grid[2] {
@@ -120,24 +113,20 @@ impl Pme {
                     }
                     let m = [signed(x, grid[0]), signed(y, grid[1]), signed(z, grid[2])];
                     let k = [0, 1, 2].map(|c| 2.0 * PI * (m[0] * b[0][c] + m[1] * b[1][c] + m[2] * b[2][c]));
-                    let k2 = crate::cell::dot(k, k);
                     let index = flat(grid, x, y, z);
-                    influence[index] = 4.0 * PI / volume * (-k2 * inverse).exp() / k2 * euler[0][x] * euler[1][y] * euler[2][z];
-                    let factor = 2.0 * (inverse + 1.0 / k2);
-                    let pairs = [(0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)];
-                    strain[index] = pairs.map(|(a, c)| if a == c { 1.0 } else { 0.0 } - factor * k[a] * k[c]);
+                    influence[index] = 4.0 * PI / volume * weight(k, alpha) * euler[0][x] * euler[1][y] * euler[2][z];
+                    // The symmetric strain factor's six distinct entries.
+                    let s = strain_factor(k, alpha);
+                    strain[index] = [s[0], s[4], s[8], s[1], s[2], s[5]];
                 }
             }
         }
-        Pme { alpha, grid, influence, strain }
+        Pme { grid, influence, strain }
     }
 
-    pub fn alpha(&self) -> f64 {
-        self.alpha
-    }
-
-    /// The reciprocal part: energy, dE/dq, forces and virial (row-major), without k_e.
-    pub fn reciprocal(&self, positions: &[Vec3], cell: &Cell, charges: &[f64]) -> (f64, Vec<f64>, Vec<Vec3>, [f64; 9]) {
+    /// The reciprocal part: dE/dq, forces and virial (row-major), without k_e (the energy is
+    /// ½ Σ q dE/dq).
+    pub fn reciprocal(&self, positions: &[Vec3], cell: &Cell, charges: &[f64]) -> (Vec<f64>, Vec<Vec3>, [f64; 9]) {
         let grid = self.grid;
         let total = grid[0] * grid[1] * grid[2];
         // Per atom: the first grid index per axis and the spline values and slopes there.
@@ -183,11 +172,9 @@ impl Pme {
             }
         });
         fft3(&mut q_grid, grid, false);
-        let mut energy = 0.0;
         let mut virial6 = [0.0; 6];
         for ((fq, &g), s) in q_grid.iter_mut().zip(&self.influence).zip(&self.strain) {
             let e = 0.5 * g * fq.norm_sqr();
-            energy += e;
             for c in 0..6 {
                 virial6[c] += e * s[c];
             }
@@ -195,11 +182,8 @@ impl Pme {
         }
         fft3(&mut q_grid, grid, true);
         let phi = q_grid;
-        let inverse = [0, 1, 2].map(|m| [0, 1, 2].map(|c| {
-            let mut unit = [0.0; 3];
-            unit[c] = 1.0;
-            cell.fractional(unit)[m] * grid[m] as f64
-        }));
+        let b = cell.reciprocal_vectors();
+        let inverse = [0, 1, 2].map(|m| b[m].map(|x| x * grid[m] as f64));
         let (potential, forces): (Vec<f64>, Vec<Vec3>) = stencils
             .par_iter()
             .zip(charges)
@@ -227,7 +211,7 @@ impl Pme {
             })
             .unzip();
         let [xx, yy, zz, xy, xz, yz] = virial6;
-        (energy, potential, forces, [xx, xy, xz, xy, yy, yz, xz, yz, zz])
+        (potential, forces, [xx, xy, xz, xy, yy, yz, xz, yz, zz])
     }
 }
 

@@ -262,10 +262,11 @@ pub(super) fn build_potential(
         let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
         let potential = crate::potential::mcgm::MlPotential::load(&path, &names).map_err(|e| at.error(&model.span(), "[potential] model", e))?;
         let total = charge.map_or(0.0, |q| *q.get_ref());
-        potential.for_system(&system.cell, total).map_err(|e| match charge {
-            Some(q) if !e.contains("pbc") => at.error(&q.span(), "[structure] charge", e),
-            _ => at.error(&model.span(), "[potential] model", e),
-        })?;
+        let potential = match charge {
+            Some(q) => potential.with_total_charge(total).map_err(|e| at.error(&q.span(), "[structure] charge", e))?,
+            None => potential,
+        };
+        potential.check_cell(&system.cell).map_err(|e| at.error(&model.span(), "[potential] model", e))?;
         return Ok(PotentialSpec::Ml { model: path, charge: total });
     }
     if let Some(q) = charge {

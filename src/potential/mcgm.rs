@@ -173,19 +173,33 @@ impl MlPotential {
         Ok(MlPotential { model, ctx, fast, graph_time: Default::default(), species_map, description, cautions, range, batch: None, total_charge: 0.0 })
     }
 
-    /// The potential for a system in `cell` of total charge `charge` (e): a long-range model
-    /// sums its charges there; a local one has no charges and takes only a neutral system.
-    pub fn for_system(mut self, cell: &crate::cell::Cell, charge: f64) -> Result<MlPotential, String> {
+    /// The potential for a system in `cell` of total charge `charge` (e): both checks below.
+    pub fn for_system(self, cell: &crate::cell::Cell, charge: f64) -> Result<MlPotential, String> {
+        let potential = self.with_total_charge(charge)?;
+        potential.check_cell(cell)?;
+        Ok(potential)
+    }
+
+    /// The system's total charge (e): a long-range model's charges sum to it; a local one has
+    /// no charges and takes only a neutral system.
+    pub fn with_total_charge(mut self, charge: f64) -> Result<MlPotential, String> {
         if !(charge.is_finite() && charge.abs() <= 1000.0) {
             return Err(format!("total charge {charge} e: expected a number from -1000 to 1000"));
         }
-        if self.model.config.long_range.is_some() {
-            crate::ml::electrostatics::periodicity(cell)?;
-        } else if charge != 0.0 {
+        if self.model.config.long_range.is_none() && charge != 0.0 {
             return Err(format!("a total charge of {charge} e needs a long-range model (mdrun train --long-range charges); this model has no charges"));
         }
         self.total_charge = charge;
         Ok(self)
+    }
+
+    /// Whether the model can run in `cell`: a long-range model sums its charges in a fully
+    /// periodic or a fully open one.
+    pub fn check_cell(&self, cell: &crate::cell::Cell) -> Result<(), String> {
+        if self.model.config.long_range.is_some() {
+            crate::ml::electrostatics::periodicity(cell)?;
+        }
+        Ok(())
     }
 
     /// Evaluates through `batch` (with the other replicas) from now on.

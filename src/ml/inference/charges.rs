@@ -50,8 +50,7 @@ impl ChargeWeights {
         self.memory.resize_with(graph.n_structures, Memory::default);
         // Atoms of a structure are contiguous in a graph.
         let mut start = 0;
-        for s in 0..graph.n_structures {
-            let count = graph.structure[start..].iter().take_while(|&&t| t == s).count();
+        for (s, count) in graph.counts().into_iter().enumerate() {
             let atoms = start..start + count;
             let excess = (graph.charges[s] - atoms.clone().map(|i| raw[i] as f64).sum::<f64>()) / count as f64;
             let q: Vec<f64> = atoms.clone().map(|i| raw[i] as f64 + excess).collect();

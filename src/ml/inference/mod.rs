@@ -93,6 +93,13 @@ impl Graph {
         self.species.len()
     }
 
+    /// Atoms per structure.
+    pub fn counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.n_structures];
+        self.structure.iter().for_each(|&s| counts[s] += 1);
+        counts
+    }
+
     /// The graph of one structure (in `cell`, of total charge `charge`) straight from the
     /// engine's full neighbour list: the pairs closer than `cutoff` at `positions` (the list
     /// reaches cutoff + skin), rows in parallel.
@@ -417,8 +424,7 @@ impl Inference {
             x.extend_from_slice(&self.embedding[s * f..(s + 1) * f]);
         }
         if let Some(c) = &self.charge_embedding {
-            let mut counts = vec![0usize; graph.n_structures];
-            graph.structure.iter().for_each(|&s| counts[s] += 1);
+            let counts = graph.counts();
             for (i, xi) in x.chunks_mut(f).enumerate() {
                 let (s, z) = (graph.structure[i], graph.species[i]);
                 let q = (graph.charges[s] / counts[s] as f64) as f32;

@@ -108,7 +108,7 @@ pub(super) struct ChargeTerms {
 
 impl Model {
     /// The first features' shift by the structure's charge per atom, (Q/n) c[species], [N, F].
-    pub(super) fn charge_embedding(&self, index: usize, batch: &Batch, graph_species: &Tensor<1, Int>, structure: &Tensor<1, Int>, ctx: &Ctx) -> Tensor<2> {
+    pub(super) fn total_charge_features(&self, index: usize, batch: &Batch, graph_species: &Tensor<1, Int>, structure: &Tensor<1, Int>, ctx: &Ctx) -> Tensor<2> {
         let per_atom: Vec<f64> = batch.charges.iter().zip(&batch.counts).map(|(q, &n)| q / n as f64).collect();
         let q = ctx.matrix(&per_atom, batch.n_structures, 1).select(0, structure.clone());
         self.p(index).select(0, graph_species.clone()) * q

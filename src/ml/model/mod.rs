@@ -398,7 +398,7 @@ impl Model {
         let n = batch.n_atoms;
         let mut x = self.p(self.embedding).select(0, graph.species.clone());
         if let Some(index) = self.charge_embedding {
-            x = x + self.charge_embedding(index, batch, &graph.species, &graph.structure, ctx);
+            x = x + self.total_charge_features(index, batch, &graph.species, &graph.structure, ctx);
         }
         let zeros = || ctx.zeros(n, self.config.features);
         let mut mu = [zeros(), zeros(), zeros()];
