@@ -133,26 +133,10 @@ say ""
 
 # The shipped water models on water8 (24 atoms) tiled repeat³ times.
 water=$root/systems/quickstart/water8.extxyz
+source "$root/benches/ml_system.sh"
 ml_toml() { # $1 model folder, $2 repeat, $3 steps
-  cat << TOML
-[structure]
-file = "$water"
-repeat = [$2, $2, $2]
-[velocities]
-source = "maxwell-boltzmann"
-temperature = "300 K"
-seed = 1
-[potential]
-type = "ml"
-model = "$1"
-[integrator]
-type = "verlet"
-timestep = "0.25 fs"
-[run]
-steps = $3
-[output]
-thermo = $3
-TOML
+  ml_system_toml "$water" "$1" "$3" "$2, $2, $2"
+  printf '[output]\nthermo = %s\n' "$3"
 }
 torch_ok=0
 if python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2> /dev/null; then

@@ -13,6 +13,7 @@ threads=${2:-$(nproc)}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mdrun-target}
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 bin=$CARGO_TARGET_DIR/release/mdrun
+source "$here/ml_system.sh"
 work=$(mktemp -d)
 echo "| atoms | local ms/step | charges ms/step | ratio | long-range stage ms/step |"
 echo "|---|---|---|---|---|"
@@ -20,24 +21,7 @@ for repeat in "5, 5, 4" "8, 8, 5" "11, 11, 9"; do
   for model in ionpair-schnet ionpair-schnet-charges; do
     dir=$work/$model-${repeat//[, ]/}
     mkdir -p "$dir"
-    cat > "$dir/system.toml" <<EOF
-[structure]
-file = "$root/systems/ionpair/ion-lattice.extxyz"
-repeat = [$repeat]
-[velocities]
-source = "maxwell-boltzmann"
-temperature = "300 K"
-seed = 1
-[potential]
-type = "ml"
-model = "$root/potentials/$model"
-[integrator]
-type = "verlet"
-timestep = "0.25 fs"
-[run]
-steps = $steps
-platform = "cpu"
-EOF
+    ml_system_toml "$root/systems/ionpair/ion-lattice.extxyz" "$root/potentials/$model" "$steps" "$repeat" 'platform = "cpu"' > "$dir/system.toml"
     "$bin" "$dir/system.toml" --threads "$threads" --quiet --summary "$dir/summary.json" > /dev/null 2> "$dir/stderr.log"
   done
   python3 - "$work" "${repeat//[, ]/}" <<'EOF'

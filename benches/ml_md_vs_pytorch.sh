@@ -27,6 +27,7 @@ torch_device=${TORCH_DEVICE:-cpu}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mdrun-target}
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 mdrun=$CARGO_TARGET_DIR/release/mdrun
+source "$here/ml_system.sh"
 structure=$root/systems/quickstart/water8.extxyz
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -34,28 +35,10 @@ trap 'rm -rf "$tmp"' EXIT
 # Seconds per MD step of mdrun with model $1 on repeat $2, over $3 steps (the step-0 potential
 # energy goes to $tmp/e0).
 run_mdrun() {
-  cat > "$tmp/system.toml" <<TOML
-[structure]
-file = "$structure"
-repeat = [$2, $2, $2]
-[velocities]
-source = "maxwell-boltzmann"
-temperature = "300 K"
-seed = 1
-[potential]
-type = "ml"
-model = "$1"
-[integrator]
-type = "verlet"
-timestep = "0.25 fs"
-[run]
-steps = $3
-platform = "$platform"
-[output]
-thermo = $3
-log = "thermo.log"
-checkpoint = "final.chk"
-TOML
+  {
+    ml_system_toml "$structure" "$1" "$3" "$2, $2, $2" "platform = \"$platform\""
+    printf '[output]\nthermo = %s\nlog = "thermo.log"\ncheckpoint = "final.chk"\n' "$3"
+  } > "$tmp/system.toml"
   "$mdrun" "$tmp/system.toml" --threads "$threads" --summary "$tmp/summary.json" --quiet 2>/dev/null
   awk '/^ *0 / { print $4; exit }' "$tmp/thermo.log" > "$tmp/e0"
   python3 -c "import json; s = json.load(open('$tmp/summary.json')); print(f\"{s['wall_s'] / s['steps']:.6f}\")"

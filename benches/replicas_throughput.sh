@@ -16,6 +16,7 @@ threads=${THREADS:-$(nproc)}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mdrun-target}
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 mdrun=$CARGO_TARGET_DIR/release/mdrun
+source "$here/ml_system.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 echo "model: $model, $steps steps, platform $platform, $threads threads, $(nproc) cores"
@@ -24,28 +25,10 @@ echo "| replicas | atoms in all | wall s | atom-steps/s (all replicas) | vs 1 re
 echo "|---|---|---|---|---|"
 base=""
 for n in ${*:-1 2 4 8 16 32}; do
-  cat > "$tmp/system.toml" <<TOML
-[structure]
-file = "$root/systems/quickstart/water8.extxyz"
-[velocities]
-source = "maxwell-boltzmann"
-temperature = "300 K"
-seed = 1
-[potential]
-type = "ml"
-model = "$model"
-[integrator]
-type = "verlet"
-timestep = "0.25 fs"
-[run]
-steps = $steps
-replicas = $n
-platform = "$platform"
-[output]
-thermo = $steps
-log = "thermo.log"
-checkpoint = "final.chk"
-TOML
+  {
+    ml_system_toml "$root/systems/quickstart/water8.extxyz" "$model" "$steps" "" "replicas = $n" "platform = \"$platform\""
+    printf '[output]\nthermo = %s\nlog = "thermo.log"\ncheckpoint = "final.chk"\n' "$steps"
+  } > "$tmp/system.toml"
   "$mdrun" "$tmp/system.toml" --threads "$threads" --summary "$tmp/summary.json" --quiet 2>/dev/null
   read -r wall rate < <(python3 -c "
 import json
