@@ -68,6 +68,12 @@ pub struct NeighborList {
     shift_vectors: Vec<Vec3>,
     /// Positions at the last build.
     reference: Vec<Vec3>,
+    /// The cell at the last build and the image range of the shift table: a barostat moves
+    /// the cell between builds ([`NeighborList::follow_cell`]).
+    reference_cell: Option<Cell>,
+    max_shift: [i64; 3],
+    /// How far the cell's change since the build can bring two atoms together, Å.
+    cell_drift: f64,
     builds: u64,
 }
 
@@ -115,8 +121,34 @@ impl NeighborList {
             shift_ids: Vec::new(),
             shift_vectors: vec![[0.0; 3]],
             reference: Vec::new(),
+            reference_cell: None,
+            max_shift: [0; 3],
+            cell_drift: 0.0,
             builds: 0,
         }
+    }
+
+    /// The cell has changed since the build (a barostat): the image shifts follow it, and the
+    /// rebuild check counts how far the change can bring pairs together (LAMMPS shrinks its
+    /// trigger distance by the box corners' displacement the same way).
+    pub fn follow_cell(&mut self, cell: &Cell) {
+        let Some(old) = &self.reference_cell else { return };
+        let m = self.max_shift;
+        let span = m.map(|x| 2 * x + 1);
+        for a in -m[0]..=m[0] {
+            for b in -m[1]..=m[1] {
+                for c in -m[2]..=m[2] {
+                    let k = (((a + m[0]) * span[1] + (b + m[1])) * span[2] + (c + m[2])) as usize;
+                    self.shift_vectors[k] = cell.shift_vector([a as i32, b as i32, c as i32]);
+                }
+            }
+        }
+        // A pair's separation through image n changes by its atoms' displacements plus
+        // (H - H0) n; |(H - H0) n| <= Σ_k |n_k| |a_k - a0_k|.
+        let (new, old) = (cell.vectors(), old.vectors());
+        self.cell_drift = (0..3)
+            .map(|k| (m[k].max(1) as f64) * crate::cell::norm(crate::cell::sub(new[k], old[k])))
+            .sum();
     }
 
     pub fn cutoff(&self) -> f64 {
@@ -189,7 +221,11 @@ impl NeighborList {
         if self.builds == 0 || positions.len() != self.reference.len() {
             return true;
         }
-        let limit = 0.25 * self.skin * self.skin;
+        if self.cell_drift >= self.skin {
+            return true;
+        }
+        let half = 0.5 * (self.skin - self.cell_drift);
+        let limit = half * half;
         let moved = |(r, r0): (&Vec3, &Vec3)| {
             let d = [r[0] - r0[0], r[1] - r0[1], r[2] - r0[2]];
             // A NaN compares false: treat it as a move so the rebuild reports it.
@@ -460,6 +496,9 @@ impl NeighborList {
                 .all(|&s| (s as usize) < shift_vectors.len())
         );
         self.shift_vectors = shift_vectors;
+        self.reference_cell = Some(cell.clone());
+        self.max_shift = max_shift;
+        self.cell_drift = 0.0;
         self.reference.clear();
         self.reference.extend_from_slice(positions);
         self.builds += 1;

@@ -14,6 +14,8 @@ const W1: u32 = 0xBB67_AE85;
 pub mod stream {
     pub const LANGEVIN: u32 = 1;
     pub const INITIAL_VELOCITIES: u32 = 2;
+    pub const CSVR: u32 = 3;
+    pub const C_RESCALE: u32 = 4;
 }
 
 /// Philox4x32 with 10 rounds: four 32-bit random words from a 128-bit counter and 64-bit key.
@@ -52,6 +54,15 @@ pub fn normals4(seed: u64, step: u64, index: u32, stream: u32) -> [f64; 4] {
     let (a, b) = box_muller(w[0], w[1]);
     let (c, d) = box_muller(w[2], w[3]);
     [a, b, c, d]
+}
+
+/// Two uniform numbers in (0, 1] and two standard normal numbers for (seed, step, index,
+/// stream): what a rejection sampler needs per try.
+pub fn uniforms2_normals2(seed: u64, step: u64, index: u32, stream: u32) -> ([f64; 2], [f64; 2]) {
+    let key = [seed as u32, (seed >> 32) as u32];
+    let w = philox4x32([step as u32, (step >> 32) as u32 ^ (stream << 16), index, stream], key);
+    let (a, b) = box_muller(w[2], w[3]);
+    ([unit_open(w[0]), unit_open(w[1])], [a, b])
 }
 
 /// Uniform in (0, 1]: never 0, so the logarithm below is finite.

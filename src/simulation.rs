@@ -81,6 +81,7 @@ struct Snapshot {
     positions: Vec<Vec3>,
     velocities: Vec<Vec3>,
     images: Vec<[i32; 3]>,
+    cell: Option<crate::cell::Cell>,
 }
 
 pub struct Simulation {
@@ -138,6 +139,7 @@ impl Simulation {
         };
         sim.check_overlaps()?;
         sim.compute(Want::ALL).map_err(SimulationError::BlowUp)?;
+        sim.integrator.setup(&sim.system, &sim.forces.virial, step);
         Ok(sim)
     }
 
@@ -220,15 +222,21 @@ impl Simulation {
             .velocities
             .clone_from(&self.system.velocities);
         self.last_good.images.clone_from(&self.system.images);
+        self.last_good.cell = Some(self.system.cell.clone());
+        let want = if self.integrator.wants_virial() { Want { virial: true, ..want } } else { want };
 
         let t = Instant::now();
         self.integrator.before_forces(
             &mut self.system,
             &self.forces.forces,
+            &self.forces.virial,
             self.timestep,
             self.step,
         );
         self.step += 1;
+        if self.integrator.wants_virial() {
+            self.list.follow_cell(&self.system.cell);
+        }
         let t_neigh = Instant::now();
         self.timers.integrate += t_neigh - t;
         self.since_build += 1;
@@ -243,7 +251,7 @@ impl Simulation {
         self.compute(want).map_err(SimulationError::BlowUp)?;
         let t = Instant::now();
         self.integrator
-            .after_forces(&mut self.system, &self.forces.forces, self.timestep);
+            .after_forces(&mut self.system, &self.forces.forces, &self.forces.virial, self.timestep, self.step);
         self.timers.integrate += t.elapsed();
         Ok(())
     }
@@ -270,6 +278,9 @@ impl Simulation {
         system.positions.clone_from(&self.last_good.positions);
         system.velocities.clone_from(&self.last_good.velocities);
         system.images.clone_from(&self.last_good.images);
+        if let Some(cell) = &self.last_good.cell {
+            system.cell = cell.clone();
+        }
         Checkpoint {
             step: self.last_good.step,
             system,

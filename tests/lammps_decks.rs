@@ -153,6 +153,64 @@ fn morse_deck_on_the_gpu_platform_follows_lammps() {
     println!("morse on the GPU: worst deviation {worst:.2e}");
 }
 
+/// Nosé-Hoover chains (fix nvt): a temperature ramp with the default chain, then a second run
+/// with tchain 5, tloop 3 and drag; ecouple and econserve are LAMMPS's to the last digits.
+#[test]
+fn nose_hoover_nvt_deck_matches_lammps() {
+    let deck = run_deck("tests/decks/in.nvt", Vec::new());
+    let worst = compare(&deck, "tests/fixtures/lammps_nvt.txt", 1e-12, 1e-10);
+    println!("nvt: worst deviation {worst:.2e}");
+}
+
+/// The MTK barostat (fix npt iso with a pressure ramp, aniso with couple xy, mtk no and pchain
+/// 2, fix nph aniso, fix nph on x and z at different pressures): volume, box lengths, density,
+/// enthalpy, pressure tensor, ecouple and econserve follow LAMMPS's over 360 steps.
+#[test]
+fn mtk_npt_and_nph_deck_matches_lammps() {
+    let deck = run_deck("tests/decks/in.npt", Vec::new());
+    let worst = compare(&deck, "tests/fixtures/lammps_npt.txt", 1e-12, 1e-10);
+    println!("npt: worst deviation {worst:.2e}");
+}
+
+/// fix npt with its own pressure per axis (x, y ramps, z fixed), a temperature ramp, tloop and
+/// ploop, in metal units (bar, ps, K).
+#[test]
+fn npt_per_axis_metal_deck_matches_lammps() {
+    let deck = run_deck("tests/decks/in.npt-metal", Vec::new());
+    let worst = compare(&deck, "tests/fixtures/lammps_npt_metal.txt", 1e-12, 1e-10);
+    println!("npt metal: worst deviation {worst:.2e}");
+}
+
+/// The thermostat and barostat fixes refuse what LAMMPS refuses, and what would silently do
+/// something else: each error names the fix and what was expected.
+#[test]
+fn thermostat_and_barostat_fixes_refuse_bad_input() {
+    let base = "units lj\nlattice fcc 0.8442\nregion box block 0 4 0 4 0 4\ncreate_box 1 box\ncreate_atoms 1 box\nmass 1 1.0\npair_style lj/cut 2.5\npair_coeff 1 1 1.0 1.0\nvelocity all create 1.0 1\n";
+    let cases: &[(&str, &[&str])] = &[
+        ("boundary p p f\n", &["fix 1 all npt temp 1 1 0.5 iso 1 1 1", "not periodic along z"]),
+        ("", &["fix 1 all npt temp 1 1 0.5 tri 1 1 1", "triclinic"]),
+        ("", &["fix 1 all nvt temp 1 1 0.5\nfix 2 all nve", "both act on all atoms as a time integrator"]),
+        ("", &["fix 1 all nvt temp 1 1 0.5\nfix 2 all temp/csvr 1 1 0.5 3", "both act on all atoms as a thermostat"]),
+        ("", &["fix 1 all nvt temp 1 1 0.001\nrun 10", "shorter than the timestep"]),
+        ("", &["fix 1 all npt temp 1 1 0.5 iso 1 1 0.001\nrun 10", "shorter than the timestep"]),
+        ("", &["fix 1 all nvt temp 1 1", "needs start, stop and damping"]),
+        ("", &["fix 1 all npt temp 1 1 0.5", "iso, aniso or x/y/z pressures"]),
+        ("", &["fix 1 all nph temp 1 1 0.5 iso 1 1 1", "temp belongs to fix nvt or fix npt"]),
+        ("", &["fix 1 all npt temp 1 1 0.5 x 1 1 1 y 2 2 1 couple xy", "both need the same pressure settings"]),
+        ("", &["fix 1 all nvt temp 1 1 0.5 tchain 0", "tchain must be at least 1"]),
+        ("", &["fix 1 all temp/csvr 1 1 0.5 7\nrun 10", "add fix nve"]),
+    ];
+    for (before, [fix, expected]) in cases.iter().map(|(b, c)| (b, [c[0], c[1]])) {
+        let dir = common::scratch("deck-ensemble-errors");
+        let text = format!("{before}{base}{fix}\n");
+        std::fs::write(dir.join("in.bad"), &text).unwrap();
+        let options = DeckOptions { log: None, screen: false, echo: Echo::None, threads: Some(1), ..DeckOptions::default() };
+        let mut d = Deck::new(options).unwrap();
+        let err = d.run_file(&dir.join("in.bad")).expect_err(&text);
+        assert!(err.message.contains(expected), "{fix}: {}", err.message);
+    }
+}
+
 #[test]
 fn units_real_deck_with_scheduled_rebuilds_and_two_runs_matches_lammps() {
     let deck = run_deck("tests/decks/in.units-real", Vec::new());

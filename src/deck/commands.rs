@@ -157,14 +157,24 @@ impl Deck {
                 }
                 FixKind::Langevin { t_start, t_stop, damp, seed, zero }
             }
-            "nvt" | "npt" | "nph" | "nve/limit" | "momentum" | "recenter" | "temp/rescale" | "temp/berendsen" | "press/berendsen" | "spring" | "setforce" | "addforce" | "wall/reflect" | "deform" | "box/relax" | "shake" | "rattle" => {
-                return Err(format!("fix {style} is not supported; mdrun supports fix nve and fix langevin (with nve)"));
+            "nvt" | "npt" | "nph" => super::ensembles::parse_nh(style, rest, self.world.periodic)?,
+            "temp/csvr" => super::ensembles::parse_csvr(rest)?,
+            "nve/limit" | "momentum" | "recenter" | "temp/rescale" | "temp/berendsen" | "press/berendsen" | "spring" | "setforce" | "addforce" | "wall/reflect" | "deform" | "box/relax" | "shake" | "rattle" => {
+                return Err(format!("fix {style} is not supported; mdrun supports fix nve, nvt, npt, nph, and langevin or temp/csvr (with nve)"));
             }
-            other => return Err(format!("fix style '{other}' is not supported; mdrun supports nve and langevin")),
+            other => return Err(format!("fix style '{other}' is not supported; mdrun supports nve, nvt, npt, nph, langevin and temp/csvr")),
         };
         self.world.fixes.retain(|f| &f.id != id);
-        if matches!(kind, FixKind::Langevin { .. }) && self.world.fixes.iter().any(|f| matches!(f.kind, FixKind::Langevin { .. })) {
-            return Err("a second fix langevin: mdrun applies one thermostat".into());
+        // One thermostat and one time integrator per atom: a second would act on the same atoms.
+        let thermostat = |k: &FixKind| match k {
+            FixKind::Langevin { .. } | FixKind::Csvr { .. } => true,
+            FixKind::Nh(nh) => nh.temp.is_some(),
+            FixKind::Nve => false,
+        };
+        let integrates = |k: &FixKind| matches!(k, FixKind::Nve | FixKind::Nh(_));
+        if let Some(other) = self.world.fixes.iter().find(|f| (thermostat(&kind) && thermostat(&f.kind)) || (integrates(&kind) && integrates(&f.kind))) {
+            let what = if thermostat(&kind) && thermostat(&other.kind) { "thermostat" } else { "time integrator" };
+            return Err(format!("fix {id} ({style}) and fix {} both act on all atoms as a {what}: mdrun applies one (unfix {} first)", other.id, other.id));
         }
         self.world.fixes.push(Fix { id: id.clone(), kind });
         Ok(())

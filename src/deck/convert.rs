@@ -65,8 +65,23 @@ pub fn to_toml(plan: &Plan, deck: &Path, line: usize, units: &str, thermo: u64, 
         Integrator::Langevin { temperature, damping, seed, zero } => {
             let _ = writeln!(s, "type = \"langevin\"\ntemperature = {temperature:?}\ndamping = {damping:?}\nseed = {seed}\nzero = {zero}");
         }
+        Integrator::Csvr(c) => {
+            let _ = writeln!(s, "type = \"csvr\"\ntemperature = {:?}\ndamping = {:?}\nseed = {}", c.start, c.period, c.seed);
+        }
+        Integrator::NoseHoover(nh) => {
+            s.push_str("type = \"nose-hoover\"\n");
+            if let Some(t) = &nh.thermostat {
+                let _ = writeln!(s, "temperature = {:?}\ndamping = {:?}\nchain = {}\nloops = {}", t.start, t.period, t.length, t.loops);
+            }
+        }
     }
     let _ = writeln!(s, "timestep = {:?}\n", plan.timestep);
+    if let Integrator::NoseHoover(nh) = &plan.integrator
+        && let Some(b) = &nh.barostat
+    {
+        let coupling = if b.couple == crate::integrate::nose_hoover::Couple::Xyz { "iso" } else { "aniso" };
+        let _ = writeln!(s, "[barostat]\ntype = \"mtk\"\npressure = {:?}\ndamping = {:?}\ncoupling = \"{coupling}\"\nchain = {}\n", b.start[0], b.period[0], b.chain);
+    }
     let _ = writeln!(s, "[run]\nsteps = {}\nplatform = \"cpu\"\n", plan.steps - start_step);
     let r = plan.rebuild;
     let _ = writeln!(s, "[neighbor]\nskin = {:?}\nevery = {}\ndelay = {}\ncheck = {}\n", plan.skin, r.every, r.delay, r.check);

@@ -11,6 +11,7 @@
 pub mod cformat;
 pub mod convert;
 pub mod data;
+pub mod ensembles;
 pub mod expr;
 mod flow;
 mod groups;

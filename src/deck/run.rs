@@ -59,6 +59,7 @@ impl Deck {
             cpu,
             run_first: self.run_bounds.0,
             nbuild,
+            ecouple: 0.0,
         }
     }
 
@@ -99,16 +100,7 @@ impl Deck {
                 PotentialSpec::Ml { model: model.clone(), charge: w.atoms.q.iter().sum() }
             }
         };
-        let nve = w.fixes.iter().any(|f| f.kind == FixKind::Nve);
-        let langevin = w.fixes.iter().find_map(|f| match &f.kind {
-            FixKind::Langevin { t_start, t_stop, damp, seed, zero } => Some((*t_start, *t_stop, *damp, *seed, *zero)),
-            _ => None,
-        });
-        let integrator = match langevin {
-            Some(_) if !nve => return Err("fix langevin adds forces only; add fix nve to integrate (as in LAMMPS)".into()),
-            Some((t, _, damp, seed, zero)) => crate::integrate::Integrator::Langevin { temperature: t * u.temperature, damping: damp * u.time, seed: seed as u64, zero },
-            None => crate::integrate::Integrator::VelocityVerlet,
-        };
+        let integrator = self.integrator(steps)?;
         let source = PathBuf::from(&self.where_.0);
         Ok(Plan {
             structure_origin: format!("the atoms of {}", source.display()),
@@ -134,6 +126,38 @@ impl Deck {
             replica_systems: Vec::new(),
             inputs: vec![("deck".to_string(), PathBuf::from(&self.where_.0))],
         })
+    }
+
+    /// The time integrator the fixes make for a run of `steps` steps from the current step.
+    fn integrator(&self, steps: u64) -> Result<crate::integrate::Integrator, String> {
+        use crate::integrate::Integrator;
+        let w = &self.world;
+        let u = w.units;
+        let nve = w.fixes.iter().any(|f| f.kind == FixKind::Nve);
+        let (first, last) = (w.step, w.step + steps);
+        for f in &w.fixes {
+            match &f.kind {
+                FixKind::Nh(nh) => return nh.integrator(&u, w.dt(), first, last),
+                FixKind::Langevin { .. } | FixKind::Csvr { .. } if !nve => {
+                    return Err(format!("fix {} adds a thermostat only; add fix nve to integrate (as in LAMMPS)", f.id));
+                }
+                FixKind::Langevin { t_start, damp, seed, zero, .. } => {
+                    return Ok(Integrator::Langevin { temperature: t_start * u.temperature, damping: damp * u.time, seed: *seed as u64, zero: *zero });
+                }
+                FixKind::Csvr { t_start, t_stop, damp, seed, state } => {
+                    if *damp < w.dt() {
+                        return Err(format!("fix {}: Tdamp {damp} is shorter than the timestep {}", f.id, w.dt()));
+                    }
+                    let mut c = crate::integrate::csvr::Csvr::new(t_start * u.temperature, t_stop * u.temperature, damp * u.time, *seed as u64, (first, last));
+                    if let Some(state) = state {
+                        c.restore(&state.values)?;
+                    }
+                    return Ok(Integrator::Csvr(c));
+                }
+                FixKind::Nve => {}
+            }
+        }
+        Ok(Integrator::VelocityVerlet)
     }
 
     /// `run N [upto] [pre yes|no] [post yes|no]`.
@@ -175,7 +199,7 @@ impl Deck {
     fn run_plan(&mut self, plan: Plan, steps: u64) -> Result<(), String> {
         self.sandbox_work(&plan)?;
         self.sandbox_steps += steps;
-        let integrate = self.world.fixes.iter().any(|f| f.kind == FixKind::Nve);
+        let integrate = self.world.fixes.iter().any(|f| matches!(f.kind, FixKind::Nve | FixKind::Nh(_)));
         let u = self.world.units;
         let threads = self.options.threads.filter(|&t| t > 0).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| format!("cannot start {threads} threads: {e}"))?;
@@ -217,6 +241,15 @@ impl Deck {
         if integrate {
             let system = engine.system().map_err(|e| e.to_string())?.clone();
             self.world.absorb(&system);
+            // The thermostat's and barostat's variables carry on into the next run.
+            let state = engine.integrator().state();
+            for f in &mut self.world.fixes {
+                match &mut f.kind {
+                    FixKind::Nh(nh) => nh.state = Some(state.clone()),
+                    FixKind::Csvr { state: s, .. } => *s = Some(state.clone()),
+                    _ => {}
+                }
+            }
         }
         self.world.step = last;
         let natoms = plan.system.len();
@@ -265,7 +298,17 @@ impl Deck {
         sample.step = step;
         let forces: Vec<[f64; 3]> = engine.forces().map(<[_]>::to_vec).unwrap_or_default();
         let gpu_forces = forces.is_empty();
-        self.current = Some(self.state(plan, sample, &forces, cpu, engine.builds()));
+        let mut state = self.state(plan, sample, &forces, cpu, engine.builds());
+        {
+            let integrator = engine.integrator().clone();
+            let system = engine.system().map_err(|e| e.to_string())?;
+            state.ecouple = integrator.coupling_energy(system);
+            (state.lo, state.hi) = self.world.box_of(&system.cell);
+            if let PotentialSpec::Pair(pair) = &plan.potential {
+                state.etail = pair.tail_correction(&system.species_counts(), system.cell.volume()).0;
+            }
+        }
+        self.current = Some(state);
         self.world.step = step;
         if wants_vars {
             // Formulas may look at atoms (xcm, vcm): bring them up to date.

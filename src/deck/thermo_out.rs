@@ -28,6 +28,8 @@ pub struct ThermoState {
     pub cpu: f64,
     pub run_first: u64,
     pub nbuild: u64,
+    /// Energy the thermostat and barostat exchanged (LAMMPS `ecouple`), eV.
+    pub ecouple: f64,
 }
 
 /// Keywords known to thermo_style custom and to formulas, for error messages.
@@ -75,10 +77,10 @@ pub fn value(state: &ThermoState, key: &str, u: &UnitStyle, norm: bool, lattice:
         "pe" | "evdwl" | "epair" => e(s.potential_energy),
         "ke" => e(s.kinetic_energy),
         "etotal" => e(s.total_energy()),
-        // Energy the thermostats exchanged with their reservoirs. fix nve and fix langevin
-        // (without `tally yes`, which decks refuse) exchange none that LAMMPS counts.
-        "ecouple" => 0.0,
-        "econserve" => e(s.total_energy()),
+        // Energy the thermostats exchanged with their reservoirs (fix nvt/npt/nph and
+        // temp/csvr; fix langevin without `tally yes`, which decks refuse, counts none).
+        "ecouple" => e(state.ecouple),
+        "econserve" => e(s.total_energy() + state.ecouple),
         "enthalpy" => e(s.total_energy() + s.pressure * s.volume / crate::units::NKTV2P),
         "ecoul" | "ebond" | "eangle" | "edihed" | "eimp" | "emol" | "elong" => 0.0,
         "etail" => e(state.etail),

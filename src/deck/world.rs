@@ -145,6 +145,10 @@ pub enum FixKind {
     Nve,
     /// Deck units.
     Langevin { t_start: f64, t_stop: f64, damp: f64, seed: i64, zero: bool },
+    /// fix nvt/npt/nph.
+    Nh(Box<super::ensembles::NhFix>),
+    /// fix temp/csvr (deck units), with its state at the end of the last run.
+    Csvr { t_start: f64, t_stop: f64, damp: f64, seed: i64, state: Option<crate::integrate::IntegratorState> },
 }
 
 pub fn num(text: &str, what: &str) -> Result<f64, String> {
@@ -745,8 +749,22 @@ impl World {
     }
 
     /// Takes back the state a run ended in.
+    /// The box bounds (deck units) of `cell`: the deck's own while the cell keeps its size; a
+    /// cell a barostat has scaled keeps the box's centre (LAMMPS's default fixed point).
+    pub fn box_of(&self, cell: &crate::cell::Cell) -> ([f64; 3], [f64; 3]) {
+        let (lo, hi) = self.bounds.expect("a box");
+        let l = cell.lengths().map(|x| x / self.units.length);
+        if (0..3).all(|d| hi[d] - lo[d] == l[d]) {
+            return (lo, hi);
+        }
+        let centre: [f64; 3] = [0, 1, 2].map(|d| 0.5 * (lo[d] + hi[d]));
+        ([0, 1, 2].map(|d| centre[d] - 0.5 * l[d]), [0, 1, 2].map(|d| centre[d] + 0.5 * l[d]))
+    }
+
     pub fn absorb(&mut self, system: &System) {
-        let (lo, _) = self.bounds.expect("a box");
+        let bounds = self.box_of(&system.cell);
+        self.bounds = Some(bounds);
+        let (lo, _) = bounds;
         let u = self.units;
         for (a, x) in self.atoms.x.iter_mut().zip(&system.positions) {
             *a = [0, 1, 2].map(|d| x[d] / u.length + lo[d]);

@@ -140,6 +140,7 @@ pub fn choose(
             },
         };
         reason
+            .or_else(|| plan.integrator.gpu_unsupported())
             .or_else(|| {
                 matches!(plan.integrator, crate::integrate::Integrator::Langevin { zero: true, .. })
                     .then(|| "Langevin with zero = true (net noise removed) runs on the CPU".to_string())

@@ -38,6 +38,8 @@
 //! assert_eq!(s.velocities[0], [2.0, 0.0, 0.0]);
 //! ```
 
+pub mod csvr;
+pub mod nose_hoover;
 pub mod pieces;
 
 use crate::cell::Vec3;
@@ -59,6 +61,10 @@ pub enum Integrator {
         /// yes`), so the centre of mass does not diffuse.
         zero: bool,
     },
+    /// Nosé-Hoover chains with or without the MTK barostat (NVT, NPT, NPH), as LAMMPS's fix nh.
+    NoseHoover(Box<nose_hoover::NoseHoover>),
+    /// Velocity Verlet with the Bussi-Donadio-Parrinello velocity rescaling (CSVR).
+    Csvr(csvr::Csvr),
 }
 
 /// The pieces of one step: those before the force evaluation and those after it.
@@ -86,13 +92,16 @@ impl Integrator {
             Integrator::Langevin { temperature, damping, .. } => {
                 format!("Langevin BAOAB (NVT, {temperature} K, damping {} fs)", damping * 1e3)
             }
+            Integrator::NoseHoover(nh) => nh.name(),
+            Integrator::Csvr(c) => c.name(),
         }
     }
 
-    /// The integrator's pieces.
+    /// The integrator's pieces (the per-atom part of the step; Nosé-Hoover and CSVR add global
+    /// scalings around them).
     pub fn splitting(&self) -> Splitting {
         let before = match *self {
-            Integrator::VelocityVerlet => vec![Piece::Kick(0.5), Piece::Drift(1.0)],
+            Integrator::VelocityVerlet | Integrator::NoseHoover(_) | Integrator::Csvr(_) => vec![Piece::Kick(0.5), Piece::Drift(1.0)],
             Integrator::Langevin { temperature, damping, seed, zero } => vec![
                 Piece::Kick(0.5),
                 Piece::Drift(0.5),
@@ -106,8 +115,9 @@ impl Integrator {
     /// The random-number seed, for integrators that draw noise.
     pub fn seed(&self) -> Option<u64> {
         match self {
-            Integrator::VelocityVerlet => None,
+            Integrator::VelocityVerlet | Integrator::NoseHoover(_) => None,
             Integrator::Langevin { seed, .. } => Some(*seed),
+            Integrator::Csvr(c) => Some(c.seed),
         }
     }
 
@@ -115,9 +125,61 @@ impl Integrator {
     pub fn same_but_seed(&self, other: &Integrator) -> bool {
         let unseeded = |i: &Integrator| match i {
             Integrator::Langevin { temperature, damping, zero, .. } => Integrator::Langevin { temperature: *temperature, damping: *damping, seed: 0, zero: *zero },
-            Integrator::VelocityVerlet => Integrator::VelocityVerlet,
+            Integrator::Csvr(c) => Integrator::Csvr(csvr::Csvr::new(c.start, c.stop, c.period, 0, c.ramp)),
+            other => other.clone(),
         };
-        unseeded(self) == unseeded(other)
+        match (self, other) {
+            (Integrator::NoseHoover(a), Integrator::NoseHoover(b)) => a.same_settings(b),
+            _ => unseeded(self) == unseeded(other),
+        }
+    }
+
+    /// Why the GPU platform cannot run this integrator, if it cannot: its kernels apply
+    /// per-atom pieces only; the global scalings of Nosé-Hoover and CSVR (reductions of the
+    /// kinetic energy, the cell's motion) are not on the device yet.
+    pub fn gpu_unsupported(&self) -> Option<String> {
+        match self {
+            Integrator::NoseHoover(nh) => Some(format!("Nosé-Hoover {} runs on the CPU only (the GPU kernels integrate NVE and Langevin)", nh.ensemble())),
+            Integrator::Csvr(_) => Some("CSVR runs on the CPU only (the GPU kernels integrate NVE and Langevin)".into()),
+            _ => None,
+        }
+    }
+
+    /// Whether every step needs the virial (a barostat).
+    pub fn wants_virial(&self) -> bool {
+        matches!(self, Integrator::NoseHoover(nh) if nh.wants_virial())
+    }
+
+    /// Energy exchanged with the thermostat and barostat reservoirs so far, eV: LAMMPS's
+    /// `ecouple`, which makes `pe + ke + ecouple` (`econserve`) conserved.
+    pub fn coupling_energy(&self, system: &System) -> f64 {
+        match self {
+            Integrator::NoseHoover(nh) => nh.coupling_energy(system),
+            Integrator::Csvr(c) => c.coupling_energy(),
+            _ => 0.0,
+        }
+    }
+
+    /// Prepares the step's global state at the start of a run (LAMMPS's fix `setup`): the
+    /// chain masses and forces from the current temperature and `virial`.
+    pub fn setup(&mut self, system: &System, virial: &[[f64; 3]; 3], step: u64) {
+        if let Integrator::NoseHoover(nh) = self {
+            nh.setup(system, virial, step);
+        }
+    }
+
+    /// Takes up a checkpoint's state (Nosé-Hoover chains and cell, CSVR's reservoir energy).
+    pub fn restore(&mut self, saved: &IntegratorState) -> Result<(), String> {
+        match self {
+            Integrator::NoseHoover(nh) if saved.kind == "nose-hoover" => nh.restore(&saved.values, true),
+            Integrator::Csvr(c) if saved.kind == "csvr" => c.restore(&saved.values),
+            Integrator::NoseHoover(_) | Integrator::Csvr(_) => Err(format!(
+                "was written by a '{}' run; this run's {} cannot continue its state (start it from a structure instead)",
+                saved.kind,
+                self.name()
+            )),
+            _ => Ok(()),
+        }
     }
 
     pub fn is_nve(&self) -> bool {
@@ -129,6 +191,8 @@ impl Integrator {
         match self {
             Integrator::VelocityVerlet => IntegratorState { kind: "verlet".into(), values: BTreeMap::new() },
             Integrator::Langevin { seed, .. } => IntegratorState { kind: "langevin".into(), values: BTreeMap::from([("seed".to_string(), (*seed).into())]) },
+            Integrator::NoseHoover(nh) => IntegratorState { kind: "nose-hoover".into(), values: nh.state() },
+            Integrator::Csvr(c) => IntegratorState { kind: "csvr".into(), values: c.state() },
         }
     }
 
@@ -144,14 +208,25 @@ impl Integrator {
         }
     }
 
-    /// Takes the state from step `step` to the positions of step `step + 1`.
-    pub fn before_forces(&self, system: &mut System, forces: &[Vec3], dt: f64, step: u64) {
-        pieces::apply(&self.splitting().before, system, forces, dt, step + 1);
+    /// Takes the state from step `step` to the positions of step `step + 1` (`virial`: of the
+    /// current positions, for a barostat).
+    pub fn before_forces(&mut self, system: &mut System, forces: &[Vec3], virial: &[[f64; 3]; 3], dt: f64, step: u64) {
+        match self {
+            Integrator::NoseHoover(nh) => nh.before_forces(system, forces, virial, dt, step + 1),
+            _ => pieces::apply(&self.splitting().before, system, forces, dt, step + 1),
+        }
     }
 
-    /// Finishes the step with the forces at the new positions.
-    pub fn after_forces(&self, system: &mut System, forces: &[Vec3], dt: f64) {
-        // The after pieces draw no noise: the step number does not matter.
-        pieces::apply(&self.splitting().after, system, forces, dt, 0);
+    /// Finishes the step `step` (the new one) with the forces and virial at the new positions.
+    pub fn after_forces(&mut self, system: &mut System, forces: &[Vec3], virial: &[[f64; 3]; 3], dt: f64, step: u64) {
+        match self {
+            Integrator::NoseHoover(nh) => nh.after_forces(system, forces, virial, dt),
+            Integrator::Csvr(c) => {
+                pieces::apply(&[Piece::Kick(0.5)], system, forces, dt, 0);
+                c.rescale(system, dt, step);
+            }
+            // The after pieces draw no noise: the step number does not matter.
+            _ => pieces::apply(&self.splitting().after, system, forces, dt, 0),
+        }
     }
 }

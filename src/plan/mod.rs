@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 mod build;
+mod integrator;
 mod pair_table;
 mod schema;
 
@@ -186,60 +187,8 @@ impl Plan {
 
         let integ = raw.integrator.get_ref();
         let timestep = at.positive(&integ.timestep, "[integrator] timestep", Dimension::Time)?;
-        let integrator = match integ.kind.get_ref().as_str() {
-            "verlet" | "velocity-verlet" | "nve" => {
-                for (given, key) in [
-                    (integ.temperature.is_some(), "temperature"),
-                    (integ.damping.is_some(), "damping"),
-                    (integ.seed.is_some(), "seed"),
-                    (integ.zero.is_some(), "zero"),
-                ] {
-                    if given {
-                        return Err(at.error(
-                            &raw.integrator.span(),
-                            &format!("[integrator] {key}"),
-                            "only used by type = \"langevin\"; velocity Verlet is NVE",
-                        ));
-                    }
-                }
-                Integrator::VelocityVerlet
-            }
-            "langevin" => {
-                let missing = |key: &str| {
-                    at.error(
-                        &raw.integrator.span(),
-                        &format!("[integrator] {key}"),
-                        "required for type = \"langevin\"",
-                    )
-                };
-                let temperature = at.non_negative(
-                    integ
-                        .temperature
-                        .as_ref()
-                        .ok_or_else(|| missing("temperature"))?,
-                    "[integrator] temperature",
-                    Dimension::Temperature,
-                )?;
-                let damping = at.positive(
-                    integ.damping.as_ref().ok_or_else(|| missing("damping"))?,
-                    "[integrator] damping",
-                    Dimension::Time,
-                )?;
-                Integrator::Langevin {
-                    temperature,
-                    damping,
-                    seed: integ.seed.ok_or_else(|| missing("seed"))?,
-                    zero: integ.zero.unwrap_or(false),
-                }
-            }
-            other => {
-                return Err(at.error(
-                    &integ.kind.span(),
-                    "[integrator] type",
-                    format!("unknown integrator '{other}'; expected \"verlet\" or \"langevin\""),
-                ));
-            }
-        };
+        let run_steps = (*raw.run.get_ref().steps.get_ref()).max(0) as u64;
+        let integrator = integrator::build(&at, &raw.integrator, raw.barostat.as_ref(), timestep, run_steps, &system)?;
 
         let run = raw.run.get_ref();
         if *run.steps.get_ref() < 0 {

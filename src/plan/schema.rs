@@ -27,6 +27,7 @@ pub(super) struct RawPlan {
     pub(super) velocities: Option<Spanned<RawVelocities>>,
     pub(super) potential: Spanned<RawPotential>,
     pub(super) integrator: Spanned<RawIntegrator>,
+    pub(super) barostat: Option<Spanned<RawBarostat>>,
     pub(super) run: Spanned<RawRun>,
     pub(super) neighbor: Option<RawNeighbor>,
     pub(super) output: Option<RawOutput>,
@@ -124,6 +125,21 @@ pub(super) struct RawIntegrator {
     pub(super) damping: Option<Q>,
     pub(super) seed: Option<u64>,
     pub(super) zero: Option<bool>,
+    /// Nosé-Hoover chain length and Trotter loops.
+    pub(super) chain: Option<Spanned<i64>>,
+    pub(super) loops: Option<Spanned<i64>>,
+}
+
+/// `[barostat]`: constant pressure.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBarostat {
+    #[serde(rename = "type")]
+    pub(super) kind: Spanned<String>,
+    pub(super) pressure: Q,
+    pub(super) damping: Q,
+    pub(super) coupling: Option<Spanned<String>>,
+    pub(super) chain: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Debug)]

@@ -263,6 +263,9 @@ impl GpuSimulation {
         let Some((first_system, integrator)) = structures.first().cloned() else {
             return unsupported("a batch needs at least one structure".into());
         };
+        if let Some(reason) = integrator.gpu_unsupported() {
+            return unsupported(reason);
+        }
         if let Some(r) = &references
             && (r.len() != structures.len() || r.iter().zip(&structures).any(|(r, (s, _))| r.len() != s.len()))
         {

@@ -1,0 +1,207 @@
+//! The thermostat and barostat fixes of a deck: `fix nvt`, `fix npt`, `fix nph` (Nosé-Hoover
+//! chains and the MTK barostat, as LAMMPS's fix nh) and `fix temp/csvr`, read into
+//! [`FixKind`]s and turned into the run's integrator.
+
+use super::units::UnitStyle;
+use super::world::{FixKind, int, num, yes_no};
+use crate::integrate::nose_hoover::{BarostatSettings, ChainSettings, Couple, NoseHoover};
+use crate::integrate::{Integrator, IntegratorState};
+
+/// `fix ID all nvt|npt|nph ...` in deck units, with the state its variables carry between runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NhFix {
+    pub style: String,
+    /// Tstart, Tstop, Tdamp.
+    pub temp: Option<[f64; 3]>,
+    /// Per axis: Pstart, Pstop, Pdamp (None: not barostatted).
+    pub press: [Option<[f64; 3]>; 3],
+    pub couple: Couple,
+    pub tchain: usize,
+    pub tloop: usize,
+    pub pchain: usize,
+    pub ploop: usize,
+    pub mtk: bool,
+    pub drag: f64,
+    /// The chains' and cell's variables at the end of the last run (LAMMPS keeps them in the
+    /// fix between runs).
+    pub state: Option<IntegratorState>,
+}
+
+/// Reads the arguments after `fix ID group nvt|npt|nph`.
+pub fn parse_nh(style: &str, args: &[String], periodic: [bool; 3]) -> Result<FixKind, String> {
+    let what = format!("fix {style}");
+    let mut f = NhFix { style: style.to_string(), temp: None, press: [None; 3], couple: Couple::None, tchain: 3, tloop: 1, pchain: 3, ploop: 1, mtk: true, drag: 0.0, state: None };
+    let three = |i: usize, key: &str| -> Result<[f64; 3], String> {
+        if args.len() < i + 4 {
+            return Err(format!("{what}: {key} needs start, stop and damping values"));
+        }
+        Ok([num(&args[i + 1], &format!("{what} {key} start"))?, num(&args[i + 2], &format!("{what} {key} stop"))?, num(&args[i + 3], &format!("{what} {key} damping"))?])
+    };
+    let count = |v: Option<&String>, key: &str, min: i64| -> Result<usize, String> {
+        let v = v.ok_or_else(|| format!("{what}: {key} needs a value"))?;
+        let n = int(v, &format!("{what} {key}"))?;
+        if n < min {
+            return Err(format!("{what}: {key} must be at least {min} (got {n})"));
+        }
+        Ok(n as usize)
+    };
+    let mut i = 0;
+    while i < args.len() {
+        let key = args[i].as_str();
+        match key {
+            "temp" => {
+                let t = three(i, key)?;
+                if t[0] < 0.0 || t[1] <= 0.0 {
+                    return Err(format!("{what}: the target temperature must be positive"));
+                }
+                f.temp = Some(t);
+                i += 4;
+            }
+            "iso" | "aniso" => {
+                let p = three(i, key)?;
+                f.press = [Some(p); 3];
+                f.couple = if key == "iso" { Couple::Xyz } else { Couple::None };
+                i += 4;
+            }
+            "x" | "y" | "z" => {
+                f.press[(key.as_bytes()[0] - b'x') as usize] = Some(three(i, key)?);
+                i += 4;
+            }
+            "tri" | "xy" | "xz" | "yz" => {
+                return Err(format!("{what} {key}: the box is orthogonal; a tilt pressure needs a triclinic box (LAMMPS refuses it the same way), use iso or aniso"));
+            }
+            "couple" => {
+                f.couple = match args.get(i + 1).map(String::as_str) {
+                    Some("xyz") => Couple::Xyz,
+                    Some("xy") => Couple::Xy,
+                    Some("yz") => Couple::Yz,
+                    Some("xz") => Couple::Xz,
+                    Some("none") => Couple::None,
+                    other => return Err(format!("{what}: couple expects xyz, xy, yz, xz or none (got {other:?})")),
+                };
+                i += 2;
+            }
+            "tchain" => {
+                f.tchain = count(args.get(i + 1), key, 1)?;
+                i += 2;
+            }
+            "tloop" => {
+                f.tloop = count(args.get(i + 1), key, 1)?;
+                i += 2;
+            }
+            "pchain" => {
+                f.pchain = count(args.get(i + 1), key, 0)?;
+                i += 2;
+            }
+            "ploop" => {
+                f.ploop = count(args.get(i + 1), key, 1)?;
+                i += 2;
+            }
+            "mtk" => {
+                f.mtk = yes_no(args.get(i + 1).ok_or_else(|| format!("{what}: mtk needs yes or no"))?, "mtk")?;
+                i += 2;
+            }
+            "drag" => {
+                f.drag = num(args.get(i + 1).ok_or_else(|| format!("{what}: drag needs a value"))?, "drag")?;
+                if f.drag < 0.0 {
+                    return Err(format!("{what}: drag must not be negative"));
+                }
+                i += 2;
+            }
+            "dilate" => {
+                if args.get(i + 1).map(String::as_str) != Some("all") {
+                    return Err(format!("{what}: mdrun dilates all atoms (dilate all)"));
+                }
+                i += 2;
+            }
+            other => return Err(format!("{what} keyword '{other}' is not supported; mdrun supports temp, iso, aniso, x, y, z, couple, tchain, tloop, pchain, ploop, mtk, drag, dilate all")),
+        }
+    }
+    let barostatted = f.press.iter().any(Option::is_some);
+    match style {
+        "nvt" if f.temp.is_none() => return Err("fix nvt needs temp Tstart Tstop Tdamp".into()),
+        "nvt" if barostatted => return Err("fix nvt: pressure settings belong to fix npt or fix nph".into()),
+        "npt" if f.temp.is_none() || !barostatted => return Err("fix npt needs temp Tstart Tstop Tdamp and iso, aniso or x/y/z pressures".into()),
+        "nph" if f.temp.is_some() => return Err("fix nph: temp belongs to fix nvt or fix npt".into()),
+        "nph" if !barostatted => return Err("fix nph needs iso, aniso or x/y/z pressures".into()),
+        _ => {}
+    }
+    if let Some(t) = f.temp
+        && t[2] <= 0.0
+    {
+        return Err(format!("{what}: Tdamp must be positive"));
+    }
+    for (axis, p) in f.press.iter().enumerate() {
+        if let Some(p) = p {
+            if p[2] <= 0.0 {
+                return Err(format!("{what}: Pdamp must be positive"));
+            }
+            if !periodic[axis] {
+                return Err(format!("{what}: the box is not periodic along {} (boundary f or s there); a barostat scales periodic axes only", ["x", "y", "z"][axis]));
+            }
+        }
+    }
+    // Coupled axes must share their settings (LAMMPS: "Invalid fix nvt/npt/nph pressure settings").
+    let pairs: &[(usize, usize)] = match f.couple {
+        Couple::Xyz => &[(0, 1), (0, 2)],
+        Couple::Xy => &[(0, 1)],
+        Couple::Yz => &[(1, 2)],
+        Couple::Xz => &[(0, 2)],
+        Couple::None => &[],
+    };
+    for &(a, b) in pairs {
+        match (f.press[a], f.press[b]) {
+            (Some(x), Some(y)) if x == y => {}
+            _ => return Err(format!("{what}: couple joins axes {} and {}; both need the same pressure settings", ["x", "y", "z"][a], ["x", "y", "z"][b])),
+        }
+    }
+    Ok(FixKind::Nh(Box::new(f)))
+}
+
+/// Reads `fix ID group temp/csvr Tstart Tstop Tdamp seed`.
+pub fn parse_csvr(args: &[String]) -> Result<FixKind, String> {
+    let [t_start, t_stop, damp, seed] = args else { return Err("fix temp/csvr needs Tstart Tstop Tdamp seed".into()) };
+    let t_start = num(t_start, "Tstart")?;
+    let t_stop = num(t_stop, "Tstop")?;
+    let damp = num(damp, "Tdamp")?;
+    let seed = int(seed, "seed")?;
+    if t_start < 0.0 || t_stop < 0.0 || damp <= 0.0 || seed <= 0 {
+        return Err("fix temp/csvr: temperatures must not be negative, Tdamp and seed must be positive".into());
+    }
+    Ok(FixKind::Csvr { t_start, t_stop, damp, seed, state: None })
+}
+
+impl NhFix {
+    /// The integrator for a run from `first` to `last`.
+    pub fn integrator(&self, u: &UnitStyle, dt: f64, first: u64, last: u64) -> Result<Integrator, String> {
+        let what = format!("fix {}", self.style);
+        if let Some(t) = self.temp
+            && t[2] < dt
+        {
+            return Err(format!("{what}: Tdamp {} is shorter than the timestep {dt}; LAMMPS suggests about 100 timesteps", t[2]));
+        }
+        let thermostat = self.temp.map(|t| ChainSettings { start: t[0] * u.temperature, stop: t[1] * u.temperature, period: t[2] * u.time, length: self.tchain, loops: self.tloop });
+        let barostat = self.press.iter().any(Option::is_some).then(|| {
+            let axis = |k: usize, i: usize| self.press[k].map_or(0.0, |p| p[i]);
+            BarostatSettings {
+                axes: [0, 1, 2].map(|k| self.press[k].is_some()),
+                start: [0, 1, 2].map(|k| axis(k, 0) * u.pressure),
+                stop: [0, 1, 2].map(|k| axis(k, 1) * u.pressure),
+                period: [0, 1, 2].map(|k| if self.press[k].is_some() { axis(k, 2) * u.time } else { 1.0 }),
+                couple: self.couple,
+                chain: self.pchain,
+                loops: self.ploop,
+                mtk: self.mtk,
+            }
+        });
+        if let Some(p) = self.press.iter().flatten().find(|p| p[2] < dt) {
+            return Err(format!("{what}: Pdamp {} is shorter than the timestep {dt}; LAMMPS suggests about 1000 timesteps", p[2]));
+        }
+        let rest = if u.name == "lj" { 1.0 } else { 300.0 } * u.temperature;
+        let mut nh = NoseHoover::new(thermostat, barostat, self.drag, (first, last), rest);
+        if let Some(state) = &self.state {
+            nh.restore(&state.values, false)?;
+        }
+        Ok(Integrator::NoseHoover(Box::new(nh)))
+    }
+}
