@@ -52,6 +52,20 @@ pub enum NeighborError {
 /// Largest |image index| per axis: keeps the shift table small (u16 indices).
 const MAX_IMAGES: usize = 12;
 
+/// What a list in force was built from: positions, and the cell when it has changed since (a
+/// barostat), so a restart rebuilds exactly the list the run had.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListReference {
+    pub positions: Vec<Vec3>,
+    pub cell: Option<Cell>,
+}
+
+impl From<Vec<Vec3>> for ListReference {
+    fn from(positions: Vec<Vec3>) -> ListReference {
+        ListReference { positions, cell: None }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct NeighborList {
     kind: ListKind,
@@ -149,6 +163,12 @@ impl NeighborList {
         self.cell_drift = (0..3)
             .map(|k| (m[k].max(1) as f64) * crate::cell::norm(crate::cell::sub(new[k], old[k])))
             .sum();
+    }
+
+    /// The positions and, when the cell has moved since, the cell of the last build.
+    pub fn list_reference(&self, cell: &Cell) -> ListReference {
+        let moved = self.reference_cell.as_ref().filter(|c| c.vectors() != cell.vectors()).cloned();
+        ListReference { positions: self.reference.clone(), cell: moved }
     }
 
     pub fn cutoff(&self) -> f64 {

@@ -113,11 +113,15 @@ impl Simulation {
         skin: f64,
         max_force: f64,
         step: u64,
-        reference: Option<Vec<Vec3>>,
+        reference: Option<crate::neighbor::ListReference>,
     ) -> Result<Simulation, SimulationError> {
         let mut list = NeighborList::new(potential.list_kind(), potential.cutoff(), skin);
         match reference {
-            Some(reference) => list.build(&reference, &system.cell)?,
+            Some(crate::neighbor::ListReference { positions, cell: None }) => list.build(&positions, &system.cell)?,
+            Some(crate::neighbor::ListReference { positions, cell: Some(cell) }) => {
+                list.build(&positions, &cell)?;
+                list.follow_cell(&system.cell);
+            }
             None => {
                 system.wrap_positions();
                 list.build(&system.positions, &system.cell)?;
@@ -258,7 +262,9 @@ impl Simulation {
 
     /// Thermo quantities of the current step (forces must have been computed with `Want::ALL`).
     pub fn thermo(&self) -> ThermoSample {
-        ThermoSample::new(self.step, self.step as f64 * self.timestep, &self.system, self.forces.energy, self.forces.virial)
+        let mut sample = ThermoSample::new(self.step, self.step as f64 * self.timestep, &self.system, self.forces.energy, self.forces.virial);
+        sample.coupling_energy = self.integrator.coupling_energy(&self.system);
+        sample
     }
 
     /// The current state, with the neighbour list's reference so a restart is bit-identical.
@@ -267,6 +273,7 @@ impl Simulation {
             step: self.step,
             system: self.system.clone(),
             reference: Some(self.list.reference().to_vec()),
+            reference_cell: self.list.list_reference(&self.system.cell).cell.map(|c| *c.vectors()),
             threads,
             integrator: self.integrator.state(),
         }
@@ -285,6 +292,7 @@ impl Simulation {
             step: self.last_good.step,
             system,
             reference: None,
+            reference_cell: None,
             threads,
             integrator: self.integrator.state(),
         }

@@ -13,6 +13,8 @@ pub struct RunSummary {
     pub mean_temperature_k: f64,
     /// eV per atom per ps; absent for thermostatted runs or fewer than three thermo samples.
     pub energy_drift_ev_per_atom_per_ps: Option<f64>,
+    /// What the drift is of ("NVE energy", "Nosé-Hoover conserved energy", ...).
+    pub conserved_name: &'static str,
     /// Standard error of the drift slope.
     pub energy_drift_error_ev_per_atom_per_ps: Option<f64>,
     pub final_potential_energy_ev: f64,
@@ -67,7 +69,7 @@ pub fn energy_drift(samples: &[ThermoSample], n_atoms: usize) -> Option<(f64, f6
     let t: Vec<f64> = samples.iter().map(|s| s.time_ps).collect();
     let e: Vec<f64> = samples
         .iter()
-        .map(|s| s.total_energy() / n_atoms as f64)
+        .map(|s| s.conserved_energy() / n_atoms as f64)
         .collect();
     linear_fit(&t, &e)
 }
@@ -87,7 +89,7 @@ impl RunSummary {
             self.energy_drift_ev_per_atom_per_ps,
             self.energy_drift_error_ev_per_atom_per_ps,
         ) {
-            s.push_str(&format!("  NVE energy drift {d:.4e} ± {e:.1e} eV/atom/ps (linear fit over the thermo steps)\n"));
+            s.push_str(&format!("  {} drift {d:.4e} ± {e:.1e} eV/atom/ps (linear fit over the thermo steps)\n", self.conserved_name));
         }
         // The parts can add up to more than the step loop's wall time (output before the first
         // step and after the last is timed too): shares are of whichever is larger.

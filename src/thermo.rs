@@ -21,6 +21,9 @@ pub struct ThermoSample {
     pub pressure_tensor: [f64; 6],
     /// Å³
     pub volume: f64,
+    /// Energy the thermostat and barostat exchanged with the atoms (eV; 0 for NVE and
+    /// Langevin): `total_energy + coupling_energy` is what Nosé-Hoover and CSVR conserve.
+    pub coupling_energy: f64,
 }
 
 impl ThermoSample {
@@ -57,6 +60,7 @@ impl ThermoSample {
             pressure: (tensor[0] + tensor[1] + tensor[2]) / 3.0,
             pressure_tensor: tensor,
             volume,
+            coupling_energy: 0.0,
         }
     }
 
@@ -64,7 +68,13 @@ impl ThermoSample {
         self.potential_energy + self.kinetic_energy
     }
 
-    pub const HEADER: [&'static str; 8] = [
+    /// The integrator's conserved quantity: the total energy plus what the thermostat and
+    /// barostat exchanged (LAMMPS's `econserve`).
+    pub fn conserved_energy(&self) -> f64 {
+        self.total_energy() + self.coupling_energy
+    }
+
+    pub const HEADER: [&'static str; 9] = [
         "Step",
         "Time(ps)",
         "Temp(K)",
@@ -73,11 +83,12 @@ impl ThermoSample {
         "TotEng(eV)",
         "Press(bar)",
         "Volume(A3)",
+        "Conserved(eV)",
     ];
 
     pub fn header_line() -> String {
         format!(
-            "{:>10} {:>12} {:>14} {:>18} {:>18} {:>18} {:>14} {:>14}",
+            "{:>10} {:>12} {:>14} {:>18} {:>18} {:>18} {:>14} {:>14} {:>18}",
             Self::HEADER[0],
             Self::HEADER[1],
             Self::HEADER[2],
@@ -85,13 +96,14 @@ impl ThermoSample {
             Self::HEADER[4],
             Self::HEADER[5],
             Self::HEADER[6],
-            Self::HEADER[7]
+            Self::HEADER[7],
+            Self::HEADER[8]
         )
     }
 
     pub fn line(&self) -> String {
         format!(
-            "{:>10} {:>12.6} {:>14.6} {:>18.10} {:>18.10} {:>18.10} {:>14.6} {:>14.6}",
+            "{:>10} {:>12.6} {:>14.6} {:>18.10} {:>18.10} {:>18.10} {:>14.6} {:>14.6} {:>18.10}",
             self.step,
             self.time_ps,
             self.temperature,
@@ -99,7 +111,8 @@ impl ThermoSample {
             self.kinetic_energy,
             self.total_energy(),
             self.pressure,
-            self.volume
+            self.volume,
+            self.conserved_energy()
         )
     }
 }

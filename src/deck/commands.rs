@@ -332,6 +332,7 @@ impl Deck {
             step: self.world.step,
             system: plan.system,
             reference: None,
+            reference_cell: None,
             threads: 0,
             integrator: plan.integrator.state(),
         };

@@ -168,6 +168,7 @@ pub fn convert(deck_path: &Path, vars: Vec<(String, Vec<String>)>, state: Option
         step: deck.world.step,
         system: plan.system.clone(),
         reference: None,
+        reference_cell: None,
         threads: 0,
         integrator: plan.integrator.state(),
     };

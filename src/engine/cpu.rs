@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// The CPU simulation of `plan` from `system` at `step` (a replica's potential evaluated in
 /// its batch when `batch` is given).
-pub(super) fn start(plan: &Plan, system: System, step: u64, reference: Option<Vec<crate::cell::Vec3>>, batch: Option<BatchSlot>) -> Result<Box<dyn Engine>, EngineError> {
+pub(super) fn start(plan: &Plan, system: System, step: u64, reference: Option<crate::neighbor::ListReference>, batch: Option<BatchSlot>) -> Result<Box<dyn Engine>, EngineError> {
     let potential = match (&plan.potential, batch) {
         (PotentialSpec::Ml { model, charge }, Some(batch)) => {
             let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();

@@ -10,9 +10,9 @@ use crate::system::System;
 use crate::thermo::ThermoSample;
 
 
-pub(super) fn start(ctx: GpuContext, plan: &Plan, system: System, step: u64, reference: Option<Vec<crate::cell::Vec3>>) -> Result<Box<dyn Engine>, EngineError> {
+pub(super) fn start(ctx: GpuContext, plan: &Plan, system: System, step: u64, reference: Option<crate::neighbor::ListReference>) -> Result<Box<dyn Engine>, EngineError> {
     let potential = gpu_potential(plan, &system).map_err(EngineError::Potential)?;
-    let sim = GpuSimulation::new(ctx, system, potential, plan.integrator.clone(), plan.timestep, plan.skin, plan.max_force, step, reference)
+    let sim = GpuSimulation::new(ctx, system, potential, plan.integrator.clone(), plan.timestep, plan.skin, plan.max_force, step, reference.map(|r| r.positions))
         .map_err(|e| EngineError::Simulation(e.into()))?;
     Ok(Box::new(sim))
 }

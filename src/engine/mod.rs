@@ -245,7 +245,7 @@ pub fn start(
     plan: &Plan,
     system: System,
     step: u64,
-    reference: Option<Vec<crate::cell::Vec3>>,
+    reference: Option<crate::neighbor::ListReference>,
     batch: Option<BatchSlot>,
 ) -> Result<Box<dyn Engine>, EngineError> {
     match gpu {

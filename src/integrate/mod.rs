@@ -186,6 +186,28 @@ impl Integrator {
         matches!(self, Integrator::VelocityVerlet)
     }
 
+    /// Whether the run conserves an energy whose drift measures the integration's quality: NVE's
+    /// total energy, Nosé-Hoover's extended energy (with constant targets), CSVR's effective
+    /// energy (the total plus what the thermostat took).
+    pub fn has_conserved_energy(&self) -> bool {
+        match self {
+            Integrator::VelocityVerlet => true,
+            Integrator::NoseHoover(nh) => nh.thermostat.as_ref().is_none_or(|t| t.start == t.stop) && nh.barostat.as_ref().is_none_or(|b| b.start == b.stop),
+            Integrator::Csvr(c) => c.start == c.stop,
+            Integrator::Langevin { .. } => false,
+        }
+    }
+
+    /// What the summary calls the conserved quantity.
+    pub fn conserved_name(&self) -> &'static str {
+        match self {
+            Integrator::VelocityVerlet => "NVE energy",
+            Integrator::NoseHoover(_) => "Nosé-Hoover conserved energy",
+            Integrator::Csvr(_) => "CSVR effective energy",
+            Integrator::Langevin { .. } => "energy",
+        }
+    }
+
     /// The state a checkpoint keeps.
     pub fn state(&self) -> IntegratorState {
         match self {

@@ -174,8 +174,10 @@ pub struct NoseHoover {
     vol0: f64,
     l0: [f64; 3],
     t0: f64,
-    /// Masses restored from a checkpoint: kept at setup so a restart continues bit for bit.
-    masses_restored: bool,
+    /// Masses and the current temperature restored from a checkpoint: kept at setup so a restart
+    /// continues bit for bit (the chain tracks T by its own scaling, which differs from a fresh
+    /// sum over the atoms in the last bits).
+    exact_restart: bool,
     // Per-step quantities.
     t_target: f64,
     t_current: f64,
@@ -204,7 +206,7 @@ impl NoseHoover {
             vol0: 0.0,
             l0: [0.0; 3],
             t0: 0.0,
-            masses_restored: false,
+            exact_restart: false,
             t_target: 0.0,
             t_current: 0.0,
             dof: 0.0,
@@ -293,7 +295,9 @@ impl NoseHoover {
             self.l0 = system.cell.lengths();
         }
         self.set_pressure_target(step);
-        self.t_current = t_now;
+        if !self.exact_restart {
+            self.t_current = t_now;
+        }
         if self.barostat.is_some() {
             self.measure_pressure(system, virial);
         }
@@ -310,7 +314,7 @@ impl NoseHoover {
             // W = (N + 1) kT / ω² (LAMMPS since 2014; Martyna et al. take N_f + d).
             let nkt = (system.len() as f64 + 1.0) * kt;
             let fmax = self.frequency_max();
-            if !self.masses_restored {
+            if !self.exact_restart || self.omega_mass.iter().all(|&m| m == 0.0) {
                 for k in 0..3 {
                     if b.axes[k] {
                         self.omega_mass[k] = nkt * b.period[k] * b.period[k];
@@ -570,6 +574,7 @@ impl NoseHoover {
         m.insert("vol0".into(), bits(&[self.vol0]));
         m.insert("l0".into(), bits(&self.l0));
         m.insert("t0".into(), bits(&[self.t0]));
+        m.insert("t_current".into(), bits(&[self.t_current]));
         m
     }
 
@@ -597,10 +602,13 @@ impl NoseHoover {
         self.vol0 = read("vol0", 1)?[0];
         self.l0 = three("l0")?;
         self.t0 = read("t0", 1)?[0];
-        if keep_masses && self.barostat.is_some() && omega_mass.iter().any(|&m| m > 0.0) {
-            self.omega_mass = omega_mass;
-            self.barostat_chain.mass = masses;
-            self.masses_restored = true;
+        if keep_masses {
+            self.t_current = read("t_current", 1)?[0];
+            if self.barostat.is_some() && omega_mass.iter().any(|&m| m > 0.0) {
+                self.omega_mass = omega_mass;
+                self.barostat_chain.mass = masses;
+            }
+            self.exact_restart = true;
         }
         Ok(())
     }

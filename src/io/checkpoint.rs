@@ -50,6 +50,9 @@ struct Header {
     bounded: bool,
     threads: usize,
     has_reference: bool,
+    /// The cell the neighbour list was built in, where a barostat has moved the cell since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reference_cell: Option<[Vec3; 3]>,
     /// The integrator's state (version 2).
     #[serde(default)]
     integrator: Option<IntegratorState>,
@@ -65,6 +68,8 @@ pub struct Checkpoint {
     pub system: System,
     /// Positions the neighbour list in force was built from (absent: rebuild from `positions`).
     pub reference: Option<Vec<Vec3>>,
+    /// The cell of that build, when it differs from the system's (NPT).
+    pub reference_cell: Option<[Vec3; 3]>,
     /// Threads the run used: force sums are bit-identical only for the same count.
     pub threads: usize,
     /// What the integrator carries from step to step (`Integrator::state`).
@@ -91,6 +96,7 @@ impl Checkpoint {
             bounded: s.cell.is_bounded(),
             threads: self.threads,
             has_reference: self.reference.is_some(),
+            reference_cell: self.reference_cell,
             integrator: Some(self.integrator.clone()),
             langevin_seed: None,
         };
@@ -200,6 +206,7 @@ impl Checkpoint {
             step: header.step,
             system,
             reference,
+            reference_cell: header.reference_cell,
             threads: header.threads,
             integrator: match (header.integrator, header.langevin_seed) {
                 (Some(state), _) => state,
@@ -301,6 +308,7 @@ mod tests {
         Checkpoint {
             step: 1234,
             reference: Some(system.positions.clone()),
+            reference_cell: None,
             system,
             threads: 2,
             // A seed beyond f64's integers and a float kept as its bits (exact in JSON).

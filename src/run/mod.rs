@@ -109,7 +109,7 @@ fn resolve_threads(plan: &Plan, options: &RunOptions) -> Result<usize, RunError>
 }
 
 /// Chooses the platform and sets up the simulation on it.
-fn start_engine(plan: &Plan, options: &RunOptions, platform: Platform, system: System, step: u64, reference: Option<Vec<crate::cell::Vec3>>) -> Result<Box<dyn Engine>, RunError> {
+fn start_engine(plan: &Plan, options: &RunOptions, platform: Platform, system: System, step: u64, reference: Option<crate::neighbor::ListReference>) -> Result<Box<dyn Engine>, RunError> {
     let gpu = crate::engine::choose(plan, platform, &system, &mut |line| {
         if !options.quiet {
             eprintln!("{line}");
@@ -146,9 +146,27 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
             if let Some(note) = plan.integrator.resume_note(&chk.integrator) {
                 eprintln!("note: {} {note}", path.display());
             }
-            (chk.system, chk.step, chk.reference, Some(chk.threads))
+            let list_cell = chk
+                .reference_cell
+                .map(|v| crate::cell::Cell::new(v, chk.system.cell.pbc()))
+                .transpose()
+                .map_err(|e| RunError::Restart { path: path.clone(), message: format!("its neighbour-list cell is not a cell: {e}") })?;
+            let reference = chk.reference.map(|positions| crate::neighbor::ListReference { positions, cell: list_cell });
+            (chk.system, chk.step, reference, Some((chk.threads, chk.integrator)))
         }
     };
+    // The integrator continues the checkpoint's state (Nosé-Hoover chains and cell, CSVR).
+    let resumed;
+    let plan = match (&options.restart, &restart_threads) {
+        (Some(path), Some((_, saved))) => {
+            let mut integrator = plan.integrator.clone();
+            integrator.restore(saved).map_err(|message| RunError::Restart { path: path.clone(), message })?;
+            resumed = Plan { integrator, ..plan.clone() };
+            &resumed
+        }
+        _ => plan,
+    };
+    let restart_threads = restart_threads.map(|(t, _)| t);
     let restarting = options.restart.is_some();
     let last_step = options.steps.unwrap_or(plan.steps);
     if let Some(path) = options.restart.as_ref().filter(|_| last_step < step) {
@@ -362,7 +380,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     } else {
         &samples[..]
     };
-    let drift = if sim.integrator().is_nve() {
+    let drift = if sim.integrator().has_conserved_energy() {
         energy_drift(&samples, n_atoms)
     } else {
         None
@@ -385,6 +403,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         mean_temperature_k: run_samples.iter().map(|s| s.temperature).sum::<f64>()
             / run_samples.len() as f64,
         energy_drift_ev_per_atom_per_ps: drift.map(|d| d.0),
+        conserved_name: sim.integrator().conserved_name(),
         energy_drift_error_ev_per_atom_per_ps: drift.map(|d| d.1),
         final_potential_energy_ev: last.potential_energy,
         final_total_energy_ev: last.total_energy(),

@@ -163,6 +163,7 @@ impl GpuSimulation {
             step: self.host_step.unwrap_or(self.step),
             system: part.system.clone(),
             reference: Some(reference),
+            reference_cell: None,
             threads: 0,
             integrator: part.integrator.state(),
         })
