@@ -18,6 +18,7 @@ pub mod integrate;
 pub mod io;
 pub mod lattice;
 pub mod memory;
+pub mod minimize;
 pub mod ml;
 pub mod limits;
 pub mod neighbor;

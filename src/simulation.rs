@@ -260,6 +260,29 @@ impl Simulation {
         Ok(())
     }
 
+    /// Energy, forces and virial at the current positions (a minimiser's evaluation): the list
+    /// is rebuilt when atoms have moved half the skin, and the atoms that rebuild wrapped into
+    /// the cell are returned with the vector they were moved by (subtracted).
+    pub fn evaluate_moved(&mut self) -> Result<Option<Vec<(usize, Vec3)>>, SimulationError> {
+        let mut moved = None;
+        if self.list.needs_rebuild(&self.system.positions) {
+            let before = self.system.images.clone();
+            self.system.wrap_positions();
+            self.list.build(&self.system.positions, &self.system.cell)?;
+            moved = Some(
+                before
+                    .iter()
+                    .zip(&self.system.images)
+                    .enumerate()
+                    .filter(|(_, (a, b))| a != b)
+                    .map(|(i, (a, b))| (i, self.system.cell.shift_vector([b[0] - a[0], b[1] - a[1], b[2] - a[2]])))
+                    .collect(),
+            );
+        }
+        self.compute(Want::ALL).map_err(SimulationError::BlowUp)?;
+        Ok(moved)
+    }
+
     /// Thermo quantities of the current step (forces must have been computed with `Want::ALL`).
     pub fn thermo(&self) -> ThermoSample {
         let mut sample = ThermoSample::new(self.step, self.step as f64 * self.timestep, &self.system, self.forces.energy, self.forces.virial);

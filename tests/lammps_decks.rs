@@ -181,6 +181,24 @@ fn npt_per_axis_metal_deck_matches_lammps() {
     println!("npt metal: worst deviation {worst:.2e}");
 }
 
+/// `minimize` with min_style cg (quadratic line search, to an energy tolerance), sd (to its
+/// iteration limit) and cg with the backtracking line search and dmax 0.2 from overlapping atoms
+/// in metal units (to "linesearch alpha is zero" after 179 iterations): every thermo row, and
+/// the iterations, evaluations and stopping criterion LAMMPS reports. Near convergence the
+/// forces are 1e-8 of their starting scale, so the last rows agree to 1e-9 of the column's
+/// scale (the rounding of the force sums), not 1e-10.
+#[test]
+fn minimize_cg_and_sd_decks_match_lammps() {
+    let deck = run_deck("tests/decks/in.minimize", Vec::new());
+    let worst = compare(&deck, "tests/fixtures/lammps_minimize.txt", 1e-12, 1e-9);
+    println!("minimize: worst deviation {worst:.2e}");
+    let steps: Vec<f64> = deck.rows.iter().map(|r| r.values[0]).collect();
+    // The three minimisations end where LAMMPS's do (22, 22 + 40 and 179 iterations).
+    for end in [22.0, 62.0, 179.0] {
+        assert!(steps.contains(&end), "no row at step {end}: {steps:?}");
+    }
+}
+
 /// The thermostat and barostat fixes refuse what LAMMPS refuses, and what would silently do
 /// something else: each error names the fix and what was expected.
 #[test]
@@ -286,7 +304,9 @@ fn unsupported_commands_and_malformed_lines_name_their_line() {
         ("pair style", format!("{SETUP}pair_style lj/cut/coul/long 2.5\n"), 7, "mdrun supports lj/cut Rc, morse Rc"),
         ("bad number", format!("{SETUP}pair_style lj/cut 2.5\npair_coeff 1 1 one 1.0\n"), 8, "epsilon: expected a number, got 'one'"),
         ("bad type", format!("{SETUP}pair_style lj/cut 2.5\npair_coeff 1 3 1.0 1.0\n"), 8, "outside 1..1"),
-        ("fix nvt", format!("{SETUP}fix 1 all nvt temp 1 1 0.1\n"), 7, "fix nvt is not supported"),
+        ("fix nvt/sllod", format!("{SETUP}fix 1 all nvt/sllod temp 1 1 0.1\n"), 7, "fix style 'nvt/sllod' is not supported"),
+        ("min_style fire", format!("{SETUP}min_style fire\n"), 7, "mdrun supports cg and sd"),
+        ("minimize arguments", format!("{SETUP}minimize 1e-4 1e-6 100\n"), 7, "expected: minimize etol ftol maxiter maxeval"),
         ("undefined group", format!("{SETUP}velocity mobile create 1.0 1\n"), 7, "no group 'mobile'"),
         ("fix on a group", format!("{SETUP}group one type 1\nfix 1 one nve\n"), 8, "group all only"),
         ("set mass", format!("{SETUP}set type 1 mass 2.0\n"), 7, "Cannot set attribute mass for atom style atomic"),

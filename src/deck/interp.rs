@@ -602,6 +602,9 @@ impl Deck {
             "write_restart" => self.write_restart(args),
             "read_restart" => self.read_restart(args),
             "run" => return self.run(args),
+            "minimize" => self.minimize(args),
+            "min_style" => self.min_style(args),
+            "min_modify" => self.min_modify(args),
             "atom_modify" | "newton" | "processors" | "comm_modify" => {
                 self.say(&format!("note: {name} {} has no effect in mdrun (one process, full neighbour handling)", args.join(" ")));
                 Ok(())
@@ -630,11 +633,11 @@ pub fn resolve(file: &str, deck: &Path) -> PathBuf {
 
 fn unsupported(name: &str) -> String {
     let known = [
-        "compute", "minimize", "min_style", "kspace_style", "bond_style", "angle_style", "dihedral_style", "improper_style",
+        "compute", "kspace_style", "bond_style", "angle_style", "dihedral_style", "improper_style",
         "special_bonds", "read_dump", "rerun", "balance", "change_box", "delete_atoms", "molecule", "shell", "python", "restart",
         "run_style", "package", "suffix", "partition", "thermo_style", "reset_atoms", "fix_modify", "compute_modify", "neb", "tad",
     ];
-    let supported = "units atom_style dimension boundary lattice region create_box create_atoms read_data write_data mass replicate velocity displace_atoms pair_style pair_coeff pair_modify neighbor neigh_modify fix unfix timestep reset_timestep thermo thermo_style thermo_modify dump dump_modify undump write_restart read_restart run variable print label jump next include if clear quit log echo";
+    let supported = "units atom_style dimension boundary lattice region create_box create_atoms read_data write_data mass replicate velocity displace_atoms pair_style pair_coeff pair_modify neighbor neigh_modify fix unfix timestep reset_timestep thermo thermo_style thermo_modify dump dump_modify undump write_restart read_restart run minimize min_style min_modify variable print label jump next include if clear quit log echo";
     if known.contains(&name) {
         format!("the LAMMPS command '{name}' is not supported by mdrun; mdrun supports: {supported}")
     } else {

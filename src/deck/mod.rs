@@ -16,6 +16,7 @@ pub mod expr;
 mod flow;
 mod groups;
 pub mod interp;
+mod minimize;
 mod pair;
 pub mod random;
 pub mod run;

@@ -293,7 +293,7 @@ impl Deck {
 
     /// Prints one thermo row of the engine's current state, at `step` (the engine's own step, or
     /// for a run without fix nve, where nothing moves, the deck's).
-    fn output(&mut self, engine: &mut dyn Engine, plan: &Plan, cpu: f64, wants_vars: bool, step: u64) -> Result<(), String> {
+    pub(super) fn output(&mut self, engine: &mut dyn Engine, plan: &Plan, cpu: f64, wants_vars: bool, step: u64) -> Result<(), String> {
         let mut sample = engine.thermo();
         sample.step = step;
         let forces: Vec<[f64; 3]> = engine.forces().map(<[_]>::to_vec).unwrap_or_default();

@@ -39,6 +39,8 @@ pub struct World {
     pub delay: u64,
     pub check: bool,
     pub fixes: Vec<Fix>,
+    /// min_style and min_modify.
+    pub min: super::minimize::MinChoice,
     /// Group names by bit (`group` command); "all" is bit 0. LAMMPS allows 32.
     pub groups: Vec<String>,
     /// Deck units; None: the style's default.
@@ -223,6 +225,7 @@ impl World {
             delay: 0,
             check: true,
             fixes: Vec::new(),
+            min: Default::default(),
             groups: vec!["all".to_string()],
             dt: None,
             step: 0,

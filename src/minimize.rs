@@ -1,0 +1,390 @@
+//! Energy minimisation as LAMMPS's `minimize` performs it with `min_style cg` (Polak-Ribière
+//! conjugate gradients, restarted every 3N iterations or when the direction is not downhill)
+//! or `min_style sd` (steepest descent), each with LAMMPS's line searches (`quadratic`, the
+//! default: backtracking that switches to a secant step on the projected force once the energy
+//! is locally quadratic; `backtrack`: Armijo backtracking), its stopping criteria and its
+//! statistics.
+//!
+//! The minimiser works in the deck's units (energies per atom under `thermo_modify norm yes`),
+//! because LAMMPS's fixed thresholds (ALPHA_MAX, EMACH, ...) are in those units: the same
+//! input takes the same path. Positions are in Å, which is the length unit of every deck unit
+//! style mdrun reads.
+
+use crate::cell::Vec3;
+use crate::simulation::{Simulation, SimulationError};
+
+/// LAMMPS's line-search constants (min_linesearch.cpp).
+const ALPHA_MAX: f64 = 1.0;
+const ALPHA_REDUCE: f64 = 0.5;
+const BACKTRACK_SLOPE: f64 = 0.4;
+const QUADRATIC_TOL: f64 = 0.1;
+const EMACH: f64 = 1.0e-8;
+const EPS_QUAD: f64 = 1.0e-28;
+/// Floor of the energy tolerance's normalisation.
+const EPS_ENERGY: f64 = 1.0e-8;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MinStyle {
+    Cg,
+    Sd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineSearch {
+    Quadratic,
+    Backtrack,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MinSettings {
+    pub style: MinStyle,
+    pub line: LineSearch,
+    /// Largest move of any coordinate in one line search, Å (LAMMPS `min_modify dmax`).
+    pub dmax: f64,
+    /// Relative energy change that stops (`minimize etol`).
+    pub etol: f64,
+    /// Force 2-norm that stops, in `force_unit`s (`minimize ftol`).
+    pub ftol: f64,
+    pub max_iterations: u64,
+    pub max_evaluations: u64,
+    /// eV per energy unit and eV/Å per force unit of the deck.
+    pub energy_unit: f64,
+    pub force_unit: f64,
+    /// Energies per atom (LAMMPS `thermo_modify norm yes`).
+    pub per_atom: bool,
+}
+
+/// Why the minimisation stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    MaxIterations,
+    MaxEvaluations,
+    EnergyTolerance,
+    ForceTolerance,
+    NotDownhill,
+    ZeroAlpha,
+    ZeroForce,
+    ZeroQuadratic,
+}
+
+impl Stop {
+    /// LAMMPS's wording ("Stopping criterion = ...").
+    pub fn describe(self) -> &'static str {
+        match self {
+            Stop::MaxIterations => "max iterations",
+            Stop::MaxEvaluations => "max force evaluations",
+            Stop::EnergyTolerance => "energy tolerance",
+            Stop::ForceTolerance => "force tolerance",
+            Stop::NotDownhill => "search direction is not downhill",
+            Stop::ZeroAlpha => "linesearch alpha is zero",
+            Stop::ZeroForce => "forces are zero",
+            Stop::ZeroQuadratic => "quadratic factors are zero",
+        }
+    }
+
+    /// Whether the minimiser stopped because it could make no further progress, rather than
+    /// by converging or running out of iterations.
+    pub fn is_stalled(self) -> bool {
+        matches!(self, Stop::NotDownhill | Stop::ZeroAlpha | Stop::ZeroQuadratic)
+    }
+}
+
+/// The statistics LAMMPS prints after a minimisation, in the deck's units.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MinStats {
+    pub stop: Stop,
+    pub energy_initial: f64,
+    pub energy_next_to_last: f64,
+    pub energy_final: f64,
+    pub fnorm_initial: f64,
+    pub fnorm_final: f64,
+    pub fmax_initial: f64,
+    pub fmax_final: f64,
+    pub alpha_final: f64,
+    pub iterations: u64,
+    pub evaluations: u64,
+}
+
+impl MinStats {
+    /// The "Minimization stats" block as LAMMPS prints it.
+    pub fn report(&self) -> String {
+        let g8 = |x: f64| crate::deck::cformat::g(x, 8);
+        format!(
+            "Minimization stats:\n  Stopping criterion = {}\n  Energy initial, next-to-last, final = \n    {:>18} {:>18} {:>18}\n  Force two-norm initial, final = {} {}\n  Force max component initial, final = {} {}\n  Final line search alpha, max atom move = {} {}\n  Iterations, force evaluations = {} {}\n",
+            self.stop.describe(),
+            crate::deck::cformat::g(self.energy_initial, 15),
+            crate::deck::cformat::g(self.energy_next_to_last, 15),
+            crate::deck::cformat::g(self.energy_final, 15),
+            g8(self.fnorm_initial),
+            g8(self.fnorm_final),
+            g8(self.fmax_initial),
+            g8(self.fmax_final),
+            g8(self.alpha_final),
+            g8(self.alpha_final * self.fmax_final),
+            self.iterations,
+            self.evaluations
+        )
+    }
+}
+
+/// A minimisation in progress on a [`Simulation`] (whose forces are those of its current
+/// positions).
+pub struct Minimizer {
+    settings: MinSettings,
+    /// Line-search start, previous force and search direction (deck force units).
+    x0: Vec<Vec3>,
+    g: Vec<Vec3>,
+    h: Vec<Vec3>,
+    gg: f64,
+    energy: f64,
+    previous: f64,
+    initial: f64,
+    fnorm_initial: f64,
+    fmax_initial: f64,
+    alpha_final: f64,
+    iterations: u64,
+    evaluations: u64,
+    /// Iterations after which CG restarts from steepest descent (3N, as LAMMPS).
+    restart_every: u64,
+}
+
+impl Minimizer {
+    pub fn start(settings: MinSettings, sim: &Simulation) -> Minimizer {
+        let f = forces(&settings, sim);
+        let energy = energy(&settings, sim);
+        let gg = dot(&f, &f);
+        let n = f.len();
+        Minimizer {
+            x0: vec![[0.0; 3]; n],
+            g: f.clone(),
+            h: f.clone(),
+            gg,
+            energy,
+            previous: energy,
+            initial: energy,
+            fnorm_initial: gg.sqrt(),
+            fmax_initial: max_component(&f),
+            alpha_final: 0.0,
+            iterations: 0,
+            evaluations: 0,
+            restart_every: (3 * n as u64).max(1),
+            settings,
+        }
+    }
+
+    /// One iteration (one line search; the step count advances by one). `Some(stop)` ends the
+    /// minimisation.
+    pub fn iterate(&mut self, sim: &mut Simulation) -> Result<Option<Stop>, SimulationError> {
+        if self.iterations >= self.settings.max_iterations {
+            return Ok(Some(Stop::MaxIterations));
+        }
+        sim.step += 1;
+        self.iterations += 1;
+        self.previous = self.energy;
+        let searched = match self.settings.line {
+            LineSearch::Quadratic => self.quadratic(sim)?,
+            LineSearch::Backtrack => self.backtrack(sim)?,
+        };
+        if let Some(stop) = searched {
+            return Ok(Some(stop));
+        }
+        if self.evaluations >= self.settings.max_evaluations {
+            return Ok(Some(Stop::MaxEvaluations));
+        }
+        if (self.energy - self.previous).abs() < self.settings.etol * 0.5 * (self.energy.abs() + self.previous.abs() + EPS_ENERGY) {
+            return Ok(Some(Stop::EnergyTolerance));
+        }
+        let f = forces(&self.settings, sim);
+        let ff = dot(&f, &f);
+        let fg = dot(&f, &self.g);
+        if self.settings.ftol > 0.0 && ff < self.settings.ftol * self.settings.ftol {
+            return Ok(Some(Stop::ForceTolerance));
+        }
+        match self.settings.style {
+            MinStyle::Sd => self.h.clone_from(&f),
+            MinStyle::Cg => {
+                // Polak-Ribière, never negative; restarted every 3N iterations.
+                let mut beta = ((ff - fg) / self.gg).max(0.0);
+                if (self.iterations + 1) % self.restart_every == 0 {
+                    beta = 0.0;
+                }
+                self.gg = ff;
+                for (h, f) in self.h.iter_mut().zip(&f) {
+                    for d in 0..3 {
+                        h[d] = f[d] + beta * h[d];
+                    }
+                }
+                self.g = f;
+                // Not downhill: restart from the force.
+                if dot(&self.g, &self.h) <= 0.0 {
+                    self.h.clone_from(&self.g);
+                }
+            }
+        }
+        Ok(if self.iterations >= self.settings.max_iterations { Some(Stop::MaxIterations) } else { None })
+    }
+
+    /// The statistics once stopped (`next_to_last` energy: before the last line search).
+    pub fn stats(&self, stop: Stop, sim: &Simulation) -> MinStats {
+        let f = forces(&self.settings, sim);
+        MinStats {
+            stop,
+            energy_initial: self.initial,
+            energy_next_to_last: self.previous,
+            energy_final: self.energy,
+            fnorm_initial: self.fnorm_initial,
+            fnorm_final: dot(&f, &f).sqrt(),
+            fmax_initial: self.fmax_initial,
+            fmax_final: max_component(&f),
+            alpha_final: self.alpha_final,
+            iterations: self.iterations,
+            evaluations: self.evaluations,
+        }
+    }
+
+    /// Projected force f·h (per atom under norm) and the largest |h| component; None when the
+    /// direction is not downhill or zero.
+    fn direction(&self, sim: &Simulation) -> Result<(f64, f64), Stop> {
+        let f = forces(&self.settings, sim);
+        let mut fh = dot(&f, &self.h);
+        if self.settings.per_atom {
+            fh /= sim.system.len() as f64;
+        }
+        if fh <= 0.0 {
+            return Err(Stop::NotDownhill);
+        }
+        let hmax = max_component(&self.h);
+        if hmax == 0.0 {
+            return Err(Stop::ZeroForce);
+        }
+        Ok((fh, hmax))
+    }
+
+    /// Positions x0 + alpha h, their energy and forces (`evaluations` counts it).
+    fn step_to(&mut self, sim: &mut Simulation, alpha: f64) -> Result<f64, SimulationError> {
+        for ((x, x0), h) in sim.system.positions.iter_mut().zip(&self.x0).zip(&self.h) {
+            *x = *x0;
+            if alpha > 0.0 {
+                for d in 0..3 {
+                    x[d] += alpha * h[d];
+                }
+            }
+        }
+        self.evaluations += 1;
+        self.evaluate(sim)
+    }
+
+    /// Energy and forces at the current positions; atoms wrapped by a list rebuild take the
+    /// line search's start point with them.
+    fn evaluate(&mut self, sim: &mut Simulation) -> Result<f64, SimulationError> {
+        if let Some(moved) = sim.evaluate_moved()? {
+            for (i, shift) in moved {
+                for d in 0..3 {
+                    self.x0[i][d] -= shift[d];
+                }
+            }
+        }
+        Ok(energy(&self.settings, sim))
+    }
+
+    fn backtrack(&mut self, sim: &mut Simulation) -> Result<Option<Stop>, SimulationError> {
+        let (fh, hmax) = match self.direction(sim) {
+            Ok(x) => x,
+            Err(stop) => return Ok(Some(stop)),
+        };
+        let mut alpha = ALPHA_MAX.min(self.settings.dmax / hmax);
+        self.x0.clone_from(&sim.system.positions);
+        let original = self.energy;
+        loop {
+            self.energy = self.step_to(sim, alpha)?;
+            let ideal = -BACKTRACK_SLOPE * alpha * fh;
+            let de = self.energy - original;
+            self.alpha_final = alpha;
+            if de <= ideal {
+                return Ok(None);
+            }
+            alpha *= ALPHA_REDUCE;
+            self.alpha_final = alpha;
+            if alpha <= 0.0 || ideal >= -EMACH {
+                self.energy = self.step_to(sim, 0.0)?;
+                return Ok(Some(if de < 0.0 { Stop::EnergyTolerance } else { Stop::ZeroAlpha }));
+            }
+        }
+    }
+
+    fn quadratic(&mut self, sim: &mut Simulation) -> Result<Option<Stop>, SimulationError> {
+        let (fh0, hmax) = match self.direction(sim) {
+            Ok(x) => x,
+            Err(stop) => return Ok(Some(stop)),
+        };
+        let alpha_max = ALPHA_MAX.min(self.settings.dmax / hmax);
+        self.x0.clone_from(&sim.system.positions);
+        let original = self.energy;
+        let mut alpha = alpha_max;
+        let mut fh_prev = fh0;
+        let mut e_prev = original;
+        let mut alpha_prev = 0.0;
+        let n = sim.system.len() as f64;
+        loop {
+            // LAMMPS reports the backtracking alpha, also when a secant step ended the search.
+            self.alpha_final = alpha;
+            self.energy = self.step_to(sim, alpha)?;
+            let f = forces(&self.settings, sim);
+            let mut fh = dot(&f, &self.h);
+            if self.settings.per_atom {
+                fh /= n;
+            }
+            let delfh = fh - fh_prev;
+            if fh.abs() < EPS_QUAD || delfh.abs() < EPS_QUAD {
+                self.energy = self.reset(sim)?;
+                return Ok(Some(Stop::ZeroQuadratic));
+            }
+            // Secant step to fh = 0 once the energy is locally quadratic in alpha.
+            let relerr = (1.0 - (0.5 * (alpha - alpha_prev) * (fh + fh_prev) + self.energy) / e_prev).abs();
+            let alpha0 = alpha - (alpha - alpha_prev) * fh / delfh;
+            if relerr <= QUADRATIC_TOL && alpha0 > 0.0 && alpha0 < alpha_max {
+                self.energy = self.step_to(sim, alpha0)?;
+                if self.energy - original < EMACH {
+                    return Ok(None);
+                }
+            }
+            let ideal = -BACKTRACK_SLOPE * alpha * fh0;
+            if self.energy - original <= ideal {
+                return Ok(None);
+            }
+            fh_prev = fh;
+            e_prev = self.energy;
+            alpha_prev = alpha;
+            alpha *= ALPHA_REDUCE;
+            self.alpha_final = alpha;
+            if alpha <= 0.0 || ideal >= -EMACH {
+                self.energy = self.reset(sim)?;
+                return Ok(Some(Stop::ZeroAlpha));
+            }
+        }
+    }
+
+    /// Back to the line search's start (LAMMPS counts this evaluation too).
+    fn reset(&mut self, sim: &mut Simulation) -> Result<f64, SimulationError> {
+        self.step_to(sim, 0.0)
+    }
+}
+
+/// The forces in the deck's units.
+fn forces(settings: &MinSettings, sim: &Simulation) -> Vec<Vec3> {
+    sim.forces.forces.iter().map(|f| f.map(|x| x / settings.force_unit)).collect()
+}
+
+/// The potential energy in the deck's units (per atom under norm).
+fn energy(settings: &MinSettings, sim: &Simulation) -> f64 {
+    let e = sim.forces.energy / settings.energy_unit;
+    if settings.per_atom { e / sim.system.len() as f64 } else { e }
+}
+
+fn dot(a: &[Vec3], b: &[Vec3]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x[0] * y[0] + x[1] * y[1] + x[2] * y[2]).sum()
+}
+
+fn max_component(a: &[Vec3]) -> f64 {
+    a.iter().flat_map(|v| v.iter()).fold(0.0, |m: f64, x| m.max(x.abs()))
+}
