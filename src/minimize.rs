@@ -2,7 +2,9 @@
 //! conjugate gradients, restarted every 3N iterations or when the direction is not downhill)
 //! or `min_style sd` (steepest descent), each with LAMMPS's line searches (`quadratic`, the
 //! default: backtracking that switches to a secant step on the projected force once the energy
-//! is locally quadratic; `backtrack`: Armijo backtracking), its stopping criteria and its
+//! is locally quadratic; `backtrack`: Armijo backtracking), or `min_style fire` (FIRE 2.0,
+//! Guénolé et al. 2020: damped dynamics with an adaptive timestep, semi-implicit Euler steps,
+//! a half step back when the power turns negative), with LAMMPS's stopping criteria and
 //! statistics.
 //!
 //! The minimiser works in the deck's units (energies per atom under `thermo_modify norm yes`),
@@ -27,6 +29,43 @@ const EPS_ENERGY: f64 = 1.0e-8;
 pub enum MinStyle {
     Cg,
     Sd,
+    Fire,
+}
+
+/// FIRE 2.0's parameters (LAMMPS's `min_modify` defaults).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FireSettings {
+    /// The MD timestep FIRE starts from, ps; it grows to `tmax` and shrinks to `tmin` times it.
+    pub timestep: f64,
+    pub tmax: f64,
+    pub tmin: f64,
+    pub delay: u64,
+    pub grow: f64,
+    pub shrink: f64,
+    pub alpha0: f64,
+    pub alpha_shrink: f64,
+    pub half_step_back: bool,
+    /// Stop after this many iterations with P = v·F <= 0 (LAMMPS `vdfmax`).
+    pub max_negative: u64,
+}
+
+impl FireSettings {
+    pub fn new(timestep: f64) -> FireSettings {
+        FireSettings { timestep, tmax: 10.0, tmin: 0.02, delay: 20, grow: 1.1, shrink: 0.5, alpha0: 0.25, alpha_shrink: 0.99, half_step_back: true, max_negative: 2000 }
+    }
+}
+
+/// FIRE's running state.
+#[derive(Clone, Debug)]
+struct Fire {
+    settings: FireSettings,
+    dt: f64,
+    alpha: f64,
+    last_negative: u64,
+    start: u64,
+    negative: u64,
+    /// The velocities were zeroed: re-derive the step limit from a trial kick.
+    reset: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +91,8 @@ pub struct MinSettings {
     pub force_unit: f64,
     /// Energies per atom (LAMMPS `thermo_modify norm yes`).
     pub per_atom: bool,
+    /// FIRE's parameters (min_style fire).
+    pub fire: FireSettings,
 }
 
 /// Why the minimisation stopped.
@@ -59,6 +100,7 @@ pub struct MinSettings {
 pub enum Stop {
     MaxIterations,
     MaxEvaluations,
+    MaxNegativePower,
     EnergyTolerance,
     ForceTolerance,
     NotDownhill,
@@ -73,6 +115,7 @@ impl Stop {
         match self {
             Stop::MaxIterations => "max iterations",
             Stop::MaxEvaluations => "max force evaluations",
+            Stop::MaxNegativePower => "max iterations with v.f negative",
             Stop::EnergyTolerance => "energy tolerance",
             Stop::ForceTolerance => "force tolerance",
             Stop::NotDownhill => "search direction is not downhill",
@@ -146,10 +189,12 @@ pub struct Minimizer {
     evaluations: u64,
     /// Iterations after which CG restarts from steepest descent (3N, as LAMMPS).
     restart_every: u64,
+    fire: Option<Fire>,
 }
 
 impl Minimizer {
-    pub fn start(settings: MinSettings, sim: &Simulation) -> Minimizer {
+    /// Starts at the simulation's current positions (FIRE zeroes the velocities, as LAMMPS).
+    pub fn start(settings: MinSettings, sim: &mut Simulation) -> Minimizer {
         let f = forces(&settings, sim);
         let energy = energy(&settings, sim);
         let gg = dot(&f, &f);
@@ -168,6 +213,13 @@ impl Minimizer {
             iterations: 0,
             evaluations: 0,
             restart_every: (3 * n as u64).max(1),
+            fire: (settings.style == MinStyle::Fire).then(|| {
+                for v in &mut sim.system.velocities {
+                    *v = [0.0; 3];
+                }
+                let f = &settings.fire;
+                Fire { settings: f.clone(), dt: f.timestep, alpha: f.alpha0, last_negative: sim.step, start: sim.step, negative: 0, reset: true }
+            }),
             settings,
         }
     }
@@ -177,6 +229,9 @@ impl Minimizer {
     pub fn iterate(&mut self, sim: &mut Simulation) -> Result<Option<Stop>, SimulationError> {
         if self.iterations >= self.settings.max_iterations {
             return Ok(Some(Stop::MaxIterations));
+        }
+        if self.fire.is_some() {
+            return self.fire_iteration(sim);
         }
         sim.step += 1;
         self.iterations += 1;
@@ -201,7 +256,7 @@ impl Minimizer {
             return Ok(Some(Stop::ForceTolerance));
         }
         match self.settings.style {
-            MinStyle::Sd => self.h.clone_from(&f),
+            MinStyle::Sd | MinStyle::Fire => self.h.clone_from(&f),
             MinStyle::Cg => {
                 // Polak-Ribière, never negative; restarted every 3N iterations.
                 let mut beta = ((ff - fg) / self.gg).max(0.0);
@@ -240,6 +295,116 @@ impl Minimizer {
             iterations: self.iterations,
             evaluations: self.evaluations,
         }
+    }
+
+    /// One FIRE 2.0 iteration (LAMMPS's default semi-implicit Euler integrator).
+    fn fire_iteration(&mut self, sim: &mut Simulation) -> Result<Option<Stop>, SimulationError> {
+        let mut fire = self.fire.take().expect("FIRE state");
+        let result = self.fire_step(&mut fire, sim);
+        self.fire = Some(fire);
+        result
+    }
+
+    fn fire_step(&mut self, fire: &mut Fire, sim: &mut Simulation) -> Result<Option<Stop>, SimulationError> {
+        use crate::units::FTM2V;
+        let p = fire.settings.clone();
+        sim.step += 1;
+        self.iterations += 1;
+        let step = sim.step;
+        let masses: Vec<f64> = (0..sim.system.len()).map(|i| sim.system.mass(i)).collect();
+        let power = dot(&sim.system.velocities, &sim.forces.forces);
+        let (mut scale1, mut scale2) = (1.0, 0.0);
+        if power > 0.0 {
+            fire.negative = 0;
+            let vv = dot(&sim.system.velocities, &sim.system.velocities);
+            let ff = dot(&sim.forces.forces, &sim.forces.forces);
+            scale1 = 1.0 - fire.alpha;
+            scale2 = if ff <= 1e-20 { 0.0 } else { fire.alpha * (vv / ff).sqrt() };
+            if step - fire.last_negative > p.delay {
+                fire.dt = (fire.dt * p.grow).min(p.tmax * p.timestep);
+                fire.alpha *= p.alpha_shrink;
+            }
+        } else {
+            // Uphill: back half a step, stop, start slower (not within the first `delay`).
+            fire.last_negative = step;
+            if step - fire.start >= p.delay {
+                fire.alpha = p.alpha0;
+                if fire.dt * p.shrink >= p.tmin * p.timestep {
+                    fire.dt *= p.shrink;
+                }
+            }
+            fire.negative += 1;
+            if p.max_negative > 0 && fire.negative > p.max_negative {
+                return Ok(Some(Stop::MaxNegativePower));
+            }
+            if p.half_step_back {
+                for (x, v) in sim.system.positions.iter_mut().zip(&sim.system.velocities) {
+                    for d in 0..3 {
+                        x[d] -= 0.5 * fire.dt * v[d];
+                    }
+                }
+            }
+            for v in &mut sim.system.velocities {
+                *v = [0.0; 3];
+            }
+            fire.reset = true;
+        }
+        // After a reset, a trial kick from rest sets how far the step may go.
+        if fire.reset {
+            self.evaluate(sim)?;
+            self.evaluations += 1;
+            for ((v, f), m) in sim.system.velocities.iter_mut().zip(&sim.forces.forces).zip(&masses) {
+                *v = f.map(|x| fire.dt * FTM2V / m * x);
+            }
+        }
+        // No coordinate moves more than dmax.
+        let mut dtv = fire.dt;
+        for v in &sim.system.velocities {
+            let vmax = v[0].abs().max(v[1].abs()).max(v[2].abs());
+            if dtv * vmax > self.settings.dmax {
+                dtv = self.settings.dmax / vmax;
+            }
+        }
+        if fire.reset {
+            for v in &mut sim.system.velocities {
+                *v = [0.0; 3];
+            }
+        }
+        let mixing = power > 0.0;
+        {
+            let crate::system::System { positions, velocities, .. } = &mut sim.system;
+            for (((x, v), f), m) in positions.iter_mut().zip(velocities.iter_mut()).zip(&sim.forces.forces).zip(&masses) {
+                let dtfm = dtv * FTM2V / m;
+                for d in 0..3 {
+                    v[d] += dtfm * f[d];
+                }
+                if mixing {
+                    for d in 0..3 {
+                        v[d] = scale1 * v[d] + scale2 * f[d];
+                    }
+                }
+                for d in 0..3 {
+                    x[d] += dtv * v[d];
+                }
+            }
+        }
+        self.previous = self.energy;
+        self.energy = self.evaluate(sim)?;
+        self.evaluations += 1;
+        fire.reset = false;
+        if self.settings.etol > 0.0
+            && step - fire.last_negative > p.delay
+            && (self.energy - self.previous).abs() < self.settings.etol * 0.5 * (self.energy.abs() + self.previous.abs() + EPS_ENERGY)
+        {
+            return Ok(Some(Stop::EnergyTolerance));
+        }
+        if self.settings.ftol > 0.0 {
+            let f = forces(&self.settings, sim);
+            if dot(&f, &f) < self.settings.ftol * self.settings.ftol {
+                return Ok(Some(Stop::ForceTolerance));
+            }
+        }
+        Ok(if self.iterations >= self.settings.max_iterations { Some(Stop::MaxIterations) } else { None })
     }
 
     /// Projected force f·h (per atom under norm) and the largest |h| component; None when the

@@ -183,18 +183,19 @@ fn npt_per_axis_metal_deck_matches_lammps() {
 
 /// `minimize` with min_style cg (quadratic line search, to an energy tolerance), sd (to its
 /// iteration limit) and cg with the backtracking line search and dmax 0.2 from overlapping atoms
-/// in metal units (to "linesearch alpha is zero" after 179 iterations): every thermo row, and
-/// the iterations, evaluations and stopping criterion LAMMPS reports. Near convergence the
+/// in metal units (to "linesearch alpha is zero" after 179 iterations), and FIRE 2.0 (its
+/// velocities show in ke) to a force tolerance after 238: every thermo row, and the iterations,
+/// evaluations and stopping criterion LAMMPS reports. Near convergence the
 /// forces are 1e-8 of their starting scale, so the last rows agree to 1e-9 of the column's
 /// scale (the rounding of the force sums), not 1e-10.
 #[test]
-fn minimize_cg_and_sd_decks_match_lammps() {
+fn minimize_cg_sd_and_fire_decks_match_lammps() {
     let deck = run_deck("tests/decks/in.minimize", Vec::new());
     let worst = compare(&deck, "tests/fixtures/lammps_minimize.txt", 1e-12, 1e-9);
     println!("minimize: worst deviation {worst:.2e}");
     let steps: Vec<f64> = deck.rows.iter().map(|r| r.values[0]).collect();
-    // The three minimisations end where LAMMPS's do (22, 22 + 40 and 179 iterations).
-    for end in [22.0, 62.0, 179.0] {
+    // The four minimisations end where LAMMPS's do (22, 22 + 40, 179 and 238 iterations).
+    for end in [22.0, 62.0, 179.0, 238.0] {
         assert!(steps.contains(&end), "no row at step {end}: {steps:?}");
     }
 }
@@ -305,7 +306,7 @@ fn unsupported_commands_and_malformed_lines_name_their_line() {
         ("bad number", format!("{SETUP}pair_style lj/cut 2.5\npair_coeff 1 1 one 1.0\n"), 8, "epsilon: expected a number, got 'one'"),
         ("bad type", format!("{SETUP}pair_style lj/cut 2.5\npair_coeff 1 3 1.0 1.0\n"), 8, "outside 1..1"),
         ("fix nvt/sllod", format!("{SETUP}fix 1 all nvt/sllod temp 1 1 0.1\n"), 7, "fix style 'nvt/sllod' is not supported"),
-        ("min_style fire", format!("{SETUP}min_style fire\n"), 7, "mdrun supports cg and sd"),
+        ("min_style quickmin", format!("{SETUP}min_style quickmin\n"), 7, "mdrun supports cg, sd and fire"),
         ("minimize arguments", format!("{SETUP}minimize 1e-4 1e-6 100\n"), 7, "expected: minimize etol ftol maxiter maxeval"),
         ("undefined group", format!("{SETUP}velocity mobile create 1.0 1\n"), 7, "no group 'mobile'"),
         ("fix on a group", format!("{SETUP}group one type 1\nfix 1 one nve\n"), 8, "group all only"),

@@ -27,8 +27,9 @@ impl Deck {
         self.world.min.style = match args {
             [s] if s == "cg" => MinStyle::Cg,
             [s] if s == "sd" => MinStyle::Sd,
-            [s] => return Err(format!("min_style {s} is not supported; mdrun supports cg and sd")),
-            _ => return Err("expected: min_style cg|sd".into()),
+            [s] if s == "fire" => MinStyle::Fire,
+            [s] => return Err(format!("min_style {s} is not supported; mdrun supports cg, sd and fire")),
+            _ => return Err("expected: min_style cg|sd|fire".into()),
         };
         Ok(())
     }
@@ -106,10 +107,12 @@ impl Deck {
             energy_unit: u.energy,
             force_unit: u.force(),
             per_atom: self.norm(),
+            fire: crate::minimize::FireSettings::new(plan.timestep),
         };
         let style = match settings.style {
             MinStyle::Cg => "cg",
             MinStyle::Sd => "sd",
+            MinStyle::Fire => "fire",
         };
         self.run_bounds = (first, first + maxiter as u64);
         self.say(&format!("Setting up {style} style minimization ..."));
@@ -121,7 +124,7 @@ impl Deck {
         }
         let start = Instant::now();
         self.output(&mut sim, &plan, 0.0, wants_vars, first)?;
-        let mut minimizer = Minimizer::start(settings, &sim);
+        let mut minimizer = Minimizer::start(settings, &mut sim);
         let stop = loop {
             match minimizer.iterate(&mut sim).map_err(|e| e.to_string())? {
                 None => {
@@ -141,6 +144,7 @@ impl Deck {
         self.output(&mut sim, &plan, start.elapsed().as_secs_f64(), wants_vars, step)?;
         let wall = start.elapsed().as_secs_f64();
         let steps = sim.step - first;
+        // FIRE leaves the atoms with its velocities, as LAMMPS does.
         self.world.absorb(&sim.system);
         self.world.step = sim.step;
         self.say(&format!("Loop time of {} on 1 thread(s) for {steps} steps with {} atoms", super::cformat::g(wall, 6), sim.system.len()));
