@@ -553,3 +553,110 @@ fn dot(a: &[Vec3], b: &[Vec3]) -> f64 {
 fn max_component(a: &[Vec3]) -> f64 {
     a.iter().flat_map(|v| v.iter()).fold(0.0, |m: f64, x| m.max(x.abs()))
 }
+
+/// How the cell takes part in a relaxation (system.toml `[minimize] cell`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CellRelax {
+    Fixed,
+    /// One scale for the whole cell: the mean pressure reaches the target.
+    Iso,
+    /// Each cell vector its own scale: each diagonal pressure reaches the target.
+    Aniso,
+}
+
+/// A system.toml relaxation: the atoms by a minimiser, and the cell to a target pressure.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Relaxation {
+    pub settings: MinSettings,
+    pub cell: CellRelax,
+    /// bar
+    pub pressure: f64,
+    /// bar: the cell is relaxed once every barostatted pressure is this close to the target.
+    pub pressure_tolerance: f64,
+    /// Cycles of (relax the atoms, rescale the cell).
+    pub max_cycles: usize,
+}
+
+/// What a relaxation reached.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Relaxed {
+    /// The last atomic minimisation's statistics.
+    pub stats: MinStats,
+    pub cycles: usize,
+    /// Diagonal pressures at the end (virial only: the atoms are at rest), bar.
+    pub pressure: [f64; 3],
+    pub converged: bool,
+}
+
+/// Relaxes the simulation's atoms, and its cell when asked, at zero temperature: cycles of
+/// a minimisation at fixed cell followed by a rescaling of the cell vectors towards the target
+/// pressure (a secant step on ln L, from the pressures the cycles have seen), until the forces
+/// and the pressure both meet their tolerances. The atoms keep their fractional coordinates
+/// when the cell moves. `report` receives one line per cycle.
+pub fn relax(sim: &mut Simulation, relaxation: &Relaxation, report: &mut dyn FnMut(String)) -> Result<Relaxed, SimulationError> {
+    let mut history: Vec<([f64; 3], [f64; 3])> = Vec::new();
+    let first = sim.step;
+    for cycle in 1..=relaxation.max_cycles.max(1) {
+        let mut minimizer = Minimizer::start(relaxation.settings.clone(), sim);
+        let stop = loop {
+            if let Some(stop) = minimizer.iterate(sim)? {
+                break stop;
+            }
+        };
+        let stats = minimizer.stats(stop, sim);
+        let pressure = virial_pressure(sim);
+        let atoms_done = matches!(stop, Stop::EnergyTolerance | Stop::ForceTolerance | Stop::ZeroForce);
+        let error: [f64; 3] = match relaxation.cell {
+            CellRelax::Fixed => [0.0; 3],
+            CellRelax::Iso => [(pressure[0] + pressure[1] + pressure[2]) / 3.0 - relaxation.pressure; 3],
+            CellRelax::Aniso => pressure.map(|p| p - relaxation.pressure),
+        };
+        let cell_done = error.iter().all(|e| e.abs() <= relaxation.pressure_tolerance);
+        report(format!(
+            "relax cycle {cycle}: {} iterations ({}), E {:.10} eV, |F| {:.3e} eV/A, pressure {:.4} {:.4} {:.4} bar, volume {:.4} A3",
+            stats.iterations,
+            stop.describe(),
+            sim.forces.energy,
+            stats.fnorm_final * relaxation.settings.force_unit,
+            pressure[0],
+            pressure[1],
+            pressure[2],
+            sim.system.cell.volume()
+        ));
+        if relaxation.cell == CellRelax::Fixed || (cell_done && atoms_done) || cycle == relaxation.max_cycles {
+            sim.step = first;
+            return Ok(Relaxed { stats, cycles: cycle, pressure, converged: atoms_done && cell_done });
+        }
+        // ln L per cell vector: the secant through the last two cycles, else a small trial step
+        // that expands a cell under too much pressure.
+        let log_lengths = sim.system.cell.lengths().map(f64::ln);
+        let mut step = [0.0; 3];
+        for k in 0..3 {
+            let trial = 0.005 * error[k].signum();
+            step[k] = match history.last() {
+                Some((l, e)) if (log_lengths[k] - l[k]).abs() > 1e-12 && (error[k] - e[k]).abs() > 1e-12 => {
+                    let slope = (error[k] - e[k]) / (log_lengths[k] - l[k]);
+                    if slope < 0.0 { (-error[k] / slope).clamp(-0.03, 0.03) } else { trial }
+                }
+                _ => trial,
+            };
+        }
+        if relaxation.cell == CellRelax::Iso {
+            step = [step[0]; 3];
+        }
+        history.push((log_lengths, error));
+        let mut vectors = *sim.system.cell.vectors();
+        for k in 0..3 {
+            vectors[k] = vectors[k].map(|x| x * step[k].exp());
+        }
+        let cell = crate::cell::Cell::new(vectors, sim.system.cell.pbc()).expect("a rescaled cell stays a cell");
+        sim.rescale_cell(cell)?;
+    }
+    unreachable!("the loop returns at its last cycle")
+}
+
+/// The diagonal pressure of the virial alone (bar): the pressure of atoms at rest.
+fn virial_pressure(sim: &Simulation) -> [f64; 3] {
+    let v = sim.system.cell.volume();
+    [0, 1, 2].map(|k| sim.forces.virial[k][k] / v * crate::units::NKTV2P)
+}

@@ -283,6 +283,18 @@ impl Simulation {
         Ok(moved)
     }
 
+    /// Moves to `cell`, the atoms keeping their fractional coordinates (a relaxation's cell
+    /// step), with a fresh list and forces.
+    pub fn rescale_cell(&mut self, cell: crate::cell::Cell) -> Result<(), SimulationError> {
+        let old = std::mem::replace(&mut self.system.cell, cell);
+        for x in &mut self.system.positions {
+            *x = self.system.cell.cartesian(old.fractional(*x));
+        }
+        self.system.wrap_positions();
+        self.list.build(&self.system.positions, &self.system.cell)?;
+        self.compute(Want::ALL).map_err(SimulationError::BlowUp)
+    }
+
     /// Thermo quantities of the current step (forces must have been computed with `Want::ALL`).
     pub fn thermo(&self) -> ThermoSample {
         let mut sample = ThermoSample::new(self.step, self.step as f64 * self.timestep, &self.system, self.forces.energy, self.forces.virial);

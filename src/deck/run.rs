@@ -121,6 +121,7 @@ impl Deck {
             checkpoint_interval: None,
             trajectories: Vec::new(),
             analysis: None,
+            minimize: None,
             replicas: 1,
             velocity_seed: None,
             replica_systems: Vec::new(),

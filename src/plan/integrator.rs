@@ -1,6 +1,7 @@
-//! `[integrator]` and `[barostat]`: which equations of motion a run integrates.
+//! `[integrator]` and `[barostat]`: which equations of motion a run integrates; `[minimize]`:
+//! the relaxation before them.
 
-use super::schema::{Locator as At, RawBarostat, RawIntegrator};
+use super::schema::{Locator as At, RawBarostat, RawIntegrator, RawMinimize};
 use super::PlanError;
 use crate::integrate::Integrator;
 use crate::integrate::csvr::Csvr;
@@ -126,4 +127,80 @@ fn build_barostat(at: &At, raw: &Spanned<RawBarostat>, timestep: f64, system: &S
         return Err(at.error(&raw.span(), "[barostat]", format!("the cell is not periodic along {}: a barostat needs a periodic cell along every axis it scales", ["x", "y", "z"][axis])));
     }
     Ok(settings)
+}
+
+/// `[minimize]`: method (fire, cg, sd), tolerances, and the cell's part (fixed, iso, aniso) with
+/// its target pressure.
+pub(super) fn build_minimize(at: &At, raw: &Spanned<RawMinimize>, timestep: f64, system: &System) -> Result<crate::minimize::Relaxation, PlanError> {
+    use crate::minimize::{CellRelax, FireSettings, LineSearch, MinSettings, MinStyle, Relaxation};
+    let m = raw.get_ref();
+    let style = match m.method.as_ref().map(|s| s.get_ref().as_str()).unwrap_or("fire") {
+        "fire" => MinStyle::Fire,
+        "cg" => MinStyle::Cg,
+        "sd" => MinStyle::Sd,
+        other => return Err(at.error(&m.method.as_ref().expect("given").span(), "[minimize] method", format!("unknown method '{other}'; expected \"fire\", \"cg\" or \"sd\""))),
+    };
+    let etol = match &m.etol {
+        Some(e) if !(0.0..1.0).contains(e.get_ref()) => return Err(at.error(&e.span(), "[minimize] etol", format!("expected a relative energy change in [0, 1) (got {})", e.get_ref()))),
+        Some(e) => *e.get_ref(),
+        None => 0.0,
+    };
+    let ftol = match &m.ftol {
+        Some(q) => at.non_negative(q, "[minimize] ftol", Dimension::Force)?,
+        None => 1e-4,
+    };
+    if etol == 0.0 && ftol == 0.0 {
+        return Err(at.error(&raw.span(), "[minimize]", "etol and ftol are both zero: the minimisation would stop only at its iteration limit; give ftol (eV/A) or etol"));
+    }
+    let count = |v: &Option<Spanned<i64>>, key: &str, default: u64| -> Result<u64, PlanError> {
+        match v {
+            None => Ok(default),
+            Some(v) if *v.get_ref() > 0 => Ok(*v.get_ref() as u64),
+            Some(v) => Err(at.error(&v.span(), key, format!("must be positive (got {})", v.get_ref()))),
+        }
+    };
+    let dmax = match &m.dmax {
+        Some(q) => at.positive(q, "[minimize] dmax", Dimension::Length)?,
+        None => 0.1,
+    };
+    let cell = match m.cell.as_ref().map(|s| s.get_ref().as_str()).unwrap_or("fixed") {
+        "fixed" => CellRelax::Fixed,
+        "iso" => CellRelax::Iso,
+        "aniso" => CellRelax::Aniso,
+        "tri" => return Err(at.error(&m.cell.as_ref().expect("given").span(), "[minimize] cell", "\"tri\" (relaxing the cell's angles) is not supported yet; use \"iso\" or \"aniso\"")),
+        other => return Err(at.error(&m.cell.as_ref().expect("given").span(), "[minimize] cell", format!("unknown cell relaxation '{other}'; expected \"fixed\", \"iso\" or \"aniso\""))),
+    };
+    if cell != CellRelax::Fixed && system.cell.pbc() != [true; 3] {
+        return Err(at.error(&m.cell.as_ref().expect("given").span(), "[minimize] cell", "relaxing the cell needs a cell periodic along all three axes"));
+    }
+    if cell == CellRelax::Fixed && (m.pressure.is_some() || m.pressure_tolerance.is_some()) {
+        return Err(at.error(&raw.span(), "[minimize] pressure", "a target pressure needs cell = \"iso\" or \"aniso\""));
+    }
+    let pressure = match &m.pressure {
+        Some(q) => at.quantity(q, "[minimize] pressure", Dimension::Pressure)?,
+        None => 0.0,
+    };
+    let pressure_tolerance = match &m.pressure_tolerance {
+        Some(q) => at.positive(q, "[minimize] pressure_tolerance", Dimension::Pressure)?,
+        None => 1.0,
+    };
+    Ok(Relaxation {
+        settings: MinSettings {
+            style,
+            line: LineSearch::Quadratic,
+            dmax,
+            etol,
+            ftol,
+            max_iterations: count(&m.max_iterations, "[minimize] max_iterations", 10_000)?,
+            max_evaluations: count(&m.max_evaluations, "[minimize] max_evaluations", 100_000)?,
+            energy_unit: 1.0,
+            force_unit: 1.0,
+            per_atom: false,
+            fire: FireSettings::new(timestep),
+        },
+        cell,
+        pressure,
+        pressure_tolerance,
+        max_cycles: count(&m.max_cycles, "[minimize] max_cycles", 100)? as usize,
+    })
 }

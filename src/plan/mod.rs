@@ -67,6 +67,8 @@ pub struct Plan {
     /// The files the run reads, by what they are ("input file", "structure file", "model"):
     /// no output may be one of them.
     pub inputs: Vec<(String, PathBuf)>,
+    /// `[minimize]`: a relaxation of the structure (and cell) before the steps.
+    pub minimize: Option<crate::minimize::Relaxation>,
 }
 
 /// The in-run analysis: what to compute, how often to sample, where the tables go.
@@ -189,6 +191,7 @@ impl Plan {
         let timestep = at.positive(&integ.timestep, "[integrator] timestep", Dimension::Time)?;
         let run_steps = (*raw.run.get_ref().steps.get_ref()).max(0) as u64;
         let integrator = integrator::build(&at, &raw.integrator, raw.barostat.as_ref(), timestep, run_steps, &system)?;
+        let minimize = raw.minimize.as_ref().map(|m| integrator::build_minimize(&at, m, timestep, &system)).transpose()?;
 
         let run = raw.run.get_ref();
         if *run.steps.get_ref() < 0 {
@@ -369,6 +372,7 @@ impl Plan {
             checkpoint_interval,
             trajectories,
             analysis,
+            minimize,
             replicas,
             velocity_seed,
             replica_systems,

@@ -28,6 +28,7 @@ pub(super) struct RawPlan {
     pub(super) potential: Spanned<RawPotential>,
     pub(super) integrator: Spanned<RawIntegrator>,
     pub(super) barostat: Option<Spanned<RawBarostat>>,
+    pub(super) minimize: Option<Spanned<RawMinimize>>,
     pub(super) run: Spanned<RawRun>,
     pub(super) neighbor: Option<RawNeighbor>,
     pub(super) output: Option<RawOutput>,
@@ -128,6 +129,22 @@ pub(super) struct RawIntegrator {
     /// Nosé-Hoover chain length and Trotter loops.
     pub(super) chain: Option<Spanned<i64>>,
     pub(super) loops: Option<Spanned<i64>>,
+}
+
+/// `[minimize]`: relax the structure (and the cell) before the run.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMinimize {
+    pub(super) method: Option<Spanned<String>>,
+    pub(super) etol: Option<Spanned<f64>>,
+    pub(super) ftol: Option<Q>,
+    pub(super) max_iterations: Option<Spanned<i64>>,
+    pub(super) max_evaluations: Option<Spanned<i64>>,
+    pub(super) dmax: Option<Q>,
+    pub(super) cell: Option<Spanned<String>>,
+    pub(super) pressure: Option<Q>,
+    pub(super) pressure_tolerance: Option<Q>,
+    pub(super) max_cycles: Option<Spanned<i64>>,
 }
 
 /// `[barostat]`: constant pressure.

@@ -131,6 +131,31 @@ fn start_engine(plan: &Plan, options: &RunOptions, platform: Platform, system: S
     })
 }
 
+fn relax_first(plan: &Plan, relaxation: &crate::minimize::Relaxation, system: System, say: &dyn Fn(&str)) -> Result<System, RunError> {
+    let setup = |source| RunError::Setup { origin: format!("{} (from {})", plan.structure_origin, plan.source.display()), source };
+    let potential = plan.potential.instantiate(&system).map_err(|message| RunError::Potential { path: plan.source.clone(), message })?;
+    let velocities = system.velocities.clone();
+    // Relaxing starts where forces may be huge by design; only non-finite ones stop it.
+    let mut sim = crate::simulation::Simulation::new(system, potential, crate::integrate::Integrator::VelocityVerlet, plan.timestep, plan.skin, f64::INFINITY, 0, None).map_err(setup)?;
+    say(&format!("Relaxing the structure ({:?}, cell {:?}) ...", relaxation.settings.style, relaxation.cell));
+    let relaxed = crate::minimize::relax(&mut sim, relaxation, &mut |line| say(&line)).map_err(setup)?;
+    let verdict = if relaxed.converged { "converged" } else { "NOT converged (the run goes on from the last state)" };
+    say(&format!(
+        "Relaxation {verdict} after {} cycle(s): E {:.10} eV, force norm {:.3e} eV/A ({}), volume {:.4} A3",
+        relaxed.cycles,
+        sim.forces.energy,
+        relaxed.stats.fnorm_final,
+        relaxed.stats.stop.describe(),
+        sim.system.cell.volume()
+    ));
+    if !relaxed.converged {
+        eprintln!("warning: {}: [minimize] did not converge ({}); the run starts from the last state", plan.source.display(), relaxed.stats.stop.describe());
+    }
+    let mut system = sim.system;
+    system.velocities = velocities;
+    Ok(system)
+}
+
 fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunSummary, RunError> {
     let say = |line: &str| {
         if !options.quiet {
@@ -167,6 +192,12 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         _ => plan,
     };
     let restart_threads = restart_threads.map(|(t, _)| t);
+    // `[minimize]`: relax the structure (and cell) first, on the CPU; the run starts from the
+    // relaxed positions and cell with the plan's velocities.
+    let system = match (&plan.minimize, &options.restart) {
+        (Some(relaxation), None) => relax_first(plan, relaxation, system, &say)?,
+        _ => system,
+    };
     let restarting = options.restart.is_some();
     let last_step = options.steps.unwrap_or(plan.steps);
     if let Some(path) = options.restart.as_ref().filter(|_| last_step < step) {
