@@ -95,6 +95,20 @@ pub struct MinSettings {
     pub fire: FireSettings,
 }
 
+/// A deck's minimiser choices (`min_style`, `min_modify`), deck units.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MinChoice {
+    pub style: MinStyle,
+    pub line: LineSearch,
+    pub dmax: f64,
+}
+
+impl Default for MinChoice {
+    fn default() -> Self {
+        MinChoice { style: MinStyle::Cg, line: LineSearch::Quadratic, dmax: 0.1 }
+    }
+}
+
 /// Why the minimisation stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
@@ -146,28 +160,6 @@ pub struct MinStats {
     pub alpha_final: f64,
     pub iterations: u64,
     pub evaluations: u64,
-}
-
-impl MinStats {
-    /// The "Minimization stats" block as LAMMPS prints it.
-    pub fn report(&self) -> String {
-        let g8 = |x: f64| crate::deck::cformat::g(x, 8);
-        format!(
-            "Minimization stats:\n  Stopping criterion = {}\n  Energy initial, next-to-last, final = \n    {:>18} {:>18} {:>18}\n  Force two-norm initial, final = {} {}\n  Force max component initial, final = {} {}\n  Final line search alpha, max atom move = {} {}\n  Iterations, force evaluations = {} {}\n",
-            self.stop.describe(),
-            crate::deck::cformat::g(self.energy_initial, 15),
-            crate::deck::cformat::g(self.energy_next_to_last, 15),
-            crate::deck::cformat::g(self.energy_final, 15),
-            g8(self.fnorm_initial),
-            g8(self.fnorm_final),
-            g8(self.fmax_initial),
-            g8(self.fmax_final),
-            g8(self.alpha_final),
-            g8(self.alpha_final * self.fmax_final),
-            self.iterations,
-            self.evaluations
-        )
-    }
 }
 
 /// A minimisation in progress on a [`Simulation`] (whose forces are those of its current

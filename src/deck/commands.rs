@@ -157,8 +157,8 @@ impl Deck {
                 }
                 FixKind::Langevin { t_start, t_stop, damp, seed, zero }
             }
-            "nvt" | "npt" | "nph" => super::ensembles::parse_nh(style, rest, self.world.periodic)?,
-            "temp/csvr" => super::ensembles::parse_csvr(rest)?,
+            "nvt" | "npt" | "nph" => FixKind::Nh(Box::new(super::ensembles::parse_nh(style, rest, self.world.periodic)?)),
+            "temp/csvr" => FixKind::Csvr(super::ensembles::parse_csvr(rest)?),
             "nve/limit" | "momentum" | "recenter" | "temp/rescale" | "temp/berendsen" | "press/berendsen" | "spring" | "setforce" | "addforce" | "wall/reflect" | "deform" | "box/relax" | "shake" | "rattle" => {
                 return Err(format!("fix {style} is not supported; mdrun supports fix nve, nvt, npt, nph, and langevin or temp/csvr (with nve)"));
             }
@@ -167,7 +167,7 @@ impl Deck {
         self.world.fixes.retain(|f| &f.id != id);
         // One thermostat and one time integrator per atom: a second would act on the same atoms.
         let thermostat = |k: &FixKind| match k {
-            FixKind::Langevin { .. } | FixKind::Csvr { .. } => true,
+            FixKind::Langevin { .. } | FixKind::Csvr(_) => true,
             FixKind::Nh(nh) => nh.temp.is_some(),
             FixKind::Nve => false,
         };

@@ -3,7 +3,7 @@
 //! [`FixKind`]s and turned into the run's integrator.
 
 use super::units::UnitStyle;
-use super::world::{FixKind, int, num, yes_no};
+use super::args::{int, num, yes_no};
 use crate::integrate::nose_hoover::{BarostatSettings, ChainSettings, Couple, NoseHoover};
 use crate::integrate::{Integrator, IntegratorState};
 
@@ -28,7 +28,7 @@ pub struct NhFix {
 }
 
 /// Reads the arguments after `fix ID group nvt|npt|nph`.
-pub fn parse_nh(style: &str, args: &[String], periodic: [bool; 3]) -> Result<FixKind, String> {
+pub fn parse_nh(style: &str, args: &[String], periodic: [bool; 3]) -> Result<NhFix, String> {
     let what = format!("fix {style}");
     let mut f = NhFix { style: style.to_string(), temp: None, press: [None; 3], couple: Couple::None, tchain: 3, tloop: 1, pchain: 3, ploop: 1, mtk: true, drag: 0.0, state: None };
     let three = |i: usize, key: &str| -> Result<[f64; 3], String> {
@@ -155,11 +155,22 @@ pub fn parse_nh(style: &str, args: &[String], periodic: [bool; 3]) -> Result<Fix
             _ => return Err(format!("{what}: couple joins axes {} and {}; both need the same pressure settings", ["x", "y", "z"][a], ["x", "y", "z"][b])),
         }
     }
-    Ok(FixKind::Nh(Box::new(f)))
+    Ok(f)
+}
+
+/// `fix ID all temp/csvr Tstart Tstop Tdamp seed` in deck units, with its state at the end of
+/// the last run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CsvrFix {
+    pub t_start: f64,
+    pub t_stop: f64,
+    pub damp: f64,
+    pub seed: i64,
+    pub state: Option<IntegratorState>,
 }
 
 /// Reads `fix ID group temp/csvr Tstart Tstop Tdamp seed`.
-pub fn parse_csvr(args: &[String]) -> Result<FixKind, String> {
+pub fn parse_csvr(args: &[String]) -> Result<CsvrFix, String> {
     let [t_start, t_stop, damp, seed] = args else { return Err("fix temp/csvr needs Tstart Tstop Tdamp seed".into()) };
     let t_start = num(t_start, "Tstart")?;
     let t_stop = num(t_stop, "Tstop")?;
@@ -168,7 +179,7 @@ pub fn parse_csvr(args: &[String]) -> Result<FixKind, String> {
     if t_start < 0.0 || t_stop < 0.0 || damp <= 0.0 || seed <= 0 {
         return Err("fix temp/csvr: temperatures must not be negative, Tdamp and seed must be positive".into());
     }
-    Ok(FixKind::Csvr { t_start, t_stop, damp, seed, state: None })
+    Ok(CsvrFix { t_start, t_stop, damp, seed, state: None })
 }
 
 impl NhFix {

@@ -3,23 +3,9 @@
 //! `thermo` iterations and at the last, then the "Minimization stats" block).
 
 use super::interp::Deck;
-use super::world::{int, num};
-use crate::minimize::{LineSearch, MinSettings, MinStyle, Minimizer, Stop};
+use super::args::{int, num};
+use crate::minimize::{LineSearch, MinSettings, MinStats, MinStyle, Minimizer, Stop};
 use std::time::Instant;
-
-/// The deck's minimiser choices (`min_style`, `min_modify`), deck units.
-#[derive(Clone, Debug, PartialEq)]
-pub struct MinChoice {
-    pub style: MinStyle,
-    pub line: LineSearch,
-    pub dmax: f64,
-}
-
-impl Default for MinChoice {
-    fn default() -> Self {
-        MinChoice { style: MinStyle::Cg, line: LineSearch::Quadratic, dmax: 0.1 }
-    }
-}
 
 impl Deck {
     /// `min_style cg|sd`.
@@ -39,7 +25,7 @@ impl Deck {
         if args.is_empty() {
             return Err("expected: min_modify keyword value ...".into());
         }
-        for (k, v) in super::world::pairs(args, "min_modify")? {
+        for (k, v) in super::args::pairs(args, "min_modify")? {
             match k {
                 "dmax" => {
                     let d = num(v, "min_modify dmax")?;
@@ -150,7 +136,7 @@ impl Deck {
         self.say(&format!("Loop time of {} on 1 thread(s) for {steps} steps with {} atoms", super::cformat::g(wall, 6), sim.system.len()));
         self.say("");
         let stats = minimizer.stats(stop, &sim);
-        for line in stats.report().lines() {
+        for line in report(&stats).lines() {
             self.say(line);
         }
         self.say("");
@@ -160,4 +146,25 @@ impl Deck {
         self.flush_log();
         Ok(())
     }
+}
+
+/// The "Minimization stats" block as LAMMPS prints it.
+fn report(stats: &MinStats) -> String {
+    let g8 = |x: f64| super::cformat::g(x, 8);
+    let g15 = |x: f64| super::cformat::g(x, 15);
+    format!(
+        "Minimization stats:\n  Stopping criterion = {}\n  Energy initial, next-to-last, final = \n    {:>18} {:>18} {:>18}\n  Force two-norm initial, final = {} {}\n  Force max component initial, final = {} {}\n  Final line search alpha, max atom move = {} {}\n  Iterations, force evaluations = {} {}\n",
+        stats.stop.describe(),
+        g15(stats.energy_initial),
+        g15(stats.energy_next_to_last),
+        g15(stats.energy_final),
+        g8(stats.fnorm_initial),
+        g8(stats.fnorm_final),
+        g8(stats.fmax_initial),
+        g8(stats.fmax_final),
+        g8(stats.alpha_final),
+        g8(stats.alpha_final * stats.fmax_final),
+        stats.iterations,
+        stats.evaluations
+    )
 }

@@ -8,6 +8,7 @@
 //! - [`world`]: the state a deck builds (box, lattice, atoms, force field, fixes).
 //! - [`units`], [`random`], [`data`], [`thermo_out`], [`cformat`], [`convert`].
 
+pub mod args;
 pub mod cformat;
 pub mod convert;
 pub mod data;

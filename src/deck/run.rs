@@ -139,13 +139,13 @@ impl Deck {
         for f in &w.fixes {
             match &f.kind {
                 FixKind::Nh(nh) => return nh.integrator(&u, w.dt(), first, last),
-                FixKind::Langevin { .. } | FixKind::Csvr { .. } if !nve => {
+                FixKind::Langevin { .. } | FixKind::Csvr(_) if !nve => {
                     return Err(format!("fix {} adds a thermostat only; add fix nve to integrate (as in LAMMPS)", f.id));
                 }
                 FixKind::Langevin { t_start, damp, seed, zero, .. } => {
                     return Ok(Integrator::Langevin { temperature: t_start * u.temperature, damping: damp * u.time, seed: *seed as u64, zero: *zero });
                 }
-                FixKind::Csvr { t_start, t_stop, damp, seed, state } => {
+                FixKind::Csvr(super::ensembles::CsvrFix { t_start, t_stop, damp, seed, state }) => {
                     if *damp < w.dt() {
                         return Err(format!("fix {}: Tdamp {damp} is shorter than the timestep {}", f.id, w.dt()));
                     }
@@ -247,7 +247,7 @@ impl Deck {
             for f in &mut self.world.fixes {
                 match &mut f.kind {
                     FixKind::Nh(nh) => nh.state = Some(state.clone()),
-                    FixKind::Csvr { state: s, .. } => *s = Some(state.clone()),
+                    FixKind::Csvr(c) => c.state = Some(state.clone()),
                     _ => {}
                 }
             }

@@ -40,7 +40,7 @@ pub struct World {
     pub check: bool,
     pub fixes: Vec<Fix>,
     /// min_style and min_modify.
-    pub min: super::minimize::MinChoice,
+    pub min: crate::minimize::MinChoice,
     /// Group names by bit (`group` command); "all" is bit 0. LAMMPS allows 32.
     pub groups: Vec<String>,
     /// Deck units; None: the style's default.
@@ -149,36 +149,12 @@ pub enum FixKind {
     Langevin { t_start: f64, t_stop: f64, damp: f64, seed: i64, zero: bool },
     /// fix nvt/npt/nph.
     Nh(Box<super::ensembles::NhFix>),
-    /// fix temp/csvr (deck units), with its state at the end of the last run.
-    Csvr { t_start: f64, t_stop: f64, damp: f64, seed: i64, state: Option<crate::integrate::IntegratorState> },
+    /// fix temp/csvr.
+    Csvr(super::ensembles::CsvrFix),
 }
 
-pub fn num(text: &str, what: &str) -> Result<f64, String> {
-    text.parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite())
-        .ok_or_else(|| format!("{what}: expected a number, got '{text}'"))
-}
+pub use super::args::{int, num, pairs, yes_no};
 
-pub fn int(text: &str, what: &str) -> Result<i64, String> {
-    text.parse::<i64>().map_err(|_| format!("{what}: expected an integer, got '{text}'"))
-}
-
-pub fn yes_no(text: &str, what: &str) -> Result<bool, String> {
-    match text {
-        "yes" => Ok(true),
-        "no" => Ok(false),
-        _ => Err(format!("{what}: expected yes or no, got '{text}'")),
-    }
-}
-
-/// Keyword/value pairs after the fixed arguments.
-pub fn pairs<'a>(args: &'a [String], what: &str) -> Result<Vec<(&'a str, &'a str)>, String> {
-    if args.len() % 2 != 0 {
-        return Err(format!("{what}: keyword '{}' has no value", args[args.len() - 1]));
-    }
-    Ok(args.chunks(2).map(|c| (c[0].as_str(), c[1].as_str())).collect())
-}
 
 /// A type range: `3`, `*`, `2*`, `*3`, `2*4`, within 1..=n.
 pub fn type_range(text: &str, n: usize) -> Result<std::ops::RangeInclusive<usize>, String> {
