@@ -31,7 +31,7 @@ impl Csvr {
     }
 
     pub fn name(&self) -> String {
-        format!("velocity Verlet + CSVR (NVT, {} K, damping {} fs)", self.start, self.period * 1e3)
+        format!("velocity Verlet + CSVR (NVT, {:.2} K, damping {:.4} fs)", self.start, self.period * 1e3)
     }
 
     fn target(&self, step: u64) -> f64 {

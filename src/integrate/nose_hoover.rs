@@ -229,11 +229,12 @@ impl NoseHoover {
     pub fn name(&self) -> String {
         let mut parts = Vec::new();
         if let Some(t) = &self.thermostat {
-            parts.push(format!("{} K, damping {} fs, chain {}", t.start, t.period * 1e3, t.length));
+            parts.push(format!("{:.2} K, damping {:.4} fs, chain {}", t.start, t.period * 1e3, t.length));
         }
         if let Some(b) = &self.barostat {
             let p = b.start.iter().zip(b.axes).find(|(_, on)| *on).map_or(0.0, |(p, _)| *p);
-            parts.push(format!("{} {p} bar, damping {} fs", if b.is_iso() { "iso" } else { "aniso" }, b.period.iter().cloned().fold(0.0, f64::max) * 1e3));
+            let period = b.period.iter().zip(b.axes).filter(|(_, on)| *on).map(|(p, _)| *p).fold(0.0, f64::max);
+            parts.push(format!("{} {p:.2} bar, damping {:.4} fs", if b.is_iso() { "iso" } else { "aniso" }, period * 1e3));
         }
         format!("Nosé-Hoover {} ({})", self.ensemble(), parts.join("; "))
     }

@@ -137,7 +137,7 @@ fn relax_first(plan: &Plan, relaxation: &crate::minimize::Relaxation, system: Sy
     let velocities = system.velocities.clone();
     // Relaxing starts where forces may be huge by design; only non-finite ones stop it.
     let mut sim = crate::simulation::Simulation::new(system, potential, crate::integrate::Integrator::VelocityVerlet, plan.timestep, plan.skin, f64::INFINITY, 0, None).map_err(setup)?;
-    say(&format!("Relaxing the structure ({:?}, cell {:?}) ...", relaxation.settings.style, relaxation.cell));
+    say(&format!("Relaxing the structure ({}, cell {}) ...", format!("{:?}", relaxation.settings.style).to_lowercase(), format!("{:?}", relaxation.cell).to_lowercase()));
     let relaxed = crate::minimize::relax(&mut sim, relaxation, &mut |line| say(&line)).map_err(setup)?;
     let verdict = if relaxed.converged { "converged" } else { "NOT converged (the run goes on from the last state)" };
     say(&format!(
