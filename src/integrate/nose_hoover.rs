@@ -19,6 +19,7 @@ use super::pieces::{self, Piece};
 use crate::cell::{Cell, Vec3};
 use crate::system::System;
 use crate::units::{BOLTZ, MVV2E, NKTV2P};
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 
 /// A Nosé-Hoover chain's settings (`temp Tstart Tstop Tdamp`, `tchain`, `tloop`).
@@ -279,7 +280,7 @@ impl NoseHoover {
     /// (`virial` of the current positions).
     pub fn setup(&mut self, system: &System, virial: &[[f64; 3]; 3], step: u64) {
         self.dof = system.degrees_of_freedom();
-        let t_now = system.temperature();
+        let t_now = temperature(system, self.dof);
         if self.thermostat.is_some() {
             self.set_temperature_target(step);
         } else if self.barostat.is_some() {
@@ -360,7 +361,7 @@ impl NoseHoover {
         if self.barostat.is_some() {
             self.scale_velocities_for_cell(system, dt);
         }
-        self.t_current = system.temperature();
+        self.t_current = temperature(system, self.dof);
         if self.barostat.is_some() {
             self.measure_pressure(system, virial);
             self.cell_velocity_half(system, dt);
@@ -393,11 +394,7 @@ impl NoseHoover {
         for _ in 0..loops {
             let expfac = self.chain.sweep_down(dt4, dt8, drag);
             let factor = (-dthalf * self.chain.eta_dot[0]).exp();
-            for v in &mut system.velocities {
-                for d in v.iter_mut() {
-                    *d *= factor;
-                }
-            }
+            scale_velocities(system, [factor; 3], 1);
             self.t_current *= factor * factor;
             ke = self.dof * BOLTZ * self.t_current;
             self.chain.eta_dotdot[0] = if self.chain.mass[0] > 0.0 { (ke - ke_target) / self.chain.mass[0] } else { 0.0 };
@@ -503,12 +500,8 @@ impl NoseHoover {
     /// The velocity scaling that goes with the cell's motion (a quarter step on each side).
     fn scale_velocities_for_cell(&self, system: &mut System, dt: f64) {
         let factor: [f64; 3] = [0, 1, 2].map(|k| (-0.25 * dt * (self.omega_dot[k] + self.mtk_term2)).exp());
-        for v in &mut system.velocities {
-            for k in 0..3 {
-                v[k] *= factor[k];
-                v[k] *= factor[k];
-            }
-        }
+        // Twice, as LAMMPS (the tilt terms of a triclinic barostat would go between).
+        scale_velocities(system, factor, 2);
     }
 
     /// Moves the cell by `h` of its strain rate: each barostatted cell vector scales by
@@ -527,8 +520,24 @@ impl NoseHoover {
             }
         }
         let cell = Cell::new(vectors, old.pbc()).expect("a scaled cell stays valid");
-        for x in &mut system.positions {
-            *x = cell.cartesian(old.fractional(*x));
+        // x' = H' H⁻¹ x: one 3 x 3 map for every atom (diagonal for an orthogonal cell).
+        let map: [Vec3; 3] = [0, 1, 2].map(|k| {
+            let mut e = [0.0; 3];
+            e[k] = 1.0;
+            cell.cartesian(old.fractional(e))
+        });
+        let diagonal = old.is_orthorhombic();
+        let apply = |x: &mut Vec3| {
+            if diagonal {
+                *x = [x[0] * map[0][0], x[1] * map[1][1], x[2] * map[2][2]];
+            } else {
+                *x = [0, 1, 2].map(|d| map[0][d] * x[0] + map[1][d] * x[1] + map[2][d] * x[2]);
+            }
+        };
+        if system.positions.len() >= PARALLEL {
+            system.positions.par_chunks_mut(CHUNK).for_each(|c| c.iter_mut().for_each(apply));
+        } else {
+            system.positions.iter_mut().for_each(apply);
         }
         system.cell = cell;
     }
@@ -620,14 +629,51 @@ impl NoseHoover {
     }
 }
 
+/// Above this many atoms the per-atom passes run in parallel, over fixed chunks (so sums come
+/// out the same for any thread count).
+const PARALLEL: usize = 16_384;
+const CHUNK: usize = 4096;
+
 /// Σ m v_k² per axis, eV (the diagonal of the kinetic tensor, as LAMMPS's compute temp sums it).
 fn kinetic_diagonal(system: &System) -> [f64; 3] {
-    let mut k = [0.0; 3];
-    for (i, v) in system.velocities.iter().enumerate() {
-        let m = system.mass(i);
-        for d in 0..3 {
-            k[d] += m * v[d] * v[d];
+    let masses: Vec<f64> = system.species.iter().map(|s| s.mass).collect();
+    let part = |(v, t): (&[Vec3], &[u32])| {
+        let mut k = [0.0; 3];
+        for (v, &t) in v.iter().zip(t) {
+            let m = masses[t as usize];
+            for d in 0..3 {
+                k[d] += m * v[d] * v[d];
+            }
         }
-    }
+        k
+    };
+    let k = if system.len() >= PARALLEL {
+        let parts: Vec<[f64; 3]> = system.velocities.par_chunks(CHUNK).zip(system.types.par_chunks(CHUNK)).map(part).collect();
+        parts.iter().fold([0.0; 3], |a, p| [a[0] + p[0], a[1] + p[1], a[2] + p[2]])
+    } else {
+        part((&system.velocities, &system.types))
+    };
     k.map(|x| x * MVV2E)
+}
+
+/// The kinetic temperature with `dof` degrees of freedom, K.
+fn temperature(system: &System, dof: f64) -> f64 {
+    let k = kinetic_diagonal(system);
+    (k[0] + k[1] + k[2]) / (dof * BOLTZ)
+}
+
+/// v_k *= factor_k, `times` times over (each a rounding, as LAMMPS applies them).
+fn scale_velocities(system: &mut System, factor: [f64; 3], times: usize) {
+    let scale = |v: &mut Vec3| {
+        for _ in 0..times {
+            for k in 0..3 {
+                v[k] *= factor[k];
+            }
+        }
+    };
+    if system.len() >= PARALLEL {
+        system.velocities.par_chunks_mut(CHUNK).for_each(|c| c.iter_mut().for_each(scale));
+    } else {
+        system.velocities.iter_mut().for_each(scale);
+    }
 }

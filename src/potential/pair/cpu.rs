@@ -3,6 +3,12 @@
 //! The loop runs over a half list with Newton's third law. With several threads each thread
 //! accumulates into its own force array and the arrays are added in a fixed order afterwards,
 //! so results are bit-identical from run to run for a given thread count.
+//!
+//! The virial costs the loop almost nothing (LAMMPS's `virial_fdotr_compute` in spirit): for a
+//! pair at del = x_i - x_j - s (s its image shift) with force f on i and -f on j,
+//! del ⊗ f = x_i ⊗ f + x_j ⊗ (-f) - s ⊗ f, so W = Σ_i x_i ⊗ F_i - Σ_s s ⊗ (Σ of the f of the
+//! pairs seen through image s). The loop only sums forces per image shift; a barostat, which
+//! needs W every step, then costs a pass over the atoms instead of six products per pair.
 
 use super::{PairFunction, PairSpec};
 use crate::cell::Vec3;
@@ -50,7 +56,7 @@ impl<F: PairFunction> Potential for PairPotential<F> {
         assert_eq!(list.n_atoms(), n, "neighbour list built for another system");
         out.clear(n);
         let threads = rayon::current_num_threads().min(n.div_ceil(256)).max(1);
-        let ev = want.energy || want.virial;
+        let ev = want.energy;
         let single = self.n_species == 1;
         let kernel = match (ev, single) {
             (true, true) => pair_loop::<F, true, true>,
@@ -64,6 +70,7 @@ impl<F: PairFunction> Potential for PairPotential<F> {
             list,
             coeffs: &self.coeffs,
             n_species: self.n_species,
+            shift_sums: want.virial,
         };
         let tally = if threads == 1 {
             kernel(&ctx, 0..n, &mut out.forces)
@@ -105,8 +112,7 @@ impl<F: PairFunction> Potential for PairPotential<F> {
             out.energy = tally.energy;
         }
         if want.virial {
-            let v = tally.virial;
-            out.virial = [[v[0], v[3], v[4]], [v[3], v[1], v[5]], [v[4], v[5], v[2]]];
+            out.virial = virial_from_forces(&system.positions, &out.forces, list.shift_vectors(), &tally.shift_forces);
         }
         if self.spec.tail && system.cell.is_bounded() {
             let (e_tail, w_tail) =
@@ -123,24 +129,66 @@ impl<F: PairFunction> Potential for PairPotential<F> {
     }
 }
 
-/// Energy and virial (xx, yy, zz, xy, xz, yz) summed by one thread.
-#[derive(Clone, Copy, Default)]
+/// Energy and, per image shift, the sum of the forces on i of the pairs seen through it,
+/// summed by one thread.
+#[derive(Clone, Default)]
 struct Tally {
     energy: f64,
-    virial: [f64; 6],
+    shift_forces: Vec<Vec3>,
 }
 
 impl Tally {
     fn add(&self, other: &Tally) -> Tally {
-        let mut v = self.virial;
-        for k in 0..6 {
-            v[k] += other.virial[k];
+        let mut s = self.shift_forces.clone();
+        s.resize(s.len().max(other.shift_forces.len()), [0.0; 3]);
+        for (a, b) in s.iter_mut().zip(&other.shift_forces) {
+            for k in 0..3 {
+                a[k] += b[k];
+            }
         }
-        Tally {
-            energy: self.energy + other.energy,
-            virial: v,
+        Tally { energy: self.energy + other.energy, shift_forces: s }
+    }
+}
+
+/// W = Σ_i x_i ⊗ F_i - Σ_s s ⊗ F_s (see the module's doc), symmetrised as the pair sum is.
+fn virial_from_forces(positions: &[Vec3], forces: &[Vec3], shifts: &[Vec3], shift_forces: &[Vec3]) -> [[f64; 3]; 3] {
+    let sum = |range: std::ops::Range<usize>| {
+        let mut w = [[0.0; 3]; 3];
+        for (x, f) in positions[range.clone()].iter().zip(&forces[range]) {
+            for a in 0..3 {
+                for b in 0..3 {
+                    w[a][b] += x[a] * f[b];
+                }
+            }
+        }
+        w
+    };
+    const CHUNK: usize = 8192;
+    let parts: Vec<[[f64; 3]; 3]> = (0..positions.len().div_ceil(CHUNK)).into_par_iter().map(|c| sum(c * CHUNK..((c + 1) * CHUNK).min(positions.len()))).collect();
+    let mut w = [[0.0; 3]; 3];
+    for p in parts {
+        for a in 0..3 {
+            for b in 0..3 {
+                w[a][b] += p[a][b];
+            }
         }
     }
+    for (s, f) in shifts.iter().zip(shift_forces) {
+        for a in 0..3 {
+            for b in 0..3 {
+                w[a][b] -= s[a] * f[b];
+            }
+        }
+    }
+    // The pair sum is symmetric; the rearranged one is up to rounding.
+    for a in 0..3 {
+        for b in a + 1..3 {
+            let m = 0.5 * (w[a][b] + w[b][a]);
+            w[a][b] = m;
+            w[b][a] = m;
+        }
+    }
+    w
 }
 
 struct LoopContext<'a, C> {
@@ -149,6 +197,8 @@ struct LoopContext<'a, C> {
     list: &'a NeighborList,
     coeffs: &'a [C],
     n_species: usize,
+    /// Sum the forces per image shift (for the virial).
+    shift_sums: bool,
 }
 
 /// Splits the rows into `parts` consecutive ranges holding about the same number of pairs.
@@ -174,6 +224,9 @@ fn pair_loop<F: PairFunction, const EV: bool, const SINGLE: bool>(
     forces: &mut [Vec3],
 ) -> Tally {
     let mut tally = Tally::default();
+    if ctx.shift_sums {
+        tally.shift_forces = vec![[0.0; 3]; ctx.list.shift_vectors().len()];
+    }
     let pos = ctx.positions;
     let types = ctx.types;
     let shifts = ctx.list.shift_vectors();
@@ -222,13 +275,19 @@ fn pair_loop<F: PairFunction, const EV: bool, const SINGLE: bool>(
                 xi[1] - xj[1] - v[1],
                 xi[2] - xj[2] - v[2],
             ];
-            interact::<F, EV>(
+            let f = interact::<F, EV>(
                 coeffs_of(j),
                 del,
                 &mut fi,
                 unsafe { forces.get_unchecked_mut(j) },
                 &mut tally,
             );
+            if ctx.shift_sums {
+                let acc = &mut tally.shift_forces[s as usize];
+                for k in 0..3 {
+                    acc[k] += f[k];
+                }
+            }
         }
         let f = &mut forces[i];
         f[0] += fi[0];
@@ -246,13 +305,13 @@ fn interact<F: PairFunction, const EV: bool>(
     fi: &mut Vec3,
     fj: &mut Vec3,
     tally: &mut Tally,
-) {
+) -> Vec3 {
     let rsq = del[0] * del[0] + del[1] * del[1] + del[2] * del[2];
     // About a third of the listed pairs lie in the skin, beyond the cutoff, in no predictable
     // pattern. A cheap function is computed for them and multiplied by zero (no mispredicted
     // branches); a costly one (square roots, exponentials) is skipped.
     if !F::BRANCH_FREE && rsq >= F::cutsq(c) {
-        return;
+        return [0.0; 3];
     }
     let inside = if rsq < F::cutsq(c) { 1.0 } else { 0.0 };
     let (fpair, energy) = F::eval::<EV>(c, rsq);
@@ -266,12 +325,6 @@ fn interact<F: PairFunction, const EV: bool>(
     fj[2] -= f[2];
     if EV {
         tally.energy += inside * energy;
-        let v = &mut tally.virial;
-        v[0] += del[0] * f[0];
-        v[1] += del[1] * f[1];
-        v[2] += del[2] * f[2];
-        v[3] += del[0] * f[1];
-        v[4] += del[0] * f[2];
-        v[5] += del[1] * f[2];
     }
+    f
 }
