@@ -68,6 +68,8 @@ pub fn to_toml(plan: &Plan, deck: &Path, line: usize, units: &str, thermo: u64, 
         Integrator::Csvr(c) => {
             let _ = writeln!(s, "type = \"csvr\"\ntemperature = {:?}\ndamping = {:?}\nseed = {}", c.start, c.period, c.seed);
         }
+        // Decks have no stochastic cell rescaling; written as NVE should one ever get here.
+        Integrator::CRescale(..) => s.push_str("type = \"verlet\"\n"),
         Integrator::NoseHoover(nh) => {
             s.push_str("type = \"nose-hoover\"\n");
             if let Some(t) = &nh.thermostat {

@@ -38,6 +38,7 @@
 //! assert_eq!(s.velocities[0], [2.0, 0.0, 0.0]);
 //! ```
 
+pub mod c_rescale;
 pub mod csvr;
 pub mod nose_hoover;
 pub mod pieces;
@@ -65,6 +66,8 @@ pub enum Integrator {
     NoseHoover(Box<nose_hoover::NoseHoover>),
     /// Velocity Verlet with the Bussi-Donadio-Parrinello velocity rescaling (CSVR).
     Csvr(csvr::Csvr),
+    /// A thermostatted integrator with stochastic cell rescaling at constant pressure.
+    CRescale(Box<Integrator>, c_rescale::CRescale),
 }
 
 /// The pieces of one step: those before the force evaluation and those after it.
@@ -94,6 +97,7 @@ impl Integrator {
             }
             Integrator::NoseHoover(nh) => nh.name(),
             Integrator::Csvr(c) => c.name(),
+            Integrator::CRescale(inner, b) => format!("{} + {}", inner.name(), b.name()),
         }
     }
 
@@ -102,6 +106,7 @@ impl Integrator {
     pub fn splitting(&self) -> Splitting {
         let before = match *self {
             Integrator::VelocityVerlet | Integrator::NoseHoover(_) | Integrator::Csvr(_) => vec![Piece::Kick(0.5), Piece::Drift(1.0)],
+            Integrator::CRescale(ref inner, _) => return inner.splitting(),
             Integrator::Langevin { temperature, damping, seed, zero } => vec![
                 Piece::Kick(0.5),
                 Piece::Drift(0.5),
@@ -118,6 +123,7 @@ impl Integrator {
             Integrator::VelocityVerlet | Integrator::NoseHoover(_) => None,
             Integrator::Langevin { seed, .. } => Some(*seed),
             Integrator::Csvr(c) => Some(c.seed),
+            Integrator::CRescale(inner, _) => inner.seed(),
         }
     }
 
@@ -140,6 +146,7 @@ impl Integrator {
     pub fn gpu_unsupported(&self) -> Option<String> {
         match self {
             Integrator::NoseHoover(nh) => Some(format!("Nosé-Hoover {} runs on the CPU only (the GPU kernels integrate NVE and Langevin)", nh.ensemble())),
+            Integrator::CRescale(..) => Some("stochastic cell rescaling runs on the CPU only (the GPU kernels keep the cell fixed)".into()),
             Integrator::Csvr(_) => Some("CSVR runs on the CPU only (the GPU kernels integrate NVE and Langevin)".into()),
             _ => None,
         }
@@ -147,7 +154,7 @@ impl Integrator {
 
     /// Whether every step needs the virial (a barostat).
     pub fn wants_virial(&self) -> bool {
-        matches!(self, Integrator::NoseHoover(nh) if nh.wants_virial())
+        matches!(self, Integrator::NoseHoover(nh) if nh.wants_virial()) || matches!(self, Integrator::CRescale(..))
     }
 
     /// Energy exchanged with the thermostat and barostat reservoirs so far, eV: LAMMPS's
@@ -156,6 +163,7 @@ impl Integrator {
         match self {
             Integrator::NoseHoover(nh) => nh.coupling_energy(system),
             Integrator::Csvr(c) => c.coupling_energy(),
+            Integrator::CRescale(inner, _) => inner.coupling_energy(system),
             _ => 0.0,
         }
     }
@@ -163,14 +171,17 @@ impl Integrator {
     /// Prepares the step's global state at the start of a run (LAMMPS's fix `setup`): the
     /// chain masses and forces from the current temperature and `virial`.
     pub fn setup(&mut self, system: &System, virial: &[[f64; 3]; 3], step: u64) {
-        if let Integrator::NoseHoover(nh) = self {
-            nh.setup(system, virial, step);
+        match self {
+            Integrator::NoseHoover(nh) => nh.setup(system, virial, step),
+            Integrator::CRescale(inner, _) => inner.setup(system, virial, step),
+            _ => {}
         }
     }
 
     /// Takes up a checkpoint's state (Nosé-Hoover chains and cell, CSVR's reservoir energy).
     pub fn restore(&mut self, saved: &IntegratorState) -> Result<(), String> {
         match self {
+            Integrator::CRescale(inner, _) => inner.restore(saved),
             Integrator::NoseHoover(nh) if saved.kind == "nose-hoover" => nh.restore(&saved.values, true),
             Integrator::Csvr(c) if saved.kind == "csvr" => c.restore(&saved.values),
             Integrator::NoseHoover(_) | Integrator::Csvr(_) => Err(format!(
@@ -194,7 +205,7 @@ impl Integrator {
             Integrator::VelocityVerlet => true,
             Integrator::NoseHoover(nh) => nh.thermostat.as_ref().is_none_or(|t| t.start == t.stop) && nh.barostat.as_ref().is_none_or(|b| b.start == b.stop),
             Integrator::Csvr(c) => c.start == c.stop,
-            Integrator::Langevin { .. } => false,
+            Integrator::Langevin { .. } | Integrator::CRescale(..) => false,
         }
     }
 
@@ -204,7 +215,7 @@ impl Integrator {
             Integrator::VelocityVerlet => "NVE energy",
             Integrator::NoseHoover(_) => "Nosé-Hoover conserved energy",
             Integrator::Csvr(_) => "CSVR effective energy",
-            Integrator::Langevin { .. } => "energy",
+            Integrator::Langevin { .. } | Integrator::CRescale(..) => "energy",
         }
     }
 
@@ -215,6 +226,8 @@ impl Integrator {
             Integrator::Langevin { seed, .. } => IntegratorState { kind: "langevin".into(), values: BTreeMap::from([("seed".to_string(), (*seed).into())]) },
             Integrator::NoseHoover(nh) => IntegratorState { kind: "nose-hoover".into(), values: nh.state() },
             Integrator::Csvr(c) => IntegratorState { kind: "csvr".into(), values: c.state() },
+            // The cell rescaling keeps no state of its own (its noise is keyed by the step).
+            Integrator::CRescale(inner, _) => inner.state(),
         }
     }
 
@@ -234,6 +247,10 @@ impl Integrator {
     /// current positions, for a barostat).
     pub fn before_forces(&mut self, system: &mut System, forces: &[Vec3], virial: &[[f64; 3]; 3], dt: f64, step: u64) {
         match self {
+            Integrator::CRescale(inner, barostat) => {
+                barostat.apply(system, virial, dt, step + 1);
+                inner.before_forces(system, forces, virial, dt, step);
+            }
             Integrator::NoseHoover(nh) => nh.before_forces(system, forces, virial, dt, step + 1),
             _ => pieces::apply(&self.splitting().before, system, forces, dt, step + 1),
         }
@@ -242,6 +259,7 @@ impl Integrator {
     /// Finishes the step `step` (the new one) with the forces and virial at the new positions.
     pub fn after_forces(&mut self, system: &mut System, forces: &[Vec3], virial: &[[f64; 3]; 3], dt: f64, step: u64) {
         match self {
+            Integrator::CRescale(inner, _) => inner.after_forces(system, forces, virial, dt, step),
             Integrator::NoseHoover(nh) => nh.after_forces(system, forces, virial, dt),
             Integrator::Csvr(c) => {
                 pieces::apply(&[Piece::Kick(0.5)], system, forces, dt, 0);

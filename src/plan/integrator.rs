@@ -41,6 +41,11 @@ pub(super) fn build(at: &At, raw: &Spanned<RawIntegrator>, barostat: Option<&Spa
         }
     }
     let required = |key: &str| key_error(key, &format!("required for type = \"{kind}\""));
+    if let Some(b) = barostat
+        && !["mtk", "c-rescale"].contains(&b.get_ref().kind.get_ref().as_str())
+    {
+        build_barostat(at, b, timestep, system)?; // names the unknown type
+    }
     // A thermostat's damping must span steps, or its equations are integrated badly (LAMMPS
     // suggests ~100 timesteps).
     let damping = |q: &Option<super::schema::Q>, key: &str| -> Result<f64, PlanError> {
@@ -84,24 +89,41 @@ pub(super) fn build(at: &At, raw: &Spanned<RawIntegrator>, barostat: Option<&Spa
                     Some(ChainSettings { start: t, stop: t, period: damping(&integ.damping, "damping")?, length: count(&integ.chain, "[integrator] chain", 3)?, loops: count(&integ.loops, "[integrator] loops", 1)? })
                 }
             };
-            let barostat = barostat.map(|b| build_barostat(at, b, timestep, system)).transpose()?;
+            let mtk = barostat.filter(|b| b.get_ref().kind.get_ref() == "mtk");
+            let barostat = mtk.map(|b| build_barostat(at, b, timestep, system)).transpose()?;
             Integrator::NoseHoover(Box::new(NoseHoover::new(thermostat, barostat, 0.0, (0, steps), 300.0)))
         }
         _ => Integrator::VelocityVerlet,
     };
-    if let Some(b) = barostat
-        && !matches!(integrator, Integrator::NoseHoover(_))
-    {
-        return Err(at.error(&b.get_ref().kind.span(), "[barostat] type", format!("the MTK barostat runs with [integrator] type = \"nose-hoover\" (this run's is \"{kind}\")")));
+    match barostat {
+        Some(b) if b.get_ref().kind.get_ref() == "c-rescale" => {
+            let temperature = match &integrator {
+                Integrator::Langevin { temperature, .. } => *temperature,
+                Integrator::Csvr(c) => c.start,
+                Integrator::NoseHoover(nh) if nh.thermostat.is_some() => nh.thermostat.as_ref().map_or(0.0, |t| t.start),
+                _ => return Err(at.error(&b.get_ref().kind.span(), "[barostat] type", format!("stochastic cell rescaling needs a thermostat: [integrator] type = \"csvr\", \"langevin\" or \"nose-hoover\" with a temperature (this run's is \"{kind}\")"))),
+            };
+            let c = build_c_rescale(at, b, timestep, temperature, system)?;
+            Ok(Integrator::CRescale(Box::new(integrator), c))
+        }
+        Some(b) if !matches!(integrator, Integrator::NoseHoover(_)) => {
+            let _ = build_barostat(at, b, timestep, system)?;
+            Err(at.error(&b.get_ref().kind.span(), "[barostat] type", format!("the MTK barostat runs with [integrator] type = \"nose-hoover\" (this run's is \"{kind}\"); \"c-rescale\" runs with any thermostat")))
+        }
+        _ => Ok(integrator),
     }
-    Ok(integrator)
 }
 
 fn build_barostat(at: &At, raw: &Spanned<RawBarostat>, timestep: f64, system: &System) -> Result<BarostatSettings, PlanError> {
     let b = raw.get_ref();
     match b.kind.get_ref().as_str() {
         "mtk" => {}
-        other => return Err(at.error(&b.kind.span(), "[barostat] type", format!("unknown barostat '{other}'; expected \"mtk\" (Martyna-Tobias-Klein, as LAMMPS fix npt)"))),
+        other => return Err(at.error(&b.kind.span(), "[barostat] type", format!("unknown barostat '{other}'; expected \"mtk\" (Martyna-Tobias-Klein, as LAMMPS fix npt) or \"c-rescale\" (stochastic cell rescaling)"))),
+    }
+    for (given, key) in [(b.compressibility.is_some(), "compressibility"), (b.seed.is_some(), "seed")] {
+        if given {
+            return Err(at.error(&raw.span(), &format!("[barostat] {key}"), "is used by type = \"c-rescale\" only"));
+        }
     }
     let pressure = at.quantity(&b.pressure, "[barostat] pressure", Dimension::Pressure)?;
     let damping = at.positive(&b.damping, "[barostat] damping", Dimension::Time)?;
@@ -127,6 +149,35 @@ fn build_barostat(at: &At, raw: &Spanned<RawBarostat>, timestep: f64, system: &S
         return Err(at.error(&raw.span(), "[barostat]", format!("the cell is not periodic along {}: a barostat needs a periodic cell along every axis it scales", ["x", "y", "z"][axis])));
     }
     Ok(settings)
+}
+
+/// `[barostat] type = "c-rescale"`: isotropic stochastic cell rescaling at the thermostat's
+/// temperature.
+fn build_c_rescale(at: &At, raw: &Spanned<RawBarostat>, timestep: f64, temperature: f64, system: &System) -> Result<crate::integrate::c_rescale::CRescale, PlanError> {
+    let b = raw.get_ref();
+    let pressure = at.quantity(&b.pressure, "[barostat] pressure", Dimension::Pressure)?;
+    let damping = at.positive(&b.damping, "[barostat] damping", Dimension::Time)?;
+    if damping < timestep {
+        return Err(at.error(&b.damping.span(), "[barostat] damping", format!("{damping} ps is shorter than the timestep ({timestep} ps)")));
+    }
+    if let Some(c) = &b.coupling
+        && c.get_ref() != "iso"
+    {
+        return Err(at.error(&c.span(), "[barostat] coupling", "stochastic cell rescaling is isotropic here (\"iso\"); use type = \"mtk\" for \"aniso\""));
+    }
+    if let Some(c) = &b.chain {
+        return Err(at.error(&c.span(), "[barostat] chain", "is used by type = \"mtk\" only"));
+    }
+    let compressibility = match &b.compressibility {
+        Some(c) if *c.get_ref() > 0.0 && c.get_ref().is_finite() => *c.get_ref(),
+        Some(c) => return Err(at.error(&c.span(), "[barostat] compressibility", format!("expected a positive compressibility in 1/bar (got {})", c.get_ref()))),
+        None => return Err(at.error(&raw.span(), "[barostat] compressibility", "required for type = \"c-rescale\": the isothermal compressibility in 1/bar (water: 4.5e-5); it sets how fast the volume relaxes, not where")),
+    };
+    let seed = b.seed.ok_or_else(|| at.error(&raw.span(), "[barostat] seed", "required for type = \"c-rescale\" (its noise)"))?;
+    if system.cell.pbc() != [true; 3] {
+        return Err(at.error(&raw.span(), "[barostat]", "a barostat needs a cell periodic along all three axes"));
+    }
+    Ok(crate::integrate::c_rescale::CRescale { pressure, period: damping, compressibility, temperature, seed })
 }
 
 /// `[minimize]`: method (fire, cg, sd), tolerances, and the cell's part (fixed, iso, aniso) with

@@ -157,6 +157,10 @@ pub(super) struct RawBarostat {
     pub(super) damping: Q,
     pub(super) coupling: Option<Spanned<String>>,
     pub(super) chain: Option<Spanned<i64>>,
+    /// c-rescale: the isothermal compressibility, 1/bar.
+    pub(super) compressibility: Option<Spanned<f64>>,
+    /// c-rescale: the noise seed.
+    pub(super) seed: Option<u64>,
 }
 
 #[derive(Deserialize, Debug)]
