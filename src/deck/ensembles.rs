@@ -81,20 +81,15 @@ pub fn parse_nh(style: &str, args: &[String], periodic: [bool; 3]) -> Result<NhF
                 };
                 i += 2;
             }
-            "tchain" => {
-                f.tchain = count(args.get(i + 1), key, 1)?;
-                i += 2;
-            }
-            "tloop" => {
-                f.tloop = count(args.get(i + 1), key, 1)?;
-                i += 2;
-            }
-            "pchain" => {
-                f.pchain = count(args.get(i + 1), key, 0)?;
-                i += 2;
-            }
-            "ploop" => {
-                f.ploop = count(args.get(i + 1), key, 1)?;
+            "tchain" | "tloop" | "pchain" | "ploop" => {
+                // A barostat may go without its chain; everything else needs at least one.
+                let n = count(args.get(i + 1), key, if key == "pchain" { 0 } else { 1 })?;
+                *match key {
+                    "tchain" => &mut f.tchain,
+                    "tloop" => &mut f.tloop,
+                    "pchain" => &mut f.pchain,
+                    _ => &mut f.ploop,
+                } = n;
                 i += 2;
             }
             "mtk" => {
