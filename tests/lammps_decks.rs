@@ -458,22 +458,26 @@ fn setup_deck_every_lattice_regions_fixed_boundary_and_velocity_options_match_la
 /// uninterrupted deck, bit for bit (both rebuild their lists at the start of each run).
 #[test]
 fn read_restart_continues_the_run_bit_for_bit() {
-    let dir = common::scratch("deck-restart");
-    let restart = dir.join("state.restart").display().to_string();
-    let setup = "units lj\nlattice fcc 0.9\nregion b block 0 4 0 4 0 4\ncreate_box 1 b\ncreate_atoms 1 box\nmass 1 1.0\nvelocity all create 1.5 99 loop geom\npair_style lj/cut 2.5\npair_coeff 1 1 1.0 1.0\npair_modify shift yes\nneigh_modify every 2 check yes\nfix 1 all nve\nthermo 10\nthermo_style custom step temp pe etotal press\n";
-    let whole = dir.join("in.whole");
-    std::fs::write(&whole, format!("{setup}run 30\nwrite_restart {restart}\nrun 30\n")).unwrap();
-    let continued = dir.join("in.continued");
-    std::fs::write(&continued, format!("read_restart {restart}\nfix 1 all nve\nthermo 10\nthermo_style custom step temp pe etotal press\nrun 30\n")).unwrap();
-    let options = || DeckOptions { log: None, screen: false, echo: Echo::None, threads: Some(2), ..DeckOptions::default() };
-    let mut a = Deck::new(options()).unwrap();
-    a.run_file(&whole).unwrap();
-    let mut b = Deck::new(options()).unwrap();
-    b.run_file(&continued).unwrap();
-    let tail: Vec<_> = a.rows[a.rows.len() - b.rows.len()..].iter().map(|r| r.values.clone()).collect();
-    let mine: Vec<_> = b.rows.iter().map(|r| r.values.clone()).collect();
-    assert_eq!(mine[0][0], 30.0);
-    assert_eq!(tail, mine, "the continued run differs from the uninterrupted one");
+    // NVE, and fix npt, whose chains, cell velocity and box the restart carries to the fix
+    // defined again after read_restart (as LAMMPS's restart files do).
+    for fix in ["fix 1 all nve", "fix 1 all npt temp 1.5 1.5 0.5 iso 2.0 2.0 2.0"] {
+        let dir = common::scratch("deck-restart");
+        let restart = dir.join("state.restart").display().to_string();
+        let setup = format!("units lj\nlattice fcc 0.9\nregion b block 0 4 0 4 0 4\ncreate_box 1 b\ncreate_atoms 1 box\nmass 1 1.0\nvelocity all create 1.5 99 loop geom\npair_style lj/cut 2.5\npair_coeff 1 1 1.0 1.0\npair_modify shift yes\nneigh_modify every 2 check yes\n{fix}\nthermo 10\nthermo_style custom step temp pe etotal press vol econserve\n");
+        let whole = dir.join("in.whole");
+        std::fs::write(&whole, format!("{setup}run 30\nwrite_restart {restart}\nrun 30\n")).unwrap();
+        let continued = dir.join("in.continued");
+        std::fs::write(&continued, format!("read_restart {restart}\n{fix}\nthermo 10\nthermo_style custom step temp pe etotal press vol econserve\nrun 30\n")).unwrap();
+        let options = || DeckOptions { log: None, screen: false, echo: Echo::None, threads: Some(2), ..DeckOptions::default() };
+        let mut a = Deck::new(options()).unwrap();
+        a.run_file(&whole).unwrap();
+        let mut b = Deck::new(options()).unwrap();
+        b.run_file(&continued).unwrap();
+        let tail: Vec<_> = a.rows[a.rows.len() - b.rows.len()..].iter().map(|r| r.values.clone()).collect();
+        let mine: Vec<_> = b.rows.iter().map(|r| r.values.clone()).collect();
+        assert_eq!(mine[0][0], 30.0);
+        assert_eq!(tail, mine, "{fix}: the continued run differs from the uninterrupted one");
+    }
 }
 
 /// pair_style ml (here by its older name, mcgm) in a deck: the shipped water model on water read from a data file (types

@@ -176,6 +176,15 @@ impl Deck {
             let what = if thermostat(&kind) && thermostat(&other.kind) { "thermostat" } else { "time integrator" };
             return Err(format!("fix {id} ({style}) and fix {} both act on all atoms as a {what}: mdrun applies one (unfix {} first)", other.id, other.id));
         }
+        // A restart's thermostat state goes to the first such fix defined after it.
+        let mut kind = kind;
+        if let Some(state) = self.world.restart_fix_state.take_if(|s| matches!((&kind, s.kind.as_str()), (FixKind::Nh(_), "nose-hoover") | (FixKind::Csvr(_), "csvr"))) {
+            match &mut kind {
+                FixKind::Nh(nh) => nh.state = Some(state),
+                FixKind::Csvr(c) => c.state = Some(state),
+                _ => {}
+            }
+        }
         self.world.fixes.push(Fix { id: id.clone(), kind });
         Ok(())
     }
@@ -400,6 +409,7 @@ impl Deck {
         };
         w.absorb(&chk.system);
         w.step = chk.step;
+        w.restart_fix_state = matches!(chk.integrator.kind.as_str(), "nose-hoover" | "csvr").then(|| chk.integrator.clone());
         let bad = |k: &str| format!("{meta_path}: {k} is missing or malformed");
         w.charge = meta["charge"].as_bool().unwrap_or(false);
         w.shift = meta["shift"].as_bool().ok_or_else(|| bad("shift"))?;

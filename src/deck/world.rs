@@ -41,6 +41,9 @@ pub struct World {
     pub fixes: Vec<Fix>,
     /// min_style and min_modify.
     pub min: crate::minimize::MinChoice,
+    /// A thermostat's state read by read_restart, for the next fix nvt/npt/nph or temp/csvr
+    /// (LAMMPS hands a restart's fix state to the fix defined again after it).
+    pub restart_fix_state: Option<crate::integrate::IntegratorState>,
     /// Group names by bit (`group` command); "all" is bit 0. LAMMPS allows 32.
     pub groups: Vec<String>,
     /// Deck units; None: the style's default.
@@ -202,6 +205,7 @@ impl World {
             check: true,
             fixes: Vec::new(),
             min: Default::default(),
+            restart_fix_state: None,
             groups: vec!["all".to_string()],
             dt: None,
             step: 0,
