@@ -90,3 +90,33 @@ pub fn to_toml(plan: &Plan, deck: &Path, line: usize, units: &str, thermo: u64, 
     let _ = writeln!(s, "[output]\nthermo = {}", thermo.max(1));
     s
 }
+
+/// What the system.toml cannot say of the deck's thermostat or barostat (the TOML holds one
+/// target each and iso/aniso coupling), for `convert`'s notes.
+pub fn lost_in_toml(integrator: &Integrator) -> Option<String> {
+    let mut lost = Vec::new();
+    match integrator {
+        Integrator::NoseHoover(nh) => {
+            if nh.thermostat.as_ref().is_some_and(|t| t.start != t.stop) {
+                lost.push("the temperature ramp (the TOML holds Tstart)");
+            }
+            if let Some(b) = &nh.barostat {
+                if b.start != b.stop || b.start.iter().zip(b.axes).any(|(p, on)| on && *p != b.start[0]) {
+                    lost.push("the pressure ramp or per-axis pressures (the TOML holds the first Pstart)");
+                }
+                if !b.axes.iter().all(|&a| a) || !matches!(b.couple, crate::integrate::nose_hoover::Couple::Xyz | crate::integrate::nose_hoover::Couple::None) {
+                    lost.push("the per-axis barostat and couple settings (the TOML holds iso or aniso)");
+                }
+                if !b.mtk || b.loops != 1 {
+                    lost.push("mtk no / ploop");
+                }
+            }
+            if nh.drag != 0.0 {
+                lost.push("drag");
+            }
+        }
+        Integrator::Csvr(c) if c.start != c.stop => lost.push("the temperature ramp (the TOML holds Tstart)"),
+        _ => {}
+    }
+    (!lost.is_empty()).then(|| format!("not in the TOML: {}", lost.join("; ")))
+}

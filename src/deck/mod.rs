@@ -189,5 +189,8 @@ pub fn convert(deck_path: &Path, vars: Vec<(String, Vec<String>)>, state: Option
     if deck.world.units.name != "metal" {
         notes.push(format!("values converted from {} units to mdrun's metal units (the thermo table prints eV, K, bar)", deck.world.units.name));
     }
+    if let Some(what) = convert::lost_in_toml(&plan.integrator) {
+        notes.push(what);
+    }
     Ok((toml, notes))
 }
