@@ -127,6 +127,19 @@ impl Integrator {
         }
     }
 
+    /// Moves every noise seed by `k` (replica k of a plan draws its own noise).
+    pub fn offset_seeds(&mut self, k: u64) {
+        match self {
+            Integrator::Langevin { seed, .. } => *seed += k,
+            Integrator::Csvr(c) => c.seed += k,
+            Integrator::CRescale(inner, barostat) => {
+                inner.offset_seeds(k);
+                barostat.seed += k;
+            }
+            Integrator::VelocityVerlet | Integrator::NoseHoover(_) => {}
+        }
+    }
+
     /// Equal but for the Langevin seed (replicas of one plan).
     pub fn same_but_seed(&self, other: &Integrator) -> bool {
         let unseeded = |i: &Integrator| match i {

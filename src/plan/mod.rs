@@ -411,9 +411,7 @@ impl Plan {
             crate::velocities::maxwell_boltzmann(&mut plan.system, t, seed + k as u64);
             plan.velocity_seed = Some((t, seed + k as u64));
         }
-        if let Integrator::Langevin { seed, .. } = &mut plan.integrator {
-            *seed += k as u64;
-        }
+        plan.integrator.offset_seeds(k as u64);
         let moved = |p: &Path| replica_path(p, k);
         plan.log = moved(&plan.log);
         plan.checkpoint = moved(&plan.checkpoint);
