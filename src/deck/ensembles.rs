@@ -1,6 +1,6 @@
 //! The thermostat and barostat fixes of a deck: `fix nvt`, `fix npt`, `fix nph` (Nosé-Hoover
 //! chains and the MTK barostat, as LAMMPS's fix nh) and `fix temp/csvr`, read into
-//! [`FixKind`]s and turned into the run's integrator.
+//! [`super::world::FixKind`]s and turned into the run's integrator.
 
 use super::units::UnitStyle;
 use super::args::{int, num, yes_no};

@@ -7,16 +7,25 @@
 //!   Configurational averages are accurate to second order in the timestep, better than other
 //!   splittings at the same cost. The noise of atom i at step n is drawn from the counter-based
 //!   generator keyed by (seed, n, i), so a restart needs only the seed and the step.
+//! - Nosé-Hoover chains and the MTK barostat (NVT, NPT, NPH; [`nose_hoover`]), as LAMMPS's
+//!   fix nh: chain and cell half steps around B(½) A(1) | forces | B(½).
+//! - CSVR (NVT, [`csvr`]): velocity Verlet, then the kinetic energy resampled once per step.
+//! - Stochastic cell rescaling ([`c_rescale`]): any thermostatted integrator with the cell,
+//!   positions and velocities rescaled at the start of each step.
 //!
-//! The CPU runs the pieces in one loop over the atoms ([`pieces::apply`]); the GPU compiles one
-//! kernel per sequence ([`pieces::wgsl_body`]). Neither knows which integrator it runs.
+//! The per-atom pieces run in one loop over the atoms on the CPU ([`pieces::apply`]); the GPU
+//! compiles one kernel per sequence ([`pieces::wgsl_body`]). The global steps (a chain's
+//! velocity scaling from the kinetic energy, the cell's motion) run on the CPU only: the GPU
+//! platform refuses those integrators ([`Integrator::gpu_unsupported`]).
 //!
 //! # Adding an integrator
-//! A variant here with its pieces in [`Integrator::splitting`], its name, and what it keeps in
-//! checkpoints ([`Integrator::state`], [`Integrator::resume_note`]). A new kind of piece (a
-//! Nosé-Hoover chain's velocity scaling, a barostat's cell update) goes into [`pieces`] with its
-//! CPU update and its WGSL line. The checkpoint format does not change: it stores the state as
-//! named values. Pieces compose freely; here two half drifts make one free flight:
+//! A variant here with its pieces in [`Integrator::splitting`], or its own
+//! [`Integrator::before_forces`] and [`Integrator::after_forces`] around them, its name, and
+//! what it keeps in checkpoints ([`Integrator::state`], [`Integrator::restore`],
+//! [`Integrator::resume_note`]). The checkpoint format does not change: it stores the state as
+//! named values (floats as their bits). An integrator that needs the virial every step says so
+//! ([`Integrator::wants_virial`]); one that moves the cell gets the neighbour list to follow it.
+//! Pieces compose freely; here two half drifts make one free flight:
 //!
 //! ```
 //! use mdrun::cell::Cell;
