@@ -200,6 +200,15 @@ fn minimize_cg_sd_and_fire_decks_match_lammps() {
     }
 }
 
+/// fix press/berendsen (iso with a pressure ramp over fix nve, aniso with a modulus over fix
+/// nvt): the box follows LAMMPS's.
+#[test]
+fn press_berendsen_deck_matches_lammps() {
+    let deck = run_deck("tests/decks/in.berendsen", Vec::new());
+    let worst = compare(&deck, "tests/fixtures/lammps_berendsen.txt", 1e-12, 1e-10);
+    println!("press/berendsen: worst deviation {worst:.2e}");
+}
+
 /// The thermostat and barostat fixes refuse what LAMMPS refuses, and what would silently do
 /// something else: each error names the fix and what was expected.
 #[test]
@@ -218,6 +227,8 @@ fn thermostat_and_barostat_fixes_refuse_bad_input() {
         ("", &["fix 1 all npt temp 1 1 0.5 x 1 1 1 y 2 2 1 couple xy", "both need the same pressure settings"]),
         ("", &["fix 1 all nvt temp 1 1 0.5 tchain 0", "tchain must be at least 1"]),
         ("", &["fix 1 all temp/csvr 1 1 0.5 7\nrun 10", "add fix nve"]),
+        ("", &["fix 1 all npt temp 1 1 0.5 iso 1 1 1\nfix 2 all press/berendsen iso 1 1 1", "both act on all atoms as a barostat"]),
+        ("boundary p f p\n", &["fix 1 all press/berendsen aniso 1 1 1", "not periodic along y"]),
     ];
     for (before, [fix, expected]) in cases.iter().map(|(b, c)| (b, [c[0], c[1]])) {
         let dir = common::scratch("deck-ensemble-errors");

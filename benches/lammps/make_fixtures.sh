@@ -26,7 +26,7 @@ echo "wrote $out/lammps_nve_drift.txt and $out/lammps_in_lj.txt"
 # prints them, with 15 significant digits (the decks set thermo_modify format float %20.15g).
 decks=$root/tests/decks
 scratch=$(mktemp -d)
-for deck in units-lj units-metal units-real setup morse displace nvt npt npt-metal minimize; do
+for deck in units-lj units-metal units-real setup morse displace nvt npt npt-metal minimize berendsen; do
   {
     echo "# LAMMPS 22 Jul 2025 update 4: tests/decks/in.$deck, thermo tables (header + rows)"
     (cd "$scratch" && "$lammps" run "$decks/in.$deck" -var data "$scratch/units.data") \
@@ -37,4 +37,4 @@ done
 cp "$scratch/lammps.custom" "$out/lammps_dump.custom"
 cp "$scratch/lammps.atom" "$out/lammps_dump.atom"
 rm -rf "$scratch"
-echo "wrote $out/lammps_units_{lj,metal,real}.txt, lammps_setup.txt, lammps_morse.txt, lammps_displace.txt, lammps_{nvt,npt,npt_metal,minimize}.txt and $out/lammps_dump.{custom,atom}"
+echo "wrote $out/lammps_units_{lj,metal,real}.txt, lammps_setup.txt, lammps_morse.txt, lammps_displace.txt, lammps_{nvt,npt,npt_metal,minimize,berendsen}.txt and $out/lammps_dump.{custom,atom}"

@@ -159,7 +159,8 @@ impl Deck {
             }
             "nvt" | "npt" | "nph" => FixKind::Nh(Box::new(super::ensembles::parse_nh(style, rest, self.world.periodic)?)),
             "temp/csvr" => FixKind::Csvr(super::ensembles::parse_csvr(rest)?),
-            "nve/limit" | "momentum" | "recenter" | "temp/rescale" | "temp/berendsen" | "press/berendsen" | "spring" | "setforce" | "addforce" | "wall/reflect" | "deform" | "box/relax" | "shake" | "rattle" => {
+            "press/berendsen" => FixKind::PressBerendsen(super::ensembles::parse_berendsen(rest, self.world.periodic)?),
+            "nve/limit" | "momentum" | "recenter" | "temp/rescale" | "temp/berendsen" | "spring" | "setforce" | "addforce" | "wall/reflect" | "deform" | "box/relax" | "shake" | "rattle" => {
                 return Err(format!("fix {style} is not supported; mdrun supports fix nve, nvt, npt, nph, and langevin or temp/csvr (with nve)"));
             }
             other => return Err(format!("fix style '{other}' is not supported; mdrun supports nve, nvt, npt, nph, langevin and temp/csvr")),
@@ -169,11 +170,18 @@ impl Deck {
         let thermostat = |k: &FixKind| match k {
             FixKind::Langevin { .. } | FixKind::Csvr(_) => true,
             FixKind::Nh(nh) => nh.temp.is_some(),
-            FixKind::Nve => false,
+            FixKind::Nve | FixKind::PressBerendsen(_) => false,
         };
         let integrates = |k: &FixKind| matches!(k, FixKind::Nve | FixKind::Nh(_));
-        if let Some(other) = self.world.fixes.iter().find(|f| (thermostat(&kind) && thermostat(&f.kind)) || (integrates(&kind) && integrates(&f.kind))) {
-            let what = if thermostat(&kind) && thermostat(&other.kind) { "thermostat" } else { "time integrator" };
+        let barostat = |k: &FixKind| matches!(k, FixKind::PressBerendsen(_)) || matches!(k, FixKind::Nh(nh) if nh.press.iter().any(Option::is_some));
+        if let Some(other) = self.world.fixes.iter().find(|f| (thermostat(&kind) && thermostat(&f.kind)) || (integrates(&kind) && integrates(&f.kind)) || (barostat(&kind) && barostat(&f.kind))) {
+            let what = if thermostat(&kind) && thermostat(&other.kind) {
+                "thermostat"
+            } else if barostat(&kind) && barostat(&other.kind) {
+                "barostat"
+            } else {
+                "time integrator"
+            };
             return Err(format!("fix {id} ({style}) and fix {} both act on all atoms as a {what}: mdrun applies one (unfix {} first)", other.id, other.id));
         }
         // A restart's thermostat state goes to the first such fix defined after it.

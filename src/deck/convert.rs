@@ -60,7 +60,12 @@ pub fn to_toml(plan: &Plan, deck: &Path, line: usize, units: &str, thermo: u64, 
         }
     }
     s.push_str("\n[integrator]\n");
-    match &plan.integrator {
+    // system.toml has no Berendsen barostat: its integrator goes in alone (and a note says so).
+    let integrator = match &plan.integrator {
+        Integrator::Berendsen(inner, _) => inner.as_ref(),
+        other => other,
+    };
+    match integrator {
         Integrator::VelocityVerlet => s.push_str("type = \"verlet\"\n"),
         Integrator::Langevin { temperature, damping, seed, zero } => {
             let _ = writeln!(s, "type = \"langevin\"\ntemperature = {temperature:?}\ndamping = {damping:?}\nseed = {seed}\nzero = {zero}");
@@ -70,6 +75,7 @@ pub fn to_toml(plan: &Plan, deck: &Path, line: usize, units: &str, thermo: u64, 
         }
         // Decks have no stochastic cell rescaling; written as NVE should one ever get here.
         Integrator::CRescale(..) => s.push_str("type = \"verlet\"\n"),
+        Integrator::Berendsen(..) => s.push_str("type = \"verlet\"\n"),
         Integrator::NoseHoover(nh) => {
             s.push_str("type = \"nose-hoover\"\n");
             if let Some(t) = &nh.thermostat {
@@ -78,7 +84,7 @@ pub fn to_toml(plan: &Plan, deck: &Path, line: usize, units: &str, thermo: u64, 
         }
     }
     let _ = writeln!(s, "timestep = {:?}\n", plan.timestep);
-    if let Integrator::NoseHoover(nh) = &plan.integrator
+    if let Integrator::NoseHoover(nh) = integrator
         && let Some(b) = &nh.barostat
     {
         let coupling = if b.couple == crate::integrate::nose_hoover::Couple::Xyz { "iso" } else { "aniso" };
@@ -95,6 +101,13 @@ pub fn to_toml(plan: &Plan, deck: &Path, line: usize, units: &str, thermo: u64, 
 /// target each and iso/aniso coupling), for `convert`'s notes.
 pub fn lost_in_toml(integrator: &Integrator) -> Option<String> {
     let mut lost = Vec::new();
+    let integrator = match integrator {
+        Integrator::Berendsen(inner, _) => {
+            lost.push("fix press/berendsen (system.toml has no Berendsen barostat; [barostat] c-rescale is its stochastic, ensemble-correct successor)");
+            inner.as_ref()
+        }
+        other => other,
+    };
     match integrator {
         Integrator::NoseHoover(nh) => {
             if nh.thermostat.as_ref().is_some_and(|t| t.start != t.stop) {

@@ -211,3 +211,90 @@ impl NhFix {
         Ok(Integrator::NoseHoover(Box::new(nh)))
     }
 }
+
+/// `fix ID all press/berendsen iso|aniso|x|y|z Pstart Pstop Pdamp ... [couple] [modulus B]
+/// [dilate all]` in deck units.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BerendsenFix {
+    pub press: [Option<[f64; 3]>; 3],
+    pub couple: Couple,
+    pub modulus: f64,
+}
+
+pub fn parse_berendsen(args: &[String], periodic: [bool; 3]) -> Result<BerendsenFix, String> {
+    let what = "fix press/berendsen";
+    let mut f = BerendsenFix { press: [None; 3], couple: Couple::None, modulus: 10.0 };
+    let three = |i: usize, key: &str| -> Result<[f64; 3], String> {
+        if args.len() < i + 4 {
+            return Err(format!("{what}: {key} needs start, stop and damping values"));
+        }
+        Ok([num(&args[i + 1], &format!("{what} {key} start"))?, num(&args[i + 2], &format!("{what} {key} stop"))?, num(&args[i + 3], &format!("{what} {key} damping"))?])
+    };
+    let mut i = 0;
+    while i < args.len() {
+        let key = args[i].as_str();
+        match key {
+            "iso" | "aniso" => {
+                f.press = [Some(three(i, key)?); 3];
+                f.couple = if key == "iso" { Couple::Xyz } else { Couple::None };
+                i += 4;
+            }
+            "x" | "y" | "z" => {
+                f.press[(key.as_bytes()[0] - b'x') as usize] = Some(three(i, key)?);
+                i += 4;
+            }
+            "couple" => {
+                f.couple = match args.get(i + 1).map(String::as_str) {
+                    Some("xyz") => Couple::Xyz,
+                    Some("xy") => Couple::Xy,
+                    Some("yz") => Couple::Yz,
+                    Some("xz") => Couple::Xz,
+                    Some("none") => Couple::None,
+                    other => return Err(format!("{what}: couple expects xyz, xy, yz, xz or none (got {other:?})")),
+                };
+                i += 2;
+            }
+            "modulus" => {
+                f.modulus = num(args.get(i + 1).ok_or_else(|| format!("{what}: modulus needs a value"))?, "modulus")?;
+                if f.modulus <= 0.0 {
+                    return Err(format!("{what}: modulus must be positive"));
+                }
+                i += 2;
+            }
+            "dilate" if args.get(i + 1).map(String::as_str) == Some("all") => i += 2,
+            other => return Err(format!("{what} keyword '{other}' is not supported; mdrun supports iso, aniso, x, y, z, couple, modulus, dilate all")),
+        }
+    }
+    if f.press.iter().all(Option::is_none) {
+        return Err(format!("{what} needs iso, aniso or x/y/z pressures"));
+    }
+    for (axis, p) in f.press.iter().enumerate() {
+        if let Some(p) = p {
+            if p[2] <= 0.0 {
+                return Err(format!("{what}: Pdamp must be positive"));
+            }
+            if !periodic[axis] {
+                return Err(format!("{what}: the box is not periodic along {}; a barostat scales periodic axes only", ["x", "y", "z"][axis]));
+            }
+        }
+    }
+    Ok(f)
+}
+
+impl BerendsenFix {
+    pub fn barostat(&self, u: &UnitStyle, dt: f64, first: u64, last: u64) -> Result<crate::integrate::berendsen::Berendsen, String> {
+        if let Some(p) = self.press.iter().flatten().find(|p| p[2] < dt) {
+            return Err(format!("fix press/berendsen: Pdamp {} is shorter than the timestep {dt}", p[2]));
+        }
+        let axis = |k: usize, i: usize| self.press[k].map_or(0.0, |p| p[i]);
+        Ok(crate::integrate::berendsen::Berendsen {
+            axes: [0, 1, 2].map(|k| self.press[k].is_some()),
+            start: [0, 1, 2].map(|k| axis(k, 0) * u.pressure),
+            stop: [0, 1, 2].map(|k| axis(k, 1) * u.pressure),
+            period: [0, 1, 2].map(|k| if self.press[k].is_some() { axis(k, 2) * u.time } else { 1.0 }),
+            couple: self.couple,
+            modulus: self.modulus * u.pressure,
+            ramp: (first, last),
+        })
+    }
+}

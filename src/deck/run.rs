@@ -129,8 +129,22 @@ impl Deck {
         })
     }
 
-    /// The time integrator the fixes make for a run of `steps` steps from the current step.
+    /// The time integrator the fixes make for a run of `steps` steps from the current step,
+    /// with fix press/berendsen's barostat around it.
     fn integrator(&self, steps: u64) -> Result<crate::integrate::Integrator, String> {
+        let inner = self.thermostatted(steps)?;
+        let w = &self.world;
+        match w.fixes.iter().find_map(|f| match &f.kind {
+            FixKind::PressBerendsen(b) => Some(b),
+            _ => None,
+        }) {
+            Some(b) => Ok(crate::integrate::Integrator::Berendsen(Box::new(inner), b.barostat(&w.units, w.dt(), w.step, w.step + steps)?)),
+            None => Ok(inner),
+        }
+    }
+
+    /// The integrator of the time-integration and thermostat fixes.
+    fn thermostatted(&self, steps: u64) -> Result<crate::integrate::Integrator, String> {
         use crate::integrate::Integrator;
         let w = &self.world;
         let u = w.units;
@@ -155,7 +169,7 @@ impl Deck {
                     }
                     return Ok(Integrator::Csvr(c));
                 }
-                FixKind::Nve => {}
+                FixKind::Nve | FixKind::PressBerendsen(_) => {}
             }
         }
         Ok(Integrator::VelocityVerlet)

@@ -154,6 +154,8 @@ pub enum FixKind {
     Nh(Box<super::ensembles::NhFix>),
     /// fix temp/csvr.
     Csvr(super::ensembles::CsvrFix),
+    /// fix press/berendsen.
+    PressBerendsen(super::ensembles::BerendsenFix),
 }
 
 pub use super::args::{int, num, pairs, yes_no};

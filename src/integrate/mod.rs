@@ -47,6 +47,7 @@
 //! assert_eq!(s.velocities[0], [2.0, 0.0, 0.0]);
 //! ```
 
+pub mod berendsen;
 pub mod c_rescale;
 pub mod csvr;
 pub mod nose_hoover;
@@ -77,6 +78,9 @@ pub enum Integrator {
     Csvr(csvr::Csvr),
     /// A thermostatted integrator with stochastic cell rescaling at constant pressure.
     CRescale(Box<Integrator>, c_rescale::CRescale),
+    /// Any integrator with the Berendsen barostat at the end of each step (LAMMPS's fix
+    /// press/berendsen).
+    Berendsen(Box<Integrator>, berendsen::Berendsen),
 }
 
 /// The pieces of one step: those before the force evaluation and those after it.
@@ -107,6 +111,7 @@ impl Integrator {
             Integrator::NoseHoover(nh) => nh.name(),
             Integrator::Csvr(c) => c.name(),
             Integrator::CRescale(inner, b) => format!("{} + {}", inner.name(), b.name()),
+            Integrator::Berendsen(inner, b) => format!("{} + {}", inner.name(), b.name()),
         }
     }
 
@@ -115,7 +120,7 @@ impl Integrator {
     pub fn splitting(&self) -> Splitting {
         let before = match *self {
             Integrator::VelocityVerlet | Integrator::NoseHoover(_) | Integrator::Csvr(_) => vec![Piece::Kick(0.5), Piece::Drift(1.0)],
-            Integrator::CRescale(ref inner, _) => return inner.splitting(),
+            Integrator::CRescale(ref inner, _) | Integrator::Berendsen(ref inner, _) => return inner.splitting(),
             Integrator::Langevin { temperature, damping, seed, zero } => vec![
                 Piece::Kick(0.5),
                 Piece::Drift(0.5),
@@ -132,7 +137,7 @@ impl Integrator {
             Integrator::VelocityVerlet | Integrator::NoseHoover(_) => None,
             Integrator::Langevin { seed, .. } => Some(*seed),
             Integrator::Csvr(c) => Some(c.seed),
-            Integrator::CRescale(inner, _) => inner.seed(),
+            Integrator::CRescale(inner, _) | Integrator::Berendsen(inner, _) => inner.seed(),
         }
     }
 
@@ -145,6 +150,7 @@ impl Integrator {
                 inner.offset_seeds(k);
                 barostat.seed += k;
             }
+            Integrator::Berendsen(inner, _) => inner.offset_seeds(k),
             Integrator::VelocityVerlet | Integrator::NoseHoover(_) => {}
         }
     }
@@ -169,6 +175,7 @@ impl Integrator {
         match self {
             Integrator::NoseHoover(nh) => Some(format!("Nosé-Hoover {} runs on the CPU only (the GPU kernels integrate NVE and Langevin)", nh.ensemble())),
             Integrator::CRescale(..) => Some("stochastic cell rescaling runs on the CPU only (the GPU kernels keep the cell fixed)".into()),
+            Integrator::Berendsen(..) => Some("the Berendsen barostat runs on the CPU only (the GPU kernels keep the cell fixed)".into()),
             Integrator::Csvr(_) => Some("CSVR runs on the CPU only (the GPU kernels integrate NVE and Langevin)".into()),
             _ => None,
         }
@@ -176,7 +183,7 @@ impl Integrator {
 
     /// Whether every step needs the virial (a barostat).
     pub fn wants_virial(&self) -> bool {
-        matches!(self, Integrator::NoseHoover(nh) if nh.wants_virial()) || matches!(self, Integrator::CRescale(..))
+        matches!(self, Integrator::NoseHoover(nh) if nh.wants_virial()) || matches!(self, Integrator::CRescale(..) | Integrator::Berendsen(..))
     }
 
     /// Energy exchanged with the thermostat and barostat reservoirs so far, eV: LAMMPS's
@@ -185,7 +192,7 @@ impl Integrator {
         match self {
             Integrator::NoseHoover(nh) => nh.coupling_energy(system),
             Integrator::Csvr(c) => c.coupling_energy(),
-            Integrator::CRescale(inner, _) => inner.coupling_energy(system),
+            Integrator::CRescale(inner, _) | Integrator::Berendsen(inner, _) => inner.coupling_energy(system),
             _ => 0.0,
         }
     }
@@ -195,7 +202,7 @@ impl Integrator {
     pub fn setup(&mut self, system: &System, virial: &[[f64; 3]; 3], step: u64) {
         match self {
             Integrator::NoseHoover(nh) => nh.setup(system, virial, step),
-            Integrator::CRescale(inner, _) => inner.setup(system, virial, step),
+            Integrator::CRescale(inner, _) | Integrator::Berendsen(inner, _) => inner.setup(system, virial, step),
             _ => {}
         }
     }
@@ -203,7 +210,7 @@ impl Integrator {
     /// Takes up a checkpoint's state (Nosé-Hoover chains and cell, CSVR's reservoir energy).
     pub fn restore(&mut self, saved: &IntegratorState) -> Result<(), String> {
         match self {
-            Integrator::CRescale(inner, _) => inner.restore(saved),
+            Integrator::CRescale(inner, _) | Integrator::Berendsen(inner, _) => inner.restore(saved),
             Integrator::NoseHoover(nh) if saved.kind == "nose-hoover" => nh.restore(&saved.values, true),
             Integrator::Csvr(c) if saved.kind == "csvr" => c.restore(&saved.values),
             Integrator::NoseHoover(_) | Integrator::Csvr(_) => Err(format!(
@@ -227,7 +234,7 @@ impl Integrator {
             Integrator::VelocityVerlet => true,
             Integrator::NoseHoover(nh) => nh.thermostat.as_ref().is_none_or(|t| t.start == t.stop) && nh.barostat.as_ref().is_none_or(|b| b.start == b.stop),
             Integrator::Csvr(c) => c.start == c.stop,
-            Integrator::Langevin { .. } | Integrator::CRescale(..) => false,
+            Integrator::Langevin { .. } | Integrator::CRescale(..) | Integrator::Berendsen(..) => false,
         }
     }
 
@@ -237,7 +244,7 @@ impl Integrator {
             Integrator::VelocityVerlet => "NVE energy",
             Integrator::NoseHoover(_) => "Nosé-Hoover conserved energy",
             Integrator::Csvr(_) => "CSVR effective energy",
-            Integrator::Langevin { .. } | Integrator::CRescale(..) => "energy",
+            Integrator::Langevin { .. } | Integrator::CRescale(..) | Integrator::Berendsen(..) => "energy",
         }
     }
 
@@ -249,7 +256,7 @@ impl Integrator {
             Integrator::NoseHoover(nh) => IntegratorState { kind: "nose-hoover".into(), values: nh.state() },
             Integrator::Csvr(c) => IntegratorState { kind: "csvr".into(), values: c.state() },
             // The cell rescaling keeps no state of its own (its noise is keyed by the step).
-            Integrator::CRescale(inner, _) => inner.state(),
+            Integrator::CRescale(inner, _) | Integrator::Berendsen(inner, _) => inner.state(),
         }
     }
 
@@ -273,6 +280,7 @@ impl Integrator {
                 barostat.apply(system, virial, dt, step + 1);
                 inner.before_forces(system, forces, virial, dt, step);
             }
+            Integrator::Berendsen(inner, _) => inner.before_forces(system, forces, virial, dt, step),
             Integrator::NoseHoover(nh) => nh.before_forces(system, forces, virial, dt, step + 1),
             _ => pieces::apply(&self.splitting().before, system, forces, dt, step + 1),
         }
@@ -282,6 +290,10 @@ impl Integrator {
     pub fn after_forces(&mut self, system: &mut System, forces: &[Vec3], virial: &[[f64; 3]; 3], dt: f64, step: u64) {
         match self {
             Integrator::CRescale(inner, _) => inner.after_forces(system, forces, virial, dt, step),
+            Integrator::Berendsen(inner, barostat) => {
+                inner.after_forces(system, forces, virial, dt, step);
+                barostat.apply(system, virial, dt, step);
+            }
             Integrator::NoseHoover(nh) => nh.after_forces(system, forces, virial, dt),
             Integrator::Csvr(c) => {
                 pieces::apply(&[Piece::Kick(0.5)], system, forces, dt, 0);
