@@ -27,16 +27,19 @@ pub struct NhFix {
     pub state: Option<IntegratorState>,
 }
 
+/// `KEY start stop damping` at `args[i]`.
+fn start_stop_damping(args: &[String], i: usize, what: &str) -> Result<[f64; 3], String> {
+    if args.len() < i + 4 {
+        return Err(format!("{what} needs start, stop and damping values"));
+    }
+    Ok([num(&args[i + 1], &format!("{what} start"))?, num(&args[i + 2], &format!("{what} stop"))?, num(&args[i + 3], &format!("{what} damping"))?])
+}
+
 /// Reads the arguments after `fix ID group nvt|npt|nph`.
 pub fn parse_nh(style: &str, args: &[String], periodic: [bool; 3]) -> Result<NhFix, String> {
     let what = format!("fix {style}");
     let mut f = NhFix { style: style.to_string(), temp: None, press: [None; 3], couple: Couple::None, tchain: 3, tloop: 1, pchain: 3, ploop: 1, mtk: true, drag: 0.0, state: None };
-    let three = |i: usize, key: &str| -> Result<[f64; 3], String> {
-        if args.len() < i + 4 {
-            return Err(format!("{what}: {key} needs start, stop and damping values"));
-        }
-        Ok([num(&args[i + 1], &format!("{what} {key} start"))?, num(&args[i + 2], &format!("{what} {key} stop"))?, num(&args[i + 3], &format!("{what} {key} damping"))?])
-    };
+    let three = |i: usize, key: &str| start_stop_damping(args, i, &format!("{what} {key}"));
     let count = |v: Option<&String>, key: &str, min: i64| -> Result<usize, String> {
         let v = v.ok_or_else(|| format!("{what}: {key} needs a value"))?;
         let n = int(v, &format!("{what} {key}"))?;
@@ -71,14 +74,7 @@ pub fn parse_nh(style: &str, args: &[String], periodic: [bool; 3]) -> Result<NhF
                 return Err(format!("{what} {key}: the box is orthogonal; a tilt pressure needs a triclinic box (LAMMPS refuses it the same way), use iso or aniso"));
             }
             "couple" => {
-                f.couple = match args.get(i + 1).map(String::as_str) {
-                    Some("xyz") => Couple::Xyz,
-                    Some("xy") => Couple::Xy,
-                    Some("yz") => Couple::Yz,
-                    Some("xz") => Couple::Xz,
-                    Some("none") => Couple::None,
-                    other => return Err(format!("{what}: couple expects xyz, xy, yz, xz or none (got {other:?})")),
-                };
+                f.couple = Couple::parse(args.get(i + 1).map(String::as_str)).map_err(|e| format!("{what}: {e}"))?;
                 i += 2;
             }
             "tchain" | "tloop" | "pchain" | "ploop" => {
@@ -224,12 +220,7 @@ pub struct BerendsenFix {
 pub fn parse_berendsen(args: &[String], periodic: [bool; 3]) -> Result<BerendsenFix, String> {
     let what = "fix press/berendsen";
     let mut f = BerendsenFix { press: [None; 3], couple: Couple::None, modulus: 10.0 };
-    let three = |i: usize, key: &str| -> Result<[f64; 3], String> {
-        if args.len() < i + 4 {
-            return Err(format!("{what}: {key} needs start, stop and damping values"));
-        }
-        Ok([num(&args[i + 1], &format!("{what} {key} start"))?, num(&args[i + 2], &format!("{what} {key} stop"))?, num(&args[i + 3], &format!("{what} {key} damping"))?])
-    };
+    let three = |i: usize, key: &str| start_stop_damping(args, i, &format!("{what} {key}"));
     let mut i = 0;
     while i < args.len() {
         let key = args[i].as_str();
@@ -244,14 +235,7 @@ pub fn parse_berendsen(args: &[String], periodic: [bool; 3]) -> Result<Berendsen
                 i += 4;
             }
             "couple" => {
-                f.couple = match args.get(i + 1).map(String::as_str) {
-                    Some("xyz") => Couple::Xyz,
-                    Some("xy") => Couple::Xy,
-                    Some("yz") => Couple::Yz,
-                    Some("xz") => Couple::Xz,
-                    Some("none") => Couple::None,
-                    other => return Err(format!("{what}: couple expects xyz, xy, yz, xz or none (got {other:?})")),
-                };
+                f.couple = Couple::parse(args.get(i + 1).map(String::as_str)).map_err(|e| format!("{what}: {e}"))?;
                 i += 2;
             }
             "modulus" => {

@@ -35,14 +35,9 @@ impl Berendsen {
         let k = system.kinetic_tensor();
         let tensor: [f64; 3] = [0, 1, 2].map(|d| (k[d][d] + virial[d][d]) / volume * NKTV2P);
         let p = match self.couple {
-            Couple::Xyz => {
-                let scalar = (k[0][0] + k[1][1] + k[2][2] + virial[0][0] + virial[1][1] + virial[2][2]) / (3.0 * volume) * NKTV2P;
-                [scalar; 3]
-            }
-            Couple::Xy => [0.5 * (tensor[0] + tensor[1]), 0.5 * (tensor[0] + tensor[1]), tensor[2]],
-            Couple::Yz => [tensor[0], 0.5 * (tensor[1] + tensor[2]), 0.5 * (tensor[1] + tensor[2])],
-            Couple::Xz => [0.5 * (tensor[0] + tensor[2]), tensor[1], 0.5 * (tensor[0] + tensor[2])],
-            Couple::None => tensor,
+            // LAMMPS's scalar pressure, summed before dividing.
+            Couple::Xyz => [(k[0][0] + k[1][1] + k[2][2] + virial[0][0] + virial[1][1] + virial[2][2]) / (3.0 * volume) * NKTV2P; 3],
+            other => other.pressures(tensor),
         };
         let (begin, end) = self.ramp;
         let delta = if step == begin || end <= begin { 0.0 } else { (step - begin) as f64 / (end - begin) as f64 };

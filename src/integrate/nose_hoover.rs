@@ -48,6 +48,33 @@ pub enum Couple {
     Xz,
 }
 
+impl Couple {
+    /// Reads LAMMPS's `couple` value.
+    pub fn parse(value: Option<&str>) -> Result<Couple, String> {
+        match value {
+            Some("xyz") => Ok(Couple::Xyz),
+            Some("xy") => Ok(Couple::Xy),
+            Some("yz") => Ok(Couple::Yz),
+            Some("xz") => Ok(Couple::Xz),
+            Some("none") => Ok(Couple::None),
+            other => Err(format!("couple expects xyz, xy, yz, xz or none (got {other:?})")),
+        }
+    }
+
+    /// The pressure each axis is driven by, from the diagonal pressure `tensor` (bar):
+    /// coupled axes share their mean.
+    pub fn pressures(self, tensor: [f64; 3]) -> [f64; 3] {
+        let mean = |a: usize, b: usize| 0.5 * (tensor[a] + tensor[b]);
+        match self {
+            Couple::Xyz => [(tensor[0] + tensor[1] + tensor[2]) / 3.0; 3],
+            Couple::Xy => [mean(0, 1), mean(0, 1), tensor[2]],
+            Couple::Yz => [tensor[0], mean(1, 2), mean(1, 2)],
+            Couple::Xz => [mean(0, 2), tensor[1], mean(0, 2)],
+            Couple::None => tensor,
+        }
+    }
+}
+
 /// The MTK barostat's settings (`iso|aniso|x|y|z Pstart Pstop Pdamp`, `couple`, `pchain`,
 /// `ploop`, `mtk`).
 #[derive(Clone, Debug, PartialEq)]
@@ -440,18 +467,13 @@ impl NoseHoover {
         let volume = system.cell.volume();
         let kinetic = kinetic_diagonal(system);
         let tensor: [f64; 3] = [0, 1, 2].map(|k| (kinetic[k] + virial[k][k]) / volume * NKTV2P);
-        let p = &mut self.p_current;
-        match b.couple {
-            Couple::Xyz if b.is_iso() => {
-                let scalar = (kinetic[0] + kinetic[1] + kinetic[2] + virial[0][0] + virial[1][1] + virial[2][2]) / (3.0 * volume) * NKTV2P;
-                *p = [scalar; 3];
-            }
-            Couple::Xyz => *p = [(tensor[0] + tensor[1] + tensor[2]) / 3.0; 3],
-            Couple::Xy => *p = [0.5 * (tensor[0] + tensor[1]), 0.5 * (tensor[0] + tensor[1]), tensor[2]],
-            Couple::Yz => *p = [tensor[0], 0.5 * (tensor[1] + tensor[2]), 0.5 * (tensor[1] + tensor[2])],
-            Couple::Xz => *p = [0.5 * (tensor[0] + tensor[2]), tensor[1], 0.5 * (tensor[0] + tensor[2])],
-            Couple::None => *p = tensor,
-        }
+        // Iso: LAMMPS's scalar pressure, summed before dividing (its last bits differ from the
+        // mean of the three components).
+        self.p_current = if b.is_iso() {
+            [(kinetic[0] + kinetic[1] + kinetic[2] + virial[0][0] + virial[1][1] + virial[2][2]) / (3.0 * volume) * NKTV2P; 3]
+        } else {
+            b.couple.pressures(tensor)
+        };
     }
 
     /// Half a step of the cell velocities (LAMMPS `nh_omega_dot`).
