@@ -4,7 +4,7 @@
 //! quickly but samples no ensemble; any thermostat (or none) integrates the atoms.
 
 use super::nose_hoover::Couple;
-use crate::cell::{Cell, Vec3};
+use crate::cell::Vec3;
 use crate::system::System;
 use crate::units::NKTV2P;
 
@@ -51,7 +51,7 @@ impl Berendsen {
             }
         }
         let old = system.cell.clone();
-        let cell = Cell::new(vectors, old.pbc()).expect("a scaled cell stays valid");
+        let Some(cell) = super::nose_hoover::scaled_cell(system, vectors) else { return };
         let map: [Vec3; 3] = [0, 1, 2].map(|k| {
             let mut e = [0.0; 3];
             e[k] = 1.0;

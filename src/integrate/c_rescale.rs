@@ -9,7 +9,7 @@
 //! any thermostat for the temperature. The noise comes from mdrun's counter-based generator
 //! keyed by (seed, step), so a restart needs only the seed.
 
-use crate::cell::{Cell, Vec3};
+use crate::cell::Vec3;
 use crate::rng::{normals4, stream};
 use crate::system::System;
 use crate::units::{BOLTZ, NKTV2P};
@@ -43,7 +43,7 @@ impl CRescale {
         let d_eps = -beta / self.period * (self.pressure - pressure - kt_over_v) * dt + (2.0 * kt_over_v * beta * dt / self.period).sqrt() * g;
         let mu = (d_eps / 3.0).exp();
         let vectors = system.cell.vectors().map(|v| v.map(|x| x * mu));
-        let cell = Cell::new(vectors, system.cell.pbc()).expect("a scaled cell stays valid");
+        let Some(cell) = super::nose_hoover::scaled_cell(system, vectors) else { return };
         let scale = |x: &mut Vec3, s: f64| *x = x.map(|c| c * s);
         for x in &mut system.positions {
             scale(x, mu);

@@ -316,10 +316,7 @@ impl NoseHoover {
             }
             self.t_target = self.t0;
         }
-        if let Some(b) = &self.barostat
-            && self.vol0 == 0.0
-        {
-            let _ = b;
+        if self.barostat.is_some() && self.vol0 == 0.0 {
             self.vol0 = system.cell.volume();
             self.l0 = system.cell.lengths();
         }
@@ -493,7 +490,7 @@ impl NoseHoover {
             };
             term1 /= pdim * n;
         }
-        let deviatoric = self.deviatoric_stress(system);
+        let deviatoric = self.deviatoric_stress();
         for k in 0..3 {
             if b.axes[k] {
                 let f = (self.p_current[k] - self.p_hydro) * volume / (self.omega_mass[k] * NKTV2P) + term1 / self.omega_mass[k]
@@ -507,11 +504,10 @@ impl NoseHoover {
 
     /// The target stress beyond the hydrostatic pressure, per axis, in the reference cell's
     /// frame: σ_k = V₀ (P_k - P_hydro) / L₀_k² (bar/Å). Zero unless the axes have different
-    /// targets or some axis has none (LAMMPS's `x`/`y`/`z` keywords); the cell is then driven by σ_k L_k² and its
-    /// strain energy ½ Σ σ_k L_k² enters the conserved quantity.
-    fn deviatoric_stress(&self, system: &System) -> [f64; 3] {
+    /// targets or some axis has none (LAMMPS's `x`/`y`/`z` keywords); the cell is then driven
+    /// by σ_k L_k² and its strain energy ½ Σ σ_k L_k² enters the conserved quantity.
+    fn deviatoric_stress(&self) -> [f64; 3] {
         let Some(b) = &self.barostat else { return [0.0; 3] };
-        let _ = system;
         // An axis without a barostat counts with a zero target, as in LAMMPS.
         [0, 1, 2].map(|k| {
             let target = if b.axes[k] { self.p_target[k] } else { 0.0 };
@@ -541,7 +537,7 @@ impl NoseHoover {
                 vectors[k] = vectors[k].map(|x| x * s);
             }
         }
-        let cell = Cell::new(vectors, old.pbc()).expect("a scaled cell stays valid");
+        let Some(cell) = scaled_cell(system, vectors) else { return };
         // x' = H' H⁻¹ x: one 3 x 3 map for every atom (diagonal for an orthogonal cell).
         let map: [Vec3; 3] = [0, 1, 2].map(|k| {
             let mut e = [0.0; 3];
@@ -580,7 +576,7 @@ impl NoseHoover {
                     e += 0.5 * self.omega_dot[k] * self.omega_dot[k] * self.omega_mass[k] + self.p_hydro * (volume - self.vol0) / (pdim * NKTV2P);
                 }
             }
-            let sigma = self.deviatoric_stress(system);
+            let sigma = self.deviatoric_stress();
             let lengths = system.cell.lengths();
             e += (0..3).map(|k| 0.5 * sigma[k] * lengths[k] * lengths[k]).sum::<f64>() / NKTV2P;
             // The barostat chain's first link thermostats every barostatted cell degree of freedom.
@@ -648,6 +644,21 @@ impl NoseHoover {
     /// The same settings (state aside).
     pub fn same_settings(&self, other: &NoseHoover) -> bool {
         self.thermostat == other.thermostat && self.barostat == other.barostat && self.drag == other.drag && self.ramp == other.ramp
+    }
+}
+
+/// The cell with `vectors`, or None after marking the positions non-finite when a runaway
+/// barostat made them no cell (the step's force check then stops the run as a blow-up and
+/// saves the last good state).
+pub(crate) fn scaled_cell(system: &mut System, vectors: [Vec3; 3]) -> Option<Cell> {
+    match Cell::new(vectors, system.cell.pbc()) {
+        Ok(cell) if vectors.iter().flatten().all(|x| x.is_finite()) => Some(cell),
+        _ => {
+            for x in &mut system.positions {
+                *x = [f64::NAN; 3];
+            }
+            None
+        }
     }
 }
 
