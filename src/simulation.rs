@@ -283,13 +283,11 @@ impl Simulation {
         Ok(moved)
     }
 
-    /// Moves to `cell`, the atoms keeping their fractional coordinates (a relaxation's cell
-    /// step), with a fresh list and forces.
-    pub fn rescale_cell(&mut self, cell: crate::cell::Cell) -> Result<(), SimulationError> {
-        let old = std::mem::replace(&mut self.system.cell, cell);
-        for x in &mut self.system.positions {
-            *x = self.system.cell.cartesian(old.fractional(*x));
-        }
+    /// Moves to the cell with `vectors`, the atoms keeping their fractional coordinates (a
+    /// relaxation's cell step), with a fresh list and forces. Vectors that make no cell leave
+    /// non-finite positions, which the list build reports.
+    pub fn rescale_cell(&mut self, vectors: [Vec3; 3]) -> Result<(), SimulationError> {
+        self.system.move_to_cell(vectors);
         self.system.wrap_positions();
         self.list.build(&self.system.positions, &self.system.cell)?;
         self.compute(Want::ALL).map_err(SimulationError::BlowUp)

@@ -133,6 +133,44 @@ impl System {
             .collect()
     }
 
+    /// Moves to the cell with `vectors`, every atom keeping its fractional coordinates
+    /// (x' = H' H⁻¹ x, one 3 x 3 map, diagonal for an orthogonal cell; parallel over fixed
+    /// chunks for large systems). Returns false, with every position made non-finite, when the
+    /// vectors make no cell (a runaway barostat): the next force check then stops the run as
+    /// a blow-up, with the last good state saved.
+    pub fn move_to_cell(&mut self, vectors: [Vec3; 3]) -> bool {
+        let cell = match crate::cell::Cell::new(vectors, self.cell.pbc()) {
+            Ok(cell) if vectors.iter().flatten().all(|x| x.is_finite()) => cell,
+            _ => {
+                for x in &mut self.positions {
+                    *x = [f64::NAN; 3];
+                }
+                return false;
+            }
+        };
+        let map: [Vec3; 3] = [0, 1, 2].map(|k| {
+            let mut e = [0.0; 3];
+            e[k] = 1.0;
+            cell.cartesian(self.cell.fractional(e))
+        });
+        let diagonal = self.cell.is_orthorhombic();
+        let apply = |x: &mut Vec3| {
+            *x = if diagonal {
+                [x[0] * map[0][0], x[1] * map[1][1], x[2] * map[2][2]]
+            } else {
+                [0, 1, 2].map(|d| map[0][d] * x[0] + map[1][d] * x[1] + map[2][d] * x[2])
+            };
+        };
+        if self.positions.len() >= 16_384 {
+            use rayon::prelude::*;
+            self.positions.par_chunks_mut(4096).for_each(|c| c.iter_mut().for_each(apply));
+        } else {
+            self.positions.iter_mut().for_each(apply);
+        }
+        self.cell = cell;
+        true
+    }
+
     /// Wraps every atom into the cell along periodic axes, counting the wraps in `images`.
     pub fn wrap_positions(&mut self) {
         for (r, img) in self.positions.iter_mut().zip(self.images.iter_mut()) {

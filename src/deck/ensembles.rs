@@ -35,6 +35,21 @@ fn start_stop_damping(args: &[String], i: usize, what: &str) -> Result<[f64; 3],
     Ok([num(&args[i + 1], &format!("{what} start"))?, num(&args[i + 2], &format!("{what} stop"))?, num(&args[i + 3], &format!("{what} damping"))?])
 }
 
+/// Every barostatted axis has a positive damping and is periodic.
+fn check_barostat_axes(what: &str, press: &[Option<[f64; 3]>; 3], periodic: [bool; 3]) -> Result<(), String> {
+    for (axis, p) in press.iter().enumerate() {
+        if let Some(p) = p {
+            if p[2] <= 0.0 {
+                return Err(format!("{what}: Pdamp must be positive"));
+            }
+            if !periodic[axis] {
+                return Err(format!("{what}: the box is not periodic along {} (boundary f or s there); a barostat scales periodic axes only", ["x", "y", "z"][axis]));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads the arguments after `fix ID group nvt|npt|nph`.
 pub fn parse_nh(style: &str, args: &[String], periodic: [bool; 3]) -> Result<NhFix, String> {
     let what = format!("fix {style}");
@@ -122,16 +137,7 @@ pub fn parse_nh(style: &str, args: &[String], periodic: [bool; 3]) -> Result<NhF
     {
         return Err(format!("{what}: Tdamp must be positive"));
     }
-    for (axis, p) in f.press.iter().enumerate() {
-        if let Some(p) = p {
-            if p[2] <= 0.0 {
-                return Err(format!("{what}: Pdamp must be positive"));
-            }
-            if !periodic[axis] {
-                return Err(format!("{what}: the box is not periodic along {} (boundary f or s there); a barostat scales periodic axes only", ["x", "y", "z"][axis]));
-            }
-        }
-    }
+    check_barostat_axes(&what, &f.press, periodic)?;
     // Coupled axes must share their settings (LAMMPS: "Invalid fix nvt/npt/nph pressure settings").
     let pairs: &[(usize, usize)] = match f.couple {
         Couple::Xyz => &[(0, 1), (0, 2)],
@@ -252,16 +258,7 @@ pub fn parse_berendsen(args: &[String], periodic: [bool; 3]) -> Result<Berendsen
     if f.press.iter().all(Option::is_none) {
         return Err(format!("{what} needs iso, aniso or x/y/z pressures"));
     }
-    for (axis, p) in f.press.iter().enumerate() {
-        if let Some(p) = p {
-            if p[2] <= 0.0 {
-                return Err(format!("{what}: Pdamp must be positive"));
-            }
-            if !periodic[axis] {
-                return Err(format!("{what}: the box is not periodic along {}; a barostat scales periodic axes only", ["x", "y", "z"][axis]));
-            }
-        }
-    }
+    check_barostat_axes(what, &f.press, periodic)?;
     Ok(f)
 }
 

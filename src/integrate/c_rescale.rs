@@ -9,7 +9,6 @@
 //! any thermostat for the temperature. The noise comes from mdrun's counter-based generator
 //! keyed by (seed, step), so a restart needs only the seed.
 
-use crate::cell::Vec3;
 use crate::rng::{normals4, stream};
 use crate::system::System;
 use crate::units::{BOLTZ, NKTV2P};
@@ -35,22 +34,16 @@ impl CRescale {
     /// Rescales the system at the start of step `step` (`virial` of the current positions).
     pub fn apply(&self, system: &mut System, virial: &[[f64; 3]; 3], dt: f64, step: u64) {
         let volume = system.cell.volume();
-        let k = system.kinetic_tensor();
-        let pressure = (k[0][0] + k[1][1] + k[2][2] + virial[0][0] + virial[1][1] + virial[2][2]) / (3.0 * volume) * NKTV2P;
+        let (pressure, _) = super::nose_hoover::pressures(system, virial);
         let kt_over_v = BOLTZ * self.temperature / volume * NKTV2P;
         let g = normals4(self.seed, step, 0, stream::C_RESCALE)[0];
         let beta = self.compressibility;
         let d_eps = -beta / self.period * (self.pressure - pressure - kt_over_v) * dt + (2.0 * kt_over_v * beta * dt / self.period).sqrt() * g;
         let mu = (d_eps / 3.0).exp();
-        let vectors = system.cell.vectors().map(|v| v.map(|x| x * mu));
-        let Some(cell) = super::nose_hoover::scaled_cell(system, vectors) else { return };
-        let scale = |x: &mut Vec3, s: f64| *x = x.map(|c| c * s);
-        for x in &mut system.positions {
-            scale(x, mu);
+        if system.move_to_cell(system.cell.vectors().map(|v| v.map(|x| x * mu))) {
+            for v in &mut system.velocities {
+                *v = v.map(|c| c / mu);
+            }
         }
-        for v in &mut system.velocities {
-            scale(v, 1.0 / mu);
-        }
-        system.cell = cell;
     }
 }

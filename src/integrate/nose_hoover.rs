@@ -16,7 +16,7 @@
 //! All in mdrun's metal units: K, ps, bar, eV, Å.
 
 use super::pieces::{self, Piece};
-use crate::cell::{Cell, Vec3};
+use crate::cell::Vec3;
 use crate::system::System;
 use crate::units::{BOLTZ, MVV2E, NKTV2P};
 use rayon::prelude::*;
@@ -461,16 +461,8 @@ impl NoseHoover {
     /// The current pressure the barostat acts on, coupled as asked (bar).
     fn measure_pressure(&mut self, system: &System, virial: &[[f64; 3]; 3]) {
         let b = self.barostat.as_ref().expect("barostat");
-        let volume = system.cell.volume();
-        let kinetic = kinetic_diagonal(system);
-        let tensor: [f64; 3] = [0, 1, 2].map(|k| (kinetic[k] + virial[k][k]) / volume * NKTV2P);
-        // Iso: LAMMPS's scalar pressure, summed before dividing (its last bits differ from the
-        // mean of the three components).
-        self.p_current = if b.is_iso() {
-            [(kinetic[0] + kinetic[1] + kinetic[2] + virial[0][0] + virial[1][1] + virial[2][2]) / (3.0 * volume) * NKTV2P; 3]
-        } else {
-            b.couple.pressures(tensor)
-        };
+        let (scalar, tensor) = pressures(system, virial);
+        self.p_current = if b.is_iso() { [scalar; 3] } else { b.couple.pressures(tensor) };
     }
 
     /// Half a step of the cell velocities (LAMMPS `nh_omega_dot`).
@@ -529,35 +521,14 @@ impl NoseHoover {
         for k in 0..3 {
             self.omega[k] += h * self.omega_dot[k];
         }
-        let old = system.cell.clone();
-        let mut vectors = *old.vectors();
+        let mut vectors = *system.cell.vectors();
         for k in 0..3 {
             if b.axes[k] {
                 let s = (h * self.omega_dot[k]).exp();
                 vectors[k] = vectors[k].map(|x| x * s);
             }
         }
-        let Some(cell) = scaled_cell(system, vectors) else { return };
-        // x' = H' H⁻¹ x: one 3 x 3 map for every atom (diagonal for an orthogonal cell).
-        let map: [Vec3; 3] = [0, 1, 2].map(|k| {
-            let mut e = [0.0; 3];
-            e[k] = 1.0;
-            cell.cartesian(old.fractional(e))
-        });
-        let diagonal = old.is_orthorhombic();
-        let apply = |x: &mut Vec3| {
-            if diagonal {
-                *x = [x[0] * map[0][0], x[1] * map[1][1], x[2] * map[2][2]];
-            } else {
-                *x = [0, 1, 2].map(|d| map[0][d] * x[0] + map[1][d] * x[1] + map[2][d] * x[2]);
-            }
-        };
-        if system.positions.len() >= PARALLEL {
-            system.positions.par_chunks_mut(CHUNK).for_each(|c| c.iter_mut().for_each(apply));
-        } else {
-            system.positions.iter_mut().for_each(apply);
-        }
-        system.cell = cell;
+        system.move_to_cell(vectors);
     }
 
     /// Energy of the chains and the barostat, the work that makes `pe + ke + ecouple`
@@ -647,25 +618,20 @@ impl NoseHoover {
     }
 }
 
-/// The cell with `vectors`, or None after marking the positions non-finite when a runaway
-/// barostat made them no cell (the step's force check then stops the run as a blow-up and
-/// saves the last good state).
-pub(crate) fn scaled_cell(system: &mut System, vectors: [Vec3; 3]) -> Option<Cell> {
-    match Cell::new(vectors, system.cell.pbc()) {
-        Ok(cell) if vectors.iter().flatten().all(|x| x.is_finite()) => Some(cell),
-        _ => {
-            for x in &mut system.positions {
-                *x = [f64::NAN; 3];
-            }
-            None
-        }
-    }
-}
-
 /// Above this many atoms the per-atom passes run in parallel, over fixed chunks (so sums come
 /// out the same for any thread count).
 const PARALLEL: usize = 16_384;
 const CHUNK: usize = 4096;
+
+/// The instantaneous pressure (bar), as LAMMPS's compute pressure gives it: the scalar (the
+/// trace summed before dividing; its last bits differ from the mean of the three) and the
+/// diagonal, kinetic and virial (`virial` of the current positions).
+pub(crate) fn pressures(system: &System, virial: &[[f64; 3]; 3]) -> (f64, [f64; 3]) {
+    let volume = system.cell.volume();
+    let k = kinetic_diagonal(system);
+    let scalar = (k[0] + k[1] + k[2] + virial[0][0] + virial[1][1] + virial[2][2]) / (3.0 * volume) * NKTV2P;
+    (scalar, [0, 1, 2].map(|d| (k[d] + virial[d][d]) / volume * NKTV2P))
+}
 
 /// Σ m v_k² per axis, eV (the diagonal of the kinetic tensor, as LAMMPS's compute temp sums it).
 fn kinetic_diagonal(system: &System) -> [f64; 3] {
