@@ -6,6 +6,7 @@
 
 pub mod analysis;
 pub mod blowup;
+pub mod capi;
 pub mod cell;
 pub mod cli;
 pub mod deck;
@@ -17,6 +18,7 @@ pub mod gpu;
 pub mod integrate;
 pub mod io;
 pub mod lattice;
+pub mod library;
 pub mod memory;
 pub mod minimize;
 pub mod ml;

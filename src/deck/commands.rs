@@ -26,8 +26,9 @@ impl Deck {
                 };
                 w.pair = Some(Pair::Style { style, cutoff, coeffs });
             }
-            // A learned model (`mdrun train`); "mcgm" is its older name.
-            [s, model] if s == "ml" || s == "mcgm" => {
+            // A learned model (`mdrun train`); "mcgm" is its older name, "mdrun" the LAMMPS
+            // plugin's (lammps-plugin/), so that one deck runs in both.
+            [s, model] if s == "ml" || s == "mcgm" || s == "mdrun" => {
                 let current = self.stack.last().map(|f| f.script.path.clone()).unwrap_or_default();
                 let path = resolve(model, &current);
                 w.pair = Some(Pair::Mcgm { model: path });

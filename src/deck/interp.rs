@@ -548,6 +548,7 @@ impl Deck {
             // Force field.
             "pair_style" => self.pair_style(args),
             "pair_coeff" => self.pair_coeff(args),
+            "plugin" => plugin(args),
             "pair_modify" => self.pair_modify(args),
             "neighbor" => self.neighbor(args),
             "neigh_modify" => self.neigh_modify(args),
@@ -631,13 +632,23 @@ pub fn resolve(file: &str, deck: &Path) -> PathBuf {
     }
 }
 
+/// `plugin load PATH`: a deck written for LAMMPS with mdrun's own plugin (lammps-plugin/) runs
+/// here as it is, its `pair_style mdrun` being mdrun's own model; other plugins cannot load.
+fn plugin(args: &[String]) -> Result<(), String> {
+    match args {
+        [load, path] if load == "load" && std::path::Path::new(path).file_name().is_some_and(|f| f.to_string_lossy().starts_with("mdrunplugin")) => Ok(()),
+        [load, path] if load == "load" => Err(format!("plugin load {path}: mdrun cannot load LAMMPS plugins; a deck for mdrun's own plugin (mdrunplugin.so, pair_style mdrun) runs as it is")),
+        _ => Err("plugin: mdrun takes only `plugin load mdrunplugin.so` (its own LAMMPS plugin, a no-op here)".into()),
+    }
+}
+
 fn unsupported(name: &str) -> String {
     let known = [
         "compute", "kspace_style", "bond_style", "angle_style", "dihedral_style", "improper_style",
         "special_bonds", "read_dump", "rerun", "balance", "change_box", "delete_atoms", "molecule", "shell", "python", "restart",
         "run_style", "package", "suffix", "partition", "thermo_style", "reset_atoms", "fix_modify", "compute_modify", "neb", "tad",
     ];
-    let supported = "units atom_style dimension boundary lattice region create_box create_atoms read_data write_data mass replicate velocity displace_atoms pair_style pair_coeff pair_modify neighbor neigh_modify fix unfix timestep reset_timestep thermo thermo_style thermo_modify dump dump_modify undump write_restart read_restart run minimize min_style min_modify variable print label jump next include if clear quit log echo";
+    let supported = "units atom_style dimension boundary lattice region create_box create_atoms read_data write_data mass replicate velocity displace_atoms pair_style pair_coeff pair_modify neighbor neigh_modify fix unfix timestep reset_timestep thermo thermo_style thermo_modify dump dump_modify undump write_restart read_restart run minimize min_style min_modify variable print label jump next include if clear quit log echo plugin";
     if known.contains(&name) {
         format!("the LAMMPS command '{name}' is not supported by mdrun; mdrun supports: {supported}")
     } else {
@@ -754,7 +765,7 @@ impl Deck {
         let files = matches!(command, "include" | "read_data" | "write_data" | "log" | "dump" | "write_restart" | "read_restart")
             || (command == "jump" && args.first().is_some_and(|f| f != "SELF"))
             || (command == "print" && args.iter().any(|a| a == "file" || a == "append"))
-            || (command == "pair_style" && args.first().is_some_and(|s| s == "mcgm"));
+            || (command == "pair_style" && args.first().is_some_and(|s| matches!(s.as_str(), "mcgm" | "ml" | "mdrun")));
         if files {
             return Err("sandbox: no file access".into());
         }

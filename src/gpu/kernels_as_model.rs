@@ -1,6 +1,6 @@
 //! The GPU kernels as a `ModelImplementation` (crate::ml::implementation): the structures go up
-//! as one GPU batch (consecutive structures with their elements in the same order of first
-//! appearance share one: MCGM's hierarchy has one shape per batch), and the model is evaluated
+//! as one GPU batch (consecutive structures with the same elements share one: MCGM's hierarchy
+//! has one shape per batch), and the model is evaluated
 //! once, by the very kernels and buffers that the MD step uses, then read back.
 
 use crate::gpu::{GpuContext, GpuPotential, GpuSimulation};
@@ -82,14 +82,11 @@ impl GpuKernels {
     }
 }
 
-/// The elements of a structure in order of first appearance.
+/// The elements of a structure, sorted.
 fn element_order(s: &Structure) -> Vec<u32> {
-    let mut order = Vec::new();
-    for &z in &s.numbers {
-        if !order.contains(&z) {
-            order.push(z);
-        }
-    }
+    let mut order = s.numbers.clone();
+    order.sort_unstable();
+    order.dedup();
     order
 }
 

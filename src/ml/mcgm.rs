@@ -133,28 +133,68 @@ pub struct LevelLabels {
     pub structure_of: Vec<usize>,
     /// For each atom, its cluster at this level.
     pub atom_cluster: Vec<usize>,
+    /// Members per cluster (pooled atoms for level 1, over the whole system).
+    pub members: Vec<f64>,
+}
+
+/// The atoms a clustering pools, and how partial sums become global ones: a domain-decomposed
+/// host (the LAMMPS plugin) evaluates its owned atoms and a halo of ghost copies, so only the
+/// owned atoms are pooled and the per-cluster sums are added up over all its ranks.
+pub struct Pooling<'a> {
+    /// Atoms `0..owned` are pooled; the rest (ghost copies owned elsewhere) only read the
+    /// clusters' values.
+    pub owned: usize,
+    /// Adds up a buffer over every part of the system (MPI_Allreduce with MPI_SUM); the
+    /// identity for a whole system.
+    pub reduce: &'a mut dyn FnMut(&mut [f64]),
+}
+
+impl Pooling<'_> {
+    /// Sums of the rows `0..owned` of `data` ([rows, f]) per group (`group` per row), added up
+    /// over the whole system.
+    pub fn sum_rows(&mut self, data: &[f32], f: usize, group: &[usize], groups: usize) -> Vec<f32> {
+        let mut sum = vec![0.0f64; groups * f];
+        for (row, &g) in group.iter().enumerate().take(self.owned) {
+            sum[g * f..(g + 1) * f].iter_mut().zip(&data[row * f..(row + 1) * f]).for_each(|(s, &x)| *s += x as f64);
+        }
+        (self.reduce)(&mut sum);
+        sum.into_iter().map(|v| v as f32).collect()
+    }
 }
 
 /// Clusters atoms (with their structure and species) by their features `x` ([N, F] row-major):
-/// level 1 by (structure, species) in order of first appearance, each level above by K-means
-/// on the level below's mean embeddings, per structure, with the same seed for every structure
-/// (a structure's hierarchy does not depend on the batch it is in).
-pub fn cluster_labels(config: &McgmConfig, structure: &[usize], species: &[usize], n_structures: usize, x: &[f64], features: usize) -> Vec<LevelLabels> {
-    let n = structure.len();
-    let mut keys: Vec<(usize, usize)> = Vec::new();
-    let mut member_of = Vec::with_capacity(n);
-    for a in 0..n {
-        let key = (structure[a], species[a]);
-        let id = keys.iter().position(|k| *k == key).unwrap_or_else(|| {
-            keys.push(key);
-            keys.len() - 1
-        });
-        member_of.push(id);
+/// level 1 by (structure, species) in species order (so the hierarchy, like the energy, does
+/// not depend on the order of the atoms), each level above by K-means on the level below's
+/// mean embeddings, per structure, with the same seed for every structure (a structure's
+/// hierarchy does not depend on the batch it is in). `n_species`: the model's species count.
+/// Level 1's means are over the owned atoms of `pooling`, added up over the whole system, so
+/// every part of a decomposed system builds the same hierarchy.
+pub fn cluster_labels(config: &McgmConfig, structure: &[usize], species: &[usize], n_species: usize, n_structures: usize, x: &[f64], features: usize, pooling: &mut Pooling) -> Vec<LevelLabels> {
+    // Counts and feature sums per (structure, species), one buffer for one reduction.
+    let keys = n_structures * n_species;
+    let mut totals = vec![0.0f64; keys * (features + 1)];
+    for a in 0..pooling.owned {
+        let key = structure[a] * n_species + species[a];
+        totals[key] += 1.0;
+        let sum = &mut totals[keys + key * features..][..features];
+        sum.iter_mut().zip(&x[a * features..(a + 1) * features]).for_each(|(s, v)| *s += v);
     }
-    let mut structure_of: Vec<usize> = keys.iter().map(|k| k.0).collect();
-    let mut embeddings = mean_rows(x, features, &member_of, keys.len());
+    (pooling.reduce)(&mut totals);
+    let present: Vec<usize> = (0..keys).filter(|&k| totals[k] > 0.0).collect();
+    let mut cluster_of_key = vec![usize::MAX; keys];
+    present.iter().enumerate().for_each(|(c, &k)| cluster_of_key[k] = c);
+    let member_of: Vec<usize> = (0..structure.len()).map(|a| cluster_of_key[structure[a] * n_species + species[a]]).collect();
+    let mut structure_of: Vec<usize> = present.iter().map(|k| k / n_species).collect();
+    let mut embeddings: Vec<f64> = present
+        .iter()
+        .flat_map(|&k| {
+            let count = totals[k];
+            totals[keys + k * features..][..features].iter().map(move |s| s / count)
+        })
+        .collect();
     let mut atom_cluster = member_of.clone();
-    let mut levels = vec![LevelLabels { member_of, structure_of: structure_of.clone(), atom_cluster: atom_cluster.clone() }];
+    let members = present.iter().map(|&k| totals[k]).collect();
+    let mut levels = vec![LevelLabels { member_of, structure_of: structure_of.clone(), atom_cluster: atom_cluster.clone(), members }];
     for _ in 1..config.hard_levels() {
         let below = structure_of.len();
         let mut member_of = vec![0usize; below];
@@ -176,7 +216,9 @@ pub fn cluster_labels(config: &McgmConfig, structure: &[usize], species: &[usize
         embeddings = mean_rows(&embeddings, features, &member_of, new_structure.len());
         atom_cluster = atom_cluster.iter().map(|&c| member_of[c]).collect();
         structure_of = new_structure;
-        levels.push(LevelLabels { member_of, structure_of: structure_of.clone(), atom_cluster: atom_cluster.clone() });
+        let mut members = vec![0.0; structure_of.len()];
+        member_of.iter().for_each(|&c| members[c] += 1.0);
+        levels.push(LevelLabels { member_of, structure_of: structure_of.clone(), atom_cluster: atom_cluster.clone(), members });
     }
     levels
 }
@@ -186,7 +228,9 @@ impl Hierarchy {
     pub fn build(config: &McgmConfig, batch: &Batch, x: &Tensor<2>, ctx: &Ctx) -> Hierarchy {
         let features = x.dims()[1];
         let xs = to_vec(x.clone().detach());
-        let levels = cluster_labels(config, &batch.structure, &batch.species, batch.n_structures, &xs, features)
+        let n_species = batch.species.iter().max().map_or(0, |s| s + 1);
+        let mut whole = Pooling { owned: batch.n_atoms, reduce: &mut |_| {} };
+        let levels = cluster_labels(config, &batch.structure, &batch.species, n_species, batch.n_structures, &xs, features, &mut whole)
             .into_iter()
             .map(|l| make_level(l.member_of, l.structure_of, &l.atom_cluster, ctx))
             .collect();

@@ -96,7 +96,7 @@ impl SharedInference {
         for (s, (&slot, &n)) in slots.iter().zip(&counts).enumerate() {
             let regrouped = out.regrouped.get(s).copied().unwrap_or(false);
             state.regroupings[slot] += regrouped as u64;
-            state.results[slot] = Some(Output { energy: vec![out.energy[s]], forces: out.forces[first..first + n].to_vec(), virial: vec![out.virial[s]], regrouped: vec![regrouped], layers: Vec::new() });
+            state.results[slot] = Some(Output { energy: vec![out.energy[s]], forces: out.forces[first..first + n].to_vec(), virial: vec![out.virial[s]], regrouped: vec![regrouped], layers: Vec::new(), atom_energies: out.atom_energies[first..first + n].to_vec(), atom_virials: out.atom_virials[first..first + n].to_vec() });
             first += n;
         }
         state.last_slots = slots;

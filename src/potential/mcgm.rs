@@ -100,7 +100,8 @@ impl TrainingRange {
     }
 }
 
-/// A model ready for the GPU kernels (`crate::gpu::ml`) or a replica batch.
+/// A compiled model with its species map: what the GPU kernels (`crate::gpu::ml`), replica
+/// batches and the library (`crate::library`) evaluate.
 pub struct GpuModel {
     /// The compiled model: the GPU kernels read its f32 weights and filter tables.
     pub inference: Inference,
@@ -209,10 +210,26 @@ impl MlPotential {
     }
 
     /// The model for the GPU platform (or a replica batch); Err says why it cannot run there.
-    pub fn into_gpu(mut self) -> Result<GpuModel, String> {
+    pub fn into_gpu(self) -> Result<GpuModel, String> {
         if let Some(l) = &self.model.config.long_range {
             return Err(format!("the GPU kernels do not evaluate {} yet: run this model on the CPU (--platform cpu)", l.describe()));
         }
+        self.into_compiled()
+    }
+
+    /// Whether the model has learned charges.
+    pub fn is_long_range(&self) -> bool {
+        self.model.config.long_range.is_some()
+    }
+
+    /// Interaction blocks (the receptive field is blocks x cutoff).
+    pub fn blocks(&self) -> usize {
+        self.model.config.blocks
+    }
+
+    /// The compiled f32 model with its species map (`crate::library`, the GPU kernels, replica
+    /// batches); Err: the model does not compile to the fast path.
+    pub fn into_compiled(mut self) -> Result<GpuModel, String> {
         match self.fast.take() {
             Some(inference) => Ok(GpuModel {
                 inference,
@@ -221,7 +238,7 @@ impl MlPotential {
                 cautions: std::mem::take(&mut self.cautions),
                 range: std::mem::replace(&mut self.range, TrainingRange::unlimited(0)),
             }),
-            None => Err(format!("the GPU kernels and replica batches need the f32 fast path, which this {} model does not compile to (feature count not a multiple of 8)", self.model.config.backbone)),
+            None => Err(format!("the GPU kernels, replica batches and the library need the f32 fast path, which this {} model does not compile to (feature count not a multiple of 8)", self.model.config.backbone)),
         }
     }
 

@@ -400,7 +400,7 @@ impl MlForces {
         let model_species = gpu_model.range.unseen_below.len();
 
         // The hierarchy's shape is fixed by the species present: level 1 has one cluster per
-        // element (in order of first appearance, as cluster_labels), level l max(1, n_{l-1}/r).
+        // element (in species order, as cluster_labels), level l max(1, n_{l-1}/r).
         // Every structure of a batch must have the same (they share the shape).
         let order_in = |atoms: &[u32]| {
             let mut order: Vec<usize> = Vec::new();
@@ -410,6 +410,7 @@ impl MlForces {
                     order.push(s);
                 }
             }
+            order.sort_unstable();
             order
         };
         let mut starts = vec![0usize];
@@ -419,7 +420,7 @@ impl MlForces {
         let order = order_in(&type_of_atom[..structure_sizes[0]]);
         if model.mcgm.is_some() && (1..structure_sizes.len()).any(|k| order_in(&type_of_atom[starts[k]..starts[k + 1]]) != order) {
             return Err(GpuError::Unsupported(
-                "MCGM in a GPU batch needs every structure to have the same elements in the same order of first appearance (they share the cluster hierarchy's shape)".into(),
+                "MCGM in a GPU batch needs every structure to have the same elements (they share the cluster hierarchy's shape)".into(),
             ));
         }
         let chunks: usize = structure_sizes.iter().map(|s| s.div_ceil(CHUNK)).sum();

@@ -3,7 +3,7 @@
 //! the soft level (`crate::ml::soft`), each with the transpose of its update for the forces.
 
 use super::dense::Linear;
-use crate::ml::mcgm::{McgmConfig, cluster_labels};
+use crate::ml::mcgm::{McgmConfig, Pooling, cluster_labels};
 
 /// One level of the hard hierarchy.
 pub struct Level {
@@ -23,19 +23,13 @@ pub struct HardWeights {
 }
 
 /// Builds the hierarchy of every structure from the features x [N, F] (the training code's
-/// labels, `crate::ml::mcgm::cluster_labels`, so they agree with the reference).
-pub fn hierarchy(config: &McgmConfig, structure: &[usize], species: &[usize], n_structures: usize, x: &[f32], f: usize) -> Vec<Level> {
+/// labels, `crate::ml::mcgm::cluster_labels`, so they agree with the reference), pooling the
+/// owned atoms of `pooling`.
+pub fn hierarchy(config: &McgmConfig, structure: &[usize], species: &[usize], n_species: usize, n_structures: usize, x: &[f32], f: usize, pooling: &mut Pooling) -> Vec<Level> {
     let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-    cluster_labels(config, structure, species, n_structures, &x64, f)
+    cluster_labels(config, structure, species, n_species, n_structures, &x64, f, pooling)
         .into_iter()
-        .map(|l| {
-            let n_clusters = l.structure_of.len();
-            let mut members = vec![0.0f32; n_clusters];
-            for &c in &l.member_of {
-                members[c] += 1.0;
-            }
-            Level { n_clusters, member_of: l.member_of, members, atom_cluster: l.atom_cluster }
-        })
+        .map(|l| Level { n_clusters: l.structure_of.len(), member_of: l.member_of, members: l.members.iter().map(|&m| m as f32).collect(), atom_cluster: l.atom_cluster })
         .collect()
 }
 
@@ -51,13 +45,22 @@ fn sum_rows(data: &[f32], f: usize, group: &[usize], groups: usize) -> Vec<f32> 
     sum
 }
 
+/// `sum_rows` over every row, added up over the whole system: the transpose of a
+/// dissemination, read by the owned atoms and the ghosts alike.
+fn sum_rows_everywhere(data: &[f32], f: usize, group: &[usize], groups: usize, pooling: &mut Pooling) -> Vec<f32> {
+    let mut sum: Vec<f64> = sum_rows(data, f, group, groups).into_iter().map(f64::from).collect();
+    (pooling.reduce)(&mut sum);
+    sum.into_iter().map(|v| v as f32).collect()
+}
+
 impl HardWeights {
     /// Adds Δx_i = Σ_l (c_l U_l)[cluster_l(i)] into `delta`, c_l = mean_l(c_{l-1}) A_l + a_l.
-    pub fn forward(&self, levels: &[Level], x: &[f32], f: usize, delta: &mut [f32]) {
+    /// Level 1 pools the owned atoms of `pooling`; the levels above pool clusters, which every
+    /// part of a decomposed system holds alike.
+    pub fn forward(&self, levels: &[Level], x: &[f32], f: usize, delta: &mut [f32], pooling: &mut Pooling) {
         let (mut c, mut out) = (Vec::new(), Vec::new());
         for (l, level) in levels.iter().enumerate() {
-            let below = if l == 0 { x } else { &c };
-            let mut pooled = sum_rows(below, f, &level.member_of, level.n_clusters);
+            let mut pooled = if l == 0 { pooling.sum_rows(x, f, &level.member_of, level.n_clusters) } else { sum_rows(&c, f, &level.member_of, level.n_clusters) };
             for (k, row) in pooled.chunks_mut(f).enumerate() {
                 row.iter_mut().for_each(|v| *v /= level.members[k]);
             }
@@ -71,13 +74,13 @@ impl HardWeights {
     }
 
     /// Adds the transpose of `forward`'s linear map applied to g = dL/dΔx into `g_x`.
-    pub fn backward(&self, levels: &[Level], g: &[f32], f: usize, g_x: &mut [f32]) {
+    pub fn backward(&self, levels: &[Level], g: &[f32], f: usize, g_x: &mut [f32], pooling: &mut Pooling) {
         let mut g_c: Vec<Vec<f32>> = levels
             .iter()
             .enumerate()
             .map(|(l, level)| {
                 let mut out = Vec::new();
-                self.disseminate[l].backward(&sum_rows(g, f, &level.atom_cluster, level.n_clusters), &mut out, false);
+                self.disseminate[l].backward(&sum_rows_everywhere(g, f, &level.atom_cluster, level.n_clusters, pooling), &mut out, false);
                 out
             })
             .collect();
@@ -88,8 +91,9 @@ impl HardWeights {
             for (k, row) in g_pooled.chunks_mut(f).enumerate() {
                 row.iter_mut().for_each(|v| *v /= level.members[k]);
             }
-            let target: &mut [f32] = if l == 0 { g_x } else { &mut g_c[l - 1] };
-            for (m, row) in target.chunks_mut(f).enumerate() {
+            // Level 1 pooled the owned atoms only.
+            let (target, pooled): (&mut [f32], usize) = if l == 0 { (&mut *g_x, pooling.owned) } else { (&mut g_c[l - 1], level.member_of.len()) };
+            for (m, row) in target.chunks_mut(f).enumerate().take(pooled) {
                 let src = &g_pooled[level.member_of[m] * f..][..f];
                 row.iter_mut().zip(src).for_each(|(t, v)| *t += v);
             }
@@ -124,7 +128,9 @@ impl SoftWeights {
     }
 
     /// Adds Δx_i = Σ_k w_ik V_{s(i)k} into `delta`; returns the cache for the backward pass.
-    pub fn forward(&self, structure: &[usize], n_structures: usize, x: &[f32], f: usize, delta: &mut [f32]) -> SoftCache {
+    /// The memberships' sums and the pooled rows are over the owned atoms of `pooling`, added
+    /// up over the whole system; every atom (ghosts too) reads the result.
+    pub fn forward(&self, structure: &[usize], n_structures: usize, x: &[f32], f: usize, delta: &mut [f32], pooling: &mut Pooling) -> SoftCache {
         let (k, n) = (self.k(), structure.len());
         let tau = f as f32;
         let mut z = Vec::new();
@@ -147,7 +153,7 @@ impl SoftWeights {
         }
         let mut pooled = vec![0.0f32; n_structures * k * f];
         let mut sums = vec![0.0f32; n_structures * k];
-        for i in 0..n {
+        for i in 0..pooling.owned {
             let s = structure[i];
             for c in 0..k {
                 let wik = w[i * k + c];
@@ -156,6 +162,11 @@ impl SoftWeights {
                 p.iter_mut().zip(&x[i * f..(i + 1) * f]).for_each(|(p, x)| *p += wik * x);
             }
         }
+        let mut totals: Vec<f64> = sums.iter().chain(&pooled).map(|&v| v as f64).collect();
+        (pooling.reduce)(&mut totals);
+        let (total_sums, total_pooled) = totals.split_at(sums.len());
+        sums.iter_mut().zip(total_sums).for_each(|(s, &t)| *s = t as f32);
+        pooled.iter_mut().zip(total_pooled).for_each(|(p, &t)| *p = t as f32);
         for (p, sum) in pooled.chunks_mut(f).zip(&sums) {
             p.iter_mut().for_each(|v| *v /= sum);
         }
@@ -175,7 +186,7 @@ impl SoftWeights {
 
     /// Adds dL/dx into `g_x` from g = dL/dΔx: the exact vector-Jacobian product, including the
     /// memberships' dependence on x.
-    pub fn backward(&self, cache: &SoftCache, structure: &[usize], n_structures: usize, x: &[f32], g: &[f32], f: usize, g_x: &mut [f32]) {
+    pub fn backward(&self, cache: &SoftCache, structure: &[usize], n_structures: usize, x: &[f32], g: &[f32], f: usize, g_x: &mut [f32], pooling: &mut Pooling) {
         let (k, n) = (self.k(), structure.len());
         let tau = f as f32;
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f32>();
@@ -190,6 +201,10 @@ impl SoftWeights {
                 g_w[i * k + c] = dot(gi, &cache.v[(s * k + c) * f..][..f]);
             }
         }
+        // Every atom read V: its gradient is added up over the whole system.
+        let mut total: Vec<f64> = g_v.iter().map(|&v| v as f64).collect();
+        (pooling.reduce)(&mut total);
+        g_v.iter_mut().zip(&total).for_each(|(g, &t)| *g = t as f32);
         // V = (P A + a) U, so g_P = g_V U^T A^T; P = num / sum.
         let (mut g_a, mut g_p) = (Vec::new(), Vec::new());
         self.disseminate.backward(&g_v, &mut g_a, false);
@@ -198,7 +213,8 @@ impl SoftWeights {
             .map(|sc| -dot(&g_p[sc * f..][..f], &cache.pooled[sc * f..][..f]) / cache.sums[sc])
             .collect();
         g_p.chunks_mut(f).zip(&cache.sums).for_each(|(row, sum)| row.iter_mut().for_each(|v| *v /= sum));
-        for i in 0..n {
+        // Only the owned atoms were pooled.
+        for i in 0..pooling.owned {
             let s = structure[i];
             let xi = &x[i * f..(i + 1) * f];
             for c in 0..k {

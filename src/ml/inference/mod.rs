@@ -48,6 +48,11 @@ pub struct Graph {
     pub positions: Vec<Vec3>,
     pub cells: Vec<Cell>,
     pub charges: Vec<f64>,
+    /// Atoms `0..owned` count in the energy; the rest are ghost copies of atoms owned by another
+    /// part of a domain-decomposed system (the halo a LAMMPS rank receives): they carry the
+    /// owned atoms' environments and take forces, but their energy is counted where they are
+    /// owned. `n_atoms()` for a whole system.
+    pub owned: usize,
 }
 
 impl Graph {
@@ -86,6 +91,7 @@ impl Graph {
             positions: batch.positions.clone(),
             cells: batch.cells.clone(),
             charges: batch.charges.clone(),
+            owned: n,
         }
     }
 
@@ -152,7 +158,7 @@ impl Graph {
                 vector.push(v);
             }
         }
-        Graph { n_structures: 1, structure: vec![0; n], species, start, neighbor, distance, vector, positions: positions.to_vec(), cells: vec![cell.clone()], charges: vec![charge] }
+        Graph { n_structures: 1, structure: vec![0; n], species, start, neighbor, distance, vector, positions: positions.to_vec(), cells: vec![cell.clone()], charges: vec![charge], owned: n }
     }
 }
 
@@ -170,8 +176,10 @@ impl Graph {
             positions: Vec::new(),
             cells: Vec::new(),
             charges: Vec::new(),
+            owned: 0,
         };
         for g in graphs {
+            assert_eq!(g.owned, g.n_atoms(), "a batch holds whole systems");
             let (atoms, edges) = (out.species.len() as u32, out.neighbor.len());
             out.species.extend_from_slice(&g.species);
             out.structure.extend(g.structure.iter().map(|s| s + out.n_structures));
@@ -184,6 +192,7 @@ impl Graph {
             out.charges.extend_from_slice(&g.charges);
             out.n_structures += g.n_structures;
         }
+        out.owned = out.species.len();
         out
     }
 }
@@ -196,6 +205,12 @@ pub struct Output {
     pub forces: Vec<[f64; 3]>,
     /// W = -Σ_e r_e ⊗ dE/dr_e per structure, row-major, eV.
     pub virial: Vec<[f64; 9]>,
+    /// Per atom: its energy (eV; zero for ghosts, whose energy is counted where they are owned)
+    /// and its share of the virial (half of each of its edges' terms, row-major, eV), as
+    /// LAMMPS's `compute pe/atom` and `stress/atom` read them. They add up to `energy` and
+    /// `virial` (a long-range model's Coulomb terms aside).
+    pub atom_energies: Vec<f64>,
+    pub atom_virials: Vec<[f64; 9]>,
     /// Hard MCGM: per structure, whether some block's clustering grouped its atoms differently
     /// from the previous evaluation of the structure at the same place in the batch.
     pub regrouped: Vec<bool>,
@@ -214,6 +229,8 @@ impl Output {
             virial: vec![[f64::NAN; 9]; graph.n_structures],
             regrouped: vec![false; graph.n_structures],
             layers: Vec::new(),
+            atom_energies: vec![f64::NAN; graph.n_atoms()],
+            atom_virials: vec![[f64::NAN; 9]; graph.n_atoms()],
         }
     }
 }
@@ -415,6 +432,20 @@ impl Inference {
     /// Energies, forces and virials of `graph`. Err: a long-range model's charges cannot be
     /// summed in some structure's cell (periodic along some axes only).
     pub fn evaluate(&mut self, graph: &Graph) -> Result<Output, String> {
+        self.evaluate_part(graph, &mut |_| {})
+    }
+
+    /// `evaluate` for one part of a domain-decomposed system: the energy of the graph's owned
+    /// atoms (`Graph::owned`) and its forces on every atom, ghosts included, with MCGM's
+    /// cluster sums added up over all parts by `reduce` (every part must call this together,
+    /// as with MPI_Allreduce). The parts' energies, forces (ghosts' added to their owners) and
+    /// virials sum to the whole system's.
+    pub fn evaluate_part(&mut self, graph: &Graph, reduce: &mut dyn FnMut(&mut [f64])) -> Result<Output, String> {
+        if graph.owned < graph.n_atoms() && (graph.n_structures != 1 || self.charges.is_some()) {
+            return Err("a system in parts (ghost atoms) takes one structure and a model without learned charges (their Coulomb sum needs the whole system)".into());
+        }
+        let mut pooling = crate::ml::mcgm::Pooling { owned: graph.owned, reduce };
+        let n_species = self.embedding.len() / self.features;
         let f = self.features;
         let n = graph.n_atoms();
         let mut clustering = Duration::ZERO;
@@ -470,12 +501,12 @@ impl Inference {
             let mut cache = BlockCache { interaction, levels: Vec::new(), soft: None, x_mcgm: Vec::new() };
             if let (Some(config), Some(hard)) = (&self.mcgm, &block.hard) {
                 let t = Instant::now();
-                cache.levels = hierarchy(config, &graph.structure, &graph.species, graph.n_structures, &x, f);
+                cache.levels = hierarchy(config, &graph.structure, &graph.species, n_species, graph.n_structures, &x, f, &mut pooling);
                 clustering += t.elapsed();
                 let mut delta = vec![0.0f32; n * f];
-                hard.forward(&cache.levels, &x, f, &mut delta);
+                hard.forward(&cache.levels, &x, f, &mut delta, &mut pooling);
                 if let Some(soft) = &block.soft {
-                    cache.soft = Some(soft.forward(&graph.structure, graph.n_structures, &x, f, &mut delta));
+                    cache.soft = Some(soft.forward(&graph.structure, graph.n_structures, &x, f, &mut delta, &mut pooling));
                     cache.x_mcgm = x.clone();
                 }
                 x.iter_mut().zip(&delta).for_each(|(x, d)| *x += d);
@@ -504,9 +535,11 @@ impl Inference {
         activate(&mut a_r, &mut h);
         let mut atomic = Vec::new();
         self.readout2.forward(&h, &mut atomic);
+        // Ghosts' energies are counted where they are owned.
+        let atom_energies: Vec<f64> = (0..n).map(|i| if i < graph.owned { self.scale * atomic[i] as f64 + self.reference[graph.species[i]] } else { 0.0 }).collect();
         let mut energy = vec![0.0f64; graph.n_structures];
         for i in 0..n {
-            energy[graph.structure[i]] += self.scale * atomic[i] as f64 + self.reference[graph.species[i]];
+            energy[graph.structure[i]] += atom_energies[i];
         }
         let x_final = x;
         let forward = t_forward.elapsed();
@@ -516,6 +549,7 @@ impl Inference {
         let w_r2: Vec<f32> = (0..half).map(|k| self.readout2.w[k] * self.scale as f32).collect();
         let mut g_ar = a_r;
         g_ar.chunks_mut(half).for_each(|row| row.iter_mut().zip(&w_r2).for_each(|(a, w)| *a *= w));
+        g_ar[graph.owned * half..].fill(0.0);
         let mut g_x = Vec::new();
         self.readout1.backward(&g_ar, &mut g_x, false);
         let t_long_range = Instant::now();
@@ -533,9 +567,9 @@ impl Inference {
         for (block, cache) in self.blocks.iter().zip(&caches).rev() {
             if let Some(hard) = &block.hard {
                 let mut g_mcgm = vec![0.0f32; n * f];
-                hard.backward(&cache.levels, &g_x, f, &mut g_mcgm);
+                hard.backward(&cache.levels, &g_x, f, &mut g_mcgm, &mut pooling);
                 if let (Some(soft), Some(soft_cache)) = (&block.soft, &cache.soft) {
-                    soft.backward(soft_cache, &graph.structure, graph.n_structures, &cache.x_mcgm, &g_x, f, &mut g_mcgm);
+                    soft.backward(soft_cache, &graph.structure, graph.n_structures, &cache.x_mcgm, &g_x, f, &mut g_mcgm, &mut pooling);
                 }
                 g_x.iter_mut().zip(&g_mcgm).for_each(|(g, d)| *g += d);
             }
@@ -570,7 +604,7 @@ impl Inference {
         self.times.backward += backward - long_range;
         self.times.long_range += long_range;
         self.times.evaluations += 1;
-        let mut out = Output { regrouped, layers, ..forces_and_virial(graph, &g_d, &pair, energy) };
+        let mut out = Output { regrouped, layers, ..forces_and_virial(graph, &g_d, &pair, energy, atom_energies) };
         if let Some(c) = charges {
             for (s, e) in c.energy.iter().enumerate() {
                 out.energy[s] += e;
@@ -603,7 +637,7 @@ fn activate(a: &mut [f32], h: &mut [f32]) {
 /// Forces F = -dE/dx and virials from the pairs' dE/dd (and, for PaiNN, dE/dr), kept on both
 /// of each pair's edges. Each atom sums over its own row (no scatter): the force on i from its
 /// pair with j is dE/dr with r = x_j - x_i, that is s r̂ for a pair's dE/dd = s.
-fn forces_and_virial(graph: &Graph, g_d: &[f64], pair: &[[f64; 3]], energy: Vec<f64>) -> Output {
+fn forces_and_virial(graph: &Graph, g_d: &[f64], pair: &[[f64; 3]], energy: Vec<f64>, atom_energies: Vec<f64>) -> Output {
     let n = graph.n_atoms();
     let per_atom: Vec<([f64; 3], [f64; 9])> = (0..n)
         .into_par_iter()
@@ -634,7 +668,8 @@ fn forces_and_virial(graph: &Graph, g_d: &[f64], pair: &[[f64; 3]], energy: Vec<
         let total = &mut virial[graph.structure[i]];
         total.iter_mut().zip(w).for_each(|(t, v)| *t += v);
     }
-    Output { energy, forces: per_atom.into_iter().map(|(f, _)| f).collect(), virial, regrouped: Vec::new(), layers: Vec::new() }
+    let (forces, atom_virials) = per_atom.into_iter().unzip();
+    Output { energy, forces, virial, regrouped: Vec::new(), layers: Vec::new(), atom_energies, atom_virials }
 }
 
 /// `data` cut into the rows of a compressed-row layout.

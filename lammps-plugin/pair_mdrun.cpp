@@ -1,0 +1,173 @@
+#include "pair_mdrun.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "error.h"
+#include "force.h"
+#include "memory.h"
+
+#include <mpi.h>
+
+#include <cstring>
+
+using namespace LAMMPS_NS;
+
+namespace {
+
+/* mdrun's reduction hook: MCGM's per-cluster sums added up over every rank. */
+void allreduce_world(double *buffer, size_t len, void *context)
+{
+  MPI_Comm world = *static_cast<MPI_Comm *>(context);
+  MPI_Allreduce(MPI_IN_PLACE, buffer, static_cast<int>(len), MPI_DOUBLE, MPI_SUM, world);
+}
+
+}    // namespace
+
+PairMdrun::PairMdrun(LAMMPS *lmp) : Pair(lmp), potential(nullptr)
+{
+  single_enable = 0;
+  restartinfo = 0;
+  one_coeff = 1;
+  manybody_flag = 1;
+  // The model gives the virial itself (its edges' terms, ghosts included).
+  no_virial_fdotr_compute = 1;
+  centroidstressflag = CENTROID_NOTAVAIL;
+}
+
+PairMdrun::~PairMdrun()
+{
+  mdrun_potential_free(potential);
+  if (allocated) {
+    memory->destroy(setflag);
+    memory->destroy(cutsq);
+  }
+}
+
+void PairMdrun::allocate()
+{
+  allocated = 1;
+  int n = atom->ntypes + 1;
+  memory->create(setflag, n, n, "pair:setflag");
+  memory->create(cutsq, n, n, "pair:cutsq");
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) setflag[i][j] = 0;
+}
+
+/* pair_style mdrun MODEL */
+void PairMdrun::settings(int narg, char **arg)
+{
+  if (narg != 1)
+    error->all(FLERR, "Illegal pair_style mdrun command: expected pair_style mdrun MODEL (a folder or model.json written by mdrun train)");
+  model_path = arg[0];
+}
+
+/* pair_coeff * * ELEMENT... (one element symbol per atom type) */
+void PairMdrun::coeff(int narg, char **arg)
+{
+  if (!allocated) allocate();
+  int ntypes = atom->ntypes;
+  if (narg != 2 + ntypes || strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
+    error->all(FLERR, "Incorrect args for pair_style mdrun: expected pair_coeff * * followed by one element symbol per atom type ({} types)", ntypes);
+  // Each distinct element once, in order of first use; types map onto them.
+  std::vector<std::string> elements;
+  species_of_type.assign(ntypes + 1, -1);
+  for (int t = 1; t <= ntypes; t++) {
+    std::string e = arg[1 + t];
+    int k = 0;
+    while (k < (int) elements.size() && elements[k] != e) k++;
+    if (k == (int) elements.size()) elements.push_back(e);
+    species_of_type[t] = k;
+  }
+  std::string species;
+  for (auto &e : elements) species += e + " ";
+  mdrun_potential_free(potential);
+  // One thread per rank unless LAMMPS was given more (-pk omp N / OMP_NUM_THREADS).
+  potential = mdrun_potential_load(model_path.c_str(), species.c_str(), comm->nthreads > 0 ? comm->nthreads : 1);
+  if (!potential) error->all(FLERR, "pair_style mdrun: {}", mdrun_last_error());
+  if (mdrun_potential_is_long_range(potential))
+    error->all(FLERR, "pair_style mdrun: {} has learned charges, whose Coulomb sum needs the whole system; the plugin runs local and MCGM models (run this one with mdrun itself)", model_path);
+  for (int i = 1; i <= ntypes; i++)
+    for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
+  if (comm->me == 0) {
+    char text[1024];
+    mdrun_potential_describe(potential, text, sizeof text);
+    utils::logmesg(lmp, "pair_style mdrun: {}\n  receptive field {} A (ghost atoms are sent this far)\n", text, mdrun_potential_receptive_field(potential));
+  }
+}
+
+void PairMdrun::init_style()
+{
+  if (force->newton_pair == 0)
+    error->all(FLERR, "pair_style mdrun requires newton pair on (the forces on ghost atoms go back to their owners)");
+  if (!potential) error->all(FLERR, "pair_style mdrun: pair_coeff * * ELEMENT... must come before the run");
+  // No neighbour list: the model builds its own graph from owned + ghost atoms.
+}
+
+/* The pair cutoff LAMMPS sends ghosts to: the model's receptive field. */
+double PairMdrun::init_one(int, int)
+{
+  return mdrun_potential_receptive_field(potential);
+}
+
+void PairMdrun::compute(int eflag, int vflag)
+{
+  ev_init(eflag, vflag);
+  const int nlocal = atom->nlocal;
+  const int nall = nlocal + atom->nghost;
+  types.resize(nall);
+  for (int i = 0; i < nall; i++) types[i] = species_of_type[atom->type[i]];
+  forces.resize(3 * (size_t) nall);
+
+  mdrun_structure s = {};
+  s.n_atoms = nall;
+  s.n_owned = nlocal;
+  s.positions = nall > 0 ? &atom->x[0][0] : nullptr;
+  s.types = types.data();
+  s.cell = nullptr;    // the ghosts are explicit images: open boundaries
+  MPI_Comm comm_world = world;
+  if (comm->nprocs > 1) {
+    s.reduce = allreduce_world;
+    s.reduce_context = &comm_world;
+  }
+  mdrun_results r = {};
+  r.forces = forces.data();
+  if (eflag_atom) {
+    atom_energies.resize(nall);
+    r.atom_energies = atom_energies.data();
+  }
+  if (vflag_atom) {
+    atom_virials.resize(9 * (size_t) nall);
+    r.atom_virials = atom_virials.data();
+  }
+  if (mdrun_potential_evaluate(potential, &s, &r) != 0)
+    error->one(FLERR, "pair_style mdrun: {}", mdrun_last_error());
+
+  double **f = atom->f;
+  for (int i = 0; i < nall; i++) {
+    f[i][0] += forces[3 * i];
+    f[i][1] += forces[3 * i + 1];
+    f[i][2] += forces[3 * i + 2];
+  }
+  if (eflag_global) eng_vdwl += r.energy;
+  if (vflag_global) {
+    const double *w = r.virial;
+    virial[0] += w[0];
+    virial[1] += w[4];
+    virial[2] += w[8];
+    virial[3] += w[1];
+    virial[4] += w[2];
+    virial[5] += w[5];
+  }
+  if (eflag_atom)
+    for (int i = 0; i < nall; i++) eatom[i] += atom_energies[i];
+  if (vflag_atom)
+    for (int i = 0; i < nall; i++) {
+      const double *w = &atom_virials[9 * (size_t) i];
+      vatom[i][0] += w[0];
+      vatom[i][1] += w[4];
+      vatom[i][2] += w[8];
+      vatom[i][3] += w[1];
+      vatom[i][4] += w[2];
+      vatom[i][5] += w[5];
+    }
+}

@@ -1,0 +1,128 @@
+//! A learned potential as a library, for the hosts that are not the `mdrun` binary: the C ABI
+//! (`crate::capi`), through it the LAMMPS plugin (`lammps-plugin/`) and the Python package
+//! (`python/`). It is the MD path's own compiled model (`crate::ml::inference`, f32 with
+//! tabulated filters), evaluated on
+//! - whole structures, periodic or open (ASE), one at a time or many in one batch;
+//! - one part of a domain-decomposed system: the atoms a LAMMPS rank owns followed by the ghost
+//!   copies it received out to the model's receptive field; the energy is the owned atoms',
+//!   the forces fall on owned atoms and ghosts alike (the host adds the ghosts' to their
+//!   owners), and MCGM's cluster sums are added up over the ranks by the host's reduction.
+
+use crate::cell::{Cell, Vec3};
+use crate::ml::inference::{Graph, Inference, Output};
+use crate::neighbor::{ListKind, NeighborList};
+use crate::potential::mcgm::MlPotential;
+use std::path::Path;
+
+/// A model loaded for a list of species (the host's atom types, in order).
+pub struct Evaluator {
+    inference: Inference,
+    /// Model species of each host type.
+    species_of_type: Vec<usize>,
+    description: String,
+    blocks: usize,
+    long_range: bool,
+}
+
+/// One structure as the host holds it.
+pub struct Structure<'a> {
+    /// Å
+    pub positions: &'a [Vec3],
+    /// Index into the evaluator's species, per atom.
+    pub types: &'a [u32],
+    /// Periodic or open along each axis (`Cell::open()` for a rank's part: its ghosts are
+    /// explicit copies).
+    pub cell: Cell,
+    /// Atoms `0..owned` count in the energy; the rest are ghosts (see `Graph::owned`).
+    pub owned: usize,
+    /// Total charge, e (a long-range model's charges sum to it).
+    pub charge: f64,
+}
+
+impl Evaluator {
+    /// Loads the model at `path` (a folder or file written by `mdrun train`) for atoms of the
+    /// elements `species`. The first load in a process sizes the evaluation's thread pool:
+    /// `threads` (0: all cores). The model runs on the caller's thread with the pool's help, so
+    /// a host's reduction (MPI) is called from the thread that called `evaluate`.
+    pub fn load(path: &Path, species: &[String], threads: usize) -> Result<Evaluator, String> {
+        if species.is_empty() {
+            return Err("no species given: name the element of each atom type (e.g. \"O H\")".into());
+        }
+        let potential = MlPotential::load(path, species)?;
+        let long_range = potential.is_long_range();
+        let blocks = potential.blocks();
+        let compiled = potential.into_compiled()?;
+        // Err: the pool already runs (an earlier load); it keeps its size.
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+        Ok(Evaluator { inference: compiled.inference, species_of_type: compiled.species_of_type, description: compiled.description, blocks, long_range })
+    }
+
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The graph's cutoff, Å.
+    pub fn cutoff(&self) -> f64 {
+        self.inference.cutoff
+    }
+
+    /// How far an atom's energy reaches: blocks x cutoff, Å. A rank's ghosts must reach this
+    /// far beyond its owned atoms for their energies and forces to be exact.
+    pub fn receptive_field(&self) -> f64 {
+        self.blocks as f64 * self.inference.cutoff
+    }
+
+    /// Whether the model has learned charges (a Coulomb sum over the whole system: it takes
+    /// whole structures only).
+    pub fn is_long_range(&self) -> bool {
+        self.long_range
+    }
+
+    /// Evaluates one structure (or one rank's part of one, with `reduce` adding MCGM's cluster
+    /// sums over all ranks; every rank must call it together).
+    pub fn evaluate(&mut self, structure: &Structure, reduce: &mut dyn FnMut(&mut [f64])) -> Result<Output, String> {
+        let graph = self.graph(structure)?;
+        self.inference.evaluate_part(&graph, reduce)
+    }
+
+    /// Evaluates whole structures in one batch (one pass of the model over all their atoms).
+    pub fn evaluate_batch(&mut self, structures: &[Structure]) -> Result<Output, String> {
+        if let Some(k) = structures.iter().position(|s| s.owned != s.positions.len()) {
+            return Err(format!("structure {k}: a batch takes whole structures, not a rank's part (ghost atoms)"));
+        }
+        let graphs = structures.iter().map(|s| self.graph(s)).collect::<Result<Vec<_>, _>>()?;
+        let batch = Graph::concat(&graphs);
+        self.inference.forget_partitions();
+        self.inference.evaluate(&batch)
+    }
+
+    /// The model's graph of `structure`: every pair closer than the cutoff, periodic images
+    /// included.
+    fn graph(&self, s: &Structure) -> Result<Graph, String> {
+        let n = s.positions.len();
+        if s.types.len() != n {
+            return Err(format!("{n} positions but {} types", s.types.len()));
+        }
+        if s.owned > n {
+            return Err(format!("{} owned atoms of {n}", s.owned));
+        }
+        if let Some(k) = s.types.iter().position(|&t| t as usize >= self.species_of_type.len()) {
+            return Err(format!("atom {}: type {} but {} species were loaded", k + 1, s.types[k], self.species_of_type.len()));
+        }
+        if let Some(k) = s.positions.iter().position(|r| r.iter().any(|x| !x.is_finite())) {
+            return Err(format!("atom {}: position {:?} is not finite", k + 1, s.positions[k]));
+        }
+        if self.long_range {
+            crate::ml::electrostatics::periodicity(&s.cell)?;
+        }
+        // The list bins wrapped positions; the edge vectors do not change.
+        let positions: Vec<Vec3> = s.positions.iter().map(|&r| s.cell.wrap(r).0).collect();
+        let cutoff = self.inference.cutoff;
+        let mut list = NeighborList::new(ListKind::Full, cutoff, 0.0);
+        list.build(&positions, &s.cell).map_err(|e| e.to_string())?;
+        let species = s.types.iter().map(|&t| self.species_of_type[t as usize]).collect();
+        let mut graph = Graph::from_neighbor_list(&list, &positions, species, cutoff, &s.cell, s.charge);
+        graph.owned = s.owned;
+        Ok(graph)
+    }
+}
