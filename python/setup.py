@@ -1,7 +1,7 @@
 """Builds mdrun's shared library (the C ABI the package loads) and the mdrun binary with cargo,
 from the repository this folder belongs to, and ships them inside the package (stripped).
 
-`pip install ./python` runs this. The Rust build is the repository's own release build
+`pip install ./python` runs this (MDRUN_PREBUILT=DIR: take both from DIR instead). The Rust build is the repository's own release build
 (`cargo build --release --locked`), so it shares CARGO_TARGET_DIR's cache with `cargo test
 --release`: after the tests it only copies.
 """
@@ -21,10 +21,15 @@ REPO = Path(__file__).resolve().parent.parent
 class BuildWithCargo(build_py):
     def run(self):
         super().run()
-        cargo = os.environ.get("CARGO", "cargo")
-        subprocess.run([cargo, "build", "--release", "--locked", "--lib", "--bin", "mdrun"], cwd=REPO, check=True)
-        meta = subprocess.run([cargo, "metadata", "--format-version", "1", "--no-deps"], cwd=REPO, check=True, capture_output=True, text=True)
-        target = Path(json.loads(meta.stdout)["target_directory"]) / "release"
+        prebuilt = os.environ.get("MDRUN_PREBUILT")
+        if prebuilt:
+            # A folder already holding libmdrun.so and mdrun (the test suite's own build).
+            target = Path(prebuilt)
+        else:
+            cargo = os.environ.get("CARGO", "cargo")
+            subprocess.run([cargo, "build", "--release", "--locked", "--lib", "--bin", "mdrun"], cwd=REPO, check=True)
+            meta = subprocess.run([cargo, "metadata", "--format-version", "1", "--no-deps"], cwd=REPO, check=True, capture_output=True, text=True)
+            target = Path(json.loads(meta.stdout)["target_directory"]) / "release"
         dest = Path(self.build_lib) / "mdrun" / "_lib"
         dest.mkdir(parents=True, exist_ok=True)
         for name in ("libmdrun.so", "mdrun"):

@@ -82,7 +82,20 @@ impl Evaluator {
     /// sums over all ranks; every rank must call it together).
     pub fn evaluate(&mut self, structure: &Structure, reduce: &mut dyn FnMut(&mut [f64])) -> Result<Output, String> {
         let graph = self.graph(structure)?;
-        self.inference.evaluate_part(&graph, reduce)
+        if graph.owned == graph.n_atoms() {
+            return self.inference.evaluate_part(&graph, reduce);
+        }
+        let (part, order) = by_distance_from_owned(&graph, self.blocks);
+        let out = self.inference.evaluate_part(&part, reduce)?;
+        // Back to the host's order; atoms beyond the receptive field take nothing.
+        let n = graph.n_atoms();
+        let (mut forces, mut atom_energies, mut atom_virials) = (vec![[0.0; 3]; n], vec![0.0; n], vec![[0.0; 9]; n]);
+        for (k, &a) in order.iter().enumerate() {
+            forces[a] = out.forces[k];
+            atom_energies[a] = out.atom_energies[k];
+            atom_virials[a] = out.atom_virials[k];
+        }
+        Ok(Output { forces, atom_energies, atom_virials, ..out })
     }
 
     /// Evaluates whole structures in one batch (one pass of the model over all their atoms).
@@ -125,4 +138,61 @@ impl Evaluator {
         graph.owned = s.owned;
         Ok(graph)
     }
+}
+
+/// A rank's part reordered for `Graph::rows_within`: the owned atoms, then the ghosts one edge
+/// from them, two edges, ... up to `blocks` edges; ghosts farther out cannot reach an owned
+/// atom's energy and are left out. Returns the new graph and, per new row, the host's atom.
+fn by_distance_from_owned(graph: &Graph, blocks: usize) -> (Graph, Vec<usize>) {
+    let n = graph.n_atoms();
+    let mut depth = vec![usize::MAX; n];
+    let mut order: Vec<usize> = (0..graph.owned).collect();
+    order.iter().for_each(|&a| depth[a] = 0);
+    let mut rows_within = vec![order.len()];
+    let mut front = 0;
+    for d in 1..=blocks {
+        let end = order.len();
+        for k in front..end {
+            let a = order[k];
+            for e in graph.start[a]..graph.start[a + 1] {
+                let b = graph.neighbor[e] as usize;
+                if depth[b] == usize::MAX {
+                    depth[b] = d;
+                    order.push(b);
+                }
+            }
+        }
+        // Host order within a shell, so the result does not depend on the edges' order.
+        order[end..].sort_unstable();
+        front = end;
+        rows_within.push(order.len());
+    }
+    let mut new_index = vec![u32::MAX; n];
+    order.iter().enumerate().for_each(|(k, &a)| new_index[a] = k as u32);
+    let mut part = Graph {
+        n_structures: 1,
+        species: order.iter().map(|&a| graph.species[a]).collect(),
+        structure: vec![0; order.len()],
+        start: vec![0],
+        neighbor: Vec::new(),
+        distance: Vec::new(),
+        vector: Vec::new(),
+        positions: order.iter().map(|&a| graph.positions[a]).collect(),
+        cells: graph.cells.clone(),
+        charges: graph.charges.clone(),
+        owned: graph.owned,
+        rows_within,
+    };
+    for &a in &order {
+        for e in graph.start[a]..graph.start[a + 1] {
+            let b = new_index[graph.neighbor[e] as usize];
+            if b != u32::MAX {
+                part.neighbor.push(b);
+                part.distance.push(graph.distance[e]);
+                part.vector.push(graph.vector[e]);
+            }
+        }
+        part.start.push(part.neighbor.len());
+    }
+    (part, order)
 }

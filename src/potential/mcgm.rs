@@ -214,7 +214,7 @@ impl MlPotential {
         if let Some(l) = &self.model.config.long_range {
             return Err(format!("the GPU kernels do not evaluate {} yet: run this model on the CPU (--platform cpu)", l.describe()));
         }
-        self.into_compiled()
+        self.into_compiled().map(|m| GpuModel { description: m.description.replace("f32 with tabulated filters", "f32 WGSL kernels with tabulated filters"), ..m })
     }
 
     /// Whether the model has learned charges.
@@ -234,7 +234,7 @@ impl MlPotential {
             Some(inference) => Ok(GpuModel {
                 inference,
                 species_of_type: std::mem::take(&mut self.species_map),
-                description: self.description.replace("f32 with tabulated filters", "f32 WGSL kernels with tabulated filters"),
+                description: std::mem::take(&mut self.description),
                 cautions: std::mem::take(&mut self.cautions),
                 range: std::mem::replace(&mut self.range, TrainingRange::unlimited(0)),
             }),

@@ -36,8 +36,9 @@ pub fn hierarchy(config: &McgmConfig, structure: &[usize], species: &[usize], n_
 /// Sum of rows of `data` ([rows, f]) per group.
 fn sum_rows(data: &[f32], f: usize, group: &[usize], groups: usize) -> Vec<f32> {
     let mut sum = vec![0.0f32; groups * f];
-    for (row, &g) in group.iter().enumerate() {
-        let (dst, src) = (&mut sum[g * f..(g + 1) * f], &data[row * f..(row + 1) * f]);
+    // `data` may hold the leading rows only (the rest read as zero).
+    for (src, &g) in data.chunks(f).zip(group) {
+        let dst = &mut sum[g * f..(g + 1) * f];
         for k in 0..f {
             dst[k] += src[k];
         }

@@ -41,9 +41,10 @@ impl Linear {
             out.clear();
             out.resize(rows * self.inputs, 0.0);
         }
-        assert_eq!(out.len(), rows * self.inputs);
+        // Accumulating into a longer `out` adds to its leading rows.
+        assert!(out.len() >= rows * self.inputs);
         // W^T as [outputs, inputs]: element (p, q) is W[q, p] at q * outputs + p.
-        gemm(g, self.outputs, &self.w, 1, self.outputs as isize, self.inputs, out, 1.0);
+        gemm(g, self.outputs, &self.w, 1, self.outputs as isize, self.inputs, &mut out[..rows * self.inputs], 1.0);
     }
 }
 

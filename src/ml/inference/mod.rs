@@ -53,6 +53,11 @@ pub struct Graph {
     /// owned atoms' environments and take forces, but their energy is counted where they are
     /// owned. `n_atoms()` for a whole system.
     pub owned: usize,
+    /// A rank's part, its atoms ordered by how many edges they are from the owned ones: entry d
+    /// is the number of leading atoms at most d edges away (entry 0 = `owned`). Block t of B
+    /// then only updates the atoms within B-1-t edges, the only ones whose outputs reach an
+    /// owned atom's energy. Empty: every atom is needed at every block.
+    pub rows_within: Vec<usize>,
 }
 
 impl Graph {
@@ -92,6 +97,7 @@ impl Graph {
             cells: batch.cells.clone(),
             charges: batch.charges.clone(),
             owned: n,
+            rows_within: Vec::new(),
         }
     }
 
@@ -158,7 +164,7 @@ impl Graph {
                 vector.push(v);
             }
         }
-        Graph { n_structures: 1, structure: vec![0; n], species, start, neighbor, distance, vector, positions: positions.to_vec(), cells: vec![cell.clone()], charges: vec![charge], owned: n }
+        Graph { n_structures: 1, structure: vec![0; n], species, start, neighbor, distance, vector, positions: positions.to_vec(), cells: vec![cell.clone()], charges: vec![charge], owned: n, rows_within: Vec::new() }
     }
 }
 
@@ -177,9 +183,10 @@ impl Graph {
             cells: Vec::new(),
             charges: Vec::new(),
             owned: 0,
+            rows_within: Vec::new(),
         };
         for g in graphs {
-            assert_eq!(g.owned, g.n_atoms(), "a batch holds whole systems");
+            assert!(g.owned == g.n_atoms() && g.rows_within.is_empty(), "a batch holds whole systems");
             let (atoms, edges) = (out.species.len() as u32, out.neighbor.len());
             out.species.extend_from_slice(&g.species);
             out.structure.extend(g.structure.iter().map(|s| s + out.n_structures));
@@ -316,6 +323,8 @@ struct BlockCache {
     levels: Vec<clusters::Level>,
     soft: Option<clusters::SoftCache>,
     x_mcgm: Vec<f32>,
+    /// The rows this block updated (`Graph::rows_within`).
+    rows: usize,
 }
 
 enum InteractionCache {
@@ -469,13 +478,18 @@ impl Inference {
         // PaiNN's vector features [N, 3, F], zero at the start.
         let mut mu = if self.is_painn() { vec![0.0f32; n * 3 * f] } else { Vec::new() };
         let mut layers = Vec::new();
+        let n_blocks = self.blocks.len();
+        // Rows within d edges of the owned atoms (all rows for a whole system).
+        let within = |d: usize| graph.rows_within.get(d).copied().unwrap_or(n);
         for (t, block) in self.blocks.iter().enumerate() {
+            // The rows whose outputs of this block are needed, and the rows they read.
+            let (out_rows, in_rows) = (within(n_blocks - 1 - t), within(n_blocks - t));
             let interaction = match &block.interaction {
                 Interaction::Schnet { input, out1, out2 } => {
                     let mut y = Vec::new();
-                    input.forward(&x, &mut y);
+                    input.forward(&x[..in_rows * f], &mut y);
                     // m_i = Σ_{e in row i} y_j ⊙ W(d_e)
-                    m.par_chunks_mut(f).enumerate().with_min_len(16).for_each(|(i, mi)| {
+                    m[..out_rows * f].par_chunks_mut(f).enumerate().with_min_len(16).for_each(|(i, mi)| {
                         mi.fill(0.0);
                         for e in graph.start[i]..graph.start[i + 1] {
                             let yj = &y[graph.neighbor[e] as usize * f..][..f];
@@ -483,31 +497,34 @@ impl Inference {
                         }
                     });
                     let mut slope2 = Vec::new();
-                    out1.forward(&m, &mut slope2);
+                    out1.forward(&m[..out_rows * f], &mut slope2);
                     h.resize(slope2.len(), 0.0);
                     activate(&mut slope2, &mut h);
                     out2.forward(&h, &mut update);
                     x.iter_mut().zip(&update).for_each(|(x, u)| *x += u);
                     InteractionCache::Schnet { y, slope2 }
                 }
+                // PaiNN updates every row (correct, if not the least work, for a rank's part).
                 Interaction::Painn(p) => InteractionCache::Painn(p.forward(&block.table, &places, graph, &mut x, &mut mu)),
             };
+            let out_rows = if matches!(block.interaction, Interaction::Painn(_)) { n } else { out_rows };
             if self.record_layers {
                 layers.push((layer::name(t, layer::Stage::Interaction), f, x.clone()));
                 if !mu.is_empty() {
                     layers.push((layer::name(t, layer::Stage::Vectors), 3 * f, mu.clone()));
                 }
             }
-            let mut cache = BlockCache { interaction, levels: Vec::new(), soft: None, x_mcgm: Vec::new() };
+            let mut cache = BlockCache { interaction, levels: Vec::new(), soft: None, x_mcgm: Vec::new(), rows: out_rows };
             if let (Some(config), Some(hard)) = (&self.mcgm, &block.hard) {
                 let t = Instant::now();
                 cache.levels = hierarchy(config, &graph.structure, &graph.species, n_species, graph.n_structures, &x, f, &mut pooling);
                 clustering += t.elapsed();
-                let mut delta = vec![0.0f32; n * f];
-                hard.forward(&cache.levels, &x, f, &mut delta, &mut pooling);
+                let rows = &x[..out_rows * f];
+                let mut delta = vec![0.0f32; out_rows * f];
+                hard.forward(&cache.levels, rows, f, &mut delta, &mut pooling);
                 if let Some(soft) = &block.soft {
-                    cache.soft = Some(soft.forward(&graph.structure, graph.n_structures, &x, f, &mut delta, &mut pooling));
-                    cache.x_mcgm = x.clone();
+                    cache.soft = Some(soft.forward(&graph.structure[..out_rows], graph.n_structures, rows, f, &mut delta, &mut pooling));
+                    cache.x_mcgm = rows.to_vec();
                 }
                 x.iter_mut().zip(&delta).for_each(|(x, d)| *x += d);
                 if self.record_layers {
@@ -529,14 +546,16 @@ impl Inference {
             self.partitions = partitions;
         }
         // Readout: E_i = scale (ssp(x W_r1 + b) W_r2 + b) + E_ref[species].
+        // Only the owned atoms' energies count.
+        let owned = graph.owned;
         let mut a_r = Vec::new();
-        self.readout1.forward(&x, &mut a_r);
+        self.readout1.forward(&x[..owned * f], &mut a_r);
         h.resize(a_r.len(), 0.0);
         activate(&mut a_r, &mut h);
         let mut atomic = Vec::new();
         self.readout2.forward(&h, &mut atomic);
         // Ghosts' energies are counted where they are owned.
-        let atom_energies: Vec<f64> = (0..n).map(|i| if i < graph.owned { self.scale * atomic[i] as f64 + self.reference[graph.species[i]] } else { 0.0 }).collect();
+        let atom_energies: Vec<f64> = (0..n).map(|i| if i < owned { self.scale * atomic[i] as f64 + self.reference[graph.species[i]] } else { 0.0 }).collect();
         let mut energy = vec![0.0f64; graph.n_structures];
         for i in 0..n {
             energy[graph.structure[i]] += atom_energies[i];
@@ -549,9 +568,9 @@ impl Inference {
         let w_r2: Vec<f32> = (0..half).map(|k| self.readout2.w[k] * self.scale as f32).collect();
         let mut g_ar = a_r;
         g_ar.chunks_mut(half).for_each(|row| row.iter_mut().zip(&w_r2).for_each(|(a, w)| *a *= w));
-        g_ar[graph.owned * half..].fill(0.0);
         let mut g_x = Vec::new();
         self.readout1.backward(&g_ar, &mut g_x, false);
+        g_x.resize(n * f, 0.0);
         let t_long_range = Instant::now();
         let charges = match &mut self.charges {
             Some(head) => Some(head.evaluate(graph, &x_final, &mut g_x)?),
@@ -565,34 +584,44 @@ impl Inference {
         let mut g_mu = if painn { vec![0.0f32; n * 3 * f] } else { Vec::new() };
         let (mut g_a2, mut g_m, mut g_y) = (Vec::new(), Vec::new(), vec![0.0f32; n * f]);
         for (block, cache) in self.blocks.iter().zip(&caches).rev() {
+            // Rows past `cache.rows` were not updated by this block: their gradient here is zero.
+            let out_rows = cache.rows;
             if let Some(hard) = &block.hard {
-                let mut g_mcgm = vec![0.0f32; n * f];
-                hard.backward(&cache.levels, &g_x, f, &mut g_mcgm, &mut pooling);
+                let g = &g_x[..out_rows * f];
+                let mut g_mcgm = vec![0.0f32; out_rows * f];
+                hard.backward(&cache.levels, g, f, &mut g_mcgm, &mut pooling);
                 if let (Some(soft), Some(soft_cache)) = (&block.soft, &cache.soft) {
-                    soft.backward(soft_cache, &graph.structure, graph.n_structures, &cache.x_mcgm, &g_x, f, &mut g_mcgm, &mut pooling);
+                    soft.backward(soft_cache, &graph.structure[..out_rows], graph.n_structures, &cache.x_mcgm, g, f, &mut g_mcgm, &mut pooling);
                 }
                 g_x.iter_mut().zip(&g_mcgm).for_each(|(g, d)| *g += d);
             }
             match (&block.interaction, &cache.interaction) {
                 (Interaction::Schnet { input, out1, out2 }, InteractionCache::Schnet { y, slope2 }) => {
                     // x' = x + out2(ssp(out1(m))).
-                    out2.backward(&g_x, &mut g_a2, false);
+                    let in_rows = y.len() / f;
+                    out2.backward(&g_x[..out_rows * f], &mut g_a2, false);
                     g_a2.iter_mut().zip(slope2).for_each(|(g, &s)| *g *= s);
                     out1.backward(&g_a2, &mut g_m, false);
+                    // Rows that sent messages but did not take any: zero.
+                    g_m.resize(in_rows * f, 0.0);
                     // Per edge e = i←j: dL/dy_j += g_m[i] ⊙ W(d_e), gathered over j's own row
                     // through the twin edge; the pair's dL/dd (both directions, same distance)
                     // is kept per edge.
+                    // (An edge to a row past `in_rows` joins two rows that took no message.)
                     let rows = split_rows(&mut g_d, &graph.start);
-                    g_y.par_chunks_mut(f).zip(rows).enumerate().with_min_len(16).for_each(|(i, (gyi, gdi))| {
+                    g_y[..in_rows * f].par_chunks_mut(f).zip(rows).enumerate().with_min_len(16).for_each(|(i, (gyi, gdi))| {
                         gyi.fill(0.0);
                         let (g_m_i, y_i) = (&g_m[i * f..(i + 1) * f], &y[i * f..(i + 1) * f]);
                         for (slot, e) in (graph.start[i]..graph.start[i + 1]).enumerate() {
                             let j = graph.neighbor[e] as usize;
+                            if j >= in_rows {
+                                continue;
+                            }
                             let rows = EdgeRows { g_m_i, g_m_j: &g_m[j * f..][..f], y_i, y_j: &y[j * f..][..f] };
                             gdi[slot] += block.table.accumulate_backward(&places[e], rows, gyi) as f64;
                         }
                     });
-                    input.backward(&g_y, &mut g_x, true);
+                    input.backward(&g_y[..in_rows * f], &mut g_x, true);
                 }
                 (Interaction::Painn(p), InteractionCache::Painn(c)) => p.backward(&block.table, &places, graph, c, &mut g_x, &mut g_mu, &mut pair),
                 _ => unreachable!("a block's cache is of its own backbone"),

