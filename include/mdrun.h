@@ -19,6 +19,9 @@ typedef struct mdrun_potential mdrun_potential;
 
 /* Adds len doubles up over every rank, in place (MPI_Allreduce with MPI_SUM). */
 typedef void (*mdrun_reduce_fn)(double *buffer, size_t len, void *context);
+/* rows: [n_atoms][width] floats, owned atoms first. Forward: every ghost row takes its owner's
+ * row. Reverse: every owner row adds its ghosts' rows. */
+typedef void (*mdrun_exchange_fn)(float *rows, size_t width, void *context);
 
 typedef struct {
   size_t n_atoms;
@@ -30,6 +33,15 @@ typedef struct {
   double charge;           /* total charge (models with learned charges) */
   mdrun_reduce_fn reduce;  /* NULL: a whole system; else every rank calls together */
   void *reduce_context;
+  /* NULL: the ghosts reach the receptive field (blocks x cutoff). Set (both): they reach one
+   * cutoff and are refreshed between blocks through these. */
+  mdrun_exchange_fn exchange_forward;
+  mdrun_exchange_fn exchange_reverse;
+  void *exchange_context;
+  /* 1: the same atoms in the same order as the previous call (LAMMPS between reneighbourings);
+   * 0: unknown (same count, types, cell and small moves count as the same); -1: not the same.
+   * Lets a call reuse the previous call's neighbour list. */
+  int32_t same_atoms;
 } mdrun_structure;
 
 typedef struct {
@@ -49,6 +61,7 @@ mdrun_potential *mdrun_potential_load(const char *path, const char *species, siz
 void mdrun_potential_free(mdrun_potential *potential);
 double mdrun_potential_cutoff(const mdrun_potential *potential);
 double mdrun_potential_receptive_field(const mdrun_potential *potential); /* blocks x cutoff */
+size_t mdrun_potential_exchange_width(const mdrun_potential *potential);  /* F, or 3F (PaiNN) */
 int mdrun_potential_is_long_range(const mdrun_potential *potential);
 size_t mdrun_potential_describe(const mdrun_potential *potential, char *buffer, size_t len);
 

@@ -5,6 +5,7 @@
 #include "error.h"
 #include "force.h"
 #include "memory.h"
+#include "neighbor.h"
 
 #include <mpi.h>
 
@@ -23,7 +24,8 @@ void allreduce_world(double *buffer, size_t len, void *context)
 
 }    // namespace
 
-PairMdrun::PairMdrun(LAMMPS *lmp) : Pair(lmp), potential(nullptr)
+PairMdrun::PairMdrun(LAMMPS *lmp) :
+    Pair(lmp), exchange(true), potential(nullptr), exchange_rows(nullptr), exchange_width(0)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -53,12 +55,18 @@ void PairMdrun::allocate()
     for (int j = 0; j < n; j++) setflag[i][j] = 0;
 }
 
-/* pair_style mdrun MODEL */
+/* pair_style mdrun MODEL [halo exchange|full] */
 void PairMdrun::settings(int narg, char **arg)
 {
-  if (narg != 1)
-    error->all(FLERR, "Illegal pair_style mdrun command: expected pair_style mdrun MODEL (a folder or model.json written by mdrun train)");
+  if (narg != 1 && !(narg == 3 && strcmp(arg[1], "halo") == 0))
+    error->all(FLERR, "Illegal pair_style mdrun command: expected pair_style mdrun MODEL [halo exchange|full] (MODEL: a folder or model.json written by mdrun train)");
   model_path = arg[0];
+  exchange = true;
+  if (narg == 3) {
+    if (strcmp(arg[2], "full") == 0) exchange = false;
+    else if (strcmp(arg[2], "exchange") != 0)
+      error->all(FLERR, "Illegal pair_style mdrun command: halo {}: expected exchange or full", arg[2]);
+  }
 }
 
 /* pair_coeff * * ELEMENT... (one element symbol per atom type) */
@@ -91,7 +99,10 @@ void PairMdrun::coeff(int narg, char **arg)
   if (comm->me == 0) {
     char text[1024];
     mdrun_potential_describe(potential, text, sizeof text);
-    utils::logmesg(lmp, "pair_style mdrun: {}\n  receptive field {} A (ghost atoms are sent this far)\n", text, mdrun_potential_receptive_field(potential));
+    if (exchange)
+      utils::logmesg(lmp, "pair_style mdrun: {}\n  ghosts to one cutoff ({} A), their features exchanged after each block\n", text, mdrun_potential_cutoff(potential));
+    else
+      utils::logmesg(lmp, "pair_style mdrun: {}\n  ghosts to the receptive field ({} A)\n", text, mdrun_potential_receptive_field(potential));
   }
 }
 
@@ -101,12 +112,70 @@ void PairMdrun::init_style()
     error->all(FLERR, "pair_style mdrun requires newton pair on (the forces on ghost atoms go back to their owners)");
   if (!potential) error->all(FLERR, "pair_style mdrun: pair_coeff * * ELEMENT... must come before the run");
   // No neighbour list: the model builds its own graph from owned + ghost atoms.
+  comm_forward = comm_reverse = exchange ? (int) mdrun_potential_exchange_width(potential) : 0;
 }
 
-/* The pair cutoff LAMMPS sends ghosts to: the model's receptive field. */
+/* The pair cutoff LAMMPS sends ghosts to: one cutoff when the ghosts' features are exchanged
+   between blocks, else the model's receptive field. */
 double PairMdrun::init_one(int, int)
 {
-  return mdrun_potential_receptive_field(potential);
+  return exchange ? mdrun_potential_cutoff(potential) : mdrun_potential_receptive_field(potential);
+}
+
+/* mdrun's exchange hooks: LAMMPS's own forward and reverse communication of `width` floats per
+   atom, through the pack/unpack methods below. */
+void PairMdrun::forward(float *rows, size_t width, void *self)
+{
+  auto *pair = static_cast<PairMdrun *>(self);
+  pair->exchange_rows = rows;
+  pair->exchange_width = (int) width;
+  pair->comm->forward_comm(pair, (int) width);
+}
+
+void PairMdrun::reverse(float *rows, size_t width, void *self)
+{
+  auto *pair = static_cast<PairMdrun *>(self);
+  pair->exchange_rows = rows;
+  pair->exchange_width = (int) width;
+  pair->comm->reverse_comm(pair, (int) width);
+}
+
+int PairMdrun::pack_forward_comm(int n, int *list, double *buf, int, int *)
+{
+  int m = 0;
+  for (int i = 0; i < n; i++) {
+    const float *row = exchange_rows + (size_t) list[i] * exchange_width;
+    for (int k = 0; k < exchange_width; k++) buf[m++] = row[k];
+  }
+  return m;
+}
+
+void PairMdrun::unpack_forward_comm(int n, int first, double *buf)
+{
+  int m = 0;
+  for (int i = first; i < first + n; i++) {
+    float *row = exchange_rows + (size_t) i * exchange_width;
+    for (int k = 0; k < exchange_width; k++) row[k] = (float) buf[m++];
+  }
+}
+
+int PairMdrun::pack_reverse_comm(int n, int first, double *buf)
+{
+  int m = 0;
+  for (int i = first; i < first + n; i++) {
+    const float *row = exchange_rows + (size_t) i * exchange_width;
+    for (int k = 0; k < exchange_width; k++) buf[m++] = row[k];
+  }
+  return m;
+}
+
+void PairMdrun::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  int m = 0;
+  for (int i = 0; i < n; i++) {
+    float *row = exchange_rows + (size_t) list[i] * exchange_width;
+    for (int k = 0; k < exchange_width; k++) row[k] += (float) buf[m++];
+  }
 }
 
 void PairMdrun::compute(int eflag, int vflag)
@@ -128,6 +197,13 @@ void PairMdrun::compute(int eflag, int vflag)
   if (comm->nprocs > 1) {
     s.reduce = allreduce_world;
     s.reduce_context = &comm_world;
+  }
+  // Between reneighbourings LAMMPS keeps its atoms (and their order): mdrun may reuse its list.
+  s.same_atoms = neighbor->ago > 0 ? 1 : -1;
+  if (exchange) {
+    s.exchange_forward = forward;
+    s.exchange_reverse = reverse;
+    s.exchange_context = this;
   }
   mdrun_results r = {};
   r.forces = forces.data();

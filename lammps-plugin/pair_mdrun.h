@@ -5,11 +5,15 @@
  *   pair_style   mdrun potentials/water-schnet-mcgm-soft
  *   pair_coeff   * * O H
  *
- * Under domain decomposition each rank evaluates the model on its owned atoms and the ghosts
- * LAMMPS sends it out to the model's receptive field (blocks x cutoff, the pair cutoff this style
- * reports): the owned atoms' energies are exact, the forces fall on owned atoms and ghosts alike
- * and LAMMPS adds the ghosts' to their owners (newton on). MCGM's global cluster sums are made
- * exact across ranks with MPI_Allreduce. */
+ * Under domain decomposition each rank evaluates the model on its owned atoms and its ghosts:
+ * the owned atoms' energies are exact, the forces fall on owned atoms and ghosts alike and LAMMPS
+ * adds the ghosts' to their owners (newton on). MCGM's global cluster sums are made exact across
+ * ranks with MPI_Allreduce. Two ways to give the ghosts their environment:
+ *   halo exchange (default): ghosts out to one cutoff; after every block the ghosts' features
+ *     come from their owners (forward communication) and in the backward pass their gradients
+ *     go back (reverse communication);
+ *   halo full: ghosts out to the receptive field (blocks x cutoff), no communication inside the
+ *     model; many more ghosts. */
 #ifndef LMP_PAIR_MDRUN_H
 #define LMP_PAIR_MDRUN_H
 
@@ -30,10 +34,20 @@ class PairMdrun : public Pair {
   void coeff(int, char **) override;
   void init_style() override;
   double init_one(int, int) override;
+  int pack_forward_comm(int, int *, double *, int, int *) override;
+  void unpack_forward_comm(int, int, double *) override;
+  int pack_reverse_comm(int, int, double *) override;
+  void unpack_reverse_comm(int, int *, double *) override;
 
  private:
   std::string model_path;
+  bool exchange;    // halo exchange (true) or full (false)
   mdrun_potential *potential;
+  // The rows being exchanged ([nall][width] floats) while the model runs.
+  float *exchange_rows;
+  int exchange_width;
+  static void forward(float *rows, size_t width, void *self);
+  static void reverse(float *rows, size_t width, void *self);
   std::vector<int> species_of_type;    // LAMMPS type (1-based) -> index into the loaded species
   std::vector<int32_t> types;
   std::vector<double> forces, atom_energies, atom_virials;

@@ -7,7 +7,7 @@
 //! owned by the caller, and read or written in place (no copies on the caller's side).
 
 use crate::cell::{Cell, Vec3};
-use crate::library::{Evaluator, Structure};
+use crate::library::{Evaluator, SameAtoms, Structure};
 use crate::ml::inference::Output;
 use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
@@ -16,6 +16,9 @@ use std::path::Path;
 
 /// Adds `len` doubles at `buffer` up over every rank, in place (MPI_Allreduce, MPI_SUM).
 pub type ReduceFn = Option<unsafe extern "C" fn(buffer: *mut f64, len: usize, context: *mut c_void)>;
+/// Ghost rows of `rows` ([n_atoms][width] floats) from their owners' rows (forward), or owners'
+/// rows plus their ghosts' rows (reverse).
+pub type ExchangeFn = Option<unsafe extern "C" fn(rows: *mut f32, width: usize, context: *mut c_void)>;
 
 /// `mdrun_structure` in the header.
 #[repr(C)]
@@ -35,6 +38,33 @@ pub struct CStructure {
     /// NULL: a whole system.
     pub reduce: ReduceFn,
     pub reduce_context: *mut c_void,
+    /// NULL: the ghosts reach the receptive field; else they reach one cutoff and these
+    /// refresh them between blocks (both or neither).
+    pub exchange_forward: ExchangeFn,
+    pub exchange_reverse: ExchangeFn,
+    pub exchange_context: *mut c_void,
+    /// 1: the same atoms in the same order as the previous call (LAMMPS between
+    /// reneighbourings); 0: unknown (the same count, types and cell and small moves count as
+    /// the same); -1: not the same. Lets a call reuse the previous call's neighbour list.
+    pub same_atoms: i32,
+}
+
+/// The host's exchange, called back with the row arrays.
+struct HostExchange {
+    forward: unsafe extern "C" fn(*mut f32, usize, *mut c_void),
+    reverse: unsafe extern "C" fn(*mut f32, usize, *mut c_void),
+    context: *mut c_void,
+}
+
+impl crate::ml::inference::GhostExchange for HostExchange {
+    fn forward(&mut self, rows: &mut [f32], width: usize) {
+        // SAFETY: the host's callback reads and writes n_atoms rows of `width` floats.
+        unsafe { (self.forward)(rows.as_mut_ptr(), width, self.context) }
+    }
+    fn reverse(&mut self, rows: &mut [f32], width: usize) {
+        // SAFETY: as above.
+        unsafe { (self.reverse)(rows.as_mut_ptr(), width, self.context) }
+    }
 }
 
 /// `mdrun_results` in the header: where an evaluation writes.
@@ -149,6 +179,16 @@ pub unsafe extern "C" fn mdrun_potential_receptive_field(potential: *const Evalu
     unsafe { &*potential }.receptive_field()
 }
 
+/// The widest row a ghost exchange carries (floats per atom): F, or 3F for PaiNN.
+///
+/// # Safety
+/// `potential` is a live pointer from `mdrun_potential_load`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mdrun_potential_exchange_width(potential: *const Evaluator) -> usize {
+    // SAFETY: the caller's contract.
+    unsafe { &*potential }.exchange_width()
+}
+
 /// 1 if the model has learned charges (whole structures only), else 0.
 ///
 /// # Safety
@@ -192,14 +232,25 @@ pub unsafe extern "C" fn mdrun_potential_evaluate(potential: *mut Evaluator, str
         let (evaluator, s, r) = unsafe { (&mut *potential, &*structure, &mut *results) };
         // SAFETY: the arrays hold n_atoms entries.
         let (positions, types) = unsafe { read_atoms(s)? };
-        let structure = Structure { positions, types: &types, cell: read_cell(s)?, owned: s.n_owned, charge: s.charge };
+        let same_atoms = match s.same_atoms {
+            1 => SameAtoms::Yes,
+            0 => SameAtoms::Unknown,
+            _ => SameAtoms::No,
+        };
+        let structure = Structure { positions, types: &types, cell: read_cell(s)?, owned: s.n_owned, charge: s.charge, same_atoms };
+        let mut exchange = match (s.exchange_forward, s.exchange_reverse) {
+            (Some(forward), Some(reverse)) => Some(HostExchange { forward, reverse, context: s.exchange_context }),
+            (None, None) => None,
+            _ => return Err("exchange_forward and exchange_reverse go together".into()),
+        };
+        let exchange = exchange.as_mut().map(|e| e as &mut dyn crate::ml::inference::GhostExchange);
         let out = match s.reduce {
             Some(reduce) => {
                 let context = s.reduce_context;
                 // SAFETY: the host's reduction takes any buffer of doubles.
-                evaluator.evaluate(&structure, &mut |buffer: &mut [f64]| unsafe { reduce(buffer.as_mut_ptr(), buffer.len(), context) })
+                evaluator.evaluate(&structure, &mut |buffer: &mut [f64]| unsafe { reduce(buffer.as_mut_ptr(), buffer.len(), context) }, exchange)
             }
-            None => evaluator.evaluate(&structure, &mut |_| {}),
+            None => evaluator.evaluate(&structure, &mut |_| {}, exchange),
         }?;
         // SAFETY: the results' arrays hold n_atoms entries.
         unsafe { write_results(&out, 0, 0, s.n_atoms, r) };
@@ -225,7 +276,7 @@ pub unsafe extern "C" fn mdrun_potential_evaluate_batch(potential: *mut Evaluato
             let (positions, types) = unsafe { read_atoms(s) }.map_err(|e| format!("structure {k}: {e}"))?;
             held.push((positions, types, read_cell(s).map_err(|e| format!("structure {k}: {e}"))?));
         }
-        let batch: Vec<Structure> = held.iter().zip(ss).map(|((p, t, c), s)| Structure { positions: p, types: t, cell: c.clone(), owned: s.n_owned, charge: s.charge }).collect();
+        let batch: Vec<Structure> = held.iter().zip(ss).map(|((p, t, c), s)| Structure { positions: p, types: t, cell: c.clone(), owned: s.n_owned, charge: s.charge, same_atoms: SameAtoms::No }).collect();
         let out = evaluator.evaluate_batch(&batch)?;
         let mut first = 0;
         for (k, (s, r)) in ss.iter().zip(rs.iter_mut()).enumerate() {

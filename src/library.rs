@@ -4,12 +4,15 @@
 //! tabulated filters), evaluated on
 //! - whole structures, periodic or open (ASE), one at a time or many in one batch;
 //! - one part of a domain-decomposed system: the atoms a LAMMPS rank owns followed by the ghost
-//!   copies it received out to the model's receptive field; the energy is the owned atoms',
-//!   the forces fall on owned atoms and ghosts alike (the host adds the ghosts' to their
-//!   owners), and MCGM's cluster sums are added up over the ranks by the host's reduction.
+//!   copies it received; the energy is the owned atoms', the forces fall on owned atoms and
+//!   ghosts alike (the host adds the ghosts' to their owners), and MCGM's cluster sums are
+//!   added up over the ranks by the host's reduction. Either the ghosts reach the receptive
+//!   field (blocks x cutoff) and the part is evaluated alone, or they reach one cutoff and the
+//!   host refreshes them between blocks (`GhostExchange`): far fewer ghosts, one exchange of
+//!   features per block each way.
 
 use crate::cell::{Cell, Vec3};
-use crate::ml::inference::{Graph, Inference, Output};
+use crate::ml::inference::{GhostExchange, Graph, Inference, Output};
 use crate::neighbor::{ListKind, NeighborList};
 use crate::potential::mcgm::MlPotential;
 use std::path::Path;
@@ -22,6 +25,24 @@ pub struct Evaluator {
     description: String,
     blocks: usize,
     long_range: bool,
+    /// The last structure's neighbour list (with a skin), its types and cell: the next call
+    /// reuses it while the same atoms moved less than half the skin, as MD steps do.
+    list: Option<(NeighborList, Vec<u32>, Cell)>,
+}
+
+/// The skin of the kept neighbour list, Å.
+const SKIN: f64 = 1.0;
+
+/// Whether the atoms of a call are those of the call before, in the same order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SameAtoms {
+    /// The host knows they are (LAMMPS between reneighbourings).
+    Yes,
+    /// The host cannot tell: same count, types and cell, and no atom moved more than half the
+    /// skin, is taken as the same atoms (ASE).
+    Unknown,
+    /// They are not (LAMMPS just reneighboured): the list is rebuilt.
+    No,
 }
 
 /// One structure as the host holds it.
@@ -37,6 +58,7 @@ pub struct Structure<'a> {
     pub owned: usize,
     /// Total charge, e (a long-range model's charges sum to it).
     pub charge: f64,
+    pub same_atoms: SameAtoms,
 }
 
 impl Evaluator {
@@ -54,7 +76,8 @@ impl Evaluator {
         let compiled = potential.into_compiled()?;
         // Err: the pool already runs (an earlier load); it keeps its size.
         let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
-        Ok(Evaluator { inference: compiled.inference, species_of_type: compiled.species_of_type, description: compiled.description, blocks, long_range })
+        keep_freed_memory();
+        Ok(Evaluator { inference: compiled.inference, species_of_type: compiled.species_of_type, description: compiled.description, blocks, long_range, list: None })
     }
 
     pub fn description(&self) -> &str {
@@ -67,7 +90,8 @@ impl Evaluator {
     }
 
     /// How far an atom's energy reaches: blocks x cutoff, Å. A rank's ghosts must reach this
-    /// far beyond its owned atoms for their energies and forces to be exact.
+    /// far beyond its owned atoms for their energies and forces to be exact, unless the host
+    /// exchanges ghost features between blocks (then one cutoff).
     pub fn receptive_field(&self) -> f64 {
         self.blocks as f64 * self.inference.cutoff
     }
@@ -78,15 +102,21 @@ impl Evaluator {
         self.long_range
     }
 
+    /// The widest row a ghost exchange carries: F features, or PaiNN's 3F vector features.
+    pub fn exchange_width(&self) -> usize {
+        if self.inference.is_painn() { 3 * self.inference.features } else { self.inference.features }
+    }
+
     /// Evaluates one structure (or one rank's part of one, with `reduce` adding MCGM's cluster
-    /// sums over all ranks; every rank must call it together).
-    pub fn evaluate(&mut self, structure: &Structure, reduce: &mut dyn FnMut(&mut [f64])) -> Result<Output, String> {
-        let graph = self.graph(structure)?;
-        if graph.owned == graph.n_atoms() {
-            return self.inference.evaluate_part(&graph, reduce);
+    /// sums over all ranks and, if given, `exchange` refreshing the ghosts between blocks; every
+    /// rank must call it together).
+    pub fn evaluate(&mut self, structure: &Structure, reduce: &mut dyn FnMut(&mut [f64]), exchange: Option<&mut dyn GhostExchange>) -> Result<Output, String> {
+        let graph = self.graph(structure, true)?;
+        if graph.owned == graph.n_atoms() || exchange.is_some() {
+            return self.inference.evaluate_part(&graph, reduce, exchange);
         }
         let (part, order) = by_distance_from_owned(&graph, self.blocks);
-        let out = self.inference.evaluate_part(&part, reduce)?;
+        let out = self.inference.evaluate_part(&part, reduce, None)?;
         // Back to the host's order; atoms beyond the receptive field take nothing.
         let n = graph.n_atoms();
         let (mut forces, mut atom_energies, mut atom_virials) = (vec![[0.0; 3]; n], vec![0.0; n], vec![[0.0; 9]; n]);
@@ -103,15 +133,15 @@ impl Evaluator {
         if let Some(k) = structures.iter().position(|s| s.owned != s.positions.len()) {
             return Err(format!("structure {k}: a batch takes whole structures, not a rank's part (ghost atoms)"));
         }
-        let graphs = structures.iter().map(|s| self.graph(s)).collect::<Result<Vec<_>, _>>()?;
+        let graphs = structures.iter().map(|s| self.graph(s, false)).collect::<Result<Vec<_>, _>>()?;
         let batch = Graph::concat(&graphs);
         self.inference.forget_partitions();
         self.inference.evaluate(&batch)
     }
 
     /// The model's graph of `structure`: every pair closer than the cutoff, periodic images
-    /// included.
-    fn graph(&self, s: &Structure) -> Result<Graph, String> {
+    /// included, read off the kept neighbour list (`keep`) or a new one.
+    fn graph(&mut self, s: &Structure, keep: bool) -> Result<Graph, String> {
         let n = s.positions.len();
         if s.types.len() != n {
             return Err(format!("{n} positions but {} types", s.types.len()));
@@ -131,10 +161,26 @@ impl Evaluator {
         // The list bins wrapped positions; the edge vectors do not change.
         let positions: Vec<Vec3> = s.positions.iter().map(|&r| s.cell.wrap(r).0).collect();
         let cutoff = self.inference.cutoff;
-        let mut list = NeighborList::new(ListKind::Full, cutoff, 0.0);
-        list.build(&positions, &s.cell).map_err(|e| e.to_string())?;
+        let kept = self.list.take().filter(|(list, types, cell)| {
+            keep && match s.same_atoms {
+                SameAtoms::Yes => list.n_atoms() == n,
+                SameAtoms::Unknown => types.as_slice() == s.types && cell.vectors() == s.cell.vectors() && cell.pbc() == s.cell.pbc(),
+                SameAtoms::No => false,
+            } && !list.needs_rebuild(&positions)
+        });
+        let (list, types, cell) = match kept {
+            Some(kept) => kept,
+            None => {
+                let mut list = NeighborList::new(ListKind::Full, cutoff, if keep { SKIN } else { 0.0 });
+                list.build(&positions, &s.cell).map_err(|e| e.to_string())?;
+                (list, s.types.to_vec(), s.cell.clone())
+            }
+        };
         let species = s.types.iter().map(|&t| self.species_of_type[t as usize]).collect();
         let mut graph = Graph::from_neighbor_list(&list, &positions, species, cutoff, &s.cell, s.charge);
+        if keep {
+            self.list = Some((list, types, cell));
+        }
         graph.owned = s.owned;
         Ok(graph)
     }
@@ -195,4 +241,21 @@ fn by_distance_from_owned(graph: &Graph, blocks: usize) -> (Graph, Vec<usize>) {
         part.start.push(part.neighbor.len());
     }
     (part, order)
+}
+
+/// Keeps freed blocks up to 32 MB in the process's heap instead of handing them back to the
+/// kernel (glibc's mmap threshold fixed at its maximum, no trimming): an evaluation allocates
+/// and frees per-atom arrays of many MB, and without this every call page-faults them in anew
+/// (an eighth of a plugin step at 20,000 atoms). The `mdrun` binary has its own allocator
+/// (`crate::memory`); a host process (LAMMPS, Python) gets this once, at the first load.
+fn keep_freed_memory() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: mallopt only sets allocator parameters.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        }
+    });
 }

@@ -21,8 +21,8 @@ fn run_mdrun(plugin: &Path, steps: u64) -> Vec<Vec<f64>> {
     thermo_table(&screen)
 }
 
-fn run_lammps(h: &Hosts, plugin: &Path, ranks: usize, steps: u64) -> (Vec<Vec<f64>>, String) {
-    let args = ["-in", "in.water", "-var", "steps", &steps.to_string(), "-var", "plugin", plugin.to_str().unwrap()];
+fn run_lammps(h: &Hosts, plugin: &Path, ranks: usize, steps: u64, halo: &str) -> (Vec<Vec<f64>>, String) {
+    let args = ["-in", "in.water", "-var", "steps", &steps.to_string(), "-var", "plugin", plugin.to_str().unwrap(), "-var", "halo", halo];
     let (ok, screen) = h.lmp(plugin, ranks, &repo("systems/lammps-plugin"), &args);
     assert!(ok, "LAMMPS on {ranks} ranks failed:\n{screen}");
     (thermo_table(&screen), screen)
@@ -39,15 +39,19 @@ fn plugin_on_one_and_two_ranks_follows_mdrun_on_the_example_deck() {
     let plugin = h.build_plugin();
     let steps = 100;
     let mine = run_mdrun(&plugin, steps);
-    let (one, _) = run_lammps(&h, &plugin, 1, steps);
-    let (two, screen) = run_lammps(&h, &plugin, 2, steps);
+    let (one, _) = run_lammps(&h, &plugin, 1, steps, "exchange");
+    let (two, screen) = run_lammps(&h, &plugin, 2, steps, "exchange");
+    // Ghosts out to the receptive field, no exchange inside the model.
+    let (full, full_screen) = run_lammps(&h, &plugin, 2, steps, "full");
+    let ghosts = |screen: &str| -> f64 { screen.lines().find(|l| l.starts_with("Nghost:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap() };
+    assert!(ghosts(&full_screen) > 2.0 * ghosts(&screen), "halo full has {} ghosts per rank, exchange {}", ghosts(&full_screen), ghosts(&screen));
     // Each rank owned a slab: both had atoms.
     let nlocal = screen.lines().find(|l| l.starts_with("Nlocal:")).expect("LAMMPS prints Nlocal");
     let min: f64 = nlocal.split_whitespace().nth(5).unwrap().parse().unwrap();
     assert!(min > 100.0, "a rank owned too few atoms: {nlocal}");
     assert_eq!(mine.len(), 11);
-    assert!(one.len() == 11 && two.len() == 11, "LAMMPS printed {} and {} rows", one.len(), two.len());
-    for (name, other) in [("1 rank", &one), ("2 ranks", &two)] {
+    assert!(one.len() == 11 && two.len() == 11 && full.len() == 11, "LAMMPS printed {}, {} and {} rows", one.len(), two.len(), full.len());
+    for (name, other) in [("1 rank", &one), ("2 ranks", &two), ("2 ranks, halo full", &full)] {
         let d0 = deviation(&other[0], &mine[0]);
         // f32 inference: energies to ~1e-10 relative; the pressure is a sum of large virial
         // terms of both signs, ~1e-6 relative.

@@ -26,6 +26,10 @@ class Structure(ctypes.Structure):
         ("charge", ctypes.c_double),
         ("reduce", REDUCE),
         ("reduce_context", ctypes.c_void_p),
+        ("exchange_forward", ctypes.c_void_p),
+        ("exchange_reverse", ctypes.c_void_p),
+        ("exchange_context", ctypes.c_void_p),
+        ("same_atoms", ctypes.c_int32),
     ]
 
 

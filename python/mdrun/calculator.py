@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from ase import Atoms
+from ase.data import chemical_symbols
 from ase.calculators.calculator import Calculator as AseCalculator
 from ase.calculators.calculator import all_changes
 
@@ -34,13 +35,14 @@ class Calculator(AseCalculator):
         self._potentials: Dict[Tuple[str, ...], Potential] = {}
 
     def potential_for(self, atoms: Atoms) -> Tuple[Potential, np.ndarray]:
-        """The model loaded for these atoms' elements, and each atom's type."""
-        symbols = atoms.get_chemical_symbols()
-        elements = tuple(sorted(set(symbols)))
+        """The model loaded for these atoms' elements, and each atom's type (its element's
+        place among them, by atomic number)."""
+        numbers = atoms.numbers
+        present = np.unique(numbers)
+        elements = tuple(chemical_symbols[z] for z in present)
         if elements not in self._potentials:
             self._potentials[elements] = Potential(self.model, elements, self.threads)
-        index = {e: k for k, e in enumerate(elements)}
-        return self._potentials[elements], np.fromiter((index[s] for s in symbols), dtype=np.int32, count=len(symbols))
+        return self._potentials[elements], np.searchsorted(present, numbers).astype(np.int32)
 
     def _charge(self, atoms: Atoms) -> float:
         if self.charge is not None:

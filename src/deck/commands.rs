@@ -28,6 +28,12 @@ impl Deck {
             }
             // A learned model (`mdrun train`); "mcgm" is its older name, "mdrun" the LAMMPS
             // plugin's (lammps-plugin/), so that one deck runs in both.
+            // `halo exchange|full` says how the plugin gives ghosts their environment: one
+            // process has none.
+            [s, model, halo, mode] if s == "mdrun" && halo == "halo" && (mode == "exchange" || mode == "full") => {
+                let current = self.stack.last().map(|f| f.script.path.clone()).unwrap_or_default();
+                w.pair = Some(Pair::Mcgm { model: resolve(model, &current) });
+            }
             [s, model] if s == "ml" || s == "mcgm" || s == "mdrun" => {
                 let current = self.stack.last().map(|f| f.script.path.clone()).unwrap_or_default();
                 let path = resolve(model, &current);

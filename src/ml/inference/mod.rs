@@ -441,7 +441,7 @@ impl Inference {
     /// Energies, forces and virials of `graph`. Err: a long-range model's charges cannot be
     /// summed in some structure's cell (periodic along some axes only).
     pub fn evaluate(&mut self, graph: &Graph) -> Result<Output, String> {
-        self.evaluate_part(graph, &mut |_| {})
+        self.evaluate_part(graph, &mut |_| {}, None)
     }
 
     /// `evaluate` for one part of a domain-decomposed system: the energy of the graph's owned
@@ -449,7 +449,13 @@ impl Inference {
     /// cluster sums added up over all parts by `reduce` (every part must call this together,
     /// as with MPI_Allreduce). The parts' energies, forces (ghosts' added to their owners) and
     /// virials sum to the whole system's.
-    pub fn evaluate_part(&mut self, graph: &Graph, reduce: &mut dyn FnMut(&mut [f64])) -> Result<Output, String> {
+    ///
+    /// Without `exchange` the ghosts must reach the model's receptive field (blocks x cutoff)
+    /// and each block updates the rows `Graph::rows_within` says. With it, the host refreshes
+    /// the ghosts' features from their owners after every block and adds the ghosts' gradients
+    /// back to their owners in the backward pass (LAMMPS's forward and reverse communication),
+    /// so one cutoff of ghosts suffices and each block updates the owned rows only.
+    pub fn evaluate_part(&mut self, graph: &Graph, reduce: &mut dyn FnMut(&mut [f64]), mut exchange: Option<&mut dyn GhostExchange>) -> Result<Output, String> {
         if graph.owned < graph.n_atoms() && (graph.n_structures != 1 || self.charges.is_some()) {
             return Err("a system in parts (ghost atoms) takes one structure and a model without learned charges (their Coulomb sum needs the whole system)".into());
         }
@@ -483,7 +489,7 @@ impl Inference {
         let within = |d: usize| graph.rows_within.get(d).copied().unwrap_or(n);
         for (t, block) in self.blocks.iter().enumerate() {
             // The rows whose outputs of this block are needed, and the rows they read.
-            let (out_rows, in_rows) = (within(n_blocks - 1 - t), within(n_blocks - t));
+            let (out_rows, in_rows) = if exchange.is_some() { (graph.owned, n) } else { (within(n_blocks - 1 - t), within(n_blocks - t)) };
             let interaction = match &block.interaction {
                 Interaction::Schnet { input, out1, out2 } => {
                     let mut y = Vec::new();
@@ -529,6 +535,13 @@ impl Inference {
                 x.iter_mut().zip(&delta).for_each(|(x, d)| *x += d);
                 if self.record_layers {
                     layers.push((layer::name(caches.len(), layer::Stage::Mcgm), f, x.clone()));
+                }
+            }
+            // The ghosts take their owners' new features.
+            if let Some(ex) = exchange.as_deref_mut() {
+                ex.forward(&mut x, f);
+                if !mu.is_empty() {
+                    ex.forward(&mut mu, 3 * f);
                 }
             }
             caches.push(cache);
@@ -607,14 +620,15 @@ impl Inference {
                     // Per edge e = i←j: dL/dy_j += g_m[i] ⊙ W(d_e), gathered over j's own row
                     // through the twin edge; the pair's dL/dd (both directions, same distance)
                     // is kept per edge.
-                    // (An edge to a row past `in_rows` joins two rows that took no message.)
                     let rows = split_rows(&mut g_d, &graph.start);
                     g_y[..in_rows * f].par_chunks_mut(f).zip(rows).enumerate().with_min_len(16).for_each(|(i, (gyi, gdi))| {
                         gyi.fill(0.0);
                         let (g_m_i, y_i) = (&g_m[i * f..(i + 1) * f], &y[i * f..(i + 1) * f]);
                         for (slot, e) in (graph.start[i]..graph.start[i + 1]).enumerate() {
                             let j = graph.neighbor[e] as usize;
-                            if j >= in_rows {
+                            // Past `out_rows` no row took a message (g_m is zero): an edge
+                            // between two such rows carries nothing back.
+                            if j >= in_rows || (i >= out_rows && j >= out_rows) {
                                 continue;
                             }
                             let rows = EdgeRows { g_m_i, g_m_j: &g_m[j * f..][..f], y_i, y_j: &y[j * f..][..f] };
@@ -625,6 +639,17 @@ impl Inference {
                 }
                 (Interaction::Painn(p), InteractionCache::Painn(c)) => p.backward(&block.table, &places, graph, c, &mut g_x, &mut g_mu, &mut pair),
                 _ => unreachable!("a block's cache is of its own backbone"),
+            }
+            // The ghosts' features were their owners': their gradients go back there.
+            if let Some(ex) = exchange.as_deref_mut() {
+                ex.reverse(&mut g_x, f);
+                if !g_mu.is_empty() {
+                    ex.reverse(&mut g_mu, 3 * f);
+                }
+                g_x[graph.owned * f..].fill(0.0);
+                if !g_mu.is_empty() {
+                    g_mu[graph.owned * 3 * f..].fill(0.0);
+                }
             }
         }
         let backward = t_backward.elapsed();
@@ -652,6 +677,17 @@ impl Inference {
     pub fn forget_partitions(&mut self) {
         self.partitions.clear();
     }
+}
+
+/// How one part of a domain-decomposed system reaches the others between blocks (the LAMMPS
+/// plugin: `comm->forward_comm` and `reverse_comm` through the pair style). Rows are [atoms,
+/// width], owned atoms first, then ghosts.
+pub trait GhostExchange {
+    /// Every ghost row takes its owner's row.
+    fn forward(&mut self, rows: &mut [f32], width: usize);
+    /// Every owner row adds its ghosts' rows (the ghost rows are cleared afterwards by the
+    /// caller).
+    fn reverse(&mut self, rows: &mut [f32], width: usize);
 }
 
 /// h = ssp(a), and a replaced by ssp'(a) = sigmoid(a) for the backward pass (one exp for both).
