@@ -510,10 +510,8 @@ impl Inference {
                     x.iter_mut().zip(&update).for_each(|(x, u)| *x += u);
                     InteractionCache::Schnet { y, slope2 }
                 }
-                // PaiNN updates every row (correct, if not the least work, for a rank's part).
-                Interaction::Painn(p) => InteractionCache::Painn(p.forward(&block.table, &places, graph, &mut x, &mut mu)),
+                Interaction::Painn(p) => InteractionCache::Painn(p.forward(&block.table, &places, graph, &mut x, &mut mu, out_rows, in_rows)),
             };
-            let out_rows = if matches!(block.interaction, Interaction::Painn(_)) { n } else { out_rows };
             if self.record_layers {
                 layers.push((layer::name(t, layer::Stage::Interaction), f, x.clone()));
                 if !mu.is_empty() {

@@ -71,17 +71,20 @@ fn direction(graph: &Graph, e: usize) -> [f32; 3] {
 }
 
 impl PainnWeights {
-    /// The block on (q, μ), in place; returns what the backward pass needs.
-    pub fn forward(&self, table: &FilterTable, places: &[Place], graph: &Graph, q: &mut Vec<f32>, mu: &mut Vec<f32>) -> PainnCache {
+    /// The block on (q, μ), in place, for the leading `out_rows` rows (those whose outputs are
+    /// needed), which read the leading `in_rows` (`Graph::rows_within`); returns what the
+    /// backward pass needs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(&self, table: &FilterTable, places: &[Place], graph: &Graph, q: &mut Vec<f32>, mu: &mut Vec<f32>, out_rows: usize, in_rows: usize) -> PainnCache {
         let f = self.phi1.inputs;
         let mut phi_slope = Vec::new();
-        self.phi1.forward(q, &mut phi_slope);
+        self.phi1.forward(&q[..in_rows * f], &mut phi_slope);
         let phi_h = silu_in_place(&mut phi_slope);
         let mut phi = Vec::new();
         self.phi2.forward(&phi_h, &mut phi);
         // Message: q_a += Σ φ_b^a W^a, μ_a += Σ (φ_b^b W^b) r̂ + (φ_b^c W^c) μ_b.
-        let mu_in = mu.clone();
-        q.par_chunks_mut(f).zip(mu.par_chunks_mut(3 * f)).enumerate().with_min_len(16).for_each(|(a, (qa, mua))| {
+        let mu_in = mu[..in_rows * 3 * f].to_vec();
+        q[..out_rows * f].par_chunks_mut(f).zip(mu[..out_rows * 3 * f].par_chunks_mut(3 * f)).enumerate().with_min_len(16).for_each(|(a, (qa, mua))| {
             for e in graph.start[a]..graph.start[a + 1] {
                 let b = graph.neighbor[e] as usize;
                 let edge = Edge { table: table.hermite(&places[e]), rh: direction(graph, e) };
@@ -90,9 +93,9 @@ impl PainnWeights {
         });
         // Update: U, V from μ; (s1, s2, s3) = MLP([q, |V|]); μ += s2 U; q += s1 + s3 <U, V>.
         let (mut u, mut v) = (Vec::new(), Vec::new());
-        self.vec_u.forward(mu, &mut u);
-        self.vec_v.forward(mu, &mut v);
-        let n = q.len() / f;
+        self.vec_u.forward(&mu[..out_rows * 3 * f], &mut u);
+        self.vec_v.forward(&mu[..out_rows * 3 * f], &mut v);
+        let n = out_rows;
         let (mut norm_v, mut dot) = (vec![0.0f32; n * f], vec![0.0f32; n * f]);
         let mut joined = vec![0.0f32; n * 2 * f];
         joined.par_chunks_mut(2 * f).zip(norm_v.par_chunks_mut(f)).zip(dot.par_chunks_mut(f)).enumerate().with_min_len(64).for_each(|(i, ((h, nv), dt))| {
@@ -110,7 +113,7 @@ impl PainnWeights {
         let upd_h = silu_in_place(&mut upd_slope);
         let mut s = Vec::new();
         self.upd2.forward(&upd_h, &mut s);
-        q.par_chunks_mut(f).zip(mu.par_chunks_mut(3 * f)).enumerate().with_min_len(64).for_each(|(i, (qi, mui))| {
+        q[..n * f].par_chunks_mut(f).zip(mu[..n * 3 * f].par_chunks_mut(3 * f)).enumerate().with_min_len(64).for_each(|(i, (qi, mui))| {
             let (si, ui, dt) = (&s[i * 3 * f..][..3 * f], &u[i * 3 * f..][..3 * f], &dot[i * f..][..f]);
             for o in 0..f {
                 qi[o] += si[o] + si[2 * f + o] * dt[o];
@@ -124,9 +127,12 @@ impl PainnWeights {
 
     /// The transpose of the block: (dL/dq, dL/dμ) after it in, before it out; each edge's
     /// dL/dr of its pair (r = x_neighbour - x_atom) added to `pair`.
+    /// Rows past those the forward pass updated have no gradient from this block's outputs.
     pub fn backward(&self, table: &FilterTable, places: &[Place], graph: &Graph, c: &PainnCache, g_q: &mut Vec<f32>, g_mu: &mut Vec<f32>, pair: &mut [[f64; 3]]) {
         let f = self.phi1.inputs;
-        let n = g_q.len() / f;
+        // The rows the block updated, and the rows whose φ and μ its messages read.
+        let n = c.u.len() / (3 * f);
+        let in_rows = c.phi.len() / (3 * f);
         // Update.
         let mut g_s = vec![0.0f32; n * 3 * f];
         g_s.par_chunks_mut(3 * f).enumerate().with_min_len(64).for_each(|(i, gs)| {
@@ -143,7 +149,7 @@ impl PainnWeights {
         let mut g_joined = Vec::new();
         self.upd1.backward(&g_upd, &mut g_joined, false);
         let (mut g_u, mut g_v) = (vec![0.0f32; n * 3 * f], vec![0.0f32; n * 3 * f]);
-        g_q.par_chunks_mut(f).zip(g_u.par_chunks_mut(3 * f)).zip(g_v.par_chunks_mut(3 * f)).enumerate().with_min_len(64).for_each(|(i, ((gq, gu), gv))| {
+        g_q[..n * f].par_chunks_mut(f).zip(g_u.par_chunks_mut(3 * f)).zip(g_v.par_chunks_mut(3 * f)).enumerate().with_min_len(64).for_each(|(i, ((gq, gu), gv))| {
             let (gm, gh) = (&g_mu[i * 3 * f..][..3 * f], &g_joined[i * 2 * f..][..2 * f]);
             let (ui, vi, s) = (&c.u[i * 3 * f..][..3 * f], &c.v[i * 3 * f..][..3 * f], &c.s[i * 3 * f..][..3 * f]);
             for o in 0..f {
@@ -161,13 +167,19 @@ impl PainnWeights {
         self.vec_v.backward(&g_v, g_mu, true);
         // Message: g_q and g_mu are now dL/dq, dL/dμ after the messages.
         let (g_q_msg, g_mu_msg): (&[f32], &[f32]) = (g_q, g_mu);
-        let mut g_phi = vec![0.0f32; n * 3 * f];
+        let mut g_phi = vec![0.0f32; in_rows * 3 * f];
         let mut g_mu_in = g_mu_msg.to_vec();
         let rows = split_rows(pair, &graph.start);
         g_phi.par_chunks_mut(3 * f).zip(g_mu_in.par_chunks_mut(3 * f)).zip(rows).enumerate().with_min_len(16).for_each(|(a, ((g_phi_a, g_mu_a_out), pair_rows))| {
             let atom = |i: usize| AtomRows { phi: &c.phi[i * 3 * f..][..3 * f], mu: &c.mu_in[i * 3 * f..][..3 * f], g_q: &g_q_msg[i * f..][..f], g_mu: &g_mu_msg[i * 3 * f..][..3 * f] };
             let rows_a = atom(a);
             for (slot, e) in (graph.start[a]..graph.start[a + 1]).enumerate() {
+                // Past the updated rows no row took a message: an edge between two such rows
+                // (or to a row whose φ was not needed) carries nothing back.
+                let b = graph.neighbor[e] as usize;
+                if b >= in_rows || (a >= n && b >= n) {
+                    continue;
+                }
                 let edge = Edge { table: table.hermite(&places[e]), rh: direction(graph, e) };
                 let (g_d, g_dir) = message_backward(&edge, rows_a, atom(graph.neighbor[e] as usize), g_phi_a, g_mu_a_out);
                 // dL/dr = dL/dd r̂ + (dL/dr̂ - r̂ (dL/dr̂ . r̂)) / d.
