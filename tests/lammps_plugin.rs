@@ -119,3 +119,33 @@ fn plugin_errors_go_through_lammps_error_handling() {
         }
     }
 }
+
+/// Ranks that own no atoms (a molecule in a large open box on four ranks) still join every
+/// collective call of the others (MCGM's allreduce, the ghost exchanges): no hang, and the
+/// energies of one rank.
+#[test]
+fn ranks_without_atoms_do_not_hang() {
+    let Some(h) = hosts::find() else { return };
+    let plugin = h.build_plugin();
+    let dir = std::env::temp_dir().join(format!("mdrun-plugin-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for model in ["water-schnet-mcgm-soft", "water-schnet-mcgm-hard", "water-painn"] {
+        let deck = format!(
+            "units metal\nread_data {}\nchange_box all x final -1 40 y final -1 40 z final -1 40 boundary f f f\nplugin load {}\npair_style mdrun {}\npair_coeff * * O H\n\
+             velocity all create 300 1 loop geom\nfix 1 all nve\ntimestep 0.0005\nthermo 10\nthermo_style custom step temp pe etotal\nthermo_modify format float %.12g\nrun 20\n",
+            repo("systems/lammps-plugin/water.data").display(),
+            plugin.display(),
+            repo(&format!("potentials/{model}")).display()
+        );
+        std::fs::write(dir.join("in.empty"), deck).unwrap();
+        let (ok, one) = h.lmp(&plugin, 1, &dir, &["-in", "in.empty"]);
+        assert!(ok, "{one}");
+        let (ok, four) = h.lmp(&plugin, 4, &dir, &["-in", "in.empty"]);
+        assert!(ok, "{model} on 4 ranks (3 of them empty):\n{four}");
+        assert!(four.lines().any(|l| l.starts_with("Nlocal:") && l.split_whitespace().nth(5) == Some("0")), "no rank was empty:\n{four}");
+        let (a, b) = (thermo_table(&one), thermo_table(&four));
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x[2] - y[2]).abs() < 1e-8 * x[2].abs(), "{model}: 1 rank {x:?} vs 4 ranks {y:?}");
+        }
+    }
+}

@@ -282,3 +282,34 @@ fn a_kept_neighbour_list_gives_what_a_new_one_gives() {
     let (a, b) = (s(&swapped, SameAtoms::Unknown), fresh.evaluate(&Structure { positions: &x, types: &swapped, cell: cell.clone(), owned: x.len(), charge: 0.0, same_atoms: SameAtoms::No }, &mut |_| {}, None).unwrap().energy[0]);
     assert!((a - b).abs() < 1e-9 * b.abs(), "swapped types: {a} vs {b}");
 }
+
+/// A rank may own no atoms (many ranks, a small or clustered system): its part must still join
+/// every reduction and every ghost exchange the other ranks make, or they would wait forever.
+#[test]
+fn an_empty_part_joins_every_collective_call() {
+    let species = ["O".to_string(), "H".to_string()];
+    for model in ["water-schnet-mcgm-soft", "water-schnet-mcgm-hard", "water-painn"] {
+        let mut e = Evaluator::load(&repo(&format!("potentials/{model}")), &species, 0).unwrap();
+        let count = |e: &mut Evaluator, x: &[Vec3], t: &[u32], owned: usize| {
+            struct Counter(usize);
+            impl GhostExchange for Counter {
+                fn forward(&mut self, _: &mut [f32], _: usize) {
+                    self.0 += 1;
+                }
+                fn reverse(&mut self, _: &mut [f32], _: usize) {
+                    self.0 += 1;
+                }
+            }
+            let (mut reductions, mut exchanges) = (0, Counter(0));
+            let s = Structure { positions: x, types: t, cell: Cell::open(), owned, charge: 0.0, same_atoms: SameAtoms::No };
+            let out = e.evaluate(&s, &mut |_| reductions += 1, Some(&mut exchanges)).unwrap();
+            assert!(out.energy[0].is_finite() && out.forces.iter().flatten().all(|f| f.is_finite()), "{model}: {} atoms", x.len());
+            (reductions, exchanges.0)
+        };
+        let (x, t, _) = water(1);
+        let full = count(&mut e, &x, &t, x.len());
+        assert!((full.0 > 0 || !model.contains("mcgm")) && full.1 > 0, "{model}: {full:?}");
+        assert_eq!(count(&mut e, &[], &[], 0), full, "{model}: a rank with no atoms at all");
+        assert_eq!(count(&mut e, &x, &t, 0), full, "{model}: a rank with ghosts only");
+    }
+}

@@ -170,17 +170,24 @@ impl Pooling<'_> {
 /// Level 1's means are over the owned atoms of `pooling`, added up over the whole system, so
 /// every part of a decomposed system builds the same hierarchy.
 pub fn cluster_labels(config: &McgmConfig, structure: &[usize], species: &[usize], n_species: usize, n_structures: usize, x: &[f64], features: usize, pooling: &mut Pooling) -> Vec<LevelLabels> {
-    // Counts and feature sums per (structure, species), one buffer for one reduction.
+    // Per (structure, species): the pooled atoms, the feature sums, and the atoms of any kind
+    // (ghosts too), one buffer for one reduction. A cluster exists where some part has an atom
+    // of its kind: every part then numbers the same clusters, and every ghost has one (a
+    // ghost's owner pools it; a kind seen only as ghosts, which a consistent host never sends,
+    // gets an empty cluster rather than none).
     let keys = n_structures * n_species;
-    let mut totals = vec![0.0f64; keys * (features + 1)];
-    for a in 0..pooling.owned {
+    let mut totals = vec![0.0f64; keys * (features + 2)];
+    for a in 0..structure.len() {
         let key = structure[a] * n_species + species[a];
-        totals[key] += 1.0;
-        let sum = &mut totals[keys + key * features..][..features];
-        sum.iter_mut().zip(&x[a * features..(a + 1) * features]).for_each(|(s, v)| *s += v);
+        totals[keys * (features + 1) + key] += 1.0;
+        if a < pooling.owned {
+            totals[key] += 1.0;
+            let sum = &mut totals[keys + key * features..][..features];
+            sum.iter_mut().zip(&x[a * features..(a + 1) * features]).for_each(|(s, v)| *s += v);
+        }
     }
     (pooling.reduce)(&mut totals);
-    let present: Vec<usize> = (0..keys).filter(|&k| totals[k] > 0.0).collect();
+    let present: Vec<usize> = (0..keys).filter(|&k| totals[keys * (features + 1) + k] > 0.0).collect();
     let mut cluster_of_key = vec![usize::MAX; keys];
     present.iter().enumerate().for_each(|(c, &k)| cluster_of_key[k] = c);
     let member_of: Vec<usize> = (0..structure.len()).map(|a| cluster_of_key[structure[a] * n_species + species[a]]).collect();
@@ -188,7 +195,7 @@ pub fn cluster_labels(config: &McgmConfig, structure: &[usize], species: &[usize
     let mut embeddings: Vec<f64> = present
         .iter()
         .flat_map(|&k| {
-            let count = totals[k];
+            let count = totals[k].max(1.0);
             totals[keys + k * features..][..features].iter().map(move |s| s / count)
         })
         .collect();

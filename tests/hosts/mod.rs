@@ -66,11 +66,12 @@ impl Hosts {
         path
     }
 
-    /// Runs lmp on `ranks` MPI ranks in `dir`; (success, screen output).
+    /// Runs lmp on `ranks` MPI ranks in `dir`; (success, screen output). A run past five
+    /// minutes (a hang: ranks waiting on each other) is killed and fails.
     pub fn lmp(&self, plugin: &Path, ranks: usize, dir: &Path, args: &[&str]) -> (bool, String) {
         let lmp = self.lammps.join("lmp");
-        let out = Command::new("mpirun")
-            .args(["-np", &ranks.to_string()])
+        let out = Command::new("timeout")
+            .args(["300", "mpirun", "-np", &ranks.to_string()])
             .arg(&lmp)
             .args(["-log", "none"])
             .args(args)

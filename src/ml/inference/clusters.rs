@@ -29,7 +29,7 @@ pub fn hierarchy(config: &McgmConfig, structure: &[usize], species: &[usize], n_
     let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     cluster_labels(config, structure, species, n_species, n_structures, &x64, f, pooling)
         .into_iter()
-        .map(|l| Level { n_clusters: l.structure_of.len(), member_of: l.member_of, members: l.members.iter().map(|&m| m as f32).collect(), atom_cluster: l.atom_cluster })
+        .map(|l| Level { n_clusters: l.structure_of.len(), member_of: l.member_of, members: l.members.iter().map(|&m| m.max(1.0) as f32).collect(), atom_cluster: l.atom_cluster })
         .collect()
 }
 

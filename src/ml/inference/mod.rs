@@ -485,6 +485,7 @@ impl Inference {
         let mut mu = if self.is_painn() { vec![0.0f32; n * 3 * f] } else { Vec::new() };
         let mut layers = Vec::new();
         let n_blocks = self.blocks.len();
+        let painn = self.is_painn();
         // Rows within d edges of the owned atoms (all rows for a whole system).
         let within = |d: usize| graph.rows_within.get(d).copied().unwrap_or(n);
         for (t, block) in self.blocks.iter().enumerate() {
@@ -536,9 +537,10 @@ impl Inference {
                 }
             }
             // The ghosts take their owners' new features.
+            // (Every part makes the same calls, whatever its atoms: they are collective.)
             if let Some(ex) = exchange.as_deref_mut() {
                 ex.forward(&mut x, f);
-                if !mu.is_empty() {
+                if painn {
                     ex.forward(&mut mu, 3 * f);
                 }
             }
@@ -641,11 +643,9 @@ impl Inference {
             // The ghosts' features were their owners': their gradients go back there.
             if let Some(ex) = exchange.as_deref_mut() {
                 ex.reverse(&mut g_x, f);
-                if !g_mu.is_empty() {
-                    ex.reverse(&mut g_mu, 3 * f);
-                }
                 g_x[graph.owned * f..].fill(0.0);
-                if !g_mu.is_empty() {
+                if painn {
+                    ex.reverse(&mut g_mu, 3 * f);
                     g_mu[graph.owned * 3 * f..].fill(0.0);
                 }
             }
