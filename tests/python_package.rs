@@ -3,7 +3,7 @@
 
 mod hosts;
 
-use hosts::{build_dir, repo};
+use hosts::{library, prebuilt, repo};
 use std::process::Command;
 
 fn scratch(name: &str) -> std::path::PathBuf {
@@ -20,7 +20,7 @@ fn the_package_passes_its_suite_against_mdrun_and_ase() {
     let out = Command::new(&h.python)
         .arg(repo("tests/python/test_package.py"))
         .env("PYTHONPATH", repo("python"))
-        .env("MDRUN_LIBRARY", build_dir().join("libmdrun.so"))
+        .env("MDRUN_LIBRARY", library())
         .env("MDRUN_BINARY", env!("CARGO_BIN_EXE_mdrun"))
         .env("MDRUN_REPO", repo(""))
         .env("MDRUN_SCRATCH", &dir)
@@ -40,7 +40,7 @@ fn pip_installs_the_package_and_the_ase_example_runs() {
         .args(["-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target"])
         .arg(&site)
         .arg(repo("python"))
-        .env("MDRUN_PREBUILT", build_dir())
+        .env("MDRUN_PREBUILT", prebuilt())
         .output()
         .unwrap();
     assert!(out.status.success(), "pip install ./python failed:\n{}", String::from_utf8_lossy(&out.stderr));

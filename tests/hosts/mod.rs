@@ -18,10 +18,24 @@ pub fn repo(p: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(p)
 }
 
-/// The folder holding this build's libmdrun.so and mdrun (target/release).
-pub fn build_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
+/// This build's libmdrun.so: `cargo test` builds the library's cdylib beside the test binaries
+/// (target/release/deps) and, unlike `cargo build`, does not copy it up a folder (a copy there
+/// may be an older build's).
+pub fn library() -> PathBuf {
+    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+    let lib = deps.join("libmdrun.so");
+    assert!(lib.exists(), "no {} (the cdylib cargo test builds)", lib.display());
+    lib
+}
+
+/// A folder with this build's libmdrun.so and mdrun, as `MDRUN_PREBUILT` wants them (links).
+pub fn prebuilt() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mdrun-prebuilt-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(library(), dir.join("libmdrun.so")).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_mdrun"), dir.join("mdrun")).unwrap();
+    dir
 }
 
 pub fn find() -> Option<Hosts> {
@@ -55,7 +69,7 @@ impl Hosts {
         let out = Command::new("bash")
             .arg(repo("lammps-plugin/build.sh"))
             .arg(&self.lammps)
-            .env("MDRUN_PREBUILT", build_dir())
+            .env("MDRUN_PREBUILT", prebuilt())
             .env("PYTHON", &self.python)
             .output()
             .unwrap();
