@@ -4,6 +4,11 @@
 //! [`simulation::Simulation`] (system + potential + integrator + neighbour list) → step loop
 //! with observers ([`run`]) → summary. Units are LAMMPS `metal` throughout ([`units`]).
 
+/// mdrun's allocator (`memory`) for every build of the crate: the binary, the tests, and
+/// `libmdrun.so` loaded into a host (LAMMPS, Python), whose Rust allocations it serves.
+#[global_allocator]
+static ALLOCATOR: memory::Allocator = memory::Allocator::new();
+
 pub mod analysis;
 pub mod blowup;
 pub mod capi;

@@ -76,7 +76,8 @@ impl Evaluator {
         let compiled = potential.into_compiled()?;
         // Err: the pool already runs (an earlier load); it keeps its size.
         let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
-        keep_freed_memory();
+        // The host's malloc keeps freed blocks for reuse, as the mdrun binary's does.
+        crate::memory::keep_freed_blocks();
         Ok(Evaluator { inference: compiled.inference, species_of_type: compiled.species_of_type, description: compiled.description, blocks, long_range, list: None })
     }
 
@@ -241,21 +242,4 @@ fn by_distance_from_owned(graph: &Graph, blocks: usize) -> (Graph, Vec<usize>) {
         part.start.push(part.neighbor.len());
     }
     (part, order)
-}
-
-/// Keeps freed blocks up to 32 MB in the process's heap instead of handing them back to the
-/// kernel (glibc's mmap threshold fixed at its maximum, no trimming): an evaluation allocates
-/// and frees per-atom arrays of many MB, and without this every call page-faults them in anew
-/// (an eighth of a plugin step at 20,000 atoms). The `mdrun` binary has its own allocator
-/// (`crate::memory`); a host process (LAMMPS, Python) gets this once, at the first load.
-fn keep_freed_memory() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: mallopt only sets allocator parameters.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-        }
-    });
 }

@@ -1,6 +1,3 @@
-#[global_allocator]
-static ALLOCATOR: mdrun::memory::Allocator = mdrun::memory::Allocator::new();
-
 fn main() -> std::process::ExitCode {
     // Die quietly on a closed pipe (`mdrun eval ... | head`), as command-line tools do, instead
     // of panicking in println!.

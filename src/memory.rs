@@ -1,13 +1,14 @@
-//! How mdrun's binary asks for memory. An ML step allocates and frees per-atom arrays of many MB
-//! (φ, μ and their gradients: 75 MB each at 100,000 PaiNN atoms) and reads neighbours' rows all
-//! over them, and the defaults of glibc and Linux cost a lot there:
+//! How mdrun asks for memory (the binary, the tests and `libmdrun.so` alike). An ML step
+//! allocates and frees per-atom arrays of many MB (φ, μ and their gradients: 75 MB each at
+//! 100,000 PaiNN atoms) and reads neighbours' rows all over them, and the defaults of glibc and
+//! Linux cost a lot there:
 //! - glibc gives large blocks back to the kernel on free (the rayon workers' arenas map any
 //!   block over 64 MB afresh every time), and the next step page-faults them back: a tenth of a
 //!   192-atom PaiNN step, a fifth of a 30,000-atom one;
 //! - in 4 KB pages the neighbours' rows of a large system miss the TLB (in 2 MB pages a
 //!   98,304-atom PaiNN step took 5.1 s instead of 6.9 s).
 //!
-//! So the binary's global allocator, `Allocator`, maps blocks of 4 MB and more itself, in
+//! So the crate's global allocator, `Allocator`, maps blocks of 4 MB and more itself, in
 //! transparent huge pages, and keeps them for reuse when freed (`LargeBlocks`); everything
 //! smaller goes to the system allocator, whose per-thread arenas keep the rayon workers' small
 //! allocations free of a shared lock.
@@ -24,7 +25,7 @@ const KEPT: usize = 256;
 
 /// Keeps the system allocator's blocks below `LARGE` in its heap once freed (a fixed mmap
 /// threshold, which also stops glibc from raising it on its own, and no trimming). Call before
-/// any thread starts.
+/// any thread starts (the binary), or once when loaded into a host (`crate::library`).
 pub fn keep_freed_blocks() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; no other thread runs yet.
