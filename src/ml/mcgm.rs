@@ -160,6 +160,18 @@ impl Pooling<'_> {
         (self.reduce)(&mut sum);
         sum.into_iter().map(|v| v as f32).collect()
     }
+
+    /// Adds `buffers` up over the whole system, in place, in one reduction (carried in f64).
+    pub fn add_up(&mut self, buffers: &mut [&mut [f32]]) {
+        let mut total: Vec<f64> = buffers.iter().flat_map(|b| b.iter().map(|&v| f64::from(v))).collect();
+        (self.reduce)(&mut total);
+        let mut rest = total.as_slice();
+        for buffer in buffers.iter_mut() {
+            let (mine, others) = rest.split_at(buffer.len());
+            buffer.iter_mut().zip(mine).for_each(|(b, &t)| *b = t as f32);
+            rest = others;
+        }
+    }
 }
 
 /// Clusters atoms (with their structure and species) by their features `x` ([N, F] row-major):

@@ -49,9 +49,9 @@ fn sum_rows(data: &[f32], f: usize, group: &[usize], groups: usize) -> Vec<f32> 
 /// `sum_rows` over every row, added up over the whole system: the transpose of a
 /// dissemination, read by the owned atoms and the ghosts alike.
 fn sum_rows_everywhere(data: &[f32], f: usize, group: &[usize], groups: usize, pooling: &mut Pooling) -> Vec<f32> {
-    let mut sum: Vec<f64> = sum_rows(data, f, group, groups).into_iter().map(f64::from).collect();
-    (pooling.reduce)(&mut sum);
-    sum.into_iter().map(|v| v as f32).collect()
+    let mut sum = sum_rows(data, f, group, groups);
+    pooling.add_up(&mut [&mut sum]);
+    sum
 }
 
 impl HardWeights {
@@ -163,11 +163,7 @@ impl SoftWeights {
                 p.iter_mut().zip(&x[i * f..(i + 1) * f]).for_each(|(p, x)| *p += wik * x);
             }
         }
-        let mut totals: Vec<f64> = sums.iter().chain(&pooled).map(|&v| v as f64).collect();
-        (pooling.reduce)(&mut totals);
-        let (total_sums, total_pooled) = totals.split_at(sums.len());
-        sums.iter_mut().zip(total_sums).for_each(|(s, &t)| *s = t as f32);
-        pooled.iter_mut().zip(total_pooled).for_each(|(p, &t)| *p = t as f32);
+        pooling.add_up(&mut [&mut sums, &mut pooled]);
         for (p, sum) in pooled.chunks_mut(f).zip(&sums) {
             p.iter_mut().for_each(|v| *v /= sum);
         }
@@ -203,9 +199,7 @@ impl SoftWeights {
             }
         }
         // Every atom read V: its gradient is added up over the whole system.
-        let mut total: Vec<f64> = g_v.iter().map(|&v| v as f64).collect();
-        (pooling.reduce)(&mut total);
-        g_v.iter_mut().zip(&total).for_each(|(g, &t)| *g = t as f32);
+        pooling.add_up(&mut [&mut g_v]);
         // V = (P A + a) U, so g_P = g_V U^T A^T; P = num / sum.
         let (mut g_a, mut g_p) = (Vec::new(), Vec::new());
         self.disseminate.backward(&g_v, &mut g_a, false);

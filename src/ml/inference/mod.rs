@@ -482,10 +482,10 @@ impl Inference {
         let mut caches = Vec::with_capacity(self.blocks.len());
         let (mut m, mut h, mut update) = (vec![0.0f32; n * f], Vec::new(), Vec::new());
         // PaiNN's vector features [N, 3, F], zero at the start.
-        let mut mu = if self.is_painn() { vec![0.0f32; n * 3 * f] } else { Vec::new() };
+        let painn = self.is_painn();
+        let mut mu = if painn { vec![0.0f32; n * 3 * f] } else { Vec::new() };
         let mut layers = Vec::new();
         let n_blocks = self.blocks.len();
-        let painn = self.is_painn();
         // Rows within d edges of the owned atoms (all rows for a whole system).
         let within = |d: usize| graph.rows_within.get(d).copied().unwrap_or(n);
         for (t, block) in self.blocks.iter().enumerate() {
@@ -536,9 +536,10 @@ impl Inference {
                     layers.push((layer::name(caches.len(), layer::Stage::Mcgm), f, x.clone()));
                 }
             }
-            // The ghosts take their owners' new features.
-            // (Every part makes the same calls, whatever its atoms: they are collective.)
-            if let Some(ex) = exchange.as_deref_mut() {
+            // The ghosts take their owners' new features for the next block (the readout reads
+            // owned rows only). Every part makes the same calls, whatever its atoms: they are
+            // collective.
+            if let Some(ex) = exchange.as_deref_mut().filter(|_| t + 1 < n_blocks) {
                 ex.forward(&mut x, f);
                 if painn {
                     ex.forward(&mut mu, 3 * f);
@@ -592,11 +593,10 @@ impl Inference {
         let long_range = t_long_range.elapsed();
         let mut g_d = vec![0.0f64; graph.neighbor.len()];
         // PaiNN: dL/dr per edge (its messages depend on the direction too) and dL/dμ.
-        let painn = self.is_painn();
         let mut pair = if painn { vec![[0.0f64; 3]; graph.neighbor.len()] } else { Vec::new() };
         let mut g_mu = if painn { vec![0.0f32; n * 3 * f] } else { Vec::new() };
         let (mut g_a2, mut g_m, mut g_y) = (Vec::new(), Vec::new(), vec![0.0f32; n * f]);
-        for (block, cache) in self.blocks.iter().zip(&caches).rev() {
+        for (t, (block, cache)) in self.blocks.iter().zip(&caches).enumerate().rev() {
             // Rows past `cache.rows` were not updated by this block: their gradient here is zero.
             let out_rows = cache.rows;
             if let Some(hard) = &block.hard {
@@ -640,8 +640,9 @@ impl Inference {
                 (Interaction::Painn(p), InteractionCache::Painn(c)) => p.backward(&block.table, &places, graph, c, &mut g_x, &mut g_mu, &mut pair),
                 _ => unreachable!("a block's cache is of its own backbone"),
             }
-            // The ghosts' features were their owners': their gradients go back there.
-            if let Some(ex) = exchange.as_deref_mut() {
+            // The ghosts' features were their owners' (from the block before; block 0 read
+            // embeddings, which take no gradient): their gradients go back there.
+            if let Some(ex) = exchange.as_deref_mut().filter(|_| t > 0) {
                 ex.reverse(&mut g_x, f);
                 g_x[graph.owned * f..].fill(0.0);
                 if painn {
