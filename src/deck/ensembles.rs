@@ -190,21 +190,10 @@ impl NhFix {
         }
         let thermostat = self.temp.map(|t| ChainSettings { start: t[0] * u.temperature, stop: t[1] * u.temperature, period: t[2] * u.time, length: self.tchain, loops: self.tloop });
         let barostat = self.press.iter().any(Option::is_some).then(|| {
-            let axis = |k: usize, i: usize| self.press[k].map_or(0.0, |p| p[i]);
-            BarostatSettings {
-                axes: [0, 1, 2].map(|k| self.press[k].is_some()),
-                start: [0, 1, 2].map(|k| axis(k, 0) * u.pressure),
-                stop: [0, 1, 2].map(|k| axis(k, 1) * u.pressure),
-                period: [0, 1, 2].map(|k| if self.press[k].is_some() { axis(k, 2) * u.time } else { 1.0 }),
-                couple: self.couple,
-                chain: self.pchain,
-                loops: self.ploop,
-                mtk: self.mtk,
-            }
+            let a = PressureAxes::of(&self.press, u);
+            BarostatSettings { axes: a.axes, start: a.start, stop: a.stop, period: a.period, couple: self.couple, chain: self.pchain, loops: self.ploop, mtk: self.mtk }
         });
-        if let Some(p) = self.press.iter().flatten().find(|p| p[2] < dt) {
-            return Err(format!("{what}: Pdamp {} is shorter than the timestep {dt}; LAMMPS suggests about 1000 timesteps", p[2]));
-        }
+        check_pdamp(&what, &self.press, dt, "; LAMMPS suggests about 1000 timesteps")?;
         let rest = if u.name == "lj" { 1.0 } else { 300.0 } * u.temperature;
         let mut nh = NoseHoover::new(thermostat, barostat, self.drag, (first, last), rest);
         if let Some(state) = &self.state {
@@ -264,18 +253,37 @@ pub fn parse_berendsen(args: &[String], periodic: [bool; 3]) -> Result<Berendsen
 
 impl BerendsenFix {
     pub fn barostat(&self, u: &UnitStyle, dt: f64, first: u64, last: u64) -> Result<crate::integrate::berendsen::Berendsen, String> {
-        if let Some(p) = self.press.iter().flatten().find(|p| p[2] < dt) {
-            return Err(format!("fix press/berendsen: Pdamp {} is shorter than the timestep {dt}", p[2]));
-        }
-        let axis = |k: usize, i: usize| self.press[k].map_or(0.0, |p| p[i]);
-        Ok(crate::integrate::berendsen::Berendsen {
-            axes: [0, 1, 2].map(|k| self.press[k].is_some()),
+        check_pdamp("fix press/berendsen", &self.press, dt, "")?;
+        let a = PressureAxes::of(&self.press, u);
+        Ok(crate::integrate::berendsen::Berendsen { axes: a.axes, start: a.start, stop: a.stop, period: a.period, couple: self.couple, modulus: self.modulus * u.pressure, ramp: (first, last) })
+    }
+}
+
+/// A barostat fix's per-axis (Pstart, Pstop, Pdamp) in mdrun's units: which axes, targets (bar)
+/// and periods (ps; 1 on an axis left alone).
+struct PressureAxes {
+    axes: [bool; 3],
+    start: [f64; 3],
+    stop: [f64; 3],
+    period: [f64; 3],
+}
+
+impl PressureAxes {
+    fn of(press: &[Option<[f64; 3]>; 3], u: &UnitStyle) -> PressureAxes {
+        let axis = |k: usize, i: usize| press[k].map_or(0.0, |p| p[i]);
+        PressureAxes {
+            axes: [0, 1, 2].map(|k| press[k].is_some()),
             start: [0, 1, 2].map(|k| axis(k, 0) * u.pressure),
             stop: [0, 1, 2].map(|k| axis(k, 1) * u.pressure),
-            period: [0, 1, 2].map(|k| if self.press[k].is_some() { axis(k, 2) * u.time } else { 1.0 }),
-            couple: self.couple,
-            modulus: self.modulus * u.pressure,
-            ramp: (first, last),
-        })
+            period: [0, 1, 2].map(|k| if press[k].is_some() { axis(k, 2) * u.time } else { 1.0 }),
+        }
+    }
+}
+
+/// Refuses a Pdamp shorter than the timestep (both in deck units).
+fn check_pdamp(what: &str, press: &[Option<[f64; 3]>; 3], dt: f64, advice: &str) -> Result<(), String> {
+    match press.iter().flatten().find(|p| p[2] < dt) {
+        Some(p) => Err(format!("{what}: Pdamp {} is shorter than the timestep {dt}{advice}", p[2])),
+        None => Ok(()),
     }
 }

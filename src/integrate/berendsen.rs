@@ -31,8 +31,7 @@ impl Berendsen {
     pub fn apply(&self, system: &mut System, virial: &[[f64; 3]; 3], dt: f64, step: u64) {
         let (scalar, tensor) = pressures(system, virial);
         let p = if self.couple == Couple::Xyz { [scalar; 3] } else { self.couple.pressures(tensor) };
-        let (begin, end) = self.ramp;
-        let delta = if step == begin || end <= begin { 0.0 } else { (step - begin) as f64 / (end - begin) as f64 };
+        let delta = super::ramp_fraction(self.ramp, step);
         let mut vectors = *system.cell.vectors();
         for d in 0..3 {
             if self.axes[d] {

@@ -35,9 +35,7 @@ impl Csvr {
     }
 
     fn target(&self, step: u64) -> f64 {
-        let (begin, end) = self.ramp;
-        let delta = if step == begin || end <= begin { 0.0 } else { (step as f64 - begin as f64) / (end - begin) as f64 };
-        self.start + delta * (self.stop - self.start)
+        self.start + super::ramp_fraction(self.ramp, step) * (self.stop - self.start)
     }
 
     /// Rescales the velocities at the end of step `step`.

@@ -59,6 +59,12 @@ use pieces::{Friction, Piece};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// How far step `step` is through a run's ramp of targets from its first step to its last
+/// (LAMMPS's `delta` of `fix nh`, `temp/csvr`, `press/berendsen`): 0 at the start, 1 at the end.
+pub(crate) fn ramp_fraction((begin, end): (u64, u64), step: u64) -> f64 {
+    if step == begin || end <= begin { 0.0 } else { (step as f64 - begin as f64) / (end - begin) as f64 }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Integrator {
     VelocityVerlet,

@@ -274,8 +274,7 @@ impl NoseHoover {
 
     /// Ramp fraction at `step`.
     fn delta(&self, step: u64) -> f64 {
-        let (begin, end) = self.ramp;
-        if step == begin || end <= begin { 0.0 } else { (step as f64 - begin as f64) / (end - begin) as f64 }
+        super::ramp_fraction(self.ramp, step)
     }
 
     fn frequency_max(&self) -> f64 {
