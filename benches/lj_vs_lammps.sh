@@ -3,36 +3,21 @@
 # machine in the same run. Prints atom-steps per second and the ratios as a Markdown table.
 #   benches/lj_vs_lammps.sh [repeats]        (needs ../shared/bench/lammps; best of `repeats`)
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-lammps=${LAMMPS:-$root/../shared/bench/lammps}
 repeats=${1:-3}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mdrun-target}
-cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-mdrun=$CARGO_TARGET_DIR/release/mdrun
+source "$(dirname "$0")/lammps_peer.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-best() { sort -g | tail -1; }
 mdrun_rate() { # threads
   for _ in $(seq "$repeats"); do
     "$mdrun" "$root/systems/lj-bench/system.toml" --threads "$1" --quiet --output-dir "$tmp" --summary "$tmp/s.json"
     python3 -c "import json; print(json.load(open('$tmp/s.json'))['atom_steps_per_s'])"
   done | best
 }
-lammps_rate() { # deck, threads, extra args
-  local deck=$1 threads=$2; shift 2
-  for _ in $(seq "$repeats"); do
-    (cd "$here/lammps" && OMP_NUM_THREADS=$threads "$lammps" run "$deck" "$@") |
-      awk '/Matom-step\/s/ { for (i = 1; i <= NF; i++) if ($i == "Matom-step/s") print $(i-1) * 1e6 }'
-  done | best
-}
 
 m1=$(mdrun_rate 1); m2=$(mdrun_rate 2)
 l1=$(lammps_rate in.lj 1); lo=$(lammps_rate in.lj 1 -sf opt); l2=$(lammps_rate in.lj 2 -sf omp -pk omp 2)
 c1=$(lammps_rate in.lj-checked 1); c2=$(lammps_rate in.lj-checked 2 -sf omp -pk omp 2)
-ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
-fmt() { python3 -c "print(f'{$1 / 1e6:.3f}')"; }
 echo "| run | threads | M atom-steps/s | mdrun / this |"
 echo "|---|---|---|---|"
 echo "| mdrun | 1 | $(fmt "$m1") | |"
