@@ -2,6 +2,7 @@
 //! by the real LAMMPS on one and two MPI ranks on the example deck, against `mdrun -in` on the
 //! same deck; per-atom energies and stresses; errors through LAMMPS's own error handling.
 
+mod common;
 mod hosts;
 
 use hosts::{Hosts, repo, thermo_table};
@@ -69,8 +70,7 @@ fn plugin_on_one_and_two_ranks_follows_mdrun_on_the_example_deck() {
 fn plugin_per_atom_energies_and_stresses_sum_to_the_totals_across_ranks() {
     let Some(h) = hosts::find() else { return };
     let plugin = h.build_plugin();
-    let dir = std::env::temp_dir().join(format!("mdrun-plugin-peratom-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("plugin-peratom");
     let deck = format!(
         "units metal\nread_data {}\nreplicate 3 3 3\nplugin load {}\npair_style mdrun {}\npair_coeff * * O H\n\
          compute pe all pe/atom\ncompute s all stress/atom NULL virial\ncompute sums all reduce sum c_pe c_s[1] c_s[2] c_s[3]\n\
@@ -94,8 +94,7 @@ fn plugin_per_atom_energies_and_stresses_sum_to_the_totals_across_ranks() {
 fn plugin_errors_go_through_lammps_error_handling() {
     let Some(h) = hosts::find() else { return };
     let plugin = h.build_plugin();
-    let dir = std::env::temp_dir().join(format!("mdrun-plugin-errors-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("plugin-errors");
     let cases = [
         ("potentials/no-such-model", "O H", "no-such-model"),
         ("potentials/water-schnet", "O Xe", "knows H, O, not 'Xe'"),
@@ -127,8 +126,7 @@ fn plugin_errors_go_through_lammps_error_handling() {
 fn ranks_without_atoms_do_not_hang() {
     let Some(h) = hosts::find() else { return };
     let plugin = h.build_plugin();
-    let dir = std::env::temp_dir().join(format!("mdrun-plugin-empty-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("plugin-empty");
     for model in ["water-schnet-mcgm-soft", "water-schnet-mcgm-hard", "water-painn"] {
         let deck = format!(
             "units metal\nread_data {}\nchange_box all x final -1 40 y final -1 40 z final -1 40 boundary f f f\nplugin load {}\npair_style mdrun {}\npair_coeff * * O H\n\

@@ -1,22 +1,16 @@
 //! The Python package (python/): its own suite (tests/python/test_package.py) against mdrun and
 //! ASE's checks, `pip install` of the package, and the ASE example (systems/ase/).
 
+mod common;
 mod hosts;
 
 use hosts::{library, prebuilt, repo};
 use std::process::Command;
 
-fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("mdrun-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn the_package_passes_its_suite_against_mdrun_and_ase() {
     let Some(h) = hosts::find() else { return };
-    let dir = scratch("python-suite");
+    let dir = common::scratch("python-suite");
     let out = Command::new(&h.python)
         .arg(repo("tests/python/test_package.py"))
         .env("PYTHONPATH", repo("python"))
@@ -34,7 +28,7 @@ fn the_package_passes_its_suite_against_mdrun_and_ase() {
 #[test]
 fn pip_installs_the_package_and_the_ase_example_runs() {
     let Some(h) = hosts::find() else { return };
-    let dir = scratch("python-install");
+    let dir = common::scratch("python-install");
     let site = dir.join("site");
     let out = Command::new(&h.python)
         .args(["-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target"])
