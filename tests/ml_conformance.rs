@@ -157,7 +157,8 @@ fn finite_differences(base: &Evaluation, moved: &[Evaluation], h: f64) -> f64 {
 }
 
 /// The suite over every setting for the implementation `make` builds from a model.
-/// `long_range`: whether the implementation covers learned charges (the GPU kernels do not yet).
+/// `long_range`: whether the implementation covers the long-range parts (learned charges, the
+/// distance-aware MCGM; the GPU kernels do not yet).
 fn conformance(long_range: bool, make: impl Fn(&Model) -> Box<dyn ModelImplementation>) {
     let mut failures = Vec::new();
     let mut settings = common::backbone_settings(&[1, 6, 7, 8]);
@@ -165,10 +166,17 @@ fn conformance(long_range: bool, make: impl Fn(&Model) -> Box<dyn ModelImplement
         settings.extend(common::long_range_settings(&[1, 6, 7, 8]));
     }
     for (setting, config) in settings {
+        let config_is_distance_aware = config.mcgm.as_ref().is_some_and(|m| m.is_distance_aware());
         let model = model(config);
         let mut implementation = make(&model);
         let tol = tolerances(implementation.precision());
-        let (gas, molecule) = (gas(), acetamide());
+        let (mut gas, mut molecule) = (gas(), acetamide());
+        // A distance-aware MCGM takes open structures: the same atoms, without their images.
+        if config_is_distance_aware {
+            for s in [&mut gas, &mut molecule] {
+                s.cell = Cell::new(*s.cell.vectors(), [false; 3]).unwrap();
+            }
+        }
         let mut structures = vec![gas, molecule.clone()];
         structures.extend(displaced(&molecule, tol.step));
         let got = implementation.evaluate(&structures).unwrap_or_else(|e| panic!("{}, {setting}: {e}", implementation.name()));

@@ -144,6 +144,7 @@ fn explicit_forces_equal_autodiff_and_finite_differences() {
                 ratio: 2,
                 assign: Assign::Hard,
                 clusters: 4,
+                distance_widths: Vec::new(),
             }),
         ),
         (
@@ -153,6 +154,7 @@ fn explicit_forces_equal_autodiff_and_finite_differences() {
                 ratio: 2,
                 assign: Assign::Soft,
                 clusters: 3,
+                distance_widths: Vec::new(),
             }),
         ),
     ] {
@@ -174,6 +176,7 @@ fn explicit_forces_equal_autodiff_and_finite_differences() {
                 ratio: 2,
                 assign: Assign::Hard,
                 clusters: 4,
+                distance_widths: Vec::new(),
             }),
         ),
         (
@@ -183,6 +186,7 @@ fn explicit_forces_equal_autodiff_and_finite_differences() {
                 ratio: 2,
                 assign: Assign::Soft,
                 clusters: 3,
+                distance_widths: Vec::new(),
             }),
         ),
     ] {
@@ -218,6 +222,7 @@ fn virial_is_minus_the_strain_derivative() {
                 ratio: 2,
                 assign: Assign::Soft,
                 clusters: 3,
+                distance_widths: Vec::new(),
             }),
             &ctx,
         ),
@@ -314,6 +319,7 @@ fn soft_assignment_is_smooth_where_hard_labels_flip() {
             ratio: 2,
             assign: Assign::Hard,
             clusters: 4,
+            distance_widths: Vec::new(),
         }),
         &ctx,
     ));
@@ -323,6 +329,7 @@ fn soft_assignment_is_smooth_where_hard_labels_flip() {
             ratio: 2,
             assign: Assign::Soft,
             clusters: 3,
+            distance_widths: Vec::new(),
         }),
         &ctx,
     ));

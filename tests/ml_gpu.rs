@@ -23,7 +23,7 @@ fn gpu_model_agrees_with_the_cpu_and_trains() {
     let cpu = Ctx::cpu(true);
     let data = chain();
     let structures: Vec<&Structure> = data.iter().step_by(97).take(4).collect();
-    for (backbone, mcgm) in [("schnet", Some(McgmConfig { levels: 2, ratio: 2, assign: Assign::Soft, clusters: 3 })), ("painn", None)] {
+    for (backbone, mcgm) in [("schnet", Some(McgmConfig { levels: 2, ratio: 2, assign: Assign::Soft, clusters: 3, distance_widths: Vec::new() })), ("painn", None)] {
         let config = ModelConfig { backbone: backbone.into(), features: 16, blocks: 2, n_rbf: 10, cutoff: 4.0, block_cutoffs: vec![], species: vec![1, 6], mcgm, long_range: None };
         let normalization = Normalization { reference_energies: vec![-12.0, -48.0], energy_scale: 0.8, training_min_distance: 0.0, ..Default::default() };
         let reference = Model::new(config, normalization, 4, &cpu);

@@ -57,6 +57,7 @@ fn energy_is_invariant_and_forces_equivariant() {
                 ratio: 2,
                 assign: Assign::Hard,
                 clusters: 4,
+                distance_widths: Vec::new(),
             }),
         ),
         (
@@ -66,6 +67,7 @@ fn energy_is_invariant_and_forces_equivariant() {
                 ratio: 2,
                 assign: Assign::Soft,
                 clusters: 3,
+                distance_widths: Vec::new(),
             }),
         ),
         ("painn", None),
@@ -76,6 +78,7 @@ fn energy_is_invariant_and_forces_equivariant() {
                 ratio: 2,
                 assign: Assign::Soft,
                 clusters: 3,
+                distance_widths: Vec::new(),
             }),
         ),
     ];
@@ -164,6 +167,7 @@ fn hard_clusters_stay_within_structures_and_follow_the_level_sizes() {
         ratio: 2,
         assign: Assign::Hard,
         clusters: 4,
+        distance_widths: Vec::new(),
     };
     let h = Hierarchy::build(&config, &batch, &x, &ctx);
     assert_eq!(h.levels.len(), 4);

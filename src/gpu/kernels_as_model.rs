@@ -21,8 +21,8 @@ pub struct GpuKernels {
 impl GpuKernels {
     /// None where wgpu finds no adapter.
     pub fn new(model: &Model) -> Result<Option<GpuKernels>, String> {
-        if let Some(l) = &model.config.long_range {
-            return Err(format!("the GPU kernels do not evaluate {} yet", l.describe()));
+        if let Some(part) = model.config.cpu_only_part() {
+            return Err(format!("the GPU kernels do not evaluate {part} yet"));
         }
         let Some(ctx) = GpuContext::open(false).map_err(|e| e.to_string())? else { return Ok(None) };
         Ok(Some(GpuKernels { model: model.clone(), adapter: ctx.adapter.name.clone() }))

@@ -40,6 +40,11 @@ pub struct TrainSettings {
     /// Learned centroids of the soft level (--mcgm soft).
     #[arg(long)]
     pub clusters: Option<usize>,
+    /// The soft centroids also exchange messages filtered by their distance (--mcgm soft; open
+    /// structures only): two groups farther apart than the graph reaches see their distance.
+    #[arg(long)]
+    #[serde(default)]
+    pub mcgm_distance: bool,
     /// off (default) or charges: learned charges, summed to each structure's total charge
     /// (`charge=`), with their Coulomb energy (Ewald in periodic cells).
     #[arg(long)]
@@ -98,6 +103,7 @@ impl TrainSettings {
             levels: self.levels.or(file.levels),
             ratio: self.ratio.or(file.ratio),
             clusters: self.clusters.or(file.clusters),
+            mcgm_distance: self.mcgm_distance || file.mcgm_distance,
             long_range: self.long_range.or(file.long_range),
             charge_width: self.charge_width.or(file.charge_width),
             features: self.features.or(file.features),
@@ -212,7 +218,11 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
         ratio: settings.ratio.unwrap_or(2).max(1),
         assign,
         clusters: settings.clusters.unwrap_or(4).max(1),
+        distance_widths: if settings.mcgm_distance { crate::ml::mcgm::DISTANCE_WIDTHS.to_vec() } else { Vec::new() },
     });
+    if settings.mcgm_distance && mcgm.as_ref().map(|m| m.assign) != Some(Assign::Soft) {
+        bail!("--mcgm-distance needs --mcgm soft: the distances are between the soft level's centroids");
+    }
     let long_range = match settings.long_range.as_deref().unwrap_or("off") {
         "off" => None,
         "charges" => Some(LongRange { charge_width: settings.charge_width.unwrap_or(1.0), charge_embedding: true }),

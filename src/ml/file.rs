@@ -13,13 +13,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const FORMAT: &str = "mdrun-mcgm";
-/// The newest format this mdrun reads. Version 2 adds the long-range part (learned charges);
-/// a local model is still written as version 1, which older mdrun reads.
+/// The newest format this mdrun reads. Version 2 adds the long-range parts (learned charges, the
+/// distance-aware MCGM); a model without them is still written as version 1, which older mdrun
+/// reads.
 pub const FORMAT_VERSION: u32 = 2;
 
 /// The oldest format version that holds `model`.
 fn version_of(model: &Model) -> u32 {
-    if model.config.long_range.is_some() { 2 } else { 1 }
+    let distance_aware = model.config.mcgm.as_ref().is_some_and(|m| m.is_distance_aware());
+    if model.config.long_range.is_some() || distance_aware { 2 } else { 1 }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -177,6 +179,9 @@ fn check_card(card: &ModelCard) -> Result<(), String> {
         count("mcgm.levels", m.levels, 16)?;
         count("mcgm.ratio", m.ratio, 1 << 20)?;
         count("mcgm.clusters", m.clusters, 1024)?;
+        if m.distance_widths.len() > 16 || m.distance_widths.iter().any(|w| !(w.is_finite() && *w > 0.0 && *w <= 100.0)) {
+            return Err(format!("config.mcgm.distance_widths = {:?}: expected at most 16 widths, each above 0 and at most 100 Å", m.distance_widths));
+        }
     }
     let n = &card.normalization;
     if n.reference_energies.len() != c.species.len() {

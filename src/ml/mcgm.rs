@@ -36,7 +36,15 @@ pub struct McgmConfig {
     /// Soft assignment: learned centroids above the element level.
     #[serde(default = "default_clusters")]
     pub clusters: usize,
+    /// Soft assignment: the widths s_b (Å) of the distance basis through which the centroids
+    /// exchange messages (`super::soft`); empty: the level pools features only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub distance_widths: Vec<f64>,
 }
+
+/// The distance basis of `mdrun train --mcgm-distance`: Coulomb-like tails, resolved up to about
+/// 16 Å (differences of two widths give 1/D³ tails).
+pub const DISTANCE_WIDTHS: [f64; 5] = [1.0, 2.0, 4.0, 8.0, 16.0];
 
 fn default_clusters() -> usize {
     4
@@ -47,6 +55,7 @@ impl McgmConfig {
     pub fn describe(&self) -> String {
         match self.assign {
             Assign::Hard => format!("hard ({} levels, r = {})", self.levels, self.ratio),
+            Assign::Soft if self.is_distance_aware() => format!("soft (elements + {} centroids, distance-aware)", self.clusters),
             Assign::Soft => format!("soft (elements + {} centroids)", self.clusters),
         }
     }
@@ -73,6 +82,11 @@ impl McgmConfig {
         format!("MCGM hard clustering regrouped the atoms at {regroupings} of {evaluations} evaluations (each is a jump in the energy)")
     }
 
+    /// Whether the soft centroids exchange messages by distance (open structures only).
+    pub fn is_distance_aware(&self) -> bool {
+        self.assign == Assign::Soft && !self.distance_widths.is_empty()
+    }
+
     /// Levels built by clustering (hard K-means levels; the soft level is separate).
     pub fn hard_levels(&self) -> usize {
         match self.assign {
@@ -89,6 +103,7 @@ impl Default for McgmConfig {
             ratio: 2,
             assign: Assign::Hard,
             clusters: default_clusters(),
+            distance_widths: Vec::new(),
         }
     }
 }
@@ -392,7 +407,7 @@ mod tests {
 
     #[test]
     fn only_k_means_levels_between_one_cluster_and_one_per_point_can_regroup() {
-        let hard = McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard, clusters: 4 };
+        let hard = McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard, clusters: 4, distance_widths: Vec::new() };
         // Water, the chain: 2 elements -> 1 cluster, which never changes.
         assert!(hard.regrouping_levels(2).is_empty());
         assert!(hard.regrouping_levels(3).is_empty());

@@ -200,6 +200,9 @@ impl MlPotential {
         if self.model.config.long_range.is_some() {
             crate::ml::electrostatics::periodicity(cell)?;
         }
+        if self.model.config.mcgm.as_ref().is_some_and(|m| m.is_distance_aware()) {
+            crate::ml::model::open_for_centroids(cell)?;
+        }
         Ok(())
     }
 
@@ -211,8 +214,8 @@ impl MlPotential {
 
     /// The model for the GPU platform (or a replica batch); Err says why it cannot run there.
     pub fn into_gpu(self) -> Result<GpuModel, String> {
-        if let Some(l) = &self.model.config.long_range {
-            return Err(format!("the GPU kernels do not evaluate {} yet: run this model on the CPU (--platform cpu)", l.describe()));
+        if let Some(part) = self.model.config.cpu_only_part() {
+            return Err(format!("the GPU kernels do not evaluate {part} yet: run this model on the CPU (--platform cpu)"));
         }
         self.into_compiled().map(|m| GpuModel { description: m.description.replace("f32 with tabulated filters", "f32 WGSL kernels with tabulated filters"), ..m })
     }

@@ -318,8 +318,8 @@ pub fn backbone_settings(species: &[u32]) -> Vec<(&'static str, ModelConfig)> {
         mcgm,
         long_range: None,
     };
-    let hard = || Some(McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard, clusters: 4 });
-    let soft = || Some(McgmConfig { levels: 2, ratio: 2, assign: Assign::Soft, clusters: 4 });
+    let hard = || Some(McgmConfig { levels: 3, ratio: 2, assign: Assign::Hard, clusters: 4, distance_widths: Vec::new() });
+    let soft = || Some(McgmConfig { levels: 2, ratio: 2, assign: Assign::Soft, clusters: 4, distance_widths: Vec::new() });
     vec![
         ("schnet", config("schnet", None, vec![])),
         ("schnet + MCGM hard (3 levels, r = 2)", config("schnet", hard(), vec![])),
@@ -332,14 +332,22 @@ pub fn backbone_settings(species: &[u32]) -> Vec<(&'static str, ModelConfig)> {
     ]
 }
 
-/// `backbone_settings` with learned charges (issue 19): one per backbone, SchNet's with soft
-/// MCGM under them (the charges read the MCGM-refined features).
+/// `backbone_settings` with the long-range parts (issue 19): learned charges, one per
+/// backbone, SchNet's with soft MCGM under them (the charges read the MCGM-refined features);
+/// and the distance-aware soft MCGM (open structures only), one per backbone.
 pub fn long_range_settings(species: &[u32]) -> Vec<(&'static str, ModelConfig)> {
     let charges = Some(mdrun::ml::model::LongRange { charge_width: 1.0, charge_embedding: true });
     let settings = backbone_settings(species);
     let pick = |name: &str| settings.iter().find(|(n, _)| *n == name).expect("a setting").1.clone();
+    let distance_aware = |name: &str| {
+        let mut config = pick(name);
+        config.mcgm.as_mut().expect("a soft level").distance_widths = mdrun::ml::mcgm::DISTANCE_WIDTHS.to_vec();
+        config
+    };
     vec![
         ("schnet + MCGM soft + charges", ModelConfig { long_range: charges.clone(), ..pick("schnet + MCGM soft (4 centroids)") }),
         ("painn + charges", ModelConfig { long_range: charges, ..pick("painn") }),
+        ("schnet + MCGM soft distance-aware", distance_aware("schnet + MCGM soft (4 centroids)")),
+        ("painn + MCGM soft distance-aware", distance_aware("painn + MCGM soft (4 centroids)")),
     ]
 }

@@ -3,6 +3,7 @@
 //! the soft level (`crate::ml::soft`), each with the transpose of its update for the forces.
 
 use super::dense::Linear;
+use crate::cell::Vec3;
 use crate::ml::mcgm::{McgmConfig, Pooling, cluster_labels};
 
 /// One level of the hard hierarchy.
@@ -109,6 +110,18 @@ pub struct SoftWeights {
     pub centroids: Vec<f32>,
     pub aggregate: Linear,
     pub disseminate: Linear,
+    /// A distance-aware level's messages between centroids.
+    pub distance: Option<DistanceWeights>,
+}
+
+/// The centroids' messages (`crate::ml::soft`): M_k = Σ_{l≠k} (φ(|R_k - R_l|) W_φ) ⊙ (P_l A_m).
+pub struct DistanceWeights {
+    /// A_m
+    pub message: Linear,
+    /// W_φ [B, F]
+    pub filter: Vec<f32>,
+    /// s_b, Å
+    pub widths: Vec<f64>,
 }
 
 /// What the soft level's backward pass needs from its forward pass.
@@ -121,6 +134,78 @@ pub struct SoftCache {
     pooled: Vec<f32>,
     sums: Vec<f32>,
     v: Vec<f32>,
+    /// Distance-aware: centroids R [S, K, 3], messages sent P A_m [S, K, F], and per structure
+    /// and pair k < l (in order) φ [B] and the filter φ W_φ [F].
+    centroids: Vec<f64>,
+    sent: Vec<f32>,
+    phi: Vec<f64>,
+    filters: Vec<f32>,
+}
+
+/// The pairs k < l of K centroids, in the order the caches keep them.
+fn centroid_pairs(k: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..k).flat_map(move |a| (a + 1..k).map(move |b| (a, b)))
+}
+
+impl DistanceWeights {
+    /// Adds the centroids' messages into `base` (P A + a, [S, K, F]); fills the cache's
+    /// centroid fields. `numerators`: Σ_i w_ik r_i [S, K, 3], added up over the whole system.
+    fn forward(&self, numerators: &[f64], sums: &[f32], pooled: &[f32], f: usize, k: usize, base: &mut [f32], cache: &mut SoftCache) {
+        cache.centroids = numerators.iter().enumerate().map(|(j, &v)| v / sums[j / 3] as f64).collect();
+        self.message.forward(pooled, &mut cache.sent);
+        let (b, n_structures) = (self.widths.len(), sums.len() / k);
+        for s in 0..n_structures {
+            for (a, c) in centroid_pairs(k) {
+                let (ra, rc) = (&cache.centroids[(s * k + a) * 3..][..3], &cache.centroids[(s * k + c) * 3..][..3]);
+                let d2: f64 = (0..3).map(|x| (ra[x] - rc[x]).powi(2)).sum();
+                let phi: Vec<f64> = self.widths.iter().map(|w| 1.0 / (d2 + w * w).sqrt()).collect();
+                let mut filter = vec![0.0f32; f];
+                for (p, row) in phi.iter().zip(self.filter.chunks(f)) {
+                    filter.iter_mut().zip(row).for_each(|(t, w)| *t += *p as f32 * w);
+                }
+                for (to, from) in [(a, c), (c, a)] {
+                    let sent = &cache.sent[(s * k + from) * f..][..f];
+                    base[(s * k + to) * f..][..f].iter_mut().zip(sent.iter().zip(&filter)).for_each(|(t, (y, w))| *t += y * w);
+                }
+                debug_assert_eq!(phi.len(), b);
+                cache.phi.extend(phi);
+                cache.filters.extend(filter);
+            }
+        }
+    }
+
+    /// From g_base = dL/d(P A + a + M) [S, K, F]: adds dL/dP into `g_p` and returns dL/dR
+    /// [S, K, 3].
+    fn backward(&self, cache: &SoftCache, g_base: &[f32], f: usize, k: usize, g_p: &mut Vec<f32>) -> Vec<f64> {
+        let (b, n_structures) = (self.widths.len(), cache.sums.len() / k);
+        let mut g_sent = vec![0.0f32; n_structures * k * f];
+        let mut g_r = vec![0.0f64; n_structures * k * 3];
+        for s in 0..n_structures {
+            for (p, (a, c)) in centroid_pairs(k).enumerate() {
+                let pair = s * (k * (k - 1) / 2) + p;
+                let (phi, filter) = (&cache.phi[pair * b..][..b], &cache.filters[pair * f..][..f]);
+                let mut g_filter = vec![0.0f32; f];
+                for (to, from) in [(a, c), (c, a)] {
+                    let g_to = &g_base[(s * k + to) * f..][..f];
+                    let sent = &cache.sent[(s * k + from) * f..][..f];
+                    g_sent[(s * k + from) * f..][..f].iter_mut().zip(g_to.iter().zip(filter)).for_each(|(t, (g, w))| *t += g * w);
+                    g_filter.iter_mut().zip(g_to.iter().zip(sent)).for_each(|(t, (g, y))| *t += g * y);
+                }
+                // dφ_b/d(D²) = -φ_b³/2, d(D²)/dR_a = 2 (R_a - R_c).
+                let g_d2: f64 = phi.iter().zip(self.filter.chunks(f)).map(|(p, row)| {
+                    let g_phi: f64 = row.iter().zip(&g_filter).map(|(w, g)| (*w as f64) * (*g as f64)).sum();
+                    -0.5 * g_phi * p * p * p
+                }).sum();
+                for x in 0..3 {
+                    let along = 2.0 * g_d2 * (cache.centroids[(s * k + a) * 3 + x] - cache.centroids[(s * k + c) * 3 + x]);
+                    g_r[(s * k + a) * 3 + x] += along;
+                    g_r[(s * k + c) * 3 + x] -= along;
+                }
+            }
+        }
+        self.message.backward(&g_sent, g_p, true);
+        g_r
+    }
 }
 
 impl SoftWeights {
@@ -131,7 +216,8 @@ impl SoftWeights {
     /// Adds Δx_i = Σ_k w_ik V_{s(i)k} into `delta`; returns the cache for the backward pass.
     /// The memberships' sums and the pooled rows are over the owned atoms of `pooling`, added
     /// up over the whole system; every atom (ghosts too) reads the result.
-    pub fn forward(&self, structure: &[usize], n_structures: usize, x: &[f32], f: usize, delta: &mut [f32], pooling: &mut Pooling) -> SoftCache {
+    /// Distance-aware, the centroids are the memberships' means of `positions` (owned atoms).
+    pub fn forward(&self, structure: &[usize], n_structures: usize, x: &[f32], positions: &[Vec3], f: usize, delta: &mut [f32], pooling: &mut Pooling) -> SoftCache {
         let (k, n) = (self.k(), structure.len());
         let tau = f as f32;
         let mut z = Vec::new();
@@ -167,8 +253,22 @@ impl SoftWeights {
         for (p, sum) in pooled.chunks_mut(f).zip(&sums) {
             p.iter_mut().for_each(|v| *v /= sum);
         }
+        let mut cache = SoftCache::default();
         let (mut a, mut v) = (Vec::new(), Vec::new());
         self.aggregate.forward(&pooled, &mut a);
+        if let Some(distance) = &self.distance {
+            // Σ_i w_ik r_i in f64 (positions need more digits than features).
+            let mut numerators = vec![0.0f64; n_structures * k * 3];
+            for i in 0..pooling.owned {
+                for c in 0..k {
+                    let wik = w[i * k + c] as f64;
+                    let t = &mut numerators[(structure[i] * k + c) * 3..][..3];
+                    (0..3).for_each(|x| t[x] += wik * positions[i][x]);
+                }
+            }
+            (pooling.reduce)(&mut numerators);
+            distance.forward(&numerators, &sums, &pooled, f, k, &mut a, &mut cache);
+        }
         self.disseminate.forward(&a, &mut v);
         for i in 0..n {
             let s = structure[i];
@@ -178,12 +278,14 @@ impl SoftWeights {
                 d.iter_mut().zip(&v[(s * k + c) * f..][..f]).for_each(|(d, v)| *d += wik * v);
             }
         }
-        SoftCache { z, w, pooled, sums, v }
+        SoftCache { z, w, pooled, sums, v, ..cache }
     }
 
     /// Adds dL/dx into `g_x` from g = dL/dΔx: the exact vector-Jacobian product, including the
-    /// memberships' dependence on x.
-    pub fn backward(&self, cache: &SoftCache, structure: &[usize], n_structures: usize, x: &[f32], g: &[f32], f: usize, g_x: &mut [f32], pooling: &mut Pooling) {
+    /// memberships' dependence on x; distance-aware, also dL/dr of the owned atoms (through
+    /// the centroids) into `g_positions`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(&self, cache: &SoftCache, structure: &[usize], n_structures: usize, x: &[f32], positions: &[Vec3], g: &[f32], f: usize, g_x: &mut [f32], g_positions: &mut [[f64; 3]], pooling: &mut Pooling) {
         let (k, n) = (self.k(), structure.len());
         let tau = f as f32;
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f32>();
@@ -204,6 +306,7 @@ impl SoftWeights {
         let (mut g_a, mut g_p) = (Vec::new(), Vec::new());
         self.disseminate.backward(&g_v, &mut g_a, false);
         self.aggregate.backward(&g_a, &mut g_p, false);
+        let g_centroids = self.distance.as_ref().map(|d| d.backward(cache, &g_a, f, k, &mut g_p));
         let g_sum: Vec<f32> = (0..n_structures * k)
             .map(|sc| -dot(&g_p[sc * f..][..f], &cache.pooled[sc * f..][..f]) / cache.sums[sc])
             .collect();
@@ -217,6 +320,17 @@ impl SoftWeights {
                 let wic = cache.w[i * k + c];
                 g_x[i * f..(i + 1) * f].iter_mut().zip(g_num).for_each(|(t, g)| *t += wic * g);
                 g_w[i * k + c] += dot(xi, g_num) + g_sum[s * k + c];
+                // R_c = Σ w_ic r_i / W_c: to r_i, and to w_ic through (r_i - R_c) / W_c.
+                if let Some(g_r) = &g_centroids {
+                    let (g_rc, r_c) = (&g_r[(s * k + c) * 3..][..3], &cache.centroids[(s * k + c) * 3..][..3]);
+                    let sum = cache.sums[s * k + c] as f64;
+                    let mut along = 0.0;
+                    for a in 0..3 {
+                        g_positions[i][a] += wic as f64 * g_rc[a] / sum;
+                        along += (positions[i][a] - r_c[a]) * g_rc[a] / sum;
+                    }
+                    g_w[i * k + c] += along as f32;
+                }
             }
         }
         // Softmax, then a_ic = -|z_i - μ_c|²/τ: g_z_i = -(2/τ) Σ_c g_a_ic (z_i - μ_c).

@@ -19,7 +19,7 @@ pub mod dense;
 pub mod painn;
 pub mod table;
 
-use self::clusters::{HardWeights, SoftWeights, hierarchy};
+use self::clusters::{DistanceWeights, HardWeights, SoftWeights, hierarchy};
 use self::dense::{Linear, ssp_and_slope};
 use self::painn::{PainnCache, PainnWeights};
 use self::table::{EdgeRows, FilterNetwork, FilterTable, LinearFilter};
@@ -392,6 +392,14 @@ impl Inference {
                         centroids: centroids.iter().map(|&v| v as f32).collect(),
                         aggregate: linear(&format!("block{t}.soft.aggregate"), f, f, true)?,
                         disseminate: linear(&format!("block{t}.soft.disseminate"), f, f, false)?,
+                        distance: match m.is_distance_aware() {
+                            true => Some(DistanceWeights {
+                                message: Linear::new(f, f, get(&format!("block{t}.soft.message"))?, None),
+                                filter: get(&format!("block{t}.soft.distance_filter"))?.iter().map(|&v| v as f32).collect(),
+                                widths: m.distance_widths.clone(),
+                            }),
+                            false => None,
+                        },
                     })
                 }
                 _ => None,
@@ -434,6 +442,11 @@ impl Inference {
     }
 
     /// Whether the backbone is PaiNN (vector features; every block is of one backbone).
+    /// Whether a soft MCGM level exchanges messages by centroid distance (open structures only).
+    pub fn is_distance_aware(&self) -> bool {
+        self.mcgm.as_ref().is_some_and(|m| m.is_distance_aware())
+    }
+
     pub fn is_painn(&self) -> bool {
         self.blocks.iter().any(|b| matches!(b.interaction, Interaction::Painn(_)))
     }
@@ -456,8 +469,11 @@ impl Inference {
     /// back to their owners in the backward pass (LAMMPS's forward and reverse communication),
     /// so one cutoff of ghosts suffices and each block updates the owned rows only.
     pub fn evaluate_part(&mut self, graph: &Graph, reduce: &mut dyn FnMut(&mut [f64]), mut exchange: Option<&mut dyn GhostExchange>) -> Result<Output, String> {
-        if graph.owned < graph.n_atoms() && (graph.n_structures != 1 || self.charges.is_some()) {
-            return Err("a system in parts (ghost atoms) takes one structure and a model without learned charges (their Coulomb sum needs the whole system)".into());
+        if graph.owned < graph.n_atoms() && (graph.n_structures != 1 || self.charges.is_some() || self.is_distance_aware()) {
+            return Err("a system in parts (ghost atoms) takes one structure and a model without learned charges or a distance-aware MCGM (both need the whole system)".into());
+        }
+        if self.is_distance_aware() {
+            graph.cells.iter().try_for_each(crate::ml::model::open_for_centroids)?;
         }
         let mut pooling = crate::ml::mcgm::Pooling { owned: graph.owned, reduce };
         let n_species = self.embedding.len() / self.features;
@@ -528,7 +544,7 @@ impl Inference {
                 let mut delta = vec![0.0f32; out_rows * f];
                 hard.forward(&cache.levels, rows, f, &mut delta, &mut pooling);
                 if let Some(soft) = &block.soft {
-                    cache.soft = Some(soft.forward(&graph.structure[..out_rows], graph.n_structures, rows, f, &mut delta, &mut pooling));
+                    cache.soft = Some(soft.forward(&graph.structure[..out_rows], graph.n_structures, rows, &graph.positions, f, &mut delta, &mut pooling));
                     cache.x_mcgm = rows.to_vec();
                 }
                 x.iter_mut().zip(&delta).for_each(|(x, d)| *x += d);
@@ -596,6 +612,8 @@ impl Inference {
         let mut pair = if painn { vec![[0.0f64; 3]; graph.neighbor.len()] } else { Vec::new() };
         let mut g_mu = if painn { vec![0.0f32; n * 3 * f] } else { Vec::new() };
         let (mut g_a2, mut g_m, mut g_y) = (Vec::new(), Vec::new(), vec![0.0f32; n * f]);
+        // A distance-aware MCGM's dL/dr through its centroids (zero otherwise).
+        let mut g_positions = vec![[0.0f64; 3]; if self.is_distance_aware() { n } else { 0 }];
         for (t, (block, cache)) in self.blocks.iter().zip(&caches).enumerate().rev() {
             // Rows past `cache.rows` were not updated by this block: their gradient here is zero.
             let out_rows = cache.rows;
@@ -604,7 +622,7 @@ impl Inference {
                 let mut g_mcgm = vec![0.0f32; out_rows * f];
                 hard.backward(&cache.levels, g, f, &mut g_mcgm, &mut pooling);
                 if let (Some(soft), Some(soft_cache)) = (&block.soft, &cache.soft) {
-                    soft.backward(soft_cache, &graph.structure[..out_rows], graph.n_structures, &cache.x_mcgm, g, f, &mut g_mcgm, &mut pooling);
+                    soft.backward(soft_cache, &graph.structure[..out_rows], graph.n_structures, &cache.x_mcgm, &graph.positions, g, f, &mut g_mcgm, &mut g_positions, &mut pooling);
                 }
                 g_x.iter_mut().zip(&g_mcgm).for_each(|(g, d)| *g += d);
             }
@@ -658,6 +676,7 @@ impl Inference {
         self.times.long_range += long_range;
         self.times.evaluations += 1;
         let mut out = Output { regrouped, layers, ..forces_and_virial(graph, &g_d, &pair, energy, atom_energies) };
+        add_position_gradient(graph, &g_positions, &mut out);
         if let Some(c) = charges {
             for (s, e) in c.energy.iter().enumerate() {
                 out.energy[s] += e;
@@ -734,6 +753,21 @@ fn forces_and_virial(graph: &Graph, g_d: &[f64], pair: &[[f64; 3]], energy: Vec<
     }
     let (forces, atom_virials) = per_atom.into_iter().unzip();
     Output { energy, forces, virial, regrouped: Vec::new(), layers: Vec::new(), atom_energies, atom_virials }
+}
+
+/// The part of dE/dr that is not carried by edges (a distance-aware MCGM's centroids): F = -g,
+/// W = -Σ_i r_i ⊗ g_i (that energy is translation invariant, so the origin does not matter).
+fn add_position_gradient(graph: &Graph, g_positions: &[[f64; 3]], out: &mut Output) {
+    for (i, g) in g_positions.iter().enumerate() {
+        let r = graph.positions[i];
+        (0..3).for_each(|k| out.forces[i][k] -= g[k]);
+        for a in 0..3 {
+            for b in 0..3 {
+                out.atom_virials[i][3 * a + b] -= r[a] * g[b];
+                out.virial[graph.structure[i]][3 * a + b] -= r[a] * g[b];
+            }
+        }
+    }
 }
 
 /// `data` cut into the rows of a compressed-row layout.

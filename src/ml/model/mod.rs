@@ -23,7 +23,7 @@
 use super::graph::{Batch, GraphTensors};
 use super::layer;
 use super::mcgm::{Assign, Hierarchy, McgmConfig};
-use super::soft::{Soft, SoftCache, SoftParams};
+use super::soft::{DistanceParams, Soft, SoftCache, SoftParams};
 pub use self::charges::LongRange;
 use self::charges::ChargeHead;
 use super::tensor::{accumulate, Ctx, scatter_add, silu, silu_derivative, ssp, ssp_derivative};
@@ -52,6 +52,17 @@ pub struct ModelConfig {
     /// Learned charges and their Coulomb energy (absent: a local model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub long_range: Option<LongRange>,
+}
+
+impl ModelConfig {
+    /// What of this model only the CPU evaluates (the GPU kernels refuse it), described.
+    pub fn cpu_only_part(&self) -> Option<String> {
+        match (&self.long_range, &self.mcgm) {
+            (Some(l), _) => Some(l.describe()),
+            (None, Some(m)) if m.is_distance_aware() => Some("a distance-aware MCGM".to_string()),
+            _ => None,
+        }
+    }
 }
 
 /// A dense layer: y = x W + b, W [in, out], b [1, out] (indices into the parameter list).
@@ -209,6 +220,7 @@ impl Model {
             .as_ref()
             .filter(|m| m.assign == Assign::Soft)
             .map(|m| m.clusters.max(1));
+        let distance_widths = config.mcgm.as_ref().map_or(Vec::new(), |m| m.distance_widths.clone());
         let blocks = (0..config.blocks)
             .map(|t| Block {
                 schnet: (config.backbone == "schnet").then(|| SchnetParams {
@@ -251,6 +263,10 @@ impl Model {
                         disseminate: builder
                             .dense_scaled(&format!("block{t}.soft.disseminate"), f, f, 0.1)
                             .w,
+                        distance: (!distance_widths.is_empty()).then(|| DistanceParams {
+                            message: builder.param(&format!("block{t}.soft.message"), f, f, 1.0),
+                            filter: builder.param(&format!("block{t}.soft.distance_filter"), distance_widths.len(), f, 1.0),
+                        }),
                     }
                 }),
             })
@@ -350,7 +366,7 @@ impl Model {
     ) -> Result<Prediction, String> {
         let (energy, caches, x_final, radials, charges) = self.forward(batch, graph, r.clone(), ctx)?;
         let g_charges = charges.as_ref().map(|c| c.g_x.clone());
-        let (g_d, g_rhat) = self.backward(batch, graph, &caches, x_final, g_charges, &radials, ctx);
+        let (g_d, g_rhat, g_positions) = self.backward(batch, graph, &caches, x_final, g_charges, &radials, ctx);
         // dE/dr_e = dE/dd_e r̂_e, plus, where directions enter (PaiNN), the part of dE/dr̂_e
         // perpendicular to r̂_e divided by d_e.
         let d = radials[0].distance.clone();
@@ -375,6 +391,13 @@ impl Model {
         .neg();
         let edge_structure = edge_structure_index(batch, ctx);
         let mut virial = scatter_add(outer, &edge_structure, batch.n_structures, ctx);
+        // Centroid distances: F = -dE/dr, W = -Σ_i r_i ⊗ dE/dr_i (their energy is translation
+        // invariant, so the origin does not matter).
+        if let Some(g) = g_positions {
+            forces = forces - g.clone();
+            let outer = Tensor::cat((0..3).map(|a| graph.positions.clone().narrow(1, a, 1) * g.clone()).collect(), 1).neg();
+            virial = virial + scatter_add(outer, &graph.structure, batch.n_structures, ctx);
+        }
         let mut layers: Vec<(String, Tensor<2>)> = caches.into_iter().flat_map(|c| c.taps).collect();
         if let Some(c) = charges {
             forces = forces + c.forces;
@@ -395,6 +418,9 @@ impl Model {
         let radials: Vec<Radial> = (0..self.blocks.len())
             .map(|t| Radial::new(r.clone(), self.config.n_rbf, self.block_cutoff(t), ctx))
             .collect();
+        if self.config.mcgm.as_ref().is_some_and(|m| m.is_distance_aware()) {
+            batch.cells.iter().try_for_each(open_for_centroids)?;
+        }
         let n = batch.n_atoms;
         let mut x = self.p(self.embedding).select(0, graph.species.clone());
         if let Some(index) = self.charge_embedding {
@@ -494,6 +520,8 @@ impl Model {
             indices,
             structure: &graph.structure,
             n_structures: batch.n_structures,
+            positions: &graph.positions,
+            widths: self.config.mcgm.as_ref().map_or(&[], |m| m.distance_widths.as_slice()),
             ctx,
         }
     }
@@ -539,9 +567,9 @@ impl Model {
         unreachable!("levels > 0")
     }
 
-    /// dE/dd per edge [E, 1], by carrying dE/dx back through readout, MCGM and the blocks.
-    /// dE/dd per edge [E, 1] and, for PaiNN, dE/dr̂ per edge [E, 3] (the direction enters its
-    /// vector messages), by carrying dE/dx back through readout, MCGM and the blocks.
+    /// dE/dd per edge [E, 1], for PaiNN dE/dr̂ per edge [E, 3] (the direction enters its vector
+    /// messages), and for a distance-aware MCGM dE/dr per atom [N, 3] (through the centroids),
+    /// by carrying dE/dx back through readout, MCGM and the blocks.
     fn backward(
         &self,
         batch: &Batch,
@@ -551,7 +579,7 @@ impl Model {
         g_charges: Option<Tensor<2>>,
         radials: &[Radial],
         ctx: &Ctx,
-    ) -> (Tensor<2>, Option<[Tensor<2>; 3]>) {
+    ) -> (Tensor<2>, Option<[Tensor<2>; 3]>, Option<Tensor<2>>) {
         let n = batch.n_atoms;
         let a_r = self.dense(self.readout1, x_final);
         let ones = ctx.matrix(&vec![self.normalization.energy_scale; n], n, 1);
@@ -566,14 +594,16 @@ impl Model {
         let mut g_mu = [zeros(), zeros(), zeros()];
         let mut g_d: Option<Tensor<2>> = None;
         let mut g_rhat: Option<[Tensor<2>; 3]> = None;
+        let mut g_positions: Option<Tensor<2>> = None;
         for ((block, cache), rbf) in self.blocks.iter().zip(caches).zip(radials).rev() {
             if let Some(h) = &cache.hierarchy {
                 let mut g_mcgm = self.mcgm_backward(block, h, g_x.clone(), ctx);
                 if let (Some(indices), Some(soft_cache)) = (block.soft, &cache.soft) {
-                    g_mcgm = g_mcgm
-                        + self
-                            .soft(indices, graph, batch, ctx)
-                            .backward(soft_cache, g_x.clone());
+                    let (g_soft, g_r) = self.soft(indices, graph, batch, ctx).backward(soft_cache, g_x.clone());
+                    g_mcgm = g_mcgm + g_soft;
+                    if let Some(g_r) = g_r {
+                        accumulate(&mut g_positions, g_r);
+                    }
                 }
                 g_x = g_x + g_mcgm;
             }
@@ -625,7 +655,7 @@ impl Model {
             };
             accumulate(&mut g_d, g_block);
         }
-        (g_d.expect("at least one block"), g_rhat)
+        (g_d.expect("at least one block"), g_rhat, g_positions)
     }
 
 }
@@ -665,6 +695,15 @@ impl Radial {
             dfc_dd,
         }
     }
+}
+
+/// A distance-aware MCGM's centroids are weighted means of positions: defined in an open cell
+/// only.
+pub fn open_for_centroids(cell: &crate::cell::Cell) -> Result<(), String> {
+    if cell.pbc().iter().any(|&p| p) {
+        return Err("the distance-aware MCGM (--mcgm-distance) takes open structures only: a cluster's centroid is a mean of positions, which a periodic cell does not define; for periodic systems use learned charges (--long-range charges)".to_string());
+    }
+    Ok(())
 }
 
 fn edge_structure_index(batch: &Batch, ctx: &Ctx) -> Tensor<1, Int> {
