@@ -60,16 +60,18 @@ fn nitrogen_carbon(path: &Path, frame: usize) -> f64 {
 }
 
 #[test]
-fn nve_with_learned_charges_drifts_no_more_than_the_local_model() {
+fn nve_with_long_range_drifts_no_more_than_the_local_model() {
     // The same SchNet trained on the ion-pair curves without and with charges. The pair starts
     // 8 Å apart (past the 5 Å cutoff) at 50 K and falls together for 0.2 ps (800 steps of
     // 0.25 fs) under the charges' attraction, staying inside the training range (3.5-10 Å);
     // the local model has no force between the ions there. Open (direct sum) and in a 20 Å
-    // periodic box (Ewald at every step).
+    // periodic box (Ewald at every step). Open, the distance-aware MCGM too (its centroids
+    // take open structures only).
     let dir = common::scratch("lr-nve");
-    for (what, cell) in [("open", None), ("periodic 20 Å box", Some(20.0))] {
+    let open = ["ionpair-schnet", "ionpair-schnet-charges", "ionpair-schnet-distance"];
+    for (what, cell, models) in [("open", None, &open[..]), ("periodic 20 Å box", Some(20.0), &open[..2])] {
         let mut drifts = Vec::new();
-        for model in ["ionpair-schnet", "ionpair-schnet-charges"] {
+        for model in models {
             std::fs::write(dir.join("pair.xyz"), separated_pair(4.0, cell)).unwrap();
             let toml = format!(
                 "[structure]\nfile = \"pair.xyz\"\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"50 K\"\nseed = 4\n[potential]\ntype = \"ml\"\nmodel = \"{}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"0.25 fs\"\n[run]\nsteps = 800\nplatform = \"cpu\"\n[output]\nthermo = 20\nlog = \"thermo.log\"\n[[output.trajectory]]\npath = \"pair-out.xyz\"\ninterval = 800\nwrap = false\n",
@@ -87,26 +89,30 @@ fn nve_with_learned_charges_drifts_no_more_than_the_local_model() {
             assert!(max_dev < 0.02 * ke1.max(ke0), "{what}, {model}: energy wanders by {max_dev} eV");
             drifts.push((drift.abs(), d0 - d1));
         }
-        // With charges the ions pull each other in from beyond the cutoff; the local model
+        // With long range the ions pull each other in from beyond the cutoff; the local model
         // sees nothing between them there (its ions drift apart or stay, by their velocities).
-        assert!(drifts[1].1 > 0.3 + drifts[0].1, "{what}: the ions closed in by {:.2} Å with charges, {:.2} Å without", drifts[1].1, drifts[0].1);
-        // f32 forces leave a noise floor of about 1e-5 eV/atom/ps in runs this short.
-        assert!(drifts[1].0 <= 2.0 * drifts[0].0 + 1e-5, "{what}: drift with charges {:.2e}, local {:.2e}", drifts[1].0, drifts[0].0);
+        for (model, long_range) in models.iter().zip(&drifts).skip(1) {
+            assert!(long_range.1 > 0.3 + drifts[0].1, "{what}: the ions closed in by {:.2} Å with {model}, {:.2} Å without", long_range.1, drifts[0].1);
+            // f32 forces leave a noise floor of about 1e-5 eV/atom/ps in runs this short.
+            assert!(long_range.0 <= 2.0 * drifts[0].0 + 1e-5, "{what}: drift with {model} {:.2e}, local {:.2e}", long_range.0, drifts[0].0);
+        }
     }
 }
 
 #[test]
 fn a_restarted_long_range_run_reproduces_the_straight_run_bit_for_bit() {
     // Langevin, 64 ion pairs (576 atoms: PME and the kept real-space pairs) and one pair
-    // alone in its box (plain Ewald); restarted part way against the straight run. The restart
-    // rebuilds the real-space pairs where the straight run still uses older ones.
+    // alone in its box (plain Ewald), with learned charges; one open pair with the
+    // distance-aware MCGM; restarted part way against the straight run. The restart rebuilds
+    // the real-space pairs where the straight run still uses older ones.
     let dir = common::scratch("lr-restart-structure");
     std::fs::write(dir.join("pair.extxyz"), separated_pair(0.0, Some(10.0))).unwrap();
-    for repeat in ["[4, 4, 4]", "[1, 1, 1]"] {
+    std::fs::write(dir.join("pair.xyz"), separated_pair(0.0, None)).unwrap();
+    for (repeat, file, model) in [("repeat = [4, 4, 4]", "pair.extxyz", "ionpair-schnet-charges"), ("", "pair.extxyz", "ionpair-schnet-charges"), ("", "pair.xyz", "ionpair-schnet-distance")] {
         let toml = format!(
-            "[structure]\nfile = \"{}\"\nrepeat = {repeat}\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"100 K\"\nseed = 1\n[potential]\ntype = \"ml\"\nmodel = \"{}\"\n[integrator]\ntype = \"langevin\"\ntimestep = \"0.5 fs\"\ntemperature = \"100 K\"\ndamping = \"0.1 ps\"\nseed = 3\n[neighbor]\nskin = \"0.1 A\"\n[run]\nsteps = 200\nplatform = \"cpu\"\n[output]\nthermo = 10\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
-            dir.join("pair.extxyz").display(),
-            repo("potentials/ionpair-schnet-charges").display()
+            "[structure]\nfile = \"{}\"\n{repeat}\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"100 K\"\nseed = 1\n[potential]\ntype = \"ml\"\nmodel = \"{}\"\n[integrator]\ntype = \"langevin\"\ntimestep = \"0.5 fs\"\ntemperature = \"100 K\"\ndamping = \"0.1 ps\"\nseed = 3\n[neighbor]\nskin = \"0.1 A\"\n[run]\nsteps = 200\nplatform = \"cpu\"\n[output]\nthermo = 10\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
+            dir.join(file).display(),
+            repo(&format!("potentials/{model}")).display()
         );
         let (whole, split) = (common::scratch("lr-restart-whole"), common::scratch("lr-restart-split"));
         let options = RunOptions { quiet: true, threads: Some(2), ..Default::default() };
@@ -118,8 +124,8 @@ fn a_restarted_long_range_run_reproduces_the_straight_run_bit_for_bit() {
         run(&plan, &RunOptions { restart: Some(half), ..options.clone() }).unwrap();
         assert!(straight.neighbor_builds > 1, "the list was never rebuilt");
         let (a, b) = (std::fs::read(whole.join("final.chk")).unwrap(), std::fs::read(split.join("final.chk")).unwrap());
-        assert!(a == b, "repeat {repeat}: the restarted run's final state differs from the straight run's");
-        println!("{} atoms: 87 + 113 steps restarted = 200 straight, bit for bit ({} neighbour builds)", plan.system.len(), straight.neighbor_builds);
+        assert!(a == b, "repeat {repeat}, {model}: the restarted run's final state differs from the straight run's");
+        println!("{model}, {} atoms: 87 + 113 steps restarted = 200 straight, bit for bit ({} neighbour builds)", plan.system.len(), straight.neighbor_builds);
     }
 }
 
@@ -172,6 +178,9 @@ fn charged_systems_slabs_and_the_gpu_are_refused_with_the_reason() {
     let slab = refuse(&ion_toml("", "ionpair-schnet-charges", "pbc = [true, true, false]\n"));
     println!("{slab}");
     assert!(slab.contains("[potential] model") && slab.contains("periodic along all three axes or along none"), "{slab}");
+    let periodic = refuse(&ion_toml("", "ionpair-schnet-distance", ""));
+    println!("{periodic}");
+    assert!(periodic.contains("[potential] model") && periodic.contains("takes open structures only"), "{periodic}");
     if common::gpu().is_some() {
         let plan = common::plan_in(&dir, &ion_toml("", "ionpair-schnet-charges", ""));
         let err = run(&plan, &RunOptions { quiet: true, platform: Some(Platform::Gpu), ..Default::default() }).unwrap_err().to_string();
