@@ -9,7 +9,8 @@ conventions ASE and every MLIP code use. `config_type=` labels each structure ty
 Systems:
   chain    the Ko et al. (2021) test of long-range charge transfer: linear C10H2 (neutral)
            and C10H3+ (protonated at one end, charge +1). The far end of the chain sits beyond a
-           5 Å cutoff from the proton, yet its forces differ between the two.
+           5 Å cutoff from the proton, yet its forces differ between the two. `--carbons 40`:
+           C40H2 / C40H3+, 50 Å long, beyond any receptive field of a few 5 Å blocks.
   water    a periodic box of 8 water molecules (cubic, 6.21 Å, 1 g/cm³).
   acetamide  one CH3CONH2 molecule in vacuum: four elements, so MCGM's hard hierarchy has a
            K-means level (2 clusters of the 4 element means) whose labels can flip in MD.
@@ -23,6 +24,7 @@ Systems:
 
 Usage (needs `pip install tblite ase numpy`):
   tools/xtb_dataset.py chain --frames 200 --out data/chain.extxyz
+  tools/xtb_dataset.py chain --carbons 40 --frames 150 --out data/chain40.extxyz
   tools/xtb_dataset.py water --frames 100 --out data/water.extxyz
   tools/xtb_dataset.py acetamide --frames 600 --out data/acetamide.extxyz
   tools/xtb_dataset.py ionpair --frames 300 --out data/ionpair.extxyz
@@ -39,13 +41,13 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 from tblite.ase import TBLite
 
 
-def polyyne(protonated):
-    """H-(C≡C)5-H along x; with an extra H on the first carbon when protonated."""
+def polyyne(protonated, carbons=10):
+    """H-(C≡C)n-H along x (n = carbons / 2); with an extra H on the first carbon when protonated."""
     xs = [0.0, 1.06]  # H, then the first carbon
-    for k in range(9):
+    for k in range(carbons - 1):
         xs.append(xs[-1] + (1.21 if k % 2 == 0 else 1.35))
     xs.append(xs[-1] + 1.06)  # the far H
-    symbols = ["H"] + ["C"] * 10 + ["H"]
+    symbols = ["H"] + ["C"] * carbons + ["H"]
     positions = [(x, 0.0, 0.0) for x in xs]
     if protonated:
         symbols.append("H")
@@ -168,12 +170,16 @@ def main():
     parser.add_argument("--stride", type=int, default=10, help="MD steps between kept frames")
     parser.add_argument("--temperature", type=float, default=500.0)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--carbons", type=int, default=10, help="chain: carbons (even)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     with open(args.out, "w") as out:
         if args.system == "chain":
-            sample(polyyne(False), 0, args.frames, args.stride, args.temperature, args.seed, "C10H2", out)
-            sample(polyyne(True), 1, args.frames, args.stride, args.temperature, args.seed + 10, "C10H3+", out)
+            n = args.carbons
+            if n < 2 or n % 2:
+                parser.error(f"--carbons {n}: expected an even number of at least 2")
+            sample(polyyne(False, n), 0, args.frames, args.stride, args.temperature, args.seed, f"C{n}H2", out)
+            sample(polyyne(True, n), 1, args.frames, args.stride, args.temperature, args.seed + 10, f"C{n}H3+", out)
         elif args.system == "clusters":
             sample(nacl_cluster(False), 0, args.frames, args.stride, args.temperature, args.seed, "Na8Cl8", out)
             sample(nacl_cluster(True), 1, args.frames, args.stride, args.temperature, args.seed + 10, "Na9Cl8+", out)
