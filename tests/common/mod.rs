@@ -163,7 +163,19 @@ pub fn row_at_step(text: &str, step: &str) -> Vec<f64> {
         .collect()
 }
 
+/// A fresh scratch folder for this test process. The first call also removes the folders of
+/// earlier test processes that have ended (a suite leaves some hundred MB otherwise).
 pub fn scratch(name: &str) -> PathBuf {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(|| {
+        for entry in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+            let file_name = entry.file_name();
+            let pid = file_name.to_str().and_then(|n| n.strip_prefix("mdrun-test-")).and_then(|rest| rest.split('-').next()).and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    });
     let dir = std::env::temp_dir().join(format!("mdrun-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
