@@ -5,7 +5,8 @@
 //! - Forces and virial are derivatives of the energy (central differences), SchNet and PaiNN.
 //! - Rotation, translation, permutation and batch composition leave it unchanged.
 //! - The CPU fast path agrees with burn.
-//! - Periodic structures are refused, naming the flag; so are the GPU kernels.
+//! - Periodic structures are refused, naming the flag (training names the file and structure
+//!   before it starts); so are the GPU kernels.
 
 mod common;
 
@@ -174,4 +175,26 @@ fn periodic_structures_and_the_gpu_are_refused_with_the_reason() {
     }
     let gpu = mdrun::gpu::GpuKernels::new(&m).err().expect("the GPU kernels refuse");
     assert!(gpu.contains("distance-aware MCGM"), "{gpu}");
+}
+
+#[test]
+fn training_refuses_periodic_data_and_a_hard_level_up_front() {
+    let water = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("potentials/data/water.extxyz");
+    let out = common::scratch("distance-train");
+    let train = |mcgm: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun"))
+            .args(["train", "--train"])
+            .arg(&water)
+            .args(["--mcgm", mcgm, "--mcgm-distance", "--epochs", "1", "--out"])
+            .arg(out.join("model"))
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).to_string()
+    };
+    let periodic = train("soft");
+    assert!(periodic.contains("water.extxyz: structure 1 is periodic") && periodic.contains("open structures only"), "{periodic}");
+    let hard = train("hard");
+    assert!(hard.contains("--mcgm-distance needs --mcgm soft"), "{hard}");
+    assert!(!out.join("model/model.json").exists(), "no model is written");
 }
