@@ -276,14 +276,11 @@ impl Coulomb {
                 .with_min_len(16)
                 .map(|i| {
                     let (mut potential, mut force, mut virial) = (0.0, [0.0; 3], [0.0; 9]);
-                    let cutoff2 = ewald.real_cutoff * ewald.real_cutoff;
                     for &(j, shift) in &list.pairs[list.start[i]..list.start[i + 1]] {
                         let j = j as usize;
                         let r = [0, 1, 2].map(|c| wrapped[j][c] + shift[c] - wrapped[i][c]);
-                        // The list reaches a skin further: no square root for those pairs.
-                        let d2 = dot(r, r);
-                        if d2 < cutoff2 {
-                            let d = d2.sqrt();
+                        let d = norm(r);
+                        if d < ewald.real_cutoff {
                             let (psi, dpsi) = ewald.table.at(self, ewald.alpha, d);
                             pair_terms(charges[i], charges[j], r, d, psi, dpsi, &mut potential, &mut force, &mut virial);
                         }

@@ -216,39 +216,27 @@ impl Pme {
 }
 
 /// In-place 3D FFT of a grid (z fastest), unnormalised both ways; every pass runs its lines in
-/// parallel without shared writes, many lines per call of the transform (one scratch buffer
-/// per task instead of one allocation per line).
+/// parallel without shared writes.
 fn fft3(data: &mut [Complex<f64>], grid: [usize; 3], inverse: bool) {
     let mut planner = FftPlanner::<f64>::new();
     let plans = grid.map(|k| if inverse { planner.plan_fft_inverse(k) } else { planner.plan_fft_forward(k) });
-    let zero = Complex::new(0.0, 0.0);
-    let lengths = plans.each_ref().map(|p| p.get_inplace_scratch_len());
-    let scratch = |m: usize| move || vec![zero; lengths[m]];
     let plane = grid[1] * grid[2];
-    // z: a plane's contiguous rows in one call.
-    data.par_chunks_mut(plane).for_each_init(scratch(2), |s, slab| plans[2].process_with_scratch(slab, s));
-    // y: within each x-plane, the lines of stride g2 transposed into one buffer, then back.
-    data.par_chunks_mut(plane).for_each_init(
-        || (vec![zero; plane], scratch(1)()),
-        |(lines, s), slab| {
-            for y in 0..grid[1] {
-                (0..grid[2]).for_each(|z| lines[z * grid[1] + y] = slab[y * grid[2] + z]);
-            }
-            plans[1].process_with_scratch(lines, s);
-            for y in 0..grid[1] {
-                (0..grid[2]).for_each(|z| slab[y * grid[2] + z] = lines[z * grid[1] + y]);
-            }
-        },
-    );
-    // x: every (y, z) line gathered into a buffer (a z-row of lines per task), transformed, put
-    // back plane by plane.
-    let mut buffer = vec![zero; data.len()];
-    let shared: &[Complex<f64>] = data;
-    buffer.par_chunks_mut(grid[0] * grid[2]).enumerate().for_each_init(scratch(0), |s, (y, lines)| {
-        for (z, line) in lines.chunks_mut(grid[0]).enumerate() {
-            (0..grid[0]).for_each(|x| line[x] = shared[x * plane + y * grid[2] + z]);
+    // z: contiguous rows.
+    data.par_chunks_mut(grid[2]).for_each(|row| plans[2].process(row));
+    // y: within each x-plane, lines of stride g2.
+    data.par_chunks_mut(plane).for_each(|slab| {
+        let mut line = vec![Complex::new(0.0, 0.0); grid[1]];
+        for z in 0..grid[2] {
+            (0..grid[1]).for_each(|y| line[y] = slab[y * grid[2] + z]);
+            plans[1].process(&mut line);
+            (0..grid[1]).for_each(|y| slab[y * grid[2] + z] = line[y]);
         }
-        plans[0].process_with_scratch(lines, s);
+    });
+    // x: gather every (y, z) line into a buffer, transform, put back plane by plane.
+    let mut buffer = vec![Complex::new(0.0, 0.0); data.len()];
+    buffer.par_chunks_mut(grid[0]).enumerate().for_each(|(yz, line)| {
+        (0..grid[0]).for_each(|x| line[x] = data[x * plane + yz]);
+        plans[0].process(line);
     });
     data.par_chunks_mut(plane).enumerate().for_each(|(x, slab)| {
         slab.iter_mut().enumerate().for_each(|(yz, v)| *v = buffer[yz * grid[0] + x]);
