@@ -114,6 +114,8 @@ impl Deck {
             rebuild: crate::simulation::RebuildPolicy { every: w.every, delay: w.delay, check: w.check },
             threads: self.options.threads,
             max_force: crate::plan::DEFAULT_MAX_FORCE,
+            // LAMMPS runs on whatever the temperature; so does a deck.
+            failure_limits: crate::plan::FailureLimits { max_temperature: Some(f64::INFINITY), max_energy_drift: Some(f64::INFINITY) },
             platform: self.options.platform,
             thermo_interval: if self.thermo_every > 0 { self.thermo_every } else { steps.max(1) },
             log: PathBuf::from("thermo.log"),

@@ -244,6 +244,18 @@ impl Integrator {
         }
     }
 
+    /// The highest temperature a thermostat is asked to reach over the run (K); None without
+    /// a thermostat.
+    pub fn highest_target_temperature(&self) -> Option<f64> {
+        match self {
+            Integrator::VelocityVerlet => None,
+            Integrator::Langevin { temperature, .. } => Some(*temperature),
+            Integrator::NoseHoover(nh) => nh.thermostat.as_ref().map(|t| t.start.max(t.stop)),
+            Integrator::Csvr(c) => Some(c.start.max(c.stop)),
+            Integrator::CRescale(inner, _) | Integrator::Berendsen(inner, _) => inner.highest_target_temperature(),
+        }
+    }
+
     /// What the summary calls the conserved quantity.
     pub fn conserved_name(&self) -> &'static str {
         match self {

@@ -49,7 +49,10 @@ impl ThermoLog {
     }
 
     pub fn comment(&mut self, text: &str) -> std::io::Result<()> {
-        writeln!(self.out, "# {text}")?;
+        // Every line a comment, so that readers of the table skip them all.
+        for line in text.lines() {
+            writeln!(self.out, "# {line}")?;
+        }
         self.out.flush()
     }
 }

@@ -48,6 +48,8 @@ pub struct Plan {
     pub threads: Option<usize>,
     /// eV/Å: a larger force on any atom stops the run.
     pub max_force: f64,
+    /// `[run] max_temperature / max_energy_drift`: when a run has clearly failed.
+    pub failure_limits: FailureLimits,
     /// Where the steps run.
     pub platform: Platform,
     pub thermo_interval: u64,
@@ -109,6 +111,16 @@ pub enum PotentialSpec {
     /// A trained model; `charge` is the system's total charge (e), which a long-range model's
     /// learned charges sum to.
     Ml { model: PathBuf, charge: f64 },
+}
+
+/// `[run] max_temperature` and `[run] max_energy_drift` as the plan gives them: None takes
+/// the default, infinity turns the check off.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FailureLimits {
+    /// K
+    pub max_temperature: Option<f64>,
+    /// eV per atom, of the integrator's conserved energy since the run's first step.
+    pub max_energy_drift: Option<f64>,
 }
 
 /// A problem with the input, located as precisely as the input allows.
@@ -236,6 +248,10 @@ impl Plan {
         let max_force = match &run.max_force {
             Some(q) => at.positive(q, "[run] max_force", Dimension::Force)?,
             None => DEFAULT_MAX_FORCE,
+        };
+        let failure_limits = FailureLimits {
+            max_temperature: run.max_temperature.as_ref().map(|q| at.positive_or_off(q, "[run] max_temperature", Dimension::Temperature)).transpose()?,
+            max_energy_drift: run.max_energy_drift.as_ref().map(|q| at.positive_or_off(q, "[run] max_energy_drift", Dimension::Energy)).transpose()?,
         };
         let platform = match &run.platform {
             None => Platform::Auto,
@@ -365,6 +381,7 @@ impl Plan {
             rebuild,
             threads,
             max_force,
+            failure_limits,
             platform,
             thermo_interval,
             log,

@@ -169,6 +169,10 @@ pub(super) struct RawRun {
     pub(super) steps: Spanned<i64>,
     pub(super) threads: Option<Spanned<i64>>,
     pub(super) max_force: Option<Q>,
+    /// K, or "off".
+    pub(super) max_temperature: Option<Q>,
+    /// eV per atom, or "off".
+    pub(super) max_energy_drift: Option<Q>,
     pub(super) platform: Option<Spanned<String>>,
     pub(super) replicas: Option<Spanned<i64>>,
 }
@@ -247,6 +251,14 @@ impl Locator<'_> {
             return Err(self.error(&q.span(), key, format!("must be positive (got {v})")));
         }
         Ok(v)
+    }
+
+    /// A positive quantity, or "off" (infinity: the check it sets never fires).
+    pub(crate) fn positive_or_off(&self, q: &Q, key: &str, dim: Dimension) -> Result<f64, PlanError> {
+        match q.get_ref() {
+            QValue::Text(s) if s.trim() == "off" => Ok(f64::INFINITY),
+            _ => self.positive(q, key, dim).map_err(|e| PlanError { message: format!("{} (or \"off\")", e.message), ..e }),
+        }
     }
 
     pub(crate) fn non_negative(&self, q: &Q, key: &str, dim: Dimension) -> Result<f64, PlanError> {

@@ -17,8 +17,10 @@ use crate::thermo::ThermoSample;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod guard;
 mod observers;
 mod replicas;
+
 
 pub use replicas::run_replicas;
 
@@ -64,6 +66,19 @@ pub enum RunError {
     #[error("{source}\nSaving the last good state to {path} failed too: {save_error}")]
     BlowUpUnsaved {
         source: SimulationError,
+        path: PathBuf,
+        save_error: CheckpointError,
+    },
+    #[error("{reason}\nThe last good state (step {saved_step}, {saved_temperature:.1} K) was saved to {saved}.")]
+    Failed {
+        reason: String,
+        saved_step: u64,
+        saved_temperature: f64,
+        saved: PathBuf,
+    },
+    #[error("{reason}\nSaving the last good state to {path} failed too: {save_error}")]
+    FailedUnsaved {
+        reason: String,
         path: PathBuf,
         save_error: CheckpointError,
     },
@@ -347,12 +362,25 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     output_time += t_out.elapsed();
 
     let mut checkpoints = Checkpoints { interval: plan.checkpoint_interval, path: plan.checkpoint.clone(), last_step, threads };
+    let start_state = sim.checkpoint(threads)?;
+    let mut guard = guard::Guard::new(
+        plan.failure_limits,
+        sim.integrator(),
+        &first,
+        n_atoms,
+        plan.thermo_interval,
+        last_step,
+        start_state,
+        threads,
+        crate::outputs::sibling(&plan.checkpoint, "last-good"),
+    );
     let start = Instant::now();
     let start_step = sim.step();
     let drive = Drive { last_step, moving: true, interrupt: Some(crate::signals::install()) };
     let mut shown = &progress;
     let driven = {
-        let mut observers: Vec<&mut dyn Observer<RunError>> = vec![&mut thermo, &mut trajectories];
+        // The guard looks after the thermo table has printed the row that fails it.
+        let mut observers: Vec<&mut dyn Observer<RunError>> = vec![&mut thermo, &mut guard, &mut trajectories];
         if let Some(a) = analysis.as_mut() {
             observers.push(a);
         }
@@ -362,6 +390,12 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     };
     match driven {
         Ok(observing) => output_time += observing,
+        Err(Stop::Observer(failed @ (RunError::Failed { .. } | RunError::FailedUnsaved { .. }))) => {
+            let _ = trajectories.writer.finish();
+            let _ = thermo.log.comment(&format!("run stopped: {failed}"));
+            progress.finish();
+            return Err(failed);
+        }
         Err(Stop::Observer(e)) => return Err(e),
         Err(Stop::Engine(source @ (SimulationError::BlowUp(_) | SimulationError::Neighbor(_)))) => {
             let path = crate::outputs::sibling(&plan.checkpoint, "last-good");

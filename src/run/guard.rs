@@ -1,0 +1,142 @@
+//! Stops a run that has clearly failed instead of stepping on through garbage: a temperature
+//! far above anything the run started at or asked for (a blown-up learned potential heats to
+//! 1e5 K and, without this, runs on for hours), or a conserved energy that is no longer
+//! conserved. Checked at every thermo step; the state of the last check that passed is kept in
+//! memory and saved when a later one fails.
+
+use super::RunError;
+use crate::driver::{Observer, next_multiple};
+use crate::engine::Engine;
+use crate::integrate::Integrator;
+use crate::io::checkpoint::Checkpoint;
+use crate::plan::FailureLimits;
+use crate::thermo::ThermoSample;
+use crate::units::BOLTZ;
+use std::path::PathBuf;
+
+/// The default limits scale with at least this temperature (K), so that a run started at
+/// 0 K or 50 K is not stopped for warming to a few hundred kelvin.
+const FLOOR_TEMPERATURE: f64 = 300.0;
+/// Default `[run] max_temperature`: this many times the reference temperature.
+const TEMPERATURE_FACTOR: f64 = 10.0;
+/// Default `[run] max_energy_drift`: this many k_B T per atom at the reference temperature
+/// (0.26 eV per atom at 300 K: far beyond any usable drift, well before a blow-up's).
+const DRIFT_KT_PER_ATOM: f64 = 10.0;
+
+/// The checks of one run, with the last state that passed them.
+pub(super) struct Guard {
+    interval: u64,
+    last_step: u64,
+    /// K; infinite: off.
+    max_temperature: f64,
+    /// Why the temperature limit is what it is ("[run] max_temperature" or how the default came).
+    temperature_origin: String,
+    /// eV per atom; None: the integrator conserves nothing, or off.
+    max_drift: Option<f64>,
+    drift_origin: String,
+    conserved_name: &'static str,
+    start_energy: f64,
+    n_atoms: usize,
+    threads: usize,
+    last_good: Checkpoint,
+    last_good_temperature: f64,
+    /// Where the last good state goes when a check fails.
+    save_to: PathBuf,
+}
+
+impl Guard {
+    /// The checks for a run that starts at `first` with `integrator`; `start` is its state.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(limits: FailureLimits, integrator: &Integrator, first: &ThermoSample, n_atoms: usize, interval: u64, last_step: u64, start: Checkpoint, threads: usize, save_to: PathBuf) -> Guard {
+        let target = integrator.highest_target_temperature();
+        let (reference, why) = match target {
+            Some(t) if t >= first.temperature && t >= FLOOR_TEMPERATURE => (t, format!("the thermostat's highest target, {t} K")),
+            _ if first.temperature >= FLOOR_TEMPERATURE => (first.temperature, format!("the starting temperature, {:.1} K", first.temperature)),
+            _ => (
+                FLOOR_TEMPERATURE,
+                format!("{FLOOR_TEMPERATURE} K, the lowest reference (the run starts at {:.1} K{})", first.temperature, if target.is_some() { " and its thermostat aims lower" } else { "" }),
+            ),
+        };
+        let (max_temperature, temperature_origin) = match limits.max_temperature {
+            Some(t) => (t, "[run] max_temperature".to_string()),
+            None => (TEMPERATURE_FACTOR * reference, format!("the default of [run] max_temperature: {TEMPERATURE_FACTOR} x {why}")),
+        };
+        let (max_drift, drift_origin) = match limits.max_energy_drift {
+            _ if !integrator.has_conserved_energy() => (None, String::new()),
+            Some(d) => (Some(d).filter(|d| d.is_finite()), "[run] max_energy_drift".to_string()),
+            None => {
+                let d = DRIFT_KT_PER_ATOM * BOLTZ * reference;
+                (Some(d), format!("the default of [run] max_energy_drift: {DRIFT_KT_PER_ATOM} k_B T per atom at {why}"))
+            }
+        };
+        Guard {
+            interval,
+            last_step,
+            max_temperature,
+            temperature_origin,
+            max_drift,
+            drift_origin,
+            conserved_name: integrator.conserved_name(),
+            start_energy: first.conserved_energy(),
+            n_atoms: n_atoms.max(1),
+            threads,
+            last_good_temperature: first.temperature,
+            last_good: start,
+            save_to,
+        }
+    }
+
+    fn due(&self, step: u64) -> bool {
+        step % self.interval == 0 || step == self.last_step
+    }
+
+    /// Why `sample` shows a failed run; None if it passes.
+    fn failure(&self, sample: &ThermoSample) -> Option<String> {
+        let t = sample.temperature;
+        if !(t <= self.max_temperature) {
+            return Some(format!(
+                "step {}: the temperature is {t:.4e} K, above {:.4e} K ({}): the run has failed (a blow-up, a start far from equilibrium that [minimize] would relax, or a potential outside what it can describe); set [run] max_temperature = \"off\" to run on regardless",
+                sample.step, self.max_temperature, self.temperature_origin
+            ));
+        }
+        let limit = self.max_drift?;
+        let drift = (sample.conserved_energy() - self.start_energy) / self.n_atoms as f64;
+        (!(drift.abs() <= limit)).then(|| {
+            format!(
+                "step {}: the {} moved by {drift:.4e} eV per atom since the run's first step, more than {limit:.4e} ({}): the integration has failed (timestep too long, or forces that are not the energy's gradient); set [run] max_energy_drift = \"off\" to run on regardless",
+                sample.step, self.conserved_name, self.drift_origin
+            )
+        })
+    }
+}
+
+impl Observer<RunError> for Guard {
+    fn next_step(&self, now: u64) -> Option<u64> {
+        (self.max_temperature.is_finite() || self.max_drift.is_some()).then(|| next_multiple(now, self.interval).min(self.last_step))
+    }
+
+    fn needs_energy(&self, step: u64) -> bool {
+        self.due(step)
+    }
+
+    fn observe(&mut self, engine: &mut dyn Engine, step: u64) -> Result<(), RunError> {
+        if !self.due(step) || self.next_step(step).is_none() {
+            return Ok(());
+        }
+        let sample = engine.thermo();
+        match self.failure(&sample) {
+            None => {
+                self.last_good = engine.checkpoint(self.threads)?;
+                self.last_good_temperature = sample.temperature;
+                Ok(())
+            }
+            Some(reason) => {
+                let (saved_step, saved_temperature) = (self.last_good.step, self.last_good_temperature);
+                Err(match self.last_good.write(&self.save_to) {
+                    Ok(()) => RunError::Failed { reason, saved_step, saved_temperature, saved: self.save_to.clone() },
+                    Err(save_error) => RunError::FailedUnsaved { reason, path: self.save_to.clone(), save_error },
+                })
+            }
+        }
+    }
+}
