@@ -325,7 +325,7 @@ impl Accumulator {
                     .iter()
                     .map(|(label, g, _)| (if label.is_empty() { "all".into() } else { label.clone() }, result.r.clone(), g.clone()))
                     .collect();
-                plot::line_plot(&out.join("rdf.png"), "radial distribution function", "r (A)", "g(r)", &curves)?;
+                plot::line_plot(&out.join("rdf.png"), "radial distribution function", "r (Å)", "g(r)", &curves)?;
             }
         }
         if let Some(ser) = &self.series {
@@ -349,12 +349,27 @@ impl Accumulator {
                 summary.insert("diffusion_a2_per_ps".into(), Value::Object(diffusion));
                 summary.insert("msd_fit_window_ps".into(), json!([result.fit_window.0, result.fit_window.1]));
                 if args.plots {
-                    let curves: Vec<(String, Vec<f64>, Vec<f64>)> = result
+                    let curves: Vec<plot::Series> = result
                         .curves
                         .iter()
                         .map(|(label, c)| (if label.is_empty() { "all".into() } else { label.clone() }, result.t.clone(), c.clone()))
                         .collect();
-                    plot::line_plot(&out.join("msd.png"), "mean-squared displacement", "t (ps)", "MSD (A^2)", &curves)?;
+                    // The fitted lines over the fit window: a least-squares line passes through
+                    // the mean of the points it fits, with slope 6D.
+                    let (lo, hi) = result.fit_window;
+                    let mut fits = Vec::new();
+                    for (label, d, _) in &result.diffusion {
+                        let Some(k) = result.curves.iter().position(|(l, _)| l == label) else { continue };
+                        let c = &result.curves[k].1;
+                        let window: Vec<(f64, f64)> = result.t.iter().zip(c).filter(|(t, _)| (lo..=hi).contains(*t)).map(|(&t, &m)| (t, m)).collect();
+                        if window.len() >= 2 {
+                            let n = window.len() as f64;
+                            let (tm, mm) = (window.iter().map(|p| p.0).sum::<f64>() / n, window.iter().map(|p| p.1).sum::<f64>() / n);
+                            let name = if label.is_empty() { "all".to_string() } else { label.clone() };
+                            fits.push((k, (format!("{name} fit, D = {} Å²/ps", plot::number(*d)), vec![lo, hi], vec![mm + 6.0 * d * (lo - tm), mm + 6.0 * d * (hi - tm)])));
+                        }
+                    }
+                    plot::line_plot_with_fits(&out.join("msd.png"), "mean-squared displacement", "t (ps)", "MSD (Å²)", &curves, &fits)?;
                 }
             }
             if args.vacf {
@@ -371,8 +386,8 @@ impl Accumulator {
                 say(format!("VACF: C(0) = {:.4e} Å²/ps²; VDOS peak at {:.4} THz ({:.1} cm⁻¹)", result.c[0], result.frequency[peak], wavenumber[peak]));
                 summary.insert("vacf".into(), json!({"c0_a2_per_ps2": result.c[0], "vdos_peak_thz": result.frequency[peak]}));
                 if args.plots {
-                    plot::line_plot(&out.join("vacf.png"), "velocity autocorrelation", "t (ps)", "C(t)/C(0)", &[("vacf".into(), result.t.clone(), normalised)])?;
-                    plot::line_plot(&out.join("vdos.png"), "vibrational density of states", "frequency (THz)", "VDOS (1/THz)", &[("vdos".into(), result.frequency.clone(), result.dos.clone())])?;
+                    plot::line_plot(&out.join("vacf.png"), "velocity autocorrelation", "t (ps)", "C(t) / C(0)", &[("vacf".into(), result.t.clone(), normalised)])?;
+                    plot::line_plot(&out.join("vdos.png"), "vibrational density of states", "ν (THz)", "VDOS (1/THz)", &[("vdos".into(), result.frequency.clone(), result.dos.clone())])?;
                 }
             }
         }

@@ -1,261 +1,133 @@
-//! Line plots as PNG: axes with ticks and numbers, labels, a legend. Small and dependency-light
-//! (the `png` encoder only); text is drawn with a built-in 3x5 pixel font, upper case, scaled.
+//! Line plots as PNG, drawn by plotters (axes, ticks, grid, legend) with an embedded DejaVu
+//! Sans (`assets/fonts`, through ab_glyph: no system font needed), so that labels carry their
+//! units as written: "r (Å)", "MSD (Å²)", "ω". The RGB buffer is encoded by the `png` crate.
 
+use plotters::prelude::*;
 use std::path::Path;
+use std::sync::OnceLock;
 
-const W: usize = 900;
-const H: usize = 560;
-const LEFT: usize = 100;
-const RIGHT: usize = 30;
-const TOP: usize = 50;
-const BOTTOM: usize = 70;
-const SCALE: usize = 2;
+const W: u32 = 900;
+const H: u32 = 560;
+const FONT: &str = "sans-serif";
 
-const COLORS: [[u8; 3]; 6] = [
-    [31, 119, 180],
-    [214, 39, 40],
-    [44, 160, 44],
-    [255, 127, 14],
-    [148, 103, 189],
-    [23, 190, 207],
+/// matplotlib's first colours: what readers of MD figures are used to.
+const COLORS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(23, 190, 207),
 ];
 
-struct Canvas {
-    pixels: Vec<u8>,
+/// Registers the embedded font once per process.
+fn font_ready() -> std::io::Result<()> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| plotters::style::register_font(FONT, FontStyle::Normal, include_bytes!("../../assets/fonts/DejaVuSans.ttf")).is_ok());
+    if ok { Ok(()) } else { Err(std::io::Error::other("the embedded font (assets/fonts/DejaVuSans.ttf) did not load")) }
 }
 
-impl Canvas {
-    fn new() -> Canvas {
-        Canvas { pixels: vec![255; W * H * 3] }
+/// The range shown for `values` (finite ones): their extent, padded by 5 % on the value axis;
+/// a flat or empty series gets a unit range.
+fn extent(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
+    let (lo, hi) = values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    if !lo.is_finite() {
+        return (0.0, 1.0);
     }
-
-    fn set(&mut self, x: i64, y: i64, c: [u8; 3]) {
-        if x >= 0 && y >= 0 && (x as usize) < W && (y as usize) < H {
-            let o = 3 * (y as usize * W + x as usize);
-            self.pixels[o..o + 3].copy_from_slice(&c);
-        }
+    if hi <= lo {
+        return (lo - 0.5, lo + 0.5);
     }
-
-    fn line(&mut self, (x0, y0): (i64, i64), (x1, y1): (i64, i64), c: [u8; 3], thick: bool) {
-        // Bresenham.
-        let (dx, dy) = ((x1 - x0).abs(), -(y1 - y0).abs());
-        let (sx, sy) = (if x0 < x1 { 1 } else { -1 }, if y0 < y1 { 1 } else { -1 });
-        let (mut x, mut y, mut err) = (x0, y0, dx + dy);
-        loop {
-            self.set(x, y, c);
-            if thick {
-                self.set(x + 1, y, c);
-                self.set(x, y + 1, c);
-            }
-            if x == x1 && y == y1 {
-                break;
-            }
-            let e2 = 2 * err;
-            if e2 >= dy {
-                err += dy;
-                x += sx;
-            }
-            if e2 <= dx {
-                err += dx;
-                y += sy;
-            }
-        }
-    }
-
-    /// Text with its top-left corner at (x, y); `vertical` runs it bottom to top.
-    fn text(&mut self, x: i64, y: i64, text: &str, vertical: bool) {
-        for (k, ch) in text.chars().enumerate() {
-            let rows = glyph(ch);
-            for (r, row) in rows.iter().enumerate() {
-                for (c, bit) in row.bytes().enumerate() {
-                    if bit != b'#' {
-                        continue;
-                    }
-                    for a in 0..SCALE {
-                        for b in 0..SCALE {
-                            let (gx, gy) = ((c * SCALE + a) as i64, (r * SCALE + b) as i64);
-                            let advance = (k * 4 * SCALE) as i64;
-                            if vertical {
-                                self.set(x + gy, y - advance - gx, [0, 0, 0]);
-                            } else {
-                                self.set(x + advance + gx, y + gy, [0, 0, 0]);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let margin = pad * (hi - lo);
+    (lo - margin, hi + margin)
 }
 
-fn text_width(text: &str) -> usize {
-    text.chars().count() * 4 * SCALE
+/// A (name, x, y) curve.
+pub type Series = (String, Vec<f64>, Vec<f64>);
+
+/// Plots each (name, x, y) series as a line, with a legend when there are several; writes
+/// `path`.
+pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> std::io::Result<()> {
+    line_plot_with_fits(path, title, x_label, y_label, series, &[])
 }
 
-/// "Nice" tick positions covering [lo, hi].
-fn ticks(lo: f64, hi: f64) -> Vec<f64> {
-    let span = (hi - lo).max(1e-300);
-    let raw = span / 5.0;
-    let magnitude = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
-        .iter()
-        .map(|m| m * magnitude)
-        .find(|s| span / s <= 6.0)
-        .unwrap_or(10.0 * magnitude);
-    let first = (lo / step).ceil() * step;
-    (0..)
-        .map(|k| first + k as f64 * step)
-        .take_while(|v| *v <= hi + 1e-9 * step)
-        .collect()
-}
-
-fn tick_label(v: f64) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    let a = v.abs();
-    if (1e-3..1e5).contains(&a) {
-        let s = format!("{v:.4}");
-        let s = s.trim_end_matches('0').trim_end_matches('.');
-        s.to_string()
-    } else {
-        format!("{v:.1e}").to_uppercase()
-    }
-}
-
-/// Plots each (name, x, y) series as a line; writes `path`.
-pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[(String, Vec<f64>, Vec<f64>)]) -> std::io::Result<()> {
-    let finite = |v: &f64| v.is_finite();
-    let xs = series.iter().flat_map(|s| s.1.iter().copied().filter(finite));
-    let ys = series.iter().flat_map(|s| s.2.iter().copied().filter(finite));
-    let (mut x0, mut x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-    let (mut y0, mut y1) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-    if !x0.is_finite() {
-        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
-    }
-    if x1 <= x0 {
-        x1 = x0 + 1.0;
-    }
-    if y1 <= y0 {
-        y1 = y0 + 1.0;
-    }
-    let pad = 0.05 * (y1 - y0);
-    let (y0, y1) = (y0 - pad, y1 + pad);
-    let (pw, ph) = ((W - LEFT - RIGHT) as f64, (H - TOP - BOTTOM) as f64);
-    let to_px = |x: f64, y: f64| {
-        (
-            LEFT as i64 + ((x - x0) / (x1 - x0) * pw).round() as i64,
-            (H - BOTTOM) as i64 - ((y - y0) / (y1 - y0) * ph).round() as i64,
-        )
-    };
-    let mut canvas = Canvas::new();
-    let grey = [200, 200, 200];
-    let black = [0, 0, 0];
-    for t in ticks(x0, x1) {
-        let (px, _) = to_px(t, y0);
-        canvas.line((px, TOP as i64), (px, (H - BOTTOM) as i64), grey, false);
-        let label = tick_label(t);
-        canvas.text(px - text_width(&label) as i64 / 2, (H - BOTTOM + 10) as i64, &label, false);
-    }
-    for t in ticks(y0, y1) {
-        let (_, py) = to_px(x0, t);
-        canvas.line((LEFT as i64, py), ((W - RIGHT) as i64, py), grey, false);
-        let label = tick_label(t);
-        canvas.text(LEFT as i64 - 8 - text_width(&label) as i64, py - 5, &label, false);
-    }
-    let (l, r, t, b) = (LEFT as i64, (W - RIGHT) as i64, TOP as i64, (H - BOTTOM) as i64);
-    canvas.line((l, t), (r, t), black, false);
-    canvas.line((l, b), (r, b), black, false);
-    canvas.line((l, t), (l, b), black, false);
-    canvas.line((r, t), (r, b), black, false);
-    for (k, (_, x, y)) in series.iter().enumerate() {
-        let color = COLORS[k % COLORS.len()];
-        let points: Vec<(i64, i64)> = x.iter().zip(y).filter(|(a, b)| a.is_finite() && b.is_finite()).map(|(&a, &b)| to_px(a, b)).collect();
-        for w in points.windows(2) {
-            canvas.line(w[0], w[1], color, true);
-        }
-    }
-    let title = title.to_uppercase();
-    canvas.text((W / 2 - text_width(&title) / 2) as i64, 15, &title, false);
-    let xl = x_label.to_uppercase();
-    canvas.text((LEFT + (W - LEFT - RIGHT) / 2 - text_width(&xl) / 2) as i64, (H - 30) as i64, &xl, false);
-    let yl = y_label.to_uppercase();
-    canvas.text(15, (TOP + (H - TOP - BOTTOM) / 2 + text_width(&yl) / 2) as i64, &yl, true);
-    // Legend, top right, when there is more than one series.
-    if series.len() > 1 {
-        for (k, (name, _, _)) in series.iter().enumerate() {
-            let y = (TOP + 12 + 16 * k) as i64;
-            let x = (W - RIGHT - 170) as i64;
-            let color = COLORS[k % COLORS.len()];
-            canvas.line((x, y + 5), (x + 24, y + 5), color, true);
-            canvas.text(x + 32, y, &name.to_uppercase(), false);
-        }
-    }
+/// `line_plot`, plus fitted lines: each (k, curve) is drawn dashed in the colour of series k.
+pub fn line_plot_with_fits(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], fits: &[(usize, Series)]) -> std::io::Result<()> {
+    font_ready()?;
+    let all = || series.iter().chain(fits.iter().map(|f| &f.1));
+    let (x0, x1) = extent(all().flat_map(|s| s.1.iter().copied()), 0.0);
+    let (y0, y1) = extent(all().flat_map(|s| s.2.iter().copied()), 0.05);
+    let mut pixels = vec![255u8; (W * H * 3) as usize];
+    draw(&mut pixels, title, x_label, y_label, series, fits, (x0, x1), (y0, y1)).map_err(|e| std::io::Error::other(format!("drawing {}: {e}", path.display())))?;
     let file = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut encoder = png::Encoder::new(file, W as u32, H as u32);
+    let mut encoder = png::Encoder::new(file, W, H);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
-    writer.write_image_data(&canvas.pixels).map_err(std::io::Error::other)?;
-    writer.finish().map_err(std::io::Error::other)?;
-    Ok(())
+    writer.write_image_data(&pixels).map_err(std::io::Error::other)?;
+    writer.finish().map_err(std::io::Error::other)
 }
 
-/// A 3x5 glyph; unknown characters draw as a box.
-fn glyph(ch: char) -> [&'static str; 5] {
-    match ch.to_ascii_uppercase() {
-        'A' => [".#.", "#.#", "###", "#.#", "#.#"],
-        'B' => ["##.", "#.#", "##.", "#.#", "##."],
-        'C' => [".##", "#..", "#..", "#..", ".##"],
-        'D' => ["##.", "#.#", "#.#", "#.#", "##."],
-        'E' => ["###", "#..", "##.", "#..", "###"],
-        'F' => ["###", "#..", "##.", "#..", "#.."],
-        'G' => [".##", "#..", "#.#", "#.#", ".##"],
-        'H' => ["#.#", "#.#", "###", "#.#", "#.#"],
-        'I' => ["###", ".#.", ".#.", ".#.", "###"],
-        'J' => ["..#", "..#", "..#", "#.#", ".#."],
-        'K' => ["#.#", "#.#", "##.", "#.#", "#.#"],
-        'L' => ["#..", "#..", "#..", "#..", "###"],
-        'M' => ["#.#", "###", "###", "#.#", "#.#"],
-        'N' => ["##.", "#.#", "#.#", "#.#", "#.#"],
-        'O' => [".#.", "#.#", "#.#", "#.#", ".#."],
-        'P' => ["##.", "#.#", "##.", "#..", "#.."],
-        'Q' => [".#.", "#.#", "#.#", "##.", ".##"],
-        'R' => ["##.", "#.#", "##.", "#.#", "#.#"],
-        'S' => [".##", "#..", ".#.", "..#", "##."],
-        'T' => ["###", ".#.", ".#.", ".#.", ".#."],
-        'U' => ["#.#", "#.#", "#.#", "#.#", "###"],
-        'V' => ["#.#", "#.#", "#.#", "#.#", ".#."],
-        'W' => ["#.#", "#.#", "###", "###", "#.#"],
-        'X' => ["#.#", "#.#", ".#.", "#.#", "#.#"],
-        'Y' => ["#.#", "#.#", ".#.", ".#.", ".#."],
-        'Z' => ["###", "..#", ".#.", "#..", "###"],
-        '0' => ["###", "#.#", "#.#", "#.#", "###"],
-        '1' => [".#.", "##.", ".#.", ".#.", "###"],
-        '2' => ["##.", "..#", ".#.", "#..", "###"],
-        '3' => ["##.", "..#", ".#.", "..#", "##."],
-        '4' => ["#.#", "#.#", "###", "..#", "..#"],
-        '5' => ["###", "#..", "##.", "..#", "##."],
-        '6' => [".##", "#..", "###", "#.#", "###"],
-        '7' => ["###", "..#", ".#.", ".#.", ".#."],
-        '8' => ["###", "#.#", "###", "#.#", "###"],
-        '9' => ["###", "#.#", "###", "..#", "##."],
-        '.' => ["...", "...", "...", "...", ".#."],
-        ',' => ["...", "...", "...", ".#.", "#.."],
-        ':' => ["...", ".#.", "...", ".#.", "..."],
-        '-' => ["...", "...", "###", "...", "..."],
-        '+' => ["...", ".#.", "###", ".#.", "..."],
-        '=' => ["...", "###", "...", "###", "..."],
-        '(' => ["..#", ".#.", ".#.", ".#.", "..#"],
-        ')' => ["#..", ".#.", ".#.", ".#.", "#.."],
-        '/' => ["..#", "..#", ".#.", "#..", "#.."],
-        '^' => [".#.", "#.#", "...", "...", "..."],
-        '_' => ["...", "...", "...", "...", "###"],
-        '²' => ["##.", ".#.", "##.", "...", "..."],
-        'Å' => [".#.", "...", "###", "#.#", "#.#"],
-        ' ' => ["...", "...", "...", "...", "..."],
-        _ => ["###", "#.#", "#.#", "#.#", "###"],
+/// A number for a legend: four significant digits, plain between 0.01 and 10⁴.
+pub fn number(v: f64) -> String {
+    if v == 0.0 {
+        return "0".into();
     }
+    if !(1e-2..1e4).contains(&v.abs()) {
+        return format!("{v:.3e}");
+    }
+    let decimals = (3 - v.abs().max(1e-300).log10().floor() as i64).clamp(0, 6) as usize;
+    format!("{v:.decimals$}")
+}
+
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+#[allow(clippy::too_many_arguments)]
+fn draw(pixels: &mut [u8], title: &str, x_label: &str, y_label: &str, series: &[Series], fits: &[(usize, Series)], (x0, x1): (f64, f64), (y0, y1): (f64, f64)) -> DrawResult {
+    let root = BitMapBackend::with_buffer(pixels, (W, H)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, (FONT, 26))
+        .margin(18)
+        .x_label_area_size(56)
+        .y_label_area_size(92)
+        .build_cartesian_2d(x0..x1, y0..y1)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .label_style((FONT, 17))
+        .axis_desc_style((FONT, 21))
+        .max_light_lines(1)
+        .light_line_style(RGBColor(240, 240, 240))
+        .bold_line_style(RGBColor(205, 205, 205))
+        .draw()?;
+    for (k, (name, x, y)) in series.iter().enumerate() {
+        let color = COLORS[k % COLORS.len()];
+        let points = x.iter().zip(y).filter(|(a, b)| a.is_finite() && b.is_finite()).map(|(&a, &b)| (a, b));
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
+    }
+    for (k, (name, x, y)) in fits {
+        let color = COLORS[k % COLORS.len()];
+        let points = x.iter().zip(y).filter(|(a, b)| a.is_finite() && b.is_finite()).map(|(&a, &b)| (a, b));
+        chart
+            .draw_series(DashedLineSeries::new(points, 8, 5, color.stroke_width(2)))?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 10, y)], color.stroke_width(2)));
+    }
+    if series.len() + fits.len() > 1 {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font((FONT, 17))
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(160, 160, 160))
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -263,11 +135,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ticks_are_round_and_cover_the_range() {
-        assert_eq!(ticks(0.0, 10.0), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
-        let t = ticks(-0.013, 0.021);
-        assert!(t.len() >= 3 && t[0] >= -0.013 && *t.last().unwrap() <= 0.021);
-        assert_eq!(tick_label(2.5), "2.5");
-        assert_eq!(tick_label(0.0), "0");
+    fn the_extent_pads_the_values_and_survives_flat_empty_and_non_finite_series() {
+        assert_eq!(extent([0.0, 10.0].into_iter(), 0.05), (-0.5, 10.5));
+        assert_eq!(extent([2.0, 2.0].into_iter(), 0.05), (1.5, 2.5));
+        assert_eq!(extent([f64::NAN, f64::INFINITY].into_iter(), 0.05), (0.0, 1.0));
+        assert_eq!((number(0.5914), number(12.345), number(2.5e-5), number(0.0)), ("0.5914".into(), "12.35".into(), "2.500e-5".into(), "0".into()));
+    }
+
+    #[test]
+    fn a_plot_is_a_png_of_the_stated_size_with_dark_text_pixels() {
+        let dir = std::env::temp_dir().join(format!("mdrun-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("g.png");
+        let r: Vec<f64> = (0..200).map(|k| 0.05 * k as f64).collect();
+        let g: Vec<f64> = r.iter().map(|r| 1.0 + (-(r - 2.8f64).powi(2) * 8.0).exp() * 2.0).collect();
+        let series = vec![("O-O".to_string(), r.clone(), g.clone()), ("O-H".to_string(), r, g.iter().map(|v| v * 0.5).collect())];
+        line_plot(&path, "radial distribution function", "r (Å)", "g(r)", &series).unwrap();
+        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!((info.width, info.height), (W, H));
+        // Text and axes draw near-black pixels; the two series their colours.
+        let dark = buf.chunks(3).filter(|p| p.iter().all(|&c| c < 60)).count();
+        let blue = buf.chunks(3).filter(|p| p == &[31, 119, 180]).count();
+        assert!(dark > 2000 && blue > 300, "dark {dark}, blue {blue}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
