@@ -320,12 +320,21 @@ impl Accumulator {
             write_csv(&out.join("rdf.csv"), &header, &columns)?;
             summary.insert("rdf".into(), Value::Object(shells));
             if args.plots {
-                let curves: Vec<(String, Vec<f64>, Vec<f64>)> = result
-                    .channels
-                    .iter()
-                    .map(|(label, g, _)| (if label.is_empty() { "all".into() } else { label.clone() }, result.r.clone(), g.clone()))
-                    .collect();
-                plot::line_plot(&out.join("rdf.png"), "radial distribution function", "r (Å)", "g(r)", &curves)?;
+                let name = |label: &String| if label.is_empty() { "all".to_string() } else { label.clone() };
+                let curves: Vec<plot::Series> = result.channels.iter().map(|(label, g, _)| (format!("g(r) {}", name(label)), result.r.clone(), g.clone())).collect();
+                // The running coordination numbers on the right axis, dashed in their g(r)'s colour.
+                let counts: Vec<(usize, plot::Series)> =
+                    result.channels.iter().enumerate().map(|(k, (label, _, n))| (k, (format!("n(r) {}", name(label)), result.r.clone(), n.clone()))).collect();
+                let figure = plot::Figure {
+                    title: "radial distribution function",
+                    x_label: "r (Å)",
+                    y_label: "g(r)",
+                    series: &curves,
+                    fits: &[],
+                    right: Some(("coordination number n(r)", &counts)),
+                    legend_left: true,
+                };
+                plot::draw_figure(&out.join("rdf.png"), &figure)?;
             }
         }
         if let Some(ser) = &self.series {
@@ -369,7 +378,8 @@ impl Accumulator {
                             fits.push((k, (format!("{name} fit, D = {} Å²/ps", plot::number(*d)), vec![lo, hi], vec![mm + 6.0 * d * (lo - tm), mm + 6.0 * d * (hi - tm)])));
                         }
                     }
-                    plot::line_plot_with_fits(&out.join("msd.png"), "mean-squared displacement", "t (ps)", "MSD (Å²)", &curves, &fits)?;
+                    let figure = plot::Figure { title: "mean-squared displacement", x_label: "t (ps)", y_label: "MSD (Å²)", series: &curves, fits: &fits, right: None, legend_left: true };
+                    plot::draw_figure(&out.join("msd.png"), &figure)?;
                 }
             }
             if args.vacf {

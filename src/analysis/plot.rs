@@ -44,20 +44,31 @@ fn extent(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
 /// A (name, x, y) curve.
 pub type Series = (String, Vec<f64>, Vec<f64>);
 
+/// What one PNG shows: curves on the left axis; dashed curves in the colour of the curve they
+/// belong to (by index), on the left axis (`fits`) or on a right axis of their own (`right`).
+pub struct Figure<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    pub series: &'a [Series],
+    pub fits: &'a [(usize, Series)],
+    /// The right axis's label and curves.
+    pub right: Option<(&'a str, &'a [(usize, Series)])>,
+    /// The legend in the upper left corner (where g(r) and an MSD leave room), else right.
+    pub legend_left: bool,
+}
+
 /// Plots each (name, x, y) series as a line, with a legend when there are several; writes
 /// `path`.
 pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> std::io::Result<()> {
-    line_plot_with_fits(path, title, x_label, y_label, series, &[])
+    draw_figure(path, &Figure { title, x_label, y_label, series, fits: &[], right: None, legend_left: false })
 }
 
-/// `line_plot`, plus fitted lines: each (k, curve) is drawn dashed in the colour of series k.
-pub fn line_plot_with_fits(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], fits: &[(usize, Series)]) -> std::io::Result<()> {
+/// Draws `figure` into `path`.
+pub fn draw_figure(path: &Path, figure: &Figure) -> std::io::Result<()> {
     font_ready()?;
-    let all = || series.iter().chain(fits.iter().map(|f| &f.1));
-    let (x0, x1) = extent(all().flat_map(|s| s.1.iter().copied()), 0.0);
-    let (y0, y1) = extent(all().flat_map(|s| s.2.iter().copied()), 0.05);
     let mut pixels = vec![255u8; (W * H * 3) as usize];
-    draw(&mut pixels, title, x_label, y_label, series, fits, (x0, x1), (y0, y1)).map_err(|e| std::io::Error::other(format!("drawing {}: {e}", path.display())))?;
+    draw(&mut pixels, figure).map_err(|e| std::io::Error::other(format!("drawing {}: {e}", path.display())))?;
     let file = std::io::BufWriter::new(std::fs::File::create(path)?);
     let mut encoder = png::Encoder::new(file, W, H);
     encoder.set_color(png::ColorType::Rgb);
@@ -81,46 +92,62 @@ pub fn number(v: f64) -> String {
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
-#[allow(clippy::too_many_arguments)]
-fn draw(pixels: &mut [u8], title: &str, x_label: &str, y_label: &str, series: &[Series], fits: &[(usize, Series)], (x0, x1): (f64, f64), (y0, y1): (f64, f64)) -> DrawResult {
+fn finite_points<'a>(x: &'a [f64], y: &'a [f64]) -> impl Iterator<Item = (f64, f64)> + Clone + 'a {
+    x.iter().zip(y).filter(|(a, b)| a.is_finite() && b.is_finite()).map(|(&a, &b)| (a, b))
+}
+
+fn draw(pixels: &mut [u8], figure: &Figure) -> DrawResult {
+    let right: &[(usize, Series)] = figure.right.map_or(&[], |r| r.1);
+    let left = || figure.series.iter().chain(figure.fits.iter().map(|f| &f.1));
+    let xs = left().chain(right.iter().map(|f| &f.1)).flat_map(|s| s.1.iter().copied());
+    let (x0, x1) = extent(xs, 0.0);
+    let (y0, y1) = extent(left().flat_map(|s| s.2.iter().copied()), 0.05);
     let root = BitMapBackend::with_buffer(pixels, (W, H)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, (FONT, 26))
+        .caption(figure.title, (FONT, 26))
         .margin(18)
         .x_label_area_size(56)
         .y_label_area_size(92)
-        .build_cartesian_2d(x0..x1, y0..y1)?;
+        .right_y_label_area_size(if figure.right.is_some() { 80 } else { 0 })
+        .build_cartesian_2d(x0..x1, y0..y1)?
+        .set_secondary_coord(x0..x1, {
+            let (r0, r1) = extent(right.iter().flat_map(|s| s.1.2.iter().copied()), 0.05);
+            r0..r1
+        });
     chart
         .configure_mesh()
-        .x_desc(x_label)
-        .y_desc(y_label)
+        .x_desc(figure.x_label)
+        .y_desc(figure.y_label)
         .label_style((FONT, 17))
         .axis_desc_style((FONT, 21))
         .max_light_lines(1)
         .light_line_style(RGBColor(240, 240, 240))
         .bold_line_style(RGBColor(205, 205, 205))
         .draw()?;
-    for (k, (name, x, y)) in series.iter().enumerate() {
+    for (k, (name, x, y)) in figure.series.iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
-        let points = x.iter().zip(y).filter(|(a, b)| a.is_finite() && b.is_finite()).map(|(&a, &b)| (a, b));
         chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+            .draw_series(LineSeries::new(finite_points(x, y), color.stroke_width(2)))?
             .label(name.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
     }
-    for (k, (name, x, y)) in fits {
+    let dashed_legend = |color: RGBColor| move |(x, y): (i32, i32)| PathElement::new(vec![(x, y), (x + 10, y)], color.stroke_width(2));
+    for (k, (name, x, y)) in figure.fits {
         let color = COLORS[k % COLORS.len()];
-        let points = x.iter().zip(y).filter(|(a, b)| a.is_finite() && b.is_finite()).map(|(&a, &b)| (a, b));
-        chart
-            .draw_series(DashedLineSeries::new(points, 8, 5, color.stroke_width(2)))?
-            .label(name.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 10, y)], color.stroke_width(2)));
+        chart.draw_series(DashedLineSeries::new(finite_points(x, y), 8, 5, color.stroke_width(2)))?.label(name.as_str()).legend(dashed_legend(color));
     }
-    if series.len() + fits.len() > 1 {
+    if let Some((label, _)) = figure.right {
+        chart.configure_secondary_axes().y_desc(label).label_style((FONT, 17)).axis_desc_style((FONT, 21)).draw()?;
+        for (k, (name, x, y)) in right {
+            let color = COLORS[k % COLORS.len()];
+            chart.draw_secondary_series(DashedLineSeries::new(finite_points(x, y), 8, 5, color.stroke_width(2)))?.label(name.as_str()).legend(dashed_legend(color));
+        }
+    }
+    if figure.series.len() + figure.fits.len() + right.len() > 1 {
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(if figure.legend_left { SeriesLabelPosition::UpperLeft } else { SeriesLabelPosition::UpperRight })
             .label_font((FONT, 17))
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(160, 160, 160))
