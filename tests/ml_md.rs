@@ -73,7 +73,7 @@ fn an_element_the_model_never_saw_is_refused() {
 }
 
 #[test]
-fn atoms_closer_than_the_training_data_draw_a_warning_with_their_ids() {
+fn atoms_closer_than_the_training_data_draw_a_warning_with_their_ids_then_one_summary_per_thermo_row() {
     // The first water's first hydrogen pushed to 0.6 Å from its oxygen (xTB data: O-H >= ~0.9
     // Å), in the periodic 8-water box that both platforms run.
     let xyz = std::fs::read_to_string(repo("systems/quickstart/water8.extxyz")).unwrap();
@@ -87,7 +87,7 @@ fn atoms_closer_than_the_training_data_draw_a_warning_with_their_ids() {
         let dir = common::scratch(&format!("ml-close-{platform:?}"));
         std::fs::write(dir.join("close.extxyz"), lines.join("\n") + "\n").unwrap();
         let toml = format!(
-            "[structure]\nfile = \"close.extxyz\"\n[potential]\ntype = \"ml\"\nmodel = \"{}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"0.1 fs\"\n[run]\nsteps = 2\nplatform = \"{}\"\n",
+            "[structure]\nfile = \"close.extxyz\"\n[potential]\ntype = \"ml\"\nmodel = \"{}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"0.1 fs\"\n[run]\nsteps = 40\nplatform = \"{}\"\n[output]\nthermo = 10\n",
             repo("potentials/water-schnet-mcgm-soft").display(),
             format!("{platform:?}").to_lowercase()
         );
@@ -97,6 +97,11 @@ fn atoms_closer_than_the_training_data_draw_a_warning_with_their_ids() {
         println!("{platform:?}: {stderr}");
         assert!(out.status.success(), "{stderr}");
         assert!(stderr.contains("warning: outside the model's training data: atoms 1 and 2 at 0.600 Å (H-O never closer than"), "{platform:?}: {stderr}");
+        // Rate-limited: after the first, at most one line per thermo row (4 rows after the
+        // first), each summing up the evaluations since the row before, with an example pair.
+        let warnings: Vec<&str> = stderr.lines().filter(|l| l.starts_with("warning: outside the model's training data")).collect();
+        assert!(warnings.len() >= 2 && warnings.len() <= 5, "{platform:?}: {stderr}");
+        assert!(warnings[1..].iter().all(|l| l.contains("since the last thermo row, e.g. atom")), "{platform:?}: {stderr}");
     }
 }
 

@@ -54,6 +54,10 @@ impl Engine for Simulation {
         self.potential.cautions()
     }
 
+    fn take_outside_data_summary(&mut self) -> Vec<String> {
+        self.potential.take_outside_data_summary().into_iter().collect()
+    }
+
     fn integrator(&self) -> &Integrator {
         &self.integrator
     }

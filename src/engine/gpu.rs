@@ -42,6 +42,10 @@ impl Engine for GpuSimulation {
         self.potential.cautions()
     }
 
+    fn take_outside_data_summary(&mut self) -> Vec<String> {
+        GpuSimulation::take_outside_data_summary(self, None)
+    }
+
     fn integrator(&self) -> &Integrator {
         &self.integrator
     }

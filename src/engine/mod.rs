@@ -204,6 +204,11 @@ pub trait Engine: Send {
     fn potential_name(&self) -> String;
     /// The potential's cautions, printed before the run.
     fn potential_cautions(&self) -> Vec<String>;
+    /// Lines summing up, since the last call, the steps a learned potential spent with pairs
+    /// closer than its training data (`TrainingRange`); printed after each thermo row.
+    fn take_outside_data_summary(&mut self) -> Vec<String> {
+        Vec::new()
+    }
     fn integrator(&self) -> &Integrator;
     /// Steps the GPU may run between two looks at its status (the CPU looks every step).
     fn is_gpu(&self) -> bool;

@@ -61,6 +61,11 @@ impl Engine for GpuReplica {
         self.cautions.clone()
     }
 
+    fn take_outside_data_summary(&mut self) -> Vec<String> {
+        let k = self.slot.slot;
+        self.slot.batch.with(|sim| sim.take_outside_data_summary(Some(k)))
+    }
+
     fn integrator(&self) -> &Integrator {
         &self.integrator
     }

@@ -41,14 +41,18 @@ pub struct TrainingRange {
     /// Per pair of model species: the distance below which a pair is outside the training
     /// data (0: no limit), and what the warning calls it.
     pub unseen_below: Vec<Vec<(f64, String)>>,
-    /// Warnings printed so far.
-    warnings: usize,
+    /// Whether the first pair outside was reported (the rest are summed per thermo row).
+    reported: bool,
+    /// Since the last summary: force evaluations (GPU: blocks of steps) with pairs outside,
+    /// and the first such pair.
+    pending: u64,
+    example: Option<String>,
 }
 
 impl TrainingRange {
     /// No limits (models without recorded distances, tests).
     pub fn unlimited(species: usize) -> TrainingRange {
-        TrainingRange { unseen_below: vec![vec![(0.0, String::new()); species]; species], warnings: 0 }
+        TrainingRange { unseen_below: vec![vec![(0.0, String::new()); species]; species], reported: false, pending: 0, example: None }
     }
 
     fn of(model: &Model) -> TrainingRange {
@@ -69,12 +73,18 @@ impl TrainingRange {
                     .collect()
             })
             .collect();
-        TrainingRange { unseen_below, warnings: 0 }
+        TrainingRange { unseen_below, reported: false, pending: 0, example: None }
     }
 
-    /// Whether more warnings may be printed.
-    pub fn warning_open(&self) -> bool {
-        self.warnings < MAX_WARNINGS
+    /// Whether the next pairs outside are worth naming (the first report, or the example of
+    /// the next summary); else counting them is enough.
+    pub fn wants_pairs(&self) -> bool {
+        !self.reported || self.example.is_none()
+    }
+
+    /// Whether a pair of model species at `d` Å is closer than the training data had.
+    pub fn is_outside(&self, species_i: usize, species_j: usize, d: f64) -> bool {
+        d < self.unseen_below[species_i][species_j].0
     }
 
     /// "atoms i and j at d Å (why)" for a pair (1-based ids) closer than the training data
@@ -84,19 +94,40 @@ impl TrainingRange {
         (d < *limit).then(|| format!("atoms {} and {} at {d:.3} Å ({what})", i + 1, j + 1))
     }
 
-    /// Prints one warning listing (up to five of) the pairs in `close`.
+    /// The pairs in `close` (descriptions) were outside in one evaluation: the first time,
+    /// prints one warning listing up to five of them; later, counts them for the next summary.
     pub fn warn(&mut self, mut close: Vec<String>) {
-        if close.is_empty() || !self.warning_open() {
+        if close.is_empty() {
             return;
         }
-        self.warnings += 1;
+        if self.reported {
+            self.pending += 1;
+            if self.example.is_none() {
+                self.example = close.into_iter().next();
+            }
+            return;
+        }
+        self.reported = true;
         let more = if close.len() > 5 { format!(" and {} more pairs", close.len() - 5) } else { String::new() };
         close.truncate(5);
-        eprintln!(
-            "warning: outside the model's training data: {}{more}{}",
-            close.join(", "),
-            if self.warnings == MAX_WARNINGS { "; further warnings suppressed" } else { "" }
-        );
+        eprintln!("warning: outside the model's training data: {}{more}; from here on one line after each thermo row sums them up", close.join(", "));
+    }
+
+    /// Counts an evaluation with pairs outside whose pairs were not named.
+    pub fn count(&mut self) {
+        self.pending += 1;
+    }
+
+    /// One line summing up the evaluations outside since the last call (what was counted, in
+    /// the singular and the plural), or None if there were none.
+    pub fn take_summary(&mut self, (one, many): (&str, &str)) -> Option<String> {
+        if self.pending == 0 {
+            return None;
+        }
+        let example = self.example.take().map(|e| format!(", e.g. {e}")).unwrap_or_default();
+        let line = format!("warning: outside the model's training data in {} {} since the last thermo row{example}", self.pending, if self.pending == 1 { one } else { many });
+        self.pending = 0;
+        Some(line)
     }
 }
 
@@ -115,8 +146,6 @@ pub struct GpuModel {
 
 /// Atoms closer than this fraction of the shortest training distance draw a warning.
 const UNSEEN_FRACTION: f64 = 0.9;
-/// Warnings printed before the rest are suppressed.
-const MAX_WARNINGS: usize = 10;
 
 impl MlPotential {
     /// Loads the model and maps the system's species onto the model's.
@@ -272,10 +301,16 @@ impl MlPotential {
 }
 
 impl MlPotential {
-    /// Warns (a bounded number of times) about pairs closer than the training data had: per
-    /// element pair where the model file records it, else against the shortest distance of all.
+    /// Reports (the first time, then counts for the thermo rows' summaries) pairs closer than
+    /// the training data had: per element pair where the model file records it, else against
+    /// the shortest distance of all.
     fn warn_outside_training(&mut self, graph: &Graph) {
-        if !self.range.warning_open() {
+        if !self.range.wants_pairs() {
+            let outside = (0..graph.n_atoms())
+                .any(|i| (graph.start[i]..graph.start[i + 1]).any(|e| self.range.is_outside(graph.species[i], graph.species[graph.neighbor[e] as usize], graph.distance[e])));
+            if outside {
+                self.range.count();
+            }
             return;
         }
         let mut close: Vec<String> = Vec::new();
@@ -302,6 +337,10 @@ impl Drop for MlPotential {
 }
 
 impl Potential for MlPotential {
+    fn take_outside_data_summary(&mut self) -> Option<String> {
+        self.range.take_summary(("force evaluation", "force evaluations"))
+    }
+
     fn name(&self) -> String {
         self.description.clone()
     }

@@ -100,4 +100,9 @@ pub trait Potential: Send {
     fn cautions(&self) -> Vec<String> {
         Vec::new()
     }
+    /// A learned potential: one line summing up the evaluations since the last call that had
+    /// pairs closer than its training data (printed after each thermo row).
+    fn take_outside_data_summary(&mut self) -> Option<String> {
+        None
+    }
 }

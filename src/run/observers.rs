@@ -59,6 +59,9 @@ impl Observer<RunError> for ThermoTable<'_> {
         if self.due(step) {
             let sample = engine.thermo();
             self.progress.println(&sample.line(), self.quiet);
+            for line in engine.take_outside_data_summary() {
+                self.progress.warn(&line);
+            }
             self.log.write(&sample).map_err(|e| self.log_error(e))?;
             self.samples.push(sample);
         }
@@ -244,6 +247,14 @@ impl Progress {
                 self.ns_per_day(step)
             );
             self.next_report.set(done * 10 / total + 1);
+        }
+    }
+
+    /// A warning on stderr (printed even when quiet, as every warning is).
+    pub fn warn(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
         }
     }
 

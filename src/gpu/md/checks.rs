@@ -17,6 +17,19 @@ impl GpuSimulation {
         self.warn_outside_training(status, first)
     }
 
+    /// One line per structure summing up the blocks since the last call in which its pairs
+    /// came closer than the model's training data (`part`: only that structure's).
+    pub fn take_outside_data_summary(&mut self, part: Option<usize>) -> Vec<String> {
+        let batch = self.parts.len() > 1;
+        let mut lines = Vec::new();
+        for (k, p) in self.parts.iter_mut().enumerate().filter(|(k, _)| part.is_none_or(|only| only == *k)) {
+            if let Some(line) = p.range.as_mut().and_then(|r| r.take_summary(("block of steps", "blocks of steps"))) {
+                lines.push(if batch { format!("structure {k}: {line}") } else { line });
+            }
+        }
+        lines
+    }
+
     /// The GPU flagged atoms closer to a neighbour than the model's training data had, at some
     /// step after `since` (the lowest such id per structure): names their pairs that are that
     /// close now (or says when).
@@ -25,8 +38,17 @@ impl GpuSimulation {
         let species_of_type = model.species_of_type.clone();
         let flagged: Vec<(usize, u32)> = (0..self.parts.len())
             .map(|k| (k, status[STATUS_WORDS + SW * k + SW_CLOSE_ATOM]))
-            .filter(|&(k, atom)| atom != u32::MAX && self.parts[k].range.as_ref().is_some_and(|r| r.warning_open()))
+            .filter(|&(k, atom)| atom != u32::MAX && self.parts[k].range.is_some())
             .collect();
+        // Naming pairs needs the positions on the host; once a summary has its example, the
+        // flag alone is counted.
+        let (named, counted): (Vec<_>, Vec<_>) = flagged.into_iter().partition(|&(k, _)| self.parts[k].range.as_ref().is_some_and(|r| r.wants_pairs()));
+        for (k, _) in counted {
+            if let Some(range) = self.parts[k].range.as_mut() {
+                range.count();
+            }
+        }
+        let flagged = named;
         if flagged.is_empty() {
             return Ok(());
         }
