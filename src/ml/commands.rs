@@ -145,7 +145,6 @@ fn predictions_extxyz(structures: &[Structure], predictions: &[(f64, Vec<[f64; 3
     out
 }
 
-/// Runs `mdrun train`.
 /// A distance-aware MCGM trains on open structures only: names the first periodic one.
 fn open_structures_only(path: &Path, structures: &[Structure]) -> anyhow::Result<()> {
     for (k, s) in structures.iter().enumerate() {
@@ -156,6 +155,7 @@ fn open_structures_only(path: &Path, structures: &[Structure]) -> anyhow::Result
     Ok(())
 }
 
+/// Runs `mdrun train`.
 pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow::Result<()> {
     let (settings, base) = match config_file {
         Some(path) => {
@@ -279,13 +279,13 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
     }
 
     let all = read_extxyz(&train_path)?;
-    if config.mcgm.as_ref().is_some_and(|m| m.is_distance_aware()) {
+    if config.is_distance_aware() {
         open_structures_only(&train_path, &all)?;
     }
     let (train_set, valid_set) = match &settings.valid {
         Some(v) => {
             let valid = read_extxyz(v)?;
-            if config.mcgm.as_ref().is_some_and(|m| m.is_distance_aware()) {
+            if config.is_distance_aware() {
                 open_structures_only(v, &valid)?;
             }
             (all, valid)

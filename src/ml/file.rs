@@ -20,8 +20,7 @@ pub const FORMAT_VERSION: u32 = 2;
 
 /// The oldest format version that holds `model`.
 fn version_of(model: &Model) -> u32 {
-    let distance_aware = model.config.mcgm.as_ref().is_some_and(|m| m.is_distance_aware());
-    if model.config.long_range.is_some() || distance_aware { 2 } else { 1 }
+    if model.config.long_range.is_some() || model.config.is_distance_aware() { 2 } else { 1 }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -90,8 +90,8 @@ impl TrainingRange {
     /// "atoms i and j at d Å (why)" for a pair (1-based ids) closer than the training data
     /// had, else None.
     pub fn describe(&self, i: usize, j: usize, species_i: usize, species_j: usize, d: f64) -> Option<String> {
-        let (limit, what) = &self.unseen_below[species_i][species_j];
-        (d < *limit).then(|| format!("atoms {} and {} at {d:.3} Å ({what})", i + 1, j + 1))
+        let what = &self.unseen_below[species_i][species_j].1;
+        self.is_outside(species_i, species_j, d).then(|| format!("atoms {} and {} at {d:.3} Å ({what})", i + 1, j + 1))
     }
 
     /// The pairs in `close` (descriptions) were outside in one evaluation: the first time,
@@ -229,7 +229,7 @@ impl MlPotential {
         if self.model.config.long_range.is_some() {
             crate::ml::electrostatics::periodicity(cell)?;
         }
-        if self.model.config.mcgm.as_ref().is_some_and(|m| m.is_distance_aware()) {
+        if self.model.config.is_distance_aware() {
             crate::ml::model::open_for_centroids(cell)?;
         }
         Ok(())

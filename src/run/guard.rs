@@ -5,7 +5,8 @@
 //! memory and saved when a later one fails.
 
 use super::RunError;
-use crate::driver::{Observer, next_multiple};
+use super::observers::ThermoSchedule;
+use crate::driver::Observer;
 use crate::engine::Engine;
 use crate::integrate::Integrator;
 use crate::io::checkpoint::Checkpoint;
@@ -25,8 +26,7 @@ const DRIFT_KT_PER_ATOM: f64 = 10.0;
 
 /// The checks of one run, with the last state that passed them.
 pub(super) struct Guard {
-    interval: u64,
-    last_step: u64,
+    schedule: ThermoSchedule,
     /// K; infinite: off.
     max_temperature: f64,
     /// Why the temperature limit is what it is ("[run] max_temperature" or how the default came).
@@ -45,9 +45,10 @@ pub(super) struct Guard {
 }
 
 impl Guard {
-    /// The checks for a run that starts at `first` with `integrator`; `start` is its state.
+    /// The checks, at the thermo rows, of a run that starts at `first` with `integrator`;
+    /// `start` is its state.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(limits: FailureLimits, integrator: &Integrator, first: &ThermoSample, n_atoms: usize, interval: u64, last_step: u64, start: Checkpoint, threads: usize, save_to: PathBuf) -> Guard {
+    pub fn new(limits: FailureLimits, integrator: &Integrator, first: &ThermoSample, n_atoms: usize, schedule: ThermoSchedule, start: Checkpoint, threads: usize, save_to: PathBuf) -> Guard {
         let target = integrator.highest_target_temperature();
         let (reference, why) = match target {
             Some(t) if t >= first.temperature && t >= FLOOR_TEMPERATURE => (t, format!("the thermostat's highest target, {t} K")),
@@ -70,8 +71,7 @@ impl Guard {
             }
         };
         Guard {
-            interval,
-            last_step,
+            schedule,
             max_temperature,
             temperature_origin,
             max_drift,
@@ -84,10 +84,6 @@ impl Guard {
             last_good: start,
             save_to,
         }
-    }
-
-    fn due(&self, step: u64) -> bool {
-        step % self.interval == 0 || step == self.last_step
     }
 
     /// Why `sample` shows a failed run; None if it passes.
@@ -112,15 +108,15 @@ impl Guard {
 
 impl Observer<RunError> for Guard {
     fn next_step(&self, now: u64) -> Option<u64> {
-        (self.max_temperature.is_finite() || self.max_drift.is_some()).then(|| next_multiple(now, self.interval).min(self.last_step))
+        (self.max_temperature.is_finite() || self.max_drift.is_some()).then(|| self.schedule.next(now))
     }
 
     fn needs_energy(&self, step: u64) -> bool {
-        self.due(step)
+        self.schedule.due(step)
     }
 
     fn observe(&mut self, engine: &mut dyn Engine, step: u64) -> Result<(), RunError> {
-        if !self.due(step) || self.next_step(step).is_none() {
+        if !self.schedule.due(step) || self.next_step(step).is_none() {
             return Ok(());
         }
         let sample = engine.thermo();

@@ -9,7 +9,7 @@ use crate::gpu::GpuError;
 use crate::plan::{Plan, Platform, PotentialSpec, replica_path};
 use crate::potential::batch::{BatchSlot, SharedInference};
 use crate::engine::{Engine, EngineError, NO_TIMESTAMPS};
-use observers::{Analysis, Checkpoints, Progress, ThermoTable, Trajectories, send_frame};
+use observers::{Analysis, Checkpoints, Progress, ThermoSchedule, ThermoTable, Trajectories, send_frame};
 use crate::simulation::SimulationError;
 use crate::system::System;
 use crate::summary::{RunSummary, energy_drift};
@@ -346,7 +346,8 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     let mut output_time = Duration::ZERO;
     let t_out = Instant::now();
     let progress = Progress::new(sim.step(), last_step, plan.timestep, options.quiet);
-    let mut thermo = ThermoTable { interval: plan.thermo_interval, last_step, log, log_path: plan.log.clone(), samples: Vec::new(), progress: &progress, quiet: options.quiet };
+    let schedule = ThermoSchedule { interval: plan.thermo_interval, last_step };
+    let mut thermo = ThermoTable { schedule, log, log_path: plan.log.clone(), samples: Vec::new(), progress: &progress, quiet: options.quiet };
     let first = sim.thermo();
     say(&ThermoSample::header_line());
     say(&first.line());
@@ -368,8 +369,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         sim.integrator(),
         &first,
         n_atoms,
-        plan.thermo_interval,
-        last_step,
+        schedule,
         start_state,
         threads,
         crate::outputs::sibling(&plan.checkpoint, "last-good"),

@@ -24,11 +24,28 @@ pub(super) fn analysis_error(source: &Path) -> impl Fn(anyhow::Error) -> RunErro
     move |e| RunError::Analysis { path: source.to_path_buf(), message: e.to_string() }
 }
 
-/// The thermo table on stdout and the thermo log, every `interval` steps and at the last step;
-/// keeps the samples for the summary.
-pub(super) struct ThermoTable<'a> {
+/// The thermo rows: every `interval` steps and at the last step (the table and the failure
+/// checks look at the same steps).
+#[derive(Clone, Copy)]
+pub(super) struct ThermoSchedule {
     pub interval: u64,
     pub last_step: u64,
+}
+
+impl ThermoSchedule {
+    pub fn due(&self, step: u64) -> bool {
+        step % self.interval == 0 || step == self.last_step
+    }
+
+    pub fn next(&self, now: u64) -> u64 {
+        next_multiple(now, self.interval).min(self.last_step)
+    }
+}
+
+/// The thermo table on stdout and the thermo log at the thermo rows; keeps the samples for the
+/// summary.
+pub(super) struct ThermoTable<'a> {
+    pub schedule: ThermoSchedule,
     pub log: ThermoLog,
     pub log_path: PathBuf,
     pub samples: Vec<ThermoSample>,
@@ -37,10 +54,6 @@ pub(super) struct ThermoTable<'a> {
 }
 
 impl ThermoTable<'_> {
-    fn due(&self, step: u64) -> bool {
-        step % self.interval == 0 || step == self.last_step
-    }
-
     pub fn log_error(&self, e: std::io::Error) -> RunError {
         log_error(&self.log_path)(e)
     }
@@ -48,15 +61,15 @@ impl ThermoTable<'_> {
 
 impl Observer<RunError> for ThermoTable<'_> {
     fn next_step(&self, now: u64) -> Option<u64> {
-        Some(next_multiple(now, self.interval).min(self.last_step))
+        Some(self.schedule.next(now))
     }
 
     fn needs_energy(&self, step: u64) -> bool {
-        self.due(step)
+        self.schedule.due(step)
     }
 
     fn observe(&mut self, engine: &mut dyn Engine, step: u64) -> Result<(), RunError> {
-        if self.due(step) {
+        if self.schedule.due(step) {
             let sample = engine.thermo();
             self.progress.println(&sample.line(), self.quiet);
             for line in engine.take_outside_data_summary() {

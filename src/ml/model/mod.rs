@@ -55,12 +55,17 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// Whether its soft MCGM level exchanges messages by centroid distance (open structures
+    /// only).
+    pub fn is_distance_aware(&self) -> bool {
+        self.mcgm.as_ref().is_some_and(|m| m.is_distance_aware())
+    }
+
     /// What of this model only the CPU evaluates (the GPU kernels refuse it), described.
     pub fn cpu_only_part(&self) -> Option<String> {
-        match (&self.long_range, &self.mcgm) {
-            (Some(l), _) => Some(l.describe()),
-            (None, Some(m)) if m.is_distance_aware() => Some("a distance-aware MCGM".to_string()),
-            _ => None,
+        match &self.long_range {
+            Some(l) => Some(l.describe()),
+            None => self.is_distance_aware().then(|| "a distance-aware MCGM".to_string()),
         }
     }
 }
@@ -418,7 +423,7 @@ impl Model {
         let radials: Vec<Radial> = (0..self.blocks.len())
             .map(|t| Radial::new(r.clone(), self.config.n_rbf, self.block_cutoff(t), ctx))
             .collect();
-        if self.config.mcgm.as_ref().is_some_and(|m| m.is_distance_aware()) {
+        if self.config.is_distance_aware() {
             batch.cells.iter().try_for_each(open_for_centroids)?;
         }
         let n = batch.n_atoms;
