@@ -288,16 +288,7 @@ fn model_forces_and_virial_are_derivatives_of_its_energy() {
             let base = implementation.evaluate(std::slice::from_ref(&s)).unwrap().remove(0);
             let h = 1e-4;
             let energy = |s: &Structure| burn(&model).evaluate(std::slice::from_ref(s)).unwrap()[0].energy;
-            let scale = base.forces.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
-            let mut worst: f64 = 0.0;
-            for i in [0, 3, 7] {
-                for k in 0..3 {
-                    let (mut plus, mut minus) = (s.clone(), s.clone());
-                    plus.positions[i][k] += h;
-                    minus.positions[i][k] -= h;
-                    worst = worst.max((-(energy(&plus) - energy(&minus)) / (2.0 * h) - base.forces[i][k]).abs() / scale);
-                }
-            }
+            let worst = common::worst_force_error(&s, &base.forces, &[0, 3, 7], h, energy);
             let mut worst_virial: f64 = 0.0;
             if s.cell.pbc() == [true; 3] {
                 let w_scale = base.virial.iter().fold(0.0f64, |m, v| m.max(v.abs()));

@@ -89,16 +89,7 @@ fn forces_and_virial_are_derivatives_of_the_energy() {
             // PaiNN's truncation error at h = 1e-4 is ~1e-6 of the largest force, with or
             // without the distances; at 1e-5 it is far below the tolerance.
             let h = 1e-5;
-            let scale = base.forces.iter().flatten().fold(0.0f64, |a, v| a.max(v.abs()));
-            let mut worst: f64 = 0.0;
-            for i in [0, 3, 6] {
-                for k in 0..3 {
-                    let (mut plus, mut minus) = (s.clone(), s.clone());
-                    plus.positions[i][k] += h;
-                    minus.positions[i][k] -= h;
-                    worst = worst.max((-(energy(&m, &plus) - energy(&m, &minus)) / (2.0 * h) - base.forces[i][k]).abs() / scale);
-                }
-            }
+            let worst = common::worst_force_error(&s, &base.forces, &[0, 3, 6], h, |t| energy(&m, t));
             // W = -dE/dε: an open structure strained about the origin (the energy is
             // translation invariant, so the origin does not matter).
             let w_scale = base.virial.iter().fold(0.0f64, |a, v| a.max(v.abs()));

@@ -224,6 +224,23 @@ thermo = 100
     )
 }
 
+/// The largest |central difference - force| over the components of `atoms`, relative to the
+/// largest |force| of the structure: how far `forces` are from -dE/dr of `energy` at step `h`.
+#[allow(dead_code)]
+pub fn worst_force_error(s: &Structure, forces: &[[f64; 3]], atoms: &[usize], h: f64, energy: impl Fn(&Structure) -> f64) -> f64 {
+    let scale = forces.iter().flatten().fold(0.0f64, |a, v| a.max(v.abs()));
+    let mut worst: f64 = 0.0;
+    for &i in atoms {
+        for k in 0..3 {
+            let (mut plus, mut minus) = (s.clone(), s.clone());
+            plus.positions[i][k] += h;
+            minus.positions[i][k] -= h;
+            worst = worst.max((-(energy(&plus) - energy(&minus)) / (2.0 * h) - forces[i][k]).abs() / scale);
+        }
+    }
+    worst
+}
+
 /// (relative change of E from start to end, largest relative deviation from the start).
 pub fn conservation(energies: &[f64]) -> (f64, f64) {
     let e0 = energies[0];
