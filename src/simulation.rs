@@ -297,6 +297,7 @@ impl Simulation {
     pub fn thermo(&self) -> ThermoSample {
         let mut sample = ThermoSample::new(self.step, self.step as f64 * self.timestep, &self.system, self.forces.energy, self.forces.virial);
         sample.coupling_energy = self.integrator.coupling_energy(&self.system);
+        sample.force_deviation = self.potential.force_deviation();
         sample
     }
 

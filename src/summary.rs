@@ -37,6 +37,23 @@ pub struct RunSummary {
     /// GPU runs with --gpu-profile: GPU time per kernel family, s (timestamp queries).
     pub gpu_kernel_s: std::collections::BTreeMap<String, f64>,
     pub time_output_s: f64,
+    /// A committee of learned models: its force deviation over the thermo rows.
+    pub committee: Option<CommitteeSummary>,
+}
+
+/// How far a committee's members disagreed over a run's thermo rows (eV/Å).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct CommitteeSummary {
+    pub rows: u64,
+    /// The largest per-atom deviation of any row.
+    pub max_deviation: f64,
+    /// The rows' largest per-atom deviations, averaged over rows.
+    pub mean_max_deviation: f64,
+    /// `[potential] uncertainty.warn` and the rows above it.
+    pub warn: f64,
+    pub rows_above_warning: u64,
+    /// Frames written for labelling, and where.
+    pub frames_saved: Option<(u64, std::path::PathBuf)>,
 }
 
 /// Slope and its standard error of the least-squares line y = a + b x.
@@ -90,6 +107,16 @@ impl RunSummary {
             self.energy_drift_error_ev_per_atom_per_ps,
         ) {
             s.push_str(&format!("  {} drift {d:.4e} ± {e:.1e} eV/atom/ps (linear fit over the thermo steps)\n", self.conserved_name));
+        }
+        if let Some(c) = &self.committee {
+            s.push_str(&format!(
+                "  committee force deviation over {} thermo rows: max {:.4} eV/Å, mean of the rows' max {:.4} eV/Å; {} row(s) above {} eV/Å",
+                c.rows, c.max_deviation, c.mean_max_deviation, c.rows_above_warning, c.warn
+            ));
+            if let Some((n, path)) = &c.frames_saved {
+                s.push_str(&format!("; {n} frame(s) saved to {}", path.display()));
+            }
+            s.push('\n');
         }
         // The parts can add up to more than the step loop's wall time (output before the first
         // step and after the last is timed too): shares are of whichever is larger.

@@ -1,6 +1,7 @@
 //! Thermodynamic output: the quantities of one step, computed as LAMMPS computes them, and
 //! their layout as a table (terminal and thermo log share it).
 
+use crate::potential::committee::ForceDeviation;
 use crate::system::System;
 use crate::units::{BOLTZ, NKTV2P};
 
@@ -24,6 +25,8 @@ pub struct ThermoSample {
     /// Energy the thermostat and barostat exchanged with the atoms (eV; 0 for NVE and
     /// Langevin): `total_energy + coupling_energy` is what Nosé-Hoover and CSVR conserve.
     pub coupling_energy: f64,
+    /// A committee of learned models: how far the members' forces disagree (two more columns).
+    pub force_deviation: Option<ForceDeviation>,
 }
 
 impl ThermoSample {
@@ -61,6 +64,7 @@ impl ThermoSample {
             pressure_tensor: tensor,
             volume,
             coupling_energy: 0.0,
+            force_deviation: None,
         }
     }
 
@@ -74,6 +78,9 @@ impl ThermoSample {
         self.total_energy() + self.coupling_energy
     }
 
+    /// The committee's columns, after `HEADER`, in rows that have them.
+    pub const DEVIATION_HEADER: [&'static str; 2] = ["FDevMax(eV/A)", "FDevMean(eV/A)"];
+
     pub const HEADER: [&'static str; 9] = [
         "Step",
         "Time(ps)",
@@ -86,6 +93,16 @@ impl ThermoSample {
         "Conserved(eV)",
     ];
 
+    /// The column names of rows like this one (with the committee's when it has them).
+    pub fn header(&self) -> String {
+        let mut line = Self::header_line();
+        if self.force_deviation.is_some() {
+            line += &format!(" {:>14} {:>14}", Self::DEVIATION_HEADER[0], Self::DEVIATION_HEADER[1]);
+        }
+        line
+    }
+
+    /// The column names of a row without a committee's.
     pub fn header_line() -> String {
         format!(
             "{:>10} {:>12} {:>14} {:>18} {:>18} {:>18} {:>14} {:>14} {:>18}",
@@ -102,6 +119,14 @@ impl ThermoSample {
     }
 
     pub fn line(&self) -> String {
+        let mut line = self.line_without_deviation();
+        if let Some(d) = self.force_deviation {
+            line += &format!(" {:>14.6} {:>14.6}", d.max, d.mean);
+        }
+        line
+    }
+
+    fn line_without_deviation(&self) -> String {
         format!(
             "{:>10} {:>12.6} {:>14.6} {:>18.10} {:>18.10} {:>18.10} {:>14.6} {:>14.6} {:>18.10}",
             self.step,

@@ -132,3 +132,61 @@ fn the_limits_refuse_what_is_not_a_positive_quantity_or_off_naming_the_key() {
         assert!(error.contains(expected) && error.contains("system.toml"), "{value}: {error}");
     }
 }
+
+/// The quickstart's 8 waters squeezed into 0.8 of their box: O-H bonds at 0.78 Å and O-O
+/// contacts at 1.9 Å, closer than the model's training data ever came, at every step.
+fn squeezed_water_toml(dir: &Path, steps: u64, run_extra: &str) -> String {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systems/quickstart/water8.extxyz")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = format!("24\nLattice=\"{0} 0 0 0 {0} 0 0 0 {0}\" pbc=\"T T T\" Properties=species:S:1:pos:R:3\n", 6.21 * 0.8);
+    for line in &lines[2..26] {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let r: Vec<f64> = f[1..4].iter().map(|x| x.parse::<f64>().unwrap() * 0.8).collect();
+        out += &format!("{} {} {} {}\n", f[0], r[0], r[1], r[2]);
+    }
+    std::fs::write(dir.join("squeezed.extxyz"), out).unwrap();
+    format!(
+        r#"
+[structure]
+file = "squeezed.extxyz"
+[potential]
+type = "ml"
+model = "{}/potentials/water-schnet"
+[integrator]
+type = "langevin"
+timestep = "0.5 fs"
+temperature = "300 K"
+damping = "0.1 ps"
+seed = 3
+[run]
+steps = {steps}
+max_temperature = "off"
+{run_extra}
+[output]
+thermo = 5
+log = "thermo.log"
+checkpoint = "run.chk"
+"#,
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[test]
+fn a_learned_potential_outside_its_training_data_row_after_row_stops_the_run() {
+    let dir = scratch("guard-outside");
+    let plan = plan_of(&dir, &squeezed_water_toml(&dir, 100, "max_outside_rows = 3"));
+    let error = mdrun::run::run(&plan, &on(Platform::Cpu)).expect_err("three rows outside must stop the run");
+    let RunError::Failed { ref reason, saved_step, .. } = error else { panic!("expected a failed run, got: {error}") };
+    assert!(reason.starts_with("step 15:") && reason.contains("each of the last 3 thermo intervals") && reason.contains("max_outside_rows"), "{reason}");
+    assert_eq!(saved_step, 10);
+    // The default (10 rows) lets 6 such rows through; "off" any number.
+    let plan = plan_of(&dir, &squeezed_water_toml(&dir, 30, ""));
+    mdrun::run::run(&plan, &on(Platform::Cpu)).unwrap_or_else(|e| panic!("{e}"));
+    let plan = plan_of(&dir, &squeezed_water_toml(&dir, 60, "max_outside_rows = \"off\""));
+    mdrun::run::run(&plan, &on(Platform::Cpu)).unwrap_or_else(|e| panic!("{e}"));
+    for (value, expected) in [("max_outside_rows = 0", "at least 1"), ("max_outside_rows = 2.5", "whole count"), ("max_outside_rows = \"of\"", "[run] max_outside_rows")] {
+        std::fs::write(dir.join("system.toml"), squeezed_water_toml(&dir, 30, value)).unwrap();
+        let error = Plan::from_file(&dir.join("system.toml"), None).expect_err(value).to_string();
+        assert!(error.contains(expected), "{value}: {error}");
+    }
+}

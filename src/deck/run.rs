@@ -97,7 +97,7 @@ impl Deck {
                     return Err("pair_style ml: name the element of every atom type with pair_coeff * * El1 El2 ...".into());
                 }
                 // The total charge is the data file's (atom_style charge) or set's charges.
-                PotentialSpec::Ml { model: model.clone(), charge: w.atoms.q.iter().sum() }
+                PotentialSpec::Ml { model: model.clone(), charge: w.atoms.q.iter().sum(), uncertainty: None }
             }
         };
         let integrator = self.integrator(steps)?;
@@ -115,7 +115,7 @@ impl Deck {
             threads: self.options.threads,
             max_force: crate::plan::DEFAULT_MAX_FORCE,
             // LAMMPS runs on whatever the temperature; so does a deck.
-            failure_limits: crate::plan::FailureLimits { max_temperature: Some(f64::INFINITY), max_energy_drift: Some(f64::INFINITY) },
+            failure_limits: crate::plan::FailureLimits { max_temperature: Some(f64::INFINITY), max_energy_drift: Some(f64::INFINITY), max_outside_rows: Some(u64::MAX) },
             platform: self.options.platform,
             thermo_interval: if self.thermo_every > 0 { self.thermo_every } else { steps.max(1) },
             log: PathBuf::from("thermo.log"),

@@ -16,7 +16,7 @@ use std::time::Duration;
 /// its batch when `batch` is given).
 pub(super) fn start(plan: &Plan, system: System, step: u64, reference: Option<crate::neighbor::ListReference>, batch: Option<BatchSlot>) -> Result<Box<dyn Engine>, EngineError> {
     let potential = match (&plan.potential, batch) {
-        (PotentialSpec::Ml { model, charge }, Some(batch)) => {
+        (PotentialSpec::Ml { model, charge, .. }, Some(batch)) => {
             let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
             let ml = crate::potential::mcgm::MlPotential::load(model, &names).and_then(|p| p.for_system(&system.cell, *charge)).map_err(EngineError::Potential)?;
             Box::new(ml.in_batch(batch))
@@ -56,6 +56,10 @@ impl Engine for Simulation {
 
     fn take_outside_data_summary(&mut self) -> Vec<String> {
         self.potential.take_outside_data_summary().into_iter().collect()
+    }
+
+    fn outside_data_streak(&mut self) -> u64 {
+        self.potential.outside_data_streak()
     }
 
     fn integrator(&self) -> &Integrator {

@@ -46,6 +46,10 @@ impl Engine for GpuSimulation {
         GpuSimulation::take_outside_data_summary(self, None)
     }
 
+    fn outside_data_streak(&mut self) -> u64 {
+        GpuSimulation::outside_data_streak(self, 0)
+    }
+
     fn integrator(&self) -> &Integrator {
         &self.integrator
     }

@@ -209,6 +209,10 @@ pub trait Engine: Send {
     fn take_outside_data_summary(&mut self) -> Vec<String> {
         Vec::new()
     }
+    /// Thermo rows in a row, up to the last summary, whose interval had such pairs.
+    fn outside_data_streak(&mut self) -> u64 {
+        0
+    }
     fn integrator(&self) -> &Integrator;
     /// Steps the GPU may run between two looks at its status (the CPU looks every step).
     fn is_gpu(&self) -> bool;

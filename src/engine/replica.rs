@@ -66,6 +66,11 @@ impl Engine for GpuReplica {
         self.slot.batch.with(|sim| sim.take_outside_data_summary(Some(k)))
     }
 
+    fn outside_data_streak(&mut self) -> u64 {
+        let k = self.slot.slot;
+        self.slot.batch.with(|sim| crate::gpu::GpuSimulation::outside_data_streak(sim, k))
+    }
+
     fn integrator(&self) -> &Integrator {
         &self.integrator
     }

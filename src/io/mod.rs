@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod dcd;
+pub mod extxyz;
 pub mod guard;
 pub mod resume;
 pub mod structure;

@@ -14,8 +14,9 @@ pub struct ThermoLog {
 }
 
 impl ThermoLog {
-    /// Creates the log (or appends to it, for a restarted run) and writes the header.
-    pub fn open(path: &Path, append: bool, preamble: &[String]) -> std::io::Result<ThermoLog> {
+    /// Creates the log (or appends to it, for a restarted run) and writes the header (the
+    /// column names of rows like `first`).
+    pub fn open(path: &Path, append: bool, preamble: &[String], first: &ThermoSample) -> std::io::Result<ThermoLog> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
@@ -33,7 +34,7 @@ impl ThermoLog {
             writeln!(log.out, "# {line}")?;
         }
         if !(append && existed) {
-            writeln!(log.out, "{}", ThermoSample::header_line())?;
+            writeln!(log.out, "{}", first.header())?;
         }
         log.out.flush()?;
         Ok(log)

@@ -89,6 +89,11 @@ pub struct TrainSettings {
     /// cpu (default) or gpu (wgpu: Vulkan, Metal, DX12).
     #[arg(long)]
     pub device: Option<String>,
+    /// Train a committee of N models (seeds seed, seed+1, ...; the same data and split) into
+    /// --out/member-1 ... member-N with committee.json: MD with it reports how far the members'
+    /// forces disagree.
+    #[arg(long, value_name = "N")]
+    pub committee: Option<usize>,
 }
 
 impl TrainSettings {
@@ -121,6 +126,7 @@ impl TrainSettings {
             seed: self.seed.or(file.seed),
             f64: self.f64 || file.f64,
             device: self.device.or(file.device),
+            committee: self.committee.or(file.committee),
         }
     }
 }
@@ -187,7 +193,7 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
         .filter_map(|(k, p)| Some((k.to_string(), p?.clone())))
         .collect();
     crate::outputs::check(&[crate::outputs::Output::folder("--out", &out)], &inputs).map_err(|e| anyhow::anyhow!(e))?;
-    for (name, value) in [("--batch-size", settings.batch_size), ("--epochs", settings.epochs)] {
+    for (name, value) in [("--batch-size", settings.batch_size), ("--epochs", settings.epochs), ("--committee", settings.committee)] {
         if value == Some(0) {
             bail!("{name} 0: expected a positive count");
         }
@@ -309,6 +315,34 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
         config.mcgm.as_ref().map_or("off".to_string(), |m| m.describe()),
         config.long_range.as_ref().map_or("off".to_string(), |l| l.describe())
     );
+    let provenance = serde_json::json!({
+        "mdrun_version": env!("CARGO_PKG_VERSION"),
+        "train_data": train_path.display().to_string(),
+        "valid_data": settings.valid.as_ref().map(|v| v.display().to_string()),
+        "settings_file": base.map(|b| b.display().to_string()),
+        "n_train": train_set.len(),
+        "n_valid": valid_set.len(),
+    });
+    let members = settings.committee.unwrap_or(1);
+    if members == 1 {
+        return train_member(config, &train_set, &valid_set, &options, &out, provenance);
+    }
+    let mut names = Vec::with_capacity(members);
+    for k in 0..members {
+        let name = format!("member-{}", k + 1);
+        let seed = options.seed.wrapping_add(k as u64);
+        println!("committee member {} of {members} (seed {seed}) -> {}", k + 1, out.join(&name).display());
+        let member_options = TrainOptions { seed, ..options.clone() };
+        train_member(config.clone(), &train_set, &valid_set, &member_options, &out.join(&name), provenance.clone())?;
+        names.push(name);
+    }
+    file::save_committee(&out, &names, provenance)?;
+    println!("wrote the committee of {members} models: {}", out.join(file::COMMITTEE_CARD).display());
+    Ok(())
+}
+
+/// Trains one model and writes it to `out` with its card (`provenance` plus how it trained).
+fn train_member(config: ModelConfig, train_set: &[Structure], valid_set: &[Structure], options: &TrainOptions, out: &Path, provenance: serde_json::Value) -> anyhow::Result<()> {
     println!(
         "{:>6} {:>12} {:>12} {:>16} {:>14} {:>10} {:>8}",
         "epoch", "train loss", "valid loss", "E MAE meV/atom", "F MAE meV/Å", "lr", "s"
@@ -328,20 +362,15 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
     };
     // A signal stops the training after the current epoch; the best model so far is written.
     crate::signals::install();
-    let trained = train(config, &train_set, &valid_set, &options, report)
+    let trained = train(config, train_set, valid_set, options, report)
         .map_err(|e| anyhow::anyhow!("training failed: {e}"))?;
     let ctx = Ctx::cpu(true);
     let model = reload(&trained.model, &ctx)?;
     let (predictions, _) =
         predict_all(&model, &valid_set, 32, &ctx).map_err(|e| anyhow::anyhow!(e))?;
     let by_kind = metrics_by_kind(&valid_set, &predictions);
-    let training = serde_json::json!({
-        "mdrun_version": env!("CARGO_PKG_VERSION"),
-        "train_data": train_path.display().to_string(),
-        "valid_data": settings.valid.as_ref().map(|v| v.display().to_string()),
-        "settings_file": base.map(|b| b.display().to_string()),
-        "n_train": train_set.len(),
-        "n_valid": valid_set.len(),
+    let mut training = provenance;
+    training.as_object_mut().expect("an object").extend(serde_json::json!({
         "options": options,
         "epochs_run": trained.history.len(),
         "best_epoch": trained.best_epoch,
@@ -349,8 +378,8 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
         "structures_per_second": trained.structures_per_second,
         "valid_metrics": by_kind,
         "history": trained.history,
-    });
-    file::save(&model, &out, training)?;
+    }).as_object().expect("an object").clone());
+    file::save(&model, out, training)?;
     print_metrics(&by_kind);
     println!(
         "best epoch {} of {}; {:.1} structures/s; wrote {} and {}",

@@ -46,8 +46,59 @@ pub enum ModelFileError {
     },
 }
 
-/// The (card, weights) paths for a folder or either file.
+/// The card of a committee folder (`mdrun train --committee N`): its members are model folders
+/// inside it, trained on the same data from different seeds. Wherever one model is expected,
+/// the committee folder stands for its first member.
+pub const COMMITTEE_FORMAT: &str = "mdrun-committee";
+pub const COMMITTEE_CARD: &str = "committee.json";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CommitteeCard {
+    pub format: String,
+    /// Member folders, relative to the committee folder; the first drives the dynamics.
+    pub members: Vec<String>,
+    #[serde(default)]
+    pub training: serde_json::Value,
+}
+
+/// The member folders of the committee at `path` (a folder with committee.json), or None for a
+/// single model.
+pub fn committee_members(path: &Path) -> Result<Option<Vec<PathBuf>>, ModelFileError> {
+    let card_path = path.join(COMMITTEE_CARD);
+    if !path.is_dir() || !card_path.is_file() {
+        return Ok(None);
+    }
+    let invalid = |message: String| ModelFileError::Invalid { path: card_path.clone(), message };
+    let text = std::fs::read_to_string(&card_path).map_err(|source| ModelFileError::Io { path: card_path.clone(), source })?;
+    let card: CommitteeCard = serde_json::from_str(&text).map_err(|e| invalid(format!("not a committee card: {e}")))?;
+    if card.format != COMMITTEE_FORMAT {
+        return Err(invalid(format!("format '{}' is not an mdrun committee ('{COMMITTEE_FORMAT}')", card.format)));
+    }
+    if card.members.is_empty() {
+        return Err(invalid("members is empty: a committee needs at least one model".into()));
+    }
+    // Members live inside the folder: a card cannot send mdrun elsewhere.
+    if let Some(bad) = card.members.iter().find(|m| m.is_empty() || Path::new(m).components().any(|c| !matches!(c, std::path::Component::Normal(_)))) {
+        return Err(invalid(format!("member '{bad}': expected a folder name inside {}", path.display())));
+    }
+    Ok(Some(card.members.iter().map(|m| path.join(m)).collect()))
+}
+
+/// Writes `dir/committee.json` naming `members` (folders inside `dir`, already written).
+pub fn save_committee(dir: &Path, members: &[String], training: serde_json::Value) -> Result<(), ModelFileError> {
+    let card = CommitteeCard { format: COMMITTEE_FORMAT.into(), members: members.to_vec(), training };
+    let path = dir.join(COMMITTEE_CARD);
+    crate::io::checkpoint::write_atomically(&path, &serde_json::to_vec_pretty(&card).expect("card serialises")).map_err(|source| ModelFileError::Io { path, source })
+}
+
+/// The (card, weights) paths for a folder or either file; a committee folder's are its first
+/// member's.
 pub fn paths(path: &Path) -> (PathBuf, PathBuf) {
+    if let Ok(Some(members)) = committee_members(path)
+        && !path.join("model.json").exists()
+    {
+        return paths(&members[0]);
+    }
     let dir = if path.is_dir() {
         path.to_path_buf()
     } else {
@@ -201,6 +252,8 @@ fn check_card(card: &ModelCard) -> Result<(), String> {
 
 /// Reads a model from its folder or either of its files.
 pub fn load(path: &Path, ctx: &Ctx) -> Result<(Model, ModelCard), ModelFileError> {
+    // A committee folder stands for its first member; a broken committee card is named.
+    committee_members(path)?;
     let (card_path, weights_path) = paths(path);
     let invalid = |p: &Path, message: String| ModelFileError::Invalid {
         path: p.to_path_buf(),

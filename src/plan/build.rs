@@ -232,6 +232,38 @@ pub(super) fn set_velocities(
     Ok(drawn)
 }
 
+/// `[potential] uncertainty` of a model with `members` committee members: the defaults for a
+/// committee, nothing for one model (which has no deviation to judge).
+fn build_uncertainty(at: &Locator, raw: Option<&Spanned<RawUncertainty>>, members: usize, input_dir: &Path) -> Result<Option<Uncertainty>, PlanError> {
+    const KEY: &str = "[potential] uncertainty";
+    let Some(raw) = raw else {
+        return Ok((members > 1).then_some(Uncertainty { warn: Uncertainty::DEFAULT_WARN, save: None, stop: Uncertainty::DEFAULT_STOP }));
+    };
+    if members < 2 {
+        return Err(at.error(&raw.span(), KEY, "needs a committee (a model folder from mdrun train --committee N): one model has no force deviation"));
+    }
+    let u = raw.get_ref();
+    let threshold = |q: Option<&Q>, key: &str, default: f64| q.map_or(Ok(default), |q| at.positive_or_off(q, &format!("{KEY}.{key}"), Dimension::Force));
+    let warn = threshold(u.warn.as_ref(), "warn", Uncertainty::DEFAULT_WARN)?;
+    let stop = threshold(u.stop.as_ref(), "stop", Uncertainty::DEFAULT_STOP)?;
+    let save = match (&u.save, &u.frames) {
+        (_, None) => {
+            if let Some(q) = &u.save {
+                return Err(at.error(&q.span(), &format!("{KEY}.save"), "needs frames = \"file.extxyz\": where the frames above it go"));
+            }
+            None
+        }
+        (q, Some(frames)) => {
+            let level = threshold(q.as_ref(), "save", warn)?;
+            if !level.is_finite() || level >= stop {
+                return Err(at.error(&frames.span(), &format!("{KEY}.save"), format!("the frames above {level} eV/Å are saved, but the run stops above {stop} eV/Å: expected save below stop")));
+            }
+            Some((level, input_dir.join(frames.get_ref())))
+        }
+    };
+    Ok(Some(Uncertainty { warn, save, stop }))
+}
+
 pub(super) fn build_potential(
     at: &Locator,
     raw: &Spanned<RawPotential>,
@@ -267,7 +299,8 @@ pub(super) fn build_potential(
             None => potential,
         };
         potential.check_cell(&system.cell).map_err(|e| at.error(&model.span(), "[potential] model", e))?;
-        return Ok(PotentialSpec::Ml { model: path, charge: total });
+        let uncertainty = build_uncertainty(at, p.uncertainty.as_ref(), potential.committee_size(), input_dir)?;
+        return Ok(PotentialSpec::Ml { model: path, charge: total, uncertainty });
     }
     if let Some(q) = charge {
         return Err(at.error(&q.span(), "[structure] charge", "only a long-range model (type = \"ml\") uses the total charge"));

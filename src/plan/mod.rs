@@ -110,7 +110,26 @@ pub enum PotentialSpec {
     /// A trained model file (`mdrun train`): `[potential] type = "ml"` (or "mcgm").
     /// A trained model; `charge` is the system's total charge (e), which a long-range model's
     /// learned charges sum to.
-    Ml { model: PathBuf, charge: f64 },
+    Ml { model: PathBuf, charge: f64, uncertainty: Option<Uncertainty> },
+}
+
+/// What a run does with a committee's force deviation (`[potential] uncertainty`), eV/Å.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Uncertainty {
+    /// Above it, a warning after the thermo row (infinite: off).
+    pub warn: f64,
+    /// Above it (and at most `stop`), the thermo row's frame goes to `frames` (extended XYZ):
+    /// the candidates for labelling.
+    pub save: Option<(f64, PathBuf)>,
+    /// Above it the run has failed: it stops with the last good state saved (infinite: off).
+    pub stop: f64,
+}
+
+impl Uncertainty {
+    /// eV/Å: the defaults (DP-GEN's trust levels for water are 0.15-0.35 eV/Å; a committee a
+    /// full eV/Å apart is describing nothing).
+    pub const DEFAULT_WARN: f64 = 0.2;
+    pub const DEFAULT_STOP: f64 = 1.0;
 }
 
 /// `[run] max_temperature` and `[run] max_energy_drift` as the plan gives them: None takes
@@ -121,6 +140,8 @@ pub struct FailureLimits {
     pub max_temperature: Option<f64>,
     /// eV per atom, of the integrator's conserved energy since the run's first step.
     pub max_energy_drift: Option<f64>,
+    /// Thermo rows in a row whose interval had pairs outside a learned model's training data.
+    pub max_outside_rows: Option<u64>,
 }
 
 /// A problem with the input, located as precisely as the input allows.
@@ -252,6 +273,7 @@ impl Plan {
         let failure_limits = FailureLimits {
             max_temperature: run.max_temperature.as_ref().map(|q| at.positive_or_off(q, "[run] max_temperature", Dimension::Temperature)).transpose()?,
             max_energy_drift: run.max_energy_drift.as_ref().map(|q| at.positive_or_off(q, "[run] max_energy_drift", Dimension::Energy)).transpose()?,
+            max_outside_rows: run.max_outside_rows.as_ref().map(|q| at.count_or_off(q, "[run] max_outside_rows")).transpose()?,
         };
         let platform = match &run.platform {
             None => Platform::Auto,
@@ -408,7 +430,18 @@ impl Plan {
         if let Some(a) = &self.analysis {
             out.push(Output::folder("[analysis] out", &a.out));
         }
+        if let Some((_, frames)) = self.uncertainty().and_then(|u| u.save.as_ref()) {
+            out.push(Output::file("[potential] uncertainty.frames", frames));
+        }
         out
+    }
+
+    /// A committee's thresholds, when the potential is one.
+    pub fn uncertainty(&self) -> Option<&Uncertainty> {
+        match &self.potential {
+            PotentialSpec::Ml { uncertainty, .. } => uncertainty.as_ref(),
+            PotentialSpec::Pair(_) => None,
+        }
     }
 
     /// Replica k of a `[run] replicas` run: its own structure with `replica_frames`, velocities
@@ -438,6 +471,9 @@ impl Plan {
         if let Some(a) = &mut plan.analysis {
             a.out = moved(&a.out);
         }
+        if let PotentialSpec::Ml { uncertainty: Some(Uncertainty { save: Some((_, frames)), .. }), .. } = &mut plan.potential {
+            *frames = moved(frames);
+        }
         plan
     }
 }
@@ -447,7 +483,14 @@ fn input_files(source: &Path, structure: Option<PathBuf>, potential: &PotentialS
     let mut inputs = vec![("input file".to_string(), source.to_path_buf())];
     inputs.extend(structure.map(|p| ("structure file".to_string(), p)));
     if let PotentialSpec::Ml { model, .. } = potential {
-        if model.is_dir() {
+        if let Ok(Some(members)) = crate::ml::file::committee_members(model) {
+            inputs.push(("model".to_string(), model.join(crate::ml::file::COMMITTEE_CARD)));
+            for member in members {
+                for name in ["model.json", "model.safetensors"] {
+                    inputs.push(("model".to_string(), member.join(name)));
+                }
+            }
+        } else if model.is_dir() {
             for name in ["model.json", "model.safetensors"] {
                 inputs.push(("model".to_string(), model.join(name)));
             }
@@ -474,7 +517,7 @@ impl PotentialSpec {
     pub fn instantiate(&self, system: &crate::system::System) -> Result<Box<dyn crate::potential::Potential>, String> {
         Ok(match self {
             PotentialSpec::Pair(pair) => pair.instantiate(),
-            PotentialSpec::Ml { model, charge } => {
+            PotentialSpec::Ml { model, charge, .. } => {
                 let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
                 Box::new(crate::potential::mcgm::MlPotential::load(model, &names)?.for_system(&system.cell, *charge)?)
             }

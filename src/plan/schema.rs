@@ -114,6 +114,19 @@ pub(super) struct RawPotential {
     #[serde(default)]
     pub(super) pair: Vec<Spanned<BTreeMap<String, Spanned<PairField>>>>,
     pub(super) model: Option<Spanned<String>>,
+    /// A committee's thresholds on its force deviation.
+    pub(super) uncertainty: Option<Spanned<RawUncertainty>>,
+}
+
+/// `[potential] uncertainty = { warn = "0.2 eV/A", save = "0.3 eV/A", stop = "1 eV/A",
+/// frames = "uncertain.extxyz" }`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUncertainty {
+    pub(super) warn: Option<Q>,
+    pub(super) save: Option<Q>,
+    pub(super) stop: Option<Q>,
+    pub(super) frames: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -173,6 +186,8 @@ pub(super) struct RawRun {
     pub(super) max_temperature: Option<Q>,
     /// eV per atom, or "off".
     pub(super) max_energy_drift: Option<Q>,
+    /// Thermo rows in a row with atoms outside a learned model's training data, or "off".
+    pub(super) max_outside_rows: Option<Q>,
     pub(super) platform: Option<Spanned<String>>,
     pub(super) replicas: Option<Spanned<i64>>,
 }
@@ -258,6 +273,15 @@ impl Locator<'_> {
         match q.get_ref() {
             QValue::Text(s) if s.trim() == "off" => Ok(f64::INFINITY),
             _ => self.positive(q, key, dim).map_err(|e| PlanError { message: format!("{} (or \"off\")", e.message), ..e }),
+        }
+    }
+
+    /// A whole count of at least 1, or "off" (u64::MAX).
+    pub(crate) fn count_or_off(&self, q: &Q, key: &str) -> Result<u64, PlanError> {
+        match q.get_ref() {
+            QValue::Text(s) if s.trim() == "off" => Ok(u64::MAX),
+            QValue::Number(x) if x.fract() == 0.0 && *x >= 1.0 && *x <= 1e15 => Ok(*x as u64),
+            _ => Err(self.error(&q.span(), key, "expected a whole count of at least 1, or \"off\"")),
         }
     }
 

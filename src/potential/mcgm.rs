@@ -5,6 +5,7 @@
 //! is rebuilt as atoms move; the MCGM hierarchy is rebuilt at every evaluation.
 
 use super::batch::BatchSlot;
+use super::committee::ForceDeviation;
 use super::{ForceOutput, Potential, Want};
 use crate::ml::file;
 use crate::ml::graph::{Batch, GraphTensors};
@@ -33,6 +34,10 @@ pub struct MlPotential {
     batch: Option<BatchSlot>,
     /// The system's total charge, e (a long-range model's charges sum to it).
     total_charge: f64,
+    /// A committee's members after the first (which is `model` and `fast`): evaluated on the
+    /// same graph at the steps that compute the energy.
+    committee: Vec<Inference>,
+    deviation: Option<ForceDeviation>,
 }
 
 /// The distances the model was trained on, and the warnings about pairs closer than that.
@@ -47,12 +52,14 @@ pub struct TrainingRange {
     /// and the first such pair.
     pending: u64,
     example: Option<String>,
+    /// Summaries in a row (up to the last) that had evaluations outside.
+    pub streak: u64,
 }
 
 impl TrainingRange {
     /// No limits (models without recorded distances, tests).
     pub fn unlimited(species: usize) -> TrainingRange {
-        TrainingRange { unseen_below: vec![vec![(0.0, String::new()); species]; species], reported: false, pending: 0, example: None }
+        TrainingRange { unseen_below: vec![vec![(0.0, String::new()); species]; species], reported: false, pending: 0, example: None, streak: 0 }
     }
 
     fn of(model: &Model) -> TrainingRange {
@@ -73,7 +80,7 @@ impl TrainingRange {
                     .collect()
             })
             .collect();
-        TrainingRange { unseen_below, reported: false, pending: 0, example: None }
+        TrainingRange { unseen_below, reported: false, pending: 0, example: None, streak: 0 }
     }
 
     /// Whether the next pairs outside are worth naming (the first report, or the example of
@@ -122,8 +129,10 @@ impl TrainingRange {
     /// the singular and the plural), or None if there were none.
     pub fn take_summary(&mut self, (one, many): (&str, &str)) -> Option<String> {
         if self.pending == 0 {
+            self.streak = 0;
             return None;
         }
+        self.streak += 1;
         let example = self.example.take().map(|e| format!(", e.g. {e}")).unwrap_or_default();
         let line = format!("warning: outside the model's training data in {} {} since the last thermo row{example}", self.pending, if self.pending == 1 { one } else { many });
         self.pending = 0;
@@ -200,7 +209,48 @@ impl MlPotential {
             )]
         };
         let range = TrainingRange::of(&model);
-        Ok(MlPotential { model, ctx, fast, graph_time: Default::default(), species_map, description, cautions, range, batch: None, total_charge: 0.0 })
+        let committee = Self::other_members(path, &model, fast.is_some())?;
+        let description = match committee.len() {
+            0 => description,
+            k => format!("committee of {} x {description} (the first drives the dynamics)", k + 1),
+        };
+        Ok(MlPotential { model, ctx, fast, graph_time: Default::default(), species_map, description, cautions, range, batch: None, total_charge: 0.0, committee, deviation: None })
+    }
+
+    /// The compiled members of the committee at `path` after the first (`first`), or none for
+    /// a single model. They must share the first's species and cutoff (one graph for all).
+    fn other_members(path: &Path, first: &Model, first_compiles: bool) -> Result<Vec<Inference>, String> {
+        let Some(members) = file::committee_members(path).map_err(|e| e.to_string())? else {
+            return Ok(Vec::new());
+        };
+        if members.len() > 1 && !first_compiles {
+            return Err(format!("committee {}: its members must compile to the f32 fast path (feature count a multiple of 8)", path.display()));
+        }
+        let ctx = Ctx::cpu_inference(true);
+        members[1..]
+            .iter()
+            .map(|member| {
+                let (model, _) = file::load(member, &ctx).map_err(|e| e.to_string())?;
+                let (a, b) = (&model.config, &first.config);
+                if a.species != b.species || a.cutoff != b.cutoff {
+                    return Err(format!(
+                        "committee {}: member {} has species {:?} and cutoff {} Å, the first {:?} and {} Å; the members must share both (they see one graph)",
+                        path.display(),
+                        member.display(),
+                        a.species,
+                        a.cutoff,
+                        b.species,
+                        b.cutoff
+                    ));
+                }
+                Inference::new(&model).map_err(|e| format!("committee member {}: {e}", member.display()))
+            })
+            .collect()
+    }
+
+    /// Committee members beyond the one that drives the dynamics.
+    pub fn committee_size(&self) -> usize {
+        self.committee.len() + 1
     }
 
     /// The potential for a system in `cell` of total charge `charge` (e): both checks below.
@@ -243,6 +293,9 @@ impl MlPotential {
 
     /// The model for the GPU platform (or a replica batch); Err says why it cannot run there.
     pub fn into_gpu(self) -> Result<GpuModel, String> {
+        if !self.committee.is_empty() {
+            return Err(format!("a committee of {} models runs on the CPU (the GPU kernels evaluate one model)", self.committee_size()));
+        }
         if let Some(part) = self.model.config.cpu_only_part() {
             return Err(format!("the GPU kernels do not evaluate {part} yet: run this model on the CPU (--platform cpu)"));
         }
@@ -328,6 +381,14 @@ impl MlPotential {
     }
 }
 
+/// The fast path's forces, energy and virial of one structure into `out`.
+fn copy_output(result: &Output, out: &mut ForceOutput) {
+    out.forces.copy_from_slice(&result.forces);
+    out.energy = result.energy[0];
+    let w = result.virial[0];
+    out.virial = [[w[0], w[1], w[2]], [w[3], w[4], w[5]], [w[6], w[7], w[8]]];
+}
+
 impl Drop for MlPotential {
     fn drop(&mut self) {
         if let Some(b) = &self.batch {
@@ -339,6 +400,14 @@ impl Drop for MlPotential {
 impl Potential for MlPotential {
     fn take_outside_data_summary(&mut self) -> Option<String> {
         self.range.take_summary(("force evaluation", "force evaluations"))
+    }
+
+    fn outside_data_streak(&self) -> u64 {
+        self.range.streak
+    }
+
+    fn force_deviation(&self) -> Option<ForceDeviation> {
+        self.deviation
     }
 
     fn name(&self) -> String {
@@ -359,17 +428,21 @@ impl Potential for MlPotential {
         let species = system.types.iter().map(|&t| self.species_map[t as usize]).collect();
         let graph = Graph::from_neighbor_list(list, &system.positions, species, self.model.config.cutoff, &system.cell, self.total_charge);
         self.warn_outside_training(&graph);
-        if self.batch.is_some() || self.fast.is_some() {
+        self.deviation = None;
+        if let Some(b) = &self.batch {
             self.graph_time += t.elapsed();
-            let result = match (&self.batch, &mut self.fast) {
-                (Some(b), _) => b.shared.evaluate(b.slot, graph),
-                (None, Some(fast)) => fast.evaluate(&graph).unwrap_or_else(|_| Output::not_a_number(&graph)),
-                (None, None) => unreachable!(),
-            };
-            out.forces.copy_from_slice(&result.forces);
-            out.energy = result.energy[0];
-            let w = result.virial[0];
-            out.virial = [[w[0], w[1], w[2]], [w[3], w[4], w[5]], [w[6], w[7], w[8]]];
+            copy_output(&b.shared.evaluate(b.slot, graph), out);
+            return;
+        }
+        if let Some(fast) = &mut self.fast {
+            self.graph_time += t.elapsed();
+            copy_output(&fast.evaluate(&graph).unwrap_or_else(|_| Output::not_a_number(&graph)), out);
+            if want.energy && !self.committee.is_empty() {
+                let others: Vec<Vec<[f64; 3]>> = self.committee.iter_mut().map(|m| m.evaluate(&graph).map(|o| o.forces).unwrap_or_else(|_| vec![[f64::NAN; 3]; graph.n_atoms()])).collect();
+                let mut members: Vec<&[[f64; 3]]> = vec![&out.forces];
+                members.extend(others.iter().map(|f| f.as_slice()));
+                self.deviation = Some(ForceDeviation::of(&members));
+            }
             return;
         }
         // The burn reference takes the same pairs as a batch.

@@ -28,6 +28,7 @@
 //! ```
 
 pub mod batch;
+pub mod committee;
 pub mod lj;
 pub mod mcgm;
 pub mod morse;
@@ -103,6 +104,16 @@ pub trait Potential: Send {
     /// A learned potential: one line summing up the evaluations since the last call that had
     /// pairs closer than its training data (printed after each thermo row).
     fn take_outside_data_summary(&mut self) -> Option<String> {
+        None
+    }
+    /// Thermo rows in a row (up to the last summary) whose interval had pairs outside the
+    /// training data.
+    fn outside_data_streak(&self) -> u64 {
+        0
+    }
+    /// A committee of learned models: how far its members' forces disagreed at the last
+    /// evaluation that computed the energy (None otherwise, and for any other potential).
+    fn force_deviation(&self) -> Option<committee::ForceDeviation> {
         None
     }
 }

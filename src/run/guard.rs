@@ -1,8 +1,10 @@
 //! Stops a run that has clearly failed instead of stepping on through garbage: a temperature
 //! far above anything the run started at or asked for (a blown-up learned potential heats to
-//! 1e5 K and, without this, runs on for hours), or a conserved energy that is no longer
-//! conserved. Checked at every thermo step; the state of the last check that passed is kept in
-//! memory and saved when a later one fails.
+//! 1e5 K and, without this, runs on for hours), a conserved energy that is no longer
+//! conserved, a learned potential outside its training data for many thermo rows in a row, or
+//! a committee whose members disagree past `[potential] uncertainty.stop`. Checked at every
+//! thermo step; the state of the last check that passed is kept in memory and saved when a
+//! later one fails.
 
 use super::RunError;
 use super::observers::ThermoSchedule;
@@ -23,6 +25,9 @@ const TEMPERATURE_FACTOR: f64 = 10.0;
 /// Default `[run] max_energy_drift`: this many k_B T per atom at the reference temperature
 /// (0.26 eV per atom at 300 K: far beyond any usable drift, well before a blow-up's).
 const DRIFT_KT_PER_ATOM: f64 = 10.0;
+/// Default `[run] max_outside_rows`: a learned potential may leave its training data now and
+/// then (a close collision), but not for this many thermo intervals in a row.
+pub const DEFAULT_MAX_OUTSIDE_ROWS: u64 = 10;
 
 /// The checks of one run, with the last state that passed them.
 pub(super) struct Guard {
@@ -35,6 +40,10 @@ pub(super) struct Guard {
     max_drift: Option<f64>,
     drift_origin: String,
     conserved_name: &'static str,
+    /// Thermo rows in a row outside the training data (u64::MAX: off).
+    max_outside_rows: u64,
+    /// eV/Å: a committee's force deviation above this fails the run (infinite or None: off).
+    max_deviation: Option<f64>,
     start_energy: f64,
     n_atoms: usize,
     threads: usize,
@@ -48,7 +57,7 @@ impl Guard {
     /// The checks, at the thermo rows, of a run that starts at `first` with `integrator`;
     /// `start` is its state.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(limits: FailureLimits, integrator: &Integrator, first: &ThermoSample, n_atoms: usize, schedule: ThermoSchedule, start: Checkpoint, threads: usize, save_to: PathBuf) -> Guard {
+    pub fn new(limits: FailureLimits, max_deviation: Option<f64>, integrator: &Integrator, first: &ThermoSample, n_atoms: usize, schedule: ThermoSchedule, start: Checkpoint, threads: usize, save_to: PathBuf) -> Guard {
         let target = integrator.highest_target_temperature();
         let (reference, why) = match target {
             Some(t) if t >= first.temperature && t >= FLOOR_TEMPERATURE => (t, format!("the thermostat's highest target, {t} K")),
@@ -77,6 +86,8 @@ impl Guard {
             max_drift,
             drift_origin,
             conserved_name: integrator.conserved_name(),
+            max_outside_rows: limits.max_outside_rows.unwrap_or(DEFAULT_MAX_OUTSIDE_ROWS),
+            max_deviation: max_deviation.filter(|d| d.is_finite()),
             start_energy: first.conserved_energy(),
             n_atoms: n_atoms.max(1),
             threads,
@@ -86,8 +97,23 @@ impl Guard {
         }
     }
 
-    /// Why `sample` shows a failed run; None if it passes.
-    fn failure(&self, sample: &ThermoSample) -> Option<String> {
+    /// Why `sample` shows a failed run (with `outside_rows` thermo rows in a row outside the
+    /// training data); None if it passes.
+    fn failure(&self, sample: &ThermoSample, outside_rows: u64) -> Option<String> {
+        if outside_rows >= self.max_outside_rows {
+            return Some(format!(
+                "step {}: the learned potential has had pairs closer than its training data in each of the last {outside_rows} thermo intervals ([run] max_outside_rows = {}): its forces there are extrapolation; train on such configurations (mdrun learn) or set [run] max_outside_rows = \"off\" to run on regardless",
+                sample.step, self.max_outside_rows
+            ));
+        }
+        if let (Some(limit), Some(d)) = (self.max_deviation, sample.force_deviation)
+            && !(d.max <= limit)
+        {
+            return Some(format!(
+                "step {}: the committee's force deviation is {:.4} eV/Å on atom {}, above [potential] uncertainty.stop = {limit} eV/Å: the members disagree, so none of them can be trusted here; label such frames and retrain (mdrun learn), or set stop = \"off\"",
+                sample.step, d.max, d.atom + 1
+            ));
+        }
         let t = sample.temperature;
         if !(t <= self.max_temperature) {
             return Some(format!(
@@ -108,7 +134,7 @@ impl Guard {
 
 impl Observer<RunError> for Guard {
     fn next_step(&self, now: u64) -> Option<u64> {
-        (self.max_temperature.is_finite() || self.max_drift.is_some()).then(|| self.schedule.next(now))
+        (self.max_temperature.is_finite() || self.max_drift.is_some() || self.max_outside_rows < u64::MAX || self.max_deviation.is_some()).then(|| self.schedule.next(now))
     }
 
     fn needs_energy(&self, step: u64) -> bool {
@@ -120,7 +146,7 @@ impl Observer<RunError> for Guard {
             return Ok(());
         }
         let sample = engine.thermo();
-        match self.failure(&sample) {
+        match self.failure(&sample, engine.outside_data_streak()) {
             None => {
                 self.last_good = engine.checkpoint(self.threads)?;
                 self.last_good_temperature = sample.temperature;

@@ -12,8 +12,7 @@ use crate::engine::{Engine, EngineError, NO_TIMESTAMPS};
 use observers::{Analysis, Checkpoints, Progress, ThermoSchedule, ThermoTable, Trajectories, send_frame};
 use crate::simulation::SimulationError;
 use crate::system::System;
-use crate::summary::{RunSummary, energy_drift};
-use crate::thermo::ThermoSample;
+use crate::summary::{CommitteeSummary, RunSummary, energy_drift};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -325,7 +324,8 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
             }
         }
     }
-    let log = ThermoLog::open(&plan.log, restarting, &preamble).map_err(log_error)?;
+    let first = sim.thermo();
+    let log = ThermoLog::open(&plan.log, restarting, &preamble, &first).map_err(log_error)?;
     let names: Vec<String> = (0..n_atoms)
         .map(|i| system.species_name(i).to_string())
         .collect();
@@ -347,9 +347,15 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     let t_out = Instant::now();
     let progress = Progress::new(sim.step(), last_step, plan.timestep, options.quiet);
     let schedule = ThermoSchedule { interval: plan.thermo_interval, last_step };
-    let mut thermo = ThermoTable { schedule, log, log_path: plan.log.clone(), samples: Vec::new(), progress: &progress, quiet: options.quiet };
-    let first = sim.thermo();
-    say(&ThermoSample::header_line());
+    let warn_deviation = plan.uncertainty().map_or(f64::INFINITY, |u| u.warn);
+    let mut thermo = ThermoTable { schedule, log, log_path: plan.log.clone(), samples: Vec::new(), progress: &progress, quiet: options.quiet, warn_deviation, rows_above_warning: 0 };
+    let mut uncertain_frames = match plan.uncertainty().and_then(|u| u.save.as_ref()) {
+        Some((level, path)) => Some(
+            observers::UncertainFrames::open(schedule, *level, path, restarting).map_err(|e| TrajectoryError { path: path.clone(), message: e.to_string() })?,
+        ),
+        None => None,
+    };
+    say(&first.header());
     say(&first.line());
     if !restarting {
         thermo.log.write(&first).map_err(log_error)?;
@@ -366,6 +372,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     let start_state = sim.checkpoint(threads)?;
     let mut guard = guard::Guard::new(
         plan.failure_limits,
+        plan.uncertainty().map(|u| u.stop),
         sim.integrator(),
         &first,
         n_atoms,
@@ -381,6 +388,10 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     let driven = {
         // The guard looks after the thermo table has printed the row that fails it.
         let mut observers: Vec<&mut dyn Observer<RunError>> = vec![&mut thermo, &mut guard, &mut trajectories];
+        // After the guard: a frame past the committee's stop level is not a candidate.
+        if let Some(f) = uncertain_frames.as_mut() {
+            observers.push(f);
+        }
         if let Some(a) = analysis.as_mut() {
             observers.push(a);
         }
@@ -435,6 +446,20 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     }
     output_time += t_out.elapsed();
     let samples = thermo.samples;
+    let committee = samples.iter().filter_map(|s| s.force_deviation).fold(None, |acc: Option<CommitteeSummary>, d| {
+        let mut c = acc.unwrap_or_default();
+        c.rows += 1;
+        c.max_deviation = c.max_deviation.max(d.max);
+        c.mean_max_deviation += d.max;
+        Some(c)
+    });
+    let committee = committee.map(|c| CommitteeSummary {
+        mean_max_deviation: c.mean_max_deviation / c.rows as f64,
+        rows_above_warning: thermo.rows_above_warning,
+        warn: warn_deviation,
+        frames_saved: uncertain_frames.as_ref().map(|f| (f.saved, f.path.clone())),
+        ..c
+    });
 
     let steps = sim.step() - start_step;
     let simulated_ns = steps as f64 * plan.timestep * 1e-3;
@@ -485,6 +510,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         potential_notes: split.notes.clone(),
         gpu_kernel_s: sim.kernel_times(),
         time_output_s: output_time.as_secs_f64(),
+        committee,
     };
     say(&summary.print());
     say(&format!(

@@ -51,6 +51,10 @@ pub(super) struct ThermoTable<'a> {
     pub samples: Vec<ThermoSample>,
     pub progress: &'a Progress,
     pub quiet: bool,
+    /// eV/Å: a committee's force deviation above this draws a warning after the row.
+    pub warn_deviation: f64,
+    /// Rows above `warn_deviation`.
+    pub rows_above_warning: u64,
 }
 
 impl ThermoTable<'_> {
@@ -75,9 +79,78 @@ impl Observer<RunError> for ThermoTable<'_> {
             for line in engine.take_outside_data_summary() {
                 self.progress.warn(&line);
             }
+            if let Some(d) = sample.force_deviation.filter(|d| !(d.max <= self.warn_deviation)) {
+                self.rows_above_warning += 1;
+                self.progress.warn(&format!(
+                    "warning: step {}: the committee's force deviation is {:.4} eV/Å on atom {}, above [potential] uncertainty.warn = {} eV/Å: the model is unsure here",
+                    sample.step,
+                    d.max,
+                    d.atom + 1,
+                    self.warn_deviation
+                ));
+            }
             self.log.write(&sample).map_err(|e| self.log_error(e))?;
             self.samples.push(sample);
         }
+        Ok(())
+    }
+}
+
+/// A committee's uncertain frames: at each thermo row whose force deviation is at least
+/// `level`, the frame goes to `path` (extended XYZ, with the deviation): what to label next.
+pub(super) struct UncertainFrames {
+    pub schedule: ThermoSchedule,
+    pub level: f64,
+    pub path: PathBuf,
+    pub out: std::io::BufWriter<std::fs::File>,
+    pub saved: u64,
+}
+
+impl UncertainFrames {
+    /// Creates `path` (appends to it when `append`, for a restarted run).
+    pub fn open(schedule: ThermoSchedule, level: f64, path: &Path, append: bool) -> std::io::Result<UncertainFrames> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).write(true).append(append).truncate(!append).open(path)?;
+        Ok(UncertainFrames { schedule, level, path: path.to_path_buf(), out: std::io::BufWriter::new(file), saved: 0 })
+    }
+}
+
+impl Observer<RunError> for UncertainFrames {
+    fn next_step(&self, now: u64) -> Option<u64> {
+        Some(self.schedule.next(now))
+    }
+
+    fn needs_energy(&self, step: u64) -> bool {
+        self.schedule.due(step)
+    }
+
+    fn observe(&mut self, engine: &mut dyn Engine, step: u64) -> Result<(), RunError> {
+        use std::io::Write as _;
+        let sample = engine.thermo();
+        let Some(d) = sample.force_deviation.filter(|d| self.schedule.due(step) && d.max >= self.level) else {
+            return Ok(());
+        };
+        let system = engine.system()?;
+        let symbols: Vec<&str> = (0..system.len()).map(|i| system.species_name(i)).collect();
+        let frame = crate::io::extxyz::Frame {
+            symbols: &symbols,
+            positions: &system.positions,
+            cell: &system.cell,
+            info: vec![
+                ("step".into(), step.to_string()),
+                ("time_ps".into(), format!("{:?}", sample.time_ps)),
+                ("temperature".into(), format!("{:?}", sample.temperature)),
+                ("mdrun_force_deviation_max".into(), format!("{:?}", d.max)),
+                ("mdrun_force_deviation_mean".into(), format!("{:?}", d.mean)),
+            ],
+            energy: None,
+            forces: None,
+        };
+        let error = |e: std::io::Error| RunError::Trajectory(crate::io::trajectory::TrajectoryError { path: self.path.clone(), message: e.to_string() });
+        self.out.write_all(frame.text().as_bytes()).and_then(|_| self.out.flush()).map_err(error)?;
+        self.saved += 1;
         Ok(())
     }
 }

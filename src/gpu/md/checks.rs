@@ -30,6 +30,12 @@ impl GpuSimulation {
         lines
     }
 
+    /// Thermo rows in a row, up to the last summary, in which structure `part` had pairs
+    /// outside the training data.
+    pub fn outside_data_streak(&self, part: usize) -> u64 {
+        self.parts.get(part).and_then(|p| p.range.as_ref()).map_or(0, |r| r.streak)
+    }
+
     /// The GPU flagged atoms closer to a neighbour than the model's training data had, at some
     /// step after `since` (the lowest such id per structure): names their pairs that are that
     /// close now (or says when).
