@@ -30,6 +30,10 @@ enum Command {
     Train(TrainArgs),
     /// Energy and force errors of a model on extended XYZ data, per structure type.
     Eval(EvalArgs),
+    /// Active learning: train a committee, run MD with it, label where it is unsure, retrain.
+    Learn(LearnArgs),
+    /// Label frames with the potential of a system.toml (energies and forces, extended XYZ).
+    Label(LabelArgs),
     /// RDF, MSD, VACF of a trajectory; statistics and drift of a thermo log.
     Analyze(crate::analysis::AnalyzeArgs),
     /// Write the system.toml of a LAMMPS deck's first run (to stdout).
@@ -54,6 +58,22 @@ struct TrainArgs {
     config: Option<PathBuf>,
     #[command(flatten)]
     settings: crate::ml::commands::TrainSettings,
+}
+
+#[derive(Args, Debug, Clone)]
+struct LearnArgs {
+    /// The learn.toml (data, out, label command, rounds, [train], [[system]]).
+    config: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+struct LabelArgs {
+    /// A system.toml whose [potential] is the reference (its species name the elements).
+    reference: PathBuf,
+    /// The frames to label (extended XYZ, or any format chemfiles reads).
+    input: PathBuf,
+    /// Where the labelled frames go (extended XYZ with energy= and forces).
+    output: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -141,6 +161,8 @@ pub fn main() -> ExitCode {
         Some(Command::Eval(args)) => {
             crate::ml::commands::eval_command(&args.model, &args.data, args.json, args.predictions.as_deref())
         }
+        Some(Command::Learn(args)) => crate::learn::learn_command(&args.config),
+        Some(Command::Label(args)) => crate::learn::label::label_command(&args.reference, &args.input, &args.output),
         Some(Command::Analyze(args)) => crate::analysis::analyze_command(&args),
         Some(Command::Convert(args)) => convert_command(&args),
         None => execute(cli.run),

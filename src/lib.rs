@@ -23,6 +23,7 @@ pub mod gpu;
 pub mod integrate;
 pub mod io;
 pub mod lattice;
+pub mod learn;
 pub mod library;
 pub mod memory;
 pub mod minimize;

@@ -1,9 +1,20 @@
 //! Thermodynamic output: the quantities of one step, computed as LAMMPS computes them, and
 //! their layout as a table (terminal and thermo log share it).
 
-use crate::potential::committee::ForceDeviation;
 use crate::system::System;
 use crate::units::{BOLTZ, NKTV2P};
+
+/// A committee's disagreement (`crate::potential::committee`) on the forces of one configuration: per atom,
+/// ε_i = sqrt(⟨|F_i − ⟨F_i⟩|²⟩) over the members (eV/Å); its largest and mean value over atoms.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ForceDeviation {
+    /// eV/Å
+    pub max: f64,
+    /// eV/Å
+    pub mean: f64,
+    /// The atom (0-based) with the largest ε_i.
+    pub atom: usize,
+}
 
 /// One row of the thermo table.
 #[derive(Clone, Copy, Debug, PartialEq)]

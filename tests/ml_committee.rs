@@ -6,7 +6,6 @@
 mod common;
 
 use common::{plan_in, scratch, thermo_rows};
-use mdrun::potential::committee::ForceDeviation;
 use mdrun::potential::mcgm::MlPotential;
 use mdrun::potential::{ForceOutput, Potential};
 use mdrun::run::RunError;
@@ -84,7 +83,7 @@ fn the_deviation_is_the_spread_of_the_members_forces_and_the_first_member_drives
     assert_eq!(together.energy, alone[0].energy);
     // Its deviation is that of the members evaluated one by one; worked out by hand for the
     // worst atom: sqrt(mean over members of |F_k - mean F|^2).
-    let expected = ForceDeviation::of(&[&alone[0].forces, &alone[1].forces, &alone[2].forces]);
+    let expected = mdrun::potential::committee::force_deviation(&[&alone[0].forces, &alone[1].forces, &alone[2].forces]);
     assert!((deviation.max - expected.max).abs() < 1e-9 && (deviation.mean - expected.mean).abs() < 1e-9 && deviation.atom == expected.atom, "{deviation:?} vs {expected:?}");
     let i = deviation.atom;
     let mean: Vec<f64> = (0..3).map(|a| alone.iter().map(|o| o.forces[i][a]).sum::<f64>() / 3.0).collect();

@@ -106,13 +106,14 @@ fn a_restarted_long_range_run_reproduces_the_straight_run_bit_for_bit() {
     // distance-aware MCGM; restarted part way against the straight run. The restart rebuilds
     // the real-space pairs where the straight run still uses older ones. The model knows
     // isolated pairs: the lattice heats past the failure check's 3,000 K (`[run]
-    // max_temperature`), which this test of determinism turns off.
+    // max_temperature`) and stays closer than its training data (`[run] max_outside_rows`),
+    // checks this test of determinism turns off.
     let dir = common::scratch("lr-restart-structure");
     std::fs::write(dir.join("pair.extxyz"), separated_pair(0.0, Some(10.0))).unwrap();
     std::fs::write(dir.join("pair.xyz"), separated_pair(0.0, None)).unwrap();
     for (repeat, file, model) in [("repeat = [4, 4, 4]", "pair.extxyz", "ionpair-schnet-charges"), ("", "pair.extxyz", "ionpair-schnet-charges"), ("", "pair.xyz", "ionpair-schnet-distance")] {
         let toml = format!(
-            "[structure]\nfile = \"{}\"\n{repeat}\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"100 K\"\nseed = 1\n[potential]\ntype = \"ml\"\nmodel = \"{}\"\n[integrator]\ntype = \"langevin\"\ntimestep = \"0.5 fs\"\ntemperature = \"100 K\"\ndamping = \"0.1 ps\"\nseed = 3\n[neighbor]\nskin = \"0.1 A\"\n[run]\nsteps = 200\nplatform = \"cpu\"\nmax_temperature = \"off\"\n[output]\nthermo = 10\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
+            "[structure]\nfile = \"{}\"\n{repeat}\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"100 K\"\nseed = 1\n[potential]\ntype = \"ml\"\nmodel = \"{}\"\n[integrator]\ntype = \"langevin\"\ntimestep = \"0.5 fs\"\ntemperature = \"100 K\"\ndamping = \"0.1 ps\"\nseed = 3\n[neighbor]\nskin = \"0.1 A\"\n[run]\nsteps = 200\nplatform = \"cpu\"\nmax_temperature = \"off\"\nmax_outside_rows = \"off\"\n[output]\nthermo = 10\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
             dir.join(file).display(),
             repo(&format!("potentials/{model}")).display()
         );

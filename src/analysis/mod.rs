@@ -9,7 +9,9 @@ pub mod msd;
 pub mod plot;
 pub mod rdf;
 pub mod series;
+pub mod reference;
 pub mod stats;
+pub mod thermo_figure;
 pub mod vacf;
 
 use frames::{FrameRange, Frames};
@@ -68,6 +70,14 @@ pub struct AnalyzeArgs {
     /// CSV and JSON only.
     #[arg(long)]
     pub no_plots: bool,
+    /// Thermo log: another run's thermo table (an mdrun log, a LAMMPS log), drawn dashed over
+    /// this one's in thermo.png.
+    #[arg(long, value_name = "LOG")]
+    pub reference: Option<PathBuf>,
+    /// g(r) of a pair from elsewhere (two columns, r in Å and g), drawn dashed over mdrun's:
+    /// O-O=exp.csv (repeatable; "all" for the total g(r)).
+    #[arg(long = "rdf-reference", value_name = "PAIR=FILE")]
+    pub rdf_reference: Vec<String>,
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -105,6 +115,9 @@ fn is_thermo_log(path: &Path) -> bool {
 }
 
 fn analyze_log(args: &AnalyzeArgs, out: &Path) -> anyhow::Result<Value> {
+    if !args.rdf_reference.is_empty() {
+        anyhow::bail!("{}: --rdf-reference draws over a trajectory's g(r); a thermo log takes --reference OTHER.log", args.input.display());
+    }
     let table = stats::read_table(&args.input).map_err(anyhow::Error::msg)?;
     let (want_stats, want_drift) = if args.stats || args.drift { (args.stats, args.drift) } else { (true, true) };
     let time = table.columns.iter().position(|c| c.starts_with("Time"));
@@ -158,6 +171,16 @@ fn analyze_log(args: &AnalyzeArgs, out: &Path) -> anyhow::Result<Value> {
             }
             plot::line_plot(&out.join("energy.png"), "energy", "t (ps)", "E (eV)", &series)?;
         }
+        let reference = match &args.reference {
+            Some(path) => {
+                let origin = path.file_name().map_or(String::new(), |f| f.to_string_lossy().into_owned());
+                Some((reference::read_thermo(path).map_err(anyhow::Error::msg)?, origin))
+            }
+            None => None,
+        };
+        if thermo_figure::draw(&out.join("thermo.png"), &table, reference.as_ref().map(|(t, o)| (t, o.as_str())))? && !args.quiet {
+            println!("Wrote {}", out.join("thermo.png").display());
+        }
     }
     Ok(Value::Object(summary))
 }
@@ -209,6 +232,9 @@ pub struct TrajectoryAnalysis {
     /// MSD fit window as fractions of the longest lag.
     pub fit: (f64, f64),
     pub plots: bool,
+    /// Reference g(r) curves drawn over the channel they name ("O-O", or "all"), with the
+    /// file they came from.
+    pub rdf_references: Vec<(String, PathBuf)>,
     pub quiet: bool,
 }
 
@@ -325,12 +351,22 @@ impl Accumulator {
                 // The running coordination numbers on the right axis, dashed in their g(r)'s colour.
                 let counts: Vec<(usize, plot::Series)> =
                     result.channels.iter().enumerate().map(|(k, (label, _, n))| (k, (format!("n(r) {}", name(label)), result.r.clone(), n.clone()))).collect();
+                let mut references: Vec<(usize, plot::Series)> = Vec::new();
+                for (pair, path) in &self.settings.rdf_references {
+                    let Some(k) = result.channels.iter().position(|(label, _, _)| &name(label) == pair || same_pair(label, pair)) else {
+                        let have: Vec<String> = result.channels.iter().map(|(l, _, _)| name(l)).collect();
+                        anyhow::bail!("reference g(r) {}: the analysis has no pair {pair} (it has {})", path.display(), have.join(", "));
+                    };
+                    let (r, g) = reference::read_curve(path).map_err(anyhow::Error::msg)?;
+                    let origin = path.file_name().map_or(String::new(), |f| f.to_string_lossy().into_owned());
+                    references.push((k, (format!("g(r) {pair}: {origin}"), r, g)));
+                }
                 let figure = plot::Figure {
                     title: "radial distribution function",
                     x_label: "r (Å)",
                     y_label: "g(r)",
                     series: &curves,
-                    fits: &[],
+                    fits: &references,
                     right: Some(("coordination number n(r)", &counts)),
                     legend_left: true,
                 };
@@ -428,8 +464,8 @@ fn analyze_trajectory(args: &AnalyzeArgs, out: &Path) -> anyhow::Result<Value> {
         want_rdf = true;
         want_msd = true;
     }
-    if args.stats || args.drift {
-        anyhow::bail!("{}: --stats and --drift read a thermo log, not a trajectory", args.input.display());
+    if args.stats || args.drift || args.reference.is_some() {
+        anyhow::bail!("{}: --stats, --drift and --reference read a thermo log, not a trajectory (a reference g(r) is --rdf-reference PAIR=FILE)", args.input.display());
     }
     let pairs: Vec<(String, String)> = args
         .pairs
@@ -450,6 +486,11 @@ fn analyze_trajectory(args: &AnalyzeArgs, out: &Path) -> anyhow::Result<Value> {
         dt: args.dt,
         fit: parse_fit(&args.fit)?,
         plots: !args.no_plots,
+        rdf_references: args
+            .rdf_reference
+            .iter()
+            .map(|r| r.split_once('=').map(|(p, f)| (p.to_string(), PathBuf::from(f))).ok_or_else(|| anyhow::anyhow!("--rdf-reference '{r}': expected PAIR=FILE, such as O-O=exp.csv")))
+            .collect::<anyhow::Result<_>>()?,
         quiet: args.quiet,
     };
     let mut frames = Frames::open(&args.input, args.frames)?;
@@ -477,6 +518,14 @@ fn analyze_trajectory(args: &AnalyzeArgs, out: &Path) -> anyhow::Result<Value> {
 }
 
 /// "O-H" -> ("O", "H").
+/// Whether a g(r) channel's label ("O-H") is the pair `text` names, in either order.
+fn same_pair(label: &str, text: &str) -> bool {
+    match (parse_pair(label), parse_pair(text)) {
+        (Some((a, b)), Some((c, d))) => (a == c && b == d) || (a == d && b == c),
+        _ => false,
+    }
+}
+
 pub fn parse_pair(text: &str) -> Option<(String, String)> {
     match text.split_once('-') {
         Some((a, b)) if !a.is_empty() && !b.is_empty() => Some((a.to_string(), b.to_string())),

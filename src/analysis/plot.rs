@@ -157,6 +157,65 @@ fn draw(pixels: &mut [u8], figure: &Figure) -> DrawResult {
     Ok(())
 }
 
+/// One panel of a stacked figure: its curves, and dashed reference curves drawn in the colour
+/// of the curve they belong to (by index).
+pub struct Panel {
+    pub y_label: String,
+    pub series: Vec<Series>,
+    pub references: Vec<(usize, Series)>,
+}
+
+/// Panels stacked top to bottom over one x range (a thermo time series: temperature, energies,
+/// pressure, ...), the x label under the last; writes `path`.
+pub fn draw_panels(path: &Path, title: &str, x_label: &str, panels: &[Panel]) -> std::io::Result<()> {
+    font_ready()?;
+    let height = (120 + 190 * panels.len().max(1)) as u32;
+    let mut pixels = vec![255u8; (W * height * 3) as usize];
+    draw_stack(&mut pixels, height, title, x_label, panels).map_err(|e| std::io::Error::other(format!("drawing {}: {e}", path.display())))?;
+    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut encoder = png::Encoder::new(file, W, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
+    writer.write_image_data(&pixels).map_err(std::io::Error::other)?;
+    writer.finish().map_err(std::io::Error::other)
+}
+
+fn draw_stack(pixels: &mut [u8], height: u32, title: &str, x_label: &str, panels: &[Panel]) -> DrawResult {
+    let all = || panels.iter().flat_map(|p| p.series.iter().chain(p.references.iter().map(|r| &r.1)));
+    let (x0, x1) = extent(all().flat_map(|s| s.1.iter().copied()), 0.0);
+    let root = BitMapBackend::with_buffer(pixels, (W, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(title, (FONT, 26))?;
+    let areas = root.split_evenly((panels.len().max(1), 1));
+    for (k, (panel, area)) in panels.iter().zip(&areas).enumerate() {
+        let last = k + 1 == panels.len();
+        let values = panel.series.iter().chain(panel.references.iter().map(|r| &r.1)).flat_map(|s| s.2.iter().copied());
+        let (y0, y1) = extent(values, 0.08);
+        let mut chart = ChartBuilder::on(area).margin(10).x_label_area_size(if last { 50 } else { 22 }).y_label_area_size(110).build_cartesian_2d(x0..x1, y0..y1)?;
+        let mut mesh = chart.configure_mesh();
+        mesh.y_desc(panel.y_label.as_str()).label_style((FONT, 15)).axis_desc_style((FONT, 18)).max_light_lines(1).light_line_style(RGBColor(240, 240, 240)).bold_line_style(RGBColor(205, 205, 205)).y_labels(5);
+        if last {
+            mesh.x_desc(x_label);
+        }
+        mesh.draw()?;
+        for (c, (name, x, y)) in panel.series.iter().enumerate() {
+            let color = COLORS[c % COLORS.len()];
+            chart.draw_series(LineSeries::new(finite_points(x, y), color.stroke_width(2)))?.label(name.as_str()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
+        }
+        for (c, (name, x, y)) in &panel.references {
+            let color = COLORS[c % COLORS.len()];
+            chart
+                .draw_series(DashedLineSeries::new(finite_points(x, y), 8, 5, color.stroke_width(2)))?
+                .label(name.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 10, y)], color.stroke_width(2)));
+        }
+        chart.configure_series_labels().position(SeriesLabelPosition::UpperRight).label_font((FONT, 15)).background_style(WHITE.mix(0.85)).border_style(RGBColor(160, 160, 160)).draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -234,7 +234,7 @@ pub(super) fn set_velocities(
 
 /// `[potential] uncertainty` of a model with `members` committee members: the defaults for a
 /// committee, nothing for one model (which has no deviation to judge).
-fn build_uncertainty(at: &Locator, raw: Option<&Spanned<RawUncertainty>>, members: usize, input_dir: &Path) -> Result<Option<Uncertainty>, PlanError> {
+fn build_uncertainty(at: &Locator, raw: Option<&Spanned<RawUncertainty>>, members: usize, output_dir: &Path) -> Result<Option<Uncertainty>, PlanError> {
     const KEY: &str = "[potential] uncertainty";
     let Some(raw) = raw else {
         return Ok((members > 1).then_some(Uncertainty { warn: Uncertainty::DEFAULT_WARN, save: None, stop: Uncertainty::DEFAULT_STOP }));
@@ -258,7 +258,7 @@ fn build_uncertainty(at: &Locator, raw: Option<&Spanned<RawUncertainty>>, member
             if !level.is_finite() || level >= stop {
                 return Err(at.error(&frames.span(), &format!("{KEY}.save"), format!("the frames above {level} eV/Å are saved, but the run stops above {stop} eV/Å: expected save below stop")));
             }
-            Some((level, input_dir.join(frames.get_ref())))
+            Some((level, output_dir.join(frames.get_ref())))
         }
     };
     Ok(Some(Uncertainty { warn, save, stop }))
@@ -270,6 +270,7 @@ pub(super) fn build_potential(
     system: &System,
     charge: Option<&Spanned<f64>>,
     input_dir: &Path,
+    output_dir: &Path,
 ) -> Result<PotentialSpec, PlanError> {
     let p = raw.get_ref();
     let kind = p.kind.get_ref().as_str();
@@ -299,7 +300,7 @@ pub(super) fn build_potential(
             None => potential,
         };
         potential.check_cell(&system.cell).map_err(|e| at.error(&model.span(), "[potential] model", e))?;
-        let uncertainty = build_uncertainty(at, p.uncertainty.as_ref(), potential.committee_size(), input_dir)?;
+        let uncertainty = build_uncertainty(at, p.uncertainty.as_ref(), potential.committee_size(), output_dir)?;
         return Ok(PotentialSpec::Ml { model: path, charge: total, uncertainty });
     }
     if let Some(q) = charge {

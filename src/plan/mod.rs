@@ -218,7 +218,7 @@ impl Plan {
             &mut system,
             &structure_origin,
         )?;
-        let potential = build_potential(&at, &raw.potential, &system, raw.structure.get_ref().charge.as_ref(), &input_dir)?;
+        let potential = build_potential(&at, &raw.potential, &system, raw.structure.get_ref().charge.as_ref(), &input_dir, &output_dir)?;
 
         let integ = raw.integrator.get_ref();
         let timestep = at.positive(&integ.timestep, "[integrator] timestep", Dimension::Time)?;
@@ -382,6 +382,7 @@ impl Plan {
                         dt: Some(interval as f64 * timestep),
                         fit,
                         plots: r.plots.unwrap_or(true),
+                        rdf_references: r.rdf_reference.iter().map(|(pair, file)| (pair.clone(), input_dir.join(file))).collect(),
                         quiet: false,
                     },
                     interval,

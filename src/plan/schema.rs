@@ -56,6 +56,9 @@ pub(super) struct RawAnalysis {
     pub(super) fit: Option<Spanned<[f64; 2]>>,
     pub(super) out: Option<String>,
     pub(super) plots: Option<bool>,
+    /// g(r) from elsewhere drawn over mdrun's: { "O-O" = "exp.csv" } (two columns, r and g).
+    #[serde(default)]
+    pub(super) rdf_reference: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize, Debug)]

@@ -4,47 +4,34 @@
 //! use to find what the training data lacks).
 
 use crate::cell::Vec3;
+pub use crate::thermo::ForceDeviation;
 
-/// The members' disagreement on the forces of one configuration: per atom,
-/// ε_i = sqrt(⟨|F_i − ⟨F_i⟩|²⟩) over the members (eV/Å); its largest and mean value over atoms.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ForceDeviation {
-    /// eV/Å
-    pub max: f64,
-    /// eV/Å
-    pub mean: f64,
-    /// The atom (0-based) with the largest ε_i.
-    pub atom: usize,
-}
-
-impl ForceDeviation {
-    /// Of the members' forces on the same atoms (at least one member; each member's slice has
-    /// one force per atom).
-    pub fn of(members: &[&[Vec3]]) -> ForceDeviation {
-        let n = members.first().map_or(0, |m| m.len());
-        let k = members.len() as f64;
-        let (mut max, mut sum, mut atom) = (0.0f64, 0.0, 0);
-        for i in 0..n {
-            // Differences from the first member (exactly zero for identical members), then their
-            // variance about their mean.
-            let first = members[0][i];
-            let shifted = |m: &&[Vec3], a: usize| m[i][a] - first[a];
-            let mut mean = [0.0; 3];
-            for m in members {
-                for a in 0..3 {
-                    mean[a] += shifted(m, a) / k;
-                }
+/// The deviation of the members' forces on the same atoms (at least one member; each member's
+/// slice has one force per atom).
+pub fn force_deviation(members: &[&[Vec3]]) -> ForceDeviation {
+    let n = members.first().map_or(0, |m| m.len());
+    let k = members.len() as f64;
+    let (mut max, mut sum, mut atom) = (0.0f64, 0.0, 0);
+    for i in 0..n {
+        // Differences from the first member (exactly zero for identical members), then their
+        // variance about their mean.
+        let first = members[0][i];
+        let shifted = |m: &&[Vec3], a: usize| m[i][a] - first[a];
+        let mut mean = [0.0; 3];
+        for m in members {
+            for a in 0..3 {
+                mean[a] += shifted(m, a) / k;
             }
-            let spread: f64 = members.iter().map(|m| (0..3).map(|a| (shifted(m, a) - mean[a]).powi(2)).sum::<f64>()).sum::<f64>() / k;
-            let e = spread.sqrt();
-            // NaN forces make NaN deviations: they must win the max, not vanish from it.
-            if e > max || e.is_nan() && !max.is_nan() {
-                (max, atom) = (e, i);
-            }
-            sum += e;
         }
-        ForceDeviation { max, mean: if n > 0 { sum / n as f64 } else { 0.0 }, atom }
+        let spread: f64 = members.iter().map(|m| (0..3).map(|a| (shifted(m, a) - mean[a]).powi(2)).sum::<f64>()).sum::<f64>() / k;
+        let e = spread.sqrt();
+        // NaN forces make NaN deviations: they must win the max, not vanish from it.
+        if e > max || e.is_nan() && !max.is_nan() {
+            (max, atom) = (e, i);
+        }
+        sum += e;
     }
+    ForceDeviation { max, mean: if n > 0 { sum / n as f64 } else { 0.0 }, atom }
 }
 
 #[cfg(test)]
@@ -54,7 +41,7 @@ mod tests {
     #[test]
     fn identical_members_agree() {
         let f = vec![[1.0, -2.0, 0.5], [0.3, 0.0, -4.0]];
-        let d = ForceDeviation::of(&[&f, &f, &f]);
+        let d = force_deviation(&[&f, &f, &f]);
         assert_eq!((d.max, d.mean), (0.0, 0.0));
     }
 
@@ -63,7 +50,7 @@ mod tests {
         // Members F and F + δ: each is |δ|/2 from the mean.
         let a = vec![[0.0; 3], [1.0, 1.0, 1.0]];
         let b = vec![[0.3, 0.0, 0.4], [1.0, 1.0, 1.0]];
-        let d = ForceDeviation::of(&[&a, &b]);
+        let d = force_deviation(&[&a, &b]);
         assert!((d.max - 0.25).abs() < 1e-15 && (d.mean - 0.125).abs() < 1e-15 && d.atom == 0, "{d:?}");
     }
 }

@@ -441,7 +441,7 @@ impl Potential for MlPotential {
                 let others: Vec<Vec<[f64; 3]>> = self.committee.iter_mut().map(|m| m.evaluate(&graph).map(|o| o.forces).unwrap_or_else(|_| vec![[f64::NAN; 3]; graph.n_atoms()])).collect();
                 let mut members: Vec<&[[f64; 3]]> = vec![&out.forces];
                 members.extend(others.iter().map(|f| f.as_slice()));
-                self.deviation = Some(ForceDeviation::of(&members));
+                self.deviation = Some(super::committee::force_deviation(&members));
             }
             return;
         }
