@@ -276,3 +276,74 @@ fn the_in_run_analysis_equals_mdrun_analyze_on_the_same_states() {
     let d2 = after["diffusion_a2_per_ps"]["Ar"]["value"].as_f64().unwrap();
     assert!((d1 - d2).abs() < 1e-4 * d2.abs(), "{d1} vs {d2}");
 }
+
+/// The height and the count of pixels of exactly `color` of a PNG.
+fn png_pixels(path: &Path, color: [u8; 3]) -> (u32, usize) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    (info.height, buf.chunks(3).filter(|p| *p == color).count())
+}
+
+#[test]
+fn the_thermo_time_series_has_a_panel_per_quantity_and_a_lammps_log_as_reference() {
+    let dir = scratch("an-thermo-figure");
+    let log = dir.join("thermo.log");
+    let mut text = String::from("# 32 atoms: 32 Ar\nStep Time(ps) Temp(K) PotEng(eV) TotEng(eV) Press(bar) Volume(A3) Conserved(eV)\n");
+    for k in 0..50 {
+        let t = k as f64 * 0.01;
+        text.push_str(&format!("{} {t} {} {} -10 {} 1000 -10\n", k * 10, 300.0 + 10.0 * (t * 20.0).sin(), -12.0 + 0.1 * t, 50.0 * t));
+    }
+    std::fs::write(&log, text).unwrap();
+    // The reference: a LAMMPS log (metal units, 1 fs steps) with its header, two runs, and
+    // LAMMPS's column names.
+    let lammps = dir.join("log.lammps");
+    let mut text = String::from("LAMMPS (29 Aug 2024)\nunits metal\nStep Temp PotEng TotEng Press\n");
+    for k in 0..25 {
+        text.push_str(&format!("{} {} -12.05 -10.02 {}\n", k * 10, 290.0 + k as f64, -20.0 * k as f64));
+    }
+    text.push_str("Loop time of 1.0 on 1 procs for 250 steps with 32 atoms\n\nStep Temp PotEng TotEng Press\n");
+    for k in 25..50 {
+        text.push_str(&format!("{} {} -12.05 -10.02 {}\n", k * 10, 290.0 + k as f64, -20.0 * k as f64));
+    }
+    text.push_str("Loop time of 1.0 on 1 procs\n");
+    std::fs::write(&lammps, text).unwrap();
+    let (err, summary, out) = analyze(&["analyze", log.to_str().unwrap(), "--reference", lammps.to_str().unwrap()]);
+    assert!(summary.is_object(), "{err}");
+    // Temperature, potential energy, total energy (the conserved energy equals it: one curve),
+    // pressure; the volume never moves: four panels of 190 pixels under a 120-pixel title.
+    let (height, blue) = png_pixels(&out.join("thermo.png"), [31, 119, 180]);
+    assert_eq!(height, 120 + 4 * 190);
+    assert!(blue > 2000, "{blue} blue pixels");
+    // Without the reference the figure has fewer curve pixels: the dashed ones were drawn.
+    let (_, alone) = {
+        analyze(&["analyze", log.to_str().unwrap()]);
+        png_pixels(&out.join("thermo.png"), [31, 119, 180])
+    };
+    assert!(alone + 300 < blue, "with the reference {blue}, without {alone}");
+    // A reference with no thermo rows, or a g(r) reference on a thermo log, is named.
+    std::fs::write(dir.join("empty.log"), "nothing here\n").unwrap();
+    let (err, summary, _) = analyze(&["analyze", log.to_str().unwrap(), "--reference", dir.join("empty.log").to_str().unwrap()]);
+    assert!(summary.is_null() && err.contains("empty.log") && err.contains("no thermo rows"), "{err}");
+    let (err, _, _) = analyze(&["analyze", log.to_str().unwrap(), "--rdf-reference", "O-O=x.csv"]);
+    assert!(err.contains("--rdf-reference"), "{err}");
+}
+
+#[test]
+fn a_reference_g_of_r_is_drawn_over_its_pair_and_an_unknown_pair_is_refused() {
+    let dir = scratch("an-rdf-reference");
+    let frames: Vec<Frame> = (0..3).map(|k| ((0..64).map(|i| [(i % 4) as f64 * 2.5 + 0.01 * k as f64, ((i / 4) % 4) as f64 * 2.5, (i / 16) as f64 * 2.5]).collect(), None, k as f64)).collect();
+    let xyz = dir.join("cubic.xyz");
+    write_xyz(&xyz, "Ar", 10.0, &frames);
+    let reference = dir.join("exp.csv");
+    std::fs::write(&reference, "# r, g\n2.0, 0.0\n2.5, 3.0\n3.0, 1.0\n4.9, 1.0\n").unwrap();
+    let (err, summary, out) = analyze(&["analyze", xyz.to_str().unwrap(), "--rdf", "--rmax", "4.9", "--rdf-reference", &format!("all={}", reference.display())]);
+    assert!(summary.is_object(), "{err}");
+    let (_, with) = png_pixels(&out.join("rdf.png"), [31, 119, 180]);
+    analyze(&["analyze", xyz.to_str().unwrap(), "--rdf", "--rmax", "4.9"]);
+    let (_, without) = png_pixels(&out.join("rdf.png"), [31, 119, 180]);
+    assert!(with > without + 100, "with the reference {with}, without {without}");
+    let (err, summary, _) = analyze(&["analyze", xyz.to_str().unwrap(), "--rdf", "--rmax", "4.9", "--rdf-reference", &format!("O-O={}", reference.display())]);
+    assert!(summary.is_null() && err.contains("no pair O-O") && err.contains("exp.csv"), "{err}");
+}

@@ -173,8 +173,7 @@ fn analyze_log(args: &AnalyzeArgs, out: &Path) -> anyhow::Result<Value> {
         }
         let reference = match &args.reference {
             Some(path) => {
-                let origin = path.file_name().map_or(String::new(), |f| f.to_string_lossy().into_owned());
-                Some((reference::read_thermo(path).map_err(anyhow::Error::msg)?, origin))
+                Some((reference::read_thermo(path).map_err(anyhow::Error::msg)?, reference::short_name(path)))
             }
             None => None,
         };
@@ -358,8 +357,7 @@ impl Accumulator {
                         anyhow::bail!("reference g(r) {}: the analysis has no pair {pair} (it has {})", path.display(), have.join(", "));
                     };
                     let (r, g) = reference::read_curve(path).map_err(anyhow::Error::msg)?;
-                    let origin = path.file_name().map_or(String::new(), |f| f.to_string_lossy().into_owned());
-                    references.push((k, (format!("g(r) {pair}: {origin}"), r, g)));
+                    references.push((k, (format!("g(r) {pair}: {}", reference::short_name(path)), r, g)));
                 }
                 let figure = plot::Figure {
                     title: "radial distribution function",

@@ -90,6 +90,13 @@ pub fn number(v: f64) -> String {
     format!("{v:.decimals$}")
 }
 
+/// A tick label: as short as the value allows ("450", "-1103.5", "0.25"), without a trailing ".0".
+fn tick(v: f64) -> String {
+    let text = format!("{:.4}", v);
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" { "0".into() } else { text.to_string() }
+}
+
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
 fn finite_points<'a>(x: &'a [f64], y: &'a [f64]) -> impl Iterator<Item = (f64, f64)> + Clone + 'a {
@@ -194,7 +201,7 @@ fn draw_stack(pixels: &mut [u8], height: u32, title: &str, x_label: &str, panels
         let (y0, y1) = extent(values, 0.08);
         let mut chart = ChartBuilder::on(area).margin(10).x_label_area_size(if last { 50 } else { 22 }).y_label_area_size(110).build_cartesian_2d(x0..x1, y0..y1)?;
         let mut mesh = chart.configure_mesh();
-        mesh.y_desc(panel.y_label.as_str()).label_style((FONT, 15)).axis_desc_style((FONT, 18)).max_light_lines(1).light_line_style(RGBColor(240, 240, 240)).bold_line_style(RGBColor(205, 205, 205)).y_labels(5);
+        mesh.y_label_formatter(&|v| tick(*v)).x_label_formatter(&|v| tick(*v)).y_desc(panel.y_label.as_str()).label_style((FONT, 15)).axis_desc_style((FONT, 18)).max_light_lines(1).light_line_style(RGBColor(240, 240, 240)).bold_line_style(RGBColor(205, 205, 205)).y_labels(5);
         if last {
             mesh.x_desc(x_label);
         }

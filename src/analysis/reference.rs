@@ -60,6 +60,13 @@ pub fn read_curve(path: &Path) -> Result<(Vec<f64>, Vec<f64>), String> {
     Ok((x, y))
 }
 
+/// A legend's name for a reference file: its folder and name ("ref/thermo.log"), enough to
+/// tell two logs called thermo.log apart without a long path.
+pub fn short_name(path: &Path) -> String {
+    let parts: Vec<String> = path.components().rev().take(2).map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    parts.into_iter().rev().collect::<Vec<_>>().join("/")
+}
+
 /// The column of `table` that `name` ("Temp(K)") stands for: the same name, or the same up to
 /// its unit in parentheses (LAMMPS writes "Temp").
 pub fn column(table: &ThermoTable, name: &str) -> Option<usize> {
