@@ -6,8 +6,14 @@
 
 /// mdrun's allocator (`memory`) for every build of the crate: the binary, the tests, and
 /// `libmdrun.so` loaded into a host (LAMMPS, Python), whose Rust allocations it serves.
+#[cfg(not(feature = "mimalloc"))]
 #[global_allocator]
 static ALLOCATOR: memory::Allocator = memory::Allocator::new();
+
+/// `--features mimalloc`: mimalloc instead, for the comparison in BENCHMARKS.md.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod analysis;
 pub mod blowup;
