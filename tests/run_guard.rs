@@ -133,8 +133,9 @@ fn the_limits_refuse_what_is_not_a_positive_quantity_or_off_naming_the_key() {
     }
 }
 
-/// The quickstart's 8 waters squeezed into 0.8 of their box: O-H bonds at 0.78 Å and O-O
-/// contacts at 1.9 Å, closer than the model's training data ever came, at every step.
+/// The quickstart's 8 waters squeezed into 0.8 of their box, tiled 2x2x2 (wide enough for the
+/// GPU's list): O-H bonds at 0.78 Å and O-O contacts at 1.9 Å, closer than the model's
+/// training data ever came, at every step.
 fn squeezed_water_toml(dir: &Path, steps: u64, run_extra: &str) -> String {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systems/quickstart/water8.extxyz")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -149,6 +150,7 @@ fn squeezed_water_toml(dir: &Path, steps: u64, run_extra: &str) -> String {
         r#"
 [structure]
 file = "squeezed.extxyz"
+repeat = [2, 2, 2]
 [potential]
 type = "ml"
 model = "{}/potentials/water-schnet"
@@ -174,11 +176,13 @@ checkpoint = "run.chk"
 #[test]
 fn a_learned_potential_outside_its_training_data_row_after_row_stops_the_run() {
     let dir = scratch("guard-outside");
-    let plan = plan_of(&dir, &squeezed_water_toml(&dir, 100, "max_outside_rows = 3"));
-    let error = mdrun::run::run(&plan, &on(Platform::Cpu)).expect_err("three rows outside must stop the run");
-    let RunError::Failed { ref reason, saved_step, .. } = error else { panic!("expected a failed run, got: {error}") };
-    assert!(reason.starts_with("step 15:") && reason.contains("each of the last 3 thermo intervals") && reason.contains("max_outside_rows"), "{reason}");
-    assert_eq!(saved_step, 10);
+    for platform in platforms() {
+        let plan = plan_of(&dir, &squeezed_water_toml(&dir, 100, "max_outside_rows = 3"));
+        let error = mdrun::run::run(&plan, &on(platform)).expect_err("three rows outside must stop the run");
+        let RunError::Failed { ref reason, saved_step, .. } = error else { panic!("{platform:?}: expected a failed run, got: {error}") };
+        assert!(reason.starts_with("step 15:") && reason.contains("each of the last 3 thermo intervals") && reason.contains("max_outside_rows"), "{platform:?}: {reason}");
+        assert_eq!(saved_step, 10, "{platform:?}");
+    }
     // The default (10 rows) lets 6 such rows through; "off" any number.
     let plan = plan_of(&dir, &squeezed_water_toml(&dir, 30, ""));
     mdrun::run::run(&plan, &on(Platform::Cpu)).unwrap_or_else(|e| panic!("{e}"));
