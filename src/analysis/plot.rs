@@ -69,12 +69,17 @@ pub fn draw_figure(path: &Path, figure: &Figure) -> std::io::Result<()> {
     font_ready()?;
     let mut pixels = vec![255u8; (W * H * 3) as usize];
     draw(&mut pixels, figure).map_err(|e| std::io::Error::other(format!("drawing {}: {e}", path.display())))?;
+    write_png(path, &pixels, W, H)
+}
+
+/// Encodes an RGB buffer of `width` x `height` into `path`.
+fn write_png(path: &Path, pixels: &[u8], width: u32, height: u32) -> std::io::Result<()> {
     let file = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut encoder = png::Encoder::new(file, W, H);
+    let mut encoder = png::Encoder::new(file, width, height);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
-    writer.write_image_data(&pixels).map_err(std::io::Error::other)?;
+    writer.write_image_data(pixels).map_err(std::io::Error::other)?;
     writer.finish().map_err(std::io::Error::other)
 }
 
@@ -179,13 +184,7 @@ pub fn draw_panels(path: &Path, title: &str, x_label: &str, panels: &[Panel]) ->
     let height = (120 + 190 * panels.len().max(1)) as u32;
     let mut pixels = vec![255u8; (W * height * 3) as usize];
     draw_stack(&mut pixels, height, title, x_label, panels).map_err(|e| std::io::Error::other(format!("drawing {}: {e}", path.display())))?;
-    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut encoder = png::Encoder::new(file, W, height);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
-    writer.write_image_data(&pixels).map_err(std::io::Error::other)?;
-    writer.finish().map_err(std::io::Error::other)
+    write_png(path, &pixels, W, height)
 }
 
 fn draw_stack(pixels: &mut [u8], height: u32, title: &str, x_label: &str, panels: &[Panel]) -> DrawResult {
