@@ -63,6 +63,8 @@ double mdrun_potential_cutoff(const mdrun_potential *potential);
 double mdrun_potential_receptive_field(const mdrun_potential *potential); /* blocks x cutoff */
 size_t mdrun_potential_exchange_width(const mdrun_potential *potential);  /* F, or 3F (PaiNN) */
 int mdrun_potential_is_long_range(const mdrun_potential *potential);
+/* 1: whole structures only (learned charges, a distance-aware MCGM): gather the system. */
+int mdrun_potential_needs_whole_system(const mdrun_potential *potential);
 size_t mdrun_potential_describe(const mdrun_potential *potential, char *buffer, size_t len);
 
 int mdrun_potential_evaluate(mdrun_potential *potential, const mdrun_structure *structure,

@@ -8,7 +8,11 @@
  * Under domain decomposition each rank evaluates the model on its owned atoms and its ghosts:
  * the owned atoms' energies are exact, the forces fall on owned atoms and ghosts alike and LAMMPS
  * adds the ghosts' to their owners (newton on). MCGM's global cluster sums are made exact across
- * ranks with MPI_Allreduce. Two ways to give the ghosts their environment:
+ * ranks with MPI_Allreduce. A model that needs the whole system (learned charges: their Coulomb
+ * sum, Ewald in a periodic box; a distance-aware MCGM: its centroids) is evaluated on the whole
+ * system gathered on every rank (replicated data: MPI_Allgatherv of positions, types and tags,
+ * ordered by tag), each rank keeping its owned atoms' forces; no ghosts are used. Otherwise,
+ * two ways to give the ghosts their environment:
  *   halo exchange (default): ghosts out to one cutoff; after every block the ghosts' features
  *     come from their owners (forward communication) and in the backward pass their gradients
  *     go back (reverse communication);
@@ -51,6 +55,12 @@ class PairMdrun : public Pair {
   std::vector<int> species_of_type;    // LAMMPS type (1-based) -> index into the loaded species
   std::vector<int32_t> types;
   std::vector<double> forces, atom_energies, atom_virials;
+  bool whole;    // the model needs the whole system: gathered on every rank
+  std::vector<int> counts, displs, order, rank_of_sorted;
+  std::vector<tagint> tags;
+  std::vector<double> gathered, sorted_positions;
+  std::vector<int32_t> gathered_types, sorted_types;
+  void compute_whole();
   void allocate();
 };
 

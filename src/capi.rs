@@ -199,6 +199,17 @@ pub unsafe extern "C" fn mdrun_potential_is_long_range(potential: *const Evaluat
     unsafe { &*potential }.is_long_range() as c_int
 }
 
+/// 1 if the model needs whole structures, never a rank's part (learned charges, a
+/// distance-aware MCGM), else 0: a host with domains gathers the system for it.
+///
+/// # Safety
+/// `potential` is a live pointer from `mdrun_potential_load`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mdrun_potential_needs_whole_system(potential: *const Evaluator) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { &*potential }.needs_whole_system() as c_int
+}
+
 /// Copies the model's one-line description into `buffer` (NUL-terminated, cut to `len`);
 /// returns its full length.
 ///

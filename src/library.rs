@@ -25,6 +25,8 @@ pub struct Evaluator {
     description: String,
     blocks: usize,
     long_range: bool,
+    /// Learned charges or a distance-aware MCGM: whole structures only.
+    whole_system: bool,
     /// The last structure's neighbour list (with a skin), its types and cell: the next call
     /// reuses it while the same atoms moved less than half the skin, as MD steps do.
     list: Option<(NeighborList, Vec<u32>, Cell)>,
@@ -72,13 +74,14 @@ impl Evaluator {
         }
         let potential = MlPotential::load(path, species)?;
         let long_range = potential.is_long_range();
+        let whole_system = potential.needs_whole_system();
         let blocks = potential.blocks();
         let compiled = potential.into_compiled()?;
         // Err: the pool already runs (an earlier load); it keeps its size.
         let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
         // The host's malloc keeps freed blocks for reuse, as the mdrun binary's does.
         crate::memory::keep_freed_blocks();
-        Ok(Evaluator { inference: compiled.inference, species_of_type: compiled.species_of_type, description: compiled.description, blocks, long_range, list: None })
+        Ok(Evaluator { inference: compiled.inference, species_of_type: compiled.species_of_type, description: compiled.description, blocks, long_range, whole_system, list: None })
     }
 
     pub fn description(&self) -> &str {
@@ -101,6 +104,12 @@ impl Evaluator {
     /// whole structures only).
     pub fn is_long_range(&self) -> bool {
         self.long_range
+    }
+
+    /// Whether the model needs whole structures, never a rank's part (learned charges, a
+    /// distance-aware MCGM): a host with domains gathers the system for it.
+    pub fn needs_whole_system(&self) -> bool {
+        self.whole_system
     }
 
     /// The widest row a ghost exchange carries: F features, or PaiNN's 3F vector features.

@@ -67,6 +67,63 @@ fn plugin_on_one_and_two_ranks_follows_mdrun_on_the_example_deck() {
 }
 
 #[test]
+fn a_model_with_learned_charges_runs_whole_on_every_rank_and_follows_mdrun() {
+    // systems/lammps-plugin/in.ionpair: 243 atoms of ammonium formate under the SchNet with
+    // learned charges (an Ewald sum over the periodic box), gathered whole on every rank.
+    let Some(h) = hosts::find() else { return };
+    let plugin = h.build_plugin();
+    let out = Command::new(env!("CARGO_BIN_EXE_mdrun"))
+        .args(["-in", "in.ionpair", "-log", "none", "-var", "plugin"])
+        .arg(&plugin)
+        .current_dir(repo("systems/lammps-plugin"))
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "mdrun -in failed:\n{screen}{}", String::from_utf8_lossy(&out.stderr));
+    let mine = thermo_table(&screen);
+    assert_eq!(mine.len(), 3);
+    for ranks in [1, 2] {
+        let (ok, screen) = h.lmp(&plugin, ranks, &repo("systems/lammps-plugin"), &["-in", "in.ionpair", "-var", "plugin", plugin.to_str().unwrap()]);
+        assert!(ok, "LAMMPS on {ranks} ranks failed:\n{screen}");
+        assert!(screen.contains("the model needs the whole system"), "{screen}");
+        let theirs = thermo_table(&screen);
+        assert_eq!(theirs.len(), 3, "{screen}");
+        // Step 0: the same system evaluated whole, to the printed digits; 20 steps on, within
+        // the f32 model's rounding.
+        let d0 = deviation(&theirs[0], &mine[0]);
+        assert!(d0.iter().all(|d| *d < 1e-11), "{ranks} rank(s) at step 0 vs mdrun: {d0:?}");
+        let d = deviation(&theirs[2], &mine[2]);
+        assert!(d[0] < 1e-6 && d[1] < 1e-8 && d[2] < 1e-8 && d[3] < 1e-5, "{ranks} rank(s) at step 20 vs mdrun: {d:?}");
+    }
+    // The distance-aware MCGM (its centroids need every atom) on one ion pair in an open box:
+    // on two ranks one of them owns nothing and still takes part in every gather.
+    let dir = common::scratch("plugin-distance");
+    let cell = std::fs::read_to_string(repo("systems/ionpair/ion-lattice.extxyz")).unwrap();
+    let atoms: Vec<String> = cell.lines().skip(2).enumerate().map(|(k, l)| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let t = ["N", "H", "C", "O"].iter().position(|e| *e == f[0]).unwrap() + 1;
+        format!("{} {t} {} {} {}", k + 1, f[1], f[2], f[3])
+    }).collect();
+    std::fs::write(dir.join("pair.data"), format!("ion pair\n\n9 atoms\n4 atom types\n\n-20 30 xlo xhi\n-20 30 ylo yhi\n-20 30 zlo zhi\n\nMasses\n\n1 14.007\n2 1.008\n3 12.011\n4 15.999\n\nAtoms # atomic\n\n{}\n", atoms.join("\n"))).unwrap();
+    let deck = format!(
+        "units metal\natom_style atomic\nboundary f f f\nread_data pair.data\nplugin load {}\npair_style mdrun {}\npair_coeff * * N H C O\nvelocity all create 100 4242 loop geom\nfix 1 all nve\ntimestep 0.0005\nthermo 10\nthermo_style custom step temp pe etotal press\nthermo_modify format float %20.12g\nrun 20\n",
+        plugin.display(),
+        repo("potentials/ionpair-schnet-distance").display()
+    );
+    std::fs::write(dir.join("in.distance"), deck).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mdrun")).args(["-in", "in.distance", "-log", "none"]).current_dir(&dir).output().unwrap();
+    let mine = thermo_table(&String::from_utf8_lossy(&out.stdout));
+    assert!(out.status.success() && mine.len() == 3, "{}", String::from_utf8_lossy(&out.stderr));
+    let (ok, screen) = h.lmp(&plugin, 2, &dir, &["-in", "in.distance"]);
+    assert!(ok, "{screen}");
+    let theirs = thermo_table(&screen);
+    for k in 0..3 {
+        let d = deviation(&theirs[k], &mine[k]);
+        assert!(d[..3].iter().all(|d| *d < 1e-9), "distance-aware, row {k}: {d:?}");
+    }
+}
+
+#[test]
 fn plugin_per_atom_energies_and_stresses_sum_to_the_totals_across_ranks() {
     let Some(h) = hosts::find() else { return };
     let plugin = h.build_plugin();
@@ -99,11 +156,13 @@ fn plugin_errors_go_through_lammps_error_handling() {
         ("potentials/no-such-model", "O H", "no-such-model"),
         ("potentials/water-schnet", "O Xe", "knows H, O, not 'Xe'"),
         ("potentials/water-schnet", "O", "one element symbol per atom type (2 types)"),
-        ("potentials/ionpair-schnet-charges", "O H", "learned charges"),
+        // A model with learned charges in a slab (periodic along x and y only): no Ewald for it.
+        ("potentials/ionpair-schnet-charges", "O H", "periodic along all three axes or along none"),
     ];
     for (k, (model, elements, expect)) in cases.iter().enumerate() {
+        let slab = if model.contains("charges") { "change_box all boundary p p f\n" } else { "" };
         let deck = format!(
-            "units metal\nread_data {}\nplugin load {}\npair_style mdrun {}\npair_coeff * * {elements}\nrun 0\n",
+            "units metal\nread_data {}\n{slab}plugin load {}\npair_style mdrun {}\npair_coeff * * {elements}\nrun 0\n",
             repo("systems/lammps-plugin/water.data").display(),
             plugin.display(),
             repo(model).display()

@@ -307,6 +307,12 @@ impl MlPotential {
         self.model.config.long_range.is_some()
     }
 
+    /// Whether the model needs the whole system at once, never a rank's part: learned charges
+    /// (their Coulomb sum) or a distance-aware MCGM (its centroids).
+    pub fn needs_whole_system(&self) -> bool {
+        self.is_long_range() || self.model.config.is_distance_aware()
+    }
+
     /// Interaction blocks (the receptive field is blocks x cutoff).
     pub fn blocks(&self) -> usize {
         self.model.config.blocks
