@@ -149,6 +149,7 @@ fn a_failing_labeller_and_bad_settings_are_reported_with_what_to_fix() {
         (format!("{label}\ncandidate = \"1 K\""), "a force"),
         (format!("{label}\nrounds = 0"), "rounds"),
         (format!("{label}\nroundz = 2"), "roundz"),
+        (format!("{label}\ncommittee = 1"), "at least 2 members"),
     ] {
         std::fs::write(dir.join("learn.toml"), learn_toml(&keys)).unwrap();
         let out = Command::new(MDRUN).args(["learn", "learn.toml"]).current_dir(&dir).output().unwrap();

@@ -162,6 +162,9 @@ impl Settings {
             Some(0) => Err(key(k, "0: expected a positive count".into())),
             v => Ok(v.unwrap_or(default)),
         };
+        if file.committee == Some(1) {
+            return Err(key("committee", "1: a committee needs at least 2 members to disagree".into()));
+        }
         if file.train.train.is_some() || file.train.out.is_some() || file.train.committee.is_some() {
             return Err(key("[train]", "train, out and committee are set by the loop (data, out and committee at the top of learn.toml)".into()));
         }
@@ -172,7 +175,7 @@ impl Settings {
             dir: dir.to_path_buf(),
             label: file.label.clone(),
             rounds: count("rounds", file.rounds, 5)?,
-            committee: count("committee", file.committee, 4)?.max(2),
+            committee: count("committee", file.committee, 4)?,
             frames_per_round: count("frames_per_round", file.frames_per_round, 20)?,
             candidate,
             candidate_text,
