@@ -25,6 +25,17 @@ void allreduce_world(double *buffer, size_t len, void *context)
   MPI_Allreduce(MPI_IN_PLACE, buffer, static_cast<int>(len), MPI_DOUBLE, MPI_SUM, world);
 }
 
+/* Adds mdrun's row-major 3x3 virial `w` to LAMMPS's six components (xx yy zz xy xz yz). */
+void add_virial(double *six, const double *w)
+{
+  six[0] += w[0];
+  six[1] += w[4];
+  six[2] += w[8];
+  six[3] += w[1];
+  six[4] += w[2];
+  six[5] += w[5];
+}
+
 }    // namespace
 
 PairMdrun::PairMdrun(LAMMPS *lmp) :
@@ -236,33 +247,17 @@ void PairMdrun::compute(int eflag, int vflag)
     f[i][2] += forces[3 * i + 2];
   }
   if (eflag_global) eng_vdwl += r.energy;
-  if (vflag_global) {
-    const double *w = r.virial;
-    virial[0] += w[0];
-    virial[1] += w[4];
-    virial[2] += w[8];
-    virial[3] += w[1];
-    virial[4] += w[2];
-    virial[5] += w[5];
-  }
+  if (vflag_global) add_virial(virial, r.virial);
   if (eflag_atom)
     for (int i = 0; i < nall; i++) eatom[i] += atom_energies[i];
   if (vflag_atom)
-    for (int i = 0; i < nall; i++) {
-      const double *w = &atom_virials[9 * (size_t) i];
-      vatom[i][0] += w[0];
-      vatom[i][1] += w[4];
-      vatom[i][2] += w[8];
-      vatom[i][3] += w[1];
-      vatom[i][4] += w[2];
-      vatom[i][5] += w[5];
-    }
+    for (int i = 0; i < nall; i++) add_virial(vatom[i], &atom_virials[9 * (size_t) i]);
 }
 
 /* Replicated data: every rank gathers all atoms (positions, mdrun types, tags), orders them by
    tag so that every rank and every step sees the same system in the same order, evaluates it
    whole in LAMMPS's box, and keeps its owned atoms' forces. Energy and virial are counted once
-   (rank 0); per-atom values by each atom's owner. */
+   (rank 0). */
 void PairMdrun::compute_whole()
 {
   // Every rank has the same flags: all of them stop here together.
@@ -328,14 +323,6 @@ void PairMdrun::compute_whole()
   forces.resize(3 * (size_t) ntotal);
   mdrun_results r = {};
   r.forces = forces.data();
-  if (eflag_atom) {
-    atom_energies.resize(ntotal);
-    r.atom_energies = atom_energies.data();
-  }
-  if (vflag_atom) {
-    atom_virials.resize(9 * (size_t) ntotal);
-    r.atom_virials = atom_virials.data();
-  }
   if (mdrun_potential_evaluate(potential, &s, &r) != 0)
     error->one(FLERR, "pair_style mdrun: {}", mdrun_last_error());
 
@@ -346,26 +333,8 @@ void PairMdrun::compute_whole()
     f[i][0] += forces[3 * k];
     f[i][1] += forces[3 * k + 1];
     f[i][2] += forces[3 * k + 2];
-    if (eflag_atom) eatom[i] += atom_energies[k];
-    if (vflag_atom) {
-      const double *w = &atom_virials[9 * k];
-      vatom[i][0] += w[0];
-      vatom[i][1] += w[4];
-      vatom[i][2] += w[8];
-      vatom[i][3] += w[1];
-      vatom[i][4] += w[2];
-      vatom[i][5] += w[5];
-    }
   }
   if (comm->me != 0) return;
   if (eflag_global) eng_vdwl += r.energy;
-  if (vflag_global) {
-    const double *w = r.virial;
-    virial[0] += w[0];
-    virial[1] += w[4];
-    virial[2] += w[8];
-    virial[3] += w[1];
-    virial[4] += w[2];
-    virial[5] += w[5];
-  }
+  if (vflag_global) add_virial(virial, r.virial);
 }

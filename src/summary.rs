@@ -56,6 +56,19 @@ pub struct CommitteeSummary {
     pub frames_saved: Option<(u64, std::path::PathBuf)>,
 }
 
+impl CommitteeSummary {
+    /// The rows, largest deviation and mean of the rows' largest, from each row's largest
+    /// per-atom deviation (eV/Å); the rest left at their defaults.
+    pub fn of_row_maxima(maxima: &[f64]) -> CommitteeSummary {
+        CommitteeSummary {
+            rows: maxima.len() as u64,
+            max_deviation: maxima.iter().copied().fold(0.0, f64::max),
+            mean_max_deviation: maxima.iter().sum::<f64>() / maxima.len().max(1) as f64,
+            ..Default::default()
+        }
+    }
+}
+
 /// Slope and its standard error of the least-squares line y = a + b x.
 pub fn linear_fit(x: &[f64], y: &[f64]) -> Option<(f64, f64)> {
     let n = x.len();

@@ -3,7 +3,14 @@
 //! atom. Floats are written in full (shortest round-trip), so a frame read back is the frame.
 
 use crate::cell::{Cell, Vec3};
+use crate::system::System;
 use std::fmt::Write as _;
+
+/// The unlabelled frame of `system`'s atoms as they are now, with `info` pairs.
+pub fn system_frame(system: &System, info: Vec<(String, String)>) -> String {
+    let symbols: Vec<&str> = (0..system.len()).map(|i| system.species_name(i)).collect();
+    Frame { symbols: &symbols, positions: &system.positions, cell: &system.cell, info, energy: None, forces: None }.text()
+}
 
 /// One frame: `symbols` and `positions` per atom, the `cell`, extra `info` pairs (values written
 /// as given: quote strings yourself), and, when labelled, `energy` (eV) and `forces` (eV/Å).

@@ -15,6 +15,7 @@ pub mod label;
 use crate::ml::commands::TrainSettings;
 use crate::plan::{Plan, Platform};
 use crate::run::{RunError, RunOptions};
+use crate::summary::CommitteeSummary;
 use crate::units::{Dimension, parse_quantity};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
@@ -290,13 +291,11 @@ fn sample(settings: &Settings, input: &Path, steps: Option<u64>, model: &Path, m
                 .ok()
                 .and_then(|t| t.columns.iter().position(|c| c == "FDevMax(eV/A)").map(|c| t.rows.iter().map(|r| r[c]).collect()))
                 .unwrap_or_default();
-            record.rows = deviations.len() as u64;
-            record.max_deviation = deviations.iter().copied().fold(0.0, f64::max);
-            record.mean_max_deviation = deviations.iter().sum::<f64>() / deviations.len().max(1) as f64;
+            let c = CommitteeSummary::of_row_maxima(&deviations);
+            (record.rows, record.max_deviation, record.mean_max_deviation) = (c.rows, c.max_deviation, c.mean_max_deviation);
             record.stopped = Some(e.to_string());
             let chk = crate::io::checkpoint::Checkpoint::read(&saved)?;
-            let symbols: Vec<&str> = (0..chk.system.len()).map(|i| chk.system.species_name(i)).collect();
-            extra.push(crate::io::extxyz::Frame { symbols: &symbols, positions: &chk.system.positions, cell: &chk.system.cell, info: vec![("step".into(), chk.step.to_string()), ("mdrun_last_good".into(), "T".into())], energy: None, forces: None }.text());
+            extra.push(crate::io::extxyz::system_frame(&chk.system, vec![("step".into(), chk.step.to_string()), ("mdrun_last_good".into(), "T".into())]));
         }
         Err(e) => return Err(e.into()),
     }

@@ -59,7 +59,11 @@ pub struct TrainingRange {
 impl TrainingRange {
     /// No limits (models without recorded distances, tests).
     pub fn unlimited(species: usize) -> TrainingRange {
-        TrainingRange { unseen_below: vec![vec![(0.0, String::new()); species]; species], reported: false, pending: 0, example: None, streak: 0 }
+        TrainingRange::with_limits(vec![vec![(0.0, String::new()); species]; species])
+    }
+
+    fn with_limits(unseen_below: Vec<Vec<(f64, String)>>) -> TrainingRange {
+        TrainingRange { unseen_below, reported: false, pending: 0, example: None, streak: 0 }
     }
 
     fn of(model: &Model) -> TrainingRange {
@@ -80,7 +84,7 @@ impl TrainingRange {
                     .collect()
             })
             .collect();
-        TrainingRange { unseen_below, reported: false, pending: 0, example: None, streak: 0 }
+        TrainingRange::with_limits(unseen_below)
     }
 
     /// Whether the next pairs outside are worth naming (the first report, or the example of
@@ -248,7 +252,7 @@ impl MlPotential {
             .collect()
     }
 
-    /// Committee members beyond the one that drives the dynamics.
+    /// Members of the committee, the one that drives the dynamics included (1: a single model).
     pub fn committee_size(&self) -> usize {
         self.committee.len() + 1
     }

@@ -20,7 +20,6 @@ mod guard;
 mod observers;
 mod replicas;
 
-
 pub use replicas::run_replicas;
 
 #[derive(Clone, Debug, Default)]
@@ -446,19 +445,12 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     }
     output_time += t_out.elapsed();
     let samples = thermo.samples;
-    let committee = samples.iter().filter_map(|s| s.force_deviation).fold(None, |acc: Option<CommitteeSummary>, d| {
-        let mut c = acc.unwrap_or_default();
-        c.rows += 1;
-        c.max_deviation = c.max_deviation.max(d.max);
-        c.mean_max_deviation += d.max;
-        Some(c)
-    });
-    let committee = committee.map(|c| CommitteeSummary {
-        mean_max_deviation: c.mean_max_deviation / c.rows as f64,
+    let maxima: Vec<f64> = samples.iter().filter_map(|s| s.force_deviation.map(|d| d.max)).collect();
+    let committee = (!maxima.is_empty()).then(|| CommitteeSummary {
         rows_above_warning: thermo.rows_above_warning,
         warn: warn_deviation,
         frames_saved: uncertain_frames.as_ref().map(|f| (f.saved, f.path.clone())),
-        ..c
+        ..CommitteeSummary::of_row_maxima(&maxima)
     });
 
     let steps = sim.step() - start_step;

@@ -128,28 +128,23 @@ impl Observer<RunError> for UncertainFrames {
 
     fn observe(&mut self, engine: &mut dyn Engine, step: u64) -> Result<(), RunError> {
         use std::io::Write as _;
+        if !self.schedule.due(step) {
+            return Ok(());
+        }
         let sample = engine.thermo();
-        let Some(d) = sample.force_deviation.filter(|d| self.schedule.due(step) && d.max >= self.level) else {
+        let Some(d) = sample.force_deviation.filter(|d| d.max >= self.level) else {
             return Ok(());
         };
-        let system = engine.system()?;
-        let symbols: Vec<&str> = (0..system.len()).map(|i| system.species_name(i)).collect();
-        let frame = crate::io::extxyz::Frame {
-            symbols: &symbols,
-            positions: &system.positions,
-            cell: &system.cell,
-            info: vec![
-                ("step".into(), step.to_string()),
-                ("time_ps".into(), format!("{:?}", sample.time_ps)),
-                ("temperature".into(), format!("{:?}", sample.temperature)),
-                ("mdrun_force_deviation_max".into(), format!("{:?}", d.max)),
-                ("mdrun_force_deviation_mean".into(), format!("{:?}", d.mean)),
-            ],
-            energy: None,
-            forces: None,
-        };
+        let info = vec![
+            ("step".into(), step.to_string()),
+            ("time_ps".into(), format!("{:?}", sample.time_ps)),
+            ("temperature".into(), format!("{:?}", sample.temperature)),
+            ("mdrun_force_deviation_max".into(), format!("{:?}", d.max)),
+            ("mdrun_force_deviation_mean".into(), format!("{:?}", d.mean)),
+        ];
+        let frame = crate::io::extxyz::system_frame(engine.system()?, info);
         let error = |e: std::io::Error| RunError::Trajectory(crate::io::trajectory::TrajectoryError { path: self.path.clone(), message: e.to_string() });
-        self.out.write_all(frame.text().as_bytes()).and_then(|_| self.out.flush()).map_err(error)?;
+        self.out.write_all(frame.as_bytes()).and_then(|_| self.out.flush()).map_err(error)?;
         self.saved += 1;
         Ok(())
     }
