@@ -323,8 +323,11 @@ void PairMdrun::compute_whole()
   forces.resize(3 * (size_t) ntotal);
   mdrun_results r = {};
   r.forces = forces.data();
+  // Every rank evaluated the same system, so all fail together: error->all lets rank 0 print the
+  // reason and every rank stop cleanly (error->one on all of them races MPI_Abort against the
+  // message).
   if (mdrun_potential_evaluate(potential, &s, &r) != 0)
-    error->one(FLERR, "pair_style mdrun: {}", mdrun_last_error());
+    error->all(FLERR, "pair_style mdrun: {}", mdrun_last_error());
 
   double **f = atom->f;
   const int first = displs[comm->me];
