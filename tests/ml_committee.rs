@@ -132,13 +132,18 @@ fn frames_past_save_are_written_for_labelling_and_a_run_past_stop_fails_with_its
     assert_eq!(frames.lines().count(), 4 * 26);
     // The same run with a stop level below the deviation stops at its first checked row, with
     // the state before saved.
+    // Its in-run analysis of the steps before the stop is written all the same.
     let stop = r#"uncertainty = { stop = "1e-4 eV/A" }"#;
-    let plan = plan_in(&dir, &water_toml(&folder, 40, stop));
+    let analysis = "[analysis]\ninterval = 2\nrdf = true\npairs = [\"O-H\"]\nrmax = \"3 A\"\nout = \"analysis\"\n";
+    let plan = plan_in(&dir, &(water_toml(&folder, 40, stop) + analysis));
     let error = mdrun::run::run(&plan, &common::on(mdrun::plan::Platform::Cpu)).expect_err("past stop the run fails");
     let RunError::Failed { reason, saved_step, saved, .. } = error else { panic!("expected a failed run: {error}") };
     assert!(reason.contains("uncertainty.stop") && reason.contains("step 10"), "{reason}");
     assert_eq!(saved_step, 0);
     assert_eq!(mdrun::io::checkpoint::Checkpoint::read(&saved).unwrap().step, 0);
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("analysis/summary.json")).unwrap()).unwrap();
+    let peak = summary["rdf"]["O-H"]["first_peak_a"].as_f64().unwrap();
+    assert!((0.9..1.05).contains(&peak), "the O-H bond peak of the steps before the stop: {peak} Å");
 }
 
 #[test]
@@ -187,9 +192,67 @@ fn train_committee_writes_members_from_different_seeds_that_load_as_one_potentia
     assert_ne!(a, b, "two seeds, two models");
     let card: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("comm/member-2/model.json")).unwrap()).unwrap();
     assert_eq!(card["training"]["options"]["seed"], 2);
+    // The members train side by side (one per core); each is still exactly the model its seed
+    // gives when trained alone (on the same split: here a given validation file).
+    let train = |args: &[&str]| {
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun"))
+            .args(["train", "--train", "water30.extxyz", "--valid", "water30.extxyz", "--features", "8", "--blocks", "1", "--epochs", "1"])
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    };
+    train(&["--out", "pair", "--committee", "2"]);
+    train(&["--out", "alone", "--seed", "2"]);
+    assert!(
+        std::fs::read(dir.join("alone/model.safetensors")).unwrap() == std::fs::read(dir.join("pair/member-2/model.safetensors")).unwrap(),
+        "member 2 differs from the same seed trained alone"
+    );
     let committee = MlPotential::load(&dir.join("comm"), &["O".into(), "H".into()]).unwrap();
     assert_eq!(committee.committee_size(), 2);
     // Where one model is expected (mdrun eval), the folder stands for its first member.
     let eval = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun")).args(["eval", "comm", "water30.extxyz", "--json"]).current_dir(&dir).output().unwrap();
     assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+}
+
+#[test]
+fn init_continues_training_from_the_starting_models() {
+    let dir = scratch("committee-init");
+    let text = std::fs::read_to_string(Path::new(ROOT).join("potentials/data/water.extxyz")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(dir.join("water30.extxyz"), lines[..30 * 26].join("\n") + "\n").unwrap();
+    let train = |args: &[&str]| {
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun")).arg("train").args(["--train", "water30.extxyz"]).args(args).current_dir(&dir).output().unwrap();
+        (run.status.success(), String::from_utf8_lossy(&run.stdout).into_owned() + &String::from_utf8_lossy(&run.stderr))
+    };
+    let card = |folder: &str| -> serde_json::Value { serde_json::from_slice(&std::fs::read(dir.join(folder).join("model.json")).unwrap()).unwrap() };
+    let (ok, out) = train(&["--out", "start", "--committee", "2", "--features", "8", "--blocks", "1", "--epochs", "3"]);
+    assert!(ok, "{out}");
+    // With a vanishing step the first epoch validates each member exactly where its starting
+    // member ended (the same split, the same weights), far from a fresh model's first epoch.
+    let (ok, out) = train(&["--out", "tuned", "--init", "start", "--committee", "2", "--epochs", "1", "--learning-rate", "1e-12"]);
+    assert!(ok, "{out}");
+    for member in ["member-1", "member-2"] {
+        let before = card(&format!("start/{member}"));
+        let after = card(&format!("tuned/{member}"));
+        let best = before["training"]["best_epoch"].as_u64().unwrap() as usize;
+        let ended = before["training"]["history"][best - 1]["valid_loss"].as_f64().unwrap();
+        let began = after["training"]["history"][0]["valid_loss"].as_f64().unwrap();
+        assert!((began - ended).abs() <= 1e-6 * ended, "{member}: fine-tuning began at {began}, its start ended at {ended}");
+        let fresh = before["training"]["history"][0]["valid_loss"].as_f64().unwrap();
+        assert!(fresh > 1.5 * ended, "{member}: a fresh model's first epoch ({fresh}) is no worse than the trained one ({ended}): the test proves nothing");
+        assert_eq!(after["config"], before["config"], "the architecture is the starting model's");
+        assert_eq!(after["training"]["init"], "start");
+        assert_eq!(after["normalization"]["reference_energies"], before["normalization"]["reference_energies"]);
+    }
+    // The starting models bring their architecture; a committee starts from a committee of its size.
+    for (args, expected) in [
+        (&["--out", "bad", "--init", "start", "--committee", "2", "--features", "16"][..], "--features with --init"),
+        (&["--out", "bad", "--init", "start"][..], "give --committee 2"),
+        (&["--out", "bad", "--init", "start/member-1", "--committee", "2"][..], "one model cannot start a committee of 2"),
+    ] {
+        let (ok, out) = train(args);
+        assert!(!ok && out.contains(expected), "{args:?}: {out}");
+    }
 }

@@ -134,7 +134,19 @@ pub fn species_of(data: &[Structure]) -> Vec<u32> {
 }
 
 /// Trains a new model of `config` (its `species` are filled in from the data).
-pub fn train(
+pub fn train(config: ModelConfig, train_set: &[Structure], valid_set: &[Structure], options: &TrainOptions, report: impl FnMut(&EpochRecord)) -> Result<Trained, String> {
+    train_from(None, config, train_set, valid_set, options, report)
+}
+
+/// Trains `start` further on new data (fine-tuning): its architecture, elements, reference
+/// energies and energy scale stay (its weights were fitted against them); the shortest pair
+/// distances it warns below widen to the new data's.
+pub fn fine_tune(start: &Model, train_set: &[Structure], valid_set: &[Structure], options: &TrainOptions, report: impl FnMut(&EpochRecord)) -> Result<Trained, String> {
+    train_from(Some(start), start.config.clone(), train_set, valid_set, options, report)
+}
+
+fn train_from(
+    start: Option<&Model>,
     mut config: ModelConfig,
     train_set: &[Structure],
     valid_set: &[Structure],
@@ -145,7 +157,14 @@ pub fn train(
         return Err("training and validation sets must both hold structures".into());
     }
     let ctx = Ctx::named(&options.device, options.f64)?;
-    config.species = species_of(train_set);
+    match start {
+        None => config.species = species_of(train_set),
+        Some(_) => {
+            if let Some(z) = species_of(train_set).into_iter().find(|z| !config.species.contains(z)) {
+                return Err(format!("the training set has element Z = {z}, which the starting model (--init) does not know"));
+            }
+        }
+    }
     for s in valid_set {
         if let Some(&z) = s.numbers.iter().find(|z| !config.species.contains(z)) {
             return Err(format!(
@@ -174,7 +193,10 @@ pub fn train(
         training_min_distance: pair_min_distances.values().copied().reduce(f64::min).unwrap_or(0.0),
         pair_min_distances,
     };
-    let mut model = Model::new(config, normalization, options.seed, &ctx);
+    let mut model = match start {
+        None => Model::new(config, normalization, options.seed, &ctx),
+        Some(start) => continued(start, normalization, &ctx),
+    };
 
     let mut adam = Adam::new(
         &model.params.values,
@@ -247,6 +269,28 @@ pub fn train(
         structures_per_second,
         stopped,
     })
+}
+
+/// `start` as the first state of a training on `ctx`, with the pair distances of the new data
+/// (`data`) joined to its own.
+fn continued(start: &Model, data: Normalization, ctx: &Ctx) -> Model {
+    let mut normalization = start.normalization.clone();
+    for (pair, d) in data.pair_min_distances {
+        let shortest = normalization.pair_min_distances.entry(pair).or_insert(d);
+        *shortest = shortest.min(d);
+    }
+    normalization.training_min_distance = match (normalization.training_min_distance, data.training_min_distance) {
+        (a, b) if a > 0.0 && b > 0.0 => a.min(b),
+        (a, b) => a.max(b),
+    };
+    let values = start.params.values.iter().map(|v| {
+        let dims = v.dims();
+        let value = ctx.matrix(&to_vec(v.clone().detach()), dims[0], dims[1]);
+        if ctx.device.is_autodiff() { value.require_grad() } else { value }
+    });
+    let mut model = start.with_params(values.collect());
+    model.normalization = normalization;
+    model
 }
 
 fn loss(

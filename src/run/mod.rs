@@ -404,6 +404,14 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
             let _ = trajectories.writer.finish();
             let _ = thermo.log.comment(&format!("run stopped: {failed}"));
             progress.finish();
+            // What the run measured before it failed is kept (78 ps of g(r) are not lost to
+            // one bad step at the end).
+            if let (Some(a), Some(p)) = (analysis, &plan.analysis) {
+                match write_analysis(a, p, &plan.source) {
+                    Ok(()) => eprintln!("The in-run analysis of the steps before the stop was written to {}.", p.out.display()),
+                    Err(e) => eprintln!("warning: the in-run analysis before the stop could not be written: {e}"),
+                }
+            }
             return Err(failed);
         }
         Err(Stop::Observer(e)) => return Err(e),
@@ -434,13 +442,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     sim.checkpoint(threads)?.write(&plan.checkpoint)?;
     trajectories.writer.finish()?;
     if let (Some(a), Some(p)) = (analysis, &plan.analysis) {
-        if a.accumulator.frames() < 2 {
-            eprintln!("note: [analysis] sampled {} state(s); MSD and VACF need at least two (interval {} steps)", a.accumulator.frames(), p.interval);
-        }
-        let analysis_error = observers::analysis_error(&plan.source);
-        std::fs::create_dir_all(&p.out).map_err(|e| analysis_error(anyhow::anyhow!("cannot create {}: {e}", p.out.display())))?;
-        let entries = a.accumulator.finish(&p.out).map_err(analysis_error)?;
-        crate::analysis::merge_summary(&p.out, entries).map_err(analysis_error)?;
+        write_analysis(a, p, &plan.source)?;
         say(&format!("Wrote the in-run analysis to {}.", p.out.display()));
     }
     output_time += t_out.elapsed();
@@ -515,6 +517,17 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
 }
 
 /// A restart continues the same system: same species, in the same order, same atom count.
+/// Writes the in-run analysis (`[analysis]`) to its folder.
+fn write_analysis(a: Analysis, p: &crate::plan::AnalysisPlan, source: &Path) -> Result<(), RunError> {
+    if a.accumulator.frames() < 2 {
+        eprintln!("note: [analysis] sampled {} state(s); MSD and VACF need at least two (interval {} steps)", a.accumulator.frames(), p.interval);
+    }
+    let analysis_error = observers::analysis_error(source);
+    std::fs::create_dir_all(&p.out).map_err(|e| analysis_error(anyhow::anyhow!("cannot create {}: {e}", p.out.display())))?;
+    let entries = a.accumulator.finish(&p.out).map_err(analysis_error)?;
+    crate::analysis::merge_summary(&p.out, entries).map_err(analysis_error)
+}
+
 fn check_restart_matches(plan: &Plan, chk: &Checkpoint, path: &Path) -> Result<(), RunError> {
     let names =
         |s: &crate::system::System| s.species.iter().map(|x| x.name.clone()).collect::<Vec<_>>();
