@@ -2,7 +2,7 @@
 # mdrun's own allocator (src/memory.rs: large blocks mapped in huge pages and kept for reuse,
 # the rest from glibc) against mimalloc (`--features mimalloc`), on the same machine, the two
 # binaries alternating, REPEATS times each: the LAMMPS LJ benchmark (32,000 atoms, 100 steps),
-# the quickstart (24-atom SchNet + MCGM water, 4,000 steps), PaiNN water repeated to 1,536
+# the quickstart (4,000 steps; 24-atom SchNet + MCGM water when the figures in BENCHMARKS.md were taken, 192-atom PaiNN committee since 2026-12-06), PaiNN water repeated to 1,536
 # atoms (40 steps), and training (SchNet F = 32 on the 267 water frames, 3 epochs). Prints the
 # median wall time of each and the ratio mimalloc / own.
 #   benches/allocator.sh [repeats] [threads]
