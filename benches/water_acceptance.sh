@@ -9,8 +9,9 @@
 # Prints a Markdown table; everything stays in OUT (default: a fresh temporary folder).
 #
 #   benches/water_acceptance.sh [MODEL] [PS] [PS216] [FRAMES] [OUT]
-#   (defaults: potentials/water-liquid, 100 ps, PS216 = PS, 20 frames; on two cores a step of
-#   64 waters takes about 4 ms, of 216 about 12 ms: 100 ps of 216 waters is 40 minutes)
+#   (defaults: potentials/water-liquid, 100 ps, PS216 = PS, 20 frames; side by side on one core
+#   each of a 2-core machine a step of 64 waters took 7 ms, of 216 waters 25 ms: 100 ps of 216
+#   waters is about 85 minutes)
 # MDRUN_PYTHON: a Python with tblite and ase for the labels (default: python3); FRAMES=0 skips them.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

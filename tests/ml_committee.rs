@@ -174,19 +174,27 @@ fn uncertainty_settings_that_make_no_sense_are_refused_naming_the_key() {
     assert!(error.contains("must share"), "{error}");
 }
 
-#[test]
-fn train_committee_writes_members_from_different_seeds_that_load_as_one_potential() {
-    let dir = scratch("committee-train");
-    // 30 frames of the water data: enough for two one-epoch members.
+/// A scratch folder holding `water30.extxyz`: 30 frames of the water data, enough for
+/// one-epoch members.
+fn scratch_with_water30(name: &str) -> PathBuf {
+    let dir = scratch(name);
     let text = std::fs::read_to_string(Path::new(ROOT).join("potentials/data/water.extxyz")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     std::fs::write(dir.join("water30.extxyz"), lines[..30 * 26].join("\n") + "\n").unwrap();
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun"))
-        .args(["train", "--train", "water30.extxyz", "--out", "comm", "--committee", "2", "--features", "8", "--blocks", "1", "--epochs", "1"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    dir
+}
+
+/// `mdrun train --train water30.extxyz ARGS` in `dir`: whether it succeeded, and what it printed.
+fn train_in(dir: &Path, args: &[&str]) -> (bool, String) {
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun")).args(["train", "--train", "water30.extxyz"]).args(args).current_dir(dir).output().unwrap();
+    (run.status.success(), String::from_utf8_lossy(&run.stdout).into_owned() + &String::from_utf8_lossy(&run.stderr))
+}
+
+#[test]
+fn train_committee_writes_members_from_different_seeds_that_load_as_one_potential() {
+    let dir = scratch_with_water30("committee-train");
+    let (ok, out) = train_in(&dir, &["--out", "comm", "--committee", "2", "--features", "8", "--blocks", "1", "--epochs", "1"]);
+    assert!(ok, "{out}");
     let a = std::fs::read(dir.join("comm/member-1/model.safetensors")).unwrap();
     let b = std::fs::read(dir.join("comm/member-2/model.safetensors")).unwrap();
     assert_ne!(a, b, "two seeds, two models");
@@ -194,17 +202,10 @@ fn train_committee_writes_members_from_different_seeds_that_load_as_one_potentia
     assert_eq!(card["training"]["options"]["seed"], 2);
     // The members train side by side (one per core); each is still exactly the model its seed
     // gives when trained alone (on the same split: here a given validation file).
-    let train = |args: &[&str]| {
-        let run = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun"))
-            .args(["train", "--train", "water30.extxyz", "--valid", "water30.extxyz", "--features", "8", "--blocks", "1", "--epochs", "1"])
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    };
-    train(&["--out", "pair", "--committee", "2"]);
-    train(&["--out", "alone", "--seed", "2"]);
+    for args in [["--out", "pair", "--committee", "2"], ["--out", "alone", "--seed", "2"]] {
+        let (ok, out) = train_in(&dir, &[&args[..], &["--valid", "water30.extxyz", "--features", "8", "--blocks", "1", "--epochs", "1"]].concat());
+        assert!(ok, "{out}");
+    }
     assert!(
         std::fs::read(dir.join("alone/model.safetensors")).unwrap() == std::fs::read(dir.join("pair/member-2/model.safetensors")).unwrap(),
         "member 2 differs from the same seed trained alone"
@@ -218,14 +219,8 @@ fn train_committee_writes_members_from_different_seeds_that_load_as_one_potentia
 
 #[test]
 fn init_continues_training_from_the_starting_models() {
-    let dir = scratch("committee-init");
-    let text = std::fs::read_to_string(Path::new(ROOT).join("potentials/data/water.extxyz")).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    std::fs::write(dir.join("water30.extxyz"), lines[..30 * 26].join("\n") + "\n").unwrap();
-    let train = |args: &[&str]| {
-        let run = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun")).arg("train").args(["--train", "water30.extxyz"]).args(args).current_dir(&dir).output().unwrap();
-        (run.status.success(), String::from_utf8_lossy(&run.stdout).into_owned() + &String::from_utf8_lossy(&run.stderr))
-    };
+    let dir = scratch_with_water30("committee-init");
+    let train = |args: &[&str]| train_in(&dir, args);
     let card = |folder: &str| -> serde_json::Value { serde_json::from_slice(&std::fs::read(dir.join(folder).join("model.json")).unwrap()).unwrap() };
     let (ok, out) = train(&["--out", "start", "--committee", "2", "--features", "8", "--blocks", "1", "--epochs", "3"]);
     assert!(ok, "{out}");

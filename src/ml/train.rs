@@ -172,30 +172,13 @@ fn train_from(
             ));
         }
     }
-    let reference_energies = fit_reference_energies(&config.species, train_set);
-    let n_force = train_set
-        .iter()
-        .map(|s| s.forces.len() * 3)
-        .sum::<usize>()
-        .max(1);
-    let force_rms = (train_set
-        .iter()
-        .flat_map(|s| s.forces.iter().flatten())
-        .map(|f| f * f)
-        .sum::<f64>()
-        / n_force as f64)
-        .sqrt();
     let pair_min_distances = shortest_pair_distances(train_set, config.cutoff);
-    let normalization = Normalization {
-        reference_energies,
-        energy_scale: if force_rms > 0.0 { force_rms } else { 1.0 },
-        // The shortest of all pairs (0: none within the cutoff, unknown).
-        training_min_distance: pair_min_distances.values().copied().reduce(f64::min).unwrap_or(0.0),
-        pair_min_distances,
-    };
     let mut model = match start {
-        None => Model::new(config, normalization, options.seed, &ctx),
-        Some(start) => continued(start, normalization, &ctx),
+        None => {
+            let normalization = normalization_of(&config.species, train_set, pair_min_distances);
+            Model::new(config, normalization, options.seed, &ctx)
+        }
+        Some(start) => continued(start, pair_min_distances, &ctx),
     };
 
     let mut adam = Adam::new(
@@ -271,15 +254,30 @@ fn train_from(
     })
 }
 
-/// `start` as the first state of a training on `ctx`, with the pair distances of the new data
-/// (`data`) joined to its own.
-fn continued(start: &Model, data: Normalization, ctx: &Ctx) -> Model {
+/// A new model's normalization from its training data: per-species reference energies, the
+/// forces' RMS as the energy scale, and the shortest distances per pair (`pair_min_distances`).
+fn normalization_of(species: &[u32], train_set: &[Structure], pair_min_distances: BTreeMap<String, f64>) -> Normalization {
+    let n_force = train_set.iter().map(|s| s.forces.len() * 3).sum::<usize>().max(1);
+    let force_rms = (train_set.iter().flat_map(|s| s.forces.iter().flatten()).map(|f| f * f).sum::<f64>() / n_force as f64).sqrt();
+    Normalization {
+        reference_energies: fit_reference_energies(species, train_set),
+        energy_scale: if force_rms > 0.0 { force_rms } else { 1.0 },
+        // The shortest of all pairs (0: none within the cutoff, unknown).
+        training_min_distance: pair_min_distances.values().copied().reduce(f64::min).unwrap_or(0.0),
+        pair_min_distances,
+    }
+}
+
+/// `start` as the first state of a training on `ctx`: its normalization, with the shortest
+/// pair distances of the new data (`data_pairs`) joined to its own.
+fn continued(start: &Model, data_pairs: BTreeMap<String, f64>, ctx: &Ctx) -> Model {
     let mut normalization = start.normalization.clone();
-    for (pair, d) in data.pair_min_distances {
+    let data_min = data_pairs.values().copied().reduce(f64::min).unwrap_or(0.0);
+    for (pair, d) in data_pairs {
         let shortest = normalization.pair_min_distances.entry(pair).or_insert(d);
         *shortest = shortest.min(d);
     }
-    normalization.training_min_distance = match (normalization.training_min_distance, data.training_min_distance) {
+    normalization.training_min_distance = match (normalization.training_min_distance, data_min) {
         (a, b) if a > 0.0 && b > 0.0 => a.min(b),
         (a, b) => a.max(b),
     };

@@ -516,7 +516,6 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     Ok(summary)
 }
 
-/// A restart continues the same system: same species, in the same order, same atom count.
 /// Writes the in-run analysis (`[analysis]`) to its folder.
 fn write_analysis(a: Analysis, p: &crate::plan::AnalysisPlan, source: &Path) -> Result<(), RunError> {
     if a.accumulator.frames() < 2 {
@@ -528,6 +527,7 @@ fn write_analysis(a: Analysis, p: &crate::plan::AnalysisPlan, source: &Path) -> 
     crate::analysis::merge_summary(&p.out, entries).map_err(analysis_error)
 }
 
+/// A restart continues the same system: same species, in the same order, same atom count.
 fn check_restart_matches(plan: &Plan, chk: &Checkpoint, path: &Path) -> Result<(), RunError> {
     let names =
         |s: &crate::system::System| s.species.iter().map(|x| x.name.clone()).collect::<Vec<_>>();
