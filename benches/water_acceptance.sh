@@ -5,7 +5,10 @@
 #     committee's largest force deviation;
 #   - the O-O g(r)'s first peak (the goal: 2.7-2.95 Å) and the mean temperature;
 #   - the force and energy error against GFN2-xTB on FRAMES frames drawn evenly from the 64-water
-#     run's second half (labelled by tools/xtb_label.py; the goal: force MAE below 60 meV/Å).
+#     run's second half (labelled by tools/xtb_label.py; the goal: force MAE below 60 meV/Å),
+#     and the stress error: how far the model's pressure is from GFN2-xTB's on the same frames;
+#   - the density at 1 bar: 64 waters in NPT (Nosé-Hoover chains and the MTK barostat, 300 K,
+#     1 bar, NPT_PS picoseconds, default 20, after the NVT run), its mean over the second half.
 # Prints a Markdown table; everything stays in OUT (default: a fresh temporary folder).
 #
 #   benches/water_acceptance.sh [MODEL] [PS] [PS216] [FRAMES] [OUT]
@@ -27,8 +30,24 @@ cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 bin=$CARGO_TARGET_DIR/release/mdrun
 mkdir -p "$out"
 out=$(realpath "$out")
-run() { # name structure rmax picoseconds
+npt_ps=${NPT_PS:-20}
+run() { # name structure rmax picoseconds [npt]
   local dir=$out/$1
+  local integrator='type = "langevin"
+timestep = "0.5 fs"
+temperature = "300 K"
+damping = "0.1 ps"
+seed = 4'
+  if [ "${5:-}" = npt ]; then
+    integrator='type = "nose-hoover"
+timestep = "0.5 fs"
+temperature = "300 K"
+damping = "0.05 ps"
+[barostat]
+type = "mtk"
+pressure = "1 bar"
+damping = "1 ps"'
+  fi
   mkdir -p "$dir"
   cat > "$dir/system.toml" <<EOF
 [structure]
@@ -41,11 +60,7 @@ seed = 3
 type = "ml"
 model = "$model"
 [integrator]
-type = "langevin"
-timestep = "0.5 fs"
-temperature = "300 K"
-damping = "0.1 ps"
-seed = 4
+$integrator
 [run]
 steps = $(python3 -c "print(round($4 * 2000))")
 [neighbor]
@@ -91,18 +106,18 @@ with open(dest, "w") as f:
 print(f"{len(picked)} of {len(blocks)} frames drawn", file=sys.stderr)
 EOF
   "$python" "$root/tools/xtb_label.py" "$out/drawn.extxyz" "$out/drawn-xtb.extxyz" --config-type md64 > "$out/label.log" 2>&1
-  "$bin" eval "$model" "$out/drawn-xtb.extxyz" --json > "$out/eval.json"
+  "$bin" eval "$model" "$out/drawn-xtb.extxyz" --json --predictions "$out/predicted.extxyz" > "$out/eval.json"
 }
 
 # The two runs side by side, half the cores each; the 64-water frames are labelled as soon as
 # their run ends.
 threads=$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))
-{ run water64 water64.extxyz 6.2 "$ps"; label64; } &
+{ run water64 water64.extxyz 6.2 "$ps"; label64; [ "$npt_ps" = 0 ] || run npt64 water64.extxyz 6.2 "$npt_ps" npt; } &
 run water216 water216.extxyz 9.3 "$ps216" &
 wait
 
 python3 - "$out" "$ps" "$ps216" <<'EOF'
-import csv, json, os, sys
+import csv, json, os, re, sys
 out = sys.argv[1]
 asked = {"water64": sys.argv[2], "water216": sys.argv[3]}
 print(f"| waters | ps asked | ran | stopped | outside-data rows | max force deviation eV/Å | mean T K | O-O first peak Å | g at peak | ms/step |")
@@ -146,5 +161,36 @@ if os.path.exists(p):
     e = json.load(open(p))
     print(f"\nAgainst GFN2-xTB on {e['n_structures']} frames of the 64-water run's second half (goal: force MAE < 60 meV/Å):")
     print(f"force MAE {1e3 * e['force_mae_ev_per_a']:.1f} meV/Å (RMSE {1e3 * e['force_rmse_ev_per_a']:.1f}), energy MAE {1e3 * e['energy_mae_ev_per_atom']:.2f} meV/atom (the first member's; eval.json)")
+    # The pressure the model gives these frames against GFN2-xTB's: the virial part, in bar
+    # (the kinetic part is the same for both), from mdrun eval --predictions.
+    diffs = []
+    for line in open(os.path.join(out, "predicted.extxyz")):
+        if "mdrun_virial=" in line:
+            lattice = [float(x) for x in re.search(r'Lattice="([^"]*)"', line).group(1).split()]
+            a, b, c = lattice[0:3], lattice[3:6], lattice[6:9]
+            volume = abs(a[0] * (b[1] * c[2] - b[2] * c[1]) - a[1] * (b[0] * c[2] - b[2] * c[0]) + a[2] * (b[0] * c[1] - b[1] * c[0]))
+            trace = lambda key: sum(float(x) for x in re.search(key + r'="([^"]*)"', line).group(1).split()[0::4])
+            diffs.append((trace("mdrun_virial") - trace(" virial")) / (3 * volume) * 1.602176634e6)
+    if diffs:
+        mean = sum(diffs) / len(diffs)
+        print(f"pressure: the model's minus GFN2-xTB's on the same frames {mean:+.0f} bar on average (frames from {min(diffs):+.0f} to {max(diffs):+.0f}); stress MAE {e.get('stress_mae_gpa', float('nan')):.3f} GPa")
+npt = os.path.join(out, "npt64", "thermo.log")
+if os.path.exists(npt):
+    header, rows = None, []
+    for line in open(npt):
+        words = line.split()
+        if words and words[0] == "Step":
+            header = words
+        elif header and words and not line.startswith("#"):
+            rows.append(dict(zip(header, map(float, words))))
+    second = rows[len(rows) // 2:]
+    # 64 molecules of 18.015 g/mol: density in g/cm³ from the volume in Å³.
+    dens = [64 * 18.01528 / 6.02214076e23 / (r["Volume(A3)"] * 1e-24) for r in second]
+    if dens:
+        m = sum(dens) / len(dens)
+        sd = (sum((d - m) ** 2 for d in dens) / len(dens)) ** 0.5
+        status = open(os.path.join(out, "npt64", "status")).read().strip()
+        ran = rows[-1]["Time(ps)"]
+        print(f"\nNPT, 64 waters, 300 K, 1 bar: {ran:.1f} ps{'' if status == '0' else ' (stopped: exit ' + status + ')'}; density over the second half {m:.3f} ± {sd:.3f} g/cm³ (mean T {sum(r['Temp(K)'] for r in second) / len(second):.1f} K)")
 print(f"\n(files in {out})")
 EOF

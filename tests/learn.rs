@@ -163,3 +163,57 @@ fn a_failing_labeller_and_bad_settings_are_reported_with_what_to_fix() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("round 1") && err.contains("exit status: 3") && err.contains("no reference here"), "{err}");
 }
+
+/// Stress labels: `mdrun label` writes the reference's stress (ASE's sign) and `mdrun train`
+/// fits it. Argon at three densities (compressed to stretched) is the data, two densities
+/// between them, never seen, the check:
+/// - a model trained on energies and forces alone already predicts the labels' stresses (a
+///   Lennard-Jones fluid's pressure follows from them): so the labels have the sign and units of
+///   the model's virial, -dE/dε (tests/ml_forces.rs proves that by finite differences);
+/// - a model trained on the stresses alone (no energy, no force) learns them: the loss term
+///   and its gradient through the virial work.
+#[test]
+fn stresses_are_labelled_with_their_sign_and_learned() {
+    let dir = scratch("learn-stress");
+    std::fs::write(dir.join("reference.toml"), argon("40 K", 1, 0, "")).unwrap();
+    let frames = |name: &str, lattice: &str, seed: u32| {
+        let trajectory = format!("[[output.trajectory]]\npath = \"{name}.xyz\"\ninterval = 50");
+        let toml = argon("40 K", seed, 1000, &trajectory).replace("5.26 A", lattice);
+        std::fs::write(dir.join(format!("{name}.toml")), toml).unwrap();
+        mdrun(&dir, &["-q", &format!("{name}.toml")]);
+        mdrun(&dir, &["label", "reference.toml", &format!("{name}.xyz"), &format!("{name}.extxyz")]);
+        std::fs::read_to_string(dir.join(format!("{name}.extxyz"))).unwrap()
+    };
+    let train: String = [("a", "5.05 A", 1), ("b", "5.26 A", 2), ("c", "5.5 A", 3)].iter().map(|(n, l, s)| frames(n, l, *s)).collect();
+    let valid: String = [("d", "5.15 A", 4), ("e", "5.38 A", 5)].iter().map(|(n, l, s)| frames(n, l, *s)).collect();
+    std::fs::write(dir.join("train.extxyz"), &train).unwrap();
+    std::fs::write(dir.join("valid.extxyz"), &valid).unwrap();
+
+    // The labels' pressures, -tr σ / 3 (GPa), spread over the densities.
+    let pressures: Vec<f64> = valid
+        .lines()
+        .filter_map(|l| l.split("stress=\"").nth(1))
+        .map(|s| {
+            let v: Vec<f64> = s.split('"').next().unwrap().split_whitespace().map(|w| w.parse().unwrap()).collect();
+            -(v[0] + v[4] + v[8]) / 3.0 * 160.2176634
+        })
+        .collect();
+    assert_eq!(pressures.len(), 42, "every periodic frame (21 a run) carries a stress");
+    let mean = pressures.iter().sum::<f64>() / pressures.len() as f64;
+    let spread = (pressures.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / pressures.len() as f64).sqrt();
+    assert!(spread > 0.1, "the densities give pressures {pressures:?} GPa");
+
+    let stress_mae = |name: &str, weights: &[&str]| {
+        let mut args = vec!["train", "--train", "train.extxyz", "--valid", "valid.extxyz", "--out", name, "--features", "16", "--blocks", "1", "--cutoff", "4.5", "--epochs", "60", "--seed", "3"];
+        args.extend(weights);
+        let text = mdrun(&dir, &args);
+        let json = mdrun(&dir, &["eval", name, "valid.extxyz", "--json"]);
+        let json: serde_json::Value = serde_json::from_str(&json[json.find('{').unwrap()..]).unwrap();
+        (json["stress_mae_gpa"].as_f64().unwrap(), text)
+    };
+    let (from_energies, _) = stress_mae("energies-forces", &["--energy-weight", "10", "--stress-weight", "0"]);
+    assert!(from_energies < 0.05 * spread, "trained on energies and forces: stress MAE {from_energies} GPa; the labels' pressures spread {spread} GPa about {mean} GPa");
+    let (from_stresses, text) = stress_mae("stresses", &["--energy-weight", "0", "--force-weight", "0", "--stress-weight", "10"]);
+    assert!(text.contains("S MAE GPa"), "{text}");
+    assert!(from_stresses < 0.1 * spread, "trained on stresses alone: stress MAE {from_stresses} GPa; the labels' pressures spread {spread} GPa\n{text}");
+}

@@ -67,7 +67,7 @@ fn gas() -> Structure {
     let mut system = common::random_system(48, Cell::orthorhombic(12.0, 12.5, 13.0).unwrap(), &["H", "C", "N", "O"], 1.1, 7);
     system.wrap_positions();
     let numbers = system.types.iter().map(|&t| [1, 6, 7, 8][t as usize]).collect();
-    f32_exact(Structure { numbers, positions: system.positions, cell: system.cell, energy: 0.0, forces: vec![], kind: "gas".into(), charge: 0.0 })
+    f32_exact(Structure { numbers, positions: system.positions, cell: system.cell, energy: 0.0, forces: vec![], kind: "gas".into(), charge: 0.0, virial: None })
 }
 
 /// Acetamide (C2H5NO) in a 20 Å periodic box: its images are beyond the cutoff.

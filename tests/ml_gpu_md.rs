@@ -34,7 +34,7 @@ fn gas(n: usize, seed: u32) -> System {
 
 fn structure(system: &System) -> Structure {
     let numbers = system.types.iter().map(|&t| [1, 6, 7, 8][t as usize]).collect();
-    Structure { numbers, positions: system.positions.clone(), cell: system.cell.clone(), energy: 0.0, forces: vec![], kind: "test".into(), charge: 0.0 }
+    Structure { numbers, positions: system.positions.clone(), cell: system.cell.clone(), energy: 0.0, forces: vec![], kind: "test".into(), charge: 0.0, virial: None }
 }
 
 fn max_abs(v: impl Iterator<Item = f64>) -> f64 {

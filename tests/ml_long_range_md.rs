@@ -158,7 +158,7 @@ fn the_total_charge_reaches_the_model_from_system_toml() {
         let md = first_energy(&plan);
         let s = &plan.system;
         let numbers = s.types.iter().map(|&t| mdrun::elements::atomic_number(&s.species[t as usize].name).unwrap()).collect();
-        let mut structure = Structure { numbers, positions: s.positions.clone(), cell: s.cell.clone(), energy: 0.0, forces: vec![], kind: "ions".into(), charge: 0.0 };
+        let mut structure = Structure { numbers, positions: s.positions.clone(), cell: s.cell.clone(), energy: 0.0, forces: vec![], kind: "ions".into(), charge: 0.0, virial: None };
         structure.charge = charge;
         let reference = BurnModel { model: model.clone(), ctx: Ctx::cpu_inference(true), f64_precision: true }.evaluate(&[structure]).unwrap()[0].energy;
         println!("charge {charge}: MD {md:.6} eV, burn reference {reference:.6} eV");

@@ -301,10 +301,10 @@ fn training_reduces_the_validation_error_and_the_model_file_round_trips() {
     let (b, _) = predict_all(&loaded, &valid_set[..5], 5, &ctx).unwrap();
     for (x, y) in a.iter().zip(&b) {
         assert!(
-            (x.0 - y.0).abs() < 1e-3 * x.0.abs().max(1.0),
+            (x.energy - y.energy).abs() < 1e-3 * x.energy.abs().max(1.0),
             "energy {} vs {} after reload",
-            x.0,
-            y.0
+            x.energy,
+            y.energy
         );
     }
     // Either file, or the folder, names the model; a foreign file is refused clearly.

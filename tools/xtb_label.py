@@ -5,7 +5,10 @@ extended XYZ file, written as mdrun's training data. The labelling command of `m
     label = "python3 tools/xtb_label.py {input} {output}"
 
 Each frame keeps its cell and periodicity (`Lattice=`, `pbc=`) and its total charge (`charge=`,
-default 0); `config_type=` says where it came from (default "labelled"). Any ASE calculator can
+default 0); `config_type=` says where it came from (default "labelled"). Periodic frames also
+get the stress (`stress=`, 9 components, eV/Å³, ASE's sign: (1/V) dE/dε, negative under
+compression), which `mdrun train` fits with `--stress-weight` so that a model's pressure, and
+so its density in NPT, follows the reference. Any ASE calculator can
 stand in for tblite: swap `calculator()` below (a DFT code for production data).
 
 Usage (needs `pip install tblite ase numpy`):
@@ -43,6 +46,9 @@ def main():
             label = atoms.info.get("config_type", args.config_type)
             out.write(f"{len(atoms)}\n")
             header = f"energy={energy!r} config_type={label} charge={charge!r} Properties=species:S:1:pos:R:3:forces:R:3"
+            if atoms.pbc.all():
+                stress = " ".join(repr(float(x)) for x in atoms.get_stress(voigt=False).flatten())
+                header = f'stress="{stress}" ' + header
             if atoms.pbc.any():
                 cell = " ".join(repr(float(x)) for x in atoms.cell.array.flatten())
                 pbc = " ".join("T" if p else "F" for p in atoms.pbc)

@@ -1,4 +1,5 @@
-//! `mdrun label reference.toml frames.extxyz labelled.extxyz`: energies and forces of every frame
+//! `mdrun label reference.toml frames.extxyz labelled.extxyz`: energies, forces and (periodic
+//! cells) stresses of every frame
 //! from the potential a system.toml describes (any pair style, or a trained model), written as
 //! training data. It is how `mdrun learn` is checked end to end with a cheap reference (a
 //! Lennard-Jones "truth" that a model must learn), and a quick way to label frames with a
@@ -27,7 +28,14 @@ pub fn label_command(reference: &Path, input: &Path, output: &Path) -> anyhow::R
             bail!("{}: the reference gives non-finite energy or forces", at());
         }
         let symbols: Vec<&str> = data.names.iter().map(String::as_str).collect();
-        text += &Frame { symbols: &symbols, positions: &data.positions, cell: &system.cell, info: vec![("config_type".into(), "labelled".into())], energy: Some(out.energy), forces: Some(&out.forces) }.text();
+        let mut info = vec![("config_type".to_string(), "labelled".to_string())];
+        if system.cell.pbc().iter().all(|&p| p) {
+            // ASE's stress, σ = (1/V) dE/dε = -W/V (eV/Å³), as ASE and tools/xtb_label.py write it.
+            let volume = system.cell.volume();
+            let stress: Vec<String> = out.virial.iter().flatten().map(|w| format!("{:?}", -w / volume)).collect();
+            info.push(("stress".to_string(), format!("\"{}\"", stress.join(" "))));
+        }
+        text += &Frame { symbols: &symbols, positions: &data.positions, cell: &system.cell, info, energy: Some(out.energy), forces: Some(&out.forces) }.text();
     }
     crate::io::checkpoint::write_atomically(output, text.as_bytes()).with_context(|| format!("cannot write {}", output.display()))?;
     println!("labelled {} frame(s) of {} with the potential of {} into {}", frames.len(), input.display(), reference.display(), output.display());

@@ -5,7 +5,7 @@ use super::file;
 use super::mcgm::{Assign, McgmConfig};
 use super::model::{LongRange, ModelConfig};
 use super::tensor::Ctx;
-use super::train::{EpochRecord, Metrics, TrainOptions, metrics_by_kind, predict_all, train};
+use super::train::{EpochRecord, Metrics, Predicted, TrainOptions, metrics_by_kind, predict_all, train};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -77,6 +77,11 @@ pub struct TrainSettings {
     pub energy_weight: Option<f64>,
     #[arg(long)]
     pub force_weight: Option<f64>,
+    /// Weight of the per-atom virial error, on the structures whose data has `stress=` or
+    /// `virial=` (default 1; 0: stresses ignored). Fit them for a pressure, and an NPT density,
+    /// that follow the reference.
+    #[arg(long)]
+    pub stress_weight: Option<f64>,
     /// Epochs without validation improvement before stopping.
     #[arg(long)]
     pub patience: Option<usize>,
@@ -127,6 +132,7 @@ impl TrainSettings {
             weight_decay: self.weight_decay.or(file.weight_decay),
             energy_weight: self.energy_weight.or(file.energy_weight),
             force_weight: self.force_weight.or(file.force_weight),
+            stress_weight: self.stress_weight.or(file.stress_weight),
             patience: self.patience.or(file.patience),
             seed: self.seed.or(file.seed),
             f64: self.f64 || file.f64,
@@ -138,15 +144,20 @@ impl TrainSettings {
 }
 
 /// The structures with the model's energies and forces beside their labels, as extended XYZ.
-fn predictions_extxyz(structures: &[Structure], predictions: &[(f64, Vec<[f64; 3]>)]) -> String {
+fn predictions_extxyz(structures: &[Structure], predictions: &[Predicted]) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    for (s, (energy, forces)) in structures.iter().zip(predictions) {
+    for (s, p) in structures.iter().zip(predictions) {
+        let (energy, forces) = (p.energy, &p.forces);
         let _ = writeln!(out, "{}", s.numbers.len());
         if s.cell.any_periodic() {
             let v = s.cell.vectors();
             let pbc = s.cell.pbc().map(|p| if p { "T" } else { "F" });
             let _ = write!(out, "Lattice=\"{}\" pbc=\"{}\" ", v.iter().flatten().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(" "), pbc.join(" "));
+        }
+        if let Some(w) = s.virial {
+            let words = |w: &[f64; 9]| w.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(" ");
+            let _ = write!(out, "virial=\"{}\" mdrun_virial=\"{}\" ", words(&w), words(&p.virial));
         }
         let _ = writeln!(out, "energy={:?} mdrun_energy={energy:?} config_type={} charge={:?} Properties=species:S:1:pos:R:3:forces:R:3:mdrun_forces:R:3", s.energy, s.kind, s.charge);
         for ((z, r), (f, p)) in s.numbers.iter().zip(&s.positions).zip(s.forces.iter().zip(forces)) {
@@ -204,7 +215,7 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
             bail!("{name} 0: expected a positive count");
         }
     }
-    for (name, value) in [("--learning-rate", settings.learning_rate), ("--energy-weight", settings.energy_weight), ("--force-weight", settings.force_weight), ("--weight-decay", settings.weight_decay)] {
+    for (name, value) in [("--learning-rate", settings.learning_rate), ("--energy-weight", settings.energy_weight), ("--force-weight", settings.force_weight), ("--stress-weight", settings.stress_weight), ("--weight-decay", settings.weight_decay)] {
         if let Some(v) = value.filter(|v| !(v.is_finite() && *v >= 0.0)) {
             bail!("{name} {v}: expected a finite number, 0 or more");
         }
@@ -220,6 +231,7 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
         weight_decay: settings.weight_decay.unwrap_or(defaults.weight_decay),
         energy_weight: settings.energy_weight.unwrap_or(defaults.energy_weight),
         force_weight: settings.force_weight.unwrap_or(defaults.force_weight),
+        stress_weight: settings.stress_weight.unwrap_or(defaults.stress_weight),
         patience: settings.patience.unwrap_or(defaults.patience),
         seed: settings.seed.unwrap_or(defaults.seed),
         f64: settings.f64,
@@ -400,19 +412,27 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
 /// `start`: the model it continues (--init), if any.
 #[allow(clippy::too_many_arguments)]
 fn train_member(config: ModelConfig, start: Option<&super::model::Model>, train_set: &[Structure], valid_set: &[Structure], options: &TrainOptions, out: &Path, provenance: serde_json::Value, prefix: &str) -> anyhow::Result<()> {
+    // The stress column where the validation data has stresses to compare with.
+    let stress = options.stress_weight > 0.0 && valid_set.iter().any(|s| s.virial.is_some());
     println!(
-        "{prefix}{:>6} {:>12} {:>12} {:>16} {:>14} {:>10} {:>8}",
-        "epoch", "train loss", "valid loss", "E MAE meV/atom", "F MAE meV/Å", "lr", "s"
+        "{prefix}{:>6} {:>12} {:>12} {:>16} {:>14}{} {:>10} {:>8}",
+        "epoch", "train loss", "valid loss", "E MAE meV/atom", "F MAE meV/Å",
+        if stress { format!(" {:>10}", "S MAE GPa") } else { String::new() },
+        "lr", "s"
     );
     let started = std::time::Instant::now();
     let report = |r: &EpochRecord| {
         println!(
-            "{prefix}{:>6} {:>12.5e} {:>12.5e} {:>16.3} {:>14.2} {:>10.2e} {:>8.2}",
+            "{prefix}{:>6} {:>12.5e} {:>12.5e} {:>16.3} {:>14.2}{} {:>10.2e} {:>8.2}",
             r.epoch,
             r.train_loss,
             r.valid_loss,
             r.valid.energy_mae_ev_per_atom * 1e3,
             r.valid.force_mae_ev_per_a * 1e3,
+            match r.valid.stress_mae_gpa.filter(|_| stress) {
+                Some(s) => format!(" {s:>10.4}"),
+                None => String::new(),
+            },
             r.learning_rate,
             r.seconds
         )
@@ -510,15 +530,23 @@ fn split(all: Vec<Structure>, seed: u64) -> (Vec<Structure>, Vec<Structure>) {
     (train, valid)
 }
 
-/// The errors per structure type, a line each, every line starting with `prefix`.
+/// The errors per structure type, a line each, every line starting with `prefix`; a stress
+/// column when some structure has a stress label.
 fn metrics_table(by_kind: &BTreeMap<String, Metrics>, prefix: &str) -> String {
+    let stress = by_kind.values().any(|m| m.stress_mae_gpa.is_some());
     let mut table = format!(
-        "{prefix}{:<14} {:>6} {:>16} {:>14} {:>14} {:>14} {:>14}\n",
-        "type", "n", "E MAE meV/atom", "E MAE meV", "E RMSE meV", "F MAE meV/Å", "F RMSE meV/Å"
+        "{prefix}{:<14} {:>6} {:>16} {:>14} {:>14} {:>14} {:>14}{}\n",
+        "type", "n", "E MAE meV/atom", "E MAE meV", "E RMSE meV", "F MAE meV/Å", "F RMSE meV/Å",
+        if stress { format!(" {:>14}", "S MAE GPa") } else { String::new() }
     );
     for (kind, m) in by_kind {
+        let s = match (stress, m.stress_mae_gpa) {
+            (false, _) => String::new(),
+            (true, Some(s)) => format!(" {s:>14.4}"),
+            (true, None) => format!(" {:>14}", "-"),
+        };
         table += &format!(
-            "{prefix}{:<14} {:>6} {:>16.3} {:>14.2} {:>14.2} {:>14.2} {:>14.2}\n",
+            "{prefix}{:<14} {:>6} {:>16.3} {:>14.2} {:>14.2} {:>14.2} {:>14.2}{s}\n",
             kind,
             m.n_structures,
             m.energy_mae_ev_per_atom * 1e3,

@@ -1,6 +1,7 @@
 //! Reference data for training: extended XYZ as ASE and MLIP codes write it. `energy=` in the
 //! comment line (eV), a per-atom `forces` column (eV/Å), optional `Lattice=`/`pbc=` for periodic
-//! cells, and an optional `config_type=` that names the structure type for per-type metrics.
+//! cells, an optional `config_type=` that names the structure type for per-type metrics, and an
+//! optional `stress=` (eV/Å³, ASE's sign) or `virial=` (eV) that training fits when given.
 
 use crate::cell::{Cell, Vec3};
 use crate::elements;
@@ -22,6 +23,10 @@ pub struct Structure {
     /// Total charge, e (`charge=`, as ASE writes it; 0 when absent). Long-range models
     /// constrain their learned charges to sum to it.
     pub charge: f64,
+    /// The virial W = -dE/dε = -V σ (eV, row-major 3x3), from `stress=` σ (eV/Å³, as ASE writes
+    /// it: 9 components or Voigt xx yy zz yz xz xy) or `virial=` W (9 components); None when the
+    /// frame has neither. Only for cells periodic along all three axes.
+    pub virial: Option<[f64; 9]>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +163,7 @@ fn read_extxyz_unguarded(path: &Path) -> Result<Vec<Structure>, DatasetError> {
         if let Some(i) = forces.iter().position(|f| f.iter().any(|x| !x.is_finite())) {
             return Err(bad(format!("atom {}: force {:?} is not finite", i + 1, forces[i])));
         }
+        let virial = virial_label(&frame, &properties, &cell).map_err(bad)?;
         let positions = frame.positions().to_vec();
         if let Some(i) = positions.iter().position(|r| r.iter().any(|x| !x.is_finite())) {
             return Err(bad(format!("atom {}: position {:?} is not finite", i + 1, positions[i])));
@@ -170,10 +176,42 @@ fn read_extxyz_unguarded(path: &Path) -> Result<Vec<Structure>, DatasetError> {
             forces,
             kind,
             charge,
+            virial,
         });
     }
     if out.is_empty() {
         return Err(fail("holds no frames".into()));
     }
     Ok(out)
+}
+
+/// The frame's virial label (see `Structure::virial`) from `stress=` or `virial=`.
+fn virial_label(frame: &chemfiles::Frame, properties: &[String], cell: &Cell) -> Result<Option<[f64; 9]>, String> {
+    let label = |key: &str| properties.iter().any(|p| p == key).then(|| frame.get(key)).flatten();
+    let (key, value) = match (label("stress"), label("virial")) {
+        (Some(_), Some(_)) => return Err("both stress= and virial=: give one".into()),
+        (Some(v), None) => ("stress", v),
+        (None, Some(v)) => ("virial", v),
+        (None, None) => return Ok(None),
+    };
+    let numbers: Vec<f64> = match &value {
+        chemfiles::Property::String(s) => s.split_whitespace().map(|w| w.parse::<f64>()).collect::<Result<_, _>>().map_err(|_| format!("{key}=\"{s}\": expected 9 numbers (or 6, Voigt order xx yy zz yz xz xy)"))?,
+        chemfiles::Property::Double(x) => vec![*x],
+        chemfiles::Property::Vector3D(v) => v.to_vec(),
+        other => return Err(format!("{key}={other:?}: expected 9 numbers (or 6, Voigt order xx yy zz yz xz xy)")),
+    };
+    let full: [f64; 9] = match numbers[..] {
+        [xx, yy, zz, yz, xz, xy] => [xx, xy, xz, xy, yy, yz, xz, yz, zz],
+        _ => numbers.as_slice().try_into().map_err(|_| format!("{key}= has {} numbers: expected 9 (or 6, Voigt order xx yy zz yz xz xy)", numbers.len()))?,
+    };
+    if let Some(x) = full.iter().find(|x| !x.is_finite()) {
+        return Err(format!("{key}= holds {x}: expected finite numbers"));
+    }
+    if !cell.pbc().iter().all(|&p| p) {
+        return Err(format!("{key}= on a structure that is not periodic along all three axes (Lattice= and pbc=\"T T T\"): a stress needs a volume"));
+    }
+    Ok(Some(match key {
+        "stress" => full.map(|s| -s * cell.volume()),
+        _ => full,
+    }))
 }

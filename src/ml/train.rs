@@ -1,9 +1,12 @@
-//! Training on energies and forces: loss `w_E · mean((ΔE/N)²) + w_F · mean(ΔF²)` over each batch,
+//! Training on energies, forces and, where the data has them, stresses: loss
+//! `w_E · mean((ΔE/N)²) + w_F · mean(ΔF²) + w_S · mean((ΔW/N)²)` over each batch (W the virial,
+//! its mean over the structures with a stress label),
 //! gradients by burn's autodiff through the explicit forces, AdamW, learning rate halved when the
 //! validation loss stops improving, early stopping, and the best parameters kept. Seeded: the
 //! same data, options and seed give the same model.
 
 use super::dataset::Structure;
+use crate::cell::Vec3;
 use super::graph::{Batch, GraphTensors};
 use super::model::{Model, ModelConfig, Normalization};
 use super::tensor::{Ctx, to_vec};
@@ -20,6 +23,10 @@ pub struct TrainOptions {
     pub weight_decay: f64,
     pub energy_weight: f64,
     pub force_weight: f64,
+    /// The weight of the per-atom virial error (structures with a `stress=`/`virial=` label;
+    /// model files from before it have none, which is 0).
+    #[serde(default)]
+    pub stress_weight: f64,
     /// Epochs without improvement of the validation loss before stopping.
     pub patience: usize,
     pub seed: u64,
@@ -45,6 +52,10 @@ impl Default for TrainOptions {
             // their squares so that both terms count.
             energy_weight: 100.0,
             force_weight: 1.0,
+            // A virial per atom is an energy per atom, but its errors run several times the
+            // energy's: a light weight, which pulls the pressure in without taking over from
+            // the forces (raise it where the density matters).
+            stress_weight: 1.0,
             patience: 20,
             seed: 1,
             f64: false,
@@ -62,7 +73,27 @@ pub struct Metrics {
     pub energy_rmse_ev: f64,
     pub force_mae_ev_per_a: f64,
     pub force_rmse_ev_per_a: f64,
+    /// Over the structures with a stress label (None: no structure had one): the stress
+    /// components' mean absolute error, GPa.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stress_mae_gpa: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_stress: Option<usize>,
 }
+
+/// A model's prediction of one structure.
+#[derive(Clone, Debug)]
+pub struct Predicted {
+    /// eV
+    pub energy: f64,
+    /// eV/Å
+    pub forces: Vec<Vec3>,
+    /// W = -dE/dε, eV, row-major 3x3 (as `Structure::virial`)
+    pub virial: [f64; 9],
+}
+
+/// eV/Å³ to GPa.
+const EV_PER_A3_IN_GPA: f64 = 160.217_663_4;
 
 /// One row of the training table.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -313,7 +344,22 @@ fn loss(
         .mean()
         .mul_scalar(options.energy_weight);
     let f_term = (df.clone() * df).mean().mul_scalar(options.force_weight);
-    Ok((e_term + f_term).reshape([1, 1]))
+    let loss = e_term + f_term;
+    // Virials per atom, over the structures that have them (the others masked out).
+    let labelled = structures.iter().filter(|s| s.virial.is_some()).count();
+    if labelled == 0 || options.stress_weight == 0.0 {
+        return Ok(loss.reshape([1, 1]));
+    }
+    let mut target = Vec::with_capacity(9 * structures.len());
+    let mut mask = Vec::with_capacity(9 * structures.len());
+    for (s, &n) in structures.iter().zip(&batch.counts) {
+        let w = s.virial.unwrap_or([0.0; 9]);
+        target.extend(w.map(|x| x / n as f64));
+        mask.extend([if s.virial.is_some() { 1.0 / n as f64 } else { 0.0 }; 9]);
+    }
+    let dw = pred.virial * ctx.matrix(&mask, structures.len(), 9) - ctx.matrix(&target, structures.len(), 9);
+    let w_term = (dw.clone() * dw).sum().mul_scalar(options.stress_weight / (9 * labelled) as f64);
+    Ok((loss + w_term).reshape([1, 1]))
 }
 
 /// Validation loss and metrics (parameters detached: no graph is recorded).
@@ -333,9 +379,11 @@ fn evaluate(
     );
     let (predictions, metrics) = predict_all(&detached, data, options.batch_size.max(16), ctx)?;
     let mut loss = 0.0;
-    for (s, (e, f)) in data.iter().zip(&predictions) {
-        let de = (e - s.energy) / s.numbers.len() as f64;
-        let df: f64 = f
+    let labelled = data.iter().filter(|s| s.virial.is_some()).count().max(1) as f64;
+    for (s, p) in data.iter().zip(&predictions) {
+        let n = s.numbers.len() as f64;
+        let de = (p.energy - s.energy) / n;
+        let df: f64 = p.forces
             .iter()
             .flatten()
             .zip(s.forces.iter().flatten())
@@ -343,17 +391,21 @@ fn evaluate(
             .sum::<f64>()
             / (3 * s.numbers.len()) as f64;
         loss += options.energy_weight * de * de + options.force_weight * df;
+        if let Some(w) = s.virial {
+            let dw: f64 = w.iter().zip(&p.virial).map(|(a, b)| ((a - b) / n).powi(2)).sum::<f64>() / 9.0;
+            loss += options.stress_weight * dw * data.len() as f64 / labelled;
+        }
     }
     Ok((loss / data.len() as f64, metrics))
 }
 
-/// Predicted (energy, forces) of every structure, and the metrics against their labels.
+/// The prediction of every structure, and the metrics against their labels.
 pub fn predict_all(
     model: &Model,
     data: &[Structure],
     batch_size: usize,
     ctx: &Ctx,
-) -> Result<(Vec<(f64, Vec<[f64; 3]>)>, Metrics), String> {
+) -> Result<(Vec<Predicted>, Metrics), String> {
     let mut out = Vec::with_capacity(data.len());
     for chunk in data.chunks(batch_size.max(1)) {
         let structures: Vec<&Structure> = chunk.iter().collect();
@@ -362,6 +414,7 @@ pub fn predict_all(
         let pred = model.predict(&batch, &graph, ctx)?;
         let energies = to_vec(pred.energy.detach());
         let forces = to_vec(pred.forces.detach());
+        let virials = to_vec(pred.virial.detach());
         let mut at = 0;
         for (s, st) in structures.iter().enumerate() {
             let n = st.numbers.len();
@@ -374,7 +427,8 @@ pub fn predict_all(
                     ]
                 })
                 .collect();
-            out.push((energies[s], f));
+            let virial = std::array::from_fn(|k| virials[9 * s + k]);
+            out.push(Predicted { energy: energies[s], forces: f, virial });
             at += n;
         }
     }
@@ -382,13 +436,15 @@ pub fn predict_all(
     Ok((out, metrics))
 }
 
-pub fn metrics(data: &[Structure], predictions: &[(f64, Vec<[f64; 3]>)]) -> Metrics {
+pub fn metrics(data: &[Structure], predictions: &[Predicted]) -> Metrics {
     let mut m = Metrics {
         n_structures: data.len(),
         ..Default::default()
     };
     let mut n_force = 0usize;
-    for (s, (e, f)) in data.iter().zip(predictions) {
+    let (mut stress_error, mut n_stress) = (0.0, 0usize);
+    for (s, p) in data.iter().zip(predictions) {
+        let (e, f) = (p.energy, &p.forces);
         let de = e - s.energy;
         m.energy_mae_ev += de.abs();
         m.energy_rmse_ev += de * de;
@@ -398,6 +454,15 @@ pub fn metrics(data: &[Structure], predictions: &[(f64, Vec<[f64; 3]>)]) -> Metr
             m.force_rmse_ev_per_a += (a - b) * (a - b);
             n_force += 1;
         }
+        if let Some(w) = s.virial {
+            // σ = -W/V
+            stress_error += w.iter().zip(&p.virial).map(|(a, b)| (a - b).abs()).sum::<f64>() / (9.0 * s.cell.volume()) * EV_PER_A3_IN_GPA;
+            n_stress += 1;
+        }
+    }
+    if n_stress > 0 {
+        m.stress_mae_gpa = Some(stress_error / n_stress as f64);
+        m.n_stress = Some(n_stress);
     }
     let n = data.len().max(1) as f64;
     m.energy_mae_ev /= n;
@@ -411,9 +476,9 @@ pub fn metrics(data: &[Structure], predictions: &[(f64, Vec<[f64; 3]>)]) -> Metr
 /// Metrics per structure type (`config_type=`), plus "all".
 pub fn metrics_by_kind(
     data: &[Structure],
-    predictions: &[(f64, Vec<[f64; 3]>)],
+    predictions: &[Predicted],
 ) -> BTreeMap<String, Metrics> {
-    let mut kinds: BTreeMap<String, (Vec<Structure>, Vec<(f64, Vec<[f64; 3]>)>)> = BTreeMap::new();
+    let mut kinds: BTreeMap<String, (Vec<Structure>, Vec<Predicted>)> = BTreeMap::new();
     for (s, p) in data.iter().zip(predictions) {
         let entry = kinds.entry(s.kind.clone()).or_default();
         entry.0.push(s.clone());

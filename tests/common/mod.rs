@@ -115,7 +115,7 @@ pub fn labelled_structure(cell: Cell, n: usize, elements: &[(&str, u32)], seed: 
     let names: Vec<&str> = elements.iter().map(|e| e.0).collect();
     let s = random_system(n, cell.clone(), &names, 1.0, seed);
     let numbers = s.types.iter().map(|&t| elements[t as usize].1).collect();
-    Structure { numbers, positions: s.positions, cell, energy: 0.0, forces: vec![], kind: "test".into(), charge: 0.0 }
+    Structure { numbers, positions: s.positions, cell, energy: 0.0, forces: vec![], kind: "test".into(), charge: 0.0, virial: None }
 }
 
 /// A small untrained model (F = 16, 2 blocks, 10 RBF, 4 Å) over H, C, N, O.
