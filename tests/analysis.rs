@@ -347,3 +347,30 @@ fn a_reference_g_of_r_is_drawn_over_its_pair_and_an_unknown_pair_is_refused() {
     let (err, summary, _) = analyze(&["analyze", xyz.to_str().unwrap(), "--rdf", "--rmax", "4.9", "--rdf-reference", &format!("O-O={}", reference.display())]);
     assert!(summary.is_null() && err.contains("no pair O-O") && err.contains("exp.csv"), "{err}");
 }
+
+/// g(r) of several pairs: a panel each, on its own scale, so the O-O shell (g ~ 3) is not
+/// flattened by the O-H bond's peak (g ~ 30) as it was on one shared axis.
+#[test]
+fn g_of_r_of_several_pairs_draws_a_panel_per_pair_on_its_own_scale() {
+    let dir = scratch("an-rdf-panels");
+    let water = dir.join("water64.extxyz");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("systems/water/water64.extxyz"), &water).unwrap();
+    let (err, summary, out) = analyze(&["analyze", water.to_str().unwrap(), "--rdf", "--pairs", "O-O,O-H", "--rmax", "6"]);
+    assert!(summary.is_object(), "{err}");
+    // The total and the two pairs: three panels of 400 pixels under the title.
+    let (height, blue) = png_pixels(&out.join("rdf.png"), [31, 119, 180]);
+    let (_, red) = png_pixels(&out.join("rdf.png"), [214, 39, 40]);
+    let (_, green) = png_pixels(&out.join("rdf.png"), [44, 160, 44]);
+    assert_eq!(height, 50 + 3 * 400);
+    assert!(blue > 500 && red > 500 && green > 500, "curve pixels: all {blue}, O-O {red}, O-H {green}");
+    // On its own axis the O-O g(r) rises through most of its panel's height: red pixels on at
+    // least 200 of its 400 rows left of x = 500 (r < ~3.4 Å, where the dashed n(r) stays low;
+    // on the shared axis the peak used a tenth of the plot).
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(out.join("rdf.png")).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let width = info.width as usize;
+    let rows = (0..info.height as usize).filter(|&y| buf[y * width * 3..(y * width + 500) * 3].chunks(3).any(|p| p == [214, 39, 40])).count();
+    assert!(rows >= 200, "the O-O curve covers {rows} rows");
+}

@@ -359,16 +359,49 @@ impl Accumulator {
                     let (r, g) = reference::read_curve(path).map_err(anyhow::Error::msg)?;
                     references.push((k, (format!("g(r) {pair}: {}", reference::short_name(path)), r, g)));
                 }
-                let figure = plot::Figure {
-                    title: "radial distribution function",
-                    x_label: "r (Å)",
-                    y_label: "g(r)",
-                    series: &curves,
-                    fits: &references,
-                    right: Some(("coordination number n(r)", &counts)),
-                    legend_left: true,
-                };
-                plot::draw_figure(&out.join("rdf.png"), &figure)?;
+                if curves.len() == 1 {
+                    let figure = plot::Figure {
+                        title: "radial distribution function",
+                        x_label: "r (Å)",
+                        y_label: "g(r)",
+                        series: &curves,
+                        fits: &references,
+                        right: Some(("coordination number n(r)", &counts)),
+                        legend: plot::Legend::UpperLeft,
+                        first_color: 0,
+                    };
+                    plot::draw_figure(&out.join("rdf.png"), &figure)?;
+                } else {
+                    // A panel per pair, each on its own scale: one axis for all would let an
+                    // intramolecular peak (O-H, g ~ 30) flatten the shells that matter (O-O, g ~ 3).
+                    let captions: Vec<String> = result
+                        .channels
+                        .iter()
+                        .map(|(label, _, _)| format!("{}: g(r) solid, left; n(r) dashed, right", name(label)))
+                        .collect();
+                    let panels: Vec<(Vec<plot::Series>, Vec<(usize, plot::Series)>, Vec<(usize, plot::Series)>)> = (0..curves.len())
+                        .map(|k| {
+                            let own = |list: &[(usize, plot::Series)]| list.iter().filter(|(c, _)| *c == k).map(|(_, s)| (0, s.clone())).collect::<Vec<_>>();
+                            (vec![curves[k].clone()], own(&references), own(&counts))
+                        })
+                        .collect();
+                    let figures: Vec<plot::Figure> = panels
+                        .iter()
+                        .zip(&captions)
+                        .enumerate()
+                        .map(|(k, ((series, fits, right), caption))| plot::Figure {
+                            title: caption,
+                            x_label: "r (Å)",
+                            y_label: "g(r)",
+                            series,
+                            fits,
+                            right: Some(("n(r)", right)),
+                            legend: if fits.is_empty() { plot::Legend::None } else { plot::Legend::UpperLeft },
+                            first_color: k,
+                        })
+                        .collect();
+                    plot::draw_figures(&out.join("rdf.png"), "radial distribution functions", &figures)?;
+                }
             }
         }
         if let Some(ser) = &self.series {
@@ -412,7 +445,7 @@ impl Accumulator {
                             fits.push((k, (format!("{name} fit, D = {} Å²/ps", plot::number(*d)), vec![lo, hi], vec![mm + 6.0 * d * (lo - tm), mm + 6.0 * d * (hi - tm)])));
                         }
                     }
-                    let figure = plot::Figure { title: "mean-squared displacement", x_label: "t (ps)", y_label: "MSD (Å²)", series: &curves, fits: &fits, right: None, legend_left: true };
+                    let figure = plot::Figure { title: "mean-squared displacement", x_label: "t (ps)", y_label: "MSD (Å²)", series: &curves, fits: &fits, right: None, legend: plot::Legend::UpperLeft, first_color: 0 };
                     plot::draw_figure(&out.join("msd.png"), &figure)?;
                 }
             }

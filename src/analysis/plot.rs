@@ -44,6 +44,15 @@ fn extent(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
 /// A (name, x, y) curve.
 pub type Series = (String, Vec<f64>, Vec<f64>);
 
+/// A legend's corner, or none (where the caption and the axes' labels say what each curve is).
+#[derive(Clone, Copy, PartialEq)]
+pub enum Legend {
+    /// Where g(r) and an MSD leave room.
+    UpperLeft,
+    UpperRight,
+    None,
+}
+
 /// What one PNG shows: curves on the left axis; dashed curves in the colour of the curve they
 /// belong to (by index), on the left axis (`fits`) or on a right axis of their own (`right`).
 pub struct Figure<'a> {
@@ -54,22 +63,54 @@ pub struct Figure<'a> {
     pub fits: &'a [(usize, Series)],
     /// The right axis's label and curves.
     pub right: Option<(&'a str, &'a [(usize, Series)])>,
-    /// The legend in the upper left corner (where g(r) and an MSD leave room), else right.
-    pub legend_left: bool,
+    /// Where the legend goes (drawn when there are several curves).
+    pub legend: Legend,
+    /// The colour of the first curve (by index; the next take the next ones): a panel of a
+    /// stack keeps the colour its curve has in the others' legends.
+    pub first_color: usize,
 }
 
 /// Plots each (name, x, y) series as a line, with a legend when there are several; writes
 /// `path`.
 pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> std::io::Result<()> {
-    draw_figure(path, &Figure { title, x_label, y_label, series, fits: &[], right: None, legend_left: false })
+    draw_figure(path, &Figure { title, x_label, y_label, series, fits: &[], right: None, legend: Legend::UpperRight, first_color: 0 })
 }
 
 /// Draws `figure` into `path`.
 pub fn draw_figure(path: &Path, figure: &Figure) -> std::io::Result<()> {
     font_ready()?;
     let mut pixels = vec![255u8; (W * H * 3) as usize];
-    draw(&mut pixels, figure).map_err(|e| std::io::Error::other(format!("drawing {}: {e}", path.display())))?;
+    let drawn: DrawResult = (|| {
+        let root = BitMapBackend::with_buffer(&mut pixels, (W, H)).into_drawing_area();
+        root.fill(&WHITE)?;
+        draw(&root, figure, 26)?;
+        root.present()?;
+        Ok(())
+    })();
+    drawn.map_err(|e| std::io::Error::other(format!("drawing {}: {e}", path.display())))?;
     write_png(path, &pixels, W, H)
+}
+
+/// Figures stacked top to bottom under one `title`, each with its own axes and caption (g(r)
+/// per pair: an intramolecular O-H peak of g = 30 would flatten an O-O shell of g = 3 on one
+/// axis); writes `path`.
+pub fn draw_figures(path: &Path, title: &str, figures: &[Figure]) -> std::io::Result<()> {
+    font_ready()?;
+    let panel = 400;
+    let height = 50 + panel * figures.len().max(1) as u32;
+    let mut pixels = vec![255u8; (W * height * 3) as usize];
+    let drawn: DrawResult = (|| {
+        let root = BitMapBackend::with_buffer(&mut pixels, (W, height)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let root = root.titled(title, (FONT, 26))?;
+        for (figure, area) in figures.iter().zip(root.split_evenly((figures.len().max(1), 1))) {
+            draw(&area, figure, 20)?;
+        }
+        root.present()?;
+        Ok(())
+    })();
+    drawn.map_err(|e| std::io::Error::other(format!("drawing {}: {e}", path.display())))?;
+    write_png(path, &pixels, W, height)
 }
 
 /// Encodes an RGB buffer of `width` x `height` into `path`.
@@ -108,16 +149,15 @@ fn finite_points<'a>(x: &'a [f64], y: &'a [f64]) -> impl Iterator<Item = (f64, f
     x.iter().zip(y).filter(|(a, b)| a.is_finite() && b.is_finite()).map(|(&a, &b)| (a, b))
 }
 
-fn draw(pixels: &mut [u8], figure: &Figure) -> DrawResult {
+fn draw(root: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>, figure: &Figure, caption: u32) -> DrawResult {
     let right: &[(usize, Series)] = figure.right.map_or(&[], |r| r.1);
     let left = || figure.series.iter().chain(figure.fits.iter().map(|f| &f.1));
     let xs = left().chain(right.iter().map(|f| &f.1)).flat_map(|s| s.1.iter().copied());
     let (x0, x1) = extent(xs, 0.0);
     let (y0, y1) = extent(left().flat_map(|s| s.2.iter().copied()), 0.05);
-    let root = BitMapBackend::with_buffer(pixels, (W, H)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(figure.title, (FONT, 26))
+    let color = |k: usize| COLORS[(figure.first_color + k) % COLORS.len()];
+    let mut chart = ChartBuilder::on(root)
+        .caption(figure.title, (FONT, caption))
         .margin(18)
         .x_label_area_size(56)
         .y_label_area_size(92)
@@ -138,7 +178,7 @@ fn draw(pixels: &mut [u8], figure: &Figure) -> DrawResult {
         .bold_line_style(RGBColor(205, 205, 205))
         .draw()?;
     for (k, (name, x, y)) in figure.series.iter().enumerate() {
-        let color = COLORS[k % COLORS.len()];
+        let color = color(k);
         chart
             .draw_series(LineSeries::new(finite_points(x, y), color.stroke_width(2)))?
             .label(name.as_str())
@@ -146,26 +186,25 @@ fn draw(pixels: &mut [u8], figure: &Figure) -> DrawResult {
     }
     let dashed_legend = |color: RGBColor| move |(x, y): (i32, i32)| PathElement::new(vec![(x, y), (x + 10, y)], color.stroke_width(2));
     for (k, (name, x, y)) in figure.fits {
-        let color = COLORS[k % COLORS.len()];
+        let color = color(*k);
         chart.draw_series(DashedLineSeries::new(finite_points(x, y), 8, 5, color.stroke_width(2)))?.label(name.as_str()).legend(dashed_legend(color));
     }
     if let Some((label, _)) = figure.right {
         chart.configure_secondary_axes().y_desc(label).label_style((FONT, 17)).axis_desc_style((FONT, 21)).draw()?;
         for (k, (name, x, y)) in right {
-            let color = COLORS[k % COLORS.len()];
+            let color = color(*k);
             chart.draw_secondary_series(DashedLineSeries::new(finite_points(x, y), 8, 5, color.stroke_width(2)))?.label(name.as_str()).legend(dashed_legend(color));
         }
     }
-    if figure.series.len() + figure.fits.len() + right.len() > 1 {
+    if figure.series.len() + figure.fits.len() + right.len() > 1 && figure.legend != Legend::None {
         chart
             .configure_series_labels()
-            .position(if figure.legend_left { SeriesLabelPosition::UpperLeft } else { SeriesLabelPosition::UpperRight })
+            .position(if figure.legend == Legend::UpperLeft { SeriesLabelPosition::UpperLeft } else { SeriesLabelPosition::UpperRight })
             .label_font((FONT, 17))
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(160, 160, 160))
             .draw()?;
     }
-    root.present()?;
     Ok(())
 }
 
