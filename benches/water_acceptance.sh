@@ -16,6 +16,7 @@
 #   each of a 2-core machine a step of 64 waters took 7 ms, of 216 waters 25 ms: 100 ps of 216
 #   waters is about 85 minutes)
 # MDRUN_PYTHON: a Python with tblite and ase for the labels (default: python3); FRAMES=0 skips them.
+# NPT_PS: picoseconds of the NPT run (0: none). SIDE_BY_SIDE=0: the runs one after the other.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -109,12 +110,21 @@ EOF
   "$bin" eval "$model" "$out/drawn-xtb.extxyz" --json --predictions "$out/predicted.extxyz" > "$out/eval.json"
 }
 
-# The two runs side by side, half the cores each; the 64-water frames are labelled as soon as
-# their run ends.
-threads=$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))
-{ run water64 water64.extxyz 6.2 "$ps"; label64; [ "$npt_ps" = 0 ] || run npt64 water64.extxyz 6.2 "$npt_ps" npt; } &
-run water216 water216.extxyz 9.3 "$ps216" &
-wait
+# The two runs side by side, half the cores each (the 64-water frames are labelled as soon as
+# their run ends), or with SIDE_BY_SIDE=0 one after the other on all the cores (sooner where the
+# 216-water run alone would finish long after the rest: its step scales with threads).
+if [ "${SIDE_BY_SIDE:-1}" = 0 ]; then
+  threads=$(nproc)
+  run water64 water64.extxyz 6.2 "$ps"
+  label64
+  [ "$npt_ps" = 0 ] || run npt64 water64.extxyz 6.2 "$npt_ps" npt
+  run water216 water216.extxyz 9.3 "$ps216"
+else
+  threads=$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))
+  { run water64 water64.extxyz 6.2 "$ps"; label64; [ "$npt_ps" = 0 ] || run npt64 water64.extxyz 6.2 "$npt_ps" npt; } &
+  run water216 water216.extxyz 9.3 "$ps216" &
+  wait
+fi
 
 python3 - "$out" "$ps" "$ps216" <<'EOF'
 import csv, json, os, re, sys
