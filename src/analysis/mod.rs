@@ -379,7 +379,8 @@ impl Accumulator {
                         .iter()
                         .map(|(label, _, _)| format!("{}: g(r) solid, left; n(r) dashed, right", name(label)))
                         .collect();
-                    let panels: Vec<(Vec<plot::Series>, Vec<(usize, plot::Series)>, Vec<(usize, plot::Series)>)> = (0..curves.len())
+                    // Each panel's curve, references and n(r), renumbered from 0 (`first_color` keeps the colours).
+                    let panels: Vec<_> = (0..curves.len())
                         .map(|k| {
                             let own = |list: &[(usize, plot::Series)]| list.iter().filter(|(c, _)| *c == k).map(|(_, s)| (0, s.clone())).collect::<Vec<_>>();
                             (vec![curves[k].clone()], own(&references), own(&counts))

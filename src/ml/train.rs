@@ -77,6 +77,7 @@ pub struct Metrics {
     /// components' mean absolute error, GPa.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stress_mae_gpa: Option<f64>,
+    /// How many structures had a stress label (None: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n_stress: Option<usize>,
 }
@@ -91,9 +92,6 @@ pub struct Predicted {
     /// W = -dE/dε, eV, row-major 3x3 (as `Structure::virial`)
     pub virial: [f64; 9],
 }
-
-/// eV/Å³ to GPa.
-const EV_PER_A3_IN_GPA: f64 = 160.217_663_4;
 
 /// One row of the training table.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -456,7 +454,7 @@ pub fn metrics(data: &[Structure], predictions: &[Predicted]) -> Metrics {
         }
         if let Some(w) = s.virial {
             // σ = -W/V
-            stress_error += w.iter().zip(&p.virial).map(|(a, b)| (a - b).abs()).sum::<f64>() / (9.0 * s.cell.volume()) * EV_PER_A3_IN_GPA;
+            stress_error += w.iter().zip(&p.virial).map(|(a, b)| (a - b).abs()).sum::<f64>() / (9.0 * s.cell.volume()) * crate::units::NKTV2P * 1e-4; // eV/Å³ to bar to GPa
             n_stress += 1;
         }
     }
