@@ -122,8 +122,10 @@ fn ml_dense(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// ---- Embedding: x_i = embedding[species_i]; the force accumulator D starts at zero, and with
-// O.mode == 1 (PaiNN) so do the vector features E and their gradient G ([N, 3, F] each).
+// ---- Embedding: x_i = embedding[species_i], plus (Q/n) c[species_i] with a charge embedding c
+// (at O.off_c; Q/n from the long-range block A, shaders/charges.wgsl); the force accumulator D
+// starts at zero, and with O.mode == 1 (PaiNN) so do the vector features E and their gradient
+// G ([N, 3, F] each).
 @compute @workgroup_size(64)
 fn ml_embed(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
@@ -132,6 +134,12 @@ fn ml_embed(@builtin(global_invocation_id) gid: vec3<u32>) {
     let s = species_of_type(type_of(i));
     for (var k = 0u; k < f; k++) {
         B[i * f + k] = W[O.off_w + s * f + k];
+    }
+    if (O.off_c != 0xffffffffu) {
+        let per_atom = A[8u + 16u * structure_of(i) + 1u];
+        for (var k = 0u; k < f; k++) {
+            B[i * f + k] += per_atom * W[O.off_c + s * f + k];
+        }
     }
     for (var k = 0u; k < 12u; k++) {
         D[i * 12u + k] = 0.0;

@@ -1,6 +1,6 @@
 //! benches/gpu_check.sh, the device check, in its smoke mode on whatever adapter wgpu finds
 //! (lavapipe in CI), so that the script a lent GPU runs first never rots: every table row has
-//! numbers, and the kernel profiles are written.
+//! numbers (LJ, the water models, learned charges), and the kernel profiles are written.
 
 mod common;
 
@@ -30,6 +30,9 @@ fn the_device_check_runs_in_smoke_mode() {
     let numbers = |line: &str, columns: &[usize]| columns.iter().all(|&k| line.split('|').nth(k + 1).is_some_and(|c| c.trim().parse::<f64>().is_ok_and(|v| v > 0.0)));
     assert!(numbers(&lj, &[2, 3]), "LJ row: {lj}");
     assert!(numbers(&water, &[2, 3, 4, 5, 6, 7]), "water row: {water}");
+    // Learned charges on the 72-atom ion-pair lattice, with the local model beside them.
+    let charges = row("72");
+    assert!(numbers(&charges, &[2, 3, 4]), "learned charges row: {charges}");
     for name in ["lj", "water-schnet", "water-painn"] {
         let kernels = std::fs::read_to_string(out.join(format!("kernels-{name}.txt"))).unwrap();
         assert!(kernels.lines().count() > 2, "kernels-{name}.txt: {kernels}");

@@ -157,14 +157,12 @@ fn finite_differences(base: &Evaluation, moved: &[Evaluation], h: f64) -> f64 {
 }
 
 /// The suite over every setting for the implementation `make` builds from a model.
-/// `long_range`: whether the implementation covers the long-range parts (learned charges, the
-/// distance-aware MCGM; the GPU kernels do not yet).
-fn conformance(long_range: bool, make: impl Fn(&Model) -> Box<dyn ModelImplementation>) {
+/// `covers`: which of the long-range settings (learned charges, the distance-aware MCGM) the
+/// implementation evaluates (the GPU kernels: charges only, as they run periodic cells only).
+fn conformance(covers: fn(&ModelConfig) -> bool, make: impl Fn(&Model) -> Box<dyn ModelImplementation>) {
     let mut failures = Vec::new();
     let mut settings = common::backbone_settings(&[1, 6, 7, 8]);
-    if long_range {
-        settings.extend(common::long_range_settings(&[1, 6, 7, 8]));
-    }
+    settings.extend(common::long_range_settings(&[1, 6, 7, 8]).into_iter().filter(|(_, config)| covers(config)));
     for (setting, config) in settings {
         let config_is_distance_aware = config.mcgm.as_ref().is_some_and(|m| m.is_distance_aware());
         let model = model(config);
@@ -200,12 +198,12 @@ fn conformance(long_range: bool, make: impl Fn(&Model) -> Box<dyn ModelImplement
 
 #[test]
 fn burn_f64_reference_conforms() {
-    conformance(true, |model| Box::new(BurnModel { model: model.clone(), ctx: Ctx::cpu_inference(true), f64_precision: true }));
+    conformance(|_| true, |model| Box::new(BurnModel { model: model.clone(), ctx: Ctx::cpu_inference(true), f64_precision: true }));
 }
 
 #[test]
 fn cpu_fast_path_conforms() {
-    conformance(true, |model| Box::new(CpuInference::new(model).unwrap()));
+    conformance(|_| true, |model| Box::new(CpuInference::new(model).unwrap()));
 }
 
 #[test]
@@ -213,6 +211,6 @@ fn gpu_kernels_conform() {
     if common::gpu().is_none() {
         return;
     }
-    conformance(false, |model| Box::new(mdrun::gpu::GpuKernels::new(model).unwrap().expect("an adapter")));
+    conformance(|config| !config.is_distance_aware(), |model| Box::new(mdrun::gpu::GpuKernels::new(model).unwrap().expect("an adapter")));
 }
 

@@ -48,6 +48,7 @@ fn on_gpu(ctx: GpuContext, model: &Model, system: System, integrator: Integrator
         description: "test model".into(),
         cautions: Vec::new(),
         range: TrainingRange::unlimited(4),
+        total_charge: 0.0,
     }));
     GpuSimulation::new(ctx, system, potential, integrator, timestep, 0.5, 1e4, 0, None).unwrap()
 }

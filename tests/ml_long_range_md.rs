@@ -1,7 +1,8 @@
 //! MD with a long-range model (issue 19), on the CPU fast path: energy conservation no worse
 //! than the local model's on the same systems (open and periodic, where Ewald runs every step),
 //! a restart bit for bit, the total charge from system.toml and from a deck's data file, and
-//! the clear refusals (a charged system with a local model, a slab cell, the GPU platform).
+//! the clear refusals (a charged system with a local model, a slab cell). On the GPU platform:
+//! the same energies and forces, the same NVE run, and a restart bit for bit.
 
 mod common;
 
@@ -169,7 +170,7 @@ fn the_total_charge_reaches_the_model_from_system_toml() {
 }
 
 #[test]
-fn charged_systems_slabs_and_the_gpu_are_refused_with_the_reason() {
+fn charged_systems_and_slabs_are_refused_with_the_reason() {
     let dir = common::scratch("lr-refusals");
     let refuse = |toml: &str| {
         std::fs::write(dir.join("system.toml"), toml).unwrap();
@@ -184,12 +185,87 @@ fn charged_systems_slabs_and_the_gpu_are_refused_with_the_reason() {
     let periodic = refuse(&ion_toml("", "ionpair-schnet-distance", ""));
     println!("{periodic}");
     assert!(periodic.contains("[potential] model") && periodic.contains("takes open structures only"), "{periodic}");
-    if common::gpu().is_some() {
-        let plan = common::plan_in(&dir, &ion_toml("", "ionpair-schnet-charges", ""));
-        let err = run(&plan, &RunOptions { quiet: true, platform: Some(Platform::Gpu), ..Default::default() }).unwrap_err().to_string();
-        println!("{err}");
-        assert!(err.contains("GPU kernels do not evaluate learned charges"), "{err}");
+}
+
+#[test]
+fn learned_charges_run_on_the_gpu_as_on_the_cpu() {
+    if common::gpu().is_none() {
+        return;
     }
+    // The GPU kernels' energy and forces of the ion pair in a 12 Å box, neutral and +1 (the
+    // projection to the total charge, the charge embedding and Ewald's background term), against
+    // the burn model in f64.
+    let model = mdrun::ml::file::load(&repo("potentials/ionpair-schnet-charges"), &Ctx::cpu_inference(true)).unwrap().0;
+    let dir = common::scratch("lr-gpu");
+    let text = separated_pair(0.0, Some(12.0));
+    let atoms: Vec<(u32, [f64; 3])> = text
+        .lines()
+        .skip(2)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (mdrun::elements::atomic_number(f[0]).unwrap(), [1, 2, 3].map(|k| f[k].parse::<f64>().unwrap() as f32 as f64))
+        })
+        .collect();
+    let pair = Structure {
+        numbers: atoms.iter().map(|a| a.0).collect(),
+        positions: atoms.iter().map(|a| a.1).collect(),
+        cell: mdrun::cell::Cell::orthorhombic(12.0, 12.0, 12.0).unwrap(),
+        energy: 0.0,
+        forces: vec![],
+        kind: "ions".into(),
+        charge: 0.0,
+        virial: None,
+    };
+    let mut gpu = mdrun::gpu::GpuKernels::new(&model).unwrap().expect("an adapter");
+    let mut energies = Vec::new();
+    for charge in [0.0, 1.0] {
+        let structure = Structure { charge, ..pair.clone() };
+        let got = gpu.evaluate(std::slice::from_ref(&structure)).unwrap().remove(0);
+        let reference = BurnModel { model: model.clone(), ctx: Ctx::cpu_inference(true), f64_precision: true }.evaluate(&[structure]).unwrap().remove(0);
+        let scale = reference.forces.iter().flatten().fold(0.0f64, |m, f| m.max(f.abs()));
+        let forces = got.forces.iter().flatten().zip(reference.forces.iter().flatten()).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / scale;
+        println!("charge {charge}: GPU {:.6} eV, burn f64 {:.6} eV; forces within {forces:.1e} of the largest", got.energy, reference.energy);
+        assert!((got.energy - reference.energy).abs() < 1e-5 * 9.0, "charge {charge}: {} vs {}", got.energy, reference.energy);
+        assert!(forces < 5e-5, "charge {charge}: forces differ by {forces:.1e}");
+        energies.push(got.energy);
+    }
+    assert!((energies[1] - energies[0]).abs() > 1e-3, "the total charge changed nothing on the GPU: {energies:?}");
+    // NVE of the pair falling together from 8 Å in a 20 Å box (as the CPU test above), on both
+    // platforms: the GPU conserves energy as the CPU does and the ions close in alike.
+    std::fs::write(dir.join("pair.xyz"), separated_pair(4.0, Some(20.0))).unwrap();
+    let mut closing = Vec::new();
+    for platform in ["cpu", "gpu"] {
+        let toml = format!(
+            "[structure]\nfile = \"pair.xyz\"\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"50 K\"\nseed = 4\n[potential]\ntype = \"ml\"\nmodel = \"{}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"0.25 fs\"\n[run]\nsteps = 800\nplatform = \"{platform}\"\n[output]\nthermo = 20\nlog = \"thermo.log\"\n[[output.trajectory]]\npath = \"pair-out.xyz\"\ninterval = 800\nwrap = false\n",
+            repo("potentials/ionpair-schnet-charges").display()
+        );
+        let summary = run(&common::plan_in(&dir, &toml), &RunOptions { quiet: true, threads: Some(1), ..Default::default() }).unwrap();
+        let rows = common::thermo_rows(&dir.join("thermo.log"));
+        let e0 = rows[0][5];
+        let max_dev = rows.iter().map(|r| (r[5] - e0).abs()).fold(0.0, f64::max);
+        let ke = rows.iter().map(|r| r[4]).fold(0.0, f64::max);
+        let (d0, d1) = (nitrogen_carbon(&dir.join("pair-out.xyz"), 0), nitrogen_carbon(&dir.join("pair-out.xyz"), 1));
+        println!("{platform}: N-C {d0:.3} -> {d1:.3} Å, largest |E - E0| {max_dev:.2e} eV (largest kinetic energy {ke:.4} eV), drift {:+.2e} eV/atom/ps", summary.energy_drift_ev_per_atom_per_ps.unwrap());
+        assert!(max_dev < 0.02 * ke, "{platform}: energy wanders by {max_dev} eV");
+        closing.push(d0 - d1);
+    }
+    assert!(closing[0] > 0.3 && (closing[1] - closing[0]).abs() < 0.02 * closing[0], "the ions closed in by {:.3} Å on the CPU, {:.3} Å on the GPU", closing[0], closing[1]);
+    // Langevin on the GPU (the pair 8 Å apart in its 20 Å box), restarted part way: the same
+    // bytes as the straight run.
+    let toml = format!(
+        "[structure]\nfile = \"{}\"\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"100 K\"\nseed = 1\n[potential]\ntype = \"ml\"\nmodel = \"{}\"\n[integrator]\ntype = \"langevin\"\ntimestep = \"0.5 fs\"\ntemperature = \"100 K\"\ndamping = \"0.1 ps\"\nseed = 3\n[run]\nsteps = 200\nplatform = \"gpu\"\n[output]\nthermo = 10\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
+        dir.join("pair.xyz").display(),
+        repo("potentials/ionpair-schnet-charges").display()
+    );
+    let (whole, split) = (common::scratch("lr-gpu-whole"), common::scratch("lr-gpu-split"));
+    let options = RunOptions { quiet: true, ..Default::default() };
+    run(&common::plan_in(&whole, &toml), &options).unwrap();
+    let plan = common::plan_in(&split, &toml);
+    run(&plan, &RunOptions { steps: Some(87), ..options.clone() }).unwrap();
+    std::fs::rename(split.join("final.chk"), split.join("half.chk")).unwrap();
+    run(&plan, &RunOptions { restart: Some(split.join("half.chk")), ..options.clone() }).unwrap();
+    let (a, b) = (std::fs::read(whole.join("final.chk")).unwrap(), std::fs::read(split.join("final.chk")).unwrap());
+    assert!(a == b, "the GPU run restarted at step 87 differs from the straight run");
 }
 
 #[test]

@@ -93,12 +93,16 @@ use std::time::Duration;
 pub fn gpu_potential(plan: &Plan, system: &System) -> Result<GpuPotential, String> {
     Ok(match &plan.potential {
         PotentialSpec::Pair(pair) => GpuPotential::Pair(pair.clone()),
-        PotentialSpec::Ml { model, .. } => {
-            let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
-            let model = crate::potential::mcgm::MlPotential::load(model, &names).and_then(|p| p.into_gpu())?;
-            GpuPotential::Ml(Box::new(model))
-        }
+        PotentialSpec::Ml { model, charge, .. } => GpuPotential::Ml(Box::new(gpu_model(model, *charge, system)?)),
     })
+}
+
+/// The model at `path` for the GPU kernels, for `system` of total charge `charge` (e).
+fn gpu_model(path: &std::path::Path, charge: f64, system: &System) -> Result<crate::potential::mcgm::GpuModel, String> {
+    let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
+    let potential = crate::potential::mcgm::MlPotential::load(path, &names)?;
+    let potential = if charge != 0.0 { potential.with_total_charge(charge)? } else { potential };
+    potential.into_gpu()
 }
 
 /// Time spent per part of the step; on the GPU only the total is known.
@@ -126,14 +130,11 @@ pub fn choose(
     // a model it loads the model, which the CPU would not need to do twice.
     let unsupported = || -> Option<String> {
         let reason = match &plan.potential {
-            PotentialSpec::Ml { model, .. } => {
-                let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
-                match crate::potential::mcgm::MlPotential::load(model, &names).and_then(|p| p.into_gpu()) {
-                    Ok(m) => crate::gpu::md::unsupported_reason(system, m.inference.cutoff + plan.skin)
-                        .or_else(|| crate::gpu::ml::unsupported_reason(&m.inference, system.len())),
-                    Err(e) => Some(e),
-                }
-            }
+            PotentialSpec::Ml { model, charge, .. } => match gpu_model(model, *charge, system) {
+                Ok(m) => crate::gpu::md::unsupported_reason(system, m.inference.cutoff + plan.skin)
+                    .or_else(|| crate::gpu::ml::unsupported_reason(&m.inference, system.len(), &system.cell)),
+                Err(e) => Some(e),
+            },
             PotentialSpec::Pair(pair) => match pair.style.gpu {
                 Err(why) => Some(format!("pair style {}: {why}", pair.style.lammps)),
                 Ok(_) => crate::gpu::md::unsupported_reason(system, pair.max_cutoff() + plan.skin),

@@ -1,7 +1,7 @@
 //! The GPU kernels as a `ModelImplementation` (crate::ml::implementation): the structures go up
-//! as one GPU batch (consecutive structures with the same elements share one: MCGM's hierarchy
-//! has one shape per batch), and the model is evaluated
-//! once, by the very kernels and buffers that the MD step uses, then read back.
+//! as one GPU batch (consecutive structures with the same elements and total charge share one:
+//! MCGM's hierarchy has one shape per batch, and the model one total charge), and the model is
+//! evaluated once, by the very kernels and buffers that the MD step uses, then read back.
 
 use crate::gpu::{GpuContext, GpuPotential, GpuSimulation};
 use crate::integrate::Integrator;
@@ -21,8 +21,8 @@ pub struct GpuKernels {
 impl GpuKernels {
     /// None where wgpu finds no adapter.
     pub fn new(model: &Model) -> Result<Option<GpuKernels>, String> {
-        if let Some(part) = model.config.cpu_only_part() {
-            return Err(format!("the GPU kernels do not evaluate {part} yet"));
+        if let Some(part) = model.config.gpu_unsupported_part() {
+            return Err(format!("the GPU kernels do not evaluate {part}"));
         }
         let Some(ctx) = GpuContext::open(false).map_err(|e| e.to_string())? else { return Ok(None) };
         Ok(Some(GpuKernels { model: model.clone(), adapter: ctx.adapter.name.clone() }))
@@ -60,6 +60,7 @@ impl GpuKernels {
             description: "conformance".into(),
             cautions: Vec::new(),
             range: TrainingRange::unlimited(species),
+            total_charge: structures[0].charge,
         }));
         let systems = structures.iter().map(|s| Ok((self.system(s)?, Integrator::VelocityVerlet))).collect::<Result<Vec<_>, String>>()?;
         // Building the simulation evaluates the forces once (step 0); nothing is stepped.
@@ -103,8 +104,10 @@ impl ModelImplementation for GpuKernels {
         let mut out = Vec::new();
         let mut start = 0;
         while start < structures.len() {
-            let order = element_order(&structures[start]);
-            let end = (start + 1..structures.len()).find(|&k| element_order(&structures[k]) != order).unwrap_or(structures.len());
+            // A batch shares one element order and one total charge.
+            let key = |s: &Structure| (element_order(s), s.charge.to_bits());
+            let first = key(&structures[start]);
+            let end = (start + 1..structures.len()).find(|&k| key(&structures[k]) != first).unwrap_or(structures.len());
             out.extend(self.evaluate_batch(&structures[start..end])?);
             start = end;
         }

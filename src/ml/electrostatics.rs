@@ -209,6 +209,31 @@ impl Coulomb {
         Ewald { alpha, real_cutoff, kvectors, volume: cell.volume(), table, pme: None }
     }
 
+    /// The sum over k alone, with α = a (the charges' own width), where the real-space part
+    /// vanishes: what the GPU kernels sum (shaders/charges.wgsl), since it needs no pairs
+    /// beyond the model's. Err for point charges (σ = 0), whose sum needs a real-space part.
+    pub fn reciprocal_only(&self, cell: &Cell) -> Result<ReciprocalSum, String> {
+        if self.width <= 0.0 {
+            return Err("point charges (σ = 0) need a real-space sum, which the GPU kernels do not have".into());
+        }
+        let alpha = self.a();
+        let ewald = self.ewald_with(alpha, cell);
+        let prefactor = 4.0 * PI / ewald.volume;
+        let vectors = ewald
+            .kvectors
+            .iter()
+            .map(|&(index, k)| ReciprocalVector { index, k, weight: 2.0 * prefactor * reciprocal::weight(k, alpha), strain: 1.0 / (4.0 * alpha * alpha) + 1.0 / dot(k, k) })
+            .collect();
+        Ok(ReciprocalSum { alpha, volume: ewald.volume, vectors })
+    }
+
+    /// About how many k-vectors `reciprocal_only` keeps in a cell of `volume` Å³: the half
+    /// sphere |k| < 2 a span, k_max³ V / (12 π²).
+    pub fn reciprocal_only_count(&self, volume: f64) -> f64 {
+        let k_max = 2.0 * self.a() * EWALD_SPAN;
+        k_max.powi(3) * volume / (12.0 * PI * PI)
+    }
+
     /// The Ewald splitting with α and the reciprocal part by PME.
     pub fn pme_with(&self, alpha: f64, cell: &Cell) -> Ewald {
         let real_cutoff = if alpha >= self.a() { 0.0 } else { PME_SPAN / alpha };
@@ -460,6 +485,31 @@ pub struct RealSpaceList {
     start: Vec<usize>,
     pairs: Vec<(u32, Vec3)>,
     cell: Option<Cell>,
+}
+
+/// The reciprocal-space Ewald sum alone (`Coulomb::reciprocal_only`).
+#[derive(Clone, Debug)]
+pub struct ReciprocalSum {
+    /// 1/Å
+    pub alpha: f64,
+    /// Å³
+    pub volume: f64,
+    /// Half of the k-vectors (k and -k give equal terms).
+    pub vectors: Vec<ReciprocalVector>,
+}
+
+/// One k-vector of a `ReciprocalSum`: E = (k_e/2) Σ_k weight |S(k)|² + self and background
+/// terms, and −∂E_k/∂ε_ab = E_k (δ_ab − 2 strain k_a k_b).
+#[derive(Clone, Copy, Debug)]
+pub struct ReciprocalVector {
+    /// Its indices on the reciprocal lattice (k = h b_1 + k b_2 + l b_3).
+    pub index: [i32; 3],
+    /// 1/Å
+    pub k: Vec3,
+    /// 2 (4π/V) e^{−k²/4α²}/k²
+    pub weight: f64,
+    /// 1/(4α²) + 1/k²
+    pub strain: f64,
 }
 
 /// What `Coulomb::field_with` keeps between calls for one structure.

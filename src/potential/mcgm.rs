@@ -155,6 +155,8 @@ pub struct GpuModel {
     /// Printed before the run (see `Potential::cautions`).
     pub cautions: Vec<String>,
     pub range: TrainingRange,
+    /// The total charge of each structure, e (a long-range model's charges sum to it).
+    pub total_charge: f64,
 }
 
 /// Atoms closer than this fraction of the shortest training distance draw a warning.
@@ -300,8 +302,8 @@ impl MlPotential {
         if !self.committee.is_empty() {
             return Err(format!("a committee of {} models runs on the CPU (the GPU kernels evaluate one model)", self.committee_size()));
         }
-        if let Some(part) = self.model.config.cpu_only_part() {
-            return Err(format!("the GPU kernels do not evaluate {part} yet: run this model on the CPU (--platform cpu)"));
+        if let Some(part) = self.model.config.gpu_unsupported_part() {
+            return Err(format!("the GPU kernels do not evaluate {part}: run this model on the CPU (--platform cpu)"));
         }
         self.into_compiled().map(|m| GpuModel { description: m.description.replace("f32 with tabulated filters", "f32 WGSL kernels with tabulated filters"), ..m })
     }
@@ -332,6 +334,7 @@ impl MlPotential {
                 description: std::mem::take(&mut self.description),
                 cautions: std::mem::take(&mut self.cautions),
                 range: std::mem::replace(&mut self.range, TrainingRange::unlimited(0)),
+                total_charge: self.total_charge,
             }),
             None => Err(format!("the GPU kernels, replica batches and the library need the f32 fast path, which this {} model does not compile to (feature count not a multiple of 8)", self.model.config.backbone)),
         }

@@ -345,7 +345,8 @@ impl GpuSimulation {
             GpuPotential::Ml(m) => {
                 let types: Vec<u32> = parts.iter().flat_map(|p| p.system.types.iter().copied()).collect();
                 let sizes: Vec<usize> = parts.iter().map(|p| p.system.len()).collect();
-                Some(MlForces::new(&ctx, &kernels, m, &types, &sizes)?)
+                let cells: Vec<crate::cell::Cell> = parts.iter().map(|p| p.system.cell.clone()).collect();
+                Some(MlForces::new(&ctx, &kernels, m, &types, &sizes, &cells)?)
             }
             GpuPotential::Pair(_) => None,
         };

@@ -14,6 +14,8 @@ use super::kernels::Kernels;
 use super::layout::{MAX_TYPES, dims};
 use crate::ml::inference::{Inference, Interaction};
 use crate::ml::inference::dense::Linear;
+use crate::cell::Cell;
+use crate::ml::electrostatics::COULOMB_CONSTANT;
 use crate::ml::mcgm::Assign;
 use crate::potential::mcgm::GpuModel;
 
@@ -23,6 +25,7 @@ use program::record;
 
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 const ML: &str = include_str!("../../../shaders/ml.wgsl");
+const CHARGES: &str = include_str!("../../../shaders/charges.wgsl");
 
 /// Limits of the kernels (shaders/ml.wgsl): features per row, hard levels, soft centroids,
 /// level-1 clusters K-means sees.
@@ -42,6 +45,19 @@ const NONE: u32 = u32::MAX;
 const FORWARD: &str = "ml: forward";
 const CLUSTERING: &str = "ml: clustering";
 const BACKWARD: &str = "ml: backward";
+const LONG_RANGE: &str = "ml: long range";
+/// Terms (k-vectors x atoms) of the GPU's Ewald sum per evaluation beyond which a system is
+/// refused: about 0.1 s a step on an H100 (each term is two phases of ~40 flops).
+const MAX_EWALD_TERMS: f64 = 2e10;
+/// f32 words of the long-range block before its structures, and per structure
+/// (shaders/charges.wgsl).
+const LR_HEADER: usize = 8;
+const LR_STRUCTURE: usize = 16;
+/// f32 words per k-vector, k-vectors per thread of the structure factor, and words per atom of
+/// the fractional coordinates (shaders/charges.wgsl).
+const K_WORDS: usize = 12;
+const KC: usize = 8;
+const FRAC_WORDS: usize = 8;
 
 /// The profiler's name of a kernel in a stage, "ml: forward / ml_dense": `--gpu-profile` splits
 /// the model's time by kernel within each stage. Interned: one string per pair for the process.
@@ -53,8 +69,20 @@ fn profile_label(stage: &'static str, kernel: &'static str) -> &'static str {
     labels.entry((stage, kernel)).or_insert_with(|| Box::leak(format!("{stage} / {kernel}").into_boxed_str()))
 }
 
-/// Why a model cannot run on the GPU (it can on the CPU).
-pub fn unsupported_reason(model: &Inference, n_atoms: usize) -> Option<String> {
+/// Why a model cannot run on the GPU (it can on the CPU) for `n_atoms` atoms in `cell`.
+pub fn unsupported_reason(model: &Inference, n_atoms: usize, cell: &Cell) -> Option<String> {
+    if let Some(c) = &model.charges {
+        if c.coulomb.width <= 0.0 {
+            return Some("the GPU sums learned charges by Ewald in reciprocal space, which point charges (σ = 0) cannot use".into());
+        }
+        let terms = c.coulomb.reciprocal_only_count(cell.volume()) * n_atoms as f64;
+        if terms > MAX_EWALD_TERMS {
+            return Some(format!(
+                "the GPU sums learned charges by Ewald over k-vectors: about {:.1e} k-vectors x {n_atoms} atoms is more than the {MAX_EWALD_TERMS:.0e} terms a step it takes (the CPU uses particle-mesh Ewald)",
+                c.coulomb.reciprocal_only_count(cell.volume())
+            ));
+        }
+    }
     if model.features > MAX_FEATURES {
         return Some(format!("the GPU kernels handle up to {MAX_FEATURES} features (this model: {})", model.features));
     }
@@ -102,6 +130,33 @@ struct BlockAt {
     soft: Option<SoftAt>,
 }
 
+/// Learned charges: the head's layers, the charge embedding's place in the weights, and the
+/// buffers of the Ewald sum (shaders/charges.wgsl).
+struct ChargesAt {
+    layer1: LinearAt,
+    layer2: LinearAt,
+    embedding: u32,
+    /// The long-range block and the k-vectors (written once: the GPU keeps the cell), S(k)
+    /// and each chunk of KC k-vectors' share of the virial, per atom the raw charges, the
+    /// charges and dE/dq, and the fractional coordinates.
+    block: usize,
+    kvectors: usize,
+    structure_factor: usize,
+    virial_shares: usize,
+    values: usize,
+    fractional: usize,
+    /// Per atom and part of the k-vectors, the part's sums (φ and the force).
+    part_sums: usize,
+    k_total: usize,
+    /// The per-atom sum's workgroups: blocks of 64 atoms (each structure's own), and parts of
+    /// each structure's k-vectors (more parts, more workgroups on a large GPU).
+    atom_blocks: u32,
+    parts: u32,
+}
+
+/// k-vectors per part of the per-atom Ewald sum (at most 64 parts).
+const K_PER_PART: usize = 4096;
+
 /// The model's f32 weights in one flat array, and where each piece is.
 struct Weights {
     data: Vec<f32>,
@@ -138,11 +193,12 @@ struct OpSpec {
     label: &'static str,
 }
 
-const ENTRIES: [&str; 25] = [
+const ENTRIES: [&str; 32] = [
     "ml_dense", "ml_embed", "ml_copy", "ml_message", "ml_message_backward", "ml_energy", "ml_finish",
     "ml_pool", "ml_pool_finish", "ml_kmeans", "ml_cluster_pool", "ml_disseminate", "ml_hard_gout",
     "ml_hard_down", "ml_soft_weights", "ml_soft_gw", "ml_soft_gsum", "ml_mcgm_atoms", "ml_check_close",
     "ml_painn_message", "ml_painn_norm", "ml_painn_update", "ml_painn_gs", "ml_painn_guv", "ml_painn_message_backward",
+    "ml_structure_mean", "ml_charge_center", "ml_ewald_prepare", "ml_ewald_structure", "ml_ewald_virial", "ml_ewald_atoms", "ml_ewald_finish",
 ];
 
 fn entry(name: &str) -> usize {
@@ -297,6 +353,59 @@ impl Builder<'_> {
     }
 }
 
+/// Lays out learned charges for structures of `sizes` atoms in `cells`, each of total charge
+/// `total_charge`: the long-range block and the k-vectors of each structure's Ewald sum in
+/// reciprocal space (`Coulomb::reciprocal_only`), written once since the GPU keeps the cell.
+#[allow(clippy::too_many_arguments)]
+fn charges_at(b: &mut Builder, model: &Inference, layer1: LinearAt, layer2: LinearAt, embedding: u32, total_charge: f64, sizes: &[usize], cells: &[Cell]) -> Result<ChargesAt, GpuError> {
+    let coulomb = model.charges.as_ref().expect("a model with charges").coulomb;
+    let mut block = vec![0.0f32; LR_HEADER + LR_STRUCTURE * sizes.len()];
+    let mut kvectors: Vec<f32> = Vec::new();
+    for (s, (&size, cell)) in sizes.iter().zip(cells).enumerate() {
+        let sum = coulomb.reciprocal_only(cell).map_err(GpuError::Unsupported)?;
+        block[0] = (-2.0 * sum.alpha / std::f64::consts::PI.sqrt()) as f32;
+        block[1] = COULOMB_CONSTANT as f32;
+        let first = kvectors.len() / K_WORDS;
+        for v in &sum.vectors {
+            let [h, k, l] = v.index.map(|x| x as f32);
+            kvectors.extend_from_slice(&[h, k, l, v.weight as f32, v.k[0] as f32, v.k[1] as f32, v.k[2] as f32, v.strain as f32, f32::from_bits(s as u32), 0.0, 0.0, 0.0]);
+        }
+        // Padded to whole chunks with k-vectors of zero weight, which add nothing.
+        let count = sum.vectors.len().next_multiple_of(KC).max(KC);
+        for _ in sum.vectors.len()..count {
+            kvectors.extend_from_slice(&[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, f32::from_bits(s as u32), 0.0, 0.0, 0.0]);
+        }
+        let at = LR_HEADER + LR_STRUCTURE * s;
+        block[at] = total_charge as f32;
+        block[at + 1] = (total_charge / size as f64) as f32;
+        block[at + 4] = (-std::f64::consts::PI / (sum.volume * sum.alpha * sum.alpha)) as f32;
+        block[at + 5] = f32::from_bits(first as u32);
+        block[at + 6] = f32::from_bits(count as u32);
+        block[at + 7] = size as f32;
+    }
+    let k_total = kvectors.len() / K_WORDS;
+    let most = (0..sizes.len()).map(|s| block[LR_HEADER + LR_STRUCTURE * s + 6].to_bits() as usize).max().unwrap_or(0);
+    let parts = most.div_ceil(K_PER_PART).clamp(1, 64);
+    let at = ChargesAt {
+        layer1,
+        layer2,
+        embedding,
+        block: b.buffer("ml long-range block", block.len()),
+        kvectors: b.buffer("ml k-vectors", kvectors.len()),
+        structure_factor: b.buffer("ml structure factors", 2 * k_total),
+        virial_shares: b.buffer("ml reciprocal virial shares", 6 * k_total / KC),
+        values: b.buffer("ml charges", 3 * b.n),
+        fractional: b.buffer("ml fractional coordinates", FRAC_WORDS * b.n),
+        part_sums: b.buffer("ml Ewald part sums", 4 * parts * b.n),
+        k_total,
+        atom_blocks: sizes.iter().map(|n| n.div_ceil(64) as u32).sum(),
+        parts: parts as u32,
+    };
+    b.ctx.queue.write_buffer(&b.buffers[at.block], 0, bytemuck::cast_slice(&block));
+    b.ctx.queue.write_buffer(&b.buffers[at.kvectors], 0, bytemuck::cast_slice(&kvectors));
+    Ok(at)
+}
+
 /// Regions of a block's cluster buffer (f32 offsets) for R hard rows and K soft centroids.
 struct ClusterRegions {
     pool: u32,
@@ -353,11 +462,11 @@ impl ClusterRegions {
 impl MlForces {
     /// Compiles the kernels and lays out the model for `types` (each simulation type's element)
     /// with `type_of_atom` (per atom, the structures of a batch one after the other, of
-    /// `structure_sizes` atoms each).
-    pub fn new(ctx: &GpuContext, kernels: &Kernels, gpu_model: &GpuModel, type_of_atom: &[u32], structure_sizes: &[usize]) -> Result<MlForces, GpuError> {
+    /// `structure_sizes` atoms each, in `cells`).
+    pub fn new(ctx: &GpuContext, kernels: &Kernels, gpu_model: &GpuModel, type_of_atom: &[u32], structure_sizes: &[usize], cells: &[Cell]) -> Result<MlForces, GpuError> {
         let (model, species_of_type) = (&gpu_model.inference, &gpu_model.species_of_type);
         let n = type_of_atom.len();
-        if let Some(reason) = unsupported_reason(model, n) {
+        if let Some(reason) = structure_sizes.iter().zip(cells).find_map(|(&size, cell)| unsupported_reason(model, size, cell)) {
             return Err(GpuError::Unsupported(reason));
         }
         let f = model.features;
@@ -394,6 +503,8 @@ impl MlForces {
             .collect();
         let readout1 = wts.linear(&model.readout1);
         let readout2 = wts.linear(&model.readout2);
+        let head = model.charges.as_ref().map(|c| (wts.linear(&c.layer1), wts.linear(&c.layer2)));
+        let charge_embedding = model.charge_embedding.as_ref().map_or(NONE, |e| wts.push(e));
         // Squared training-range limits per pair of model species (0: none).
         let limits: Vec<f32> = gpu_model.range.unseen_below.iter().flatten().map(|(d, _)| (d * d) as f32).collect();
         let check_close = limits.iter().any(|&l| l > 0.0).then(|| wts.push(&limits));
@@ -467,9 +578,12 @@ impl MlForces {
                 let grid = b.per_atom();
                 b.op("ml_check_close", FORWARD, grid, [None; 6], weights, None, &[(word::K, model_species as u32), (word::OFF_W, at)]);
             }
-            record(&mut b, model, &blocks, embedding, readout1, readout2, weights, total_rows, soft_k, &level_rows, &level_offset);
+            let charges = head.map(|(layer1, layer2)| charges_at(&mut b, model, layer1, layer2, charge_embedding, gpu_model.total_charge, structure_sizes, cells));
+            let charges = charges.transpose()?;
+            record(&mut b, model, &blocks, embedding, charges.as_ref(), readout1, readout2, weights, total_rows, soft_k, &level_rows, &level_offset);
+            Ok::<(), GpuError>(())
         });
-        built?;
+        built??;
         let Builder { buffers, specs, kept_partitions: kept_at, taps, .. } = b;
         // No partition seen yet: the first evaluation is not a regrouping.
         let words = structures * kept_partitions(level_rows.len());
@@ -599,7 +713,7 @@ fn compile(ctx: &GpuContext, kernels: &Kernels) -> Result<Vec<wgpu::ComputePipel
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("ml.wgsl"),
-        source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{ML}").into()),
+        source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{ML}\n{CHARGES}").into()),
     });
     let pipelines = ENTRIES
         .iter()

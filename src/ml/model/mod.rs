@@ -61,12 +61,14 @@ impl ModelConfig {
         self.mcgm.as_ref().is_some_and(|m| m.is_distance_aware())
     }
 
-    /// What of this model only the CPU evaluates (the GPU kernels refuse it), described.
-    pub fn cpu_only_part(&self) -> Option<String> {
-        match &self.long_range {
-            Some(l) => Some(l.describe()),
-            None => self.is_distance_aware().then(|| "a distance-aware MCGM".to_string()),
+    /// What of this model the GPU kernels do not evaluate (the CPU does), described: they run
+    /// periodic cells only, where a distance-aware MCGM's centroids are not defined, and sum
+    /// learned charges by Ewald in reciprocal space, which point charges cannot use.
+    pub fn gpu_unsupported_part(&self) -> Option<String> {
+        if self.is_distance_aware() {
+            return Some("a distance-aware MCGM (it takes open structures; the GPU platform runs fully periodic cells)".to_string());
         }
+        self.long_range.as_ref().filter(|l| l.charge_width <= 0.0).map(|_| "point charges (σ = 0: the GPU's Ewald sum is in reciprocal space only)".to_string())
     }
 }
 
