@@ -185,6 +185,12 @@ fn charged_systems_and_slabs_are_refused_with_the_reason() {
     let periodic = refuse(&ion_toml("", "ionpair-schnet-distance", ""));
     println!("{periodic}");
     assert!(periodic.contains("[potential] model") && periodic.contains("takes open structures only"), "{periodic}");
+    // The GPU's Ewald sum over k-vectors grows as N²: 72,000 atoms of the lattice are refused
+    // there (before any adapter is opened), with the reason.
+    let plan = common::plan_in(&dir, &ion_toml("", "ionpair-schnet-charges", "repeat = [20, 20, 20]\n"));
+    let err = run(&plan, &RunOptions { quiet: true, platform: Some(Platform::Gpu), ..Default::default() }).unwrap_err().to_string();
+    println!("{err}");
+    assert!(err.contains("platform \"gpu\"") && err.contains("k-vectors x 72000 atoms"), "{err}");
 }
 
 #[test]
