@@ -81,6 +81,15 @@ fn instance() -> wgpu::Instance {
     // program): probing GL/EGL costs time and prints display-server noise on headless machines.
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     desc.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
+    // wgpu checks an indirect dispatch's sizes by a hidden dispatch and barrier before each
+    // one (nine a step with a rebuild scheduled on the GPU). mdrun's sizes come from the host's
+    // `layout::dims` (at most 65,535 workgroups a dimension) or zero, and no indirectly
+    // dispatched kernel reads num_workgroups (which D3D12 then leaves 0), so the check is
+    // off unless WGPU_VALIDATION_INDIRECT_CALL=1 asks for it (BENCHMARKS.md: about 4 % of a
+    // 4,000-atom Lennard-Jones step on lavapipe).
+    if std::env::var_os("WGPU_VALIDATION_INDIRECT_CALL").is_none() {
+        desc.flags.remove(wgpu::InstanceFlags::VALIDATION_INDIRECT_CALL);
+    }
     wgpu::Instance::new(desc)
 }
 
