@@ -1,7 +1,8 @@
 //! MD with the machine-learned potential on the GPU (shaders/ml.wgsl inside the resident step):
 //! the forces follow moving atoms, the trajectory follows the CPU's, energy is conserved, hard
-//! clustering regroups as on the CPU. (The kernels' per-layer agreement with burn and the CPU
-//! fast path is tests/ml_conformance.rs.)
+//! clustering regroups as on the CPU; a buffer past the adapter's binding limit is refused up
+//! front. (The kernels' per-layer agreement with burn and the CPU fast path is
+//! tests/ml_conformance.rs.)
 
 mod common;
 
@@ -137,4 +138,35 @@ fn hard_clustering_regroups_on_the_gpu_as_on_the_cpu_and_breaks_energy_conservat
     assert_eq!(regroupings(&soft_gpu), None);
     assert!(hard_dev > 5.0 * soft_dev, "GPU: hard wanders {hard_dev:.2e} eV, soft {soft_dev:.2e} eV");
     assert!(soft_dev < 0.01 * mean_ke, "GPU soft: {soft_dev} eV against {mean_ke} eV kinetic");
+}
+
+#[test]
+fn buffers_past_the_adapters_binding_limit_are_refused_with_the_reason() {
+    // The adapter's binding limit lowered to 2 MiB: for 6,859 atoms the simulation's own buffers
+    // fit (the neighbour list splits over its bindings), as do the model's weights and filter
+    // tables (~1 MiB) and its [N, F] features; PaiNN's [N, 3F] ones (2.5 MiB) do not, and the
+    // model is refused before any is allocated.
+    let Some(_) = gpu() else { return };
+    let (name, config) = settings().into_iter().find(|(name, _)| *name == "painn").expect("a PaiNN setting");
+    let model = Model::new(config, Normalization { reference_energies: vec![0.0; 4], ..Default::default() }, 5, &Ctx::cpu_inference(true));
+    let mut ctx = GpuContext::open(false).unwrap().unwrap();
+    ctx.adapter.max_binding = 2 << 20;
+    let potential = GpuPotential::Ml(Box::new(GpuModel {
+        inference: Inference::new(&model).unwrap(),
+        species_of_type: vec![0, 1, 2, 3],
+        description: "test model".into(),
+        cautions: Vec::new(),
+        range: TrainingRange::unlimited(4),
+        total_charge: 0.0,
+    }));
+    // A simple cubic lattice of 19³ atoms 2.2 Å apart, the four elements in turn.
+    let mut system = random_system(4, Cell::orthorhombic(41.8, 41.8, 41.8).unwrap(), &["H", "C", "N", "O"], 1.1, 3);
+    let sites: Vec<[f64; 3]> = (0..19 * 19 * 19).map(|k| [k % 19, (k / 19) % 19, k / 361].map(|c| 2.2 * c as f64 + 0.1)).collect();
+    system.types = (0..sites.len()).map(|k| (k % 4) as u32).collect();
+    system.velocities = vec![[0.0; 3]; sites.len()];
+    system.images = vec![[0; 3]; sites.len()];
+    system.positions = sites;
+    let err = GpuSimulation::new(ctx, system, potential, Integrator::VelocityVerlet, 0.0005, 0.5, 1e4, 0, None).err().expect("refused").to_string();
+    println!("{name}: {err}");
+    assert!(err.contains("6859 atoms need a model's PaiNN phi buffer of 2.5 MiB, more than") && err.contains("binds at once (2.0 MiB)"), "{err}");
 }

@@ -236,6 +236,12 @@ impl GpuContext {
         }
     }
 
+    /// Why a `what` buffer of `bytes` (for `n` atoms) cannot be bound on this adapter.
+    pub fn binding_too_large(&self, what: &str, bytes: u64, n: usize) -> String {
+        let size = |b: u64| if b >= 1 << 30 { format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64) } else { format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64) };
+        format!("{n} atoms need a {what} buffer of {}, more than {} binds at once ({}): fewer atoms, or platform = \"cpu\"", size(bytes), self.adapter.name, size(self.adapter.max_binding))
+    }
+
     /// Waits for all submitted work.
     pub fn wait(&self) -> Result<(), GpuError> {
         self.device

@@ -173,6 +173,12 @@ pub(super) fn allocate(
 ) -> Result<Buffers, GpuError> {
     let n64 = n as u64;
     let s64 = structures as u64;
+    // Every buffer below is bound whole: the largest must fit one binding (at 67M atoms the
+    // per-atom observables pass 2 GiB).
+    let largest = [("per-atom observables", 32 * n64), ("positions", 16 * n64), ("bins", 4 * (2 * total_bins as u64 + 1 + n_blocks as u64))];
+    if let Some((what, bytes)) = largest.into_iter().find(|&(_, bytes)| bytes > ctx.adapter.max_binding) {
+        return Err(GpuError::Unsupported(ctx.binding_too_large(what, bytes, n)));
+    }
     let nlist = list_parts(ctx, n, capacity)?;
     ctx.allocating("for the simulation buffers", || {
         let state = |name: &str| storage(ctx, name, 16 * n64, false);

@@ -274,6 +274,9 @@ struct Builder<'a> {
     chunks: usize,
     /// With `Inference::record_layers`: (name, buffer, floats per atom) of each kept layer.
     taps: Vec<(String, usize, usize)>,
+    /// The first buffer larger than the adapter binds (label, bytes): it was not allocated,
+    /// and the model is refused.
+    too_large: Option<(String, u64)>,
 }
 
 /// Words after a block's labels that keep its K-means levels' partitions of the elements
@@ -284,7 +287,11 @@ fn kept_partitions(levels: usize) -> usize {
 
 impl Builder<'_> {
     fn buffer(&mut self, label: &str, floats: usize) -> usize {
-        let size = (4 * floats.max(4)) as u64;
+        let mut size = (4 * floats.max(4)) as u64;
+        if size > self.ctx.adapter.max_binding {
+            self.too_large.get_or_insert((label.to_string(), size));
+            size = 16;
+        }
         self.buffers.push(self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
@@ -570,7 +577,7 @@ impl MlForces {
 
         let reference_energy = type_of_atom.iter().map(|&t| model.reference[species_of_type[t as usize]]).sum();
         let structures = structure_sizes.len();
-        let mut b = Builder { ctx, buffers: Vec::new(), specs: Vec::new(), base, n, f, stage: FORWARD, kept_partitions: Vec::new(), structures, chunks, taps: Vec::new() };
+        let mut b = Builder { ctx, buffers: Vec::new(), specs: Vec::new(), base, n, f, stage: FORWARD, kept_partitions: Vec::new(), structures, chunks, taps: Vec::new(), too_large: None };
         let built = ctx.allocating("for the model's activations", || {
             let weights = b.buffer("ml weights", wts.data.len());
             ctx.queue.write_buffer(&b.buffers[weights], 0, bytemuck::cast_slice(&wts.data));
@@ -584,6 +591,9 @@ impl MlForces {
             Ok::<(), GpuError>(())
         });
         built??;
+        if let Some((label, bytes)) = b.too_large.take() {
+            return Err(GpuError::Unsupported(ctx.binding_too_large(&format!("model's {}", label.trim_start_matches("ml ")), bytes, n)));
+        }
         let Builder { buffers, specs, kept_partitions: kept_at, taps, .. } = b;
         // No partition seen yet: the first evaluation is not a regrouping.
         let words = structures * kept_partitions(level_rows.len());
