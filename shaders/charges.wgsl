@@ -10,7 +10,8 @@
 // coefficient -π/(V α²), first k-vector, k-vector count (a multiple of KC), n, then the
 // reciprocal virial (xx yy zz xy xz yz, at 8).
 // The k-vectors K, 12 floats each: h, k, l (its indices on the reciprocal lattice), the weight
-// w = 2 (4π/V) e^{-k²/4α²}/k²; k (1/Å) and the strain factor 1/(4α²) + 1/k²; its structure.
+// w = 2 (4π/V) e^{-k²/4α²}/k²; k (1/Å) and the strain factor 1/(4α²) + 1/k²; its structure,
+// and 1 where it continues the run of the k-vector before it (the same h and k, l one more).
 // Each structure's k-vectors are padded with zero weights to a multiple of KC, and run in the
 // order of the CPU's loop (h, then k, then l innermost), so that the phase of (h, k, l + 1)
 // is the phase of (h, k, l) turned by the atom's e^{2πi s_c}: one complex product instead of a
@@ -69,11 +70,6 @@ fn cmul(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
 
 fn indices(kv: u32) -> vec3<f32> {
     return vec3<f32>(D[kv], D[kv + 1u], D[kv + 2u]);
-}
-
-// Whether k-vector (h, k, l) follows `before` in a run: the same h and k, and l one more.
-fn follows(hkl: vec3<f32>, before: vec3<f32>) -> bool {
-    return hkl.x == before.x && hkl.y == before.y && hkl.z == before.z + 1.0;
 }
 
 // ---- The mean of A[off_a + i] over each structure's atoms into C at its word O.k (one
@@ -137,7 +133,7 @@ fn turn_c(i: u32) -> vec2<f32> {
 // ---- The structure factor S(k) = sum_j q_j e^{i k.r_j}: one thread per KC consecutive
 // k-vectors, over the structure's atoms (all threads read the same atom at once), and the
 // thread's share of the reciprocal virial, sum_k (w/2)|S|² (δ - 2 f k⊗k), into G (6 per
-// thread). A = charges (at off_a), B = S (2 per k), D = k-vectors, E = fractional coordinates.
+// thread). A = charges (at off_a), B = w S (2 per k), D = k-vectors, E = fractional coordinates.
 @compute @workgroup_size(64)
 fn ml_ewald_structure(@builtin(global_invocation_id) gid: vec3<u32>) {
     let chunk = flat_index(gid);
@@ -150,7 +146,7 @@ fn ml_ewald_structure(@builtin(global_invocation_id) gid: vec3<u32>) {
     var chained: array<bool, KC>;
     for (var m = 0u; m < KC; m++) {
         hkl[m] = indices(K_WORDS * (k0 + m));
-        chained[m] = m > 0u && follows(hkl[m], hkl[m - 1u]);
+        chained[m] = m > 0u && D[K_WORDS * (k0 + m) + 9u] != 0.0;
     }
     var acc: array<vec2<f32>, KC>;
     for (var i = range.x; i < range.x + range.y; i++) {
@@ -171,9 +167,10 @@ fn ml_ewald_structure(@builtin(global_invocation_id) gid: vec3<u32>) {
     var off = vec3<f32>(0.0);
     for (var m = 0u; m < KC; m++) {
         let k = k0 + m;
-        B[2u * k] = acc[m].x;
-        B[2u * k + 1u] = acc[m].y;
         let kv = K_WORDS * k;
+        // w S(k), what the per-atom sums read.
+        B[2u * k] = D[kv + 3u] * acc[m].x;
+        B[2u * k + 1u] = D[kv + 3u] * acc[m].y;
         let e = 0.5 * D[kv + 3u] * dot(acc[m], acc[m]);
         let kk = vec3<f32>(D[kv + 4u], D[kv + 5u], D[kv + 6u]);
         let f2 = 2.0 * D[kv + 7u];
@@ -217,7 +214,7 @@ fn ml_ewald_virial(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocati
 // workgroup per (block of 64 atoms of a structure, part O.k of the k-vectors): every thread
 // reads the same k at once (a broadcast) and runs of products break at the same k, so the
 // threads never diverge. The part's sums go to G[(i parts + part) 4 ..]. A = charges (off_a),
-// B = S, D = k-vectors, E = fractional coordinates, C = the long-range block.
+// B = w S, D = k-vectors, E = fractional coordinates, C = the long-range block.
 @compute @workgroup_size(64)
 fn ml_ewald_atoms(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let block = wg.x;
@@ -239,20 +236,18 @@ fn ml_ewald_atoms(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
     var potential = 0.0;
     var force = vec3<f32>(0.0);
     var z = vec2<f32>(1.0, 0.0);
-    var before = vec3<f32>(0.0);
     for (var k = lo; k < hi; k++) {
         let kv = K_WORDS * k;
-        let hkl = indices(kv);
-        if ((k - lo) % RESTART != 0u && follows(hkl, before)) {
+        // The branch is the same for every thread: no divergence, and the indices are read
+        // only where a run starts.
+        if ((k - lo) % RESTART != 0u && D[kv + 9u] != 0.0) {
             z = cmul(z, zc);
         } else {
-            z = turn(dot(hkl, s));
+            z = turn(dot(indices(kv), s));
         }
-        before = hkl;
-        let w = D[kv + 3u];
-        let sk = vec2<f32>(B[2u * k], B[2u * k + 1u]);
-        potential += w * (sk.x * z.x + sk.y * z.y);
-        force += (w * q * (sk.x * z.y - sk.y * z.x)) * vec3<f32>(D[kv + 4u], D[kv + 5u], D[kv + 6u]);
+        let ws = vec2<f32>(B[2u * k], B[2u * k + 1u]);
+        potential += ws.x * z.x + ws.y * z.y;
+        force += (q * (ws.x * z.y - ws.y * z.x)) * vec3<f32>(D[kv + 4u], D[kv + 5u], D[kv + 6u]);
     }
     let o = 4u * (i * parts + part);
     G[o] = potential;

@@ -373,9 +373,13 @@ fn charges_at(b: &mut Builder, model: &Inference, layer1: LinearAt, layer2: Line
         block[0] = (-2.0 * sum.alpha / std::f64::consts::PI.sqrt()) as f32;
         block[1] = COULOMB_CONSTANT as f32;
         let first = kvectors.len() / K_WORDS;
-        for v in &sum.vectors {
-            let [h, k, l] = v.index.map(|x| x as f32);
-            kvectors.extend_from_slice(&[h, k, l, v.weight as f32, v.k[0] as f32, v.k[1] as f32, v.k[2] as f32, v.strain as f32, f32::from_bits(s as u32), 0.0, 0.0, 0.0]);
+        for (k, v) in sum.vectors.iter().enumerate() {
+            let [h, kk, l] = v.index.map(|x| x as f32);
+            // Whether the phase of this k is the one before's times e^{2πi s_c} (the sum's order
+            // is h, then k, then l innermost).
+            let before = k.checked_sub(1).map(|b| sum.vectors[b].index);
+            let chained = before.is_some_and(|b| b[0] == v.index[0] && b[1] == v.index[1] && b[2] + 1 == v.index[2]);
+            kvectors.extend_from_slice(&[h, kk, l, v.weight as f32, v.k[0] as f32, v.k[1] as f32, v.k[2] as f32, v.strain as f32, f32::from_bits(s as u32), chained as u32 as f32, 0.0, 0.0]);
         }
         // Padded to whole chunks with k-vectors of zero weight, which add nothing.
         let count = sum.vectors.len().next_multiple_of(KC).max(KC);
