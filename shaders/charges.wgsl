@@ -31,7 +31,7 @@ const KC: u32 = 8u;          // k-vectors per thread of the structure factor
 const RESTART: u32 = 16u;    // k-vectors between exact phases in a run of products
 const FRAC_WORDS: u32 = 8u;  // per atom: s_a, s_b, s_c, cos 2π s_c, sin 2π s_c
 
-var<workgroup> sums: array<f32, 640>;   // 64 threads x 10 quantities
+var<workgroup> sums: array<f32, 384>;   // 64 threads x 6 quantities (the virial)
 
 // Adds the workgroup's `width` quantities per thread (sums[lid * width + q]) into thread 0's.
 fn sum_workgroup(lid: u32, width: u32) {
