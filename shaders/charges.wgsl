@@ -220,10 +220,10 @@ fn ml_ewald_atoms(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocatio
     let block = wg.x;
     let part = wg.y;
     let parts = O.k;
-    let st = structure_by(block, 1u);
-    let range = structures[st].atoms;
-    let i = range.x + (block - range.z) * 64u + lid;
-    if (i >= range.x + range.y) { return; }
+    let atom = block_atom(block, lid);
+    let st = atom.x;
+    let i = atom.z;
+    if (atom.y >= structures[st].atoms.y) { return; }
     let at = LR_STRUCTURE + LR_WORDS * st;
     let first = bitcast<u32>(C[at + LR_K_FIRST]);
     let count = bitcast<u32>(C[at + LR_K_COUNT]);

@@ -146,6 +146,15 @@ fn structure_by(x: u32, which: u32) -> u32 {
     return lo;
 }
 
+// Lane `lane` of reduction block `block` (64 atoms of one structure; structures[s].atoms.z is
+// its first block): (the structure, the atom's index within it, the atom id). In a structure's
+// last block the index may pass its atom count.
+fn block_atom(block: u32, lane: u32) -> vec3<u32> {
+    let st = structure_by(block, 1u);
+    let local = (block - structures[st].atoms.z) * WG + lane;
+    return vec3<u32>(st, local, structures[st].atoms.x + local);
+}
+
 fn neighbor_entry(k: u32, t: u32) -> u32 {
     let p = k / P.k_per_part;
     let at = (k - p * P.k_per_part) * P.n_atoms + t;

@@ -136,7 +136,7 @@ fn ml_embed(@builtin(global_invocation_id) gid: vec3<u32>) {
         B[i * f + k] = W[O.off_w + s * f + k];
     }
     if (O.off_c != 0xffffffffu) {
-        let per_atom = A[8u + 16u * structure_of(i) + 1u];
+        let per_atom = A[LR_STRUCTURE + LR_WORDS * structure_of(i) + LR_Q_PER_ATOM];
         for (var k = 0u; k < f; k++) {
             B[i * f + k] += per_atom * W[O.off_c + s * f + k];
         }

@@ -47,9 +47,10 @@ fn reduce_atoms(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
                 @builtin(num_workgroups) nwg: vec3<u32>) {
     let block = wid.x + wid.y * nwg.x;
     if (block >= P.n_reduce_blocks) { return; }
-    let st = structure_by(block, 1u);
-    let local = (block - structures[st].atoms.z) * 64u + lid.x;
-    let i = structures[st].atoms.x + local;
+    let atom = block_atom(block, lid.x);
+    let st = atom.x;
+    let local = atom.y;
+    let i = atom.z;
     var q: array<f32, 13>;
     for (var k = 0u; k < NQ; k++) { q[k] = 0.0; }
     if (local < structures[st].atoms.y) {

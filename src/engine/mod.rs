@@ -100,9 +100,7 @@ pub fn gpu_potential(plan: &Plan, system: &System) -> Result<GpuPotential, Strin
 /// The model at `path` for the GPU kernels, for `system` of total charge `charge` (e).
 fn gpu_model(path: &std::path::Path, charge: f64, system: &System) -> Result<crate::potential::mcgm::GpuModel, String> {
     let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
-    let potential = crate::potential::mcgm::MlPotential::load(path, &names)?;
-    let potential = if charge != 0.0 { potential.with_total_charge(charge)? } else { potential };
-    potential.into_gpu()
+    crate::potential::mcgm::MlPotential::load(path, &names)?.with_total_charge(charge)?.into_gpu()
 }
 
 /// Time spent per part of the step; on the GPU only the total is known.

@@ -135,8 +135,8 @@ impl RealTable {
 }
 
 impl Coulomb {
-    /// a = 1/(√2 σ), infinite for point charges.
-    fn a(&self) -> f64 {
+    /// a = 1/(√2 σ), infinite for point charges (also the α of `reciprocal_only`).
+    pub fn a(&self) -> f64 {
         if self.width > 0.0 { 1.0 / (std::f64::consts::SQRT_2 * self.width) } else { f64::INFINITY }
     }
 
@@ -222,7 +222,7 @@ impl Coulomb {
         let vectors = ewald
             .kvectors
             .iter()
-            .map(|&(index, k)| ReciprocalVector { index, k, weight: 2.0 * prefactor * reciprocal::weight(k, alpha), strain: 1.0 / (4.0 * alpha * alpha) + 1.0 / dot(k, k) })
+            .map(|&(index, k)| ReciprocalVector { index, k, weight: 2.0 * prefactor * reciprocal::weight(k, alpha), strain: reciprocal::strain_factor(k, alpha) })
             .collect();
         Ok(ReciprocalSum { alpha, volume: ewald.volume, vectors })
     }

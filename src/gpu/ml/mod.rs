@@ -49,10 +49,19 @@ const LONG_RANGE: &str = "ml: long range";
 /// Terms (k-vectors x atoms) of the GPU's Ewald sum per evaluation beyond which a system is
 /// refused: about 0.1 s a step on an H100 (each term is two phases of ~40 flops).
 const MAX_EWALD_TERMS: f64 = 2e10;
-/// f32 words of the long-range block before its structures, and per structure
-/// (shaders/charges.wgsl).
-const LR_HEADER: usize = 8;
-const LR_STRUCTURE: usize = 16;
+/// The long-range block's first structure word, and words per structure (as in
+/// shaders/charges.wgsl).
+const LR_STRUCTURE: usize = 8;
+const LR_WORDS: usize = 16;
+/// Words of a structure's part of the long-range block (LR_* in shaders/charges.wgsl).
+mod lr {
+    pub const Q: usize = 0;
+    pub const Q_PER_ATOM: usize = 1;
+    pub const BACKGROUND: usize = 4;
+    pub const K_FIRST: usize = 5;
+    pub const K_COUNT: usize = 6;
+    pub const ATOMS: usize = 7;
+}
 /// f32 words per k-vector, k-vectors per thread of the structure factor, and words per atom of
 /// the fractional coordinates (shaders/charges.wgsl).
 const K_WORDS: usize = 12;
@@ -75,11 +84,10 @@ pub fn unsupported_reason(model: &Inference, n_atoms: usize, cell: &Cell) -> Opt
         if c.coulomb.width <= 0.0 {
             return Some("the GPU sums learned charges by Ewald in reciprocal space, which point charges (σ = 0) cannot use".into());
         }
-        let terms = c.coulomb.reciprocal_only_count(cell.volume()) * n_atoms as f64;
-        if terms > MAX_EWALD_TERMS {
+        let kvectors = c.coulomb.reciprocal_only_count(cell.volume());
+        if kvectors * n_atoms as f64 > MAX_EWALD_TERMS {
             return Some(format!(
-                "the GPU sums learned charges by Ewald over k-vectors: about {:.1e} k-vectors x {n_atoms} atoms is more than the {MAX_EWALD_TERMS:.0e} terms a step it takes (the CPU uses particle-mesh Ewald)",
-                c.coulomb.reciprocal_only_count(cell.volume())
+                "the GPU sums learned charges by Ewald over k-vectors: about {kvectors:.1e} k-vectors x {n_atoms} atoms is more than the {MAX_EWALD_TERMS:.0e} terms a step it takes (the CPU uses particle-mesh Ewald)"
             ));
         }
     }
@@ -366,12 +374,14 @@ impl Builder<'_> {
 #[allow(clippy::too_many_arguments)]
 fn charges_at(b: &mut Builder, model: &Inference, layer1: LinearAt, layer2: LinearAt, embedding: u32, total_charge: f64, sizes: &[usize], cells: &[Cell]) -> Result<ChargesAt, GpuError> {
     let coulomb = model.charges.as_ref().expect("a model with charges").coulomb;
-    let mut block = vec![0.0f32; LR_HEADER + LR_STRUCTURE * sizes.len()];
+    let mut block = vec![0.0f32; LR_STRUCTURE + LR_WORDS * sizes.len()];
+    // The header: the self term's -2α/√π (α = a, the same in every cell) and k_e.
+    block[0] = (-2.0 * coulomb.a() / std::f64::consts::PI.sqrt()) as f32;
+    block[1] = COULOMB_CONSTANT as f32;
     let mut kvectors: Vec<f32> = Vec::new();
+    let mut most = 0;
     for (s, (&size, cell)) in sizes.iter().zip(cells).enumerate() {
         let sum = coulomb.reciprocal_only(cell).map_err(GpuError::Unsupported)?;
-        block[0] = (-2.0 * sum.alpha / std::f64::consts::PI.sqrt()) as f32;
-        block[1] = COULOMB_CONSTANT as f32;
         let first = kvectors.len() / K_WORDS;
         for (k, v) in sum.vectors.iter().enumerate() {
             let [h, kk, l] = v.index.map(|x| x as f32);
@@ -386,16 +396,16 @@ fn charges_at(b: &mut Builder, model: &Inference, layer1: LinearAt, layer2: Line
         for _ in sum.vectors.len()..count {
             kvectors.extend_from_slice(&[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, f32::from_bits(s as u32), 0.0, 0.0, 0.0]);
         }
-        let at = LR_HEADER + LR_STRUCTURE * s;
-        block[at] = total_charge as f32;
-        block[at + 1] = (total_charge / size as f64) as f32;
-        block[at + 4] = (-std::f64::consts::PI / (sum.volume * sum.alpha * sum.alpha)) as f32;
-        block[at + 5] = f32::from_bits(first as u32);
-        block[at + 6] = f32::from_bits(count as u32);
-        block[at + 7] = size as f32;
+        most = most.max(count);
+        let at = LR_STRUCTURE + LR_WORDS * s;
+        block[at + lr::Q] = total_charge as f32;
+        block[at + lr::Q_PER_ATOM] = (total_charge / size as f64) as f32;
+        block[at + lr::BACKGROUND] = (-std::f64::consts::PI / (sum.volume * sum.alpha * sum.alpha)) as f32;
+        block[at + lr::K_FIRST] = f32::from_bits(first as u32);
+        block[at + lr::K_COUNT] = f32::from_bits(count as u32);
+        block[at + lr::ATOMS] = size as f32;
     }
     let k_total = kvectors.len() / K_WORDS;
-    let most = (0..sizes.len()).map(|s| block[LR_HEADER + LR_STRUCTURE * s + 6].to_bits() as usize).max().unwrap_or(0);
     let parts = most.div_ceil(K_PER_PART).clamp(1, 64);
     let at = ChargesAt {
         layer1,

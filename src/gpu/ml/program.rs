@@ -109,9 +109,9 @@ pub(super) fn record(
             }
         }
         if model.record_layers {
-            tap(b, layer::name(t, layer::Stage::Interaction), x, 1, weights);
+            tap(b, layer::name(t, layer::Stage::Interaction), (x, 0), f, weights);
             if painn {
-                tap(b, layer::name(t, layer::Stage::Vectors), mu, 3, weights);
+                tap(b, layer::name(t, layer::Stage::Vectors), (mu, 0), 3 * f, weights);
             }
         }
         if !hard {
@@ -165,7 +165,7 @@ pub(super) fn record(
             &[(word::OFF_A, regions.out), (word::OFF_B, regions.soft_v), (word::MODE, soft as u32), (word::K, soft_k as u32)],
         );
         if model.record_layers {
-            tap(b, layer::name(t, layer::Stage::Mcgm), x, 1, weights);
+            tap(b, layer::name(t, layer::Stage::Mcgm), (x, 0), f, weights);
         }
     }
     // Readout and the energies; dL/da into g_y (as scratch).
@@ -184,11 +184,8 @@ pub(super) fn record(
     if let Some(c) = charges {
         learned_charges(b, c, x, g_x, (s1, s2), acc, weights);
         if model.record_layers {
-            // The charges, [N, N + N) of the values.
-            let copy = b.buffer("ml layer", n);
-            let grid = b.elements(n);
-            b.op("ml_copy", LONG_RANGE, grid, [Some(c.values), Some(copy), None, None, None, None], weights, None, &[(word::ROWS, n as u32), (word::FEATURES, 1), (word::OFF_A, n as u32)]);
-            b.taps.push((layer::CHARGES.to_string(), copy, 1));
+            // The charges: [N, 2N) of the values.
+            tap(b, layer::CHARGES.to_string(), (c.values, n as u32), 1, weights);
         }
     }
 
@@ -337,13 +334,13 @@ fn learned_charges(b: &mut Builder, c: &ChargesAt, x: usize, g_x: usize, scratch
     b.stage = BACKWARD;
 }
 
-/// Keeps a copy of `source` ([atoms, rows_per_atom * F]) as the layer `name`.
-fn tap(b: &mut Builder, name: String, source: usize, rows_per_atom: usize, weights: usize) {
-    let (n, f) = (b.n, b.f);
-    let copy = b.buffer("ml layer", rows_per_atom * n * f);
-    let grid = b.elements(rows_per_atom * n * f);
-    b.op("ml_copy", FORWARD, grid, [Some(source), Some(copy), None, None, None, None], weights, None, &[(word::ROWS, (rows_per_atom * n) as u32)]);
-    b.taps.push((name, copy, rows_per_atom * f));
+/// Keeps a copy of `source` ([atoms, width] from its word `at`) as the layer `name`.
+fn tap(b: &mut Builder, name: String, (source, at): (usize, u32), width: usize, weights: usize) {
+    let n = b.n;
+    let copy = b.buffer("ml layer", width * n);
+    let grid = b.elements(width * n);
+    b.op("ml_copy", FORWARD, grid, [Some(source), Some(copy), None, None, None, None], weights, None, &[(word::ROWS, n as u32), (word::FEATURES, width as u32), (word::OFF_A, at)]);
+    b.taps.push((name, copy, width));
 }
 
 /// A pooling over atoms into `classes` rows of the cluster buffer at `rows_at` (weight sums
