@@ -7,6 +7,16 @@
 # Then the same blocks cut out as open clusters (pbc false: the charges' direct sum, O(N²)),
 # with the distance-aware MCGM model (potentials/ionpair-schnet-distance) beside them.
 #   benches/long_range_md.sh [steps] [threads]
+# Every figure is the steady cost of a step: each run is made twice, `steps` and 2 × `steps`
+# long, and the difference divided by `steps`, so that what a run pays once (reading the model,
+# the first neighbour lists and Ewald grid, their pages) is left out, as in a long run.
+# The lattice at 300 K flies apart within a hundred 0.25 fs steps, differently under each model
+# (so the two would be timed on different structures, with different neighbour counts): the
+# steps are TIMESTEP long (default 0.01 fs), which keeps the atoms where they start, so both
+# models are timed on the same structure and its neighbour lists are not rebuilt (a calm
+# system rebuilds them every few tens of steps).
+# This VM's run-to-run spread is about 20 %: each run is made REPEATS times (default 3), the
+# four runs of a row taking turns, and the fastest of each kept (noise only adds time).
 # PLATFORM=gpu runs the periodic table on the GPU platform instead (Ewald in reciprocal space on
 # the device; open clusters do not run there); LATTICES="5,5,4 8,8,5" picks the repeats.
 set -euo pipefail
@@ -21,51 +31,96 @@ source "$here/ml_system.sh"
 work=$(mktemp -d)
 platform=${PLATFORM:-cpu}
 lattices=${LATTICES:-"5,5,4 8,8,5 11,11,9"}
-echo "Platform: $platform"
-echo "| atoms | local ms/step | charges ms/step | ratio | long-range stage ms/step |"
-echo "|---|---|---|---|---|"
-for repeat in $lattices; do
-  for model in ionpair-schnet ionpair-schnet-charges; do
-    dir=$work/$model-${repeat//[, ]/}
-    mkdir -p "$dir"
-    # The lattice's ions come closer than the model's training data within a few steps: the
-    # run's failure checks are off (this measures cost).
-    ml_system_toml "$root/systems/ionpair/ion-lattice.extxyz" "$root/potentials/$model" "$steps" "$repeat" "platform = \"$platform\"" 'max_temperature = "off"' 'max_outside_rows = "off"' 'max_energy_drift = "off"' > "$dir/system.toml"
-    profile=()
-    # Both profiled alike (the profiler's timestamps cost a little on every kernel).
-    [ "$platform" = gpu ] && profile=(--gpu-profile)
-    "$bin" "$dir/system.toml" --threads "$threads" --quiet --summary "$dir/summary.json" "${profile[@]}" > /dev/null 2> "$dir/stderr.log"
+timestep=${TIMESTEP:-0.01 fs}
+repeats=${REPEATS:-3}
+
+# setup DIR MODEL REPEAT periodic|open [LINE ...]: the model on the lattice, `steps` and
+# 2 × `steps` long (DIR/1/system.toml and DIR/2/system.toml).
+setup() {
+  local dir=$1 model=$2 repeat=$3 boundary=$4
+  shift 4
+  for n in 1 2; do
+    mkdir -p "$dir/$n"
+    ml_system_toml "$root/systems/ionpair/ion-lattice.extxyz" "$root/potentials/$model" $((n * steps)) "$repeat" "$@" > "$dir/$n/system.toml"
+    sed -i "s/^timestep = .*/timestep = \"$timestep\"/" "$dir/$n/system.toml"
+    if [ "$boundary" = open ]; then
+      sed -i '/^repeat = /a pbc = [false, false, false]' "$dir/$n/system.toml"
+    fi
   done
-  python3 - "$work" "${repeat//[, ]/}" <<'EOF'
-import json, sys
+}
+
+# run DIR ...: every set-up run in the DIRs, REPEATS times taking turns (DIR/n/summary-k.json).
+run() {
+  for k in $(seq "$repeats"); do
+    for dir in "$@"; do
+      for n in 1 2; do
+        "$bin" "$dir/$n/system.toml" --threads "$threads" --quiet --summary "$dir/$n/summary-$k.json" "${profile[@]}" > /dev/null 2> "$dir/$n/stderr.log"
+      done
+    done
+  done
+}
+
+# The steady cost in ms per step (and of the long-range stage) from a run()'s two summaries.
+cat > "$work/steady.py" <<'PY'
+import glob, json
+# CPU: the force stage; GPU: the profiler's kernels of the "ml: long range" stage.
+def stage(s):
+    t = dict(s.get("force_stages_s", [])).get("long range", 0.0)
+    return t + sum(v for k, v in s.get("gpu_kernel_s", {}).items() if k.startswith("ml: long range"))
+def steady(d):
+    """Atoms, steady ms per step and of the long-range stage: the fastest of the repeats."""
+    runs = [[json.load(open(f)) for f in glob.glob(f"{d}/{n}/summary-*.json")] for n in (1, 2)]
+    steps = runs[1][0]["steps"] - runs[0][0]["steps"]
+    wall = [min(s["wall_s"] for s in r) for r in runs]
+    long_range = [min(stage(s) for s in r) for r in runs]
+    return runs[0][0]["n_atoms"], 1e3 * (wall[1] - wall[0]) / steps, 1e3 * (long_range[1] - long_range[0]) / steps
+PY
+
+echo "Platform: $platform; steady ms per step (runs of $steps and $((2 * steps)) steps of $timestep, the difference)"
+# In-run ratio: the charges run's step over the same step without its long-range stage, both
+# from one run (free of the spread between runs).
+echo "| atoms | local ms/step | charges ms/step | ratio | long-range stage ms/step | in-run ratio |"
+echo "|---|---|---|---|---|---|"
+profile=()
+# Both profiled alike (the profiler's timestamps cost a little on every kernel).
+[ "$platform" = gpu ] && profile=(--gpu-profile)
+for repeat in $lattices; do
+  tag=${repeat//[, ]/}
+  for model in ionpair-schnet ionpair-schnet-charges; do
+    # The lattice's ions come closer than the model's training data: the run's failure checks
+    # are off (this measures cost).
+    setup "$work/$model-$tag" "$model" "$repeat" periodic "platform = \"$platform\"" 'max_temperature = "off"' 'max_outside_rows = "off"' 'max_energy_drift = "off"'
+  done
+  run "$work/ionpair-schnet-$tag" "$work/ionpair-schnet-charges-$tag"
+  python3 - "$work" "$tag" <<'EOF2'
+import sys
+sys.path.insert(0, sys.argv[1])
+from steady import steady
 work, tag = sys.argv[1], sys.argv[2]
-local = json.load(open(f"{work}/ionpair-schnet-{tag}/summary.json"))
-charges = json.load(open(f"{work}/ionpair-schnet-charges-{tag}/summary.json"))
-ms = lambda s: 1e3 * s["wall_s"] / s["steps"]
-# CPU: the force stage; GPU: the profiler's kernels of the "ml: long range" stage (--gpu-profile).
-stage = dict(charges.get("force_stages_s", [])).get("long range", 0.0)
-stage += sum(t for name, t in charges.get("gpu_kernel_s", {}).items() if name.startswith("ml: long range"))
-stage *= 1e3 / charges["steps"]
-print(f"| {local['n_atoms']} | {ms(local):.1f} | {ms(charges):.1f} | {ms(charges) / ms(local):.2f} | {stage:.1f} |")
-EOF
+n, local, _ = steady(f"{work}/ionpair-schnet-{tag}")
+_, charges, stage = steady(f"{work}/ionpair-schnet-charges-{tag}")
+print(f"| {n} | {local:.1f} | {charges:.1f} | {charges / local:.2f} | {stage:.1f} | {charges / (charges - stage):.2f} |")
+EOF2
 done
 [ "$platform" = cpu ] || exit 0
 echo
-echo "Open clusters (no periodic images):"
+echo "Open clusters (no periodic images), steady ms per step:"
 echo "| atoms | local ms/step | charges ms/step | ratio | distance-aware MCGM ms/step | ratio |"
 echo "|---|---|---|---|---|---|"
-for repeat in "5, 5, 4" "8, 8, 5" "11, 11, 9"; do
+profile=()
+for repeat in $lattices; do
+  tag=${repeat//[, ]/}
   for model in ionpair-schnet ionpair-schnet-charges ionpair-schnet-distance; do
-    dir=$work/open-$model-${repeat//[, ]/}
-    mkdir -p "$dir"
-    ml_system_toml "$root/systems/ionpair/ion-lattice.extxyz" "$root/potentials/$model" "$steps" "$repeat" 'platform = "cpu"' | sed '/^repeat = /a pbc = [false, false, false]' > "$dir/system.toml"
-    "$bin" "$dir/system.toml" --threads "$threads" --quiet --summary "$dir/summary.json" > /dev/null 2> "$dir/stderr.log"
+    setup "$work/open-$model-$tag" "$model" "$repeat" open 'platform = "cpu"' 'max_temperature = "off"' 'max_outside_rows = "off"' 'max_energy_drift = "off"'
   done
-  python3 - "$work" "${repeat//[, ]/}" <<'EOF'
-import json, sys
+  run "$work/open-ionpair-schnet-$tag" "$work/open-ionpair-schnet-charges-$tag" "$work/open-ionpair-schnet-distance-$tag"
+  python3 - "$work" "$tag" <<'EOF2'
+import sys
+sys.path.insert(0, sys.argv[1])
+from steady import steady
 work, tag = sys.argv[1], sys.argv[2]
-runs = [json.load(open(f"{work}/open-{m}-{tag}/summary.json")) for m in ("ionpair-schnet", "ionpair-schnet-charges", "ionpair-schnet-distance")]
-ms = [1e3 * s["wall_s"] / s["steps"] for s in runs]
-print(f"| {runs[0]['n_atoms']} | {ms[0]:.1f} | {ms[1]:.1f} | {ms[1] / ms[0]:.2f} | {ms[2]:.1f} | {ms[2] / ms[0]:.2f} |")
-EOF
+runs = [steady(f"{work}/open-{m}-{tag}") for m in ("ionpair-schnet", "ionpair-schnet-charges", "ionpair-schnet-distance")]
+ms = [r[1] for r in runs]
+print(f"| {runs[0][0]} | {ms[0]:.1f} | {ms[1]:.1f} | {ms[1] / ms[0]:.2f} | {ms[2]:.1f} | {ms[2] / ms[0]:.2f} |")
+EOF2
 done

@@ -364,30 +364,38 @@ fn the_cpu_fast_path_agrees_with_burn_on_charged_structures() {
 fn pme_agrees_with_plain_ewald_and_its_forces_are_its_gradient() {
     // 600 random charges (net -0.3 e) in the skewed triclinic cell, enlarged: PME's energy,
     // potentials, forces and virial against the plain sum over k, for Gaussian and point charges.
-    let (x, q, small) = random_charges(600, -0.3, 6);
-    let cell = Cell::new(small.vectors().map(|v| v.map(|c| c * 2.5)), [true; 3]).unwrap();
-    let x: Vec<[f64; 3]> = x.iter().map(|r| r.map(|c| c * 2.5)).collect();
-    for width in [1.0, 0.0] {
-        let coulomb = Coulomb { width };
-        let pme = coulomb.ewald(x.len(), &cell);
-        assert!(x.len() >= mdrun::ml::electrostatics::PME_ATOMS);
-        let with_pme = coulomb.ewald_sum(&pme, &x, &cell, &q).unwrap();
-        let plain = coulomb.ewald_sum(&coulomb.plain_ewald(x.len(), &cell), &x, &cell, &q).unwrap();
-        let gap = largest_gap(&plain, &with_pme);
-        println!("σ = {width} Å: PME E = {:.8} eV, plain Ewald {:.8} eV; largest gap {gap:.1e} of the largest value", with_pme.energy, plain.energy);
-        assert!(gap < 2e-5, "σ = {width}: PME off plain Ewald by {gap:.2e}");
-        // The forces are the gradient of PME's own energy (fixed grid and splitting).
-        let h = 1e-5;
-        let scale = with_pme.forces.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
-        let mut worst: f64 = 0.0;
-        for (i, k) in [(0, 0), (17, 1), (300, 2), (599, 0)] {
-            let (mut plus, mut minus) = (x.clone(), x.clone());
-            plus[i][k] += h;
-            minus[i][k] -= h;
-            let e = |y: &[[f64; 3]]| coulomb.ewald_sum(&pme, y, &cell, &q).unwrap().energy;
-            worst = worst.max((-(e(&plus) - e(&minus)) / (2.0 * h) - with_pme.forces[i][k]).abs() / scale);
+    // Two enlargements, so that the grid's z size is even in one (its transform has a Nyquist
+    // plane, counted once) and odd in the other.
+    let (x0, q, small) = random_charges(600, -0.3, 6);
+    let mut parities = Vec::new();
+    for enlarge in [2.25, 2.5] {
+        let cell = Cell::new(small.vectors().map(|v| v.map(|c| c * enlarge)), [true; 3]).unwrap();
+        let x: Vec<[f64; 3]> = x0.iter().map(|r| r.map(|c| c * enlarge)).collect();
+        for width in [1.0, 0.0] {
+            let coulomb = Coulomb { width };
+            let pme = coulomb.ewald(x.len(), &cell);
+            assert!(x.len() >= mdrun::ml::electrostatics::PME_ATOMS);
+            let mesh = pme.mesh().expect("PME from PME_ATOMS on");
+            parities.push(mesh[2] % 2);
+            let with_pme = coulomb.ewald_sum(&pme, &x, &cell, &q).unwrap();
+            let plain = coulomb.ewald_sum(&coulomb.plain_ewald(x.len(), &cell), &x, &cell, &q).unwrap();
+            let gap = largest_gap(&plain, &with_pme);
+            println!("σ = {width} Å, grid {mesh:?}: PME E = {:.8} eV, plain Ewald {:.8} eV; largest gap {gap:.1e} of the largest value", with_pme.energy, plain.energy);
+            assert!(gap < 2e-5, "σ = {width}, grid {mesh:?}: PME off plain Ewald by {gap:.2e}");
+            // The forces are the gradient of PME's own energy (fixed grid and splitting).
+            let h = 1e-5;
+            let scale = with_pme.forces.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
+            let mut worst: f64 = 0.0;
+            for (i, k) in [(0, 0), (17, 1), (300, 2), (599, 0)] {
+                let (mut plus, mut minus) = (x.clone(), x.clone());
+                plus[i][k] += h;
+                minus[i][k] -= h;
+                let e = |y: &[[f64; 3]]| coulomb.ewald_sum(&pme, y, &cell, &q).unwrap().energy;
+                worst = worst.max((-(e(&plus) - e(&minus)) / (2.0 * h) - with_pme.forces[i][k]).abs() / scale);
+            }
+            println!("σ = {width} Å: PME forces vs central differences of PME's energy {worst:.1e}");
+            assert!(worst < 1e-7, "σ = {width}: {worst:.2e}");
         }
-        println!("σ = {width} Å: PME forces vs central differences of PME's energy {worst:.1e}");
-        assert!(worst < 1e-7, "σ = {width}: {worst:.2e}");
     }
+    assert!(parities.contains(&0) && parities.contains(&1), "the z sizes covered only one parity: {parities:?}");
 }

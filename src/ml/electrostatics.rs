@@ -70,6 +70,13 @@ pub struct Ewald {
     pme: Option<Pme>,
 }
 
+impl Ewald {
+    /// PME's grid points along each cell vector (None: the plain sum over k).
+    pub fn mesh(&self) -> Option<[usize; 3]> {
+        self.pme.as_ref().map(|p| p.grid)
+    }
+}
+
 /// Atoms from which the reciprocal part goes through PME (measured crossover, BENCHMARKS.md).
 pub const PME_ATOMS: usize = 500;
 
@@ -86,9 +93,11 @@ const PME_SPAN: f64 = 4.0;
 /// the kernel is evaluated exactly.
 #[derive(Clone, Debug, Default)]
 struct RealTable {
-    step: f64,
-    /// (ψ, ψ') at r = k step.
-    nodes: Vec<(f64, f64)>,
+    /// 1/Å: one over the node spacing.
+    inverse_step: f64,
+    /// Per interval [k step, (k+1) step], the Hermite cubic through (ψ, ψ') at its ends in
+    /// powers of t = r/step − k: ψ = c0 + c1 t + c2 t² + c3 t³ (fewer operations a pair).
+    intervals: Vec<[f64; 4]>,
     exact_below: f64,
 }
 
@@ -102,7 +111,7 @@ impl RealTable {
         }
         let n = (cutoff / TABLE_STEP).ceil() as usize + 2;
         let exact_below: f64 = if coulomb.width > 0.0 { 0.0 } else { 0.5 };
-        let nodes = (0..n)
+        let nodes: Vec<(f64, f64)> = (0..n)
             .map(|k| {
                 let r = k as f64 * TABLE_STEP;
                 if r < exact_below.max(1e-9) {
@@ -114,22 +123,29 @@ impl RealTable {
                 }
             })
             .collect();
-        RealTable { step: TABLE_STEP, nodes, exact_below }
+        let intervals = nodes
+            .windows(2)
+            .map(|w| {
+                let ((y0, d0), (y1, d1)) = (w[0], w[1]);
+                let (m0, m1) = (d0 * TABLE_STEP, d1 * TABLE_STEP);
+                [y0, m0, 3.0 * (y1 - y0) - 2.0 * m0 - m1, 2.0 * (y0 - y1) + m0 + m1]
+            })
+            .collect();
+        RealTable { inverse_step: 1.0 / TABLE_STEP, intervals, exact_below }
     }
 
     /// ψ(r), ψ'(r).
+    #[inline]
     fn at(&self, coulomb: &Coulomb, alpha: f64, r: f64) -> (f64, f64) {
         if r < self.exact_below {
             return coulomb.short_range(alpha, r);
         }
-        let x = r / self.step;
+        let x = r * self.inverse_step;
         let k = x as usize;
         let t = x - k as f64;
-        let ((y0, d0), (y1, d1)) = (self.nodes[k], self.nodes[k + 1]);
-        let (m0, m1) = (d0 * self.step, d1 * self.step);
-        let (t2, t3) = (t * t, t * t * t);
-        let value = (2.0 * t3 - 3.0 * t2 + 1.0) * y0 + (t3 - 2.0 * t2 + t) * m0 + (-2.0 * t3 + 3.0 * t2) * y1 + (t3 - t2) * m1;
-        let slope = ((6.0 * t2 - 6.0 * t) * y0 + (3.0 * t2 - 4.0 * t + 1.0) * m0 + (-6.0 * t2 + 6.0 * t) * y1 + (3.0 * t2 - 2.0 * t) * m1) / self.step;
+        let [c0, c1, c2, c3] = self.intervals[k];
+        let value = c0 + t * (c1 + t * (c2 + t * c3));
+        let slope = (c1 + t * (2.0 * c2 + t * 3.0 * c3)) * self.inverse_step;
         (value, slope)
     }
 }
@@ -296,21 +312,41 @@ impl Coulomb {
         let mut rows: Vec<(f64, Vec3, [f64; 9])> = vec![(0.0, [0.0; 3], [0.0; 9]); n];
         if ewald.real_cutoff > 0.0 {
             let wrapped = list.update(ewald.real_cutoff, positions, cell)?;
+            let (pairs, start, shifts) = (&list.pairs, &list.start, list.list.shift_vectors());
+            let cutoff_sq = ewald.real_cutoff * ewald.real_cutoff;
             rows = (0..n)
                 .into_par_iter()
                 .with_min_len(16)
                 .map(|i| {
-                    let (mut potential, mut force, mut virial) = (0.0, [0.0; 3], [0.0; 9]);
-                    for &(j, shift) in &list.pairs[list.start[i]..list.start[i + 1]] {
-                        let j = j as usize;
-                        let r = [0, 1, 2].map(|c| wrapped[j][c] + shift[c] - wrapped[i][c]);
-                        let d = norm(r);
-                        if d < ewald.real_cutoff {
-                            let (psi, dpsi) = ewald.table.at(self, ewald.alpha, d);
-                            pair_terms(charges[i], charges[j], r, d, psi, dpsi, &mut potential, &mut force, &mut virial);
+                    let (xi, qi) = (wrapped[i], charges[i]);
+                    let (mut potential, mut force, mut strain) = (0.0, [0.0; 3], [0.0; 6]);
+                    for &pair in &pairs[start[i]..start[i + 1]] {
+                        let j = (pair >> 32) as usize;
+                        let (xj, shift) = (wrapped[j], shifts[pair as u32 as usize]);
+                        let r = [xj[0] + shift[0] - xi[0], xj[1] + shift[1] - xi[1], xj[2] + shift[2] - xi[2]];
+                        let d2 = r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
+                        if d2 >= cutoff_sq {
+                            continue;
                         }
+                        let d = d2.sqrt();
+                        let (psi, dpsi) = ewald.table.at(self, ewald.alpha, d);
+                        let qj = charges[j];
+                        potential += qj * psi;
+                        // A central force: its virial r ⊗ f is symmetric (six entries).
+                        let f = qi * qj * dpsi / d;
+                        let (fx, fy, fz) = (f * r[0], f * r[1], f * r[2]);
+                        force[0] += fx;
+                        force[1] += fy;
+                        force[2] += fz;
+                        strain[0] += fx * r[0];
+                        strain[1] += fy * r[1];
+                        strain[2] += fz * r[2];
+                        strain[3] += fx * r[1];
+                        strain[4] += fx * r[2];
+                        strain[5] += fy * r[2];
                     }
-                    (potential, force, virial)
+                    let [xx, yy, zz, xy, xz, yz] = strain.map(|w| -0.5 * w);
+                    (potential, force, [xx, xy, xz, xy, yy, yz, xz, yz, zz])
                 })
                 .collect();
         }
@@ -481,9 +517,10 @@ pub struct RealSpaceList {
     list: NeighborList,
     /// Per atom, what wrapping removed at the build (position - wrapped).
     offsets: Vec<Vec3>,
-    /// Atom i's (neighbour, image shift) are `pairs[start[i]..start[i + 1]]`.
+    /// Atom i's pairs are `pairs[start[i]..start[i + 1]]`, each neighbour << 32 | its image's
+    /// index in the list's `shift_vectors` (8 bytes a pair: the sum reads them all every step).
     start: Vec<usize>,
-    pairs: Vec<(u32, Vec3)>,
+    pairs: Vec<u64>,
     cell: Option<Cell>,
 }
 
@@ -548,22 +585,35 @@ impl RealSpaceList {
         for r in 0..self.list.n_atoms() {
             row_of[self.list.row_atom(r)] = r;
         }
-        let (list, shifts) = (&self.list, self.list.shift_vectors());
-        let rows: Vec<Vec<(u32, Vec3)>> = row_of
-            .par_iter()
-            .map(|&row| {
-                if row == usize::MAX {
-                    return Vec::new();
-                }
-                let mut pairs: Vec<(u32, Vec3)> = list.plain(row).iter().map(|&j| (j, [0.0; 3])).collect();
-                let (js, ss) = list.shifted(row);
-                pairs.extend(js.iter().zip(ss).map(|(&j, &s)| (j, shifts[s as usize])));
-                pairs.sort_by(|a, b| a.0.cmp(&b.0).then(a.1[0].total_cmp(&b.1[0])).then(a.1[1].total_cmp(&b.1[1])).then(a.1[2].total_cmp(&b.1[2])));
-                pairs
-            })
-            .collect();
-        self.start = std::iter::once(0).chain(rows.iter().scan(0, |n, r| { *n += r.len(); Some(*n) })).collect();
-        self.pairs = rows.concat();
+        let list = &self.list;
+        // The list numbers its images lexicographically by their integer shift, whatever the
+        // positions; a plain entry is the zero image.
+        let zero = list.shift_vectors().iter().position(|s| *s == [0.0; 3]).expect("the list has the zero image") as u64;
+        let length = |row: usize| if row == usize::MAX { 0 } else { list.plain(row).len() + list.shifted(row).0.len() };
+        self.start = std::iter::once(0).chain(row_of.iter().scan(0, |n, &row| { *n += length(row); Some(*n) })).collect();
+        // Per atom, (neighbour << 32 | image) keys in its own slice of one buffer, filled and
+        // sorted in parallel: sorted by (neighbour, image), the pairs inside the cutoff are
+        // summed in one order whenever the list was built (wrapping differently moves every
+        // image of a row or of a neighbour by one lattice vector, which keeps their order).
+        // The buffer is kept from build to build (no fresh pages to fault in).
+        self.pairs.resize(*self.start.last().expect("start has n + 1 entries"), 0);
+        let mut rest = self.pairs.as_mut_slice();
+        let mut slices = Vec::with_capacity(row_of.len());
+        for i in 0..row_of.len() {
+            let (slice, tail) = rest.split_at_mut(self.start[i + 1] - self.start[i]);
+            slices.push(slice);
+            rest = tail;
+        }
+        slices.into_par_iter().zip(&row_of).with_min_len(64).for_each(|(slice, &row)| {
+            if row == usize::MAX {
+                return;
+            }
+            let plain = list.plain(row).iter().map(|&j| (j as u64) << 32 | zero);
+            let (js, ss) = list.shifted(row);
+            let shifted = js.iter().zip(ss).map(|(&j, &s)| (j as u64) << 32 | s as u64);
+            slice.iter_mut().zip(plain.chain(shifted)).for_each(|(k, v)| *k = v);
+            slice.sort_unstable();
+        });
         self.cell = Some(cell.clone());
         Ok(wrapped)
     }

@@ -16,6 +16,7 @@
 use crate::cell::{Cell, Vec3};
 use crate::ml::reciprocal::{strain as strain_factor, weight};
 use rayon::prelude::*;
+use realfft::RealFftPlanner;
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
 use std::f64::consts::PI;
@@ -31,11 +32,14 @@ const OVERSAMPLING: f64 = 1.5;
 pub struct Pme {
     /// Grid points along each cell vector.
     pub grid: [usize; 3],
-    /// (4π/V) e^{−k²/4α²}/k² B(m) per grid frequency, 0 at m = 0.
+    /// (4π/V) e^{−k²/4α²}/k² B(m) per grid frequency of the z half (m_z ≤ K_z/2), 0 at m = 0.
     influence: Vec<f64>,
-    /// Per grid frequency, `reciprocal::strain` (xx, yy, zz, xy, xz, yz), for the virial.
+    /// Per such frequency, `reciprocal::strain` (xx, yy, zz, xy, xz, yz), for the virial.
     strain: Vec<[f64; 6]>,
 }
+
+/// An atom's spline stencil per axis: its grid points, the B-spline values and their slopes.
+type Stencil = ([[usize; ORDER]; 3], [[f64; ORDER]; 3], [[f64; ORDER]; 3]);
 
 /// The grid index of flat position (x, y, z): z fastest.
 fn flat(grid: [usize; 3], x: usize, y: usize, z: usize) -> usize {
@@ -101,19 +105,21 @@ impl Pme {
                     .collect()
             })
             .collect();
-        let total = grid[0] * grid[1] * grid[2];
+        // The charges are real: their transform's z half (0..=K_z/2) carries all of it.
+        let half = grid[2] / 2 + 1;
+        let total = grid[0] * grid[1] * half;
         let mut influence = vec![0.0; total];
         let mut strain = vec![[0.0; 6]; total];
         let signed = |m: usize, k: usize| if m <= k / 2 { m as f64 } else { m as f64 - k as f64 };
         for x in 0..grid[0] {
             for y in 0..grid[1] {
-                for z in 0..grid[2] {
+                for z in 0..half {
                     if (x, y, z) == (0, 0, 0) {
                         continue;
                     }
                     let m = [signed(x, grid[0]), signed(y, grid[1]), signed(z, grid[2])];
                     let k = [0, 1, 2].map(|c| 2.0 * PI * (m[0] * b[0][c] + m[1] * b[1][c] + m[2] * b[2][c]));
-                    let index = flat(grid, x, y, z);
+                    let index = flat([grid[0], grid[1], half], x, y, z);
                     influence[index] = 4.0 * PI / volume * weight(k, alpha) * euler[0][x] * euler[1][y] * euler[2][z];
                     // The symmetric strain factor's six distinct entries.
                     let s = strain_factor(k, alpha);
@@ -130,57 +136,62 @@ impl Pme {
         let grid = self.grid;
         let total = grid[0] * grid[1] * grid[2];
         // Per atom: the first grid index per axis and the spline values and slopes there.
-        let stencils: Vec<([usize; 3], [[f64; ORDER]; 3], [[f64; ORDER]; 3])> = positions
+        // The point of offset t is (base − t) mod K, tabulated per atom (no division in the loops).
+        let stencils: Vec<Stencil> = positions
             .par_iter()
             .with_min_len(256)
             .map(|&r| {
                 let s = cell.fractional(r);
-                let mut base = [0usize; 3];
+                let mut points = [[0usize; ORDER]; 3];
                 let (mut values, mut slopes) = ([[0.0; ORDER]; 3], [[0.0; ORDER]; 3]);
                 for m in 0..3 {
                     let u = (s[m] - s[m].floor()) * grid[m] as f64;
                     let floor = u.floor();
                     (values[m], slopes[m]) = splines(u - floor);
-                    base[m] = floor as usize % grid[m];
+                    let base = floor as usize % grid[m];
+                    points[m] = std::array::from_fn(|t| (base + grid[m] - t % grid[m]) % grid[m]);
                 }
-                (base, values, slopes)
+                (points, values, slopes)
             })
             .collect();
-        let point = |base: usize, t: usize, k: usize| (base + k - t % k) % k;
         // Spreading, one grid plane (x) per task: the atoms whose stencil reaches plane gx have
         // their first index at gx + t; each plane adds them in a fixed order (by t, then by atom),
         // so the grid does not depend on the thread count.
         let mut by_plane: Vec<Vec<u32>> = vec![Vec::new(); grid[0]];
-        for (i, (base, _, _)) in stencils.iter().enumerate() {
-            by_plane[base[0]].push(i as u32);
+        for (i, (points, _, _)) in stencils.iter().enumerate() {
+            by_plane[points[0][0]].push(i as u32);
         }
         let plane = grid[1] * grid[2];
-        let mut q_grid = vec![Complex::new(0.0, 0.0); total];
+        let mut q_grid = vec![0.0; total];
         q_grid.par_chunks_mut(plane).enumerate().for_each(|(gx, slab)| {
             for tx in 0..ORDER {
                 for &i in &by_plane[(gx + tx) % grid[0]] {
-                    let (base, values, _) = &stencils[i as usize];
+                    let (points, values, _) = &stencils[i as usize];
                     let wx = charges[i as usize] * values[0][tx];
                     for ty in 0..ORDER {
-                        let row = point(base[1], ty, grid[1]) * grid[2];
+                        let row = points[1][ty] * grid[2];
                         let wxy = wx * values[1][ty];
                         for tz in 0..ORDER {
-                            slab[row + point(base[2], tz, grid[2])].re += wxy * values[2][tz];
+                            slab[row + points[2][tz]] += wxy * values[2][tz];
                         }
                     }
                 }
             }
         });
-        fft3(&mut q_grid, grid, false);
+        let mut spectrum = real_fft3(&mut q_grid, grid);
         let mut virial6 = [0.0; 6];
-        for ((fq, &g), s) in q_grid.iter_mut().zip(&self.influence).zip(&self.strain) {
-            let e = 0.5 * g * fq.norm_sqr();
+        let half = grid[2] / 2 + 1;
+        for (index, ((fq, &g), s)) in spectrum.iter_mut().zip(&self.influence).zip(&self.strain).enumerate() {
+            // Every m_z but 0 and K_z/2 stands for itself and its mirror −m_z.
+            let z = index % half;
+            let mirrored = if z == 0 || 2 * z == grid[2] { 1.0 } else { 2.0 };
+            let e = 0.5 * mirrored * g * fq.norm_sqr();
             for c in 0..6 {
                 virial6[c] += e * s[c];
             }
             *fq *= g;
         }
-        fft3(&mut q_grid, grid, true);
+        inverse_real_fft3(&mut spectrum, grid, &mut q_grid);
         let phi = q_grid;
         let b = cell.reciprocal_vectors();
         let inverse = [0, 1, 2].map(|m| b[m].map(|x| x * grid[m] as f64));
@@ -188,15 +199,15 @@ impl Pme {
             .par_iter()
             .zip(charges)
             .with_min_len(256)
-            .map(|((base, values, slopes), &q)| {
+            .map(|((points, values, slopes), &q)| {
                 let (mut p, mut du) = (0.0, [0.0; 3]);
                 for tx in 0..ORDER {
-                    let gx = point(base[0], tx, grid[0]);
+                    let gx = points[0][tx];
                     for ty in 0..ORDER {
-                        let gy = point(base[1], ty, grid[1]);
+                        let gy = points[1][ty];
                         let row = flat(grid, gx, gy, 0);
                         for tz in 0..ORDER {
-                            let f = phi[row + point(base[2], tz, grid[2])].re;
+                            let f = phi[row + points[2][tz]];
                             let (vx, vy, vz) = (values[0][tx], values[1][ty], values[2][tz]);
                             p += f * vx * vy * vz;
                             du[0] += f * slopes[0][tx] * vy * vz;
@@ -215,30 +226,61 @@ impl Pme {
     }
 }
 
-/// In-place 3D FFT of a grid (z fastest), unnormalised both ways; every pass runs its lines in
-/// parallel without shared writes.
-fn fft3(data: &mut [Complex<f64>], grid: [usize; 3], inverse: bool) {
+/// The 3D FFT of a real grid (z fastest), unnormalised: the z half of the spectrum
+/// (m_z = 0..=K_z/2, z fastest), the rest being its complex conjugate. `grid` is scratch after.
+fn real_fft3(data: &mut [f64], grid: [usize; 3]) -> Vec<Complex<f64>> {
+    let plan = RealFftPlanner::<f64>::new().plan_fft_forward(grid[2]);
+    let half = grid[2] / 2 + 1;
+    let mut spectrum = vec![Complex::new(0.0, 0.0); grid[0] * grid[1] * half];
+    data.par_chunks_mut(grid[2]).zip(spectrum.par_chunks_mut(half)).for_each_init(
+        || plan.make_scratch_vec(),
+        |scratch, (row, out)| plan.process_with_scratch(row, out, scratch).expect("rows of the planned length"),
+    );
+    fft_xy(&mut spectrum, [grid[0], grid[1], half], false);
+    spectrum
+}
+
+/// The inverse of `real_fft3` (unnormalised) into `data`; `spectrum` is scratch after.
+fn inverse_real_fft3(spectrum: &mut [Complex<f64>], grid: [usize; 3], data: &mut [f64]) {
+    let plan = RealFftPlanner::<f64>::new().plan_fft_inverse(grid[2]);
+    let half = grid[2] / 2 + 1;
+    fft_xy(spectrum, [grid[0], grid[1], half], true);
+    spectrum.par_chunks_mut(half).zip(data.par_chunks_mut(grid[2])).for_each_init(
+        || plan.make_scratch_vec(),
+        |scratch, (row, out)| {
+            // The m_z = 0 (and K_z/2) terms of a real grid's transform are real; what rounding
+            // left in their imaginary parts is dropped (realfft reports it, and transforms
+            // without it).
+            match plan.process_with_scratch(row, out, scratch) {
+                Ok(()) | Err(realfft::FftError::InputValues(..)) => {}
+                Err(e) => panic!("rows of the planned length: {e}"),
+            }
+        },
+    );
+}
+
+/// In place, the FFTs along y and x of a complex grid `dims` (z fastest), unnormalised both
+/// ways; every pass runs its lines in parallel without shared writes.
+fn fft_xy(data: &mut [Complex<f64>], dims: [usize; 3], inverse: bool) {
     let mut planner = FftPlanner::<f64>::new();
-    let plans = grid.map(|k| if inverse { planner.plan_fft_inverse(k) } else { planner.plan_fft_forward(k) });
-    let plane = grid[1] * grid[2];
-    // z: contiguous rows.
-    data.par_chunks_mut(grid[2]).for_each(|row| plans[2].process(row));
-    // y: within each x-plane, lines of stride g2.
+    let plans = [0, 1].map(|m| if inverse { planner.plan_fft_inverse(dims[m]) } else { planner.plan_fft_forward(dims[m]) });
+    let plane = dims[1] * dims[2];
+    // y: within each x-plane, lines of stride dims[2].
     data.par_chunks_mut(plane).for_each(|slab| {
-        let mut line = vec![Complex::new(0.0, 0.0); grid[1]];
-        for z in 0..grid[2] {
-            (0..grid[1]).for_each(|y| line[y] = slab[y * grid[2] + z]);
+        let mut line = vec![Complex::new(0.0, 0.0); dims[1]];
+        for z in 0..dims[2] {
+            (0..dims[1]).for_each(|y| line[y] = slab[y * dims[2] + z]);
             plans[1].process(&mut line);
-            (0..grid[1]).for_each(|y| slab[y * grid[2] + z] = line[y]);
+            (0..dims[1]).for_each(|y| slab[y * dims[2] + z] = line[y]);
         }
     });
     // x: gather every (y, z) line into a buffer, transform, put back plane by plane.
     let mut buffer = vec![Complex::new(0.0, 0.0); data.len()];
-    buffer.par_chunks_mut(grid[0]).enumerate().for_each(|(yz, line)| {
-        (0..grid[0]).for_each(|x| line[x] = data[x * plane + yz]);
+    buffer.par_chunks_mut(dims[0]).enumerate().for_each(|(yz, line)| {
+        (0..dims[0]).for_each(|x| line[x] = data[x * plane + yz]);
         plans[0].process(line);
     });
     data.par_chunks_mut(plane).enumerate().for_each(|(x, slab)| {
-        slab.iter_mut().enumerate().for_each(|(yz, v)| *v = buffer[yz * grid[0] + x]);
+        slab.iter_mut().enumerate().for_each(|(yz, v)| *v = buffer[yz * dims[0] + x]);
     });
 }
