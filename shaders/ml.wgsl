@@ -22,7 +22,7 @@ struct Op {
     off_d: u32,
     off_w: u32,
     off_bias: u32,
-    transpose: u32,
+    spare: u32,      // unused (keeps the vec4 members below on 16 bytes)
     features: u32,
     cutoff_sq: f32,
     inv_h: f32,
@@ -75,33 +75,56 @@ fn ssp_and_slope(x: f32) -> vec2<f32> {
     return vec2<f32>(value, slope);
 }
 
-// ---- Dense layers: out[r, o] = sum_k in[r, k] W(k, o) (+ bias), one thread per output value.
-// W is stored [inputs, outputs] as in the model file; `transpose` multiplies by its transpose
-// (the backward pass: O.inputs = the layer's outputs, O.outputs = its inputs). Threads of one
-// row read the same inputs (broadcast) and neighbouring weights; the weights stay in cache.
+// ---- Dense layers: out[r, o] = sum_k in[r, k] W(k, o) (+ bias), W stored [inputs, outputs] at
+// O.off_w; the backward pass multiplies by the transpose the host stores beside W (O.inputs = the
+// layer's outputs, O.outputs = its inputs), read the same way. Each thread computes a tile of TILE_ROWS rows by
+// TILE_OUTS outputs in registers, so every input and weight it loads serves several products
+// (a quarter of the loads of one thread per output); each output still sums over k in order, so
+// the results are those of the plain product bit for bit. Edges of odd sizes read clamped
+// indices and write only what is inside.
 // Modes: 0 store, 1 add to B, 2 B = ssp(v) and C = ssp'(v), 3 B = v * C, 4 B = SiLU(v) and
 // C = SiLU'(v).
 
+const TILE_ROWS: u32 = 4u;
+const TILE_OUTS: u32 = 4u;
+
 @compute @workgroup_size(64)
 fn ml_dense(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = flat_index(gid);
-    if (e >= O.rows * O.outputs) { return; }
-    let r = e / O.outputs;
-    let o = e % O.outputs;
+    let tiles_across = (O.outputs + TILE_OUTS - 1u) / TILE_OUTS;
+    let tile = flat_index(gid);
+    if (tile >= tiles_across * ((O.rows + TILE_ROWS - 1u) / TILE_ROWS)) { return; }
+    let r0 = (tile / tiles_across) * TILE_ROWS;
+    let o0 = (tile % tiles_across) * TILE_OUTS;
     let n_in = O.inputs;
-    let a = O.off_a + r * n_in;
-    var acc = 0.0;
-    if (O.transpose == 1u) {
-        let w = O.off_w + o * n_in;
-        for (var k = 0u; k < n_in; k++) {
-            acc += A[a + k] * W[w + k];
-        }
-    } else {
-        let w = O.off_w + o;
-        for (var k = 0u; k < n_in; k++) {
-            acc += A[a + k] * W[w + k * O.outputs];
+    var a: array<u32, 4>;     // each tile row's first input
+    var w: array<u32, 4>;     // each tile output's first weight
+    for (var t = 0u; t < 4u; t++) {
+        a[t] = O.off_a + min(r0 + t, O.rows - 1u) * n_in;
+        w[t] = O.off_w + min(o0 + t, O.outputs - 1u);
+    }
+    var acc: array<vec4<f32>, 4>;   // acc[row][output]
+    for (var k = 0u; k < n_in; k++) {
+        let row = k * O.outputs;
+        let wk = vec4<f32>(W[w[0] + row], W[w[1] + row], W[w[2] + row], W[w[3] + row]);
+        acc[0] += A[a[0] + k] * wk;
+        acc[1] += A[a[1] + k] * wk;
+        acc[2] += A[a[2] + k] * wk;
+        acc[3] += A[a[3] + k] * wk;
+    }
+    for (var t = 0u; t < TILE_ROWS; t++) {
+        for (var c = 0u; c < TILE_OUTS; c++) {
+            let r = r0 + t;
+            let o = o0 + c;
+            if (r < O.rows && o < O.outputs) {
+                dense_out(r * O.outputs + o, o, acc[t][c]);
+            }
         }
     }
+}
+
+// Bias and the mode's output of one value e = r * outputs + o.
+fn dense_out(e: u32, o: u32, value: f32) {
+    var acc = value;
     if (O.off_bias != 0xffffffffu) {
         acc += W[O.off_bias + o];
     }

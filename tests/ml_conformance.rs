@@ -214,3 +214,40 @@ fn gpu_kernels_conform() {
     conformance(|config| !config.is_distance_aware(), |model| Box::new(mdrun::gpu::GpuKernels::new(model).unwrap().expect("an adapter")));
 }
 
+
+#[test]
+fn gpu_kernels_conform_at_odd_sizes() {
+    // The dense layers run in tiles of 4 rows by 4 outputs (shaders/ml.wgsl): a lone atom fills
+    // one row of four and has no neighbours, 5 and 9 atoms leave partial tiles, an atom 9 Å from
+    // the rest of its structure takes no messages, and the charge head's last layer has one
+    // output (three of its tile's four are outside). The smallest F the kernels take (8; the
+    // readout's F/2 = 4). Each against burn f64.
+    if common::gpu().is_none() {
+        return;
+    }
+    let mut lone = acetamide();
+    lone.numbers.truncate(1);
+    lone.positions.truncate(1);
+    lone.kind = "a lone atom".into();
+    let mut apart = acetamide();
+    apart.numbers.truncate(4);
+    apart.positions.truncate(4);
+    apart.numbers.push(8);
+    apart.positions.push([apart.positions[0][0] + 9.0, apart.positions[0][1], apart.positions[0][2]]);
+    apart.kind = "four atoms and one apart".into();
+    let structures = vec![lone, apart, acetamide()];
+    let charges = Some(mdrun::ml::model::LongRange { charge_width: 1.0, charge_embedding: true });
+    for (setting, long_range) in [("schnet", None), ("painn", None), ("schnet", charges.clone()), ("painn", charges)] {
+        let config = ModelConfig { features: 8, long_range: long_range.clone(), ..common::small_config(setting, None) };
+        let setting = format!("{setting}{}, F = 8", if long_range.is_some() { " + charges" } else { "" });
+        let model = model(config);
+        let mut gpu = mdrun::gpu::GpuKernels::new(&model).unwrap().expect("an adapter");
+        let tol = tolerances(gpu.precision());
+        let got = gpu.evaluate(&structures).unwrap();
+        let reference = BurnModel { model: model.clone(), ctx: Ctx::cpu_inference(true), f64_precision: true }.evaluate(&structures).unwrap();
+        for ((g, r), s) in got.iter().zip(&reference).zip(&structures) {
+            let line = compare(g, r, &tol).unwrap_or_else(|e| panic!("{setting}, {}: {e}", s.kind));
+            println!("{}, {setting}, {} ({} atoms): {line}", gpu.name(), s.kind, s.numbers.len());
+        }
+    }
+}

@@ -113,7 +113,11 @@ pub fn unsupported_reason(model: &Inference, n_atoms: usize, cell: &Cell) -> Opt
 struct LinearAt {
     inputs: u32,
     outputs: u32,
+    /// W, [inputs, outputs] as in the model file (the forward pass).
     w: u32,
+    /// Its transpose, [outputs, inputs], for the backward pass: stored so that the backward
+    /// reads it as the forward reads W (neighbouring threads, neighbouring words).
+    wt: u32,
     bias: u32,
 }
 
@@ -179,8 +183,10 @@ impl Weights {
 
     fn linear(&mut self, l: &Linear) -> LinearAt {
         let w = self.push(&l.w);
+        let transposed: Vec<f32> = (0..l.outputs).flat_map(|o| (0..l.inputs).map(move |i| l.w[i * l.outputs + o])).collect();
+        let wt = self.push(&transposed);
         let bias = l.b.as_ref().map_or(NONE, |b| self.push(b));
-        LinearAt { inputs: l.inputs as u32, outputs: l.outputs as u32, w, bias }
+        LinearAt { inputs: l.inputs as u32, outputs: l.outputs as u32, w, wt, bias }
     }
 }
 
@@ -225,7 +231,6 @@ mod word {
     pub const OFF_D: usize = 7;
     pub const OFF_W: usize = 8;
     pub const OFF_BIAS: usize = 9;
-    pub const TRANSPOSE: usize = 10;
     pub const FEATURES: usize = 11;
     pub const CUTOFF_SQ: usize = 12;
     pub const INV_H: usize = 13;
@@ -332,8 +337,9 @@ impl Builder<'_> {
     /// out (rows at `output`) = in (rows at `input`) through `l` (or its transpose), by `mode`.
     #[allow(clippy::too_many_arguments)]
     fn dense(&mut self, l: LinearAt, transpose: bool, rows: usize, input: (usize, u32), output: (usize, u32), aux: Option<(usize, u32)>, mode: u32, weights: usize) {
-        let (inputs, outputs, bias) = if transpose { (l.outputs, l.inputs, NONE) } else { (l.inputs, l.outputs, l.bias) };
-        let grid = dims(rows as u64 * outputs as u64);
+        let (inputs, outputs, w, bias) = if transpose { (l.outputs, l.inputs, l.wt, NONE) } else { (l.inputs, l.outputs, l.w, l.bias) };
+        // One thread per tile of 4 rows by 4 outputs (TILE_ROWS, TILE_OUTS in ml.wgsl).
+        let grid = dims(rows.div_ceil(4) as u64 * outputs.div_ceil(4) as u64);
         let aux_buffer = aux.map(|a| a.0);
         let stage = self.stage;
         self.op(
@@ -351,9 +357,8 @@ impl Builder<'_> {
                 (word::OFF_A, input.1),
                 (word::OFF_B, output.1),
                 (word::OFF_C, aux.map_or(0, |a| a.1)),
-                (word::OFF_W, l.w),
+                (word::OFF_W, w),
                 (word::OFF_BIAS, bias),
-                (word::TRANSPOSE, transpose as u32),
             ],
         );
     }
