@@ -225,6 +225,14 @@ impl NeighborList {
         (&self.neighbors[range.clone()], &self.shift_ids[range])
     }
 
+    /// Row r whole, each neighbour with its image's index in `shift_vectors` (the plain ones
+    /// at the zero image's).
+    #[inline]
+    pub fn row(&self, r: usize) -> (&[u32], &[u16]) {
+        let range = self.offsets[r]..self.offsets[r + 1];
+        (&self.neighbors[range.clone()], &self.shift_ids[range])
+    }
+
     /// The Cartesian image shifts that `shifted` indices refer to.
     pub fn shift_vectors(&self) -> &[Vec3] {
         &self.shift_vectors
@@ -642,4 +650,16 @@ impl Binning {
         }
         out
     }
+}
+
+/// `data` cut into the rows of a compressed-row layout (`start`: each row's first index, and
+/// the end).
+pub fn split_rows<'a, T>(mut data: &'a mut [T], start: &[usize]) -> Vec<&'a mut [T]> {
+    let mut rows = Vec::with_capacity(start.len() - 1);
+    for i in 0..start.len() - 1 {
+        let (row, rest) = data.split_at_mut(start[i + 1] - start[i]);
+        rows.push(row);
+        data = rest;
+    }
+    rows
 }

@@ -23,7 +23,7 @@
 use crate::cell::{Cell, Vec3, dot, norm, sub};
 use crate::ml::pme::Pme;
 use crate::ml::reciprocal;
-use crate::neighbor::{ListKind, NeighborList};
+use crate::neighbor::{ListKind, NeighborList, split_rows};
 use rayon::prelude::*;
 use std::f64::consts::PI;
 
@@ -586,32 +586,21 @@ impl RealSpaceList {
             row_of[self.list.row_atom(r)] = r;
         }
         let list = &self.list;
-        // The list numbers its images lexicographically by their integer shift, whatever the
-        // positions; a plain entry is the zero image.
-        let zero = list.shift_vectors().iter().position(|s| *s == [0.0; 3]).expect("the list has the zero image") as u64;
-        let length = |row: usize| if row == usize::MAX { 0 } else { list.plain(row).len() + list.shifted(row).0.len() };
+        let length = |row: usize| if row == usize::MAX { 0 } else { list.row(row).0.len() };
         self.start = std::iter::once(0).chain(row_of.iter().scan(0, |n, &row| { *n += length(row); Some(*n) })).collect();
         // Per atom, (neighbour << 32 | image) keys in its own slice of one buffer, filled and
         // sorted in parallel: sorted by (neighbour, image), the pairs inside the cutoff are
-        // summed in one order whenever the list was built (wrapping differently moves every
-        // image of a row or of a neighbour by one lattice vector, which keeps their order).
+        // summed in one order whenever the list was built (the list numbers its images
+        // lexicographically by their integer shift, and wrapping differently moves every image
+        // of a row or of a neighbour by one lattice vector, which keeps their order).
         // The buffer is kept from build to build (no fresh pages to fault in).
         self.pairs.resize(*self.start.last().expect("start has n + 1 entries"), 0);
-        let mut rest = self.pairs.as_mut_slice();
-        let mut slices = Vec::with_capacity(row_of.len());
-        for i in 0..row_of.len() {
-            let (slice, tail) = rest.split_at_mut(self.start[i + 1] - self.start[i]);
-            slices.push(slice);
-            rest = tail;
-        }
-        slices.into_par_iter().zip(&row_of).with_min_len(64).for_each(|(slice, &row)| {
+        split_rows(&mut self.pairs, &self.start).into_par_iter().zip(&row_of).with_min_len(64).for_each(|(slice, &row)| {
             if row == usize::MAX {
                 return;
             }
-            let plain = list.plain(row).iter().map(|&j| (j as u64) << 32 | zero);
-            let (js, ss) = list.shifted(row);
-            let shifted = js.iter().zip(ss).map(|(&j, &s)| (j as u64) << 32 | s as u64);
-            slice.iter_mut().zip(plain.chain(shifted)).for_each(|(k, v)| *k = v);
+            let (js, ss) = list.row(row);
+            slice.iter_mut().zip(js.iter().zip(ss)).for_each(|(key, (&j, &s))| *key = (j as u64) << 32 | s as u64);
             slice.sort_unstable();
         });
         self.cell = Some(cell.clone());

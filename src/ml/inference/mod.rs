@@ -30,6 +30,7 @@ use crate::ml::layer;
 use crate::ml::mcgm::McgmConfig;
 use crate::ml::model::Model;
 use crate::ml::tensor::to_vec;
+use crate::neighbor::split_rows;
 use rayon::prelude::*;
 use std::time::{Duration, Instant};
 
@@ -768,15 +769,4 @@ fn add_position_gradient(graph: &Graph, g_positions: &[[f64; 3]], out: &mut Outp
             }
         }
     }
-}
-
-/// `data` cut into the rows of a compressed-row layout.
-fn split_rows<'a, T>(mut data: &'a mut [T], start: &[usize]) -> Vec<&'a mut [T]> {
-    let mut rows = Vec::with_capacity(start.len() - 1);
-    for i in 0..start.len() - 1 {
-        let (row, rest) = data.split_at_mut(start[i + 1] - start[i]);
-        rows.push(row);
-        data = rest;
-    }
-    rows
 }

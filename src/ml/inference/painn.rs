@@ -12,7 +12,8 @@
 
 use super::dense::Linear;
 use super::table::{FilterTable, Place, lanes, lanes_mut};
-use super::{Graph, split_rows};
+use super::Graph;
+use crate::neighbor::split_rows;
 use rayon::prelude::*;
 
 /// The block's dense layers (its filter is the block's table, 3F wide).
