@@ -18,7 +18,9 @@
 # This VM's run-to-run spread is about 20 %: each run is made REPEATS times (default 3), the
 # four runs of a row taking turns, and the fastest of each kept (noise only adds time).
 # PLATFORM=gpu runs the periodic table on the GPU platform instead (Ewald in reciprocal space on
-# the device; open clusters do not run there); LATTICES="5,5,4 8,8,5" picks the repeats.
+# the device, by both of its methods side by side: the sum over k-vectors and particle-mesh
+# Ewald, `[potential] ewald`; open clusters do not run there); LATTICES="5,5,4 8,8,5" picks the
+# repeats, METHODS="mesh" the methods.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -79,27 +81,45 @@ PY
 echo "Platform: $platform; steady ms per step (runs of $steps and $((2 * steps)) steps of $timestep, the difference)"
 # In-run ratio: the charges run's step over the same step without its long-range stage, both
 # from one run (free of the spread between runs).
-echo "| atoms | local ms/step | charges ms/step | ratio | long-range stage ms/step | in-run ratio |"
-echo "|---|---|---|---|---|---|"
 profile=()
 # Both profiled alike (the profiler's timestamps cost a little on every kernel).
 [ "$platform" = gpu ] && profile=(--gpu-profile)
+# The charges' reciprocal part as the run picks it (auto); on the GPU both of its methods,
+# the sum over k-vectors and particle-mesh Ewald, side by side.
+# METHODS="mesh" (say) times only those.
+methods=(auto)
+[ "$platform" = gpu ] && methods=(sum mesh)
+[ -n "${METHODS:-}" ] && read -r -a methods <<< "$METHODS"
+header="| atoms | local ms/step |"
+for m in "${methods[@]}"; do
+  header="$header charges ($m) ms/step | ratio | long-range stage ms/step | in-run ratio |"
+done
+echo "$header"
+echo "$header" | sed 's/[^|]//g; s/|/|---/g; s/---$//'
 for repeat in $lattices; do
   tag=${repeat//[, ]/}
-  for model in ionpair-schnet ionpair-schnet-charges; do
-    # The lattice's ions come closer than the model's training data: the run's failure checks
-    # are off (this measures cost).
-    setup "$work/$model-$tag" "$model" "$repeat" periodic "platform = \"$platform\"" 'max_temperature = "off"' 'max_outside_rows = "off"' 'max_energy_drift = "off"'
+  # The lattice's ions come closer than the model's training data: the run's failure checks
+  # are off (this measures cost).
+  checks=("platform = \"$platform\"" 'max_temperature = "off"' 'max_outside_rows = "off"' 'max_energy_drift = "off"')
+  setup "$work/local-$tag" ionpair-schnet "$repeat" periodic "${checks[@]}"
+  dirs=("$work/local-$tag")
+  for m in "${methods[@]}"; do
+    setup "$work/$m-$tag" ionpair-schnet-charges "$repeat" periodic "${checks[@]}"
+    sed -i "/^model = /a ewald = \"$m\"" "$work/$m-$tag"/*/system.toml
+    dirs+=("$work/$m-$tag")
   done
-  run "$work/ionpair-schnet-$tag" "$work/ionpair-schnet-charges-$tag"
-  python3 - "$work" "$tag" <<'EOF2'
+  run "${dirs[@]}"
+  python3 - "$work" "$tag" "${methods[@]}" <<'EOF2'
 import sys
 sys.path.insert(0, sys.argv[1])
 from steady import steady
-work, tag = sys.argv[1], sys.argv[2]
-n, local, _ = steady(f"{work}/ionpair-schnet-{tag}")
-_, charges, stage = steady(f"{work}/ionpair-schnet-charges-{tag}")
-print(f"| {n} | {local:.1f} | {charges:.1f} | {charges / local:.2f} | {stage:.1f} | {charges / (charges - stage):.2f} |")
+work, tag, methods = sys.argv[1], sys.argv[2], sys.argv[3:]
+n, local, _ = steady(f"{work}/local-{tag}")
+row = f"| {n} | {local:.1f} |"
+for m in methods:
+    _, charges, stage = steady(f"{work}/{m}-{tag}")
+    row += f" {charges:.1f} | {charges / local:.2f} | {stage:.1f} | {charges / (charges - stage):.2f} |"
+print(row)
 EOF2
 done
 [ "$platform" = cpu ] || exit 0

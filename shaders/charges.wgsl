@@ -5,10 +5,12 @@
 // list beyond the model's), and dE/dq goes back through the head with the rest of the backward
 // pass. Compiled after ml.wgsl (same `Op` uniform and bindings).
 //
-// The long-range block L (f32): L[0] = -2α/√π (the self term), L[1] = k_e (eV Å); structure s
-// at 8 + 16 s: total charge Q, Q / n, mean of the raw charges, mean potential, the background
-// coefficient -π/(V α²), first k-vector, k-vector count (a multiple of KC), n, then the
-// reciprocal virial (xx yy zz xy xz yz, at 8).
+// The long-range block L (f32): L[0] = -2α/√π (the self term), L[1] = k_e (eV Å), L[2..7] the
+// mesh's (pme.wgsl); structure s at 8 + 16 s: total charge Q, Q / n, mean of the raw charges,
+// mean potential, the background coefficient -π/(V α²), first k-vector, k-vector count (a
+// multiple of KC), n, then the reciprocal virial (xx yy zz xy xz yz, at 8), and the first and
+// count of its shares of the virial (6 floats each: chunks of KC k-vectors, or with the mesh
+// workgroups of 64 grid points).
 // The k-vectors K, 12 floats each: h, k, l (its indices on the reciprocal lattice), the weight
 // w = 2 (4π/V) e^{-k²/4α²}/k²; k (1/Å) and the strain factor 1/(4α²) + 1/k²; its structure,
 // and 1 where it continues the run of the k-vector before it (the same h and k, l one more).
@@ -26,6 +28,8 @@ const LR_BACKGROUND: u32 = 4u;
 const LR_K_FIRST: u32 = 5u;
 const LR_K_COUNT: u32 = 6u;
 const LR_VIRIAL: u32 = 8u;
+const LR_SHARES_FIRST: u32 = 14u;
+const LR_SHARES: u32 = 15u;
 const K_WORDS: u32 = 12u;
 const KC: u32 = 8u;          // k-vectors per thread of the structure factor
 const RESTART: u32 = 16u;    // k-vectors between exact phases in a run of products
@@ -186,14 +190,14 @@ fn ml_ewald_structure(@builtin(global_invocation_id) gid: vec3<u32>) {
     G[o + 5u] = off.z;
 }
 
-// ---- Each structure's reciprocal virial: the sum of its chunks' shares (G, 6 each) into its
-// words of the long-range block C (one workgroup per structure).
+// ---- Each structure's reciprocal virial: the sum of its shares (G, 6 each) into its words of
+// the long-range block C (one workgroup per structure).
 @compute @workgroup_size(64)
 fn ml_ewald_virial(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let st = wg.x;
     let at = LR_STRUCTURE + LR_WORDS * st;
-    let first = bitcast<u32>(C[at + LR_K_FIRST]) / KC;
-    let chunks = bitcast<u32>(C[at + LR_K_COUNT]) / KC;
+    let first = bitcast<u32>(C[at + LR_SHARES_FIRST]);
+    let chunks = bitcast<u32>(C[at + LR_SHARES]);
     var acc: array<f32, 6>;
     for (var c = lid; c < chunks; c += 64u) {
         for (var q = 0u; q < 6u; q++) {

@@ -4,7 +4,7 @@
 //
 // Every kernel here runs with group 0 (the simulation's buffers: positions, the neighbour list,
 // forces, per-atom observables) and group 1: one small uniform `O` describing the operation
-// and up to six data buffers, bound per operation by src/gpu/ml.rs. Rows are indexed by atom id
+// and up to six data buffers (and the mesh's atomics), bound per operation by src/gpu/ml.rs. Rows are indexed by atom id
 // i; the neighbour loops walk slots t (sorted[t] = i) like the Lennard-Jones kernel.
 //
 // As on the CPU, every per-atom sum is a gather over the atom's own full-list row (edge i<-j has
@@ -49,6 +49,7 @@ struct Op {
 @group(1) @binding(6) var<storage, read_write> G: array<f32>;
 @group(1) @binding(7) var<storage, read_write> W: array<f32>;   // the model's weights and tables
 @group(1) @binding(8) var<storage, read_write> U: array<u32>;   // cluster labels
+@group(1) @binding(9) var<storage, read_write> M: array<atomic<u32>>;   // PME's fixed-point grid (pme.wgsl)
 
 const MAX_FEATURES: u32 = 256u;
 const PER_THREAD: u32 = 4u;      // MAX_FEATURES / 64: feature lanes per thread

@@ -251,3 +251,34 @@ fn gpu_kernels_conform_at_odd_sizes() {
         }
     }
 }
+
+#[test]
+fn gpu_mesh_ewald_conforms() {
+    // The GPU's particle-mesh Ewald (shaders/pme.wgsl), forced on these small cells where the
+    // sum over k-vectors would be taken: the gas and acetamide in its 20 Å box share one grid
+    // (each with its own influence function), against burn f64's plain Ewald; and its forces
+    // against central differences of its own energy (the mesh's forces are the exact gradient
+    // of the mesh's energy).
+    if common::gpu().is_none() {
+        return;
+    }
+    let charges = Some(mdrun::ml::model::LongRange { charge_width: 1.0, charge_embedding: true });
+    for setting in ["schnet", "painn"] {
+        let model = model(ModelConfig { long_range: charges.clone(), ..common::small_config(setting, None) });
+        let mut gpu = mdrun::gpu::GpuKernels::new(&model).unwrap().expect("an adapter");
+        gpu.ewald_mesh = Some(true);
+        let tol = tolerances(gpu.precision());
+        let molecule = acetamide();
+        let mut structures = vec![gas(), molecule.clone()];
+        structures.extend(displaced(&molecule, tol.step));
+        let got = gpu.evaluate(&structures).unwrap();
+        let reference = BurnModel { model: model.clone(), ctx: Ctx::cpu_inference(true), f64_precision: true }.evaluate(&structures[..2]).unwrap();
+        for (k, what) in ["gas", "acetamide"].iter().enumerate() {
+            let line = compare(&got[k], &reference[k], &tol).unwrap_or_else(|e| panic!("{setting} + charges on the mesh, {what}: {e}"));
+            println!("{}, {setting} + charges on the mesh, {what}: {line}", gpu.name());
+        }
+        let fd = finite_differences(&got[1], &got[2..], tol.step);
+        println!("{}, {setting} + charges on the mesh: forces vs central differences of its energy: {fd:.1e} of max |F|", gpu.name());
+        assert!(fd <= tol.finite_difference, "{setting} + charges on the mesh: forces differ from the differences of its energy by {fd:.1e}");
+    }
+}

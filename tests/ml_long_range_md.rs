@@ -170,6 +170,19 @@ fn the_total_charge_reaches_the_model_from_system_toml() {
 }
 
 #[test]
+fn the_ewald_method_reaches_the_cpu() {
+    // `[potential] ewald` picks the CPU's reciprocal sum too: the 9-atom lattice cell (plain
+    // Ewald by default, under 500 atoms) by the sum over k and by the mesh agree within the
+    // mesh's error, and differ (the key took effect).
+    let dir = common::scratch("lr-ewald-cpu");
+    let energy = |method: &str| first_energy(&common::plan_in(&dir, &ion_toml("", "ionpair-schnet-charges", "").replace("[potential]\n", &format!("[potential]\newald = \"{method}\"\n"))));
+    let (auto, sum, mesh) = (energy("auto"), energy("sum"), energy("mesh"));
+    println!("auto {auto:.9} eV, sum {sum:.9} eV, mesh {mesh:.9} eV");
+    assert!(auto == sum, "auto {auto} is not the sum {sum} for 9 atoms");
+    assert!(mesh != sum && (mesh - sum).abs() < 1e-4, "mesh {mesh} against sum {sum}");
+}
+
+#[test]
 fn charged_systems_and_slabs_are_refused_with_the_reason() {
     let dir = common::scratch("lr-refusals");
     let refuse = |toml: &str| {
@@ -185,12 +198,21 @@ fn charged_systems_and_slabs_are_refused_with_the_reason() {
     let periodic = refuse(&ion_toml("", "ionpair-schnet-distance", ""));
     println!("{periodic}");
     assert!(periodic.contains("[potential] model") && periodic.contains("takes open structures only"), "{periodic}");
-    // The GPU's Ewald sum over k-vectors grows as N²: 72,000 atoms of the lattice are refused
-    // there (before any adapter is opened), with the reason.
-    let plan = common::plan_in(&dir, &ion_toml("", "ionpair-schnet-charges", "repeat = [20, 20, 20]\n"));
+    // The GPU's particle-mesh Ewald runs each grid line in one workgroup: a cell 490 Å long
+    // needs more points along it than that takes, and is refused there (before any adapter is
+    // opened), with the reason.
+    let plan = common::plan_in(&dir, &ion_toml("", "ionpair-schnet-charges", "repeat = [60, 6, 6]\n"));
     let err = run(&plan, &RunOptions { quiet: true, platform: Some(Platform::Gpu), ..Default::default() }).unwrap_err().to_string();
     println!("{err}");
-    assert!(err.contains("platform \"gpu\"") && err.contains("k-vectors x 72000 atoms"), "{err}");
+    assert!(err.contains("platform \"gpu\"") && err.contains("up to 1024 grid points along a cell vector; this cell needs 2048 x"), "{err}");
+    // The method is checked where it is written.
+    let toml = ion_toml("", "ionpair-schnet-charges", "").replace("[potential]\n", "[potential]\newald = \"pppm\"\n");
+    let unknown = refuse(&toml);
+    println!("{unknown}");
+    assert!(unknown.contains("[potential] ewald") && unknown.contains("unknown method 'pppm'"), "{unknown}");
+    let local = refuse(&ion_toml("", "ionpair-schnet", "").replace("[potential]\n", "[potential]\newald = \"mesh\"\n"));
+    println!("{local}");
+    assert!(local.contains("[potential] ewald") && local.contains("this model has no charges"), "{local}");
 }
 
 #[test]
@@ -200,7 +222,7 @@ fn learned_charges_run_on_the_gpu_as_on_the_cpu() {
     }
     // The GPU kernels' energy and forces of the ion pair in a 12 Å box, neutral and +1 (the
     // projection to the total charge, the charge embedding and Ewald's background term), against
-    // the burn model in f64.
+    // the burn model in f64: by the sum over k-vectors and by particle-mesh Ewald.
     let model = mdrun::ml::file::load(&repo("potentials/ionpair-schnet-charges"), &Ctx::cpu_inference(true)).unwrap().0;
     let dir = common::scratch("lr-gpu");
     let text = separated_pair(0.0, Some(12.0));
@@ -223,26 +245,30 @@ fn learned_charges_run_on_the_gpu_as_on_the_cpu() {
         virial: None,
     };
     let mut gpu = mdrun::gpu::GpuKernels::new(&model).unwrap().expect("an adapter");
-    let mut energies = Vec::new();
-    for charge in [0.0, 1.0] {
-        let structure = Structure { charge, ..pair.clone() };
-        let got = gpu.evaluate(std::slice::from_ref(&structure)).unwrap().remove(0);
-        let reference = BurnModel { model: model.clone(), ctx: Ctx::cpu_inference(true), f64_precision: true }.evaluate(&[structure]).unwrap().remove(0);
-        let scale = reference.forces.iter().flatten().fold(0.0f64, |m, f| m.max(f.abs()));
-        let forces = got.forces.iter().flatten().zip(reference.forces.iter().flatten()).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / scale;
-        println!("charge {charge}: GPU {:.6} eV, burn f64 {:.6} eV; forces within {forces:.1e} of the largest", got.energy, reference.energy);
-        assert!((got.energy - reference.energy).abs() < 1e-5 * 9.0, "charge {charge}: {} vs {}", got.energy, reference.energy);
-        assert!(forces < 5e-5, "charge {charge}: forces differ by {forces:.1e}");
-        energies.push(got.energy);
+    for (method, mesh) in [("the sum over k", false), ("the mesh", true)] {
+        gpu.ewald_mesh = Some(mesh);
+        let mut energies = Vec::new();
+        for charge in [0.0, 1.0] {
+            let structure = Structure { charge, ..pair.clone() };
+            let got = gpu.evaluate(std::slice::from_ref(&structure)).unwrap().remove(0);
+            let reference = BurnModel { model: model.clone(), ctx: Ctx::cpu_inference(true), f64_precision: true }.evaluate(&[structure]).unwrap().remove(0);
+            let scale = reference.forces.iter().flatten().fold(0.0f64, |m, f| m.max(f.abs()));
+            let forces = got.forces.iter().flatten().zip(reference.forces.iter().flatten()).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / scale;
+            println!("{method}, charge {charge}: GPU {:.6} eV, burn f64 {:.6} eV; forces within {forces:.1e} of the largest", got.energy, reference.energy);
+            assert!((got.energy - reference.energy).abs() < 1e-5 * 9.0, "{method}, charge {charge}: {} vs {}", got.energy, reference.energy);
+            assert!(forces < 5e-5, "{method}, charge {charge}: forces differ by {forces:.1e}");
+            energies.push(got.energy);
+        }
+        assert!((energies[1] - energies[0]).abs() > 1e-3, "{method}: the total charge changed nothing on the GPU: {energies:?}");
     }
-    assert!((energies[1] - energies[0]).abs() > 1e-3, "the total charge changed nothing on the GPU: {energies:?}");
     // NVE of the pair falling together from 8 Å in a 20 Å box (as the CPU test above), on both
-    // platforms: the GPU conserves energy as the CPU does and the ions close in alike.
+    // platforms, the GPU with either method: the GPU conserves energy as the CPU does and the
+    // ions close in alike.
     std::fs::write(dir.join("pair.xyz"), separated_pair(4.0, Some(20.0))).unwrap();
     let mut closing = Vec::new();
-    for platform in ["cpu", "gpu"] {
+    for (platform, ewald) in [("cpu", "auto"), ("gpu", "sum"), ("gpu", "mesh")] {
         let toml = format!(
-            "[structure]\nfile = \"pair.xyz\"\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"50 K\"\nseed = 4\n[potential]\ntype = \"ml\"\nmodel = \"{}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"0.25 fs\"\n[run]\nsteps = 800\nplatform = \"{platform}\"\n[output]\nthermo = 20\nlog = \"thermo.log\"\n[[output.trajectory]]\npath = \"pair-out.xyz\"\ninterval = 800\nwrap = false\n",
+            "[structure]\nfile = \"pair.xyz\"\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"50 K\"\nseed = 4\n[potential]\ntype = \"ml\"\nmodel = \"{}\"\newald = \"{ewald}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"0.25 fs\"\n[run]\nsteps = 800\nplatform = \"{platform}\"\n[output]\nthermo = 20\nlog = \"thermo.log\"\n[[output.trajectory]]\npath = \"pair-out.xyz\"\ninterval = 800\nwrap = false\n",
             repo("potentials/ionpair-schnet-charges").display()
         );
         let summary = run(&common::plan_in(&dir, &toml), &RunOptions { quiet: true, threads: Some(1), ..Default::default() }).unwrap();
@@ -251,27 +277,32 @@ fn learned_charges_run_on_the_gpu_as_on_the_cpu() {
         let max_dev = rows.iter().map(|r| (r[5] - e0).abs()).fold(0.0, f64::max);
         let ke = rows.iter().map(|r| r[4]).fold(0.0, f64::max);
         let (d0, d1) = (nitrogen_carbon(&dir.join("pair-out.xyz"), 0), nitrogen_carbon(&dir.join("pair-out.xyz"), 1));
-        println!("{platform}: N-C {d0:.3} -> {d1:.3} Å, largest |E - E0| {max_dev:.2e} eV (largest kinetic energy {ke:.4} eV), drift {:+.2e} eV/atom/ps", summary.energy_drift_ev_per_atom_per_ps.unwrap());
+        println!("{platform} ({ewald}): N-C {d0:.3} -> {d1:.3} Å, largest |E - E0| {max_dev:.2e} eV (largest kinetic energy {ke:.4} eV), drift {:+.2e} eV/atom/ps", summary.energy_drift_ev_per_atom_per_ps.unwrap());
         assert!(max_dev < 0.02 * ke, "{platform}: energy wanders by {max_dev} eV");
         closing.push(d0 - d1);
     }
-    assert!(closing[0] > 0.3 && (closing[1] - closing[0]).abs() < 0.02 * closing[0], "the ions closed in by {:.3} Å on the CPU, {:.3} Å on the GPU", closing[0], closing[1]);
+    for gpu in &closing[1..] {
+        assert!(closing[0] > 0.3 && (gpu - closing[0]).abs() < 0.02 * closing[0], "the ions closed in by {:.3} Å on the CPU, {gpu:.3} Å on the GPU", closing[0]);
+    }
     // Langevin on the GPU (the pair 8 Å apart in its 20 Å box), restarted part way: the same
-    // bytes as the straight run.
-    let toml = format!(
-        "[structure]\nfile = \"{}\"\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"100 K\"\nseed = 1\n[potential]\ntype = \"ml\"\nmodel = \"{}\"\n[integrator]\ntype = \"langevin\"\ntimestep = \"0.5 fs\"\ntemperature = \"100 K\"\ndamping = \"0.1 ps\"\nseed = 3\n[run]\nsteps = 200\nplatform = \"gpu\"\n[output]\nthermo = 10\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
-        dir.join("pair.xyz").display(),
-        repo("potentials/ionpair-schnet-charges").display()
-    );
-    let (whole, split) = (common::scratch("lr-gpu-whole"), common::scratch("lr-gpu-split"));
-    let options = RunOptions { quiet: true, ..Default::default() };
-    run(&common::plan_in(&whole, &toml), &options).unwrap();
-    let plan = common::plan_in(&split, &toml);
-    run(&plan, &RunOptions { steps: Some(87), ..options.clone() }).unwrap();
-    std::fs::rename(split.join("final.chk"), split.join("half.chk")).unwrap();
-    run(&plan, &RunOptions { restart: Some(split.join("half.chk")), ..options.clone() }).unwrap();
-    let (a, b) = (std::fs::read(whole.join("final.chk")).unwrap(), std::fs::read(split.join("final.chk")).unwrap());
-    assert!(a == b, "the GPU run restarted at step 87 differs from the straight run");
+    // bytes as the straight run, with either method (the mesh's atomics add integers; its
+    // run is shorter, the mesh costing ten times the sum in this small box on lavapipe).
+    for (ewald, steps, split_at) in [("sum", 200, 87), ("mesh", 80, 37)] {
+        let toml = format!(
+            "[structure]\nfile = \"{}\"\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"100 K\"\nseed = 1\n[potential]\ntype = \"ml\"\nmodel = \"{}\"\newald = \"{ewald}\"\n[integrator]\ntype = \"langevin\"\ntimestep = \"0.5 fs\"\ntemperature = \"100 K\"\ndamping = \"0.1 ps\"\nseed = 3\n[run]\nsteps = {steps}\nplatform = \"gpu\"\n[output]\nthermo = 10\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
+            dir.join("pair.xyz").display(),
+            repo("potentials/ionpair-schnet-charges").display()
+        );
+        let (whole, split) = (common::scratch(&format!("lr-gpu-whole-{ewald}")), common::scratch(&format!("lr-gpu-split-{ewald}")));
+        let options = RunOptions { quiet: true, ..Default::default() };
+        run(&common::plan_in(&whole, &toml), &options).unwrap();
+        let plan = common::plan_in(&split, &toml);
+        run(&plan, &RunOptions { steps: Some(split_at), ..options.clone() }).unwrap();
+        std::fs::rename(split.join("final.chk"), split.join("half.chk")).unwrap();
+        run(&plan, &RunOptions { restart: Some(split.join("half.chk")), ..options.clone() }).unwrap();
+        let (a, b) = (std::fs::read(whole.join("final.chk")).unwrap(), std::fs::read(split.join("final.chk")).unwrap());
+        assert!(a == b, "{ewald}: the GPU run restarted at step {split_at} differs from the straight run");
+    }
 }
 
 #[test]

@@ -16,9 +16,12 @@ use std::time::Duration;
 /// its batch when `batch` is given).
 pub(super) fn start(plan: &Plan, system: System, step: u64, reference: Option<crate::neighbor::ListReference>, batch: Option<BatchSlot>) -> Result<Box<dyn Engine>, EngineError> {
     let potential = match (&plan.potential, batch) {
-        (PotentialSpec::Ml { model, charge, .. }, Some(batch)) => {
+        (PotentialSpec::Ml { model, charge, ewald, .. }, Some(batch)) => {
             let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
-            let ml = crate::potential::mcgm::MlPotential::load(model, &names).and_then(|p| p.for_system(&system.cell, *charge)).map_err(EngineError::Potential)?;
+            let ml = crate::potential::mcgm::MlPotential::load(model, &names)
+                .and_then(|p| p.with_ewald(*ewald))
+                .and_then(|p| p.for_system(&system.cell, *charge))
+                .map_err(EngineError::Potential)?;
             Box::new(ml.in_batch(batch))
         }
         _ => plan.potential.instantiate(&system).map_err(EngineError::Potential)?,

@@ -93,14 +93,15 @@ use std::time::Duration;
 pub fn gpu_potential(plan: &Plan, system: &System) -> Result<GpuPotential, String> {
     Ok(match &plan.potential {
         PotentialSpec::Pair(pair) => GpuPotential::Pair(pair.clone()),
-        PotentialSpec::Ml { model, charge, .. } => GpuPotential::Ml(Box::new(gpu_model(model, *charge, system)?)),
+        PotentialSpec::Ml { model, charge, ewald, .. } => GpuPotential::Ml(Box::new(gpu_model(model, *charge, *ewald, system)?)),
     })
 }
 
-/// The model at `path` for the GPU kernels, for `system` of total charge `charge` (e).
-fn gpu_model(path: &std::path::Path, charge: f64, system: &System) -> Result<crate::potential::mcgm::GpuModel, String> {
+/// The model at `path` for the GPU kernels, for `system` of total charge `charge` (e), its
+/// charges summed as `ewald` says (`Coulomb::mesh`).
+fn gpu_model(path: &std::path::Path, charge: f64, ewald: Option<bool>, system: &System) -> Result<crate::potential::mcgm::GpuModel, String> {
     let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
-    crate::potential::mcgm::MlPotential::load(path, &names)?.with_total_charge(charge)?.into_gpu()
+    crate::potential::mcgm::MlPotential::load(path, &names)?.with_ewald(ewald)?.with_total_charge(charge)?.into_gpu()
 }
 
 /// Time spent per part of the step; on the GPU only the total is known.
@@ -128,7 +129,7 @@ pub fn choose(
     // a model it loads the model, which the CPU would not need to do twice.
     let unsupported = || -> Option<String> {
         let reason = match &plan.potential {
-            PotentialSpec::Ml { model, charge, .. } => match gpu_model(model, *charge, system) {
+            PotentialSpec::Ml { model, charge, ewald, .. } => match gpu_model(model, *charge, *ewald, system) {
                 Ok(m) => crate::gpu::md::unsupported_reason(system, m.inference.cutoff + plan.skin)
                     .or_else(|| crate::gpu::ml::unsupported_reason(&m.inference, system.len(), &system.cell)),
                 Err(e) => Some(e),

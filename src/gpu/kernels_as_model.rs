@@ -16,6 +16,8 @@ use crate::system::{Species, System};
 pub struct GpuKernels {
     model: Model,
     adapter: String,
+    /// Learned charges by particle-mesh Ewald or the sum over k-vectors (`GpuModel::ewald_mesh`).
+    pub ewald_mesh: Option<bool>,
 }
 
 impl GpuKernels {
@@ -25,7 +27,7 @@ impl GpuKernels {
             return Err(format!("the GPU kernels do not evaluate {part}"));
         }
         let Some(ctx) = GpuContext::open(false).map_err(|e| e.to_string())? else { return Ok(None) };
-        Ok(Some(GpuKernels { model: model.clone(), adapter: ctx.adapter.name.clone() }))
+        Ok(Some(GpuKernels { model: model.clone(), adapter: ctx.adapter.name.clone(), ewald_mesh: None }))
     }
 
     /// The structures as systems whose species are the model's, in its order.
@@ -53,6 +55,9 @@ impl GpuKernels {
         let ctx = GpuContext::open(false).map_err(|e| e.to_string())?.ok_or("wgpu found no adapter")?;
         let mut inference = Inference::new(&self.model)?;
         inference.record_layers = true;
+        if let Some(charges) = inference.charges.as_mut() {
+            charges.coulomb.mesh = self.ewald_mesh;
+        }
         let species = self.model.config.species.len();
         let potential = GpuPotential::Ml(Box::new(GpuModel {
             inference,

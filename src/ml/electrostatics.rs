@@ -38,6 +38,10 @@ const EWALD_SPAN: f64 = 4.5;
 pub struct Coulomb {
     /// Å: the Gaussian width σ of every charge; 0 for point charges.
     pub width: f64,
+    /// The reciprocal part of a periodic cell by particle-mesh Ewald (true) or the sum over k
+    /// (false); None: by the system's size (`PME_ATOMS` here, the GPU its own rule).
+    /// `[potential] ewald`.
+    pub mesh: Option<bool>,
 }
 
 /// The energy of a set of charges and its derivatives.
@@ -182,9 +186,9 @@ impl Coulomb {
     }
 
     /// The Ewald splitting for `n` charges in `cell` (fully periodic): plain Ewald for few
-    /// atoms, PME from `PME_ATOMS` on.
+    /// atoms, PME from `PME_ATOMS` on (or as `mesh` says).
     pub fn ewald(&self, n: usize, cell: &Cell) -> Ewald {
-        if n >= PME_ATOMS {
+        if self.mesh.unwrap_or(n >= PME_ATOMS) {
             let alpha = (PME_SPAN / PME_REAL_CUTOFF).max(PME_SPAN / (10.0 * cell.thinnest_width())).min(self.a());
             return self.pme_with(alpha, cell);
         }
@@ -248,6 +252,12 @@ impl Coulomb {
     pub fn reciprocal_only_count(&self, volume: f64) -> f64 {
         let k_max = 2.0 * self.a() * EWALD_SPAN;
         k_max.powi(3) * volume / (12.0 * PI * PI)
+    }
+
+    /// The largest |k| a mesh must resolve for the sum over k alone (α = a, as
+    /// `reciprocal_only`) by particle-mesh Ewald: the GPU's mesh (shaders/pme.wgsl).
+    pub fn reciprocal_only_mesh_reach(&self) -> f64 {
+        2.0 * self.a() * PME_SPAN
     }
 
     /// The Ewald splitting with α and the reciprocal part by PME.

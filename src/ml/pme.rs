@@ -60,6 +60,53 @@ fn smooth_size(n: usize) -> usize {
     .expect("a smooth size exists")
 }
 
+/// Grid points along cell vector `m` that resolve |k| < `k_max`: oversampled past the Nyquist
+/// size, for the splines' aliasing.
+pub fn nyquist_points(k_max: f64, cell: &Cell, m: usize) -> usize {
+    (OVERSAMPLING * k_max * crate::cell::norm(cell.vectors()[m]) / PI).ceil() as usize
+}
+
+/// The B-splines' Euler factors per axis: |b(m)|² = 1 / |Σ_{k=0}^{p−2} M_p(k+1) e^{2πimk/K}|².
+fn euler_factors(grid: [usize; 3]) -> Vec<Vec<f64>> {
+    let (at_integers, _) = splines(0.0);
+    grid.iter()
+        .map(|&k| {
+            (0..k)
+                .map(|m| {
+                    let mut sum = Complex::new(0.0, 0.0);
+                    for j in 0..ORDER - 1 {
+                        sum += Complex::from_polar(at_integers[j + 1], 2.0 * PI * (m * j) as f64 / k as f64);
+                    }
+                    1.0 / sum.norm_sqr()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The influence function (4π/V) e^{−k²/4α²}/k² B(m) over the whole `grid` (z fastest, 0 at
+/// m = 0), for a full complex transform (the GPU's, shaders/pme.wgsl).
+pub fn influence_on(alpha: f64, grid: [usize; 3], cell: &Cell) -> Vec<f64> {
+    let volume = cell.volume();
+    let b = cell.reciprocal_vectors();
+    let euler = euler_factors(grid);
+    let signed = |m: usize, k: usize| if m <= k / 2 { m as f64 } else { m as f64 - k as f64 };
+    let mut influence = vec![0.0; grid[0] * grid[1] * grid[2]];
+    influence.par_chunks_mut(grid[1] * grid[2]).enumerate().for_each(|(x, plane)| {
+        for y in 0..grid[1] {
+            for z in 0..grid[2] {
+                if (x, y, z) == (0, 0, 0) {
+                    continue;
+                }
+                let m = [signed(x, grid[0]), signed(y, grid[1]), signed(z, grid[2])];
+                let k = [0, 1, 2].map(|c| 2.0 * PI * (m[0] * b[0][c] + m[1] * b[1][c] + m[2] * b[2][c]));
+                plane[y * grid[2] + z] = 4.0 * PI / volume * weight(k, alpha) * euler[0][x] * euler[1][y] * euler[2][z];
+            }
+        }
+    });
+    influence
+}
+
 /// M_p(w + t) and its slope for t = 0..p−1, w in [0, 1) (cardinal B-spline of order p).
 fn splines(w: f64) -> ([f64; ORDER], [f64; ORDER]) {
     let mut v = [0.0; ORDER];
@@ -84,27 +131,10 @@ fn splines(w: f64) -> ([f64; ORDER], [f64; ORDER]) {
 impl Pme {
     /// A grid that resolves the reciprocal sum to |k| < `k_max` in `cell` (fully periodic).
     pub fn new(alpha: f64, k_max: f64, cell: &Cell) -> Pme {
-        let vectors = cell.vectors();
-        // Oversampled past the Nyquist size of k_max, for the splines' aliasing.
-        let grid = [0, 1, 2].map(|m| smooth_size((OVERSAMPLING * k_max * crate::cell::norm(vectors[m]) / PI).ceil() as usize));
+        let grid = [0, 1, 2].map(|m| smooth_size(nyquist_points(k_max, cell, m)));
         let volume = cell.volume();
         let b = cell.reciprocal_vectors();
-        // Euler factors |b(m)|² = 1 / |Σ_{k=0}^{p−2} M_p(k+1) e^{2πimk/K}|², per axis.
-        let (at_integers, _) = splines(0.0);
-        let euler: Vec<Vec<f64>> = grid
-            .iter()
-            .map(|&k| {
-                (0..k)
-                    .map(|m| {
-                        let mut sum = Complex::new(0.0, 0.0);
-                        for j in 0..ORDER - 1 {
-                            sum += Complex::from_polar(at_integers[j + 1], 2.0 * PI * (m * j) as f64 / k as f64);
-                        }
-                        1.0 / sum.norm_sqr()
-                    })
-                    .collect()
-            })
-            .collect();
+        let euler = euler_factors(grid);
         // The charges are real: their transform's z half (0..=K_z/2) carries all of it.
         let half = grid[2] / 2 + 1;
         let total = grid[0] * grid[1] * half;

@@ -299,9 +299,21 @@ pub(super) fn build_potential(
             Some(q) => potential.with_total_charge(total).map_err(|e| at.error(&q.span(), "[structure] charge", e))?,
             None => potential,
         };
+        let (ewald, potential) = match &p.ewald {
+            None => (None, potential),
+            Some(method) => {
+                let mesh = match method.get_ref().as_str() {
+                    "auto" => None,
+                    "mesh" => Some(true),
+                    "sum" => Some(false),
+                    other => return Err(at.error(&method.span(), "[potential] ewald", format!("unknown method '{other}'; expected \"auto\", \"mesh\" (particle-mesh Ewald) or \"sum\" (the sum over k-vectors)"))),
+                };
+                (mesh, potential.with_ewald(mesh).map_err(|e| at.error(&method.span(), "[potential] ewald", e))?)
+            }
+        };
         potential.check_cell(&system.cell).map_err(|e| at.error(&model.span(), "[potential] model", e))?;
         let uncertainty = build_uncertainty(at, p.uncertainty.as_ref(), potential.committee_size(), output_dir)?;
-        return Ok(PotentialSpec::Ml { model: path, charge: total, uncertainty });
+        return Ok(PotentialSpec::Ml { model: path, charge: total, ewald, uncertainty });
     }
     if let Some(q) = charge {
         return Err(at.error(&q.span(), "[structure] charge", "only a long-range model (type = \"ml\") uses the total charge"));
@@ -317,6 +329,9 @@ pub(super) fn build_potential(
     };
     if let Some(m) = &p.model {
         return Err(at.error(&m.span(), "[potential] model", "only used with type = \"ml\" (a learned model)"));
+    }
+    if let Some(m) = &p.ewald {
+        return Err(at.error(&m.span(), "[potential] ewald", "only used with type = \"ml\" and a long-range model"));
     }
     let table = super::pair_table::RawPairTable {
         span: raw.span(),

@@ -110,7 +110,9 @@ pub enum PotentialSpec {
     /// A trained model file (`mdrun train`): `[potential] type = "ml"` (or "mcgm").
     /// A trained model; `charge` is the system's total charge (e), which a long-range model's
     /// learned charges sum to.
-    Ml { model: PathBuf, charge: f64, uncertainty: Option<Uncertainty> },
+    /// `ewald`: a long-range model's reciprocal part by particle-mesh Ewald (true) or the sum
+    /// over k (false); None: by the system's size.
+    Ml { model: PathBuf, charge: f64, ewald: Option<bool>, uncertainty: Option<Uncertainty> },
 }
 
 /// What a run does with a committee's force deviation (`[potential] uncertainty`), eV/Å.
@@ -518,9 +520,9 @@ impl PotentialSpec {
     pub fn instantiate(&self, system: &crate::system::System) -> Result<Box<dyn crate::potential::Potential>, String> {
         Ok(match self {
             PotentialSpec::Pair(pair) => pair.instantiate(),
-            PotentialSpec::Ml { model, charge, .. } => {
+            PotentialSpec::Ml { model, charge, ewald, .. } => {
                 let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
-                Box::new(crate::potential::mcgm::MlPotential::load(model, &names)?.for_system(&system.cell, *charge)?)
+                Box::new(crate::potential::mcgm::MlPotential::load(model, &names)?.with_ewald(*ewald)?.for_system(&system.cell, *charge)?)
             }
         })
     }

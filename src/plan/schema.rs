@@ -117,6 +117,8 @@ pub(super) struct RawPotential {
     #[serde(default)]
     pub(super) pair: Vec<Spanned<BTreeMap<String, Spanned<PairField>>>>,
     pub(super) model: Option<Spanned<String>>,
+    /// A long-range model's reciprocal sum: "auto", "mesh" (particle-mesh Ewald) or "sum".
+    pub(super) ewald: Option<Spanned<String>>,
     /// A committee's thresholds on its force deviation.
     pub(super) uncertainty: Option<Spanned<RawUncertainty>>,
 }

@@ -266,6 +266,20 @@ impl MlPotential {
         Ok(potential)
     }
 
+    /// How a long-range model sums its charges' reciprocal part (`Coulomb::mesh`); Err for a
+    /// model without charges.
+    pub fn with_ewald(mut self, mesh: Option<bool>) -> Result<MlPotential, String> {
+        if mesh.is_some() && self.model.config.long_range.is_none() {
+            return Err("the Ewald method is for a long-range model (mdrun train --long-range charges); this model has no charges".into());
+        }
+        for inference in self.fast.iter_mut().chain(self.committee.iter_mut()) {
+            if let Some(charges) = inference.charges.as_mut() {
+                charges.coulomb.mesh = mesh;
+            }
+        }
+        Ok(self)
+    }
+
     /// The system's total charge (e): a long-range model's charges sum to it; a local one has
     /// no charges and takes only a neutral system.
     pub fn with_total_charge(mut self, charge: f64) -> Result<MlPotential, String> {

@@ -19,13 +19,16 @@ use crate::ml::electrostatics::COULOMB_CONSTANT;
 use crate::ml::mcgm::Assign;
 use crate::potential::mcgm::GpuModel;
 
+mod charges;
 mod program;
 
+use charges::{ChargesAt, charges_at};
 use program::record;
 
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 const ML: &str = include_str!("../../../shaders/ml.wgsl");
 const CHARGES: &str = include_str!("../../../shaders/charges.wgsl");
+const PME: &str = include_str!("../../../shaders/pme.wgsl");
 
 /// Limits of the kernels (shaders/ml.wgsl): features per row, hard levels, soft centroids,
 /// level-1 clusters K-means sees.
@@ -38,35 +41,14 @@ const CHUNK: usize = 256;
 /// Bytes per operation's uniform block (the uniform offset alignment).
 const OP_BYTES: u64 = 256;
 const OP_WORDS: usize = 44;
-/// Data bindings of group 1 (A, B, C, D, E, G, W, U).
-const DATA_BINDINGS: usize = 8;
+/// Data bindings of group 1 (A, B, C, D, E, G, W, U, M).
+const DATA_BINDINGS: usize = 9;
 const NONE: u32 = u32::MAX;
 /// The evaluation's stages, which prefix the profiler's kernel names (`profile_label`).
 const FORWARD: &str = "ml: forward";
 const CLUSTERING: &str = "ml: clustering";
 const BACKWARD: &str = "ml: backward";
 const LONG_RANGE: &str = "ml: long range";
-/// Terms (k-vectors x atoms) of the GPU's Ewald sum per evaluation beyond which a system is
-/// refused: about 0.1 s a step on an H100 (each term is two phases of ~40 flops).
-const MAX_EWALD_TERMS: f64 = 2e10;
-/// The long-range block's first structure word, and words per structure (as in
-/// shaders/charges.wgsl).
-const LR_STRUCTURE: usize = 8;
-const LR_WORDS: usize = 16;
-/// Words of a structure's part of the long-range block (LR_* in shaders/charges.wgsl).
-mod lr {
-    pub const Q: usize = 0;
-    pub const Q_PER_ATOM: usize = 1;
-    pub const BACKGROUND: usize = 4;
-    pub const K_FIRST: usize = 5;
-    pub const K_COUNT: usize = 6;
-    pub const ATOMS: usize = 7;
-}
-/// f32 words per k-vector, k-vectors per thread of the structure factor, and words per atom of
-/// the fractional coordinates (shaders/charges.wgsl).
-const K_WORDS: usize = 12;
-const KC: usize = 8;
-const FRAC_WORDS: usize = 8;
 
 /// The profiler's name of a kernel in a stage, "ml: forward / ml_dense": `--gpu-profile` splits
 /// the model's time by kernel within each stage. Interned: one string per pair for the process.
@@ -80,16 +62,8 @@ fn profile_label(stage: &'static str, kernel: &'static str) -> &'static str {
 
 /// Why a model cannot run on the GPU (it can on the CPU) for `n_atoms` atoms in `cell`.
 pub fn unsupported_reason(model: &Inference, n_atoms: usize, cell: &Cell) -> Option<String> {
-    if let Some(c) = &model.charges {
-        if c.coulomb.width <= 0.0 {
-            return Some("the GPU sums learned charges by Ewald in reciprocal space, which point charges (σ = 0) cannot use".into());
-        }
-        let kvectors = c.coulomb.reciprocal_only_count(cell.volume());
-        if kvectors * n_atoms as f64 > MAX_EWALD_TERMS {
-            return Some(format!(
-                "the GPU sums learned charges by Ewald over k-vectors: about {kvectors:.1e} k-vectors x {n_atoms} atoms is more than the {MAX_EWALD_TERMS:.0e} terms a step it takes (the CPU uses particle-mesh Ewald)"
-            ));
-        }
+    if let Some(reason) = charges::unsupported_reason(model, n_atoms, cell) {
+        return Some(reason);
     }
     if model.features > MAX_FEATURES {
         return Some(format!("the GPU kernels handle up to {MAX_FEATURES} features (this model: {})", model.features));
@@ -142,33 +116,6 @@ struct BlockAt {
     soft: Option<SoftAt>,
 }
 
-/// Learned charges: the head's layers, the charge embedding's place in the weights, and the
-/// buffers of the Ewald sum (shaders/charges.wgsl).
-struct ChargesAt {
-    layer1: LinearAt,
-    layer2: LinearAt,
-    embedding: u32,
-    /// The long-range block and the k-vectors (written once: the GPU keeps the cell), S(k)
-    /// and each chunk of KC k-vectors' share of the virial, per atom the raw charges, the
-    /// charges and dE/dq, and the fractional coordinates.
-    block: usize,
-    kvectors: usize,
-    structure_factor: usize,
-    virial_shares: usize,
-    values: usize,
-    fractional: usize,
-    /// Per atom and part of the k-vectors, the part's sums (φ and the force).
-    part_sums: usize,
-    k_total: usize,
-    /// The per-atom sum's workgroups: blocks of 64 atoms (each structure's own), and parts of
-    /// each structure's k-vectors (more parts, more workgroups on a large GPU).
-    atom_blocks: u32,
-    parts: u32,
-}
-
-/// k-vectors per part of the per-atom Ewald sum (at most 64 parts).
-const K_PER_PART: usize = 4096;
-
 /// The model's f32 weights in one flat array, and where each piece is.
 struct Weights {
     data: Vec<f32>,
@@ -207,12 +154,13 @@ struct OpSpec {
     label: &'static str,
 }
 
-const ENTRIES: [&str; 32] = [
+const ENTRIES: [&str; 37] = [
     "ml_dense", "ml_embed", "ml_copy", "ml_message", "ml_message_backward", "ml_energy", "ml_finish",
     "ml_pool", "ml_pool_finish", "ml_kmeans", "ml_cluster_pool", "ml_disseminate", "ml_hard_gout",
     "ml_hard_down", "ml_soft_weights", "ml_soft_gw", "ml_soft_gsum", "ml_mcgm_atoms", "ml_check_close",
     "ml_painn_message", "ml_painn_norm", "ml_painn_update", "ml_painn_gs", "ml_painn_guv", "ml_painn_message_backward",
     "ml_structure_mean", "ml_charge_center", "ml_ewald_prepare", "ml_ewald_structure", "ml_ewald_virial", "ml_ewald_atoms", "ml_ewald_finish",
+    "ml_pme_spread", "ml_pme_load", "ml_pme_fft", "ml_pme_convolve", "ml_pme_gather",
 ];
 
 fn entry(name: &str) -> usize {
@@ -290,6 +238,8 @@ struct Builder<'a> {
     /// The first buffer larger than the adapter binds (label, bytes): it was not allocated,
     /// and the model is refused.
     too_large: Option<(String, u64)>,
+    /// The particle-mesh Ewald's fixed-point grid (binding M), usize::MAX: none.
+    mesh: usize,
 }
 
 /// Words after a block's labels that keep its K-means levels' partitions of the elements
@@ -315,7 +265,7 @@ impl Builder<'_> {
     }
 
     /// Adds an operation: `set` fills its own uniform words, `bind` its buffers (A, B, C, D,
-    /// E, G; W and U are given separately).
+    /// E, G; W and U are given separately, M is the mesh's if there is one).
     fn op(&mut self, name: &'static str, label: &'static str, grid: [u32; 3], bind: [Option<usize>; 6], weights: usize, labels: Option<usize>, set: &[(usize, u32)]) {
         let mut words = self.base;
         for &(k, v) in set {
@@ -327,6 +277,7 @@ impl Builder<'_> {
         }
         b[6] = weights;
         b[7] = labels.unwrap_or(usize::MAX);
+        b[8] = self.mesh;
         self.specs.push(OpSpec { pipeline: entry(name), words, bind: b, grid, label: profile_label(label, name) });
     }
 
@@ -371,65 +322,6 @@ impl Builder<'_> {
         let n = self.n as u32;
         [n.min(65535), n.div_ceil(65535), 1]
     }
-}
-
-/// Lays out learned charges for structures of `sizes` atoms in `cells`, each of total charge
-/// `total_charge`: the long-range block and the k-vectors of each structure's Ewald sum in
-/// reciprocal space (`Coulomb::reciprocal_only`), written once since the GPU keeps the cell.
-#[allow(clippy::too_many_arguments)]
-fn charges_at(b: &mut Builder, model: &Inference, layer1: LinearAt, layer2: LinearAt, embedding: u32, total_charge: f64, sizes: &[usize], cells: &[Cell]) -> Result<ChargesAt, GpuError> {
-    let coulomb = model.charges.as_ref().expect("a model with charges").coulomb;
-    let mut block = vec![0.0f32; LR_STRUCTURE + LR_WORDS * sizes.len()];
-    // The header: the self term's -2α/√π (α = a, the same in every cell) and k_e.
-    block[0] = (-2.0 * coulomb.a() / std::f64::consts::PI.sqrt()) as f32;
-    block[1] = COULOMB_CONSTANT as f32;
-    let mut kvectors: Vec<f32> = Vec::new();
-    let mut most = 0;
-    for (s, (&size, cell)) in sizes.iter().zip(cells).enumerate() {
-        let sum = coulomb.reciprocal_only(cell).map_err(GpuError::Unsupported)?;
-        let first = kvectors.len() / K_WORDS;
-        for (k, v) in sum.vectors.iter().enumerate() {
-            let [h, kk, l] = v.index.map(|x| x as f32);
-            // Whether the phase of this k is the one before's times e^{2πi s_c} (the sum's order
-            // is h, then k, then l innermost).
-            let before = k.checked_sub(1).map(|b| sum.vectors[b].index);
-            let chained = before.is_some_and(|b| b[0] == v.index[0] && b[1] == v.index[1] && b[2] + 1 == v.index[2]);
-            kvectors.extend_from_slice(&[h, kk, l, v.weight as f32, v.k[0] as f32, v.k[1] as f32, v.k[2] as f32, v.strain as f32, f32::from_bits(s as u32), chained as u32 as f32, 0.0, 0.0]);
-        }
-        // Padded to whole chunks with k-vectors of zero weight, which add nothing.
-        let count = sum.vectors.len().next_multiple_of(KC).max(KC);
-        for _ in sum.vectors.len()..count {
-            kvectors.extend_from_slice(&[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, f32::from_bits(s as u32), 0.0, 0.0, 0.0]);
-        }
-        most = most.max(count);
-        let at = LR_STRUCTURE + LR_WORDS * s;
-        block[at + lr::Q] = total_charge as f32;
-        block[at + lr::Q_PER_ATOM] = (total_charge / size as f64) as f32;
-        block[at + lr::BACKGROUND] = (-std::f64::consts::PI / (sum.volume * sum.alpha * sum.alpha)) as f32;
-        block[at + lr::K_FIRST] = f32::from_bits(first as u32);
-        block[at + lr::K_COUNT] = f32::from_bits(count as u32);
-        block[at + lr::ATOMS] = size as f32;
-    }
-    let k_total = kvectors.len() / K_WORDS;
-    let parts = most.div_ceil(K_PER_PART).clamp(1, 64);
-    let at = ChargesAt {
-        layer1,
-        layer2,
-        embedding,
-        block: b.buffer("ml long-range block", block.len()),
-        kvectors: b.buffer("ml k-vectors", kvectors.len()),
-        structure_factor: b.buffer("ml structure factors", 2 * k_total),
-        virial_shares: b.buffer("ml reciprocal virial shares", 6 * k_total / KC),
-        values: b.buffer("ml charges", 3 * b.n),
-        fractional: b.buffer("ml fractional coordinates", FRAC_WORDS * b.n),
-        part_sums: b.buffer("ml Ewald part sums", 4 * parts * b.n),
-        k_total,
-        atom_blocks: sizes.iter().map(|n| n.div_ceil(64) as u32).sum(),
-        parts: parts as u32,
-    };
-    b.ctx.queue.write_buffer(&b.buffers[at.block], 0, bytemuck::cast_slice(&block));
-    b.ctx.queue.write_buffer(&b.buffers[at.kvectors], 0, bytemuck::cast_slice(&kvectors));
-    Ok(at)
 }
 
 /// Regions of a block's cluster buffer (f32 offsets) for R hard rows and K soft centroids.
@@ -596,7 +488,7 @@ impl MlForces {
 
         let reference_energy = type_of_atom.iter().map(|&t| model.reference[species_of_type[t as usize]]).sum();
         let structures = structure_sizes.len();
-        let mut b = Builder { ctx, buffers: Vec::new(), specs: Vec::new(), base, n, f, stage: FORWARD, kept_partitions: Vec::new(), structures, chunks, taps: Vec::new(), too_large: None };
+        let mut b = Builder { ctx, buffers: Vec::new(), specs: Vec::new(), base, n, f, stage: FORWARD, kept_partitions: Vec::new(), structures, chunks, taps: Vec::new(), too_large: None, mesh: usize::MAX };
         let built = ctx.allocating("for the model's activations", || {
             let weights = b.buffer("ml weights", wts.data.len());
             ctx.queue.write_buffer(&b.buffers[weights], 0, bytemuck::cast_slice(&wts.data));
@@ -742,7 +634,7 @@ fn compile(ctx: &GpuContext, kernels: &Kernels) -> Result<Vec<wgpu::ComputePipel
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("ml.wgsl"),
-        source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{ML}\n{CHARGES}").into()),
+        source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{ML}\n{CHARGES}\n{PME}").into()),
     });
     let pipelines = ENTRIES
         .iter()

@@ -2,6 +2,7 @@
 //! passing, MCGM clustering and pooling, the backward pass) recorded once per `MlForces`.
 
 use super::*;
+use super::charges::learned_charges;
 use crate::ml::layer;
 
 /// Records one evaluation, as `Inference::evaluate` runs it.
@@ -283,55 +284,6 @@ pub(super) fn record(
         }
     }
     b.op("ml_finish", BACKWARD, atoms, [None, None, None, Some(acc), None, None], weights, None, &[]);
-}
-
-/// Learned charges (src/ml/inference/charges.rs): q̃ = layer2(ssp(layer1(x))) from the final
-/// features, moved to sum to each structure's charge; their Ewald energy, forces and virial
-/// (added to the accumulator `acc`); dE/dq̃ back through the head into `g_x`. `scratch` holds
-/// the head's activations and slopes ([N, F/2] each).
-fn learned_charges(b: &mut Builder, c: &ChargesAt, x: usize, g_x: usize, scratch: (usize, usize), acc: usize, weights: usize) {
-    let (n, ns) = (b.n as u32, b.structures as u32);
-    let (h, slope) = scratch;
-    let q = c.values;
-    let atoms = b.per_atom();
-    b.stage = LONG_RANGE;
-    // q at [0, N): raw, [N, 2N): moved to sum to Q, [2N, 3N): dE/dq, then projected at [0, N).
-    b.dense(c.layer1, false, b.n, (x, 0), (h, 0), Some((slope, 0)), 2, weights);
-    b.dense(c.layer2, false, b.n, (h, 0), (q, 0), None, 0, weights);
-    let mean = |b: &mut Builder, at: u32, word: u32| b.op("ml_structure_mean", LONG_RANGE, [ns, 1, 1], [Some(q), None, Some(c.block), None, None, None], weights, None, &[(word::OFF_A, at), (word::K, word)]);
-    let center = |b: &mut Builder, from: u32, to: u32, word: u32, mode: u32| {
-        b.op("ml_charge_center", LONG_RANGE, atoms, [Some(q), None, Some(c.block), None, None, None], weights, None, &[(word::OFF_A, from), (word::OFF_B, to), (word::K, word), (word::MODE, mode)])
-    };
-    mean(b, 0, 2);
-    center(b, 0, n, 2, 0);
-    b.op("ml_ewald_prepare", LONG_RANGE, atoms, [None, None, None, None, Some(c.fractional), None], weights, None, &[]);
-    let chunks = b.elements(c.k_total / KC);
-    b.op(
-        "ml_ewald_structure",
-        LONG_RANGE,
-        chunks,
-        [Some(q), Some(c.structure_factor), None, Some(c.kvectors), Some(c.fractional), Some(c.virial_shares)],
-        weights,
-        None,
-        &[(word::OFF_A, n), (word::ROWS, c.k_total as u32)],
-    );
-    b.op("ml_ewald_virial", LONG_RANGE, [ns, 1, 1], [None, None, Some(c.block), None, None, Some(c.virial_shares)], weights, None, &[]);
-    b.op(
-        "ml_ewald_atoms",
-        LONG_RANGE,
-        [c.atom_blocks, c.parts, 1],
-        [Some(q), Some(c.structure_factor), Some(c.block), Some(c.kvectors), Some(c.fractional), Some(c.part_sums)],
-        weights,
-        None,
-        &[(word::OFF_A, n), (word::K, c.parts)],
-    );
-    b.op("ml_ewald_finish", LONG_RANGE, atoms, [Some(q), None, Some(c.block), Some(acc), None, Some(c.part_sums)], weights, None, &[(word::OFF_A, n), (word::OFF_B, 2 * n), (word::K, c.parts)]);
-    mean(b, 2 * n, 3);
-    center(b, 2 * n, 0, 3, 1);
-    // dE/dx = ((dE/dq̃ W_2^T) ⊙ ssp'(a)) W_1^T, added to g_x.
-    b.dense(c.layer2, true, b.n, (q, 0), (h, 0), Some((slope, 0)), 3, weights);
-    b.dense(c.layer1, true, b.n, (h, 0), (g_x, 0), None, 1, weights);
-    b.stage = BACKWARD;
 }
 
 /// Keeps a copy of `source` ([atoms, width] from its word `at`) as the layer `name`.

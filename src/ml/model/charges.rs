@@ -36,7 +36,7 @@ pub struct LongRange {
 
 impl LongRange {
     pub fn coulomb(&self) -> Coulomb {
-        Coulomb { width: self.charge_width }
+        Coulomb { width: self.charge_width, mesh: None }
     }
 
     pub fn describe(&self) -> String {
