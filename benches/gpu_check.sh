@@ -8,8 +8,8 @@
 #   - the shipped water models, SchNet (bare, MCGM soft, MCGM hard) and PaiNN, at about 1k,
 #     10k and 100k atoms: s/step and atom-steps/s;
 #   - the same bare models in PyTorch on the same GPU where torch with CUDA imports;
-#   - SchNet with learned charges (Ewald on the GPU) against the same SchNet without, on the
-#     ion-pair lattice at about 1k, 3k and 10k atoms;
+#   - SchNet with learned charges (Ewald on the GPU: the sum over k-vectors and the mesh)
+#     against the same SchNet without, on the ion-pair lattice at about 1k, 3k and 10k atoms;
 #   - per-kernel GPU times of LJ at 1M atoms and SchNet and PaiNN at 10k atoms.
 # It installs nothing from the network. The binary: $MDRUN, else .gpu/mdrun (a stripped build
 # carried to the device: `mkdir -p .gpu && strip -o .gpu/mdrun $CARGO_TARGET_DIR/release/mdrun`,
@@ -169,7 +169,10 @@ done
 say ""
 [ $torch_ok = 1 ] || say "(PyTorch with CUDA does not import here: no PyTorch columns.)"
 # Learned charges (Ewald in reciprocal space on the GPU) against the same SchNet without them,
-# on the periodic ion-pair lattice (systems/ionpair/ion-lattice.extxyz, 9 atoms a cell).
+# on the periodic ion-pair lattice (systems/ionpair/ion-lattice.extxyz, 9 atoms a cell), by
+# both methods (`[potential] ewald`): the sum over k-vectors (N²) and particle-mesh Ewald;
+# where they cross decides the GPU's automatic choice (MESH_ABOVE_TERMS in
+# src/gpu/ml/charges.rs, measured on lavapipe so far).
 if [ $smoke = 1 ]; then
   lr_sizes=("2, 2, 2:3")
 else
@@ -178,20 +181,22 @@ fi
 lattice=$root/systems/ionpair/ion-lattice.extxyz
 say "## Learned charges (ion-pair lattice; SchNet F = 64, 3 blocks, 5 Å; charges σ = 1 Å)"
 say ""
-say "| atoms | steps | local s/step | charges s/step | ratio |"
-say "|---|---|---|---|---|"
+say "| atoms | steps | local s/step | charges (sum) s/step | ratio | charges (mesh) s/step | ratio |"
+say "|---|---|---|---|---|---|---|"
 for one in "${lr_sizes[@]}"; do
   repeat=${one%%:*}; steps=${one##*:}
   tag=${repeat//[, ]/}
   row=()
-  for model in ionpair-schnet ionpair-schnet-charges; do
+  for variant in ionpair-schnet:auto ionpair-schnet-charges:sum ionpair-schnet-charges:mesh; do
+    model=${variant%%:*}; method=${variant##*:}
     { ml_system_toml "$lattice" "$root/potentials/$model" "$steps" "$repeat" 'max_temperature = "off"' 'max_outside_rows = "off"' 'max_energy_drift = "off"'; printf '[output]\nthermo = %s\n' "$steps"; } > "$tmp/lr.toml"
-    row+=("$(gpu_run "$tmp/lr.toml" "$tmp/$model-$tag")")
+    [ "$method" = auto ] || sed -i "/^model = /a ewald = \"$method\"" "$tmp/lr.toml"
+    row+=("$(gpu_run "$tmp/lr.toml" "$tmp/$model-$method-$tag")")
   done
   IFS=, read -r a b c <<< "$repeat"
   atoms=$((9 * a * b * c))
-  ratio=$({ [ "${row[0]}" = "-" ] || [ "${row[1]}" = "-" ]; } && echo "-" || python3 -c "print(f'{${row[1]} / ${row[0]}:.2f}')")
-  say "| $atoms | $steps | ${row[0]} | ${row[1]} | $ratio |"
+  ratio() { { [ "${row[0]}" = "-" ] || [ "$1" = "-" ]; } && echo "-" || python3 -c "print(f'{$1 / ${row[0]}:.2f}')"; }
+  say "| $atoms | $steps | ${row[0]} | ${row[1]} | $(ratio "${row[1]}") | ${row[2]} | $(ratio "${row[2]}") |"
 done
 say ""
 for model in water-schnet water-painn; do

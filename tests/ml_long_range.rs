@@ -39,7 +39,7 @@ fn rock_salt_conventional(a: f64) -> (Vec<[f64; 3]>, Vec<f64>, Cell) {
 fn ewald_gives_the_madelung_constant_of_rock_salt() {
     let a = 5.64;
     let expected = -MADELUNG_ROCK_SALT * COULOMB_CONSTANT / (a / 2.0);
-    let point = Coulomb { width: 0.0 };
+    let point = Coulomb { width: 0.0, mesh: None };
     let (x, q, cell) = rock_salt_conventional(a);
     let conventional = point.field(&x, &cell, &q).unwrap().energy / 4.0;
     // The primitive cell is triclinic (60° between its vectors).
@@ -88,7 +88,7 @@ fn largest_gap(a: &Field, b: &Field) -> f64 {
 fn ewald_does_not_depend_on_its_splitting() {
     let (x, q, cell) = random_charges(12, 0.7, 1);
     for (width, alphas) in [(0.0, [0.3, 0.45, 0.7]), (0.8, [0.3, 0.5, 1.0 / (0.8 * std::f64::consts::SQRT_2)])] {
-        let coulomb = Coulomb { width };
+        let coulomb = Coulomb { width, mesh: None };
         let fields: Vec<Field> = alphas.iter().map(|&alpha| coulomb.ewald_sum(&coulomb.ewald_with(alpha, &cell), &x, &cell, &q).unwrap()).collect();
         let automatic = coulomb.field(&x, &cell, &q).unwrap();
         for (alpha, f) in alphas.iter().zip(&fields) {
@@ -108,7 +108,7 @@ fn ewald_equals_the_direct_lattice_sum_of_whole_cells() {
     let x = [[0.5, 0.7, 1.1], [3.2, 1.9, 0.4], [2.2, 4.1, 3.3], [4.4, 3.0, 2.0]];
     let q = [0.8, -0.5, 0.6, -0.9];
     for width in [0.0, 0.5] {
-        let coulomb = Coulomb { width };
+        let coulomb = Coulomb { width, mesh: None };
         let ewald = coulomb.field(&x, &cell, &q).unwrap().energy;
         let dipole: [f64; 3] = [0, 1, 2].map(|k| x.iter().zip(&q).map(|(r, q)| q * r[k]).sum());
         let surface = COULOMB_CONSTANT * 2.0 * std::f64::consts::PI / (3.0 * a * a * a) * (dipole[0].powi(2) + dipole[1].powi(2) + dipole[2].powi(2));
@@ -187,12 +187,12 @@ fn check_derivatives(label: &str, coulomb: Coulomb, x: &[[f64; 3]], cell: &Cell,
 #[test]
 fn forces_potentials_and_virial_are_derivatives_of_the_energy() {
     let (x, q, cell) = random_charges(10, -0.4, 2);
-    check_derivatives("periodic triclinic, point charges", Coulomb { width: 0.0 }, &x, &cell, &q);
-    check_derivatives("periodic triclinic, σ = 1 Å", Coulomb { width: 1.0 }, &x, &cell, &q);
+    check_derivatives("periodic triclinic, point charges", Coulomb { width: 0.0, mesh: None }, &x, &cell, &q);
+    check_derivatives("periodic triclinic, σ = 1 Å", Coulomb { width: 1.0, mesh: None }, &x, &cell, &q);
     let open = Cell::new(*cell.vectors(), [false; 3]).unwrap();
-    check_derivatives("open, σ = 1 Å", Coulomb { width: 1.0 }, &x, &open, &q);
+    check_derivatives("open, σ = 1 Å", Coulomb { width: 1.0, mesh: None }, &x, &open, &q);
     let slab = Cell::new(*cell.vectors(), [true, true, false]).unwrap();
-    let err = Coulomb { width: 1.0 }.field(&x, &slab, &q).unwrap_err();
+    let err = Coulomb { width: 1.0, mesh: None }.field(&x, &slab, &q).unwrap_err();
     assert!(err.contains("periodic along all three axes or along none"), "{err}");
 }
 
@@ -201,7 +201,7 @@ fn the_pair_kernel_gives_the_same_energy_forces_and_virial() {
     let (x, q, cell) = random_charges(9, 1.0, 3);
     let open = Cell::new(*cell.vectors(), [false; 3]).unwrap();
     for (what, cell) in [("periodic", cell), ("open", open)] {
-        let coulomb = Coulomb { width: 1.0 };
+        let coulomb = Coulomb { width: 1.0, mesh: None };
         let field = coulomb.field(&x, &cell, &q).unwrap();
         let k = coulomb.pair_kernel(&x, &cell).unwrap();
         let mut from_kernel = Field { energy: 0.0, potential: vec![0.0; x.len()], forces: vec![[0.0; 3]; x.len()], virial: [0.0; 9] };
@@ -372,7 +372,7 @@ fn pme_agrees_with_plain_ewald_and_its_forces_are_its_gradient() {
         let cell = Cell::new(small.vectors().map(|v| v.map(|c| c * enlarge)), [true; 3]).unwrap();
         let x: Vec<[f64; 3]> = x0.iter().map(|r| r.map(|c| c * enlarge)).collect();
         for width in [1.0, 0.0] {
-            let coulomb = Coulomb { width };
+            let coulomb = Coulomb { width, mesh: None };
             let pme = coulomb.ewald(x.len(), &cell);
             assert!(x.len() >= mdrun::ml::electrostatics::PME_ATOMS);
             let mesh = pme.mesh().expect("PME from PME_ATOMS on");
