@@ -6,7 +6,7 @@
 // real-space part either; ml_ewald_finish adds the self and background terms to both.
 // Compiled after ml.wgsl and charges.wgsl (same `Op` uniform, bindings and helpers).
 //
-// Every structure of a batch has a grid of the same dimensions, powers of two up to MAX_LINE,
+// Every structure of a batch has a grid of the same dimensions, 2^a 3^b up to MAX_LINE,
 // z fastest, structure s's at s × points. The long-range block's header holds them: L[2..5] =
 // K_x, K_y, K_z, points (u32 bits), L[6] = 1/(4α²).
 // Spreading adds each atom's 216 weights with atomics on 64-bit fixed-point numbers (two u32
@@ -17,8 +17,9 @@ const ORDER: u32 = 6u;
 const MAX_LINE: u32 = 1024u;
 const FIXED_ONE: f32 = 4294967296.0;   // 2^32: one e in fixed point
 
+// The FFT's lines and the other buffer of its stages: 16 KB, WebGPU's least limit.
 var<workgroup> line: array<vec2<f32>, MAX_LINE>;
-var<workgroup> twiddles: array<vec2<f32>, MAX_LINE / 2u>;   // e^{∓2πi j/K}, j < K/2
+var<workgroup> line_other: array<vec2<f32>, MAX_LINE>;
 
 fn mesh_dims() -> vec3<u32> {
     return vec3<u32>(bitcast<u32>(C[2]), bitcast<u32>(C[3]), bitcast<u32>(C[4]));
@@ -77,7 +78,7 @@ fn stencil(i: u32) -> Stencil {
 }
 
 fn wrap(base: u32, t: u32, size: u32) -> u32 {
-    return (base + size - t) & (size - 1u);
+    return (base + size - t) % size;
 }
 
 // Adds v to grid point `point` in fixed point: |v| split into whole and fraction (both exact),
@@ -143,11 +144,38 @@ fn line_and_point(j: u32, lines: u32, length: u32, stride: u32) -> vec2<u32> {
 
 // ---- The FFT of every grid line along one axis, in place in B (complex), unnormalised:
 // e^{-2πi jk/K} with O.mode 0, e^{+2πi jk/K} with 1. Each workgroup takes O.k whole lines
-// (MAX_LINE points: short lines share a workgroup, so every thread has butterflies and a
-// barrier serves them all), loaded in bit-reversed order into workgroup memory, then log2 K
-// radix-2 stages. The lines' layout comes in the uniform (O.rows lines of length K = O.inputs,
-// stride O.outputs; line l starts at (l / O.off_c) O.off_d + l % O.off_c), so the barriers sit
-// in uniform control flow.
+// (up to MAX_LINE points: short lines share a workgroup, so every thread has butterflies and
+// a barrier serves them all) into workgroup memory, then Stockham stages of radix 4, 2 or 3
+// (K = 2^a 3^b), which keep the natural order (no permutation), between two buffers in turn. The lines' layout comes in the uniform (O.rows lines of length K = O.inputs, stride
+// O.outputs; line l starts at (l / O.off_c) O.off_d + l % O.off_c), so the barriers sit in
+// uniform control flow.
+// The stages read one buffer and write the other.
+fn stage_read(i: u32, flipped: bool) -> vec2<f32> {
+    if (flipped) {
+        return line_other[i];
+    }
+    return line[i];
+}
+
+fn stage_write(i: u32, v: vec2<f32>, flipped: bool) {
+    if (flipped) {
+        line[i] = v;
+    } else {
+        line_other[i] = v;
+    }
+}
+
+// ±i z (the sign of the transform's exponent).
+fn times_i(z: vec2<f32>, sign: f32) -> vec2<f32> {
+    return sign * vec2<f32>(-z.y, z.x);
+}
+
+fn radix_of(rest: u32) -> u32 {
+    if (rest % 4u == 0u) { return 4u; }
+    if (rest % 2u == 0u) { return 2u; }
+    return 3u;
+}
+
 @compute @workgroup_size(64)
 fn ml_pme_fft(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let first = (wg.x + wg.y * groups.x) * O.k;
@@ -155,40 +183,75 @@ fn ml_pme_fft(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) gro
     let length = O.inputs;
     let stride = O.outputs;
     let lines = min(O.k, O.rows - first);
-    let bits = countTrailingZeros(length);
     for (var j = lid; j < lines * length; j += 64u) {
         let lp = line_and_point(j, lines, length, stride);
         let l = first + lp.x;
         let at = 2u * ((l / O.off_c) * O.off_d + l % O.off_c + lp.y * stride);
-        line[lp.x * length + (reverseBits(lp.y) >> (32u - bits))] = vec2<f32>(B[at], B[at + 1u]);
+        line[lp.x * length + lp.y] = vec2<f32>(B[at], B[at + 1u]);
     }
     let sign = select(-1.0, 1.0, O.mode == 1u);
-    for (var j = lid; j < length / 2u; j += 64u) {
-        twiddles[j] = turn(sign * f32(j) / f32(length));
-    }
-    for (var half = 1u; half < length; half *= 2u) {
+    // span: the product of the radices done (Stockham's N_s); flipped: the data is in
+    // line_other.
+    var span = 1u;
+    var rest = length;
+    var flipped = false;
+    while (rest > 1u) {
+        let r = radix_of(rest);
+        let per_line = length / r;
         workgroupBarrier();
-        // The stage's twiddle e^{∓2πi p/(2 half)} is the line's of index p K/(2 half).
-        let step = length / (2u * half);
-        for (var b = lid; b < lines * length / 2u; b += 64u) {
-            let start = (b / (length / 2u)) * length;
-            let within = b % (length / 2u);
-            let p = within & (half - 1u);
-            let i0 = start + (within - p) * 2u + p;
-            let i1 = i0 + half;
-            let t = cmul(twiddles[p * step], line[i1]);
-            let x0 = line[i0];
-            line[i0] = x0 + t;
-            line[i1] = x0 - t;
+        for (var b = lid; b < lines * per_line; b += 64u) {
+            let start = (b / per_line) * length;
+            let j = b % per_line;
+            let phase = j % span;
+            // The inputs times the stage's twiddles e^{∓2πi q phase/(span r)}, by powers.
+            let step = turn(sign * f32(phase) / f32(span * r));
+            let source = start + j;
+            let at = start + (j / span) * span * r + phase;
+            if (r == 2u) {
+                let a0 = stage_read(source, flipped);
+                let a1 = cmul(stage_read(source + per_line, flipped), step);
+                stage_write(at, a0 + a1, flipped);
+                stage_write(at + span, a0 - a1, flipped);
+            } else if (r == 4u) {
+                let step2 = cmul(step, step);
+                let a0 = stage_read(source, flipped);
+                let a1 = cmul(stage_read(source + per_line, flipped), step);
+                let a2 = cmul(stage_read(source + 2u * per_line, flipped), step2);
+                let a3 = cmul(stage_read(source + 3u * per_line, flipped), cmul(step2, step));
+                let s02 = a0 + a2;
+                let d02 = a0 - a2;
+                let s13 = a1 + a3;
+                let d13 = times_i(a1 - a3, sign);
+                stage_write(at, s02 + s13, flipped);
+                stage_write(at + span, d02 + d13, flipped);
+                stage_write(at + 2u * span, s02 - s13, flipped);
+                stage_write(at + 3u * span, d02 - d13, flipped);
+            } else {
+                // Radix 3: e^{∓2πi/3} = −1/2 ∓ i √3/2.
+                let a0 = stage_read(source, flipped);
+                let a1 = cmul(stage_read(source + per_line, flipped), step);
+                let a2 = cmul(stage_read(source + 2u * per_line, flipped), cmul(step, step));
+                let sum = a1 + a2;
+                let middle = a0 - 0.5 * sum;
+                let turned = 0.8660254037844386 * times_i(a1 - a2, sign);
+                stage_write(at, a0 + sum, flipped);
+                stage_write(at + span, middle + turned, flipped);
+                stage_write(at + 2u * span, middle - turned, flipped);
+            }
         }
+        flipped = !flipped;
+        span *= r;
+        rest /= r;
     }
     workgroupBarrier();
     for (var j = lid; j < lines * length; j += 64u) {
         let lp = line_and_point(j, lines, length, stride);
         let l = first + lp.x;
         let at = 2u * ((l / O.off_c) * O.off_d + l % O.off_c + lp.y * stride);
-        B[at] = line[lp.x * length + lp.y].x;
-        B[at + 1u] = line[lp.x * length + lp.y].y;
+        let i = lp.x * length + lp.y;
+        let value = stage_read(i, flipped);
+        B[at] = value.x;
+        B[at + 1u] = value.y;
     }
 }
 
@@ -196,10 +259,10 @@ fn signed_index(m: u32, size: u32) -> f32 {
     return select(f32(m), f32(m) - f32(size), 2u * m > size);
 }
 
-// ---- Per grid point (O.rows): the transform (B) times the influence function (D), and the
-// point's share of the reciprocal virial, ½ g |FQ|² (δ − 2 (1/4α² + 1/k²) k⊗k), summed per
-// workgroup of CONVOLVE_POINTS points into G (6 each; a structure's points fill whole
-// workgroups). Thread t takes points t, t + 64, ... of its workgroup's (neighbouring threads,
+// ---- Per grid point: the transform (B) times the influence function (D), and the point's
+// share of the reciprocal virial, ½ g |FQ|² (δ − 2 (1/4α² + 1/k²) k⊗k), summed per block of
+// CONVOLVE_POINTS points of one structure into G (6 each; O.k blocks per structure, the last
+// one partial). Thread t takes points t, t + 64, ... of its block (neighbouring threads,
 // neighbouring points), so that one reduction serves many points.
 const CONVOLVE_POINTS: u32 = 1024u;
 
@@ -207,8 +270,11 @@ const CONVOLVE_POINTS: u32 = 1024u;
 fn ml_pme_convolve(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let block = wg.x + wg.y * groups.x;
     var share: array<f32, 6>;
-    for (var g = block * CONVOLVE_POINTS + lid; g < min((block + 1u) * CONVOLVE_POINTS, O.rows); g += 64u) {
-        let points = mesh_points();
+    let points = mesh_points();
+    let structure_first = (block / O.k) * points;
+    let lo = structure_first + (block % O.k) * CONVOLVE_POINTS;
+    let hi = min(lo + CONVOLVE_POINTS, structure_first + points);
+    for (var g = lo + lid; g < hi && g < O.rows; g += 64u) {
         let dims = mesh_dims();
         let local = g % points;
         let m = vec3<f32>(signed_index(local / (dims.y * dims.z), dims.x), signed_index((local / dims.z) % dims.y, dims.y), signed_index(local % dims.z, dims.z));
@@ -233,7 +299,8 @@ fn ml_pme_convolve(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
         sums[6u * lid + q] = share[q];
     }
     sum_workgroup(lid, 6u);
-    if (lid < 6u) {
+    // Workgroups past the last block (the dispatch's second row pads) write nothing.
+    if (lid < 6u && block < O.k * P.n_structures) {
         G[6u * block + lid] = sums[lid];
     }
 }

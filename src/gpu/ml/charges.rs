@@ -16,7 +16,7 @@ const MESH_ABOVE_TERMS: f64 = 1.5e7;
 const MAX_EWALD_TERMS: f64 = 2e10;
 /// The FFT's longest grid line (MAX_LINE in shaders/pme.wgsl: one workgroup's memory), the
 /// fewest points along a cell vector, and grid points per share of the virial
-/// (CONVOLVE_POINTS: 16³ divides every grid).
+/// (CONVOLVE_POINTS: a structure's last share takes what is left).
 const MAX_LINE: usize = 1024;
 const MIN_LINE: usize = 16;
 const CONVOLVE_POINTS: usize = 1024;
@@ -78,11 +78,24 @@ enum Reciprocal {
     Mesh { dims: [usize; 3], points: usize, grid: usize, influence: usize, virial_shares: usize },
 }
 
-/// The mesh's grid points per axis for a structure in `cell`: powers of two (the FFT's
-/// radix-2 stages), at least `MIN_LINE`.
+/// The mesh's grid points per axis for a structure in `cell`: the smallest 2^a 3^b (the
+/// FFT's radices 2, 3 and 4) at least the Nyquist count and `MIN_LINE`.
 fn mesh_dims(model: &Inference, cell: &Cell) -> [usize; 3] {
     let reach = model.charges.as_ref().expect("a model with charges").coulomb.reciprocal_only_mesh_reach();
-    [0, 1, 2].map(|m| nyquist_points(reach, cell, m).next_power_of_two().max(MIN_LINE))
+    [0, 1, 2].map(|m| fft_size(nyquist_points(reach, cell, m).max(MIN_LINE)))
+}
+
+/// The smallest 2^a 3^b at least n.
+fn fft_size(n: usize) -> usize {
+    (n..)
+        .find(|&m| {
+            let mut odd = m >> m.trailing_zeros();
+            while odd % 3 == 0 {
+                odd /= 3;
+            }
+            odd == 1
+        })
+        .expect("a size 2^a 3^b exists")
 }
 
 /// Whether the GPU sums the structures' charges on the mesh: as `Coulomb::mesh` says, else
@@ -142,11 +155,12 @@ pub(super) fn charges_at(b: &mut Builder, model: &Inference, layer1: LinearAt, l
         let points = dims.iter().product::<usize>();
         let alpha = coulomb.a();
         let mut influence = Vec::with_capacity(points * cells.len());
+        let shares = points.div_ceil(CONVOLVE_POINTS);
         for (s, cell) in cells.iter().enumerate() {
             influence.extend(influence_on(alpha, dims, cell).into_iter().map(|g| g as f32));
             let at = LR_STRUCTURE + LR_WORDS * s;
-            block[at + lr::SHARES_FIRST] = f32::from_bits((s * points / CONVOLVE_POINTS) as u32);
-            block[at + lr::SHARES] = f32::from_bits((points / CONVOLVE_POINTS) as u32);
+            block[at + lr::SHARES_FIRST] = f32::from_bits((s * shares) as u32);
+            block[at + lr::SHARES] = f32::from_bits(shares as u32);
         }
         for m in 0..3 {
             block[header::MESH_DIMS + m] = f32::from_bits(dims[m] as u32);
@@ -160,7 +174,7 @@ pub(super) fn charges_at(b: &mut Builder, model: &Inference, layer1: LinearAt, l
             points,
             grid: b.buffer("ml PME grid", 2 * total),
             influence: b.buffer("ml PME influence function", total),
-            virial_shares: b.buffer("ml PME virial shares", 6 * total / CONVOLVE_POINTS),
+            virial_shares: b.buffer("ml PME virial shares", 6 * shares * cells.len()),
         };
         if let Reciprocal::Mesh { influence: buffer, .. } = mesh {
             b.ctx.queue.write_buffer(&b.buffers[buffer], 0, bytemuck::cast_slice(&influence));
@@ -276,7 +290,8 @@ pub(super) fn learned_charges(b: &mut Builder, c: &ChargesAt, x: usize, g_x: usi
             let per_point = b.elements(total as usize);
             b.op("ml_pme_load", LONG_RANGE, per_point, [None, Some(grid), Some(c.block), None, None, None], weights, None, &[(word::ROWS, total)]);
             fft(b, c.block, grid, dims, total, false, weights);
-            let blocks = total.div_ceil(CONVOLVE_POINTS as u32);
+            let shares = points.div_ceil(CONVOLVE_POINTS) as u32;
+            let blocks = shares * ns;
             b.op(
                 "ml_pme_convolve",
                 LONG_RANGE,
@@ -284,7 +299,7 @@ pub(super) fn learned_charges(b: &mut Builder, c: &ChargesAt, x: usize, g_x: usi
                 [None, Some(grid), Some(c.block), Some(influence), None, Some(virial_shares)],
                 weights,
                 None,
-                &[(word::ROWS, total)],
+                &[(word::ROWS, total), (word::K, shares)],
             );
             b.op("ml_ewald_virial", LONG_RANGE, [ns, 1, 1], [None, None, Some(c.block), None, None, Some(virial_shares)], weights, None, &[]);
             fft(b, c.block, grid, dims, total, true, weights);
@@ -310,7 +325,7 @@ fn fft(b: &mut Builder, block: usize, grid: usize, dims: [usize; 3], total: u32,
     for axis in order {
         let (length, stride, per_run, span) = axes[axis];
         let lines = total / length;
-        // Whole lines per workgroup, MAX_LINE points in all.
+        // Whole lines per workgroup, up to MAX_LINE points in all.
         let per_group = MAX_LINE as u32 / length;
         let needed = lines.div_ceil(per_group);
         let groups = [needed.min(65535), needed.div_ceil(65535), 1];
