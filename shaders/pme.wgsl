@@ -142,14 +142,7 @@ fn line_and_point(j: u32, lines: u32, length: u32, stride: u32) -> vec2<u32> {
     return vec2<u32>(j % lines, j / lines);
 }
 
-// ---- The FFT of every grid line along one axis, in place in B (complex), unnormalised:
-// e^{-2πi jk/K} with O.mode 0, e^{+2πi jk/K} with 1. Each workgroup takes O.k whole lines
-// (up to MAX_LINE points: short lines share a workgroup, so every thread has butterflies and
-// a barrier serves them all) into workgroup memory, then Stockham stages of radix 4, 2 or 3
-// (K = 2^a 3^b), which keep the natural order (no permutation), between two buffers in turn. The lines' layout comes in the uniform (O.rows lines of length K = O.inputs, stride
-// O.outputs; line l starts at (l / O.off_c) O.off_d + l % O.off_c), so the barriers sit in
-// uniform control flow.
-// The stages read one buffer and write the other.
+// The FFT's stages read one workgroup buffer and write the other (flipped: read line_other).
 fn stage_read(i: u32, flipped: bool) -> vec2<f32> {
     if (flipped) {
         return line_other[i];
@@ -176,6 +169,14 @@ fn radix_of(rest: u32) -> u32 {
     return 3u;
 }
 
+// ---- The FFT of every grid line along one axis, in place in B (complex), unnormalised:
+// e^{-2πi jk/K} with O.mode 0, e^{+2πi jk/K} with 1. Each workgroup takes O.k whole lines
+// (up to MAX_LINE points: short lines share a workgroup, so every thread has butterflies and
+// a barrier serves them all) into workgroup memory, then Stockham stages of radix 4, 2 or 3
+// (K = 2^a 3^b), which keep the natural order (no permutation), between the two buffers in
+// turn. The lines' layout comes in the uniform (O.rows lines of length K = O.inputs, stride
+// O.outputs; line l starts at (l / O.off_c) O.off_d + l % O.off_c), so the barriers sit in
+// uniform control flow.
 @compute @workgroup_size(64)
 fn ml_pme_fft(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let first = (wg.x + wg.y * groups.x) * O.k;
@@ -227,7 +228,7 @@ fn ml_pme_fft(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) gro
                 stage_write(at + 2u * span, s02 - s13, flipped);
                 stage_write(at + 3u * span, d02 - d13, flipped);
             } else {
-                // Radix 3: e^{∓2πi/3} = −1/2 ∓ i √3/2.
+                // Radix 3: e^{±2πi/3} = −1/2 ± i √3/2 (the transform's sign).
                 let a0 = stage_read(source, flipped);
                 let a1 = cmul(stage_read(source + per_line, flipped), step);
                 let a2 = cmul(stage_read(source + 2u * per_line, flipped), cmul(step, step));

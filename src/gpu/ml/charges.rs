@@ -135,12 +135,12 @@ pub(super) fn charges_at(b: &mut Builder, model: &Inference, layer1: LinearAt, l
     block[header::SELF] = (-2.0 * coulomb.a() / std::f64::consts::PI.sqrt()) as f32;
     block[header::KE] = COULOMB_CONSTANT as f32;
     let values = b.buffer("ml charges", 3 * b.n);
+    let alpha = coulomb.a();
     for (s, (&size, cell)) in sizes.iter().zip(cells).enumerate() {
-        let sum = coulomb.reciprocal_only(cell).map_err(GpuError::Unsupported)?;
         let at = LR_STRUCTURE + LR_WORDS * s;
         block[at + lr::Q] = total_charge as f32;
         block[at + lr::Q_PER_ATOM] = (total_charge / size as f64) as f32;
-        block[at + lr::BACKGROUND] = (-std::f64::consts::PI / (sum.volume * sum.alpha * sum.alpha)) as f32;
+        block[at + lr::BACKGROUND] = (-std::f64::consts::PI / (cell.volume() * alpha * alpha)) as f32;
         block[at + lr::ATOMS] = size as f32;
     }
     let (reciprocal, parts) = if takes_mesh(model, sizes, cells) {
@@ -153,7 +153,12 @@ pub(super) fn charges_at(b: &mut Builder, model: &Inference, layer1: LinearAt, l
             return Err(GpuError::Unsupported(format!("the GPU's particle-mesh Ewald takes up to {MAX_LINE} grid points along a cell vector; these cells need {dims:?}")));
         }
         let points = dims.iter().product::<usize>();
-        let alpha = coulomb.a();
+        let total = points * cells.len();
+        // The complex grid, the largest binding, checked before the host computes anything.
+        let grid_bytes = 8 * total as u64;
+        if grid_bytes > b.ctx.adapter.max_binding {
+            return Err(GpuError::Unsupported(b.ctx.binding_too_large("particle-mesh Ewald grid", grid_bytes, b.n)));
+        }
         let mut influence = Vec::with_capacity(points * cells.len());
         let shares = points.div_ceil(CONVOLVE_POINTS);
         for (s, cell) in cells.iter().enumerate() {
@@ -167,18 +172,16 @@ pub(super) fn charges_at(b: &mut Builder, model: &Inference, layer1: LinearAt, l
         }
         block[header::MESH_POINTS] = f32::from_bits(points as u32);
         block[header::INV_4_ALPHA_SQ] = (1.0 / (4.0 * alpha * alpha)) as f32;
-        let total = points * cells.len();
         b.mesh = b.buffer("ml PME fixed-point grid", 2 * total);
+        let influence_buffer = b.buffer("ml PME influence function", total);
+        b.ctx.queue.write_buffer(&b.buffers[influence_buffer], 0, bytemuck::cast_slice(&influence));
         let mesh = Reciprocal::Mesh {
             dims,
             points,
             grid: b.buffer("ml PME grid", 2 * total),
-            influence: b.buffer("ml PME influence function", total),
+            influence: influence_buffer,
             virial_shares: b.buffer("ml PME virial shares", 6 * shares * cells.len()),
         };
-        if let Reciprocal::Mesh { influence: buffer, .. } = mesh {
-            b.ctx.queue.write_buffer(&b.buffers[buffer], 0, bytemuck::cast_slice(&influence));
-        }
         (mesh, 1)
     } else {
         let mut kvectors: Vec<f32> = Vec::new();
@@ -214,17 +217,16 @@ pub(super) fn charges_at(b: &mut Builder, model: &Inference, layer1: LinearAt, l
             block[at + lr::SHARES] = f32::from_bits((count / KC) as u32);
         }
         let k_total = kvectors.len() / K_WORDS;
+        let kvectors_buffer = b.buffer("ml k-vectors", kvectors.len());
+        b.ctx.queue.write_buffer(&b.buffers[kvectors_buffer], 0, bytemuck::cast_slice(&kvectors));
         let sum = Reciprocal::Sum {
-            kvectors: b.buffer("ml k-vectors", kvectors.len()),
+            kvectors: kvectors_buffer,
             structure_factor: b.buffer("ml structure factors", 2 * k_total),
             virial_shares: b.buffer("ml reciprocal virial shares", 6 * k_total / KC),
             fractional: b.buffer("ml fractional coordinates", FRAC_WORDS * b.n),
             k_total,
             atom_blocks: sizes.iter().map(|n| n.div_ceil(64) as u32).sum(),
         };
-        if let Reciprocal::Sum { kvectors: buffer, .. } = sum {
-            b.ctx.queue.write_buffer(&b.buffers[buffer], 0, bytemuck::cast_slice(&kvectors));
-        }
         (sum, most.div_ceil(K_PER_PART).clamp(1, 64))
     };
     let at = ChargesAt {
