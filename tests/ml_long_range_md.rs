@@ -170,13 +170,29 @@ fn the_total_charge_reaches_the_model_from_system_toml() {
 }
 
 #[test]
-fn the_ewald_method_reaches_the_cpu() {
+fn the_ewald_method_reaches_both_platforms_and_the_run_header() {
     // `[potential] ewald` picks the CPU's reciprocal sum too: the 9-atom lattice cell (plain
     // Ewald by default, under 500 atoms) by the sum over k and by the mesh agree within the
-    // mesh's error, and differ (the key took effect).
+    // mesh's error, and differ (the key took effect). The potential's description, which the
+    // run's header prints, says which method sums the charges, on each platform.
     let dir = common::scratch("lr-ewald-cpu");
-    let energy = |method: &str| first_energy(&common::plan_in(&dir, &ion_toml("", "ionpair-schnet-charges", "").replace("[potential]\n", &format!("[potential]\newald = \"{method}\"\n"))));
-    let (auto, sum, mesh) = (energy("auto"), energy("sum"), energy("mesh"));
+    let plan_with = |method: &str| common::plan_in(&dir, &ion_toml("", "ionpair-schnet-charges", "").replace("[potential]\n", &format!("[potential]\newald = \"{method}\"\n")));
+    let mut energies = Vec::new();
+    for (method, words) in [("auto", "Ewald over"), ("sum", "Ewald over"), ("mesh", "particle-mesh Ewald on a")] {
+        let plan = plan_with(method);
+        let name = plan.potential.instantiate(&plan.system).unwrap().name();
+        println!("{method}: {name}");
+        assert!(name.contains(&format!("charges summed by {words}")), "{method}: {name}");
+        energies.push(first_energy(&plan));
+        let gpu = match mdrun::engine::gpu_potential(&plan, &plan.system).unwrap() {
+            mdrun::gpu::GpuPotential::Ml(model) => model.description,
+            _ => unreachable!("a learned model"),
+        };
+        println!("{method} on the GPU: {gpu}");
+        let expected = if method == "mesh" { "particle-mesh Ewald on the GPU, a " } else { "Ewald on the GPU over about" };
+        assert!(gpu.contains(expected), "{method}: {gpu}");
+    }
+    let (auto, sum, mesh) = (energies[0], energies[1], energies[2]);
     println!("auto {auto:.9} eV, sum {sum:.9} eV, mesh {mesh:.9} eV");
     assert!(auto == sum, "auto {auto} is not the sum {sum} for 9 atoms");
     assert!(mesh != sum && (mesh - sum).abs() < 1e-4, "mesh {mesh} against sum {sum}");

@@ -21,7 +21,8 @@ pub(super) fn start(plan: &Plan, system: System, step: u64, reference: Option<cr
             let ml = crate::potential::mcgm::MlPotential::load(model, &names)
                 .and_then(|p| p.with_ewald(*ewald))
                 .and_then(|p| p.for_system(&system.cell, *charge))
-                .map_err(EngineError::Potential)?;
+                .map_err(EngineError::Potential)?
+                .describe_charges_for(system.len(), &system.cell);
             Box::new(ml.in_batch(batch))
         }
         _ => plan.potential.instantiate(&system).map_err(EngineError::Potential)?,

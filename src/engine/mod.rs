@@ -101,7 +101,11 @@ pub fn gpu_potential(plan: &Plan, system: &System) -> Result<GpuPotential, Strin
 /// charges summed as `ewald` says (`Coulomb::mesh`).
 fn gpu_model(path: &std::path::Path, charge: f64, ewald: Option<bool>, system: &System) -> Result<crate::potential::mcgm::GpuModel, String> {
     let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
-    crate::potential::mcgm::MlPotential::load(path, &names)?.with_ewald(ewald)?.with_total_charge(charge)?.into_gpu()
+    let mut model = crate::potential::mcgm::MlPotential::load(path, &names)?.with_ewald(ewald)?.with_total_charge(charge)?.into_gpu()?;
+    if let Some(method) = crate::gpu::ml::describe_charges(&model.inference, system.len(), &system.cell) {
+        model.description = format!("{}; charges summed by {method}", model.description);
+    }
+    Ok(model)
 }
 
 /// Time spent per part of the step; on the GPU only the total is known.

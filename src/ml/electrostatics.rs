@@ -75,6 +75,16 @@ pub struct Ewald {
 }
 
 impl Ewald {
+    /// The splitting in words, for the run's header (as LAMMPS reports its kspace setup).
+    pub fn describe(&self) -> String {
+        let reciprocal = match &self.pme {
+            Some(pme) => format!("particle-mesh Ewald on a {} x {} x {} grid", pme.grid[0], pme.grid[1], pme.grid[2]),
+            None => format!("Ewald over {} k-vectors", self.kvectors.len()),
+        };
+        let real = if self.real_cutoff > 0.0 { format!("real-space cutoff {:.2} Å", self.real_cutoff) } else { "no real-space part".into() };
+        format!("{reciprocal}, α = {:.4}/Å, {real}", self.alpha)
+    }
+
     /// PME's grid points along each cell vector (None: the plain sum over k).
     pub fn mesh(&self) -> Option<[usize; 3]> {
         self.pme.as_ref().map(|p| p.grid)
@@ -193,6 +203,15 @@ impl Coulomb {
             return self.pme_with(alpha, cell);
         }
         self.plain_ewald(n, cell)
+    }
+
+    /// How `n` charges in `cell` are summed, in words (the run's header).
+    pub fn describe_for(&self, n: usize, cell: &Cell) -> String {
+        match periodicity(cell) {
+            Ok(true) => self.ewald(n, cell).describe(),
+            Ok(false) => "the direct sum over all pairs (open cell)".into(),
+            Err(e) => e,
+        }
     }
 
     /// Plain Ewald (the reciprocal sum over k) for `n` charges in `cell`.

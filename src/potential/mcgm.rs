@@ -266,6 +266,15 @@ impl MlPotential {
         Ok(potential)
     }
 
+    /// Adds to the description how the charges of `n` atoms in `cell` are summed on the CPU's
+    /// fast path (the run's header); nothing for a model without charges.
+    pub fn describe_charges_for(mut self, n: usize, cell: &crate::cell::Cell) -> MlPotential {
+        if let Some(charges) = self.fast.as_ref().and_then(|f| f.charges.as_ref()) {
+            self.description = format!("{}; charges summed by {}", self.description, charges.coulomb.describe_for(n, cell));
+        }
+        self
+    }
+
     /// How a long-range model sums its charges' reciprocal part (`Coulomb::mesh`); Err for a
     /// model without charges.
     pub fn with_ewald(mut self, mesh: Option<bool>) -> Result<MlPotential, String> {

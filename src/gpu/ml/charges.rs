@@ -124,6 +124,19 @@ pub(super) fn unsupported_reason(model: &Inference, n_atoms: usize, cell: &Cell)
     None
 }
 
+/// How the GPU sums the charges of `n_atoms` atoms in `cell`, in words (the run's header);
+/// None for a model without charges.
+pub fn describe(model: &Inference, n_atoms: usize, cell: &Cell) -> Option<String> {
+    let coulomb = &model.charges.as_ref()?.coulomb;
+    let alpha = coulomb.a();
+    Some(if takes_mesh(model, &[n_atoms], std::slice::from_ref(cell)) {
+        let [x, y, z] = mesh_dims(model, cell);
+        format!("particle-mesh Ewald on the GPU, a {x} x {y} x {z} grid, α = {alpha:.4}/Å, no real-space part")
+    } else {
+        format!("Ewald on the GPU over about {:.0} k-vectors, α = {alpha:.4}/Å, no real-space part", coulomb.reciprocal_only_count(cell.volume()))
+    })
+}
+
 /// Lays out learned charges for structures of `sizes` atoms in `cells`, each of the GPU
 /// model's total charge: the long-range block, and the k-vectors of each structure's sum or
 /// its mesh's influence function, written once since the GPU keeps the cell.

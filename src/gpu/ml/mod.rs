@@ -22,6 +22,7 @@ use crate::potential::mcgm::GpuModel;
 mod charges;
 mod program;
 
+pub use charges::describe as describe_charges;
 use charges::{ChargesAt, charges_at};
 use program::record;
 
