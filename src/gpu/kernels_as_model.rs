@@ -16,7 +16,8 @@ use crate::system::{Species, System};
 pub struct GpuKernels {
     model: Model,
     adapter: String,
-    /// Learned charges by particle-mesh Ewald or the sum over k-vectors (`GpuModel::ewald_mesh`).
+    /// Learned charges by particle-mesh Ewald (true) or the sum over k-vectors (false); None: by
+    /// the system's size (`Coulomb::mesh`).
     pub ewald_mesh: Option<bool>,
 }
 
