@@ -56,10 +56,12 @@ fn splines(w: f32) -> Splines {
     return Splines(v, d);
 }
 
-// An atom's stencil: the first grid point per axis (offset t is base − t, wrapped) and the
-// splines there.
+// An atom's stencil: per offset t and axis, the part of the grid index its point adds (the
+// point of offset t is base − t, wrapped; the x part includes the structure's first point),
+// so that point (tx, ty, tz) is at[tx].x + at[ty].y + at[tz].z; and the splines there. As the
+// CPU's stencils (pme.rs), tabulated once so the 216-point loops do no modulo.
 struct Stencil {
-    base: vec3<u32>,
+    at: array<vec3<u32>, 6>,
     x: Splines,
     y: Splines,
     z: Splines,
@@ -74,11 +76,13 @@ fn stencil(i: u32) -> Stencil {
     let f = floor(u);
     // s − floor(s) may round up to 1: the point K is the point 0.
     let base = vec3<u32>(f) % dims;
-    return Stencil(base, splines(u.x - f.x), splines(u.y - f.y), splines(u.z - f.z));
-}
-
-fn wrap(base: u32, t: u32, size: u32) -> u32 {
-    return (base + size - t) % size;
+    let first = structure_of(i) * mesh_points();
+    var at: array<vec3<u32>, 6>;
+    for (var t = 0u; t < ORDER; t++) {
+        let g = (base + dims - vec3<u32>(t)) % dims;
+        at[t] = vec3<u32>(first + g.x * dims.y * dims.z, g.y * dims.z, g.z);
+    }
+    return Stencil(at, splines(u.x - f.x), splines(u.y - f.y), splines(u.z - f.z));
 }
 
 // Adds v to grid point `point` in fixed point: |v| split into whole and fraction (both exact),
@@ -103,16 +107,13 @@ fn ml_pme_spread(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i >= P.n_atoms) { return; }
     let q = A[O.off_a + i];
     let st = stencil(i);
-    let dims = mesh_dims();
-    let first = structure_of(i) * mesh_points();
     for (var tx = 0u; tx < ORDER; tx++) {
         let wx = q * st.x.v[tx];
-        let gx = wrap(st.base.x, tx, dims.x);
         for (var ty = 0u; ty < ORDER; ty++) {
             let wxy = wx * st.y.v[ty];
-            let row = first + (gx * dims.y + wrap(st.base.y, ty, dims.y)) * dims.z;
+            let row = st.at[tx].x + st.at[ty].y;
             for (var tz = 0u; tz < ORDER; tz++) {
-                add_fixed(row + wrap(st.base.z, tz, dims.z), wxy * st.z.v[tz]);
+                add_fixed(row + st.at[tz].z, wxy * st.z.v[tz]);
             }
         }
     }
@@ -315,20 +316,17 @@ fn ml_pme_gather(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i >= P.n_atoms) { return; }
     let q = A[O.off_a + i];
     let st = stencil(i);
-    let dims = mesh_dims();
-    let first = structure_of(i) * mesh_points();
     var potential = 0.0;
     var du = vec3<f32>(0.0);
     for (var tx = 0u; tx < ORDER; tx++) {
-        let gx = wrap(st.base.x, tx, dims.x);
         for (var ty = 0u; ty < ORDER; ty++) {
-            let row = first + (gx * dims.y + wrap(st.base.y, ty, dims.y)) * dims.z;
+            let row = st.at[tx].x + st.at[ty].y;
             let vx = st.x.v[tx];
             let vy = st.y.v[ty];
             let dx = st.x.d[tx];
             let dy = st.y.d[ty];
             for (var tz = 0u; tz < ORDER; tz++) {
-                let phi = B[2u * (row + wrap(st.base.z, tz, dims.z))];
+                let phi = B[2u * (row + st.at[tz].z)];
                 let vz = st.z.v[tz];
                 let dz = st.z.d[tz];
                 potential += phi * vx * vy * vz;
@@ -338,7 +336,7 @@ fn ml_pme_gather(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     // u_m = K_m s_m(r): ∇u_m = K_m b_m, b_m the inverse's columns.
     let inv = structures[structure_of(i)].inv_cols;
-    let k = vec3<f32>(dims);
+    let k = vec3<f32>(mesh_dims());
     let force = -q * (du.x * k.x * inv[0].xyz + du.y * k.y * inv[1].xyz + du.z * k.z * inv[2].xyz);
     G[4u * i] = potential;
     G[4u * i + 1u] = force.x;

@@ -205,13 +205,23 @@ impl Coulomb {
         self.plain_ewald(n, cell)
     }
 
-    /// How `n` charges in `cell` are summed, in words (the run's header).
-    pub fn describe_for(&self, n: usize, cell: &Cell) -> String {
+    /// How `n` charges in `cell` are summed, in words (the run's header). The splitting is
+    /// kept in `memory`, where the first `field_with` of the same cell finds it.
+    pub fn describe_with(&self, memory: &mut Memory, n: usize, cell: &Cell) -> String {
         match periodicity(cell) {
-            Ok(true) => self.ewald(n, cell).describe(),
+            Ok(true) => self.kept_ewald(&mut memory.ewald, n, cell).describe(),
             Ok(false) => "the direct sum over all pairs (open cell)".into(),
             Err(e) => e,
         }
+    }
+
+    /// The splitting for `n` charges in `cell`, built only when the last one was for others.
+    fn kept_ewald<'a>(&self, kept: &'a mut Option<(usize, Cell, Ewald)>, n: usize, cell: &Cell) -> &'a Ewald {
+        let reuse = matches!(kept, Some((m, c, _)) if *m == n && c == cell);
+        if !reuse {
+            *kept = Some((n, cell.clone(), self.ewald(n, cell)));
+        }
+        &kept.as_ref().expect("set above").2
     }
 
     /// Plain Ewald (the reciprocal sum over k) for `n` charges in `cell`.
@@ -298,12 +308,7 @@ impl Coulomb {
         if !periodicity(cell)? {
             return Ok(self.direct_sum(positions, charges));
         }
-        let n = positions.len();
-        let reuse = matches!(&memory.ewald, Some((m, c, _)) if *m == n && c == cell);
-        if !reuse {
-            memory.ewald = Some((n, cell.clone(), self.ewald(n, cell)));
-        }
-        let (_, _, ewald) = memory.ewald.as_ref().expect("set above");
+        let ewald = self.kept_ewald(&mut memory.ewald, positions.len(), cell);
         self.ewald_sum_with(ewald, &mut memory.pairs, positions, cell, charges)
     }
 

@@ -84,23 +84,44 @@ fn euler_factors(grid: [usize; 3]) -> Vec<Vec<f64>> {
         .collect()
 }
 
+/// A grid's frequencies in `cell`: each point's wave vector and influence function value.
+struct Spectrum {
+    grid: [usize; 3],
+    alpha: f64,
+    volume: f64,
+    /// Reciprocal vectors, a_l · b_m = δ_lm.
+    b: [Vec3; 3],
+    euler: Vec<Vec<f64>>,
+}
+
+impl Spectrum {
+    fn new(alpha: f64, grid: [usize; 3], cell: &Cell) -> Spectrum {
+        Spectrum { grid, alpha, volume: cell.volume(), b: cell.reciprocal_vectors(), euler: euler_factors(grid) }
+    }
+
+    /// k = 2π Σ m_c b_c of grid point (x, y, z) (indices past K/2 are the negative
+    /// frequencies), and (4π/V) e^{−k²/4α²}/k² B(m) there; None at m = 0.
+    fn at(&self, x: usize, y: usize, z: usize) -> Option<(Vec3, f64)> {
+        if (x, y, z) == (0, 0, 0) {
+            return None;
+        }
+        let (grid, b) = (self.grid, &self.b);
+        let signed = |m: usize, k: usize| if m <= k / 2 { m as f64 } else { m as f64 - k as f64 };
+        let m = [signed(x, grid[0]), signed(y, grid[1]), signed(z, grid[2])];
+        let k = [0, 1, 2].map(|c| 2.0 * PI * (m[0] * b[0][c] + m[1] * b[1][c] + m[2] * b[2][c]));
+        Some((k, 4.0 * PI / self.volume * weight(k, self.alpha) * self.euler[0][x] * self.euler[1][y] * self.euler[2][z]))
+    }
+}
+
 /// The influence function (4π/V) e^{−k²/4α²}/k² B(m) over the whole `grid` (z fastest, 0 at
 /// m = 0), for a full complex transform (the GPU's, shaders/pme.wgsl).
 pub fn influence_on(alpha: f64, grid: [usize; 3], cell: &Cell) -> Vec<f64> {
-    let volume = cell.volume();
-    let b = cell.reciprocal_vectors();
-    let euler = euler_factors(grid);
-    let signed = |m: usize, k: usize| if m <= k / 2 { m as f64 } else { m as f64 - k as f64 };
+    let spectrum = Spectrum::new(alpha, grid, cell);
     let mut influence = vec![0.0; grid[0] * grid[1] * grid[2]];
     influence.par_chunks_mut(grid[1] * grid[2]).enumerate().for_each(|(x, plane)| {
         for y in 0..grid[1] {
             for z in 0..grid[2] {
-                if (x, y, z) == (0, 0, 0) {
-                    continue;
-                }
-                let m = [signed(x, grid[0]), signed(y, grid[1]), signed(z, grid[2])];
-                let k = [0, 1, 2].map(|c| 2.0 * PI * (m[0] * b[0][c] + m[1] * b[1][c] + m[2] * b[2][c]));
-                plane[y * grid[2] + z] = 4.0 * PI / volume * weight(k, alpha) * euler[0][x] * euler[1][y] * euler[2][z];
+                plane[y * grid[2] + z] = spectrum.at(x, y, z).map_or(0.0, |(_, g)| g);
             }
         }
     });
@@ -132,25 +153,18 @@ impl Pme {
     /// A grid that resolves the reciprocal sum to |k| < `k_max` in `cell` (fully periodic).
     pub fn new(alpha: f64, k_max: f64, cell: &Cell) -> Pme {
         let grid = [0, 1, 2].map(|m| smooth_size(nyquist_points(k_max, cell, m)));
-        let volume = cell.volume();
-        let b = cell.reciprocal_vectors();
-        let euler = euler_factors(grid);
+        let spectrum = Spectrum::new(alpha, grid, cell);
         // The charges are real: their transform's z half (0..=K_z/2) carries all of it.
         let half = grid[2] / 2 + 1;
         let total = grid[0] * grid[1] * half;
         let mut influence = vec![0.0; total];
         let mut strain = vec![[0.0; 6]; total];
-        let signed = |m: usize, k: usize| if m <= k / 2 { m as f64 } else { m as f64 - k as f64 };
         for x in 0..grid[0] {
             for y in 0..grid[1] {
                 for z in 0..half {
-                    if (x, y, z) == (0, 0, 0) {
-                        continue;
-                    }
-                    let m = [signed(x, grid[0]), signed(y, grid[1]), signed(z, grid[2])];
-                    let k = [0, 1, 2].map(|c| 2.0 * PI * (m[0] * b[0][c] + m[1] * b[1][c] + m[2] * b[2][c]));
+                    let Some((k, g)) = spectrum.at(x, y, z) else { continue };
                     let index = flat([grid[0], grid[1], half], x, y, z);
-                    influence[index] = 4.0 * PI / volume * weight(k, alpha) * euler[0][x] * euler[1][y] * euler[2][z];
+                    influence[index] = g;
                     // The symmetric strain factor's six distinct entries.
                     let s = strain_factor(k, alpha);
                     strain[index] = [s[0], s[4], s[8], s[1], s[2], s[5]];
