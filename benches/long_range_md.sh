@@ -4,8 +4,9 @@
 # ion-pair lattice (systems/ionpair/ion-lattice.extxyz, 9 atoms per cell) repeated to about
 # 1,000, 3,000 and 10,000 atoms, on the CPU. Prints a Markdown table: ms per step of each and
 # their ratio, and the share of the long-range stage (charge head + Ewald).
-# Then the same blocks cut out as open clusters (pbc false: the charges' direct sum, O(N²)),
-# with the distance-aware MCGM model (potentials/ionpair-schnet-distance) beside them.
+# Then the same blocks cut out as open clusters (pbc false: the charges summed on the free-space
+# mesh, or directly over all pairs where that costs less), with the distance-aware MCGM model
+# (potentials/ionpair-schnet-distance) beside them. OPEN_ONLY=1 times only the open clusters.
 #   benches/long_range_md.sh [steps] [threads]
 # Every figure is the steady cost of a step: each run is made twice, `steps` and 2 × `steps`
 # long, and the difference divided by `steps`, so that what a run pays once (reading the model,
@@ -78,6 +79,7 @@ def steady(d):
     return runs[0][0]["n_atoms"], 1e3 * (wall[1] - wall[0]) / steps, 1e3 * (long_range[1] - long_range[0]) / steps
 PY
 
+if [ "${OPEN_ONLY:-0}" != 1 ]; then
 echo "Platform: $platform; steady ms per step (runs of $steps and $((2 * steps)) steps of $timestep, the difference)"
 # In-run ratio: the charges run's step over the same step without its long-range stage, both
 # from one run (free of the spread between runs).
@@ -122,6 +124,7 @@ for m in methods:
 print(row)
 EOF2
 done
+fi
 [ "$platform" = cpu ] || exit 0
 echo
 echo "Open clusters (no periodic images), steady ms per step:"

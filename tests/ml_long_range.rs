@@ -399,3 +399,66 @@ fn pme_agrees_with_plain_ewald_and_its_forces_are_its_gradient() {
     }
     assert!(parities.contains(&0) && parities.contains(&1), "the z sizes covered only one parity: {parities:?}");
 }
+
+/// `n` random charges (net `total`) in an open, roughly spherical cluster `radius` Å across.
+fn open_cluster(n: usize, radius: f64, total: f64, seed: u64) -> (Vec<[f64; 3]>, Vec<f64>) {
+    let (unit, q, _) = random_charges(4 * n, total, seed);
+    let cube = Cell::new([[7.0, 0.0, 0.0], [1.5, 6.5, 0.0], [-1.0, 0.8, 7.5]], [true; 3]).unwrap();
+    let mut x = Vec::new();
+    let mut charges = Vec::new();
+    for (r, q) in unit.iter().zip(&q) {
+        let s = cube.fractional(*r).map(|s| 2.0 * s - 1.0);
+        if s.iter().map(|v| v * v).sum::<f64>() <= 1.0 && x.len() < n {
+            x.push(s.map(|v| v * radius + 3.7));
+            charges.push(*q);
+        }
+    }
+    let shift = (total - charges.iter().sum::<f64>()) / charges.len() as f64;
+    charges.iter_mut().for_each(|q| *q += shift);
+    (x, charges)
+}
+
+#[test]
+fn the_free_space_mesh_agrees_with_the_direct_sum_and_its_forces_are_its_gradient() {
+    // An open cluster of 1,500 random charges (net +2 e): the mesh (ψ over pairs, the smooth rest
+    // on the free-space grid) against every pair summed directly, for Gaussian and point
+    // charges; translated by a fraction of a grid step (another grid under the atoms); and its
+    // forces against central differences of its own energy.
+    let (x, q) = open_cluster(1500, 16.0, 2.0, 7);
+    assert_eq!(x.len(), 1500);
+    let open = Cell::open();
+    for width in [1.0, 0.0] {
+        let mesh = Coulomb { width, mesh: Some(true) };
+        let direct = Coulomb { width, mesh: Some(false) };
+        let start = std::time::Instant::now();
+        let on_mesh = mesh.field(&x, &open, &q).unwrap();
+        let mesh_time = start.elapsed();
+        let start = std::time::Instant::now();
+        let exact = direct.field(&x, &open, &q).unwrap();
+        let direct_time = start.elapsed();
+        let gap = largest_gap(&exact, &on_mesh);
+        println!(
+            "σ = {width} Å: mesh E = {:.8} eV ({mesh_time:.2?}), direct {:.8} eV ({direct_time:.2?}); largest gap {gap:.1e} of the largest value",
+            on_mesh.energy, exact.energy
+        );
+        assert!(gap < 2e-5, "σ = {width}: the mesh is off the direct sum by {gap:.2e}");
+        let moved: Vec<[f64; 3]> = x.iter().map(|r| [r[0] + 0.31, r[1] - 0.17, r[2] + 0.05]).collect();
+        let shifted = mesh.field(&moved, &open, &q).unwrap();
+        let drift = (shifted.energy - on_mesh.energy).abs() / on_mesh.energy.abs();
+        println!("σ = {width} Å: translated by a fraction of a grid step, E changes by {drift:.1e} relative");
+        assert!(drift < 2e-6, "σ = {width}: translation changed E by {drift:.2e}");
+        let h = 1e-5;
+        let scale = on_mesh.forces.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
+        let mut worst: f64 = 0.0;
+        for (i, k) in [(0, 0), (17, 1), (700, 2), (1499, 0)] {
+            let (mut plus, mut minus) = (x.clone(), x.clone());
+            plus[i][k] += h;
+            minus[i][k] -= h;
+            let e = |y: &[[f64; 3]]| mesh.field(y, &open, &q).unwrap().energy;
+            worst = worst.max((-(e(&plus) - e(&minus)) / (2.0 * h) - on_mesh.forces[i][k]).abs() / scale);
+        }
+        println!("σ = {width} Å: mesh forces vs central differences of its energy {worst:.1e}");
+        assert!(worst < 1e-7, "σ = {width}: {worst:.2e}");
+    }
+}
+

@@ -22,7 +22,7 @@ pub(super) fn start(plan: &Plan, system: System, step: u64, reference: Option<cr
                 .and_then(|p| p.with_ewald(*ewald))
                 .and_then(|p| p.for_system(&system.cell, *charge))
                 .map_err(EngineError::Potential)?
-                .describe_charges_for(system.len(), &system.cell);
+                .describe_charges_for(&system.positions, &system.cell);
             Box::new(ml.in_batch(batch))
         }
         _ => plan.potential.instantiate(&system).map_err(EngineError::Potential)?,

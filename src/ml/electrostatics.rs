@@ -17,13 +17,19 @@
 //! depend on α (tests/ml_long_range.rs), which is chosen to balance the real and reciprocal
 //! work (α = √π (N/V²)^{1/6}, at most a, where the real part vanishes).
 //!
+//! An open cell splits φ the same way from `PME_ATOMS` on: ψ over pairs, the smooth rest on a
+//! free-space mesh (`crate::ml::free_space`), where the direct sum over all pairs would cost
+//! more (`OPEN_MESH_POINTS_PER_PAIR`).
+//!
 //! Results are per structure: the energy, its derivative by each charge (what the charge model
 //! needs), the forces and virial at fixed charges.
 
 use crate::cell::{Cell, Vec3, dot, norm, sub};
+use crate::ml::free_space::{FreeSpaceMesh, Layout};
 use crate::ml::pme::Pme;
 use crate::ml::reciprocal;
-use crate::neighbor::{ListKind, NeighborList, split_rows};
+use crate::ml::real_space::RealSpaceList;
+use crate::neighbor::{ListKind, NeighborList};
 use rayon::prelude::*;
 use std::f64::consts::PI;
 
@@ -39,6 +45,7 @@ pub struct Coulomb {
     /// Å: the Gaussian width σ of every charge; 0 for point charges.
     pub width: f64,
     /// The reciprocal part of a periodic cell by particle-mesh Ewald (true) or the sum over k
+    /// (false); an open cell's smooth part on the free-space mesh (true) or every pair directly
     /// (false); None: by the system's size (`PME_ATOMS` here, the GPU its own rule).
     /// `[potential] ewald`.
     pub mesh: Option<bool>,
@@ -91,8 +98,14 @@ impl Ewald {
     }
 }
 
-/// Atoms from which the reciprocal part goes through PME (measured crossover, BENCHMARKS.md).
+/// Atoms from which the reciprocal part goes through PME (measured crossover, BENCHMARKS.md);
+/// in an open cell, from which the free-space mesh may replace the direct sum.
 pub const PME_ATOMS: usize = 500;
+
+/// An open cell's sum goes on the free-space mesh when its padded grid has at most this many
+/// points per pair of atoms (n²): where the mesh costs less than the direct sum (measured,
+/// BENCHMARKS.md).
+pub const OPEN_MESH_POINTS_PER_PAIR: f64 = 3.0;
 
 /// Å: the real-space cutoff with PME (the mesh makes a short one cheap).
 const PME_REAL_CUTOFF: f64 = 10.0;
@@ -207,11 +220,41 @@ impl Coulomb {
 
     /// How `n` charges in `cell` are summed, in words (the run's header). The splitting is
     /// kept in `memory`, where the first `field_with` of the same cell finds it.
-    pub fn describe_with(&self, memory: &mut Memory, n: usize, cell: &Cell) -> String {
+    pub fn describe_with(&self, memory: &mut Memory, positions: &[Vec3], cell: &Cell) -> String {
         match periodicity(cell) {
-            Ok(true) => self.kept_ewald(&mut memory.ewald, n, cell).describe(),
-            Ok(false) => "the direct sum over all pairs (open cell)".into(),
+            Ok(true) => self.kept_ewald(&mut memory.ewald, positions.len(), cell).describe(),
+            Ok(false) => {
+                let splitting = memory.open.get_or_insert_with(|| self.open_splitting());
+                match self.open_mesh_layout(splitting, positions) {
+                    Ok(Some(layout)) => splitting.describe(&layout),
+                    Ok(None) => "the direct sum over all pairs (open cell)".into(),
+                    Err(e) => e,
+                }
+            }
             Err(e) => e,
+        }
+    }
+
+    /// An open cell's splitting: α and the real-space cutoff as PME's.
+    fn open_splitting(&self) -> OpenSplitting {
+        let alpha = (PME_SPAN / PME_REAL_CUTOFF).min(self.a());
+        let real_cutoff = if alpha >= self.a() { 0.0 } else { PME_SPAN / alpha };
+        let table = RealTable::new(self, alpha, real_cutoff);
+        OpenSplitting { alpha, real_cutoff, table, mesh: FreeSpaceMesh::new(alpha, 2.0 * alpha * PME_SPAN) }
+    }
+
+    /// The free-space mesh's grid for an open cell's `positions`, or None for the direct sum:
+    /// as `mesh` says, else the mesh from `PME_ATOMS` on where it costs less.
+    fn open_mesh_layout(&self, splitting: &OpenSplitting, positions: &[Vec3]) -> Result<Option<Layout>, String> {
+        match self.mesh {
+            _ if positions.is_empty() => Ok(None),
+            Some(false) => Ok(None),
+            Some(true) => splitting.mesh.layout(positions).map(Some),
+            None if positions.len() < PME_ATOMS => Ok(None),
+            None => {
+                let pairs = (positions.len() as f64).powi(2);
+                Ok(splitting.mesh.layout(positions).ok().filter(|l| l.points() as f64 <= OPEN_MESH_POINTS_PER_PAIR * pairs))
+            }
         }
     }
 
@@ -306,10 +349,26 @@ impl Coulomb {
     /// from one call to the next (MD: the same structure at every step).
     pub fn field_with(&self, memory: &mut Memory, positions: &[Vec3], cell: &Cell, charges: &[f64]) -> Result<Field, String> {
         if !periodicity(cell)? {
-            return Ok(self.direct_sum(positions, charges));
+            return self.open_sum(memory, positions, cell, charges);
         }
         let ewald = self.kept_ewald(&mut memory.ewald, positions.len(), cell);
         self.ewald_sum_with(ewald, &mut memory.pairs, positions, cell, charges)
+    }
+
+    /// An open cell's sum: every pair directly, or ψ over pairs and the rest on the mesh.
+    fn open_sum(&self, memory: &mut Memory, positions: &[Vec3], cell: &Cell, charges: &[f64]) -> Result<Field, String> {
+        let Memory { open, pairs, .. } = memory;
+        let splitting = open.get_or_insert_with(|| self.open_splitting());
+        let Some(layout) = self.open_mesh_layout(splitting, positions)? else {
+            return Ok(self.direct_sum(positions, charges));
+        };
+        let mut rows = self.real_space_rows(&splitting.table, splitting.alpha, splitting.real_cutoff, pairs, positions, cell, charges)?;
+        let (potential, forces, virial) = splitting.mesh.sum(&layout, positions, charges);
+        for ((row, p), f) in rows.iter_mut().zip(potential).zip(forces) {
+            row.0 += p;
+            (0..3).for_each(|a| row.1[a] += f[a]);
+        }
+        Ok(self.finish(splitting.alpha, None, rows, charges, virial))
     }
 
     /// The direct sum over all pairs (open boundaries), rows in parallel.
@@ -342,55 +401,14 @@ impl Coulomb {
     /// rebuilt only when an atom has moved half its skin, or the cell or cutoff changed.
     pub fn ewald_sum_with(&self, ewald: &Ewald, list: &mut RealSpaceList, positions: &[Vec3], cell: &Cell, charges: &[f64]) -> Result<Field, String> {
         let n = positions.len();
-        // Real space: each atom gathers over its own row of a full list.
-        let mut rows: Vec<(f64, Vec3, [f64; 9])> = vec![(0.0, [0.0; 3], [0.0; 9]); n];
-        if ewald.real_cutoff > 0.0 {
-            let wrapped = list.update(ewald.real_cutoff, positions, cell)?;
-            let (pairs, start, shifts) = (&list.pairs, &list.start, list.list.shift_vectors());
-            let cutoff_sq = ewald.real_cutoff * ewald.real_cutoff;
-            rows = (0..n)
-                .into_par_iter()
-                .with_min_len(16)
-                .map(|i| {
-                    let (xi, qi) = (wrapped[i], charges[i]);
-                    let (mut potential, mut force, mut strain) = (0.0, [0.0; 3], [0.0; 6]);
-                    for &pair in &pairs[start[i]..start[i + 1]] {
-                        let j = (pair >> 32) as usize;
-                        let (xj, shift) = (wrapped[j], shifts[pair as u32 as usize]);
-                        let r = [xj[0] + shift[0] - xi[0], xj[1] + shift[1] - xi[1], xj[2] + shift[2] - xi[2]];
-                        let d2 = r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
-                        if d2 >= cutoff_sq {
-                            continue;
-                        }
-                        let d = d2.sqrt();
-                        let (psi, dpsi) = ewald.table.at(self, ewald.alpha, d);
-                        let qj = charges[j];
-                        potential += qj * psi;
-                        // A central force: its virial r ⊗ f is symmetric (six entries).
-                        let f = qi * qj * dpsi / d;
-                        let (fx, fy, fz) = (f * r[0], f * r[1], f * r[2]);
-                        force[0] += fx;
-                        force[1] += fy;
-                        force[2] += fz;
-                        strain[0] += fx * r[0];
-                        strain[1] += fy * r[1];
-                        strain[2] += fz * r[2];
-                        strain[3] += fx * r[1];
-                        strain[4] += fx * r[2];
-                        strain[5] += fy * r[2];
-                    }
-                    let [xx, yy, zz, xy, xz, yz] = strain.map(|w| -0.5 * w);
-                    (potential, force, [xx, xy, xz, xy, yy, yz, xz, yz, zz])
-                })
-                .collect();
-        }
+        let mut rows = self.real_space_rows(&ewald.table, ewald.alpha, ewald.real_cutoff, list, positions, cell, charges)?;
         if let Some(pme) = &ewald.pme {
             let (potential, forces, virial) = pme.reciprocal(positions, cell, charges);
             for ((row, p), f) in rows.iter_mut().zip(potential).zip(forces) {
                 row.0 += p;
                 (0..3).for_each(|a| row.1[a] += f[a]);
             }
-            return Ok(self.finish(ewald, rows, charges, virial));
+            return Ok(self.finish(ewald.alpha, Some(ewald.volume), rows, charges, virial));
         }
         // Reciprocal space: S(k) per k (each a sum over atoms, in order), then per atom its
         // potential and force over all k; both passes are deterministic at any thread count.
@@ -437,16 +455,66 @@ impl Coulomb {
             row.0 += potential;
             (0..3).for_each(|a| row.1[a] += force[a]);
         }
-        Ok(self.finish(ewald, rows, charges, virial))
+        Ok(self.finish(ewald.alpha, Some(ewald.volume), rows, charges, virial))
     }
 
-    /// Adds the self and background terms to the real and reciprocal rows, and sums up.
-    fn finish(&self, ewald: &Ewald, mut rows: Vec<(f64, Vec3, [f64; 9])>, charges: &[f64], mut virial: [f64; 9]) -> Field {
+    /// The real-space rows (potential, force, virial) of ψ over a full pair list, each atom
+    /// gathering over its own row; zero rows without a real-space part.
+    #[allow(clippy::too_many_arguments)]
+    fn real_space_rows(&self, table: &RealTable, alpha: f64, cutoff: f64, list: &mut RealSpaceList, positions: &[Vec3], cell: &Cell, charges: &[f64]) -> Result<Vec<(f64, Vec3, [f64; 9])>, String> {
+        let n = positions.len();
+        if cutoff <= 0.0 {
+            return Ok(vec![(0.0, [0.0; 3], [0.0; 9]); n]);
+        }
+        let wrapped = list.update(cutoff, positions, cell)?;
+        let (pairs, start, shifts) = (&list.pairs, &list.start, list.shift_vectors());
+        let cutoff_sq = cutoff * cutoff;
+        let rows = (0..n)
+            .into_par_iter()
+            .with_min_len(16)
+            .map(|i| {
+                let (xi, qi) = (wrapped[i], charges[i]);
+                let (mut potential, mut force, mut strain) = (0.0, [0.0; 3], [0.0; 6]);
+                for &pair in &pairs[start[i]..start[i + 1]] {
+                    let j = (pair >> 32) as usize;
+                    let (xj, shift) = (wrapped[j], shifts[pair as u32 as usize]);
+                    let r = [xj[0] + shift[0] - xi[0], xj[1] + shift[1] - xi[1], xj[2] + shift[2] - xi[2]];
+                    let d2 = r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
+                    if d2 >= cutoff_sq {
+                        continue;
+                    }
+                    let d = d2.sqrt();
+                    let (psi, dpsi) = table.at(self, alpha, d);
+                    let qj = charges[j];
+                    potential += qj * psi;
+                    // A central force: its virial r ⊗ f is symmetric (six entries).
+                    let f = qi * qj * dpsi / d;
+                    let (fx, fy, fz) = (f * r[0], f * r[1], f * r[2]);
+                    force[0] += fx;
+                    force[1] += fy;
+                    force[2] += fz;
+                    strain[0] += fx * r[0];
+                    strain[1] += fy * r[1];
+                    strain[2] += fz * r[2];
+                    strain[3] += fx * r[1];
+                    strain[4] += fx * r[2];
+                    strain[5] += fy * r[2];
+                }
+                let [xx, yy, zz, xy, xz, yz] = strain.map(|w| -0.5 * w);
+                (potential, force, [xx, xy, xz, xy, yy, yz, xz, yz, zz])
+            })
+            .collect();
+        Ok(rows)
+    }
+
+    /// Adds the self term, and a periodic cell's (`volume`) background term, to the real and
+    /// reciprocal (or mesh) rows, and sums up.
+    fn finish(&self, alpha: f64, volume: Option<f64>, mut rows: Vec<(f64, Vec3, [f64; 9])>, charges: &[f64], mut virial: [f64; 9]) -> Field {
         // Self and background terms: E_self = -α/√π Σ q², E_bg = -π Q²/(2 V α²).
         let total: f64 = charges.iter().sum();
-        let background = -PI / (ewald.volume * ewald.alpha * ewald.alpha);
+        let background = volume.map_or(0.0, |v| -PI / (v * alpha * alpha));
         for (row, &q) in rows.iter_mut().zip(charges) {
-            row.0 += -2.0 * ewald.alpha / PI.sqrt() * q + background * total;
+            row.0 += -2.0 * alpha / PI.sqrt() * q + background * total;
         }
         let e_background = 0.5 * background * total * total;
         for a in 0..3 {
@@ -541,23 +609,6 @@ impl Coulomb {
     }
 }
 
-/// The real-space pairs of an Ewald sum, kept between MD steps: a full neighbour list of
-/// cutoff + skin, built on the wrapped positions; until the next build each atom's position is
-/// taken as it moved on from its wrapped one (no re-wrapping, so the stored images stay right).
-/// Each atom's pairs are sorted by (neighbour, image), so the pairs inside the cutoff are summed
-/// in one order whenever the list was built: a restarted run adds them as the straight run does.
-#[derive(Clone, Debug)]
-pub struct RealSpaceList {
-    list: NeighborList,
-    /// Per atom, what wrapping removed at the build (position - wrapped).
-    offsets: Vec<Vec3>,
-    /// Atom i's pairs are `pairs[start[i]..start[i + 1]]`, each neighbour << 32 | its image's
-    /// index in the list's `shift_vectors` (8 bytes a pair: the sum reads them all every step).
-    start: Vec<usize>,
-    pairs: Vec<u64>,
-    cell: Option<Cell>,
-}
-
 /// The reciprocal-space Ewald sum alone (`Coulomb::reciprocal_only`).
 #[derive(Clone, Debug)]
 pub struct ReciprocalSum {
@@ -588,57 +639,25 @@ pub struct ReciprocalVector {
 pub struct Memory {
     /// The splitting for (atoms, cell).
     ewald: Option<(usize, Cell, Ewald)>,
+    /// An open cell's splitting and mesh.
+    open: Option<OpenSplitting>,
     pairs: RealSpaceList,
 }
 
-/// Å: the real-space list's skin.
-const REAL_SPACE_SKIN: f64 = 1.0;
-
-impl Default for RealSpaceList {
-    fn default() -> RealSpaceList {
-        RealSpaceList { list: NeighborList::new(ListKind::Full, 0.0, 0.0), offsets: Vec::new(), start: vec![0], pairs: Vec::new(), cell: None }
-    }
+/// An open cell's splitting: ψ over pairs to `real_cutoff`, the smooth rest on the mesh.
+#[derive(Clone, Debug)]
+struct OpenSplitting {
+    alpha: f64,
+    real_cutoff: f64,
+    table: RealTable,
+    mesh: FreeSpaceMesh,
 }
 
-impl RealSpaceList {
-    /// The positions the list's pairs refer to (rebuilding it first where needed).
-    fn update(&mut self, cutoff: f64, positions: &[Vec3], cell: &Cell) -> Result<Vec<Vec3>, String> {
-        let continued: Vec<Vec3> = positions.iter().zip(&self.offsets).map(|(r, o)| sub(*r, *o)).collect();
-        let stale = self.cell.as_ref() != Some(cell)
-            || self.list.cutoff() != cutoff
-            || self.offsets.len() != positions.len()
-            || self.list.needs_rebuild(&continued);
-        if !stale {
-            return Ok(continued);
-        }
-        let wrapped: Vec<Vec3> = positions.iter().map(|&r| cell.wrap(r).0).collect();
-        self.list = NeighborList::new(ListKind::Full, cutoff, REAL_SPACE_SKIN);
-        self.list.build(&wrapped, cell).map_err(|e| format!("the Ewald real-space sum: {e}"))?;
-        self.offsets = positions.iter().zip(&wrapped).map(|(r, w)| sub(*r, *w)).collect();
-        let mut row_of = vec![usize::MAX; positions.len()];
-        for r in 0..self.list.n_atoms() {
-            row_of[self.list.row_atom(r)] = r;
-        }
-        let list = &self.list;
-        let length = |row: usize| if row == usize::MAX { 0 } else { list.row(row).0.len() };
-        self.start = std::iter::once(0).chain(row_of.iter().scan(0, |n, &row| { *n += length(row); Some(*n) })).collect();
-        // Per atom, (neighbour << 32 | image) keys in its own slice of one buffer, filled and
-        // sorted in parallel: sorted by (neighbour, image), the pairs inside the cutoff are
-        // summed in one order whenever the list was built (the list numbers its images
-        // lexicographically by their integer shift, and wrapping differently moves every image
-        // of a row or of a neighbour by one lattice vector, which keeps their order).
-        // The buffer is kept from build to build (no fresh pages to fault in).
-        self.pairs.resize(*self.start.last().expect("start has n + 1 entries"), 0);
-        split_rows(&mut self.pairs, &self.start).into_par_iter().zip(&row_of).with_min_len(64).for_each(|(slice, &row)| {
-            if row == usize::MAX {
-                return;
-            }
-            let (js, ss) = list.row(row);
-            slice.iter_mut().zip(js.iter().zip(ss)).for_each(|(key, (&j, &s))| *key = (j as u64) << 32 | s as u64);
-            slice.sort_unstable();
-        });
-        self.cell = Some(cell.clone());
-        Ok(wrapped)
+impl OpenSplitting {
+    fn describe(&self, layout: &Layout) -> String {
+        let [p0, p1, p2] = layout.padded;
+        let real = if self.real_cutoff > 0.0 { format!("real-space cutoff {:.2} Å", self.real_cutoff) } else { "no real-space part".into() };
+        format!("a particle-mesh sum in free space on a {p0} x {p1} x {p2} grid ({:.3} Å apart, zero-padded), α = {:.4}/Å, {real}", self.mesh.spacing, self.alpha)
     }
 }
 

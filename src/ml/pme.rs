@@ -26,7 +26,7 @@ pub const ORDER: usize = 6;
 
 /// Grid points per Nyquist point of the largest |k| kept (tests/ml_long_range.rs: PME within
 /// 6e-6 of plain Ewald at 1.5).
-const OVERSAMPLING: f64 = 1.5;
+pub(crate) const OVERSAMPLING: f64 = 1.5;
 
 #[derive(Clone, Debug)]
 pub struct Pme {
@@ -47,7 +47,7 @@ fn flat(grid: [usize; 3], x: usize, y: usize, z: usize) -> usize {
 }
 
 /// The smallest 2^a 3^b 5^c at least n (sizes FFTs are fast at).
-fn smooth_size(n: usize) -> usize {
+pub(crate) fn smooth_size(n: usize) -> usize {
     (n.max(ORDER)..).find(|&m| {
         let mut r = m;
         for p in [2, 3, 5] {
@@ -67,7 +67,7 @@ pub fn nyquist_points(k_max: f64, cell: &Cell, m: usize) -> usize {
 }
 
 /// The B-splines' Euler factors per axis: |b(m)|² = 1 / |Σ_{k=0}^{p−2} M_p(k+1) e^{2πimk/K}|².
-fn euler_factors(grid: [usize; 3]) -> Vec<Vec<f64>> {
+pub(crate) fn euler_factors(grid: [usize; 3]) -> Vec<Vec<f64>> {
     let (at_integers, _) = splines(0.0);
     grid.iter()
         .map(|&k| {
@@ -129,7 +129,7 @@ pub fn influence_on(alpha: f64, grid: [usize; 3], cell: &Cell) -> Vec<f64> {
 }
 
 /// M_p(w + t) and its slope for t = 0..p−1, w in [0, 1) (cardinal B-spline of order p).
-fn splines(w: f64) -> ([f64; ORDER], [f64; ORDER]) {
+pub(crate) fn splines(w: f64) -> ([f64; ORDER], [f64; ORDER]) {
     let mut v = [0.0; ORDER];
     v[0] = w;
     v[1] = 1.0 - w;
@@ -272,7 +272,7 @@ impl Pme {
 
 /// The 3D FFT of a real grid (z fastest), unnormalised: the z half of the spectrum
 /// (m_z = 0..=K_z/2, z fastest), the rest being its complex conjugate. `grid` is scratch after.
-fn real_fft3(data: &mut [f64], grid: [usize; 3]) -> Vec<Complex<f64>> {
+pub(crate) fn real_fft3(data: &mut [f64], grid: [usize; 3]) -> Vec<Complex<f64>> {
     let plan = RealFftPlanner::<f64>::new().plan_fft_forward(grid[2]);
     let half = grid[2] / 2 + 1;
     let mut spectrum = vec![Complex::new(0.0, 0.0); grid[0] * grid[1] * half];

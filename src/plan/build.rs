@@ -306,7 +306,7 @@ pub(super) fn build_potential(
                     "auto" => None,
                     "mesh" => Some(true),
                     "sum" => Some(false),
-                    other => return Err(at.error(&method.span(), "[potential] ewald", format!("unknown method '{other}'; expected \"auto\", \"mesh\" (particle-mesh Ewald) or \"sum\" (the sum over k-vectors)"))),
+                    other => return Err(at.error(&method.span(), "[potential] ewald", format!("unknown method '{other}'; expected \"auto\", \"mesh\" (particle-mesh Ewald, or the free-space mesh in an open cell) or \"sum\" (the sum over k-vectors, or over all pairs in an open cell)"))),
                 };
                 (mesh, potential.with_ewald(mesh).map_err(|e| at.error(&method.span(), "[potential] ewald", e))?)
             }

@@ -522,7 +522,7 @@ impl PotentialSpec {
             PotentialSpec::Pair(pair) => pair.instantiate(),
             PotentialSpec::Ml { model, charge, ewald, .. } => {
                 let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
-                Box::new(crate::potential::mcgm::MlPotential::load(model, &names)?.with_ewald(*ewald)?.for_system(&system.cell, *charge)?.describe_charges_for(system.len(), &system.cell))
+                Box::new(crate::potential::mcgm::MlPotential::load(model, &names)?.with_ewald(*ewald)?.for_system(&system.cell, *charge)?.describe_charges_for(&system.positions, &system.cell))
             }
         })
     }
