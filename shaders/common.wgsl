@@ -119,6 +119,8 @@ fn structure_of(i: u32) -> u32 {
 // from the cell rows (loaded once per atom) rather than read from a table per neighbour, which
 // cost 15 % of a Lennard-Jones step on lavapipe.
 fn shift_from(cell: array<vec4<f32>, 3>, code: u32) -> vec3<f32> {
+    // Most pairs of a large cell need no shift: no divisions and products for them.
+    if (code == 13u) { return vec3<f32>(0.0); }
     let n = vec3<f32>(f32(code % 3u), f32((code / 3u) % 3u), f32(code / 9u)) - vec3<f32>(1.0);
     return n.x * cell[0].xyz + n.y * cell[1].xyz + n.z * cell[2].xyz;
 }
@@ -155,7 +157,10 @@ fn block_atom(block: u32, lane: u32) -> vec3<u32> {
     return vec3<u32>(st, local, structures[st].atoms.x + local);
 }
 
+// Entry k of slot t. A list that fits one binding has all its entries in the first part: no
+// division for those (an integer division costs tens of instructions per neighbour).
 fn neighbor_entry(k: u32, t: u32) -> u32 {
+    if (k < P.k_per_part) { return nl0[k * P.n_atoms + t]; }
     let p = k / P.k_per_part;
     let at = (k - p * P.k_per_part) * P.n_atoms + t;
     switch p {
@@ -167,6 +172,10 @@ fn neighbor_entry(k: u32, t: u32) -> u32 {
 }
 
 fn set_neighbor_entry(k: u32, t: u32, value: u32) {
+    if (k < P.k_per_part) {
+        nl0[k * P.n_atoms + t] = value;
+        return;
+    }
     let p = k / P.k_per_part;
     let at = (k - p * P.k_per_part) * P.n_atoms + t;
     switch p {

@@ -25,8 +25,19 @@ fn accel(i: u32) -> vec3<f32> {
     return force[i].xyz * P.types[atom_type(pos[i])].x;
 }
 
-// The first kernel of a step: a structure's first atom clears the structure's rebuild mark of
-// the step before (neighbor.wgsl).
+// Marks the structure for a rebuild (SW_REBUILD, and ST_REBUILD for the scheduler) when atom i
+// moved more than skin/2 since its last build (neighbor.wgsl): the end of the step's first
+// kernel, so the check costs no dispatch of its own.
+fn check_displacement(i: u32) {
+    let d = pos[i].xyz - ref_pos[i].xyz;
+    if (!(dot(d, d) <= P.half_skin_sq)) {
+        atomicStore(&status[status_word(structure_of(i), SW_REBUILD)], 1u);
+        atomicStore(&status[ST_REBUILD], 1u);
+    }
+}
+
+// The last kernel of a step: a structure's first atom clears the structure's rebuild mark,
+// which the step's rebuild has used (neighbor.wgsl), for the next step's displacement checks.
 fn clear_rebuild_mark(i: u32) {
     let st = structure_of(i);
     if (i == structures[st].atoms.x) {

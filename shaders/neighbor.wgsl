@@ -14,19 +14,6 @@
 // bins stay as they were, so the scan gives their bins the same first slots as before: the
 // slots of structure s are always [first_s, first_s + count_s).
 
-// Marks the structure for a rebuild (SW_REBUILD, and ST_REBUILD for the scheduler) when one
-// of its atoms moved more than skin/2 since its last build.
-@compute @workgroup_size(64)
-fn check_displacement(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = flat_index(gid);
-    if (i >= P.n_atoms) { return; }
-    let d = pos[i].xyz - ref_pos[i].xyz;
-    if (!(dot(d, d) <= P.half_skin_sq)) {
-        atomicStore(&status[status_word(structure_of(i), SW_REBUILD)], 1u);
-        atomicStore(&status[ST_REBUILD], 1u);
-    }
-}
-
 // Wraps each atom into the cell (updating its image counts) and records the build positions.
 @compute @workgroup_size(64)
 fn wrap_positions(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -234,5 +221,8 @@ fn build_list(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
     ncount[t] = min(count, P.capacity);
-    atomicMax(&status[ST_MAX_NEIGH], count);
+    // The host reads the largest count only to grow a list that did not fit.
+    if (count > P.capacity) {
+        atomicMax(&status[ST_MAX_NEIGH], count);
+    }
 }

@@ -23,7 +23,6 @@ pub struct Kernels {
     /// The integrator's pieces before and after the force call (generated).
     pub integrate_before: wgpu::ComputePipeline,
     pub integrate_after: wgpu::ComputePipeline,
-    pub check_displacement: wgpu::ComputePipeline,
     pub schedule_step: wgpu::ComputePipeline,
     pub wrap_positions: wgpu::ComputePipeline,
     pub clear_bins: wgpu::ComputePipeline,
@@ -55,13 +54,16 @@ fn storage_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
 }
 
 /// The integrator's two kernels for `splitting`, appended to shaders/integrate.wgsl: each atom
-/// goes through the pieces in order (a frozen structure's atoms skip them); the first also
-/// clears the step's rebuild marks.
+/// goes through the pieces in order (a frozen structure's atoms skip them, and need no check:
+/// they do not move). The first then checks the atom's displacement, marking its structure for
+/// a rebuild; the last clears the marks the step's rebuild has used. (The first cannot clear
+/// them: another atom of the structure may already have marked it in the same dispatch.)
 fn integrator_kernels(splitting: &Splitting) -> String {
     let kernel = |name: &str, first: bool, body: String| {
         format!(
-            "@compute @workgroup_size(64)\nfn {name}(@builtin(global_invocation_id) gid: vec3<u32>) {{\n    let i = flat_index(gid);\n    if (i >= P.n_atoms) {{ return; }}\n{}    let st = structure_of(i);\n    if (P.any_frozen.x != 0u && frozen(st)) {{ return; }}\n{body}}}\n",
-            if first { "    clear_rebuild_mark(i);\n" } else { "" }
+            "@compute @workgroup_size(64)\nfn {name}(@builtin(global_invocation_id) gid: vec3<u32>) {{\n    let i = flat_index(gid);\n    if (i >= P.n_atoms) {{ return; }}\n{}    let st = structure_of(i);\n    if (P.any_frozen.x != 0u && frozen(st)) {{ return; }}\n{body}{}}}\n",
+            if first { "" } else { "    clear_rebuild_mark(i);\n" },
+            if first { "    check_displacement(i);\n" } else { "" }
         )
     };
     format!(
@@ -146,7 +148,6 @@ impl Kernels {
         let kernels = Kernels {
             integrate_before: pipeline(&integrate, &main, "integrate_before"),
             integrate_after: pipeline(&integrate, &main, "integrate_after"),
-            check_displacement: pipeline(&neighbor, &main, "check_displacement"),
             schedule_step: pipeline(&schedule, &with_dispatch, "schedule_step"),
             wrap_positions: pipeline(&neighbor, &main, "wrap_positions"),
             clear_bins: pipeline(&neighbor, &main, "clear_bins"),

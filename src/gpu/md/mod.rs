@@ -561,7 +561,7 @@ impl GpuSimulation {
         pass.dispatch_workgroups(self.parts.len() as u32, 1, 1);
         self.mark(pass, "thermo sums");
     }
-    /// One step: integrate to the new positions, check displacements, let the scheduler decide
+    /// One step: integrate to the new positions and check displacements, let the scheduler decide
     /// the rebuild, rebuild (indirect), forces, final half kick.
     fn encode_step(&self, encoder: &mut wgpu::CommandEncoder, observe: bool) {
         let k = &self.kernels;
@@ -570,12 +570,10 @@ impl GpuSimulation {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             self.mark(&mut pass, PASS_START);
             pass.set_bind_group(0, &self.main_group, &[]);
+            // Kick and drift, then each atom's displacement check (one kernel).
             pass.set_pipeline(&k.integrate_before);
             pass.dispatch_workgroups(atoms[0], atoms[1], 1);
             self.mark(&mut pass, "integrate");
-            pass.set_pipeline(&k.check_displacement);
-            pass.dispatch_workgroups(atoms[0], atoms[1], 1);
-            self.mark(&mut pass, "list: check");
         }
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
