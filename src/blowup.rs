@@ -11,10 +11,16 @@ pub struct BlowUp {
     pub limit: f64,
     /// Closest pair at the bad step: (id, id, distance Å).
     pub closest: Option<(usize, usize, f64)>,
+    /// Why the potential gave no forces at all, when it knows (it cannot evaluate this
+    /// configuration): reported instead of the atoms.
+    pub reason: Option<String>,
 }
 
 impl std::fmt::Display for BlowUp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(reason) = &self.reason {
+            return write!(f, "step {}: the potential could not evaluate the forces: {reason}", self.step);
+        }
         write!(f, "step {}: unusable forces on ", self.step)?;
         let list: Vec<String> = self
             .atoms

@@ -215,6 +215,7 @@ impl Simulation {
             atoms,
             limit: self.max_force,
             closest,
+            reason: self.potential.failure(),
         })
     }
 

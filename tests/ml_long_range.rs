@@ -462,3 +462,4 @@ fn the_free_space_mesh_agrees_with_the_direct_sum_and_its_forces_are_its_gradien
     }
 }
 
+

@@ -252,7 +252,7 @@ fn the_ewald_method_reaches_both_platforms_and_the_run_header() {
 }
 
 #[test]
-fn charged_systems_and_slabs_are_refused_with_the_reason() {
+fn charged_systems_slabs_and_impossible_grids_are_refused_with_the_reason() {
     let dir = common::scratch("lr-refusals");
     let refuse = |toml: &str| {
         std::fs::write(dir.join("system.toml"), toml).unwrap();
@@ -282,6 +282,16 @@ fn charged_systems_and_slabs_are_refused_with_the_reason() {
     let local = refuse(&ion_toml("", "ionpair-schnet", "").replace("[potential]\n", "[potential]\newald = \"mesh\"\n"));
     println!("{local}");
     assert!(local.contains("[potential] ewald") && local.contains("this model has no charges"), "{local}");
+    // An open pair 20 km apart on the free-space mesh would need a grid of about 10^14 points:
+    // the run stops at its first step with the reason (not "non-finite forces").
+    std::fs::write(dir.join("far.xyz"), separated_pair(2e5, None)).unwrap();
+    let toml = format!(
+        "[structure]\nfile = \"far.xyz\"\n[potential]\ntype = \"ml\"\nmodel = \"{}\"\newald = \"mesh\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"0.25 fs\"\n[run]\nsteps = 1\nplatform = \"cpu\"\n",
+        repo("potentials/ionpair-schnet-charges").display()
+    );
+    let err = run(&common::plan_in(&dir, &toml), &RunOptions { quiet: true, ..Default::default() }).unwrap_err().to_string();
+    println!("{err}");
+    assert!(err.contains("the potential could not evaluate the forces") && err.contains("grid points") && err.contains("ewald = \"sum\""), "{err}");
 }
 
 #[test]

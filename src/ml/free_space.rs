@@ -42,8 +42,9 @@ const KERNELS: usize = 2;
 /// Lines transformed together (gathered and scattered as contiguous runs of this length).
 const BLOCK: usize = 16;
 
-/// Padded grid points above which the mesh is refused (three grids of 16 bytes a point: 2 GB).
-pub const MAX_POINTS: usize = 1 << 27;
+/// Padded grid points above which the mesh is refused: its buffers and the kernel take about 30
+/// bytes a point, and making the kernel 32 more for a moment (2 GB at this limit).
+pub const MAX_POINTS: usize = 1 << 25;
 
 /// The grid of one evaluation: where it starts (in grid steps from the Cartesian origin), the
 /// points the atoms' splines reach along each axis, and the padded size the FFTs run on.

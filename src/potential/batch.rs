@@ -91,12 +91,12 @@ impl SharedInference {
             state.inference.forget_partitions();
         }
         let inference = &mut state.inference;
-        let out = self.pool.install(|| inference.evaluate(&batch)).unwrap_or_else(|_| Output::not_a_number(&batch));
+        let out = self.pool.install(|| inference.evaluate(&batch)).unwrap_or_else(|e| Output::not_a_number(&batch, e));
         let mut first = 0;
         for (s, (&slot, &n)) in slots.iter().zip(&counts).enumerate() {
             let regrouped = out.regrouped.get(s).copied().unwrap_or(false);
             state.regroupings[slot] += regrouped as u64;
-            state.results[slot] = Some(Output { energy: vec![out.energy[s]], forces: out.forces[first..first + n].to_vec(), virial: vec![out.virial[s]], regrouped: vec![regrouped], layers: Vec::new(), atom_energies: out.atom_energies[first..first + n].to_vec(), atom_virials: out.atom_virials[first..first + n].to_vec() });
+            state.results[slot] = Some(Output { energy: vec![out.energy[s]], forces: out.forces[first..first + n].to_vec(), virial: vec![out.virial[s]], regrouped: vec![regrouped], layers: Vec::new(), atom_energies: out.atom_energies[first..first + n].to_vec(), atom_virials: out.atom_virials[first..first + n].to_vec(), failure: out.failure.clone() });
             first += n;
         }
         state.last_slots = slots;

@@ -38,6 +38,8 @@ pub struct MlPotential {
     /// same graph at the steps that compute the energy.
     committee: Vec<Inference>,
     deviation: Option<ForceDeviation>,
+    /// Why the last evaluation failed (`Potential::failure`).
+    failure: Option<String>,
 }
 
 /// The distances the model was trained on, and the warnings about pairs closer than that.
@@ -220,7 +222,7 @@ impl MlPotential {
             0 => description,
             k => format!("committee of {} x {description} (the first drives the dynamics)", k + 1),
         };
-        Ok(MlPotential { model, ctx, fast, graph_time: Default::default(), species_map, description, cautions, range, batch: None, total_charge: 0.0, committee, deviation: None })
+        Ok(MlPotential { model, ctx, fast, graph_time: Default::default(), species_map, description, cautions, range, batch: None, total_charge: 0.0, committee, deviation: None, failure: None })
     }
 
     /// The compiled members of the committee at `path` after the first (`first`), or none for
@@ -449,6 +451,10 @@ impl Potential for MlPotential {
         self.deviation
     }
 
+    fn failure(&self) -> Option<String> {
+        self.failure.clone()
+    }
+
     fn name(&self) -> String {
         self.description.clone()
     }
@@ -470,12 +476,16 @@ impl Potential for MlPotential {
         self.deviation = None;
         if let Some(b) = &self.batch {
             self.graph_time += t.elapsed();
-            copy_output(&b.shared.evaluate(b.slot, graph), out);
+            let result = b.shared.evaluate(b.slot, graph);
+            self.failure = result.failure.clone();
+            copy_output(&result, out);
             return;
         }
         if let Some(fast) = &mut self.fast {
             self.graph_time += t.elapsed();
-            copy_output(&fast.evaluate(&graph).unwrap_or_else(|_| Output::not_a_number(&graph)), out);
+            let result = fast.evaluate(&graph).unwrap_or_else(|e| Output::not_a_number(&graph, e));
+            self.failure = result.failure.clone();
+            copy_output(&result, out);
             if want.energy && !self.committee.is_empty() {
                 let others: Vec<Vec<[f64; 3]>> = self.committee.iter_mut().map(|m| m.evaluate(&graph).map(|o| o.forces).unwrap_or_else(|_| vec![[f64::NAN; 3]; graph.n_atoms()])).collect();
                 let mut members: Vec<&[[f64; 3]]> = vec![&out.forces];
@@ -488,10 +498,17 @@ impl Potential for MlPotential {
         let batch = self.batch(system, list);
         self.graph_time += t.elapsed();
         let graph = GraphTensors::new(&batch, &self.ctx);
-        let Ok(prediction) = self.model.predict(&batch, &graph, &self.ctx) else {
-            out.forces.iter_mut().for_each(|f| *f = [f64::NAN; 3]);
-            out.energy = f64::NAN;
-            return;
+        let prediction = match self.model.predict(&batch, &graph, &self.ctx) {
+            Ok(p) => {
+                self.failure = None;
+                p
+            }
+            Err(e) => {
+                self.failure = Some(e);
+                out.forces.iter_mut().for_each(|f| *f = [f64::NAN; 3]);
+                out.energy = f64::NAN;
+                return;
+            }
         };
         let forces = to_vec(prediction.forces);
         for (i, f) in out.forces.iter_mut().enumerate() {

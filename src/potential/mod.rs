@@ -116,4 +116,9 @@ pub trait Potential: Send {
     fn force_deviation(&self) -> Option<committee::ForceDeviation> {
         None
     }
+    /// Why the last evaluation gave no forces (NaN everywhere), when the potential knows: it
+    /// could not evaluate that configuration (a blow-up report gives the reason).
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }

@@ -144,6 +144,7 @@ impl GpuSimulation {
             atoms: vec![(i + 1, part.system.species_name(i).to_string(), mag)],
             limit: self.max_force,
             closest,
+            reason: None,
         })
     }
 }

@@ -225,13 +225,16 @@ pub struct Output {
     /// With `Inference::record_layers`: every block's outputs over the whole graph, as (name,
     /// width, [atoms, width]) (see `crate::ml::layer`).
     pub layers: Vec<(String, usize, Vec<f32>)>,
+    /// Why the evaluation could not be made (`not_a_number`).
+    pub failure: Option<String>,
 }
 
 impl Output {
     /// NaN everywhere: what MD gets when an evaluation cannot be made (the step loop then
     /// stops the run as a blow-up and keeps the last good state).
-    pub fn not_a_number(graph: &Graph) -> Output {
+    pub fn not_a_number(graph: &Graph, reason: String) -> Output {
         Output {
+            failure: Some(reason),
             energy: vec![f64::NAN; graph.n_structures],
             forces: vec![[f64::NAN; 3]; graph.n_atoms()],
             virial: vec![[f64::NAN; 9]; graph.n_structures],
@@ -753,7 +756,7 @@ fn forces_and_virial(graph: &Graph, g_d: &[f64], pair: &[[f64; 3]], energy: Vec<
         total.iter_mut().zip(w).for_each(|(t, v)| *t += v);
     }
     let (forces, atom_virials) = per_atom.into_iter().unzip();
-    Output { energy, forces, virial, regrouped: Vec::new(), layers: Vec::new(), atom_energies, atom_virials }
+    Output { energy, forces, virial, regrouped: Vec::new(), layers: Vec::new(), atom_energies, atom_virials, failure: None }
 }
 
 /// The part of dE/dr that is not carried by edges (a distance-aware MCGM's centroids): F = -g,
