@@ -461,5 +461,3 @@ fn the_free_space_mesh_agrees_with_the_direct_sum_and_its_forces_are_its_gradien
         assert!(worst < 1e-7, "σ = {width}: {worst:.2e}");
     }
 }
-
-

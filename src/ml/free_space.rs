@@ -20,7 +20,7 @@
 //! grid the straight run used. Units as `Pme::reciprocal`: multiply by k_e.
 
 use crate::cell::Vec3;
-use crate::ml::pme::{ORDER, OVERSAMPLING, euler_factors, real_fft3, smooth_size, splines};
+use crate::ml::pme::{ORDER, OVERSAMPLING, euler_factors, smooth_size, splines};
 use rayon::prelude::*;
 use realfft::RealFftPlanner;
 use rustfft::FftPlanner;
@@ -296,32 +296,56 @@ fn across_rows(slab: &mut [Complex<f64>], columns: usize, fft: &dyn rustfft::Fft
 /// Φ̂ B / G on a `padded` grid (G its points; the two unnormalised FFTs of `convolve` leave a
 /// factor G), as (y, z) lines along x for the z half: g(h |d|) at each displacement d taken
 /// the short way round the padded grid, transformed (real and even, so its transform is real),
-/// times the splines' Euler factors.
+/// times the splines' Euler factors. Sampled row by row into the transform (no real grid), and
+/// along x in blocks of lines, as `convolve` does.
 fn kernel(alpha: f64, spacing: f64, padded: [usize; 3]) -> Vec<f64> {
     let [p0, p1, p2] = padded;
+    let half = p2 / 2 + 1;
     let shortest = |m: usize, p: usize| if m <= p / 2 { m as f64 } else { p as f64 - m as f64 };
-    let mut sampled = vec![0.0; p0 * p1 * p2];
-    sampled.par_chunks_mut(p1 * p2).enumerate().for_each(|(x, plane)| {
+    let forward_z = RealFftPlanner::<f64>::new().plan_fft_forward(p2);
+    let mut planner = FftPlanner::<f64>::new();
+    let (forward_y, forward_x) = (planner.plan_fft_forward(p1), planner.plan_fft_forward(p0));
+    let plane = p1 * half;
+    let mut spectrum = vec![Complex::new(0.0, 0.0); p0 * plane];
+    // Planes x and p0 − x hold the same samples, so the same transforms: the upper ones are
+    // copied from the lower.
+    let (lower, upper) = spectrum.split_at_mut((p0 / 2 + 1) * plane);
+    lower.par_chunks_mut(plane).enumerate().for_each(|(x, planes)| {
         let dx = shortest(x, p0);
+        let (mut row, mut scratch) = (vec![0.0; p2], forward_z.make_scratch_vec());
         for y in 0..p1 {
             let dy = shortest(y, p1);
-            for z in 0..p2 {
+            for (z, v) in row.iter_mut().enumerate() {
                 let dz = shortest(z, p2);
                 let r = spacing * (dx * dx + dy * dy + dz * dz).sqrt();
-                plane[y * p2 + z] = if r > 0.0 { libm::erf(alpha * r) / r } else { 2.0 * alpha / PI.sqrt() };
+                *v = if r > 0.0 { libm::erf(alpha * r) / r } else { 2.0 * alpha / PI.sqrt() };
             }
+            forward_z.process_with_scratch(&mut row, &mut planes[y * half..(y + 1) * half], &mut scratch).expect("rows of the planned length");
         }
+        across_rows(planes, half, &*forward_y);
     });
-    let spectrum = real_fft3(&mut sampled, padded);
+    upper.par_chunks_mut(plane).enumerate().for_each(|(k, planes)| {
+        let mirror = p0 - (p0 / 2 + 1 + k);
+        planes.copy_from_slice(&lower[mirror * plane..(mirror + 1) * plane]);
+    });
     let euler = euler_factors(padded);
-    let half = p2 / 2 + 1;
     let total = (p0 * p1 * p2) as f64;
-    let mut lines = vec![0.0; p1 * half * p0];
-    lines.par_chunks_mut(p0).enumerate().for_each(|(yz, line)| {
-        let (y, z) = (yz / half, yz % half);
-        for (x, v) in line.iter_mut().enumerate() {
-            *v = spectrum[(x * p1 + y) * half + z].re * euler[0][x] * euler[1][y] * euler[2][z] / total;
-        }
-    });
+    let mut lines = vec![0.0; plane * p0];
+    lines.par_chunks_mut(BLOCK * p0).enumerate().for_each_init(
+        || vec![Complex::new(0.0, 0.0); BLOCK * p0],
+        |block, (b, out)| {
+            let (first, width) = (b * BLOCK, out.len() / p0);
+            for x in 0..p0 {
+                (0..width).for_each(|l| block[l * p0 + x] = spectrum[x * plane + first + l]);
+            }
+            forward_x.process(&mut block[..width * p0]);
+            for l in 0..width {
+                let (y, z) = ((first + l) / half, (first + l) % half);
+                for x in 0..p0 {
+                    out[l * p0 + x] = block[l * p0 + x].re * euler[0][x] * euler[1][y] * euler[2][z] / total;
+                }
+            }
+        },
+    );
     lines
 }

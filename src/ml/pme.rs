@@ -272,7 +272,7 @@ impl Pme {
 
 /// The 3D FFT of a real grid (z fastest), unnormalised: the z half of the spectrum
 /// (m_z = 0..=K_z/2, z fastest), the rest being its complex conjugate. `grid` is scratch after.
-pub(crate) fn real_fft3(data: &mut [f64], grid: [usize; 3]) -> Vec<Complex<f64>> {
+fn real_fft3(data: &mut [f64], grid: [usize; 3]) -> Vec<Complex<f64>> {
     let plan = RealFftPlanner::<f64>::new().plan_fft_forward(grid[2]);
     let half = grid[2] / 2 + 1;
     let mut spectrum = vec![Complex::new(0.0, 0.0); grid[0] * grid[1] * half];
