@@ -360,6 +360,21 @@ fn the_cpu_fast_path_agrees_with_burn_on_charged_structures() {
     }
 }
 
+/// The largest gap between `field`'s forces on the (atom, axis) `components` and central
+/// differences of `energy` (steps of 1e-5 Å), relative to its largest force.
+fn gradient_gap(field: &Field, x: &[[f64; 3]], components: &[(usize, usize)], energy: impl Fn(&[[f64; 3]]) -> f64) -> f64 {
+    let h = 1e-5;
+    let scale = field.forces.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
+    let mut worst: f64 = 0.0;
+    for &(i, k) in components {
+        let (mut plus, mut minus) = (x.to_vec(), x.to_vec());
+        plus[i][k] += h;
+        minus[i][k] -= h;
+        worst = worst.max((-(energy(&plus) - energy(&minus)) / (2.0 * h) - field.forces[i][k]).abs() / scale);
+    }
+    worst
+}
+
 #[test]
 fn pme_agrees_with_plain_ewald_and_its_forces_are_its_gradient() {
     // 600 random charges (net -0.3 e) in the skewed triclinic cell, enlarged: PME's energy,
@@ -383,16 +398,7 @@ fn pme_agrees_with_plain_ewald_and_its_forces_are_its_gradient() {
             println!("σ = {width} Å, grid {mesh:?}: PME E = {:.8} eV, plain Ewald {:.8} eV; largest gap {gap:.1e} of the largest value", with_pme.energy, plain.energy);
             assert!(gap < 2e-5, "σ = {width}, grid {mesh:?}: PME off plain Ewald by {gap:.2e}");
             // The forces are the gradient of PME's own energy (fixed grid and splitting).
-            let h = 1e-5;
-            let scale = with_pme.forces.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
-            let mut worst: f64 = 0.0;
-            for (i, k) in [(0, 0), (17, 1), (300, 2), (599, 0)] {
-                let (mut plus, mut minus) = (x.clone(), x.clone());
-                plus[i][k] += h;
-                minus[i][k] -= h;
-                let e = |y: &[[f64; 3]]| coulomb.ewald_sum(&pme, y, &cell, &q).unwrap().energy;
-                worst = worst.max((-(e(&plus) - e(&minus)) / (2.0 * h) - with_pme.forces[i][k]).abs() / scale);
-            }
+            let worst = gradient_gap(&with_pme, &x, &[(0, 0), (17, 1), (300, 2), (599, 0)], |y| coulomb.ewald_sum(&pme, y, &cell, &q).unwrap().energy);
             println!("σ = {width} Å: PME forces vs central differences of PME's energy {worst:.1e}");
             assert!(worst < 1e-7, "σ = {width}: {worst:.2e}");
         }
@@ -447,16 +453,7 @@ fn the_free_space_mesh_agrees_with_the_direct_sum_and_its_forces_are_its_gradien
         let drift = (shifted.energy - on_mesh.energy).abs() / on_mesh.energy.abs();
         println!("σ = {width} Å: translated by a fraction of a grid step, E changes by {drift:.1e} relative");
         assert!(drift < 2e-6, "σ = {width}: translation changed E by {drift:.2e}");
-        let h = 1e-5;
-        let scale = on_mesh.forces.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
-        let mut worst: f64 = 0.0;
-        for (i, k) in [(0, 0), (17, 1), (700, 2), (1499, 0)] {
-            let (mut plus, mut minus) = (x.clone(), x.clone());
-            plus[i][k] += h;
-            minus[i][k] -= h;
-            let e = |y: &[[f64; 3]]| mesh.field(y, &open, &q).unwrap().energy;
-            worst = worst.max((-(e(&plus) - e(&minus)) / (2.0 * h) - on_mesh.forces[i][k]).abs() / scale);
-        }
+        let worst = gradient_gap(&on_mesh, &x, &[(0, 0), (17, 1), (700, 2), (1499, 0)], |y| mesh.field(y, &open, &q).unwrap().energy);
         println!("σ = {width} Å: mesh forces vs central differences of its energy {worst:.1e}");
         assert!(worst < 1e-7, "σ = {width}: {worst:.2e}");
     }

@@ -88,8 +88,7 @@ impl Ewald {
             Some(pme) => format!("particle-mesh Ewald on a {} x {} x {} grid", pme.grid[0], pme.grid[1], pme.grid[2]),
             None => format!("Ewald over {} k-vectors", self.kvectors.len()),
         };
-        let real = if self.real_cutoff > 0.0 { format!("real-space cutoff {:.2} Å", self.real_cutoff) } else { "no real-space part".into() };
-        format!("{reciprocal}, α = {:.4}/Å, {real}", self.alpha)
+        format!("{reciprocal}, α = {:.4}/Å, {}", self.alpha, real_space_words(self.real_cutoff))
     }
 
     /// PME's grid points along each cell vector (None: the plain sum over k).
@@ -223,8 +222,8 @@ impl Coulomb {
         self.plain_ewald(n, cell)
     }
 
-    /// How `n` charges in `cell` are summed, in words (the run's header). The splitting is
-    /// kept in `memory`, where the first `field_with` of the same cell finds it.
+    /// How charges at `positions` in `cell` are summed, in words (the run's header). The
+    /// splitting is kept in `memory`, where the first `field_with` of the same cell finds it.
     pub fn describe_with(&self, memory: &mut Memory, positions: &[Vec3], cell: &Cell) -> String {
         match periodicity(cell) {
             Ok(true) => self.kept_ewald(&mut memory.ewald, positions.len(), cell).describe(),
@@ -369,10 +368,7 @@ impl Coulomb {
         };
         let mut rows = self.real_space_rows(&splitting.table, splitting.alpha, splitting.real_cutoff, pairs, positions, cell, charges)?;
         let (potential, forces, virial) = splitting.mesh.sum(&layout, positions, charges);
-        for ((row, p), f) in rows.iter_mut().zip(potential).zip(forces) {
-            row.0 += p;
-            (0..3).for_each(|a| row.1[a] += f[a]);
-        }
+        add_mesh(&mut rows, potential, forces);
         Ok(self.finish(splitting.alpha, None, rows, charges, virial))
     }
 
@@ -409,10 +405,7 @@ impl Coulomb {
         let mut rows = self.real_space_rows(&ewald.table, ewald.alpha, ewald.real_cutoff, list, positions, cell, charges)?;
         if let Some(pme) = &ewald.pme {
             let (potential, forces, virial) = pme.reciprocal(positions, cell, charges);
-            for ((row, p), f) in rows.iter_mut().zip(potential).zip(forces) {
-                row.0 += p;
-                (0..3).for_each(|a| row.1[a] += f[a]);
-            }
+            add_mesh(&mut rows, potential, forces);
             return Ok(self.finish(ewald.alpha, Some(ewald.volume), rows, charges, virial));
         }
         // Reciprocal space: S(k) per k (each a sum over atoms, in order), then per atom its
@@ -661,8 +654,12 @@ struct OpenSplitting {
 impl OpenSplitting {
     fn describe(&self, layout: &Layout) -> String {
         let [p0, p1, p2] = layout.padded;
-        let real = if self.real_cutoff > 0.0 { format!("real-space cutoff {:.2} Å", self.real_cutoff) } else { "no real-space part".into() };
-        format!("a particle-mesh sum in free space on a {p0} x {p1} x {p2} grid ({:.3} Å apart, zero-padded), α = {:.4}/Å, {real}", self.mesh.spacing, self.alpha)
+        format!(
+            "a particle-mesh sum in free space on a {p0} x {p1} x {p2} grid ({:.3} Å apart, zero-padded), α = {:.4}/Å, {}",
+            self.mesh.spacing,
+            self.alpha,
+            real_space_words(self.real_cutoff)
+        )
     }
 }
 
@@ -747,6 +744,19 @@ fn pair_terms(qi: f64, qj: f64, r: Vec3, d: f64, v: f64, dv: f64, potential: &mu
         for b in 0..3 {
             virial[3 * a + b] -= 0.5 * f * r[a] * r[b];
         }
+    }
+}
+
+/// The real-space part of a splitting in words (the run's header).
+fn real_space_words(cutoff: f64) -> String {
+    if cutoff > 0.0 { format!("real-space cutoff {cutoff:.2} Å") } else { "no real-space part".into() }
+}
+
+/// Adds a mesh's potentials and forces (PME's or the free-space one's) to the real-space rows.
+fn add_mesh(rows: &mut [(f64, Vec3, [f64; 9])], potential: Vec<f64>, forces: Vec<Vec3>) {
+    for ((row, p), f) in rows.iter_mut().zip(potential).zip(forces) {
+        row.0 += p;
+        (0..3).for_each(|a| row.1[a] += f[a]);
     }
 }
 

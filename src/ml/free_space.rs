@@ -20,7 +20,7 @@
 //! grid the straight run used. Units as `Pme::reciprocal`: multiply by k_e.
 
 use crate::cell::Vec3;
-use crate::ml::pme::{ORDER, OVERSAMPLING, euler_factors, smooth_size, splines};
+use crate::ml::pme::{ORDER, OVERSAMPLING, euler_factors, interpolate, smooth_size, splines};
 use rayon::prelude::*;
 use realfft::RealFftPlanner;
 use rustfft::FftPlanner;
@@ -35,6 +35,17 @@ const QUANTUM: usize = 8;
 /// beyond the largest displacement read; its kink there (the slope of erf(αr)/r far away) is so
 /// small that margins of 2, 24 and 64 points give energies 3e-10 apart (relative).
 const MARGIN: usize = 2;
+
+/// A stencil row's point offsets from its start, for points taken first − tz.
+const BACKWARDS: [usize; ORDER] = {
+    let mut offsets = [0; ORDER];
+    let mut tz = 0;
+    while tz < ORDER {
+        offsets[tz] = ORDER - 1 - tz;
+        tz += 1;
+    }
+    offsets
+};
 
 /// Kernels kept for the grid sizes last used.
 const KERNELS: usize = 2;
@@ -89,7 +100,7 @@ impl FreeSpaceMesh {
         FreeSpaceMesh { alpha, spacing: PI / (OVERSAMPLING * k_max), kernels: Vec::new(), real: Vec::new(), near: Vec::new(), lines: Vec::new() }
     }
 
-    /// The grid for atoms at `positions`; Err when it would exceed `MAX_POINTS`.
+    /// The grid for atoms at `positions` (at least one); Err when it would exceed `MAX_POINTS`.
     pub fn layout(&self, positions: &[Vec3]) -> Result<Layout, String> {
         let mut low = [f64::INFINITY; 3];
         let mut high = [f64::NEG_INFINITY; 3];
@@ -99,20 +110,28 @@ impl FreeSpaceMesh {
                 high[a] = high[a].max(r[a] / self.spacing);
             }
         }
-        let span = [0, 1, 2].map(|a| (high[a].floor() - low[a].floor()).max(0.0) + ORDER as f64 + 2.0);
-        let estimate: f64 = span.iter().map(|s| 2.0 * s + (QUANTUM + MARGIN) as f64).product();
-        if estimate.is_nan() || estimate > MAX_POINTS as f64 {
+        let too_many = |points: f64| {
             let extent = [0, 1, 2].map(|a| (high[a] - low[a]) * self.spacing);
-            return Err(format!(
-                "the atoms spread over {:.0} x {:.0} x {:.0} Å, and an open cell's particle-mesh sum would need about {estimate:.1e} grid points (at most {MAX_POINTS}); use [potential] ewald = \"sum\" (the direct sum over pairs)",
+            Err(format!(
+                "the atoms spread over {:.0} x {:.0} x {:.0} Å, and an open cell's particle-mesh sum would need about {points:.1e} grid points (at most {MAX_POINTS}); use [potential] ewald = \"sum\" (the direct sum over pairs)",
                 extent[0], extent[1], extent[2]
-            ));
+            ))
+        };
+        // A spread no grid within the limit can hold is refused before sizes are taken from it:
+        // each padded size is at least twice the spread and the stencil.
+        let least: f64 = (0..3).map(|a| 2.0 * (high[a] - low[a] + ORDER as f64)).product();
+        if least.is_nan() || least > MAX_POINTS as f64 {
+            return too_many(least);
         }
         // One point of slack at each end, for rounding in r/h − origin.
         let origin = [0, 1, 2].map(|a| low[a].floor() as i64 - ORDER as i64);
         let occupied = [0, 1, 2].map(|a| ((high[a].floor() as i64 - origin[a] + 2) as usize).div_ceil(QUANTUM) * QUANTUM);
         let padded = occupied.map(|n| smooth_size(2 * n + MARGIN));
-        Ok(Layout { origin, occupied, padded })
+        let layout = Layout { origin, occupied, padded };
+        if layout.points() > MAX_POINTS {
+            return too_many(layout.points() as f64);
+        }
+        Ok(layout)
     }
 
     /// The mesh part for `charges` at `positions` on `layout`: dE/dq, forces, and the virial
@@ -176,20 +195,9 @@ impl FreeSpaceMesh {
             .zip(charges)
             .with_min_len(256)
             .map(|((first, values, slopes), &q)| {
-                let (mut p, mut du) = (0.0, [0.0; 3]);
-                for tx in 0..ORDER {
-                    for ty in 0..ORDER {
-                        let start = ((first[0] - tx) * n1 + first[1] - ty) * row + first[2];
-                        for tz in 0..ORDER {
-                            let f = phi[start - tz];
-                            let (vx, vy, vz) = (values[0][tx], values[1][ty], values[2][tz]);
-                            p += f * vx * vy * vz;
-                            du[0] += f * slopes[0][tx] * vy * vz;
-                            du[1] += f * vx * slopes[1][ty] * vz;
-                            du[2] += f * vx * vy * slopes[2][tz];
-                        }
-                    }
-                }
+                // Point tz of a row is first[2] − tz: the row starts ORDER − 1 before it.
+                let start = |tx: usize, ty: usize| ((first[0] - tx) * n1 + first[1] - ty) * row + first[2] - (ORDER - 1);
+                let (p, du) = interpolate(phi, values, slopes, start, &BACKWARDS);
                 (p, du.map(|d| -q * d * inverse_h))
             })
             .unzip();

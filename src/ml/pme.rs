@@ -244,22 +244,7 @@ impl Pme {
             .zip(charges)
             .with_min_len(256)
             .map(|((points, values, slopes), &q)| {
-                let (mut p, mut du) = (0.0, [0.0; 3]);
-                for tx in 0..ORDER {
-                    let gx = points[0][tx];
-                    for ty in 0..ORDER {
-                        let gy = points[1][ty];
-                        let row = flat(grid, gx, gy, 0);
-                        for tz in 0..ORDER {
-                            let f = phi[row + points[2][tz]];
-                            let (vx, vy, vz) = (values[0][tx], values[1][ty], values[2][tz]);
-                            p += f * vx * vy * vz;
-                            du[0] += f * slopes[0][tx] * vy * vz;
-                            du[1] += f * vx * slopes[1][ty] * vz;
-                            du[2] += f * vx * vy * slopes[2][tz];
-                        }
-                    }
-                }
+                let (p, du) = interpolate(&phi, values, slopes, |tx, ty| flat(grid, points[0][tx], points[1][ty], 0), &points[2]);
                 // F = −q ∇_r Σ φ W, u_m = K_m s_m(r).
                 let force = [0, 1, 2].map(|c| -q * (0..3).map(|m| du[m] * inverse[m][c]).sum::<f64>());
                 (p, force)
@@ -268,6 +253,29 @@ impl Pme {
         let [xx, yy, zz, xy, xz, yz] = virial6;
         (potential, forces, [xx, xy, xz, xy, yy, yz, xz, yz, zz])
     }
+}
+
+/// Σ φ W and Σ φ ∂W/∂u_m over an atom's ORDER³ stencil (its potential, and the gradient in
+/// grid units that gives its force): `row(tx, ty)` is the grid index where the stencil's row
+/// (tx, ty) starts, and `columns[tz]` each point's offset along it. PME's periodic grid and the
+/// free-space one (`crate::ml::free_space`) index their stencils differently.
+#[inline]
+pub(crate) fn interpolate(phi: &[f64], values: &[[f64; ORDER]; 3], slopes: &[[f64; ORDER]; 3], row: impl Fn(usize, usize) -> usize, columns: &[usize; ORDER]) -> (f64, [f64; 3]) {
+    let (mut p, mut du) = (0.0, [0.0; 3]);
+    for tx in 0..ORDER {
+        for ty in 0..ORDER {
+            let start = row(tx, ty);
+            for tz in 0..ORDER {
+                let f = phi[start + columns[tz]];
+                let (vx, vy, vz) = (values[0][tx], values[1][ty], values[2][tz]);
+                p += f * vx * vy * vz;
+                du[0] += f * slopes[0][tx] * vy * vz;
+                du[1] += f * vx * slopes[1][ty] * vz;
+                du[2] += f * vx * vy * slopes[2][tz];
+            }
+        }
+    }
+    (p, du)
 }
 
 /// The 3D FFT of a real grid (z fastest), unnormalised: the z half of the spectrum

@@ -268,9 +268,9 @@ impl MlPotential {
         Ok(potential)
     }
 
-    /// Adds to the description how the charges of atoms at `positions` in `cell` are summed on the CPU's
-    /// fast path (the run's header); nothing for a model without charges. The splitting it
-    /// builds is the one the first evaluation uses (kept in structure 0's memory).
+    /// Adds to the description how the charges of atoms at `positions` in `cell` are summed on
+    /// the CPU's fast path (the run's header); nothing for a model without charges. The
+    /// splitting it builds is the one the first evaluation uses (kept in structure 0's memory).
     pub fn describe_charges_for(mut self, positions: &[crate::cell::Vec3], cell: &crate::cell::Cell) -> MlPotential {
         if let Some(charges) = self.fast.as_mut().and_then(|f| f.charges.as_mut()) {
             charges.memory.resize_with(1.max(charges.memory.len()), Default::default);
