@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Held-out errors with and without long range (issue 19): SchNet alone, + MCGM soft,
 # + the distance-aware soft MCGM (soft-distance), + learned charges, + MCGM and charges, and
-# PaiNN alone, + charges, + soft-distance and + both, each trained alike on
+# PaiNN alone, + charges, + soft-distance and + both, SchNet and PaiNN with charges by charge
+# equilibration (qeq), each trained alike on
 #   ionpair: potentials/data/ionpair.extxyz (NH4+ with formate or acetate, 3.5-10 Å apart),
 #            tested on potentials/data/ionpair-test.extxyz (other draws, another seed);
 #   chain:   potentials/data/chain.extxyz (C10H2 / C10H3+), every 5th frame held out;
 #   chain40: potentials/data/chain40.extxyz (C40H2 / C40H3+, 50 Å long), every 5th held out.
-# SETS (environment, default all three) picks some, e.g. SETS="ionpair chain40".
+# SETS (environment, default all three) picks some, e.g. SETS="ionpair chain40"; MODELS picks
+# the rows, "backbone mcgm long-range" separated by commas, e.g. MODELS="painn off qeq"
+# (long range: off, charges, or qeq for charges by charge equilibration).
 # Prints a Markdown table: energy MAE per structure (meV) and per atom, force MAE (meV/Å),
 # training time. Models and logs stay in OUT.
 #   benches/long_range_accuracy.sh [epochs] [parallel jobs] [OUT]
@@ -31,8 +34,10 @@ for set in chain chain40; do
     { print > ((frame % 5 == 0) ? test : train); left-- }' "$data/$set.extxyz"
 done
 runs=()
+models=${MODELS:-"schnet off off,schnet soft off,schnet soft-distance off,schnet off charges,schnet soft charges,schnet soft-distance charges,painn off off,painn off charges,painn soft-distance off,painn soft-distance charges,schnet off qeq,painn off qeq"}
+IFS=, read -r -a models <<< "$models"
 for set in ${SETS:-ionpair chain chain40}; do
-  for model in "schnet off off" "schnet soft off" "schnet soft-distance off" "schnet off charges" "schnet soft charges" "schnet soft-distance charges" "painn off off" "painn off charges" "painn soft-distance off" "painn soft-distance charges"; do
+  for model in "${models[@]}"; do
     runs+=("$set $model")
   done
 done

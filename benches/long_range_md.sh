@@ -21,7 +21,9 @@
 # PLATFORM=gpu runs the periodic table on the GPU platform instead (Ewald in reciprocal space on
 # the device, by both of its methods side by side: the sum over k-vectors and particle-mesh
 # Ewald, `[potential] ewald`; open clusters do not run there); LATTICES="5,5,4 8,8,5" picks the
-# repeats, METHODS="mesh" the methods.
+# repeats, METHODS="mesh" the methods. CHARGES_MODEL=ionpair-schnet-qeq times the periodic table
+# with the charges by charge equilibration (conjugate gradients, one Coulomb sum an iteration)
+# in place of the projected charges.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -106,7 +108,7 @@ for repeat in $lattices; do
   setup "$work/local-$tag" ionpair-schnet "$repeat" periodic "${checks[@]}"
   dirs=("$work/local-$tag")
   for m in "${methods[@]}"; do
-    setup "$work/$m-$tag" ionpair-schnet-charges "$repeat" periodic "${checks[@]}"
+    setup "$work/$m-$tag" "${CHARGES_MODEL:-ionpair-schnet-charges}" "$repeat" periodic "${checks[@]}"
     sed -i "/^model = /a ewald = \"$m\"" "$work/$m-$tag"/*/system.toml
     dirs+=("$work/$m-$tag")
   done

@@ -211,7 +211,7 @@ fn gpu_kernels_conform() {
     if common::gpu().is_none() {
         return;
     }
-    conformance(|config| !config.is_distance_aware(), |model| Box::new(mdrun::gpu::GpuKernels::new(model).unwrap().expect("an adapter")));
+    conformance(|config| config.gpu_unsupported_part().is_none(), |model| Box::new(mdrun::gpu::GpuKernels::new(model).unwrap().expect("an adapter")));
 }
 
 
@@ -236,7 +236,7 @@ fn gpu_kernels_conform_at_odd_sizes() {
     apart.positions.push([apart.positions[0][0] + 9.0, apart.positions[0][1], apart.positions[0][2]]);
     apart.kind = "four atoms and one apart".into();
     let structures = vec![lone, apart, acetamide()];
-    let charges = Some(mdrun::ml::model::LongRange { charge_width: 1.0, charge_embedding: true });
+    let charges = Some(mdrun::ml::model::LongRange { charge_width: 1.0, charge_embedding: true, equilibration: false });
     for (setting, long_range) in [("schnet", None), ("painn", None), ("schnet", charges.clone()), ("painn", charges)] {
         let config = ModelConfig { features: 8, long_range: long_range.clone(), ..common::small_config(setting, None) };
         let setting = format!("{setting}{}, F = 8", if long_range.is_some() { " + charges" } else { "" });
@@ -262,7 +262,7 @@ fn gpu_mesh_ewald_conforms() {
     if common::gpu().is_none() {
         return;
     }
-    let charges = Some(mdrun::ml::model::LongRange { charge_width: 1.0, charge_embedding: true });
+    let charges = Some(mdrun::ml::model::LongRange { charge_width: 1.0, charge_embedding: true, equilibration: false });
     for setting in ["schnet", "painn"] {
         let model = model(ModelConfig { long_range: charges.clone(), ..common::small_config(setting, None) });
         let mut gpu = mdrun::gpu::GpuKernels::new(&model).unwrap().expect("an adapter");

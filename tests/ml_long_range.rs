@@ -18,7 +18,8 @@ use mdrun::ml::dataset::Structure;
 use mdrun::ml::electrostatics::{COULOMB_CONSTANT, Coulomb, Field};
 use mdrun::ml::implementation::{BurnModel, CpuInference, Evaluation, ModelImplementation};
 use mdrun::ml::model::{LongRange, Model, ModelConfig};
-use mdrun::ml::tensor::Ctx;
+use mdrun::ml::graph::{Batch, GraphTensors};
+use mdrun::ml::tensor::{Ctx, to_vec};
 
 const MADELUNG_ROCK_SALT: f64 = 1.747_564_594_633_182;
 
@@ -223,10 +224,18 @@ fn the_pair_kernel_gives_the_same_energy_forces_and_virial() {
     }
 }
 
-fn long_range_model(backbone: &str) -> Model {
-    let config = ModelConfig { long_range: Some(LongRange { charge_width: 1.0, charge_embedding: true }), ..common::small_config(backbone, None) };
-    Model::new(config, common::small_normalization(), 5, &Ctx::cpu_inference(true))
+/// A small long-range model: learned charges, projected (false) or by charge equilibration.
+fn long_range_model(backbone: &str, equilibration: bool) -> Model {
+    long_range_model_on(backbone, equilibration, &Ctx::cpu_inference(true))
 }
+
+fn long_range_model_on(backbone: &str, equilibration: bool, ctx: &Ctx) -> Model {
+    let config = ModelConfig { long_range: Some(LongRange { charge_width: 1.0, charge_embedding: true, equilibration }), ..common::small_config(backbone, None) };
+    Model::new(config, common::small_normalization(), 5, ctx)
+}
+
+/// Both ways to the charges, named.
+const CHARGE_KINDS: [(&str, bool); 2] = [("projected", false), ("Qeq", true)];
 
 fn burn(model: &Model) -> BurnModel {
     BurnModel { model: model.clone(), ctx: Ctx::cpu_inference(true), f64_precision: true }
@@ -254,7 +263,7 @@ fn charges_of(e: &Evaluation) -> Vec<f64> {
 fn the_features_know_the_total_charge() {
     // The same atoms, neutral and charged: with the charge embedding every atom's features
     // differ, the farthest ones too (not only through the charges' equal shift).
-    let model = long_range_model("schnet");
+    let model = long_range_model("schnet", false);
     let (neutral, charged) = (open_molecule(0.0), open_molecule(1.0));
     let e = burn(&model).evaluate(&[neutral, charged]).unwrap();
     let first = |k: usize| e[k].layers.iter().find(|l| l.name == "block 0 interaction").unwrap().values.clone();
@@ -268,21 +277,27 @@ fn the_features_know_the_total_charge() {
 
 #[test]
 fn learned_charges_sum_to_the_total_charge() {
-    let model = long_range_model("schnet");
-    for s in [open_molecule(1.0), open_molecule(-2.0), periodic_triclinic(0.0), periodic_triclinic(-1.0)] {
-        let e = burn(&model).evaluate(std::slice::from_ref(&s)).unwrap().remove(0);
-        let q = charges_of(&e);
-        let sum: f64 = q.iter().sum();
-        println!("total charge {}: learned charges {:?}... sum {sum:.15}", s.charge, &q[..3]);
-        assert!((sum - s.charge).abs() < 1e-12, "{sum} vs {}", s.charge);
-        assert!(q.iter().any(|&v| (v - s.charge / q.len() as f64).abs() > 1e-3), "the charges are not all equal");
+    for (kind, equilibration) in CHARGE_KINDS {
+        let model = long_range_model("schnet", equilibration);
+        for s in [open_molecule(1.0), open_molecule(-2.0), periodic_triclinic(0.0), periodic_triclinic(-1.0)] {
+            let e = burn(&model).evaluate(std::slice::from_ref(&s)).unwrap().remove(0);
+            let fast = CpuInference::new(&model).unwrap().evaluate(std::slice::from_ref(&s)).unwrap().remove(0);
+            for (what, q) in [("burn", charges_of(&e)), ("CPU fast path", charges_of(&fast))] {
+                let sum: f64 = q.iter().sum();
+                println!("{kind}, {what}, total charge {}: learned charges {:?}... sum {sum:.15}", s.charge, &q[..3]);
+                // The fast path's charges layer is f32.
+                let tolerance = if what == "burn" { 1e-12 } else { 1e-6 };
+                assert!((sum - s.charge).abs() < tolerance, "{kind}, {what}: {sum} vs {}", s.charge);
+                assert!(q.iter().any(|&v| (v - s.charge / q.len() as f64).abs() > 1e-3), "{kind}: the charges are not all equal");
+            }
+        }
     }
 }
 
 #[test]
 fn model_forces_and_virial_are_derivatives_of_its_energy() {
-    for backbone in ["schnet", "painn"] {
-        let model = long_range_model(backbone);
+    for (backbone, (kind, equilibration)) in ["schnet", "painn"].into_iter().flat_map(|b| CHARGE_KINDS.map(|k| (b, k))) {
+        let model = long_range_model(backbone, equilibration);
         for (what, s) in [("open, charge +1", open_molecule(1.0)), ("periodic triclinic, charge -1", periodic_triclinic(-1.0))] {
             let mut implementation = burn(&model);
             let base = implementation.evaluate(std::slice::from_ref(&s)).unwrap().remove(0);
@@ -307,22 +322,27 @@ fn model_forces_and_virial_are_derivatives_of_its_energy() {
                     worst_virial = worst_virial.max((-(strained(h) - strained(-h)) / (2.0 * h) - base.virial[3 * a + b]).abs() / w_scale);
                 }
             }
-            println!("{backbone}, {what}: forces {worst:.1e}, virial {worst_virial:.1e} off the central differences");
-            assert!(worst < 1e-6 && worst_virial < 1e-6, "{backbone}, {what}: forces {worst:.1e}, virial {worst_virial:.1e}");
+            println!("{backbone}, {kind} charges, {what}: forces {worst:.1e}, virial {worst_virial:.1e} off the central differences");
+            assert!(worst < 1e-6 && worst_virial < 1e-6, "{backbone}, {kind} charges, {what}: forces {worst:.1e}, virial {worst_virial:.1e}");
         }
     }
 }
 
 #[test]
 fn the_model_is_invariant_and_independent_of_its_batch() {
-    let model = long_range_model("painn");
+    for (_, equilibration) in CHARGE_KINDS {
+        invariant_and_independent_of_its_batch(&long_range_model("painn", equilibration));
+    }
+}
+
+fn invariant_and_independent_of_its_batch(model: &Model) {
     let s = open_molecule(1.0);
-    let base = burn(&model).evaluate(std::slice::from_ref(&s)).unwrap().remove(0);
+    let base = burn(model).evaluate(std::slice::from_ref(&s)).unwrap().remove(0);
     // Rotation about z by 30° and a translation.
     let (c, sn) = (30f64.to_radians().cos(), 30f64.to_radians().sin());
     let mut moved = s.clone();
     moved.positions = s.positions.iter().map(|r| [c * r[0] - sn * r[1] + 0.7, sn * r[0] + c * r[1] - 1.3, r[2] + 0.4]).collect();
-    let rotated = burn(&model).evaluate(&[moved]).unwrap().remove(0);
+    let rotated = burn(model).evaluate(&[moved]).unwrap().remove(0);
     assert!((rotated.energy - base.energy).abs() < 1e-10, "rotation: {} vs {}", rotated.energy, base.energy);
     for (f, g) in base.forces.iter().zip(&rotated.forces) {
         let turned = [c * f[0] - sn * f[1], sn * f[0] + c * f[1], f[2]];
@@ -332,19 +352,20 @@ fn the_model_is_invariant_and_independent_of_its_batch() {
     let mut reversed = s.clone();
     reversed.numbers.reverse();
     reversed.positions.reverse();
-    let permuted = burn(&model).evaluate(&[reversed]).unwrap().remove(0);
+    let permuted = burn(model).evaluate(&[reversed]).unwrap().remove(0);
     assert!((permuted.energy - base.energy).abs() < 1e-10);
     assert!(permuted.forces.iter().rev().zip(&base.forces).all(|(a, b)| (0..3).all(|k| (a[k] - b[k]).abs() < 1e-9)));
     // Batch composition: alone, or after a periodic charged structure.
-    let together = burn(&model).evaluate(&[periodic_triclinic(-1.0), s.clone()]).unwrap();
+    let together = burn(model).evaluate(&[periodic_triclinic(-1.0), s.clone()]).unwrap();
     assert!((together[1].energy - base.energy).abs() < 1e-10);
     assert!(together[1].forces.iter().zip(&base.forces).all(|(a, b)| (0..3).all(|k| (a[k] - b[k]).abs() < 1e-10)));
 }
 
 #[test]
 fn the_cpu_fast_path_agrees_with_burn_on_charged_structures() {
-    for backbone in ["schnet", "painn"] {
-        let model = long_range_model(backbone);
+    // Qeq: burn solves densely (Cholesky), the fast path by conjugate gradients over Coulomb sums.
+    for (backbone, (kind, equilibration)) in ["schnet", "painn"].into_iter().flat_map(|b| CHARGE_KINDS.map(|k| (b, k))) {
+        let model = long_range_model(backbone, equilibration);
         let structures = [open_molecule(1.0), periodic_triclinic(-1.0)];
         let reference = burn(&model).evaluate(&structures).unwrap();
         let fast = CpuInference::new(&model).unwrap().evaluate(&structures).unwrap();
@@ -353,11 +374,57 @@ fn the_cpu_fast_path_agrees_with_burn_on_charged_structures() {
             let scale = r.forces.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
             let forces = r.forces.iter().flatten().zip(f.forces.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / scale;
             let charges = charges_of(r).iter().zip(charges_of(f)).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-            println!("{backbone}: energy {:.1e} eV/atom, forces {forces:.1e}, charges {charges:.1e}", (r.energy - f.energy).abs() / n);
+            println!("{backbone}, {kind} charges: energy {:.1e} eV/atom, forces {forces:.1e}, charges {charges:.1e}", (r.energy - f.energy).abs() / n);
             assert!((r.energy - f.energy).abs() / n < 1e-6 && forces < 5e-5 && charges < 1e-5);
             assert!((charges_of(f).iter().sum::<f64>() - charges_of(r).iter().sum::<f64>()).abs() < 1e-5);
         }
     }
+}
+
+#[test]
+fn equilibrated_charges_train_by_the_exact_gradient_of_a_force_loss() {
+    // The burn model returns Qeq's charges as q0 − P (Δχ + q0 ⊙ ΔJ): the value from the host's
+    // dense solve, the first derivative in χ and J from its response P. A loss on forces and
+    // energies, differentiated by autodiff in the parameters, must then equal central
+    // differences in those parameters: a detached solution without P would miss how the
+    // charges move with the electronegativities and hardnesses.
+    let ctx = Ctx::cpu(true);
+    let model = long_range_model_on("schnet", true, &ctx);
+    let structures = [open_molecule(1.0), periodic_triclinic(-1.0)];
+    let refs: Vec<&Structure> = structures.iter().collect();
+    let batch = Batch::new(&refs, model.config.cutoff, |z| model.species_index(z)).unwrap();
+    let graph = GraphTensors::new(&batch, &ctx);
+    let n = batch.n_atoms;
+    let weights: Vec<f64> = (0..3 * n).map(|k| ((k * 7919) % 13) as f64 / 6.0 - 1.0).collect();
+    let loss = |m: &Model| {
+        let p = m.predict(&batch, &graph, &ctx).unwrap();
+        (p.forces * ctx.matrix(&weights, n, 3)).sum() + p.energy.sum().mul_scalar(0.1)
+    };
+    let grads = loss(&model).backward();
+    let value = |m: &Model| to_vec(loss(m).detach().reshape([1, 1]))[0];
+    let h = 1e-5;
+    let mut worst = 0.0f64;
+    for name in ["charges.hardness", "charges.layer2.weight", "charges.layer1.weight", "embedding"] {
+        let k = model.params.names.iter().position(|p| p == name).unwrap_or_else(|| panic!("a parameter {name}"));
+        let tensor = model.params.values[k].clone();
+        let dims = tensor.dims();
+        let base = to_vec(tensor.clone().detach());
+        let autodiff = to_vec(tensor.grad(&grads).expect("a gradient"));
+        for e in [0, base.len() / 2, base.len() - 1] {
+            let moved = |d: f64| {
+                let mut v = base.clone();
+                v[e] += d;
+                let mut values = model.params.values.clone();
+                values[k] = ctx.matrix(&v, dims[0], dims[1]);
+                value(&model.with_params(values))
+            };
+            let numeric = (moved(h) - moved(-h)) / (2.0 * h);
+            let gap = (numeric - autodiff[e]).abs() / numeric.abs().max(1e-3);
+            println!("{name}[{e}]: autodiff {:.9e}, central differences {numeric:.9e}, relative gap {gap:.1e}", autodiff[e]);
+            worst = worst.max(gap);
+        }
+    }
+    assert!(worst < 1e-5, "the training gradient differs from central differences by {worst:.1e}");
 }
 
 /// The largest gap between `field`'s forces on the (atom, axis) `components` and central
@@ -456,5 +523,34 @@ fn the_free_space_mesh_agrees_with_the_direct_sum_and_its_forces_are_its_gradien
         let worst = gradient_gap(&on_mesh, &x, &[(0, 0), (17, 1), (700, 2), (1499, 0)], |y| mesh.field(y, &open, &q).unwrap().energy);
         println!("σ = {width} Å: mesh forces vs central differences of its energy {worst:.1e}");
         assert!(worst < 1e-7, "σ = {width}: {worst:.2e}");
+    }
+}
+
+#[test]
+fn the_kept_kernel_products_equal_the_field_potentials() {
+    // Charge equilibration's products (`Coulomb::potential_with`: real-space kernels kept per
+    // pair, an open cell's direct-sum matrix kept) against `field_with`'s potentials, in every
+    // method: periodic sum over k and PME, open direct sum and free-space mesh; twice at the
+    // same positions with other charges (the kept values reused) and after a move.
+    let (x, q, cell) = random_charges(300, -1.0, 11);
+    let big = Cell::new([[21.0, 0.0, 0.0], [4.5, 19.5, 0.0], [-3.0, 2.4, 22.5]], [true; 3]).unwrap();
+    let (xb, qb, _) = random_charges(900, 2.0, 12);
+    let xb: Vec<[f64; 3]> = xb.iter().map(|r| r.map(|v| 3.0 * v)).collect();
+    let (xo, qo) = open_cluster(700, 14.0, 1.0, 13);
+    let open = Cell::new([[9.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, 0.0, 9.0]], [false; 3]).unwrap();
+    for (what, mesh, x, q, cell) in [("periodic, sum over k", Some(false), &x, &q, &cell), ("periodic, PME", Some(true), &xb, &qb, &big), ("open, direct", Some(false), &xo, &qo, &open), ("open, mesh", Some(true), &xo, &qo, &open)] {
+        let coulomb = Coulomb { width: 1.0, mesh };
+        let mut memory = mdrun::ml::electrostatics::Memory::default();
+        let other: Vec<f64> = q.iter().rev().copied().collect();
+        let moved: Vec<[f64; 3]> = x.iter().enumerate().map(|(i, r)| [r[0] + 0.01 * (i % 7) as f64, r[1], r[2] - 0.02]).collect();
+        let mut worst = 0.0f64;
+        for (x, q) in [(x, q), (x, &other), (&moved, q)] {
+            let kept = coulomb.potential_with(&mut memory, x, cell, q).unwrap();
+            let field = coulomb.field(x, cell, q).unwrap().potential;
+            let scale = field.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            worst = worst.max(kept.iter().zip(&field).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / scale);
+        }
+        println!("{what}: kept products vs field potentials {worst:.1e} of the largest");
+        assert!(worst < 1e-12, "{what}: {worst:.1e}");
     }
 }

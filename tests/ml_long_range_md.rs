@@ -67,10 +67,12 @@ fn nve_with_long_range_drifts_no_more_than_the_local_model() {
     // 0.25 fs) under the charges' attraction, staying inside the training range (3.5-10 Å);
     // the local model has no force between the ions there. Open (direct sum) and in a 20 Å
     // periodic box (Ewald at every step). Open, the distance-aware MCGM too (its centroids
-    // take open structures only).
+    // take open structures only). The charges by charge equilibration too: their forces hold
+    // only at the minimum (the envelope theorem), so a loose solve would show here as drift.
     let dir = common::scratch("lr-nve");
-    let open = ["ionpair-schnet", "ionpair-schnet-charges", "ionpair-schnet-distance"];
-    for (what, cell, models) in [("open", None, &open[..]), ("periodic 20 Å box", Some(20.0), &open[..2])] {
+    let open = ["ionpair-schnet", "ionpair-schnet-charges", "ionpair-schnet-distance", "ionpair-schnet-qeq"];
+    let periodic = ["ionpair-schnet", "ionpair-schnet-charges", "ionpair-schnet-qeq"];
+    for (what, cell, models) in [("open", None, &open[..]), ("periodic 20 Å box", Some(20.0), &periodic[..])] {
         let mut drifts = Vec::new();
         for model in models {
             std::fs::write(dir.join("pair.xyz"), separated_pair(4.0, cell)).unwrap();
@@ -159,6 +161,8 @@ fn a_restarted_long_range_run_reproduces_the_straight_run_bit_for_bit() {
         ("repeat = [4, 4, 4]", dir.join("pair.extxyz"), "ionpair-schnet-charges", ""),
         ("", dir.join("pair.extxyz"), "ionpair-schnet-charges", ""),
         ("", dir.join("pair.xyz"), "ionpair-schnet-distance", ""),
+        // Charge equilibration by conjugate gradients, restarted from scratch at every step.
+        ("repeat = [2, 2, 2]", dir.join("pair.extxyz"), "ionpair-schnet-qeq", ""),
         // 64 cells of the lattice as an open cluster, its charges on the free-space mesh; 100
         // steps (its surface collapses, H on H, past step 110: the model never saw one).
         ("repeat = [4, 4, 4]\npbc = [false, false, false]", lattice, "ionpair-schnet-charges", "ewald = \"mesh\"\n"),
@@ -274,6 +278,11 @@ fn charged_systems_slabs_and_impossible_grids_are_refused_with_the_reason() {
     let err = run(&plan, &RunOptions { quiet: true, platform: Some(Platform::Gpu), ..Default::default() }).unwrap_err().to_string();
     println!("{err}");
     assert!(err.contains("platform \"gpu\"") && err.contains("up to 1024 grid points along a cell vector; this cell needs 1458 x"), "{err}");
+    // Charge equilibration runs on the CPU only: the GPU platform refuses it, saying so.
+    let plan = common::plan_in(&dir, &ion_toml("", "ionpair-schnet-qeq", ""));
+    let err = run(&plan, &RunOptions { quiet: true, platform: Some(Platform::Gpu), ..Default::default() }).unwrap_err().to_string();
+    println!("{err}");
+    assert!(err.contains("charge equilibration") && err.contains("--platform cpu"), "{err}");
     // The method is checked where it is written.
     let toml = ion_toml("", "ionpair-schnet-charges", "").replace("[potential]\n", "[potential]\newald = \"pppm\"\n");
     let unknown = refuse(&toml);

@@ -45,11 +45,12 @@ pub struct TrainSettings {
     #[arg(long)]
     #[serde(default)]
     pub mcgm_distance: bool,
-    /// off (default) or charges: learned charges, summed to each structure's total charge
-    /// (`charge=`), with their Coulomb energy (Ewald in periodic cells).
+    /// off (default), charges or qeq: learned charges, summed to each structure's total charge
+    /// (`charge=`), with their Coulomb energy (Ewald in periodic cells); qeq: the charges by
+    /// charge equilibration from learned electronegativities and hardnesses.
     #[arg(long)]
     pub long_range: Option<String>,
-    /// Å: the Gaussian width of the learned charges (--long-range charges; default 1).
+    /// Å: the Gaussian width of the learned charges (--long-range charges or qeq; default 1).
     #[arg(long)]
     pub charge_width: Option<f64>,
     #[arg(long)]
@@ -284,11 +285,15 @@ pub fn train_command(config_file: Option<&Path>, flags: TrainSettings) -> anyhow
     }
     let long_range = match settings.long_range.as_deref().unwrap_or("off") {
         "off" => None,
-        "charges" => Some(LongRange { charge_width: settings.charge_width.unwrap_or(1.0), charge_embedding: true }),
-        other => bail!("--long-range {other}: expected off or charges"),
+        "charges" => Some(LongRange { charge_width: settings.charge_width.unwrap_or(1.0), charge_embedding: true, equilibration: false }),
+        "qeq" => Some(LongRange { charge_width: settings.charge_width.unwrap_or(1.0), charge_embedding: true, equilibration: true }),
+        other => bail!("--long-range {other}: expected off, charges or qeq"),
     };
     if let Some(w) = settings.charge_width.filter(|w| !(w.is_finite() && *w >= 0.0 && *w <= 10.0)) {
         bail!("--charge-width {w}: expected a width of 0 to 10 Å");
+    }
+    if long_range.as_ref().is_some_and(|l| l.equilibration && l.charge_width <= 0.0) {
+        bail!("--long-range qeq with --charge-width 0: charge equilibration needs Gaussian charges (a point charge's own energy, its least hardness, is infinite); give a width above 0");
     }
     let block_cutoffs = settings.block_cutoffs.clone().unwrap_or_default();
     let blocks = settings.blocks.unwrap_or(if block_cutoffs.is_empty() {

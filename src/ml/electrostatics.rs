@@ -29,7 +29,6 @@ use crate::ml::free_space::{FreeSpaceMesh, Layout};
 use crate::ml::pme::Pme;
 use crate::ml::reciprocal;
 use crate::ml::real_space::RealSpaceList;
-use crate::neighbor::{ListKind, NeighborList};
 use rayon::prelude::*;
 use std::f64::consts::PI;
 
@@ -73,8 +72,8 @@ pub struct Ewald {
     pub real_cutoff: f64,
     /// Half of the reciprocal vectors with |k| < k_max (k and -k give equal terms), 1/Å, with
     /// their integer indices on the reciprocal lattice.
-    kvectors: Vec<([i32; 3], Vec3)>,
-    volume: f64,
+    pub(crate) kvectors: Vec<([i32; 3], Vec3)>,
+    pub(crate) volume: f64,
     /// ψ and ψ' tabulated for the real-space sum of MD (`RealTable`).
     table: RealTable,
     /// The reciprocal part by particle-mesh Ewald instead of the sum over k (large systems).
@@ -188,7 +187,7 @@ impl Coulomb {
     }
 
     /// φ(r) = erf(a r)/r and φ'(r).
-    fn direct(&self, r: f64) -> (f64, f64) {
+    pub(crate) fn direct(&self, r: f64) -> (f64, f64) {
         let a = self.a();
         if a.is_infinite() {
             return (1.0 / r, -1.0 / (r * r));
@@ -199,7 +198,7 @@ impl Coulomb {
     }
 
     /// ψ(r) = (erfc(α r) − erfc(a r))/r and ψ'(r).
-    fn short_range(&self, alpha: f64, r: f64) -> (f64, f64) {
+    pub(crate) fn short_range(&self, alpha: f64, r: f64) -> (f64, f64) {
         let part = |c: f64| -> (f64, f64) {
             if c.is_infinite() {
                 return (0.0, 0.0);
@@ -357,6 +356,81 @@ impl Coulomb {
         }
         let ewald = self.kept_ewald(&mut memory.ewald, positions.len(), cell);
         self.ewald_sum_with(ewald, &mut memory.pairs, positions, cell, charges)
+    }
+
+    /// The potentials dE/dq alone, as `field_with` sums them (charge equilibration's
+    /// matrix-vector products, many at one set of positions): the real-space kernel of every
+    /// kept pair, or an open cell's whole direct-sum matrix up to `DENSE_KERNEL_ATOMS`, is
+    /// computed once for these positions and kept in `memory`, so a further product costs a
+    /// multiply-add per pair plus the mesh's part. A periodic cell's sum over k-vectors (small
+    /// cells) takes `field_with`.
+    pub fn potential_with(&self, memory: &mut Memory, positions: &[Vec3], cell: &Cell, charges: &[f64]) -> Result<Vec<f64>, String> {
+        let n = positions.len();
+        let (alpha, volume, mut potential) = if periodicity(cell)? {
+            let Memory { ewald, pairs, kernel, .. } = memory;
+            let ewald = self.kept_ewald(ewald, n, cell);
+            let Some(pme) = &ewald.pme else {
+                return Ok(self.field_with(memory, positions, cell, charges)?.potential);
+            };
+            let mut potential = self.kept_real_products(&ewald.table, ewald.alpha, ewald.real_cutoff, pairs, kernel, positions, cell, charges)?;
+            pme.reciprocal(positions, cell, charges).0.iter().zip(&mut potential).for_each(|(m, p)| *p += m);
+            (ewald.alpha, Some(ewald.volume), potential)
+        } else {
+            let Memory { open, pairs, kernel, .. } = memory;
+            let splitting = open.get_or_insert_with(|| self.open_splitting());
+            let Some(layout) = self.open_mesh_layout(splitting, positions)? else {
+                if n > DENSE_KERNEL_ATOMS {
+                    return Ok(self.direct_sum(positions, charges).potential);
+                }
+                let matrix = kept(kernel, positions, cell, || {
+                    (0..n * n).into_par_iter().with_min_len(256).map(|ij| if ij / n == ij % n { 0.0 } else { self.direct(norm(sub(positions[ij % n], positions[ij / n]))).0 }).collect()
+                });
+                let products = matrix.par_chunks(n).map(|row| COULOMB_CONSTANT * row.iter().zip(charges).map(|(k, q)| k * q).sum::<f64>());
+                return Ok(products.collect());
+            };
+            let mut potential = self.kept_real_products(&splitting.table, splitting.alpha, splitting.real_cutoff, pairs, kernel, positions, cell, charges)?;
+            splitting.mesh.sum(&layout, positions, charges).0.iter().zip(&mut potential).for_each(|(m, p)| *p += m);
+            (splitting.alpha, None, potential)
+        };
+        // The self and background terms, as `finish` adds them.
+        let total: f64 = charges.iter().sum();
+        let background = volume.map_or(0.0, |v| -PI / (v * alpha * alpha));
+        for (p, &q) in potential.iter_mut().zip(charges) {
+            *p = COULOMB_CONSTANT * (*p - 2.0 * alpha / PI.sqrt() * q + background * total);
+        }
+        Ok(potential)
+    }
+
+    /// Σ_j ψ(r_ij) q_j over the real-space pairs, with ψ per pair kept for these positions.
+    #[allow(clippy::too_many_arguments)]
+    fn kept_real_products(&self, table: &RealTable, alpha: f64, cutoff: f64, list: &mut RealSpaceList, kernel: &mut Option<(Vec<Vec3>, Cell, Vec<f64>)>, positions: &[Vec3], cell: &Cell, charges: &[f64]) -> Result<Vec<f64>, String> {
+        if cutoff <= 0.0 {
+            return Ok(vec![0.0; positions.len()]);
+        }
+        let fresh = !matches!(kernel, Some((x, c, _)) if x == positions && c == cell);
+        if fresh {
+            let wrapped = &list.update(cutoff, positions, cell)?;
+            let (pairs, start, shifts) = (&list.pairs, &list.start, list.shift_vectors());
+            let values = (0..positions.len())
+                .into_par_iter()
+                .with_min_len(16)
+                .flat_map_iter(|i| {
+                    pairs[start[i]..start[i + 1]].iter().map(move |&pair| {
+                        let (xj, shift) = (wrapped[(pair >> 32) as usize], shifts[pair as u32 as usize]);
+                        let d = norm([0, 1, 2].map(|a| xj[a] + shift[a] - wrapped[i][a]));
+                        if d < cutoff { table.at(self, alpha, d).0 } else { 0.0 }
+                    })
+                })
+                .collect();
+            *kernel = Some((positions.to_vec(), cell.clone(), values));
+        }
+        let values = &kernel.as_ref().expect("set above").2;
+        let (pairs, start) = (&list.pairs, &list.start);
+        Ok((0..positions.len())
+            .into_par_iter()
+            .with_min_len(16)
+            .map(|i| (start[i]..start[i + 1]).map(|e| values[e] * charges[(pairs[e] >> 32) as usize]).sum())
+            .collect())
     }
 
     /// An open cell's sum: every pair directly, or ψ over pairs and the rest on the mesh.
@@ -520,91 +594,6 @@ impl Coulomb {
         }
         assemble(rows, charges, virial)
     }
-
-    /// The pair kernel of a structure for the burn model: E = Σ_p q_i q_j K_p over the pairs
-    /// i ≤ j (the diagonal weighted ½ inside K_p), with ∂K_p/∂x_j and -∂K_p/∂ε, all × k_e.
-    /// O(N² × k-vectors): for training structures, not for MD.
-    pub fn pair_kernel(&self, positions: &[Vec3], cell: &Cell) -> Result<PairKernel, String> {
-        let n = positions.len();
-        let periodic = periodicity(cell)?;
-        let mut out = PairKernel::default();
-        if !periodic {
-            for i in 0..n {
-                for j in i..n {
-                    let (mut k, mut g, mut w) = (0.0, [0.0; 3], [0.0; 9]);
-                    if i != j {
-                        let r = sub(positions[j], positions[i]);
-                        let d = norm(r);
-                        let (phi, dphi) = self.direct(d);
-                        k = phi;
-                        image_terms(r, d, dphi, &mut g, &mut w);
-                    }
-                    out.push(i, j, k, g, w);
-                }
-            }
-            return Ok(out);
-        }
-        let ewald = self.plain_ewald(n, cell);
-        let wrapped: Vec<Vec3> = positions.iter().map(|&r| cell.wrap(r).0).collect();
-        let mut real = std::collections::HashMap::<(usize, usize), (f64, Vec3, [f64; 9])>::new();
-        if ewald.real_cutoff > 0.0 {
-            let mut list = NeighborList::new(ListKind::Full, ewald.real_cutoff, 0.0);
-            list.build(&wrapped, cell).map_err(|e| format!("the Ewald real-space sum: {e}"))?;
-            let shifts = list.shift_vectors();
-            for row in 0..list.n_atoms() {
-                let i = list.row_atom(row);
-                let plain = list.plain(row).iter().map(|&j| (j as usize, [0.0; 3]));
-                let (js, ss) = list.shifted(row);
-                let shifted = js.iter().zip(ss).map(|(&j, &s)| (j as usize, shifts[s as usize]));
-                for (j, shift) in plain.chain(shifted) {
-                    if j < i {
-                        continue;
-                    }
-                    let r = [0, 1, 2].map(|c| wrapped[j][c] + shift[c] - wrapped[i][c]);
-                    let d = norm(r);
-                    if d >= ewald.real_cutoff {
-                        continue;
-                    }
-                    let (psi, dpsi) = self.short_range(ewald.alpha, d);
-                    let entry = real.entry((i, j)).or_insert((0.0, [0.0; 3], [0.0; 9]));
-                    // Self images come in ± pairs: each counted once by the ½ of the diagonal.
-                    let half = if i == j { 0.5 } else { 1.0 };
-                    entry.0 += half * psi;
-                    let (mut g, mut w) = ([0.0; 3], [0.0; 9]);
-                    image_terms(r, d, dpsi, &mut g, &mut w);
-                    if i != j {
-                        (0..3).for_each(|c| entry.1[c] += g[c]);
-                    }
-                    (0..9).for_each(|c| entry.2[c] += half * w[c]);
-                }
-            }
-        }
-        let weights: Vec<f64> = ewald.kvectors.iter().map(|(_, kv)| 8.0 * PI / ewald.volume * reciprocal::weight(*kv, ewald.alpha)).collect();
-        let strains: Vec<[f64; 9]> = ewald.kvectors.iter().map(|(_, kv)| reciprocal::strain(*kv, ewald.alpha)).collect();
-        let background = -PI / (ewald.volume * ewald.alpha * ewald.alpha);
-        for i in 0..n {
-            for j in i..n {
-                let half = if i == j { 0.5 } else { 1.0 };
-                let (mut k, mut g, mut w) = real.get(&(i, j)).copied().unwrap_or((0.0, [0.0; 3], [0.0; 9]));
-                let r = sub(positions[j], positions[i]);
-                for (((_, kv), &weight), strain) in ewald.kvectors.iter().zip(&weights).zip(&strains) {
-                    let (sin, cos) = dot(*kv, r).sin_cos();
-                    k += half * weight * cos;
-                    if i != j {
-                        (0..3).for_each(|a| g[a] -= weight * sin * kv[a]);
-                    }
-                    (0..9).for_each(|ab| w[ab] += half * weight * cos * strain[ab]);
-                }
-                k += half * background;
-                (0..3).for_each(|a| w[4 * a] += half * background);
-                if i == j {
-                    k -= ewald.alpha / PI.sqrt();
-                }
-                out.push(i, j, k, g, w);
-            }
-        }
-        Ok(out)
-    }
 }
 
 /// The reciprocal-space Ewald sum alone (`Coulomb::reciprocal_only`).
@@ -640,6 +629,9 @@ pub struct Memory {
     /// An open cell's splitting and mesh.
     open: Option<OpenSplitting>,
     pairs: RealSpaceList,
+    /// `potential_with`'s kernel values for the positions and cell they were made at: per
+    /// real-space pair in `pairs`' order, or the open direct sum's n × n matrix.
+    kernel: Option<(Vec<Vec3>, Cell, Vec<f64>)>,
 }
 
 /// An open cell's splitting: ψ over pairs to `real_cutoff`, the smooth rest on the mesh.
@@ -663,27 +655,15 @@ impl OpenSplitting {
     }
 }
 
-/// The Coulomb pair kernel of one structure (see `Coulomb::pair_kernel`), × k_e.
-#[derive(Clone, Debug, Default)]
-pub struct PairKernel {
-    pub first: Vec<usize>,
-    pub second: Vec<usize>,
-    /// K_p, eV/e².
-    pub kernel: Vec<f64>,
-    /// ∂K_p/∂x_second (= -∂K_p/∂x_first), eV/(e² Å).
-    pub gradient: Vec<Vec3>,
-    /// -∂K_p/∂ε, row-major.
-    pub strain: Vec<[f64; 9]>,
-}
+/// Atoms up to which `potential_with` keeps an open cell's direct-sum matrix (32 MB).
+const DENSE_KERNEL_ATOMS: usize = 2000;
 
-impl PairKernel {
-    fn push(&mut self, i: usize, j: usize, k: f64, g: Vec3, w: [f64; 9]) {
-        self.first.push(i);
-        self.second.push(j);
-        self.kernel.push(COULOMB_CONSTANT * k);
-        self.gradient.push(g.map(|x| COULOMB_CONSTANT * x));
-        self.strain.push(w.map(|x| COULOMB_CONSTANT * x));
+/// The values `make` gives, kept in `kernel` while the positions and cell stay.
+fn kept<'a>(kernel: &'a mut Option<(Vec<Vec3>, Cell, Vec<f64>)>, positions: &[Vec3], cell: &Cell, make: impl FnOnce() -> Vec<f64>) -> &'a [f64] {
+    if !matches!(kernel, Some((x, c, _)) if x == positions && c == cell) {
+        *kernel = Some((positions.to_vec(), cell.clone(), make()));
     }
+    &kernel.as_ref().expect("set above").2
 }
 
 /// Whether a cell is fully periodic (Ewald) or open (direct sum); a mix is refused.
@@ -757,16 +737,6 @@ fn add_mesh(rows: &mut [(f64, Vec3, [f64; 9])], potential: Vec<f64>, forces: Vec
     for ((row, p), f) in rows.iter_mut().zip(potential).zip(forces) {
         row.0 += p;
         (0..3).for_each(|a| row.1[a] += f[a]);
-    }
-}
-
-/// ∂v/∂x_j (= dv r̂) and -∂v/∂ε (= -dv r⊗r/d) of one image of a pair kernel.
-fn image_terms(r: Vec3, d: f64, dv: f64, gradient: &mut Vec3, strain: &mut [f64; 9]) {
-    for a in 0..3 {
-        gradient[a] += dv * r[a] / d;
-        for b in 0..3 {
-            strain[3 * a + b] -= dv * r[a] * r[b] / d;
-        }
     }
 }
 

@@ -14,13 +14,20 @@ use std::path::{Path, PathBuf};
 
 pub const FORMAT: &str = "mdrun-mcgm";
 /// The newest format this mdrun reads. Version 2 adds the long-range parts (learned charges, the
-/// distance-aware MCGM); a model without them is still written as version 1, which older mdrun
-/// reads.
-pub const FORMAT_VERSION: u32 = 2;
+/// distance-aware MCGM); version 3 charge equilibration (which a version-2 reader would take
+/// for projected charges). A model is written in the oldest version that holds it, which older
+/// mdrun reads.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The oldest format version that holds `model`.
 fn version_of(model: &Model) -> u32 {
-    if model.config.long_range.is_some() || model.config.is_distance_aware() { 2 } else { 1 }
+    if model.config.long_range.as_ref().is_some_and(|l| l.equilibration) {
+        3
+    } else if model.config.long_range.is_some() || model.config.is_distance_aware() {
+        2
+    } else {
+        1
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -200,6 +207,12 @@ fn check_card(card: &ModelCard) -> Result<(), String> {
         && !(l.charge_width.is_finite() && (0.0..=10.0).contains(&l.charge_width))
     {
         return Err(format!("config.long_range.charge_width = {}: expected 0 to 10 Å", l.charge_width));
+    }
+    if let Some(l) = &c.long_range
+        && l.equilibration
+        && l.charge_width <= 0.0
+    {
+        return Err("config.long_range.charge_width = 0 with equilibration: charge equilibration needs Gaussian charges (a width above 0)".to_string());
     }
     if !(c.cutoff.is_finite() && c.cutoff > 0.0 && c.cutoff <= MAX_CUTOFF) {
         return Err(format!("config.cutoff = {}: expected a length above 0 and at most {MAX_CUTOFF} Å", c.cutoff));

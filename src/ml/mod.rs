@@ -5,6 +5,7 @@
 pub mod commands;
 pub mod dataset;
 pub mod electrostatics;
+pub mod equilibration;
 pub mod file;
 pub mod free_space;
 pub mod graph;
@@ -13,6 +14,7 @@ pub mod inference;
 pub mod layer;
 pub mod mcgm;
 pub mod model;
+pub mod pair_kernel;
 pub mod pme;
 pub mod real_space;
 pub mod reciprocal;

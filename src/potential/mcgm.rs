@@ -553,9 +553,22 @@ impl Potential for MlPotential {
             (None, Some(fast)) => Some((fast.times.partition_changes, fast.times.evaluations)),
             (None, None) => None,
         };
-        match (counts, &self.model.config.mcgm) {
+        let mut notes = match (counts, &self.model.config.mcgm) {
             (Some((regroupings, evaluations)), Some(m)) if m.assign == crate::ml::mcgm::Assign::Hard => vec![McgmConfig::regrouping_note(regroupings, evaluations)],
             _ => Vec::new(),
+        };
+        let times = match (&self.batch, &self.fast) {
+            (Some(b), _) => Some(b.shared.times().0),
+            (None, Some(fast)) => Some(fast.times),
+            (None, None) => None,
+        };
+        if let Some(t) = times.filter(|t| t.evaluations > 0 && self.model.config.long_range.as_ref().is_some_and(|l| l.equilibration)) {
+            notes.push(format!(
+                "charge equilibration: {:.1} conjugate-gradient iterations per evaluation (one Coulomb sum each), over {} evaluations",
+                t.equilibration_iterations as f64 / t.evaluations as f64,
+                t.evaluations
+            ));
         }
+        notes
     }
 }

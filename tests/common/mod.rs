@@ -365,7 +365,8 @@ pub fn backbone_settings(species: &[u32]) -> Vec<(&'static str, ModelConfig)> {
 /// backbone, SchNet's with soft MCGM under them (the charges read the MCGM-refined features);
 /// and the distance-aware soft MCGM (open structures only), one per backbone.
 pub fn long_range_settings(species: &[u32]) -> Vec<(&'static str, ModelConfig)> {
-    let charges = Some(mdrun::ml::model::LongRange { charge_width: 1.0, charge_embedding: true });
+    let charges = Some(mdrun::ml::model::LongRange { charge_width: 1.0, charge_embedding: true, equilibration: false });
+    let equilibrated = Some(mdrun::ml::model::LongRange { equilibration: true, ..charges.clone().expect("charges") });
     let settings = backbone_settings(species);
     let pick = |name: &str| settings.iter().find(|(n, _)| *n == name).expect("a setting").1.clone();
     let distance_aware = |name: &str| {
@@ -376,6 +377,7 @@ pub fn long_range_settings(species: &[u32]) -> Vec<(&'static str, ModelConfig)> 
     vec![
         ("schnet + MCGM soft + charges", ModelConfig { long_range: charges.clone(), ..pick("schnet + MCGM soft (4 centroids)") }),
         ("painn + charges", ModelConfig { long_range: charges, ..pick("painn") }),
+        ("schnet + charges by Qeq", ModelConfig { long_range: equilibrated, ..pick("schnet") }),
         ("schnet + MCGM soft distance-aware", distance_aware("schnet + MCGM soft (4 centroids)")),
         ("painn + MCGM soft distance-aware", distance_aware("painn + MCGM soft (4 centroids)")),
     ]

@@ -1,16 +1,21 @@
 //! The CPU fast path's learned charges (the model is `crate::ml::model::charges`): the charge
-//! head in f32, the projection to each structure's total charge and the Coulomb sum in f64
+//! head in f32; the projection to each structure's total charge, or charge equilibration by
+//! conjugate gradients (`crate::ml::equilibration`), and the Coulomb sum in f64
 //! (`crate::ml::electrostatics`, the same code the burn model's kernel comes from).
 
 use super::Graph;
 use super::dense::{Linear, ssp_and_slope};
 use crate::cell::Vec3;
 use crate::ml::electrostatics::{Coulomb, Memory};
+use crate::ml::equilibration;
 
 pub struct ChargeWeights {
     pub layer1: Linear,
     pub layer2: Linear,
     pub coulomb: Coulomb,
+    /// Per species: the hardness J (eV/e²) where the charges are equilibrated
+    /// (`crate::ml::equilibration`); None: the head's charges, projected to the total.
+    pub hardness: Option<Vec<f64>>,
     /// Per structure of the batch: the Ewald splitting and real-space pairs of the last
     /// evaluation, reused while the cell stays (MD).
     pub memory: Vec<Memory>,
@@ -26,6 +31,8 @@ pub struct ChargeTerms {
     pub virial: Vec<[f64; 9]>,
     /// The charges, e.
     pub charges: Vec<f64>,
+    /// Conjugate-gradient iterations of charge equilibration, all structures together.
+    pub iterations: usize,
 }
 
 impl ChargeWeights {
@@ -45,6 +52,7 @@ impl ChargeWeights {
             forces: vec![[0.0; 3]; n],
             virial: vec![[0.0; 9]; graph.n_structures],
             charges: vec![0.0; n],
+            iterations: 0,
         };
         let mut g_raw = vec![0.0f32; n];
         self.memory.resize_with(graph.n_structures, Memory::default);
@@ -52,16 +60,38 @@ impl ChargeWeights {
         let mut start = 0;
         for (s, count) in graph.counts().into_iter().enumerate() {
             let atoms = start..start + count;
-            let excess = (graph.charges[s] - atoms.clone().map(|i| raw[i] as f64).sum::<f64>()) / count as f64;
-            let q: Vec<f64> = atoms.clone().map(|i| raw[i] as f64 + excess).collect();
-            let field = self.coulomb.field_with(&mut self.memory[s], &graph.positions[atoms.clone()], &graph.cells[s], &q)?;
+            let (positions, cell) = (&graph.positions[atoms.clone()], &graph.cells[s]);
+            let (q, own_energy) = match &self.hardness {
+                Some(hardness) => {
+                    // χ = J_self raw (as the model's), J per species; the charges by Qeq.
+                    let self_hardness = equilibration::self_hardness(self.coulomb.width);
+                    let chi: Vec<f64> = atoms.clone().map(|i| self_hardness * raw[i] as f64).collect();
+                    let j: Vec<f64> = atoms.clone().map(|i| hardness[graph.species[i]]).collect();
+                    let (coulomb, memory) = (&self.coulomb, &mut self.memory[s]);
+                    let (q, iterations) = equilibration::equilibrate(&chi, &j, graph.charges[s], |p| coulomb.potential_with(memory, positions, cell, p))?;
+                    terms.iterations += iterations;
+                    // dE/d raw_i = J_self q_i (the envelope theorem).
+                    for (k, i) in atoms.clone().enumerate() {
+                        g_raw[i] = (self_hardness * q[k]) as f32;
+                    }
+                    let own = (0..count).map(|k| chi[k] * q[k] + 0.5 * j[k] * q[k] * q[k]).sum::<f64>();
+                    (q, own)
+                }
+                None => {
+                    let excess = (graph.charges[s] - atoms.clone().map(|i| raw[i] as f64).sum::<f64>()) / count as f64;
+                    (atoms.clone().map(|i| raw[i] as f64 + excess).collect::<Vec<f64>>(), 0.0)
+                }
+            };
+            let field = self.coulomb.field_with(&mut self.memory[s], positions, cell, &q)?;
             let mean = field.potential.iter().sum::<f64>() / count as f64;
             for (k, i) in atoms.clone().enumerate() {
-                g_raw[i] = (field.potential[k] - mean) as f32;
+                if self.hardness.is_none() {
+                    g_raw[i] = (field.potential[k] - mean) as f32;
+                }
                 terms.forces[i] = field.forces[k];
                 terms.charges[i] = q[k];
             }
-            terms.energy[s] = field.energy;
+            terms.energy[s] = field.energy + own_energy;
             terms.virial[s] = field.virial;
             start += count;
         }

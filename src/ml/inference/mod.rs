@@ -258,6 +258,8 @@ pub struct StageTimes {
     /// Evaluations at which some block's hard clustering grouped some structure's atoms
     /// differently from the evaluation before (the energy is discontinuous there).
     pub partition_changes: u64,
+    /// Conjugate-gradient iterations of charge equilibration (`crate::ml::equilibration`).
+    pub equilibration_iterations: u64,
 }
 
 /// One interaction block's weights (the GPU kernels read the same f32 values and tables).
@@ -431,6 +433,10 @@ impl Inference {
                     layer1: linear("charges.layer1", f, f / 2, true)?,
                     layer2: linear("charges.layer2", f / 2, 1, true)?,
                     coulomb: long_range.coulomb(),
+                    hardness: match long_range.equilibration {
+                        true => Some(get("charges.hardness")?.iter().map(|&h| crate::ml::equilibration::hardness(h, long_range.charge_width)).collect()),
+                        false => None,
+                    },
                     memory: Vec::new(),
                 }),
                 None => None,
@@ -611,6 +617,7 @@ impl Inference {
             None => None,
         };
         let long_range = t_long_range.elapsed();
+        self.times.equilibration_iterations += charges.as_ref().map_or(0, |c| c.iterations as u64);
         let mut g_d = vec![0.0f64; graph.neighbor.len()];
         // PaiNN: dL/dr per edge (its messages depend on the direction too) and dL/dμ.
         let mut pair = if painn { vec![[0.0f64; 3]; graph.neighbor.len()] } else { Vec::new() };

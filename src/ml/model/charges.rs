@@ -13,11 +13,20 @@
 //! are tensor operations on q, and the charges' own dependence on positions enters the explicit
 //! backward pass as dE/dx_final, like the energy readout's. Everything stays differentiable by
 //! the parameters, so a force loss trains the charges.
+//!
+//! With `equilibration` the head's output is an electronegativity instead, and the charges
+//! minimise Qeq's energy (`crate::ml::equilibration`) with the Coulomb coupling K.
+//! ```text
+//! χ_i = J_self raw_i,   J_i = J_self + softplus(h_Z),   E = E_es + Σ_i (χ_i q_i + ½ J_i q_i²)
+//! ```
 
 use super::{Dense, Model};
-use crate::ml::electrostatics::{Coulomb, PairKernel};
+use crate::ml::electrostatics::Coulomb;
+use crate::ml::pair_kernel::PairKernel;
 use crate::ml::graph::Batch;
-use crate::ml::tensor::{Ctx, scatter_add, ssp, ssp_derivative};
+use crate::ml::equilibration;
+use crate::ml::tensor::{Ctx, scatter_add, ssp, ssp_derivative, to_vec};
+use burn::tensor::activation::softplus;
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +41,11 @@ pub struct LongRange {
     /// one; the charges alone only shift by Q/n.
     #[serde(default)]
     pub charge_embedding: bool,
+    /// The charges by charge equilibration (`crate::ml::equilibration`): the head gives
+    /// electronegativities, each species a learned hardness, and the charges minimise their
+    /// energy with the Coulomb coupling (charge transfer); false: the head's charges, projected.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub equilibration: bool,
 }
 
 impl LongRange {
@@ -41,7 +55,8 @@ impl LongRange {
 
     pub fn describe(&self) -> String {
         let embedding = if self.charge_embedding { ", total charge embedded" } else { "" };
-        format!("learned charges (σ = {} Å, Ewald where periodic{embedding})", self.charge_width)
+        let kind = if self.equilibration { "learned charges by charge equilibration (Qeq)" } else { "learned charges" };
+        format!("{kind} (σ = {} Å, Ewald where periodic{embedding})", self.charge_width)
     }
 }
 
@@ -50,6 +65,9 @@ impl LongRange {
 pub(super) struct ChargeHead {
     pub layer1: Dense,
     pub layer2: Dense,
+    /// [species, 1]: h of each species' hardness J = self_hardness(σ) + softplus(h), where the
+    /// charges are equilibrated.
+    pub hardness: Option<usize>,
 }
 
 /// A batch's Coulomb pair kernels as tensors (pairs of all structures, numbered in the batch).
@@ -63,21 +81,25 @@ struct PairTensors {
     gradient: Tensor<2>,
     /// [P, 9]
     strain: Tensor<2>,
+    /// Each structure's first atom and host kernel (charge equilibration's matrices).
+    host: Vec<(usize, PairKernel)>,
 }
 
 impl PairTensors {
     fn new(batch: &Batch, coulomb: Coulomb, ctx: &Ctx) -> Result<PairTensors, String> {
         let mut all = PairKernel::default();
         let mut structure = Vec::new();
+        let mut host = Vec::new();
         let mut start = 0;
         for (s, &n) in batch.counts.iter().enumerate() {
             let k = coulomb.pair_kernel(&batch.positions[start..start + n], &batch.cells[s])?;
             all.first.extend(k.first.iter().map(|i| i + start));
             all.second.extend(k.second.iter().map(|j| j + start));
             structure.extend(std::iter::repeat_n(s, k.kernel.len()));
-            all.kernel.extend(k.kernel);
-            all.gradient.extend(k.gradient);
-            all.strain.extend(k.strain);
+            all.kernel.extend(k.kernel.iter().copied());
+            all.gradient.extend(k.gradient.iter().copied());
+            all.strain.extend(k.strain.iter().copied());
+            host.push((start, k));
             start += n;
         }
         let p = all.kernel.len();
@@ -88,6 +110,7 @@ impl PairTensors {
             kernel: ctx.matrix(&all.kernel, p, 1),
             gradient: ctx.matrix(&all.gradient.concat(), p, 3),
             strain: ctx.matrix(&all.strain.concat(), p, 9),
+            host,
         })
     }
 }
@@ -115,29 +138,95 @@ impl Model {
     }
 
     /// The charges of the final features x and everything their Coulomb energy adds.
-    pub(super) fn charge_terms(&self, head: ChargeHead, x: Tensor<2>, batch: &Batch, structure: &Tensor<1, Int>, ctx: &Ctx) -> Result<ChargeTerms, String> {
+    pub(super) fn charge_terms(&self, head: ChargeHead, x: Tensor<2>, batch: &Batch, species: &Tensor<1, Int>, structure: &Tensor<1, Int>, ctx: &Ctx) -> Result<ChargeTerms, String> {
         let long_range = self.config.long_range.as_ref().expect("a charge head comes with long_range");
         let pairs = PairTensors::new(batch, long_range.coulomb(), ctx)?;
         let (n, s) = (batch.n_atoms, batch.n_structures);
         let a = self.dense(head.layer1, x);
         let raw = self.dense(head.layer2, ssp(a.clone()));
-        // q = q̃ + (Q - Σ q̃)/n per structure.
-        let inverse_counts = ctx.matrix(&batch.counts.iter().map(|&c| 1.0 / c as f64).collect::<Vec<_>>(), s, 1);
-        let total = ctx.matrix(&batch.charges, s, 1);
-        let excess = (total - scatter_add(raw.clone(), structure, s, ctx)) * inverse_counts.clone();
-        let q = raw + excess.select(0, structure.clone());
+        // The charges, their own energy (Qeq's χ q + ½ J q²; none for projected charges) and
+        // dE/d(raw head output) apart from the Coulomb part.
+        let (q, own_energy, g_own) = match head.hardness {
+            Some(index) => {
+                let self_hardness = equilibration::self_hardness(long_range.charge_width);
+                let chi = raw.mul_scalar(self_hardness);
+                let j = softplus(self.p(index).select(0, species.clone()), 1.0).add_scalar(self_hardness);
+                let q = self.equilibrated_charges(&pairs, batch, chi.clone(), j.clone(), ctx)?;
+                let own = chi * q.clone() + (j * q.clone() * q.clone()).mul_scalar(0.5);
+                (q.clone(), Some(scatter_add(own, structure, s, ctx)), Some(q.mul_scalar(self_hardness)))
+            }
+            None => {
+                // q = q̃ + (Q - Σ q̃)/n per structure.
+                let total = ctx.matrix(&batch.charges, s, 1);
+                let excess = (total - scatter_add(raw.clone(), structure, s, ctx)) * inverse_counts(batch, ctx);
+                (raw + excess.select(0, structure.clone()), None, None)
+            }
+        };
         let (qa, qb) = (q.clone().select(0, pairs.first.clone()), q.clone().select(0, pairs.second.clone()));
         let product = qa.clone() * qb.clone();
-        let energy = scatter_add(product.clone() * pairs.kernel.clone(), &pairs.structure, s, ctx);
+        let mut energy = scatter_add(product.clone() * pairs.kernel.clone(), &pairs.structure, s, ctx);
         // dE/dq_i = Σ_j K_ij q_j (the diagonal's ½ counted from both ends).
         let g_q = scatter_add(pairs.kernel.clone() * qb, &pairs.first, n, ctx) + scatter_add(pairs.kernel.clone() * qa, &pairs.second, n, ctx);
-        // Through the projection: dE/dq̃ = dE/dq - mean over the structure.
-        let mean = scatter_add(g_q.clone(), structure, s, ctx) * inverse_counts;
-        let g_raw = g_q - mean.select(0, structure.clone());
+        let g_raw = match (own_energy, g_own) {
+            // Equilibrated: dE/dχ_i = q_i (envelope theorem; the Coulomb part's dE/dq is λ,
+            // whose change the neutral dq does not see).
+            (Some(own), Some(g)) => {
+                energy = energy + own;
+                g
+            }
+            // Through the projection: dE/dq̃ = dE/dq - mean over the structure.
+            _ => {
+                let mean = scatter_add(g_q.clone(), structure, s, ctx) * inverse_counts(batch, ctx);
+                g_q - mean.select(0, structure.clone())
+            }
+        };
         let g_x = self.dense_back(head.layer1, self.dense_back(head.layer2, g_raw) * ssp_derivative(a));
         let pull = pairs.gradient.clone() * product.clone();
         let forces = scatter_add(pull.clone(), &pairs.first, n, ctx) - scatter_add(pull, &pairs.second, n, ctx);
         let virial = scatter_add(pairs.strain * product, &pairs.structure, s, ctx);
         Ok(ChargeTerms { energy, g_x, forces, virial, charges: q })
     }
+
+    /// Qeq's charges for electronegativities `chi` and hardnesses `j` [N, 1], solved on the
+    /// host in f64 (q0, response P per structure) and returned as q0 − P (Δχ + q0 ⊙ ΔJ), where
+    /// Δ is a tensor minus its detached value: the value is q0 and the first derivative in the
+    /// parameters is the solution's, which is all the forces (the envelope theorem) and their
+    /// training gradient need.
+    fn equilibrated_charges(&self, pairs: &PairTensors, batch: &Batch, chi: Tensor<2>, j: Tensor<2>, ctx: &Ctx) -> Result<Tensor<2>, String> {
+        let (chi_host, j_host) = (to_vec(chi.clone().detach()), to_vec(j.clone().detach()));
+        let mut q0 = vec![0.0; batch.n_atoms];
+        let (mut first, mut second, mut response) = (Vec::new(), Vec::new(), Vec::new());
+        for ((start, kernel), (s, &count)) in pairs.host.iter().zip(batch.counts.iter().enumerate()) {
+            let atoms = *start..start + count;
+            let mut matrix = vec![0.0; count * count];
+            for ((&i, &k), &value) in kernel.first.iter().zip(&kernel.second).zip(&kernel.kernel) {
+                if i == k {
+                    matrix[i * count + i] += 2.0 * value;
+                } else {
+                    matrix[i * count + k] += value;
+                    matrix[k * count + i] += value;
+                }
+            }
+            (0..count).for_each(|i| matrix[i * count + i] += j_host[start + i]);
+            let solution = equilibration::solve_dense(&matrix, &chi_host[atoms.clone()], batch.charges[s]).map_err(|e| format!("structure {s}: {e}"))?;
+            q0[atoms.clone()].copy_from_slice(&solution.charges);
+            for i in 0..count {
+                for k in 0..count {
+                    first.push(start + i);
+                    second.push(start + k);
+                    response.push(solution.response[i * count + k]);
+                }
+            }
+        }
+        let q0 = ctx.matrix(&q0, batch.n_atoms, 1);
+        let change = (chi.clone() - chi.detach()) + q0.clone() * (j.clone() - j.detach());
+        let weights = ctx.matrix(&response, response.len(), 1);
+        let shift = scatter_add(change.select(0, ctx.indices(&second)) * weights, &ctx.indices(&first), batch.n_atoms, ctx);
+        Ok(q0 - shift)
+    }
+}
+
+/// 1/n_s per structure [S, 1].
+fn inverse_counts(batch: &Batch, ctx: &Ctx) -> Tensor<2> {
+    ctx.matrix(&batch.counts.iter().map(|&c| 1.0 / c as f64).collect::<Vec<_>>(), batch.n_structures, 1)
 }

@@ -68,6 +68,9 @@ impl ModelConfig {
         if self.is_distance_aware() {
             return Some("a distance-aware MCGM (it takes open structures; the GPU platform runs fully periodic cells)".to_string());
         }
+        if self.long_range.as_ref().is_some_and(|l| l.equilibration) {
+            return Some("charge equilibration (Qeq: the charges are solved for by conjugate gradients over Coulomb sums, on the CPU only)".to_string());
+        }
         self.long_range.as_ref().filter(|l| l.charge_width <= 0.0).map(|_| "point charges (σ = 0: the GPU's Ewald sum is in reciprocal space only)".to_string())
     }
 }
@@ -280,9 +283,10 @@ impl Model {
             .collect();
         let readout1 = builder.dense("readout1", f, f / 2, true);
         let readout2 = builder.dense("readout2", f / 2, 1, true);
-        let charges = config.long_range.as_ref().map(|_| ChargeHead {
+        let charges = config.long_range.as_ref().map(|l| ChargeHead {
             layer1: builder.dense("charges.layer1", f, f / 2, true),
             layer2: builder.dense("charges.layer2", f / 2, 1, true),
+            hardness: l.equilibration.then(|| builder.param("charges.hardness", config.species.len(), 1, 1.0)),
         });
         let charge_embedding = config
             .long_range
@@ -497,7 +501,7 @@ impl Model {
         let atomic = h.mul_scalar(self.normalization.energy_scale) + reference;
         let mut energy = scatter_add(atomic, &graph.structure, batch.n_structures, ctx);
         let charges = match self.charges {
-            Some(head) => Some(self.charge_terms(head, x.clone(), batch, &graph.structure, ctx)?),
+            Some(head) => Some(self.charge_terms(head, x.clone(), batch, &graph.species, &graph.structure, ctx)?),
             None => None,
         };
         if let Some(c) = &charges {
