@@ -144,38 +144,37 @@ impl Model {
         let (n, s) = (batch.n_atoms, batch.n_structures);
         let a = self.dense(head.layer1, x);
         let raw = self.dense(head.layer2, ssp(a.clone()));
-        // The charges, their own energy (Qeq's χ q + ½ J q²; none for projected charges) and
-        // dE/d(raw head output) apart from the Coulomb part.
-        let (q, own_energy, g_own) = match head.hardness {
+        // The charges and, equilibrated, their own energy (χ q + ½ J q²) and dE/d(raw head
+        // output) = J_self q (the envelope theorem: the Coulomb part's dE/dq is λ, whose change
+        // the neutral dq does not see).
+        let (q, equilibrated) = match head.hardness {
             Some(index) => {
                 let self_hardness = equilibration::self_hardness(long_range.charge_width);
                 let chi = raw.mul_scalar(self_hardness);
                 let j = softplus(self.p(index).select(0, species.clone()), 1.0).add_scalar(self_hardness);
                 let q = self.equilibrated_charges(&pairs, batch, chi.clone(), j.clone(), ctx)?;
                 let own = chi * q.clone() + (j * q.clone() * q.clone()).mul_scalar(0.5);
-                (q.clone(), Some(scatter_add(own, structure, s, ctx)), Some(q.mul_scalar(self_hardness)))
+                (q.clone(), Some((scatter_add(own, structure, s, ctx), q.mul_scalar(self_hardness))))
             }
             None => {
                 // q = q̃ + (Q - Σ q̃)/n per structure.
                 let total = ctx.matrix(&batch.charges, s, 1);
                 let excess = (total - scatter_add(raw.clone(), structure, s, ctx)) * inverse_counts(batch, ctx);
-                (raw + excess.select(0, structure.clone()), None, None)
+                (raw + excess.select(0, structure.clone()), None)
             }
         };
         let (qa, qb) = (q.clone().select(0, pairs.first.clone()), q.clone().select(0, pairs.second.clone()));
         let product = qa.clone() * qb.clone();
         let mut energy = scatter_add(product.clone() * pairs.kernel.clone(), &pairs.structure, s, ctx);
-        // dE/dq_i = Σ_j K_ij q_j (the diagonal's ½ counted from both ends).
-        let g_q = scatter_add(pairs.kernel.clone() * qb, &pairs.first, n, ctx) + scatter_add(pairs.kernel.clone() * qa, &pairs.second, n, ctx);
-        let g_raw = match (own_energy, g_own) {
-            // Equilibrated: dE/dχ_i = q_i (envelope theorem; the Coulomb part's dE/dq is λ,
-            // whose change the neutral dq does not see).
-            (Some(own), Some(g)) => {
+        let g_raw = match equilibrated {
+            Some((own, g)) => {
                 energy = energy + own;
                 g
             }
-            // Through the projection: dE/dq̃ = dE/dq - mean over the structure.
-            _ => {
+            None => {
+                // dE/dq_i = Σ_j K_ij q_j (the diagonal's ½ counted from both ends), and through
+                // the projection dE/dq̃ = dE/dq - mean over the structure.
+                let g_q = scatter_add(pairs.kernel.clone() * qb, &pairs.first, n, ctx) + scatter_add(pairs.kernel.clone() * qa, &pairs.second, n, ctx);
                 let mean = scatter_add(g_q.clone(), structure, s, ctx) * inverse_counts(batch, ctx);
                 g_q - mean.select(0, structure.clone())
             }
