@@ -100,6 +100,23 @@ def finite_differences_agree():
     check(np.abs(stresses.sum(axis=0) - s).max() < 1e-9, "per-atom stresses sum to the stress")
 
 
+def charge_equilibration_model():
+    # A model whose charges come from charge equilibration (--long-range qeq): its forces are
+    # the gradient of its energy through ASE too (the envelope theorem, with the solve's
+    # conjugate gradients at every call), and the total charge reaches the constraint.
+    atoms = read(REPO / "potentials" / "data" / "ionpair-test.extxyz", index="0")
+    atoms.calc = Calculator(REPO / "potentials" / "ionpair-schnet-qeq")
+    f = atoms.get_forces()
+    numeric = calculate_numerical_forces(atoms, eps=1e-3)
+    worst = np.abs(numeric - f).max()
+    check(worst < 5e-3, f"Qeq forces agree with ASE's central differences: {worst:.1e} eV/Å (largest {np.abs(f).max():.2f})")
+    neutral = atoms.get_potential_energy()
+    charged = atoms.copy()
+    charged.calc = Calculator(REPO / "potentials" / "ionpair-schnet-qeq", charge=1.0)
+    e = charged.get_potential_energy()
+    check(np.isfinite(e) and abs(e - neutral) > 1e-3, f"the total charge reaches the equilibration: {neutral:.4f} eV neutral, {e:.4f} eV at +1 e")
+
+
 def velocity_verlet_follows_mdrun_nve():
     toml = mdrun_toml("nve", 100)
     mdrun.run(toml, quiet=True, output_dir=SCRATCH)
@@ -181,7 +198,7 @@ def train_wrapper():
     check(np.isfinite(atoms.get_potential_energy()), f"mdrun.train writes a model the calculator loads: {atoms.get_potential_energy():.2f} eV")
 
 
-for test in [energies_and_forces_equal_mdrun, finite_differences_agree, velocity_verlet_follows_mdrun_nve, batches_and_arrays, errors_carry_mdruns_message, drivers_and_optimisers_run, train_wrapper]:
+for test in [energies_and_forces_equal_mdrun, finite_differences_agree, charge_equilibration_model, velocity_verlet_follows_mdrun_nve, batches_and_arrays, errors_carry_mdruns_message, drivers_and_optimisers_run, train_wrapper]:
     print(f"--- {test.__name__}")
     test()
 print("all passed")
