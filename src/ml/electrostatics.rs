@@ -383,8 +383,8 @@ impl Coulomb {
                     return Ok(self.direct_sum(positions, charges).potential);
                 }
                 let matrix = kept(kernel, positions, cell, || {
-                    (0..n * n).into_par_iter().with_min_len(256).map(|ij| if ij / n == ij % n { 0.0 } else { self.direct(norm(sub(positions[ij % n], positions[ij / n]))).0 }).collect()
-                });
+                    Ok((0..n * n).into_par_iter().with_min_len(256).map(|ij| if ij / n == ij % n { 0.0 } else { self.direct(norm(sub(positions[ij % n], positions[ij / n]))).0 }).collect())
+                })?;
                 let products = matrix.par_chunks(n).map(|row| COULOMB_CONSTANT * row.iter().zip(charges).map(|(k, q)| k * q).sum::<f64>());
                 return Ok(products.collect());
             };
@@ -392,11 +392,9 @@ impl Coulomb {
             splitting.mesh.sum(&layout, positions, charges).0.iter().zip(&mut potential).for_each(|(m, p)| *p += m);
             (splitting.alpha, None, potential)
         };
-        // The self and background terms, as `finish` adds them.
-        let total: f64 = charges.iter().sum();
-        let background = volume.map_or(0.0, |v| -PI / (v * alpha * alpha));
-        for (p, &q) in potential.iter_mut().zip(charges) {
-            *p = COULOMB_CONSTANT * (*p - 2.0 * alpha / PI.sqrt() * q + background * total);
+        let (own, _) = self_and_background(alpha, volume, charges);
+        for (p, own) in potential.iter_mut().zip(own) {
+            *p = COULOMB_CONSTANT * (*p + own);
         }
         Ok(potential)
     }
@@ -407,24 +405,22 @@ impl Coulomb {
         if cutoff <= 0.0 {
             return Ok(vec![0.0; positions.len()]);
         }
-        let fresh = !matches!(kernel, Some((x, c, _)) if x == positions && c == cell);
-        if fresh {
+        let cutoff_sq = cutoff * cutoff;
+        let values = kept(kernel, positions, cell, || {
             let wrapped = &list.update(cutoff, positions, cell)?;
             let (pairs, start, shifts) = (&list.pairs, &list.start, list.shift_vectors());
-            let values = (0..positions.len())
+            Ok((0..positions.len())
                 .into_par_iter()
                 .with_min_len(16)
                 .flat_map_iter(|i| {
                     pairs[start[i]..start[i + 1]].iter().map(move |&pair| {
-                        let (xj, shift) = (wrapped[(pair >> 32) as usize], shifts[pair as u32 as usize]);
-                        let d = norm([0, 1, 2].map(|a| xj[a] + shift[a] - wrapped[i][a]));
-                        if d < cutoff { table.at(self, alpha, d).0 } else { 0.0 }
+                        let r = pair_image(wrapped, shifts, wrapped[i], pair).1;
+                        let d2 = r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
+                        if d2 < cutoff_sq { table.at(self, alpha, d2.sqrt()).0 } else { 0.0 }
                     })
                 })
-                .collect();
-            *kernel = Some((positions.to_vec(), cell.clone(), values));
-        }
-        let values = &kernel.as_ref().expect("set above").2;
+                .collect())
+        })?;
         let (pairs, start) = (&list.pairs, &list.start);
         Ok((0..positions.len())
             .into_par_iter()
@@ -548,9 +544,7 @@ impl Coulomb {
                 let (xi, qi) = (wrapped[i], charges[i]);
                 let (mut potential, mut force, mut strain) = (0.0, [0.0; 3], [0.0; 6]);
                 for &pair in &pairs[start[i]..start[i + 1]] {
-                    let j = (pair >> 32) as usize;
-                    let (xj, shift) = (wrapped[j], shifts[pair as u32 as usize]);
-                    let r = [xj[0] + shift[0] - xi[0], xj[1] + shift[1] - xi[1], xj[2] + shift[2] - xi[2]];
+                    let (j, r) = pair_image(&wrapped, shifts, xi, pair);
                     let d2 = r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
                     if d2 >= cutoff_sq {
                         continue;
@@ -583,11 +577,11 @@ impl Coulomb {
     /// reciprocal (or mesh) rows, and sums up.
     fn finish(&self, alpha: f64, volume: Option<f64>, mut rows: Vec<(f64, Vec3, [f64; 9])>, charges: &[f64], mut virial: [f64; 9]) -> Field {
         // Self and background terms: E_self = -α/√π Σ q², E_bg = -π Q²/(2 V α²).
-        let total: f64 = charges.iter().sum();
-        let background = volume.map_or(0.0, |v| -PI / (v * alpha * alpha));
-        for (row, &q) in rows.iter_mut().zip(charges) {
-            row.0 += -2.0 * alpha / PI.sqrt() * q + background * total;
+        let (own, background) = self_and_background(alpha, volume, charges);
+        for (row, own) in rows.iter_mut().zip(own) {
+            row.0 += own;
         }
+        let total: f64 = charges.iter().sum();
         let e_background = 0.5 * background * total * total;
         for a in 0..3 {
             virial[4 * a] += e_background;
@@ -659,11 +653,28 @@ impl OpenSplitting {
 const DENSE_KERNEL_ATOMS: usize = 2000;
 
 /// The values `make` gives, kept in `kernel` while the positions and cell stay.
-fn kept<'a>(kernel: &'a mut Option<(Vec<Vec3>, Cell, Vec<f64>)>, positions: &[Vec3], cell: &Cell, make: impl FnOnce() -> Vec<f64>) -> &'a [f64] {
+fn kept<'a>(kernel: &'a mut Option<(Vec<Vec3>, Cell, Vec<f64>)>, positions: &[Vec3], cell: &Cell, make: impl FnOnce() -> Result<Vec<f64>, String>) -> Result<&'a [f64], String> {
     if !matches!(kernel, Some((x, c, _)) if x == positions && c == cell) {
-        *kernel = Some((positions.to_vec(), cell.clone(), make()));
+        *kernel = Some((positions.to_vec(), cell.clone(), make()?));
     }
-    &kernel.as_ref().expect("set above").2
+    Ok(&kernel.as_ref().expect("set above").2)
+}
+
+/// Pair key `pair` of atom i at `xi` (neighbour << 32 | image, `RealSpaceList`): the neighbour
+/// and its image's displacement from i.
+#[inline]
+fn pair_image(wrapped: &[Vec3], shifts: &[Vec3], xi: Vec3, pair: u64) -> (usize, Vec3) {
+    let j = (pair >> 32) as usize;
+    let (xj, shift) = (wrapped[j], shifts[pair as u32 as usize]);
+    (j, [xj[0] + shift[0] - xi[0], xj[1] + shift[1] - xi[1], xj[2] + shift[2] - xi[2]])
+}
+
+/// Every charge's potential from the self term and, in a periodic cell (`volume`), the
+/// neutralising background: -2α/√π q_i + b Q with b = -π/(V α²) (units of k_e); and b.
+fn self_and_background(alpha: f64, volume: Option<f64>, charges: &[f64]) -> (Vec<f64>, f64) {
+    let total: f64 = charges.iter().sum();
+    let background = volume.map_or(0.0, |v| -PI / (v * alpha * alpha));
+    (charges.iter().map(|&q| -2.0 * alpha / PI.sqrt() * q + background * total).collect(), background)
 }
 
 /// Whether a cell is fully periodic (Ewald) or open (direct sum); a mix is refused.

@@ -19,19 +19,13 @@
 //! network as dE/dχ_i (the envelope theorem). Training needs q's first derivative in χ and J,
 //! which `Solution::response` gives.
 
+use crate::ml::electrostatics::{COULOMB_CONSTANT, Coulomb};
 use rayon::prelude::*;
 
 /// The hardness of a Gaussian charge of width σ (Å) by its own Coulomb energy, k_e 2a/√π with
-/// a = 1/(√2 σ), eV/e².
+/// a = 1/(√2 σ) (`Coulomb::a`), eV/e²: the kernel's limit at r = 0.
 pub fn self_hardness(width: f64) -> f64 {
-    let a = 1.0 / (std::f64::consts::SQRT_2 * width);
-    crate::ml::electrostatics::COULOMB_CONSTANT * 2.0 * a / std::f64::consts::PI.sqrt()
-}
-
-/// J = self_hardness(σ) + softplus(h) for a learned h, eV/e².
-pub fn hardness(h: f64, width: f64) -> f64 {
-    let softplus = if h > 30.0 { h } else { h.exp().ln_1p() };
-    self_hardness(width) + softplus
+    COULOMB_CONSTANT * 2.0 * Coulomb { width, mesh: None }.a() / std::f64::consts::PI.sqrt()
 }
 
 /// The dense solution for a small structure (training).

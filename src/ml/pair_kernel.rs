@@ -23,6 +23,21 @@ pub struct PairKernel {
 }
 
 impl PairKernel {
+    /// The symmetric matrix M [n × n] row-major of the quadratic form E = ½ qᵀMq the kernel
+    /// sums: M_ij = K_p off the diagonal, M_ii = 2 K_p (the diagonal's ½ inside K_p).
+    pub fn coulomb_matrix(&self, n: usize) -> Vec<f64> {
+        let mut matrix = vec![0.0; n * n];
+        for ((&i, &j), &value) in self.first.iter().zip(&self.second).zip(&self.kernel) {
+            if i == j {
+                matrix[i * n + i] += 2.0 * value;
+            } else {
+                matrix[i * n + j] += value;
+                matrix[j * n + i] += value;
+            }
+        }
+        matrix
+    }
+
     fn push(&mut self, i: usize, j: usize, k: f64, g: Vec3, w: [f64; 9]) {
         self.first.push(i);
         self.second.push(j);

@@ -341,6 +341,16 @@ impl MlPotential {
         self.model.config.long_range.is_some()
     }
 
+    /// The inference's time split and counts so far (the shared batch's, in a replica batch);
+    /// None before the model is compiled.
+    fn evaluation_times(&self) -> Option<crate::ml::inference::StageTimes> {
+        match (&self.batch, &self.fast) {
+            (Some(b), _) => Some(b.shared.times().0),
+            (None, Some(fast)) => Some(fast.times),
+            (None, None) => None,
+        }
+    }
+
     /// Whether the model needs the whole system at once, never a rank's part: learned charges
     /// (their Coulomb sum) or a distance-aware MCGM (its centroids).
     pub fn needs_whole_system(&self) -> bool {
@@ -525,12 +535,7 @@ impl Potential for MlPotential {
 
     fn stage_times(&self) -> Vec<(&'static str, f64)> {
         let mut stages = vec![("graph", self.graph_time.as_secs_f64())];
-        let times = match (&self.batch, &self.fast) {
-            (Some(b), _) => Some(b.shared.times().0),
-            (None, Some(fast)) => Some(fast.times),
-            (None, None) => None,
-        };
-        if let Some(t) = times {
+        if let Some(t) = self.evaluation_times() {
             stages.push(("clustering", t.clustering.as_secs_f64()));
             stages.push(("forward", t.forward.as_secs_f64()));
             stages.push(("backward", t.backward.as_secs_f64()));
@@ -557,12 +562,7 @@ impl Potential for MlPotential {
             (Some((regroupings, evaluations)), Some(m)) if m.assign == crate::ml::mcgm::Assign::Hard => vec![McgmConfig::regrouping_note(regroupings, evaluations)],
             _ => Vec::new(),
         };
-        let times = match (&self.batch, &self.fast) {
-            (Some(b), _) => Some(b.shared.times().0),
-            (None, Some(fast)) => Some(fast.times),
-            (None, None) => None,
-        };
-        if let Some(t) = times.filter(|t| t.evaluations > 0 && self.model.config.long_range.as_ref().is_some_and(|l| l.equilibration)) {
+        if let Some(t) = self.evaluation_times().filter(|t| t.evaluations > 0 && self.model.config.long_range.as_ref().is_some_and(|l| l.equilibration)) {
             notes.push(format!(
                 "charge equilibration: {:.1} conjugate-gradient iterations per evaluation (one Coulomb sum each), over {} evaluations",
                 t.equilibration_iterations as f64 / t.evaluations as f64,

@@ -83,11 +83,14 @@ impl ChargeWeights {
                 }
             };
             let field = self.coulomb.field_with(&mut self.memory[s], positions, cell, &q)?;
-            let mean = field.potential.iter().sum::<f64>() / count as f64;
-            for (k, i) in atoms.clone().enumerate() {
-                if self.hardness.is_none() {
+            if self.hardness.is_none() {
+                // Through the projection: dE/dq̃ = dE/dq - its mean over the structure.
+                let mean = field.potential.iter().sum::<f64>() / count as f64;
+                for (k, i) in atoms.clone().enumerate() {
                     g_raw[i] = (field.potential[k] - mean) as f32;
                 }
+            }
+            for (k, i) in atoms.clone().enumerate() {
                 terms.forces[i] = field.forces[k];
                 terms.charges[i] = q[k];
             }

@@ -434,7 +434,8 @@ impl Inference {
                     layer2: linear("charges.layer2", f / 2, 1, true)?,
                     coulomb: long_range.coulomb(),
                     hardness: match long_range.equilibration {
-                        true => Some(get("charges.hardness")?.iter().map(|&h| crate::ml::equilibration::hardness(h, long_range.charge_width)).collect()),
+                        // J = J_self + softplus(h), softplus = ssp + ln 2.
+                        true => Some(get("charges.hardness")?.iter().map(|&h| crate::ml::equilibration::self_hardness(long_range.charge_width) + dense::ssp64(h) + std::f64::consts::LN_2).collect()),
                         false => None,
                     },
                     memory: Vec::new(),

@@ -81,25 +81,28 @@ struct PairTensors {
     gradient: Tensor<2>,
     /// [P, 9]
     strain: Tensor<2>,
-    /// Each structure's first atom and host kernel (charge equilibration's matrices).
-    host: Vec<(usize, PairKernel)>,
+    /// Per structure, its Coulomb matrix M (E = ½ qᵀMq), where the charges are equilibrated.
+    matrices: Vec<Vec<f64>>,
 }
 
 impl PairTensors {
-    fn new(batch: &Batch, coulomb: Coulomb, ctx: &Ctx) -> Result<PairTensors, String> {
+    /// `with_matrices`: also each structure's Coulomb matrix (charge equilibration).
+    fn new(batch: &Batch, coulomb: Coulomb, with_matrices: bool, ctx: &Ctx) -> Result<PairTensors, String> {
         let mut all = PairKernel::default();
         let mut structure = Vec::new();
-        let mut host = Vec::new();
+        let mut matrices = Vec::new();
         let mut start = 0;
         for (s, &n) in batch.counts.iter().enumerate() {
             let k = coulomb.pair_kernel(&batch.positions[start..start + n], &batch.cells[s])?;
+            if with_matrices {
+                matrices.push(k.coulomb_matrix(n));
+            }
             all.first.extend(k.first.iter().map(|i| i + start));
             all.second.extend(k.second.iter().map(|j| j + start));
             structure.extend(std::iter::repeat_n(s, k.kernel.len()));
-            all.kernel.extend(k.kernel.iter().copied());
-            all.gradient.extend(k.gradient.iter().copied());
-            all.strain.extend(k.strain.iter().copied());
-            host.push((start, k));
+            all.kernel.extend(k.kernel);
+            all.gradient.extend(k.gradient);
+            all.strain.extend(k.strain);
             start += n;
         }
         let p = all.kernel.len();
@@ -110,7 +113,7 @@ impl PairTensors {
             kernel: ctx.matrix(&all.kernel, p, 1),
             gradient: ctx.matrix(&all.gradient.concat(), p, 3),
             strain: ctx.matrix(&all.strain.concat(), p, 9),
-            host,
+            matrices,
         })
     }
 }
@@ -140,7 +143,7 @@ impl Model {
     /// The charges of the final features x and everything their Coulomb energy adds.
     pub(super) fn charge_terms(&self, head: ChargeHead, x: Tensor<2>, batch: &Batch, species: &Tensor<1, Int>, structure: &Tensor<1, Int>, ctx: &Ctx) -> Result<ChargeTerms, String> {
         let long_range = self.config.long_range.as_ref().expect("a charge head comes with long_range");
-        let pairs = PairTensors::new(batch, long_range.coulomb(), ctx)?;
+        let pairs = PairTensors::new(batch, long_range.coulomb(), head.hardness.is_some(), ctx)?;
         let (n, s) = (batch.n_atoms, batch.n_structures);
         let a = self.dense(head.layer1, x);
         let raw = self.dense(head.layer2, ssp(a.clone()));
@@ -195,17 +198,11 @@ impl Model {
         let (chi_host, j_host) = (to_vec(chi.clone().detach()), to_vec(j.clone().detach()));
         let mut q0 = vec![0.0; batch.n_atoms];
         let (mut first, mut second, mut response) = (Vec::new(), Vec::new(), Vec::new());
-        for ((start, kernel), (s, &count)) in pairs.host.iter().zip(batch.counts.iter().enumerate()) {
-            let atoms = *start..start + count;
-            let mut matrix = vec![0.0; count * count];
-            for ((&i, &k), &value) in kernel.first.iter().zip(&kernel.second).zip(&kernel.kernel) {
-                if i == k {
-                    matrix[i * count + i] += 2.0 * value;
-                } else {
-                    matrix[i * count + k] += value;
-                    matrix[k * count + i] += value;
-                }
-            }
+        let mut start = 0;
+        for (s, (&count, coulomb)) in batch.counts.iter().zip(&pairs.matrices).enumerate() {
+            let atoms = start..start + count;
+            // A = diag(J) + M.
+            let mut matrix = coulomb.clone();
             (0..count).for_each(|i| matrix[i * count + i] += j_host[start + i]);
             let solution = equilibration::solve_dense(&matrix, &chi_host[atoms.clone()], batch.charges[s]).map_err(|e| format!("structure {s}: {e}"))?;
             q0[atoms.clone()].copy_from_slice(&solution.charges);
@@ -216,6 +213,7 @@ impl Model {
                     response.push(solution.response[i * count + k]);
                 }
             }
+            start += count;
         }
         let q0 = ctx.matrix(&q0, batch.n_atoms, 1);
         let change = (chi.clone() - chi.detach()) + q0.clone() * (j.clone() - j.detach());
