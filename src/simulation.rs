@@ -311,6 +311,7 @@ impl Simulation {
             reference_cell: self.list.list_reference(&self.system.cell).cell.map(|c| *c.vectors()),
             threads,
             integrator: self.integrator.state(),
+            potential: self.potential.carried_state(),
         }
     }
 
@@ -330,6 +331,9 @@ impl Simulation {
             reference_cell: None,
             threads,
             integrator: self.integrator.state(),
+            // What the potential carried into the step before is gone: a restart from here
+            // starts its charges cold (correct, not bit-identical to a run that never failed).
+            potential: Vec::new(),
         }
     }
 }

@@ -167,7 +167,7 @@ fn positions_after(toml: &str, label: &str, platform: Platform, steps: u64) -> V
     let dir = scratch(label);
     let plan = plan_in(&dir, toml);
     let gpu = mdrun::engine::choose(&plan, platform, &plan.system, &mut |_| {}).unwrap();
-    let mut engine = mdrun::engine::start(gpu, &plan, plan.system.clone(), 0, None, None).unwrap();
+    let mut engine = mdrun::engine::start(gpu, &plan, plan.system.clone(), 0, None, &[], None).unwrap();
     engine.advance(steps, true).unwrap();
     engine.system().unwrap().unwrapped_positions()
 }

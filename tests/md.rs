@@ -77,7 +77,7 @@ steps = 0
     );
     for platform in platforms() {
         let gpu = mdrun::engine::choose(&plan, platform, &plan.system, &mut |_| {}).unwrap();
-        let mut engine = mdrun::engine::start(gpu, &plan, plan.system.clone(), 0, None, None).unwrap();
+        let mut engine = mdrun::engine::start(gpu, &plan, plan.system.clone(), 0, None, &[], None).unwrap();
         assert_eq!(engine.is_gpu(), platform == Platform::Gpu);
         engine.advance(1000, false).unwrap();
         let n = plan.system.len() as f64;

@@ -190,6 +190,77 @@ fn a_restarted_long_range_run_reproduces_the_straight_run_bit_for_bit() {
     }
 }
 
+/// The total conjugate-gradient iterations of a Qeq potential so far, from its run note.
+fn equilibration_iterations(potential: &dyn mdrun::potential::Potential) -> f64 {
+    let note = potential.notes().into_iter().find(|n| n.starts_with("charge equilibration:")).expect("a Qeq model notes its iterations");
+    let words: Vec<&str> = note.split_whitespace().collect();
+    let per: f64 = words[2].parse().unwrap();
+    let evaluations: f64 = words[words.len() - 2].parse().unwrap();
+    // The note gives the mean to 0.1.
+    (per * evaluations).round()
+}
+
+#[test]
+fn charge_equilibration_starts_from_the_charges_before_and_a_restart_takes_them_back() {
+    // The lattice cell repeated 3 x 3 x 2 (162 atoms, Ewald), moved along a straight line in
+    // small steps as MD moves it. Cold, the solve takes tens of iterations; at the same
+    // positions again it takes none; along the line, started from the charges extrapolated
+    // from the two evaluations before, far fewer than cold, and it lands where a cold solve
+    // does. A fresh potential given the carried state (what a checkpoint saves) repeats the
+    // last evaluation bit for bit, as a restart's first evaluation must.
+    let dir = common::scratch("lr-warm-start");
+    let toml = ion_toml("", "ionpair-schnet-qeq", "").replace("[potential]", "repeat = [3, 3, 2]
+[potential]");
+    let plan = common::plan_in(&dir, &toml);
+    let mut system = plan.system.clone();
+    let mut warm = plan.potential.instantiate(&system).unwrap();
+    let first = common::evaluate(&system, warm.as_mut(), 1.0);
+    let cold_iterations = equilibration_iterations(warm.as_ref());
+    let again = common::evaluate(&system, warm.as_mut(), 1.0);
+    assert_eq!(equilibration_iterations(warm.as_ref()), cold_iterations, "the same positions again took iterations");
+    assert!((again.energy - first.energy).abs() < 1e-9 * first.energy.abs(), "{} vs {}", again.energy, first.energy);
+    // Up to 0.005 Å a step, as an MD step of 0.25 fs moves hydrogen at 300 K.
+    let direction: Vec<[f64; 3]> = (0..system.len()).map(|i| [0.0025 * ((i * 7 % 5) as f64 - 2.0), 0.002 * ((i * 3 % 4) as f64 - 1.5), 0.004 * ((i % 3) as f64 - 1.0)]).collect();
+    let mut carried = Vec::new();
+    let mut warm_iterations = Vec::new();
+    let mut last = first;
+    for _ in 0..5 {
+        for (r, d) in system.positions.iter_mut().zip(&direction) {
+            (0..3).for_each(|k| r[k] += d[k]);
+        }
+        let before = equilibration_iterations(warm.as_ref());
+        last = common::evaluate(&system, warm.as_mut(), 1.0);
+        warm_iterations.push(equilibration_iterations(warm.as_ref()) - before);
+        // As a checkpoint after this step would save it.
+        carried = warm.carried_state();
+    }
+    // The same positions solved cold.
+    let mut cold = plan.potential.instantiate(&system).unwrap();
+    let reference = common::evaluate(&system, cold.as_mut(), 1.0);
+    let cold_here = equilibration_iterations(cold.as_ref());
+    println!("cold: {cold_iterations} iterations (here {cold_here}); warm along the line: {warm_iterations:?}");
+    assert!(cold_here >= 20.0, "the cold solve took {cold_here} iterations: nothing to save");
+    // Three solutions behind (the last two steps), the extrapolated start is within O(step³).
+    for &n in &warm_iterations[3..] {
+        assert!(n <= 0.75 * cold_here, "warm solves took {warm_iterations:?} iterations, cold {cold_here}");
+    }
+    let largest = reference.forces.iter().flatten().fold(0.0f64, |m, f| m.max(f.abs()));
+    let gap = last.forces.iter().flatten().zip(reference.forces.iter().flatten()).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    assert!(gap < 1e-5 * largest && (last.energy - reference.energy).abs() < 1e-8 * reference.energy.abs(), "warm and cold solutions differ: forces by {gap:.2e} of {largest:.2e}, energies {} vs {}", last.energy, reference.energy);
+    // The carried state (what the last evaluation started from) makes a fresh potential repeat it.
+    assert!(!carried.is_empty(), "a Qeq potential in MD carries its charges");
+    let mut restarted = plan.potential.instantiate(&system).unwrap();
+    restarted.restore_carried_state(&carried).unwrap();
+    let repeated = common::evaluate(&system, restarted.as_mut(), 1.0);
+    let bits = |o: &mdrun::potential::ForceOutput| (o.energy.to_bits(), o.forces.iter().flatten().map(|f| f.to_bits()).collect::<Vec<_>>());
+    assert!(bits(&repeated) == bits(&last), "the restored potential's evaluation differs from the one it repeats");
+    // A model without equilibrated charges carries nothing and refuses a state.
+    let mut local = common::plan_in(&dir, &ion_toml("", "ionpair-schnet-charges", "")).potential.instantiate(&plan.system).unwrap();
+    assert!(local.carried_state().is_empty());
+    let err = local.restore_carried_state(&carried).unwrap_err();
+    assert!(err.contains("carries nothing"), "{err}");
+}
+
 /// The potential energy of `toml`'s system at its first step, from the plan's own potential.
 fn first_energy(plan: &Plan) -> f64 {
     let mut potential = plan.potential.instantiate(&plan.system).unwrap();

@@ -359,6 +359,7 @@ impl Deck {
             reference_cell: None,
             threads: 0,
             integrator: plan.integrator.state(),
+            potential: Vec::new(),
         };
         chk.write(Path::new(file)).map_err(|e| e.to_string())?;
         // The deck's own state beside it: units, box origin and types (the checkpoint is in

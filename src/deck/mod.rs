@@ -173,6 +173,7 @@ pub fn convert(deck_path: &Path, vars: Vec<(String, Vec<String>)>, state: Option
         reference_cell: None,
         threads: 0,
         integrator: plan.integrator.state(),
+        potential: Vec::new(),
     };
     chk.write(&state)?;
     let name = state.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

@@ -229,7 +229,7 @@ impl Deck {
         let last = first + steps;
         self.run_bounds = (first, last);
         let mut engine = pool
-            .install(|| crate::engine::start(gpu, &plan, plan.system.clone(), first, None, None))
+            .install(|| crate::engine::start(gpu, &plan, plan.system.clone(), first, None, &[], None))
             .map_err(|e| match e {
                 crate::engine::EngineError::Potential(m) => m,
                 crate::engine::EngineError::Simulation(s) => s.to_string(),

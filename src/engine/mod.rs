@@ -65,7 +65,7 @@
 //! steps = 30
 //! "#;
 //! let plan = mdrun::plan::Plan::from_str(toml, std::path::Path::new("system.toml"), None).unwrap();
-//! let cpu = mdrun::engine::start(None, &plan, plan.system.clone(), 0, None, None).unwrap();
+//! let cpu = mdrun::engine::start(None, &plan, plan.system.clone(), 0, None, &[], None).unwrap();
 //! let mut engine = Recording { inner: cpu, blocks: Vec::new() };
 //! let settings = Drive { last_step: 30, moving: true, interrupt: None };
 //! let none: &mut [&mut dyn Observer<String>] = &mut [];
@@ -259,10 +259,12 @@ pub fn start(
     system: System,
     step: u64,
     reference: Option<crate::neighbor::ListReference>,
+    carried: &[f64],
     batch: Option<BatchSlot>,
 ) -> Result<Box<dyn Engine>, EngineError> {
     match gpu {
-        None => cpu::start(plan, system, step, reference, batch),
+        None => cpu::start(plan, system, step, reference, carried, batch),
+        Some(_) if !carried.is_empty() => Err(EngineError::Potential("the checkpoint carries the potential's state from a CPU run (equilibrated charges), which the GPU platform does not run; restart it with --platform cpu".into())),
         Some(ctx) => gpu::start(ctx, plan, system, step, reference),
     }
 }

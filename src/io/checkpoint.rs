@@ -3,8 +3,9 @@
 //!
 //! Layout (little-endian): `MDRUNCHK`, format version (u32), header length (u64), a JSON header
 //! (step, species, cell, the integrator's state as named values, thread count), then the raw arrays (types u32,
-//! positions, velocities and neighbour-list reference positions as f64, images as i32), and an
-//! FNV-1a 64 checksum of all preceding bytes. Floats are stored as their exact bits.
+//! positions, velocities and neighbour-list reference positions as f64, images as i32; version 3
+//! adds the potential's carried state as f64), and an FNV-1a 64 checksum of all preceding
+//! bytes. Floats are stored as their exact bits.
 //!
 //! The neighbour list's reference positions are saved because the list in force at the
 //! checkpoint was built from them: rebuilding from them on restart gives the very same pairs in
@@ -25,8 +26,10 @@ const MAGIC: &[u8; 8] = b"MDRUNCHK";
 #[cfg(not(target_endian = "little"))]
 compile_error!("checkpoints are written as little-endian memory images");
 /// Version 2 stores the integrator's state generically (`integrator`); version 1 files (with
-/// `langevin_seed`) are still read.
-pub const VERSION: u32 = 2;
+/// `langevin_seed`) are still read. Version 3 adds the potential's carried state
+/// (`Potential::carried_state`); it is written only where that state is not empty, so every
+/// other run's checkpoint stays version 2, readable by an older mdrun.
+pub const VERSION: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -56,6 +59,9 @@ struct Header {
     /// The integrator's state (version 2).
     #[serde(default)]
     integrator: Option<IntegratorState>,
+    /// How many f64 values of the potential's carried state follow the arrays (version 3).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    potential_values: usize,
     /// Version 1: the Langevin seed, read into `integrator`.
     #[serde(default, skip_serializing)]
     langevin_seed: Option<u64>,
@@ -74,6 +80,12 @@ pub struct Checkpoint {
     pub threads: usize,
     /// What the integrator carries from step to step (`Integrator::state`).
     pub integrator: IntegratorState,
+    /// What the potential carries from step to step (`Potential::carried_state`), usually empty.
+    pub potential: Vec<f64>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Checkpoint {
@@ -98,10 +110,11 @@ impl Checkpoint {
             has_reference: self.reference.is_some(),
             reference_cell: self.reference_cell,
             integrator: Some(self.integrator.clone()),
+            potential_values: self.potential.len(),
             langevin_seed: None,
         };
         let json = serde_json::to_vec(&header).expect("header serialises");
-        let bytes = self.encode(VERSION, &json);
+        let bytes = self.encode(if self.potential.is_empty() { 2 } else { VERSION }, &json);
         write_atomically(path, &bytes).map_err(io)
     }
 
@@ -121,6 +134,7 @@ impl Checkpoint {
         if let Some(reference) = &self.reference {
             bytes.extend_from_slice(bytemuck::cast_slice(reference));
         }
+        bytes.extend_from_slice(bytemuck::cast_slice(&self.potential));
         let sum = fnv1a(&bytes);
         bytes.extend_from_slice(&sum.to_le_bytes());
         bytes
@@ -178,6 +192,10 @@ impl Checkpoint {
         } else {
             None
         };
+        let potential: Vec<f64> = (0..header.potential_values)
+            .map(|_| reader.f64())
+            .collect::<Option<_>>()
+            .ok_or_else(|| corrupt("the potential's state"))?;
         if reader.at != body.len() {
             return Err(corrupt("trailing bytes"));
         }
@@ -214,6 +232,7 @@ impl Checkpoint {
                 (None, Some(seed)) => Integrator::Langevin { temperature: 0.0, damping: 1.0, seed, zero: false }.state(),
                 (None, None) => Integrator::VelocityVerlet.state(),
             },
+            potential,
         })
     }
 }
@@ -316,7 +335,38 @@ mod tests {
                 kind: "langevin".into(),
                 values: [("seed".to_string(), (u64::MAX - 3).into()), ("xi".to_string(), (0.1f64 + 0.2).to_bits().into())].into(),
             },
+            potential: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_potentials_carried_state_round_trips_in_version_3_and_only_then() {
+        let dir = std::env::temp_dir().join(format!("mdrun-chk-state-{}", std::process::id()));
+        let version = |path: &Path| u32::from_le_bytes(std::fs::read(path).unwrap()[8..12].try_into().unwrap());
+        let plain = dir.join("plain.chk");
+        sample().write(&plain).unwrap();
+        assert_eq!(version(&plain), 2, "a checkpoint without carried state keeps version 2");
+        let mut chk = sample();
+        chk.potential = vec![2.0, 3.0, 0.1 + 0.2, -1.0 / 3.0, f64::MIN_POSITIVE, 1e300, -0.0, 7.0];
+        let path = dir.join("state.chk");
+        chk.write(&path).unwrap();
+        assert_eq!(version(&path), 3);
+        let back = Checkpoint::read(&path).unwrap();
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back.potential), bits(&chk.potential));
+        assert_eq!(back.system.positions, chk.system.positions);
+        // One value short is a corrupt file, not a shorter state.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let json_len = u64::from_le_bytes(bytes[12..20].try_into().unwrap()) as usize;
+        let header = String::from_utf8(bytes[20..20 + json_len].to_vec()).unwrap();
+        assert!(header.contains("\"potential_values\":8"), "{header}");
+        bytes.drain(bytes.len() - 16..bytes.len() - 8);
+        let sum = fnv1a(&bytes[..bytes.len() - 8]);
+        let at = bytes.len() - 8;
+        bytes[at..].copy_from_slice(&sum.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(Checkpoint::read(&path), Err(CheckpointError::Corrupt { .. })));
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -44,7 +44,12 @@ impl std::fmt::Debug for BatchSlot {
 }
 
 impl SharedInference {
-    pub fn new(inference: Inference, replicas: usize, threads: usize) -> Result<Arc<SharedInference>, String> {
+    pub fn new(mut inference: Inference, replicas: usize, threads: usize) -> Result<Arc<SharedInference>, String> {
+        // A structure's place in the batch changes as replicas finish, so no charges are
+        // carried from one evaluation to the next (each replica's result stays its own).
+        if let Some(charges) = inference.charges.as_mut() {
+            charges.warm = None;
+        }
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| e.to_string())?;
         Ok(Arc::new(SharedInference {
             state: Mutex::new(State {

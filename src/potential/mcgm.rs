@@ -189,7 +189,11 @@ impl MlPotential {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let fast = Inference::new(&model).ok();
+        let mut fast = Inference::new(&model).ok();
+        // Equilibrated charges: each solve starts from the evaluations before (MD, the library).
+        if let Some(charges) = fast.as_mut().and_then(|f| f.charges.as_mut()) {
+            charges.carry_charges();
+        }
         let c = &model.config;
         let description = format!(
             "{} (F = {}, {} blocks, cutoff {} Å, MCGM {}{}; {}) from {}",
@@ -463,6 +467,21 @@ impl Potential for MlPotential {
 
     fn failure(&self) -> Option<String> {
         self.failure.clone()
+    }
+
+    fn carried_state(&self) -> Vec<f64> {
+        match (&self.batch, &self.fast) {
+            (None, Some(fast)) => fast.charges.as_ref().map(|c| c.carried()).unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn restore_carried_state(&mut self, values: &[f64]) -> Result<(), String> {
+        match (&self.batch, self.fast.as_mut().and_then(|f| f.charges.as_mut())) {
+            (None, Some(charges)) => charges.restore_carried(values),
+            _ if values.is_empty() => Ok(()),
+            _ => Err(format!("{} carries nothing from step to step here, but the checkpoint saved {} values for it", self.description, values.len())),
+        }
     }
 
     fn name(&self) -> String {

@@ -116,6 +116,20 @@ pub trait Potential: Send {
     fn force_deviation(&self) -> Option<committee::ForceDeviation> {
         None
     }
+    /// What the potential carries from one evaluation to the next that its results depend on
+    /// (a learned potential's equilibrated charges, where the next solve starts), as it stood
+    /// before the last evaluation: checkpoints save it, so that a restart, whose first
+    /// evaluation repeats the checkpoint step's, gives the same bits. Empty: nothing.
+    fn carried_state(&self) -> Vec<f64> {
+        Vec::new()
+    }
+    /// Takes `carried_state`'s values back, before the first evaluation of a restart.
+    fn restore_carried_state(&mut self, values: &[f64]) -> Result<(), String> {
+        match values.is_empty() {
+            true => Ok(()),
+            false => Err(format!("{} carries nothing from step to step, but the checkpoint saved {} values for it", self.name(), values.len())),
+        }
+    }
     /// Why the last evaluation gave no forces (NaN everywhere), when the potential knows: it
     /// could not evaluate that configuration (a blow-up report gives the reason).
     fn failure(&self) -> Option<String> {

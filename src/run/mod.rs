@@ -122,7 +122,7 @@ fn resolve_threads(plan: &Plan, options: &RunOptions) -> Result<usize, RunError>
 }
 
 /// Chooses the platform and sets up the simulation on it.
-fn start_engine(plan: &Plan, options: &RunOptions, platform: Platform, system: System, step: u64, reference: Option<crate::neighbor::ListReference>) -> Result<Box<dyn Engine>, RunError> {
+fn start_engine(plan: &Plan, options: &RunOptions, platform: Platform, system: System, step: u64, reference: Option<crate::neighbor::ListReference>, carried: &[f64]) -> Result<Box<dyn Engine>, RunError> {
     let gpu = crate::engine::choose(plan, platform, &system, &mut |line| {
         if !options.quiet {
             eprintln!("{line}");
@@ -132,10 +132,10 @@ fn start_engine(plan: &Plan, options: &RunOptions, platform: Platform, system: S
         path: plan.source.clone(),
         message,
     })?;
-    crate::engine::start(gpu, plan, system, step, reference, options.batch.clone()).map_err(|e| match e {
-        EngineError::Potential(message) => RunError::Potential {
-            path: plan.source.clone(),
-            message,
+    crate::engine::start(gpu, plan, system, step, reference, carried, options.batch.clone()).map_err(|e| match e {
+        EngineError::Potential(message) => match &options.restart {
+            Some(path) if !carried.is_empty() => RunError::Restart { path: path.clone(), message },
+            _ => RunError::Potential { path: plan.source.clone(), message },
         },
         EngineError::Simulation(source) => RunError::Setup {
             origin: format!("{} (from {})", plan.structure_origin, plan.source.display()),
@@ -176,8 +176,8 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         }
     };
     // The thread count that wrote the checkpoint (0: the GPU), to compare with this run's.
-    let (system, step, reference, restart_threads) = match &options.restart {
-        None => (plan.system.clone(), 0, None, None),
+    let (system, step, reference, carried, restart_threads) = match &options.restart {
+        None => (plan.system.clone(), 0, None, Vec::new(), None),
         Some(path) => {
             let chk = Checkpoint::read(path)?;
             check_restart_matches(plan, &chk, path)?;
@@ -190,7 +190,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
                 .transpose()
                 .map_err(|e| RunError::Restart { path: path.clone(), message: format!("its neighbour-list cell is not a cell: {e}") })?;
             let reference = chk.reference.map(|positions| crate::neighbor::ListReference { positions, cell: list_cell });
-            (chk.system, chk.step, reference, Some((chk.threads, chk.integrator)))
+            (chk.system, chk.step, reference, chk.potential, Some((chk.threads, chk.integrator)))
         }
     };
     // The integrator continues the checkpoint's state (Nosé-Hoover chains and cell, CSVR).
@@ -224,7 +224,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
     let mut sim = if let Some(slot) = &options.gpu_batch {
         crate::engine::gpu_replica(slot.clone(), plan)
     } else {
-        start_engine(plan, options, platform, system, step, reference)?
+        start_engine(plan, options, platform, system, step, reference, &carried)?
     };
     if let (Some(path), Some(chk_threads)) = (&options.restart, restart_threads) {
         let now = sim.checkpoint_threads(threads);

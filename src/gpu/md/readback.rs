@@ -166,6 +166,7 @@ impl GpuSimulation {
             reference_cell: None,
             threads: 0,
             integrator: part.integrator.state(),
+            potential: Vec::new(),
         })
     }
 

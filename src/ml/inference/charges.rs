@@ -7,7 +7,7 @@ use super::Graph;
 use super::dense::{Linear, ssp_and_slope};
 use crate::cell::Vec3;
 use crate::ml::electrostatics::{Coulomb, Memory};
-use crate::ml::equilibration;
+use crate::ml::equilibration::{self, WarmStart};
 
 pub struct ChargeWeights {
     pub layer1: Linear,
@@ -19,6 +19,9 @@ pub struct ChargeWeights {
     /// Per structure of the batch: the Ewald splitting and real-space pairs of the last
     /// evaluation, reused while the cell stays (MD).
     pub memory: Vec<Memory>,
+    /// Per structure of the batch: the charges equilibration starts from (MD, `carry_charges`);
+    /// None: every solve starts cold.
+    pub warm: Option<Vec<WarmStart>>,
 }
 
 /// What the charges add to an evaluation.
@@ -36,6 +39,35 @@ pub struct ChargeTerms {
 }
 
 impl ChargeWeights {
+    /// MD: each equilibration starts from the charges of the evaluations before
+    /// (`WarmStart`); nothing changes for charges that are not equilibrated.
+    pub fn carry_charges(&mut self) {
+        if self.hardness.is_some() && self.warm.is_none() {
+            self.warm = Some(Vec::new());
+        }
+    }
+
+    /// What the carried charges' last solves started from, structure after structure
+    /// (`WarmStart::saved`); empty when nothing is carried.
+    pub fn carried(&self) -> Vec<f64> {
+        self.warm.iter().flatten().flat_map(WarmStart::saved).collect()
+    }
+
+    /// Takes `carried`'s values back (a restart, before its first evaluation).
+    pub fn restore_carried(&mut self, values: &[f64]) -> Result<(), String> {
+        let Some(warm) = self.warm.as_mut() else {
+            return if values.is_empty() { Ok(()) } else { Err(format!("the model carries nothing from step to step (its charges are not equilibrated), but {} values were saved for it", values.len())) };
+        };
+        warm.clear();
+        let mut at = 0;
+        while at < values.len() {
+            let mut w = WarmStart::default();
+            at += w.restore(&values[at..])?;
+            warm.push(w);
+        }
+        Ok(())
+    }
+
     /// The charges of the final features `x` and their Coulomb terms; adds dE/dx to `g_x`.
     pub fn evaluate(&mut self, graph: &Graph, x: &[f32], g_x: &mut Vec<f32>) -> Result<ChargeTerms, String> {
         let n = graph.n_atoms();
@@ -68,7 +100,15 @@ impl ChargeWeights {
                     let chi: Vec<f64> = atoms.clone().map(|i| self_hardness * raw[i] as f64).collect();
                     let j: Vec<f64> = atoms.clone().map(|i| hardness[graph.species[i]]).collect();
                     let (coulomb, memory) = (&self.coulomb, &mut self.memory[s]);
-                    let (q, iterations) = equilibration::equilibrate(&chi, &j, graph.charges[s], |p| coulomb.potential_with(memory, positions, cell, p))?;
+                    let warm = self.warm.as_mut().map(|w| {
+                        w.resize_with(graph.n_structures, WarmStart::default);
+                        &mut w[s]
+                    });
+                    let start = warm.as_ref().and_then(|w| w.guess(count));
+                    let (q, iterations) = equilibration::equilibrate(&chi, &j, graph.charges[s], start.as_deref(), |p| coulomb.potential_with(memory, positions, cell, p))?;
+                    if let Some(w) = warm {
+                        w.record(&q);
+                    }
                     terms.iterations += iterations;
                     // dE/d raw_i = J_self q_i (the envelope theorem).
                     for (k, i) in atoms.clone().enumerate() {

@@ -439,6 +439,7 @@ impl Inference {
                         false => None,
                     },
                     memory: Vec::new(),
+                    warm: None,
                 }),
                 None => None,
             },
