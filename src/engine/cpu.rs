@@ -15,7 +15,7 @@ use std::time::Duration;
 /// The CPU simulation of `plan` from `system` at `step` (a replica's potential evaluated in
 /// its batch when `batch` is given); `carried`: the potential's state from a checkpoint.
 pub(super) fn start(plan: &Plan, system: System, step: u64, reference: Option<crate::neighbor::ListReference>, carried: &[f64], batch: Option<BatchSlot>) -> Result<Box<dyn Engine>, EngineError> {
-    let potential = match (&plan.potential, batch) {
+    let mut potential = match (&plan.potential, batch) {
         (PotentialSpec::Ml { model, charge, ewald, .. }, Some(batch)) => {
             let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
             let ml = crate::potential::mcgm::MlPotential::load(model, &names)
@@ -27,7 +27,6 @@ pub(super) fn start(plan: &Plan, system: System, step: u64, reference: Option<cr
         }
         _ => plan.potential.instantiate(&system).map_err(EngineError::Potential)?,
     };
-    let mut potential = potential;
     potential.restore_carried_state(carried).map_err(EngineError::Potential)?;
     let mut sim = Simulation::new(system, potential, plan.integrator.clone(), plan.timestep, plan.skin, plan.max_force, step, reference)
         .map_err(EngineError::Simulation)?;

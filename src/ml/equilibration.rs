@@ -197,19 +197,19 @@ pub fn equilibrate(chi: &[f64], hardness: &[f64], total: f64, start: Option<&[f6
 /// solve from 73 to 51 iterations (the linear one: 56); what is left is conjugate gradients'
 /// slow last decades, not the start (`BENCHMARKS.md`).
 ///
-/// What the last solve started from is kept too: a checkpoint saves it (`saved`), and the
-/// restart's first evaluation, at the checkpoint's positions, starts from exactly what the
-/// straight run's evaluation there did, so the continuation stays bit-identical.
+/// What the last solve started from is kept too (the solutions behind the newest): a
+/// checkpoint saves it (`saved`), and the restart's first evaluation, at the checkpoint's
+/// positions, starts from exactly what the straight run's evaluation there did, so the
+/// continuation stays bit-identical.
 #[derive(Clone, Debug, Default)]
 pub struct WarmStart {
-    /// The latest solutions, newest first, at most `KEPT`.
+    /// The latest solutions, newest first, at most `KEPT` + 1: the extrapolation reads the first
+    /// `KEPT`, and the rest after the newest are what the last solve started from.
     history: Vec<Vec<f64>>,
-    /// `history` as it stood before the last solve.
-    before_last: Vec<Vec<f64>>,
 }
 
 impl WarmStart {
-    /// Solutions kept for the extrapolation.
+    /// Solutions the extrapolation reads.
     pub const KEPT: usize = 3;
 
     /// The start for a structure of `n` atoms (None: cold, no history of that size).
@@ -226,16 +226,16 @@ impl WarmStart {
 
     /// Records this evaluation's solution.
     pub fn record(&mut self, charges: &[f64]) {
-        self.before_last = self.history.clone();
-        self.history.insert(0, charges.to_vec());
         self.history.truncate(Self::KEPT);
+        self.history.insert(0, charges.to_vec());
     }
 
     /// What the last solve started from, flat: the number of solutions, the atoms, then each.
     pub fn saved(&self) -> Vec<f64> {
-        let n = self.before_last.first().map_or(0, Vec::len);
-        let mut values = vec![self.before_last.len() as f64, n as f64];
-        self.before_last.iter().for_each(|q| values.extend_from_slice(q));
+        let started_from = self.history.get(1..).unwrap_or_default();
+        let n = started_from.first().map_or(0, Vec::len);
+        let mut values = vec![started_from.len() as f64, n as f64];
+        started_from.iter().for_each(|q| values.extend_from_slice(q));
         values
     }
 
@@ -248,7 +248,6 @@ impl WarmStart {
         };
         let end = count.checked_mul(n).and_then(|v| v.checked_add(2)).filter(|&end| end <= values.len()).ok_or_else(|| format!("{count} saved charge vectors of {n} atoms, but {} values", values.len()))?;
         self.history = (0..count).map(|k| values[2 + k * n..2 + (k + 1) * n].to_vec()).collect();
-        self.before_last.clear();
         Ok(end)
     }
 }
