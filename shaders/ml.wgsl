@@ -47,8 +47,8 @@ struct Op {
 @group(1) @binding(4) var<storage, read_write> D: array<f32>;
 @group(1) @binding(5) var<storage, read_write> E: array<f32>;
 @group(1) @binding(6) var<storage, read_write> G: array<f32>;
-@group(1) @binding(7) var<storage, read_write> W: array<f32>;   // the model's weights and tables
-@group(1) @binding(8) var<storage, read_write> U: array<u32>;   // cluster labels
+@group(1) @binding(7) var<storage, read> W: array<f32>;   // the model's weights and tables (read-only)
+@group(1) @binding(8) var<storage, read_write> U: array<u32>;   // cluster labels, or the edges (ml_edges)
 @group(1) @binding(9) var<storage, read_write> M: array<atomic<u32>>;   // PME's fixed-point grid (pme.wgsl)
 
 const MAX_FEATURES: u32 = 256u;
@@ -184,10 +184,48 @@ fn ml_copy(@builtin(global_invocation_id) gid: vec3<u32>) {
     B[O.off_b + e] = A[O.off_a + e];
 }
 
-// ---- Continuous-filter convolution. One workgroup per atom, one thread per feature (four at
-// most per thread). Every thread places the atom's neighbours on the filter grid itself: the
-// position reads are the same for the whole workgroup (one broadcast load), and without shared
-// memory there is no barrier in the loop (software GPUs such as lavapipe pay dearly for those).
+// ---- Continuous-filter convolution. The pairs inside the cutoff are placed once per
+// evaluation (ml_edges, one thread per atom) into the edge buffer, bound as U; every edge
+// kernel after it (two per block) reads them. The edge kernels run one workgroup per atom and
+// one thread per feature (four at most per thread): an edge's words are the same for the whole
+// workgroup (one broadcast load), and without shared memory there is no barrier in the loop
+// (software GPUs such as lavapipe pay dearly for those).
+//
+// The edge buffer (u32 words, N = P.n_atoms, slots t in bin order, e = m N + t for the atom's
+// m-th edge inside the cutoff): [0, N) each slot's edge count, then from N + 4 e the
+// neighbour's id and the vector r from i to it (f32 bits). The edge kernels take the distance
+// and direction from r as the placement did (16 bytes an edge: the buffer is 4x the list).
+
+fn edge_at(e: u32) -> u32 {
+    return P.n_atoms + 4u * e;
+}
+
+@compute @workgroup_size(64)
+fn ml_edges(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let t = flat_index(gid);
+    let n = P.n_atoms;
+    if (t >= n) { return; }
+    let i = sorted[t];
+    let cell = structures[structure_of(i)].cell;
+    let xi = pos[i].xyz;
+    let count = ncount[t];
+    var m = 0u;
+    for (var k = 0u; k < count; k++) {
+        let entry = neighbor_entry(k, t);
+        let j = entry & ATOM_MASK;
+        let r = pos[j].xyz + shift_from(cell, entry >> ATOM_BITS) - xi;
+        let d2 = dot(r, r);
+        if (d2 < O.cutoff_sq && d2 > 0.0) {
+            let v = edge_at(m * n + t);
+            U[v] = j;
+            U[v + 1u] = bitcast<u32>(r.x);
+            U[v + 2u] = bitcast<u32>(r.y);
+            U[v + 3u] = bitcast<u32>(r.z);
+            m++;
+        }
+    }
+    U[t] = m;
+}
 
 struct Place {
     atom: u32,
@@ -195,33 +233,32 @@ struct Place {
     value: vec4<f32>,   // Hermite weights of W(d)
     slope: vec4<f32>,   // and of dW/dd
     dir: vec4<f32>,     // unit vector i -> j, and d
-    inside: bool,
 }
 
-fn place_neighbor(t: u32, cell: array<vec4<f32>, 3>, xi: vec3<f32>, k: u32) -> Place {
-    return place_in(t, cell, xi, k, O.features);
+fn edge_count(t: u32) -> u32 {
+    return U[t];
 }
 
-// The same for a table `width` lanes wide (PaiNN's: 3F).
-fn place_in(t: u32, cell: array<vec4<f32>, 3>, xi: vec3<f32>, k: u32, width: u32) -> Place {
+fn place_neighbor(t: u32, m: u32) -> Place {
+    return place_in(t, m, O.features);
+}
+
+// Edge m of slot t on the filter grid of a table `width` lanes wide (SchNet's: F, PaiNN's: 3F).
+fn place_in(t: u32, m: u32, width: u32) -> Place {
     var p: Place;
-    let e = neighbor_entry(k, t);
-    p.atom = e & ATOM_MASK;
-    let r = pos[p.atom].xyz + shift_from(cell, e >> ATOM_BITS) - xi;
-    let d2 = dot(r, r);
-    p.inside = d2 < O.cutoff_sq && d2 > 0.0;
-    if (p.inside) {
-        let d = sqrt(d2);
-        let s = d * O.inv_h;
-        let node = min(u32(s), O.nodes - 2u);
-        let u = s - f32(node);
-        let u2 = u * u;
-        let u3 = u2 * u;
-        p.row = O.off_w + node * 2u * width;
-        p.value = vec4<f32>(2.0 * u3 - 3.0 * u2 + 1.0, u3 - 2.0 * u2 + u, -2.0 * u3 + 3.0 * u2, u3 - u2);
-        p.slope = vec4<f32>(6.0 * u2 - 6.0 * u, 3.0 * u2 - 4.0 * u + 1.0, -6.0 * u2 + 6.0 * u, 3.0 * u2 - 2.0 * u) * O.inv_h;
-        p.dir = vec4<f32>(r / d, d);
-    }
+    let v = edge_at(m * P.n_atoms + t);
+    p.atom = U[v];
+    let r = vec3<f32>(bitcast<f32>(U[v + 1u]), bitcast<f32>(U[v + 2u]), bitcast<f32>(U[v + 3u]));
+    let d = sqrt(dot(r, r));
+    p.dir = vec4<f32>(r / d, d);
+    let s = d * O.inv_h;
+    let node = min(u32(s), O.nodes - 2u);
+    let u = s - f32(node);
+    let u2 = u * u;
+    let u3 = u2 * u;
+    p.row = O.off_w + node * 2u * width;
+    p.value = vec4<f32>(2.0 * u3 - 3.0 * u2 + 1.0, u3 - 2.0 * u2 + u, -2.0 * u3 + 3.0 * u2, u3 - u2);
+    p.slope = vec4<f32>(6.0 * u2 - 6.0 * u, 3.0 * u2 - 4.0 * u + 1.0, -6.0 * u2 + 6.0 * u, 3.0 * u2 - 2.0 * u) * O.inv_h;
     return p;
 }
 
@@ -237,15 +274,11 @@ fn ml_message(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let f = O.features;
     if (t >= P.n_atoms || lid >= f) { return; }
     let i = sorted[t];
-    let st = structure_of(i);
-    let cell = structures[st].cell;
-    let xi = pos[i].xyz;
-    let count = ncount[t];
+    let count = edge_count(t);
     let lanes = (f - lid + 63u) / 64u;
     var acc = vec4<f32>(0.0);
-    for (var k = 0u; k < count; k++) {
-        let p = place_neighbor(t, cell, xi, k);
-        if (!p.inside) { continue; }
+    for (var m = 0u; m < count; m++) {
+        let p = place_neighbor(t, m);
         let yj = p.atom * f + lid;
         for (var q = 0u; q < lanes; q++) {
             acc[q] += A[yj + 64u * q] * filter_at(p.row, lid + 64u * q, p.value);
@@ -268,10 +301,7 @@ fn ml_message_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
     if (t >= P.n_atoms) { return; }
     let f = O.features;
     let i = sorted[t];
-    let st = structure_of(i);
-    let cell = structures[st].cell;
-    let xi = pos[i].xyz;
-    let count = select(0u, ncount[t], lid < f);
+    let count = select(0u, edge_count(t), lid < f);
     let lanes = select(0u, (f - lid + 63u) / 64u, lid < f);
     var gy = vec4<f32>(0.0);
     var gmi = vec4<f32>(0.0);
@@ -283,9 +313,8 @@ fn ml_message_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
     var force = vec3<f32>(0.0);
     var w_diag = vec3<f32>(0.0);
     var w_off = vec3<f32>(0.0);
-    for (var k = 0u; k < count; k++) {
-        let p = place_neighbor(t, cell, xi, k);
-        if (!p.inside) { continue; }
+    for (var m = 0u; m < count; m++) {
+        let p = place_neighbor(t, m);
         var g = 0.0;
         for (var q = 0u; q < lanes; q++) {
             let at = p.atom * f + lid + 64u * q;
@@ -349,16 +378,12 @@ fn ml_painn_message(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
     if (t >= P.n_atoms || lid >= f) { return; }
     let width = 3u * f;
     let i = sorted[t];
-    let st = structure_of(i);
-    let cell = structures[st].cell;
-    let xi = pos[i].xyz;
-    let count = ncount[t];
+    let count = edge_count(t);
     let lanes = (f - lid + 63u) / 64u;
     var dq = vec4<f32>(0.0);
     var dmu: array<vec3<f32>, 4>;
-    for (var k = 0u; k < count; k++) {
-        let p = place_in(t, cell, xi, k, width);
-        if (!p.inside) { continue; }
+    for (var m = 0u; m < count; m++) {
+        let p = place_in(t, m, width);
         let b = p.atom * width;
         for (var q = 0u; q < lanes; q++) {
             let o = lid + 64u * q;
@@ -471,10 +496,7 @@ fn ml_painn_message_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
     let width = 3u * f;
     let nf = P.n_atoms * f;
     let i = sorted[t];
-    let st = structure_of(i);
-    let cell = structures[st].cell;
-    let xi = pos[i].xyz;
-    let count = select(0u, ncount[t], lid < f);
+    let count = select(0u, edge_count(t), lid < f);
     let lanes = select(0u, (f - lid + 63u) / 64u, lid < f);
     var gq_a = vec4<f32>(0.0);
     var gm_a: array<vec3<f32>, 4>;
@@ -493,9 +515,8 @@ fn ml_painn_message_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
     var force = vec3<f32>(0.0);
     var w_diag = vec3<f32>(0.0);
     var w_off = vec3<f32>(0.0);
-    for (var k = 0u; k < count; k++) {
-        let p = place_in(t, cell, xi, k, width);
-        if (!p.inside) { continue; }
+    for (var m = 0u; m < count; m++) {
+        let p = place_in(t, m, width);
         let rh = p.dir.xyz;
         let ib = p.atom * width;
         var g_d = 0.0;

@@ -54,6 +54,22 @@ fn on_gpu(ctx: GpuContext, model: &Model, system: System, integrator: Integrator
     GpuSimulation::new(ctx, system, potential, integrator, timestep, 0.5, 1e4, 0, None).unwrap()
 }
 
+fn test_model(config: ModelConfig, ctx: &Ctx) -> Model {
+    let normalization = Normalization { reference_energies: vec![-13.6, -1030.0, -1480.0, -2040.0], energy_scale: 1.3, training_min_distance: 0.0, ..Default::default() };
+    Model::new(config, normalization, 5, ctx)
+}
+
+/// The largest difference between the simulation's forces and the reference's at its
+/// positions, relative to the largest reference force.
+fn force_error(sim: &mut GpuSimulation, model: &Model, ctx: &Ctx) -> f64 {
+    let s = structure(&sim.system().unwrap().clone());
+    let batch = Batch::new(&[&s], 5.0, |z| model.species_index(z)).unwrap();
+    let reference = model.predict(&batch, &GraphTensors::new(&batch, ctx), ctx).unwrap();
+    let f_ref = to_vec(reference.forces);
+    let forces = sim.forces().unwrap();
+    max_abs(forces.iter().flatten().zip(&f_ref).map(|(a, b)| a - b)) / max_abs(f_ref.iter().copied())
+}
+
 #[test]
 fn gpu_kernels_follow_moving_atoms() {
     // The kernels' agreement with burn and the CPU, layer by layer, is tests/ml_conformance.rs.
@@ -62,19 +78,35 @@ fn gpu_kernels_follow_moving_atoms() {
     let Some(_) = gpu() else { return };
     let ctx = Ctx::cpu_inference(true);
     for (name, config) in settings() {
-        let normalization = Normalization { reference_energies: vec![-13.6, -1030.0, -1480.0, -2040.0], energy_scale: 1.3, training_min_distance: 0.0, ..Default::default() };
-        let model = Model::new(config, normalization, 5, &ctx);
+        let model = test_model(config, &ctx);
         let mut sim = on_gpu(GpuContext::open(false).unwrap().unwrap(), &model, gas(160, 7), Integrator::VelocityVerlet, 0.0005);
         sim.advance(10, true).unwrap();
-        let moved = sim.system().unwrap().clone();
-        let s = structure(&moved);
-        let batch = Batch::new(&[&s], 5.0, |z| model.species_index(z)).unwrap();
-        let reference = model.predict(&batch, &GraphTensors::new(&batch, &ctx), &ctx).unwrap();
-        let f_ref = to_vec(reference.forces);
-        let forces = sim.forces().unwrap();
-        let f_err = max_abs(forces.iter().flatten().zip(&f_ref).map(|(a, b)| a - b)) / max_abs(f_ref.iter().copied());
+        let f_err = force_error(&mut sim, &model, &ctx);
         println!("{name}: after 10 steps, forces {f_err:.1e} of max |F|");
         assert!(f_err < 1e-4, "{name}: after 10 steps, forces differ by {f_err:e}");
+    }
+}
+
+#[test]
+fn the_model_follows_the_neighbour_list_when_its_capacity_grows() {
+    // 160 atoms packed into one corner of a mostly empty 40 Å box: the list's first capacity,
+    // sized from the mean density, holds a tenth of their neighbours, so it grows before the
+    // first forces, and the model's edge buffer (ml_edges: the pairs inside the cutoff, placed
+    // once per evaluation) must grow with it. The forces still agree with the reference.
+    let Some(_) = gpu() else { return };
+    let ctx = Ctx::cpu_inference(true);
+    for (name, config) in settings() {
+        let model = test_model(config, &ctx);
+        let mut clump = random_system(160, Cell::orthorhombic(10.0, 10.0, 10.0).unwrap(), &["H", "C", "N", "O"], 1.1, 11);
+        clump.cell = Cell::orthorhombic(40.0, 40.0, 40.0).unwrap();
+        for x in &mut clump.positions {
+            *x = x.map(|v| (v + 15.0) as f32 as f64);
+        }
+        let mut sim = on_gpu(GpuContext::open(false).unwrap().unwrap(), &model, clump, Integrator::VelocityVerlet, 0.0005);
+        assert!(sim.capacity_grows > 0, "{name}: the first capacity held the clump: the test does not test growth");
+        let f_err = force_error(&mut sim, &model, &ctx);
+        println!("{name}: capacity grew {} time(s) to {}; forces {f_err:.1e} of max |F|", sim.capacity_grows, sim.capacity());
+        assert!(f_err < 1e-4, "{name}: after the list grew, forces differ by {f_err:e}");
     }
 }
 

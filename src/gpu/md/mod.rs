@@ -346,7 +346,7 @@ impl GpuSimulation {
                 let types: Vec<u32> = parts.iter().flat_map(|p| p.system.types.iter().copied()).collect();
                 let sizes: Vec<usize> = parts.iter().map(|p| p.system.len()).collect();
                 let cells: Vec<crate::cell::Cell> = parts.iter().map(|p| p.system.cell.clone()).collect();
-                Some(MlForces::new(&ctx, &kernels, m, &types, &sizes, &cells)?)
+                Some(MlForces::new(&ctx, &kernels, m, &types, &sizes, &cells, capacity)?)
             }
             GpuPotential::Pair(_) => None,
         };
@@ -498,6 +498,9 @@ impl GpuSimulation {
         self.capacity = ((needed as f64 * 1.2).ceil() as u32 + 8).next_multiple_of(8);
         self.capacity_grows += 1;
         self.buf.nlist = list_parts(&self.ctx, self.n, self.capacity)?;
+        if let Some(ml) = &mut self.ml {
+            ml.resize_edges(&self.ctx, self.capacity)?;
+        }
         let (main, dispatch) = bind_groups(&self.ctx, &self.kernels, &self.buf);
         self.main_group = main;
         self.dispatch_group = dispatch;

@@ -44,6 +44,8 @@ const OP_BYTES: u64 = 256;
 const OP_WORDS: usize = 44;
 /// Data bindings of group 1 (A, B, C, D, E, G, W, U, M).
 const DATA_BINDINGS: usize = 9;
+/// W's binding number.
+const WEIGHTS_BINDING: u32 = 7;
 const NONE: u32 = u32::MAX;
 /// The evaluation's stages, which prefix the profiler's kernel names (`profile_label`).
 const FORWARD: &str = "ml: forward";
@@ -155,8 +157,8 @@ struct OpSpec {
     label: &'static str,
 }
 
-const ENTRIES: [&str; 37] = [
-    "ml_dense", "ml_embed", "ml_copy", "ml_message", "ml_message_backward", "ml_energy", "ml_finish",
+const ENTRIES: [&str; 38] = [
+    "ml_edges", "ml_dense", "ml_embed", "ml_copy", "ml_message", "ml_message_backward", "ml_energy", "ml_finish",
     "ml_pool", "ml_pool_finish", "ml_kmeans", "ml_cluster_pool", "ml_disseminate", "ml_hard_gout",
     "ml_hard_down", "ml_soft_weights", "ml_soft_gw", "ml_soft_gsum", "ml_mcgm_atoms", "ml_check_close",
     "ml_painn_message", "ml_painn_norm", "ml_painn_update", "ml_painn_gs", "ml_painn_guv", "ml_painn_message_backward",
@@ -199,6 +201,12 @@ mod word {
 pub struct MlForces {
     pipelines: Vec<wgpu::ComputePipeline>,
     ops: Vec<Op>,
+    /// Each operation's buffers (indices into `buffers`), kept to bind them again when the
+    /// edge buffer grows; the uniform blocks, the unused-binding stand-in and the edges.
+    binds: Vec<[usize; DATA_BINDINGS]>,
+    uniforms: usize,
+    dummy: usize,
+    edges: usize,
     /// Σ of the atoms' reference energies (eV, f64: the kernels write only the learned part).
     pub reference_energy: f64,
     pub cutoff: f64,
@@ -241,6 +249,8 @@ struct Builder<'a> {
     too_large: Option<(String, u64)>,
     /// The particle-mesh Ewald's fixed-point grid (binding M), usize::MAX: none.
     mesh: usize,
+    /// The pairs inside the cutoff (ml_edges), bound as U by the edge kernels.
+    edges: usize,
 }
 
 /// Words after a block's labels that keep its K-means levels' partitions of the elements
@@ -381,8 +391,8 @@ impl ClusterRegions {
 impl MlForces {
     /// Compiles the kernels and lays out the model for `types` (each simulation type's element)
     /// with `type_of_atom` (per atom, the structures of a batch one after the other, of
-    /// `structure_sizes` atoms each, in `cells`).
-    pub fn new(ctx: &GpuContext, kernels: &Kernels, gpu_model: &GpuModel, type_of_atom: &[u32], structure_sizes: &[usize], cells: &[Cell]) -> Result<MlForces, GpuError> {
+    /// `structure_sizes` atoms each, in `cells`), for a neighbour list of `capacity` per atom.
+    pub fn new(ctx: &GpuContext, kernels: &Kernels, gpu_model: &GpuModel, type_of_atom: &[u32], structure_sizes: &[usize], cells: &[Cell], capacity: u32) -> Result<MlForces, GpuError> {
         let (model, species_of_type) = (&gpu_model.inference, &gpu_model.species_of_type);
         let n = type_of_atom.len();
         if let Some(reason) = structure_sizes.iter().zip(cells).find_map(|(&size, cell)| unsupported_reason(model, size, cell)) {
@@ -489,9 +499,13 @@ impl MlForces {
 
         let reference_energy = type_of_atom.iter().map(|&t| model.reference[species_of_type[t as usize]]).sum();
         let structures = structure_sizes.len();
-        let mut b = Builder { ctx, buffers: Vec::new(), specs: Vec::new(), base, n, f, stage: FORWARD, kept_partitions: Vec::new(), structures, chunks, taps: Vec::new(), too_large: None, mesh: usize::MAX };
+        let mut b = Builder { ctx, buffers: Vec::new(), specs: Vec::new(), base, n, f, stage: FORWARD, kept_partitions: Vec::new(), structures, chunks, taps: Vec::new(), too_large: None, mesh: usize::MAX, edges: usize::MAX };
         let built = ctx.allocating("for the model's activations", || {
             let weights = b.buffer("ml weights", wts.data.len());
+            // Allocated after the activations (the refusal names the first that is too large),
+            // but bound by the edge kernels, so its index is taken now.
+            b.edges = b.buffers.len();
+            b.buffers.push(edge_buffer(ctx, 16));
             ctx.queue.write_buffer(&b.buffers[weights], 0, bytemuck::cast_slice(&wts.data));
             if let Some(at) = check_close {
                 let grid = b.per_atom();
@@ -500,13 +514,19 @@ impl MlForces {
             let charges = head.map(|(layer1, layer2)| charges_at(&mut b, model, layer1, layer2, charge_embedding, gpu_model.total_charge, structure_sizes, cells));
             let charges = charges.transpose()?;
             record(&mut b, model, &blocks, embedding, charges.as_ref(), readout1, readout2, weights, total_rows, soft_k, &level_rows, &level_offset);
+            let bytes = edge_bytes(n, capacity);
+            if bytes > ctx.adapter.max_binding {
+                b.too_large.get_or_insert(("ml edges".into(), bytes));
+            } else {
+                b.buffers[b.edges] = edge_buffer(ctx, bytes);
+            }
             Ok::<(), GpuError>(())
         });
         built??;
         if let Some((label, bytes)) = b.too_large.take() {
             return Err(GpuError::Unsupported(ctx.binding_too_large(&format!("model's {}", label.trim_start_matches("ml ")), bytes, n)));
         }
-        let Builder { buffers, specs, kept_partitions: kept_at, taps, .. } = b;
+        let Builder { buffers, specs, kept_partitions: kept_at, taps, edges, .. } = b;
         // No partition seen yet: the first evaluation is not a regrouping.
         let words = structures * kept_partitions(level_rows.len());
         for &(buffer, at) in &kept_at {
@@ -541,32 +561,30 @@ impl MlForces {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let layout = pipelines[0].get_bind_group_layout(1);
-        let ops = specs
-            .into_iter()
-            .enumerate()
-            .map(|(k, spec)| {
-                let mut entries = vec![wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &uniforms,
-                        offset: k as u64 * OP_BYTES,
-                        size: wgpu::BufferSize::new(4 * OP_WORDS as u64),
-                    }),
-                }];
-                for (slot, &index) in spec.bind.iter().enumerate() {
-                    let buffer = if index == usize::MAX { &dummy } else { &buffers[index] };
-                    entries.push(wgpu::BindGroupEntry { binding: slot as u32 + 1, resource: buffer.as_entire_binding() });
-                }
-                let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(spec.label), layout: &layout, entries: &entries });
-                Op { pipeline: spec.pipeline, group, grid: spec.grid, label: spec.label }
-            })
-            .collect();
-        let mut kept = buffers;
-        kept.push(uniforms);
-        kept.push(dummy);
+        let mut buffers = buffers;
+        buffers.push(uniforms);
+        buffers.push(dummy);
+        let (uniforms, dummy) = (buffers.len() - 2, buffers.len() - 1);
+        let binds: Vec<[usize; DATA_BINDINGS]> = specs.iter().map(|s| s.bind).collect();
+        let groups = bind_groups(ctx, &pipelines[0], &buffers, &binds, uniforms, dummy);
+        let ops = specs.into_iter().zip(groups).map(|(spec, group)| Op { pipeline: spec.pipeline, group, grid: spec.grid, label: spec.label }).collect();
         ctx.check("setting up the model on the GPU")?;
-        Ok(MlForces { pipelines, ops, reference_energy, cutoff: model.cutoff, partitions, buffers: kept, taps, n })
+        Ok(MlForces { pipelines, ops, binds, uniforms, dummy, edges, reference_energy, cutoff: model.cutoff, partitions, buffers, taps, n })
+    }
+
+    /// The neighbour list now has room for `capacity` entries per atom: the edge buffer
+    /// (ml_edges) grows with it, and the operations are bound to the new one.
+    pub fn resize_edges(&mut self, ctx: &GpuContext, capacity: u32) -> Result<(), GpuError> {
+        let bytes = edge_bytes(self.n, capacity);
+        if bytes > ctx.adapter.max_binding {
+            return Err(GpuError::Unsupported(ctx.binding_too_large("model's edges", bytes, self.n)));
+        }
+        self.buffers[self.edges] = ctx.allocating("for the model's edges", || edge_buffer(ctx, bytes))?;
+        let groups = bind_groups(ctx, &self.pipelines[0], &self.buffers, &self.binds, self.uniforms, self.dummy);
+        for (op, group) in self.ops.iter_mut().zip(groups) {
+            op.group = group;
+        }
+        ctx.check("binding the model's edges")
     }
 
     /// Copies the kept K-means partitions to their block-start copy or back (with the state,
@@ -605,6 +623,46 @@ impl MlForces {
     }
 }
 
+/// Bytes of the edge buffer (ml.wgsl, ml_edges) for n atoms of up to `capacity` neighbours:
+/// a count per atom, then per edge the neighbour and the vector to it.
+fn edge_bytes(n: usize, capacity: u32) -> u64 {
+    4 * (n as u64 + 4 * n as u64 * capacity as u64)
+}
+
+fn edge_buffer(ctx: &GpuContext, bytes: u64) -> wgpu::Buffer {
+    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("ml edges"),
+        size: bytes.max(16),
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    })
+}
+
+/// One bind group (group 1) per operation: its uniform block in `uniforms` and its buffers by
+/// index (`dummy` where it binds none).
+fn bind_groups(ctx: &GpuContext, pipeline: &wgpu::ComputePipeline, buffers: &[wgpu::Buffer], binds: &[[usize; DATA_BINDINGS]], uniforms: usize, dummy: usize) -> Vec<wgpu::BindGroup> {
+    let layout = pipeline.get_bind_group_layout(1);
+    binds
+        .iter()
+        .enumerate()
+        .map(|(k, bind)| {
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &buffers[uniforms],
+                    offset: k as u64 * OP_BYTES,
+                    size: wgpu::BufferSize::new(4 * OP_WORDS as u64),
+                }),
+            }];
+            for (slot, &index) in bind.iter().enumerate() {
+                let buffer = if index == usize::MAX { &buffers[dummy] } else { &buffers[index] };
+                entries.push(wgpu::BindGroupEntry { binding: slot as u32 + 1, resource: buffer.as_entire_binding() });
+            }
+            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries })
+        })
+        .collect()
+}
+
 fn compile(ctx: &GpuContext, kernels: &Kernels) -> Result<Vec<wgpu::ComputePipeline>, GpuError> {
     let device = &ctx.device;
     let mut entries = vec![wgpu::BindGroupLayoutEntry {
@@ -614,10 +672,12 @@ fn compile(ctx: &GpuContext, kernels: &Kernels) -> Result<Vec<wgpu::ComputePipel
         count: None,
     }];
     for k in 1..=DATA_BINDINGS as u32 {
+        // W (the weights and tables) is never written: read-only, which lets a GPU cache it.
+        let read_only = k == WEIGHTS_BINDING;
         entries.push(wgpu::BindGroupLayoutEntry {
             binding: k,
             visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Storage { read_only: false }, has_dynamic_offset: false, min_binding_size: None },
+            ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Storage { read_only }, has_dynamic_offset: false, min_binding_size: None },
             count: None,
         });
     }

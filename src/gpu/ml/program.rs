@@ -83,13 +83,16 @@ pub(super) fn record(
 
     // With a charge embedding, x_i += (Q/n) c[species_i] (Q/n from the long-range block).
     let (block, charge_embedding) = charges.map_or((None, NONE), |c| (Some(c.block), c.embedding));
+    // The pairs inside the cutoff, placed once for every edge kernel of the evaluation.
+    let edges = Some(b.edges);
+    b.op("ml_edges", FORWARD, atoms, [None; 6], weights, edges, &[]);
     b.op("ml_embed", FORWARD, atoms, [block, Some(x), None, Some(acc), some(mu), some(g_mu)], weights, None, &[(word::OFF_W, embedding), (word::MODE, painn as u32), (word::OFF_C, charge_embedding)]);
     for (t, blk) in blocks.iter().enumerate() {
         let table = [(word::OFF_W, blk.table)];
         match blk.interaction {
             InteractionAt::Schnet { input, out1, out2 } => {
                 b.dense(input, false, n, (x, 0), (ys[t], 0), None, 0, weights);
-                b.op("ml_message", FORWARD, rows, [Some(ys[t]), Some(s1), None, None, None, None], weights, None, &table);
+                b.op("ml_message", FORWARD, rows, [Some(ys[t]), Some(s1), None, None, None, None], weights, edges, &table);
                 b.dense(out1, false, n, (s1, 0), (s2, 0), Some((slopes[t], 0)), 2, weights);
                 b.dense(out2, false, n, (s2, 0), (x, 0), None, 1, weights);
             }
@@ -99,7 +102,7 @@ pub(super) fn record(
                 b.dense(phi2, false, n, (s1, 0), (phis[t], 0), None, 0, weights);
                 let grid = b.elements(3 * nf);
                 b.op("ml_copy", FORWARD, grid, [Some(mu), Some(mu_ins[t]), None, None, None, None], weights, None, &[(word::ROWS, 3 * n as u32)]);
-                b.op("ml_painn_message", FORWARD, rows, [Some(phis[t]), Some(x), Some(mu_ins[t]), Some(mu), None, None], weights, None, &table);
+                b.op("ml_painn_message", FORWARD, rows, [Some(phis[t]), Some(x), Some(mu_ins[t]), Some(mu), None, None], weights, edges, &table);
                 b.dense(vec_u, false, 3 * n, (mu, 0), (uvs[t], 0), None, 0, weights);
                 b.dense(vec_v, false, 3 * n, (mu, 0), (uvs[t], 3 * nf as u32), None, 0, weights);
                 let grid = b.elements(nf);
@@ -262,7 +265,7 @@ pub(super) fn record(
                 // x' = x + out2(ssp(out1(m))); m_i = Σ_j y_j W(d_ij); y = x W_in.
                 b.dense(out2, true, n, (g_x, 0), (s2, 0), Some((slopes[t], 0)), 3, weights);
                 b.dense(out1, true, n, (s2, 0), (s1, 0), None, 0, weights);
-                b.op("ml_message_backward", BACKWARD, rows, [Some(s1), Some(g_y), Some(ys[t]), Some(acc), None, None], weights, None, &[(word::OFF_W, blk.table)]);
+                b.op("ml_message_backward", BACKWARD, rows, [Some(s1), Some(g_y), Some(ys[t]), Some(acc), None, None], weights, edges, &[(word::OFF_W, blk.table)]);
                 b.dense(input, true, n, (g_y, 0), (g_x, 0), None, 1, weights);
             }
             InteractionAt::Painn { phi1, phi2, vec_u, vec_v, upd1, upd2 } => {
@@ -275,7 +278,7 @@ pub(super) fn record(
                 b.dense(vec_u, true, 3 * n, (wider, 0), (g_mu, 0), None, 1, weights);
                 b.dense(vec_v, true, 3 * n, (wider, 3 * nf as u32), (g_mu, 0), None, 1, weights);
                 // The messages: dL/dφ and dL/dμ before them, the forces; then φ's MLP.
-                b.op("ml_painn_message_backward", BACKWARD, rows, [Some(phis[t]), Some(g_x), Some(mu_ins[t]), Some(acc), Some(g_mu), Some(wider)], weights, None, &table);
+                b.op("ml_painn_message_backward", BACKWARD, rows, [Some(phis[t]), Some(g_x), Some(mu_ins[t]), Some(acc), Some(g_mu), Some(wider)], weights, edges, &table);
                 b.dense(phi2, true, n, (wider, 0), (s1, 0), Some((slopes[t], 0)), 3, weights);
                 b.dense(phi1, true, n, (s1, 0), (g_x, 0), None, 1, weights);
                 let grid = b.elements(3 * nf);
