@@ -8,6 +8,7 @@
 #   - the shipped water models, SchNet (bare, MCGM soft, MCGM hard) and PaiNN, at about 1k,
 #     10k and 100k atoms: s/step and atom-steps/s;
 #   - the same bare models in PyTorch on the same GPU where torch with CUDA imports;
+#   - SchNet and PaiNN with their filter tables in f16 (`[potential] gpu_tables = "f16"`);
 #   - SchNet with learned charges (Ewald on the GPU: the sum over k-vectors and the mesh)
 #     against the same SchNet without, on the ion-pair lattice at about 1k, 3k, 10k and 35k
 #     atoms;
@@ -147,8 +148,8 @@ if python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1
 fi
 say "## Learned potentials (water; F = 64, 3 blocks, cutoff 5 Å)"
 say ""
-say "| atoms | steps | SchNet s/step | atom-steps/s | + MCGM soft | + MCGM hard | PaiNN s/step | atom-steps/s | PyTorch SchNet (CUDA) | mdrun / PyTorch | PyTorch PaiNN (CUDA) |"
-say "|---|---|---|---|---|---|---|---|---|---|---|"
+say "| atoms | steps | SchNet s/step | atom-steps/s | + MCGM soft | + MCGM hard | PaiNN s/step | atom-steps/s | PyTorch SchNet (CUDA) | mdrun / PyTorch | PyTorch PaiNN (CUDA) | SchNet f16 tables | PaiNN f16 tables |"
+say "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 rate() { [ "$1" = "-" ] && echo "-" || python3 -c "print(f'{$2 / $1:.3e}')"; }
 torch_time() { # $1 model, $2 repeat: PyTorch's s/step on CUDA, or "-"
   [ $torch_ok = 1 ] || { echo "-"; return; }
@@ -158,14 +159,17 @@ for size in $ml_sizes; do
   r=${size%%:*}; steps=${size##*:}
   atoms=$((24 * r * r * r))
   row=()
-  for model in water-schnet water-schnet-mcgm-soft water-schnet-mcgm-hard water-painn; do
+  # The last two: `[potential] gpu_tables = "f16"`.
+  for variant in water-schnet water-schnet-mcgm-soft water-schnet-mcgm-hard water-painn water-schnet:f16 water-painn:f16; do
+    model=${variant%%:*}
     ml_toml "$root/potentials/$model" "$r" "$steps" > "$tmp/ml.toml"
-    row+=("$(gpu_run "$tmp/ml.toml" "$tmp/$model-$r")")
+    [ "$variant" = "$model" ] || sed -i '/^model = /a gpu_tables = "f16"' "$tmp/ml.toml"
+    row+=("$(gpu_run "$tmp/ml.toml" "$tmp/${variant/:/-}-$r")")
   done
   ts=$(torch_time "$root/potentials/water-schnet" "$r")
   tp=$(torch_time "$root/potentials/water-painn" "$r")
   ratio=$({ [ "$ts" = "-" ] || [ "${row[0]}" = "-" ]; } && echo "-" || python3 -c "print(f'{$ts / ${row[0]}:.1f}x')")
-  say "| $atoms | $steps | ${row[0]} | $(rate "${row[0]}" $atoms) | ${row[1]} | ${row[2]} | ${row[3]} | $(rate "${row[3]}" $atoms) | $ts | $ratio | $tp |"
+  say "| $atoms | $steps | ${row[0]} | $(rate "${row[0]}" $atoms) | ${row[1]} | ${row[2]} | ${row[3]} | $(rate "${row[3]}" $atoms) | $ts | $ratio | $tp | ${row[4]} | ${row[5]} |"
 done
 say ""
 [ $torch_ok = 1 ] || say "(PyTorch with CUDA does not import here: no PyTorch columns.)"

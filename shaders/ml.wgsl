@@ -256,15 +256,30 @@ fn place_in(t: u32, m: u32, width: u32) -> Place {
     let u = s - f32(node);
     let u2 = u * u;
     let u3 = u2 * u;
-    p.row = O.off_w + node * 2u * width;
+    p.row = O.off_w + node * select(2u, 1u, HALF_TABLES) * width;
     p.value = vec4<f32>(2.0 * u3 - 3.0 * u2 + 1.0, u3 - 2.0 * u2 + u, -2.0 * u3 + 3.0 * u2, u3 - u2);
     p.slope = vec4<f32>(6.0 * u2 - 6.0 * u, 3.0 * u2 - 4.0 * u + 1.0, -6.0 * u2 + 6.0 * u, 3.0 * u2 - 2.0 * u) * O.inv_h;
     return p;
 }
 
 fn filter_at(row: u32, f: u32, c: vec4<f32>) -> f32 {
-    let two_f = 2u * O.features;
-    return c.x * W[row + f] + c.y * W[row + O.features + f] + c.z * W[row + two_f + f] + c.w * W[row + two_f + O.features + f];
+    return table_at(row, f, c, O.features);
+}
+
+// The filter tables in f16 (`[potential] gpu_tables = "f16"`): per node one word a lane, the
+// value in its low half and h times the slope in its high half, so a node's row is `width`
+// words instead of 2 width (half the bytes and half the loads). Set when the pipelines are
+// made: the other branch is compiled out.
+override HALF_TABLES: bool = false;
+
+// The Hermite combination c of lane `lane` of the table rows from `row` (`width` lanes a row).
+fn table_at(row: u32, lane: u32, c: vec4<f32>, width: u32) -> f32 {
+    if (HALF_TABLES) {
+        let left = unpack2x16float(bitcast<u32>(W[row + lane]));
+        let right = unpack2x16float(bitcast<u32>(W[row + width + lane]));
+        return c.x * left.x + c.y * left.y + c.z * right.x + c.w * right.y;
+    }
+    return c.x * W[row + lane] + c.y * W[row + width + lane] + c.z * W[row + 2u * width + lane] + c.w * W[row + 3u * width + lane];
 }
 
 // m_i = sum_j y_j * W(d_ij): A = y, B = m.
@@ -364,10 +379,6 @@ fn reduce_force(lid: u32, i: u32, force: vec3<f32>, w_diag: vec3<f32>, w_off: ve
 // ---- PaiNN (src/ml/inference/painn.rs, which these kernels follow): scalar features q [N, F]
 // (the x buffer), vector features μ atom-major [N, 3, F], φ [N, 3F]; the filter table is 3F
 // wide. U and V share one buffer (V at 3NF), as do |V|, <U, V> and (s1, s2, s3) (at 0, NF, 2NF).
-
-fn table_at(row: u32, lane: u32, c: vec4<f32>, width: u32) -> f32 {
-    return c.x * W[row + lane] + c.y * W[row + width + lane] + c.z * W[row + 2u * width + lane] + c.w * W[row + 3u * width + lane];
-}
 
 // Message, one workgroup per atom a and one thread per feature: B = q += Σ_b φ_b^a W^a and
 // D = μ += Σ_b (φ_b^b W^b) r̂ + (φ_b^c W^c) μ_b. A = φ, C = the block's input μ.

@@ -43,6 +43,11 @@ fn max_abs(v: impl Iterator<Item = f64>) -> f64 {
 }
 
 fn on_gpu(ctx: GpuContext, model: &Model, system: System, integrator: Integrator, timestep: f64) -> GpuSimulation {
+    on_gpu_with(ctx, model, system, integrator, timestep, false)
+}
+
+/// The same, with the filter tables in f16 if `half_tables`.
+fn on_gpu_with(ctx: GpuContext, model: &Model, system: System, integrator: Integrator, timestep: f64, half_tables: bool) -> GpuSimulation {
     let potential = GpuPotential::Ml(Box::new(GpuModel {
         inference: Inference::new(model).unwrap(),
         species_of_type: vec![0, 1, 2, 3],
@@ -50,6 +55,7 @@ fn on_gpu(ctx: GpuContext, model: &Model, system: System, integrator: Integrator
         cautions: Vec::new(),
         range: TrainingRange::unlimited(4),
         total_charge: 0.0,
+        half_tables,
     }));
     GpuSimulation::new(ctx, system, potential, integrator, timestep, 0.5, 1e4, 0, None).unwrap()
 }
@@ -108,6 +114,65 @@ fn the_model_follows_the_neighbour_list_when_its_capacity_grows() {
         println!("{name}: capacity grew {} time(s) to {}; forces {f_err:.1e} of max |F|", sim.capacity_grows, sim.capacity());
         assert!(f_err < 1e-4, "{name}: after the list grew, forces differ by {f_err:e}");
     }
+}
+
+#[test]
+fn f16_filter_tables_keep_the_forces_within_their_rounding() {
+    // The same gas with every table read in f32 and in f16 (`gpu_tables = "f16"`): f16 keeps 11
+    // bits, so its forces part from the reference by about 1e-3 of the largest force, far more
+    // than f32's 1e-6 (which shows the f16 tables are the ones read) and far less than a model's
+    // own error.
+    let Some(_) = gpu() else { return };
+    let ctx = Ctx::cpu_inference(true);
+    for (name, config) in settings() {
+        let model = test_model(config, &ctx);
+        let error = |half| force_error(&mut on_gpu_with(GpuContext::open(false).unwrap().unwrap(), &model, gas(160, 7), Integrator::VelocityVerlet, 0.0005, half), &model, &ctx);
+        let (full, half) = (error(false), error(true));
+        println!("{name}: forces against the reference, f32 tables {full:.1e}, f16 tables {half:.1e} of max |F|");
+        assert!(full < 1e-5 && half > 10.0 * full && half < 5e-3, "{name}: f32 tables {full:e}, f16 {half:e}");
+    }
+}
+
+#[test]
+fn f16_filter_tables_conserve_energy_as_the_f32_ones_do() {
+    // The forces are the exact gradient of the energy of the f16 tables' piecewise cubic, so NVE
+    // conserves that energy as well as it does the f32 one: 24 atoms of water, 200 steps of
+    // 0.25 fs on the GPU with each table format.
+    let Some(_) = gpu() else { return };
+    for model in ["water-schnet", "water-painn"] {
+        let run = |lines| common::ModelNve::run_with(env!("CARGO_BIN_EXE_mdrun"), "systems/quickstart/water8.extxyz", model, Some("gpu"), 200, 0.25, Some("1.0 A"), lines);
+        let (full, half) = (run(""), run("gpu_tables = \"f16\"\n"));
+        assert!(half.stdout.contains("tabulated filters in f16") && !full.stdout.contains("in f16"), "{model}: the run header does not say which tables");
+        let (full_dev, mean_ke) = full.deviation_and_kinetic();
+        let (half_dev, _) = half.deviation_and_kinetic();
+        // The first row is the same positions with the other tables: the f16 tables' energy error.
+        let pe_gap = (half.rows[0][3] - full.rows[0][3]).abs();
+        println!(
+            "{model}: potential energy at step 0, f16 - f32 tables {pe_gap:.2e} eV (24 atoms); largest |E - E0| f32 {full_dev:.2e}, f16 {half_dev:.2e} eV; drift f32 {:+.2e}, f16 {:+.2e} eV/atom/ps",
+            full.drift, half.drift
+        );
+        assert!(pe_gap > 0.0 && pe_gap < 24.0 * 1e-3, "{model}: f16 tables move the energy by {pe_gap} eV");
+        // (The two runs part after a few steps, so over 50 fs their fitted drifts, which the
+        // energy's fluctuation dominates, differ: the largest excursion is the measure.)
+        assert!(half_dev < 0.005 * mean_ke && half_dev < 3.0 * full_dev.max(1e-4), "{model}: f16 energy wanders by {half_dev} eV (f32 {full_dev} eV)");
+    }
+}
+
+#[test]
+fn gpu_tables_takes_f32_or_f16_and_only_with_a_model() {
+    let dir = common::scratch("gpu-tables-refusals");
+    let refuse = |toml: String| {
+        std::fs::write(dir.join("system.toml"), toml).unwrap();
+        mdrun::plan::Plan::from_file(&dir.join("system.toml"), None).unwrap_err().to_string()
+    };
+    let water = repo("systems/quickstart/water8.extxyz");
+    let model = |tables: &str| format!("[structure]\nfile = \"{}\"\n[potential]\ntype = \"ml\"\nmodel = \"{}\"\ngpu_tables = \"{tables}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"0.25 fs\"\n[run]\nsteps = 1\n", water.display(), repo("potentials/water-schnet").display());
+    let unknown = refuse(model("bf16"));
+    println!("{unknown}");
+    assert!(unknown.contains("system.toml:6: ") && unknown.contains("[potential] gpu_tables") && unknown.contains("unknown precision 'bf16'; expected \"f32\""), "{unknown}");
+    let pair = refuse(format!("[structure]\nfile = \"{}\"\n[potential]\ntype = \"lj\"\ncutoff = \"5 A\"\ngpu_tables = \"f16\"\nspecies.H = {{ epsilon = \"0.01 eV\", sigma = \"1 A\" }}\nspecies.O = {{ epsilon = \"0.01 eV\", sigma = \"3 A\" }}\n[integrator]\ntype = \"verlet\"\ntimestep = \"0.25 fs\"\n[run]\nsteps = 1\n", water.display()));
+    println!("{pair}");
+    assert!(pair.contains("[potential] gpu_tables") && pair.contains("only used with type = \"ml\""), "{pair}");
 }
 
 fn repo(path: &str) -> std::path::PathBuf {
@@ -190,6 +255,7 @@ fn buffers_past_the_adapters_binding_limit_are_refused_with_the_reason() {
         cautions: Vec::new(),
         range: TrainingRange::unlimited(4),
         total_charge: 0.0,
+        half_tables: false,
     }));
     // A simple cubic lattice of 19³ atoms 2.2 Å apart, the four elements in turn.
     let mut system = random_system(4, Cell::orthorhombic(41.8, 41.8, 41.8).unwrap(), &["H", "C", "N", "O"], 1.1, 3);

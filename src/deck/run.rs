@@ -97,7 +97,7 @@ impl Deck {
                     return Err("pair_style ml: name the element of every atom type with pair_coeff * * El1 El2 ...".into());
                 }
                 // The total charge is the data file's (atom_style charge) or set's charges.
-                PotentialSpec::Ml { model: model.clone(), charge: w.atoms.q.iter().sum(), ewald: None, uncertainty: None }
+                PotentialSpec::Ml { model: model.clone(), charge: w.atoms.q.iter().sum(), ewald: None, uncertainty: None, half_tables: false }
             }
         };
         let integrator = self.integrator(steps)?;

@@ -93,15 +93,19 @@ use std::time::Duration;
 pub fn gpu_potential(plan: &Plan, system: &System) -> Result<GpuPotential, String> {
     Ok(match &plan.potential {
         PotentialSpec::Pair(pair) => GpuPotential::Pair(pair.clone()),
-        PotentialSpec::Ml { model, charge, ewald, .. } => GpuPotential::Ml(Box::new(gpu_model(model, *charge, *ewald, system)?)),
+        PotentialSpec::Ml { model, charge, ewald, half_tables, .. } => GpuPotential::Ml(Box::new(gpu_model(model, *charge, *ewald, *half_tables, system)?)),
     })
 }
 
 /// The model at `path` for the GPU kernels, for `system` of total charge `charge` (e), its
-/// charges summed as `ewald` says (`Coulomb::mesh`).
-fn gpu_model(path: &std::path::Path, charge: f64, ewald: Option<bool>, system: &System) -> Result<crate::potential::mcgm::GpuModel, String> {
+/// charges summed as `ewald` says (`Coulomb::mesh`), its filter tables in f16 if `half_tables`.
+fn gpu_model(path: &std::path::Path, charge: f64, ewald: Option<bool>, half_tables: bool, system: &System) -> Result<crate::potential::mcgm::GpuModel, String> {
     let names: Vec<String> = system.species.iter().map(|s| s.name.clone()).collect();
     let mut model = crate::potential::mcgm::MlPotential::load(path, &names)?.with_ewald(ewald)?.with_total_charge(charge)?.into_gpu()?;
+    if half_tables {
+        model.half_tables = true;
+        model.description = model.description.replace("tabulated filters", "tabulated filters in f16");
+    }
     if let Some(method) = crate::gpu::ml::describe_charges(&model.inference, system.len(), &system.cell) {
         model.description = format!("{}; charges summed by {method}", model.description);
     }
@@ -133,7 +137,7 @@ pub fn choose(
     // a model it loads the model, which the CPU would not need to do twice.
     let unsupported = || -> Option<String> {
         let reason = match &plan.potential {
-            PotentialSpec::Ml { model, charge, ewald, .. } => match gpu_model(model, *charge, *ewald, system) {
+            PotentialSpec::Ml { model, charge, ewald, half_tables, .. } => match gpu_model(model, *charge, *ewald, *half_tables, system) {
                 Ok(m) => crate::gpu::md::unsupported_reason(system, m.inference.cutoff + plan.skin)
                     .or_else(|| crate::gpu::ml::unsupported_reason(&m.inference, system.len(), &system.cell)),
                 Err(e) => Some(e),

@@ -67,6 +67,7 @@ impl GpuKernels {
             cautions: Vec::new(),
             range: TrainingRange::unlimited(species),
             total_charge: structures[0].charge,
+            half_tables: false,
         }));
         let systems = structures.iter().map(|s| Ok((self.system(s)?, Integrator::VelocityVerlet))).collect::<Result<Vec<_>, String>>()?;
         // Building the simulation evaluates the forces once (step 0); nothing is stepped.

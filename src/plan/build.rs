@@ -313,7 +313,15 @@ pub(super) fn build_potential(
         };
         potential.check_cell(&system.cell).map_err(|e| at.error(&model.span(), "[potential] model", e))?;
         let uncertainty = build_uncertainty(at, p.uncertainty.as_ref(), potential.committee_size(), output_dir)?;
-        return Ok(PotentialSpec::Ml { model: path, charge: total, ewald, uncertainty });
+        let half_tables = match &p.gpu_tables {
+            None => false,
+            Some(t) => match t.get_ref().as_str() {
+                "f32" => false,
+                "f16" => true,
+                other => return Err(at.error(&t.span(), "[potential] gpu_tables", format!("unknown precision '{other}'; expected \"f32\" (the default) or \"f16\" (the GPU reads the filter tables in half precision on a coarser grid: forces within about 2e-3 of the largest force)"))),
+            },
+        };
+        return Ok(PotentialSpec::Ml { model: path, charge: total, ewald, uncertainty, half_tables });
     }
     if let Some(q) = charge {
         return Err(at.error(&q.span(), "[structure] charge", "only a long-range model (type = \"ml\") uses the total charge"));
@@ -332,6 +340,9 @@ pub(super) fn build_potential(
     }
     if let Some(m) = &p.ewald {
         return Err(at.error(&m.span(), "[potential] ewald", "only used with type = \"ml\" and a long-range model"));
+    }
+    if let Some(t) = &p.gpu_tables {
+        return Err(at.error(&t.span(), "[potential] gpu_tables", "only used with type = \"ml\" (a learned model's filter tables)"));
     }
     let table = super::pair_table::RawPairTable {
         span: raw.span(),

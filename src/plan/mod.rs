@@ -112,7 +112,8 @@ pub enum PotentialSpec {
     /// learned charges sum to.
     /// `ewald`: a long-range model's reciprocal part by particle-mesh Ewald (true) or the sum
     /// over k (false); None: by the system's size.
-    Ml { model: PathBuf, charge: f64, ewald: Option<bool>, uncertainty: Option<Uncertainty> },
+    /// `half_tables`: the GPU reads the filter tables in f16 (`[potential] gpu_tables`).
+    Ml { model: PathBuf, charge: f64, ewald: Option<bool>, uncertainty: Option<Uncertainty>, half_tables: bool },
 }
 
 /// What a run does with a committee's force deviation (`[potential] uncertainty`), eV/Å.

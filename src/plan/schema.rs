@@ -121,6 +121,8 @@ pub(super) struct RawPotential {
     pub(super) ewald: Option<Spanned<String>>,
     /// A committee's thresholds on its force deviation.
     pub(super) uncertainty: Option<Spanned<RawUncertainty>>,
+    /// The GPU's filter tables: "f32" (default) or "f16".
+    pub(super) gpu_tables: Option<Spanned<String>>,
 }
 
 /// `[potential] uncertainty = { warn = "0.2 eV/A", save = "0.3 eV/A", stop = "1 eV/A",

@@ -159,6 +159,8 @@ pub struct GpuModel {
     pub range: TrainingRange,
     /// The total charge of each structure, e (a long-range model's charges sum to it).
     pub total_charge: f64,
+    /// The GPU reads the filter tables in f16 (`[potential] gpu_tables = "f16"`).
+    pub half_tables: bool,
 }
 
 /// Atoms closer than this fraction of the shortest training distance draw a warning.
@@ -377,6 +379,7 @@ impl MlPotential {
                 cautions: std::mem::take(&mut self.cautions),
                 range: std::mem::replace(&mut self.range, TrainingRange::unlimited(0)),
                 total_charge: self.total_charge,
+                half_tables: false,
             }),
             None => Err(format!("the GPU kernels, replica batches and the library need the f32 fast path, which this {} model does not compile to (feature count not a multiple of 8)", self.model.config.backbone)),
         }

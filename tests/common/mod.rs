@@ -302,12 +302,19 @@ impl ModelNve {
 
     /// The same on `structure` (a path in the repository).
     pub fn run(mdrun: &str, structure: &str, model: &str, platform: Option<&str>, steps: u64, timestep_fs: f64, skin: Option<&str>) -> ModelNve {
+        ModelNve::run_with(mdrun, structure, model, platform, steps, timestep_fs, skin, "")
+    }
+
+    /// The same with more lines in `[potential]` (`gpu_tables = "f16"`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_with(mdrun: &str, structure: &str, model: &str, platform: Option<&str>, steps: u64, timestep_fs: f64, skin: Option<&str>, potential_lines: &str) -> ModelNve {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let dir = scratch(&format!("nve-{model}-{}", platform.unwrap_or("default")));
+        let variant = if potential_lines.is_empty() { String::new() } else { format!("-{:x}", potential_lines.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32))) };
+        let dir = scratch(&format!("nve-{model}-{}{variant}", platform.unwrap_or("default")));
         let platform_line = platform.map(|p| format!("platform = \"{p}\"\n")).unwrap_or_default();
         let neighbor = skin.map(|s| format!("[neighbor]\nskin = \"{s}\"\n")).unwrap_or_default();
         let toml = format!(
-            "[structure]\nfile = \"{}\"\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"300 K\"\nseed = 4\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n[integrator]\ntype = \"verlet\"\ntimestep = \"{timestep_fs} fs\"\n[run]\nsteps = {steps}\n{platform_line}{neighbor}[output]\nthermo = 20\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
+            "[structure]\nfile = \"{}\"\n[velocities]\nsource = \"maxwell-boltzmann\"\ntemperature = \"300 K\"\nseed = 4\n[potential]\ntype = \"mcgm\"\nmodel = \"{}\"\n{potential_lines}[integrator]\ntype = \"verlet\"\ntimestep = \"{timestep_fs} fs\"\n[run]\nsteps = {steps}\n{platform_line}{neighbor}[output]\nthermo = 20\nlog = \"thermo.log\"\ncheckpoint = \"final.chk\"\n",
             repo.join(structure).display(),
             repo.join("potentials").join(model).display()
         );

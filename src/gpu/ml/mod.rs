@@ -399,7 +399,13 @@ impl MlForces {
             return Err(GpuError::Unsupported(reason));
         }
         let f = model.features;
-        let pipelines = compile(ctx, kernels)?;
+        if gpu_model.half_tables {
+            let largest = model.blocks.iter().flat_map(|b| &b.table.data).fold(0.0f32, |m, v| m.max(v.abs()));
+            if !(largest <= half::f16::MAX.to_f32()) {
+                return Err(GpuError::Unsupported(format!("the model's filter tables reach {largest:e}, beyond f16's range (65504): gpu_tables = \"f32\"")));
+            }
+        }
+        let pipelines = compile(ctx, kernels, gpu_model.half_tables)?;
 
         // Weights, in the order the kernels use them.
         let mut wts = Weights { data: Vec::new() };
@@ -408,7 +414,7 @@ impl MlForces {
             .blocks
             .iter()
             .map(|b| BlockAt {
-                table: wts.push(&b.table.data),
+                table: if gpu_model.half_tables { wts.push(&half_table(&b.table.data, b.table.features, b.table.nodes)) } else { wts.push(&b.table.data) },
                 interaction: match &b.interaction {
                     Interaction::Schnet { input, out1, out2 } => InteractionAt::Schnet { input: wts.linear(input), out1: wts.linear(out1), out2: wts.linear(out2) },
                     Interaction::Painn(p) => InteractionAt::Painn {
@@ -481,8 +487,9 @@ impl MlForces {
         base[word::FEATURES] = f as u32;
         base[word::CUTOFF_SQ] = ((model.cutoff * model.cutoff) as f32).to_bits();
         let table = &model.blocks[0].table;
-        base[word::INV_H] = (table.inv_h as f32).to_bits();
-        base[word::NODES] = table.nodes as u32;
+        let (inv_h, nodes) = if gpu_model.half_tables { (table.inv_h / HALF_STRIDE as f64, half_nodes(table.nodes)) } else { (table.inv_h, table.nodes) };
+        base[word::INV_H] = (inv_h as f32).to_bits();
+        base[word::NODES] = nodes as u32;
         base[word::SCALE] = (model.scale as f32).to_bits();
         base[word::TAU] = (f as f32).to_bits();
         base[word::N_CHUNKS] = chunks as u32;
@@ -663,7 +670,37 @@ fn bind_groups(ctx: &GpuContext, pipeline: &wgpu::ComputePipeline, buffers: &[wg
         .collect()
 }
 
-fn compile(ctx: &GpuContext, kernels: &Kernels) -> Result<Vec<wgpu::ComputePipeline>, GpuError> {
+/// The f16 tables keep every HALF_STRIDE-th node of the f32 ones (whose values and slopes are
+/// exact at the nodes). f16 keeps 11 bits of each value, and the Hermite slope takes the
+/// difference of neighbouring nodes' values over the spacing, so on the f32 tables' 0.01 Å grid
+/// the rounding would reach the forces as 1e-2 of the largest; a coarser grid divides that
+/// rounding by a larger spacing, while its interpolation error (h⁴) stays below f16's.
+const HALF_STRIDE: usize = 8;
+
+/// Nodes of the f16 grid for an f32 table of `nodes` (the last one past the reach).
+fn half_nodes(nodes: usize) -> usize {
+    (nodes - 2).div_ceil(HALF_STRIDE) + 2
+}
+
+/// A filter table in f16 (ml.wgsl `HALF_TABLES`) on the coarser grid: per node, one word a lane
+/// holding the value (low half) and the new spacing times the slope (high half), rounded to
+/// nearest; stored as the f32 with those bits (finite halves never make an f32 NaN or infinity,
+/// so the bits pass unchanged). Nodes past the f32 table's last are zero, as the filter is
+/// beyond the cutoff.
+fn half_table(data: &[f32], width: usize, nodes: usize) -> Vec<f32> {
+    let half = |x: f32| half::f16::from_f32(x).to_bits() as u32;
+    (0..half_nodes(nodes))
+        .flat_map(|j| {
+            let node = data.get(j * HALF_STRIDE * 2 * width..(j * HALF_STRIDE + 1) * 2 * width);
+            (0..width).map(move |o| match node {
+                Some(node) => f32::from_bits(half(node[o]) | half(HALF_STRIDE as f32 * node[width + o]) << 16),
+                None => 0.0,
+            })
+        })
+        .collect()
+}
+
+fn compile(ctx: &GpuContext, kernels: &Kernels, half_tables: bool) -> Result<Vec<wgpu::ComputePipeline>, GpuError> {
     let device = &ctx.device;
     let mut entries = vec![wgpu::BindGroupLayoutEntry {
         binding: 0,
@@ -705,7 +742,7 @@ fn compile(ctx: &GpuContext, kernels: &Kernels) -> Result<Vec<wgpu::ComputePipel
                 layout: Some(&layout),
                 module: &module,
                 entry_point: Some(name),
-                compilation_options: Default::default(),
+                compilation_options: wgpu::PipelineCompilationOptions { constants: &[("HALF_TABLES", half_tables as u8 as f64)], ..Default::default() },
                 cache: None,
             })
         })
