@@ -200,21 +200,33 @@ fn edge_at(e: u32) -> u32 {
     return P.n_atoms + 4u * e;
 }
 
+//
+// The same walk over the list is the guardrail (O.mode 1): an atom with a neighbour closer than
+// the training data had (squared limits per pair of model species at W[off_w], O.k species).
+// The lowest such atom id goes to the status word; the host names the pairs.
 @compute @workgroup_size(64)
 fn ml_edges(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = flat_index(gid);
     let n = P.n_atoms;
     if (t >= n) { return; }
     let i = sorted[t];
-    let cell = structures[structure_of(i)].cell;
+    let st = structure_of(i);
+    let cell = structures[st].cell;
     let xi = pos[i].xyz;
     let count = ncount[t];
+    let check = O.mode == 1u;
+    let limits = O.off_w + species_of_type(type_of(i)) * O.k;
+    var close = false;
     var m = 0u;
     for (var k = 0u; k < count; k++) {
         let entry = neighbor_entry(k, t);
         let j = entry & ATOM_MASK;
-        let r = pos[j].xyz + shift_from(cell, entry >> ATOM_BITS) - xi;
+        let pj = pos[j];
+        let r = pj.xyz + shift_from(cell, entry >> ATOM_BITS) - xi;
         let d2 = dot(r, r);
+        if (check && !close && d2 < W[limits + species_of_type(atom_type(pj))]) {
+            close = true;
+        }
         if (d2 < O.cutoff_sq && d2 > 0.0) {
             let v = edge_at(m * n + t);
             U[v] = j;
@@ -225,6 +237,9 @@ fn ml_edges(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
     U[t] = m;
+    if (close) {
+        atomicMin(&status[status_word(st, SW_CLOSE_ATOM)], i);
+    }
 }
 
 struct Place {
@@ -1095,31 +1110,6 @@ fn ml_mcgm_atoms(@builtin(global_invocation_id) gid: vec3<u32>) {
         let g_a = C[i * kk + c] * (g_w[c] - mean) * (-2.0 / O.tau);
         for (var q = 0u; q < f; q++) {
             E[gz + i * f + q] += g_a * (E[i * f + q] - W[O.off_w + c * f + q]);
-        }
-    }
-}
-
-// ---- Guardrail: an atom with a neighbour closer than the training data had (squared limits
-// per pair of model species at W[off_w], O.k species). The lowest such atom id goes to the
-// status word; the host names the pairs.
-@compute @workgroup_size(64)
-fn ml_check_close(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let t = flat_index(gid);
-    if (t >= P.n_atoms) { return; }
-    let i = sorted[t];
-    let st = structure_of(i);
-    let cell = structures[st].cell;
-    let xi = pos[i].xyz;
-    let row = O.off_w + species_of_type(type_of(i)) * O.k;
-    let count = ncount[t];
-    for (var k = 0u; k < count; k++) {
-        let e = neighbor_entry(k, t);
-        let j = e & ATOM_MASK;
-        let pj = pos[j];
-        let r = pj.xyz + shift_from(cell, e >> ATOM_BITS) - xi;
-        if (dot(r, r) < W[row + species_of_type(atom_type(pj))]) {
-            atomicMin(&status[status_word(st, SW_CLOSE_ATOM)], i);
-            return;
         }
     }
 }

@@ -157,10 +157,10 @@ struct OpSpec {
     label: &'static str,
 }
 
-const ENTRIES: [&str; 38] = [
+const ENTRIES: [&str; 37] = [
     "ml_edges", "ml_dense", "ml_embed", "ml_copy", "ml_message", "ml_message_backward", "ml_energy", "ml_finish",
     "ml_pool", "ml_pool_finish", "ml_kmeans", "ml_cluster_pool", "ml_disseminate", "ml_hard_gout",
-    "ml_hard_down", "ml_soft_weights", "ml_soft_gw", "ml_soft_gsum", "ml_mcgm_atoms", "ml_check_close",
+    "ml_hard_down", "ml_soft_weights", "ml_soft_gw", "ml_soft_gsum", "ml_mcgm_atoms",
     "ml_painn_message", "ml_painn_norm", "ml_painn_update", "ml_painn_gs", "ml_painn_guv", "ml_painn_message_backward",
     "ml_structure_mean", "ml_charge_center", "ml_ewald_prepare", "ml_ewald_structure", "ml_ewald_virial", "ml_ewald_atoms", "ml_ewald_finish",
     "ml_pme_spread", "ml_pme_load", "ml_pme_fft", "ml_pme_convolve", "ml_pme_gather",
@@ -514,10 +514,12 @@ impl MlForces {
             b.edges = b.buffers.len();
             b.buffers.push(edge_buffer(ctx, 16));
             ctx.queue.write_buffer(&b.buffers[weights], 0, bytemuck::cast_slice(&wts.data));
-            if let Some(at) = check_close {
-                let grid = b.per_atom();
-                b.op("ml_check_close", FORWARD, grid, [None; 6], weights, None, &[(word::K, model_species as u32), (word::OFF_W, at)]);
-            }
+            // The pairs inside the cutoff, placed once for every message kernel of the
+            // evaluation; the same walk over the list checks the training range's limits.
+            let grid = b.per_atom();
+            let check = check_close.map_or(Vec::new(), |at| vec![(word::MODE, 1), (word::K, model_species as u32), (word::OFF_W, at)]);
+            let edges = Some(b.edges);
+            b.op("ml_edges", FORWARD, grid, [None; 6], weights, edges, &check);
             let charges = head.map(|(layer1, layer2)| charges_at(&mut b, model, layer1, layer2, charge_embedding, gpu_model.total_charge, structure_sizes, cells));
             let charges = charges.transpose()?;
             record(&mut b, model, &blocks, embedding, charges.as_ref(), readout1, readout2, weights, total_rows, soft_k, &level_rows, &level_offset);

@@ -83,9 +83,8 @@ pub(super) fn record(
 
     // With a charge embedding, x_i += (Q/n) c[species_i] (Q/n from the long-range block).
     let (block, charge_embedding) = charges.map_or((None, NONE), |c| (Some(c.block), c.embedding));
-    // The pairs inside the cutoff, placed once for every edge kernel of the evaluation.
+    // The message kernels read the pairs inside the cutoff that ml_edges placed (MlForces::new).
     let edges = Some(b.edges);
-    b.op("ml_edges", FORWARD, atoms, [None; 6], weights, edges, &[]);
     b.op("ml_embed", FORWARD, atoms, [block, Some(x), None, Some(acc), some(mu), some(g_mu)], weights, None, &[(word::OFF_W, embedding), (word::MODE, painn as u32), (word::OFF_C, charge_embedding)]);
     for (t, blk) in blocks.iter().enumerate() {
         let table = [(word::OFF_W, blk.table)];
