@@ -20,10 +20,12 @@ use crate::ml::mcgm::Assign;
 use crate::potential::mcgm::GpuModel;
 
 mod charges;
+mod half_tables;
 mod program;
 
 pub use charges::describe as describe_charges;
 use charges::{ChargesAt, charges_at};
+use half_tables::{HALF_STRIDE, half_nodes, half_range, half_table};
 use program::record;
 
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
@@ -400,7 +402,7 @@ impl MlForces {
         }
         let f = model.features;
         if gpu_model.half_tables {
-            let largest = model.blocks.iter().flat_map(|b| &b.table.data).fold(0.0f32, |m, v| m.max(v.abs()));
+            let largest = model.blocks.iter().map(|b| half_range(&b.table.data, b.table.features)).fold(0.0f32, f32::max);
             if !(largest <= half::f16::MAX.to_f32()) {
                 return Err(GpuError::Unsupported(format!("the model's filter tables reach {largest:e}, beyond f16's range (65504): gpu_tables = \"f32\"")));
             }
@@ -668,36 +670,6 @@ fn bind_groups(ctx: &GpuContext, pipeline: &wgpu::ComputePipeline, buffers: &[wg
                 entries.push(wgpu::BindGroupEntry { binding: slot as u32 + 1, resource: buffer.as_entire_binding() });
             }
             ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries })
-        })
-        .collect()
-}
-
-/// The f16 tables keep every HALF_STRIDE-th node of the f32 ones (whose values and slopes are
-/// exact at the nodes). f16 keeps 11 bits of each value, and the Hermite slope takes the
-/// difference of neighbouring nodes' values over the spacing, so on the f32 tables' 0.01 Å grid
-/// the rounding would reach the forces as 1e-2 of the largest; a coarser grid divides that
-/// rounding by a larger spacing, while its interpolation error (h⁴) stays below f16's.
-const HALF_STRIDE: usize = 8;
-
-/// Nodes of the f16 grid for an f32 table of `nodes` (the last one past the reach).
-fn half_nodes(nodes: usize) -> usize {
-    (nodes - 2).div_ceil(HALF_STRIDE) + 2
-}
-
-/// A filter table in f16 (ml.wgsl `HALF_TABLES`) on the coarser grid: per node, one word a lane
-/// holding the value (low half) and the new spacing times the slope (high half), rounded to
-/// nearest; stored as the f32 with those bits (finite halves never make an f32 NaN or infinity,
-/// so the bits pass unchanged). Nodes past the f32 table's last are zero, as the filter is
-/// beyond the cutoff.
-fn half_table(data: &[f32], width: usize, nodes: usize) -> Vec<f32> {
-    let half = |x: f32| half::f16::from_f32(x).to_bits() as u32;
-    (0..half_nodes(nodes))
-        .flat_map(|j| {
-            let node = data.get(j * HALF_STRIDE * 2 * width..(j * HALF_STRIDE + 1) * 2 * width);
-            (0..width).map(move |o| match node {
-                Some(node) => f32::from_bits(half(node[o]) | half(HALF_STRIDE as f32 * node[width + o]) << 16),
-                None => 0.0,
-            })
         })
         .collect()
 }
