@@ -195,15 +195,15 @@ fn ml_copy(@builtin(global_invocation_id) gid: vec3<u32>) {
 // m-th edge inside the cutoff): [0, N) each slot's edge count, then from N + 4 e the
 // neighbour's id and the vector r from i to it (f32 bits). The edge kernels take the distance
 // and direction from r as the placement did (16 bytes an edge: the buffer is 4x the list).
+//
+// The same walk over the list is the guardrail (O.mode 1): an atom with a neighbour closer than
+// the training data had (squared limits per pair of model species at W[off_w], O.k species).
+// The lowest such atom id goes to the status word; the host names the pairs.
 
 fn edge_at(e: u32) -> u32 {
     return P.n_atoms + 4u * e;
 }
 
-//
-// The same walk over the list is the guardrail (O.mode 1): an atom with a neighbour closer than
-// the training data had (squared limits per pair of model species at W[off_w], O.k species).
-// The lowest such atom id goes to the status word; the host names the pairs.
 @compute @workgroup_size(64)
 fn ml_edges(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = flat_index(gid);
