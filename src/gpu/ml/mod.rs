@@ -511,10 +511,9 @@ impl MlForces {
         let mut b = Builder { ctx, buffers: Vec::new(), specs: Vec::new(), base, n, f, stage: FORWARD, kept_partitions: Vec::new(), structures, chunks, taps: Vec::new(), too_large: None, mesh: usize::MAX, edges: usize::MAX };
         let built = ctx.allocating("for the model's activations", || {
             let weights = b.buffer("ml weights", wts.data.len());
-            // Allocated after the activations (the refusal names the first that is too large),
-            // but bound by the edge kernels, so its index is taken now.
-            b.edges = b.buffers.len();
-            b.buffers.push(edge_buffer(ctx, 16));
+            // Sized after the activations (a refusal names the first buffer that is too large),
+            // but bound by the edge kernels, so its place is taken now.
+            b.edges = b.buffer("ml edges", 0);
             ctx.queue.write_buffer(&b.buffers[weights], 0, bytemuck::cast_slice(&wts.data));
             // The pairs inside the cutoff, placed once for every message kernel of the
             // evaluation; the same walk over the list checks the training range's limits.
@@ -525,19 +524,14 @@ impl MlForces {
             let charges = head.map(|(layer1, layer2)| charges_at(&mut b, model, layer1, layer2, charge_embedding, gpu_model.total_charge, structure_sizes, cells));
             let charges = charges.transpose()?;
             record(&mut b, model, &blocks, embedding, charges.as_ref(), readout1, readout2, weights, total_rows, soft_k, &level_rows, &level_offset);
-            let bytes = edge_bytes(n, capacity);
-            if bytes > ctx.adapter.max_binding {
-                b.too_large.get_or_insert(("ml edges".into(), bytes));
-            } else {
-                b.buffers[b.edges] = edge_buffer(ctx, bytes);
-            }
             Ok::<(), GpuError>(())
         });
         built??;
         if let Some((label, bytes)) = b.too_large.take() {
             return Err(GpuError::Unsupported(ctx.binding_too_large(&format!("model's {}", label.trim_start_matches("ml ")), bytes, n)));
         }
-        let Builder { buffers, specs, kept_partitions: kept_at, taps, edges, .. } = b;
+        let Builder { mut buffers, specs, kept_partitions: kept_at, taps, edges, .. } = b;
+        buffers[edges] = edge_buffer(ctx, n, capacity)?;
         // No partition seen yet: the first evaluation is not a regrouping.
         let words = structures * kept_partitions(level_rows.len());
         for &(buffer, at) in &kept_at {
@@ -572,7 +566,6 @@ impl MlForces {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let mut buffers = buffers;
         buffers.push(uniforms);
         buffers.push(dummy);
         let (uniforms, dummy) = (buffers.len() - 2, buffers.len() - 1);
@@ -586,11 +579,7 @@ impl MlForces {
     /// The neighbour list now has room for `capacity` entries per atom: the edge buffer
     /// (ml_edges) grows with it, and the operations are bound to the new one.
     pub fn resize_edges(&mut self, ctx: &GpuContext, capacity: u32) -> Result<(), GpuError> {
-        let bytes = edge_bytes(self.n, capacity);
-        if bytes > ctx.adapter.max_binding {
-            return Err(GpuError::Unsupported(ctx.binding_too_large("model's edges", bytes, self.n)));
-        }
-        self.buffers[self.edges] = ctx.allocating("for the model's edges", || edge_buffer(ctx, bytes))?;
+        self.buffers[self.edges] = edge_buffer(ctx, self.n, capacity)?;
         let groups = bind_groups(ctx, &self.pipelines[0], &self.buffers, &self.binds, self.uniforms, self.dummy);
         for (op, group) in self.ops.iter_mut().zip(groups) {
             op.group = group;
@@ -634,18 +623,20 @@ impl MlForces {
     }
 }
 
-/// Bytes of the edge buffer (ml.wgsl, ml_edges) for n atoms of up to `capacity` neighbours:
-/// a count per atom, then per edge the neighbour and the vector to it.
-fn edge_bytes(n: usize, capacity: u32) -> u64 {
-    4 * (n as u64 + 4 * n as u64 * capacity as u64)
-}
-
-fn edge_buffer(ctx: &GpuContext, bytes: u64) -> wgpu::Buffer {
-    ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("ml edges"),
-        size: bytes.max(16),
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
+/// The edge buffer (ml.wgsl, ml_edges) for n atoms of up to `capacity` neighbours: a count per
+/// atom, then per edge the neighbour and the vector to it; refused past the binding limit.
+fn edge_buffer(ctx: &GpuContext, n: usize, capacity: u32) -> Result<wgpu::Buffer, GpuError> {
+    let bytes = 4 * (n as u64 + 4 * n as u64 * capacity as u64);
+    if bytes > ctx.adapter.max_binding {
+        return Err(GpuError::Unsupported(ctx.binding_too_large("model's edges", bytes, n)));
+    }
+    ctx.allocating("for the model's edges", || {
+        ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("ml edges"),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        })
     })
 }
 
