@@ -83,11 +83,13 @@ kernels() {
 import json, sys
 s = json.load(open(sys.argv[1]))
 times = s.get("gpu_kernel_s", {})
+calls = s.get("gpu_kernel_calls", {})
 total = sum(times.values()) or 1.0
 steps = max(s["steps"], 1)
-print(f"{s['n_atoms']} atoms, {steps} steps; GPU time per step by kernel")
+print(f"{s['n_atoms']} atoms, {steps} steps; GPU time per step by kernel; {sum(calls.values()) / steps:.1f} dispatches a step")
 for name, t in sorted(times.items(), key=lambda kv: -kv[1]):
-    print(f"{1e6 * t / steps:12.1f} us  {100 * t / total:5.1f} %  {name}")
+    n = calls.get(name, 0)
+    print(f"{1e6 * t / steps:12.1f} us  {100 * t / total:5.1f} %  {n / steps:7.2f} /step  {1e6 * t / max(n, 1):10.2f} us/call  {name}")
 # The model's kernels are "stage / kernel": the stages' totals too.
 stages = {}
 for name, t in times.items():
@@ -96,7 +98,7 @@ print("by stage:")
 for name, t in sorted(stages.items(), key=lambda kv: -kv[1]):
     print(f"{1e6 * t / steps:12.1f} us  {100 * t / total:5.1f} %  {name}")
 PY
-  say "kernels ($name): $(sed -n 2,4p "$out/kernels-$name.txt" | awk '{ name = $5; for (i = 6; i <= NF; i++) name = name " " $i; printf "%s %s us; ", name, $1 }')(all in kernels-$name.txt)"
+  say "kernels ($name, $(head -1 "$out/kernels-$name.txt" | grep -o '[0-9.]* dispatches a step')): $(sed -n 2,4p "$out/kernels-$name.txt" | awk '{ name = $9; for (i = 10; i <= NF; i++) name = name " " $i; printf "%s %s us; ", name, $1 }')(all in kernels-$name.txt)"
 }
 
 # Lennard-Jones: the LJ benchmark system (systems/lj-bench: fcc at reduced density 0.8442, 4

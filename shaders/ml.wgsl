@@ -38,6 +38,9 @@ struct Op {
     // Rows of each hard level and the first row of each level in the cluster buffers.
     level_rows: vec4<u32>,
     level_offset: vec4<u32>,
+    // The small layers a fused kernel runs, two a vec4 (W, its bias, W, its bias): each hard
+    // level's aggregation and dissemination (ml_hierarchy), or the soft centroids' (ml_cluster_layers).
+    layers: array<vec4<u32>, 4>,
 }
 
 @group(1) @binding(0) var<uniform> O: Op;
@@ -52,8 +55,7 @@ struct Op {
 @group(1) @binding(9) var<storage, read_write> M: array<atomic<u32>>;   // PME's fixed-point grid (pme.wgsl)
 
 const MAX_FEATURES: u32 = 256u;
-const PER_THREAD: u32 = 4u;      // MAX_FEATURES / 64: feature lanes per thread
-const CHUNK: u32 = 256u;         // atoms per partial sum of a pooling
+const CHUNK: u32 = 64u;          // atoms per partial sum of a pooling
 const MAX_POINTS: u32 = 8u;      // level-1 clusters K-means may see (species per structure)
 
 fn type_of(i: u32) -> u32 {
@@ -148,8 +150,8 @@ fn dense_out(e: u32, o: u32, value: f32) {
 
 // ---- Embedding: x_i = embedding[species_i], plus (Q/n) c[species_i] with a charge embedding c
 // (at O.off_c; Q/n from the long-range block A, shaders/charges.wgsl); the force accumulator D
-// starts at zero, and with O.mode == 1 (PaiNN) so do the vector features E and their gradient
-// G ([N, 3, F] each).
+// starts at zero, and with O.mode == 1 (PaiNN) so do the vector features E, their gradient G
+// and the first block's input vector features C ([N, 3, F] each).
 @compute @workgroup_size(64)
 fn ml_embed(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
@@ -170,6 +172,7 @@ fn ml_embed(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     if (O.mode == 1u) {
         for (var k = 0u; k < 3u * f; k++) {
+            C[i * 3u * f + k] = 0.0;
             E[i * 3u * f + k] = 0.0;
             G[i * 3u * f + k] = 0.0;
         }
@@ -464,7 +467,8 @@ fn ml_painn_norm(@builtin(global_invocation_id) gid: vec3<u32>) {
     B[l.i * 2u * f + f + l.o] = norm;
 }
 
-// q += s1 + s3 <U, V> (B), μ += s2 U (D). A = |V| | <U,V> | s, C = U | V.
+// q += s1 + s3 <U, V> (B), μ += s2 U (D). A = |V| | <U,V> | s, C = U | V. With O.mode == 1,
+// the new μ is also kept in E, the next block's input μ (one copy dispatch fewer a block).
 @compute @workgroup_size(64)
 fn ml_painn_update(@builtin(global_invocation_id) gid: vec3<u32>) {
     let l = painn_lane(gid);
@@ -473,7 +477,11 @@ fn ml_painn_update(@builtin(global_invocation_id) gid: vec3<u32>) {
     let s = 2u * l.nf + l.a;
     B[l.e] += A[s] + A[s + 2u * f] * A[l.nf + l.e];
     for (var k = 0u; k < 3u; k++) {
-        D[l.a + k * f] += A[s + f] * C[l.a + k * f];
+        let mu = D[l.a + k * f] + A[s + f] * C[l.a + k * f];
+        D[l.a + k * f] = mu;
+        if (O.mode == 1u) {
+            E[l.a + k * f] = mu;
+        }
     }
 }
 
@@ -625,100 +633,136 @@ fn ml_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // ---- MCGM with several structures: each has its own clusters. Rows of the cluster buffers
 // are laid out level by level, and within a level structure by structure: row c of level l of
-// structure s is level_row(l, s) + c, so the dense layers of a level run over all structures'
-// rows at once. Soft centroid c of structure s is row s K + c.
+// structure s is level_row(l, s) + c. Soft centroid c of structure s is row s K + c, so the
+// soft layers run over all structures' rows at once.
 fn level_row(l: u32, s: u32) -> u32 {
     return P.n_structures * O.level_offset[l] + s * O.level_rows[l];
 }
 
-// ---- Pooling over atoms: partial sums over chunks of CHUNK atoms of one structure (a
-// structure's chunks start at structures[s].seed.w), one workgroup per chunk and one thread per
-// feature. Class c of atom i has weight [cluster_1(i) == c] (mode 0, hard) or C[i * K + c]
-// (mode 1, soft memberships). B[(chunk K + c)(F + 1) + f] = sum w x_f, and the weight sum at
-// f = F. A = x (rows at off_a).
-
+// ---- Pooling over atoms, in two stages so that both run in parallel on a GPU.
+// ml_pool: partial sums over chunks of CHUNK atoms of one structure (a structure's chunks start
+// at structures[s].seed.w; O.n_chunks in all), one workgroup per (chunk, 64 features, class)
+// and one thread per feature: 100k atoms make thousands of short loops, not a few hundred long
+// ones. Class c of atom i has weight [cluster_1(i) == c] (mode 0, hard) or C[i * K + c] (mode 1,
+// soft memberships). B[(c (F + 1) + f) T + chunk] = sum w x_f (T = O.n_chunks; chunks fastest,
+// as ml_pool_finish reads them), and the weight sum at f = F. A = x (rows at off_a).
 @compute @workgroup_size(64)
 fn ml_pool(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let chunk = wg.x;
+    let k = wg.y * 64u + lid;
+    let c = wg.z;
     let f = O.features;
-    let kk = O.k;
+    if (k >= f) { return; }
     let st = structure_by(chunk, 2u);
     let range = structures[st].atoms;
     let first = range.x + (chunk - structures[st].seed.w) * CHUNK;
     let last = min(first + CHUNK, range.x + range.y);
-    for (var c = 0u; c < kk; c++) {
-        for (var p = 0u; p <= PER_THREAD; p++) {
-            let k = lid + 64u * p;
-            if (k > f) { continue; }
-            var acc = 0.0;
-            for (var i = first; i < last; i++) {
-                var w = 0.0;
-                if (O.mode == 0u) {
-                    w = select(0.0, 1.0, cluster_of_type(type_of(i)) == c);
-                } else {
-                    w = C[i * kk + c];
-                }
-                if (k == f) {
-                    acc += w;
-                } else {
-                    acc += w * A[O.off_a + i * f + k];
-                }
-            }
-            B[(chunk * kk + c) * (f + 1u) + k] = acc;
+    var acc = 0.0;
+    var total = 0.0;
+    for (var i = first; i < last; i++) {
+        var w = 0.0;
+        if (O.mode == 0u) {
+            w = select(0.0, 1.0, cluster_of_type(type_of(i)) == c);
+        } else {
+            w = C[i * O.k + c];
         }
+        acc += w * A[O.off_a + i * f + k];
+        total += w;
+    }
+    let column = (c * (f + 1u) + k) * O.n_chunks;
+    B[column + chunk] = acc;
+    if (k == 0u) {
+        B[(c * (f + 1u) + f) * O.n_chunks + chunk] = total;
     }
 }
 
-// The chunks' partial sums of each structure s added up: D[off_d + (s K + c) F + f] = sum
-// (mode 0: divided by the weight sum, a mean; mode 1: the plain sum), and the weight sum at
-// D[off_c + s K + c]. B = partials.
+// ml_pool_finish: the chunks' partial sums of each structure s added up. A workgroup of 64
+// threads covers 64 / L columns (features, and the weight sum at F) of one class c of one
+// structure s, with L threads a column: each adds every L-th chunk, then a tree in workgroup
+// memory. L is the structure's own: the smallest power of 2 that leaves each thread at most
+// 16 chunks, at most 64. A small structure takes a few workgroups and few barriers, a large one
+// a workgroup a column (100k atoms: 1,563 chunks, 25 a thread). The order depends on the
+// structure alone: the same bytes on every run, and in a batch as alone. The grid covers the
+// batch's largest L (pool_lanes in src/gpu/ml/mod.rs); a workgroup past its structure's
+// columns leaves.
+// D[off_d + (s K + c) F + f] = the sum (mode 0: divided by the weight sum, a mean; mode 1: the
+// plain sum), and the weight sum at D[off_c + s K + c]. B = partials.
+var<workgroup> pool_sum: array<f32, 64>;
+var<workgroup> pool_weight: array<f32, 64>;
+var<workgroup> pool_chunks: u32;
+
 @compute @workgroup_size(64)
-fn ml_pool_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = flat_index(gid);
+fn ml_pool_finish(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let f = O.features;
-    if (e >= P.n_structures * O.k * (f + 1u)) { return; }
-    let st = e / (O.k * (f + 1u));
-    let c = (e / (f + 1u)) % O.k;
-    let k = e % (f + 1u);
+    let c = wg.y;
+    let st = wg.z;
+    if (lid == 0u) {
+        pool_chunks = (structures[st].atoms.y + CHUNK - 1u) / CHUNK;
+    }
+    let chunks = workgroupUniformLoad(&pool_chunks);
+    var lanes = 1u;
+    while (lanes * 16u < chunks && lanes < 64u) {
+        lanes *= 2u;
+    }
+    if (wg.x * (64u / lanes) > f) { return; }
+    let lane = lid % lanes;
+    let k = wg.x * (64u / lanes) + lid / lanes;
     let first = structures[st].seed.w;
-    let chunks = (structures[st].atoms.y + CHUNK - 1u) / CHUNK;
     var acc = 0.0;
     var total = 0.0;
-    for (var chunk = first; chunk < first + chunks; chunk++) {
-        let row = (chunk * O.k + c) * (f + 1u);
-        acc += B[row + k];
-        total += B[row + f];
+    if (k <= f) {
+        let values = (c * (f + 1u) + k) * O.n_chunks + first;
+        let weights = (c * (f + 1u) + f) * O.n_chunks + first;
+        for (var j = lane; j < chunks; j += lanes) {
+            acc += B[values + j];
+            total += B[weights + j];
+        }
     }
+    pool_sum[lid] = acc;
+    pool_weight[lid] = total;
+    for (var half = lanes / 2u; half > 0u; half >>= 1u) {
+        workgroupBarrier();
+        if (lane < half) {
+            pool_sum[lid] += pool_sum[lid + half];
+            pool_weight[lid] += pool_weight[lid + half];
+        }
+    }
+    if (lane != 0u || k > f) { return; }
     let row = st * O.k + c;
+    let sum = pool_sum[lid];
+    let weight = pool_weight[lid];
     if (k == f) {
-        D[O.off_c + row] = total;
+        D[O.off_c + row] = weight;
     } else if (O.mode == 0u) {
-        D[O.off_d + row * f + k] = acc / max(total, 1e-30);
+        D[O.off_d + row * f + k] = sum / max(weight, 1e-30);
     } else {
-        D[O.off_d + row * f + k] = acc;
+        D[O.off_d + row * f + k] = sum;
     }
 }
 
 // ---- Hard levels above the elements: K-means++ and Lloyd iterations on the level below's mean
-// embeddings, as crate::ml::mcgm::kmeans (same Philox draws; f32 instead of f64), one thread,
-// one workgroup per structure s. A holds the level-1 means at off_a (rows level_row(0, s) +
-// [0, n1)); labels of level l (l >= 1, 0-based) go to U[level_row(l - 1, s) + m] for each row m
-// of level l - 1. Each level's partition of the elements, numbered by first appearance, is
-// kept at U[off_b + ((L - 1) s + l - 1) MAX_POINTS + e]; when it differs from the previous
-// evaluation's (0xffffffff: none yet), the structure's SW_REGROUPED is set, as the CPU path
-// counts regroupings.
+// embeddings, as crate::ml::mcgm::kmeans (same Philox draws; f32 instead of f64), one workgroup
+// of 64 threads per structure s: a thread per (point, centre) distance, a thread per feature of
+// the means, thread 0 for the draws and the bookkeeping over at most 8 points. Every value is
+// summed in the order of the one-thread version this replaces, so the labels are the same. A
+// holds the level-1 means at off_a (rows level_row(0, s) + [0, n1)); labels of level l (l >= 1,
+// 0-based) go to U[level_row(l - 1, s) + m] for each row m of level l - 1. Each level's
+// partition of the elements, numbered by first appearance, is kept at U[off_b + ((L - 1) s + l
+// - 1) MAX_POINTS + e]; when it differs from the previous evaluation's (0xffffffff: none yet),
+// the structure's SW_REGROUPED is set, as the CPU path counts regroupings.
 
-// The points and centres live in workgroup memory (the kernel runs one thread): as private
-// arrays of 16 KiB they made lavapipe's shader compiler take minutes.
+// A level with fewer clusters than points has at most 4: k = max(n / ratio, 1) < n needs a
+// ratio of 2 or more, and n <= MAX_POINTS. So the workgroup memory (12 KiB) stays within the
+// 16 KiB every adapter offers.
+const KM_CENTRES: u32 = 4u;
 var<workgroup> km_points: array<f32, 2048>;    // MAX_POINTS x MAX_FEATURES
-var<workgroup> km_centres: array<f32, 2048>;
+var<workgroup> km_centres: array<f32, 1024>;   // KM_CENTRES x MAX_FEATURES
+var<workgroup> km_d: array<f32, 32>;            // point-centre distances, MAX_POINTS x KM_CENTRES
+var<workgroup> km_labels: array<u32, 8>;
+var<workgroup> km_pick: u32;                    // the point thread 0 drew
+var<workgroup> km_changed: u32;                 // a label moved in this Lloyd iteration
 
-struct KMeans {
-    labels: array<u32, 8>,
-    counter: u32,
-}
-
-fn km_distance(km: ptr<function, KMeans>, p: u32, c: u32) -> f32 {
+fn km_distance(p: u32, c: u32) -> f32 {
     var s = 0.0;
     for (var k = 0u; k < O.features; k++) {
         let d = km_points[p * MAX_FEATURES + k] - km_centres[c * MAX_FEATURES + k];
@@ -727,197 +771,290 @@ fn km_distance(km: ptr<function, KMeans>, p: u32, c: u32) -> f32 {
     return s;
 }
 
-fn km_draw(km: ptr<function, KMeans>) -> u32 {
-    (*km).counter += 1u;
-    return philox(vec4<u32>((*km).counter, 0u, 0u, 0u), vec2<u32>(0u, 0x4b4du)).x;
+// The distances of points [0, n) to centres [0, k) into km_d, a thread each.
+fn km_distances(lid: u32, n: u32, k: u32) {
+    if (lid < n * k) {
+        let p = lid / k;
+        let c = lid % k;
+        km_d[p * KM_CENTRES + c] = km_distance(p, c);
+    }
+    workgroupBarrier();
 }
 
-fn km_set_centre(km: ptr<function, KMeans>, c: u32, p: u32) {
-    for (var k = 0u; k < O.features; k++) {
-        km_centres[c * MAX_FEATURES + k] = km_points[p * MAX_FEATURES + k];
-    }
+fn km_draw(counter: ptr<function, u32>) -> u32 {
+    *counter += 1u;
+    return philox(vec4<u32>(*counter, 0u, 0u, 0u), vec2<u32>(0u, 0x4b4du)).x;
 }
 
-// Mean of the points labelled c into centre c (left as it is when c has no points).
-fn km_mean(km: ptr<function, KMeans>, n: u32, c: u32) {
-    var members = 0u;
-    for (var p = 0u; p < n; p++) {
-        if ((*km).labels[p] == c) { members += 1u; }
+// Centre c := point p, a thread per feature.
+fn km_set_centre(lid: u32, c: u32, p: u32) {
+    for (var q = lid; q < O.features; q += 64u) {
+        km_centres[c * MAX_FEATURES + q] = km_points[p * MAX_FEATURES + q];
     }
-    if (members == 0u) { return; }
-    for (var q = 0u; q < O.features; q++) {
-        var s = 0.0;
-        for (var p = 0u; p < n; p++) {
-            if ((*km).labels[p] == c) { s += km_points[p * MAX_FEATURES + q]; }
+    workgroupBarrier();
+}
+
+// Each centre c < k := the mean of the points labelled c (left as it is when c has none), a
+// thread per feature, summing the points in order.
+fn km_means(lid: u32, n: u32, k: u32) {
+    for (var q = lid; q < O.features; q += 64u) {
+        for (var c = 0u; c < k; c++) {
+            var members = 0u;
+            var s = 0.0;
+            for (var p = 0u; p < n; p++) {
+                if (km_labels[p] == c) {
+                    members += 1u;
+                    s += km_points[p * MAX_FEATURES + q];
+                }
+            }
+            if (members > 0u) {
+                km_centres[c * MAX_FEATURES + q] = s / f32(members);
+            }
         }
-        km_centres[c * MAX_FEATURES + q] = s / f32(members);
     }
+    workgroupBarrier();
 }
 
-fn kmeans(km: ptr<function, KMeans>, n: u32, k_wanted: u32) {
-    let k = max(min(k_wanted, n), 1u);
-    (*km).counter = 0u;
-    // floor(w n / 2^32), exactly as the f64 product on the CPU.
-    let w = km_draw(km);
-    let first = (((w >> 16u) * n) + (((w & 0xffffu) * n) >> 16u)) >> 16u;
-    km_set_centre(km, 0u, first % n);
+// K-means of the n points into k < n clusters (k <= KM_CENTRES): labels in km_labels.
+fn kmeans(lid: u32, n: u32, k: u32) {
+    var counter = 0u;   // thread 0's draws
+    if (lid == 0u) {
+        // floor(w n / 2^32), exactly as the f64 product on the CPU.
+        let w = km_draw(&counter);
+        let first = (((w >> 16u) * n) + (((w & 0xffffu) * n) >> 16u)) >> 16u;
+        km_pick = first % n;
+    }
+    workgroupBarrier();
+    km_set_centre(lid, 0u, km_pick);
     var chosen = 1u;
     while (chosen < k) {
-        var d2: array<f32, 8>;
-        var total = 0.0;
-        for (var p = 0u; p < n; p++) {
-            var best = 3.4e38;
-            for (var c = 0u; c < chosen; c++) {
-                best = min(best, km_distance(km, p, c));
-            }
-            d2[p] = best;
-            total += best;
-        }
-        var pick = chosen;
-        if (total > 0.0) {
-            var remaining = f32(km_draw(km)) * (1.0 / 4294967296.0) * total;
-            pick = n - 1u;
+        km_distances(lid, n, chosen);
+        if (lid == 0u) {
+            var d2: array<f32, 8>;
+            var total = 0.0;
             for (var p = 0u; p < n; p++) {
-                if (remaining < d2[p]) {
-                    pick = p;
-                    break;
+                var best = 3.4e38;
+                for (var c = 0u; c < chosen; c++) {
+                    best = min(best, km_d[p * KM_CENTRES + c]);
                 }
-                remaining -= d2[p];
+                d2[p] = best;
+                total += best;
             }
+            var pick = chosen;
+            if (total > 0.0) {
+                var remaining = f32(km_draw(&counter)) * (1.0 / 4294967296.0) * total;
+                pick = n - 1u;
+                for (var p = 0u; p < n; p++) {
+                    if (remaining < d2[p]) {
+                        pick = p;
+                        break;
+                    }
+                    remaining -= d2[p];
+                }
+            }
+            km_pick = pick;
         }
-        km_set_centre(km, chosen, pick);
+        workgroupBarrier();
+        km_set_centre(lid, chosen, km_pick);
         chosen += 1u;
     }
-    for (var p = 0u; p < n; p++) {
-        (*km).labels[p] = 0xffffffffu;
+    if (lid < n) {
+        km_labels[lid] = 0xffffffffu;
     }
     for (var iteration = 0u; iteration < 50u; iteration++) {
-        var changed = false;
-        for (var p = 0u; p < n; p++) {
+        if (lid == 0u) {
+            km_changed = 0u;
+        }
+        km_distances(lid, n, k);
+        if (lid < n) {
             // The first of equal minima, as min_by.
             var best = 0u;
-            var best_d = km_distance(km, p, 0u);
+            var best_d = km_d[lid * KM_CENTRES];
             for (var c = 1u; c < k; c++) {
-                let d = km_distance(km, p, c);
+                let d = km_d[lid * KM_CENTRES + c];
                 if (d < best_d) {
                     best = c;
                     best_d = d;
                 }
             }
-            if ((*km).labels[p] != best) {
-                changed = true;
+            if (km_labels[lid] != best) {
+                km_changed = 1u;
             }
-            (*km).labels[p] = best;
+            km_labels[lid] = best;
         }
-        for (var c = 0u; c < k; c++) {
-            km_mean(km, n, c);
-        }
-        if (!changed) { break; }
+        workgroupBarrier();
+        km_means(lid, n, k);
+        if (workgroupUniformLoad(&km_changed) == 0u) { break; }
+        workgroupBarrier();   // everyone has read km_changed before thread 0 clears it
     }
     // An empty cluster takes the point farthest from its centre among clusters that can spare one.
-    for (var c = 0u; c < k; c++) {
-        var used = false;
-        for (var p = 0u; p < n; p++) {
-            if ((*km).labels[p] == c) { used = true; }
-        }
-        if (used) { continue; }
-        var far = 0u;
-        var far_d = -1.0;
-        for (var p = 0u; p < n; p++) {
-            var same = 0u;
-            for (var q = 0u; q < n; q++) {
-                if ((*km).labels[q] == (*km).labels[p]) { same += 1u; }
+    if (lid == 0u) {
+        for (var c = 0u; c < k; c++) {
+            var used = false;
+            for (var p = 0u; p < n; p++) {
+                if (km_labels[p] == c) { used = true; }
             }
-            if (same > 1u) {
-                let d = km_distance(km, p, (*km).labels[p]);
-                // max_by keeps the last of equal maxima.
-                if (d >= far_d) {
-                    far = p;
-                    far_d = d;
+            if (used) { continue; }
+            var far = 0u;
+            var far_d = -1.0;
+            for (var p = 0u; p < n; p++) {
+                var same = 0u;
+                for (var q = 0u; q < n; q++) {
+                    if (km_labels[q] == km_labels[p]) { same += 1u; }
+                }
+                if (same > 1u) {
+                    let d = km_distance(p, km_labels[p]);
+                    // max_by keeps the last of equal maxima.
+                    if (d >= far_d) {
+                        far = p;
+                        far_d = d;
+                    }
                 }
             }
+            km_labels[far] = c;
         }
-        (*km).labels[far] = c;
     }
+    workgroupBarrier();
 }
 
-@compute @workgroup_size(1)
-fn ml_kmeans(@builtin(workgroup_id) wg: vec3<u32>) {
+@compute @workgroup_size(64)
+fn ml_kmeans(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let st = wg.x;
-    var km: KMeans;
     let f = O.features;
     let elements = O.level_rows[0];
     var n = elements;
-    // The cluster of each element at the current level (level 1: the element itself).
+    for (var e = lid; e < n * f; e += 64u) {
+        let p = e / f;
+        let q = e % f;
+        km_points[p * MAX_FEATURES + q] = A[O.off_a + (level_row(0u, st) + p) * f + q];
+    }
+    workgroupBarrier();
+    // Thread 0's bookkeeping: the cluster of each element at the current level (level 1: the
+    // element itself), and whether a partition changed.
     var of_element: array<u32, 8>;
     for (var p = 0u; p < n; p++) {
         of_element[p] = p;
-        for (var k = 0u; k < f; k++) {
-            km_points[p * MAX_FEATURES + k] = A[O.off_a + (level_row(0u, st) + p) * f + k];
-        }
     }
     var regrouped = false;
     for (var l = 1u; l < O.levels; l++) {
         let k = O.level_rows[l];
-        kmeans(&km, n, k);
-        for (var p = 0u; p < n; p++) {
-            U[level_row(l - 1u, st) + p] = km.labels[p];
+        if (k < n) {
+            kmeans(lid, n, k);
+        } else if (lid < n) {
+            // A cluster a point (a ratio of 1, or one point): the partition K-means would find.
+            km_labels[lid] = lid;
         }
-        // This level's partition of the elements, clusters numbered by first appearance.
-        var number: array<u32, 8>;
-        for (var c = 0u; c < 8u; c++) { number[c] = 0xffffffffu; }
-        var next = 0u;
-        let kept = O.off_b + ((O.levels - 1u) * st + l - 1u) * MAX_POINTS;
-        let had = U[kept] != 0xffffffffu;
-        for (var e = 0u; e < elements; e++) {
-            of_element[e] = km.labels[of_element[e]];
-            if (number[of_element[e]] == 0xffffffffu) {
-                number[of_element[e]] = next;
-                next += 1u;
+        workgroupBarrier();
+        if (lid < n) {
+            U[level_row(l - 1u, st) + lid] = km_labels[lid];
+        }
+        if (lid == 0u) {
+            // This level's partition of the elements, clusters numbered by first appearance.
+            var number: array<u32, 8>;
+            for (var c = 0u; c < 8u; c++) { number[c] = 0xffffffffu; }
+            var next = 0u;
+            let kept = O.off_b + ((O.levels - 1u) * st + l - 1u) * MAX_POINTS;
+            let had = U[kept] != 0xffffffffu;
+            for (var e = 0u; e < elements; e++) {
+                of_element[e] = km_labels[of_element[e]];
+                if (number[of_element[e]] == 0xffffffffu) {
+                    number[of_element[e]] = next;
+                    next += 1u;
+                }
+                let canonical = number[of_element[e]];
+                if (had && U[kept + e] != canonical) { regrouped = true; }
+                U[kept + e] = canonical;
             }
-            let canonical = number[of_element[e]];
-            if (had && U[kept + e] != canonical) { regrouped = true; }
-            U[kept + e] = canonical;
         }
-        // The next level's points: the means of this level's members.
-        for (var c = 0u; c < k; c++) {
-            km_mean(&km, n, c);
-        }
-        for (var c = 0u; c < k; c++) {
-            for (var q = 0u; q < f; q++) {
+        // The next level's points: the means of this level's members (a point's own, when each
+        // is a cluster).
+        if (k < n) {
+            km_means(lid, n, k);
+            for (var e = lid; e < k * f; e += 64u) {
+                let c = e / f;
+                let q = e % f;
                 km_points[c * MAX_FEATURES + q] = km_centres[c * MAX_FEATURES + q];
             }
         }
+        workgroupBarrier();
         n = k;
     }
-    if (regrouped) { atomicStore(&status[status_word(st, SW_REGROUPED)], 1u); }
+    if (lid == 0u && regrouped) { atomicStore(&status[status_word(st, SW_REGROUPED)], 1u); }
 }
 
-// Level l (O.k, >= 1) pooled, per structure s: A[off_b + (level_row(l, s) + c) F + f] = mean
-// over the rows m of level l - 1 labelled c of A[off_a + (level_row(l - 1, s) + m) F + f];
-// member counts at A[off_c + level_row(l, s) + c].
-@compute @workgroup_size(64)
-fn ml_cluster_pool(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = flat_index(gid);
+// ---- The hard hierarchy's small layers, fused: every level's pooling of the level below,
+// aggregation and dissemination (at most 8 rows a structure each) in one dispatch instead of
+// three a level, for a dispatch and a barrier cost microseconds on a GPU. One workgroup of 64
+// threads per structure s, a thread per (row, feature); each value is summed in the order
+// ml_dense and the per-level pooling summed it. A is the cluster buffer: level l's pooled rows
+// at off_a, aggregated at off_b, out (disseminated) at off_c, member counts at off_d, all at
+// rows level_row(l, s) + c. U = the labels. Level l's layers: O.layers[l] = (aggregate W,
+// its bias, disseminate W, its bias).
+
+// Rows [base, base + rows) of an F x F layer (W at w, bias at bias or NONE) from A[input_at]
+// into A[output_at], a thread per (row, output).
+fn cluster_layer(lid: u32, rows: u32, base: u32, input_at: u32, output_at: u32, w: u32, bias: u32) {
     let f = O.features;
-    let l = O.k;
-    if (e >= P.n_structures * O.level_rows[l] * f) { return; }
-    let st = e / (O.level_rows[l] * f);
-    let c = (e / f) % O.level_rows[l];
-    let q = e % f;
-    let below = level_row(l - 1u, st);
-    var s = 0.0;
-    var members = 0u;
-    for (var m = 0u; m < O.level_rows[l - 1u]; m++) {
-        if (U[below + m] == c) {
-            s += A[O.off_a + (below + m) * f + q];
-            members += 1u;
+    for (var e = lid; e < rows * f; e += 64u) {
+        let r = base + e / f;
+        let o = e % f;
+        var acc = 0.0;
+        for (var k = 0u; k < f; k++) {
+            acc += A[input_at + r * f + k] * W[w + k * f + o];
         }
+        if (bias != 0xffffffffu) {
+            acc += W[bias + o];
+        }
+        A[output_at + r * f + o] = acc;
     }
-    let row = level_row(l, st) + c;
-    A[O.off_b + row * f + q] = s / f32(max(members, 1u));
-    if (q == 0u) {
-        A[O.off_c + row] = f32(members);
+}
+
+// Two F x F layers in a row over each structure's K = O.k rows s K + [0, K): the soft centroids'
+// aggregation and dissemination, or backward their transposes. One workgroup a structure
+// instead of two dispatches over a few rows each: A[off_a] -> A[off_b] by layers[0].xy, then
+// A[off_b] -> A[off_c] by layers[0].zw.
+@compute @workgroup_size(64)
+fn ml_cluster_layers(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let base = wg.x * O.k;
+    let layers = O.layers[0];
+    cluster_layer(lid, O.k, base, O.off_a, O.off_b, layers.x, layers.y);
+    storageBarrier();
+    cluster_layer(lid, O.k, base, O.off_b, O.off_c, layers.z, layers.w);
+}
+
+@compute @workgroup_size(64)
+fn ml_hierarchy(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let st = wg.x;
+    let f = O.features;
+    for (var l = 0u; l < O.levels; l++) {
+        let rows = O.level_rows[l];
+        let base = level_row(l, st);
+        if (l > 0u) {
+            // The mean of the aggregated rows of level l - 1 labelled c, and their count.
+            let below = level_row(l - 1u, st);
+            for (var e = lid; e < rows * f; e += 64u) {
+                let c = e / f;
+                let q = e % f;
+                var s = 0.0;
+                var members = 0u;
+                for (var m = 0u; m < O.level_rows[l - 1u]; m++) {
+                    if (U[below + m] == c) {
+                        s += A[O.off_b + (below + m) * f + q];
+                        members += 1u;
+                    }
+                }
+                A[O.off_a + (base + c) * f + q] = s / f32(max(members, 1u));
+                if (q == 0u) {
+                    A[O.off_d + base + c] = f32(members);
+                }
+            }
+            storageBarrier();
+        }
+        let layers = O.layers[l];
+        cluster_layer(lid, rows, base, O.off_a, O.off_b, layers.x, layers.y);
+        storageBarrier();
+        cluster_layer(lid, rows, base, O.off_b, O.off_c, layers.z, layers.w);
+        storageBarrier();
     }
 }
 
@@ -954,57 +1091,56 @@ fn ml_disseminate(@builtin(global_invocation_id) gid: vec3<u32>) {
     B[e] += delta;
 }
 
-// ---- Hard backward: dL/d out_l for levels l >= 1 from the level-1 sums G1 (rows
-// level_row(0, s) + [0, n1) of the region at off_a): A[off_a + (level_row(l, s) + c) F + f] =
-// sum of structure s's level-1 rows whose level-l cluster is c.
+// ---- The hierarchy's backward, fused as ml_hierarchy: one workgroup per structure s. From the
+// level-1 sums of dL/dx (g_out, rows level_row(0, s) + [0, n1) at off_a, from ml_pool):
+// - g_out of each level l >= 1: the sum of the level-1 rows whose level-l cluster is c;
+// - g_c = g_out through each level's dissemination, transposed (at off_b);
+// - from the top level down: g_pool = g_c through the aggregation, transposed (at off_c),
+//   and below level 1, g_c of level l - 1 += g_pool[label] / members (counts at off_d).
+// O.layers[l] = (aggregate W^T, NONE, disseminate W^T, NONE). ml_mcgm_atoms takes level
+// 1's g_pool to the atoms.
 @compute @workgroup_size(64)
-fn ml_hard_gout(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = flat_index(gid);
+fn ml_hierarchy_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let st = wg.x;
     let f = O.features;
     let n1 = O.level_rows[0];
-    var total_rows = 0u;
+    for (var l = 1u; l < O.levels; l++) {
+        let base = level_row(l, st);
+        for (var e = lid; e < O.level_rows[l] * f; e += 64u) {
+            let c = e / f;
+            let q = e % f;
+            var s = 0.0;
+            for (var c1 = 0u; c1 < n1; c1++) {
+                var up = c1;
+                for (var m = 1u; m <= l; m++) {
+                    up = U[level_row(m - 1u, st) + up];
+                }
+                if (up == c) {
+                    s += A[O.off_a + (level_row(0u, st) + c1) * f + q];
+                }
+            }
+            A[O.off_a + (base + c) * f + q] = s;
+        }
+    }
+    storageBarrier();
     for (var l = 0u; l < O.levels; l++) {
-        total_rows += O.level_rows[l];
+        cluster_layer(lid, O.level_rows[l], level_row(l, st), O.off_a, O.off_b, O.layers[l].z, 0xffffffffu);
     }
-    // Rows above level 1, all structures: row r of level l (>= 1) of structure s.
-    let upper = P.n_structures * n1 + e / f;
-    if (upper >= P.n_structures * total_rows) { return; }
-    let q = e % f;
-    var l = 1u;
-    while (l + 1u < O.levels && upper >= P.n_structures * O.level_offset[l + 1u]) {
-        l += 1u;
-    }
-    let within = upper - P.n_structures * O.level_offset[l];
-    let st = within / O.level_rows[l];
-    let c = within % O.level_rows[l];
-    var s = 0.0;
-    for (var c1 = 0u; c1 < n1; c1++) {
-        var up = c1;
-        for (var m = 1u; m <= l; m++) {
-            up = U[level_row(m - 1u, st) + up];
-        }
-        if (up == c) {
-            s += A[O.off_a + (level_row(0u, st) + c1) * f + q];
+    storageBarrier();
+    for (var l = O.levels; l > 0u; l--) {
+        let level = l - 1u;
+        cluster_layer(lid, O.level_rows[level], level_row(level, st), O.off_b, O.off_c, O.layers[level].x, 0xffffffffu);
+        storageBarrier();
+        if (level > 0u) {
+            for (var e = lid; e < O.level_rows[level - 1u] * f; e += 64u) {
+                let below = level_row(level - 1u, st) + e / f;
+                let q = e % f;
+                let row = level_row(level, st) + U[below];
+                A[O.off_b + below * f + q] += A[O.off_c + row * f + q] / max(A[O.off_d + row], 1.0);
+            }
+            storageBarrier();
         }
     }
-    A[O.off_a + upper * f + q] = s;
-}
-
-// Level l (O.k >= 1) hands its pooled gradient down: A[off_b + row_{l-1}(m)] +=
-// A[off_a + row_l(label(m))] / members, for each row m of level l - 1 (counts at off_c), of
-// every structure.
-@compute @workgroup_size(64)
-fn ml_hard_down(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let e = flat_index(gid);
-    let f = O.features;
-    let l = O.k;
-    if (e >= P.n_structures * O.level_rows[l - 1u] * f) { return; }
-    let st = e / (O.level_rows[l - 1u] * f);
-    let m = (e / f) % O.level_rows[l - 1u];
-    let q = e % f;
-    let below = level_row(l - 1u, st) + m;
-    let row = level_row(l, st) + U[below];
-    A[O.off_b + below * f + q] += A[O.off_a + row * f + q] / max(A[O.off_c + row], 1.0);
 }
 
 // ---- Soft memberships: w_ic = softmax_c(-|z_i - mu_c|^2 / tau). A = z, C = w [N, K].

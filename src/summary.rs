@@ -36,6 +36,8 @@ pub struct RunSummary {
     pub time_gpu_s: f64,
     /// GPU runs with --gpu-profile: GPU time per kernel family, s (timestamp queries).
     pub gpu_kernel_s: std::collections::BTreeMap<String, f64>,
+    /// The same runs: dispatches per kernel family.
+    pub gpu_kernel_calls: std::collections::BTreeMap<String, u64>,
     pub time_output_s: f64,
     /// A committee of learned models: its force deviation over the thermo rows.
     pub committee: Option<CommitteeSummary>,
@@ -161,10 +163,20 @@ impl RunSummary {
             s.push_str(&format!("\n  {note}"));
         }
         if !self.gpu_kernel_s.is_empty() {
-            s.push_str(&format!("\n  {}", kernel_split("GPU kernels", &self.gpu_kernel_s)));
+            s.push_str(&format!("\n  {}", kernel_split(&dispatches_title("GPU kernels", &self.gpu_kernel_calls, self.steps), &self.gpu_kernel_s)));
         }
         s
     }
+}
+
+/// "title, n dispatches a step" (each a kernel launch and, mostly, a barrier: what a small
+/// system's step costs on a GPU), or the title alone without counts.
+pub fn dispatches_title(title: &str, calls: &std::collections::BTreeMap<String, u64>, steps: u64) -> String {
+    let total: u64 = calls.values().sum();
+    if total == 0 || steps == 0 {
+        return title.to_string();
+    }
+    format!("{title}, {:.1} dispatches a step", total as f64 / steps as f64)
 }
 
 /// "title (total s): kernel t s (x%), ..." from GPU seconds per kernel, largest first.

@@ -37,5 +37,9 @@ fn the_device_check_runs_in_smoke_mode() {
     for name in ["lj", "water-schnet", "water-painn"] {
         let kernels = std::fs::read_to_string(out.join(format!("kernels-{name}.txt"))).unwrap();
         assert!(kernels.lines().count() > 2, "kernels-{name}.txt: {kernels}");
+        // The dispatches a step, from the profile's counts (launches and barriers are what a
+        // small system's step costs on a GPU).
+        let dispatches = kernels.lines().next().and_then(|l| l.strip_suffix(" dispatches a step")?.rsplit(' ').next()?.parse::<f64>().ok());
+        assert!(dispatches.is_some_and(|d| d >= 1.0), "kernels-{name}.txt: {kernels}");
     }
 }

@@ -306,5 +306,9 @@ fn gpu_profile_of_a_batch_times_the_batch_kernels() {
     }
     let total: f64 = kernels.values().sum();
     assert!(kernels.values().all(|&t| t >= 0.0) && total > 0.0 && total < summaries[0].wall_s, "{total} s of kernels in {} s", summaries[0].wall_s);
-    println!("batch of 2: {}", mdrun::summary::kernel_split("GPU kernels", kernels));
+    // Every kernel timed was counted, at least once a step.
+    let calls = &summaries[0].gpu_kernel_calls;
+    assert!(calls.keys().eq(kernels.keys()) && calls.values().all(|&n| n > 0), "{calls:?}");
+    assert!(calls["integrate"] >= summaries[0].steps, "{calls:?}");
+    println!("batch of 2: {}", mdrun::summary::kernel_split(&mdrun::summary::dispatches_title("GPU kernels", calls, summaries[0].steps), kernels));
 }

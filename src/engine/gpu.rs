@@ -93,4 +93,8 @@ impl Engine for GpuSimulation {
     fn kernel_times(&self) -> std::collections::BTreeMap<String, f64> {
         GpuSimulation::kernel_times(self)
     }
+
+    fn kernel_calls(&self) -> std::collections::BTreeMap<String, u64> {
+        GpuSimulation::kernel_calls(self)
+    }
 }

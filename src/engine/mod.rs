@@ -254,6 +254,10 @@ pub trait Engine: Send {
     fn kernel_times(&self) -> std::collections::BTreeMap<String, f64> {
         Default::default()
     }
+    /// Dispatches per kernel so far (with profiling).
+    fn kernel_calls(&self) -> std::collections::BTreeMap<String, u64> {
+        Default::default()
+    }
 }
 
 /// Sets up the simulation on the chosen platform: the GPU given `gpu`, else the CPU.

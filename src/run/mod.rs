@@ -503,6 +503,7 @@ fn run_in_pool(plan: &Plan, options: &RunOptions, threads: usize) -> Result<RunS
         force_stages_s: split.force_stages.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         potential_notes: split.notes.clone(),
         gpu_kernel_s: sim.kernel_times(),
+        gpu_kernel_calls: sim.kernel_calls(),
         time_output_s: output_time.as_secs_f64(),
         committee,
     };

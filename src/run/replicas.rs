@@ -149,7 +149,7 @@ fn run_replicas_on_the_gpu(plan: &Plan, options: &RunOptions, ctx: crate::gpu::G
             .collect();
         handles.into_iter().map(|h| h.join().expect("a replica's thread panicked")).collect()
     });
-    let kernels = batch.with(|g| g.kernel_times());
+    let kernels = batch.with(|g| (g.kernel_times(), g.kernel_calls()));
     finish_replicas(plan, options, results, kernels)
 }
 
@@ -166,7 +166,12 @@ impl Drop for LeaveOnDrop {
 /// Reports the replicas' outcomes: the summaries in replica order, or the first error (each
 /// failed replica's error is printed). A GPU batch's kernel split (`--gpu-profile`) is printed
 /// here and kept in replica 0's summary.
-fn finish_replicas(plan: &Plan, options: &RunOptions, results: Vec<Result<RunSummary, RunError>>, kernels: std::collections::BTreeMap<String, f64>) -> Result<Vec<RunSummary>, RunError> {
+fn finish_replicas(
+    plan: &Plan,
+    options: &RunOptions,
+    results: Vec<Result<RunSummary, RunError>>,
+    (kernels, calls): (std::collections::BTreeMap<String, f64>, std::collections::BTreeMap<String, u64>),
+) -> Result<Vec<RunSummary>, RunError> {
     let n = plan.replicas;
     let mut summaries = Vec::new();
     let mut first_error = None;
@@ -193,11 +198,13 @@ fn finish_replicas(plan: &Plan, options: &RunOptions, results: Vec<Result<RunSum
             }
         }
         if !kernels.is_empty() {
-            println!("  {}", crate::summary::kernel_split("GPU kernels of the batch", &kernels));
+            let steps = summaries.first().map_or(0, |s| s.steps);
+            println!("  {}", crate::summary::kernel_split(&crate::summary::dispatches_title("GPU kernels of the batch", &calls, steps), &kernels));
         }
     }
     if let Some(first) = summaries.first_mut() {
         first.gpu_kernel_s = kernels;
+        first.gpu_kernel_calls = calls;
     }
     Ok(summaries)
 }

@@ -67,8 +67,6 @@ const SW_REBUILD: usize = 1;
 const SW_BUILDS: usize = 2;
 const SW_REGROUPINGS: usize = 4;
 const SW_CLOSE_ATOM: usize = 5;
-/// Atoms per partial sum of the ML poolings (CHUNK in shaders/ml.wgsl).
-const ML_CHUNK: usize = 256;
 /// `Structure` in shaders/common.wgsl: 9 vec4.
 const STRUCTURE_BYTES: u64 = 16 * 9;
 
@@ -324,7 +322,7 @@ impl GpuSimulation {
             first += n;
             first_bin += nbins.iter().product::<u32>();
             first_block += n.div_ceil(WG as usize) as u32;
-            first_chunk += n.div_ceil(ML_CHUNK) as u32;
+            first_chunk += n.div_ceil(super::ml::CHUNK) as u32;
         }
         let n = first;
         let total_bins = first_bin;

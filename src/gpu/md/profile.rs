@@ -37,6 +37,14 @@ impl GpuSimulation {
             .collect()
     }
 
+    /// Dispatches per kernel so far (empty unless profiling).
+    pub fn kernel_calls(&self) -> BTreeMap<String, u64> {
+        self.profiler
+            .iter()
+            .flat_map(|p| p.totals.iter().map(|(k, v)| (k.to_string(), v.1)))
+            .collect()
+    }
+
     /// Records a timestamp after the kernel just dispatched (profiling only).
     pub(super) fn mark(&self, pass: &mut wgpu::ComputePass<'_>, label: &'static str) {
         if let Some(p) = &self.profiler {

@@ -40,10 +40,17 @@ const MAX_LEVELS: usize = 4;
 const MAX_CENTROIDS: usize = 16;
 const MAX_POINTS: usize = 8;
 /// Atoms per partial sum of a pooling (CHUNK in the shader).
-const CHUNK: usize = 256;
+pub(crate) const CHUNK: usize = 64;
+/// Threads that add one column of a structure's pooled chunks (ml_pool_finish, which picks the
+/// same for each structure): the smallest power of 2 that leaves each at most 16 chunks, at
+/// most 64. The grid is sized for the batch's largest.
+fn pool_lanes(structure_size: usize) -> usize {
+    structure_size.div_ceil(CHUNK).div_ceil(16).next_power_of_two().clamp(1, 64)
+}
+
 /// Bytes per operation's uniform block (the uniform offset alignment).
 const OP_BYTES: u64 = 256;
-const OP_WORDS: usize = 44;
+const OP_WORDS: usize = 60;
 /// Data bindings of group 1 (A, B, C, D, E, G, W, U, M).
 const DATA_BINDINGS: usize = 9;
 /// W's binding number.
@@ -161,8 +168,8 @@ struct OpSpec {
 
 const ENTRIES: [&str; 37] = [
     "ml_edges", "ml_dense", "ml_embed", "ml_copy", "ml_message", "ml_message_backward", "ml_energy", "ml_finish",
-    "ml_pool", "ml_pool_finish", "ml_kmeans", "ml_cluster_pool", "ml_disseminate", "ml_hard_gout",
-    "ml_hard_down", "ml_soft_weights", "ml_soft_gw", "ml_soft_gsum", "ml_mcgm_atoms",
+    "ml_pool", "ml_pool_finish", "ml_kmeans", "ml_hierarchy", "ml_disseminate", "ml_hierarchy_backward",
+    "ml_cluster_layers", "ml_soft_weights", "ml_soft_gw", "ml_soft_gsum", "ml_mcgm_atoms",
     "ml_painn_message", "ml_painn_norm", "ml_painn_update", "ml_painn_gs", "ml_painn_guv", "ml_painn_message_backward",
     "ml_structure_mean", "ml_charge_center", "ml_ewald_prepare", "ml_ewald_structure", "ml_ewald_virial", "ml_ewald_atoms", "ml_ewald_finish",
     "ml_pme_spread", "ml_pme_load", "ml_pme_fft", "ml_pme_convolve", "ml_pme_gather",
@@ -197,6 +204,7 @@ mod word {
     pub const TYPE_CLUSTER: usize = 28;
     pub const LEVEL_ROWS: usize = 36;
     pub const LEVEL_OFFSET: usize = 40;
+    pub const LAYERS: usize = 44;
 }
 
 /// The model on the GPU for one simulation of n atoms.
@@ -244,6 +252,8 @@ struct Builder<'a> {
     /// Structures in the batch, and their chunks of pooling (CHUNK atoms) in all.
     structures: usize,
     chunks: usize,
+    /// Threads a column of ml_pool_finish for the batch's largest structure.
+    pool_lanes: usize,
     /// With `Inference::record_layers`: (name, buffer, floats per atom) of each kept layer.
     taps: Vec<(String, usize, usize)>,
     /// The first buffer larger than the adapter binds (label, bytes): it was not allocated,
@@ -472,6 +482,15 @@ impl MlForces {
             ));
         }
         let chunks: usize = structure_sizes.iter().map(|s| s.div_ceil(CHUNK)).sum();
+        // MCGM runs a workgroup a chunk (ml_pool) and a structure (ml_kmeans, ml_hierarchy);
+        // a grid axis holds 65,535.
+        if model.mcgm.is_some() && chunks > 65535 {
+            return Err(GpuError::Unsupported(format!(
+                "MCGM on the GPU pools up to 65,535 chunks of {CHUNK} atoms, at least one a structure (this batch: {chunks}, from {} structures)",
+                structure_sizes.len()
+            )));
+        }
+        let pool_lanes = structure_sizes.iter().map(|&s| pool_lanes(s)).max().unwrap_or(1);
         let hard_levels = model.mcgm.as_ref().map_or(0, |m| m.hard_levels());
         let mut level_rows = vec![order.len()];
         for _ in 1..hard_levels {
@@ -508,7 +527,7 @@ impl MlForces {
 
         let reference_energy = type_of_atom.iter().map(|&t| model.reference[species_of_type[t as usize]]).sum();
         let structures = structure_sizes.len();
-        let mut b = Builder { ctx, buffers: Vec::new(), specs: Vec::new(), base, n, f, stage: FORWARD, kept_partitions: Vec::new(), structures, chunks, taps: Vec::new(), too_large: None, mesh: usize::MAX, edges: usize::MAX };
+        let mut b = Builder { ctx, buffers: Vec::new(), specs: Vec::new(), base, n, f, stage: FORWARD, kept_partitions: Vec::new(), structures, chunks, pool_lanes, taps: Vec::new(), too_large: None, mesh: usize::MAX, edges: usize::MAX };
         let built = ctx.allocating("for the model's activations", || {
             let weights = b.buffer("ml weights", wts.data.len());
             // Sized after the activations (a refusal names the first buffer that is too large),
@@ -523,7 +542,7 @@ impl MlForces {
             b.op("ml_edges", FORWARD, grid, [None; 6], weights, edges, &check);
             let charges = head.map(|(layer1, layer2)| charges_at(&mut b, model, layer1, layer2, charge_embedding, gpu_model.total_charge, structure_sizes, cells));
             let charges = charges.transpose()?;
-            record(&mut b, model, &blocks, embedding, charges.as_ref(), readout1, readout2, weights, total_rows, soft_k, &level_rows, &level_offset);
+            record(&mut b, model, &blocks, embedding, charges.as_ref(), readout1, readout2, weights, total_rows, soft_k, &level_rows);
             Ok::<(), GpuError>(())
         });
         built??;

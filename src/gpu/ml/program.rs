@@ -19,7 +19,6 @@ pub(super) fn record(
     total_rows: usize,
     soft_k: usize,
     level_rows: &[usize],
-    level_offset: &[usize],
 ) {
     let (n, f) = (b.n, b.f);
     let nf = n * f;
@@ -47,7 +46,8 @@ pub(super) fn record(
     let hard = model.mcgm.is_some();
     let soft = soft_k > 0;
     // Every structure has its clusters: level l's rows of all structures are contiguous
-    // (ml.wgsl level_row), so each level's dense layers run once over S times its rows.
+    // (ml.wgsl level_row). The hard levels' layers run in one workgroup a structure
+    // (ml_hierarchy); the soft centroids' dense layers run once over S K rows.
     let ns = b.structures;
     let classes = soft_k.max(level_rows[0]).max(1);
     let partials = if hard { b.buffer("ml pooling partials", b.chunks * classes * (f + 1)) } else { usize::MAX };
@@ -79,13 +79,14 @@ pub(super) fn record(
     let atoms = b.per_atom();
     let rows = b.rows_grid();
     let levels = level_rows.len();
-    let off = |l: usize| (ns * level_offset[l] * f) as u32;
 
     // With a charge embedding, x_i += (Q/n) c[species_i] (Q/n from the long-range block).
     let (block, charge_embedding) = charges.map_or((None, NONE), |c| (Some(c.block), c.embedding));
     // The message kernels read the pairs inside the cutoff that ml_edges placed (MlForces::new).
     let edges = Some(b.edges);
-    b.op("ml_embed", FORWARD, atoms, [block, Some(x), None, Some(acc), some(mu), some(g_mu)], weights, None, &[(word::OFF_W, embedding), (word::MODE, painn as u32), (word::OFF_C, charge_embedding)]);
+    // PaiNN: μ, dL/dμ and the first block's input μ start at zero.
+    let first_mu_in = mu_ins.first().copied();
+    b.op("ml_embed", FORWARD, atoms, [block, Some(x), first_mu_in, Some(acc), some(mu), some(g_mu)], weights, None, &[(word::OFF_W, embedding), (word::MODE, painn as u32), (word::OFF_C, charge_embedding)]);
     for (t, blk) in blocks.iter().enumerate() {
         let table = [(word::OFF_W, blk.table)];
         match blk.interaction {
@@ -99,8 +100,8 @@ pub(super) fn record(
                 // φ = phi2(SiLU(phi1(q))); the messages; U, V; (s1, s2, s3) = MLP([q, |V|]).
                 b.dense(phi1, false, n, (x, 0), (s1, 0), Some((slopes[t], 0)), 4, weights);
                 b.dense(phi2, false, n, (s1, 0), (phis[t], 0), None, 0, weights);
-                let grid = b.elements(3 * nf);
-                b.op("ml_copy", FORWARD, grid, [Some(mu), Some(mu_ins[t]), None, None, None, None], weights, None, &[(word::ROWS, 3 * n as u32)]);
+                // The block's input μ (mu_ins[t]) was kept by the previous block's update (or
+                // zeroed by ml_embed): the messages read it while they add into μ.
                 b.op("ml_painn_message", FORWARD, rows, [Some(phis[t]), Some(x), Some(mu_ins[t]), Some(mu), None, None], weights, edges, &table);
                 b.dense(vec_u, false, 3 * n, (mu, 0), (uvs[t], 0), None, 0, weights);
                 b.dense(vec_v, false, 3 * n, (mu, 0), (uvs[t], 3 * nf as u32), None, 0, weights);
@@ -108,7 +109,9 @@ pub(super) fn record(
                 b.op("ml_painn_norm", FORWARD, grid, [Some(uvs[t]), Some(wider), None, Some(x), Some(nds[t]), None], weights, None, &[]);
                 b.dense(upd1, false, n, (wider, 0), (s1, 0), Some((upd_slopes[t], 0)), 4, weights);
                 b.dense(upd2, false, n, (s1, 0), (nds[t], 2 * nf as u32), None, 0, weights);
-                b.op("ml_painn_update", FORWARD, grid, [Some(nds[t]), Some(x), Some(uvs[t]), Some(mu), None, None], weights, None, &[]);
+                // It also keeps the new μ as the next block's input.
+                let next_mu_in = mu_ins.get(t + 1).copied();
+                b.op("ml_painn_update", FORWARD, grid, [Some(nds[t]), Some(x), Some(uvs[t]), Some(mu), next_mu_in, None], weights, None, &[(word::MODE, next_mu_in.is_some() as u32)]);
             }
         }
         if model.record_layers {
@@ -132,30 +135,18 @@ pub(super) fn record(
             b.op("ml_kmeans", CLUSTERING, [ns as u32, 1, 1], [Some(c), None, None, None, None, None], weights, Some(m.labels), &[(word::OFF_A, regions.pool), (word::OFF_B, (ns * total_rows.max(1)) as u32)]);
             b.kept_partitions.push((m.labels, ns * total_rows.max(1)));
         }
-        for l in 0..levels {
-            if l > 0 {
-                let grid = b.elements(ns * level_rows[l] * f);
-                b.op(
-                    "ml_cluster_pool",
-                    CLUSTERING,
-                    grid,
-                    [Some(c), None, None, None, None, None],
-                    weights,
-                    Some(m.labels),
-                    &[(word::K, l as u32), (word::OFF_A, regions.aggregated), (word::OFF_B, regions.pool), (word::OFF_C, regions.counts)],
-                );
-            }
-            b.dense(blk.aggregate[l], false, ns * level_rows[l], (c, regions.pool + off(l)), (c, regions.aggregated + off(l)), None, 0, weights);
-            b.dense(blk.disseminate[l], false, ns * level_rows[l], (c, regions.aggregated + off(l)), (c, regions.out + off(l)), None, 0, weights);
-        }
+        // Every level's pooling, aggregation and dissemination: one dispatch.
+        let mut words = vec![(word::OFF_A, regions.pool), (word::OFF_B, regions.aggregated), (word::OFF_C, regions.out), (word::OFF_D, regions.counts)];
+        words.extend(layer_pairs(&blk.aggregate, &blk.disseminate, false));
+        b.op("ml_hierarchy", CLUSTERING, [ns as u32, 1, 1], [Some(c), None, None, None, None, None], weights, Some(m.labels), &words);
         if let Some(s) = &blk.soft {
             b.dense(s.query, false, n, (m.xm, 0), (m.z, 0), None, 0, weights);
             b.op("ml_soft_weights", CLUSTERING, atoms, [Some(m.z), None, Some(m.w), None, None, None], weights, None, &[(word::K, soft_k as u32), (word::OFF_W, s.centroids)]);
             b.stage = CLUSTERING;
             pool(b, m.xm, Some(m.w), partials, c, regions.soft_pool, regions.soft_sums, soft_k, false, weights);
             b.stage = FORWARD;
-            b.dense(s.aggregate, false, ns * soft_k, (c, regions.soft_pool), (c, regions.soft_a), None, 0, weights);
-            b.dense(s.disseminate, false, ns * soft_k, (c, regions.soft_a), (c, regions.soft_v), None, 0, weights);
+            let layers = layer_pairs(&[s.aggregate], &[s.disseminate], false);
+            two_layers(b, FORWARD, c, [regions.soft_pool, regions.soft_a, regions.soft_v], soft_k, layers, weights);
         }
         let grid = b.elements(nf);
         b.op(
@@ -199,15 +190,12 @@ pub(super) fn record(
             let c = m.clusters;
             // Everything that reads g = dL/dx first: per-cluster sums, soft dL/dw and dL/dV.
             pool(b, g_x, None, partials, c, regions.g_out, regions.scratch, level_rows[0], true, weights);
-            if levels > 1 {
-                let grid = b.elements(ns * (total_rows - level_rows[0]) * f);
-                b.op("ml_hard_gout", BACKWARD, grid, [Some(c), None, None, None, None, None], weights, Some(m.labels), &[(word::OFF_A, regions.g_out)]);
-            }
             if let Some(s) = &blk.soft {
                 b.op("ml_soft_gw", BACKWARD, atoms, [Some(g_x), Some(c), None, None, None, Some(m.gw)], weights, None, &[(word::K, soft_k as u32), (word::OFF_B, regions.soft_v)]);
                 pool(b, g_x, Some(m.w), partials, c, regions.soft_gv, regions.scratch, soft_k, true, weights);
-                b.dense(s.disseminate, true, ns * soft_k, (c, regions.soft_gv), (c, regions.soft_ga), None, 0, weights);
-                b.dense(s.aggregate, true, ns * soft_k, (c, regions.soft_ga), (c, regions.soft_gp), None, 0, weights);
+                // The transposes in reverse order: the dissemination's first.
+                let layers = layer_pairs(&[s.disseminate], &[s.aggregate], true);
+                two_layers(b, BACKWARD, c, [regions.soft_gv, regions.soft_ga, regions.soft_gp], soft_k, layers, weights);
                 let grid = b.elements(ns * soft_k);
                 b.op(
                     "ml_soft_gsum",
@@ -219,24 +207,10 @@ pub(super) fn record(
                     &[(word::K, soft_k as u32), (word::OFF_A, regions.soft_gp), (word::OFF_B, regions.soft_pool), (word::OFF_C, regions.soft_sums), (word::OFF_D, regions.soft_gsum)],
                 );
             }
-            for l in 0..levels {
-                b.dense(blk.disseminate[l], true, ns * level_rows[l], (c, regions.g_out + off(l)), (c, regions.g_c + off(l)), None, 0, weights);
-            }
-            for l in (0..levels).rev() {
-                b.dense(blk.aggregate[l], true, ns * level_rows[l], (c, regions.g_c + off(l)), (c, regions.g_pool + off(l)), None, 0, weights);
-                if l > 0 {
-                    let grid = b.elements(ns * level_rows[l - 1] * f);
-                    b.op(
-                        "ml_hard_down",
-                        BACKWARD,
-                        grid,
-                        [Some(c), None, None, None, None, None],
-                        weights,
-                        Some(m.labels),
-                        &[(word::K, l as u32), (word::OFF_A, regions.g_pool), (word::OFF_B, regions.g_c), (word::OFF_C, regions.counts)],
-                    );
-                }
-            }
+            // dL/d out of every level, through the transposed layers and down the levels: one dispatch.
+            let mut words = vec![(word::OFF_A, regions.g_out), (word::OFF_B, regions.g_c), (word::OFF_C, regions.g_pool), (word::OFF_D, regions.counts)];
+            words.extend(layer_pairs(&blk.aggregate, &blk.disseminate, true));
+            b.op("ml_hierarchy_backward", BACKWARD, [ns as u32, 1, 1], [Some(c), None, None, None, None, None], weights, Some(m.labels), &words);
             let centroids = blk.soft.as_ref().map_or(0, |s| s.centroids);
             b.op(
                 "ml_mcgm_atoms",
@@ -288,6 +262,28 @@ pub(super) fn record(
     b.op("ml_finish", BACKWARD, atoms, [None, None, None, Some(acc), None, None], weights, None, &[]);
 }
 
+/// Two F x F layers in a row over each structure's `rows` rows of the cluster buffer `c`
+/// (ml_cluster_layers): `at` = the input, middle and output regions.
+fn two_layers(b: &mut Builder, stage: &'static str, c: usize, at: [u32; 3], rows: usize, layers: Vec<(usize, u32)>, weights: usize) {
+    let mut words = vec![(word::K, rows as u32), (word::OFF_A, at[0]), (word::OFF_B, at[1]), (word::OFF_C, at[2])];
+    words.extend(layers);
+    b.op("ml_cluster_layers", stage, [b.structures as u32, 1, 1], [Some(c), None, None, None, None, None], weights, None, &words);
+}
+
+/// The uniform words naming pairs of layers, one pair a vec4 (`first[p]`'s W and bias, then
+/// `second[p]`'s): for ml_hierarchy each hard level's aggregation and dissemination, or
+/// `transposed` for its backward (W^T, no bias); for ml_cluster_layers the one pair it runs.
+fn layer_pairs(first: &[LinearAt], second: &[LinearAt], transposed: bool) -> Vec<(usize, u32)> {
+    let layer = |x: &LinearAt| if transposed { (x.wt, NONE) } else { (x.w, x.bias) };
+    let mut words = Vec::new();
+    for (p, (one, two)) in first.iter().zip(second).enumerate() {
+        let at = word::LAYERS + 4 * p;
+        let ((w1, b1), (w2, b2)) = (layer(one), layer(two));
+        words.extend([(at, w1), (at + 1, b1), (at + 2, w2), (at + 3, b2)]);
+    }
+    words
+}
+
 /// Keeps a copy of `source` ([atoms, width] from its word `at`) as the layer `name`.
 fn tap(b: &mut Builder, name: String, (source, at): (usize, u32), width: usize, weights: usize) {
     let n = b.n;
@@ -305,12 +301,12 @@ fn pool(b: &mut Builder, input: usize, memberships: Option<usize>, partials: usi
     let chunks = b.chunks as u32;
     let mode = memberships.is_some() as u32;
     let stage = b.stage;
-    b.op("ml_pool", stage, [chunks, 1, 1], [Some(input), Some(partials), memberships, None, None, None], weights, None, &[(word::MODE, mode), (word::K, classes as u32)]);
-    let grid = b.elements(b.structures * classes * (b.f + 1));
+    let feature_blocks = b.f.div_ceil(64) as u32;
+    b.op("ml_pool", stage, [chunks, feature_blocks, classes as u32], [Some(input), Some(partials), memberships, None, None, None], weights, None, &[(word::MODE, mode), (word::K, classes as u32)]);
     b.op(
         "ml_pool_finish",
         stage,
-        grid,
+        [(b.f + 1).div_ceil(64 / b.pool_lanes) as u32, classes as u32, b.structures as u32],
         [None, Some(partials), None, Some(clusters), None, None],
         weights,
         None,
