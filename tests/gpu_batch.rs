@@ -161,6 +161,10 @@ fn structures_that_cannot_share_a_batch_are_refused_with_the_reason() {
     set[1].0 = random_system(10, Cell::orthorhombic(7.0, 20.0, 20.0).unwrap(), &["Ar", "Ne"], 2.7, 14);
     let e = GpuSimulation::new_batch(context(), set, lj(), 0.002, 0.4, 1e4, 0, None).err().expect("a narrow cell must be refused").to_string();
     assert!(e.contains("structure 1: the cell is narrower"), "{e}");
+    // The per-structure sums run a workgroup a structure along one grid axis (65,535).
+    let one = structures()[2].clone();
+    let e = GpuSimulation::new_batch(context(), vec![one; 65536], lj(), 0.002, 0.4, 1e4, 0, None).err().expect("65,536 structures must be refused").to_string();
+    assert!(e.contains("a GPU batch holds up to 65535 structures (this batch: 65536)"), "{e}");
 }
 
 #[test]

@@ -294,3 +294,47 @@ fn buffers_past_the_adapters_binding_limit_are_refused_with_the_reason() {
     println!("{name}: {err}");
     assert!(err.contains("6859 atoms need a model's PaiNN phi buffer of 2.5 MiB, more than") && err.contains("binds at once (2.0 MiB)"), "{err}");
 }
+
+#[test]
+fn an_mcgm_batch_of_more_chunks_than_a_grid_axis_holds_is_refused() {
+    // MCGM dispatches a workgroup per pooling chunk (64 atoms, at least one a structure) along
+    // one grid axis, which holds 65,535. A batch of as many structures (the most a batch holds),
+    // one of them of 65 atoms, needs 65,536 and is refused with the reason before the model's
+    // buffers are allocated; the plain SchNet of the same batch runs.
+    let Some(_) = gpu() else { return };
+    let ctx = Ctx::cpu_inference(true);
+    // Hydrogen alone: an MCGM batch shares the hierarchy's shape, so every structure has the
+    // same elements.
+    let hydrogen = |n: usize, seed: u32| {
+        let mut s = gas(n, seed);
+        s.types.fill(0);
+        (s, Integrator::VelocityVerlet)
+    };
+    let mut batch = vec![hydrogen(65, 3)];
+    batch.extend((1..65535).map(|_| hydrogen(1, 4)));
+    for (name, config) in settings().into_iter().filter(|(name, _)| *name == "schnet" || name.starts_with("schnet + MCGM hard")) {
+        let model = test_model(config, &ctx);
+        let potential = GpuPotential::Ml(Box::new(GpuModel {
+            inference: Inference::new(&model).unwrap(),
+            species_of_type: vec![0, 1, 2, 3],
+            description: "test model".into(),
+            cautions: Vec::new(),
+            range: TrainingRange::unlimited(4),
+            total_charge: 0.0,
+            half_tables: false,
+        }));
+        let built = GpuSimulation::new_batch(GpuContext::open(false).unwrap().unwrap(), batch.clone(), potential, 0.0005, 0.5, 1e4, 0, None);
+        match (name, built) {
+            ("schnet", Ok(mut sim)) => {
+                sim.advance(1, true).unwrap();
+            }
+            ("schnet", Err(err)) => panic!("{name}: a batch of 65,535 structures refused: {err}"),
+            (_, Ok(_)) => panic!("{name}: a batch of 65,536 chunks was accepted"),
+            (_, Err(err)) => {
+                let err = err.to_string();
+                println!("{name}: {err}");
+                assert!(err.contains("pools up to 65,535 chunks of 64 atoms") && err.contains("this batch: 65536, from 65535 structures"), "{err}");
+            }
+        }
+    }
+}

@@ -46,6 +46,8 @@ use std::time::{Duration, Instant};
 const SCAN_BLOCK: u32 = 256;
 /// The scan handles up to 65535 blocks of 256 bins.
 const MAX_BINS: u64 = 65535 * 256;
+/// Structures in a batch: a grid axis's workgroups (65,535), one a structure.
+const MAX_STRUCTURES: usize = 65535;
 /// Atom ids share a neighbour entry with a 5-bit shift code.
 const MAX_ATOMS: usize = 1 << 27;
 /// The block-start copy covers these buffers (index into `Buffers::state`).
@@ -263,6 +265,10 @@ impl GpuSimulation {
         };
         if let Some(reason) = integrator.gpu_unsupported() {
             return unsupported(reason);
+        }
+        // The per-structure sums run a workgroup a structure along one grid axis.
+        if structures.len() > MAX_STRUCTURES {
+            return unsupported(format!("a GPU batch holds up to {MAX_STRUCTURES} structures (this batch: {})", structures.len()));
         }
         if let Some(r) = &references
             && (r.len() != structures.len() || r.iter().zip(&structures).any(|(r, (s, _))| r.len() != s.len()))
