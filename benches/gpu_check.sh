@@ -9,6 +9,9 @@
 #     10k and 100k atoms: s/step and atom-steps/s;
 #   - the same bare models in PyTorch on the same GPU where torch with CUDA imports;
 #   - SchNet and PaiNN with their filter tables in f16 (`[potential] gpu_tables = "f16"`);
+#   - SchNet and PaiNN with the dense layers in the other tiles than the adapter's (register
+#     tiles on a GPU, workgroup-memory tiles on lavapipe: MDRUN_GPU_DENSE), here and in the
+#     kernel profiles, to tell which a GPU should run;
 #   - SchNet with learned charges (Ewald on the GPU: the sum over k-vectors and the mesh)
 #     against the same SchNet without, on the ion-pair lattice at about 1k, 3k, 10k and 35k
 #     atoms;
@@ -56,6 +59,8 @@ trap 'rm -rf "$tmp"' EXIT
 say "# mdrun device check ($(date -u +%Y-%m-%dT%H:%MZ)$([ $smoke = 1 ] && echo ', smoke sizes'))"
 say ""
 say "adapter: $(echo "$devices" | head -1)"
+# The dense layers' tiles the adapter does not get by default (src/gpu/context.rs, DenseTiles).
+other_tiles=$(echo "$devices" | head -1 | grep -q ', Cpu' && echo workgroup || echo registers)
 command -v nvidia-smi > /dev/null && say "nvidia-smi: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)"
 say "binary: $mdrun ($(du -h "$mdrun" | cut -f1)); $(nproc) CPU cores"
 say ""
@@ -150,8 +155,8 @@ if python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1
 fi
 say "## Learned potentials (water; F = 64, 3 blocks, cutoff 5 Å)"
 say ""
-say "| atoms | steps | SchNet s/step | atom-steps/s | + MCGM soft | + MCGM hard | PaiNN s/step | atom-steps/s | PyTorch SchNet (CUDA) | mdrun / PyTorch | PyTorch PaiNN (CUDA) | SchNet f16 tables | PaiNN f16 tables |"
-say "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+say "| atoms | steps | SchNet s/step | atom-steps/s | + MCGM soft | + MCGM hard | PaiNN s/step | atom-steps/s | PyTorch SchNet (CUDA) | mdrun / PyTorch | PyTorch PaiNN (CUDA) | SchNet f16 tables | PaiNN f16 tables | SchNet, $other_tiles dense tiles | PaiNN, $other_tiles dense tiles |"
+say "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 rate() { [ "$1" = "-" ] && echo "-" || python3 -c "print(f'{$2 / $1:.3e}')"; }
 torch_time() { # $1 model, $2 repeat: PyTorch's s/step on CUDA, or "-"
   [ $torch_ok = 1 ] || { echo "-"; return; }
@@ -161,17 +166,21 @@ for size in $ml_sizes; do
   r=${size%%:*}; steps=${size##*:}
   atoms=$((24 * r * r * r))
   row=()
-  # The last two: `[potential] gpu_tables = "f16"`.
-  for variant in water-schnet water-schnet-mcgm-soft water-schnet-mcgm-hard water-painn water-schnet:f16 water-painn:f16; do
+  # :f16, `[potential] gpu_tables = "f16"`; :dense, the other dense tiles.
+  for variant in water-schnet water-schnet-mcgm-soft water-schnet-mcgm-hard water-painn water-schnet:f16 water-painn:f16 water-schnet:dense water-painn:dense; do
     model=${variant%%:*}
     ml_toml "$root/potentials/$model" "$r" "$steps" > "$tmp/ml.toml"
-    [ "$variant" = "$model" ] || sed -i '/^model = /a gpu_tables = "f16"' "$tmp/ml.toml"
-    row+=("$(gpu_run "$tmp/ml.toml" "$tmp/${variant/:/-}-$r")")
+    [ "$variant" = "$model:f16" ] && sed -i '/^model = /a gpu_tables = "f16"' "$tmp/ml.toml"
+    if [ "$variant" = "$model:dense" ]; then
+      row+=("$(MDRUN_GPU_DENSE=$other_tiles gpu_run "$tmp/ml.toml" "$tmp/${variant/:/-}-$r")")
+    else
+      row+=("$(gpu_run "$tmp/ml.toml" "$tmp/${variant/:/-}-$r")")
+    fi
   done
   ts=$(torch_time "$root/potentials/water-schnet" "$r")
   tp=$(torch_time "$root/potentials/water-painn" "$r")
   ratio=$({ [ "$ts" = "-" ] || [ "${row[0]}" = "-" ]; } && echo "-" || python3 -c "print(f'{$ts / ${row[0]}:.1f}x')")
-  say "| $atoms | $steps | ${row[0]} | $(rate "${row[0]}" $atoms) | ${row[1]} | ${row[2]} | ${row[3]} | $(rate "${row[3]}" $atoms) | $ts | $ratio | $tp | ${row[4]} | ${row[5]} |"
+  say "| $atoms | $steps | ${row[0]} | $(rate "${row[0]}" $atoms) | ${row[1]} | ${row[2]} | ${row[3]} | $(rate "${row[3]}" $atoms) | $ts | $ratio | $tp | ${row[4]} | ${row[5]} | ${row[6]} | ${row[7]} |"
 done
 say ""
 [ $torch_ok = 1 ] || say "(PyTorch with CUDA does not import here: no PyTorch columns.)"
@@ -211,6 +220,8 @@ for model in water-schnet water-painn; do
   ml_toml "$root/potentials/$model" "$profile_repeat" 20 > "$tmp/ml.toml"
   gpu_run "$tmp/ml.toml" "$tmp/$model-profile" --gpu-profile > /dev/null
   kernels "$tmp/$model-profile" "$model"
+  MDRUN_GPU_DENSE=$other_tiles gpu_run "$tmp/ml.toml" "$tmp/$model-$other_tiles-profile" --gpu-profile > /dev/null
+  kernels "$tmp/$model-$other_tiles-profile" "$model-$other_tiles-dense"
 done
 say ""
 say "Written: $report"

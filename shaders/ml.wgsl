@@ -125,6 +125,65 @@ fn ml_dense(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
+// The same product in workgroup-memory tiles, for GPUs (the host picks it on hardware
+// adapters): a workgroup of 8 x 8 threads computes 32 rows by 32 outputs, each thread the same
+// 4 x 4 register tile as ml_dense, from slices of DENSE_K inputs that the workgroup loads once
+// into workgroup memory (rows padded to DENSE_K + 1 floats, so that the four row groups of a warp
+// read four banks). Each output sums over k in order, as ml_dense does: the same bits.
+const DENSE_K: u32 = 16u;
+var<workgroup> dense_a: array<f32, 544>;        // 32 rows x (DENSE_K + 1)
+var<workgroup> dense_w: array<vec4<f32>, 128>;  // DENSE_K inputs x 8 groups of 4 outputs
+
+@compute @workgroup_size(64)
+fn ml_dense_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let tiles_across = (O.outputs + 31u) / 32u;
+    let tile = wg.x + wg.y * nwg.x;
+    if (tile >= tiles_across * ((O.rows + 31u) / 32u)) { return; }
+    let r0 = (tile / tiles_across) * 32u;
+    let o0 = (tile % tiles_across) * 32u;
+    let n_in = O.inputs;
+    let ty = lid / 8u;
+    let tx = lid % 8u;
+    var acc: array<vec4<f32>, 4>;   // acc[row][output]
+    for (var k0 = 0u; k0 < n_in; k0 += DENSE_K) {
+        let kn = min(DENSE_K, n_in - k0);
+        // 32 x DENSE_K inputs and DENSE_K x 32 weights, eight of each a thread; neighbouring
+        // threads read neighbouring words. Rows and outputs past the edge read the last one.
+        for (var j = 0u; j < 8u; j++) {
+            let e = lid + 64u * j;
+            let kk = e % DENSE_K;
+            let row = e / DENSE_K;
+            if (kk < kn) {
+                dense_a[row * (DENSE_K + 1u) + kk] = A[O.off_a + min(r0 + row, O.rows - 1u) * n_in + k0 + kk];
+            }
+            let o = e % 32u;
+            let kw = e / 32u;
+            if (kw < kn) {
+                dense_w[kw * 8u + o / 4u][o % 4u] = W[O.off_w + (k0 + kw) * O.outputs + min(o0 + o, O.outputs - 1u)];
+            }
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < kn; kk++) {
+            let wk = dense_w[kk * 8u + tx];
+            let a = 4u * ty * (DENSE_K + 1u) + kk;
+            acc[0] += dense_a[a] * wk;
+            acc[1] += dense_a[a + DENSE_K + 1u] * wk;
+            acc[2] += dense_a[a + 2u * (DENSE_K + 1u)] * wk;
+            acc[3] += dense_a[a + 3u * (DENSE_K + 1u)] * wk;
+        }
+        workgroupBarrier();
+    }
+    for (var t = 0u; t < TILE_ROWS; t++) {
+        for (var c = 0u; c < TILE_OUTS; c++) {
+            let r = r0 + 4u * ty + t;
+            let o = o0 + 4u * tx + c;
+            if (r < O.rows && o < O.outputs) {
+                dense_out(r * O.outputs + o, o, acc[t][c]);
+            }
+        }
+    }
+}
+
 // Bias and the mode's output of one value e = r * outputs + o.
 fn dense_out(e: u32, o: u32, value: f32) {
     var acc = value;

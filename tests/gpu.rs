@@ -280,3 +280,24 @@ fn systems_the_gpu_cannot_run_are_refused_with_the_reason() {
     assert!(err.contains("[run] platform") && err.contains("narrower"), "{err}");
     println!("{err}");
 }
+
+#[test]
+fn an_unknown_dense_tiling_is_refused_naming_the_variable() {
+    // MDRUN_GPU_DENSE chooses the model's dense tiles (registers or workgroup); anything else
+    // stops the run with the variable and the choices, and never runs the other tiling silently.
+    if gpu().is_none() {
+        return;
+    }
+    let dir = scratch("dense-tiles");
+    std::fs::write(dir.join("system.toml"), lj_liquid(3, 10, r#"type = "verlet""#)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mdrun"))
+        .arg(dir.join("system.toml"))
+        .args(["--platform", "gpu"])
+        .env("MDRUN_GPU_DENSE", "shared")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "MDRUN_GPU_DENSE=shared was accepted: {err}");
+    assert!(err.contains("MDRUN_GPU_DENSE is `shared`; expected `registers` or `workgroup`"), "{err}");
+    println!("{}", err.trim());
+}

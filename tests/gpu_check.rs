@@ -29,17 +29,22 @@ fn the_device_check_runs_in_smoke_mode() {
     let water = row("24");
     let numbers = |line: &str, columns: &[usize]| columns.iter().all(|&k| line.split('|').nth(k + 1).is_some_and(|c| c.trim().parse::<f64>().is_ok_and(|v| v > 0.0)));
     assert!(numbers(&lj, &[2, 3]), "LJ row: {lj}");
-    assert!(numbers(&water, &[2, 3, 4, 5, 6, 7, 11, 12]), "water row: {water}");
+    assert!(numbers(&water, &[2, 3, 4, 5, 6, 7, 11, 12, 13, 14]), "water row: {water}");
     // Learned charges on the 72-atom ion-pair lattice by both methods, with the local model
     // beside them.
     let charges = row("72");
     assert!(numbers(&charges, &[2, 3, 4, 5, 6]), "learned charges row: {charges}");
-    for name in ["lj", "water-schnet", "water-painn"] {
+    // The kernel profiles, and the model's with the dense layers in the other tiles (on
+    // lavapipe, workgroup-memory tiles: ml_dense_tiled).
+    for name in ["lj", "water-schnet", "water-painn", "water-schnet-workgroup-dense", "water-painn-workgroup-dense"] {
         let kernels = std::fs::read_to_string(out.join(format!("kernels-{name}.txt"))).unwrap();
         assert!(kernels.lines().count() > 2, "kernels-{name}.txt: {kernels}");
         // The dispatches a step, from the profile's counts (launches and barriers are what a
         // small system's step costs on a GPU).
         let dispatches = kernels.lines().next().and_then(|l| l.strip_suffix(" dispatches a step")?.rsplit(' ').next()?.parse::<f64>().ok());
         assert!(dispatches.is_some_and(|d| d >= 1.0), "kernels-{name}.txt: {kernels}");
+        if name.ends_with("workgroup-dense") {
+            assert!(kernels.contains("/ ml_dense_tiled"), "kernels-{name}.txt: {kernels}");
+        }
     }
 }

@@ -17,6 +17,7 @@
 mod common;
 
 use mdrun::cell::Cell;
+use mdrun::gpu::DenseTiles;
 use mdrun::ml::dataset::{Structure, read_extxyz};
 use mdrun::ml::implementation::{BurnModel, CpuInference, Evaluation, ModelImplementation, Precision};
 use mdrun::ml::model::{Model, ModelConfig, Normalization};
@@ -214,6 +215,26 @@ fn gpu_kernels_conform() {
     conformance(|config| config.gpu_unsupported_part().is_none(), |model| Box::new(mdrun::gpu::GpuKernels::new(model).unwrap().expect("an adapter")));
 }
 
+#[test]
+fn gpu_kernels_conform_with_either_dense_tiling() {
+    // The dense layers in workgroup-memory tiles (what real GPUs get) and in register tiles
+    // (what lavapipe gets): the whole suite with the other one than this adapter's.
+    let Some(ctx) = common::gpu() else { return };
+    let other = match ctx.dense_tiles {
+        DenseTiles::Registers => DenseTiles::Workgroup,
+        DenseTiles::Workgroup => DenseTiles::Registers,
+    };
+    println!("dense layers in {other:?} tiles");
+    conformance(
+        |config| config.gpu_unsupported_part().is_none(),
+        move |model| {
+            let mut gpu = mdrun::gpu::GpuKernels::new(model).unwrap().expect("an adapter");
+            gpu.dense_tiles = Some(other);
+            Box::new(gpu)
+        },
+    );
+}
+
 
 #[test]
 fn gpu_kernels_conform_at_odd_sizes() {
@@ -222,6 +243,8 @@ fn gpu_kernels_conform_at_odd_sizes() {
     // the rest of its structure takes no messages, and the charge head's last layer has one
     // output (three of its tile's four are outside). The smallest F the kernels take (8; the
     // readout's F/2 = 4). Each against burn f64.
+    // In workgroup tiles (32 rows by 32 outputs from slices of 16 inputs; narrower layers keep
+    // register tiles), F = 40 leaves a partial tile across and a partial slice of inputs.
     if common::gpu().is_none() {
         return;
     }
@@ -237,11 +260,14 @@ fn gpu_kernels_conform_at_odd_sizes() {
     apart.kind = "four atoms and one apart".into();
     let structures = vec![lone, apart, acetamide()];
     let charges = Some(mdrun::ml::model::LongRange { charge_width: 1.0, charge_embedding: true, equilibration: false });
-    for (setting, long_range) in [("schnet", None), ("painn", None), ("schnet", charges.clone()), ("painn", charges)] {
-        let config = ModelConfig { features: 8, long_range: long_range.clone(), ..common::small_config(setting, None) };
-        let setting = format!("{setting}{}, F = 8", if long_range.is_some() { " + charges" } else { "" });
+    let cases = [("schnet", None), ("painn", None), ("schnet", charges.clone()), ("painn", charges)];
+    let tilings = [(DenseTiles::Registers, 8), (DenseTiles::Workgroup, 8), (DenseTiles::Workgroup, 40)];
+    for ((setting, long_range), (tiles, features)) in cases.iter().flat_map(|c| tilings.iter().map(move |t| (c, t))) {
+        let config = ModelConfig { features: *features, long_range: long_range.clone(), ..common::small_config(setting, None) };
+        let setting = format!("{setting}{}, F = {features}, {tiles:?} tiles", if long_range.is_some() { " + charges" } else { "" });
         let model = model(config);
         let mut gpu = mdrun::gpu::GpuKernels::new(&model).unwrap().expect("an adapter");
+        gpu.dense_tiles = Some(*tiles);
         let tol = tolerances(gpu.precision());
         let got = gpu.evaluate(&structures).unwrap();
         let reference = BurnModel { model: model.clone(), ctx: Ctx::cpu_inference(true), f64_precision: true }.evaluate(&structures).unwrap();

@@ -8,7 +8,7 @@ mod common;
 
 use common::{gpu, random_system};
 use mdrun::cell::Cell;
-use mdrun::gpu::{GpuContext, GpuPotential, GpuSimulation};
+use mdrun::gpu::{DenseTiles, GpuContext, GpuPotential, GpuSimulation};
 use mdrun::integrate::Integrator;
 use mdrun::ml::dataset::Structure;
 use mdrun::ml::graph::{Batch, GraphTensors};
@@ -51,9 +51,9 @@ fn on_gpu(ctx: GpuContext, model: &Model, system: System, integrator: Integrator
     on_gpu_with(ctx, model, system, integrator, timestep, false)
 }
 
-/// The same, with the filter tables in f16 if `half_tables`.
-fn on_gpu_with(ctx: GpuContext, model: &Model, system: System, integrator: Integrator, timestep: f64, half_tables: bool) -> GpuSimulation {
-    let potential = GpuPotential::Ml(Box::new(GpuModel {
+/// The test model as the GPU's potential, its filter tables in f16 if `half_tables`.
+fn ml_potential(model: &Model, half_tables: bool) -> GpuPotential {
+    GpuPotential::Ml(Box::new(GpuModel {
         inference: Inference::new(model).unwrap(),
         species_of_type: vec![0, 1, 2, 3],
         description: "test model".into(),
@@ -61,7 +61,12 @@ fn on_gpu_with(ctx: GpuContext, model: &Model, system: System, integrator: Integ
         range: TrainingRange::unlimited(4),
         total_charge: 0.0,
         half_tables,
-    }));
+    }))
+}
+
+/// `on_gpu`, with the filter tables in f16 if `half_tables`.
+fn on_gpu_with(ctx: GpuContext, model: &Model, system: System, integrator: Integrator, timestep: f64, half_tables: bool) -> GpuSimulation {
+    let potential = ml_potential(model, half_tables);
     GpuSimulation::new(ctx, system, potential, integrator, timestep, 0.5, 1e4, 0, None).unwrap()
 }
 
@@ -274,15 +279,7 @@ fn buffers_past_the_adapters_binding_limit_are_refused_with_the_reason() {
     let model = Model::new(config, Normalization { reference_energies: vec![0.0; 4], ..Default::default() }, 5, &Ctx::cpu_inference(true));
     let mut ctx = GpuContext::open(false).unwrap().unwrap();
     ctx.adapter.max_binding = 2 << 20;
-    let potential = GpuPotential::Ml(Box::new(GpuModel {
-        inference: Inference::new(&model).unwrap(),
-        species_of_type: vec![0, 1, 2, 3],
-        description: "test model".into(),
-        cautions: Vec::new(),
-        range: TrainingRange::unlimited(4),
-        total_charge: 0.0,
-        half_tables: false,
-    }));
+    let potential = ml_potential(&model, false);
     // A simple cubic lattice of 19³ atoms 2.2 Å apart, the four elements in turn.
     let mut system = random_system(4, Cell::orthorhombic(41.8, 41.8, 41.8).unwrap(), &["H", "C", "N", "O"], 1.1, 3);
     let sites: Vec<[f64; 3]> = (0..19 * 19 * 19).map(|k| [k % 19, (k / 19) % 19, k / 361].map(|c| 2.2 * c as f64 + 0.1)).collect();
@@ -314,15 +311,7 @@ fn an_mcgm_batch_of_more_chunks_than_a_grid_axis_holds_is_refused() {
     batch.extend((1..65535).map(|_| hydrogen(1, 4)));
     for (name, config) in settings().into_iter().filter(|(name, _)| *name == "schnet" || name.starts_with("schnet + MCGM hard")) {
         let model = test_model(config, &ctx);
-        let potential = GpuPotential::Ml(Box::new(GpuModel {
-            inference: Inference::new(&model).unwrap(),
-            species_of_type: vec![0, 1, 2, 3],
-            description: "test model".into(),
-            cautions: Vec::new(),
-            range: TrainingRange::unlimited(4),
-            total_charge: 0.0,
-            half_tables: false,
-        }));
+        let potential = ml_potential(&model, false);
         let built = GpuSimulation::new_batch(GpuContext::open(false).unwrap().unwrap(), batch.clone(), potential, 0.0005, 0.5, 1e4, 0, None);
         match (name, built) {
             ("schnet", Ok(mut sim)) => {
@@ -335,6 +324,36 @@ fn an_mcgm_batch_of_more_chunks_than_a_grid_axis_holds_is_refused() {
                 println!("{name}: {err}");
                 assert!(err.contains("pools up to 65,535 chunks of 64 atoms") && err.contains("this batch: 65536, from 65535 structures"), "{err}");
             }
+        }
+    }
+}
+
+#[test]
+fn both_dense_tilings_step_to_the_same_bits() {
+    // The dense layers in register tiles (ml_dense) and in workgroup-memory tiles
+    // (ml_dense_tiled) sum each output over its inputs in the same order. On lavapipe, 20 steps
+    // of the 160-atom gas reach the same bytes with every backbone setting (F = 32: every
+    // F-wide layer takes the workgroup tiles); a GPU's compiler may contract the two kernels'
+    // products differently, so there they agree within f32 rounding.
+    let Some(probe) = gpu() else { return };
+    let ctx = Ctx::cpu_inference(true);
+    for (name, config) in settings() {
+        let model = test_model(config, &ctx);
+        let trajectory = |tiles: DenseTiles| {
+            let mut gpu = GpuContext::open(false).unwrap().unwrap();
+            gpu.dense_tiles = tiles;
+            let mut sim = on_gpu(gpu, &model, gas(160, 7), Integrator::VelocityVerlet, 0.0005);
+            sim.advance(20, true).unwrap();
+            let s = sim.system().unwrap().clone();
+            (s.positions, s.velocities)
+        };
+        let (registers, workgroup) = (trajectory(DenseTiles::Registers), trajectory(DenseTiles::Workgroup));
+        if probe.adapter.hardware {
+            let dx = max_abs(registers.0.iter().flatten().zip(workgroup.0.iter().flatten()).map(|(a, b)| a - b));
+            println!("{name}: positions after 20 steps differ by {dx:.1e} Å");
+            assert!(dx < 1e-5, "{name}: the tilings part by {dx:e} Å");
+        } else {
+            assert!(registers == workgroup, "{name}: the tilings reach other bits");
         }
     }
 }

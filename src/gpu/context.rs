@@ -119,11 +119,41 @@ fn rank(info: &wgpu::AdapterInfo) -> u8 {
     kind * 2 + api
 }
 
+/// How the model's dense layers run (shaders/ml.wgsl). Both give the same sums in the same
+/// order; which is faster depends on the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DenseTiles {
+    /// A 4 x 4 tile of rows by outputs per thread, read from the buffers (`ml_dense`): no
+    /// barriers, which a CPU rasteriser such as lavapipe pays dearly for.
+    Registers,
+    /// The same per thread, from 32 x 32 tiles a workgroup loads into workgroup memory
+    /// (`ml_dense_tiled`): fewer loads from memory, the usual shape on a GPU.
+    Workgroup,
+}
+
+impl DenseTiles {
+    /// Workgroup tiles on real GPUs, register tiles on software adapters; MDRUN_GPU_DENSE
+    /// (`registers` or `workgroup`) chooses instead (the device check runs both).
+    fn for_adapter(adapter: &AdapterDescription) -> Result<DenseTiles, GpuError> {
+        match std::env::var("MDRUN_GPU_DENSE").as_deref() {
+            Err(_) => Ok(if adapter.hardware { DenseTiles::Workgroup } else { DenseTiles::Registers }),
+            Ok("registers") => Ok(DenseTiles::Registers),
+            Ok("workgroup") => Ok(DenseTiles::Workgroup),
+            Ok(other) => Err(GpuError::Device {
+                adapter: adapter.to_string(),
+                message: format!("MDRUN_GPU_DENSE is `{other}`; expected `registers` or `workgroup`"),
+            }),
+        }
+    }
+}
+
 /// A device and its queue on the best adapter.
 pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub adapter: AdapterDescription,
+    /// How the model's dense layers run.
+    pub dense_tiles: DenseTiles,
     /// Timestamp queries inside compute passes are enabled (per-kernel profiling).
     pub timestamps: bool,
     lost: Arc<Mutex<Option<String>>>,
@@ -163,6 +193,7 @@ impl GpuContext {
         if hardware_only && !description.hardware {
             return Ok(None);
         }
+        let dense_tiles = DenseTiles::for_adapter(&description)?;
         // Ask for everything the adapter offers: large systems need big storage buffers.
         let limits = adapter.limits();
         let timestamp_features =
@@ -203,6 +234,7 @@ impl GpuContext {
             device,
             queue,
             adapter: description,
+            dense_tiles,
             timestamps,
             lost,
             uncaptured,

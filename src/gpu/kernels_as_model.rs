@@ -3,7 +3,7 @@
 //! MCGM's hierarchy has one shape per batch, and the model one total charge), and the model is
 //! evaluated once, by the very kernels and buffers that the MD step uses, then read back.
 
-use crate::gpu::{GpuContext, GpuPotential, GpuSimulation};
+use crate::gpu::{DenseTiles, GpuContext, GpuPotential, GpuSimulation};
 use crate::integrate::Integrator;
 use crate::ml::dataset::Structure;
 use crate::ml::implementation::{Evaluation, ModelImplementation, Precision, per_structure};
@@ -19,6 +19,8 @@ pub struct GpuKernels {
     /// Learned charges by particle-mesh Ewald (true) or the sum over k-vectors (false); None: by
     /// the system's size (`Coulomb::mesh`).
     pub ewald_mesh: Option<bool>,
+    /// The dense layers' tiles; None: the adapter's (`DenseTiles::for_adapter`).
+    pub dense_tiles: Option<DenseTiles>,
 }
 
 impl GpuKernels {
@@ -28,7 +30,7 @@ impl GpuKernels {
             return Err(format!("the GPU kernels do not evaluate {part}"));
         }
         let Some(ctx) = GpuContext::open(false).map_err(|e| e.to_string())? else { return Ok(None) };
-        Ok(Some(GpuKernels { model: model.clone(), adapter: ctx.adapter.name.clone(), ewald_mesh: None }))
+        Ok(Some(GpuKernels { model: model.clone(), adapter: ctx.adapter.name.clone(), ewald_mesh: None, dense_tiles: None }))
     }
 
     /// The structures as systems whose species are the model's, in its order.
@@ -53,7 +55,10 @@ impl GpuKernels {
     }
 
     fn evaluate_batch(&self, structures: &[Structure]) -> Result<Vec<Evaluation>, String> {
-        let ctx = GpuContext::open(false).map_err(|e| e.to_string())?.ok_or("wgpu found no adapter")?;
+        let mut ctx = GpuContext::open(false).map_err(|e| e.to_string())?.ok_or("wgpu found no adapter")?;
+        if let Some(tiles) = self.dense_tiles {
+            ctx.dense_tiles = tiles;
+        }
         let mut inference = Inference::new(&self.model)?;
         inference.record_layers = true;
         if let Some(charges) = inference.charges.as_mut() {

@@ -9,7 +9,7 @@ pub mod md;
 pub mod ml;
 pub mod shared;
 
-pub use context::{AdapterDescription, GpuContext, GpuError, list_adapters};
+pub use context::{AdapterDescription, DenseTiles, GpuContext, GpuError, list_adapters};
 pub use md::{GpuPotential, GpuSimulation};
 pub use kernels_as_model::GpuKernels;
 pub use shared::{GpuSlot, SharedGpuBatch};

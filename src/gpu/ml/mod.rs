@@ -9,7 +9,7 @@
 //! the weights out in one buffer, allocates the activations for n atoms and records the list of
 //! operations (a kernel, its uniform block, its buffers, its grid) that one evaluation runs.
 
-use super::context::{GpuContext, GpuError, block_on};
+use super::context::{DenseTiles, GpuContext, GpuError, block_on};
 use super::kernels::Kernels;
 use super::layout::{MAX_TYPES, dims};
 use crate::ml::inference::{Inference, Interaction};
@@ -166,8 +166,8 @@ struct OpSpec {
     label: &'static str,
 }
 
-const ENTRIES: [&str; 37] = [
-    "ml_edges", "ml_dense", "ml_embed", "ml_copy", "ml_message", "ml_message_backward", "ml_energy", "ml_finish",
+const ENTRIES: [&str; 38] = [
+    "ml_edges", "ml_dense", "ml_dense_tiled", "ml_embed", "ml_copy", "ml_message", "ml_message_backward", "ml_energy", "ml_finish",
     "ml_pool", "ml_pool_finish", "ml_kmeans", "ml_hierarchy", "ml_disseminate", "ml_hierarchy_backward",
     "ml_cluster_layers", "ml_soft_weights", "ml_soft_gw", "ml_soft_gsum", "ml_mcgm_atoms",
     "ml_painn_message", "ml_painn_norm", "ml_painn_update", "ml_painn_gs", "ml_painn_guv", "ml_painn_message_backward",
@@ -312,12 +312,19 @@ impl Builder<'_> {
     #[allow(clippy::too_many_arguments)]
     fn dense(&mut self, l: LinearAt, transpose: bool, rows: usize, input: (usize, u32), output: (usize, u32), aux: Option<(usize, u32)>, mode: u32, weights: usize) {
         let (inputs, outputs, w, bias) = if transpose { (l.outputs, l.inputs, l.wt, NONE) } else { (l.inputs, l.outputs, l.w, l.bias) };
-        // One thread per tile of 4 rows by 4 outputs (TILE_ROWS, TILE_OUTS in ml.wgsl).
-        let grid = dims(rows.div_ceil(4) as u64 * outputs.div_ceil(4) as u64);
+        // One thread per tile of 4 rows by 4 outputs (TILE_ROWS, TILE_OUTS in ml.wgsl); with
+        // workgroup tiles, a workgroup of 64 per 32 x 32. A layer of fewer than 32 outputs (the
+        // charge head's last) keeps register tiles: most of a 32-wide tile would idle.
+        let tiled = self.ctx.dense_tiles == DenseTiles::Workgroup && outputs >= 32;
+        let (kernel, grid) = if tiled {
+            ("ml_dense_tiled", dims(64 * rows.div_ceil(32) as u64 * outputs.div_ceil(32) as u64))
+        } else {
+            ("ml_dense", dims(rows.div_ceil(4) as u64 * outputs.div_ceil(4) as u64))
+        };
         let aux_buffer = aux.map(|a| a.0);
         let stage = self.stage;
         self.op(
-            "ml_dense",
+            kernel,
             stage,
             grid,
             [Some(input.0), Some(output.0), aux_buffer, None, None, None],
