@@ -545,13 +545,20 @@ fn ml_painn_update(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 // The update's backward, first half: B = dL/d(s1, s2, s3) = [g_q, Σ_k g_μ U, g_q <U, V>].
-// A = g_q, C = g_μ, D = U | V, E = |V| | <U,V> | s.
+// A = g_q, C = g_μ, D = U | V, E = |V| | <U,V> | s. With O.mode == 1, g_μ is first taken from
+// where the later block's message backward left it (G at 3NF) into C: one copy dispatch fewer
+// a block.
 @compute @workgroup_size(64)
 fn ml_painn_gs(@builtin(global_invocation_id) gid: vec3<u32>) {
     let l = painn_lane(gid);
     if (l.e >= l.nf) { return; }
     let f = O.features;
     let a = l.a;
+    if (O.mode == 1u) {
+        for (var k = 0u; k < 3u; k++) {
+            C[a + k * f] = G[3u * l.nf + a + k * f];
+        }
+    }
     let g = A[l.e];
     B[a] = g;
     B[a + f] = C[a] * D[a] + C[a + f] * D[a + f] + C[a + 2u * f] * D[a + 2u * f];

@@ -243,8 +243,11 @@ pub(super) fn record(
             }
             InteractionAt::Painn { phi1, phi2, vec_u, vec_v, upd1, upd2 } => {
                 // The update: dL/ds, through the MLP to dL/d[q, |V|], then dL/dU, dL/dV, dL/dμ.
+                // A later block's message backward left dL/dμ in `wider` at 3NF: ml_painn_gs
+                // takes it into g_mu (the last block's starts at zero, from ml_embed).
                 let grid = b.elements(nf);
-                b.op("ml_painn_gs", BACKWARD, grid, [Some(g_x), Some(wide), Some(g_mu), Some(uvs[t]), Some(nds[t]), None], weights, None, &[]);
+                let later = t + 1 < blocks.len();
+                b.op("ml_painn_gs", BACKWARD, grid, [Some(g_x), Some(wide), Some(g_mu), Some(uvs[t]), Some(nds[t]), Some(wider)], weights, None, &[(word::MODE, later as u32)]);
                 b.dense(upd2, true, n, (wide, 0), (s1, 0), Some((upd_slopes[t], 0)), 3, weights);
                 b.dense(upd1, true, n, (s1, 0), (wide, 0), None, 0, weights);
                 b.op("ml_painn_guv", BACKWARD, grid, [Some(wide), Some(g_x), Some(g_mu), Some(uvs[t]), Some(nds[t]), Some(wider)], weights, None, &[]);
@@ -254,8 +257,6 @@ pub(super) fn record(
                 b.op("ml_painn_message_backward", BACKWARD, rows, [Some(phis[t]), Some(g_x), Some(mu_ins[t]), Some(acc), Some(g_mu), Some(wider)], weights, edges, &table);
                 b.dense(phi2, true, n, (wider, 0), (s1, 0), Some((slopes[t], 0)), 3, weights);
                 b.dense(phi1, true, n, (s1, 0), (g_x, 0), None, 1, weights);
-                let grid = b.elements(3 * nf);
-                b.op("ml_copy", BACKWARD, grid, [Some(wider), Some(g_mu), None, None, None, None], weights, None, &[(word::ROWS, 3 * n as u32), (word::OFF_A, 3 * nf as u32)]);
             }
         }
     }
