@@ -114,6 +114,11 @@ fn ml_dense(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc[2] += A[a[2] + k] * wk;
         acc[3] += A[a[3] + k] * wk;
     }
+    dense_tile_out(r0, o0, acc);
+}
+
+// A thread's tile of rows r0.. by outputs o0.., the values inside the layer's edges.
+fn dense_tile_out(r0: u32, o0: u32, acc: array<vec4<f32>, 4>) {
     for (var t = 0u; t < TILE_ROWS; t++) {
         for (var c = 0u; c < TILE_OUTS; c++) {
             let r = r0 + t;
@@ -173,15 +178,7 @@ fn ml_dense_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         }
         workgroupBarrier();
     }
-    for (var t = 0u; t < TILE_ROWS; t++) {
-        for (var c = 0u; c < TILE_OUTS; c++) {
-            let r = r0 + 4u * ty + t;
-            let o = o0 + 4u * tx + c;
-            if (r < O.rows && o < O.outputs) {
-                dense_out(r * O.outputs + o, o, acc[t][c]);
-            }
-        }
-    }
+    dense_tile_out(r0 + 4u * ty, o0 + 4u * tx, acc);
 }
 
 // Bias and the mode's output of one value e = r * outputs + o.
